@@ -1,0 +1,1 @@
+"""The directory's rules, as pure functions without I/O (table-tested)."""

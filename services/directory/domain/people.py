@@ -1,0 +1,198 @@
+"""Rules for people in the directory: identifiers, birth dates, care orders and
+parental responsibility.
+
+These are what the consent service later reads to decide who may consent for a child, so
+they are checked strictly here: a wrong fødselsnummer links a child's data to the wrong
+person, a birth date that contradicts the number makes every age rule unreliable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.codes import (
+    CARE_ORDER_CODE,
+    CONTACT_RELATIONSHIP_SYSTEM,
+    PARENTAL_RESPONSIBILITY_CODES,
+    PARENTAL_RESPONSIBILITY_SYSTEM,
+)
+from shared.fhir.errors import FhirError, Issue, error
+from shared.identifiers import (
+    PERSON_SYSTEMS,
+    InvalidIdentifier,
+    PersonNumber,
+    PersonNumberKind,
+    validate_identifier,
+)
+
+
+def check_identifiers(
+    resource: dict[str, Any], *, enforce_orgnr_check_digit: bool = True
+) -> list[PersonNumber]:
+    """Validate every identifier with a Norwegian system; return the person numbers."""
+    resource_type = resource.get("resourceType", "Resource")
+    problems: list[Issue] = []
+    numbers: list[PersonNumber] = []
+    for index, identifier in enumerate(resource.get("identifier") or []):
+        system, value = identifier.get("system"), identifier.get("value")
+        if not isinstance(system, str) or not isinstance(value, str):
+            continue
+        try:
+            number = validate_identifier(
+                system, value, enforce_orgnr_check_digit=enforce_orgnr_check_digit
+            )
+        except InvalidIdentifier as exc:
+            problems.append(
+                Issue(
+                    "value",
+                    f"Invalid identifier {value} ({system}): {exc.reason}",
+                    expression=(f"{resource_type}.identifier[{index}].value",),
+                )
+            )
+            continue
+        if number is not None:
+            numbers.append(number)
+    if problems:
+        raise FhirError(422, problems)
+    return numbers
+
+
+def reconcile_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -> None:
+    """Fill in or check Patient.birthDate against a number whose date is reliable.
+
+    Only a classic-rule fødselsnummer (or synthetic number) carries a reliable birth date;
+    a D-nummer, an H-nummer or a number under the 2032 rule never sets or contradicts it.
+    """
+    for number in numbers:
+        if number.birth_date is None:
+            continue
+        derived = number.birth_date.isoformat()
+        given = patient.get("birthDate")
+        if given is None:
+            patient["birthDate"] = derived
+        elif given != derived and not derived.startswith(given):
+            raise error(
+                422,
+                "business-rule",
+                f"birthDate {given} contradicts fødselsnummer {number.value},"
+                f" which gives {derived}",
+                "Patient.birthDate",
+            )
+
+
+def person_keys(numbers: list[PersonNumber], system_of: dict[str, str]) -> list[tuple[str, str]]:
+    """Unique business keys: one Patient per fødselsnummer, D-nummer or hjelpenummer."""
+    return [("person-number", f"{system_of[n.value]}|{n.value}") for n in numbers]
+
+
+def person_number_systems(resource: dict[str, Any]) -> dict[str, str]:
+    return {
+        i["value"]: i["system"]
+        for i in resource.get("identifier") or []
+        if i.get("system") in PERSON_SYSTEMS and isinstance(i.get("value"), str)
+    }
+
+
+def is_d_number(number: PersonNumber) -> bool:
+    return number.kind is PersonNumberKind.D_NUMMER
+
+
+@dataclass(frozen=True)
+class CareOrder:
+    """A barnevernstjeneste has taken over care (omsorgsovertakelse) for a period."""
+
+    organization: str
+    start: str
+    end: str | None
+
+    def as_data(self) -> dict[str, Any]:
+        return {"organization": self.organization, "start": self.start, "end": self.end}
+
+
+def _is_care_order(contact: dict[str, Any]) -> bool:
+    return any(
+        coding.get("system") == CONTACT_RELATIONSHIP_SYSTEM
+        and coding.get("code") == CARE_ORDER_CODE
+        for relationship in contact.get("relationship") or []
+        for coding in relationship.get("coding") or []
+    )
+
+
+def care_orders(patient: dict[str, Any] | None) -> list[CareOrder]:
+    """The care orders recorded on a Patient (as `Patient.contact` entries)."""
+    orders = []
+    for contact in (patient or {}).get("contact") or []:
+        if not _is_care_order(contact):
+            continue
+        organization = (contact.get("organization") or {}).get("reference")
+        period = contact.get("period") or {}
+        orders.append(CareOrder(str(organization), str(period.get("start")), period.get("end")))
+    return orders
+
+
+def check_care_orders(patient: dict[str, Any]) -> None:
+    """A care order names the barnevernstjeneste holding it and when it started."""
+    problems = []
+    for index, contact in enumerate(patient.get("contact") or []):
+        if not _is_care_order(contact):
+            continue
+        where = f"Patient.contact[{index}]"
+        if not (contact.get("organization") or {}).get("reference"):
+            problems.append(
+                Issue(
+                    "required",
+                    "A care order must name the barnevernstjeneste holding it"
+                    " (contact.organization.reference)",
+                    expression=(f"{where}.organization",),
+                )
+            )
+        if not (contact.get("period") or {}).get("start"):
+            problems.append(
+                Issue(
+                    "required",
+                    "A care order must have a start date (contact.period.start)",
+                    expression=(f"{where}.period.start",),
+                )
+            )
+    if problems:
+        raise FhirError(422, problems)
+
+
+def care_order_changes(
+    before: dict[str, Any] | None, after: dict[str, Any] | None
+) -> list[tuple[str, CareOrder]]:
+    """Care orders that started or ended between two versions of a Patient."""
+    old = {(o.organization, o.start): o for o in care_orders(before)}
+    new = {(o.organization, o.start): o for o in care_orders(after)}
+    changes: list[tuple[str, CareOrder]] = []
+    for key, order in new.items():
+        previous = old.get(key)
+        if order.end is None and (previous is None or previous.end is not None):
+            changes.append(("care-order-started", order))
+        elif order.end is not None and (previous is None or previous.end is None):
+            changes.append(("care-order-ended", order))
+    changes.extend(("care-order-ended", o) for key, o in old.items() if key not in new)
+    return changes
+
+
+def parental_responsibility(related_person: dict[str, Any] | None) -> list[str]:
+    """The no-basis parental-responsibility codes on a RelatedPerson."""
+    return sorted(
+        coding["code"]
+        for relationship in (related_person or {}).get("relationship") or []
+        for coding in relationship.get("coding") or []
+        if coding.get("system") == PARENTAL_RESPONSIBILITY_SYSTEM and "code" in coding
+    )
+
+
+def check_parental_responsibility(related_person: dict[str, Any]) -> None:
+    unknown = set(parental_responsibility(related_person)) - PARENTAL_RESPONSIBILITY_CODES
+    if unknown:
+        raise error(
+            422,
+            "code-invalid",
+            f"Unknown parental-responsibility code(s) {sorted(unknown)}; expected one of"
+            f" {sorted(PARENTAL_RESPONSIBILITY_CODES)}",
+            "RelatedPerson.relationship",
+        )

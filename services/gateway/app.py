@@ -1,0 +1,289 @@
+"""The HTTP side of the gateway: FHIR REST URLs, authentication, errors as
+OperationOutcomes, and forwarding to services.
+
+Request path: error middleware (every failure becomes an OperationOutcome with the right
+status) → tracing span → authentication (bearer JWT, then SMART scope per interaction)
+→ routing to the owning service over NATS. No FHIR resource is parsed here except Bundles.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from typing import Any
+
+import orjson
+from aiohttp import web
+from nats.aio.client import Client as NATS
+from opentelemetry import trace
+
+from services.gateway.bundles import run_batch, run_transaction
+from services.gateway.forwarding import Forwarder
+from services.gateway.registry import ServiceRegistry
+from shared.auth.scopes import authorize
+from shared.auth.tokens import TokenVerifier, unauthorized
+from shared.config import Settings
+from shared.fhir.capability import capability_statement
+from shared.fhir.errors import FhirError, Issue, error, operation_outcome_bytes
+from shared.fhir.resources import is_resource_type, parse_json
+from shared.transport.service_host import FHIR_JSON
+from shared.transport.wire import Caller, FhirRequest, FhirResponse, Interaction, request_subject
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("barnebro.gateway")
+
+CALLER_KEY = web.RequestKey("caller", Caller)
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
+OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz"})
+JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
+
+
+def fhir_response(response: FhirResponse) -> web.Response:
+    return web.Response(status=response.status, headers=response.headers, body=response.body)
+
+
+def outcome_response(exc: FhirError) -> web.Response:
+    return web.Response(
+        status=exc.status,
+        headers={"Content-Type": FHIR_JSON, **exc.headers},
+        body=operation_outcome_bytes(exc.issues),
+    )
+
+
+class Gateway:
+    """Routes FHIR requests to the services that own their resource types."""
+
+    def __init__(self, settings: Settings, nc: NATS, verifier: TokenVerifier) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.verifier = verifier
+        self.registry = ServiceRegistry(nc, settings.registry_bucket, settings.event_replicas)
+        self.forwarder = Forwarder(nc, settings.request_timeout)
+
+    def base_url(self, request: web.Request) -> str:
+        if self.settings.public_base_url:
+            return self.settings.public_base_url.rstrip("/")
+        return f"{request.scheme}://{request.host}/fhir"
+
+    async def owner_subject(self, resource_type: str) -> str:
+        if not is_resource_type(resource_type):
+            raise error(404, "not-supported", f"{resource_type!r} is not a FHIR resource type")
+        if await self.registry.owner(resource_type) is None:
+            raise error(404, "not-supported", f"{resource_type} is not supported by this server")
+        return request_subject(self.settings.nats_prefix, resource_type)
+
+    async def dispatch(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Check the caller's scope and send one interaction to its service."""
+        resource_type = request.resource_type or ""
+        subject = await self.owner_subject(resource_type)
+        authorize(request.caller, resource_type, request.interaction)
+        return await self.forwarder.send(subject, request, body)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    with tracer.start_as_current_span(
+        f"{request.method} {request.path}",
+        kind=trace.SpanKind.SERVER,
+        attributes={"http.request.method": request.method, "url.path": request.path},
+    ) as span:
+        try:
+            response = await handler(request)
+        except FhirError as exc:
+            response = outcome_response(exc)
+        except web.HTTPRequestEntityTooLarge as exc:
+            response = outcome_response(
+                error(413, "too-costly", f"The request body is too large: {exc.text}")
+            )
+        except web.HTTPException as exc:
+            code = "not-found" if exc.status == 404 else "not-supported"
+            response = outcome_response(error(exc.status, code, exc.reason or "HTTP error"))
+        except Exception:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            log.exception("internal error on %s %s", request.method, request.path)
+            response = outcome_response(
+                FhirError(500, [Issue("exception", f"Internal error; trace id {trace_id}")])
+            )
+        span.set_attribute("http.response.status_code", response.status)
+        return response
+
+
+@web.middleware
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    if request.path in OPEN_PATHS:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("A bearer token is required (Authorization: Bearer <JWT>)")
+    gateway = request.app[GATEWAY_KEY]
+    request[CALLER_KEY] = await gateway.verifier.verify(token.strip())
+    return await handler(request)
+
+
+async def read_body(request: web.Request) -> bytes:
+    content_type = request.content_type
+    if request.can_read_body and content_type not in JSON_TYPES:
+        raise error(
+            415, "not-supported", f"Content-Type {content_type} is not supported; use {FHIR_JSON}"
+        )
+    return await request.read()
+
+
+def prefer(request: web.Request) -> tuple[str | None, bool]:
+    """The `return=` preference and whether `handling=lenient` was asked for."""
+    returned, lenient = None, False
+    for part in request.headers.get("Prefer", "").split(","):
+        key, _, value = part.strip().partition("=")
+        if key == "return" and value in ("minimal", "representation", "OperationOutcome"):
+            returned = value
+        elif key == "handling":
+            lenient = value == "lenient"
+    return returned, lenient
+
+
+def build_request(
+    request: web.Request,
+    interaction: Interaction,
+    *,
+    resource_type: str,
+    res_id: str | None = None,
+    version_id: str | None = None,
+    params: list[tuple[str, str]] | None = None,
+) -> FhirRequest:
+    returned, lenient = prefer(request)
+    return FhirRequest(
+        interaction=interaction,
+        resource_type=resource_type,
+        id=res_id,
+        version=version_id,
+        params=params if params is not None else list(request.query.items()),
+        if_match=request.headers.get("If-Match"),
+        if_none_exist=request.headers.get("If-None-Exist"),
+        prefer_return=returned,
+        lenient=lenient,
+        base_url=request.app[GATEWAY_KEY].base_url(request),
+        caller=request[CALLER_KEY],
+    )
+
+
+async def _forward(
+    request: web.Request,
+    interaction: Interaction,
+    body: bytes = b"",
+    **kwargs: Any,
+) -> web.Response:
+    fhir_request = build_request(request, interaction, **kwargs)
+    return fhir_response(await request.app[GATEWAY_KEY].dispatch(fhir_request, body))
+
+
+async def metadata(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    await gateway.registry.refresh()
+    statement = capability_statement(
+        list(gateway.registry.fragments.values()),
+        software_version=version("barnebro"),
+        base_url=gateway.base_url(request),
+    )
+    return web.Response(body=orjson.dumps(statement), headers={"Content-Type": FHIR_JSON})
+
+
+async def health(request: web.Request) -> web.Response:
+    connected = request.app[GATEWAY_KEY].nc.is_connected
+    return web.json_response({"nats": connected}, status=200 if connected else 503)
+
+
+async def type_level(request: web.Request) -> web.Response:
+    resource_type = request.match_info["type"]
+    if request.method == "GET":
+        return await _forward(request, "search", resource_type=resource_type)
+    return await _forward(request, "create", await read_body(request), resource_type=resource_type)
+
+
+async def search_post(request: web.Request) -> web.Response:
+    resource_type = request.match_info["type"]
+    form = await request.post()
+    params = [*request.query.items(), *((k, str(v)) for k, v in form.items())]
+    return await _forward(request, "search", resource_type=resource_type, params=params)
+
+
+async def type_history(request: web.Request) -> web.Response:
+    return await _forward(request, "history-type", resource_type=request.match_info["type"])
+
+
+async def validate(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    return await _forward(request, "validate", body, resource_type=request.match_info["type"])
+
+
+async def instance(request: web.Request) -> web.Response:
+    resource_type, res_id = request.match_info["type"], request.match_info["id"]
+    if request.method == "GET":
+        return await _forward(request, "read", resource_type=resource_type, res_id=res_id)
+    if request.method == "DELETE":
+        return await _forward(request, "delete", resource_type=resource_type, res_id=res_id)
+    body = await read_body(request)
+    return await _forward(request, "update", body, resource_type=resource_type, res_id=res_id)
+
+
+async def instance_history(request: web.Request) -> web.Response:
+    return await _forward(
+        request,
+        "history-instance",
+        resource_type=request.match_info["type"],
+        res_id=request.match_info["id"],
+    )
+
+
+async def vread(request: web.Request) -> web.Response:
+    return await _forward(
+        request,
+        "vread",
+        resource_type=request.match_info["type"],
+        res_id=request.match_info["id"],
+        version_id=request.match_info["vid"],
+    )
+
+
+async def system_level(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    bundle = parse_json(await read_body(request))
+    base = build_request(request, "transaction", resource_type="Bundle")
+    if bundle.get("resourceType") != "Bundle":
+        raise error(400, "invalid", "POST to the base URL takes a batch or transaction Bundle")
+    if bundle.get("type") == "batch":
+        result = await run_batch(gateway, base, bundle)
+    elif bundle.get("type") == "transaction":
+        result = await run_transaction(gateway, base, bundle)
+    else:
+        raise error(400, "invalid", "Bundle.type must be batch or transaction", "Bundle.type")
+    return fhir_response(result)
+
+
+def create_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=gateway.settings.max_body_bytes,
+    )
+    app[GATEWAY_KEY] = gateway
+    routes = app.router
+    routes.add_get("/healthz", health)
+    routes.add_get("/fhir/metadata", metadata)
+    routes.add_post("/fhir", system_level)
+    routes.add_post("/fhir/", system_level)
+    routes.add_get("/fhir/{type}", type_level)
+    routes.add_post("/fhir/{type}", type_level)
+    routes.add_post("/fhir/{type}/_search", search_post)
+    routes.add_get("/fhir/{type}/_history", type_history)
+    routes.add_post("/fhir/{type}/$validate", validate)
+    routes.add_get("/fhir/{type}/{id}", instance)
+    routes.add_put("/fhir/{type}/{id}", instance)
+    routes.add_delete("/fhir/{type}/{id}", instance)
+    routes.add_get("/fhir/{type}/{id}/_history", instance_history)
+    routes.add_get("/fhir/{type}/{id}/_history/{vid}", vread)
+    return app

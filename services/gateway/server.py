@@ -1,0 +1,48 @@
+"""Starting and stopping the gateway process: NATS, the registry, the HTTP listener."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from services.gateway.app import Gateway, create_app
+from shared.auth.tokens import TokenVerifier
+from shared.config import Settings
+from shared.transport.nats_connection import connect
+
+log = logging.getLogger(__name__)
+
+
+class GatewayServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.nc: NATS | None = None
+        self.gateway: Gateway | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        verifier = TokenVerifier(
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            jwks_url=settings.jwks_url,
+            jwks_file=settings.jwks_file,
+        )
+        self.nc = await connect(settings, "barnebro-gateway")
+        self.gateway = Gateway(settings, self.nc, verifier)
+        await self.gateway.registry.start()
+        self._runner = web.AppRunner(create_app(self.gateway), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
+        await site.start()
+        log.info("gateway listening on %s:%s", settings.http_host, settings.http_port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.gateway is not None:
+            await self.gateway.registry.stop()
+        if self.nc is not None:
+            await self.nc.drain()

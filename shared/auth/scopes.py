@@ -1,0 +1,57 @@
+"""SMART on FHIR system scopes and what each FHIR interaction needs.
+
+SMART v2 scopes (`system/Patient.cruds`, `system/*.rs`) and the v1 forms
+(`system/Patient.read`, `system/*.write`, `system/*.*`) are both understood.
+"""
+
+from __future__ import annotations
+
+import re
+
+from shared.fhir.errors import error
+from shared.transport.wire import Caller
+
+INTERACTION_PERMISSION = {
+    "read": "r",
+    "vread": "r",
+    "history-instance": "r",
+    "history-type": "s",
+    "search": "s",
+    "create": "c",
+    "update": "u",
+    "delete": "d",
+    "validate": "r",
+}
+V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
+ALL_SYSTEM_SCOPES = "system/*.cruds"
+
+_SCOPE = re.compile(r"system/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|c?r?u?d?s?)(\?.*)?")
+
+
+def granted(scopes: list[str], resource_type: str, permission: str) -> bool:
+    """Whether the scopes allow `permission` (one of c, r, u, d, s) on `resource_type`."""
+    for scope in scopes:
+        match = _SCOPE.fullmatch(scope)
+        if match is None:
+            continue
+        scope_type, letters, _ = match.groups()
+        if scope_type not in ("*", resource_type):
+            continue
+        if permission in V1_PERMISSIONS.get(letters, letters):
+            return True
+    return False
+
+
+def required_scope(resource_type: str, interaction: str) -> str:
+    return f"system/{resource_type}.{INTERACTION_PERMISSION.get(interaction, 'r')}"
+
+
+def authorize(caller: Caller, resource_type: str, interaction: str) -> None:
+    """Refuse (403) an interaction the caller's scopes do not cover."""
+    needed = required_scope(resource_type, interaction)
+    if not granted(caller.scopes, resource_type, needed.rsplit(".", 1)[1]):
+        raise error(
+            403,
+            "forbidden",
+            f"The token's scopes do not allow this: {needed} (or a broader scope) is needed",
+        )

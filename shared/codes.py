@@ -1,0 +1,62 @@
+"""The project's own code systems and the Norwegian ones every service refers to.
+
+Organisation kinds (DOMAIN §2) are used in tokens, in `Organization.type` and in access
+rules; the care-order relationship marks a barnevernstjeneste that has taken over care.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+CODE_SYSTEM_BASE = "https://fhir.barnebro.no/CodeSystem"
+ORGANISATION_KIND_SYSTEM = f"{CODE_SYSTEM_BASE}/organisation-kind"
+CONTACT_RELATIONSHIP_SYSTEM = f"{CODE_SYSTEM_BASE}/contact-relationship"
+CARE_ORDER_CODE = "omsorgsovertakelse"
+PARENTAL_RESPONSIBILITY_SYSTEM = "http://hl7.no/fhir/CodeSystem/no-basis-parental-responsibility"
+PARENTAL_RESPONSIBILITY_CODES = frozenset({"felles", "mor", "far", "medmor", "andre", "ukjent"})
+MUNICIPALITY_EXTENSION = "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode"
+NO_BASIS_PROFILE = "http://hl7.no/fhir/StructureDefinition/no-basis-{}"
+
+
+class OrganisationKind(StrEnum):
+    """Kinds of organisation taking part in a child's care (DOMAIN §2)."""
+
+    FASTLEGE = "fastlege"
+    BUP = "bup"
+    BUPA = "bupa"
+    DPS = "dps"
+    BARNEVERNSTJENESTE = "barnevernstjeneste"
+    BARNEVERNINSTITUSJON = "barneverninstitusjon"
+    BUFETAT = "bufetat"
+    KOMMUNE_HELSE = "kommune-helse"
+    LEGEVAKT = "legevakt"
+    SKOLE = "skole"
+    BARNEHAGE = "barnehage"
+    PPT = "ppt"
+    NAV = "nav"
+
+
+ORGANISATION_KINDS = frozenset(kind.value for kind in OrganisationKind)
+
+
+ROLE_SYSTEM = f"{CODE_SYSTEM_BASE}/care-role"
+ROLES = frozenset(
+    {
+        "koordinator",
+        "barnekoordinator",
+        "forlopskoordinator-kommune",
+        "forlopskoordinator-bup",
+        "helseansvarlig",
+        "regionalt-helseansvarlig",
+        "barnevernansvarlig",
+        "kontaktlege",
+        "fastlege",
+        "behandler",
+        "hovedkontakt",
+        "tillitsperson",
+        "saksbehandler",
+        "forelder",
+        "pasient",
+    }
+)
+"""Roles of people in a child's care (DOMAIN §2)."""

@@ -1,0 +1,96 @@
+"""Configuration of every barnebro process, read from environment variables.
+
+One settings class serves the gateway and all services so that an operator has a single
+list of variables to learn (see the README's configuration table). `barnebro up` fills the
+same variables for its child processes, so the embedded stack and production read
+configuration the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All configuration, with the environment variable that sets each field."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(
+        Path("barnebro-data"), validation_alias=AliasChoices("BARNEBRO_DATA_DIR")
+    )
+    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias=AliasChoices("NATS_URL"))
+    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL"))
+    db_schema_prefix: str = Field(
+        "barnebro", validation_alias=AliasChoices("BARNEBRO_DB_SCHEMA_PREFIX")
+    )
+    db_pool_size: int = Field(10, ge=1, validation_alias=AliasChoices("BARNEBRO_DB_POOL_SIZE"))
+    nats_prefix: str = Field("barnebro", validation_alias=AliasChoices("BARNEBRO_NATS_PREFIX"))
+    event_replicas: int = Field(
+        1, ge=1, le=5, validation_alias=AliasChoices("BARNEBRO_EVENT_REPLICAS")
+    )
+    http_host: str = Field("127.0.0.1", validation_alias=AliasChoices("BARNEBRO_HTTP_HOST"))
+    http_port: int = Field(8080, validation_alias=AliasChoices("BARNEBRO_HTTP_PORT"))
+    public_base_url: str = Field("", validation_alias=AliasChoices("BARNEBRO_PUBLIC_BASE_URL"))
+    request_timeout: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("BARNEBRO_REQUEST_TIMEOUT")
+    )
+    max_body_bytes: int = Field(
+        900_000, gt=0, validation_alias=AliasChoices("BARNEBRO_MAX_BODY_BYTES")
+    )
+    jwks_url: str = Field("", validation_alias=AliasChoices("BARNEBRO_JWKS_URL"))
+    jwks_file: str = Field("", validation_alias=AliasChoices("BARNEBRO_JWKS_FILE"))
+    jwt_issuer: str = Field("barnebro-local", validation_alias=AliasChoices("BARNEBRO_JWT_ISSUER"))
+    jwt_audience: str = Field("barnebro", validation_alias=AliasChoices("BARNEBRO_JWT_AUDIENCE"))
+    orgnr_check_digit: bool = Field(
+        True, validation_alias=AliasChoices("BARNEBRO_ORGNR_CHECK_DIGIT")
+    )
+    outbox_poll_interval: float = Field(
+        1.0, gt=0, validation_alias=AliasChoices("BARNEBRO_OUTBOX_POLL_INTERVAL")
+    )
+    outbox_max_backoff: float = Field(
+        10.0, gt=0, validation_alias=AliasChoices("BARNEBRO_OUTBOX_MAX_BACKOFF")
+    )
+    log_level: str = Field("INFO", validation_alias=AliasChoices("BARNEBRO_LOG_LEVEL"))
+    log_format: str = Field("json", validation_alias=AliasChoices("BARNEBRO_LOG_FORMAT"))
+    otlp_endpoint: str = Field("", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+    def database_url_for(self, service: str) -> str:
+        """The database of one service: its own SQLite file unless DATABASE_URL is set."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / f'{service}.sqlite3').resolve()}"
+
+    def db_schema_for(self, service: str) -> str:
+        """The PostgreSQL schema that holds one service's tables."""
+        return f"{self.db_schema_prefix}_{service}".lower()
+
+    @property
+    def stream_name(self) -> str:
+        """The JetStream stream of domain events (stream names allow no dots)."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_EVENTS"
+
+    @property
+    def registry_bucket(self) -> str:
+        """The JetStream key-value bucket where services register their capabilities."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix) + "_registry"
+
+    @property
+    def base_url(self) -> str:
+        """The FHIR base URL written into Location headers and Bundle links."""
+        if self.public_base_url:
+            return self.public_base_url.rstrip("/")
+        return f"http://{self.http_host}:{self.http_port}/fhir"
+
+
+ENVIRONMENT_VARIABLES: tuple[str, ...] = tuple(
+    str(alias)
+    for field in Settings.model_fields.values()
+    if isinstance(field.validation_alias, AliasChoices)
+    for alias in field.validation_alias.choices
+)
+"""Every variable the settings read; the deploy files are checked against this list."""

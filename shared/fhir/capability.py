@@ -1,0 +1,105 @@
+"""CapabilityStatement fragments from services, merged into one at the gateway.
+
+Each service describes the resource types it owns (interactions, search parameters,
+operations) from its `ResourceDefinition`s; the gateway merges the fragments of the
+services that are registered into the CapabilityStatement at `/fhir/metadata`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
+
+INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type"]
+INTERACTIONS += ["create", "search-type"]
+COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
+
+
+def service_capability(service: str, definitions: list[ResourceDefinition]) -> dict[str, Any]:
+    resources = []
+    for definition in definitions:
+        own = definition.search_params
+        reference_params = [p for p in own if p.type == "reference"]
+        resources.append(
+            {
+                "type": definition.resource_type,
+                "documentation": definition.documentation or None,
+                "interaction": [{"code": code} for code in INTERACTIONS],
+                "versioning": "versioned-update",
+                "readHistory": True,
+                "updateCreate": definition.update_create,
+                "conditionalCreate": True,
+                "conditionalUpdate": False,
+                "conditionalDelete": "not-supported",
+                "searchInclude": [f"{definition.resource_type}:{p.name}" for p in reference_params],
+                "searchParam": [
+                    {"name": p.name, "type": str(p.type), "documentation": p.documentation or None}
+                    for p in [*COMMON_SEARCH, *own]
+                ],
+                "operation": [
+                    {
+                        "name": "validate",
+                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
+                    }
+                ],
+            }
+        )
+    for resource in resources:
+        resource["searchRevInclude"] = [
+            f"{d.resource_type}:{p.name}"
+            for d in definitions
+            for p in d.search_params
+            if resource["type"] in p.targets
+        ]
+    return {"service": service, "resources": _drop_none(resources)}
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def capability_statement(
+    fragments: list[dict[str, Any]], *, software_version: str, base_url: str
+) -> dict[str, Any]:
+    resources = sorted(
+        (r for fragment in fragments for r in fragment["resources"]), key=lambda r: r["type"]
+    )
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": datetime.now(UTC).date().isoformat(),
+        "kind": "instance",
+        "software": {"name": "barnebro", "version": software_version},
+        "implementation": {"description": "barnebro FHIR endpoint", "url": base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {
+                    "cors": False,
+                    "service": [
+                        {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                    "code": "SMART-on-FHIR",
+                                }
+                            ]
+                        }
+                    ],
+                    "description": "Bearer JWT (HelseID in production) with SMART v2 system"
+                    " scopes such as system/Patient.cruds",
+                },
+                "resource": resources,
+                "interaction": [{"code": "batch"}, {"code": "transaction"}],
+            }
+        ],
+    }

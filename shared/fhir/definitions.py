@@ -1,0 +1,72 @@
+"""What a service declares about each resource type it owns.
+
+A `ResourceDefinition` names the type, its search parameters, its business keys, its
+domain checks and the events a change raises. The generic FHIR interaction handler
+(`shared.fhir.interactions`) calls these hooks, so a service writes only its rules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shared.fhir.errors import Issue
+from shared.fhir.search_params import SearchParam
+from shared.transport.wire import Caller
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stored change: the resource before and after (None when absent or deleted)."""
+
+    resource_type: str
+    resource_id: str
+    version: int
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+    @property
+    def kind(self) -> str:
+        if self.before is None:
+            return "created"
+        return "deleted" if self.after is None else "updated"
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """An event a change raises: its name (e.g. `care-order-started`) and details."""
+
+    name: str
+    data: dict[str, Any]
+
+
+class ResourceDefinition:
+    """Defaults for a resource type; services subclass and override what they need."""
+
+    resource_type: str = ""
+    search_params: tuple[SearchParam, ...] = ()
+    update_create: bool = False
+    documentation: str = ""
+
+    def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
+        """Business keys that no other resource may hold (e.g. a fødselsnummer)."""
+        return []
+
+    def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
+        """Apply the domain rules beyond the FHIR model before a write or `$validate`.
+
+        Raise FhirError to refuse; return warnings; may fill in elements the server
+        derives (such as a birth date from a fødselsnummer).
+        """
+        return []
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        """The id of the Patient this resource is about, the events' partition key."""
+        return None
+
+    def events(self, change: Change) -> list[EventSpec]:
+        """Events for a change; by default created/updated/deleted."""
+        return [EventSpec(change.kind, {})]
+
+    def params_by_name(self) -> dict[str, SearchParam]:
+        return {p.name: p for p in self.search_params}

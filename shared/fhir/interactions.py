@@ -1,0 +1,455 @@
+"""The FHIR interactions of a service, each mapped to one store operation.
+
+`FhirService` is the service-side router: it receives a `FhirRequest` from the transport,
+runs it in one unit of work (resource write, search index, unique keys and outbox event in
+one database transaction) and answers with a `FhirResponse`. Services supply only their
+`ResourceDefinition`s; reads are served from stored bytes without re-parsing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from email.utils import format_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import orjson
+from opentelemetry import propagate
+
+from shared.events import DomainEvent
+from shared.fhir.definitions import Change, ResourceDefinition
+from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
+from shared.fhir.resources import parse_json, validate_resource
+from shared.fhir.search_params import SearchParam
+from shared.fhir.search_query import parse_search
+from shared.store.database import Connection, Database
+from shared.store.outbox import add_event
+from shared.store.resource_store import ResourceStore, StoredResource, new_id
+from shared.transport.service_host import FHIR_JSON
+from shared.transport.wire import FhirRequest, FhirResponse
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+def http_date(instant: str) -> str:
+    return format_datetime(datetime.fromisoformat(instant.replace("Z", "+00:00")), usegmt=True)
+
+
+def version_headers(stored: StoredResource, base_url: str) -> dict[str, str]:
+    return {
+        "ETag": stored.etag,
+        "Last-Modified": http_date(stored.last_updated),
+        "Location": f"{base_url}/{stored.res_type}/{stored.res_id}/_history/{stored.version}",
+    }
+
+
+def parse_etag(value: str) -> int:
+    match = re.fullmatch(r'(?:W/)?"(\d+)"', value.strip())
+    if match is None:
+        raise error(400, "invalid", f'If-Match {value!r} is not an ETag such as W/"3"')
+    return int(match.group(1))
+
+
+class FhirService:
+    """Routes FHIR interactions of one service to its store, inside units of work."""
+
+    def __init__(
+        self,
+        name: str,
+        definitions: list[ResourceDefinition],
+        db: Database,
+        *,
+        prefix: str,
+        on_commit: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.name = name
+        self.definitions = {d.resource_type: d for d in definitions}
+        self.search_params: dict[str, dict[str, SearchParam]] = {
+            d.resource_type: d.params_by_name() for d in definitions
+        }
+        self.db = db
+        self.store = ResourceStore(self.search_params)
+        self.prefix = prefix
+        self._on_commit = on_commit
+
+    # -- dispatch -------------------------------------------------------------------------
+
+    async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        if request.interaction == "transaction":
+            from shared.fhir.transaction import run_transaction
+
+            return await run_transaction(self, request, body)
+        definition = self._definition(request.resource_type)
+        match request.interaction:
+            case "read":
+                return await self.read(definition, request)
+            case "vread":
+                return await self.vread(definition, request)
+            case "search":
+                return await self.search(definition, request)
+            case "history-instance" | "history-type":
+                return await self.history(definition, request)
+            case "validate":
+                return await self.validate(definition, request, body)
+        async with self.db.transaction() as conn:
+            response = await self.write(conn, definition, request, body)
+        self.notify_commit()
+        return response
+
+    def notify_commit(self) -> None:
+        """Wake the outbox relay after a committed write."""
+        self._on_commit()
+
+    async def write(
+        self, conn: Connection, definition: ResourceDefinition, request: FhirRequest, body: bytes
+    ) -> FhirResponse:
+        """A create, update or delete inside the caller's transaction."""
+        match request.interaction:
+            case "create":
+                return await self.create(conn, definition, request, parse_json(body))
+            case "update":
+                return await self.update(conn, definition, request, parse_json(body))
+            case "delete":
+                return await self.delete(conn, definition, request)
+        raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
+
+    def _definition(self, resource_type: str | None) -> ResourceDefinition:
+        definition = self.definitions.get(resource_type or "")
+        if definition is None:
+            raise error(404, "not-supported", f"{resource_type} is not served by {self.name}")
+        return definition
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
+        res_id = _checked_id(request.id)
+        async with self.db.reader() as conn:
+            stored = await self.store.read(conn, definition.resource_type, res_id)
+        return _resource_response(stored, definition.resource_type, res_id, request.base_url)
+
+    async def vread(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
+        res_id = _checked_id(request.id)
+        if not (request.version or "").isdigit():
+            raise error(404, "not-found", f"Version {request.version!r} does not exist")
+        async with self.db.reader() as conn:
+            stored = await self.store.vread(
+                conn, definition.resource_type, res_id, int(request.version or 0)
+            )
+        return _resource_response(stored, definition.resource_type, res_id, request.base_url)
+
+    async def search(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
+        query = parse_search(
+            definition.resource_type, request.params, self.search_params, lenient=request.lenient
+        )
+        async with self.db.reader() as conn:
+            page = await self.store.search(conn, query)
+        base = request.base_url
+        self_link = f"{base}/{definition.resource_type}?{urlencode(query.link_params)}"
+        links = [{"relation": "self", "url": self_link}]
+        if page.next_cursor:
+            next_params = [*query.link_params, ("_cursor", page.next_cursor)]
+            links.append(
+                {
+                    "relation": "next",
+                    "url": f"{base}/{definition.resource_type}?{urlencode(next_params)}",
+                }
+            )
+        entries = [_entry(r, base, "match") for r in page.resources]
+        entries += [_entry(r, base, "include") for r in page.included]
+        if query.warnings:
+            entries.append(
+                {
+                    "resource": operation_outcome(query.warnings),
+                    "search": {"mode": "outcome"},
+                }
+            )
+        bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+        if page.total is not None:
+            bundle["total"] = page.total
+        bundle["link"] = links
+        bundle["entry"] = entries
+        return _json_response(200, bundle)
+
+    async def history(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
+        params = dict(request.params)
+        unknown = set(params) - {"_since", "_count", "_cursor", "_format"}
+        if unknown and not request.lenient:
+            raise error(400, "not-supported", f"Unsupported history parameters: {sorted(unknown)}")
+        since = None
+        if "_since" in params:
+            from shared.fhir.search_query import parse_date_value
+
+            since = parse_date_value("_since", params["_since"]).lo
+        count_text = params.get("_count", "50")
+        if not count_text.isdigit():
+            raise error(400, "invalid", "_count must be a non-negative integer", "_count")
+        cursor = params.get("_cursor")
+        if cursor is not None and not cursor.isdigit():
+            raise error(400, "invalid", "The paging cursor is not valid", "_cursor")
+        res_id = _checked_id(request.id) if request.interaction == "history-instance" else None
+        async with self.db.reader() as conn:
+            if res_id is not None:
+                current = await self.store.read(conn, definition.resource_type, res_id)
+                if current is None:
+                    raise _not_found(definition.resource_type, res_id)
+            page, next_seq = await self.store.history(
+                conn,
+                definition.resource_type,
+                res_id,
+                since=since,
+                count=min(int(count_text), 1000),
+                before_seq=int(cursor) if cursor else None,
+            )
+        path = f"{request.base_url}/{definition.resource_type}"
+        path += f"/{res_id}/_history" if res_id else "/_history"
+        kept = [(k, v) for k, v in request.params if k != "_cursor"]
+        links = [{"relation": "self", "url": f"{path}?{urlencode(kept)}"}]
+        if next_seq is not None:
+            links.append(
+                {"relation": "next", "url": f"{path}?{urlencode([*kept, ('_cursor', next_seq)])}"}
+            )
+        entries = [_history_entry(r, request.base_url) for r in page]
+        bundle = {"resourceType": "Bundle", "type": "history", "link": links, "entry": entries}
+        return _json_response(200, bundle)
+
+    async def validate(
+        self, definition: ResourceDefinition, request: FhirRequest, body: bytes
+    ) -> FhirResponse:
+        data = parse_json(body)
+        if data.get("resourceType") == "Parameters":
+            data = _resource_from_parameters(data)
+        try:
+            validate_resource(data, definition.resource_type)
+            issues = definition.prepare(data, request.caller)
+        except FhirError as exc:
+            if exc.status >= 500:
+                raise
+            return _json_response(200, operation_outcome(exc.issues))
+        issues = issues or [information("Validation successful: no problems found")]
+        return _json_response(200, operation_outcome(issues))
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def create(
+        self,
+        conn: Connection,
+        definition: ResourceDefinition,
+        request: FhirRequest,
+        resource: dict[str, Any],
+        *,
+        res_id: str | None = None,
+    ) -> FhirResponse:
+        resource_type = validate_resource(resource, definition.resource_type)
+        warnings = definition.prepare(resource, request.caller)
+        if request.if_none_exist:
+            existing = await self._conditional_match(conn, definition, request)
+            if existing is not None:
+                headers = version_headers(existing, request.base_url)
+                return self._prefer(request, existing, 200, headers, [])
+        stored = await self.store.write(
+            conn,
+            resource,
+            res_type=resource_type,
+            res_id=res_id or new_id(),
+            previous=None,
+            unique_keys=definition.unique_keys(resource),
+        )
+        await self._record(conn, definition, stored, None, resource, request)
+        return self._prefer(
+            request, stored, 201, version_headers(stored, request.base_url), warnings
+        )
+
+    async def _conditional_match(
+        self, conn: Connection, definition: ResourceDefinition, request: FhirRequest
+    ) -> StoredResource | None:
+        criteria = sorted(parse_qsl(request.if_none_exist or "", keep_blank_values=True))
+        query = parse_search(definition.resource_type, criteria, self.search_params)
+        if not query.criteria:
+            raise error(400, "invalid", "If-None-Exist needs at least one search criterion")
+        await self.store.claim_conditional(conn, definition.resource_type, urlencode(criteria))
+        query.count = 2
+        page = await self.store.search(conn, query)
+        if len(page.resources) > 1:
+            raise error(
+                412,
+                "multiple-matches",
+                f"If-None-Exist {request.if_none_exist!r} matches more than one resource",
+            )
+        return page.resources[0] if page.resources else None
+
+    async def update(
+        self,
+        conn: Connection,
+        definition: ResourceDefinition,
+        request: FhirRequest,
+        resource: dict[str, Any],
+    ) -> FhirResponse:
+        res_id = _checked_id(request.id)
+        if resource.get("id") not in (None, res_id):
+            raise error(
+                400, "invalid", f"Resource id {resource.get('id')!r} differs from URL", "id"
+            )
+        resource_type = validate_resource(resource, definition.resource_type)
+        warnings = definition.prepare(resource, request.caller)
+        previous = await self.store.read_for_update(conn, resource_type, res_id)
+        if request.if_match is not None:
+            expected = parse_etag(request.if_match)
+            if previous is None or previous.version != expected:
+                current = f'W/"{previous.version}"' if previous else "none"
+                raise error(
+                    412,
+                    "conflict",
+                    f"If-Match {request.if_match} does not match the current version ({current})",
+                )
+        if previous is None and not definition.update_create:
+            raise error(
+                405,
+                "not-supported",
+                f"{resource_type}/{res_id} does not exist and {resource_type} ids are assigned"
+                " by the server: use POST to create",
+            )
+        before = previous.json() if previous and not previous.deleted else None
+        stored = await self.store.write(
+            conn,
+            resource,
+            res_type=resource_type,
+            res_id=res_id,
+            previous=previous,
+            unique_keys=definition.unique_keys(resource),
+        )
+        await self._record(conn, definition, stored, before, resource, request)
+        status = 201 if previous is None else 200
+        return self._prefer(
+            request, stored, status, version_headers(stored, request.base_url), warnings
+        )
+
+    async def delete(
+        self, conn: Connection, definition: ResourceDefinition, request: FhirRequest
+    ) -> FhirResponse:
+        res_id = _checked_id(request.id)
+        previous = await self.store.read_for_update(conn, definition.resource_type, res_id)
+        if previous is None:
+            raise _not_found(definition.resource_type, res_id)
+        if request.if_match is not None and parse_etag(request.if_match) != previous.version:
+            raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
+        if previous.deleted:
+            return FhirResponse(status=204)
+        stored = await self.store.write(
+            conn, None, res_type=definition.resource_type, res_id=res_id, previous=previous
+        )
+        await self._record(conn, definition, stored, previous.json(), None, request)
+        return FhirResponse(status=204, headers={"ETag": stored.etag})
+
+    async def _record(
+        self,
+        conn: Connection,
+        definition: ResourceDefinition,
+        stored: StoredResource,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        request: FhirRequest,
+    ) -> None:
+        """Write the change's events to the outbox, in the same transaction."""
+        change = Change(stored.res_type, stored.res_id, stored.version, before, after)
+        subject = after if after is not None else before
+        patient = definition.patient_of(subject, stored.res_id) if subject is not None else None
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        for spec in definition.events(change):
+            event = DomainEvent(
+                type=f"{self.name}.{stored.res_type}.{spec.name}",
+                source=self.name,
+                resource_type=stored.res_type,
+                resource_id=stored.res_id,
+                version_id=str(stored.version),
+                patient=patient,
+                trace_context=carrier,
+                data={"actor": request.caller.model_dump(exclude_none=True), **spec.data},
+            )
+            await add_event(conn, event, self.prefix)
+
+    def _prefer(
+        self,
+        request: FhirRequest,
+        stored: StoredResource,
+        status: int,
+        headers: dict[str, str],
+        warnings: list[Issue],
+    ) -> FhirResponse:
+        headers = {**headers}
+        if request.prefer_return == "minimal":
+            return FhirResponse(status=status, headers=headers)
+        headers["Content-Type"] = FHIR_JSON
+        if request.prefer_return == "OperationOutcome":
+            issues = [*warnings, information(f"{stored.res_type}/{stored.res_id} stored")]
+            return FhirResponse(
+                status=status, headers=headers, body=orjson.dumps(operation_outcome(issues))
+            )
+        if warnings:
+            headers["X-Barnebro-Warnings"] = orjson.dumps(operation_outcome(warnings)).decode()
+        return FhirResponse(status=status, headers=headers, body=stored.body or b"")
+
+
+def _checked_id(res_id: str | None) -> str:
+    if res_id is None or not ID_PATTERN.fullmatch(res_id):
+        raise error(400, "invalid", f"{res_id!r} is not a valid FHIR id")
+    return res_id
+
+
+def _not_found(resource_type: str, res_id: str) -> FhirError:
+    return error(404, "not-found", f"{resource_type}/{res_id} is not known")
+
+
+def _resource_response(
+    stored: StoredResource | None, resource_type: str, res_id: str, base_url: str
+) -> FhirResponse:
+    if stored is None:
+        raise _not_found(resource_type, res_id)
+    if stored.deleted:
+        exc = error(410, "deleted", f"{resource_type}/{res_id} was deleted")
+        exc.headers["ETag"] = stored.etag
+        raise exc
+    headers = version_headers(stored, base_url)
+    headers.pop("Location")
+    headers["Content-Type"] = FHIR_JSON
+    return FhirResponse(status=200, headers=headers, body=stored.body or b"")
+
+
+def _json_response(status: int, data: dict[str, Any]) -> FhirResponse:
+    return FhirResponse(status=status, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(data))
+
+
+def _entry(stored: StoredResource, base: str, mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{stored.res_type}/{stored.res_id}",
+        "resource": orjson.Fragment(stored.body or b"{}"),
+        "search": {"mode": mode},
+    }
+
+
+def _history_entry(stored: StoredResource, base: str) -> dict[str, Any]:
+    url = f"{stored.res_type}/{stored.res_id}"
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{url}"}
+    if stored.deleted:
+        method, status = "DELETE", "204"
+    else:
+        entry["resource"] = orjson.Fragment(stored.body or b"{}")
+        method = "POST" if stored.version == 1 else "PUT"
+        status = "201" if stored.version == 1 else "200"
+    entry["request"] = {"method": method, "url": stored.res_type if method == "POST" else url}
+    entry["response"] = {
+        "status": status,
+        "etag": stored.etag,
+        "lastModified": stored.last_updated,
+    }
+    return entry
+
+
+def _resource_from_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    for parameter in parameters.get("parameter", []):
+        if parameter.get("name") == "resource" and isinstance(parameter.get("resource"), dict):
+            resource: dict[str, Any] = parameter["resource"]
+            return resource
+    raise error(400, "invalid", "Parameters for $validate need a 'resource' parameter")

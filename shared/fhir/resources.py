@@ -1,0 +1,100 @@
+"""Parsing and validating FHIR R4 resources (models from fhir.resources.R4B).
+
+Validation happens once, where a resource enters the system; afterwards the JSON is stored
+and served as bytes. Validation problems are reported with the FHIRPath location of each
+problem, so an integrator can find the offending element.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from fhir.resources.R4B import get_fhir_model_class
+from fhir.resources.R4B.resource import Resource
+from pydantic import ValidationError
+
+from shared.fhir.errors import FhirError, Issue, error
+
+
+@lru_cache(maxsize=512)
+def _model_class(resource_type: str) -> type[Resource] | None:
+    if not resource_type.isalpha() or not resource_type[:1].isupper():
+        return None
+    try:
+        cls = get_fhir_model_class(resource_type)
+    except (ValueError, KeyError, ImportError, AttributeError):
+        return None
+    if isinstance(cls, type) and issubclass(cls, Resource):
+        return cls
+    return None
+
+
+def is_resource_type(name: str) -> bool:
+    """Whether `name` is a resource type of FHIR R4."""
+    return _model_class(name) is not None
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    """Parse a request body as a JSON object, or fail with 400."""
+    if not body:
+        raise error(400, "structure", "The request has no body; a FHIR resource is expected")
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise error(400, "structure", f"The body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise error(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    return data
+
+
+def fhirpath_of(resource_type: str, location: tuple[int | str, ...]) -> str:
+    """Turn a pydantic error location into a FHIRPath expression."""
+    path = resource_type
+    for part in location:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part != "__root__":
+            path += f".{part}"
+    return path
+
+
+def validation_issues(resource_type: str, exc: ValidationError) -> list[Issue]:
+    issues = []
+    for problem in exc.errors():
+        message = str(problem["msg"])
+        if problem["type"] == "extra_forbidden":
+            message = "Unknown element"
+        issues.append(
+            Issue("invalid", message, expression=(fhirpath_of(resource_type, problem["loc"]),))
+        )
+    return issues
+
+
+def validate_resource(data: dict[str, Any], expected_type: str | None = None) -> str:
+    """Validate a resource against the R4 model; return its resource type.
+
+    Wrong or missing resourceType is a 400; content that breaks the model is a 422 with
+    one issue per problem.
+    """
+    resource_type = data.get("resourceType")
+    if not isinstance(resource_type, str) or not resource_type:
+        raise error(400, "structure", "The resource has no resourceType", "resourceType")
+    if expected_type is not None and resource_type != expected_type:
+        raise error(
+            400,
+            "invalid",
+            f"resourceType is {resource_type!r} but the URL is for {expected_type!r}",
+            "resourceType",
+        )
+    cls = _model_class(resource_type)
+    if cls is None:
+        raise error(400, "not-supported", f"{resource_type!r} is not a FHIR R4 resource type")
+    try:
+        cls.model_validate(data)
+    except ValidationError as exc:
+        raise FhirError(422, validation_issues(resource_type, exc)) from exc
+    except (ValueError, TypeError) as exc:
+        raise error(422, "invalid", f"Invalid {resource_type}: {exc}", resource_type) from exc
+    return resource_type

@@ -1,0 +1,105 @@
+"""Running a service: the one place where its parts are wired together.
+
+`ServiceRuntime` connects NATS, opens the service's database, creates its tables, starts
+the FHIR request host and the outbox relay, registers the service's capabilities, and on
+stop finishes requests under way before closing connections. The same code runs under
+`barnebro serve`, `barnebro up` and the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from nats.aio.client import Client as NATS
+
+from shared.config import Settings
+from shared.fhir.capability import service_capability
+from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.interactions import FhirService
+from shared.store.database import Database, open_database
+from shared.store.outbox import OutboxRelay
+from shared.store.schema import create_schema
+from shared.transport.nats_connection import connect, ensure_event_stream
+from shared.transport.service_host import ServiceHost, register_capabilities
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """What a service is: its name and the resource types it owns."""
+
+    name: str
+    definitions: list[ResourceDefinition]
+
+
+class ServiceRuntime:
+    def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.nc: NATS | None = None
+        self.db: Database | None = None
+        self.fhir: FhirService | None = None
+        self.relay: OutboxRelay | None = None
+        self._host: ServiceHost | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings, name = self.settings, self.spec.name
+        self.db = await open_database(
+            settings.database_url_for(name), settings.db_schema_for(name), settings.db_pool_size
+        )
+        await create_schema(self.db)
+        self.nc = await connect(settings, f"barnebro-{name}")
+        await ensure_event_stream(self.nc, settings)
+        js = self.nc.jetstream()
+
+        async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+            await js.publish(subject, payload, headers=headers, timeout=5)
+
+        self.relay = OutboxRelay(
+            self.db,
+            publish,
+            poll_interval=settings.outbox_poll_interval,
+            max_backoff=settings.outbox_max_backoff,
+        )
+        self.fhir = FhirService(
+            name,
+            self.spec.definitions,
+            self.db,
+            prefix=settings.nats_prefix,
+            on_commit=self.relay.notify,
+        )
+        self._host = ServiceHost(
+            self.nc,
+            prefix=settings.nats_prefix,
+            service=name,
+            resource_types=[d.resource_type for d in self.spec.definitions],
+            handler=self.fhir.handle,
+        )
+        await self._host.start()
+        self._relay_task = asyncio.create_task(self.relay.run())
+        await register_capabilities(
+            self.nc,
+            settings.registry_bucket,
+            name,
+            service_capability(name, self.spec.definitions),
+            settings.event_replicas,
+        )
+        log.info("service %s started", name)
+
+    async def stop(self) -> None:
+        if self._host is not None:
+            await self._host.stop()
+        if self._relay_task is not None:
+            self._relay_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay_task
+        if self.nc is not None:
+            await self.nc.drain()
+        if self.db is not None:
+            await self.db.close()
+        log.info("service %s stopped", self.spec.name)

@@ -1,0 +1,216 @@
+"""One database interface over PostgreSQL (asyncpg) and SQLite (aiosqlite).
+
+Services write SQL once, with `?` placeholders; this module adapts it to each dialect,
+owns transactions and wraps every statement in a tracing span. PostgreSQL is the
+production database; SQLite is the embedded default that needs no server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from urllib.parse import urlparse
+
+import aiosqlite
+import asyncpg
+from opentelemetry import trace
+
+tracer = trace.get_tracer("barnebro.store")
+
+Dialect = Literal["postgresql", "sqlite"]
+Row = Sequence[Any]
+
+
+class Connection(Protocol):
+    """A connection inside a transaction (or a read-only snapshot)."""
+
+    dialect: Dialect
+
+    async def execute(self, sql: str, *args: Any) -> int: ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+
+class Database(Protocol):
+    dialect: Dialect
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[Connection]: ...
+
+    def reader(self) -> contextlib.AbstractAsyncContextManager[Connection]: ...
+
+    async def close(self) -> None: ...
+
+
+@lru_cache(maxsize=1024)
+def _to_numbered(sql: str) -> str:
+    counter = iter(range(1, 10_000))
+    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
+
+
+def _span(dialect: Dialect, sql: str) -> trace.Span:
+    return tracer.start_span(
+        "db " + sql.split(None, 1)[0].lower(),
+        kind=trace.SpanKind.CLIENT,
+        attributes={"db.system": dialect, "db.statement": sql[:300]},
+    )
+
+
+class _PgConnection:
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            status = await self._conn.execute(_to_numbered(sql), *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+                await self._conn.executemany(_to_numbered(sql), rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            return list(await self._conn.fetch(_to_numbered(sql), *args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            row = await self._conn.fetchrow(_to_numbered(sql), *args)
+        return row
+
+
+class PostgresDatabase:
+    """A connection pool whose connections work in the service's own schema."""
+
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, pool: asyncpg.Pool[Any], schema: str) -> None:
+        self._pool = pool
+        self.schema = schema
+
+    @classmethod
+    async def connect(cls, url: str, schema: str, pool_size: int) -> PostgresDatabase:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+            raise ValueError(f"Invalid PostgreSQL schema name {schema!r}")
+        conn = await asyncpg.connect(url)
+        try:
+            with contextlib.suppress(asyncpg.UniqueViolationError):
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        finally:
+            await conn.close()
+        pool = await asyncpg.create_pool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            server_settings={"search_path": schema},
+        )
+        return cls(pool, schema)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._pool.acquire() as conn, conn.transaction():
+            yield _PgConnection(conn)
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[Connection]:
+        async with self._pool.acquire() as conn:
+            yield _PgConnection(conn)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class _SqliteConnection:
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            cursor = await self._conn.execute(sql, args)
+            count = cursor.rowcount
+            await cursor.close()
+        return count
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+                await self._conn.executemany(sql, rows)
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            return list(await self._conn.execute_fetchall(sql, args))
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        rows = await self.fetch(sql, *args)
+        return rows[0] if rows else None
+
+
+class SqliteDatabase:
+    """One writer connection (SQLite allows one writer) and one reader (WAL snapshots)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def connect(cls, path: Path) -> SqliteDatabase:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connections = []
+        for _ in range(2):
+            conn = await aiosqlite.connect(path, isolation_level=None)
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA busy_timeout=10000")
+            connections.append(conn)
+        return cls(*connections)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        async with self._write_lock:
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                yield _SqliteConnection(self._writer)
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            await self._writer.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def reader(self) -> AsyncIterator[Connection]:
+        yield _SqliteConnection(self._reader)
+
+    async def close(self) -> None:
+        await self._writer.close()
+        await self._reader.close()
+
+
+async def open_database(url: str, schema: str, pool_size: int = 10) -> Database:
+    """Open the database a URL names: postgresql://… or sqlite:///path."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("postgres", "postgresql"):
+        return await PostgresDatabase.connect(url, schema, pool_size)
+    if parsed.scheme == "sqlite":
+        return await SqliteDatabase.connect(Path(parsed.path))
+    raise ValueError(f"Unsupported DATABASE_URL scheme {parsed.scheme!r}")
+
+
+IntegrityError: tuple[type[Exception], ...] = (asyncpg.UniqueViolationError, sqlite3.IntegrityError)
+"""Unique-constraint violations of either dialect."""

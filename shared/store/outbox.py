@@ -1,0 +1,128 @@
+"""Transactional outbox: events are written with the resource change, published later.
+
+`add_event` inserts the event in the caller's transaction, so a resource write and its
+event commit or roll back together. `OutboxRelay` publishes unsent rows to JetStream in
+order, with the event id as `Nats-Msg-Id` (JetStream drops a duplicate within its window),
+marks a row sent only after the publish ack, and backs off while NATS is unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+from opentelemetry import propagate, trace
+
+from shared.events import DomainEvent
+from shared.store.database import Connection, Database
+from shared.store.resource_store import now_instant
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("barnebro.outbox")
+
+Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+
+
+async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
+    """Record an event in the current transaction."""
+    await conn.execute(
+        "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)",
+        event.id,
+        event.subject(prefix),
+        event.model_dump_json().encode(),
+        now_instant(),
+    )
+
+
+class OutboxRelay:
+    """Publishes the outbox of one service's database, oldest first."""
+
+    def __init__(
+        self,
+        db: Database,
+        publish: Publish,
+        *,
+        poll_interval: float,
+        max_backoff: float,
+        batch_size: int = 200,
+    ) -> None:
+        self._db = db
+        self._publish = publish
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._batch_size = batch_size
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def notify(self) -> None:
+        """Tell the relay that new rows were committed."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                sent = await self.publish_pending()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay = min(self._max_backoff, 0.05 * 2**failures) * random.uniform(0.5, 1.0)
+                log.warning("outbox publish failed (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if sent:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            self._wake.clear()
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; return how many rows were sent."""
+        sent: list[int] = []
+        async with self._db.transaction() as conn:
+            if conn.dialect == "postgresql":
+                row = await conn.fetchrow(
+                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
+                )
+                if row is None or not row[0]:
+                    return 0
+            rows = await conn.fetch(
+                "SELECT seq, event_id, subject, payload FROM outbox"
+                " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+                self._batch_size,
+            )
+            failure: Exception | None = None
+            for seq, event_id, subject, payload in rows:
+                try:
+                    await self._publish_one(event_id, subject, bytes(payload))
+                except Exception as exc:  # keep what was acked, retry the rest later
+                    failure = exc
+                    break
+                sent.append(seq)
+            if sent:
+                marks = ", ".join("?" * len(sent))
+                await conn.execute(
+                    f"UPDATE outbox SET sent_at = ? WHERE seq IN ({marks})", now_instant(), *sent
+                )
+        self.published += len(sent)
+        if failure is not None:
+            raise failure
+        return len(sent)
+
+    async def _publish_one(self, event_id: str, subject: str, payload: bytes) -> None:
+        event = DomainEvent.model_validate_json(payload)
+        parent = propagate.extract(event.trace_context)
+        with tracer.start_as_current_span(
+            "outbox publish",
+            context=parent,
+            kind=trace.SpanKind.PRODUCER,
+            attributes={"messaging.destination.name": subject, "messaging.message.id": event_id},
+        ):
+            headers = {"Nats-Msg-Id": event_id}
+            propagate.inject(headers)
+            await self._publish(subject, payload, headers)

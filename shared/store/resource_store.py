@@ -1,0 +1,290 @@
+"""Versioned FHIR resources: current version, full history, search index, unique keys.
+
+Every method takes the connection of the caller's transaction, so a resource write, its
+index rows and its outbox event commit together (the unit of work lives in
+`shared.store.unit_of_work`). Stored bodies are the exact JSON bytes served on reads.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.search_params import IndexValue, SearchParam, format_instant, index_values
+from shared.fhir.search_query import SearchQuery, encode_cursor
+from shared.store.database import Connection, IntegrityError
+from shared.store.search_sql import build_search, include_targets_sql, revinclude_sql
+
+UniqueKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: str
+    deleted: bool
+    body: bytes | None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    def json(self) -> dict[str, Any]:
+        if self.body is None:
+            raise ValueError("A deleted version has no body")
+        data: dict[str, Any] = orjson.loads(self.body)
+        return data
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    resources: list[StoredResource]
+    included: list[StoredResource]
+    next_cursor: str | None
+    total: int | None
+
+
+def now_instant() -> str:
+    return format_instant(datetime.now(UTC))
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+_COLUMNS = "res_type, res_id, version, last_updated, deleted, body"
+
+
+def _row(row: Any) -> StoredResource:
+    body = row[5]
+    return StoredResource(
+        row[0], row[1], row[2], row[3], bool(row[4]), bytes(body) if body is not None else None
+    )
+
+
+class ResourceStore:
+    """CRUD, history and search over the tables of `shared.store.schema`."""
+
+    def __init__(self, search_params: dict[str, dict[str, SearchParam]]) -> None:
+        self.search_params = search_params
+
+    async def read(self, conn: Connection, res_type: str, res_id: str) -> StoredResource | None:
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?",
+            res_type,
+            res_id,
+        )
+        return _row(row) if row else None
+
+    async def read_for_update(
+        self, conn: Connection, res_type: str, res_id: str
+    ) -> StoredResource | None:
+        lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?{lock}",
+            res_type,
+            res_id,
+        )
+        return _row(row) if row else None
+
+    async def vread(
+        self, conn: Connection, res_type: str, res_id: str, version: int
+    ) -> StoredResource | None:
+        row = await conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM resource_history"
+            " WHERE res_type = ? AND res_id = ? AND version = ?",
+            res_type,
+            res_id,
+            version,
+        )
+        return _row(row) if row else None
+
+    async def write(
+        self,
+        conn: Connection,
+        resource: dict[str, Any] | None,
+        *,
+        res_type: str,
+        res_id: str,
+        previous: StoredResource | None,
+        unique_keys: Iterable[UniqueKey] = (),
+    ) -> StoredResource:
+        """Store a new version (a deletion when `resource` is None) after `previous`."""
+        version = previous.version + 1 if previous else 1
+        last_updated = now_instant()
+        body: bytes | None = None
+        if resource is not None:
+            resource["id"] = res_id
+            meta = dict(resource.get("meta") or {})
+            meta["versionId"] = str(version)
+            meta["lastUpdated"] = last_updated
+            resource["meta"] = meta
+            body = orjson.dumps(resource)
+        deleted = 1 if resource is None else 0
+        if previous is None:
+            await conn.execute(
+                f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                res_type, res_id, version, last_updated, deleted, body,
+            )  # fmt: skip
+        else:
+            changed = await conn.execute(
+                "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ?"
+                " WHERE res_type = ? AND res_id = ? AND version = ?",
+                version, last_updated, deleted, body, res_type, res_id, previous.version,
+            )  # fmt: skip
+            if changed != 1:
+                raise error(409, "conflict", f"{res_type}/{res_id} was changed concurrently")
+        await conn.execute(
+            f"INSERT INTO resource_history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+            res_type, res_id, version, last_updated, deleted, body,
+        )  # fmt: skip
+        if previous is not None:
+            await conn.execute(
+                "DELETE FROM search_index WHERE res_type = ? AND res_id = ?", res_type, res_id
+            )
+            await conn.execute(
+                "DELETE FROM unique_keys WHERE res_type = ? AND res_id = ?", res_type, res_id
+            )
+        if resource is not None:
+            await self._index(conn, res_type, res_id, resource)
+            await self._claim_unique_keys(conn, res_type, res_id, unique_keys)
+        return StoredResource(res_type, res_id, version, last_updated, resource is None, body)
+
+    async def _index(
+        self, conn: Connection, res_type: str, res_id: str, resource: dict[str, Any]
+    ) -> None:
+        rows: list[tuple[Any, ...]] = []
+        for param in self.search_params.get(res_type, {}).values():
+            values: list[IndexValue] = index_values(param, resource)
+            rows.extend(
+                (res_type, res_id, param.name + v.qualifier, v.system, v.value, v.lo, v.hi)
+                for v in values
+            )
+        await conn.executemany(
+            "INSERT INTO search_index (res_type, res_id, param, system, value, lo, hi)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def _claim_unique_keys(
+        self, conn: Connection, res_type: str, res_id: str, keys: Iterable[UniqueKey]
+    ) -> None:
+        for key_name, key_value in keys:
+            holder = await conn.fetchrow(
+                "SELECT res_type, res_id FROM unique_keys WHERE key_name = ? AND key_value = ?",
+                key_name,
+                key_value,
+            )
+            if holder is not None and (holder[0], holder[1]) != (res_type, res_id):
+                raise _duplicate(key_name, key_value, f"{holder[0]}/{holder[1]}")
+            try:
+                await conn.execute(
+                    "INSERT INTO unique_keys (key_name, key_value, res_type, res_id)"
+                    " VALUES (?, ?, ?, ?)",
+                    key_name, key_value, res_type, res_id,
+                )  # fmt: skip
+            except IntegrityError as exc:
+                raise _duplicate(key_name, key_value, "another resource") from exc
+
+    async def claim_conditional(self, conn: Connection, res_type: str, criteria: str) -> None:
+        """Serialise conditional creates with the same criteria on a unique row.
+
+        The upsert takes a row lock that is held until the transaction ends, so a second
+        request with the same criteria waits and then sees the first one's resource.
+        """
+        await conn.execute(
+            "INSERT INTO conditional_claims (res_type, criteria) VALUES (?, ?)"
+            " ON CONFLICT (res_type, criteria) DO UPDATE SET criteria = excluded.criteria",
+            res_type,
+            criteria,
+        )
+
+    async def history(
+        self,
+        conn: Connection,
+        res_type: str | None,
+        res_id: str | None,
+        *,
+        since: str | None,
+        count: int,
+        before_seq: int | None,
+    ) -> tuple[list[StoredResource], int | None]:
+        """Versions newest first; returns the page and the cursor (seq) of the next page."""
+        where, args = [], []
+        if res_type is not None:
+            where.append("res_type = ?")
+            args.append(res_type)
+        if res_id is not None:
+            where.append("res_id = ?")
+            args.append(res_id)
+        if since is not None:
+            where.append("last_updated >= ?")
+            args.append(since)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await conn.fetch(
+            f"SELECT {_COLUMNS}, seq FROM resource_history{clause} ORDER BY seq DESC LIMIT ?",
+            *args,
+            count + 1,
+        )
+        page = [_row(r) for r in rows[:count]]
+        next_seq = rows[count - 1][6] if len(rows) > count and count > 0 else None
+        return page, next_seq
+
+    async def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+        sql, args = build_search(query, self.search_params)
+        rows = await conn.fetch(sql, *args)
+        resources = [_row(r) for r in rows[: query.count]]
+        next_cursor = None
+        if len(rows) > query.count and resources:
+            last = resources[-1]
+            key = last.last_updated if query.sort.endswith("_lastUpdated") else last.res_id
+            next_cursor = encode_cursor(key, last.res_id)
+        total = None
+        if query.total:
+            count_sql, count_args = build_search(query, self.search_params, count_only=True)
+            row = await conn.fetchrow(count_sql, *count_args)
+            total = int(row[0]) if row else 0
+        included = await self._included(conn, query, resources)
+        return SearchPage(resources, included, next_cursor, total)
+
+    async def _included(
+        self, conn: Connection, query: SearchQuery, page: list[StoredResource]
+    ) -> list[StoredResource]:
+        if not page or not (query.includes or query.revincludes):
+            return []
+        ids = [r.res_id for r in page]
+        found: dict[tuple[str, str], StoredResource] = {}
+        for include in query.includes:
+            sql, args = include_targets_sql(include, ids, self.search_params)
+            for row in await conn.fetch(sql, *args):
+                found.setdefault((row[0], row[1]), _row(row))
+        for include in query.revincludes:
+            sql, args = revinclude_sql(include, query.resource_type, ids)
+            for row in await conn.fetch(sql, *args):
+                found.setdefault((row[0], row[1]), _row(row))
+        on_page = {(r.res_type, r.res_id) for r in page}
+        return [r for key, r in found.items() if key not in on_page]
+
+
+def _duplicate(key_name: str, key_value: str, holder: str) -> FhirError:
+    return FhirError(
+        409,
+        [
+            Issue(
+                "duplicate",
+                f"{key_name} {key_value} is already registered on {holder};"
+                " update that resource instead of creating another",
+            )
+        ],
+    )

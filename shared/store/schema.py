@@ -1,0 +1,56 @@
+"""The tables every service keeps in its own database or schema.
+
+Current versions, full history, the search index derived from declared search parameters,
+business keys that must stay unique, claims that serialise conditional creates, and the
+outbox of domain events. Created idempotently at service start-up.
+"""
+
+from __future__ import annotations
+
+from shared.store.database import Database
+
+_COMMON = [
+    """CREATE TABLE IF NOT EXISTS resources (
+        res_type TEXT NOT NULL, res_id TEXT NOT NULL, version INTEGER NOT NULL,
+        last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, body {blob},
+        PRIMARY KEY (res_type, res_id))""",
+    "CREATE INDEX IF NOT EXISTS resources_by_time ON resources (res_type, last_updated, res_id)",
+    """CREATE TABLE IF NOT EXISTS resource_history (
+        seq {serial}, res_type TEXT NOT NULL, res_id TEXT NOT NULL, version INTEGER NOT NULL,
+        last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, body {blob},
+        UNIQUE (res_type, res_id, version))""",
+    """CREATE INDEX IF NOT EXISTS history_by_time
+        ON resource_history (res_type, last_updated, res_id, version)""",
+    """CREATE TABLE IF NOT EXISTS search_index (
+        res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,
+        system TEXT, value TEXT, lo TEXT, hi TEXT)""",
+    "CREATE INDEX IF NOT EXISTS search_by_value ON search_index (res_type, param, value)",
+    "CREATE INDEX IF NOT EXISTS search_by_date ON search_index (res_type, param, lo, hi)",
+    "CREATE INDEX IF NOT EXISTS search_by_resource ON search_index (res_type, res_id)",
+    """CREATE TABLE IF NOT EXISTS unique_keys (
+        key_name TEXT NOT NULL, key_value TEXT NOT NULL,
+        res_type TEXT NOT NULL, res_id TEXT NOT NULL,
+        PRIMARY KEY (key_name, key_value))""",
+    "CREATE INDEX IF NOT EXISTS unique_keys_by_resource ON unique_keys (res_type, res_id)",
+    """CREATE TABLE IF NOT EXISTS conditional_claims (
+        res_type TEXT NOT NULL, criteria TEXT NOT NULL, PRIMARY KEY (res_type, criteria))""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+        seq {serial}, event_id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL,
+        payload {blob} NOT NULL, created TEXT NOT NULL, sent_at TEXT)""",
+    "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
+]
+
+_TYPES = {
+    "postgresql": {"serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"},
+    "sqlite": {"serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"},
+}
+
+
+async def create_schema(db: Database) -> None:
+    """Create the tables if they do not exist yet (safe to run on every start)."""
+    types = _TYPES[db.dialect]
+    async with db.transaction() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+        for statement in _COMMON:
+            await conn.execute(statement.format(**types))

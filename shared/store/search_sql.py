@@ -1,0 +1,184 @@
+"""SQL for FHIR search over the search_index table, from a parsed `SearchQuery`.
+
+Each criterion becomes one `res_id IN (…)` condition (criteria are ANDed, the values of one
+criterion ORed). Paging is by keyset on the sort key and id, so a `next` link stays correct
+when resources are created or deleted between pages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.fhir.search_params import ParamType, SearchParam, normalize_string
+from shared.fhir.search_query import Criterion, DateValue, Include, SearchQuery
+
+_COLUMNS = "r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.body"
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _date_condition(value: DateValue, lo: str, hi: str) -> tuple[str, list[Any]]:
+    match value.prefix:
+        case "eq":
+            return f"({lo} >= ? AND {hi} <= ?)", [value.lo, value.hi]
+        case "ne":
+            return f"NOT ({lo} >= ? AND {hi} <= ?)", [value.lo, value.hi]
+        case "gt":
+            return f"{hi} > ?", [value.hi]
+        case "lt":
+            return f"{lo} < ?", [value.lo]
+        case "ge":
+            return f"{hi} >= ?", [value.lo]
+        case "le":
+            return f"{lo} <= ?", [value.hi]
+        case "sa":
+            return f"{lo} > ?", [value.hi]
+        case _:  # "eb"
+            return f"{hi} < ?", [value.lo]
+
+
+def _token_condition(value: tuple[str | None, str], alias: str = "") -> tuple[str, list[Any]]:
+    system, code = value
+    sys_col, value_col = f"{alias}system", f"{alias}value"
+    if system is None:
+        return f"{value_col} = ?", [code]
+    if system == "":
+        return f"({sys_col} IS NULL AND {value_col} = ?)", [code]
+    if code == "":
+        return f"{sys_col} = ?", [system]
+    return f"({sys_col} = ? AND {value_col} = ?)", [system, code]
+
+
+def _criterion(
+    criterion: Criterion, res_type: str, params: dict[str, dict[str, SearchParam]]
+) -> tuple[str, list[Any]]:
+    param = criterion.param
+    if param.name == "_id":
+        ids = [code for _, code in criterion.values]
+        return f"r.res_id IN ({', '.join('?' * len(ids))})", ids
+    if param.name == "_lastUpdated":
+        parts = [_date_condition(v, "r.last_updated", "r.last_updated") for v in criterion.values]
+        return "(" + " OR ".join(p[0] for p in parts) + ")", [a for p in parts for a in p[1]]
+    conditions: list[str] = []
+    args: list[Any] = []
+    index_param = param.name
+    for value in criterion.values:
+        if param.type is ParamType.TOKEN:
+            sql, more = _token_condition(value)
+        elif param.type is ParamType.DATE:
+            sql, more = _date_condition(value, "lo", "hi")
+        elif param.type is ParamType.STRING:
+            text = normalize_string(value)
+            if criterion.modifier == "exact":
+                sql, more = "value = ?", [text]
+            elif criterion.modifier == "contains":
+                sql, more = "value LIKE ? ESCAPE '\\'", [f"%{_like_escape(text)}%"]
+            else:
+                sql, more = "value LIKE ? ESCAPE '\\'", [f"{_like_escape(text)}%"]
+        elif criterion.modifier == "identifier":
+            return _reference_by_identifier(criterion, res_type, params)
+        else:
+            sql, more = _reference_condition(param, value)
+        conditions.append(sql)
+        args.extend(more)
+    sql = (
+        "r.res_id IN (SELECT res_id FROM search_index WHERE res_type = ? AND param = ? AND ("
+        + " OR ".join(conditions)
+        + "))"
+    )
+    return sql, [res_type, index_param, *args]
+
+
+def _reference_condition(param: SearchParam, value: str) -> tuple[str, list[Any]]:
+    parts = value.rstrip("/").split("/")
+    if len(parts) >= 2:
+        return "value = ?", [f"{parts[-2]}/{parts[-1]}"]
+    targets = [f"{t}/{value}" for t in param.targets] or [value]
+    return f"value IN ({', '.join('?' * len(targets))})", targets
+
+
+def _reference_by_identifier(
+    criterion: Criterion, res_type: str, params: dict[str, dict[str, SearchParam]]
+) -> tuple[str, list[Any]]:
+    """`patient:identifier=system|value`: the reference carries the identifier, or it
+    points to a resource of this service that has it."""
+    name = criterion.param.name
+    owned_targets = [t for t in criterion.param.targets if "identifier" in params.get(t, {})]
+    alternatives: list[str] = []
+    args: list[Any] = []
+    for value in criterion.values:
+        token_sql, token_args = _token_condition(value)
+        alternatives.append(
+            "r.res_id IN (SELECT res_id FROM search_index WHERE res_type = ? AND param = ?"
+            f" AND {token_sql})"
+        )
+        args += [res_type, f"{name}:identifier", *token_args]
+        for target in owned_targets:
+            target_sql, _ = _token_condition(value, "t.")
+            alternatives.append(
+                "r.res_id IN (SELECT s.res_id FROM search_index s WHERE s.res_type = ?"
+                " AND s.param = ? AND s.value IN (SELECT ? || t.res_id FROM search_index t"
+                f" WHERE t.res_type = ? AND t.param = 'identifier' AND {target_sql}))"
+            )
+            args += [res_type, name, f"{target}/", target, *token_args]
+    return "(" + " OR ".join(alternatives) + ")", args
+
+
+def build_search(
+    query: SearchQuery,
+    params: dict[str, dict[str, SearchParam]],
+    *,
+    count_only: bool = False,
+) -> tuple[str, list[Any]]:
+    where = ["r.res_type = ?", "r.deleted = 0"]
+    args: list[Any] = [query.resource_type]
+    for criterion in query.criteria:
+        sql, more = _criterion(criterion, query.resource_type, params)
+        where.append(sql)
+        args.extend(more)
+    if count_only:
+        return f"SELECT COUNT(*) FROM resources r WHERE {' AND '.join(where)}", args
+    descending = query.sort.startswith("-")
+    key = "r.last_updated" if query.sort.endswith("_lastUpdated") else "r.res_id"
+    if query.cursor is not None:
+        sort_value, last_id = query.cursor
+        op = "<" if descending else ">"
+        if key == "r.res_id":
+            where.append(f"r.res_id {op} ?")
+            args.append(last_id)
+        else:
+            where.append(f"({key} {op} ? OR ({key} = ? AND r.res_id {op} ?))")
+            args += [sort_value, sort_value, last_id]
+    direction = "DESC" if descending else "ASC"
+    order = f"{key} {direction}" + (f", r.res_id {direction}" if key != "r.res_id" else "")
+    sql = f"SELECT {_COLUMNS} FROM resources r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+    return sql, [*args, query.count + 1]
+
+
+def include_targets_sql(
+    include: Include, ids: list[str], params: dict[str, dict[str, SearchParam]]
+) -> tuple[str, list[Any]]:
+    """Resources of this service referenced by `include.param` from the page."""
+    marks = ", ".join("?" * len(ids))
+    owned = [t for t in include.param.targets if t in params]
+    type_marks = ", ".join("?" * len(owned)) or "NULL"
+    sql = (
+        f"SELECT {_COLUMNS} FROM resources r JOIN search_index s"
+        " ON s.value = r.res_type || '/' || r.res_id"
+        f" WHERE s.res_type = ? AND s.param = ? AND s.res_id IN ({marks})"
+        f" AND r.res_type IN ({type_marks}) AND r.deleted = 0"
+    )
+    return sql, [include.source_type, include.param.name, *ids, *owned]
+
+
+def revinclude_sql(include: Include, target_type: str, ids: list[str]) -> tuple[str, list[Any]]:
+    """Resources of `include.source_type` whose `include.param` points at the page."""
+    marks = ", ".join("?" * len(ids))
+    sql = (
+        f"SELECT {_COLUMNS} FROM resources r JOIN search_index s"
+        " ON s.res_type = r.res_type AND s.res_id = r.res_id"
+        f" WHERE s.res_type = ? AND s.param = ? AND s.value IN ({marks}) AND r.deleted = 0"
+    )
+    return sql, [include.source_type, include.param.name, *[f"{target_type}/{i}" for i in ids]]

@@ -1,0 +1,56 @@
+"""Connecting to NATS and preparing the JetStream objects the platform needs.
+
+Clients reconnect for ever (a NATS restart must not kill a service), and the event stream
+is created or updated idempotently by whichever process starts first.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from shared.config import Settings
+from shared.events import events_subject_filter
+
+log = logging.getLogger(__name__)
+
+
+async def connect(settings: Settings, name: str) -> NATS:
+    async def on_disconnect() -> None:
+        log.warning("disconnected from NATS")
+
+    async def on_reconnect() -> None:
+        log.info("reconnected to NATS")
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("NATS error: %s", exc)
+
+    return await nats.connect(
+        settings.nats_url,
+        name=name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        error_cb=on_error,
+    )
+
+
+async def ensure_event_stream(nc: NATS, settings: Settings) -> None:
+    """Create the domain-event stream if it is missing."""
+    js = nc.jetstream()
+    config = StreamConfig(
+        name=settings.stream_name,
+        subjects=[events_subject_filter(settings.nats_prefix)],
+        storage=StorageType.FILE,
+        num_replicas=settings.event_replicas,
+        duplicate_window=120.0,
+    )
+    try:
+        await js.stream_info(settings.stream_name)
+    except NotFoundError:
+        await js.add_stream(config)

@@ -1,0 +1,147 @@
+"""Serving FHIR interactions from NATS: one queue group per service, many instances.
+
+A `ServiceHost` subscribes to the request subjects of the resource types its service owns
+and to the service's bundle subject, runs each request in its own task (bounded), and
+always answers: a `FhirError` becomes its OperationOutcome, anything unexpected a 500
+OperationOutcome with the trace id. It also registers the service's capabilities in the
+JetStream key-value registry, where the gateway finds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from opentelemetry import propagate, trace
+
+from shared.fhir.errors import FhirError, Issue, operation_outcome_bytes
+from shared.transport.wire import (
+    REQUEST_HEADER,
+    FhirRequest,
+    FhirResponse,
+    bundle_subject,
+    encode_response,
+    request_subject,
+)
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("barnebro.transport")
+
+Handler = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+
+
+def error_response(exc: FhirError) -> FhirResponse:
+    headers = {"Content-Type": FHIR_JSON, **exc.headers}
+    return FhirResponse(
+        status=exc.status, headers=headers, body=operation_outcome_bytes(exc.issues)
+    )
+
+
+class ServiceHost:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        prefix: str,
+        service: str,
+        resource_types: list[str],
+        handler: Handler,
+        max_concurrency: int = 64,
+    ) -> None:
+        self._nc = nc
+        self._prefix = prefix
+        self._service = service
+        self._types = resource_types
+        self._handler = handler
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscriptions: list[Subscription] = []
+
+    async def start(self) -> None:
+        queue = f"{self._prefix}.{self._service}"
+        subjects = [request_subject(self._prefix, t) for t in self._types]
+        subjects.append(bundle_subject(self._prefix, self._service))
+        for subject in subjects:
+            self._subscriptions.append(
+                await self._nc.subscribe(subject, queue=queue, cb=self._on_message)
+            )
+        await self._nc.flush()
+
+    async def stop(self) -> None:
+        """Stop taking requests and finish those under way."""
+        for subscription in self._subscriptions:
+            await subscription.unsubscribe()
+        self._subscriptions.clear()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _on_message(self, msg: Msg) -> None:
+        await self._slots.acquire()
+        task = asyncio.create_task(self._serve(msg))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _serve(self, msg: Msg) -> None:
+        try:
+            headers = msg.headers or {}
+            with tracer.start_as_current_span(
+                f"{self._service} handle",
+                context=propagate.extract(headers),
+                kind=trace.SpanKind.SERVER,
+                attributes={"messaging.destination.name": msg.subject},
+            ) as span:
+                response = await self._respond(headers, msg.data, span)
+            payload, reply_headers = encode_response(response)
+            if msg.reply:
+                await self._nc.publish(msg.reply, payload, headers=reply_headers)
+        except Exception:
+            log.exception("could not answer a request on %s", msg.subject)
+        finally:
+            self._slots.release()
+
+    async def _respond(self, headers: dict[str, str], body: bytes, span: Any) -> FhirResponse:
+        try:
+            request = FhirRequest.model_validate_json(headers[REQUEST_HEADER])
+        except (KeyError, ValueError):
+            return error_response(FhirError(400, [Issue("structure", "Malformed request")]))
+        span.set_attribute("fhir.interaction", request.interaction)
+        try:
+            return await self._handler(request, body)
+        except FhirError as exc:
+            return error_response(exc)
+        except Exception:
+            trace_id = format(span.get_span_context().trace_id, "032x")
+            log.exception("internal error serving %s", request.interaction)
+            return error_response(
+                FhirError(
+                    500,
+                    [Issue("exception", f"Internal error; trace id {trace_id}")],
+                )
+            )
+
+
+async def register_capabilities(
+    nc: NATS, bucket: str, service: str, capability: dict[str, Any], replicas: int = 1
+) -> None:
+    """Publish this service's capabilities into the registry bucket."""
+    js = nc.jetstream()
+    kv = await ensure_bucket(js, bucket, replicas)
+    await kv.put(service, orjson.dumps(capability))
+
+
+async def ensure_bucket(js: Any, bucket: str, replicas: int = 1) -> Any:
+    from nats.js.errors import BucketNotFoundError
+
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        from nats.js.api import KeyValueConfig
+
+        return await js.create_key_value(KeyValueConfig(bucket=bucket, replicas=replicas))

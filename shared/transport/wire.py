@@ -1,0 +1,82 @@
+"""The request and reply that travel between the gateway and the services over NATS.
+
+The FHIR resource body is the NATS payload, unchanged, so it is never re-encoded on the
+way; everything else (interaction, ids, query, preconditions, the verified caller) rides
+in one JSON header. The caller is set by the gateway after authentication; services trust
+it because only the gateway may publish on the request subjects (NATS permissions).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, Field
+
+REQUEST_HEADER = "Barnebro-Request"
+STATUS_HEADER = "Barnebro-Status"
+HEADERS_HEADER = "Barnebro-Headers"
+
+Interaction = Literal[
+    "read",
+    "vread",
+    "create",
+    "update",
+    "delete",
+    "search",
+    "history-instance",
+    "history-type",
+    "validate",
+    "transaction",
+]
+
+
+class Caller(BaseModel):
+    """The authenticated client: organisation, its kind, the person (HPR) and scopes."""
+
+    orgnr: str | None = None
+    org_kind: str | None = None
+    hpr: str | None = None
+    client_id: str | None = None
+    scopes: list[str] = Field(default_factory=list)
+
+
+class FhirRequest(BaseModel):
+    interaction: Interaction
+    resource_type: str | None = None
+    id: str | None = None
+    version: str | None = None
+    params: list[tuple[str, str]] = Field(default_factory=list)
+    if_match: str | None = None
+    if_none_exist: str | None = None
+    prefer_return: str | None = None
+    lenient: bool = False
+    base_url: str
+    caller: Caller = Field(default_factory=Caller)
+
+
+class FhirResponse(BaseModel):
+    status: int
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: bytes = b""
+
+
+def request_subject(prefix: str, resource_type: str) -> str:
+    return f"{prefix}.fhir.{resource_type}"
+
+
+def bundle_subject(prefix: str, service: str) -> str:
+    return f"{prefix}.bundle.{service}"
+
+
+def encode_response(response: FhirResponse) -> tuple[bytes, dict[str, str]]:
+    return response.body, {
+        STATUS_HEADER: str(response.status),
+        HEADERS_HEADER: orjson.dumps(response.headers).decode(),
+    }
+
+
+def decode_response(payload: bytes, headers: dict[str, str] | None) -> FhirResponse:
+    headers = headers or {}
+    extra = orjson.loads(headers.get(HEADERS_HEADER, "{}"))
+    return FhirResponse(status=int(headers.get(STATUS_HEADER, "500")), headers=extra, body=payload)

