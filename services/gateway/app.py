@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 from nats.aio.client import Client as NATS
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.forwarding import Forwarder
@@ -87,6 +87,7 @@ async def error_middleware(
 ) -> web.StreamResponse:
     with tracer.start_as_current_span(
         f"{request.method} {request.path}",
+        context=propagate.extract(request.headers),
         kind=trace.SpanKind.SERVER,
         attributes={"http.request.method": request.method, "url.path": request.path},
     ) as span:

@@ -105,8 +105,10 @@ def _token_values(element: Any) -> Iterator[IndexValue]:
             yield IndexValue(system=element.get("system"), value=str(element["code"]))
 
 
-_STRING_PARTS = ("family", "given", "prefix", "suffix", "text", "line", "city", "district")
-_STRING_PARTS += ("state", "postalCode", "country")
+_STRING_PARTS: tuple[str, ...] = (
+    "family", "given", "prefix", "suffix", "text",
+    "line", "city", "district", "state", "postalCode", "country",
+)  # fmt: skip
 
 
 def _string_values(element: Any) -> Iterator[IndexValue]:
@@ -167,8 +169,8 @@ def date_range(text: str) -> tuple[datetime, datetime]:
 
 def _date_values(element: Any) -> Iterator[IndexValue]:
     if isinstance(element, str):
-        lo, hi = date_range(element)
-        yield IndexValue(lo=format_instant(lo), hi=format_instant(hi))
+        start, end = date_range(element)
+        yield IndexValue(lo=format_instant(start), hi=format_instant(end))
     elif isinstance(element, dict) and ("start" in element or "end" in element):
         lo = format_instant(date_range(element["start"])[0]) if "start" in element else MIN_INSTANT
         hi = format_instant(date_range(element["end"])[1]) if "end" in element else MAX_INSTANT

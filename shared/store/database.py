@@ -19,6 +19,7 @@ from urllib.parse import urlparse
 
 import aiosqlite
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from opentelemetry import trace
 
 tracer = trace.get_tracer("barnebro.store")
@@ -68,7 +69,7 @@ def _span(dialect: Dialect, sql: str) -> trace.Span:
 class _PgConnection:
     dialect: Dialect = "postgresql"
 
-    def __init__(self, conn: asyncpg.Connection[Any]) -> None:
+    def __init__(self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any]) -> None:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:

@@ -218,7 +218,8 @@ class ResourceStore:
         before_seq: int | None,
     ) -> tuple[list[StoredResource], int | None]:
         """Versions newest first; returns the page and the cursor (seq) of the next page."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if res_type is not None:
             where.append("res_type = ?")
             args.append(res_type)

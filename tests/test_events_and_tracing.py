@@ -1,0 +1,174 @@
+"""Domain events survive a NATS restart (none lost, none duplicated) and one trace runs from
+the HTTP request to the outbox publish."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import nats
+import pytest
+from nats.js.api import ConsumerConfig, DeliverPolicy
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from shared.events import DomainEvent
+from shared.transport.wire import Caller, FhirRequest
+from tests.support import (
+    NatsProcess,
+    Stack,
+    drop_test_resources,
+    start_stack,
+    stop_stack,
+    wait_for,
+)
+from tests.support import test_settings as make_settings
+
+
+async def unsent(stack: Stack) -> int:
+    assert stack.directory.db is not None
+    async with stack.directory.db.reader() as conn:
+        row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+    return int(row[0]) if row else -1
+
+
+async def outbox_ids(stack: Stack) -> set[str]:
+    assert stack.directory.db is not None
+    async with stack.directory.db.reader() as conn:
+        rows = await conn.fetch("SELECT event_id FROM outbox")
+    return {str(r[0]) for r in rows}
+
+
+async def stream_events(stack: Stack) -> list[tuple[str, DomainEvent]]:
+    """Every message in the stream: (Nats-Msg-Id header, decoded event)."""
+    nc = await nats.connect(stack.settings.nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stack.settings.stream_name)
+        total = info.state.messages
+        sub = await js.pull_subscribe(
+            f"{stack.settings.nats_prefix}.events.>",
+            stream=stack.settings.stream_name,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        found: list[tuple[str, DomainEvent]] = []
+        while len(found) < total:
+            for msg in await sub.fetch(min(256, total - len(found)), timeout=5):
+                headers = msg.headers or {}
+                found.append((headers["Nats-Msg-Id"], DomainEvent.model_validate_json(msg.data)))
+                await msg.ack()
+        return found
+    finally:
+        await nc.close()
+
+
+@pytest.fixture
+async def stack_on_own_nats(
+    tmp_path: Path, backend: str
+) -> AsyncIterator[tuple[Stack, NatsProcess]]:
+    server = NatsProcess(tmp_path / "nats-store")
+    server.start()
+    settings = make_settings(tmp_path, backend, server.url)
+    running = await start_stack(settings)
+    try:
+        yield running, server
+    finally:
+        await stop_stack(running)
+        await drop_test_resources(settings)
+        server.stop()
+
+
+async def test_nats_restart_while_writing_loses_and_duplicates_no_event(
+    stack_on_own_nats: tuple[Stack, NatsProcess],
+) -> None:
+    stack, server = stack_on_own_nats
+    assert stack.directory.fhir is not None
+    service = stack.directory.fhir
+    written = 0
+
+    async def writer() -> None:
+        nonlocal written
+        for i in range(150):
+            request = FhirRequest(
+                interaction="create",
+                resource_type="Practitioner",
+                base_url="http://test/fhir",
+                caller=Caller(orgnr="974760673"),
+            )
+            body = b'{"resourceType": "Practitioner", "name": [{"family": "W%d"}]}' % i
+            response = await service.handle(request, body)
+            assert response.status == 201
+            written += 1
+            await asyncio.sleep(0.01)
+
+    async def enough_written() -> bool:
+        return written >= 30
+
+    async def drained() -> bool:
+        return await unsent(stack) == 0
+
+    writing = asyncio.create_task(writer())
+    await wait_for(enough_written)
+    server.stop()
+    stopped_at = written
+    await asyncio.sleep(1.0)
+    assert await unsent(stack) > 0, "writes went on while NATS was down; their events wait"
+    server.start()
+    await writing
+    assert written == 150 and stopped_at < 150
+    await wait_for(drained, limit=30)
+
+    events = await stream_events(stack)
+    msg_ids = [msg_id for msg_id, _ in events]
+    assert len(msg_ids) == len(set(msg_ids)), "an event id was published twice"
+    assert all(msg_id == event.id for msg_id, event in events)
+    assert set(msg_ids) == await outbox_ids(stack)
+    assert sum(1 for _, e in events if e.type == "directory.Practitioner.created") == 150
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_one_trace_from_http_through_nats_into_the_database_and_outbox(
+    stack: Stack,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    if trace.get_tracer_provider() is not provider:
+        pytest.fail("another test installed a tracer provider first")
+    try:
+        await _check_one_trace(stack, exporter)
+    finally:
+        provider.shutdown()
+
+
+async def _check_one_trace(stack: Stack, exporter: InMemorySpanExporter) -> None:
+    created = await stack.call("POST", "Practitioner", {"resourceType": "Practitioner"})
+    assert created.status == 201
+
+    def names() -> set[str]:
+        return {span.name for span in exporter.get_finished_spans()}
+
+    async def published() -> bool:
+        return "outbox publish" in names()
+
+    await wait_for(published)
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.name == "POST /fhir/Practitioner")
+    assert root.context is not None
+    trace_id = root.context.trace_id
+    in_trace = {s.name for s in spans if s.context is not None and s.context.trace_id == trace_id}
+    assert {
+        "POST /fhir/Practitioner",
+        "send create",
+        "directory handle",
+        "db insert",
+        "outbox publish",
+    } <= in_trace
+    handle = next(s for s in spans if s.name == "directory handle")
+    assert handle.kind == trace.SpanKind.SERVER
+    assert handle.parent is not None
+    assert handle.parent.trace_id == trace_id

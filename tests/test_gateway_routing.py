@@ -1,0 +1,201 @@
+"""Authentication, scopes, and what the gateway does when services are missing, slow or
+split across a transaction."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import nats
+import orjson
+import pytest
+from nats.aio.msg import Msg
+
+from shared.auth.local_keys import KEY_FILE, key_dir
+from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.search_params import ParamType, SearchParam
+from shared.runtime import ServiceRuntime, ServiceSpec
+from shared.transport.service_host import register_capabilities
+from tests.support import Stack
+
+
+def sign(stack: Stack, claims: dict[str, Any], algorithm: str = "ES256") -> str:
+    key = (key_dir(stack.settings.data_dir) / KEY_FILE).read_bytes()
+    return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": "barnebro-local-1"})
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    base: dict[str, Any] = {
+        "iss": "barnebro-local",
+        "aud": "barnebro",
+        "exp": now + 60,
+        "iat": now,
+        "scope": "system/*.cruds",
+    }
+    base.update(overrides)
+    return base
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_missing_or_bad_tokens_are_401(stack: Stack) -> None:
+    missing = await stack.call("GET", "Patient", authenticated=False)
+    assert missing.status == 401
+    assert missing.headers["WWW-Authenticate"].startswith("Bearer")
+    assert missing.issues()[0]["code"] == "login"
+    for token in (
+        "not-a-jwt",
+        sign(stack, claims(exp=int(time.time()) - 10)),
+        sign(stack, claims(aud="someone-else")),
+        sign(stack, claims(iss="https://evil.example")),
+        jwt.encode(claims(), "a-shared-secret-that-is-long-enough-for-hs256", algorithm="HS256"),
+        stack.token()[:-4] + "AAAA",
+    ):
+        reply = await stack.call("GET", "Patient", token=token)
+        assert reply.status == 401, token
+    assert (await stack.call("GET", "metadata", authenticated=False)).status == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_scopes_are_enforced_per_interaction_and_type(stack: Stack) -> None:
+    read_only = stack.token(scope="system/Patient.rs")
+    assert (await stack.call("GET", "Patient", token=read_only)).status == 200
+    denied = await stack.call("POST", "Patient", {"resourceType": "Patient"}, token=read_only)
+    assert denied.status == 403
+    assert "system/Patient.c" in denied.issues()[0]["diagnostics"]
+    other_type = await stack.call("GET", "Organization", token=read_only)
+    assert other_type.status == 403
+    v1 = stack.token(scope="system/Practitioner.write system/Practitioner.read")
+    created = await stack.call("POST", "Practitioner", {"resourceType": "Practitioner"}, token=v1)
+    assert created.status == 201
+    batch = {
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Patient"}},
+            {"request": {"method": "GET", "url": "Organization"}},
+        ],
+    }
+    reply = await stack.call("POST", "", batch, token=read_only)
+    assert [e["response"]["status"] for e in reply.json()["entry"]] == ["200", "403"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_helseid_claim_names_reach_the_service(stack: Stack) -> None:
+    token = sign(
+        stack,
+        claims(
+            **{
+                "helseid://claims/client/claims/orgnr_parent": "974760673",
+                "helseid://claims/hpr/hpr_number": "565501872",
+                "client_id": "epj-bup",
+            }
+        ),
+    )
+    created = await stack.call(
+        "POST", "Practitioner", {"resourceType": "Practitioner"}, token=token
+    )
+    assert created.status == 201
+    assert stack.directory.db is not None
+    async with stack.directory.db.reader() as conn:
+        row = await conn.fetchrow("SELECT payload FROM outbox ORDER BY seq DESC LIMIT 1")
+    assert row is not None
+    actor = orjson.loads(bytes(row[0]))["data"]["actor"]
+    assert actor == {
+        "orgnr": "974760673",
+        "hpr": "565501872",
+        "client_id": "epj-bup",
+        "scopes": ["system/*.cruds"],
+    }
+
+
+class ObservationDefinition(ResourceDefinition):
+    resource_type = "Observation"
+    search_params = (SearchParam("code", ParamType.TOKEN, ("code",)),)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_transaction_across_two_services_is_refused(stack: Stack, tmp_path: Path) -> None:
+    settings = stack.settings.model_copy(update={"data_dir": tmp_path / "other"})
+    other = ServiceRuntime(ServiceSpec("observations", [ObservationDefinition()]), settings)
+    await other.start()
+    try:
+        await stack.gateway.gateway.registry.refresh()  # type: ignore[union-attr]
+        observation = {
+            "resourceType": "Observation",
+            "status": "final",
+            "code": {"text": "x"},
+        }
+        alone = await stack.call("POST", "Observation", observation)
+        assert alone.status == 201, alone.body
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {"resource": {"resourceType": "Practitioner"},
+                 "request": {"method": "POST", "url": "Practitioner"}},
+                {"resource": observation, "request": {"method": "POST", "url": "Observation"}},
+            ],
+        }  # fmt: skip
+        refused = await stack.call("POST", "", bundle)
+        assert refused.status == 400
+        diagnostics = refused.issues()[0]["diagnostics"]
+        assert "directory" in diagnostics and "observations" in diagnostics
+        left = (await stack.call("GET", "Practitioner?_total=accurate")).json()
+        assert left["total"] == 0
+        batch = {**bundle, "type": "batch"}
+        both = await stack.call("POST", "", batch)
+        assert [e["response"]["status"] for e in both.json()["entry"]] == ["201", "201"]
+    finally:
+        await other.stop()
+    gone = await stack.call("GET", "Observation")
+    assert gone.status == 503
+    assert gone.headers["Retry-After"] == "1"
+    assert gone.issues()[0]["code"] == "transient"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_service_that_does_not_answer_gives_504(stack: Stack) -> None:
+    settings = stack.settings
+    nc = await nats.connect(settings.nats_url)
+    hanging: list[Msg] = []
+
+    async def never_answer(msg: Msg) -> None:
+        hanging.append(msg)
+
+    await nc.subscribe(f"{settings.nats_prefix}.fhir.Observation", cb=never_answer)
+    await register_capabilities(
+        nc,
+        settings.registry_bucket,
+        "slow",
+        {"service": "slow", "resources": [{"type": "Observation"}]},
+    )
+    assert stack.gateway.gateway is not None
+    await stack.gateway.gateway.registry.refresh()
+    stack.gateway.gateway.forwarder._timeout = 0.5
+    try:
+        started = time.monotonic()
+        reply = await stack.call("GET", "Observation")
+        assert reply.status == 504
+        assert time.monotonic() - started < 5
+        assert "did not answer" in reply.issues()[0]["diagnostics"]
+        assert len(hanging) == 1
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_many_concurrent_requests_are_all_answered(stack: Stack) -> None:
+    replies = await asyncio.gather(
+        *(
+            stack.call("POST", "Practitioner", {"resourceType": "Practitioner",
+                                                "name": [{"family": f"C{i}"}]})
+            for i in range(100)
+        )
+    )  # fmt: skip
+    assert [r.status for r in replies] == [201] * 100
+    total = (await stack.call("GET", "Practitioner?_total=accurate&_count=0")).json()["total"]
+    assert total == 100
