@@ -10,6 +10,7 @@ SIGTERM stops them all; the data directory keeps the data for the next start.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -123,6 +124,8 @@ class LocalStack:
         self.children.append((service, subprocess.Popen(command, env=env)))
 
     def _gateway_ready(self, timeout: float) -> bool:
+        """Wait until the gateway answers and routes to every service started."""
+        expected = {s for s in self.services if s != "gateway"}
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port}/healthz"
         while time.monotonic() < deadline:
@@ -130,10 +133,11 @@ class LocalStack:
                 return False
             try:
                 with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
+                    if expected <= set(json.loads(response.read())["services"]):
                         return True
             except OSError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
         return False
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:

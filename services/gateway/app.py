@@ -195,8 +195,15 @@ async def metadata(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    connected = request.app[GATEWAY_KEY].nc.is_connected
-    return web.json_response({"nats": connected}, status=200 if connected else 503)
+    """200 while connected to NATS; lists the services whose types are routable."""
+    gateway = request.app[GATEWAY_KEY]
+    connected = gateway.nc.is_connected
+    if connected:
+        await gateway.registry.refresh()
+    services = sorted(gateway.registry.fragments)
+    return web.json_response(
+        {"nats": connected, "services": services}, status=200 if connected else 503
+    )
 
 
 async def type_level(request: web.Request) -> web.Response:

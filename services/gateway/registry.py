@@ -74,9 +74,10 @@ class ServiceRegistry:
             self._refreshed = time.monotonic()
 
     async def owner(self, resource_type: str) -> str | None:
-        """The service owning a type; re-reads the registry (at most once a second) on a miss."""
+        """The service owning a type; re-reads the registry (at most 5 times a second) on a
+        miss, so a service that has just started is found."""
         service = self.owners.get(resource_type)
-        if service is None and time.monotonic() - self._refreshed > 1.0:
+        if service is None and time.monotonic() - self._refreshed > 0.2:
             await self.refresh()
             service = self.owners.get(resource_type)
         return service

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 
-import nats
 from nats.aio.client import Client as NATS
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
@@ -20,8 +19,13 @@ log = logging.getLogger(__name__)
 
 
 async def connect(settings: Settings, name: str) -> NATS:
+    client = NATS()
+
     async def on_disconnect() -> None:
-        log.warning("disconnected from NATS")
+        if client.is_draining or client.is_closed:
+            log.info("disconnected from NATS (closing)")
+        else:
+            log.warning("disconnected from NATS")
 
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
@@ -29,7 +33,7 @@ async def connect(settings: Settings, name: str) -> NATS:
     async def on_error(exc: Exception) -> None:
         log.warning("NATS error: %s", exc)
 
-    return await nats.connect(
+    await client.connect(
         settings.nats_url,
         name=name,
         max_reconnect_attempts=-1,
@@ -38,6 +42,7 @@ async def connect(settings: Settings, name: str) -> NATS:
         reconnected_cb=on_reconnect,
         error_cb=on_error,
     )
+    return client
 
 
 async def ensure_event_stream(nc: NATS, settings: Settings) -> None:

@@ -1,0 +1,156 @@
+"""`barnebro up`, `barnebro token` and `barnebro serve` as a user runs them: real child
+processes, the embedded NATS server and SQLite files in the data directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+import urllib3
+
+from tests.support import free_port
+
+BARNEBRO = [sys.executable, "-m", "services.cli"]
+
+
+def embedded_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "DATABASE_URL")}
+    env["BARNEBRO_LOG_FORMAT"] = "text"
+    return env
+
+
+def start_up(data_dir: Path, port: int) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(data_dir)],
+        env=embedded_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "Press Ctrl-C to stop" in line:
+            return process
+    process.kill()
+    pytest.fail("barnebro up did not start:\n" + "".join(lines))
+
+
+def stop(process: subprocess.Popen[str]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(30)
+
+
+def token(data_dir: Path) -> str:
+    result = subprocess.run(
+        [*BARNEBRO, "token", "--org", "974760673", "--kind", "fastlege", "--data-dir",
+         str(data_dir), "--scope", "system/Practitioner.cruds", "--ttl", "600"],
+        capture_output=True, text=True, check=True, env=embedded_env(),
+    )  # fmt: skip
+    return result.stdout.strip().splitlines()[-1]
+
+
+def request(method: str, url: str, bearer: str, body: object = None) -> tuple[int, object]:
+    response = urllib3.request(
+        method,
+        url,
+        body=orjson.dumps(body) if body is not None else None,
+        headers={"Authorization": f"Bearer {bearer}", "Content-Type": "application/fhir+json"},
+        timeout=10,
+    )
+    return response.status, orjson.loads(response.data) if response.data else None
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    process = start_up(data_dir, port)
+    try:
+        children = descendants(process.pid)
+        assert len(children) == 3, "nats-server, directory and gateway"
+        bearer = token(data_dir)
+        status, created = request(
+            "POST", f"{base}/Practitioner", bearer, {"resourceType": "Practitioner"}
+        )
+        assert status == 201
+        assert isinstance(created, dict)
+        status, _ = request("GET", f"{base}/Patient", bearer)
+        assert status == 403, "the token's scope covers Practitioner only"
+
+        second = subprocess.run(
+            [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(tmp_path / "other")],
+            capture_output=True, text=True, timeout=60, env=embedded_env(),
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert f"port {port} is already in use" in second.stderr
+    finally:
+        assert stop(process) == 0
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+    restarted = start_up(data_dir, port)
+    try:
+        status, read = request("GET", f"{base}/Practitioner/{created['id']}", bearer)
+        assert status == 200
+        assert read == created
+    finally:
+        assert stop(restarted) == 0
+
+
+def test_same_data_directory_twice_is_refused(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    process = start_up(data_dir, free_port())
+    try:
+        second = subprocess.run(
+            [*BARNEBRO, "up", "--port", str(free_port()), "--data-dir", str(data_dir)],
+            capture_output=True, text=True, timeout=60, env=embedded_env(),
+        )  # fmt: skip
+        assert second.returncode == 1
+        assert "already running with data directory" in second.stderr
+    finally:
+        assert stop(process) == 0
+
+
+def test_serve_without_jwks_fails_clearly(tmp_path: Path) -> None:
+    env = embedded_env()
+    env.pop("BARNEBRO_JWKS_FILE", None)
+    env.pop("BARNEBRO_JWKS_URL", None)
+    env["BARNEBRO_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [*BARNEBRO, "serve", "gateway"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert result.returncode != 0
+    assert "BARNEBRO_JWKS_URL or BARNEBRO_JWKS_FILE" in result.stderr
+
+
+def test_token_rejects_unknown_kinds(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [*BARNEBRO, "token", "--org", "974760673", "--kind", "hospital", "--data-dir",
+         str(tmp_path)],
+        capture_output=True, text=True, env=embedded_env(),
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "invalid choice: 'hospital'" in result.stderr
