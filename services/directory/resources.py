@@ -15,6 +15,7 @@ from services.directory.domain import organisations, people
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, MUNICIPALITY_EXTENSION
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
 from shared.fhir.errors import Issue
+from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
 from shared.transport.wire import Caller
 
@@ -44,13 +45,6 @@ def _care_order_organizations(patient: dict[str, Any]) -> list[Any]:
             for coding in walk(contact, ["relationship", "coding"])
         )
     ]
-
-
-def _reference_id(reference: Any, resource_type: str) -> str | None:
-    text = (reference or {}).get("reference") if isinstance(reference, dict) else None
-    if isinstance(text, str) and text.startswith(f"{resource_type}/"):
-        return text.split("/")[1]
-    return None
 
 
 class _Directory(ResourceDefinition):
@@ -144,7 +138,8 @@ class RelatedPersonDefinition(_Directory):
         return []
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
-        return _reference_id(resource.get("patient"), "Patient")
+        target = reference_target(resource.get("patient"))
+        return target[1] if target and target[0] == "Patient" else None
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]

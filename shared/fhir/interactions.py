@@ -318,6 +318,7 @@ class FhirService:
             res_id=res_id,
             previous=previous,
             unique_keys=definition.unique_keys(resource),
+            previous_keys=definition.unique_keys(before) if before else (),
         )
         await self._record(conn, definition, stored, before, resource, request)
         status = 201 if previous is None else 200
@@ -336,10 +337,16 @@ class FhirService:
             raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
         if previous.deleted:
             return FhirResponse(status=204)
+        before = previous.json()
         stored = await self.store.write(
-            conn, None, res_type=definition.resource_type, res_id=res_id, previous=previous
+            conn,
+            None,
+            res_type=definition.resource_type,
+            res_id=res_id,
+            previous=previous,
+            previous_keys=definition.unique_keys(before),
         )
-        await self._record(conn, definition, stored, previous.json(), None, request)
+        await self._record(conn, definition, stored, before, None, request)
         return FhirResponse(status=204, headers={"ETag": stored.etag})
 
     async def _record(

@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 
+from shared.fhir.references import reference_target
+
 
 class ParamType(StrEnum):
     TOKEN = "token"
@@ -122,12 +124,9 @@ def _string_values(element: Any) -> Iterator[IndexValue]:
 def _reference_values(element: Any) -> Iterator[IndexValue]:
     if not isinstance(element, dict):
         return
-    reference = element.get("reference")
-    if isinstance(reference, str) and "/" in reference:
-        parts = reference.split("/")
-        if len(parts) >= 4 and parts[-2] == "_history":
-            parts = parts[:-2]
-        yield IndexValue(value=f"{parts[-2]}/{parts[-1]}")
+    target = reference_target(element)
+    if target is not None:
+        yield IndexValue(value=f"{target[0]}/{target[1]}")
     identifier = element.get("identifier")
     if isinstance(identifier, dict) and "value" in identifier:
         yield IndexValue(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -58,12 +57,16 @@ def _to_numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 
-def _span(dialect: Dialect, sql: str) -> trace.Span:
-    return tracer.start_span(
+def _traced(dialect: Dialect, sql: str) -> contextlib.AbstractContextManager[Any]:
+    """A span around one statement, when the request is being traced at all."""
+    if not trace.get_current_span().is_recording():
+        return contextlib.nullcontext()
+    span = tracer.start_span(
         "db " + sql.split(None, 1)[0].lower(),
         kind=trace.SpanKind.CLIENT,
         attributes={"db.system": dialect, "db.statement": sql[:300]},
     )
+    return trace.use_span(span, end_on_exit=True)
 
 
 class _PgConnection:
@@ -73,24 +76,31 @@ class _PgConnection:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+        with _traced(self.dialect, sql):
             status = await self._conn.execute(_to_numbered(sql), *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            with _traced(self.dialect, sql):
                 await self._conn.executemany(_to_numbered(sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+        with _traced(self.dialect, sql):
             return list(await self._conn.fetch(_to_numbered(sql), *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+        with _traced(self.dialect, sql):
             row = await self._conn.fetchrow(_to_numbered(sql), *args)
         return row
+
+
+async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
+    """Pool reset without a round trip: no session state (SET, LISTEN, session locks) is
+    ever used, so only a transaction left open by a cancelled task needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
 
 
 class PostgresDatabase:
@@ -117,6 +127,7 @@ class PostgresDatabase:
             min_size=1,
             max_size=pool_size,
             server_settings={"search_path": schema},
+            reset=_rollback_if_open,
         )
         return cls(pool, schema)
 
@@ -141,7 +152,7 @@ class _SqliteConnection:
         self._conn = conn
 
     async def execute(self, sql: str, *args: Any) -> int:
-        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+        with _traced(self.dialect, sql):
             cursor = await self._conn.execute(sql, args)
             count = cursor.rowcount
             await cursor.close()
@@ -149,11 +160,11 @@ class _SqliteConnection:
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+            with _traced(self.dialect, sql):
                 await self._conn.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        with trace.use_span(_span(self.dialect, sql), end_on_exit=True):
+        with _traced(self.dialect, sql):
             return list(await self._conn.execute_fetchall(sql, args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
@@ -211,7 +222,3 @@ async def open_database(url: str, schema: str, pool_size: int = 10) -> Database:
     if parsed.scheme == "sqlite":
         return await SqliteDatabase.connect(Path(parsed.path))
     raise ValueError(f"Unsupported DATABASE_URL scheme {parsed.scheme!r}")
-
-
-IntegrityError: tuple[type[Exception], ...] = (asyncpg.UniqueViolationError, sqlite3.IntegrityError)
-"""Unique-constraint violations of either dialect."""

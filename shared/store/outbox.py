@@ -14,6 +14,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
+import orjson
 from opentelemetry import propagate, trace
 
 from shared.events import DomainEvent
@@ -48,7 +49,9 @@ class OutboxRelay:
         poll_interval: float,
         max_backoff: float,
         batch_size: int = 200,
+        linger: float = 0.005,
     ) -> None:
+        self._linger = linger
         self._db = db
         self._publish = publish
         self._poll_interval = poll_interval
@@ -79,6 +82,7 @@ class OutboxRelay:
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+                await asyncio.sleep(self._linger)  # let concurrent commits join the batch
             self._wake.clear()
 
     async def publish_pending(self) -> int:
@@ -96,14 +100,18 @@ class OutboxRelay:
                 " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
                 self._batch_size,
             )
-            failure: Exception | None = None
-            for seq, event_id, subject, payload in rows:
-                try:
-                    await self._publish_one(event_id, subject, bytes(payload))
-                except Exception as exc:  # keep what was acked, retry the rest later
-                    failure = exc
+            # Published concurrently but written to the connection in order; only the
+            # leading run of acked events is marked, so a failure never reorders a retry.
+            outcomes = await asyncio.gather(
+                *(self._publish_one(r[1], r[2], bytes(r[3])) for r in rows),
+                return_exceptions=True,
+            )
+            failure: BaseException | None = None
+            for row, outcome in zip(rows, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failure = outcome
                     break
-                sent.append(seq)
+                sent.append(row[0])
             if sent:
                 marks = ", ".join("?" * len(sent))
                 await conn.execute(
@@ -115,8 +123,7 @@ class OutboxRelay:
         return len(sent)
 
     async def _publish_one(self, event_id: str, subject: str, payload: bytes) -> None:
-        event = DomainEvent.model_validate_json(payload)
-        parent = propagate.extract(event.trace_context)
+        parent = propagate.extract(orjson.loads(payload).get("trace_context") or {})
         with tracer.start_as_current_span(
             "outbox publish",
             context=parent,

@@ -18,7 +18,7 @@ import orjson
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import IndexValue, SearchParam, format_instant, index_values
 from shared.fhir.search_query import SearchQuery, encode_cursor
-from shared.store.database import Connection, IntegrityError
+from shared.store.database import Connection
 from shared.store.search_sql import build_search, include_targets_sql, revinclude_sql
 
 UniqueKey = tuple[str, str]
@@ -116,8 +116,13 @@ class ResourceStore:
         res_id: str,
         previous: StoredResource | None,
         unique_keys: Iterable[UniqueKey] = (),
+        previous_keys: Iterable[UniqueKey] = (),
     ) -> StoredResource:
-        """Store a new version (a deletion when `resource` is None) after `previous`."""
+        """Store a new version (a deletion when `resource` is None) after `previous`.
+
+        `unique_keys` are claimed for the new version; `previous_keys` (those of
+        `previous`) are released first.
+        """
         version = previous.version + 1 if previous else 1
         last_updated = now_instant()
         body: bytes | None = None
@@ -142,14 +147,9 @@ class ResourceStore:
             )  # fmt: skip
             if changed != 1:
                 raise error(409, "conflict", f"{res_type}/{res_id} was changed concurrently")
-        await conn.execute(
-            f"INSERT INTO resource_history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-            res_type, res_id, version, last_updated, deleted, body,
-        )  # fmt: skip
-        if previous is not None:
-            await conn.execute(
-                "DELETE FROM search_index WHERE res_type = ? AND res_id = ?", res_type, res_id
-            )
+        # The history row and the removal of old index rows are done by the trigger on
+        # `resources` (see shared.store.schema).
+        if previous is not None and any(True for _ in previous_keys):
             await conn.execute(
                 "DELETE FROM unique_keys WHERE res_type = ? AND res_id = ?", res_type, res_id
             )
@@ -178,21 +178,22 @@ class ResourceStore:
         self, conn: Connection, res_type: str, res_id: str, keys: Iterable[UniqueKey]
     ) -> None:
         for key_name, key_value in keys:
+            # A concurrent claim of the same key waits here until the other transaction ends.
+            claimed = await conn.execute(
+                "INSERT INTO unique_keys (key_name, key_value, res_type, res_id)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (key_name, key_value) DO NOTHING",
+                key_name, key_value, res_type, res_id,
+            )  # fmt: skip
+            if claimed == 1:
+                continue
             holder = await conn.fetchrow(
                 "SELECT res_type, res_id FROM unique_keys WHERE key_name = ? AND key_value = ?",
                 key_name,
                 key_value,
             )
-            if holder is not None and (holder[0], holder[1]) != (res_type, res_id):
-                raise _duplicate(key_name, key_value, f"{holder[0]}/{holder[1]}")
-            try:
-                await conn.execute(
-                    "INSERT INTO unique_keys (key_name, key_value, res_type, res_id)"
-                    " VALUES (?, ?, ?, ?)",
-                    key_name, key_value, res_type, res_id,
-                )  # fmt: skip
-            except IntegrityError as exc:
-                raise _duplicate(key_name, key_value, "another resource") from exc
+            if holder is None or (holder[0], holder[1]) != (res_type, res_id):
+                where = f"{holder[0]}/{holder[1]}" if holder else "another resource"
+                raise _duplicate(key_name, key_value, where)
 
     async def claim_conditional(self, conn: Connection, res_type: str, criteria: str) -> None:
         """Serialise conditional creates with the same criteria on a unique row.

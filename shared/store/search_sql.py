@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, normalize_string
 from shared.fhir.search_query import Criterion, DateValue, Include, SearchQuery
 
@@ -92,9 +93,9 @@ def _criterion(
 
 
 def _reference_condition(param: SearchParam, value: str) -> tuple[str, list[Any]]:
-    parts = value.rstrip("/").split("/")
-    if len(parts) >= 2:
-        return "value = ?", [f"{parts[-2]}/{parts[-1]}"]
+    target = reference_target(value)
+    if target is not None:
+        return "value = ?", [f"{target[0]}/{target[1]}"]
     targets = [f"{t}/{value}" for t in param.targets] or [value]
     return f"value IN ({', '.join('?' * len(targets))})", targets
 

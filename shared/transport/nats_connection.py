@@ -37,7 +37,7 @@ async def connect(settings: Settings, name: str) -> NATS:
         settings.nats_url,
         name=name,
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=1,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
         error_cb=on_error,

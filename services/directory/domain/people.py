@@ -172,7 +172,9 @@ def care_order_changes(
             changes.append(("care-order-started", order))
         elif order.end is not None and (previous is None or previous.end is None):
             changes.append(("care-order-ended", order))
-    changes.extend(("care-order-ended", o) for key, o in old.items() if key not in new)
+    changes.extend(
+        ("care-order-ended", o) for key, o in old.items() if key not in new and o.end is None
+    )
     return changes
 
 
