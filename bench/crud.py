@@ -332,7 +332,9 @@ async def seed_patients(client: HttpClient, ids: Identifiers, count: int) -> Sam
     for resource_type in ("Organization", "Practitioner", "PractitionerRole"):
         resource = await create(client, resource_type, refs, ids, recorder)
         if resource is None:
-            raise RuntimeError(f"could not create the read phase's {resource_type}: {recorder}")
+            raise RuntimeError(
+                f"could not create the read phase's {resource_type}: {recorder.samples}"
+            )
         refs[resource_type] = resource["id"]
     paths = []
     for _ in range(count):
