@@ -83,33 +83,52 @@ async def test_scopes_are_enforced_per_interaction_and_type(stack: Stack) -> Non
     assert [e["response"]["status"] for e in reply.json()["entry"]] == ["200", "403"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite"])
-async def test_helseid_claim_names_reach_the_service(stack: Stack) -> None:
-    token = sign(
-        stack,
-        claims(
-            **{
-                "helseid://claims/client/claims/orgnr_parent": "974760673",
-                "helseid://claims/hpr/hpr_number": "565501872",
-                "client_id": "epj-bup",
-            }
-        ),
-    )
-    created = await stack.call(
-        "POST", "Practitioner", {"resourceType": "Practitioner"}, token=token
-    )
-    assert created.status == 201
+async def last_actor(stack: Stack) -> dict[str, Any]:
     assert stack.directory.db is not None
     async with stack.directory.db.reader() as conn:
         row = await conn.fetchrow("SELECT payload FROM outbox ORDER BY seq DESC LIMIT 1")
     assert row is not None
-    actor = orjson.loads(bytes(row[0]))["data"]["actor"]
-    assert actor == {
+    actor: dict[str, Any] = orjson.loads(bytes(row[0]))["data"]["actor"]
+    return actor
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_helseid_claim_names_reach_the_service_with_the_kind_from_the_directory(
+    stack: Stack,
+) -> None:
+    helseid = claims(
+        **{
+            "helseid://claims/client/claims/orgnr_parent": "974760673",
+            "helseid://claims/hpr/hpr_number": "565501872",
+            "client_id": "epj-bup",
+        }
+    )
+    created = await stack.call(
+        "POST", "Practitioner", {"resourceType": "Practitioner"}, token=sign(stack, helseid)
+    )
+    assert created.status == 201
+    assert await last_actor(stack) == {
         "orgnr": "974760673",
         "hpr": "565501872",
         "client_id": "epj-bup",
         "scopes": ["system/*.cruds"],
-    }
+    }, "an organisation the directory does not know has no kind"
+
+    bup = {
+        "resourceType": "Organization",
+        "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "974760673"}],
+        "type": [{"coding": [{"system": "https://fhir.barnebro.no/CodeSystem/organisation-kind",
+                              "code": "bup"}]}],
+    }  # fmt: skip
+    assert (await stack.call("POST", "Organization", bup)).status == 201
+    assert stack.gateway.gateway is not None
+    stack.gateway.gateway.kinds._cache.clear()
+    again = claims(**{**helseid, "jti": "second"})
+    created = await stack.call(
+        "POST", "Practitioner", {"resourceType": "Practitioner"}, token=sign(stack, again)
+    )
+    assert created.status == 201
+    assert (await last_actor(stack))["org_kind"] == "bup"
 
 
 class ObservationDefinition(ResourceDefinition):

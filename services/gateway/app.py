@@ -19,6 +19,7 @@ from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
 
 from services.gateway.bundles import run_batch, run_transaction
+from services.gateway.callers import OrganisationKinds
 from services.gateway.forwarding import Forwarder
 from services.gateway.registry import ServiceRegistry
 from shared.auth.scopes import authorize
@@ -60,6 +61,7 @@ class Gateway:
         self.verifier = verifier
         self.registry = ServiceRegistry(nc, settings.registry_bucket, settings.event_replicas)
         self.forwarder = Forwarder(nc, settings.request_timeout)
+        self.kinds = OrganisationKinds(self.dispatch)
 
     def base_url(self, request: web.Request) -> str:
         if self.settings.public_base_url:
@@ -123,7 +125,8 @@ async def auth_middleware(
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("A bearer token is required (Authorization: Bearer <JWT>)")
     gateway = request.app[GATEWAY_KEY]
-    request[CALLER_KEY] = await gateway.verifier.verify(token.strip())
+    caller = await gateway.verifier.verify(token.strip())
+    request[CALLER_KEY] = await gateway.kinds.complete(caller, gateway.base_url(request))
     return await handler(request)
 
 

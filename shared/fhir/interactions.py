@@ -23,7 +23,8 @@ from shared.fhir.definitions import Change, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
 from shared.fhir.resources import parse_json, validate_resource
 from shared.fhir.search_params import SearchParam
-from shared.fhir.search_query import parse_search
+from shared.fhir.search_query import parse_date_value, parse_search
+from shared.fhir.transaction import run_transaction
 from shared.store.database import Connection, Database
 from shared.store.outbox import add_event
 from shared.store.resource_store import ResourceStore, StoredResource, new_id
@@ -78,8 +79,6 @@ class FhirService:
 
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.interaction == "transaction":
-            from shared.fhir.transaction import run_transaction
-
             return await run_transaction(self, request, body)
         definition = self._definition(request.resource_type)
         match request.interaction:
@@ -179,8 +178,6 @@ class FhirService:
             raise error(400, "not-supported", f"Unsupported history parameters: {sorted(unknown)}")
         since = None
         if "_since" in params:
-            from shared.fhir.search_query import parse_date_value
-
             since = parse_date_value("_since", params["_since"]).lo
         count_text = params.get("_count", "50")
         if not count_text.isdigit():

@@ -9,6 +9,7 @@ sends here only Bundles whose entries all belong to this service.)
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
 
 import orjson
 
@@ -26,8 +27,6 @@ METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 
 def split_entry_url(url: str) -> tuple[str, str | None, list[tuple[str, str]]]:
     """`Patient/1` → ("Patient", "1", []); `Patient?x=y` → ("Patient", None, [("x","y")])."""
-    from urllib.parse import parse_qsl
-
     path, _, query = url.partition("?")
     parts = [p for p in path.strip("/").split("/") if p]
     if not parts:

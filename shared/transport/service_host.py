@@ -18,6 +18,10 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import KeyValueConfig
+from nats.js.client import JetStreamContext
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
 from shared.fhir.errors import FhirError, Issue, operation_outcome_bytes
@@ -136,12 +140,9 @@ async def register_capabilities(
     await kv.put(service, orjson.dumps(capability))
 
 
-async def ensure_bucket(js: Any, bucket: str, replicas: int = 1) -> Any:
-    from nats.js.errors import BucketNotFoundError
-
+async def ensure_bucket(js: JetStreamContext, bucket: str, replicas: int = 1) -> KeyValue:
+    """The registry bucket, created on first use."""
     try:
         return await js.key_value(bucket)
     except BucketNotFoundError:
-        from nats.js.api import KeyValueConfig
-
         return await js.create_key_value(KeyValueConfig(bucket=bucket, replicas=replicas))
