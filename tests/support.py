@@ -26,12 +26,14 @@ import nats
 import orjson
 import pytest
 from multidict import CIMultiDict
+from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
 from services.stack import nats_server_binary
 from shared.auth.local_keys import ensure_local_keys, issue_token
 from shared.config import Settings
+from shared.events import DomainEvent
 from shared.runtime import ServiceRuntime
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -240,3 +242,40 @@ async def wait_for(predicate: Any, limit: float = 10.0, interval: float = 0.05) 
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(interval)
+
+
+async def unsent(stack: Stack) -> int:
+    assert stack.directory.db is not None
+    async with stack.directory.db.reader() as conn:
+        row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+    return int(row[0]) if row else -1
+
+
+async def outbox_ids(stack: Stack) -> set[str]:
+    assert stack.directory.db is not None
+    async with stack.directory.db.reader() as conn:
+        rows = await conn.fetch("SELECT event_id FROM outbox")
+    return {str(r[0]) for r in rows}
+
+
+async def stream_events(stack: Stack) -> list[tuple[str, DomainEvent]]:
+    """Every message in the stream: (Nats-Msg-Id header, decoded event)."""
+    nc = await nats.connect(stack.settings.nats_url)
+    try:
+        js = nc.jetstream()
+        info = await js.stream_info(stack.settings.stream_name)
+        total = info.state.messages
+        sub = await js.pull_subscribe(
+            f"{stack.settings.nats_prefix}.events.>",
+            stream=stack.settings.stream_name,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+        )
+        found: list[tuple[str, DomainEvent]] = []
+        while len(found) < total:
+            for msg in await sub.fetch(min(256, total - len(found)), timeout=5):
+                headers = msg.headers or {}
+                found.append((headers["Nats-Msg-Id"], DomainEvent.model_validate_json(msg.data)))
+                await msg.ack()
+        return found
+    finally:
+        await nc.close()

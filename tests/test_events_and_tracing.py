@@ -7,62 +7,25 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import nats
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.events import DomainEvent
 from shared.transport.wire import Caller, FhirRequest
 from tests.support import (
     NatsProcess,
     Stack,
     drop_test_resources,
+    outbox_ids,
     start_stack,
     stop_stack,
+    stream_events,
+    unsent,
     wait_for,
 )
 from tests.support import test_settings as make_settings
-
-
-async def unsent(stack: Stack) -> int:
-    assert stack.directory.db is not None
-    async with stack.directory.db.reader() as conn:
-        row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-    return int(row[0]) if row else -1
-
-
-async def outbox_ids(stack: Stack) -> set[str]:
-    assert stack.directory.db is not None
-    async with stack.directory.db.reader() as conn:
-        rows = await conn.fetch("SELECT event_id FROM outbox")
-    return {str(r[0]) for r in rows}
-
-
-async def stream_events(stack: Stack) -> list[tuple[str, DomainEvent]]:
-    """Every message in the stream: (Nats-Msg-Id header, decoded event)."""
-    nc = await nats.connect(stack.settings.nats_url)
-    try:
-        js = nc.jetstream()
-        info = await js.stream_info(stack.settings.stream_name)
-        total = info.state.messages
-        sub = await js.pull_subscribe(
-            f"{stack.settings.nats_prefix}.events.>",
-            stream=stack.settings.stream_name,
-            config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        )
-        found: list[tuple[str, DomainEvent]] = []
-        while len(found) < total:
-            for msg in await sub.fetch(min(256, total - len(found)), timeout=5):
-                headers = msg.headers or {}
-                found.append((headers["Nats-Msg-Id"], DomainEvent.model_validate_json(msg.data)))
-                await msg.ack()
-        return found
-    finally:
-        await nc.close()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +21,8 @@ import aiosqlite
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from opentelemetry import trace
+
+from shared.fhir.errors import FhirError, error
 
 tracer = trace.get_tracer("barnebro.store")
 
@@ -96,6 +99,13 @@ class _PgConnection:
         return row
 
 
+def _contention(exc: Exception) -> FhirError:
+    """A write that lost to a concurrent one: nothing was stored, the client may retry."""
+    failure = error(503, "transient", f"The write collided with a concurrent one; retry ({exc})")
+    failure.headers["Retry-After"] = "1"
+    return failure
+
+
 async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
     """Pool reset without a round trip: no session state (SET, LISTEN, session locks) is
     ever used, so only a transaction left open by a cancelled task needs undoing."""
@@ -133,8 +143,11 @@ class PostgresDatabase:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._pool.acquire() as conn, conn.transaction():
-            yield _PgConnection(conn)
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                yield _PgConnection(conn)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+            raise _contention(exc) from exc
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:
@@ -197,7 +210,10 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._write_lock:
-            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                await self._writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:  # another process holds the write lock
+                raise _contention(exc) from exc
             try:
                 yield _SqliteConnection(self._writer)
             except BaseException:

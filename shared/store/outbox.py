@@ -28,7 +28,15 @@ Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
 
 async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
-    """Record an event in the current transaction."""
+    """Record an event in the current transaction.
+
+    The relay publishes in `seq` order, but PostgreSQL hands out `seq` at insert time, not
+    at commit. Writers that touch the same patient therefore take a transaction lock on
+    the patient first, so that one patient's events get `seq` values in commit order and
+    are published in that order. (SQLite has a single writer: nothing to do.)
+    """
+    if event.patient is not None and conn.dialect == "postgresql":
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", event.patient)
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)",
         event.id,
