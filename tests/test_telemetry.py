@@ -1,0 +1,47 @@
+"""Telemetry set-up: OTLP export only when configured, JSON logs carrying trace ids."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+import pytest
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+
+from shared.config import Settings
+from shared.telemetry import JsonFormatter, setup_tracing
+
+
+def test_no_endpoint_means_no_tracer_provider() -> None:
+    assert setup_tracing(Settings(otlp_endpoint=""), "barnebro-test") is None
+
+
+def test_an_endpoint_installs_an_otlp_exporting_provider(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    installed: list[TracerProvider] = []
+    monkeypatch.setattr(trace, "set_tracer_provider", installed.append)
+    provider = setup_tracing(Settings(otlp_endpoint="http://127.0.0.1:4318"), "barnebro-gateway")
+    assert provider is not None and installed == [provider]
+    assert provider.resource.attributes["service.name"] == "barnebro-gateway"
+    processors = provider._active_span_processor._span_processors
+    assert any(isinstance(p.span_exporter, OTLPSpanExporter) for p in processors)  # type: ignore[attr-defined]
+    provider.shutdown()
+
+
+def test_json_log_lines_carry_the_trace_and_span_ids() -> None:
+    provider = TracerProvider()
+    tracer = provider.get_tracer("test")
+    formatter = JsonFormatter()
+    record = logging.LogRecord("barnebro", logging.WARNING, __file__, 1, "hello %s", ("x",), None)
+    with tracer.start_as_current_span("work") as span:
+        line = orjson.loads(formatter.format(record))
+        context = span.get_span_context()
+    assert line["message"] == "hello x"
+    assert line["level"] == "WARNING"
+    assert line["trace_id"] == format(context.trace_id, "032x")
+    assert line["span_id"] == format(context.span_id, "016x")
+    outside = orjson.loads(formatter.format(record))
+    assert "trace_id" not in outside
