@@ -401,3 +401,22 @@ async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
     assert "RelatedPerson:patient" in patient["searchRevInclude"]
     assert {i["code"] for i in patient["interaction"]} >= {"read", "vread", "create", "update"}
     assert patient["operation"][0]["name"] == "validate"
+
+
+async def test_primitives_of_the_wrong_json_type_are_refused_not_coerced(stack: Stack) -> None:
+    reply = await stack.call(
+        "POST",
+        "Practitioner",
+        {"resourceType": "Practitioner", "active": "true", "birthDate": 0},
+    )
+    assert reply.status == 422
+    found = {(i["expression"][0], i["diagnostics"]) for i in reply.issues()}
+    assert found == {
+        ("Practitioner.active", "Expected a JSON boolean, got string"),
+        ("Practitioner.birthDate", "Expected a JSON string, got number"),
+    }
+    nul = await stack.call(
+        "POST", "Practitioner", raw=b'{"resourceType": "Practitioner", "gender": "ma\\u0000le"}'
+    )
+    assert nul.status == 400
+    assert (await stack.call("GET", "Practitioner?name=a%00b")).status == 400

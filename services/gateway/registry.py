@@ -1,8 +1,8 @@
 """Which service owns which resource type, read from the JetStream key-value registry.
 
-Services write their capability fragment under their name at start-up; the gateway keeps
-a copy, refreshed periodically and on a miss, so a newly started service is routable
-within a second without restarting the gateway.
+Services write their capability fragment under their name at start-up. The gateway
+watches the bucket, so a newly started service is routable as soon as it has registered;
+a periodic full read (and one on a miss) is the safety net should the watch fall behind.
 """
 
 from __future__ import annotations
@@ -32,18 +32,43 @@ class ServiceRegistry:
         self.owners: dict[str, str] = {}
         self._refreshed = 0.0
         self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._watcher: Any = None
+        self._loaded = asyncio.Event()
 
     async def start(self) -> None:
         self._kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
+        self._watcher = await self._kv.watchall()
+        self._tasks = [
+            asyncio.create_task(self._follow()),
+            asyncio.create_task(self._refresh_periodically()),
+        ]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._loaded.wait(), 5)
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_periodically())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    async def _follow(self) -> None:
+        async for entry in self._watcher:
+            if entry is None:  # every value present at start has been delivered
+                self._loaded.set()
+            elif entry.value:
+                self._apply(entry.key, orjson.loads(entry.value))
+
+    def _apply(self, service: str, fragment: dict[str, Any]) -> None:
+        # Entries are only added or replaced, never dropped: a service that stopped
+        # answers "no responders" (503), which is the right answer.
+        self.fragments[service] = fragment
+        for resource in fragment["resources"]:
+            self.owners[resource["type"]] = service
 
     async def _refresh_periodically(self) -> None:
         while True:
@@ -59,18 +84,10 @@ class ServiceRegistry:
                 keys = await self._kv.keys()
             except NoKeysError:
                 keys = []
-            # Entries are only added or replaced, never dropped on a read that saw fewer
-            # keys: a service that stopped answers "no responders" (503), which is right.
             for key in keys:
                 entry = await self._kv.get(key)
                 if entry.value:
-                    self.fragments[key] = orjson.loads(entry.value)
-            fragments = self.fragments
-            self.owners = {
-                resource["type"]: service
-                for service, fragment in fragments.items()
-                for resource in fragment["resources"]
-            }
+                    self._apply(key, orjson.loads(entry.value))
             self._refreshed = time.monotonic()
 
     async def owner(self, resource_type: str) -> str | None:

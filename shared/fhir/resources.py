@@ -7,6 +7,7 @@ problem, so an integrator can find the offending element.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
 
@@ -46,6 +47,8 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise error(400, "structure", f"The body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise error(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    if b"\\u0000" in body:
+        raise error(400, "invalid", "The body contains a NUL character (\\u0000)")
     return data
 
 
@@ -92,9 +95,42 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
     if cls is None:
         raise error(400, "not-supported", f"{resource_type!r} is not a FHIR R4 resource type")
     try:
-        cls.model_validate(data)
+        model = cls.model_validate(data)
     except ValidationError as exc:
         raise FhirError(422, validation_issues(resource_type, exc)) from exc
     except (ValueError, TypeError) as exc:
         raise error(422, "invalid", f"Invalid {resource_type}: {exc}", resource_type) from exc
+    canonical = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    problems = list(json_type_mismatches(data, canonical, resource_type))
+    if problems:
+        raise FhirError(422, problems)
     return resource_type
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def json_type_mismatches(given: Any, canonical: Any, path: str) -> Iterator[Issue]:
+    """Primitives whose JSON type is wrong although the model coerced them (a boolean sent
+    as "true", a date sent as a number): FHIR JSON requires the exact type, and storing the
+    coerced value would silently change what the client sent."""
+    if isinstance(given, dict) and isinstance(canonical, dict):
+        for key, value in given.items():
+            if key in canonical:
+                yield from json_type_mismatches(value, canonical[key], f"{path}.{key}")
+    elif isinstance(given, list) and isinstance(canonical, list):
+        for index, (value, other) in enumerate(zip(given, canonical, strict=False)):
+            yield from json_type_mismatches(value, other, f"{path}[{index}]")
+    elif _json_kind(given) != _json_kind(canonical):
+        yield Issue(
+            "invalid",
+            f"Expected a JSON {_json_kind(canonical)}, got {_json_kind(given)}",
+            expression=(path,),
+        )

@@ -144,6 +144,8 @@ def parse_search(
         )
 
     for key, raw in params:
+        if "\x00" in key or "\x00" in raw:
+            raise error(400, "invalid", "Search parameters must not contain NUL characters")
         name, _, modifier = key.partition(":")
         if key in IGNORED_PARAMS:
             continue
