@@ -406,6 +406,24 @@ async def test_care_order_on_patient(stack: Stack) -> None:
     assert await matches(stack, f"Patient?identifier={FNR_ADULT}") == []
 
 
+async def test_care_order_must_name_a_registered_barnevernstjeneste(stack: Stack) -> None:
+    bup = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
+    for holder in (bup["id"], "no-such-organization"):
+        reply = await stack.call(
+            "POST", "Patient", patient(FNR, contact=[care_order(holder, "2024-01-15")])
+        )
+        issue = assert_outcome(reply, 422, "business-rule", ["Patient.contact[0].organization"])
+        assert f"Organization/{holder}" in issue["diagnostics"]
+    assert await matches(stack, f"Patient?identifier={FNR}") == []
+
+
+async def test_patient_kommunenummer_is_checked(stack: Stack) -> None:
+    body = patient(FNR)
+    body["address"] = organization(None, None, "x", kommunenummer="03011")["address"]
+    reply = await stack.call("POST", "Patient", body)
+    assert_outcome(reply, 422, "value", ["Patient.address[0].extension"])
+
+
 # --- _include and _revinclude --------------------------------------------------------------
 
 

@@ -12,9 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 from services.directory.domain import organisations, people
-from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, MUNICIPALITY_EXTENSION
-from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
-from shared.fhir.errors import Issue
+from shared.codes import (
+    CARE_ORDER_CODE,
+    CONTACT_RELATIONSHIP_SYSTEM,
+    MUNICIPALITY_EXTENSION,
+    OrganisationKind,
+)
+from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
+from shared.fhir.errors import FhirError, Issue
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
 from shared.transport.wire import Caller
@@ -48,13 +53,14 @@ def _care_order_organizations(patient: dict[str, Any]) -> list[Any]:
 
 
 class _Directory(ResourceDefinition):
-    """Identifier validation shared by every directory type."""
+    """Identifier and kommunenummer validation shared by every directory type."""
 
     def __init__(self, *, enforce_orgnr_check_digit: bool) -> None:
         self.enforce_orgnr_check_digit = enforce_orgnr_check_digit
 
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         people.check_identifiers(resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit)
+        organisations.check_municipalities(resource)
         return []
 
 
@@ -86,7 +92,7 @@ class PatientDefinition(_Directory):
         SearchParam(
             "care-order-organization",
             REFERENCE,
-            documentation="The barnevernstjeneste holding a care order for the child",
+            documentation="The barnevernstjeneste that holds (or held) a care order for the child",
             targets=("Organization",),
             extract=_care_order_organizations,
         ),
@@ -96,9 +102,31 @@ class PatientDefinition(_Directory):
         numbers = people.check_identifiers(
             resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit
         )
+        organisations.check_municipalities(resource)
         people.reconcile_birth_date(resource, numbers)
         people.check_care_orders(resource)
         return []
+
+    async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
+        """A care order must name a registered barnevernstjeneste: it decides who may
+        consent for the child."""
+        problems = []
+        for index, order in people.indexed_care_orders(resource):
+            target = reference_target(order.organization)
+            holder = await lookup(*target) if target and target[0] == "Organization" else None
+            if holder is None or organisations.organisation_kinds(holder) != [
+                OrganisationKind.BARNEVERNSTJENESTE.value
+            ]:
+                problems.append(
+                    Issue(
+                        "business-rule",
+                        f"A care order must name a registered barnevernstjeneste;"
+                        f" {order.organization} is not one",
+                        expression=(f"Patient.contact[{index}].organization",),
+                    )
+                )
+        if problems:
+            raise FhirError(422, problems)
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         systems = people.person_number_systems(resource)
@@ -174,7 +202,6 @@ class OrganizationDefinition(_Directory):
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         super().prepare(resource, caller)
         organisations.check_organisation_kind(resource)
-        organisations.check_municipalities(resource)
         return []
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:

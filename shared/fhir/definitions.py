@@ -7,6 +7,7 @@ domain checks and the events a change raises. The generic FHIR interaction handl
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,11 @@ class Change:
         if self.before is None:
             return "created"
         return "deleted" if self.after is None else "updated"
+
+
+Lookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+"""Reads the current version of a resource of the same service (None if absent or deleted),
+inside the transaction of the write being checked."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class ResourceDefinition:
         derives (such as a birth date from a fødselsnummer).
         """
         return []
+
+    async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
+        """Rules that depend on other resources of the service; raise FhirError to refuse."""
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         """The id of the Patient this resource is about, the events' partition key."""

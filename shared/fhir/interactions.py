@@ -19,7 +19,7 @@ import orjson
 from opentelemetry import propagate
 
 from shared.events import DomainEvent
-from shared.fhir.definitions import Change, ResourceDefinition
+from shared.fhir.definitions import Change, Lookup, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
 from shared.fhir.resources import parse_json, validate_resource
 from shared.fhir.search_params import SearchParam
@@ -113,6 +113,15 @@ class FhirService:
             case "delete":
                 return await self.delete(conn, definition, request)
         raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
+
+    def _lookup(self, conn: Connection) -> Lookup:
+        async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
+            if resource_type not in self.definitions or not ID_PATTERN.fullmatch(res_id):
+                return None
+            stored = await self.store.read(conn, resource_type, res_id)
+            return stored.json() if stored is not None and not stored.deleted else None
+
+        return lookup
 
     def _definition(self, resource_type: str | None) -> ResourceDefinition:
         definition = self.definitions.get(resource_type or "")
@@ -240,6 +249,7 @@ class FhirService:
     ) -> FhirResponse:
         resource_type = validate_resource(resource, definition.resource_type)
         warnings = definition.prepare(resource, request.caller)
+        await definition.verify_references(resource, self._lookup(conn))
         if request.if_none_exist:
             existing = await self._conditional_match(conn, definition, request)
             if existing is not None:
@@ -290,6 +300,7 @@ class FhirService:
             )
         resource_type = validate_resource(resource, definition.resource_type)
         warnings = definition.prepare(resource, request.caller)
+        await definition.verify_references(resource, self._lookup(conn))
         previous = await self.store.read_for_update(conn, resource_type, res_id)
         if request.if_match is not None:
             expected = parse_etag(request.if_match)

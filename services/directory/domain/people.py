@@ -119,16 +119,23 @@ def _is_care_order(contact: dict[str, Any]) -> bool:
     )
 
 
-def care_orders(patient: dict[str, Any] | None) -> list[CareOrder]:
-    """The care orders recorded on a Patient (as `Patient.contact` entries)."""
+def indexed_care_orders(patient: dict[str, Any] | None) -> list[tuple[int, CareOrder]]:
+    """The care orders recorded on a Patient, with the index of their `Patient.contact`."""
     orders = []
-    for contact in (patient or {}).get("contact") or []:
+    for index, contact in enumerate((patient or {}).get("contact") or []):
         if not _is_care_order(contact):
             continue
         organization = (contact.get("organization") or {}).get("reference")
         period = contact.get("period") or {}
-        orders.append(CareOrder(str(organization), str(period.get("start")), period.get("end")))
+        orders.append(
+            (index, CareOrder(str(organization), str(period.get("start")), period.get("end")))
+        )
     return orders
+
+
+def care_orders(patient: dict[str, Any] | None) -> list[CareOrder]:
+    """The care orders recorded on a Patient (as `Patient.contact` entries)."""
+    return [order for _, order in indexed_care_orders(patient)]
 
 
 def check_care_orders(patient: dict[str, Any]) -> None:
