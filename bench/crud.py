@@ -35,7 +35,7 @@ import asyncpg
 import orjson
 
 from bench.cpu import CpuMeter
-from bench.limits import free_port, http_limit, storage_limit
+from bench.limits import http_limit, storage_limit
 from bench.load import (
     HttpClient,
     PidLookup,
@@ -56,7 +56,7 @@ from bench.report import (
     timestamp,
     write_json,
 )
-from services.stack import LocalStack
+from services.stack import LocalStack, free_port
 from shared.auth.local_keys import issue_token
 from shared.codes import (
     MUNICIPALITY_EXTENSION,

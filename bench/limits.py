@@ -39,15 +39,9 @@ from aiohttp import web
 from bench.cpu import CpuMeter
 from bench.load import PidLookup, Recorder, Worker, http_client, read_worker, run_phase
 from bench.report import per_cpu_second, percentile
+from services.stack import free_port
 
 # -- HTTP limit ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def serve_bare_http(port: int, body: bytes, headers: dict[str, str]) -> None:

@@ -40,7 +40,8 @@ def nats_server_binary() -> str:
     return found
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -105,7 +106,7 @@ class LocalStack:
         return env
 
     def _start_nats(self) -> str:
-        port = _free_port()
+        port = free_port()
         store = self.data_dir / "nats"
         store.mkdir(exist_ok=True)
         log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - child keeps it

@@ -30,7 +30,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
-from services.stack import nats_server_binary
+from services.stack import free_port, nats_server_binary
 from shared.auth.local_keys import ensure_local_keys, issue_token
 from shared.config import Settings
 from shared.events import DomainEvent
@@ -39,13 +39,6 @@ from shared.runtime import ServiceRuntime
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 FHIR_JSON = "application/fhir+json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def reachable(url: str, default_port: int) -> bool:

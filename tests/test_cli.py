@@ -14,7 +14,7 @@ import orjson
 import pytest
 import urllib3
 
-from tests.support import free_port
+from services.stack import free_port
 
 BARNEBRO = [sys.executable, "-m", "services.cli"]
 
