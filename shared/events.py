@@ -8,6 +8,8 @@ Payloads never carry personal identifiers in subjects.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -15,6 +17,15 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 NO_PATIENT = "_"
+_SUBJECT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def subject_token(text: str) -> str:
+    """`text` if it is safe as one NATS subject token, otherwise a digest of it: a subject
+    must never contain `.`, `*`, `>` or white space, whatever a client put in a reference."""
+    if _SUBJECT_TOKEN.fullmatch(text):
+        return text
+    return "h" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 class DomainEvent(BaseModel):
@@ -41,10 +52,10 @@ class DomainEvent(BaseModel):
             (
                 prefix,
                 "events",
-                self.source,
-                self.resource_type,
-                self.name,
-                self.patient or NO_PATIENT,
+                subject_token(self.source),
+                subject_token(self.resource_type),
+                subject_token(self.name),
+                subject_token(self.patient) if self.patient else NO_PATIENT,
             )
         )
 

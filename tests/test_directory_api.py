@@ -736,17 +736,21 @@ async def test_removing_an_ended_care_order_raises_no_second_ended_event(
     ]
 
 
-async def test_related_person_event_partition_with_absolute_patient_reference(
+async def test_parental_responsibility_needs_a_registered_patient_by_relative_reference(
     stack: Stack, events: EventReader
 ) -> None:
-    """A literal reference may be absolute; search treats `<base>/Patient/<id>` as
-    `Patient/<id>`, so the event must be partitioned on that patient too."""
+    """Parental responsibility decides who may consent for a child: it must point at a
+    Patient of this server. Absolute URLs (possibly another server's Patient with the same
+    id), unknown patients and malformed references are refused."""
     child = await create(stack, patient(FNR))
     pid = child["id"]
-    body = related_person(pid)
-    body["patient"] = {"reference": f"{stack.base}/Patient/{pid}"}
-    parent = await create(stack, body)
-    assert await matches(stack, f"RelatedPerson?patient=Patient/{pid}") == [parent["id"]]
+    for reference in (f"{stack.base}/Patient/{pid}", "Patient/nope", "Patient/a b",
+                      "Patient/x.>", f"Patient/{pid}/_history/1"):  # fmt: skip
+        body = related_person(pid)
+        body["patient"] = {"reference": reference}
+        reply = await stack.call("POST", "RelatedPerson", body)
+        assert_outcome(reply, 422, "business-rule", ["RelatedPerson.patient"])
+    parent = await create(stack, related_person(pid))
     await events.until(has("directory.RelatedPerson.created", parent["id"]))
     [(subject, created)] = events.named("directory.RelatedPerson.created")
     assert created.patient == pid

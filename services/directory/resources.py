@@ -19,7 +19,7 @@ from shared.codes import (
     OrganisationKind,
 )
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
-from shared.fhir.errors import FhirError, Issue
+from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
 from shared.transport.wire import Caller
@@ -38,6 +38,15 @@ def _identifier() -> SearchParam:
 
 def _active() -> SearchParam:
     return SearchParam("active", TOKEN, ("active",), "Whether the record is in active use")
+
+
+def local_reference(reference: Any, resource_type: str) -> tuple[str, str] | None:
+    """(type, id) of a relative reference `Type/id` to this server; None for anything else
+    (absolute URLs may name another server's resource with the same id)."""
+    if not isinstance(reference, str) or "://" in reference:
+        return None
+    target = reference_target(reference)
+    return target if target and target[0] == resource_type and reference.count("/") == 1 else None
 
 
 def _care_order_organizations(patient: dict[str, Any]) -> list[Any]:
@@ -112,8 +121,8 @@ class PatientDefinition(_Directory):
         consent for the child."""
         problems = []
         for index, order in people.indexed_care_orders(resource):
-            target = reference_target(order.organization)
-            holder = await lookup(*target) if target and target[0] == "Organization" else None
+            target = local_reference(order.organization, "Organization")
+            holder = await lookup(*target) if target else None
             if holder is None or organisations.organisation_kinds(holder) != [
                 OrganisationKind.BARNEVERNSTJENESTE.value
             ]:
@@ -165,6 +174,20 @@ class RelatedPersonDefinition(_Directory):
         people.check_parental_responsibility(resource)
         return []
 
+    async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
+        """Parental responsibility is read for one child: the Patient must be registered
+        here (a relative reference)."""
+        reference = (resource.get("patient") or {}).get("reference")
+        target = local_reference(reference, "Patient")
+        if target is None or await lookup(*target) is None:
+            raise error(
+                422,
+                "business-rule",
+                f"RelatedPerson.patient must reference a registered Patient as Patient/<id>;"
+                f" {reference!r} is not one",
+                "RelatedPerson.patient",
+            )
+
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         target = reference_target(resource.get("patient"))
         return target[1] if target and target[0] == "Patient" else None
@@ -202,6 +225,7 @@ class OrganizationDefinition(_Directory):
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         super().prepare(resource, caller)
         organisations.check_organisation_kind(resource)
+        organisations.check_institution_location(resource)
         return []
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:

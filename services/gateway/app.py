@@ -26,9 +26,9 @@ from shared.auth.scopes import authorize
 from shared.auth.tokens import TokenVerifier, unauthorized
 from shared.config import Settings
 from shared.fhir.capability import capability_statement
-from shared.fhir.errors import FhirError, Issue, error, operation_outcome_bytes
+from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.resources import is_resource_type, parse_json
-from shared.transport.service_host import FHIR_JSON
+from shared.transport.service_host import FHIR_JSON, internal_error_issue
 from shared.transport.wire import Caller, FhirRequest, FhirResponse, Interaction, request_subject
 
 log = logging.getLogger(__name__)
@@ -105,11 +105,8 @@ async def error_middleware(
             code = "not-found" if exc.status == 404 else "not-supported"
             response = outcome_response(error(exc.status, code, exc.reason or "HTTP error"))
         except Exception:
-            trace_id = format(span.get_span_context().trace_id, "032x")
             log.exception("internal error on %s %s", request.method, request.path)
-            response = outcome_response(
-                FhirError(500, [Issue("exception", f"Internal error; trace id {trace_id}")])
-            )
+            response = outcome_response(FhirError(500, [internal_error_issue(span)]))
         span.set_attribute("http.response.status_code", response.status)
         return response
 
@@ -211,7 +208,7 @@ async def health(request: web.Request) -> web.Response:
 
 async def type_level(request: web.Request) -> web.Response:
     resource_type = request.match_info["type"]
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return await _forward(request, "search", resource_type=resource_type)
     return await _forward(request, "create", await read_body(request), resource_type=resource_type)
 
@@ -234,7 +231,7 @@ async def validate(request: web.Request) -> web.Response:
 
 async def instance(request: web.Request) -> web.Response:
     resource_type, res_id = request.match_info["type"], request.match_info["id"]
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return await _forward(request, "read", resource_type=resource_type, res_id=res_id)
     if request.method == "DELETE":
         return await _forward(request, "delete", resource_type=resource_type, res_id=res_id)

@@ -25,7 +25,9 @@ INTERACTION_PERMISSION = {
 V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 ALL_SYSTEM_SCOPES = "system/*.cruds"
 
-_SCOPE = re.compile(r"system/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|c?r?u?d?s?)(\?.*)?")
+_SCOPE = re.compile(r"system/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|c?r?u?d?s?)")
+"""A SMART system scope. Scopes restricted by a query (`system/Patient.rs?category=x`)
+grant nothing here: barnebro cannot enforce the restriction, so it must not widen access."""
 
 
 def granted(scopes: list[str], resource_type: str, permission: str) -> bool:
@@ -34,7 +36,7 @@ def granted(scopes: list[str], resource_type: str, permission: str) -> bool:
         match = _SCOPE.fullmatch(scope)
         if match is None:
             continue
-        scope_type, letters, _ = match.groups()
+        scope_type, letters = match.groups()
         if scope_type not in ("*", resource_type):
             continue
         if permission in V1_PERMISSIONS.get(letters, letters):

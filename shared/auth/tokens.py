@@ -83,8 +83,17 @@ class TokenVerifier:
     async def _key(self, kid: str) -> Any:
         if kid not in self._keys and time.monotonic() - self._fetched_at > 30:
             async with self._lock:
-                if kid not in self._keys:
-                    await self._load_keys()
+                if kid not in self._keys and time.monotonic() - self._fetched_at > 30:
+                    try:
+                        await self._load_keys()
+                    except (OSError, aiohttp.ClientError, ValueError, jwt.PyJWTError) as exc:
+                        self._fetched_at = time.monotonic()  # do not hammer a failing JWKS
+                        failure = FhirError(
+                            503,
+                            [Issue("transient", f"The signing keys cannot be loaded: {exc}")],
+                            headers={"Retry-After": "5"},
+                        )
+                        raise failure from exc
         key = self._keys.get(kid)
         if key is None and len(self._keys) == 1 and not kid:
             key = next(iter(self._keys.values()))
@@ -104,18 +113,20 @@ class TokenVerifier:
         if header.get("alg") not in ALGORITHMS:
             raise unauthorized(f"Token algorithm {header.get('alg')!r} is not accepted")
         key = await self._key(str(header.get("kid") or ""))
+        if key.algorithm_name != header["alg"]:
+            raise unauthorized("The token's algorithm does not match its signing key")
         try:
             claims = jwt.decode(
                 token,
                 key.key,
-                algorithms=ALGORITHMS,
+                algorithms=[header["alg"]],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
-        except jwt.PyJWTError as exc:
+            caller = caller_from_claims(claims)
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise unauthorized(f"The bearer token was rejected: {exc}") from exc
-        caller = caller_from_claims(claims)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (float(claims["exp"]), caller)

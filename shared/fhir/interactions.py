@@ -18,12 +18,13 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from opentelemetry import propagate
 
+from shared.auth.scopes import authorize, granted
 from shared.events import DomainEvent
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
 from shared.fhir.resources import parse_json, validate_resource
 from shared.fhir.search_params import SearchParam
-from shared.fhir.search_query import parse_date_value, parse_search
+from shared.fhir.search_query import MAX_COUNT, parse_date_value, parse_search, small_integer
 from shared.fhir.transaction import run_transaction
 from shared.store.database import Connection, Database
 from shared.store.outbox import add_event
@@ -139,18 +140,23 @@ class FhirService:
 
     async def vread(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         res_id = _checked_id(request.id)
-        if not (request.version or "").isdigit():
-            raise error(404, "not-found", f"Version {request.version!r} does not exist")
+        text = request.version or ""
+        if not (text.isascii() and text.isdigit()) or len(text) > 9:
+            raise error(404, "not-found", f"Version {text!r} does not exist")
         async with self.db.reader() as conn:
-            stored = await self.store.vread(
-                conn, definition.resource_type, res_id, int(request.version or 0)
-            )
+            stored = await self.store.vread(conn, definition.resource_type, res_id, int(text))
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def search(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         query = parse_search(
             definition.resource_type, request.params, self.search_params, lenient=request.lenient
         )
+        for include in query.includes:
+            for target in include.param.targets:
+                if target in self.definitions:
+                    authorize(request.caller, target, "read")
+        for include in query.revincludes:
+            authorize(request.caller, include.source_type, "search")
         async with self.db.reader() as conn:
             page = await self.store.search(conn, query)
         base = request.base_url
@@ -166,10 +172,20 @@ class FhirService:
             )
         entries = [_entry(r, base, "match") for r in page.resources]
         entries += [_entry(r, base, "include") for r in page.included]
-        if query.warnings:
+        warnings = list(query.warnings)
+        if page.omitted_includes:
+            warnings.append(
+                Issue(
+                    "too-costly",
+                    f"{page.omitted_includes} included resources were left out to keep the"
+                    " page within the message size limit; use a smaller _count",
+                    severity="warning",
+                )
+            )
+        if warnings:
             entries.append(
                 {
-                    "resource": operation_outcome(query.warnings),
+                    "resource": operation_outcome(warnings),
                     "search": {"mode": "outcome"},
                 }
             )
@@ -188,12 +204,9 @@ class FhirService:
         since = None
         if "_since" in params:
             since = parse_date_value("_since", params["_since"]).lo
-        count_text = params.get("_count", "50")
-        if not count_text.isdigit():
-            raise error(400, "invalid", "_count must be a non-negative integer", "_count")
+        count = small_integer(params.get("_count", "50"), "_count", MAX_COUNT)
         cursor = params.get("_cursor")
-        if cursor is not None and not cursor.isdigit():
-            raise error(400, "invalid", "The paging cursor is not valid", "_cursor")
+        before_seq = small_integer(cursor, "_cursor", 2**62) if cursor is not None else None
         res_id = _checked_id(request.id) if request.interaction == "history-instance" else None
         async with self.db.reader() as conn:
             if res_id is not None:
@@ -205,8 +218,8 @@ class FhirService:
                 definition.resource_type,
                 res_id,
                 since=since,
-                count=min(int(count_text), 1000),
-                before_seq=int(cursor) if cursor else None,
+                count=count,
+                before_seq=before_seq,
             )
         path = f"{request.base_url}/{definition.resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
@@ -229,6 +242,8 @@ class FhirService:
         try:
             validate_resource(data, definition.resource_type)
             issues = definition.prepare(data, request.caller)
+            async with self.db.reader() as conn:
+                await definition.verify_references(data, self._lookup(conn))
         except FhirError as exc:
             if exc.status >= 500:
                 raise
@@ -254,6 +269,8 @@ class FhirService:
             existing = await self._conditional_match(conn, definition, request)
             if existing is not None:
                 headers = version_headers(existing, request.base_url)
+                if not granted(request.caller.scopes, resource_type, "r"):
+                    return FhirResponse(status=200, headers=headers)  # no read scope: no body
                 return self._prefer(request, existing, 200, headers, [])
         stored = await self.store.write(
             conn,
@@ -275,7 +292,7 @@ class FhirService:
         query = parse_search(definition.resource_type, criteria, self.search_params)
         if not query.criteria:
             raise error(400, "invalid", "If-None-Exist needs at least one search criterion")
-        await self.store.claim_conditional(conn, definition.resource_type, urlencode(criteria))
+        await self.store.claim_conditional(conn, definition.resource_type)
         query.count = 2
         page = await self.store.search(conn, query)
         if len(page.resources) > 1:
@@ -402,8 +419,6 @@ class FhirService:
             return FhirResponse(
                 status=status, headers=headers, body=orjson.dumps(operation_outcome(issues))
             )
-        if warnings:
-            headers["X-Barnebro-Warnings"] = orjson.dumps(operation_outcome(warnings)).decode()
         return FhirResponse(status=status, headers=headers, body=stored.body or b"")
 
 

@@ -47,9 +47,28 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise error(400, "structure", f"The body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise error(400, "structure", "The body must be a JSON object (a FHIR resource)")
+    if _too_deep(data):
+        raise error(400, "too-costly", f"The body is nested deeper than {MAX_DEPTH} levels")
     if b"\\u0000" in body:
         raise error(400, "invalid", "The body contains a NUL character (\\u0000)")
     return data
+
+
+MAX_DEPTH = 64
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether JSON nests deeper than MAX_DEPTH (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
 def fhirpath_of(resource_type: str, location: tuple[int | str, ...]) -> str:

@@ -141,38 +141,56 @@ MAX_INSTANT = "9999-12-31T23:59:59.999999Z"
 
 def format_instant(moment: datetime) -> str:
     """Fixed-width UTC form, so that instants compare correctly as strings."""
-    return moment.astimezone(UTC).strftime(INSTANT_FORMAT)
+    m = moment.astimezone(UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond:06d}Z"
+    )
 
 
-def date_range(text: str) -> tuple[datetime, datetime]:
-    """The range a FHIR date, dateTime or instant covers, as [lo, hi] in UTC."""
+def _start_and_length(text: str) -> tuple[datetime, timedelta | None, int]:
+    """Where a FHIR date/dateTime/instant starts, and how long it lasts (None: to the end of
+    its year or month, given as the number of months)."""
     if len(text) == 4:
-        start = datetime(int(text), 1, 1, tzinfo=UTC)
-        end = datetime(int(text) + 1, 1, 1, tzinfo=UTC)
-    elif len(text) == 7:
-        year, month = int(text[:4]), int(text[5:7])
-        start = datetime(year, month, 1, tzinfo=UTC)
-        end = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
-    elif len(text) == 10:
-        day = date.fromisoformat(text)
-        start = datetime.combine(day, time(), tzinfo=UTC)
-        end = start + timedelta(days=1)
-    else:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        precision = timedelta(seconds=1) if moment.microsecond == 0 else timedelta(microseconds=1)
-        return moment, moment + precision - timedelta(microseconds=1)
-    return start, end - timedelta(microseconds=1)
+        return datetime(int(text), 1, 1), None, 12
+    if len(text) == 7:
+        return datetime(int(text[:4]), int(text[5:7]), 1), None, 1
+    if len(text) == 10:
+        return datetime.combine(date.fromisoformat(text), time()), timedelta(days=1), 0
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    precision = timedelta(seconds=1) if moment.microsecond == 0 else timedelta(microseconds=1)
+    return moment, precision, 0
+
+
+def date_bounds(text: str) -> tuple[str, str]:
+    """The range a FHIR date, dateTime or instant covers, as fixed-width UTC instants
+    [lo, hi]; ranges reaching past year 1 or 9999 are clamped. ValueError if malformed."""
+    start, length, months = _start_and_length(text)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)
+    try:
+        lo = format_instant(start)
+    except OverflowError:
+        lo = MIN_INSTANT
+    try:
+        if length is None:
+            total = start.month - 1 + months
+            end = start.replace(year=start.year + total // 12, month=total % 12 + 1)
+        else:
+            end = start + length
+        hi = format_instant(end - timedelta(microseconds=1))
+    except (OverflowError, ValueError):
+        hi = MIN_INSTANT if start.year == 1 else MAX_INSTANT
+    return lo, hi
 
 
 def _date_values(element: Any) -> Iterator[IndexValue]:
     if isinstance(element, str):
-        start, end = date_range(element)
-        yield IndexValue(lo=format_instant(start), hi=format_instant(end))
+        lo, hi = date_bounds(element)
+        yield IndexValue(lo=lo, hi=hi)
     elif isinstance(element, dict) and ("start" in element or "end" in element):
-        lo = format_instant(date_range(element["start"])[0]) if "start" in element else MIN_INSTANT
-        hi = format_instant(date_range(element["end"])[1]) if "end" in element else MAX_INSTANT
+        lo = date_bounds(element["start"])[0] if "start" in element else MIN_INSTANT
+        hi = date_bounds(element["end"])[1] if "end" in element else MAX_INSTANT
         yield IndexValue(lo=lo, hi=hi)
 
 
@@ -184,11 +202,28 @@ _EXTRACTORS: dict[ParamType, Callable[[Any], Iterator[IndexValue]]] = {
 }
 
 
+MAX_INDEXED_LENGTH = 256
+"""Index values (and the search values compared with them) are cut to this length, so a
+long string can never exceed a database index row; a match on the first 256 characters of
+a value is a match."""
+
+
+def indexable(text: str | None) -> str | None:
+    return text[:MAX_INDEXED_LENGTH] if text is not None else None
+
+
 def index_values(param: SearchParam, resource: dict[str, Any]) -> list[IndexValue]:
     """Every index value of `param` in `resource`, without duplicates."""
     extract = _EXTRACTORS[param.type]
     seen: dict[IndexValue, None] = {}
     for element in param.elements(resource):
         for value in extract(element):
+            if (value.value is not None and len(value.value) > MAX_INDEXED_LENGTH) or (
+                value.system is not None and len(value.system) > MAX_INDEXED_LENGTH
+            ):
+                value = IndexValue(
+                    indexable(value.system), indexable(value.value), value.lo, value.hi,
+                    value.qualifier,
+                )  # fmt: skip
             seen.setdefault(value)
     return list(seen)

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from shared.fhir.errors import FhirError, Issue, error
-from shared.fhir.search_params import ParamType, SearchParam, date_range, format_instant
+from shared.fhir.search_params import ParamType, SearchParam, date_bounds
 
 ID_PARAM = SearchParam("_id", ParamType.TOKEN, documentation="Logical id of the resource")
 LAST_UPDATED_PARAM = SearchParam(
@@ -29,6 +29,8 @@ MODIFIERS: dict[ParamType, tuple[str, ...]] = {
     ParamType.REFERENCE: ("identifier",),
 }
 IGNORED_PARAMS = frozenset({"_format", "_pretty"})
+MAX_VALUES = 100
+MAX_CRITERIA = 30
 DEFAULT_COUNT = 20
 MAX_COUNT = 1000
 
@@ -69,6 +71,13 @@ class SearchQuery:
     warnings: list[Issue] = field(default_factory=list)
 
 
+def small_integer(text: str, name: str, maximum: int) -> int:
+    """A non-negative ASCII integer no larger than `maximum`, or a 400."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) > maximum:
+        raise error(400, "invalid", f"{name} must be an integer from 0 to {maximum}", name)
+    return int(text)
+
+
 def encode_cursor(sort_value: str, res_id: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([sort_value, res_id])).decode().rstrip("=")
 
@@ -87,16 +96,21 @@ def parse_date_value(name: str, text: str) -> DateValue:
     prefix = text[:2] if text[:2] in DATE_PREFIXES else "eq"
     raw = text[2:] if text[:2] in DATE_PREFIXES else text
     try:
-        lo, hi = date_range(raw)
+        lo, hi = date_bounds(raw)
     except ValueError as exc:
         raise error(400, "invalid", f"{name}: {text!r} is not a FHIR date or dateTime") from exc
-    return DateValue(prefix, format_instant(lo), format_instant(hi))
+    return DateValue(prefix, lo, hi)
 
 
 def _parse_values(param: SearchParam, modifier: str, raw: str) -> tuple[Any, ...]:
     values = [v.replace("\\,", ",") for v in _split_commas(raw)]
-    if any(v == "" for v in values):
+    if any(v.strip() == "" for v in values):
         raise error(400, "invalid", f"Search parameter {param.name} has an empty value")
+    if len(values) > MAX_VALUES:
+        raise error(
+            400, "too-costly", f"{param.name} has more than {MAX_VALUES} alternative values"
+        )
+
     if param.type is ParamType.DATE:
         return tuple(parse_date_value(param.name, v) for v in values)
     if param.type is ParamType.TOKEN or (param.type is ParamType.REFERENCE and modifier):
@@ -132,6 +146,8 @@ def parse_search(
     own = {**declared.get(resource_type, {}), "_id": ID_PARAM, "_lastUpdated": LAST_UPDATED_PARAM}
     query = SearchQuery(resource_type)
     problems: list[Issue] = []
+    if len(params) > MAX_CRITERIA:
+        raise error(400, "too-costly", f"A search takes at most {MAX_CRITERIA} parameters")
 
     def reject(message: str, where: str) -> None:
         (query.warnings if lenient else problems).append(
@@ -154,9 +170,7 @@ def parse_search(
             continue
         query.link_params.append((key, raw))
         if key == "_count":
-            if not raw.isdigit():
-                raise error(400, "invalid", "_count must be a non-negative integer", "_count")
-            query.count = min(int(raw), MAX_COUNT)
+            query.count = small_integer(raw, "_count", MAX_COUNT)
         elif key == "_sort":
             if raw not in ("_id", "_lastUpdated", "-_lastUpdated"):
                 reject(f"Sorting is supported on _id and _lastUpdated, not {raw!r}", "_sort")

@@ -68,8 +68,12 @@ def _rewrite(node: Any, ids: dict[str, str]) -> Any:
 async def run_transaction(service: FhirService, request: FhirRequest, body: bytes) -> FhirResponse:
     entries = entries_of(parse_json(body), "transaction")
     assigned: dict[str, str] = {}
-    for entry in entries:
+    for index, entry in enumerate(entries):
         full_url = entry.get("fullUrl")
+        if full_url is not None and full_url in assigned:
+            raise error(
+                400, "invalid", f"fullUrl {full_url} appears twice", f"Bundle.entry[{index}]"
+            )
         if entry["request"]["method"] == "POST" and isinstance(full_url, str):
             res_type = split_entry_url(entry["request"]["url"])[0]
             assigned[full_url] = f"{res_type}/{new_id()}"

@@ -18,7 +18,7 @@ import orjson
 from opentelemetry import propagate, trace
 
 from shared.events import DomainEvent
-from shared.store.database import Connection, Database
+from shared.store.database import Connection, Database, Row
 from shared.store.resource_store import now_instant
 
 log = logging.getLogger(__name__)
@@ -95,40 +95,65 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were sent."""
-        sent: list[int] = []
-        async with self._db.transaction() as conn:
-            if conn.dialect == "postgresql":
+        if self._db.dialect == "postgresql":
+            # The transaction-scoped advisory lock makes one instance the publisher at a
+            # time; the others find it taken and wait for the next round.
+            async with self._db.transaction() as conn:
                 row = await conn.fetchrow(
                     "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
                 )
                 if row is None or not row[0]:
                     return 0
-            rows = await conn.fetch(
-                "SELECT seq, event_id, subject, payload FROM outbox"
-                " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
-                self._batch_size,
-            )
-            # Published concurrently but written to the connection in order; only the
-            # leading run of acked events is marked, so a failure never reorders a retry.
-            outcomes = await asyncio.gather(
-                *(self._publish_one(r[1], r[2], bytes(r[3])) for r in rows),
-                return_exceptions=True,
-            )
-            failure: BaseException | None = None
-            for row, outcome in zip(rows, outcomes, strict=True):
-                if isinstance(outcome, BaseException):
-                    failure = outcome
-                    break
-                sent.append(row[0])
+                sent, failure = await self._publish_rows(await self._unsent(conn))
+                await self._mark_sent(conn, sent)
+        else:
+            # SQLite has a single writer: never hold its lock while waiting on the network.
+            async with self._db.reader() as conn:
+                rows = await self._unsent(conn)
+            sent, failure = await self._publish_rows(rows)
             if sent:
-                marks = ", ".join("?" * len(sent))
-                await conn.execute(
-                    f"UPDATE outbox SET sent_at = ? WHERE seq IN ({marks})", now_instant(), *sent
-                )
+                async with self._db.transaction() as conn:
+                    await self._mark_sent(conn, sent)
         self.published += len(sent)
         if failure is not None:
             raise failure
         return len(sent)
+
+    async def _unsent(self, conn: Connection) -> list[Row]:
+        return await conn.fetch(
+            "SELECT seq, event_id, subject, payload FROM outbox"
+            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            self._batch_size,
+        )
+
+    async def _mark_sent(self, conn: Connection, sent: list[int]) -> None:
+        if sent:
+            marks = ", ".join("?" * len(sent))
+            await conn.execute(
+                f"UPDATE outbox SET sent_at = ? WHERE seq IN ({marks})", now_instant(), *sent
+            )
+
+    async def _publish_rows(self, rows: list[Row]) -> tuple[list[int], BaseException | None]:
+        """Partitions (the subject's last token: one patient) are published concurrently;
+        the events of one partition one after another, stopping at the first failure, so a
+        retry can never put one patient's events out of order."""
+        partitions: dict[str, list[Row]] = {}
+        for row in rows:
+            partitions.setdefault(str(row[2]).rsplit(".", 1)[-1], []).append(row)
+
+        async def publish_partition(part: list[Row]) -> tuple[list[int], BaseException | None]:
+            done: list[int] = []
+            for seq, event_id, subject, payload in part:
+                try:
+                    await self._publish_one(event_id, subject, bytes(payload))
+                except Exception as exc:
+                    return done, exc
+                done.append(seq)
+            return done, None
+
+        results = await asyncio.gather(*(publish_partition(p) for p in partitions.values()))
+        sent = [seq for done, _ in results for seq in done]
+        return sent, next((failure for _, failure in results if failure is not None), None)
 
     async def _publish_one(self, event_id: str, subject: str, payload: bytes) -> None:
         parent = propagate.extract(orjson.loads(payload).get("trace_context") or {})

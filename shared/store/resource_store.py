@@ -8,7 +8,7 @@ index rows and its outbox event commit together (the unit of work lives in
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +50,25 @@ class SearchPage:
     included: list[StoredResource]
     next_cursor: str | None
     total: int | None
+    omitted_includes: int = 0
+
+
+DEFAULT_PAGE_BYTES = 800_000
+"""About how many bytes of resources one page may carry (NATS allows 1 MB per message)."""
+
+
+def _within_budget(rows: Sequence[Any], max_bytes: int, *, keep_first: bool = True) -> list[Any]:
+    """The leading rows whose bodies (column 5, or `.body`) fit in `max_bytes`; the first
+    row is kept whatever its size when `keep_first` (a page always makes progress)."""
+    kept: list[Any] = []
+    size = 0
+    for row in rows:
+        body = row.body if isinstance(row, StoredResource) else row[5]
+        size += len(body or b"")
+        if size > max_bytes and (kept or not keep_first):
+            break
+        kept.append(row)
+    return kept
 
 
 def now_instant() -> str:
@@ -195,17 +214,17 @@ class ResourceStore:
                 where = f"{holder[0]}/{holder[1]}" if holder else "another resource"
                 raise _duplicate(key_name, key_value, where)
 
-    async def claim_conditional(self, conn: Connection, res_type: str, criteria: str) -> None:
-        """Serialise conditional creates with the same criteria on a unique row.
+    async def claim_conditional(self, conn: Connection, res_type: str) -> None:
+        """Serialise the conditional creates of one resource type on a unique row.
 
-        The upsert takes a row lock that is held until the transaction ends, so a second
-        request with the same criteria waits and then sees the first one's resource.
+        The upsert takes a row lock held until the transaction ends, so a second conditional
+        create waits and then sees the first one's resource, whatever criteria either used
+        (equivalent criteria can be written in many ways: family=X, name=x, ...).
         """
         await conn.execute(
-            "INSERT INTO conditional_claims (res_type, criteria) VALUES (?, ?)"
+            "INSERT INTO conditional_claims (res_type, criteria) VALUES (?, '*')"
             " ON CONFLICT (res_type, criteria) DO UPDATE SET criteria = excluded.criteria",
             res_type,
-            criteria,
         )
 
     async def history(
@@ -217,8 +236,10 @@ class ResourceStore:
         since: str | None,
         count: int,
         before_seq: int | None,
+        max_bytes: int = DEFAULT_PAGE_BYTES,
     ) -> tuple[list[StoredResource], int | None]:
-        """Versions newest first; returns the page and the cursor (seq) of the next page."""
+        """Versions newest first; returns the page (at most `count` versions and about
+        `max_bytes` of resources) and the cursor (seq) of the next page."""
         where: list[str] = []
         args: list[Any] = []
         if res_type is not None:
@@ -239,16 +260,21 @@ class ResourceStore:
             *args,
             count + 1,
         )
-        page = [_row(r) for r in rows[:count]]
-        next_seq = rows[count - 1][6] if len(rows) > count and count > 0 else None
+        kept = _within_budget(rows[:count], max_bytes)
+        page = [_row(r) for r in kept]
+        next_seq = kept[-1][6] if len(rows) > len(kept) and kept else None
         return page, next_seq
 
-    async def search(self, conn: Connection, query: SearchQuery) -> SearchPage:
+    async def search(
+        self, conn: Connection, query: SearchQuery, max_bytes: int = DEFAULT_PAGE_BYTES
+    ) -> SearchPage:
+        """One page: at most `query.count` matches and about `max_bytes` of resources
+        (a page must fit in one NATS message), with the cursor of the next page."""
         sql, args = build_search(query, self.search_params)
         rows = await conn.fetch(sql, *args)
-        resources = [_row(r) for r in rows[: query.count]]
+        resources = [_row(r) for r in _within_budget(rows[: query.count], max_bytes)]
         next_cursor = None
-        if len(rows) > query.count and resources:
+        if len(rows) > len(resources) and resources:
             last = resources[-1]
             key = last.last_updated if query.sort.endswith("_lastUpdated") else last.res_id
             next_cursor = encode_cursor(key, last.res_id)
@@ -258,7 +284,9 @@ class ResourceStore:
             row = await conn.fetchrow(count_sql, *count_args)
             total = int(row[0]) if row else 0
         included = await self._included(conn, query, resources)
-        return SearchPage(resources, included, next_cursor, total)
+        room = max_bytes - sum(len(r.body or b"") for r in resources)
+        kept = _within_budget(included, room, keep_first=False)
+        return SearchPage(resources, kept, next_cursor, total, len(included) - len(kept))
 
     async def _included(
         self, conn: Connection, query: SearchQuery, page: list[StoredResource]

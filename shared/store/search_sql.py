@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.fhir.references import reference_target
-from shared.fhir.search_params import ParamType, SearchParam, normalize_string
+from shared.fhir.search_params import ParamType, SearchParam, indexable, normalize_string
 from shared.fhir.search_query import Criterion, DateValue, Include, SearchQuery
 
 _COLUMNS = "r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.body"
@@ -41,7 +41,7 @@ def _date_condition(value: DateValue, lo: str, hi: str) -> tuple[str, list[Any]]
 
 
 def _token_condition(value: tuple[str | None, str], alias: str = "") -> tuple[str, list[Any]]:
-    system, code = value
+    system, code = indexable(value[0]), indexable(value[1]) or ""
     sys_col, value_col = f"{alias}system", f"{alias}value"
     if system is None:
         return f"{value_col} = ?", [code]
@@ -71,7 +71,7 @@ def _criterion(
         elif param.type is ParamType.DATE:
             sql, more = _date_condition(value, "lo", "hi")
         elif param.type is ParamType.STRING:
-            text = normalize_string(value)
+            text = indexable(normalize_string(value)) or ""
             if criterion.modifier == "exact":
                 sql, more = "value = ?", [text]
             elif criterion.modifier == "contains":
@@ -95,8 +95,8 @@ def _criterion(
 def _reference_condition(param: SearchParam, value: str) -> tuple[str, list[Any]]:
     target = reference_target(value)
     if target is not None:
-        return "value = ?", [f"{target[0]}/{target[1]}"]
-    targets = [f"{t}/{value}" for t in param.targets] or [value]
+        return "value = ?", [indexable(f"{target[0]}/{target[1]}")]
+    targets = [indexable(f"{t}/{value}") for t in param.targets] or [indexable(value)]
     return f"value IN ({', '.join('?' * len(targets))})", targets
 
 

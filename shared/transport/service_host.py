@@ -41,6 +41,13 @@ Handler = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 
 
+def internal_error_issue(span: Any) -> Issue:
+    """The issue of a 500: names the trace when there is one, to find the logs."""
+    context = span.get_span_context()
+    where = f"; trace id {context.trace_id:032x}" if context.is_valid else ""
+    return Issue("exception", f"Internal error{where}")
+
+
 def error_response(exc: FhirError) -> FhirResponse:
     headers = {"Content-Type": FHIR_JSON, **exc.headers}
     return FhirResponse(
@@ -103,6 +110,13 @@ class ServiceHost:
             ) as span:
                 response = await self._respond(headers, msg.data, span)
             payload, reply_headers = encode_response(response)
+            if len(payload) + 4096 > self._nc.max_payload:
+                log.error("reply of %d bytes exceeds the NATS max_payload", len(payload))
+                payload, reply_headers = encode_response(
+                    error_response(
+                        FhirError(500, [Issue("too-costly", "The reply is too large to send")])
+                    )
+                )
             if msg.reply:
                 await self._nc.publish(msg.reply, payload, headers=reply_headers)
         except Exception:
@@ -121,14 +135,8 @@ class ServiceHost:
         except FhirError as exc:
             return error_response(exc)
         except Exception:
-            trace_id = format(span.get_span_context().trace_id, "032x")
             log.exception("internal error serving %s", request.interaction)
-            return error_response(
-                FhirError(
-                    500,
-                    [Issue("exception", f"Internal error; trace id {trace_id}")],
-                )
-            )
+            return error_response(FhirError(500, [internal_error_issue(span)]))
 
 
 async def register_capabilities(

@@ -55,6 +55,19 @@ def check_organisation_kind(organization: dict[str, Any]) -> None:
         )
 
 
+def check_institution_location(organization: dict[str, Any]) -> None:
+    """BUP must know every institution in its catchment area: a barneverninstitusjon
+    needs a kommunenummer."""
+    if is_institution(organization) and not municipality_codes(organization):
+        raise error(
+            422,
+            "required",
+            "A barneverninstitusjon needs its kommunenummer (the no-basis municipality"
+            " extension on an address)",
+            "Organization.address",
+        )
+
+
 def is_institution(organization: dict[str, Any] | None) -> bool:
     return OrganisationKind.BARNEVERNINSTITUSJON.value in organisation_kinds(organization)
 

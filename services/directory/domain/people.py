@@ -18,6 +18,7 @@ from shared.codes import (
     PARENTAL_RESPONSIBILITY_SYSTEM,
 )
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.search_params import date_bounds
 from shared.identifiers import (
     PERSON_SYSTEMS,
     InvalidIdentifier,
@@ -154,12 +155,21 @@ def check_care_orders(patient: dict[str, Any]) -> None:
                     expression=(f"{where}.organization",),
                 )
             )
-        if not (contact.get("period") or {}).get("start"):
+        period = contact.get("period") or {}
+        if not period.get("start"):
             problems.append(
                 Issue(
                     "required",
                     "A care order must have a start date (contact.period.start)",
                     expression=(f"{where}.period.start",),
+                )
+            )
+        elif period.get("end") and date_bounds(period["end"])[1] < date_bounds(period["start"])[0]:
+            problems.append(
+                Issue(
+                    "business-rule",
+                    "A care order cannot end before it starts",
+                    expression=(f"{where}.period",),
                 )
             )
     if problems:
