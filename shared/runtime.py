@@ -99,7 +99,10 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
         if self.nc is not None:
-            await self.nc.drain()
+            try:
+                await self.nc.drain()
+            except Exception:  # NATS unreachable while stopping: just close
+                await self.nc.close()
         if self.db is not None:
             await self.db.close()
         log.info("service %s stopped", self.spec.name)

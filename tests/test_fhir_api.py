@@ -363,9 +363,10 @@ async def test_transaction_is_atomic_and_resolves_references(stack: Stack) -> No
     assert left["total"] == 0, "a failed transaction must leave nothing behind"
 
 
-async def test_transaction_spanning_services_is_refused(stack: Stack) -> None:
-    """Only the directory runs here, so an unsupported type is refused before anything runs;
-    the cross-service refusal itself is covered in test_gateway_routing."""
+async def test_transaction_with_an_unsupported_type_is_refused_before_anything_runs(
+    stack: Stack,
+) -> None:
+    """The refusal of a transaction across two services is in test_gateway_routing."""
     bundle = {
         "resourceType": "Bundle",
         "type": "transaction",

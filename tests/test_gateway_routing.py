@@ -176,6 +176,35 @@ async def test_transaction_across_two_services_is_refused(stack: Stack, tmp_path
     assert gone.issues()[0]["code"] == "transient"
 
 
+class ClientIdObservationDefinition(ObservationDefinition):
+    update_create = True
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_update_creates_where_the_service_allows_client_ids(
+    stack: Stack, tmp_path: Path
+) -> None:
+    settings = stack.settings.model_copy(update={"data_dir": tmp_path / "other"})
+    other = ServiceRuntime(ServiceSpec("observations", [ClientIdObservationDefinition()]), settings)
+    await other.start()
+    try:
+        assert stack.gateway.gateway is not None
+        await stack.gateway.gateway.registry.refresh()
+        body = {"resourceType": "Observation", "id": "obs-1", "status": "final",
+                "code": {"text": "x"}}  # fmt: skip
+        first = await stack.call("PUT", "Observation/obs-1", body)
+        assert first.status == 201 and first.headers["ETag"] == 'W/"1"'
+        second = await stack.call("PUT", "Observation/obs-1", body)
+        assert second.status == 200 and second.headers["ETag"] == 'W/"2"'
+        statement = (await stack.call("GET", "metadata", authenticated=False)).json()
+        observation = next(
+            r for r in statement["rest"][0]["resource"] if r["type"] == "Observation"
+        )
+        assert observation["updateCreate"] is True
+    finally:
+        await other.stop()
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_a_service_that_does_not_answer_gives_504(stack: Stack) -> None:
     settings = stack.settings

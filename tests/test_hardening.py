@@ -240,3 +240,76 @@ async def test_care_orders_and_institutions_need_sound_facts(stack: Stack) -> No
     assert (await stack.call("POST", "Patient", child(f"Organization/{bvt_id}"))).status == 201
     unplaced = await stack.call("POST", "Organization", of_kind("barneverninstitusjon"))
     assert unplaced.status == 422 and unplaced.issues()[0]["expression"] == ["Organization.address"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_bundle_entry_urls_are_read_strictly_and_alike(stack: Stack) -> None:
+    created = (await stack.call("POST", "Practitioner", practitioner())).json()
+    path = f"Practitioner/{created['id']}"
+    updated = await stack.call("PUT", path, {**created, "active": True})
+    assert updated.status == 200
+    version_one = {"request": {"method": "GET", "url": f"{path}/_history/1"}}
+    for kind in ("batch", "transaction"):
+        reply = await stack.call(
+            "POST", "", {"resourceType": "Bundle", "type": kind, "entry": [version_one]}
+        )
+        assert reply.status == 200, reply.body
+        assert reply.json()["entry"][0]["resource"]["meta"]["versionId"] == "1", kind
+    for bad in (
+        {"request": {"method": "DELETE", "url": f"{path}/whatever/else"}},
+        {"request": {"method": "POST", "url": "Practitioner?x=y"}, "resource": practitioner()},
+        {"request": {"method": "PUT", "url": "Practitioner"}, "resource": practitioner()},
+        {"request": {"method": "POST", "url": "Practitioner", "ifNoneExist": 5},
+         "resource": practitioner()},
+        {"request": {"method": "POST", "url": "Practitioner"}},
+    ):  # fmt: skip
+        reply = await stack.call(
+            "POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": [bad]}
+        )
+        assert reply.status == 400, (bad, reply.body)
+    assert (await stack.call("GET", path)).status == 200, "nothing was deleted"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_committed_transaction_answers_even_when_its_resources_are_large(
+    stack: Stack,
+) -> None:
+    div = '<div xmlns="http://www.w3.org/1999/xhtml">' + "x" * 420_000 + "</div>"
+    entry = {"request": {"method": "POST", "url": "Practitioner"},
+             "resource": practitioner(text={"status": "generated", "div": div})}  # fmt: skip
+    reply = await stack.call(
+        "POST", "", {"resourceType": "Bundle", "type": "transaction", "entry": [entry, entry]}
+    )
+    assert reply.status == 200
+    results = reply.json()["entry"]
+    assert [r["response"]["status"] for r in results] == ["201", "201"]
+    assert all("resource" not in r and "location" in r["response"] for r in results)
+    assert await total(stack) == 2
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_formats_and_search_forms(stack: Stack) -> None:
+    assert (await stack.call("GET", "Practitioner?_format=xml")).status == 406
+    xml_only = await stack.call("GET", "Practitioner", headers={"Accept": "application/fhir+xml"})
+    assert xml_only.status == 406
+    assert (await stack.call("GET", "Practitioner?_format=json")).status == 200
+    json_body = await stack.call("POST", "Practitioner/_search", {"family": "x"})
+    assert json_body.status == 415
+    for i in range(3):
+        await stack.call("POST", "Practitioner", practitioner(f"Form{i}"))
+    form = await stack.session.post(
+        f"{stack.base}/Practitioner/_search",
+        data={"family": "Form1"},
+        headers={"Authorization": f"Bearer {stack.token()}"},
+    )
+    bundle = await form.json(content_type=None)
+    assert [e["resource"]["name"][0]["family"] for e in bundle["entry"]] == ["Form1"]
+    first = (await stack.call("GET", "Practitioner?_count=1")).json()
+    next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
+    second = (await stack.call("GET", next_url)).json()
+    self_url = next(link["url"] for link in second["link"] if link["relation"] == "self")
+    assert self_url == next_url, "a page's self link is the URL that fetched it"
+    wrong_target = await stack.call(
+        "GET", "PractitionerRole?_include=PractitionerRole:practitioner:Patient"
+    )
+    assert wrong_target.status == 400

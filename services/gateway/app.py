@@ -27,8 +27,8 @@ from shared.auth.tokens import TokenVerifier, unauthorized
 from shared.config import Settings
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
-from shared.fhir.resources import is_resource_type, parse_json
-from shared.transport.service_host import FHIR_JSON, internal_error_issue
+from shared.fhir.resources import FHIR_JSON, is_resource_type, parse_json
+from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import Caller, FhirRequest, FhirResponse, Interaction, request_subject
 
 log = logging.getLogger(__name__)
@@ -148,6 +148,21 @@ def prefer(request: web.Request) -> tuple[str | None, bool]:
     return returned, lenient
 
 
+JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
+
+
+def negotiate(request: web.Request) -> None:
+    """Only JSON is served: asking for anything else (XML, Turtle) is a 406."""
+    wanted = request.query.get("_format")
+    accept = request.headers.get("Accept", "")
+    accepted = not accept or any(
+        part.split(";")[0].strip() in ("*/*", "application/*", *JSON_FORMATS)
+        for part in accept.split(",")
+    )
+    if (wanted is not None and wanted.split(";")[0] not in JSON_FORMATS) or not accepted:
+        raise error(406, "not-supported", f"Only JSON is served ({FHIR_JSON})")
+
+
 def build_request(
     request: web.Request,
     interaction: Interaction,
@@ -157,6 +172,7 @@ def build_request(
     version_id: str | None = None,
     params: list[tuple[str, str]] | None = None,
 ) -> FhirRequest:
+    negotiate(request)
     returned, lenient = prefer(request)
     return FhirRequest(
         interaction=interaction,
@@ -215,6 +231,12 @@ async def type_level(request: web.Request) -> web.Response:
 
 async def search_post(request: web.Request) -> web.Response:
     resource_type = request.match_info["type"]
+    if request.can_read_body and request.content_type != "application/x-www-form-urlencoded":
+        raise error(
+            415,
+            "not-supported",
+            "POST _search takes application/x-www-form-urlencoded parameters",
+        )
     form = await request.post()
     params = [*request.query.items(), *((k, str(v)) for k, v in form.items())]
     return await _forward(request, "search", resource_type=resource_type, params=params)

@@ -15,43 +15,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shared.auth.scopes import authorize
+from shared.fhir.bundle_entries import bundle_entries
 from shared.fhir.errors import FhirError, error, operation_outcome
-from shared.fhir.transaction import entries_of, split_entry_url
-from shared.transport.service_host import FHIR_JSON
-from shared.transport.wire import FhirRequest, FhirResponse, Interaction, bundle_subject
+from shared.fhir.resources import FHIR_JSON
+from shared.transport.wire import FhirRequest, FhirResponse, bundle_subject
 
 if TYPE_CHECKING:
     from services.gateway.app import Gateway
-
-_METHOD_INTERACTIONS: dict[str, tuple[Interaction, Interaction]] = {
-    "GET": ("search", "read"),
-    "POST": ("create", "create"),
-    "PUT": ("update", "update"),
-    "DELETE": ("delete", "delete"),
-}
-
-
-def entry_request(base: FhirRequest, entry: dict[str, Any]) -> FhirRequest:
-    method, url = entry["request"]["method"], entry["request"]["url"]
-    res_type, res_id, params = split_entry_url(url)
-    on_type, on_instance = _METHOD_INTERACTIONS[method]
-    interaction = on_instance if res_id else on_type
-    version = None
-    if res_id and "/_history/" in url:
-        interaction, version = "vread", url.rsplit("/", 1)[-1]
-    if method in ("PUT", "DELETE") and not res_id:
-        raise error(400, "not-supported", "Conditional update and delete are not supported")
-    return base.model_copy(
-        update={
-            "interaction": interaction,
-            "resource_type": res_type,
-            "id": res_id,
-            "version": version,
-            "params": params,
-            "if_match": entry["request"].get("ifMatch"),
-            "if_none_exist": entry["request"].get("ifNoneExist"),
-        }
-    )
 
 
 def _entry_result(response: FhirResponse) -> dict[str, Any]:
@@ -70,11 +40,10 @@ def _entry_result(response: FhirResponse) -> dict[str, Any]:
 
 async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any]) -> FhirResponse:
     results = []
-    for entry in entries_of(bundle, "batch"):
+    for entry, entry_request in bundle_entries(bundle, "batch"):
         try:
-            request = entry_request(base, entry)
             body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
-            response = await gateway.dispatch(request, body)
+            response = await gateway.dispatch(entry_request.to_request(base), body)
         except FhirError as exc:
             response = FhirResponse(
                 status=exc.status, body=orjson.dumps(operation_outcome(exc.issues))
@@ -88,11 +57,10 @@ async def run_transaction(
     gateway: Gateway, base: FhirRequest, bundle: dict[str, Any]
 ) -> FhirResponse:
     services: set[str] = set()
-    for entry in entries_of(bundle, "transaction"):
-        request = entry_request(base, entry)
-        resource_type = request.resource_type or ""
+    for _, entry_request in bundle_entries(bundle, "transaction"):
+        resource_type = entry_request.resource_type
         await gateway.owner_subject(resource_type)
-        authorize(base.caller, resource_type, request.interaction)
+        authorize(base.caller, resource_type, entry_request.interaction)
         services.add(await gateway.registry.owner(resource_type) or "")
     if len(services) > 1:
         raise error(

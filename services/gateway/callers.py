@@ -54,6 +54,7 @@ class OrganisationKinds:
             response = await self._dispatch(request, b"")
         except FhirError as exc:
             log.warning("could not look up the kind of organisation %s: %s", orgnr, exc)
+            self._cache[orgnr] = (time.monotonic() + self._miss_ttl, None)
             return None
         kind = _kind_in(response)
         lifetime = self._ttl if kind else self._miss_ttl

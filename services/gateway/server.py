@@ -45,4 +45,7 @@ class GatewayServer:
         if self.gateway is not None:
             await self.gateway.registry.stop()
         if self.nc is not None:
-            await self.nc.drain()
+            try:
+                await self.nc.drain()
+            except Exception:  # NATS unreachable while stopping: just close
+                await self.nc.close()

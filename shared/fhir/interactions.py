@@ -22,17 +22,14 @@ from shared.auth.scopes import authorize, granted
 from shared.events import DomainEvent
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
-from shared.fhir.resources import parse_json, validate_resource
+from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json, validate_resource
 from shared.fhir.search_params import SearchParam
 from shared.fhir.search_query import MAX_COUNT, parse_date_value, parse_search, small_integer
 from shared.fhir.transaction import run_transaction
 from shared.store.database import Connection, Database
 from shared.store.outbox import add_event
 from shared.store.resource_store import ResourceStore, StoredResource, new_id
-from shared.transport.service_host import FHIR_JSON
 from shared.transport.wire import FhirRequest, FhirResponse
-
-ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def http_date(instant: str) -> str:
@@ -160,7 +157,10 @@ class FhirService:
         async with self.db.reader() as conn:
             page = await self.store.search(conn, query)
         base = request.base_url
-        self_link = f"{base}/{definition.resource_type}?{urlencode(query.link_params)}"
+        self_params = list(query.link_params)
+        if query.cursor_token is not None:
+            self_params.append(("_cursor", query.cursor_token))
+        self_link = f"{base}/{definition.resource_type}?{urlencode(self_params)}"
         links = [{"relation": "self", "url": self_link}]
         if page.next_cursor:
             next_params = [*query.link_params, ("_cursor", page.next_cursor)]

@@ -7,6 +7,7 @@ problem, so an integrator can find the offending element.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
@@ -17,6 +18,10 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import ValidationError
 
 from shared.fhir.errors import FhirError, Issue, error
+
+FHIR_JSON = "application/fhir+json; charset=utf-8"
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+"""The FHIR id datatype."""
 
 
 @lru_cache(maxsize=512)

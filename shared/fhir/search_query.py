@@ -64,6 +64,7 @@ class SearchQuery:
     count: int = DEFAULT_COUNT
     sort: str = "_id"
     cursor: tuple[str, str] | None = None
+    cursor_token: str | None = None
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     total: bool = False
@@ -167,6 +168,7 @@ def parse_search(
             continue
         if key == "_cursor":
             query.cursor = _decode_cursor(raw)
+            query.cursor_token = raw
             continue
         query.link_params.append((key, raw))
         if key == "_count":
@@ -211,5 +213,7 @@ def _parse_include(
     if param is None or param.type is not ParamType.REFERENCE:
         return None
     if key == "_revinclude" and resource_type not in param.targets:
+        return None
+    if len(parts) == 3 and parts[2] not in param.targets:
         return None
     return Include(parts[0], param)

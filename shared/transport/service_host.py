@@ -25,6 +25,7 @@ from nats.js.kv import KeyValue
 from opentelemetry import propagate, trace
 
 from shared.fhir.errors import FhirError, Issue, operation_outcome_bytes
+from shared.fhir.resources import FHIR_JSON
 from shared.transport.wire import (
     REQUEST_HEADER,
     FhirRequest,
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.transport")
 
 Handler = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
-FHIR_JSON = "application/fhir+json; charset=utf-8"
 
 
 def internal_error_issue(span: Any) -> Issue:
