@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import date, time
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 import orjson
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.resource import Resource
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from shared.fhir.errors import FhirError, Issue, error
 
@@ -124,37 +126,47 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
         raise FhirError(422, validation_issues(resource_type, exc)) from exc
     except (ValueError, TypeError) as exc:
         raise error(422, "invalid", f"Invalid {resource_type}: {exc}", resource_type) from exc
-    canonical = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    problems = list(json_type_mismatches(data, canonical, resource_type))
+    problems = list(json_type_mismatches(data, model, resource_type))
     if problems:
         raise FhirError(422, problems)
     return resource_type
 
 
+@lru_cache(maxsize=2048)
+def _json_names(cls: type[BaseModel]) -> dict[str, str]:
+    """JSON element name → attribute name of a model (`class` → `class_fhir`)."""
+    return {(field.alias or name): name for name, field in cls.model_fields.items()}
+
+
 def _json_kind(value: Any) -> str:
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, int | float):
+    if isinstance(value, int | float | Decimal):
         return "number"
-    if isinstance(value, str):
+    if isinstance(value, str | date | time):  # datetime is a date
         return "string"
     return "array" if isinstance(value, list) else "object"
 
 
-def json_type_mismatches(given: Any, canonical: Any, path: str) -> Iterator[Issue]:
+def json_type_mismatches(given: Any, parsed: Any, path: str) -> Iterator[Issue]:
     """Primitives whose JSON type is wrong although the model coerced them (a boolean sent
     as "true", a date sent as a number): FHIR JSON requires the exact type, and storing the
-    coerced value would silently change what the client sent."""
-    if isinstance(given, dict) and isinstance(canonical, dict):
+    coerced value would silently change what the client sent. `parsed` is the validated
+    model, walked alongside the client's JSON."""
+    if isinstance(given, dict) and isinstance(parsed, BaseModel):
+        names = _json_names(type(parsed))
         for key, value in given.items():
-            if key in canonical:
-                yield from json_type_mismatches(value, canonical[key], f"{path}.{key}")
-    elif isinstance(given, list) and isinstance(canonical, list):
-        for index, (value, other) in enumerate(zip(given, canonical, strict=False)):
+            attribute = names.get(key)
+            if attribute is not None:
+                child = getattr(parsed, attribute, None)
+                if child is not None:
+                    yield from json_type_mismatches(value, child, f"{path}.{key}")
+    elif isinstance(given, list) and isinstance(parsed, list):
+        for index, (value, other) in enumerate(zip(given, parsed, strict=False)):
             yield from json_type_mismatches(value, other, f"{path}[{index}]")
-    elif _json_kind(given) != _json_kind(canonical):
+    elif _json_kind(given) != _json_kind(parsed):
         yield Issue(
             "invalid",
-            f"Expected a JSON {_json_kind(canonical)}, got {_json_kind(given)}",
+            f"Expected a JSON {_json_kind(parsed)}, got {_json_kind(given)}",
             expression=(path,),
         )

@@ -35,14 +35,18 @@ async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
     the patient first, so that one patient's events get `seq` values in commit order and
     are published in that order. (SQLite has a single writer: nothing to do.)
     """
+    values = (event.id, event.subject(prefix), event.model_dump_json().encode(), now_instant())
     if event.patient is not None and conn.dialect == "postgresql":
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", event.patient)
+        # One round trip: the lock is taken before the row (and its seq) is made.
+        await conn.execute(
+            "INSERT INTO outbox (event_id, subject, payload, created) SELECT ?, ?, ?, ?"
+            " FROM (SELECT pg_advisory_xact_lock(hashtext(?))) AS patient_lock",
+            *values,
+            event.patient,
+        )
+        return
     await conn.execute(
-        "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)",
-        event.id,
-        event.subject(prefix),
-        event.model_dump_json().encode(),
-        now_instant(),
+        "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)", *values
     )
 
 
