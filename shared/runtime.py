@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from nats.aio.client import Client as NATS
 
@@ -65,6 +66,7 @@ class ServiceRuntime:
             publish,
             poll_interval=settings.outbox_poll_interval,
             max_backoff=settings.outbox_max_backoff,
+            retention=timedelta(hours=settings.outbox_retention_hours),
         )
         self.fhir = FhirService(
             name,

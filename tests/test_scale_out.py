@@ -4,6 +4,7 @@ group, and every event is published once, in commit order, whichever relay sends
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,22 @@ async def test_one_patients_events_are_published_in_commit_order(stack: Stack) -
     await wait_for(drained, limit=20)
     order = [e.id for _, e in await stream_events(stack) if e.patient == "p-order"]
     assert order == [first.id, second.id]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_published_events_are_pruned_after_the_retention_period(stack: Stack) -> None:
+    relay = stack.directory.relay
+    assert relay is not None
+    for i in range(3):
+        body = {"resourceType": "Practitioner", "name": [{"family": f"P{i}"}]}
+        assert (await stack.call("POST", "Practitioner", body)).status == 201
+
+    async def drained() -> bool:
+        return await unsent(stack) == 0
+
+    await wait_for(drained)
+    assert await relay.prune() == 0, "within the retention period nothing is deleted"
+    relay._retention = timedelta(0)
+    assert await relay.prune() == 3
+    assert await outbox_ids(stack) == set()
+    assert len(await stream_events(stack)) == 3, "the stream keeps what was published"

@@ -55,6 +55,7 @@ class Criterion:
 class Include:
     source_type: str
     param: SearchParam
+    target_type: str | None = None
 
 
 @dataclass
@@ -216,4 +217,4 @@ def _parse_include(
         return None
     if len(parts) == 3 and parts[2] not in param.targets:
         return None
-    return Include(parts[0], param)
+    return Include(parts[0], param, parts[2] if len(parts) == 3 else None)

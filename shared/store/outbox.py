@@ -12,17 +12,22 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import orjson
 from opentelemetry import propagate, trace
 
 from shared.events import DomainEvent
+from shared.fhir.search_params import format_instant
 from shared.store.database import Connection, Database, Row
 from shared.store.resource_store import now_instant
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.outbox")
+
+PRUNE_EVERY_SECONDS = 600.0
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
@@ -62,8 +67,11 @@ class OutboxRelay:
         max_backoff: float,
         batch_size: int = 200,
         linger: float = 0.005,
+        retention: timedelta = timedelta(days=7),
     ) -> None:
         self._linger = linger
+        self._retention = retention
+        self._pruned_at = 0.0
         self._db = db
         self._publish = publish
         self._poll_interval = poll_interval
@@ -92,10 +100,22 @@ class OutboxRelay:
                 continue
             if sent:
                 continue
+            if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
+                with contextlib.suppress(Exception):  # pruning is housekeeping only
+                    await self.prune()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self._poll_interval)
                 await asyncio.sleep(self._linger)  # let concurrent commits join the batch
             self._wake.clear()
+
+    async def prune(self) -> int:
+        """Forget events published longer ago than the retention period."""
+        self._pruned_at = time.monotonic()
+        cutoff = format_instant(datetime.now(UTC) - self._retention)
+        async with self._db.transaction() as conn:
+            return await conn.execute(
+                "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", cutoff
+            )
 
     async def publish_pending(self) -> int:
         """Publish one batch; return how many rows were sent."""

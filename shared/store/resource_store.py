@@ -19,7 +19,12 @@ from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import IndexValue, SearchParam, format_instant, index_values
 from shared.fhir.search_query import SearchQuery, encode_cursor
 from shared.store.database import Connection
-from shared.store.search_sql import build_search, include_targets_sql, revinclude_sql
+from shared.store.search_sql import (
+    build_search,
+    include_references_sql,
+    resources_by_id_sql,
+    revinclude_sql,
+)
 
 UniqueKey = tuple[str, str]
 
@@ -296,9 +301,16 @@ class ResourceStore:
         ids = [r.res_id for r in page]
         found: dict[tuple[str, str], StoredResource] = {}
         for include in query.includes:
-            sql, args = include_targets_sql(include, ids, self.search_params)
-            for row in await conn.fetch(sql, *args):
-                found.setdefault((row[0], row[1]), _row(row))
+            sql, args = include_references_sql(include, ids)
+            wanted: dict[str, list[str]] = {}
+            for (value,) in await conn.fetch(sql, *args):
+                target_type, _, target_id = str(value).partition("/")
+                if target_type in self.search_params and include.target_type in (None, target_type):
+                    wanted.setdefault(target_type, []).append(target_id)
+            for target_type, target_ids in wanted.items():
+                sql, args = resources_by_id_sql(target_type, target_ids)
+                for row in await conn.fetch(sql, *args):
+                    found.setdefault((row[0], row[1]), _row(row))
         for include in query.revincludes:
             sql, args = revinclude_sql(include, query.resource_type, ids)
             for row in await conn.fetch(sql, *args):

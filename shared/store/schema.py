@@ -44,8 +44,12 @@ _COMMON = [
     "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
 ]
 
-_TRIGGERS = {
+_DIALECT_STATEMENTS = {
     "postgresql": [
+        # Prefix search (LIKE 'abc%') can use an index only with pattern operators when the
+        # database collation is not C.
+        """CREATE INDEX IF NOT EXISTS search_by_prefix
+        ON search_index (res_type, param, value text_pattern_ops)""",
         """CREATE OR REPLACE FUNCTION keep_resource_history() RETURNS trigger AS $$
         BEGIN
             INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
@@ -91,5 +95,5 @@ async def create_schema(db: Database) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         for statement in _COMMON:
             await conn.execute(statement.format(**types))
-        for statement in _TRIGGERS[db.dialect]:
+        for statement in _DIALECT_STATEMENTS[db.dialect]:
             await conn.execute(statement)

@@ -158,20 +158,24 @@ def build_search(
     return sql, [*args, query.count + 1]
 
 
-def include_targets_sql(
-    include: Include, ids: list[str], params: dict[str, dict[str, SearchParam]]
-) -> tuple[str, list[Any]]:
-    """Resources of this service referenced by `include.param` from the page."""
+def include_references_sql(include: Include, ids: list[str]) -> tuple[str, list[Any]]:
+    """The references (`Type/id`) that `include.param` holds on the page's resources."""
     marks = ", ".join("?" * len(ids))
-    owned = [t for t in include.param.targets if t in params]
-    type_marks = ", ".join("?" * len(owned)) or "NULL"
     sql = (
-        f"SELECT {_COLUMNS} FROM resources r JOIN search_index s"
-        " ON s.value = r.res_type || '/' || r.res_id"
-        f" WHERE s.res_type = ? AND s.param = ? AND s.res_id IN ({marks})"
-        f" AND r.res_type IN ({type_marks}) AND r.deleted = 0"
+        "SELECT DISTINCT value FROM search_index"
+        f" WHERE res_type = ? AND param = ? AND res_id IN ({marks})"
     )
-    return sql, [include.source_type, include.param.name, *ids, *owned]
+    return sql, [include.source_type, include.param.name, *ids]
+
+
+def resources_by_id_sql(res_type: str, ids: list[str]) -> tuple[str, list[Any]]:
+    """Current, not deleted resources of one type by id (primary-key look-ups)."""
+    marks = ", ".join("?" * len(ids))
+    sql = (
+        f"SELECT {_COLUMNS} FROM resources r"
+        f" WHERE r.res_type = ? AND r.res_id IN ({marks}) AND r.deleted = 0"
+    )
+    return sql, [res_type, *ids]
 
 
 def revinclude_sql(include: Include, target_type: str, ids: list[str]) -> tuple[str, list[Any]]:
