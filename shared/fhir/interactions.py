@@ -224,7 +224,7 @@ class FhirService:
         path = f"{request.base_url}/{definition.resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
         kept = [(k, v) for k, v in request.params if k != "_cursor"]
-        links = [{"relation": "self", "url": f"{path}?{urlencode(kept)}"}]
+        links = [{"relation": "self", "url": f"{path}?{urlencode(request.params)}"}]
         if next_seq is not None:
             links.append(
                 {"relation": "next", "url": f"{path}?{urlencode([*kept, ('_cursor', next_seq)])}"}
