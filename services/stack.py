@@ -58,7 +58,8 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def _wait_for_port(port: int, timeout: float) -> bool:
+def wait_for_port(port: int, timeout: float) -> bool:
+    """Whether something accepts connections on 127.0.0.1:`port` within `timeout` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with socket.socket() as sock:
@@ -116,7 +117,7 @@ class LocalStack:
             stderr=log,
         )
         self.children.append(("nats", process))
-        if not _wait_for_port(port, 15):
+        if not wait_for_port(port, 15):
             raise StackError(f"nats-server did not start; see {self.data_dir / 'nats.log'}")
         return f"nats://127.0.0.1:{port}"
 

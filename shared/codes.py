@@ -7,6 +7,7 @@ rules; the care-order relationship marks a barnevernstjeneste that has taken ove
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 CODE_SYSTEM_BASE = "https://fhir.barnebro.no/CodeSystem"
 ORGANISATION_KIND_SYSTEM = f"{CODE_SYSTEM_BASE}/organisation-kind"
@@ -37,6 +38,16 @@ class OrganisationKind(StrEnum):
 
 
 ORGANISATION_KINDS = frozenset(kind.value for kind in OrganisationKind)
+
+
+def organisation_kinds(organization: dict[str, Any] | None) -> list[str]:
+    """The kind codes on an Organization's `type` (normally exactly one)."""
+    return [
+        coding.get("code", "")
+        for concept in (organization or {}).get("type") or []
+        for coding in concept.get("coding") or []
+        if coding.get("system") == ORGANISATION_KIND_SYSTEM
+    ]
 
 
 ROLE_SYSTEM = f"{CODE_SYSTEM_BASE}/care-role"

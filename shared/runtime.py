@@ -23,7 +23,7 @@ from shared.fhir.interactions import FhirService
 from shared.store.database import Database, open_database
 from shared.store.outbox import OutboxRelay
 from shared.store.schema import create_schema
-from shared.transport.nats_connection import connect, ensure_event_stream
+from shared.transport.nats_connection import close, connect, ensure_event_stream
 from shared.transport.service_host import ServiceHost, register_capabilities
 
 log = logging.getLogger(__name__)
@@ -101,10 +101,7 @@ class ServiceRuntime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
         if self.nc is not None:
-            try:
-                await self.nc.drain()
-            except Exception:  # NATS unreachable while stopping: just close
-                await self.nc.close()
+            await close(self.nc)
         if self.db is not None:
             await self.db.close()
         log.info("service %s stopped", self.spec.name)

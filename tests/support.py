@@ -30,7 +30,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
-from services.stack import free_port, nats_server_binary
+from services.stack import free_port, nats_server_binary, wait_for_port
 from shared.auth.local_keys import ensure_local_keys, issue_token
 from shared.config import Settings
 from shared.events import DomainEvent
@@ -69,11 +69,8 @@ class NatsProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while not reachable(self.url, self.port):
-            if time.monotonic() > deadline:
-                raise RuntimeError("nats-server did not start")
-            time.sleep(0.05)
+        if not wait_for_port(self.port, 10):
+            raise RuntimeError("nats-server did not start")
 
     def stop(self) -> None:
         if self.process is not None:

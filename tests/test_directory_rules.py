@@ -19,7 +19,6 @@ from services.directory.domain.organisations import (
     hpr_keys,
     is_institution,
     municipality_codes,
-    organisation_kinds,
     orgnr_keys,
 )
 from services.directory.domain.people import (
@@ -45,6 +44,7 @@ from shared.codes import (
     ORGANISATION_KIND_SYSTEM,
     PARENTAL_RESPONSIBILITY_SYSTEM,
     ROLE_SYSTEM,
+    organisation_kinds,
 )
 from shared.fhir.definitions import Change
 from shared.fhir.errors import FhirError

@@ -17,6 +17,7 @@ from shared.codes import (
     CONTACT_RELATIONSHIP_SYSTEM,
     MUNICIPALITY_EXTENSION,
     OrganisationKind,
+    organisation_kinds,
 )
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error
@@ -123,7 +124,7 @@ class PatientDefinition(_Directory):
         for index, order in people.indexed_care_orders(resource):
             target = local_reference(order.organization, "Organization")
             holder = await lookup(*target) if target else None
-            if holder is None or organisations.organisation_kinds(holder) != [
+            if holder is None or organisation_kinds(holder) != [
                 OrganisationKind.BARNEVERNSTJENESTE.value
             ]:
                 problems.append(

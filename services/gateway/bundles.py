@@ -15,27 +15,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from shared.auth.scopes import authorize
-from shared.fhir.bundle_entries import bundle_entries
+from shared.fhir.bundle_entries import bundle_entries, entry_result
 from shared.fhir.errors import FhirError, error, operation_outcome
 from shared.fhir.resources import FHIR_JSON
 from shared.transport.wire import FhirRequest, FhirResponse, bundle_subject
 
 if TYPE_CHECKING:
     from services.gateway.app import Gateway
-
-
-def _entry_result(response: FhirResponse) -> dict[str, Any]:
-    result: dict[str, Any] = {"response": {"status": str(response.status)}}
-    for header, field in (("Location", "location"), ("ETag", "etag")):
-        if header in response.headers:
-            result["response"][field] = response.headers[header]
-    if response.body:
-        body = orjson.Fragment(response.body)
-        if response.status >= 400:
-            result["response"]["outcome"] = body
-        else:
-            result["resource"] = body
-    return result
 
 
 async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any]) -> FhirResponse:
@@ -48,7 +34,7 @@ async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any])
             response = FhirResponse(
                 status=exc.status, body=orjson.dumps(operation_outcome(exc.issues))
             )
-        results.append(_entry_result(response))
+        results.append(entry_result(response))
     answer = {"resourceType": "Bundle", "type": "batch-response", "entry": results}
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(answer))
 

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from shared.codes import ORGANISATION_KIND_SYSTEM
+from shared.codes import organisation_kinds
 from shared.fhir.errors import FhirError
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.wire import Caller, FhirRequest, FhirResponse
@@ -66,8 +66,7 @@ def _kind_in(response: FhirResponse) -> str | None:
     if response.status != 200:
         return None
     for entry in orjson.loads(response.body).get("entry", []):
-        for concept in entry.get("resource", {}).get("type", []):
-            for coding in concept.get("coding", []):
-                if coding.get("system") == ORGANISATION_KIND_SYSTEM and coding.get("code"):
-                    return str(coding["code"])
+        kinds = [kind for kind in organisation_kinds(entry.get("resource")) if kind]
+        if kinds:
+            return kinds[0]
     return None

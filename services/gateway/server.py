@@ -10,7 +10,7 @@ from nats.aio.client import Client as NATS
 from services.gateway.app import Gateway, create_app
 from shared.auth.tokens import TokenVerifier
 from shared.config import Settings
-from shared.transport.nats_connection import connect
+from shared.transport.nats_connection import close, connect
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,4 @@ class GatewayServer:
         if self.gateway is not None:
             await self.gateway.registry.stop()
         if self.nc is not None:
-            try:
-                await self.nc.drain()
-            except Exception:  # NATS unreachable while stopping: just close
-                await self.nc.close()
+            await close(self.nc)

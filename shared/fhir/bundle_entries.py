@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
+import orjson
+
 from shared.fhir.errors import error
 from shared.fhir.resources import ID_PATTERN
-from shared.transport.wire import FhirRequest, Interaction
+from shared.transport.wire import FhirRequest, FhirResponse, Interaction
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 """The order in which a transaction's entries run (FHIR R4 §3.1.0.11.2)."""
@@ -100,6 +102,21 @@ def parse_entry(index: int, entry: Any) -> EntryRequest:
         request.get("ifMatch"),
         request.get("ifNoneExist"),
     )
+
+
+def entry_result(response: FhirResponse) -> dict[str, Any]:
+    """The response entry of a batch- or transaction-response for one interaction."""
+    result: dict[str, Any] = {"response": {"status": str(response.status)}}
+    for header, field in (("Location", "location"), ("ETag", "etag")):
+        if header in response.headers:
+            result["response"][field] = response.headers[header]
+    if response.body:
+        body = orjson.Fragment(response.body)
+        if response.status >= 400:
+            result["response"]["outcome"] = body
+        else:
+            result["resource"] = body
+    return result
 
 
 def bundle_entries(

@@ -22,7 +22,13 @@ from shared.auth.scopes import authorize, granted
 from shared.events import DomainEvent
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
-from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json, validate_resource
+from shared.fhir.resources import (
+    FHIR_JSON,
+    ID_PATTERN,
+    parse_json,
+    validate_resource,
+    version_number,
+)
 from shared.fhir.search_params import SearchParam
 from shared.fhir.search_query import MAX_COUNT, parse_date_value, parse_search, small_integer
 from shared.fhir.transaction import run_transaction
@@ -137,11 +143,11 @@ class FhirService:
 
     async def vread(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         res_id = _checked_id(request.id)
-        text = request.version or ""
-        if not (text.isascii() and text.isdigit()) or len(text) > 9:
-            raise error(404, "not-found", f"Version {text!r} does not exist")
+        version = version_number(request.version)
+        if version is None:
+            raise error(404, "not-found", f"Version {request.version!r} does not exist")
         async with self.db.reader() as conn:
-            stored = await self.store.vread(conn, definition.resource_type, res_id, int(text))
+            stored = await self.store.vread(conn, definition.resource_type, res_id, version)
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def search(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:

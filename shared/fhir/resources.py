@@ -26,6 +26,13 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 """The FHIR id datatype."""
 
 
+def version_number(text: str | None) -> int | None:
+    """A versionId as the integer the store uses, or None if it cannot be one."""
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 9:
+        return None
+    return int(text)
+
+
 @lru_cache(maxsize=512)
 def _model_class(resource_type: str) -> type[Resource] | None:
     if not resource_type.isalpha() or not resource_type[:1].isupper():

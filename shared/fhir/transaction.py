@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from shared.fhir.bundle_entries import METHOD_ORDER, EntryRequest, bundle_entries
+from shared.fhir.bundle_entries import METHOD_ORDER, EntryRequest, bundle_entries, entry_result
 from shared.fhir.errors import FhirError, Issue, error
-from shared.fhir.resources import FHIR_JSON, parse_json
+from shared.fhir.resources import FHIR_JSON, parse_json, version_number
 from shared.store.database import Connection
 from shared.store.resource_store import DEFAULT_PAGE_BYTES, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -103,10 +103,10 @@ async def _run_entry(
         if res_id is None:
             raise error(400, "not-supported", "Searches inside a transaction are not supported")
         if entry_request.version is not None:
-            version = entry_request.version
+            version = version_number(entry_request.version)
             stored = (
-                await service.store.vread(conn, res_type, res_id, int(version))
-                if version.isascii() and version.isdigit() and len(version) <= 9
+                await service.store.vread(conn, res_type, res_id, version)
+                if version is not None
                 else None
             )
         else:
@@ -132,10 +132,4 @@ async def _run_entry(
         answer = await service.update(conn, definition, sub, _rewrite(entry["resource"], assigned))
     else:
         answer = await service.delete(conn, definition, sub)
-    result: dict[str, Any] = {"response": {"status": str(answer.status)}}
-    for header, field in (("Location", "location"), ("ETag", "etag")):
-        if header in answer.headers:
-            result["response"][field] = answer.headers[header]
-    if answer.body:
-        result["resource"] = orjson.Fragment(answer.body)
-    return result
+    return entry_result(answer)

@@ -45,6 +45,14 @@ async def connect(settings: Settings, name: str) -> NATS:
     return client
 
 
+async def close(nc: NATS) -> None:
+    """Drain (finish what is in flight), or just close when NATS cannot be reached."""
+    try:
+        await nc.drain()
+    except Exception:
+        await nc.close()
+
+
 async def ensure_event_stream(nc: NATS, settings: Settings) -> None:
     """Create the domain-event stream if it is missing."""
     js = nc.jetstream()

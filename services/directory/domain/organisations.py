@@ -16,6 +16,7 @@ from shared.codes import (
     ROLE_SYSTEM,
     ROLES,
     OrganisationKind,
+    organisation_kinds,
 )
 from shared.fhir.errors import FhirError, Issue, error
 from shared.identifiers import (
@@ -24,15 +25,6 @@ from shared.identifiers import (
     InvalidIdentifier,
     check_kommunenummer,
 )
-
-
-def organisation_kinds(organization: dict[str, Any] | None) -> list[str]:
-    return [
-        coding.get("code", "")
-        for concept in (organization or {}).get("type") or []
-        for coding in concept.get("coding") or []
-        if coding.get("system") == ORGANISATION_KIND_SYSTEM
-    ]
 
 
 def check_organisation_kind(organization: dict[str, Any]) -> None:
