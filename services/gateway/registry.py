@@ -44,7 +44,8 @@ class ServiceRegistry:
             asyncio.create_task(self._refresh_periodically()),
         ]
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._loaded.wait(), 5)
+            async with asyncio.timeout(5):
+                await self._loaded.wait()
         await self.refresh()
 
     async def stop(self) -> None:

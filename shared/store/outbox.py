@@ -103,8 +103,14 @@ class OutboxRelay:
             if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
                 with contextlib.suppress(Exception):  # pruning is housekeeping only
                     await self.prune()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the wait ends, and stop() would wait for ever.
+            try:
+                async with asyncio.timeout(self._poll_interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            else:
                 await asyncio.sleep(self._linger)  # let concurrent commits join the batch
             self._wake.clear()
 
