@@ -71,3 +71,37 @@ ROLES = frozenset(
     }
 )
 """Roles of people in a child's care (DOMAIN §2)."""
+
+
+HEALTH_KINDS = frozenset(
+    {
+        OrganisationKind.FASTLEGE,
+        OrganisationKind.BUP,
+        OrganisationKind.BUPA,
+        OrganisationKind.DPS,
+        OrganisationKind.KOMMUNE_HELSE,
+        OrganisationKind.LEGEVAKT,
+    }
+)
+"""Kinds whose staff are health personnel (helsepersonelloven): only they may use the
+emergency basis (øyeblikkelig hjelp) or report under hpl §33."""
+
+
+class DataCategory(StrEnum):
+    """Categories of a child's information that consents name (project CodeSystem
+    data-category): consents cover categories, not resource types."""
+
+    REFERRAL = "referral"
+    CAREPLAN = "careplan"
+    CARETEAM = "careteam"
+    CONSENT = "consent"
+    ENCOUNTER_SUMMARY = "encounter-summary"
+    JOURNAL = "journal"
+
+
+DATA_CATEGORY_SYSTEM = f"{CODE_SYSTEM_BASE}/data-category"
+CONSENT_PURPOSE_SYSTEM = f"{CODE_SYSTEM_BASE}/consent-purpose"
+LEGAL_BASIS_SYSTEM = f"{CODE_SYSTEM_BASE}/legal-basis"
+ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+DEFAULT_PURPOSE_OF_USE = "TREAT"
+EMERGENCY_PURPOSE_OF_USE = "ETREAT"

@@ -83,6 +83,16 @@ class Settings(BaseSettings):
         return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix) + "_registry"
 
     @property
+    def audit_stream_name(self) -> str:
+        """The JetStream stream of audit records (disclosures of patient information)."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_AUDIT"
+
+    @property
+    def consent_view_bucket(self) -> str:
+        """The key-value bucket of per-patient access state that every service mirrors."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix) + "_consent_view"
+
+    @property
     def base_url(self) -> str:
         """The FHIR base URL written into Location headers and Bundle links."""
         if self.public_base_url:

@@ -63,3 +63,8 @@ class DomainEvent(BaseModel):
 def events_subject_filter(prefix: str) -> str:
     """The subjects the event stream holds."""
     return f"{prefix}.events.>"
+
+
+def audit_subject_filter(prefix: str) -> str:
+    """The subjects the audit stream holds (`shared.access.audit`)."""
+    return f"{prefix}.audit.>"

@@ -16,6 +16,9 @@ from datetime import timedelta
 
 from nats.aio.client import Client as NATS
 
+from shared.access.audit import AuditPublisher
+from shared.access.guard import AccessGuard
+from shared.access.view import ConsentView
 from shared.config import Settings
 from shared.fhir.capability import service_capability
 from shared.fhir.definitions import ResourceDefinition
@@ -47,6 +50,7 @@ class ServiceRuntime:
         self.relay: OutboxRelay | None = None
         self._host: ServiceHost | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self.consent_view: ConsentView | None = None
 
     async def start(self) -> None:
         settings, name = self.settings, self.spec.name
@@ -74,6 +78,7 @@ class ServiceRuntime:
             self.db,
             prefix=settings.nats_prefix,
             on_commit=self.relay.notify,
+            guard=await self._access_guard(),
         )
         self._host = ServiceHost(
             self.nc,
@@ -93,9 +98,25 @@ class ServiceRuntime:
         )
         log.info("service %s started", name)
 
+    async def _access_guard(self) -> AccessGuard | None:
+        """The consent step, for services that hold information about patients."""
+        categories = {d.resource_type: d.data_category for d in self.spec.definitions}
+        if not any(categories.values()):
+            return None
+        assert self.nc is not None
+        settings = self.settings
+        self.consent_view = ConsentView(
+            self.nc, settings.consent_view_bucket, settings.event_replicas
+        )
+        await self.consent_view.start()
+        audit = AuditPublisher(self.nc, settings.nats_prefix, settings.request_timeout)
+        return AccessGuard(self.spec.name, self.consent_view, audit, categories)
+
     async def stop(self) -> None:
         if self._host is not None:
             await self._host.stop()
+        if self.consent_view is not None:
+            await self.consent_view.stop()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

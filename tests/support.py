@@ -128,7 +128,10 @@ async def drop_test_resources(settings: Settings) -> None:
         with contextlib.suppress(Exception):
             await js.delete_stream(settings.stream_name)
         with contextlib.suppress(Exception):
-            await js.delete_key_value(settings.registry_bucket)
+            await js.delete_stream(settings.audit_stream_name)
+        for bucket in (settings.registry_bucket, settings.consent_view_bucket):
+            with contextlib.suppress(Exception):
+                await js.delete_key_value(bucket)
         await nc.close()
     if settings.database_url.startswith("postgresql"):
         conn = await asyncpg.connect(settings.database_url)

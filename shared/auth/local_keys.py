@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
-from shared.auth.tokens import HPR_CLAIMS, KIND_CLAIM, ORGNR_CLAIMS
+from shared.auth.tokens import (
+    FHIR_USER_CLAIM,
+    HPR_CLAIMS,
+    KIND_CLAIM,
+    ORGNR_CLAIMS,
+    ROLES_CLAIM,
+)
 
 KEY_FILE = "signing-key.pem"
 JWKS_FILE = "jwks.json"
@@ -58,6 +64,8 @@ def issue_token(
     orgnr: str,
     kind: str,
     hpr: str | None = None,
+    fhir_user: str | None = None,
+    roles: list[str] | None = None,
     scope: str = ALL_SYSTEM_SCOPES,
     ttl: int = 3600,
     issuer: str = "barnebro-local",
@@ -82,4 +90,8 @@ def issue_token(
     }
     if hpr:
         claims[HPR_CLAIMS[1]] = hpr
+    if fhir_user:
+        claims[FHIR_USER_CLAIM] = fhir_user
+    if roles:
+        claims[ROLES_CLAIM] = roles
     return jwt.encode(claims, private_key, algorithm="ES256", headers={"kid": KEY_ID})

@@ -24,6 +24,8 @@ ORGNR_CLAIMS = ("helseid://claims/client/claims/orgnr_parent", "barnebro:orgnr")
 CHILD_ORGNR_CLAIM = "helseid://claims/client/claims/orgnr_child"
 HPR_CLAIMS = ("helseid://claims/hpr/hpr_number", "barnebro:hpr")
 KIND_CLAIM = "barnebro:org_kind"
+FHIR_USER_CLAIM = "fhirUser"
+ROLES_CLAIM = "barnebro:roles"
 
 
 def unauthorized(message: str) -> FhirError:
@@ -45,6 +47,8 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
         hpr=str(hpr) if hpr else None,
         client_id=claims.get("client_id") or claims.get("sub"),
         scopes=scopes,
+        fhir_user=claims.get(FHIR_USER_CLAIM) or None,
+        roles=[str(role) for role in claims.get(ROLES_CLAIM) or []],
     )
 
 

@@ -53,6 +53,10 @@ class ResourceDefinition:
     search_params: tuple[SearchParam, ...] = ()
     update_create: bool = False
     documentation: str = ""
+    data_category: str | None = None
+    """The category of patient information this type holds (`shared.codes.DataCategory`);
+    None for what is not information about a patient (organisations, practitioners, the
+    person index). Resources with a category are released only as consent allows."""
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         """Business keys that no other resource may hold (e.g. a fødselsnummer)."""
@@ -72,6 +76,11 @@ class ResourceDefinition:
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         """The id of the Patient this resource is about, the events' partition key."""
         return None
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        """Organisations (organisasjonsnummer) named on the resource that always see it,
+        besides the one that wrote it (e.g. a referral's requester and performer)."""
+        return []
 
     def events(self, change: Change) -> list[EventSpec]:
         """Events for a change; by default created/updated/deleted."""

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode
 import orjson
 from opentelemetry import propagate
 
+from shared.access.guard import AccessGuard
 from shared.auth.scopes import authorize, granted
 from shared.events import DomainEvent
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition
@@ -32,6 +33,7 @@ from shared.fhir.resources import (
 from shared.fhir.search_params import SearchParam
 from shared.fhir.search_query import MAX_COUNT, parse_date_value, parse_search, small_integer
 from shared.fhir.transaction import run_transaction
+from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection, Database
 from shared.store.outbox import add_event
 from shared.store.resource_store import ResourceStore, StoredResource, new_id
@@ -68,8 +70,12 @@ class FhirService:
         *,
         prefix: str,
         on_commit: Callable[[], None] = lambda: None,
+        guard: AccessGuard | None = None,
     ) -> None:
+        """`guard` is the consent step every outgoing resource passes; only benchmarks
+        and internal tools run without one."""
         self.name = name
+        self.guard = guard
         self.definitions = {d.resource_type: d for d in definitions}
         self.search_params: dict[str, dict[str, SearchParam]] = {
             d.resource_type: d.params_by_name() for d in definitions
@@ -135,10 +141,16 @@ class FhirService:
 
     # -- reads ----------------------------------------------------------------------------
 
+    async def disclose(self, request: FhirRequest, stored: StoredResource | None) -> None:
+        """The consent step for one resource: a denied one answers as a missing one."""
+        if stored is not None and self.guard is not None:
+            await self.guard.require(request, stored)
+
     async def read(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         res_id = _checked_id(request.id)
         async with self.db.reader() as conn:
             stored = await self.store.read(conn, definition.resource_type, res_id)
+        await self.disclose(request, stored)
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def vread(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
@@ -148,6 +160,7 @@ class FhirService:
             raise error(404, "not-found", f"Version {request.version!r} does not exist")
         async with self.db.reader() as conn:
             stored = await self.store.vread(conn, definition.resource_type, res_id, version)
+        await self.disclose(request, stored)
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def search(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
@@ -160,8 +173,19 @@ class FhirService:
                     authorize(request.caller, target, "read")
         for include in query.revincludes:
             authorize(request.caller, include.source_type, "search")
+        access_for = self.guard.filter_for(request) if self.guard else None
         async with self.db.reader() as conn:
-            page = await self.store.search(conn, query)
+            if access_for is None:
+                page = await self.store.search(conn, query)
+            else:
+                page = await self.store.search(conn, query, access_for=access_for)
+        if self.guard is not None:
+            released = await self.guard.released(
+                request, [*page.resources, *page.included], urlencode(query.link_params)
+            )
+            kept = {r.reference for r in released}
+            page.resources[:] = [r for r in page.resources if r.reference in kept]
+            page.included[:] = [r for r in page.included if r.reference in kept]
         base = request.base_url
         self_params = list(query.link_params)
         if query.cursor_token is not None:
@@ -214,11 +238,13 @@ class FhirService:
         cursor = params.get("_cursor")
         before_seq = small_integer(cursor, "_cursor", 2**62) if cursor is not None else None
         res_id = _checked_id(request.id) if request.interaction == "history-instance" else None
+        access = self.guard.filter_for(request)(definition.resource_type) if self.guard else None
         async with self.db.reader() as conn:
             if res_id is not None:
                 current = await self.store.read(conn, definition.resource_type, res_id)
                 if current is None:
                     raise _not_found(definition.resource_type, res_id)
+                await self.disclose(request, current)
             page, next_seq = await self.store.history(
                 conn,
                 definition.resource_type,
@@ -226,7 +252,10 @@ class FhirService:
                 since=since,
                 count=count,
                 before_seq=before_seq,
+                access=access,
             )
+        if self.guard is not None:
+            page = await self.guard.released(request, page)
         path = f"{request.base_url}/{definition.resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
         kept = [(k, v) for k, v in request.params if k != "_cursor"]
@@ -274,17 +303,26 @@ class FhirService:
         if request.if_none_exist:
             existing = await self._conditional_match(conn, definition, request)
             if existing is not None:
+                if self.guard is not None and not await self.guard.check(request, existing):
+                    raise error(
+                        412,
+                        "duplicate",
+                        f"If-None-Exist {request.if_none_exist!r} matches a resource this"
+                        " client may not see; it was not created again",
+                    )
                 headers = version_headers(existing, request.base_url)
                 if not granted(request.caller.scopes, resource_type, "r"):
                     return FhirResponse(status=200, headers=headers)  # no read scope: no body
                 return self._prefer(request, existing, 200, headers, [])
+        new_resource_id = res_id or new_id()
         stored = await self.store.write(
             conn,
             resource,
             res_type=resource_type,
-            res_id=res_id or new_id(),
+            res_id=new_resource_id,
             previous=None,
             unique_keys=definition.unique_keys(resource),
+            access=_access(definition, resource, new_resource_id, request, None),
         )
         await self._record(conn, definition, stored, None, resource, request)
         return self._prefer(
@@ -350,6 +388,7 @@ class FhirService:
             previous=previous,
             unique_keys=definition.unique_keys(resource),
             previous_keys=definition.unique_keys(before) if before else (),
+            access=_access(definition, resource, res_id, request, previous),
         )
         await self._record(conn, definition, stored, before, resource, request)
         status = 201 if previous is None else 200
@@ -376,6 +415,7 @@ class FhirService:
             res_id=res_id,
             previous=previous,
             previous_keys=definition.unique_keys(before),
+            access=previous.access,
         )
         await self._record(conn, definition, stored, before, None, request)
         return FhirResponse(status=204, headers={"ETag": stored.etag})
@@ -404,7 +444,7 @@ class FhirService:
                 version_id=str(stored.version),
                 patient=patient,
                 trace_context=carrier,
-                data={"actor": request.caller.model_dump(exclude_none=True), **spec.data},
+                data={"actor": request.caller.model_dump(exclude_defaults=True), **spec.data},
             )
             await add_event(conn, event, self.prefix)
 
@@ -426,6 +466,25 @@ class FhirService:
                 status=status, headers=headers, body=orjson.dumps(operation_outcome(issues))
             )
         return FhirResponse(status=status, headers=headers, body=stored.body or b"")
+
+
+def _access(
+    definition: ResourceDefinition,
+    resource: dict[str, Any],
+    res_id: str,
+    request: FhirRequest,
+    previous: StoredResource | None,
+) -> ResourceAccess:
+    """The access columns of a new version; the author is whoever wrote the first one."""
+    if definition.data_category is None:
+        return ResourceAccess()
+    author = previous.access.author if previous is not None else request.caller.orgnr
+    return ResourceAccess(
+        patient=definition.patient_of(resource, res_id),
+        category=definition.data_category,
+        author=author,
+        parties=tuple(definition.parties(resource)),
+    )
 
 
 def _checked_id(res_id: str | None) -> str:

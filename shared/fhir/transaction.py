@@ -113,6 +113,7 @@ async def _run_entry(
             stored = await service.store.read(conn, res_type, res_id)
         if stored is None or stored.deleted:
             raise error(404, "not-found", f"{res_type}/{res_id} is not known")
+        await service.disclose(sub, stored)
         return {
             "resource": orjson.Fragment(stored.body or b"{}"),
             "response": {"status": "200", "etag": stored.etag},

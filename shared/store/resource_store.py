@@ -8,7 +8,7 @@ index rows and its outbox event commit together (the unit of work lives in
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,8 +18,16 @@ import orjson
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import IndexValue, SearchParam, format_instant, index_values
 from shared.fhir.search_query import SearchQuery, encode_cursor
+from shared.store.access_sql import (
+    NO_ACCESS_COLUMNS,
+    AccessFilter,
+    ResourceAccess,
+    access_clause,
+    parties_of,
+)
 from shared.store.database import Connection
 from shared.store.search_sql import (
+    COLUMNS,
     build_search,
     include_references_sql,
     resources_by_id_sql,
@@ -37,6 +45,11 @@ class StoredResource:
     last_updated: str
     deleted: bool
     body: bytes | None
+    access: ResourceAccess = NO_ACCESS_COLUMNS
+
+    @property
+    def reference(self) -> str:
+        return f"{self.res_type}/{self.res_id}"
 
     @property
     def etag(self) -> str:
@@ -85,13 +98,33 @@ def new_id() -> str:
 
 
 _COLUMNS = "res_type, res_id, version, last_updated, deleted, body"
+_HISTORY_COLUMNS = (
+    "h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body,"
+    " r.patient, r.category, r.author, r.parties"
+)
+_HISTORY_FROM = (
+    "resource_history h JOIN resources r ON r.res_type = h.res_type AND r.res_id = h.res_id"
+)
+
+AccessFor = Callable[[str], AccessFilter | None]
+"""The access filter for the resources of one type (None: no filter)."""
 
 
 def _row(row: Any) -> StoredResource:
     body = row[5]
     return StoredResource(
-        row[0], row[1], row[2], row[3], bool(row[4]), bytes(body) if body is not None else None
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        bool(row[4]),
+        bytes(body) if body is not None else None,
+        ResourceAccess(row[6], row[7], row[8], parties_of(row[9])),
     )
+
+
+def _no_filter(res_type: str) -> AccessFilter | None:
+    return None
 
 
 class ResourceStore:
@@ -102,7 +135,7 @@ class ResourceStore:
 
     async def read(self, conn: Connection, res_type: str, res_id: str) -> StoredResource | None:
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?",
+            f"SELECT {COLUMNS} FROM resources r WHERE r.res_type = ? AND r.res_id = ?",
             res_type,
             res_id,
         )
@@ -113,7 +146,7 @@ class ResourceStore:
     ) -> StoredResource | None:
         lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM resources WHERE res_type = ? AND res_id = ?{lock}",
+            f"SELECT {COLUMNS} FROM resources r WHERE r.res_type = ? AND r.res_id = ?{lock}",
             res_type,
             res_id,
         )
@@ -123,8 +156,8 @@ class ResourceStore:
         self, conn: Connection, res_type: str, res_id: str, version: int
     ) -> StoredResource | None:
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM resource_history"
-            " WHERE res_type = ? AND res_id = ? AND version = ?",
+            f"SELECT {_HISTORY_COLUMNS} FROM {_HISTORY_FROM}"
+            " WHERE h.res_type = ? AND h.res_id = ? AND h.version = ?",
             res_type,
             res_id,
             version,
@@ -141,11 +174,12 @@ class ResourceStore:
         previous: StoredResource | None,
         unique_keys: Iterable[UniqueKey] = (),
         previous_keys: Iterable[UniqueKey] = (),
+        access: ResourceAccess = NO_ACCESS_COLUMNS,
     ) -> StoredResource:
         """Store a new version (a deletion when `resource` is None) after `previous`.
 
         `unique_keys` are claimed for the new version; `previous_keys` (those of
-        `previous`) are released first.
+        `previous`) are released first. `access` is written to the current row.
         """
         version = previous.version + 1 if previous else 1
         last_updated = now_instant()
@@ -158,16 +192,20 @@ class ResourceStore:
             resource["meta"] = meta
             body = orjson.dumps(resource)
         deleted = 1 if resource is None else 0
+        columns = (access.patient, access.category, access.author, access.parties_text)
         if previous is None:
             await conn.execute(
-                f"INSERT INTO resources ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
-                res_type, res_id, version, last_updated, deleted, body,
+                f"INSERT INTO resources ({_COLUMNS}, patient, category, author, parties)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                res_type, res_id, version, last_updated, deleted, body, *columns,
             )  # fmt: skip
         else:
             changed = await conn.execute(
-                "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ?"
+                "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ?,"
+                " patient = ?, category = ?, author = ?, parties = ?"
                 " WHERE res_type = ? AND res_id = ? AND version = ?",
-                version, last_updated, deleted, body, res_type, res_id, previous.version,
+                version, last_updated, deleted, body, *columns,
+                res_type, res_id, previous.version,
             )  # fmt: skip
             if changed != 1:
                 raise error(409, "conflict", f"{res_type}/{res_id} was changed concurrently")
@@ -180,7 +218,9 @@ class ResourceStore:
         if resource is not None:
             await self._index(conn, res_type, res_id, resource)
             await self._claim_unique_keys(conn, res_type, res_id, unique_keys)
-        return StoredResource(res_type, res_id, version, last_updated, resource is None, body)
+        return StoredResource(
+            res_type, res_id, version, last_updated, resource is None, body, access
+        )
 
     async def _index(
         self, conn: Connection, res_type: str, res_id: str, resource: dict[str, Any]
@@ -242,40 +282,50 @@ class ResourceStore:
         count: int,
         before_seq: int | None,
         max_bytes: int = DEFAULT_PAGE_BYTES,
+        access: AccessFilter | None = None,
     ) -> tuple[list[StoredResource], int | None]:
-        """Versions newest first; returns the page (at most `count` versions and about
-        `max_bytes` of resources) and the cursor (seq) of the next page."""
-        where: list[str] = []
-        args: list[Any] = []
+        """Versions newest first of the resources `access` allows; returns the page (at
+        most `count` versions and about `max_bytes` of resources) and the cursor (seq) of
+        the next page."""
+        allowed, args = access_clause(access)
+        where = [allowed]
         if res_type is not None:
-            where.append("res_type = ?")
+            where.append("h.res_type = ?")
             args.append(res_type)
         if res_id is not None:
-            where.append("res_id = ?")
+            where.append("h.res_id = ?")
             args.append(res_id)
         if since is not None:
-            where.append("last_updated >= ?")
+            where.append("h.last_updated >= ?")
             args.append(since)
         if before_seq is not None:
-            where.append("seq < ?")
+            where.append("h.seq < ?")
             args.append(before_seq)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await conn.fetch(
-            f"SELECT {_COLUMNS}, seq FROM resource_history{clause} ORDER BY seq DESC LIMIT ?",
+            f"SELECT {_HISTORY_COLUMNS}, h.seq FROM {_HISTORY_FROM}"
+            f" WHERE {' AND '.join(where)} ORDER BY h.seq DESC LIMIT ?",
             *args,
             count + 1,
         )
         kept = _within_budget(rows[:count], max_bytes)
         page = [_row(r) for r in kept]
-        next_seq = kept[-1][6] if len(rows) > len(kept) and kept else None
+        next_seq = kept[-1][10] if len(rows) > len(kept) and kept else None
         return page, next_seq
 
     async def search(
-        self, conn: Connection, query: SearchQuery, max_bytes: int = DEFAULT_PAGE_BYTES
+        self,
+        conn: Connection,
+        query: SearchQuery,
+        max_bytes: int = DEFAULT_PAGE_BYTES,
+        access_for: AccessFor = _no_filter,
     ) -> SearchPage:
         """One page: at most `query.count` matches and about `max_bytes` of resources
-        (a page must fit in one NATS message), with the cursor of the next page."""
-        sql, args = build_search(query, self.search_params)
+        (a page must fit in one NATS message), with the cursor of the next page.
+
+        Matches, `_total` and included resources are all limited to what
+        `access_for(type)` allows, in SQL, so nothing filtered out is counted."""
+        access = access_for(query.resource_type)
+        sql, args = build_search(query, self.search_params, access=access)
         rows = await conn.fetch(sql, *args)
         resources = [_row(r) for r in _within_budget(rows[: query.count], max_bytes)]
         next_cursor = None
@@ -285,16 +335,22 @@ class ResourceStore:
             next_cursor = encode_cursor(key, last.res_id)
         total = None
         if query.total:
-            count_sql, count_args = build_search(query, self.search_params, count_only=True)
+            count_sql, count_args = build_search(
+                query, self.search_params, access=access, count_only=True
+            )
             row = await conn.fetchrow(count_sql, *count_args)
             total = int(row[0]) if row else 0
-        included = await self._included(conn, query, resources)
+        included = await self._included(conn, query, resources, access_for)
         room = max_bytes - sum(len(r.body or b"") for r in resources)
         kept = _within_budget(included, room, keep_first=False)
         return SearchPage(resources, kept, next_cursor, total, len(included) - len(kept))
 
     async def _included(
-        self, conn: Connection, query: SearchQuery, page: list[StoredResource]
+        self,
+        conn: Connection,
+        query: SearchQuery,
+        page: list[StoredResource],
+        access_for: AccessFor,
     ) -> list[StoredResource]:
         if not page or not (query.includes or query.revincludes):
             return []
@@ -308,11 +364,12 @@ class ResourceStore:
                 if target_type in self.search_params and include.target_type in (None, target_type):
                     wanted.setdefault(target_type, []).append(target_id)
             for target_type, target_ids in wanted.items():
-                sql, args = resources_by_id_sql(target_type, target_ids)
+                sql, args = resources_by_id_sql(target_type, target_ids, access_for(target_type))
                 for row in await conn.fetch(sql, *args):
                     found.setdefault((row[0], row[1]), _row(row))
         for include in query.revincludes:
-            sql, args = revinclude_sql(include, query.resource_type, ids)
+            access = access_for(include.source_type)
+            sql, args = revinclude_sql(include, query.resource_type, ids, access)
             for row in await conn.fetch(sql, *args):
                 found.setdefault((row[0], row[1]), _row(row))
         on_page = {(r.res_type, r.res_id) for r in page}

@@ -4,6 +4,11 @@ Current versions, full history, the search index derived from declared search pa
 business keys that must stay unique, claims that serialise conditional creates, and the
 outbox of domain events. Created idempotently at service start-up.
 
+The current row also carries the access columns (`shared.store.access_sql`): the patient,
+the data category, the author organisation and the organisations named on the resource,
+so searches are filtered by consent in SQL. Tables made before these columns existed get
+them added at start-up.
+
 A trigger on `resources` copies every new version into `resource_history` and, when a
 resource changes, drops its old search-index rows: each write is then one statement fewer
 on the hot path, and no code path can store a version without its history.
@@ -11,12 +16,13 @@ on the hot path, and no code path can store a version without its history.
 
 from __future__ import annotations
 
-from shared.store.database import Database
+from shared.store.database import Connection, Database
 
 _COMMON = [
     """CREATE TABLE IF NOT EXISTS resources (
         res_type TEXT NOT NULL, res_id TEXT NOT NULL, version INTEGER NOT NULL,
         last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, body {blob},
+        patient TEXT, category TEXT, author TEXT, parties TEXT,
         PRIMARY KEY (res_type, res_id))""",
     "CREATE INDEX IF NOT EXISTS resources_by_time ON resources (res_type, last_updated, res_id)",
     """CREATE TABLE IF NOT EXISTS resource_history (
@@ -87,6 +93,23 @@ _TYPES = {
 }
 
 
+ACCESS_COLUMNS = ("patient", "category", "author", "parties")
+
+
+async def _add_access_columns(conn: Connection) -> None:
+    if conn.dialect == "postgresql":
+        rows = await conn.fetch(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = current_schema() AND table_name = 'resources'"
+        )
+        present = {str(row[0]) for row in rows}
+    else:
+        present = {str(row[1]) for row in await conn.fetch("PRAGMA table_info(resources)")}
+    for column in ACCESS_COLUMNS:
+        if column not in present:
+            await conn.execute(f"ALTER TABLE resources ADD COLUMN {column} TEXT")
+
+
 async def create_schema(db: Database) -> None:
     """Create the tables if they do not exist yet (safe to run on every start)."""
     types = _TYPES[db.dialect]
@@ -95,5 +118,9 @@ async def create_schema(db: Database) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         for statement in _COMMON:
             await conn.execute(statement.format(**types))
+        await _add_access_columns(conn)
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (res_type, patient)"
+        )
         for statement in _DIALECT_STATEMENTS[db.dialect]:
             await conn.execute(statement)

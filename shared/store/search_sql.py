@@ -12,8 +12,13 @@ from typing import Any
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, indexable, normalize_string
 from shared.fhir.search_query import Criterion, DateValue, Include, SearchQuery
+from shared.store.access_sql import AccessFilter, access_clause
 
-_COLUMNS = "r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.body"
+COLUMNS = (
+    "r.res_type, r.res_id, r.version, r.last_updated, r.deleted, r.body,"
+    " r.patient, r.category, r.author, r.parties"
+)
+"""The columns of a current resource row, as `shared.store.resource_store` reads them."""
 
 
 def _like_escape(text: str) -> str:
@@ -131,10 +136,12 @@ def build_search(
     query: SearchQuery,
     params: dict[str, dict[str, SearchParam]],
     *,
+    access: AccessFilter | None = None,
     count_only: bool = False,
 ) -> tuple[str, list[Any]]:
-    where = ["r.res_type = ?", "r.deleted = 0"]
-    args: list[Any] = [query.resource_type]
+    allowed, args = access_clause(access)
+    where = ["r.res_type = ?", "r.deleted = 0", allowed]
+    args = [query.resource_type, *args]
     for criterion in query.criteria:
         sql, more = _criterion(criterion, query.resource_type, params)
         where.append(sql)
@@ -154,7 +161,7 @@ def build_search(
             args += [sort_value, sort_value, last_id]
     direction = "DESC" if descending else "ASC"
     order = f"{key} {direction}" + (f", r.res_id {direction}" if key != "r.res_id" else "")
-    sql = f"SELECT {_COLUMNS} FROM resources r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
+    sql = f"SELECT {COLUMNS} FROM resources r WHERE {' AND '.join(where)} ORDER BY {order} LIMIT ?"
     return sql, [*args, query.count + 1]
 
 
@@ -168,22 +175,32 @@ def include_references_sql(include: Include, ids: list[str]) -> tuple[str, list[
     return sql, [include.source_type, include.param.name, *ids]
 
 
-def resources_by_id_sql(res_type: str, ids: list[str]) -> tuple[str, list[Any]]:
-    """Current, not deleted resources of one type by id (primary-key look-ups)."""
+def resources_by_id_sql(
+    res_type: str, ids: list[str], access: AccessFilter | None = None
+) -> tuple[str, list[Any]]:
+    """Current, not deleted resources of one type by id (primary-key look-ups) that
+    `access` allows."""
     marks = ", ".join("?" * len(ids))
+    allowed, more = access_clause(access)
     sql = (
-        f"SELECT {_COLUMNS} FROM resources r"
-        f" WHERE r.res_type = ? AND r.res_id IN ({marks}) AND r.deleted = 0"
+        f"SELECT {COLUMNS} FROM resources r"
+        f" WHERE r.res_type = ? AND r.res_id IN ({marks}) AND r.deleted = 0 AND {allowed}"
     )
-    return sql, [res_type, *ids]
+    return sql, [res_type, *ids, *more]
 
 
-def revinclude_sql(include: Include, target_type: str, ids: list[str]) -> tuple[str, list[Any]]:
-    """Resources of `include.source_type` whose `include.param` points at the page."""
+def revinclude_sql(
+    include: Include, target_type: str, ids: list[str], access: AccessFilter | None = None
+) -> tuple[str, list[Any]]:
+    """Resources of `include.source_type` whose `include.param` points at the page, that
+    `access` allows."""
     marks = ", ".join("?" * len(ids))
+    allowed, more = access_clause(access)
     sql = (
-        f"SELECT {_COLUMNS} FROM resources r JOIN search_index s"
+        f"SELECT {COLUMNS} FROM resources r JOIN search_index s"
         " ON s.res_type = r.res_type AND s.res_id = r.res_id"
         f" WHERE s.res_type = ? AND s.param = ? AND s.value IN ({marks}) AND r.deleted = 0"
+        f" AND {allowed}"
     )
-    return sql, [include.source_type, include.param.name, *[f"{target_type}/{i}" for i in ids]]
+    targets = [f"{target_type}/{i}" for i in ids]
+    return sql, [include.source_type, include.param.name, *targets, *more]

@@ -13,7 +13,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from shared.config import Settings
-from shared.events import events_subject_filter
+from shared.events import audit_subject_filter, events_subject_filter
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +53,28 @@ async def close(nc: NATS) -> None:
         await nc.close()
 
 
-async def ensure_event_stream(nc: NATS, settings: Settings) -> None:
-    """Create the domain-event stream if it is missing."""
+async def _ensure_stream(nc: NATS, name: str, subject_filter: str, replicas: int) -> None:
     js = nc.jetstream()
     config = StreamConfig(
-        name=settings.stream_name,
-        subjects=[events_subject_filter(settings.nats_prefix)],
+        name=name,
+        subjects=[subject_filter],
         storage=StorageType.FILE,
-        num_replicas=settings.event_replicas,
+        num_replicas=replicas,
         duplicate_window=120.0,
     )
     try:
-        await js.stream_info(settings.stream_name)
+        await js.stream_info(name)
     except NotFoundError:
         await js.add_stream(config)
+
+
+async def ensure_event_stream(nc: NATS, settings: Settings) -> None:
+    """Create the domain-event and audit streams if they are missing."""
+    prefix, replicas = settings.nats_prefix, settings.event_replicas
+    await _ensure_stream(nc, settings.stream_name, events_subject_filter(prefix), replicas)
+    await _ensure_stream(
+        nc,
+        settings.audit_stream_name,
+        audit_subject_filter(prefix),
+        replicas,
+    )

@@ -39,6 +39,18 @@ class Caller(BaseModel):
     hpr: str | None = None
     client_id: str | None = None
     scopes: list[str] = Field(default_factory=list)
+    fhir_user: str | None = None
+    """SMART `fhirUser`: the person acting, e.g. `RelatedPerson/<id>` for a parent."""
+    roles: list[str] = Field(default_factory=list)
+    """Care roles (project CodeSystem care-role) the person acts in, from the token."""
+
+
+class Emergency(BaseModel):
+    """Emergency access (øyeblikkelig hjelp, "break the glass") to one patient's data,
+    with the reason the caller must give; audited and reviewed afterwards."""
+
+    patient: str
+    reason: str
 
 
 class FhirRequest(BaseModel):
@@ -53,6 +65,9 @@ class FhirRequest(BaseModel):
     lenient: bool = False
     base_url: str
     caller: Caller = Field(default_factory=Caller)
+    purpose_of_use: str | None = None
+    """v3-ActReason code the caller states (header Barnebro-Purpose-Of-Use); TREAT if unset."""
+    emergency: Emergency | None = None
 
 
 class FhirResponse(BaseModel):

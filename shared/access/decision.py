@@ -1,0 +1,254 @@
+"""Access decisions: may this caller see this patient's information, and on what basis?
+
+One function, `decide`, answers for one resource; `visibility` turns the same rules into
+the filter a search runs in SQL, so what a search returns, what `_total` counts and what
+a read by id releases never disagree. Default deny: patient information crosses an
+organisation boundary only under an active consent covering the recipient, the data
+category, the purpose of use and the day, or under a named basis without consent
+(emergency, hpl §33), and parents see what their parental responsibility covers minus
+what a child of 12-15 keeps from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from shared.access.state import PatientAccessState
+from shared.codes import DEFAULT_PURPOSE_OF_USE, HEALTH_KINDS
+from shared.store.access_sql import AccessFilter
+from shared.transport.wire import Caller, Emergency
+
+NORWAY = ZoneInfo("Europe/Oslo")
+
+
+def today() -> date:
+    """The date in Norway: ages and consent periods are Norwegian calendar days."""
+    return datetime.now(NORWAY).date()
+
+
+@dataclass(frozen=True)
+class ResourceFacts:
+    """What a decision needs to know about one resource (from its stored access columns)."""
+
+    reference: str
+    patient: str | None
+    category: str | None
+    author: str | None = None
+    parties: tuple[str, ...] = ()
+
+    @property
+    def holders(self) -> tuple[str, ...]:
+        """Organisations that wrote the resource or are named on it."""
+        return (self.author, *self.parties) if self.author else self.parties
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    """Permit or deny, the basis, human-readable reasons and obligations."""
+
+    permit: bool
+    basis: str
+    reasons: tuple[str, ...]
+    consents: tuple[str, ...] = ()
+    obligations: tuple[str, ...] = ()
+    legal_reference: str = ""
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    """The caller and the circumstances of one request."""
+
+    caller: Caller
+    purpose_of_use: str = DEFAULT_PURPOSE_OF_USE
+    emergency: Emergency | None = None
+    day: date = field(default_factory=today)
+
+
+def _actor(caller: Caller) -> str:
+    who = caller.fhir_user or (f"organisation {caller.orgnr}" if caller.orgnr else "the caller")
+    return f"{who} ({caller.org_kind})" if caller.org_kind else who
+
+
+def emergency_allowed(caller: Caller) -> bool:
+    return caller.org_kind in HEALTH_KINDS
+
+
+def _matching_grants(state: PatientAccessState, context: AccessContext, category: str) -> list[str]:
+    caller = context.caller
+    found = []
+    for grant in state.grants:
+        if category not in grant.categories or not grant.covers_day(context.day):
+            continue
+        if grant.purposes_of_use and context.purpose_of_use not in grant.purposes_of_use:
+            continue
+        if (
+            (caller.orgnr and caller.orgnr in grant.orgs)
+            or (caller.org_kind and caller.org_kind in grant.kinds)
+            or set(caller.roles) & set(grant.roles)
+        ):
+            found.append(grant.consent)
+    return found
+
+
+def _hidden_from_parents(
+    state: PatientAccessState, category: str, holders: Iterable[str]
+) -> list[str]:
+    held = set(holders)
+    return [
+        hidden.consent
+        for hidden in state.hidden_from_parents
+        if category in hidden.categories and held & set(hidden.orgs)
+    ]
+
+
+def _is_parent(state: PatientAccessState, context: AccessContext) -> bool:
+    return (
+        context.caller.fhir_user is not None
+        and context.caller.fhir_user in state.parents
+        and state.parents_until is not None
+        and context.day <= state.parents_until
+    )
+
+
+def decide(
+    state: PatientAccessState | None, resource: ResourceFacts, context: AccessContext
+) -> AccessDecision:
+    """Whether the caller may see `resource`, and why."""
+    caller = context.caller
+    if resource.category is None:
+        return AccessDecision(True, "not-patient-data", ("Not information about a patient",))
+    if caller.orgnr and caller.orgnr == resource.author:
+        return AccessDecision(True, "own-data", (f"{_actor(caller)} wrote {resource.reference}",))
+    if caller.orgnr and caller.orgnr in resource.parties:
+        return AccessDecision(
+            True, "party", (f"{_actor(caller)} is named on {resource.reference}",)
+        )
+    category = resource.category
+    if resource.patient is None:
+        return AccessDecision(
+            False, "none", (f"{resource.reference} is about no patient the caller may see",)
+        )
+    subject = f"Patient/{resource.patient}"
+    if state is not None:
+        consents = _matching_grants(state, context, category)
+        if consents:
+            return AccessDecision(
+                True,
+                "consent",
+                (
+                    f"Active consent {', '.join(consents)} covers {_actor(caller)},"
+                    f" category {category}, purpose {context.purpose_of_use} today",
+                ),
+                consents=tuple(consents),
+            )
+        if _is_parent(state, context):
+            hidden = _hidden_from_parents(state, category, resource.holders)
+            if hidden:
+                return AccessDecision(
+                    False,
+                    "hidden-from-parents",
+                    (
+                        f"The child consented alone ({', '.join(hidden)}) to help it does not"
+                        " want its parents told about (pbrl §3-4 second ledd)",
+                    ),
+                    consents=tuple(hidden),
+                    obligations=("hide-from-parents",),
+                    legal_reference="pbrl §3-4 andre ledd",
+                )
+            return AccessDecision(
+                True,
+                "parental-responsibility",
+                (f"{caller.fhir_user} holds parental responsibility for {subject}",),
+                legal_reference="pbrl §3-4 første ledd",
+            )
+        for disclosure in state.disclosures:
+            if resource.reference in disclosure.resources and caller.orgnr in (
+                disclosure.recipients
+            ):
+                return AccessDecision(
+                    True,
+                    disclosure.basis,
+                    (f"Disclosed without consent under {disclosure.basis} ({disclosure.record})",),
+                    legal_reference="helsepersonelloven §33",
+                )
+    emergency = context.emergency
+    if emergency is not None and emergency.patient == resource.patient:
+        if not emergency_allowed(caller):
+            return AccessDecision(
+                False,
+                "none",
+                (f"Emergency access is for health personnel; {_actor(caller)} is not",),
+            )
+        return AccessDecision(
+            True,
+            "emergency",
+            (f"Emergency access (øyeblikkelig hjelp) by {_actor(caller)}: {emergency.reason}",),
+            obligations=("review-after-the-fact",),
+            legal_reference="helsepersonelloven §7; pbrl §4-9",
+        )
+    return AccessDecision(
+        False,
+        "none",
+        (
+            f"No active consent covers {_actor(caller)} for {category} information about"
+            f" {subject} (purpose {context.purpose_of_use}), and no other legal basis applies",
+        ),
+    )
+
+
+def actor_keys(caller: Caller) -> list[str]:
+    """The index keys under which the consent view finds states that may concern a caller."""
+    keys = []
+    if caller.orgnr:
+        keys.append(f"org:{caller.orgnr}")
+    if caller.org_kind:
+        keys.append(f"kind:{caller.org_kind}")
+    keys += [f"role:{role}" for role in caller.roles]
+    if caller.fhir_user:
+        keys.append(f"parent:{caller.fhir_user}")
+    return keys
+
+
+def visibility(
+    states: Iterable[PatientAccessState], category: str, context: AccessContext
+) -> AccessFilter:
+    """The search filter equivalent to `decide` for every resource of one category.
+
+    `states` are the patients the view found under the caller's keys (any state that may
+    permit the caller something); the emergency patient is added when allowed.
+    """
+    caller = context.caller
+    patients: list[str] = []
+    excepting: list[tuple[str, tuple[str, ...]]] = []
+    resources: list[str] = []
+    for state in states:
+        if _matching_grants(state, context, category):
+            patients.append(state.patient)
+            continue
+        if _is_parent(state, context):
+            hidden = {
+                org
+                for entry in state.hidden_from_parents
+                if category in entry.categories
+                for org in entry.orgs
+            }
+            if hidden:
+                excepting.append((state.patient, tuple(sorted(hidden))))
+            else:
+                patients.append(state.patient)
+            continue
+        for disclosure in state.disclosures:
+            if caller.orgnr in disclosure.recipients:
+                resources.extend(disclosure.resources)
+    emergency = context.emergency
+    if emergency is not None and emergency_allowed(caller):
+        patients.append(emergency.patient)
+    return AccessFilter(
+        orgs=(caller.orgnr,) if caller.orgnr else (),
+        patients=tuple(sorted(set(patients))),
+        patients_except=tuple(excepting),
+        resources=tuple(sorted(set(resources))),
+    )

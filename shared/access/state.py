@@ -1,0 +1,79 @@
+"""The replicated access state of one patient: what the consent records add up to.
+
+Computed by the consent service whenever a consent, a parental responsibility or a care
+order changes, published through its outbox into the consent-view key-value bucket under
+the patient's id, and mirrored by every service. It holds only what a decision needs: no
+names, no free text.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pydantic import BaseModel, Field
+
+
+class Grant(BaseModel):
+    """An active consent, as the recipients and data it covers.
+
+    Recipients are organisations (organisasjonsnummer), organisation kinds or care roles.
+    An empty `purposes_of_use` covers every purpose. `start`/`end` bound the days it
+    covers (the end is also where the authority of its grantors ends, e.g. the day before
+    the child turns 16 for a parents' consent).
+    """
+
+    consent: str
+    categories: list[str]
+    orgs: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
+    roles: list[str] = Field(default_factory=list)
+    purposes_of_use: list[str] = Field(default_factory=list)
+    start: date | None = None
+    end: date | None = None
+
+    def covers_day(self, day: date) -> bool:
+        return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
+
+
+class HiddenFromParents(BaseModel):
+    """Information a child of 12-15 consented to alone, to be kept from the parents
+    (pbrl §3-4 second ledd): what these organisations hold in these categories."""
+
+    consent: str
+    orgs: list[str]
+    categories: list[str]
+
+
+class Disclosure(BaseModel):
+    """A disclosure without consent under a named legal basis (hpl §33 opplysningsplikt):
+    these recipients may see exactly these resources (`Type/id`)."""
+
+    record: str
+    basis: str
+    recipients: list[str]
+    resources: list[str]
+
+
+class PatientAccessState(BaseModel):
+    """Everything the access decisions about one patient depend on."""
+
+    patient: str
+    parents: list[str] = Field(default_factory=list)
+    """`RelatedPerson/<id>` of the holders of parental responsibility."""
+    parents_until: date | None = None
+    """The last day parents see the child's information by parental responsibility (the
+    day before the 16th birthday); None when no reliable birth date is recorded."""
+    grants: list[Grant] = Field(default_factory=list)
+    hidden_from_parents: list[HiddenFromParents] = Field(default_factory=list)
+    disclosures: list[Disclosure] = Field(default_factory=list)
+
+    def recipient_keys(self) -> set[str]:
+        """Index keys of every actor this state may permit something to."""
+        keys = {f"parent:{parent}" for parent in self.parents}
+        for grant in self.grants:
+            keys.update(f"org:{org}" for org in grant.orgs)
+            keys.update(f"kind:{kind}" for kind in grant.kinds)
+            keys.update(f"role:{role}" for role in grant.roles)
+        for disclosure in self.disclosures:
+            keys.update(f"org:{org}" for org in disclosure.recipients)
+        return keys

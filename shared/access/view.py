@@ -1,0 +1,106 @@
+"""Each service's local mirror of the consent state, kept current by a key-value watch.
+
+The consent service publishes one `PatientAccessState` per patient into the consent-view
+bucket (through its outbox, so no change is lost and one patient's states arrive in
+order). Every service watches the bucket: a withdrawal reaches every service's decisions
+as soon as the watch delivers it, with no request to the consent service on the read
+path. An index from recipient (organisation, kind, role, parent) to patients lets a
+search find the few patients a caller may see without scanning every state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from pydantic import ValidationError
+
+from shared.access.state import PatientAccessState
+from shared.fhir.errors import FhirError, Issue
+from shared.transport.service_host import ensure_bucket
+
+log = logging.getLogger(__name__)
+LOAD_TIMEOUT = 30.0
+
+
+class ConsentView:
+    def __init__(self, nc: NATS, bucket: str, replicas: int = 1) -> None:
+        self._nc = nc
+        self._bucket = bucket
+        self._replicas = replicas
+        self._states: dict[str, PatientAccessState] = {}
+        self._index: dict[str, set[str]] = {}
+        self._watcher: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._loaded = asyncio.Event()
+        self.updated_at = 0.0
+        self.listeners: list[Callable[[PatientAccessState], None]] = []
+
+    async def start(self) -> None:
+        """Watch the bucket and wait until every state present at start is loaded."""
+        kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
+        self._watcher = await kv.watchall()
+        self._task = asyncio.create_task(self._follow())
+        async with asyncio.timeout(LOAD_TIMEOUT):
+            await self._loaded.wait()
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _follow(self) -> None:
+        async for entry in self._watcher:
+            if entry is None:  # every state present at start has been delivered
+                self._loaded.set()
+                continue
+            if not entry.value:
+                continue
+            try:
+                state = PatientAccessState.model_validate_json(entry.value)
+            except ValidationError:
+                log.error("ignoring an unreadable consent state under %s", entry.key)
+                continue
+            self.apply(state)
+
+    def apply(self, state: PatientAccessState) -> None:
+        """Replace one patient's state and its index entries."""
+        previous = self._states.get(state.patient)
+        if previous is not None:
+            for key in previous.recipient_keys():
+                self._index.get(key, set()).discard(state.patient)
+        self._states[state.patient] = state
+        for key in state.recipient_keys():
+            self._index.setdefault(key, set()).add(state.patient)
+        self.updated_at = time.monotonic()
+        for listener in self.listeners:
+            listener(state)
+
+    def ready(self) -> None:
+        """Refuse (503) while the mirror has not loaded: deciding on a partial view could
+        release data a withdrawal has already closed."""
+        if not self._loaded.is_set():
+            raise FhirError(
+                503,
+                [Issue("transient", "Consent state is still loading; retry shortly")],
+                headers={"Retry-After": "1"},
+            )
+
+    def state(self, patient: str | None) -> PatientAccessState | None:
+        return self._states.get(patient) if patient else None
+
+    def states_for(self, keys: list[str]) -> list[PatientAccessState]:
+        """The states that may permit something to an actor with these index keys."""
+        patients: set[str] = set()
+        for key in keys:
+            patients |= self._index.get(key, set())
+        return [self._states[patient] for patient in sorted(patients)]

@@ -1,0 +1,89 @@
+"""The access columns of a stored resource and the SQL that filters searches by them.
+
+Each current resource row carries the patient it is about, its data category (NULL when
+it is not information about a patient), the organisation that first wrote it and the
+organisations named on it. `AccessFilter` is the decision of `shared.access.decision`
+for a whole result set; `access_clause` turns it into one SQL condition, applied to the
+matches, the `_total` count, included resources and history alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ResourceAccess:
+    """The access columns written with a resource version."""
+
+    patient: str | None = None
+    category: str | None = None
+    author: str | None = None
+    parties: tuple[str, ...] = ()
+
+    @property
+    def parties_text(self) -> str | None:
+        """Parties as stored: space-separated, with a space on each side (LIKE '% x %')."""
+        return f" {' '.join(self.parties)} " if self.parties else None
+
+
+NO_ACCESS_COLUMNS = ResourceAccess()
+
+
+def parties_of(text: str | None) -> tuple[str, ...]:
+    return tuple((text or "").split())
+
+
+@dataclass(frozen=True)
+class AccessFilter:
+    """Which rows of a patient-data category a caller may see.
+
+    Rows it wrote or is named on (`orgs`); every row about `patients`; rows about each
+    patient of `patients_except` except those written by or naming the listed
+    organisations; and single resources (`Type/id`) in `resources`.
+    """
+
+    orgs: tuple[str, ...] = ()
+    patients: tuple[str, ...] = ()
+    patients_except: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    resources: tuple[str, ...] = ()
+
+
+def _marks(values: tuple[str, ...] | list[str]) -> str:
+    return ", ".join("?" * len(values))
+
+
+def _held_by(orgs: tuple[str, ...], alias: str) -> tuple[str, list[Any]]:
+    conditions = [f"COALESCE({alias}.author, '') IN ({_marks(orgs)})"]
+    args: list[Any] = [*orgs]
+    for org in orgs:
+        conditions.append(f"COALESCE({alias}.parties, '') LIKE ?")
+        args.append(f"% {org} %")
+    return "(" + " OR ".join(conditions) + ")", args
+
+
+def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, list[Any]]:
+    """One SQL condition (with its arguments) that keeps the rows `access` allows.
+
+    None means no filter at all (a trusted internal caller)."""
+    if access is None:
+        return "1 = 1", []
+    alternatives = [f"{alias}.category IS NULL"]
+    args: list[Any] = []
+    if access.orgs:
+        sql, more = _held_by(access.orgs, alias)
+        alternatives.append(sql)
+        args += more
+    if access.patients:
+        alternatives.append(f"{alias}.patient IN ({_marks(access.patients)})")
+        args += access.patients
+    for patient, excluded in access.patients_except:
+        held, more = _held_by(excluded, alias)
+        alternatives.append(f"({alias}.patient = ? AND NOT {held})")
+        args += [patient, *more]
+    if access.resources:
+        reference = f"({alias}.res_type || '/' || {alias}.res_id)"
+        alternatives.append(f"{reference} IN ({_marks(access.resources)})")
+        args += access.resources
+    return "(" + " OR ".join(alternatives) + ")", args
