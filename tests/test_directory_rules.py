@@ -22,13 +22,10 @@ from services.directory.domain.organisations import (
     orgnr_keys,
 )
 from services.directory.domain.people import (
-    CareOrder,
     care_order_changes,
-    care_orders,
     check_care_orders,
     check_identifiers,
     check_parental_responsibility,
-    parental_responsibility,
     person_number_systems,
     reconcile_birth_date,
 )
@@ -46,6 +43,7 @@ from shared.codes import (
     ROLE_SYSTEM,
     organisation_kinds,
 )
+from shared.family import CareOrder, care_orders, parental_responsibility
 from shared.fhir.definitions import Change
 from shared.fhir.errors import FhirError
 from shared.identifiers import (

@@ -19,6 +19,7 @@ from shared.codes import (
     OrganisationKind,
     organisation_kinds,
 )
+from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
@@ -121,7 +122,7 @@ class PatientDefinition(_Directory):
         """A care order must name a registered barnevernstjeneste: it decides who may
         consent for the child."""
         problems = []
-        for index, order in people.indexed_care_orders(resource):
+        for index, order in indexed_care_orders(resource):
             target = local_reference(order.organization, "Organization")
             holder = await lookup(*target) if target else None
             if holder is None or organisation_kinds(holder) != [
@@ -195,8 +196,8 @@ class RelatedPersonDefinition(_Directory):
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]
-        before = people.parental_responsibility(change.before)
-        after = people.parental_responsibility(change.after)
+        before = parental_responsibility(change.before)
+        after = parental_responsibility(change.after)
         if before != after:
             events.append(
                 EventSpec("parental-responsibility-changed", {"before": before, "after": after})

@@ -20,7 +20,6 @@ from opentelemetry import propagate, trace
 
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.callers import OrganisationKinds
-from services.gateway.forwarding import Forwarder
 from services.gateway.registry import ServiceRegistry
 from shared.auth.scopes import authorize
 from shared.auth.tokens import TokenVerifier, unauthorized
@@ -28,6 +27,7 @@ from shared.config import Settings
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.resources import FHIR_JSON, is_resource_type, parse_json
+from shared.transport.forwarding import Forwarder
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import Caller, FhirRequest, FhirResponse, Interaction, request_subject
 

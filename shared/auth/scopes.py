@@ -30,6 +30,11 @@ _SCOPE = re.compile(r"system/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|c?r?u?d?s?)")
 grant nothing here: barnebro cannot enforce the restriction, so it must not widen access."""
 
 
+EXPLICIT_SCOPE_TYPES = frozenset({"AuditEvent"})
+"""Types a wildcard scope (`system/*.rs`) does not reach: the audit trail is for the roles
+given its own scope (`system/AuditEvent.rs`), such as a privacy officer."""
+
+
 def granted(scopes: list[str], resource_type: str, permission: str) -> bool:
     """Whether the scopes allow `permission` (one of c, r, u, d, s) on `resource_type`."""
     for scope in scopes:
@@ -37,7 +42,9 @@ def granted(scopes: list[str], resource_type: str, permission: str) -> bool:
         if match is None:
             continue
         scope_type, letters = match.groups()
-        if scope_type not in ("*", resource_type):
+        if scope_type != resource_type and (
+            scope_type != "*" or resource_type in EXPLICIT_SCOPE_TYPES
+        ):
             continue
         if permission in V1_PERMISSIONS.get(letters, letters):
             return True

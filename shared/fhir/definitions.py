@@ -53,6 +53,9 @@ class ResourceDefinition:
     search_params: tuple[SearchParam, ...] = ()
     update_create: bool = False
     documentation: str = ""
+    written_by: str | None = None
+    """Set for types the service writes itself (e.g. Consent, through the consent
+    administration API, which computes its status): FHIR writes are refused, naming it."""
     data_category: str | None = None
     """The category of patient information this type holds (`shared.codes.DataCategory`);
     None for what is not information about a patient (organisations, practitioners, the

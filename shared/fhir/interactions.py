@@ -9,7 +9,7 @@ one database transaction) and answers with a `FhirResponse`. Services supply onl
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -59,6 +59,9 @@ def parse_etag(value: str) -> int:
     return int(match.group(1))
 
 
+Operation = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
+
+
 class FhirService:
     """Routes FHIR interactions of one service to its store, inside units of work."""
 
@@ -76,6 +79,8 @@ class FhirService:
         and internal tools run without one."""
         self.name = name
         self.guard = guard
+        self.operations: dict[str, Operation] = {}
+        """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
         self.definitions = {d.resource_type: d for d in definitions}
         self.search_params: dict[str, dict[str, SearchParam]] = {
             d.resource_type: d.params_by_name() for d in definitions
@@ -90,6 +95,11 @@ class FhirService:
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.interaction == "transaction":
             return await run_transaction(self, request, body)
+        if request.interaction == "operation":
+            operation = self.operations.get(request.operation or "")
+            if operation is None:
+                raise error(404, "not-supported", f"No operation {request.operation!r}")
+            return await operation(request, body)
         definition = self._definition(request.resource_type)
         match request.interaction:
             case "read":
@@ -115,6 +125,13 @@ class FhirService:
         self, conn: Connection, definition: ResourceDefinition, request: FhirRequest, body: bytes
     ) -> FhirResponse:
         """A create, update or delete inside the caller's transaction."""
+        if definition.written_by is not None:
+            raise error(
+                405,
+                "not-supported",
+                f"{definition.resource_type} cannot be written over the FHIR API: it is"
+                f" written by {definition.written_by}",
+            )
         match request.interaction:
             case "create":
                 return await self.create(conn, definition, request, parse_json(body))

@@ -32,6 +32,7 @@ from shared.transport.wire import (
     FhirResponse,
     bundle_subject,
     encode_response,
+    operation_subject,
     request_subject,
 )
 
@@ -79,6 +80,7 @@ class ServiceHost:
         queue = f"{self._prefix}.{self._service}"
         subjects = [request_subject(self._prefix, t) for t in self._types]
         subjects.append(bundle_subject(self._prefix, self._service))
+        subjects.append(operation_subject(self._prefix, self._service))
         for subject in subjects:
             self._subscriptions.append(
                 await self._nc.subscribe(subject, queue=queue, cb=self._on_message)

@@ -28,6 +28,7 @@ Interaction = Literal[
     "history-type",
     "validate",
     "transaction",
+    "operation",
 ]
 
 
@@ -55,6 +56,9 @@ class Emergency(BaseModel):
 
 class FhirRequest(BaseModel):
     interaction: Interaction
+    operation: str | None = None
+    """For `operation`: the name of a service operation (e.g. the consent administration
+    API's `consent-create`); `params` and the JSON body are its input."""
     resource_type: str | None = None
     id: str | None = None
     version: str | None = None
@@ -82,6 +86,10 @@ def request_subject(prefix: str, resource_type: str) -> str:
 
 def bundle_subject(prefix: str, service: str) -> str:
     return f"{prefix}.bundle.{service}"
+
+
+def operation_subject(prefix: str, service: str) -> str:
+    return f"{prefix}.operation.{service}"
 
 
 def encode_response(response: FhirResponse) -> tuple[bytes, dict[str, str]]:

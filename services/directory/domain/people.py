@@ -8,15 +8,10 @@ person, a birth date that contradicts the number makes every age rule unreliable
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from shared.codes import (
-    CARE_ORDER_CODE,
-    CONTACT_RELATIONSHIP_SYSTEM,
-    PARENTAL_RESPONSIBILITY_CODES,
-    PARENTAL_RESPONSIBILITY_SYSTEM,
-)
+from shared.codes import PARENTAL_RESPONSIBILITY_CODES
+from shared.family import CareOrder, care_orders, is_care_order, parental_responsibility
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import date_bounds
 from shared.identifiers import (
@@ -99,51 +94,11 @@ def is_d_number(number: PersonNumber) -> bool:
     return number.kind is PersonNumberKind.D_NUMMER
 
 
-@dataclass(frozen=True)
-class CareOrder:
-    """A barnevernstjeneste has taken over care (omsorgsovertakelse) for a period."""
-
-    organization: str
-    start: str
-    end: str | None
-
-    def as_data(self) -> dict[str, Any]:
-        return {"organization": self.organization, "start": self.start, "end": self.end}
-
-
-def _is_care_order(contact: dict[str, Any]) -> bool:
-    return any(
-        coding.get("system") == CONTACT_RELATIONSHIP_SYSTEM
-        and coding.get("code") == CARE_ORDER_CODE
-        for relationship in contact.get("relationship") or []
-        for coding in relationship.get("coding") or []
-    )
-
-
-def indexed_care_orders(patient: dict[str, Any] | None) -> list[tuple[int, CareOrder]]:
-    """The care orders recorded on a Patient, with the index of their `Patient.contact`."""
-    orders = []
-    for index, contact in enumerate((patient or {}).get("contact") or []):
-        if not _is_care_order(contact):
-            continue
-        organization = (contact.get("organization") or {}).get("reference")
-        period = contact.get("period") or {}
-        orders.append(
-            (index, CareOrder(str(organization), str(period.get("start")), period.get("end")))
-        )
-    return orders
-
-
-def care_orders(patient: dict[str, Any] | None) -> list[CareOrder]:
-    """The care orders recorded on a Patient (as `Patient.contact` entries)."""
-    return [order for _, order in indexed_care_orders(patient)]
-
-
 def check_care_orders(patient: dict[str, Any]) -> None:
     """A care order names the barnevernstjeneste holding it and when it started."""
     problems = []
     for index, contact in enumerate(patient.get("contact") or []):
-        if not _is_care_order(contact):
+        if not is_care_order(contact):
             continue
         where = f"Patient.contact[{index}]"
         if not (contact.get("organization") or {}).get("reference"):
@@ -193,16 +148,6 @@ def care_order_changes(
         ("care-order-ended", o) for key, o in old.items() if key not in new and o.end is None
     )
     return changes
-
-
-def parental_responsibility(related_person: dict[str, Any] | None) -> list[str]:
-    """The no-basis parental-responsibility codes on a RelatedPerson."""
-    return sorted(
-        coding["code"]
-        for relationship in (related_person or {}).get("relationship") or []
-        for coding in relationship.get("coding") or []
-        if coding.get("system") == PARENTAL_RESPONSIBILITY_SYSTEM and "code" in coding
-    )
 
 
 def check_parental_responsibility(related_person: dict[str, Any]) -> None:

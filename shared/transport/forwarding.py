@@ -1,4 +1,5 @@
-"""Sending a FHIR request to its service over NATS request/reply.
+"""Sending a FHIR request to its service over NATS request/reply (the gateway's
+forwarding, and one service asking another, e.g. consent reading the directory).
 
 A service that is not running answers "no responders" at once (503); one that does not
 answer in time gives 504. Both come back as OperationOutcomes, never as a hang.
@@ -13,7 +14,7 @@ from opentelemetry import propagate, trace
 from shared.fhir.errors import FhirError, error
 from shared.transport.wire import REQUEST_HEADER, FhirRequest, FhirResponse, decode_response
 
-tracer = trace.get_tracer("barnebro.gateway")
+tracer = trace.get_tracer("barnebro.transport")
 
 
 class Forwarder:

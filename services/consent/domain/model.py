@@ -1,0 +1,182 @@
+"""The facts and answers the consent rules work with.
+
+`ChildFacts` is what the directory knows about a child on a given day (birth date,
+holders of parental responsibility, care orders); `Authority` is the answer to "who may
+consent for this child, for this purpose, on this date?"; `Signature` and `ChildView`
+are what a consent record holds; `Evaluation` is the status the rules give it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+
+
+class Purpose(StrEnum):
+    """What a consent is for (project CodeSystem consent-purpose)."""
+
+    HELSEHJELP = "helsehjelp"
+    INFORMASJONSDELING = "informasjonsdeling"
+    INDIVIDUELL_PLAN = "individuell-plan"
+    ANSVARSGRUPPE = "ansvarsgruppe"
+    NASJONALT_FORLOP = "nasjonalt-forlop"
+    KONTAKTINFO_VIDEREFORMIDLING = "kontaktinfo-videreformidling"
+
+
+class Decision(StrEnum):
+    """A grantor's answer: consent given, or refused."""
+
+    CONSENT = "consent"
+    REFUSE = "refuse"
+
+
+class Status(StrEnum):
+    """FHIR Consent.status values the rules produce."""
+
+    PROPOSED = "proposed"
+    ACTIVE = "active"
+    REJECTED = "rejected"
+    INACTIVE = "inactive"
+
+
+@dataclass(frozen=True)
+class CareOrderFact:
+    """A care order (omsorgsovertakelse): the barnevernstjeneste holding it, as
+    `Organization/<id>`, and its period (end None while it lasts)."""
+
+    organization: str
+    start: date
+    end: date | None = None
+
+    def active_on(self, day: date) -> bool:
+        return self.start <= day and (self.end is None or day <= self.end)
+
+
+@dataclass(frozen=True)
+class ChildFacts:
+    """What the directory says about the child.
+
+    `patient` is `Patient/<id>`. `birth_date` is None when unknown; `birth_date_confirmed`
+    is False when the only source of the date is unreliable (a D-nummer or a number under
+    the 2032 rule with no recorded date), in which case no age may be guessed.
+    `parents_with_responsibility` and `parents_without_responsibility` are
+    `RelatedPerson/<id>` references.
+    """
+
+    patient: str
+    birth_date: date | None
+    birth_date_confirmed: bool = True
+    parents_with_responsibility: tuple[str, ...] = ()
+    parents_without_responsibility: tuple[str, ...] = ()
+    care_orders: tuple[CareOrderFact, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConsentFlags:
+    """Circumstances recorded with a consent that change who must sign.
+
+    `daily_care`: help that is part of daily and ordinary care (one parent is enough).
+    `necessary_to_avoid_harm`: qualified health personnel consider it necessary so the
+    child is not harmed (one parent is enough). `confidential_from_parents`: a child of
+    12-15 consents alone to help the child, for reasons that should be respected, does not
+    want the parents told about (pbrl §3-4 second ledd, §4-3 c).
+    """
+
+    daily_care: bool = False
+    necessary_to_avoid_harm: bool = False
+    confidential_from_parents: bool = False
+
+
+@dataclass(frozen=True)
+class GrantorGroup:
+    """Grantors of whom `need` ("all" or "one") must consent; any refusal rejects."""
+
+    role: str  # "person", "child", "parents", "care-order-holder"
+    members: tuple[str, ...]
+    need: str  # "all" | "one"
+
+
+@dataclass(frozen=True)
+class Authority:
+    """Who may consent, under which rule, and what is missing before anyone can.
+
+    `decidable` is False when the rules cannot be applied yet (no reliable birth date, no
+    registered holder of parental responsibility ...); `missing` then says what to record.
+    Every group in `groups` must be satisfied for the consent to be complete.
+    `child_view` is "mandatory", "required" (may be waived with a recorded reason why the
+    child could not be heard), "recommended" or "not-applicable" (the child decides).
+    `obligations` are attached to decisions made under this consent, e.g.
+    "hide-from-parents".
+    """
+
+    decidable: bool
+    rule: str
+    legal_reference: str
+    explanation: str
+    age: int | None = None
+    groups: tuple[GrantorGroup, ...] = ()
+    missing: tuple[str, ...] = ()
+    child_view: str = "not-applicable"
+    one_parent_must_hear_other: bool = False
+    obligations: tuple[str, ...] = ()
+    valid_until: date | None = None
+    # The child the answer is about and the registered parents who hold no parental
+    # responsibility, so that a refusal to a non-grantor can say who and why.
+    patient: str = ""
+    parents_without_responsibility: tuple[str, ...] = ()
+
+    @property
+    def grantors(self) -> tuple[str, ...]:
+        return tuple(member for group in self.groups for member in group.members)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """One grantor's answer, who collected it and how (in-person, phone, digital)."""
+
+    grantor: str
+    decision: Decision
+    collected_by: str
+    method: str
+    when: date
+
+
+@dataclass(frozen=True)
+class ChildView:
+    """The child's view (medvirkning), recorded separately from any consent on its behalf.
+
+    Either `heard` with what was said and by whom, or not heard with the reason why the
+    child could not be heard."""
+
+    heard: bool
+    statement: str = ""
+    heard_by: str = ""
+    when: date | None = None
+    not_heard_reason: str = ""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The status the rules give a consent, with the reasons and what is still missing."""
+
+    status: Status
+    reasons: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    obligations: tuple[str, ...] = ()
+    valid_until: date | None = None
+
+
+@dataclass(frozen=True)
+class ConsentFacts:
+    """A consent record as the rules see it."""
+
+    purpose: Purpose
+    flags: ConsentFlags = ConsentFlags()
+    signatures: tuple[Signature, ...] = ()
+    child_view: ChildView | None = None
+    other_parent_heard: tuple[str, ...] = ()
+    withdrawn: bool = False
+    period_end: date | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+    withdrawn_by: str = ""
