@@ -1,18 +1,27 @@
-"""The command line of the benchmarks: ``python -m bench crud [options]``.
+"""The command line of the benchmarks: ``python -m bench crud|consent [options]``.
 
-A thin layer over ``bench.crud.run``: it parses the options, makes SIGTERM stop the run as
-cleanly as Ctrl-C does (the stack's child processes and the database schemas are removed
-either way), prints the summary table and says where the JSON result was written.
+A thin layer over ``bench.crud.run`` and ``bench.consent.run``: it parses the options,
+makes SIGTERM stop the run as cleanly as Ctrl-C does (the stack's child processes, the
+database schemas and the NATS streams are removed either way), prints the summary table
+and says where the JSON result was written.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 
+from bench.consent import (
+    DEFAULT_NATS_URL,
+    TARGET_DOCUMENTS,
+    ConsentOptions,
+    format_consent_report,
+)
+from bench.consent import run as run_consent
 from bench.crud import DEFAULT_DATABASE_URL, RESULTS_DIR, CrudOptions, run
 from bench.report import format_report
 
@@ -28,6 +37,20 @@ def _clients(value: str) -> int:
     number = int(value)
     if not 1 <= number <= 1024:
         raise argparse.ArgumentTypeError("the number of clients must be between 1 and 1024")
+    return number
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return number
+
+
+def _windows(value: str) -> int:
+    number = int(value)
+    if number < 2 or number % 2:
+        raise argparse.ArgumentTypeError("the number of windows must be even and at least 2")
     return number
 
 
@@ -60,6 +83,55 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
     )
     crud.add_argument("--seed", type=int, help="seed of the identifier generator")
+    consent = commands.add_parser(
+        "consent",
+        help="the cost of the consent step: decisions, search filters, checked vs unchecked",
+        description="Decisions and search filters per CPU-second over a generated consent"
+        " view, and the same read and search through an unchecked and a checked FhirService"
+        " (decision + audit record acknowledged by JetStream), in interleaved windows.",
+    )
+    consent.add_argument(
+        "--seconds",
+        type=_positive,
+        default=10.0,
+        help="measured seconds of each checked/unchecked comparison (10)",
+    )
+    consent.add_argument(
+        "--windows", type=_windows, default=10, help="alternating windows per comparison (10)"
+    )
+    consent.add_argument(
+        "--concurrency", type=_clients, default=8, help="concurrent asyncio tasks (8)"
+    )
+    consent.add_argument(
+        "--warmup", type=float, default=1.0, help="unmeasured seconds per comparison (1)"
+    )
+    consent.add_argument(
+        "--local-seconds",
+        type=_positive,
+        default=2.0,
+        help="CPU seconds of each local measurement (decide, visibility) (2)",
+    )
+    consent.add_argument(
+        "--patients", type=_count, default=10_000, help="patients in the consent view (10000)"
+    )
+    consent.add_argument(
+        "--documents", type=_count, default=1_000, help="documents in the database (1000)"
+    )
+    consent.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
+    consent.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"PostgreSQL to use with --database postgresql ({DEFAULT_DATABASE_URL})",
+    )
+    consent.add_argument(
+        "--nats-url",
+        default=os.environ.get("NATS_URL", DEFAULT_NATS_URL),
+        help=f"NATS with JetStream (NATS_URL, else {DEFAULT_NATS_URL})",
+    )
+    consent.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
+    )
+    consent.add_argument("--seed", type=int, help="seed of the generated consent view")
     return main
 
 
@@ -67,9 +139,40 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _consent(args: argparse.Namespace) -> int:
+    options = ConsentOptions(
+        seconds=args.seconds,
+        windows=args.windows,
+        concurrency=args.concurrency,
+        warmup=max(0.0, args.warmup),
+        local_seconds=args.local_seconds,
+        patients=args.patients,
+        documents=max(args.documents, TARGET_DOCUMENTS),
+        database=args.database,
+        database_url=args.database_url,
+        nats_url=args.nats_url,
+        out_dir=args.out,
+        seed=args.seed,
+    )
+    try:
+        result, path = run_consent(options)
+    except KeyboardInterrupt:
+        print(
+            "\ninterrupted; the streams, the bucket and the database were removed", file=sys.stderr
+        )
+        return 130
+    print()
+    print(format_consent_report(result))
+    if path is not None:
+        print(f"\nresult written to {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.command == "consent":
+        return _consent(args)
     options = CrudOptions(
         clients=args.clients,
         seconds=args.seconds,

@@ -21,7 +21,7 @@ from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
 from shared.telemetry import setup_logging, setup_tracing
 
-SERVICES = ("gateway", "directory")
+SERVICES = ("gateway", "directory", "consent")
 
 
 class Runnable(Protocol):
@@ -40,6 +40,11 @@ def build_process(name: str, settings: Settings) -> Runnable:
         from shared.runtime import ServiceRuntime
 
         return ServiceRuntime(directory_spec(settings), settings)
+    if name == "consent":
+        from services.consent import consent_spec
+        from shared.runtime import ServiceRuntime
+
+        return ServiceRuntime(consent_spec(settings), settings)
     raise SystemExit(f"Unknown service {name!r}; choose one of {', '.join(SERVICES)}")
 
 
@@ -76,6 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--org", required=True, help="organisasjonsnummer of the client")
     token.add_argument("--kind", required=True, choices=sorted(ORGANISATION_KINDS))
     token.add_argument("--hpr", help="HPR-nummer of the person acting")
+    token.add_argument("--fhir-user", help="the person acting, e.g. RelatedPerson/<id>")
+    token.add_argument("--role", action="append", help="a care role the person acts in")
     token.add_argument("--scope", default=ALL_SYSTEM_SCOPES, help="space-separated scopes")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> None:
                 orgnr=args.org,
                 kind=args.kind,
                 hpr=args.hpr,
+                fhir_user=args.fhir_user,
+                roles=args.role,
                 scope=args.scope,
                 ttl=args.ttl,
             )

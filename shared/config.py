@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(
         168.0, gt=0, validation_alias=AliasChoices("BARNEBRO_OUTBOX_RETENTION_HOURS")
     )
+    consent_sweep_interval: float = Field(
+        3600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_CONSENT_SWEEP_SECONDS")
+    )
     log_level: str = Field("INFO", validation_alias=AliasChoices("BARNEBRO_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=AliasChoices("BARNEBRO_LOG_FORMAT"))
     otlp_endpoint: str = Field("", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))

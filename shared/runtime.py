@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from nats.aio.client import Client as NATS
 
@@ -32,12 +34,22 @@ from shared.transport.service_host import ServiceHost, register_capabilities
 log = logging.getLogger(__name__)
 
 
+class Component(Protocol):
+    """Something a service runs besides its request host (a consumer, a scheduler)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class ServiceSpec:
-    """What a service is: its name and the resource types it owns."""
+    """What a service is: its name, the resource types it owns, and (optionally) how it
+    extends the runtime: registering operations and returning components to run."""
 
     name: str
     definitions: list[ResourceDefinition]
+    extend: Callable[[ServiceRuntime], Awaitable[list[Component]]] | None = None
 
 
 class ServiceRuntime:
@@ -51,6 +63,7 @@ class ServiceRuntime:
         self._host: ServiceHost | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self.consent_view: ConsentView | None = None
+        self.components: list[Component] = []
 
     async def start(self) -> None:
         settings, name = self.settings, self.spec.name
@@ -80,6 +93,8 @@ class ServiceRuntime:
             on_commit=self.relay.notify,
             guard=await self._access_guard(),
         )
+        if self.spec.extend is not None:
+            self.components = await self.spec.extend(self)
         self._host = ServiceHost(
             self.nc,
             prefix=settings.nats_prefix,
@@ -89,6 +104,8 @@ class ServiceRuntime:
         )
         await self._host.start()
         self._relay_task = asyncio.create_task(self.relay.run())
+        for component in self.components:
+            await component.start()
         await register_capabilities(
             self.nc,
             settings.registry_bucket,
@@ -113,6 +130,8 @@ class ServiceRuntime:
         return AccessGuard(self.spec.name, self.consent_view, audit, categories)
 
     async def stop(self) -> None:
+        for component in reversed(self.components):
+            await component.stop()
         if self._host is not None:
             await self._host.stop()
         if self.consent_view is not None:

@@ -28,6 +28,7 @@ import pytest
 from multidict import CIMultiDict
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from services.consent import consent_spec
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
 from services.stack import free_port, nats_server_binary, wait_for_port
@@ -168,21 +169,27 @@ class Stack:
 
     settings: Settings
     directory: ServiceRuntime
+    consent: ServiceRuntime
     gateway: GatewayServer
     session: aiohttp.ClientSession
-    tokens: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    tokens: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
         return f"http://127.0.0.1:{self.settings.http_port}/fhir"
 
     def token(
-        self, *, orgnr: str = "974760673", kind: str = "bup", scope: str = "system/*.cruds"
+        self,
+        *,
+        orgnr: str = "974760673",
+        kind: str = "bup",
+        scope: str = "system/*.cruds",
+        fhir_user: str | None = None,
     ) -> str:
-        key = (orgnr, kind, scope)
+        key = (orgnr, kind, scope, fhir_user or "")
         if key not in self.tokens:
             self.tokens[key] = issue_token(
-                self.settings.data_dir, orgnr=orgnr, kind=kind, scope=scope
+                self.settings.data_dir, orgnr=orgnr, kind=kind, scope=scope, fhir_user=fhir_user
             )
         return self.tokens[key]
 
@@ -214,15 +221,18 @@ class Stack:
 async def start_stack(settings: Settings) -> Stack:
     directory = ServiceRuntime(directory_spec(settings), settings)
     await directory.start()
+    consent = ServiceRuntime(consent_spec(settings), settings)
+    await consent.start()
     gateway = GatewayServer(settings)
     await gateway.start()
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-    return Stack(settings, directory, gateway, session)
+    return Stack(settings, directory, consent, gateway, session)
 
 
 async def stop_stack(stack: Stack) -> None:
     await stack.session.close()
     await stack.gateway.stop()
+    await stack.consent.stop()
     await stack.directory.stop()
 
 

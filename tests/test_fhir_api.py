@@ -389,6 +389,8 @@ async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
     assert statement["resourceType"] == "CapabilityStatement"
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert set(resources) == {
+        "AuditEvent",
+        "Consent",
         "HealthcareService",
         "Organization",
         "Patient",
@@ -402,6 +404,8 @@ async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
     assert "RelatedPerson:patient" in patient["searchRevInclude"]
     assert {i["code"] for i in patient["interaction"]} >= {"read", "vread", "create", "update"}
     assert patient["operation"][0]["name"] == "validate"
+    consent = {i["code"] for i in resources["Consent"]["interaction"]}
+    assert consent == {"read", "vread", "history-instance", "history-type", "search-type"}
 
 
 async def test_primitives_of_the_wrong_json_type_are_refused_not_coerced(stack: Stack) -> None:

@@ -18,6 +18,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
 
+from services.gateway import consent_admin
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.callers import OrganisationKinds
 from services.gateway.registry import ServiceRegistry
@@ -26,17 +27,27 @@ from shared.auth.tokens import TokenVerifier, unauthorized
 from shared.config import Settings
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
-from shared.fhir.resources import FHIR_JSON, is_resource_type, parse_json
+from shared.fhir.resources import FHIR_JSON, ID_PATTERN, is_resource_type, parse_json
 from shared.transport.forwarding import Forwarder
 from shared.transport.service_host import internal_error_issue
-from shared.transport.wire import Caller, FhirRequest, FhirResponse, Interaction, request_subject
+from shared.transport.wire import (
+    Caller,
+    Emergency,
+    FhirRequest,
+    FhirResponse,
+    Interaction,
+    request_subject,
+)
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.gateway")
 
 CALLER_KEY = web.RequestKey("caller", Caller)
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
-OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz"})
+OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz", consent_admin.OPENAPI_PATH})
+EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
+EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
+PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
 JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 
 
@@ -163,6 +174,39 @@ def negotiate(request: web.Request) -> None:
         raise error(406, "not-supported", f"Only JSON is served ({FHIR_JSON})")
 
 
+def emergency(request: web.Request) -> Emergency | None:
+    """Emergency access ("break the glass") asked for by the two headers: the patient, and
+    the reason, which is mandatory."""
+    patient = request.headers.get(EMERGENCY_PATIENT_HEADER)
+    reason = (request.headers.get(EMERGENCY_REASON_HEADER) or "").strip()
+    if patient is None and not reason:
+        return None
+    patient = (patient or "").removeprefix("Patient/")
+    if not ID_PATTERN.fullmatch(patient):
+        raise error(
+            400, "invalid", f"{EMERGENCY_PATIENT_HEADER} must name the patient (Patient/<id>)"
+        )
+    if len(reason) < 3:
+        raise error(
+            400,
+            "required",
+            f"Emergency access needs a reason: set {EMERGENCY_REASON_HEADER}",
+        )
+    return Emergency(patient=patient, reason=reason[:1000])
+
+
+def purpose_of_use(request: web.Request) -> str | None:
+    value = request.headers.get(PURPOSE_OF_USE_HEADER)
+    if value is None:
+        return None
+    value = value.strip()
+    if not (2 <= len(value) <= 12 and value.isalpha() and value.isupper()):
+        raise error(
+            400, "invalid", f"{PURPOSE_OF_USE_HEADER} takes a v3-ActReason code such as TREAT"
+        )
+    return value
+
+
 def build_request(
     request: web.Request,
     interaction: Interaction,
@@ -186,6 +230,8 @@ def build_request(
         lenient=lenient,
         base_url=request.app[GATEWAY_KEY].base_url(request),
         caller=request[CALLER_KEY],
+        purpose_of_use=purpose_of_use(request),
+        emergency=emergency(request),
     )
 
 
@@ -316,4 +362,5 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_delete("/fhir/{type}/{id}", instance)
     routes.add_get("/fhir/{type}/{id}/_history", instance_history)
     routes.add_get("/fhir/{type}/{id}/_history/{vid}", vread)
+    consent_admin.add_routes(routes, gateway, CALLER_KEY)
     return app

@@ -13,8 +13,8 @@ from typing import Any
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
-INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "history-type"]
-INTERACTIONS += ["create", "search-type"]
+READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
+INTERACTIONS = [*READ_INTERACTIONS, "update", "delete", "create"]
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
 
 
@@ -27,11 +27,14 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
             {
                 "type": definition.resource_type,
                 "documentation": definition.documentation or None,
-                "interaction": [{"code": code} for code in INTERACTIONS],
+                "interaction": [
+                    {"code": code}
+                    for code in (READ_INTERACTIONS if definition.written_by else INTERACTIONS)
+                ],
                 "versioning": "versioned-update",
                 "readHistory": True,
-                "updateCreate": definition.update_create,
-                "conditionalCreate": True,
+                "updateCreate": definition.update_create and not definition.written_by,
+                "conditionalCreate": not definition.written_by,
                 "conditionalUpdate": False,
                 "conditionalDelete": "not-supported",
                 "searchInclude": [f"{definition.resource_type}:{p.name}" for p in reference_params],

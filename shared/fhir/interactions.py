@@ -492,9 +492,10 @@ def _access(
     request: FhirRequest,
     previous: StoredResource | None,
 ) -> ResourceAccess:
-    """The access columns of a new version; the author is whoever wrote the first one."""
+    """The access columns of a new version; the author is whoever wrote the first one.
+    Types that hold no patient information record only the patient (for look-ups)."""
     if definition.data_category is None:
-        return ResourceAccess()
+        return ResourceAccess(patient=definition.patient_of(resource, res_id))
     author = previous.access.author if previous is not None else request.caller.orgnr
     return ResourceAccess(
         patient=definition.patient_of(resource, res_id),

@@ -33,26 +33,43 @@ Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 
 
 async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
-    """Record an event in the current transaction.
+    """Record an event in the current transaction."""
+    await add_message(
+        conn, event.id, event.subject(prefix), event.model_dump_json().encode(), event.patient
+    )
+
+
+async def add_message(
+    conn: Connection, message_id: str, subject: str, payload: bytes, patient: str | None
+) -> None:
+    """Record any JetStream message (an event, a key-value put) in the current transaction.
 
     The relay publishes in `seq` order, but PostgreSQL hands out `seq` at insert time, not
     at commit. Writers that touch the same patient therefore take a transaction lock on
-    the patient first, so that one patient's events get `seq` values in commit order and
-    are published in that order. (SQLite has a single writer: nothing to do.)
+    the patient first, so that one patient's messages get `seq` values in commit order and
+    are published in that order. (SQLite has a single writer: nothing to do.) The relay
+    keeps the order of messages whose subjects end in the same token (the patient's).
     """
-    values = (event.id, event.subject(prefix), event.model_dump_json().encode(), now_instant())
-    if event.patient is not None and conn.dialect == "postgresql":
+    values = (message_id, subject, payload, now_instant())
+    if patient is not None and conn.dialect == "postgresql":
         # One round trip: the lock is taken before the row (and its seq) is made.
         await conn.execute(
             "INSERT INTO outbox (event_id, subject, payload, created) SELECT ?, ?, ?, ?"
             " FROM (SELECT pg_advisory_xact_lock(hashtext(?))) AS patient_lock",
             *values,
-            event.patient,
+            patient,
         )
         return
     await conn.execute(
         "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)", *values
     )
+
+
+async def lock_patient(conn: Connection, patient: str) -> None:
+    """Serialise the transactions that change one patient's records (PostgreSQL; SQLite
+    has one writer). The same lock `add_message` takes, taken earlier."""
+    if conn.dialect == "postgresql":
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", patient)
 
 
 class OutboxRelay:

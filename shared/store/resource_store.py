@@ -152,6 +152,18 @@ class ResourceStore:
         )
         return _row(row) if row else None
 
+    async def of_patient(
+        self, conn: Connection, res_type: str, patient: str
+    ) -> list[StoredResource]:
+        """Every current resource of a type about one patient (by the access column)."""
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM resources r"
+            " WHERE r.res_type = ? AND r.patient = ? AND r.deleted = 0 ORDER BY r.res_id",
+            res_type,
+            patient,
+        )
+        return [_row(row) for row in rows]
+
     async def vread(
         self, conn: Connection, res_type: str, res_id: str, version: int
     ) -> StoredResource | None:

@@ -1,0 +1,42 @@
+"""The consent service: who may consent for a child (pbrl §4-4), consent records and
+their lifecycle, the consent administration API, the access state every service mirrors,
+and the audit trail of disclosures (AuditEvent)."""
+
+from __future__ import annotations
+
+from services.consent.admin_api import ConsentAdministration
+from services.consent.audit_trail import AuditTrail
+from services.consent.authority_watch import AuthorityWatch
+from services.consent.directory import DirectoryReader
+from services.consent.handlers import ConsentHandlers
+from services.consent.resources import consent_definitions
+from shared.config import Settings
+from shared.runtime import Component, ServiceRuntime, ServiceSpec
+from shared.transport.forwarding import Forwarder
+
+NAME = "consent"
+
+
+async def _extend(runtime: ServiceRuntime) -> list[Component]:
+    """Wire the administration API's operations and the consumers into the runtime."""
+    settings = runtime.settings
+    fhir, nc, view = runtime.fhir, runtime.nc, runtime.consent_view
+    assert fhir is not None and nc is not None and view is not None
+    directory = DirectoryReader(
+        Forwarder(nc, settings.request_timeout), settings.nats_prefix, settings.base_url
+    )
+    handlers = ConsentHandlers(
+        fhir,
+        directory,
+        prefix=settings.nats_prefix,
+        view_bucket=settings.consent_view_bucket,
+    )
+    fhir.operations.update(ConsentAdministration(handlers, directory, view).operations())
+    return [
+        AuditTrail(fhir, nc, settings),
+        AuthorityWatch(handlers, nc, settings, settings.consent_sweep_interval),
+    ]
+
+
+def consent_spec(settings: Settings) -> ServiceSpec:
+    return ServiceSpec(NAME, consent_definitions(), extend=_extend)

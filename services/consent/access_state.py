@@ -1,0 +1,65 @@
+"""What a patient's consent records add up to: the access state every service mirrors.
+
+Active consents become grants (their recipients, categories, purposes of use and days);
+consents a child of 12-15 gave alone keep what the recipients hold from the parents, also
+after they end (what was told in confidence stays confidential); hpl §33 disclosures let
+the named barnevernstjeneste see the named resources. Parents see by parental
+responsibility until the day before the child turns 16.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.consent.domain.authority import HEALTH_MAJORITY_AGE, HIDE_FROM_PARENTS, birthday
+from services.consent.domain.model import ChildFacts, Status
+from services.consent.records import ConsentRecord
+from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
+from shared.codes import DataCategory
+
+
+def _collector(record: ConsentRecord) -> list[str]:
+    return [record.collected_by_organization] if record.collected_by_organization else []
+
+
+def patient_state(
+    patient_id: str,
+    child: ChildFacts,
+    consents: list[ConsentRecord],
+    disclosures: list[Disclosure],
+) -> PatientAccessState:
+    grants = [
+        Grant(
+            consent=f"Consent/{record.id}",
+            categories=record.categories,
+            orgs=record.recipients.organizations,
+            kinds=record.recipients.kinds,
+            roles=record.recipients.roles,
+            purposes_of_use=record.purposes_of_use,
+            start=record.start,
+            end=record.grant_end,
+        )
+        for record in consents
+        if record.status is Status.ACTIVE
+    ]
+    hidden = [
+        HiddenFromParents(
+            consent=f"Consent/{record.id}",
+            orgs=sorted({*record.recipients.organizations, *_collector(record)}),
+            categories=sorted({*record.categories, DataCategory.CONSENT.value}),
+        )
+        for record in consents
+        if HIDE_FROM_PARENTS in record.obligations
+        and record.status in (Status.ACTIVE, Status.INACTIVE)
+    ]
+    parents_until = None
+    if child.birth_date is not None and child.birth_date_confirmed:
+        parents_until = birthday(child.birth_date, HEALTH_MAJORITY_AGE) - timedelta(days=1)
+    return PatientAccessState(
+        patient=patient_id,
+        parents=list(child.parents_with_responsibility),
+        parents_until=parents_until,
+        grants=grants,
+        hidden_from_parents=hidden,
+        disclosures=disclosures,
+    )

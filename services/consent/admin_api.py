@@ -1,0 +1,467 @@
+"""The consent administration API: JSON in, JSON out, for the barnevern fagsystem and
+administrative front ends.
+
+The gateway serves it under `/consent/v1` and forwards each call as a service operation
+(`FhirRequest.operation`). Input is validated strictly (unknown fields, malformed
+references and codes are a 400 naming the field); rule violations are a 422 that says who
+has the authority; nothing is stored half-way. `openapi.py` documents these models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from services.consent.directory import DirectoryReader
+from services.consent.domain.authority import who_may_consent
+from services.consent.domain.model import Authority, ConsentFlags, Decision, Purpose
+from services.consent.handlers import OPEN_STATUSES, ConsentHandlers, Outcome, reassessed
+from services.consent.records import (
+    ChildViewRecord,
+    ConsentRecord,
+    Recipients,
+    SignatureRecord,
+    from_fhir,
+)
+from shared.access.decision import AccessContext, ResourceFacts, decide, emergency_allowed
+from shared.access.view import ConsentView
+from shared.auth.scopes import authorize
+from shared.codes import (
+    DEFAULT_PURPOSE_OF_USE,
+    HEALTH_KINDS,
+    ROLES,
+    DataCategory,
+    OrganisationKind,
+)
+from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.resources import ID_PATTERN
+from shared.transport.wire import Caller, Emergency, FhirRequest, FhirResponse
+
+ID = r"[A-Za-z0-9\-\.]{1,64}"
+PATIENT = rf"^Patient/{ID}$"
+GRANTOR = rf"^(Patient|RelatedPerson|Organization)/{ID}$"
+RELATED_PERSON = rf"^RelatedPerson/{ID}$"
+RESOURCE = rf"^[A-Z][A-Za-z]{{1,63}}/{ID}$"
+ORGNR = r"^\d{9}$"
+ACT_REASON = r"^[A-Z]{2,12}$"
+JSON = "application/json"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SignatureInput(Strict):
+    """One grantor's answer and how it was collected."""
+
+    grantor: str = Field(pattern=GRANTOR, description="Patient, RelatedPerson or Organization")
+    decision: Decision = Field(Decision.CONSENT, description="consent or refuse")
+    method: Literal["in-person", "phone", "digital"]
+    collected_by: str = Field(
+        min_length=1, max_length=200, description="Who collected it (name, HPR or reference)"
+    )
+    date: dt.date | None = Field(None, description="Defaults to today")
+
+    def record(self, today: dt.date) -> SignatureRecord:
+        return SignatureRecord(
+            grantor=self.grantor,
+            decision=self.decision,
+            method=self.method,
+            collected_by=self.collected_by,
+            date=self.date or today,
+        )
+
+
+class ChildViewInput(Strict):
+    """The child's view (medvirkning): heard, what was said and by whom; or why not."""
+
+    heard: bool
+    statement: str = Field("", max_length=4000)
+    heard_by: str = Field("", max_length=200)
+    date: dt.date | None = None
+    not_heard_reason: str = Field("", max_length=1000)
+
+    def record(self) -> ChildViewRecord:
+        return ChildViewRecord(**self.model_dump())
+
+
+class RecipientsInput(Strict):
+    organizations: list[str] = Field(
+        default_factory=list, max_length=50, description="organisasjonsnummer of recipients"
+    )
+    kinds: list[OrganisationKind] = Field(default_factory=list, max_length=20)
+    roles: list[str] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _codes(self) -> RecipientsInput:
+        bad_orgs = [o for o in self.organizations if not (len(o) == 9 and o.isdigit())]
+        if bad_orgs:
+            raise ValueError(f"organisasjonsnummer must be 9 digits: {bad_orgs}")
+        unknown = sorted(set(self.roles) - ROLES)
+        if unknown:
+            raise ValueError(f"unknown care roles {unknown}; expected some of {sorted(ROLES)}")
+        return self
+
+
+class ConsentInput(Strict):
+    """A new consent (or refusal) with at least one grantor's answer."""
+
+    patient: str = Field(pattern=PATIENT)
+    purpose: Purpose
+    recipients: RecipientsInput = Field(default_factory=RecipientsInput)
+    categories: list[DataCategory] = Field(min_length=1, max_length=6)
+    purposes_of_use: list[str] = Field(
+        default_factory=list, max_length=10, description="v3-ActReason codes; empty: any"
+    )
+    start: dt.date | None = None
+    end: dt.date | None = None
+    daily_care: bool = False
+    necessary_to_avoid_harm: bool = False
+    confidential_from_parents: bool = False
+    signatures: list[SignatureInput] = Field(min_length=1, max_length=10)
+    child_view: ChildViewInput | None = None
+    other_parent_heard: list[str] = Field(default_factory=list, max_length=4)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConsentInput:
+        if self.start and self.end and self.end < self.start:
+            raise ValueError("end is before start")
+        if any(not _matches(ACT_REASON, code) for code in self.purposes_of_use):
+            raise ValueError("purposes_of_use are v3-ActReason codes such as TREAT")
+        if any(not _matches(RELATED_PERSON, p) for p in self.other_parent_heard):
+            raise ValueError("other_parent_heard lists RelatedPerson/<id> references")
+        sharing = self.purpose is not Purpose.HELSEHJELP
+        recipients = self.recipients
+        if sharing and not (recipients.organizations or recipients.kinds or recipients.roles):
+            raise ValueError("a consent to share must name its recipients")
+        return self
+
+    def record(self, today: date) -> ConsentRecord:
+        flags = [
+            name
+            for name, chosen in (
+                ("daily-care", self.daily_care),
+                ("necessary-to-avoid-harm", self.necessary_to_avoid_harm),
+                ("confidential-from-parents", self.confidential_from_parents),
+            )
+            if chosen
+        ]
+        return ConsentRecord(
+            patient=self.patient,
+            purpose=self.purpose,
+            recipients=Recipients(
+                organizations=self.recipients.organizations,
+                kinds=[k.value for k in self.recipients.kinds],
+                roles=self.recipients.roles,
+            ),
+            categories=[c.value for c in self.categories],
+            purposes_of_use=self.purposes_of_use,
+            start=self.start,
+            end=self.end,
+            flags=flags,
+            signatures=[s.record(today) for s in self.signatures],
+            child_view=self.child_view.record() if self.child_view else None,
+            other_parent_heard=self.other_parent_heard,
+        )
+
+
+class SignInput(SignatureInput):
+    """Another grantor's answer to a proposed consent (e.g. the second parent)."""
+
+    other_parent_heard: list[str] = Field(default_factory=list, max_length=4)
+    child_view: ChildViewInput | None = None
+
+
+class WithdrawInput(Strict):
+    by: str = Field(pattern=GRANTOR, description="The grantor withdrawing")
+    reason: str = Field("", max_length=1000)
+
+
+class ActorInput(Strict):
+    orgnr: str | None = Field(None, pattern=ORGNR)
+    kind: OrganisationKind | None = None
+    hpr: str | None = Field(None, max_length=20)
+    fhir_user: str | None = Field(None, pattern=RELATED_PERSON)
+    roles: list[str] = Field(default_factory=list, max_length=20)
+
+
+class DecisionInput(Strict):
+    """Why can or can't this actor see this category of information about this patient?"""
+
+    actor: ActorInput
+    patient: str = Field(pattern=PATIENT)
+    category: DataCategory
+    action: Literal["read", "search"] = "read"
+    purpose_of_use: str = Field(DEFAULT_PURPOSE_OF_USE, pattern=ACT_REASON)
+    emergency_reason: str | None = Field(None, max_length=1000)
+    author: str | None = Field(
+        None, pattern=ORGNR, description="orgnr of the organisation that wrote the information"
+    )
+
+
+class DisclosureInput(Strict):
+    """An hpl §33 disclosure: a health organisation informs barnevern without consent."""
+
+    patient: str = Field(pattern=PATIENT)
+    recipient: str = Field(pattern=ORGNR, description="orgnr of the barnevernstjeneste")
+    resources: list[str] = Field(min_length=1, max_length=50)
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _references(self) -> DisclosureInput:
+        if any(not _matches(RESOURCE, r) for r in self.resources):
+            raise ValueError("resources lists Type/id references")
+        return self
+
+
+def _matches(pattern: str, text: str) -> bool:
+    return re.fullmatch(pattern, text) is not None
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], body: bytes) -> M:
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        raise FhirError(
+            400,
+            [
+                Issue(
+                    "invalid",
+                    f"{'.'.join(str(p) for p in problem['loc']) or 'body'}: {problem['msg']}",
+                )
+                for problem in exc.errors()
+            ],
+        ) from exc
+
+
+def _json(status: int, data: Any) -> FhirResponse:
+    return FhirResponse(
+        status=status,
+        headers={"Content-Type": JSON},
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+    )
+
+
+def authority_json(authority: Authority) -> dict[str, Any]:
+    return {
+        "patient": authority.patient,
+        "decidable": authority.decidable,
+        "rule": authority.rule,
+        "legal_reference": authority.legal_reference,
+        "explanation": authority.explanation,
+        "age": authority.age,
+        "grantors": [
+            {"role": g.role, "members": list(g.members), "need": g.need} for g in authority.groups
+        ],
+        "missing": list(authority.missing),
+        "child_view": authority.child_view,
+        "one_parent_must_hear_other": authority.one_parent_must_hear_other,
+        "obligations": list(authority.obligations),
+        "valid_until": authority.valid_until,
+    }
+
+
+def outcome_json(outcome: Outcome) -> dict[str, Any]:
+    record = outcome.record
+    return {
+        "id": record.id,
+        "status": record.status.value,
+        "reasons": record.reasons,
+        "missing": record.missing,
+        "consent": record.model_dump(mode="json"),
+        "authority": authority_json(outcome.authority),
+        "fhir": outcome.consent,
+    }
+
+
+def _param(request: FhirRequest, name: str) -> str | None:
+    return next((value for key, value in request.params if key == name), None)
+
+
+def _flag(request: FhirRequest, name: str) -> bool:
+    return (_param(request, name) or "false").lower() == "true"
+
+
+class ConsentAdministration:
+    """The operations of the API, registered on the consent service's FhirService."""
+
+    def __init__(
+        self, handlers: ConsentHandlers, directory: DirectoryReader, view: ConsentView
+    ) -> None:
+        self.handlers = handlers
+        self.directory = directory
+        self.view = view
+
+    def operations(self) -> dict[str, Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]]:
+        return {
+            "consent-authority": self.authority,
+            "consent-create": self.create,
+            "consent-sign": self.sign,
+            "consent-withdraw": self.withdraw,
+            "consent-list": self.list_consents,
+            "access-decide": self.decide,
+            "disclosure-hpl33": self.disclose,
+        }
+
+    async def authority(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        authorize(request.caller, "Consent", "read")
+        patient = _param(request, "patient") or ""
+        purpose_text = _param(request, "purpose") or ""
+        day_text = _param(request, "date")
+        try:
+            purpose = Purpose(purpose_text)
+            day = date.fromisoformat(day_text) if day_text else None
+        except ValueError as exc:
+            raise error(
+                400,
+                "invalid",
+                f"purpose must be one of {[p.value for p in Purpose]} and date YYYY-MM-DD: {exc}",
+            ) from exc
+        if not _matches(PATIENT, patient):
+            raise error(400, "invalid", "patient must be Patient/<id>", "patient")
+        flags = ConsentFlags(
+            daily_care=_flag(request, "daily_care"),
+            necessary_to_avoid_harm=_flag(request, "necessary_to_avoid_harm"),
+            confidential_from_parents=_flag(request, "confidential_from_parents"),
+        )
+        authority = await self.handlers.authority(patient, purpose, day, flags)
+        return _json(200, authority_json(authority))
+
+    async def create(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        authorize(request.caller, "Consent", "create")
+        consent = _parse(ConsentInput, body)
+        outcome = await self.handlers.create(request, consent.record(self.handlers.clock()))
+        return _json(201, outcome_json(outcome))
+
+    async def sign(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        authorize(request.caller, "Consent", "update")
+        consent_id = _consent_id(request)
+        signature = _parse(SignInput, body)
+        outcome = await self.handlers.sign(
+            request,
+            consent_id,
+            signature.record(self.handlers.clock()),
+            signature.other_parent_heard,
+            signature.child_view.record() if signature.child_view else None,
+        )
+        return _json(200, outcome_json(outcome))
+
+    async def withdraw(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        authorize(request.caller, "Consent", "update")
+        withdrawal = _parse(WithdrawInput, body)
+        outcome = await self.handlers.withdraw(
+            request, _consent_id(request), withdrawal.by, withdrawal.reason
+        )
+        return _json(200, outcome_json(outcome))
+
+    async def list_consents(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """A child's consents the caller may see, with the status the rules give each today
+        (`effective_status`) next to the stored one."""
+        authorize(request.caller, "Consent", "search")
+        patient_id = request.id or ""
+        if not ID_PATTERN.fullmatch(patient_id):
+            raise error(400, "invalid", f"{patient_id!r} is not a valid Patient id")
+        child = await self.directory.child_facts(patient_id)
+        day = self.handlers.clock()
+        async with self.handlers.fhir.db.reader() as conn:
+            stored = await self.handlers.fhir.store.of_patient(conn, "Consent", patient_id)
+        listed = []
+        for resource in stored:
+            if self.handlers.fhir.guard is not None and not await self.handlers.fhir.guard.check(
+                request, resource
+            ):
+                continue
+            record = from_fhir(resource.json())
+            effective = record
+            if record.status in OPEN_STATUSES:
+                authority = who_may_consent(child, record.purpose, day, record.consent_flags())
+                effective = reassessed(record, authority, day)
+            listed.append(
+                {
+                    **record.model_dump(mode="json"),
+                    "effective_status": effective.status.value,
+                    "effective_reasons": effective.reasons,
+                }
+            )
+        return _json(200, {"patient": f"Patient/{patient_id}", "consents": listed})
+
+    async def decide(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        authorize(request.caller, "Consent", "read")
+        question = _parse(DecisionInput, body)
+        self.view.ready()
+        patient_id = question.patient.partition("/")[2]
+        actor = Caller(
+            orgnr=question.actor.orgnr,
+            org_kind=question.actor.kind.value if question.actor.kind else None,
+            hpr=question.actor.hpr,
+            fhir_user=question.actor.fhir_user,
+            roles=question.actor.roles,
+        )
+        emergency = (
+            Emergency(patient=patient_id, reason=question.emergency_reason)
+            if question.emergency_reason
+            else None
+        )
+        facts = ResourceFacts(
+            reference=f"{question.category.value} information about {question.patient}",
+            patient=patient_id,
+            category=question.category.value,
+            author=question.author,
+        )
+        context = AccessContext(actor, question.purpose_of_use, emergency)
+        decision = decide(self.view.state(patient_id), facts, context)
+        return _json(
+            200,
+            {
+                "permit": decision.permit,
+                "decision": "permit" if decision.permit else "deny",
+                "basis": decision.basis,
+                "reasons": list(decision.reasons),
+                "consents": list(decision.consents),
+                "obligations": list(decision.obligations),
+                "legal_reference": decision.legal_reference,
+            },
+        )
+
+    async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        authorize(request.caller, "Consent", "create")
+        disclosure = _parse(DisclosureInput, body)
+        if not emergency_allowed(request.caller) or request.caller.org_kind not in HEALTH_KINDS:
+            raise error(
+                403,
+                "forbidden",
+                "Only health organisations report under helsepersonelloven §33;"
+                f" this client is {request.caller.org_kind or 'of unknown kind'}",
+            )
+        kind = await self.directory.organisation_kind(disclosure.recipient)
+        if kind != OrganisationKind.BARNEVERNSTJENESTE:
+            raise error(
+                422,
+                "business-rule",
+                f"§33 disclosures go to a barnevernstjeneste; {disclosure.recipient} is"
+                f" {kind or 'not registered in the directory'}",
+                "recipient",
+            )
+        event = await self.handlers.record_disclosure(
+            request,
+            disclosure.patient,
+            disclosure.recipient,
+            disclosure.resources,
+            disclosure.reason,
+        )
+        return _json(201, {"basis": "hpl-33", "audit_event": event})
+
+
+def _consent_id(request: FhirRequest) -> str:
+    if request.id is None or not ID_PATTERN.fullmatch(request.id):
+        raise error(400, "invalid", f"{request.id!r} is not a valid Consent id")
+    return request.id

@@ -1,0 +1,155 @@
+"""FHIR `AuditEvent`s: from the audit records services write before releasing patient
+information, and for disclosures under hpl §33.
+
+One AuditEvent per request: the organisation (and person) acting, the purpose of use, the
+outcome, and one entity per patient and per resource concerned, each with the basis of
+the decision (consent and its id, own data, emergency with its reason, …).
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from services.consent.resources import AUDIT_DETAIL_BASIS, HPL33_SUBTYPE
+from shared.access.audit import AuditRecord
+from shared.codes import ACT_REASON_SYSTEM, EMERGENCY_PURPOSE_OF_USE, LEGAL_BASIS_SYSTEM
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
+
+AUDIT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-type"
+INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
+OBJECT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/object-role"
+SUCCESS, MINOR_FAILURE = "0", "4"
+
+
+def _agents(
+    orgnr: str | None, hpr: str | None, fhir_user: str | None, client_id: str | None
+) -> list[dict[str, Any]]:
+    agent: dict[str, Any] = {"requestor": True}
+    if orgnr:
+        agent["who"] = {"identifier": {"system": ORGNR_SYSTEM, "value": orgnr}}
+    elif fhir_user:
+        agent["who"] = {"reference": fhir_user}
+    if client_id:
+        agent["altId"] = client_id
+    agents = [agent]
+    if hpr:
+        person = {"identifier": {"system": HPR_SYSTEM, "value": hpr}}
+        agents.append({"requestor": True, "who": person})
+    return agents
+
+
+def _patient_entity(patient: str) -> dict[str, Any]:
+    return {
+        "what": {"reference": f"Patient/{patient}"},
+        "role": {"system": OBJECT_ROLE_SYSTEM, "code": "1"},
+    }
+
+
+def _detail(kind: str, value: str) -> dict[str, str]:
+    return {"type": kind, "valueString": value}
+
+
+def audit_event(record: AuditRecord) -> dict[str, Any]:
+    """The AuditEvent of one audit record (its id is the record's)."""
+    entities: list[dict[str, Any]] = []
+    for patient in sorted({e.patient for e in record.entities if e.patient}):
+        entities.append(_patient_entity(patient))
+    for entity in record.entities:
+        details = [_detail(AUDIT_DETAIL_BASIS, entity.basis)]
+        if entity.category:
+            details.append(_detail("category", entity.category))
+        details += [_detail("consent", consent) for consent in entity.consents]
+        details.append(_detail("decision", "permit" if entity.permit else "deny"))
+        entities.append(
+            {
+                "what": {"reference": entity.reference},
+                "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4"},
+                "description": "; ".join(entity.reasons)[:1000],
+                "detail": details,
+            }
+        )
+    if record.query:
+        query_role = {"system": OBJECT_ROLE_SYSTEM, "code": "24"}
+        entities.append({"query": _base64(record.query), "role": query_role})
+    purpose = record.purpose_of_use
+    event: dict[str, Any] = {
+        "resourceType": "AuditEvent",
+        "id": record.id,
+        "type": {"system": AUDIT_TYPE_SYSTEM, "code": "rest"},
+        "subtype": [{"system": INTERACTION_SYSTEM, "code": record.interaction}],
+        "action": "R" if record.interaction != "operation" else "E",
+        "recorded": record.recorded,
+        "outcome": SUCCESS if record.outcome == "permit" else MINOR_FAILURE,
+        "purposeOfEvent": [{"coding": [{"system": ACT_REASON_SYSTEM, "code": purpose}]}],
+        "agent": _agents(record.orgnr, record.hpr, record.fhir_user, record.client_id),
+        "source": {"observer": {"display": f"barnebro-{record.service}"}},
+        "entity": entities,
+    }
+    if record.emergency_reason:
+        event["outcomeDesc"] = f"Emergency access: {record.emergency_reason}"[:1000]
+        event["purposeOfEvent"] = [
+            {"coding": [{"system": ACT_REASON_SYSTEM, "code": EMERGENCY_PURPOSE_OF_USE}]}
+        ]
+    return event
+
+
+def disclosure_event(
+    event_id: str,
+    recorded: str,
+    *,
+    patient: str,
+    reporter_orgnr: str | None,
+    reporter_hpr: str | None,
+    recipient_orgnr: str,
+    resources: list[str],
+    reason: str,
+) -> dict[str, Any]:
+    """The AuditEvent that records an hpl §33 disclosure to barnevern (never a consent)."""
+    entities: list[dict[str, Any]] = [_patient_entity(patient)]
+    entities += [
+        {
+            "what": {"reference": reference},
+            "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4"},
+            "detail": [_detail(AUDIT_DETAIL_BASIS, HPL33_SUBTYPE)],
+        }
+        for reference in resources
+    ]
+    return {
+        "resourceType": "AuditEvent",
+        "id": event_id,
+        "type": {"system": AUDIT_TYPE_SYSTEM, "code": "export"},
+        "subtype": [{"system": LEGAL_BASIS_SYSTEM, "code": HPL33_SUBTYPE}],
+        "action": "C",
+        "recorded": recorded,
+        "outcome": SUCCESS,
+        "outcomeDesc": f"Opplysningsplikt (helsepersonelloven §33): {reason}"[:1000],
+        "agent": [
+            *_agents(reporter_orgnr, reporter_hpr, None, None),
+            {
+                "requestor": False,
+                "who": {"identifier": {"system": ORGNR_SYSTEM, "value": recipient_orgnr}},
+            },
+        ],
+        "source": {"observer": {"display": "barnebro-consent"}},
+        "entity": entities,
+    }
+
+
+def disclosure_of(event: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(AuditEvent id, recipients, resources) of a §33 disclosure AuditEvent."""
+    recipients = [
+        agent["who"]["identifier"]["value"]
+        for agent in event.get("agent") or []
+        if agent.get("requestor") is False
+    ]
+    resources = [
+        entity["what"]["reference"]
+        for entity in event.get("entity") or []
+        if (entity.get("role") or {}).get("code") == "4"
+    ]
+    return str(event["id"]), recipients, resources
+
+
+def _base64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()

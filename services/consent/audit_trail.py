@@ -1,0 +1,65 @@
+"""Storing the audit trail: every audit record a service wrote becomes an AuditEvent.
+
+Services put an audit record on the audit stream before they release patient
+information. This consumer stores each record as a FHIR AuditEvent with the record's id,
+so a redelivered record is stored once, searchable by patient, agent, date, outcome and
+basis. An emergency access also raises an `emergency-access` event for after-the-fact
+review (the AuditEvent definition's events).
+"""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from services.consent.audit_events import audit_event
+from services.consent.handlers import SERVICE_CALLER
+from shared.access.audit import AuditRecord
+from shared.config import Settings
+from shared.events import audit_subject_filter
+from shared.fhir.interactions import FhirService
+from shared.transport.consumer import DurableConsumer
+from shared.transport.wire import FhirRequest
+
+
+class AuditTrail:
+    def __init__(self, fhir: FhirService, nc: NATS, settings: Settings) -> None:
+        self._fhir = fhir
+        self._definition = fhir.definitions["AuditEvent"]
+        self.consumer = DurableConsumer(
+            nc,
+            stream=settings.audit_stream_name,
+            durable="consent-audit-trail",
+            subject=audit_subject_filter(settings.nats_prefix),
+            handler=self.store,
+        )
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def store(self, messages: list[Msg]) -> None:
+        records = []
+        for message in messages:
+            try:
+                records.append(AuditRecord.model_validate_json(message.data))
+            except ValidationError:
+                # Only barnebro services publish here; an unreadable record is kept on the
+                # stream for inspection rather than blocking the trail.
+                continue
+        async with self._fhir.db.transaction() as conn:
+            for record in records:
+                if await self._fhir.store.read(conn, "AuditEvent", record.id) is not None:
+                    continue
+                request = FhirRequest(
+                    interaction="update",
+                    resource_type="AuditEvent",
+                    id=record.id,
+                    base_url="",
+                    caller=SERVICE_CALLER,
+                )
+                await self._fhir.update(conn, self._definition, request, audit_event(record))
+        self._fhir.notify_commit()

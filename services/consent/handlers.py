@@ -1,0 +1,393 @@
+"""The consent service's use cases, each one unit of work.
+
+Recording a consent, adding a signature, withdrawing, reassessing a child's consents when
+the directory or the calendar changes who may consent, and recording an hpl §33
+disclosure. Each runs in one database transaction that writes the Consent (or AuditEvent),
+its events and the patient's new access state to the outbox, under the patient's lock, so
+concurrent changes to one child are applied one after another and the state every service
+mirrors is never older than the records.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import orjson
+
+from services.consent.access_state import patient_state
+from services.consent.audit_events import disclosure_event, disclosure_of
+from services.consent.directory import DirectoryReader
+from services.consent.domain.authority import who_may_consent
+from services.consent.domain.lifecycle import authority_error, evaluate, unauthorised_grantors
+from services.consent.domain.model import Authority, ChildFacts, ConsentFlags, Purpose, Status
+from services.consent.records import (
+    ChildViewRecord,
+    ConsentRecord,
+    SignatureRecord,
+    WithdrawalRecord,
+    from_fhir,
+    to_fhir,
+)
+from shared.access.decision import today
+from shared.access.state import Disclosure
+from shared.events import subject_token
+from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.interactions import FhirService
+from shared.fhir.search_query import parse_search
+from shared.store.database import Connection
+from shared.store.outbox import add_message, lock_patient
+from shared.store.resource_store import now_instant
+from shared.transport.wire import Caller, FhirRequest
+
+log = logging.getLogger(__name__)
+
+SERVICE_CALLER = Caller(client_id="barnebro-consent")
+Judged = tuple[ConsentRecord, Authority]
+OPEN_STATUSES = (Status.PROPOSED, Status.ACTIVE)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A stored consent with the authority it was judged by."""
+
+    record: ConsentRecord
+    authority: Authority
+    consent: dict[str, Any]
+
+
+def _patient_id(reference: str) -> str:
+    kind, _, patient_id = reference.partition("/")
+    if kind != "Patient" or not patient_id:
+        raise error(400, "invalid", f"{reference!r} is not a Patient reference", "patient")
+    return patient_id
+
+
+def _refuse_unauthorised(authority: Authority, signatures: list[SignatureRecord]) -> None:
+    if not authority.decidable:
+        raise FhirError(
+            422,
+            [Issue("business-rule", authority.explanation)]
+            + [Issue("required", missing) for missing in authority.missing],
+        )
+    facts = [s.facts() for s in signatures]
+    problems = [
+        Issue("forbidden", authority_error(authority, grantor))
+        for grantor in unauthorised_grantors(authority, facts)
+    ]
+    if problems:
+        raise FhirError(422, problems)
+
+
+def judged(record: ConsentRecord, authority: Authority, day: date) -> ConsentRecord:
+    """`record` with the status, reasons and rule the consent rules give it today."""
+    evaluation = evaluate(authority, record.facts(), day)
+    ended_because = record.ended_because
+    if evaluation.status is Status.INACTIVE and ended_because is None:
+        ended_because = "withdrawn" if record.withdrawal else "expired"
+    return record.model_copy(
+        update={
+            "status": evaluation.status,
+            "reasons": list(evaluation.reasons),
+            "missing": list(evaluation.missing),
+            "obligations": list(evaluation.obligations),
+            "valid_until": evaluation.valid_until,
+            "rule": authority.rule,
+            "legal_reference": authority.legal_reference,
+            "ended_because": ended_because,
+        }
+    )
+
+
+def reassessed(record: ConsentRecord, authority: Authority, day: date) -> ConsentRecord:
+    """An open consent judged again under today's authority.
+
+    If today's rule is satisfied by the signatures already given (a child of 15 whose own
+    consent is now enough), it stays or becomes active. A consent that was active but
+    whose grantors no longer have the authority (the child turned 16, a care order began
+    or ended) ends: it is flagged, and the new grantors must decide.
+    """
+    again = judged(record, authority, day)
+    if again.status is Status.ACTIVE or record.status is not Status.ACTIVE:
+        return again
+    if again.status is Status.INACTIVE and again.ended_because in ("withdrawn", "expired"):
+        return again
+    who = ", ".join(authority.grantors) or "the grantors the rules name"
+    return again.model_copy(
+        update={
+            "status": Status.INACTIVE,
+            "ended_because": "authority-changed",
+            "reasons": [
+                "Who may consent has changed since this consent was given: "
+                + authority.explanation,
+                f"A new decision is needed from {who}.",
+            ],
+        }
+    )
+
+
+class ConsentHandlers:
+    def __init__(
+        self,
+        fhir: FhirService,
+        directory: DirectoryReader,
+        *,
+        prefix: str,
+        view_bucket: str,
+        clock: Callable[[], date] = today,
+    ) -> None:
+        self.fhir = fhir
+        self.directory = directory
+        self.prefix = prefix
+        self.view_bucket = view_bucket
+        self.clock = clock
+        self.consents = fhir.definitions["Consent"]
+        self.audit_events = fhir.definitions["AuditEvent"]
+
+    # -- questions ------------------------------------------------------------------------
+
+    async def authority(
+        self, patient: str, purpose: Purpose, day: date | None, flags: ConsentFlags
+    ) -> Authority:
+        child = await self.directory.child_facts(_patient_id(patient))
+        return who_may_consent(child, purpose, day or self.clock(), flags)
+
+    async def consents_of(self, patient: str) -> list[ConsentRecord]:
+        async with self.fhir.db.reader() as conn:
+            stored = await self.fhir.store.of_patient(conn, "Consent", _patient_id(patient))
+        return [from_fhir(s.json()) for s in stored]
+
+    # -- changes --------------------------------------------------------------------------
+
+    async def create(self, request: FhirRequest, record: ConsentRecord) -> Outcome:
+        patient_id = _patient_id(record.patient)
+        child = await self.directory.child_facts(patient_id)
+        day = self.clock()
+        authority = who_may_consent(child, record.purpose, day, record.consent_flags())
+        _refuse_unauthorised(authority, record.signatures)
+        record = judged(
+            record.model_copy(
+                update={
+                    "id": None,
+                    "collected_by_organization": request.caller.orgnr,
+                    "recorded": now_instant(),
+                    "withdrawal": None,
+                    "ended_because": None,
+                }
+            ),
+            authority,
+            day,
+        )
+        async with self.fhir.db.transaction() as conn:
+            await lock_patient(conn, patient_id)
+            sub = request.model_copy(
+                update={"interaction": "create", "resource_type": "Consent", "prefer_return": None}
+            )
+            response = await self.fhir.create(conn, self.consents, sub, to_fhir(record))
+            stored = orjson.loads(response.body)
+            await self.publish_state(conn, patient_id, child)
+        self.fhir.notify_commit()
+        return Outcome(from_fhir(stored), authority, stored)
+
+    async def _change(
+        self,
+        request: FhirRequest,
+        consent_id: str,
+        change: Callable[[ConsentRecord, ChildFacts, date], Judged],
+    ) -> Outcome:
+        """Read a consent, apply `change` and store the result, all under the patient's lock."""
+        async with self.fhir.db.reader() as conn:
+            current = await self.fhir.store.read(conn, "Consent", consent_id)
+        if current is None or current.deleted:
+            raise error(404, "not-found", f"Consent/{consent_id} is not known")
+        await self.fhir.disclose(request, current)
+        patient_id = _patient_id(from_fhir(current.json()).patient)
+        child = await self.directory.child_facts(patient_id)
+        day = self.clock()
+        async with self.fhir.db.transaction() as conn:
+            await lock_patient(conn, patient_id)
+            latest = await self.fhir.store.read_for_update(conn, "Consent", consent_id)
+            assert latest is not None
+            record, authority = change(from_fhir(latest.json()), child, day)
+            sub = request.model_copy(
+                update={
+                    "interaction": "update",
+                    "resource_type": "Consent",
+                    "id": consent_id,
+                    "if_match": latest.etag,
+                    "prefer_return": None,
+                }
+            )
+            response = await self.fhir.update(conn, self.consents, sub, to_fhir(record))
+            stored = orjson.loads(response.body)
+            await self.publish_state(conn, patient_id, child)
+        self.fhir.notify_commit()
+        return Outcome(from_fhir(stored), authority, stored)
+
+    async def sign(
+        self,
+        request: FhirRequest,
+        consent_id: str,
+        signature: SignatureRecord,
+        other_parent_heard: list[str],
+        child_view: ChildViewRecord | None,
+    ) -> Outcome:
+        def add(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
+            if record.status is not Status.PROPOSED:
+                raise error(
+                    409,
+                    "business-rule",
+                    f"Consent/{consent_id} is {record.status.value}: signatures can only be"
+                    " added while it is proposed; record a new consent instead",
+                )
+            authority = who_may_consent(child, record.purpose, day, record.consent_flags())
+            _refuse_unauthorised(authority, [signature])
+            updated = record.model_copy(
+                update={
+                    "signatures": [*record.signatures, signature],
+                    "other_parent_heard": sorted({*record.other_parent_heard, *other_parent_heard}),
+                    "child_view": child_view or record.child_view,
+                }
+            )
+            return judged(updated, authority, day), authority
+
+        return await self._change(request, consent_id, add)
+
+    async def withdraw(
+        self, request: FhirRequest, consent_id: str, by: str, reason: str
+    ) -> Outcome:
+        def end(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
+            if record.status not in OPEN_STATUSES:
+                raise error(
+                    409,
+                    "business-rule",
+                    f"Consent/{consent_id} is {record.status.value}; only a proposed or active"
+                    " consent can be withdrawn",
+                )
+            authority = who_may_consent(child, record.purpose, day, record.consent_flags())
+            signed = {s.grantor for s in record.signatures}
+            if by not in signed and by not in authority.grantors:
+                raise error(
+                    422,
+                    "forbidden",
+                    f"{by} cannot withdraw Consent/{consent_id}: only a grantor whose consent"
+                    f" was required may ({', '.join(sorted(signed | set(authority.grantors)))})",
+                    "by",
+                )
+            withdrawn = record.model_copy(
+                update={
+                    "withdrawal": WithdrawalRecord(by=by, date=day, reason=reason),
+                    "ended_because": "withdrawn",
+                }
+            )
+            return judged(withdrawn, authority, day), authority
+
+        return await self._change(request, consent_id, end)
+
+    async def reassess(self, patient_id: str) -> list[ConsentRecord]:
+        """Judge a child's open consents again with today's facts; store those whose status
+        changes and publish the child's access state. Returns the changed consents."""
+        child = await self.directory.child_facts(patient_id)
+        day = self.clock()
+        changed: list[ConsentRecord] = []
+        async with self.fhir.db.transaction() as conn:
+            await lock_patient(conn, patient_id)
+            for stored in await self.fhir.store.of_patient(conn, "Consent", patient_id):
+                record = from_fhir(stored.json())
+                if record.status not in OPEN_STATUSES:
+                    continue
+                authority = who_may_consent(child, record.purpose, day, record.consent_flags())
+                again = reassessed(record, authority, day)
+                if (again.status, again.reasons) == (record.status, record.reasons):
+                    continue
+                request = FhirRequest(
+                    interaction="update",
+                    resource_type="Consent",
+                    id=stored.res_id,
+                    base_url="",
+                    caller=SERVICE_CALLER,
+                )
+                await self.fhir.update(conn, self.consents, request, to_fhir(again))
+                changed.append(again)
+            await self.publish_state(conn, patient_id, child)
+        self.fhir.notify_commit()
+        return changed
+
+    async def record_disclosure(
+        self,
+        request: FhirRequest,
+        patient: str,
+        recipient: str,
+        resources: list[str],
+        reason: str,
+    ) -> dict[str, Any]:
+        patient_id = _patient_id(patient)
+        child = await self.directory.child_facts(patient_id)
+        event = disclosure_event(
+            str(uuid.uuid4()),
+            now_instant(),
+            patient=patient_id,
+            reporter_orgnr=request.caller.orgnr,
+            reporter_hpr=request.caller.hpr,
+            recipient_orgnr=recipient,
+            resources=resources,
+            reason=reason,
+        )
+        async with self.fhir.db.transaction() as conn:
+            await lock_patient(conn, patient_id)
+            sub = request.model_copy(
+                update={
+                    "interaction": "update",
+                    "resource_type": "AuditEvent",
+                    "id": event["id"],
+                    "prefer_return": None,
+                }
+            )
+            response = await self.fhir.update(conn, self.audit_events, sub, event)
+            await self.publish_state(conn, patient_id, child)
+        self.fhir.notify_commit()
+        stored: dict[str, Any] = orjson.loads(response.body)
+        return stored
+
+    # -- the replicated state -------------------------------------------------------------
+
+    async def publish_state(self, conn: Connection, patient_id: str, child: ChildFacts) -> None:
+        """Queue the child's access state for the consent-view bucket, in this transaction."""
+        consents = [
+            from_fhir(s.json())
+            for s in await self.fhir.store.of_patient(conn, "Consent", patient_id)
+        ]
+        disclosures = await self._disclosures(conn, patient_id)
+        state = patient_state(patient_id, child, consents, disclosures)
+        key = subject_token(patient_id)
+        await add_message(
+            conn,
+            str(uuid.uuid4()),
+            f"$KV.{self.view_bucket}.{key}",
+            state.model_dump_json().encode(),
+            patient_id,
+        )
+
+    async def _disclosures(self, conn: Connection, patient_id: str) -> list[Disclosure]:
+        query = parse_search(
+            "AuditEvent",
+            [("patient", f"Patient/{patient_id}"), ("subtype", "hpl-33"), ("_count", "1000")],
+            self.fhir.search_params,
+        )
+        page = await self.fhir.store.search(conn, query)
+        disclosures = []
+        for stored in page.resources:
+            record, recipients, resources = disclosure_of(stored.json())
+            disclosures.append(
+                Disclosure(
+                    record=f"AuditEvent/{record}",
+                    basis="hpl-33",
+                    recipients=recipients,
+                    resources=resources,
+                )
+            )
+        return disclosures

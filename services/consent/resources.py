@@ -1,0 +1,157 @@
+"""The resource types the consent service owns: Consent and AuditEvent.
+
+Both are written by the service itself, never over FHIR REST: a Consent's status is
+computed by the rules (through the consent administration API), and an AuditEvent records
+a disclosure made elsewhere. Consents are patient information (category `consent`),
+released like any other; AuditEvents are readable only with their own scope
+(`system/AuditEvent.rs`), which a wildcard scope does not give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from services.consent.records import VALID_UNTIL_EXT, from_fhir
+from shared.codes import DataCategory
+from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
+from shared.fhir.references import reference_target
+from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
+
+CONSENT_ADMIN = "the consent administration API (/consent/v1)"
+AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
+HPL33_SUBTYPE = "hpl-33"
+EMERGENCY_BASIS = "emergency"
+AUDIT_DETAIL_BASIS = "basis"
+TOKEN, REFERENCE = ParamType.TOKEN, ParamType.REFERENCE
+
+
+def _patient_id(reference: Any) -> str | None:
+    target = reference_target(reference)
+    return target[1] if target and target[0] == "Patient" else None
+
+
+class ConsentDefinition(ResourceDefinition):
+    resource_type = "Consent"
+    documentation = (
+        "A consent (or refusal) under pbrl §4-4 / hpl §22, with grantors, recipients, data"
+        " categories and the rule applied; written through the consent administration API"
+    )
+    written_by = CONSENT_ADMIN
+    data_category = DataCategory.CONSENT.value
+    search_params = (
+        SearchParam("patient", REFERENCE, ("patient",), "The child", targets=("Patient",)),
+        SearchParam("status", TOKEN, ("status",), "proposed | active | rejected | inactive"),
+        SearchParam("purpose", ParamType.TOKEN, ("category",), "What the consent is for"),
+        SearchParam("data", ParamType.TOKEN, ("provision.class",), "Data categories covered"),
+        SearchParam("period", ParamType.DATE, ("provision.period",), "Period covered"),
+        SearchParam("date", ParamType.DATE, ("dateTime",), "When it was recorded"),
+        SearchParam(
+            "actor",
+            ParamType.REFERENCE,
+            ("provision.actor.reference",),
+            "A recipient organisation (actor:identifier=<orgnr system>|<orgnr>)",
+            targets=("Organization",),
+        ),
+        SearchParam(
+            "valid-until",
+            ParamType.DATE,
+            documentation="The last day the grantors' authority covers",
+            extract=extension_values(VALID_UNTIL_EXT, "valueDate"),
+        ),
+    )
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return _patient_id(resource.get("patient"))
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        """Recipient organisations see the consent that names them."""
+        return from_fhir(resource).recipients.organizations
+
+    def events(self, change: Change) -> list[EventSpec]:
+        after = from_fhir(change.after) if change.after else None
+        before = from_fhir(change.before) if change.before else None
+        if after is None:
+            return [EventSpec("deleted", {})]
+        data = {
+            "status": after.status.value,
+            "purpose": after.purpose.value,
+            "categories": after.categories,
+        }
+        if before is not None and before.status == after.status:
+            return [EventSpec("updated", data)]
+        name = {
+            "active": "granted",
+            "rejected": "refused",
+            "proposed": "proposed",
+        }.get(after.status.value, after.ended_because or "inactive")
+        if name == "authority-changed":
+            data["reasons"] = after.reasons
+        return [EventSpec(name, data)]
+
+
+def _audit_patients(resource: dict[str, Any]) -> Iterator[Any]:
+    for what in walk(resource, ["entity", "what"]):
+        if _patient_id(what):
+            yield what
+
+
+def _audit_bases(resource: dict[str, Any]) -> Iterator[Any]:
+    for detail in walk(resource, ["entity", "detail"]):
+        if isinstance(detail, dict) and detail.get("type") == AUDIT_DETAIL_BASIS:
+            yield detail.get("valueString")
+
+
+class AuditEventDefinition(ResourceDefinition):
+    resource_type = "AuditEvent"
+    documentation = (
+        "A decision that released or withheld patient information, an emergency access or"
+        " an hpl §33 disclosure; readable only with system/AuditEvent.rs"
+    )
+    written_by = AUDIT_WRITER
+    update_create = True
+    search_params = (
+        SearchParam(
+            "patient",
+            ParamType.REFERENCE,
+            documentation="A patient whose information was concerned",
+            targets=("Patient",),
+            extract=_audit_patients,
+        ),
+        SearchParam(
+            "agent",
+            ParamType.TOKEN,
+            ("agent.who.identifier",),
+            "The organisation (orgnr) or person acting",
+        ),
+        SearchParam("date", ParamType.DATE, ("recorded",), "When it happened"),
+        SearchParam("outcome", ParamType.TOKEN, ("outcome",), "0 released, 4 withheld"),
+        SearchParam("subtype", ParamType.TOKEN, ("subtype",), "Interaction, or hpl-33"),
+        SearchParam(
+            "basis",
+            ParamType.TOKEN,
+            documentation="Basis of the decision: consent, own-data, emergency, hpl-33, …",
+            extract=_audit_bases,
+        ),
+    )
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        for what in _audit_patients(resource):
+            return _patient_id(what)
+        return None
+
+    def events(self, change: Change) -> list[EventSpec]:
+        """Only what someone must review: emergency access and §33 disclosures."""
+        if change.after is None or change.before is not None:
+            return []
+        bases = set(_audit_bases(change.after))
+        subtypes = {c.get("code") for c in walk(change.after, ["subtype"]) if isinstance(c, dict)}
+        if HPL33_SUBTYPE in subtypes:
+            return [EventSpec("opplysningsplikt-disclosure", {})]
+        if EMERGENCY_BASIS in bases:
+            return [EventSpec("emergency-access", {"review": "required"})]
+        return []
+
+
+def consent_definitions() -> list[ResourceDefinition]:
+    return [ConsentDefinition(), AuditEventDefinition()]

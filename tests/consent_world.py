@@ -1,0 +1,160 @@
+"""A populated world for consent scenarios: organisations of each kind, children of a
+chosen age with two parents holding parental responsibility, the journal test service,
+and helpers for the consent administration API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from shared.codes import (
+    CARE_ORDER_CODE,
+    CONTACT_RELATIONSHIP_SYSTEM,
+    ORGANISATION_KIND_SYSTEM,
+    PARENTAL_RESPONSIBILITY_SYSTEM,
+)
+from shared.identifiers import ORGNR_SYSTEM
+from shared.runtime import ServiceRuntime
+from tests.support import Reply, Stack
+
+BUP, BVT, GP, LEGEVAKT, SKOLE = "910000012", "974760673", "889640782", "910000020", "910000039"
+KINDS = {BUP: "bup", BVT: "barnevernstjeneste", GP: "fastlege", LEGEVAKT: "legevakt",
+         SKOLE: "skole"}  # fmt: skip
+
+
+def born_years_ago(years: int, days: int = 0) -> date:
+    """A birth date `years` ago today, moved `days` later (so the birthday is `days` away)."""
+    today = date.today()
+    try:
+        anniversary = today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        anniversary = today.replace(year=today.year - years, day=28)
+    return anniversary + timedelta(days=days)
+
+
+@dataclass
+class Child:
+    id: str
+    mother: str
+    father: str
+
+    @property
+    def ref(self) -> str:
+        return f"Patient/{self.id}"
+
+
+@dataclass
+class World:
+    stack: Stack
+    journal: ServiceRuntime
+    organisations: dict[str, str]
+
+    def token(self, orgnr: str, scope: str = "system/*.cruds", fhir_user: str | None = None) -> str:
+        return self.stack.token(orgnr=orgnr, kind=KINDS[orgnr], scope=scope, fhir_user=fhir_user)
+
+    @property
+    def admin(self) -> str:
+        return f"http://127.0.0.1:{self.stack.settings.http_port}/consent/v1"
+
+    async def api(
+        self, method: str, path: str, body: Any = None, *, by: str = BVT, token: str | None = None
+    ) -> Reply:
+        return await self.stack.call(
+            method, f"{self.admin}/{path.lstrip('/')}", body, token=token or self.token(by)
+        )
+
+    async def fhir(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        by: str,
+        headers: dict[str, str] | None = None,
+        token: str | None = None,
+    ) -> Reply:
+        return await self.stack.call(
+            method, path, body, token=token or self.token(by), headers=headers
+        )
+
+    async def create(self, resource: dict[str, Any], by: str = BVT) -> dict[str, Any]:
+        reply = await self.fhir("POST", resource["resourceType"], resource, by=by)
+        assert reply.status == 201, reply.body
+        created: dict[str, Any] = reply.json()
+        return created
+
+    async def child(
+        self, age: int, *, days: int = 0, care_order: bool = False, birth_date: bool = True
+    ) -> Child:
+        patient: dict[str, Any] = {
+            "resourceType": "Patient",
+            "name": [{"family": "Nordmann", "given": ["Kari"]}],
+        }
+        if birth_date:
+            patient["birthDate"] = born_years_ago(age, days).isoformat()
+        if care_order:
+            patient["contact"] = [self.care_order()]
+        created = await self.create(patient)
+        mother = await self.create(parent(created["id"], "Mor"))
+        father = await self.create(parent(created["id"], "Far"))
+        return Child(
+            created["id"], f"RelatedPerson/{mother['id']}", f"RelatedPerson/{father['id']}"
+        )
+
+    def care_order(self, end: str | None = None) -> dict[str, Any]:
+        period = {"start": "2020-01-01", **({"end": end} if end else {})}
+        return {
+            "relationship": [{"coding": [{"system": CONTACT_RELATIONSHIP_SYSTEM,
+                                          "code": CARE_ORDER_CODE}]}],
+            "organization": {"reference": f"Organization/{self.organisations[BVT]}"},
+            "period": period,
+        }  # fmt: skip
+
+    async def note(self, child: Child, text: str, by: str, relates_to: str | None = None) -> str:
+        from tests.journal_service import note
+
+        created = await self.create(note(child.id, text, relates_to), by=by)
+        return f"DocumentReference/{created['id']}"
+
+
+def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
+    return {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": f"Patient/{child_id}"},
+        "name": [{"family": "Nordmann", "given": [given]}],
+        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],
+    }
+
+
+def organisation(orgnr: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Organization",
+        "name": f"{KINDS[orgnr]} {orgnr}",
+        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
+        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": KINDS[orgnr]}]}],
+    }
+
+
+def signature(grantor: str, decision: str = "consent") -> dict[str, Any]:
+    return {
+        "grantor": grantor,
+        "decision": decision,
+        "method": "in-person",
+        "collected_by": "Saksbehandler Hansen",
+    }
+
+
+HEARD = {"heard": True, "statement": "Vil ha hjelp", "heard_by": "Saksbehandler Hansen"}
+
+
+def sharing(child: Child, *signatures: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """A consent to share journal information with BUP."""
+    return {
+        "patient": child.ref,
+        "purpose": "informasjonsdeling",
+        "recipients": {"organizations": [BUP]},
+        "categories": ["journal"],
+        "signatures": list(signatures),
+        **more,
+    }

@@ -1,0 +1,80 @@
+"""The consent administration API and consent enforcement, scenario by scenario
+(DOMAIN §4), against the running stack: gateway, directory, consent and a service that
+holds journal notes, on real NATS and both databases."""
+
+from __future__ import annotations
+
+from tests.consent_world import BUP, BVT, GP, HEARD, Child, World, sharing, signature
+from tests.support import wait_for
+
+
+def notes_of(child: Child) -> str:
+    return f"DocumentReference?patient={child.ref}&_total=accurate"
+
+
+async def test_parents_cannot_consent_for_a_16_year_old(world: World) -> None:
+    child = await world.child(16)
+    authority = await world.api("GET", f"authority?patient={child.ref}&purpose=helsehjelp")
+    assert authority.status == 200, authority.body
+    answer = authority.json()
+    assert (answer["rule"], answer["age"]) == ("youth-16", 16)
+    assert answer["grantors"] == [{"role": "child", "members": [child.ref], "need": "all"}]
+    refused = await world.api("POST", "consents", sharing(child, signature(child.mother)))
+    assert refused.status == 422, refused.body
+    assert "16" in refused.issues()[0]["diagnostics"]
+    listed = await world.api("GET", f"patients/{child.id}/consents")
+    assert listed.json()["consents"] == [], "nothing is stored half-way"
+    own = await world.api("POST", "consents", sharing(child, signature(child.ref)))
+    assert own.status == 201, own.body
+    assert own.json()["status"] == "active"
+
+
+async def test_two_parents_one_consent_stays_proposed_and_a_refusal_rejects(world: World) -> None:
+    child = await world.child(14)
+    first = await world.api(
+        "POST", "consents", sharing(child, signature(child.mother), child_view=HEARD)
+    )
+    assert first.status == 201, first.body
+    outcome = first.json()
+    assert outcome["status"] == "proposed"
+    assert any(child.father in missing for missing in outcome["missing"])
+    refused = await world.api(
+        "POST", f"consents/{outcome['id']}/signatures", signature(child.father, "refuse")
+    )
+    assert refused.status == 200, refused.body
+    assert refused.json()["status"] == "rejected"
+    fhir = await world.fhir("GET", f"Consent/{outcome['id']}", by=BVT)
+    assert fhir.json()["status"] == "rejected"
+
+
+async def test_bup_reads_barnevern_notes_only_under_consent_until_withdrawn(world: World) -> None:
+    child = await world.child(13)
+    note = await world.note(child, "Bekymring for skolefravær", by=BVT)
+    assert (await world.fhir("GET", note, by=BUP)).status == 404
+    search = await world.fhir("GET", notes_of(child), by=BUP)
+    assert search.status == 200 and search.json()["total"] == 0
+    assert "entry" not in search.json() or not [
+        e for e in search.json()["entry"] if e["search"]["mode"] == "match"
+    ]
+    both = sharing(child, signature(child.mother), signature(child.father), child_view=HEARD)
+    granted = await world.api("POST", "consents", both)
+    assert granted.status == 201, granted.body
+    assert granted.json()["status"] == "active", granted.json()
+
+    async def readable() -> bool:
+        return (await world.fhir("GET", note, by=BUP)).status == 200
+
+    await wait_for(readable, 5)
+    search = await world.fhir("GET", notes_of(child), by=BUP)
+    assert search.json()["total"] == 1
+    assert (await world.fhir("GET", note, by=GP)).status == 404, "GP is not a recipient"
+    withdrawn = await world.api(
+        "POST", f"consents/{granted.json()['id']}/withdrawal", {"by": child.father}
+    )
+    assert withdrawn.status == 200, withdrawn.body
+    assert withdrawn.json()["status"] == "inactive"
+
+    async def closed() -> bool:
+        return (await world.fhir("GET", note, by=BUP)).status == 404
+
+    await wait_for(closed, 2)
