@@ -425,3 +425,17 @@ async def test_primitives_of_the_wrong_json_type_are_refused_not_coerced(stack: 
     )
     assert nul.status == 400
     assert (await stack.call("GET", "Practitioner?name=a%00b")).status == 400
+
+
+async def test_base64_binary_is_accepted_as_the_string_it_is(stack: Stack) -> None:
+    """base64Binary elements parse to bytes in the model; they are still JSON strings."""
+    photo = {"contentType": "image/png", "data": "iVBORw0KGgo="}
+    reply = await stack.call(
+        "POST", "Practitioner", {"resourceType": "Practitioner", "photo": [photo]}
+    )
+    assert reply.status == 201, reply.body
+    assert reply.json()["photo"] == [photo]
+    wrong = await stack.call(
+        "POST", "Practitioner", {"resourceType": "Practitioner", "photo": [{"data": 7}]}
+    )
+    assert wrong.status in (400, 422), wrong.body

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from services.consent.audit_events import audit_event
 from services.consent.handlers import SERVICE_CALLER
-from shared.access.audit import AuditRecord
+from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.events import audit_subject_filter
 from shared.fhir.interactions import FhirService
@@ -42,12 +42,12 @@ class AuditTrail:
         await self.consumer.stop()
 
     async def store(self, messages: list[Msg]) -> None:
-        records = []
+        records: list[AuditRecord] = []
         for message in messages:
             try:
-                records.append(AuditRecord.model_validate_json(message.data))
+                records += AuditBatch.model_validate_json(message.data).records
             except ValidationError:
-                # Only barnebro services publish here; an unreadable record is kept on the
+                # Only barnebro services publish here; an unreadable message stays on the
                 # stream for inspection rather than blocking the trail.
                 continue
         async with self._fhir.db.transaction() as conn:

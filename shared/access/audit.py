@@ -1,13 +1,17 @@
 """The audit trail of disclosures: one record per request that released or withheld
 patient information, stored in JetStream before the answer leaves the service.
 
-A record goes to the audit stream (`<prefix>.audit.<service>.<access|emergency>`) and the
-service waits for JetStream's acknowledgement: if the trail cannot be written, nothing is
-released (503). The consent service turns each record into a FHIR `AuditEvent`.
+Records go to the audit stream (`<prefix>.audit.<service>.<access|emergency>`) and the
+request waits for JetStream's acknowledgement: if the trail cannot be written, nothing is
+released (503). Records of concurrent requests share one message (`AuditBatch`): while
+one publish is in flight, the next records gather for the following one, so under load a
+service pays one acknowledged publish per batch rather than per request. The consent
+service turns each record into a FHIR `AuditEvent`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -54,26 +58,72 @@ class AuditRecord(BaseModel):
         return "permit" if any(e.permit for e in self.entities) else "deny"
 
 
+class AuditBatch(BaseModel):
+    """One message on the audit stream: the records of requests that ended together."""
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    records: list[AuditRecord]
+
+
+MAX_BATCH_BYTES = 400_000
+"""Well below the NATS message limit (1 MB by default)."""
+
+
 class AuditPublisher:
-    """Writes audit records to the audit stream and waits until they are stored."""
+    """Writes audit records to the audit stream; `record` returns once they are stored."""
 
     def __init__(self, nc: NATS, prefix: str, timeout: float = 5.0) -> None:
         self._js = nc.jetstream()
         self._prefix = prefix
         self._timeout = timeout
+        self._pending: list[tuple[AuditRecord, bytes, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.published = 0
+        """Messages (batches) acknowledged."""
+        self.records = 0
+        """Records acknowledged."""
 
     async def record(self, record: AuditRecord) -> None:
-        subject = f"{self._prefix}.audit.{record.service}.{record.kind}"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, record.model_dump_json().encode(), future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch: list[tuple[AuditRecord, bytes, asyncio.Future[None]]] = []
+            size = 0
+            while self._pending and (
+                not batch or size + len(self._pending[0][1]) < MAX_BATCH_BYTES
+            ):
+                entry = self._pending.pop(0)
+                batch.append(entry)
+                size += len(entry[1])
+            failure = await self._publish(batch[0][0].service, [e for _, e, _ in batch])
+            for _, _, future in batch:
+                if future.done():  # the request was cancelled meanwhile
+                    continue
+                if failure is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(failure)
+
+    async def _publish(self, service: str, records: list[bytes]) -> FhirError | None:
+        kind = "emergency" if any(b'"basis":"emergency"' in r for r in records) else "access"
+        batch_id = str(uuid.uuid4())
+        # The records are already JSON: the batch is assembled, not serialised again.
+        payload = b'{"id":"%s","records":[%s]}' % (batch_id.encode(), b",".join(records))
         try:
             await self._js.publish(
-                subject,
-                record.model_dump_json().encode(),
-                headers={"Nats-Msg-Id": record.id},
+                f"{self._prefix}.audit.{service}.{kind}",
+                payload,
+                headers={"Nats-Msg-Id": batch_id},
                 timeout=self._timeout,
             )
         except Exception as exc:
-            raise FhirError(
-                503,
-                [Issue("transient", f"The audit trail cannot be written; nothing released: {exc}")],
-                headers={"Retry-After": "2"},
-            ) from exc
+            message = f"The audit trail cannot be written; nothing released: {exc}"
+            return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
+        self.published += 1
+        self.records += len(records)
+        return None

@@ -28,6 +28,8 @@ from shared.store.access_sql import AccessFilter
 from shared.store.resource_store import AccessFor, StoredResource
 from shared.transport.wire import FhirRequest
 
+MAX_CACHED_FILTERS = 4096
+
 
 class AuditSink(Protocol):
     async def record(self, record: AuditRecord) -> None: ...
@@ -68,6 +70,7 @@ class AccessGuard:
         self.view = view
         self.audit = audit
         self.categories = categories
+        self._filters: dict[tuple[object, ...], AccessFilter] = {}
 
     def decide(self, request: FhirRequest, stored: StoredResource) -> AccessDecision:
         facts = facts_of(stored)
@@ -88,20 +91,29 @@ class AccessGuard:
             raise error(404, "not-found", f"{stored.reference} is not known")
 
     def filter_for(self, request: FhirRequest) -> AccessFor:
-        """The SQL filter of each resource type for this request (computed once per type)."""
+        """The SQL filter of each resource type for this request.
+
+        A filter depends only on the caller, the category, the purpose, an emergency, the
+        day and the consent view; it is kept until the view changes (its version)."""
         context = context_of(request)
-        cache: dict[str, AccessFilter | None] = {}
+        caller = context.caller
+        emergency = context.emergency.patient if context.emergency else None
+        identity = (caller.orgnr, caller.org_kind, caller.fhir_user, tuple(caller.roles))
 
         def access_for(res_type: str) -> AccessFilter | None:
-            if res_type not in cache:
-                category = self.categories.get(res_type)
-                if category is None:
-                    cache[res_type] = None
-                else:
-                    self.view.ready()
-                    states = self.view.states_for(actor_keys(request.caller))
-                    cache[res_type] = visibility(states, category, context)
-            return cache[res_type]
+            category = self.categories.get(res_type)
+            if category is None:
+                return None
+            self.view.ready()
+            key = (identity, category, context.purpose_of_use, emergency, context.day,
+                   self.view.version)  # fmt: skip
+            found = self._filters.get(key)
+            if found is None:
+                if len(self._filters) >= MAX_CACHED_FILTERS:
+                    self._filters.clear()
+                states = self.view.states_for(actor_keys(caller))
+                found = self._filters[key] = visibility(states, category, context)
+            return found
 
         return access_for
 

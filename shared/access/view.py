@@ -39,6 +39,8 @@ class ConsentView:
         self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
         self.updated_at = 0.0
+        self.version = 0
+        """Counts applied states; anything computed from the view is valid for one version."""
         self.listeners: list[Callable[[PatientAccessState], None]] = []
 
     async def start(self) -> None:
@@ -82,6 +84,7 @@ class ConsentView:
         for key in state.recipient_keys():
             self._index.setdefault(key, set()).add(state.patient)
         self.updated_at = time.monotonic()
+        self.version += 1
         for listener in self.listeners:
             listener(state)
 

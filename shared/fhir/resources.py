@@ -150,7 +150,7 @@ def _json_kind(value: Any) -> str:
         return "boolean"
     if isinstance(value, int | float | Decimal):
         return "number"
-    if isinstance(value, str | date | time):  # datetime is a date
+    if isinstance(value, str | bytes | date | time):  # datetime is a date; base64Binary bytes
         return "string"
     return "array" if isinstance(value, list) else "object"
 
