@@ -11,6 +11,7 @@ import json
 import re
 import shlex
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,14 +19,22 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from services.cli import SERVICES
+from services.consent.directory import CONSENT_SERVICE_CALLER
 from shared.config import ENVIRONMENT_VARIABLES, Settings
+from shared.events import audit_subject_filter, events_subject_filter
+from shared.transport.wire import bundle_subject, operation_subject, request_subject
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
-# Processes `barnebro serve` knows or will know; only gateway and directory run today.
-KNOWN_SERVICES = frozenset({"gateway", "directory", "consent", "referral", "careplan"})
+# The processes `barnebro serve` runs: the gateway and the services that hold data.
+DATA_SERVICES = tuple(name for name in SERVICES if name != "gateway")
+# The writable places of a container whose root filesystem is read-only.
+WRITABLE = ("/tmp", "/var/lib/barnebro")
+# The subject prefix the guide's examples and NATS permissions are written for.
+GUIDE_PREFIX = "barnebro"
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -122,7 +131,7 @@ def barnebro(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for name, spec in services.items()
         if str(spec.get("image", "")).split(":")[0] == "barnebro"
     }
-    assert len(found) >= 4, f"barnebro containers: {sorted(found)}"
+    assert len(found) >= len(SERVICES), f"barnebro containers: {sorted(found)}"
     return found
 
 
@@ -149,7 +158,17 @@ def test_every_barnebro_container_serves_a_known_process(
     for name, spec in barnebro.items():
         command = command_of(spec, name)
         assert len(command) == 2 and command[0] == "serve", f"{name}: {command}"
-        assert command[1] in KNOWN_SERVICES, f"{name}: {command}"
+        assert command[1] in SERVICES, f"{name}: `barnebro serve` knows only {SERVICES}"
+        assert name.startswith(f"{command[1]}-"), f"{name} runs {command[1]}"
+
+
+def test_every_barnebro_container_is_read_only_with_writable_tmpfs(
+    barnebro: dict[str, dict[str, Any]],
+) -> None:
+    for name, spec in barnebro.items():
+        assert spec.get("read_only") is True, name
+        mounts = {str(entry).split(":")[0] for entry in as_list(spec.get("tmpfs"), name)}
+        assert set(WRITABLE) <= mounts, f"{name}: tmpfs {sorted(mounts)}"
 
 
 def test_three_nats_nodes_with_jetstream_and_their_own_store(
@@ -240,22 +259,36 @@ def test_gateways(barnebro: dict[str, dict[str, Any]]) -> None:
     assert "8080" in host_ports and len(set(host_ports)) == len(host_ports), host_ports
 
 
-def test_two_directory_instances(barnebro: dict[str, dict[str, Any]]) -> None:
-    directories = instances(barnebro, "directory")
-    assert len(directories) == 2, sorted(directories)
-    for name, spec in directories.items():
+@pytest.mark.parametrize("process", DATA_SERVICES)
+def test_two_instances_of_each_service(
+    compose: dict[str, Any], barnebro: dict[str, dict[str, Any]], process: str
+) -> None:
+    found = instances(barnebro, process)
+    assert sorted(found) == [f"{process}-1", f"{process}-2"], sorted(found)
+    service_env = {
+        str(k): str(v) for k, v in as_map(compose["x-service-env"], "x-service-env").items()
+    }
+    for name, spec in found.items():
         assert "ports" not in spec, f"{name}: services have no port"
+        assert environment(spec, name) == service_env, f"{name}: not the service environment"
         url = urlsplit(environment(spec, name)["DATABASE_URL"])
         assert url.scheme == "postgresql" and url.hostname == "postgres", url
         depends = as_map(spec.get("depends_on"), f"{name}.depends_on")
         assert as_map(depends["postgres"], name)["condition"] == "service_healthy"
+        assert set(NATS_NODES) <= set(depends), f"{name}: depends on {sorted(depends)}"
 
 
 def test_database_url_matches_the_postgres_service(
     services: dict[str, dict[str, Any]], barnebro: dict[str, dict[str, Any]]
 ) -> None:
     pg = environment(services["postgres"], "postgres")
-    for name, spec in instances(barnebro, "directory").items():
+    data_instances = {
+        name: spec
+        for process in DATA_SERVICES
+        for name, spec in instances(barnebro, process).items()
+    }
+    assert data_instances
+    for name, spec in data_instances.items():
         url = urlsplit(environment(spec, name)["DATABASE_URL"])
         assert url.username == pg["POSTGRES_USER"], name
         assert url.password == pg["POSTGRES_PASSWORD"], name
@@ -365,30 +398,49 @@ def test_nats_comes_from_the_helm_chart(manifests: list[dict[str, Any]]) -> None
     assert images and not any(image.startswith("nats") for image in images), images
 
 
+def selector_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    spec = as_map(deployment["spec"], "spec")
+    return as_map(as_map(spec["selector"], "selector")["matchLabels"], "matchLabels")
+
+
 def test_a_deployment_per_process_with_two_replicas(manifests: list[dict[str, Any]]) -> None:
     deployments = of_kind(manifests, "Deployment")
-    assert len(deployments) == 2, sorted(deployments)
-    for process in ("gateway", "directory"):
+    assert sorted(deployments) == sorted(f"barnebro-{p}" for p in SERVICES), sorted(deployments)
+    for process in SERVICES:
         deployment = deployment_serving(manifests, process)
+        assert deployment["metadata"]["name"] == f"barnebro-{process}"
         spec = as_map(deployment["spec"], "spec")
         assert spec["replicas"] == 2, process
-        selector = as_map(as_map(spec["selector"], "selector")["matchLabels"], "matchLabels")
-        assert selector.items() <= pod_labels(deployment).items(), process
+        assert selector_of(deployment).items() <= pod_labels(deployment).items(), process
         for container in containers(deployment):
             assert "command" not in container, f"{process} overrides ENTRYPOINT"
             assert str(container["image"]).split(":")[0] == "barnebro"
+            security = as_map(container.get("securityContext"), f"{process} securityContext")
+            assert security["readOnlyRootFilesystem"] is True, process
+            mounts = {str(m["mountPath"]) for m in as_list(container["volumeMounts"], process)}
+            assert set(WRITABLE) <= mounts, f"{process}: mounts {sorted(mounts)}"
         assert pod_spec(deployment)["securityContext"]["runAsNonRoot"] is True
+
+
+def test_deployment_selectors_do_not_overlap(manifests: list[dict[str, Any]]) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    for name, deployment in deployments.items():
+        for other, other_deployment in deployments.items():
+            if other != name:
+                overlap = selector_of(deployment).items() <= pod_labels(other_deployment).items()
+                assert not overlap, f"{name} selects the pods of {other}"
 
 
 def test_gateway_service_selects_gateway_pods(manifests: list[dict[str, Any]]) -> None:
     gateway = deployment_serving(manifests, "gateway")
-    directory = deployment_serving(manifests, "directory")
     services = of_kind(manifests, "Service")
     assert list(services) == ["barnebro-gateway"], sorted(services)
     spec = as_map(services["barnebro-gateway"]["spec"], "service spec")
     selector = as_map(spec["selector"], "selector")
     assert selector.items() <= pod_labels(gateway).items()
-    assert not selector.items() <= pod_labels(directory).items()
+    for process in DATA_SERVICES:
+        other = deployment_serving(manifests, process)
+        assert not selector.items() <= pod_labels(other).items(), f"selects {process} pods"
     (container,) = containers(gateway)
     names = {str(p.get("name")) for p in as_list(container["ports"], "ports")}
     numbers = {p.get("containerPort") for p in as_list(container["ports"], "ports")}
@@ -429,12 +481,24 @@ def test_deployments_reference_configmaps_and_the_database_secret(
             for variable in container.get("env", []):
                 env_names[str(variable["name"])] = as_map(variable, "env")
     assert not sorted(name for name in env_names if not allowed_variable(name))
-    (directory,) = containers(deployment_serving(manifests, "directory"))
-    database = {str(v["name"]): v for v in as_list(directory["env"], "env")}["DATABASE_URL"]
-    secret = as_map(as_map(database["valueFrom"], "valueFrom")["secretKeyRef"], "secretKeyRef")
-    assert secret["name"] == "barnebro-database" and secret["key"] == "DATABASE_URL"
     (gateway,) = containers(deployment_serving(manifests, "gateway"))
     assert "DATABASE_URL" not in {str(v["name"]) for v in gateway.get("env", [])}
+
+
+@pytest.mark.parametrize("process", DATA_SERVICES)
+def test_service_deployments_read_the_database_secret_and_have_no_port(
+    manifests: list[dict[str, Any]], process: str
+) -> None:
+    (container,) = containers(deployment_serving(manifests, process))
+    assert "ports" not in container, f"{process}: services have no port"
+    refs = {
+        str(as_map(source["configMapRef"], "configMapRef")["name"])
+        for source in as_list(container.get("envFrom"), "envFrom")
+    }
+    assert refs == {"barnebro-env"}, f"{process}: {sorted(refs)}"
+    database = {str(v["name"]): v for v in as_list(container["env"], "env")}["DATABASE_URL"]
+    secret = as_map(as_map(database["valueFrom"], "valueFrom")["secretKeyRef"], "secretKeyRef")
+    assert secret["name"] == "barnebro-database" and secret["key"] == "DATABASE_URL"
 
 
 # --- Dockerfile ------------------------------------------------------------------------------
@@ -545,16 +609,190 @@ def test_guide_documents_every_variable_with_its_default() -> None:
         assert shown == expected, f"{variable}: README says {shown}, Settings has {default!r}"
 
 
-def test_guide_names_the_nats_subjects_stream_and_bucket() -> None:
-    text = readme()
-    settings = Settings(nats_prefix="barnebro")
+def section(title: str) -> str:
+    """The text of one `## title` section of the guide (up to the next `## `)."""
+    return readme().split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_guide_lists_every_process() -> None:
+    text = section("Processes")
+    rows = re.findall(r"^\|\s*(\w+)\s*\|\s*`([^`]*)`\s*\|", text, re.MULTILINE)
+    assert sorted(name for name, _ in rows) == sorted(SERVICES), rows
+    for name, command in rows:
+        assert command == f"serve {name}", f"{name}: {command}"
+    for sentence in re.split(r"(?<=\.)\s", text):
+        if "follow" in sentence or "not listed" in sentence:
+            running = [name for name in SERVICES if f"`{name}`" in sentence]
+            assert not running, f"{running} run today, yet: {sentence!r}"
+
+
+def durable_consumers() -> list[str]:
+    """The names of the durable JetStream consumers the code creates."""
+    names = []
+    for path in sorted([*(ROOT / "services").rglob("*.py"), *(ROOT / "shared").rglob("*.py")]):
+        names += re.findall(r'\bdurable="([^"]+)"', path.read_text(encoding="utf-8"))
+    return names
+
+
+def test_guide_names_the_nats_subjects_streams_buckets_and_consumers() -> None:
+    text = section("NATS and JetStream")
+    settings = Settings(nats_prefix=GUIDE_PREFIX)
+    prefix = "<prefix>"
     for name in (
         settings.stream_name,
+        settings.audit_stream_name,
         settings.registry_bucket,
-        "<prefix>.fhir.<ResourceType>",
-        "<prefix>.events.>",
+        settings.consent_view_bucket,
+        f"KV_{settings.consent_view_bucket}",
+        request_subject(prefix, "<ResourceType>"),
+        bundle_subject(prefix, "<service>"),
+        operation_subject(prefix, "<service>"),
+        operation_subject(GUIDE_PREFIX, "consent"),
+        events_subject_filter(prefix),
+        audit_subject_filter(prefix),
+        f"{prefix}.events.directory.>",
         "<PREFIX>_EVENTS",
+        "<PREFIX>_AUDIT",
         "<prefix>_registry",
+        "<prefix>_consent_view",
+        "$KV.<prefix>_consent_view.<patient>",
     ):
         assert f"`{name}`" in text, name
-    assert "Helm chart" in text and "serve directory" in text
+    consumers = durable_consumers()
+    assert "consent-audit-trail" in consumers, consumers
+    for consumer in consumers:
+        assert f"`{consumer}`" in text, f"durable consumer {consumer} is not documented"
+    assert "Helm chart" in text
+    for process in SERVICES:
+        assert f"`serve {process}`" in readme(), process
+
+
+# --- the NATS permissions in the guide -------------------------------------------------------
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS subject matching: `*` is one token, a final `>` one or more."""
+    tokens, parts = pattern.split("."), subject.split(".")
+    for i, token in enumerate(tokens):
+        if token == ">":
+            return len(parts) > i
+        if i >= len(parts) or token not in ("*", parts[i]):
+            return False
+    return len(tokens) == len(parts)
+
+
+@dataclass(frozen=True)
+class Rule:
+    allow: tuple[str, ...]
+    deny: tuple[str, ...]
+
+    def permits(self, subject: str) -> bool:
+        allowed = not self.allow or any(subject_matches(p, subject) for p in self.allow)
+        return allowed and not any(subject_matches(p, subject) for p in self.deny)
+
+
+@dataclass(frozen=True)
+class NatsUser:
+    publish: Rule
+    subscribe: Rule
+    allow_responses: bool
+
+
+def nats_rule(text: str) -> Rule:
+    def listed(key: str) -> tuple[str, ...]:
+        found = re.search(rf"\b{key}:\s*\[(.*?)\]", text, re.DOTALL)
+        return tuple(re.findall(r'"([^"]+)"', found.group(1))) if found else ()
+
+    return Rule(listed("allow"), listed("deny"))
+
+
+@pytest.fixture(scope="module")
+def nats_users() -> dict[str, NatsUser]:
+    """The users of the `authorization` block in the guide (for GUIDE_PREFIX)."""
+    block = re.search(r"```\n(authorization \{.*?\n\})\n```", readme(), re.DOTALL)
+    assert block, "no authorization block in deploy/README.md"
+    users: dict[str, NatsUser] = {}
+    for chunk in re.split(r"\{\s*user:\s*", block.group(1))[1:]:
+        name = chunk.split(",", 1)[0].strip()
+        publish, _, rest = chunk.partition("subscribe:")
+        assert "publish:" in publish and rest, f"{name}: publish and subscribe expected"
+        users[name] = NatsUser(
+            nats_rule(publish.split("publish:", 1)[1]),
+            nats_rule(rest),
+            re.search(r"allow_responses:\s*true", chunk) is not None,
+        )
+    return users
+
+
+def user_of(nats_users: dict[str, NatsUser], process: str) -> NatsUser:
+    """A process runs as `barnebro-<process>` if the guide has that user, else as the shared
+    `barnebro-service` (the gateway must have its own)."""
+    own = nats_users.get(f"barnebro-{process}")
+    if own is None:
+        assert process != "gateway", "the gateway needs a user of its own"
+        own = nats_users["barnebro-service"]
+    return own
+
+
+def directory_types_consent_reads() -> set[str]:
+    """The resource types the consent service requests from the directory (its scopes)."""
+    return {scope.split("/")[1].split(".")[0] for scope in CONSENT_SERVICE_CALLER.scopes}
+
+
+def test_only_the_gateway_sends_requests(nats_users: dict[str, NatsUser]) -> None:
+    prefix = GUIDE_PREFIX
+    gateway = user_of(nats_users, "gateway")
+    reads = directory_types_consent_reads()
+    assert reads, "the consent service reads the directory"
+    requests = {
+        *(request_subject(prefix, t) for t in (*reads, "Consent", "AuditEvent", "Practitioner")),
+        *(bundle_subject(prefix, s) for s in DATA_SERVICES),
+        *(operation_subject(prefix, s) for s in DATA_SERVICES),
+    }
+    for subject in requests:
+        assert gateway.publish.permits(subject), f"gateway may not publish {subject}"
+        assert not gateway.subscribe.permits(subject), f"gateway may take {subject}"
+    assert gateway.subscribe.permits("_INBOX.abc.def"), "gateway gets no replies"
+    for process in DATA_SERVICES:
+        user = user_of(nats_users, process)
+        allowed = {request_subject(prefix, t) for t in reads} if process == "consent" else set()
+        for subject in requests:
+            expected = subject in allowed
+            assert user.publish.permits(subject) == expected, f"{process} publishing {subject}"
+
+
+def test_services_answer_publish_events_audit_and_register(
+    nats_users: dict[str, NatsUser],
+) -> None:
+    settings = Settings(nats_prefix=GUIDE_PREFIX)
+    prefix = settings.nats_prefix
+    for process in DATA_SERVICES:
+        user = user_of(nats_users, process)
+        assert user.allow_responses, f"{process} cannot answer requests"
+        for subject in (
+            request_subject(prefix, "Patient"),
+            bundle_subject(prefix, process),
+            operation_subject(prefix, process),
+            "_INBOX.abc.def",
+        ):
+            assert user.subscribe.permits(subject), f"{process} may not subscribe {subject}"
+        for subject in (
+            f"{prefix}.events.{process}.Patient.created._",
+            f"{prefix}.audit.{process}.access",
+            f"$KV.{settings.registry_bucket}.{process}",
+            f"$JS.API.STREAM.INFO.{settings.stream_name}",
+            f"$JS.API.STREAM.INFO.{settings.audit_stream_name}",
+        ):
+            assert user.publish.permits(subject), f"{process} may not publish {subject}"
+
+
+def test_only_consent_writes_the_consent_view(nats_users: dict[str, NatsUser]) -> None:
+    settings = Settings(nats_prefix=GUIDE_PREFIX)
+    subject = f"$KV.{settings.consent_view_bucket}.a-patient"
+    for process in SERVICES:
+        user = user_of(nats_users, process)
+        assert user.publish.permits(subject) == (process == "consent"), process
+    consent = user_of(nats_users, "consent")
+    assert consent is not nats_users.get("barnebro-service"), "consent needs its own user"
+    acks = f"$JS.ACK.{settings.audit_stream_name}.consent-audit-trail.1.1.1.1.0"
+    assert consent.publish.permits(acks), "the audit trail cannot acknowledge"
