@@ -4,7 +4,7 @@ holds journal notes, on real NATS and both databases."""
 
 from __future__ import annotations
 
-from tests.consent_world import BUP, BVT, GP, HEARD, Child, World, sharing, signature
+from tests.consent_world import BUP, BVT, GP, HEARD, SKOLE, Child, World, sharing, signature
 from tests.support import wait_for
 
 
@@ -78,3 +78,30 @@ async def test_bup_reads_barnevern_notes_only_under_consent_until_withdrawn(worl
         return (await world.fhir("GET", note, by=BUP)).status == 404
 
     await wait_for(closed, 2)
+
+
+async def test_parents_see_their_childs_information_without_any_consent(world: World) -> None:
+    """Parental responsibility is itself the basis (pbrl §3-4) until the child is 16; a
+    person who is not a holder sees nothing."""
+    child = await world.child(10)
+    note = await world.note(child, "Kontroll hos fastlegen", by=GP)
+    mother = world.token(SKOLE, fhir_user=child.mother)
+
+    async def mother_reads() -> bool:
+        return (await world.fhir("GET", note, by=SKOLE, token=mother)).status == 200
+
+    await wait_for(mother_reads, 5)
+    stranger = world.token(SKOLE, fhir_user="RelatedPerson/not-a-parent")
+    assert (await world.fhir("GET", note, by=SKOLE, token=stranger)).status == 404
+    youth = await world.child(16)
+    youth_note = await world.note(youth, "Samtale", by=GP)
+    youth_mother = world.token(SKOLE, fhir_user=youth.mother)
+    await wait_for(lambda: _state_published(world, youth.id), 5)
+    reply = await world.fhir("GET", youth_note, by=SKOLE, token=youth_mother)
+    assert reply.status == 404, "from 16 the youth decides; parents need its consent"
+
+
+async def _state_published(world: World, patient: str) -> bool:
+    view = world.journal.consent_view
+    assert view is not None
+    return view.state(patient) is not None

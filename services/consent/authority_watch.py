@@ -2,8 +2,10 @@
 
 Two triggers make the consent service judge a child's open consents again
 (`ConsentHandlers.reassess`) and publish the child's new access state:
-- directory events about the child: a care order started or ended, parental
-  responsibility changed, the Patient (its birth date) changed;
+- directory events about the child (any change to the Patient or a RelatedPerson: a care
+  order started or ended, parental responsibility changed, the birth date corrected); the
+  consumer starts from the beginning of the stream, so children registered before the
+  consent service first ran get their state too;
 - the calendar: once an hour (and at start) the consents whose grantors' authority has
   ended (`valid-until` before today: the child turned 15, 16 or 18) are found.
 A consent whose grantors lost their authority ends (`authority-changed`), and its event
@@ -30,6 +32,7 @@ from shared.transport.consumer import DurableConsumer
 log = logging.getLogger(__name__)
 
 DIRECTORY_TYPES = ("Patient", "RelatedPerson")
+RETRY_SECONDS = 60.0
 
 
 class AuthorityWatch:
@@ -67,14 +70,10 @@ class AuthorityWatch:
                 continue
             if event.resource_type in DIRECTORY_TYPES and event.patient:
                 patients.append(event.patient)
+        # Every child gets an access state, consents or not: it is also what lets the
+        # holders of parental responsibility see their child's information.
         for patient in dict.fromkeys(patients):
-            if await self._has_consents(patient):
-                await self._handlers.reassess(patient)
-
-    async def _has_consents(self, patient: str) -> bool:
-        fhir = self._handlers.fhir
-        async with fhir.db.reader() as conn:
-            return bool(await fhir.store.of_patient(conn, "Consent", patient))
+            await self._handlers.reassess(patient)
 
     async def sweep(self) -> int:
         """Reassess every child with an open consent whose authority has run out."""
@@ -94,6 +93,7 @@ class AuthorityWatch:
 
     async def _sweep_periodically(self) -> None:
         while True:
+            delay = self._sweep_interval
             try:
                 count = await self.sweep()
                 if count:
@@ -101,5 +101,6 @@ class AuthorityWatch:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("the consent sweep failed; it runs again later")
-            await asyncio.sleep(self._sweep_interval)
+                log.exception("the consent sweep failed; it runs again within a minute")
+                delay = min(delay, RETRY_SECONDS)
+            await asyncio.sleep(delay)

@@ -51,7 +51,8 @@ def context_of(request: FhirRequest) -> AccessContext:
 
 
 def _entity(stored: StoredResource, decision: AccessDecision) -> AuditEntity:
-    return AuditEntity(
+    # Built from values this module produced: no validation needed on the read path.
+    return AuditEntity.model_construct(
         reference=stored.reference,
         patient=stored.access.patient,
         category=stored.access.category,
@@ -142,7 +143,7 @@ class AccessGuard:
     ) -> None:
         caller = request.caller
         await self.audit.record(
-            AuditRecord(
+            AuditRecord.model_construct(
                 service=self.service,
                 interaction=request.interaction,
                 orgnr=caller.orgnr,
