@@ -178,12 +178,21 @@ async def test_a_child_of_13_keeps_help_from_the_parents(world: World) -> None:
         "author": BUP,
     }
 
+    officer = world.token(BVT, scope="system/Consent.rs system/AuditEvent.rs")
+
     async def hidden() -> bool:
-        decision = await world.api("POST", "decisions", question)
+        decision = await world.api("POST", "decisions", question, token=officer)
         return bool(decision.json()["basis"] == "hidden-from-parents")
 
     await wait_for(hidden, 2)
-    decision = await world.api("POST", "decisions", question)
+    nosy = await world.api("POST", "decisions", question)
+    assert nosy.status == 403, "asking about another actor needs the audit role"
+    herself = await world.api("POST", "decisions", question, token=mother)
+    assert herself.status == 200, herself.body
+    assert (herself.json()["basis"], herself.json()["consents"]) == ("none", []), (
+        "the parent is not told that something is kept from her"
+    )
+    decision = await world.api("POST", "decisions", question, token=officer)
     assert decision.status == 200, decision.body
     answer = decision.json()
     assert (answer["permit"], answer["decision"], answer["basis"]) == (

@@ -29,7 +29,13 @@ from services.consent.records import (
     SignatureRecord,
     from_fhir,
 )
-from shared.access.decision import AccessContext, ResourceFacts, decide, emergency_allowed
+from shared.access.decision import (
+    AccessContext,
+    AccessDecision,
+    ResourceFacts,
+    decide,
+    emergency_allowed,
+)
 from shared.access.view import ConsentView
 from shared.auth.scopes import authorize
 from shared.codes import (
@@ -395,8 +401,18 @@ class ConsentAdministration:
         return _json(200, {"patient": f"Patient/{patient_id}", "consents": listed})
 
     async def decide(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Decide and explain. A client may ask about itself; asking about another actor
+        reveals that actor's consents, so it needs the audit role's scope."""
         authorize(request.caller, "Consent", "read")
         question = _parse(DecisionInput, body)
+        asked = question.actor
+        caller = request.caller
+        if caller.fhir_user:  # a person acts for no organisation
+            about_itself = asked.fhir_user == caller.fhir_user
+        else:
+            about_itself = asked.fhir_user is None and asked.orgnr == caller.orgnr
+        if not about_itself:
+            authorize(request.caller, "AuditEvent", "read")
         self.view.ready()
         patient_id = question.patient.partition("/")[2]
         actor = Caller(
@@ -419,6 +435,9 @@ class ConsentAdministration:
         )
         context = AccessContext(actor, question.purpose_of_use, emergency)
         decision = decide(self.view.state(patient_id), facts, context)
+        if about_itself and request.caller.fhir_user and decision.basis == "hidden-from-parents":
+            # Telling a parent why would tell them what the child keeps from them.
+            decision = AccessDecision(False, "none", ("No basis permits this",))
         return _json(
             200,
             {
@@ -442,6 +461,16 @@ class ConsentAdministration:
                 "Only health organisations report under helsepersonelloven §33;"
                 f" this client is {request.caller.org_kind or 'of unknown kind'}",
             )
+        patient_id = disclosure.patient.partition("/")[2]
+        for reference in disclosure.resources:
+            if not await self.directory.about_patient_as(request.caller, reference, patient_id):
+                raise error(
+                    422,
+                    "business-rule",
+                    f"{reference} is not information about {disclosure.patient} that this"
+                    " organisation may read; only what the reporter holds can be disclosed",
+                    "resources",
+                )
         kind = await self.directory.organisation_kind(disclosure.recipient)
         if kind != OrganisationKind.BARNEVERNSTJENESTE:
             raise error(

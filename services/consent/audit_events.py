@@ -61,14 +61,14 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
             details.append(_detail("category", entity.category))
         details += [_detail("consent", consent) for consent in entity.consents]
         details.append(_detail("decision", "permit" if entity.permit else "deny"))
-        entities.append(
-            {
-                "what": {"reference": entity.reference},
-                "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4"},
-                "description": "; ".join(entity.reasons)[:1000],
-                "detail": details,
-            }
-        )
+        described: dict[str, Any] = {
+            "what": {"reference": entity.reference},
+            "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4"},
+            "detail": details,
+        }
+        if entity.reasons:
+            described["description"] = "; ".join(entity.reasons)[:1000]
+        entities.append(described)
     if record.query:
         query_role = {"system": OBJECT_ROLE_SYSTEM, "code": "24"}
         entities.append({"query": _base64(record.query), "role": query_role})

@@ -9,6 +9,8 @@ review (the AuditEvent definition's events).
 
 from __future__ import annotations
 
+import logging
+
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
@@ -18,9 +20,12 @@ from services.consent.handlers import SERVICE_CALLER
 from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.events import audit_subject_filter
+from shared.fhir.errors import FhirError
 from shared.fhir.interactions import FhirService
 from shared.transport.consumer import DurableConsumer
 from shared.transport.wire import FhirRequest
+
+log = logging.getLogger(__name__)
 
 
 class AuditTrail:
@@ -61,5 +66,10 @@ class AuditTrail:
                     base_url="",
                     caller=SERVICE_CALLER,
                 )
-                await self._fhir.update(conn, self._definition, request, audit_event(record))
+                try:
+                    await self._fhir.update(conn, self._definition, request, audit_event(record))
+                except FhirError as exc:
+                    # A record that cannot be stored must not hold back the trail; it
+                    # stays on the audit stream, and the error is logged for an operator.
+                    log.error("audit record %s cannot be stored: %s", record.id, exc.issues)
         self._fhir.notify_commit()

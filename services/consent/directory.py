@@ -1,4 +1,4 @@
-"""What the consent rules need from the directory service, read over NATS.
+"""What the consent service reads from other services over NATS: mostly the directory.
 
 The child's birth date, the holders of parental responsibility (RelatedPerson with a
 no-basis parental-responsibility code) and the care orders recorded on the Patient become
@@ -102,6 +102,24 @@ class DirectoryReader:
             if entry.get("search", {}).get("mode") == "match"
         ]
         return child_facts(patient, related)
+
+    async def about_patient_as(self, caller: Caller, reference: str, patient_id: str) -> bool:
+        """Whether `caller` may read `reference` (asked of the service that owns it, so
+        its own consent step decides and audits) and it is about the patient."""
+        res_type, _, res_id = reference.partition("/")
+        status, resource = await self._ask(
+            FhirRequest(
+                interaction="read",
+                resource_type=res_type,
+                id=res_id,
+                base_url=self._base_url,
+                caller=caller,
+            )
+        )
+        if status != 200 or not isinstance(resource, dict):
+            return False
+        subject = resource.get("subject") or resource.get("patient") or {}
+        return isinstance(subject, dict) and subject.get("reference") == f"Patient/{patient_id}"
 
     async def organisation_kind(self, orgnr: str) -> str | None:
         status, bundle = await self._ask(

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.fhir.errors import Issue
+from shared.fhir.errors import Issue, error
 from shared.fhir.search_params import SearchParam
 from shared.transport.wire import Caller
 
@@ -60,6 +60,17 @@ class ResourceDefinition:
     """The category of patient information this type holds (`shared.codes.DataCategory`);
     None for what is not information about a patient (organisations, practitioners, the
     person index). Resources with a category are released only as consent allows."""
+
+    def refuse_client_writes(self) -> None:
+        """Types the service writes itself are never written by a client, whatever the
+        path (a single interaction, a batch or a transaction entry)."""
+        if self.written_by is not None:
+            raise error(
+                405,
+                "not-supported",
+                f"{self.resource_type} cannot be written over the FHIR API: it is written"
+                f" by {self.written_by}",
+            )
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         """Business keys that no other resource may hold (e.g. a fødselsnummer)."""

@@ -125,13 +125,7 @@ class FhirService:
         self, conn: Connection, definition: ResourceDefinition, request: FhirRequest, body: bytes
     ) -> FhirResponse:
         """A create, update or delete inside the caller's transaction."""
-        if definition.written_by is not None:
-            raise error(
-                405,
-                "not-supported",
-                f"{definition.resource_type} cannot be written over the FHIR API: it is"
-                f" written by {definition.written_by}",
-            )
+        definition.refuse_client_writes()
         match request.interaction:
             case "create":
                 return await self.create(conn, definition, request, parse_json(body))
@@ -320,13 +314,7 @@ class FhirService:
         if request.if_none_exist:
             existing = await self._conditional_match(conn, definition, request)
             if existing is not None:
-                if self.guard is not None and not await self.guard.check(request, existing):
-                    raise error(
-                        412,
-                        "duplicate",
-                        f"If-None-Exist {request.if_none_exist!r} matches a resource this"
-                        " client may not see; it was not created again",
-                    )
+                await self.disclose(request, existing)
                 headers = version_headers(existing, request.base_url)
                 if not granted(request.caller.scopes, resource_type, "r"):
                     return FhirResponse(status=200, headers=headers)  # no read scope: no body
@@ -355,7 +343,12 @@ class FhirService:
             raise error(400, "invalid", "If-None-Exist needs at least one search criterion")
         await self.store.claim_conditional(conn, definition.resource_type)
         query.count = 2
-        page = await self.store.search(conn, query)
+        # Only what the caller may see can match: a hidden resource must not answer (not
+        # even by refusing), or If-None-Exist would be a way to search hidden data.
+        if self.guard is not None:
+            page = await self.store.search(conn, query, access_for=self.guard.filter_for(request))
+        else:
+            page = await self.store.search(conn, query)
         if len(page.resources) > 1:
             raise error(
                 412,
@@ -364,13 +357,25 @@ class FhirService:
             )
         return page.resources[0] if page.resources else None
 
+    async def _hidden(
+        self, request: FhirRequest, previous: StoredResource | None, check_access: bool
+    ) -> bool:
+        """Whether a resource about to be changed is one the caller may not see: it is then
+        treated exactly as a missing one, so a write can neither reveal nor touch it."""
+        if previous is None or self.guard is None or not check_access:
+            return False
+        return not await self.guard.check(request, previous)
+
     async def update(
         self,
         conn: Connection,
         definition: ResourceDefinition,
         request: FhirRequest,
         resource: dict[str, Any],
+        *,
+        check_access: bool = True,
     ) -> FhirResponse:
+        """`check_access=False` only for the service's own writes, which check first."""
         res_id = _checked_id(request.id)
         if resource.get("id") not in (None, res_id):
             raise error(
@@ -380,6 +385,10 @@ class FhirService:
         warnings = definition.prepare(resource, request.caller)
         await definition.verify_references(resource, self._lookup(conn))
         previous = await self.store.read_for_update(conn, resource_type, res_id)
+        if await self._hidden(request, previous, check_access):
+            if definition.update_create:
+                raise _not_found(resource_type, res_id)
+            previous = None  # from here on, exactly as if it did not exist
         if request.if_match is not None:
             expected = parse_etag(request.if_match)
             if previous is None or previous.version != expected:
@@ -418,7 +427,7 @@ class FhirService:
     ) -> FhirResponse:
         res_id = _checked_id(request.id)
         previous = await self.store.read_for_update(conn, definition.resource_type, res_id)
-        if previous is None:
+        if previous is None or await self._hidden(request, previous, True):
             raise _not_found(definition.resource_type, res_id)
         if request.if_match is not None and parse_etag(request.if_match) != previous.version:
             raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")

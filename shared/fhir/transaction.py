@@ -118,6 +118,7 @@ async def _run_entry(
             "resource": orjson.Fragment(stored.body or b"{}"),
             "response": {"status": "200", "etag": stored.etag},
         }
+    definition.refuse_client_writes()
     if entry_request.method == "POST":
         new_ref = assigned.get(entry.get("fullUrl") or "")
         answer = await service.create(

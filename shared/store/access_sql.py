@@ -58,8 +58,9 @@ def _held_by(orgs: tuple[str, ...], alias: str) -> tuple[str, list[Any]]:
     conditions = [f"COALESCE({alias}.author, '') IN ({_marks(orgs)})"]
     args: list[Any] = [*orgs]
     for org in orgs:
-        conditions.append(f"COALESCE({alias}.parties, '') LIKE ?")
-        args.append(f"% {org} %")
+        conditions.append(f"COALESCE({alias}.parties, '') LIKE ? ESCAPE '\\'")
+        escaped = org.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        args.append(f"% {escaped} %")
     return "(" + " OR ".join(conditions) + ")", args
 
 

@@ -30,6 +30,9 @@ tracer = trace.get_tracer("barnebro.outbox")
 PRUNE_EVERY_SECONDS = 600.0
 
 Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
+PATIENT_LOCK = "pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))"
+"""A patient's lock within this service's schema: services sharing a PostgreSQL database
+must not wait on each other's patient locks (one may be waiting for the other's answer)."""
 
 
 async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
@@ -55,7 +58,7 @@ async def add_message(
         # One round trip: the lock is taken before the row (and its seq) is made.
         await conn.execute(
             "INSERT INTO outbox (event_id, subject, payload, created) SELECT ?, ?, ?, ?"
-            " FROM (SELECT pg_advisory_xact_lock(hashtext(?))) AS patient_lock",
+            f" FROM (SELECT {PATIENT_LOCK}) AS patient_lock",
             *values,
             patient,
         )
@@ -69,7 +72,7 @@ async def lock_patient(conn: Connection, patient: str) -> None:
     """Serialise the transactions that change one patient's records (PostgreSQL; SQLite
     has one writer). The same lock `add_message` takes, taken earlier."""
     if conn.dialect == "postgresql":
-        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(?))", patient)
+        await conn.execute(f"SELECT {PATIENT_LOCK}", patient)
 
 
 class OutboxRelay:

@@ -100,11 +100,11 @@ def new_id() -> str:
 _COLUMNS = "res_type, res_id, version, last_updated, deleted, body"
 _HISTORY_COLUMNS = (
     "h.res_type, h.res_id, h.version, h.last_updated, h.deleted, h.body,"
-    " r.patient, r.category, r.author, r.parties"
+    " h.patient, h.category, h.author, h.parties"
 )
-_HISTORY_FROM = (
-    "resource_history h JOIN resources r ON r.res_type = h.res_type AND r.res_id = h.res_id"
-)
+_HISTORY_FROM = "resource_history h"
+"""Each version is released by its own access columns: a resource whose patient was
+corrected keeps its old version with the patient it was then about."""
 
 AccessFor = Callable[[str], AccessFilter | None]
 """The access filter for the resources of one type (None: no filter)."""
@@ -299,7 +299,7 @@ class ResourceStore:
         """Versions newest first of the resources `access` allows; returns the page (at
         most `count` versions and about `max_bytes` of resources) and the cursor (seq) of
         the next page."""
-        allowed, args = access_clause(access)
+        allowed, args = access_clause(access, alias="h")
         where = [allowed]
         if res_type is not None:
             where.append("h.res_type = ?")

@@ -4,10 +4,11 @@ Current versions, full history, the search index derived from declared search pa
 business keys that must stay unique, claims that serialise conditional creates, and the
 outbox of domain events. Created idempotently at service start-up.
 
-The current row also carries the access columns (`shared.store.access_sql`): the patient,
+Every version also carries the access columns (`shared.store.access_sql`): the patient,
 the data category, the author organisation and the organisations named on the resource,
-so searches are filtered by consent in SQL. Tables made before these columns existed get
-them added at start-up.
+so searches and history are filtered by consent in SQL, each version by its own columns
+(a version about another patient stays that patient's). Tables made before these columns
+existed get them added at start-up.
 
 A trigger on `resources` copies every new version into `resource_history` and, when a
 resource changes, drops its old search-index rows: each write is then one statement fewer
@@ -28,6 +29,7 @@ _COMMON = [
     """CREATE TABLE IF NOT EXISTS resource_history (
         seq {serial}, res_type TEXT NOT NULL, res_id TEXT NOT NULL, version INTEGER NOT NULL,
         last_updated TEXT NOT NULL, deleted INTEGER NOT NULL, body {blob},
+        patient TEXT, category TEXT, author TEXT, parties TEXT,
         UNIQUE (res_type, res_id, version))""",
     """CREATE INDEX IF NOT EXISTS history_by_time
         ON resource_history (res_type, last_updated, res_id, version)""",
@@ -58,9 +60,10 @@ _DIALECT_STATEMENTS = {
         ON search_index (res_type, param, value text_pattern_ops)""",
         """CREATE OR REPLACE FUNCTION keep_resource_history() RETURNS trigger AS $$
         BEGIN
-            INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
+            INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body,
+                                          patient, category, author, parties)
             VALUES (NEW.res_type, NEW.res_id, NEW.version, NEW.last_updated, NEW.deleted,
-                    NEW.body);
+                    NEW.body, NEW.patient, NEW.category, NEW.author, NEW.parties);
             IF TG_OP = 'UPDATE' THEN
                 DELETE FROM search_index WHERE res_type = NEW.res_type AND res_id = NEW.res_id;
             END IF;
@@ -71,17 +74,21 @@ _DIALECT_STATEMENTS = {
         FOR EACH ROW EXECUTE FUNCTION keep_resource_history()""",
     ],
     "sqlite": [
-        """CREATE TRIGGER IF NOT EXISTS resources_history_on_insert AFTER INSERT ON resources
+        "DROP TRIGGER IF EXISTS resources_history_on_insert",
+        "DROP TRIGGER IF EXISTS resources_history_on_update",
+        """CREATE TRIGGER resources_history_on_insert AFTER INSERT ON resources
         BEGIN
-            INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
+            INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body,
+                                          patient, category, author, parties)
             VALUES (NEW.res_type, NEW.res_id, NEW.version, NEW.last_updated, NEW.deleted,
-                    NEW.body);
+                    NEW.body, NEW.patient, NEW.category, NEW.author, NEW.parties);
         END""",
-        """CREATE TRIGGER IF NOT EXISTS resources_history_on_update AFTER UPDATE ON resources
+        """CREATE TRIGGER resources_history_on_update AFTER UPDATE ON resources
         BEGIN
-            INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body)
+            INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body,
+                                          patient, category, author, parties)
             VALUES (NEW.res_type, NEW.res_id, NEW.version, NEW.last_updated, NEW.deleted,
-                    NEW.body);
+                    NEW.body, NEW.patient, NEW.category, NEW.author, NEW.parties);
             DELETE FROM search_index WHERE res_type = NEW.res_type AND res_id = NEW.res_id;
         END""",
     ],
@@ -96,18 +103,19 @@ _TYPES = {
 ACCESS_COLUMNS = ("patient", "category", "author", "parties")
 
 
-async def _add_access_columns(conn: Connection) -> None:
+async def _add_access_columns(conn: Connection, table: str) -> None:
     if conn.dialect == "postgresql":
         rows = await conn.fetch(
             "SELECT column_name FROM information_schema.columns"
-            " WHERE table_schema = current_schema() AND table_name = 'resources'"
+            " WHERE table_schema = current_schema() AND table_name = ?",
+            table,
         )
         present = {str(row[0]) for row in rows}
     else:
-        present = {str(row[1]) for row in await conn.fetch("PRAGMA table_info(resources)")}
+        present = {str(row[1]) for row in await conn.fetch(f"PRAGMA table_info({table})")}
     for column in ACCESS_COLUMNS:
         if column not in present:
-            await conn.execute(f"ALTER TABLE resources ADD COLUMN {column} TEXT")
+            await conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
 
 
 async def create_schema(db: Database) -> None:
@@ -118,7 +126,8 @@ async def create_schema(db: Database) -> None:
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         for statement in _COMMON:
             await conn.execute(statement.format(**types))
-        await _add_access_columns(conn)
+        for table in ("resources", "resource_history"):
+            await _add_access_columns(conn, table)
         await conn.execute(
             "CREATE INDEX IF NOT EXISTS resources_by_patient ON resources (res_type, patient)"
         )

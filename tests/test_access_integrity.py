@@ -1,0 +1,131 @@
+"""Writes, history and the administration API cannot reach what the caller may not see.
+
+Each test is a way around the consent step that a review found, kept as a regression
+test: a transaction writing a Consent, an old version about another child, a write to a
+hidden resource, a conditional create used as a search, signing for someone else, and
+disclosing what the reporter cannot read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.consent_world import BUP, BVT, GP, HEARD, SKOLE, World, sharing, signature
+from tests.journal_service import note
+from tests.support import wait_for
+
+
+async def test_a_transaction_cannot_write_a_consent(world: World) -> None:
+    child = await world.child(13)
+    forged: dict[str, Any] = {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {"coding": [{"code": "patient-privacy"}]},
+        "category": [{"coding": [{"code": "informasjonsdeling"}]}],
+        "patient": {"reference": child.ref},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": forged, "request": {"method": "POST", "url": "Consent"}}],
+    }
+    reply = await world.fhir("POST", "", bundle, by=GP)
+    assert reply.status == 405, reply.body
+    batch = {**bundle, "type": "batch"}
+    answer = await world.fhir("POST", "", batch, by=GP)
+    assert answer.json()["entry"][0]["response"]["status"].startswith("405")
+    listed = await world.api("GET", f"patients/{child.id}/consents")
+    assert listed.json()["consents"] == []
+
+
+async def test_an_old_version_about_another_child_stays_that_childs(world: World) -> None:
+    first, second = await world.child(12), await world.child(12)
+    created = await world.create(note(first.id, "Om det første barnet"), by=BUP)
+    corrected = {**created, "subject": {"reference": second.ref}}
+    reply = await world.fhir("PUT", f"DocumentReference/{created['id']}", corrected, by=BUP)
+    assert reply.status == 200, reply.body
+    mother = world.token(SKOLE, fhir_user=second.mother)
+    path = f"DocumentReference/{created['id']}"
+
+    async def current_visible() -> bool:
+        return (await world.fhir("GET", path, by=SKOLE, token=mother)).status == 200
+
+    await wait_for(current_visible, 5)
+    old = await world.fhir("GET", f"{path}/_history/1", by=SKOLE, token=mother)
+    assert old.status == 404, "version 1 is about the first child"
+    history = await world.fhir("GET", f"{path}/_history", by=SKOLE, token=mother)
+    versions = [e["response"]["etag"] for e in history.json()["entry"]]
+    assert versions == ['W/"2"']
+
+
+async def test_a_hidden_resource_cannot_be_changed_deleted_or_probed(world: World) -> None:
+    child = await world.child(13)
+    hidden = await world.note(child, "BUP-notat", by=BUP)
+    body = {**note(child.id, "Overskrevet"), "id": hidden.split("/")[1]}
+    put = await world.fhir("PUT", hidden, body, by=GP)
+    absent = {**body, "id": "no-such-note"}
+    missing = await world.fhir("PUT", "DocumentReference/no-such-note", absent, by=GP)
+    assert (put.status, missing.status) == (405, 405), "as if it did not exist"
+    matched = await world.fhir("PUT", hidden, body, by=GP, headers={"If-Match": 'W/"1"'})
+    assert matched.status == 412 and "(none)" in matched.body.decode()
+    assert (await world.fhir("DELETE", hidden, by=GP)).status == 404
+    unchanged = await world.fhir("GET", hidden, by=BUP)
+    assert unchanged.status == 200 and unchanged.json()["meta"]["versionId"] == "1"
+    conditional = await world.fhir(
+        "POST",
+        "DocumentReference",
+        note(child.id, "GPs eget"),
+        by=GP,
+        headers={"If-None-Exist": f"patient={child.ref}"},
+    )
+    assert conditional.status == 201, "a hidden resource does not match (no oracle)"
+
+
+async def test_only_the_collector_or_the_grantor_themselves_adds_signatures(
+    world: World,
+) -> None:
+    child = await world.child(14)
+    proposed = await world.api(
+        "POST", "consents", sharing(child, signature(child.mother), child_view=HEARD)
+    )
+    assert proposed.json()["status"] == "proposed", proposed.body
+    consent_id = proposed.json()["id"]
+    by_recipient = await world.api(
+        "POST", f"consents/{consent_id}/signatures", signature(child.father), by=BUP
+    )
+    assert by_recipient.status == 403, by_recipient.body
+    mother = world.token(SKOLE, fhir_user=child.mother)
+    as_father = await world.api(
+        "POST", f"consents/{consent_id}/signatures", signature(child.father), token=mother
+    )
+    assert as_father.status == 403, as_father.body
+    father = world.token(SKOLE, fhir_user=child.father)
+    himself = await world.api(
+        "POST", f"consents/{consent_id}/signatures", signature(child.father), token=father
+    )
+    assert himself.status == 200, himself.body
+    assert himself.json()["status"] == "active"
+
+
+async def test_a_disclosure_names_only_what_the_reporter_may_read(world: World) -> None:
+    child = await world.child(9)
+    bup_note = await world.note(child, "BUP", by=BUP)
+    gp_note = await world.note(child, "GP", by=GP)
+    other = await world.child(9)
+    other_note = await world.note(other, "GP, annet barn", by=GP)
+    for resources in ([bup_note], [other_note]):
+        body = {"patient": child.ref, "recipient": BVT, "resources": resources, "reason": "x"}
+        refused = await world.api("POST", "disclosures", body, by=GP)
+        assert refused.status == 422, refused.body
+    body = {"patient": child.ref, "recipient": BVT, "resources": [gp_note], "reason": "Skader"}
+    assert (await world.api("POST", "disclosures", body, by=GP)).status == 201
+
+
+async def test_a_persons_token_acts_for_the_person_not_its_organisation(world: World) -> None:
+    """A parent whose token also names an organisation does not see what that
+    organisation wrote about other children."""
+    child, other = await world.child(10), await world.child(10)
+    skole_note = await world.note(other, "Skolens notat", by=SKOLE)
+    assert (await world.fhir("GET", skole_note, by=SKOLE)).status == 200
+    mother = world.token(SKOLE, fhir_user=child.mother)
+    assert (await world.fhir("GET", skole_note, by=SKOLE, token=mother)).status == 404
