@@ -132,6 +132,12 @@ def parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
     )
     consent.add_argument("--seed", type=int, help="seed of the generated consent view")
+    consent.add_argument(
+        "--withdrawals",
+        type=_count,
+        default=100,
+        help="consents created and withdrawn in the withdrawal phase (100)",
+    )
     return main
 
 
@@ -153,6 +159,7 @@ def _consent(args: argparse.Namespace) -> int:
         nats_url=args.nats_url,
         out_dir=args.out,
         seed=args.seed,
+        withdrawals=args.withdrawals,
     )
     try:
         result, path = run_consent(options)

@@ -6,11 +6,11 @@ audit record to JetStream before anything leaves (`shared.access.guard`,
 `shared.access.audit`). The project's aim is that a checked read costs at most about 10 %
 more than an unchecked one (checked/unchecked ≥ 0.90). This module measures that, and the
 local decision functions underneath, on the shared 2-core development machine — so every
-number is a rate per CPU-second of this process or a ratio between two things measured
-side by side, never an absolute wall-clock claim.
+number is a rate per CPU-second or a ratio between two things measured side by side; the
+one wall-clock claim is the withdrawal's latency, which is wall-clock by nature.
 
-The phases (``PHASES``; each returns one entry of the JSON result's ``phases`` list, so a
-later phase — e.g. the propagation of a withdrawal — is one more function appended there):
+The phases (``PHASES``; each returns one entry of the JSON result's ``phases`` list, so
+another measurement is one more function appended there):
 
 1. ``decide`` — `decide(state, facts, context)` over a realistic consent view (N
    patients, 1-3 grants each to various organisations and kinds, parents, some
@@ -24,10 +24,19 @@ later phase — e.g. the propagation of a withdrawal — is one more function ap
    `AccessGuard` (decision + audit record acknowledged by JetStream), in interleaved short
    windows (ABBA order) so that machine noise hits both alike. Reads per CPU-second of this
    process, wall throughput, p50/p99 latency, and the checked/unchecked ratios.
+4. ``checked-parts`` — where the extra CPU of a checked request goes, part by part.
+5. ``transport`` — the same read and search over NATS request/reply, as a client of the
+   gateway would reach the services: a `ServiceHost` per service (this process, two
+   subject prefixes) driven through the gateway's `Forwarder`. Per CPU-second of this
+   process + nats-server (which carries every request, reply and audit record).
+6. ``withdrawal`` — how long a consent withdrawal takes to reach every service's consent
+   view: the directory and consent services run here (`ServiceRuntime`, production relay
+   settings), and a listener on each view times the state without the grant. The aim is
+   under a second; p50/p99/max from the request and from its reply (the commit).
 
-Everything it creates — the SQLite file or PostgreSQL schema, the NATS streams and the
-consent-view bucket under a unique prefix ``bench<random>`` — is removed at the end, also
-after an error, Ctrl-C or SIGTERM.
+Everything it creates — the SQLite files or PostgreSQL schemas ``bench<random>_*``, the
+NATS streams and the consent-view and registry buckets under the unique prefix
+``bench<random>`` — is removed at the end, also after an error, Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import inspect
 import os
 import random
 import secrets
@@ -49,6 +59,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import asyncpg
 import nats
@@ -68,6 +79,8 @@ from bench.report import (
     timestamp,
     write_json,
 )
+from services.consent import consent_spec
+from services.directory import directory_spec
 from shared.access.audit import AuditPublisher, AuditRecord
 from shared.access.decision import (
     AccessContext,
@@ -80,7 +93,12 @@ from shared.access.decision import (
 from shared.access.guard import AccessGuard
 from shared.access.state import Grant, HiddenFromParents, PatientAccessState
 from shared.access.view import ConsentView
-from shared.codes import DataCategory, OrganisationKind
+from shared.codes import (
+    ORGANISATION_KIND_SYSTEM,
+    PARENTAL_RESPONSIBILITY_SYSTEM,
+    DataCategory,
+    OrganisationKind,
+)
 from shared.config import Settings
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import FhirError
@@ -88,12 +106,16 @@ from shared.fhir.interactions import FhirService
 from shared.fhir.search_params import ParamType, SearchParam
 from shared.fhir.search_query import parse_search
 from shared.identifiers import ORGNR_SYSTEM
+from shared.runtime import ServiceRuntime
 from shared.store.access_sql import AccessFilter
 from shared.store.database import Database, open_database
+from shared.store.outbox import OutboxRelay
 from shared.store.resource_store import SearchPage
 from shared.store.schema import create_schema
+from shared.transport.forwarding import Forwarder
 from shared.transport.nats_connection import ensure_event_stream
-from shared.transport.wire import Caller, FhirRequest
+from shared.transport.service_host import ServiceHost
+from shared.transport.wire import Caller, FhirRequest, FhirResponse, request_subject
 
 DatabaseKind = Literal["sqlite", "postgresql"]
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
@@ -217,6 +239,11 @@ class ConsentOptions:
     nats_url: str = field(default_factory=lambda: os.environ.get("NATS_URL", DEFAULT_NATS_URL))
     out_dir: Path | None = RESULTS_DIR
     seed: int | None = None
+    withdrawals: int = 100
+    """Consents created and withdrawn, one after another, in the withdrawal phase."""
+    views: int = 3
+    """Extra consent views (each on its own NATS connection) standing for other services
+    in the withdrawal phase, besides the consent service's own view and the bench's."""
 
     def __post_init__(self) -> None:
         if self.windows < 2 or self.windows % 2:
@@ -225,6 +252,8 @@ class ConsentOptions:
             raise ValueError(
                 f"at least 1 patient, {TARGET_DOCUMENTS} documents and 1 concurrent task"
             )
+        if self.withdrawals < 1 or self.views < 1:
+            raise ValueError("at least 1 withdrawal and 1 extra consent view")
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -240,6 +269,8 @@ class ConsentOptions:
             "database_url": self.database_url if self.database == "postgresql" else None,
             "nats_url": self.nats_url,
             "seed": self.seed,
+            "withdrawals": self.withdrawals,
+            "extra_views": self.views,
         }
 
 
@@ -302,6 +333,12 @@ class ConsentBench:
     async def audit_messages(self) -> int:
         info = await self.nc.jetstream().stream_info(self.settings.audit_stream_name)
         return int(info.state.messages)
+
+    def audit_records(self) -> int:
+        """Audit records acknowledged by JetStream (concurrent requests share a message)."""
+        guard = self.checked.guard
+        assert guard is not None and isinstance(guard.audit, AuditPublisher)
+        return guard.audit.records
 
 
 Phase = Callable[[ConsentBench], Awaitable[dict[str, Any]]]
@@ -514,6 +551,34 @@ async def measure_visibility(bench: ConsentBench) -> dict[str, Any]:
 
 SERVER_PROGRAMS = ("nats-server", "postgres")
 """Local server processes whose CPU is also reported (informational: they serve others too)."""
+NATS_PROGRAM = "nats-server"
+VARIANTS = ("unchecked", "checked")
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+Sender = Callable[[FhirRequest], Awaitable[FhirResponse]]
+"""How a comparison sends its request: in process, or over NATS request/reply."""
+
+
+def in_process(service: FhirService) -> Sender:
+    async def send(request: FhirRequest) -> FhirResponse:
+        return await service.handle(request, b"")
+
+    return send
+
+
+def _is_local(url: str) -> bool:
+    return urlparse(url).hostname in LOCAL_HOSTS
+
+
+def server_programs(options: ConsentOptions) -> list[str]:
+    """The local server programs whose CPU can be read: nats-server when `--nats-url` is
+    on this machine, postgres when `--database postgresql` and its URL is."""
+    programs = []
+    if _is_local(options.nats_url):
+        programs.append(NATS_PROGRAM)
+    if options.database == "postgresql" and _is_local(options.database_url):
+        programs.append("postgres")
+    return programs
 
 
 @dataclass
@@ -543,7 +608,7 @@ def _server_ticks(programs: Sequence[str]) -> dict[str, tuple[int, int]]:
 
 
 async def run_window(
-    service: FhirService,
+    send: Sender,
     request: FhirRequest,
     *,
     variant: str,
@@ -553,7 +618,7 @@ async def run_window(
     error_samples: list[str],
     interrupt: Interrupt | None = None,
 ) -> WindowStats:
-    """`concurrency` tasks send `request` to `service` until `seconds` have passed. CPU and
+    """`concurrency` tasks `send` the request until `seconds` have passed. CPU and
     wall time are taken before the tasks start and after the last one ended, so every
     request counted is inside the interval measured."""
     latencies: list[float] = []
@@ -564,7 +629,7 @@ async def run_window(
         while time.perf_counter() < deadline and not (interrupt and interrupt.requested):
             sent = time.perf_counter()
             try:
-                response = await service.handle(request, b"")
+                response = await send(request)
             except FhirError as exc:
                 errors += 1
                 if len(error_samples) < 5:
@@ -603,6 +668,7 @@ def _variant_summary(windows: Sequence[WindowStats]) -> dict[str, Any]:
             servers[name] = servers.get(name, 0.0) + seconds
     ordered = sorted(latency for w in windows for latency in w.latencies)
     with_servers = cpu + sum(servers.values())
+    nats = servers.get(NATS_PROGRAM)
     return {
         "requests": requests,
         "errors": sum(w.errors for w in windows),
@@ -613,6 +679,9 @@ def _variant_summary(windows: Sequence[WindowStats]) -> dict[str, Any]:
         "process_cpu_us_per_request": round(cpu * 1e6 / requests, 1) if requests else None,
         "servers_cpu_s": {k: round(v, 3) for k, v in servers.items()},
         "per_cpu_second_with_servers": per_cpu_second(requests, with_servers) if servers else None,
+        "per_cpu_second_with_nats": per_cpu_second(requests, cpu + nats)
+        if nats is not None
+        else None,
         "p50_ms": round(percentile(ordered, 0.50) * 1000, 3),
         "p95_ms": round(percentile(ordered, 0.95) * 1000, 3),
         "p99_ms": round(percentile(ordered, 0.99) * 1000, 3),
@@ -627,15 +696,26 @@ def abba(windows: int) -> list[str]:
     return [pattern[i % 4] for i in range(windows)]
 
 
-async def compare(bench: ConsentBench, name: str, request: FhirRequest) -> dict[str, Any]:
-    """The same request through the unchecked and the checked service, interleaved."""
+async def compare(
+    bench: ConsentBench,
+    name: str,
+    request: FhirRequest,
+    senders: Mapping[str, Sender] | None = None,
+    what: str | None = None,
+) -> dict[str, Any]:
+    """The same request to the unchecked and the checked service, interleaved; by default
+    in process (`FhirService.handle`), else through `senders` (e.g. over NATS)."""
     options = bench.options
-    services = {"unchecked": bench.unchecked, "checked": bench.checked}
-    programs = [p for p in SERVER_PROGRAMS if p != "postgres" or options.database == "postgresql"]
+    services = senders or {
+        "unchecked": in_process(bench.unchecked),
+        "checked": in_process(bench.checked),
+    }
+    programs = server_programs(options)
     error_samples: list[str] = []
     audit_before = await bench.audit_messages()
+    records_before = bench.audit_records()
     checked_requests = 0
-    for variant in ("unchecked", "checked"):  # unmeasured warm-up
+    for variant in VARIANTS:  # unmeasured warm-up
         warm = await run_window(
             services[variant],
             request,
@@ -665,10 +745,11 @@ async def compare(bench: ConsentBench, name: str, request: FhirRequest) -> dict[
         windows.append(window)
         if variant == "checked":
             checked_requests += window.requests + window.errors
-    audit_records = await bench.audit_messages() - audit_before
+    audit_messages = await bench.audit_messages() - audit_before
+    audit_records = bench.audit_records() - records_before
     summaries = {
         variant: _variant_summary([w for w in windows if w.variant == variant])
-        for variant in ("unchecked", "checked")
+        for variant in VARIANTS
     }
     checked, unchecked = summaries["checked"], summaries["unchecked"]
     pair_ratios = []
@@ -690,14 +771,17 @@ async def compare(bench: ConsentBench, name: str, request: FhirRequest) -> dict[
         with_servers = ratio(
             checked["per_cpu_second_with_servers"], unchecked["per_cpu_second_with_servers"]
         )
+    with_nats = None
+    if checked["per_cpu_second_with_nats"] and unchecked["per_cpu_second_with_nats"]:
+        with_nats = ratio(
+            checked["per_cpu_second_with_nats"], unchecked["per_cpu_second_with_nats"]
+        )
     known = sorted(r for r in pair_ratios if r is not None)
     return {
         "name": name,
-        "what": f"FhirService.handle({request.interaction} {request.resource_type}"
-        f"{'/' + request.id if request.id else ''}"
-        f"{'?' + '&'.join(f'{k}={v}' for k, v in request.params) if request.params else ''})"
-        f" by organisation {request.caller.orgnr} ({request.caller.org_kind}),"
-        " permitted by consent",
+        "what": what
+        or f"FhirService.handle({_describe(request)}) by organisation {request.caller.orgnr}"
+        f" ({request.caller.org_kind}), permitted by consent",
         "unchecked": unchecked,
         "checked": checked,
         "ratio_per_process_cpu_second": per_cpu,
@@ -705,6 +789,8 @@ async def compare(bench: ConsentBench, name: str, request: FhirRequest) -> dict[
             checked["per_wall_second"] or 0, unchecked["per_wall_second"] or 0
         ),
         "ratio_with_servers": with_servers,
+        "ratio_with_nats": with_nats,
+        "server_programs": programs,
         "pair_ratios": pair_ratios,
         "pair_ratio_min": known[0] if known else None,
         "pair_ratio_median": known[len(known) // 2] if known else None,
@@ -713,9 +799,19 @@ async def compare(bench: ConsentBench, name: str, request: FhirRequest) -> dict[
         "aim_met": per_cpu is not None and per_cpu >= AIM,
         "checked_requests": checked_requests,
         "audit_records_written": audit_records,
+        "audit_messages_written": audit_messages,
         "windows": [w.as_dict() for w in windows],
         "error_samples": error_samples,
     }
+
+
+def _describe(request: FhirRequest) -> str:
+    """`read DocumentReference/<id>`, `search DocumentReference?patient=…`."""
+    query = "&".join(f"{k}={v}" for k, v in request.params)
+    return (
+        f"{request.interaction} {request.resource_type}"
+        f"{'/' + request.id if request.id else ''}{'?' + query if query else ''}"
+    )
 
 
 def _read_request(bench: ConsentBench, caller: Caller | None = None) -> FhirRequest:
@@ -904,12 +1000,451 @@ async def measure_checked_parts(bench: ConsentBench) -> dict[str, Any]:
     }
 
 
+# -- over the NATS transport ----------------------------------------------------------------------
+
+
+def over_nats(forwarder: Forwarder, prefix: str) -> Sender:
+    """Send a request as the gateway does: NATS request/reply to the type's subject."""
+
+    async def send(request: FhirRequest) -> FhirResponse:
+        subject = request_subject(prefix, request.resource_type or "")
+        return await forwarder.send(subject, request, b"")
+
+    return send
+
+
+async def _transport_sanity(bench: ConsentBench, senders: Mapping[str, Sender]) -> dict[str, Any]:
+    """Over NATS too: both reads answer 200 with the same bytes as in process; the checked
+    one refuses an unrelated organisation (404)."""
+    read = _read_request(bench)
+    expected = (await bench.unchecked.handle(read, b"")).body
+    statuses = {}
+    for variant in VARIANTS:
+        response = await senders[variant](read)
+        statuses[variant] = response.status
+        if response.status != 200 or response.body != expected:
+            raise RuntimeError(
+                f"the {variant} read over NATS answered {response.status},"
+                f" {'the same' if response.body == expected else 'different'} bytes"
+            )
+    stranger = bench.caller(orgnr=bench.population.unrelated[0])
+    refused = await senders["checked"](_read_request(bench, stranger))
+    if refused.status != 404:
+        raise RuntimeError(f"the checked read over NATS answered {refused.status} to a stranger")
+    return {"read_status": statuses, "unrelated_read_status": refused.status}
+
+
+async def measure_transport(bench: ConsentBench) -> dict[str, Any]:
+    """The read and search of the ``read`` and ``search`` phases, but over NATS
+    request/reply: a `ServiceHost` per service in this process, each on its own subject
+    prefix, driven through a `Forwarder` (the gateway's client) on its own connection.
+    The headline counts the CPU of this process and of nats-server, which carries every
+    request and reply as well as the audit records."""
+    options, settings = bench.options, bench.settings
+    prefixes = {variant: f"{settings.nats_prefix}{variant[0]}" for variant in VARIANTS}
+    services = {"unchecked": bench.unchecked, "checked": bench.checked}
+    hosts = [
+        ServiceHost(
+            bench.nc,
+            prefix=prefixes[variant],
+            service=SERVICE,
+            resource_types=[BenchDocument.resource_type],
+            handler=services[variant].handle,
+        )
+        for variant in VARIANTS
+    ]
+    client: NATS | None = None
+    problems: list[str] = []
+    try:
+        for host in hosts:
+            await host.start()
+        client = await _connect_nats(options.nats_url, "barnebro-bench-consent-client")
+        forwarder = Forwarder(client, settings.request_timeout)
+        senders = {variant: over_nats(forwarder, prefixes[variant]) for variant in VARIANTS}
+        sanity = await _transport_sanity(bench, senders)
+        compared = {}
+        for name, request in (("read", _read_request(bench)), ("search", _search_request(bench))):
+            bench.interrupt.check()
+            what = (
+                f"Forwarder.send({_describe(request)}) → nats-server → ServiceHost →"
+                f" FhirService.handle, by organisation {request.caller.orgnr}"
+                f" ({request.caller.org_kind}), permitted by consent"
+            )
+            compared[name] = await compare(bench, name, request, senders, what)
+    finally:
+        for variant, host in zip(VARIANTS, hosts, strict=True):
+            await _quietly(f"stop the {variant} ServiceHost", host.stop, problems)
+        if client is not None:
+            await _quietly("close the client connection", client.close, problems)
+    nats_counted = all(compared[n]["ratio_with_nats"] is not None for n in compared)
+    for result in compared.values():
+        if nats_counted:
+            result["headline_ratio"] = result["ratio_with_nats"]
+        else:
+            result["headline_ratio"] = result["ratio_per_process_cpu_second"]
+        result["aim_met"] = result["headline_ratio"] is not None and result["headline_ratio"] >= AIM
+    return {
+        "name": "transport",
+        "what": "checked vs unchecked read and search over NATS request/reply"
+        " (Forwarder → nats-server → ServiceHost → FhirService), all in this process"
+        " except nats-server; no gateway, no HTTP",
+        "prefixes": prefixes,
+        "cpu_counted": (
+            f"this process (client, both ServiceHosts, both FhirServices"
+            f"{', SQLite' if options.database == 'sqlite' else ''}) + nats-server"
+            if nats_counted
+            else "this process only: the CPU of nats-server could not be read (not local?)"
+        ),
+        "headline": "per (process + nats-server) CPU-s" if nats_counted else "per process CPU-s",
+        "sanity": sanity,
+        "read": compared["read"],
+        "search": compared["search"],
+        "problems": problems,
+    }
+
+
+async def _quietly(what: str, action: Callable[[], Awaitable[object]], problems: list[str]) -> None:
+    """Run a stop step with a time limit; a failure is noted, not raised."""
+    try:
+        await asyncio.wait_for(action(), 30)
+    except Exception as exc:
+        problems.append(f"{what}: {exc!r}")
+
+
+# -- how fast a withdrawal reaches every service -------------------------------------------------
+
+WITHDRAWAL_AIM_S = 1.0
+"""The project's aim: a withdrawal is visible to every service within a second."""
+WAIT_LIMIT_S = 30.0
+"""How long a grant or a withdrawal may take to reach every view before the run fails."""
+CHILD_AGE_DAYS = 13 * 365 + 100
+"""The child is about 13 years and 3 months old: both parents consent, the child is heard."""
+
+
+class GrantWatch:
+    """Follows one consent view: when does a state of the patient arrive with, and then
+    without, the grant of the consent under test? The listener runs inside
+    `ConsentView.apply`, after the state is in place, so its time is when that service's
+    decisions see the change."""
+
+    def __init__(self, name: str, view: ConsentView, patient: str) -> None:
+        self.name = name
+        self.view = view
+        self.patient = patient
+        self.consent: str | None = None
+        self.granted = asyncio.Event()
+        self.gone = asyncio.Event()
+        self.granted_at = 0.0
+        self.gone_at = 0.0
+        view.listeners.append(self.on_state)
+
+    def detach(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.view.listeners.remove(self.on_state)
+
+    def _has_grant(self, state: PatientAccessState) -> bool:
+        return any(grant.consent == self.consent for grant in state.grants)
+
+    def expect(self, consent: str) -> None:
+        """Follow `consent` (its grant may already have arrived: then it counts as now)."""
+        self.consent = consent
+        self.granted, self.gone = asyncio.Event(), asyncio.Event()
+        self.granted_at = self.gone_at = 0.0
+        state = self.view.state(self.patient)
+        if state is not None and self._has_grant(state):
+            self.granted_at = time.monotonic()
+            self.granted.set()
+
+    def on_state(self, state: PatientAccessState) -> None:
+        if state.patient != self.patient or self.consent is None:
+            return
+        if self._has_grant(state):
+            if not self.granted.is_set():
+                self.granted_at = time.monotonic()
+                self.granted.set()
+        elif self.granted.is_set() and not self.gone.is_set():
+            self.gone_at = time.monotonic()
+            self.gone.set()
+
+
+async def _all_set(
+    watches: Sequence[GrantWatch], pick: Callable[[GrantWatch], asyncio.Event], what: str
+) -> None:
+    """Wait until `pick(watch)` is set for every view (or fail after WAIT_LIMIT_S)."""
+    events = [pick(watch) for watch in watches]
+    try:
+        async with asyncio.timeout(WAIT_LIMIT_S):
+            await asyncio.gather(*(event.wait() for event in events))
+    except TimeoutError:
+        missing = [w.name for w, e in zip(watches, events, strict=True) if not e.is_set()]
+        raise RuntimeError(
+            f"{what} did not reach the views {missing} in {WAIT_LIMIT_S} s"
+        ) from None
+
+
+@dataclass
+class Family:
+    """The directory entries of the withdrawal phase."""
+
+    collector: str
+    """orgnr of the barnevernstjeneste that collects the consents."""
+    recipient: str
+    """orgnr of the BUP the consents share journal information with."""
+    child: str
+    mother: str
+    father: str
+
+
+async def _create_in_directory(
+    directory: ServiceRuntime, caller: Caller, resource: dict[str, Any]
+) -> str:
+    assert directory.fhir is not None
+    request = FhirRequest(
+        interaction="create",
+        resource_type=resource["resourceType"],
+        base_url=BASE_URL,
+        caller=caller,
+        prefer_return="minimal",
+    )
+    response = await directory.fhir.handle(request, orjson.dumps(resource))
+    if response.status != 201:
+        raise RuntimeError(
+            f"creating a {resource['resourceType']} answered {response.status}: {response.body!r}"
+        )
+    return response.headers["Location"].split("/")[-3]
+
+
+def _organisation(orgnr: str, kind: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Organization",
+        "name": f"{kind} {orgnr}",
+        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
+        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": kind}]}],
+    }
+
+
+def _parent(child: str, given: str) -> dict[str, Any]:
+    return {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": f"Patient/{child}"},
+        "name": [{"family": "Nordmann", "given": [given]}],
+        "relationship": [
+            {"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": "felles"}]}
+        ],
+    }
+
+
+async def _create_family(bench: ConsentBench, directory: ServiceRuntime) -> Family:
+    """A barnevernstjeneste and a BUP, a child of 13 and two parents with joint parental
+    responsibility (`felles`), through the directory service."""
+    ids = Identifiers(bench.rng.randrange(2**32))
+    collector, recipient = ids.orgnr(), ids.orgnr()
+    caller = Caller(orgnr=collector, org_kind=RECIPIENT_KIND, scopes=SCOPES)
+    await _create_in_directory(directory, caller, _organisation(collector, RECIPIENT_KIND))
+    await _create_in_directory(directory, caller, _organisation(recipient, AUTHOR_KIND))
+    child = await _create_in_directory(
+        directory,
+        caller,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Nordmann", "given": ["Kari"]}],
+            "birthDate": (today() - timedelta(days=CHILD_AGE_DAYS)).isoformat(),
+        },
+    )
+    mother = await _create_in_directory(directory, caller, _parent(child, "Mor"))
+    father = await _create_in_directory(directory, caller, _parent(child, "Far"))
+    return Family(collector, recipient, child, f"RelatedPerson/{mother}", f"RelatedPerson/{father}")
+
+
+def _consent_input(family: Family) -> dict[str, Any]:
+    """Both parents consent to share the child's journal with the BUP; the child was heard
+    (`services.consent.admin_api.ConsentInput`)."""
+
+    def signature(grantor: str) -> dict[str, Any]:
+        return {
+            "grantor": grantor,
+            "decision": "consent",
+            "method": "in-person",
+            "collected_by": "Saksbehandler Hansen",
+        }
+
+    return {
+        "patient": f"Patient/{family.child}",
+        "purpose": "informasjonsdeling",
+        "recipients": {"organizations": [family.recipient]},
+        "categories": [CATEGORY],
+        "signatures": [signature(family.mother), signature(family.father)],
+        "child_view": {
+            "heard": True,
+            "statement": "Vil ha hjelp",
+            "heard_by": "Saksbehandler Hansen",
+        },
+    }
+
+
+async def _operation(
+    consent: ServiceRuntime,
+    family: Family,
+    operation: str,
+    body: dict[str, Any],
+    consent_id: str | None = None,
+) -> dict[str, Any]:
+    """Call the consent administration API as the gateway does (a service operation)."""
+    assert consent.fhir is not None
+    request = FhirRequest(
+        interaction="operation",
+        operation=operation,
+        id=consent_id,
+        base_url=BASE_URL,
+        caller=Caller(orgnr=family.collector, org_kind=RECIPIENT_KIND, scopes=SCOPES),
+    )
+    response = await consent.fhir.handle(request, orjson.dumps(body))
+    if response.status not in (200, 201):
+        raise RuntimeError(f"{operation} answered {response.status}: {response.body!r}")
+    answer: dict[str, Any] = orjson.loads(response.body)
+    return answer
+
+
+def _spread_ms(values: Sequence[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_ms": round(percentile(ordered, 0.50) * 1000, 2),
+        "p99_ms": round(percentile(ordered, 0.99) * 1000, 2),
+        "max_ms": round((ordered[-1] if ordered else 0.0) * 1000, 2),
+        "min_ms": round((ordered[0] if ordered else 0.0) * 1000, 2),
+        "mean_ms": round(sum(ordered) * 1000 / len(ordered), 2) if ordered else 0.0,
+    }
+
+
+def _relay_settings(settings: Settings) -> dict[str, Any]:
+    linger = inspect.signature(OutboxRelay.__init__).parameters["linger"].default
+    return {
+        "poll_interval_s": settings.outbox_poll_interval,
+        "max_backoff_s": settings.outbox_max_backoff,
+        "linger_s": linger,
+        "source": "Settings() defaults (BARNEBRO_OUTBOX_* unless set in the environment);"
+        " linger is OutboxRelay's default, which ServiceRuntime does not override."
+        " Only the NATS prefix and the database are the bench's own.",
+        "environment_overrides": sorted(
+            name for name in os.environ if name.startswith("BARNEBRO_OUTBOX_")
+        ),
+    }
+
+
+async def measure_withdrawal(bench: ConsentBench) -> dict[str, Any]:
+    """How fast a withdrawal reaches every service's consent view.
+
+    The directory and the consent service run here as they do in production
+    (`ServiceRuntime`, the same `Settings`: production defaults besides the bench's prefix
+    and database), with the consent view of the consent service, the bench's own view and
+    `options.views` more (each on its own NATS connection) standing for other services.
+    N times: create an active consent (both parents, the child heard), wait until every
+    view has its grant, withdraw it; t0 just before the withdrawal request, the reply when
+    it has committed, and each view's time when the state without the grant is applied."""
+    options, settings = bench.options, bench.settings
+    # The consent service's audit trail reads the audit stream from its start: the records
+    # of the earlier phases (tens of thousands) would keep it busy through this phase.
+    js = bench.nc.jetstream()
+    purged = await bench.audit_messages()
+    await js.purge_stream(settings.audit_stream_name)
+    directory = ServiceRuntime(directory_spec(settings), settings)
+    consent = ServiceRuntime(consent_spec(settings), settings)
+    others: list[tuple[NATS, ConsentView]] = []
+    watches: list[GrantWatch] = []
+    problems: list[str] = []
+    samples: list[dict[str, float]] = []
+    creations: list[float] = []
+    grants: list[float] = []
+    wall0 = time.perf_counter()
+    try:
+        await directory.start()
+        await consent.start()
+        for number in range(options.views):
+            nc = await _connect_nats(options.nats_url, f"barnebro-bench-view-{number + 1}")
+            view = ConsentView(nc, settings.consent_view_bucket, settings.event_replicas)
+            others.append((nc, view))
+            await view.start()
+        started_s = time.perf_counter() - wall0
+        family = await _create_family(bench, directory)
+        assert consent.consent_view is not None
+        views = {"consent": consent.consent_view, "bench": bench.view}
+        views.update({f"other-{n + 1}": view for n, (_, view) in enumerate(others)})
+        watches = [GrantWatch(name, view, family.child) for name, view in views.items()]
+        for _ in range(options.withdrawals):
+            bench.interrupt.check()
+            sent = time.monotonic()
+            created = await _operation(consent, family, "consent-create", _consent_input(family))
+            created_at = time.monotonic()
+            creations.append(created_at - sent)
+            if created.get("status") != "active":
+                raise RuntimeError(f"the consent is {created.get('status')}: {created}")
+            for watch in watches:
+                watch.expect(f"Consent/{created['id']}")
+            await _all_set(watches, lambda w: w.granted, f"the grant of Consent/{created['id']}")
+            grants.append(max(watch.granted_at for watch in watches) - created_at)
+            t0 = time.monotonic()
+            withdrawn = await _operation(
+                consent, family, "consent-withdraw", {"by": family.father}, created["id"]
+            )
+            replied = time.monotonic()
+            if withdrawn.get("status") != "inactive":
+                raise RuntimeError(f"the withdrawn consent is {withdrawn.get('status')}")
+            await _all_set(watches, lambda w: w.gone, f"the withdrawal of Consent/{created['id']}")
+            seen = {watch.name: watch.gone_at for watch in watches}
+            last = max(seen.values())
+            samples.append(
+                {
+                    "request_s": replied - t0,
+                    "to_last_view_s": last - t0,
+                    "reply_to_last_view_s": last - replied,
+                    "to_first_view_s": min(seen.values()) - t0,
+                    **{f"view:{name}": at - t0 for name, at in seen.items()},
+                }
+            )
+    finally:
+        for watch in watches:
+            watch.detach()
+        for nc, view in others:
+            await _quietly("stop a consent view", view.stop, problems)
+            await _quietly("close a view's connection", nc.close, problems)
+        await _quietly("stop the consent service", consent.stop, problems)
+        await _quietly("stop the directory service", directory.stop, problems)
+    to_last = [s["to_last_view_s"] for s in samples]
+    names = [watch.name for watch in watches]
+    return {
+        "name": "withdrawal",
+        "what": "consent-withdraw through the consent service's operation handler until the"
+        " state without the grant is applied by every consent view",
+        "withdrawals": len(samples),
+        "views": names,
+        "aim_s": WITHDRAWAL_AIM_S,
+        "aim_met": bool(to_last) and max(to_last) < WITHDRAWAL_AIM_S,
+        "within_aim": sum(1 for value in to_last if value < WITHDRAWAL_AIM_S),
+        "to_last_view": _spread_ms(to_last),
+        "reply_to_last_view": _spread_ms([s["reply_to_last_view_s"] for s in samples]),
+        "to_first_view": _spread_ms([s["to_first_view_s"] for s in samples]),
+        "withdrawal_request": _spread_ms([s["request_s"] for s in samples]),
+        "consent_create_request": _spread_ms(creations),
+        "grant_reply_to_last_view": _spread_ms(grants),
+        "per_view_p50_ms": {
+            name: _spread_ms([s[f"view:{name}"] for s in samples])["p50_ms"] for name in names
+        },
+        "outbox_relay": _relay_settings(settings),
+        "audit_messages_purged_before": purged,
+        "services_started_in_s": round(started_s, 2),
+        "phase_wall_s": round(time.perf_counter() - wall0, 2),
+        "problems": problems,
+    }
+
+
 PHASES: list[Phase] = [
     measure_decisions,
     measure_visibility,
     measure_read,
     measure_search,
     measure_checked_parts,
+    measure_transport,
+    measure_withdrawal,
 ]
 """The phases of a run, in order; each adds one entry to the result's ``phases``."""
 
@@ -992,12 +1527,10 @@ async def _sanity(bench: ConsentBench) -> dict[str, Any]:
     }
 
 
-async def _connect_nats(url: str) -> NATS:
+async def _connect_nats(url: str, name: str = "barnebro-bench-consent") -> NATS:
     """A NATS client that fails fast when the server is not there (unlike the services',
     which reconnect for ever)."""
-    return await nats.connect(
-        url, name="barnebro-bench-consent", connect_timeout=3, max_reconnect_attempts=2
-    )
+    return await nats.connect(url, name=name, connect_timeout=3, max_reconnect_attempts=2)
 
 
 async def _cleanup(
@@ -1006,19 +1539,27 @@ async def _cleanup(
     view: ConsentView | None,
     db: Database | None,
     options: ConsentOptions,
-    schema: str,
 ) -> dict[str, Any]:
     """Remove everything the run created, step by step (a failing step does not stop the
-    others); report what was removed and what could not be."""
-    done: dict[str, Any] = {"deleted_streams": [], "deleted_buckets": [], "problems": []}
+    others); report what was removed, what was not there (a phase that did not run) and
+    what could not be removed."""
+    done: dict[str, Any] = {
+        "deleted_streams": [],
+        "deleted_buckets": [],
+        "dropped_schemas": [],
+        "absent": [],
+        "problems": [],
+    }
 
     async def attempt(what: str, action: Callable[[], Awaitable[object]]) -> bool:
         try:
             await asyncio.wait_for(action(), 15)
             return True
+        except NotFoundError:
+            done["absent"].append(what.rsplit(" ", 1)[-1])
         except Exception as exc:
             done["problems"].append(f"{what}: {exc!r}")
-            return False
+        return False
 
     if view is not None:
         await attempt("stop the consent view", view.stop)
@@ -1029,9 +1570,11 @@ async def _cleanup(
                 f"delete stream {stream}", functools.partial(js.delete_stream, stream)
             ):
                 done["deleted_streams"].append(stream)
-        bucket = settings.consent_view_bucket
-        if await attempt(f"delete bucket {bucket}", lambda: js.delete_key_value(bucket)):
-            done["deleted_buckets"].append(bucket)
+        for bucket in (settings.consent_view_bucket, settings.registry_bucket):
+            if await attempt(
+                f"delete bucket {bucket}", functools.partial(js.delete_key_value, bucket)
+            ):
+                done["deleted_buckets"].append(bucket)
     if nc is not None:
         await attempt("close NATS", nc.close)
     if db is not None:
@@ -1039,15 +1582,37 @@ async def _cleanup(
     if options.database == "postgresql":
 
         async def drop() -> None:
-            conn = await asyncpg.connect(options.database_url)
-            try:
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-            finally:
-                await conn.close()
+            done["dropped_schemas"] += await drop_schemas(
+                options.database_url, settings.db_schema_prefix
+            )
 
-        if await attempt(f"drop schema {schema}", drop):
-            done["dropped_schema"] = schema
+        await attempt(f"drop the schemas {settings.db_schema_prefix}_*", drop)
     return done
+
+
+async def run_schemas(url: str, prefix: str) -> list[str]:
+    """The PostgreSQL schemas of a run: `<prefix>_<service>` (bench, directory, consent)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE $1 ORDER BY nspname",
+            prefix.lower() + "\\_%",
+        )
+    finally:
+        await conn.close()
+    return [str(row[0]) for row in rows]
+
+
+async def drop_schemas(url: str, prefix: str) -> list[str]:
+    """Drop every schema of a run; return their names."""
+    schemas = await run_schemas(url, prefix)
+    conn = await asyncpg.connect(url)
+    try:
+        for schema in schemas:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+    return schemas
 
 
 async def nats_objects_left(url: str, settings_names: Mapping[str, Any]) -> list[str]:
@@ -1127,9 +1692,14 @@ async def _run(options: ConsentOptions, result: dict[str, Any]) -> None:
         "url": options.nats_url,
         "prefix": tag,
         "streams": [settings.stream_name, settings.audit_stream_name],
-        "buckets": [settings.consent_view_bucket],
+        "buckets": [settings.consent_view_bucket, settings.registry_bucket],
     }
-    result["database"] = {"kind": options.database, "schema": schema if database_url else None}
+    result["database"] = {
+        "kind": options.database,
+        "schema": schema if database_url else None,
+        "schema_prefix": tag if database_url else None,
+        "data_dir": str(data_dir),
+    }
     nc: NATS | None = None
     view: ConsentView | None = None
     db: Database | None = None
@@ -1185,7 +1755,7 @@ async def _run(options: ConsentOptions, result: dict[str, Any]) -> None:
             result["phases"].append(await phase(bench))
     finally:
         try:
-            result["cleanup"] = await _cleanup(settings, nc, view, db, options, schema)
+            result["cleanup"] = await _cleanup(settings, nc, view, db, options)
             shutil.rmtree(data_dir, ignore_errors=True)
         finally:
             _restore_signals(handled)
@@ -1203,6 +1773,18 @@ def _summary_ratios(phases: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             ratios[f"{name} checked/unchecked, incl. nats-server/postgres CPU"] = phase[
                 "ratio_with_servers"
             ]
+        elif phase["name"] == "transport":
+            for name in ("read", "search"):
+                compared = phase[name]
+                ratios[f"transport {name} checked/unchecked, {phase['headline']}"] = compared[
+                    "headline_ratio"
+                ]
+                ratios[f"transport {name} checked/unchecked, per process CPU-s"] = compared[
+                    "ratio_per_process_cpu_second"
+                ]
+                ratios[f"transport {name} checked/unchecked, per wall s"] = compared[
+                    "ratio_per_wall_second"
+                ]
     return ratios
 
 
@@ -1334,6 +1916,7 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
             )
             out.append(
                 f"  audit records written {phase['audit_records_written']}"
+                f" in {phase['audit_messages_written']} messages"
                 f" for {phase['checked_requests']} checked requests"
             )
             for sample in phase["error_samples"]:
@@ -1353,11 +1936,17 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
                     f" overhead {_cell(info['overhead_cpu_us'])} CPU µs, its parts measured"
                     f" alone {_cell(info['parts_cpu_us'])} CPU µs"
                 )
+    for phase in result["phases"]:
+        if phase["name"] == "transport":
+            out += _transport_report(phase, params)
+        elif phase["name"] == "withdrawal":
+            out += _withdrawal_report(phase)
     cleanup = result.get("cleanup", {})
+    schemas = cleanup.get("dropped_schemas", [])
     out.append(
         f"\ncleanup: streams {', '.join(cleanup.get('deleted_streams', [])) or '-'};"
         f" buckets {', '.join(cleanup.get('deleted_buckets', [])) or '-'}"
-        + (f"; schema {cleanup['dropped_schema']}" if cleanup.get("dropped_schema") else "")
+        + (f"; schemas {', '.join(schemas)}" if schemas else "")
     )
     for problem in cleanup.get("problems", []):
         out.append(f"  cleanup problem: {problem}")
@@ -1366,3 +1955,93 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _transport_report(phase: Mapping[str, Any], params: Mapping[str, Any]) -> list[str]:
+    rows: list[list[object]] = []
+    for name in ("read", "search"):
+        for variant in VARIANTS:
+            s = phase[name][variant]
+            rows.append(
+                [
+                    f"{name} {variant}",
+                    s["requests"],
+                    s["errors"],
+                    s["process_cpu_s"],
+                    s["servers_cpu_s"].get(NATS_PROGRAM, "-"),
+                    s["per_process_cpu_second"],
+                    s["per_cpu_second_with_nats"] or "-",
+                    s["per_wall_second"],
+                    s["p50_ms"],
+                    s["p99_ms"],
+                ]
+            )
+    out = [
+        "",
+        "checked vs unchecked over NATS request/reply (Forwarder → nats-server → ServiceHost →"
+        f" FhirService; no gateway/HTTP), {params['windows']} interleaved windows of"
+        f" {params['window_seconds']:g} s; CPU counted: {phase['cpu_counted']}",
+        _table(
+            [
+                "",
+                "requests",
+                "errors",
+                "CPU s",
+                "nats CPU s",
+                "per CPU-s",
+                "per CPU-s +nats",
+                "per wall s",
+                "p50 ms",
+                "p99 ms",
+            ],
+            rows,
+        ),
+        "",
+    ]
+    for name in ("read", "search"):
+        c = phase[name]
+        verdict = "met" if c["aim_met"] else "NOT met"
+        out.append(
+            f"transport {name}: checked/unchecked {_ratio(c['headline_ratio'])}"
+            f" {phase['headline']} (aim ≥ {c['aim']:.2f}: {verdict});"
+            f" process only {_ratio(c['ratio_per_process_cpu_second'])};"
+            f" pairs {_ratio(c['pair_ratio_min'])}–{_ratio(c['pair_ratio_max'])}"
+            f" (median {_ratio(c['pair_ratio_median'])}); wall {_ratio(c['ratio_per_wall_second'])}"
+        )
+        out.append(
+            f"  audit records written {c['audit_records_written']} in"
+            f" {c['audit_messages_written']} messages for {c['checked_requests']} checked requests"
+        )
+        for sample in c["error_samples"]:
+            out.append(f"  error: {sample}")
+    for problem in phase["problems"]:
+        out.append(f"  problem: {problem}")
+    return out
+
+
+def _withdrawal_report(phase: Mapping[str, Any]) -> list[str]:
+    relay = phase["outbox_relay"]
+
+    def spread(values: Mapping[str, float]) -> str:
+        return (
+            f"p50 {values['p50_ms']:.1f} ms, p99 {values['p99_ms']:.1f} ms,"
+            f" max {values['max_ms']:.1f} ms"
+        )
+
+    verdict = "met" if phase["aim_met"] else "NOT met"
+    out = [
+        "",
+        f"withdrawal → every consent view: {phase['withdrawals']} withdrawals,"
+        f" {len(phase['views'])} views ({', '.join(phase['views'])}); outbox relay poll"
+        f" {relay['poll_interval_s']:g} s, linger {relay['linger_s'] * 1000:g} ms",
+        f"  request sent → last view: {spread(phase['to_last_view'])}"
+        f" (aim < {phase['aim_s'] * 1000:.0f} ms: {verdict};"
+        f" {phase['within_aim']}/{phase['withdrawals']} within)",
+        f"  reply (committed) → last view: {spread(phase['reply_to_last_view'])}",
+        f"  request sent → first view: {spread(phase['to_first_view'])}",
+        f"  the withdrawal request itself: {spread(phase['withdrawal_request'])}",
+        f"  a new consent's grant, reply → last view: {spread(phase['grant_reply_to_last_view'])}",
+    ]
+    for problem in phase["problems"]:
+        out.append(f"  problem: {problem}")
+    return out

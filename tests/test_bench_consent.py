@@ -1,10 +1,11 @@
 """The consent benchmark: its generated view is what it claims, and a short run works.
 
-The smoke run is the whole benchmark for a few tenths of a second per phase, on SQLite
-with 200 patients, against the real NATS (skipped only when NATS is unreachable outside
-CI, as everywhere in the suite). It checks that every metric came out positive, that the
-checked service wrote one audit record per checked request, and that the run removed its
-streams and its consent-view bucket.
+The smoke run is the whole benchmark for a few tenths of a second per phase and five
+withdrawals, with 200 patients, against the real NATS (skipped only when NATS is
+unreachable outside CI, as everywhere in the suite), on SQLite and on PostgreSQL. It
+checks that every metric came out positive, that the checked service wrote one audit
+record per checked request (in process and over NATS), and that the run removed its
+streams, its buckets, its SQLite files and its PostgreSQL schemas.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import json
 import random
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from bench.__main__ import parser
 from bench.consent import (
@@ -27,13 +30,15 @@ from bench.consent import (
     generate_population,
     nats_objects_left,
     run,
+    run_schemas,
 )
+from bench.crud import DEFAULT_DATABASE_URL
 from shared.access.decision import AccessContext, actor_keys, visibility
 from shared.fhir.resources import validate_resource
 from shared.transport.wire import Caller
-from tests.support import nats_url
+from tests.support import nats_url, postgres_url
 
-PHASES = ("decide", "visibility", "read", "search", "checked-parts")
+PHASES = ("decide", "visibility", "read", "search", "checked-parts", "transport", "withdrawal")
 
 
 def test_windows_alternate_abba() -> None:
@@ -84,8 +89,28 @@ def _positive(values: dict[str, Any], *keys: str) -> None:
         assert isinstance(values[key], int | float) and values[key] > 0, (key, values)
 
 
-def test_short_consent_run_on_sqlite(tmp_path: Path) -> None:
+def _check_comparison(phase: dict[str, Any]) -> None:
+    for variant in ("checked", "unchecked"):
+        summary = phase[variant]
+        assert summary["errors"] == 0, phase["error_samples"]
+        _positive(
+            summary,
+            "requests",
+            "process_cpu_s",
+            "per_process_cpu_second",
+            "per_wall_second",
+            "p50_ms",
+            "p99_ms",
+        )
+    _positive(phase, "ratio_per_process_cpu_second", "ratio_per_wall_second")
+    assert all(r is not None and r > 0 for r in phase["pair_ratios"])
+    assert phase["audit_records_written"] == phase["checked_requests"] > 0
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_short_consent_run(tmp_path: Path, database: str) -> None:
     url = nats_url()
+    database_url = postgres_url() if database == "postgresql" else ""
     options = ConsentOptions(
         seconds=0.4,
         windows=2,
@@ -93,10 +118,13 @@ def test_short_consent_run_on_sqlite(tmp_path: Path) -> None:
         local_seconds=0.2,
         patients=200,
         documents=10,
-        database="sqlite",
+        database="postgresql" if database_url else "sqlite",
+        database_url=database_url or DEFAULT_DATABASE_URL,
         nats_url=url,
         out_dir=tmp_path,
         seed=11,
+        withdrawals=5,
+        views=2,
     )
     result, path = run(options)
     assert path is not None and path.exists()
@@ -110,31 +138,53 @@ def test_short_consent_run_on_sqlite(tmp_path: Path) -> None:
     assert result["sanity"]["read_basis"] == "consent"
     assert result["sanity"]["unrelated_read_status"] == 404
     for name in ("read", "search"):
-        phase = phases[name]
-        for variant in ("checked", "unchecked"):
-            summary = phase[variant]
-            assert summary["errors"] == 0, phase["error_samples"]
-            _positive(
-                summary,
-                "requests",
-                "process_cpu_s",
-                "per_process_cpu_second",
-                "per_wall_second",
-                "p50_ms",
-                "p99_ms",
-            )
-        _positive(phase, "ratio_per_process_cpu_second", "ratio_per_wall_second")
-        assert all(r is not None and r > 0 for r in phase["pair_ratios"])
-        assert phase["audit_records_written"] == phase["checked_requests"] > 0
+        _check_comparison(phases[name])
     for part in phases["checked-parts"]["parts"]:
         _positive(part, "calls", "per_cpu_second", "cpu_us_each")
+
+    transport = phases["transport"]
+    assert transport["sanity"]["unrelated_read_status"] == 404
+    assert transport["problems"] == []
+    for name in ("read", "search"):
+        _check_comparison(transport[name])
+        _positive(transport[name], "headline_ratio")
+    if "nats-server" in transport["cpu_counted"]:  # the NATS of the tests runs locally
+        for name in ("read", "search"):
+            _positive(transport[name], "ratio_with_nats")
+            for variant in ("checked", "unchecked"):
+                _positive(transport[name][variant], "per_cpu_second_with_nats")
+
+    withdrawal = phases["withdrawal"]
+    assert withdrawal["withdrawals"] == 5
+    assert withdrawal["problems"] == []
+    assert withdrawal["views"] == ["consent", "bench", "other-1", "other-2"]
+    for key in ("to_last_view", "to_first_view", "withdrawal_request", "consent_create_request"):
+        _positive(withdrawal[key], "p50_ms", "p99_ms", "max_ms")
+    spread = withdrawal["to_last_view"]
+    assert spread["p50_ms"] <= spread["p99_ms"] <= spread["max_ms"]
+    assert withdrawal["to_first_view"]["max_ms"] <= spread["max_ms"]
+    assert withdrawal["reply_to_last_view"]["max_ms"] <= spread["max_ms"]
+    assert withdrawal["outbox_relay"]["poll_interval_s"] > 0
+    assert withdrawal["outbox_relay"]["linger_s"] > 0
     assert all(value is None or value > 0 for value in result["ratios"].values())
 
     cleanup = result["cleanup"]
-    assert cleanup["problems"] == []
+    assert cleanup["problems"] == [] and cleanup["absent"] == []
     assert cleanup["deleted_streams"] == result["nats"]["streams"]
     assert cleanup["deleted_buckets"] == result["nats"]["buckets"]
+    assert len(result["nats"]["buckets"]) == 2  # the consent view and the registry
     assert asyncio.run(nats_objects_left(url, result["nats"])) == []
+    assert not Path(result["database"]["data_dir"]).exists()
+    if database_url:
+        prefix = result["database"]["schema_prefix"]
+        assert cleanup["dropped_schemas"] == [
+            f"{prefix}_bench",
+            f"{prefix}_consent",
+            f"{prefix}_directory",
+        ]
+        assert asyncio.run(run_schemas(database_url, prefix)) == []
 
     report = format_consent_report(result)
     assert "read: checked/unchecked" in report and "search: checked/unchecked" in report
+    assert "transport read: checked/unchecked" in report
+    assert "request sent → last view" in report

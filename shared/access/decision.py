@@ -120,6 +120,8 @@ def decide(
     caller = context.caller
     if resource.category is None:
         return AccessDecision(True, "not-patient-data", ("Not information about a patient",))
+    if caller.fhir_user:
+        return _decide_for_person(state, resource, context)
     if caller.orgnr and caller.orgnr == resource.author:
         return AccessDecision(True, "own-data", (f"{_actor(caller)} wrote {resource.reference}",))
     if caller.orgnr and caller.orgnr in resource.parties:
@@ -143,26 +145,6 @@ def decide(
                     f" category {category}, purpose {context.purpose_of_use} today",
                 ),
                 consents=tuple(consents),
-            )
-        if _is_parent(state, context):
-            hidden = _hidden_from_parents(state, category, resource.holders)
-            if hidden:
-                return AccessDecision(
-                    False,
-                    "hidden-from-parents",
-                    (
-                        f"The child consented alone ({', '.join(hidden)}) to help it does not"
-                        " want its parents told about (pbrl §3-4 second ledd)",
-                    ),
-                    consents=tuple(hidden),
-                    obligations=("hide-from-parents",),
-                    legal_reference="pbrl §3-4 andre ledd",
-                )
-            return AccessDecision(
-                True,
-                "parental-responsibility",
-                (f"{caller.fhir_user} holds parental responsibility for {subject}",),
-                legal_reference="pbrl §3-4 første ledd",
             )
         for disclosure in state.disclosures:
             if resource.reference in disclosure.resources and caller.orgnr in (
@@ -199,8 +181,41 @@ def decide(
     )
 
 
+def _decide_for_person(
+    state: PatientAccessState | None, resource: ResourceFacts, context: AccessContext
+) -> AccessDecision:
+    """A person logged in as themselves (`fhirUser`) acts for no organisation: only what
+    they hold personally counts (today: parental responsibility)."""
+    caller, category = context.caller, resource.category or ""
+    if state is not None and resource.patient is not None and _is_parent(state, context):
+        hidden = _hidden_from_parents(state, category, resource.holders)
+        if hidden:
+            return AccessDecision(
+                False,
+                "hidden-from-parents",
+                (
+                    f"The child consented alone ({', '.join(hidden)}) to help it does not"
+                    " want its parents told about (pbrl §3-4 second ledd)",
+                ),
+                consents=tuple(hidden),
+                obligations=("hide-from-parents",),
+                legal_reference="pbrl §3-4 andre ledd",
+            )
+        return AccessDecision(
+            True,
+            "parental-responsibility",
+            (f"{caller.fhir_user} holds parental responsibility for Patient/{resource.patient}",),
+            legal_reference="pbrl §3-4 første ledd",
+        )
+    return AccessDecision(
+        False, "none", (f"No basis lets {caller.fhir_user} see {resource.reference}",)
+    )
+
+
 def actor_keys(caller: Caller) -> list[str]:
     """The index keys under which the consent view finds states that may concern a caller."""
+    if caller.fhir_user:
+        return [f"parent:{caller.fhir_user}"]
     keys = []
     if caller.orgnr:
         keys.append(f"org:{caller.orgnr}")
@@ -221,11 +236,12 @@ def visibility(
     permit the caller something); the emergency patient is added when allowed.
     """
     caller = context.caller
+    person = caller.fhir_user is not None
     patients: list[str] = []
     excepting: list[tuple[str, tuple[str, ...]]] = []
     resources: list[str] = []
     for state in states:
-        if _matching_grants(state, context, category):
+        if not person and _matching_grants(state, context, category):
             patients.append(state.patient)
             continue
         if _is_parent(state, context):
@@ -240,14 +256,16 @@ def visibility(
             else:
                 patients.append(state.patient)
             continue
+        if person:
+            continue
         for disclosure in state.disclosures:
             if caller.orgnr in disclosure.recipients:
                 resources.extend(disclosure.resources)
     emergency = context.emergency
-    if emergency is not None and emergency_allowed(caller):
+    if emergency is not None and emergency_allowed(caller) and not person:
         patients.append(emergency.patient)
     return AccessFilter(
-        orgs=(caller.orgnr,) if caller.orgnr else (),
+        orgs=(caller.orgnr,) if caller.orgnr and not person else (),
         patients=tuple(sorted(set(patients))),
         patients_except=tuple(excepting),
         resources=tuple(sorted(set(resources))),

@@ -21,6 +21,7 @@ from nats.aio.client import Client as NATS
 from pydantic import ValidationError
 
 from shared.access.state import PatientAccessState
+from shared.events import subject_token
 from shared.fhir.errors import FhirError, Issue
 from shared.transport.service_host import ensure_bucket
 
@@ -39,8 +40,7 @@ class ConsentView:
         self._task: asyncio.Task[None] | None = None
         self._loaded = asyncio.Event()
         self.updated_at = 0.0
-        self.version = 0
-        """Counts applied states; anything computed from the view is valid for one version."""
+        self._key_versions: dict[str, int] = {}
         self.listeners: list[Callable[[PatientAccessState], None]] = []
 
     async def start(self) -> None:
@@ -65,6 +65,9 @@ class ConsentView:
             if entry is None:  # every state present at start has been delivered
                 self._loaded.set()
                 continue
+            if entry.operation in ("DEL", "PURGE"):
+                self.remove(entry.key)
+                continue
             if not entry.value:
                 continue
             try:
@@ -77,21 +80,33 @@ class ConsentView:
     def apply(self, state: PatientAccessState) -> None:
         """Replace one patient's state and its index entries."""
         previous = self._states.get(state.patient)
+        touched = state.recipient_keys()
         if previous is not None:
             for key in previous.recipient_keys():
                 self._index.get(key, set()).discard(state.patient)
+                touched.add(key)
         self._states[state.patient] = state
         for key in state.recipient_keys():
             self._index.setdefault(key, set()).add(state.patient)
+        for key in touched:
+            self._key_versions[key] = self._key_versions.get(key, 0) + 1
         self.updated_at = time.monotonic()
-        self.version += 1
         for listener in self.listeners:
             listener(state)
 
+    def remove(self, key: str) -> None:
+        """Forget a state removed from the bucket (by an operator): nothing is permitted
+        on it any more."""
+        for patient in [p for p in self._states if subject_token(p) == key]:
+            self.apply(PatientAccessState(patient=patient))  # drops its index entries
+            del self._states[patient]
+
     def ready(self) -> None:
-        """Refuse (503) while the mirror has not loaded: deciding on a partial view could
-        release data a withdrawal has already closed."""
-        if not self._loaded.is_set():
+        """Refuse (503) while the mirror has not loaded, or has stopped following the
+        bucket: deciding on a partial or frozen view could release data a withdrawal has
+        already closed."""
+        following = self._task is not None and not self._task.done()
+        if not self._loaded.is_set() or not following:
             raise FhirError(
                 503,
                 [Issue("transient", "Consent state is still loading; retry shortly")],
@@ -100,6 +115,11 @@ class ConsentView:
 
     def state(self, patient: str | None) -> PatientAccessState | None:
         return self._states.get(patient) if patient else None
+
+    def versions(self, keys: list[str]) -> tuple[int, ...]:
+        """How often the states found under each key have changed: what is computed from
+        `states_for(keys)` stays valid while these numbers do."""
+        return tuple(self._key_versions.get(key, 0) for key in keys)
 
     def states_for(self, keys: list[str]) -> list[PatientAccessState]:
         """The states that may permit something to an actor with these index keys."""
