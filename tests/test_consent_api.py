@@ -105,3 +105,18 @@ async def _state_published(world: World, patient: str) -> bool:
     view = world.journal.consent_view
     assert view is not None
     return view.state(patient) is not None
+
+
+async def test_a_youths_refusal_is_a_record_of_its_own(world: World) -> None:
+    """ "The youth refused" is stored and searchable, distinct from a service saying no."""
+    youth = await world.child(17)
+    refusal = await world.api("POST", "consents", sharing(youth, signature(youth.ref, "refuse")))
+    assert refusal.status == 201, refusal.body
+    outcome = refusal.json()
+    assert outcome["status"] == "rejected"
+    assert any("refus" in reason for reason in outcome["reasons"]), outcome["reasons"]
+    stored = await world.fhir("GET", f"Consent?patient={youth.ref}&status=rejected", by=BVT)
+    assert [e["resource"]["id"] for e in stored.json()["entry"]] == [outcome["id"]]
+    assert (await world.fhir("GET", f"Consent/{outcome['id']}", by=BUP)).status == 200, (
+        "the organisation named as recipient sees the refusal that concerns it"
+    )

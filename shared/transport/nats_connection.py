@@ -36,6 +36,9 @@ async def connect(settings: Settings, name: str) -> NATS:
     await client.connect(
         settings.nats_url,
         name=name,
+        # Replies to this process arrive under its own prefix, so NATS permissions can
+        # give each user only its own replies (`_INBOX.<name>.>`).
+        inbox_prefix=f"_INBOX.{name}",
         max_reconnect_attempts=-1,
         reconnect_time_wait=1,
         disconnected_cb=on_disconnect,
