@@ -129,3 +129,33 @@ async def test_a_persons_token_acts_for_the_person_not_its_organisation(world: W
     assert (await world.fhir("GET", skole_note, by=SKOLE)).status == 200
     mother = world.token(SKOLE, fhir_user=child.mother)
     assert (await world.fhir("GET", skole_note, by=SKOLE, token=mother)).status == 404
+
+
+async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: World) -> None:
+    """A search that released nothing and a read of a note that does not exist leave an
+    audit record, as a denied read does: probing is recorded, and takes the same path."""
+    child = await world.child(11)
+    await world.note(child, "Skjult", by=BVT)
+    search = await world.fhir("GET", f"DocumentReference?patient={child.ref}", by=BUP)
+    assert search.status == 200 and not search.json()["entry"]
+    probe = await world.fhir("GET", "DocumentReference/never-was", by=BUP)
+    assert probe.status == 404
+    auditor = world.token(GP, scope="system/AuditEvent.rs")
+    mine = f"AuditEvent?agent=urn:oid:2.16.578.1.12.4.1.4.101|{BUP}&_count=100"
+
+    async def recorded() -> bool:
+        reply = await world.fhir("GET", mine, by=GP, token=auditor)
+        events = [e["resource"] for e in reply.json().get("entry", [])]
+        searched = any(
+            e["subtype"][0]["code"] == "search" and any("query" in x for x in e["entity"])
+            for e in events
+        )
+        probed = any(
+            d == {"type": "basis", "valueString": "not-found"}
+            for e in events
+            for x in e["entity"]
+            for d in x.get("detail", [])
+        )
+        return searched and probed
+
+    await wait_for(recorded, 5)

@@ -65,7 +65,10 @@ class AuditRecord(BaseModel):
 
     @property
     def outcome(self) -> str:
-        return "permit" if any(e.permit for e in self.entities) else "deny"
+        """`deny` when something was withheld and nothing released; a search that found
+        nothing the caller may see is not a denial of anything named."""
+        withheld = any(not e.permit for e in self.entities)
+        return "deny" if withheld and not any(e.permit for e in self.entities) else "permit"
 
 
 class AuditBatch(BaseModel):

@@ -126,11 +126,17 @@ class AccessGuard:
         return access_for
 
     async def released(
-        self, request: FhirRequest, resources: list[StoredResource], query: str | None = None
+        self,
+        request: FhirRequest,
+        resources: list[StoredResource],
+        query: str | None = None,
+        *,
+        searched: str | None = None,
     ) -> list[StoredResource]:
         """Audit what a search or history page releases (already filtered in SQL) and
         return it. A resource `decide` now denies (the consent state changed since the
-        query ran) is dropped: the answer fails closed."""
+        query ran) is dropped: the answer fails closed. A search of a patient-data type
+        (`searched`) is recorded even when it releases nothing: who looked for what."""
         entities = []
         kept = []
         for stored in resources:
@@ -141,9 +147,25 @@ class AccessGuard:
             if decision.permit:
                 kept.append(stored)
                 entities.append(_entity(stored, decision))
-        if entities:
+        if entities or self.categories.get(searched or "") is not None:
             await self._record(request, entities, query)
         return kept
+
+    async def missing(self, request: FhirRequest, res_type: str, res_id: str) -> None:
+        """Record a read of a patient-data resource that does not exist, as a denied one
+        is recorded: a probe is worth knowing about, and the two take the same time."""
+        if self.categories.get(res_type) is None:
+            return
+        entity = AuditEntity.model_construct(
+            reference=f"{res_type}/{res_id}",
+            patient=None,
+            category=self.categories[res_type],
+            permit=False,
+            basis="not-found",
+            consents=[],
+            reasons=[f"{res_type}/{res_id} is not known"],
+        )
+        await self._record(request, [entity])
 
     async def _record(
         self, request: FhirRequest, entities: list[AuditEntity], query: str | None = None

@@ -152,16 +152,26 @@ class FhirService:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def disclose(self, request: FhirRequest, stored: StoredResource | None) -> None:
-        """The consent step for one resource: a denied one answers as a missing one."""
-        if stored is not None and self.guard is not None:
+    async def disclose(
+        self,
+        request: FhirRequest,
+        stored: StoredResource | None,
+        missing: tuple[str, str] | None = None,
+    ) -> None:
+        """The consent step for one resource: a denied one answers as a missing one. A
+        missing one (`missing`: its type and id) is audited like a denied one."""
+        if self.guard is None:
+            return
+        if stored is not None:
             await self.guard.require(request, stored)
+        elif missing is not None:
+            await self.guard.missing(request, *missing)
 
     async def read(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         res_id = _checked_id(request.id)
         async with self.db.reader() as conn:
             stored = await self.store.read(conn, definition.resource_type, res_id)
-        await self.disclose(request, stored)
+        await self.disclose(request, stored, (definition.resource_type, res_id))
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def vread(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
@@ -171,7 +181,7 @@ class FhirService:
             raise error(404, "not-found", f"Version {request.version!r} does not exist")
         async with self.db.reader() as conn:
             stored = await self.store.vread(conn, definition.resource_type, res_id, version)
-        await self.disclose(request, stored)
+        await self.disclose(request, stored, (definition.resource_type, res_id))
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def search(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
@@ -192,7 +202,10 @@ class FhirService:
                 page = await self.store.search(conn, query, access_for=access_for)
         if self.guard is not None:
             released = await self.guard.released(
-                request, [*page.resources, *page.included], urlencode(query.link_params)
+                request,
+                [*page.resources, *page.included],
+                urlencode(query.link_params),
+                searched=definition.resource_type,
             )
             kept = {r.reference for r in released}
             page.resources[:] = [r for r in page.resources if r.reference in kept]
@@ -266,7 +279,9 @@ class FhirService:
                 access=access,
             )
         if self.guard is not None:
-            page = await self.guard.released(request, page)
+            page = await self.guard.released(
+                request, page, urlencode(request.params), searched=definition.resource_type
+            )
         path = f"{request.base_url}/{definition.resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
         kept = [(k, v) for k, v in request.params if k != "_cursor"]
