@@ -93,6 +93,9 @@ class ServiceRuntime:
             on_commit=self.relay.notify,
             guard=await self._access_guard(),
         )
+        filled = await self.fhir.backfill_access()
+        if filled:
+            log.info("gave access columns to %d stored versions", filled)
         if self.spec.extend is not None:
             self.components = await self.spec.extend(self)
         self._host = ServiceHost(

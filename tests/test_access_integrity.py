@@ -159,3 +159,29 @@ async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: Worl
         return searched and probed
 
     await wait_for(recorded, 5)
+
+
+async def test_rows_stored_before_their_type_had_a_category_are_backfilled(
+    world: World,
+) -> None:
+    """A resource written when its type was not yet patient data (access columns empty)
+    gets them at start-up, without a new version or losing its search index."""
+    child = await world.child(12)
+    stored = await world.note(child, "Gammelt notat", by=BVT)
+    res_id = stored.split("/")[1]
+    fhir, db = world.journal.fhir, world.journal.db
+    assert fhir is not None and db is not None
+    async with db.transaction() as conn:
+        for table in ("resources", "resource_history"):
+            await conn.execute(
+                f"UPDATE {table} SET patient = NULL, category = NULL WHERE res_id = ?", res_id
+            )
+    assert (await world.fhir("GET", stored, by=BUP)).status == 200, "the gap being closed"
+    assert await fhir.backfill_access() == 2
+    assert (await world.fhir("GET", stored, by=BUP)).status == 404
+    history = await world.fhir("GET", f"{stored}/_history", by=BVT)
+    assert history.status == 200, "its author still sees it"
+    async with db.reader() as conn:
+        versions = await conn.fetch("SELECT version FROM resource_history WHERE res_id = ?", res_id)
+        indexed = await conn.fetch("SELECT 1 FROM search_index WHERE res_id = ?", res_id)
+    assert len(versions) == 1 and indexed, "no new version, index kept"

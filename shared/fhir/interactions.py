@@ -117,6 +117,34 @@ class FhirService:
         self.notify_commit()
         return response
 
+    async def backfill_access(self) -> int:
+        """Give access columns to stored resources of patient-data types that have none
+        (written before the type had a data category): until then they would count as
+        not being about a patient. Returns how many rows were filled in."""
+        filled = 0
+        for definition in self.definitions.values():
+            category = definition.data_category
+            if category is None:
+                continue
+            async with self.db.transaction() as conn:
+                for table in ("resources", "resource_history"):
+                    rows = await conn.fetch(
+                        f"SELECT res_id, version, body FROM {table}"
+                        " WHERE res_type = ? AND category IS NULL",
+                        definition.resource_type,
+                    )
+                    for res_id, version, body in rows:
+                        resource = orjson.loads(body) if body is not None else {}
+                        patient = definition.patient_of(resource, res_id) if body else None
+                        parties = " ".join(definition.parties(resource)) if body else ""
+                        filled += await conn.execute(
+                            f"UPDATE {table} SET patient = ?, category = ?, parties = ?"
+                            " WHERE res_type = ? AND res_id = ? AND version = ?",
+                            patient, category, f" {parties} " if parties else None,
+                            definition.resource_type, res_id, version,
+                        )  # fmt: skip
+        return filled
+
     def notify_commit(self) -> None:
         """Wake the outbox relay after a committed write."""
         self._on_commit()

@@ -11,7 +11,7 @@ so searches and history are filtered by consent in SQL, each version by its own 
 existed get them added at start-up.
 
 A trigger on `resources` copies every new version into `resource_history` and, when a
-resource changes, drops its old search-index rows: each write is then one statement fewer
+resource changes (its `version`), drops its old search-index rows: each write is then one statement fewer
 on the hot path, and no code path can store a version without its history.
 """
 
@@ -70,7 +70,7 @@ _DIALECT_STATEMENTS = {
             RETURN NULL;
         END $$ LANGUAGE plpgsql""",
         "DROP TRIGGER IF EXISTS resources_keep_history ON resources",
-        """CREATE TRIGGER resources_keep_history AFTER INSERT OR UPDATE ON resources
+        """CREATE TRIGGER resources_keep_history AFTER INSERT OR UPDATE OF version ON resources
         FOR EACH ROW EXECUTE FUNCTION keep_resource_history()""",
     ],
     "sqlite": [
@@ -83,7 +83,7 @@ _DIALECT_STATEMENTS = {
             VALUES (NEW.res_type, NEW.res_id, NEW.version, NEW.last_updated, NEW.deleted,
                     NEW.body, NEW.patient, NEW.category, NEW.author, NEW.parties);
         END""",
-        """CREATE TRIGGER resources_history_on_update AFTER UPDATE ON resources
+        """CREATE TRIGGER resources_history_on_update AFTER UPDATE OF version ON resources
         BEGIN
             INSERT INTO resource_history (res_type, res_id, version, last_updated, deleted, body,
                                           patient, category, author, parties)
