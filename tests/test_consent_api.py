@@ -4,8 +4,11 @@ holds journal notes, on real NATS and both databases."""
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
+from services.consent.authority_watch import AuthorityWatch
 from tests.consent_world import BUP, BVT, GP, HEARD, SKOLE, Child, World, sharing, signature
-from tests.support import wait_for
+from tests.support import stream_events, wait_for
 
 
 def notes_of(child: Child) -> str:
@@ -120,3 +123,31 @@ async def test_a_youths_refusal_is_a_record_of_its_own(world: World) -> None:
     assert (await world.fhir("GET", f"Consent/{outcome['id']}", by=BUP)).status == 200, (
         "the organisation named as recipient sees the refusal that concerns it"
     )
+
+
+async def test_the_sweep_ends_a_parents_consent_on_the_16th_birthday(world: World) -> None:
+    """Nothing changes in the directory on a birthday: the sweep finds the consents whose
+    grantors' authority ran out and ends them, with an event for the care team."""
+    child = await world.child(16, days=1)  # 16 tomorrow
+    both = sharing(child, signature(child.mother), signature(child.father), child_view=HEARD)
+    granted = await world.api("POST", "consents", both)
+    assert granted.json()["status"] == "active", granted.body
+    watch = next(c for c in world.stack.consent.components if isinstance(c, AuthorityWatch))
+    assert await watch.sweep() == 0, "not yet"
+    handlers = watch._handlers
+    handlers.clock = lambda: date.today() + timedelta(days=1)
+    try:
+        assert await watch.sweep() == 1
+    finally:
+        handlers.clock = date.today
+    consent = await world.fhir("GET", f"Consent/{granted.json()['id']}", by=BVT)
+    assert consent.json()["status"] == "inactive"
+    listed = (await world.api("GET", f"patients/{child.id}/consents")).json()["consents"]
+    assert listed[0]["ended_because"] == "authority-changed"
+    assert any("16" in reason for reason in listed[0]["reasons"]), listed[0]["reasons"]
+
+    async def announced() -> bool:
+        events = await stream_events(world.stack)
+        return any(e.type == "consent.Consent.authority-changed" for _, e in events)
+
+    await wait_for(announced, 5)

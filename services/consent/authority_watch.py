@@ -79,14 +79,18 @@ class AuthorityWatch:
         """Reassess every child with an open consent whose authority has run out."""
         fhir = self._handlers.fhir
         day = self._handlers.clock().isoformat()
-        query = parse_search(
-            "Consent",
-            [("status", "active,proposed"), ("valid-until", f"lt{day}"), ("_count", "1000")],
-            fhir.search_params,
-        )
-        async with fhir.db.reader() as conn:
-            page = await fhir.store.search(conn, query)
-        patients = {s.access.patient for s in page.resources if s.access.patient}
+        criteria = [("status", "active,proposed"), ("valid-until", f"lt{day}"), ("_count", "1000")]
+        patients: set[str] = set()
+        cursor: str | None = None
+        while True:
+            paging = [("_cursor", cursor)] if cursor else []
+            query = parse_search("Consent", [*criteria, *paging], fhir.search_params)
+            async with fhir.db.reader() as conn:
+                page = await fhir.store.search(conn, query)
+            patients |= {s.access.patient for s in page.resources if s.access.patient}
+            cursor = page.next_cursor
+            if cursor is None:
+                break
         for patient in sorted(patients):
             await self._handlers.reassess(patient)
         return len(patients)
