@@ -185,3 +185,89 @@ async def test_rows_stored_before_their_type_had_a_category_are_backfilled(
         versions = await conn.fetch("SELECT version FROM resource_history WHERE res_id = ?", res_id)
         indexed = await conn.fetch("SELECT 1 FROM search_index WHERE res_id = ?", res_id)
     assert len(versions) == 1 and indexed, "no new version, index kept"
+
+
+async def test_the_care_order_holder_answers_for_itself_and_nobody_answers_for_it(
+    world: World,
+) -> None:
+    child = await world.child(12, care_order=True)
+    bvt = f"Organization/{world.organisations[BVT]}"
+    body = {
+        "patient": child.ref,
+        "purpose": "nasjonalt-forlop",
+        "recipients": {"organizations": [BUP]},
+        "categories": ["journal"],
+        "signatures": [signature(child.ref)],
+        "child_view": HEARD,
+    }
+    proposed = await world.api("POST", "consents", body, by=BUP)
+    assert proposed.status == 201 and proposed.json()["status"] == "proposed", proposed.body
+    consent_id = proposed.json()["id"]
+    for_it = await world.api("POST", f"consents/{consent_id}/signatures", signature(bvt), by=BUP)
+    assert for_it.status == 403, "the collector cannot answer for the care-order holder"
+    itself = await world.api("POST", f"consents/{consent_id}/signatures", signature(bvt), by=BVT)
+    assert itself.status == 200, itself.body
+    assert itself.json()["status"] == "active"
+    withdrawn_for_parent = await world.api(
+        "POST", f"consents/{consent_id}/withdrawal", {"by": child.ref}, by=BUP
+    )
+    assert withdrawn_for_parent.status == 200, "the collector records the child's withdrawal"
+    assert withdrawn_for_parent.json()["status"] == "inactive"
+
+
+async def test_the_decision_api_answers_only_about_the_caller_as_its_token_says(
+    world: World,
+) -> None:
+    child = await world.child(12)
+    question = {
+        "actor": {"orgnr": SKOLE, "kind": "bup"},
+        "patient": child.ref,
+        "category": "journal",
+    }
+    spoofed = await world.api("POST", "decisions", question, by=SKOLE)
+    assert spoofed.status == 403, "a skole may not ask as if it were a bup"
+    honest = {**question, "actor": {"orgnr": SKOLE, "kind": "skole"}}
+    assert (await world.api("POST", "decisions", honest, by=SKOLE)).status == 200
+
+
+async def test_a_parent_writes_for_no_organisation(world: World) -> None:
+    child = await world.child(10)
+    mother = world.token(SKOLE, fhir_user=child.mother)
+    created = await world.fhir("POST", "DocumentReference", note(child.id, "Fra mor"),
+                               by=SKOLE, token=mother)  # fmt: skip
+    assert created.status == 201, created.body
+    path = f"DocumentReference/{created.json()['id']}"
+    assert (await world.fhir("GET", path, by=SKOLE)).status == 404, "not the skole's own note"
+
+
+async def test_a_disclosure_accepts_an_absolute_subject_reference(world: World) -> None:
+    child = await world.child(9)
+    absolute = note(child.id, "Skade")
+    absolute["subject"] = {"reference": f"{world.stack.base}/Patient/{child.id}"}
+    created = await world.create(absolute, by=GP)
+    body = {
+        "patient": child.ref,
+        "recipient": BVT,
+        "resources": [f"DocumentReference/{created['id']}"],
+        "reason": "Mistanke om vold",
+    }
+    assert (await world.api("POST", "disclosures", body, by=GP)).status == 201
+
+
+async def test_backfilled_history_keeps_its_author(world: World) -> None:
+    child = await world.child(12)
+    stored = await world.note(child, "v1", by=GP)
+    res_id = stored.split("/")[1]
+    current = (await world.fhir("GET", stored, by=GP)).json()
+    assert (await world.fhir("PUT", stored, {**current, "description": "v2"}, by=GP)).status == 200
+    fhir, db = world.journal.fhir, world.journal.db
+    assert fhir is not None and db is not None
+    async with db.transaction() as conn:
+        await conn.execute(
+            "UPDATE resource_history SET patient = NULL, category = NULL, author = NULL,"
+            " parties = NULL WHERE res_id = ?",
+            res_id,
+        )
+    await fhir.backfill_access()
+    assert (await world.fhir("GET", f"{stored}/_history/1", by=GP)).status == 200
+    assert (await world.fhir("GET", f"{stored}/_history/1", by=BUP)).status == 404

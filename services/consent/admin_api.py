@@ -401,16 +401,20 @@ class ConsentAdministration:
         return _json(200, {"patient": f"Patient/{patient_id}", "consents": listed})
 
     async def decide(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        """Decide and explain. A client may ask about itself; asking about another actor
-        reveals that actor's consents, so it needs the audit role's scope."""
+        """Decide and explain. A client may ask about itself, exactly as its token says it
+        is; asking about any other actor (another organisation, kind, role or person)
+        reveals consents, so it needs the audit role's scope."""
         authorize(request.caller, "Consent", "read")
         question = _parse(DecisionInput, body)
         asked = question.actor
         caller = request.caller
-        if caller.fhir_user:  # a person acts for no organisation
+        kind = asked.kind.value if asked.kind else None
+        if caller.fhir_user:  # a person's decisions depend on the person alone
             about_itself = asked.fhir_user == caller.fhir_user
         else:
-            about_itself = asked.fhir_user is None and asked.orgnr == caller.orgnr
+            claimed = (asked.orgnr, kind, asked.hpr, asked.fhir_user, sorted(asked.roles))
+            own = (caller.orgnr, caller.org_kind, caller.hpr, None, sorted(caller.roles))
+            about_itself = caller.orgnr is not None and claimed == own
         if not about_itself:
             authorize(request.caller, "AuditEvent", "read")
         self.view.ready()

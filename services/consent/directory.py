@@ -18,6 +18,7 @@ from services.consent.domain.model import CareOrderFact, ChildFacts
 from shared.codes import organisation_kinds
 from shared.family import care_orders, parental_responsibility
 from shared.fhir.errors import error
+from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller, FhirRequest, request_subject
@@ -118,8 +119,30 @@ class DirectoryReader:
         )
         if status != 200 or not isinstance(resource, dict):
             return False
-        subject = resource.get("subject") or resource.get("patient") or {}
-        return isinstance(subject, dict) and subject.get("reference") == f"Patient/{patient_id}"
+        for element in ("subject", "patient", "for"):
+            target = reference_target(resource.get(element))
+            if target is not None:
+                return target == ("Patient", patient_id)
+        return False
+
+    async def orgnr_of(self, reference: str) -> str | None:
+        """The organisasjonsnummer of a registered Organization (`Organization/<id>`)."""
+        res_type, _, res_id = reference.partition("/")
+        if res_type != "Organization":
+            return None
+        status, organization = await self._ask(
+            self._request(interaction="read", resource_type="Organization", id=res_id)
+        )
+        if status != 200 or not isinstance(organization, dict):
+            return None
+        return next(
+            (
+                str(i["value"])
+                for i in organization.get("identifier") or []
+                if i.get("system") == ORGNR_SYSTEM and i.get("value")
+            ),
+            None,
+        )
 
     async def organisation_kind(self, orgnr: str) -> str | None:
         status, bundle = await self._ask(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -81,14 +81,6 @@ def _refuse_unauthorised(authority: Authority, signatures: list[SignatureRecord]
     ]
     if problems:
         raise FhirError(422, problems)
-
-
-def _signs_as_self(request: FhirRequest, signatures: list[SignatureRecord]) -> None:
-    """A person logged in as themselves (a parent's `fhirUser`) signs only for themselves."""
-    person = request.caller.fhir_user
-    others = [s.grantor for s in signatures if person and s.grantor != person]
-    if others:
-        raise error(403, "forbidden", f"{person} cannot sign for {', '.join(others)}")
 
 
 def judged(record: ConsentRecord, authority: Authority, day: date) -> ConsentRecord:
@@ -171,9 +163,57 @@ class ConsentHandlers:
 
     # -- changes --------------------------------------------------------------------------
 
+    async def _answerers(
+        self,
+        request: FhirRequest,
+        grantors: list[str],
+        collector: str | None,
+        known: dict[str, str],
+    ) -> dict[str, str]:
+        """Check who records each grantor's answer; return the orgnr of Organization
+        grantors. A person logged in as themselves answers only for themselves; an
+        organisation (the holder of a care order) only for itself; a person's answer
+        given to an organisation is recorded by the organisation that collected the
+        consent."""
+        caller = request.caller
+        resolved: dict[str, str] = {}
+        for grantor in grantors:
+            if caller.fhir_user:
+                if grantor != caller.fhir_user:
+                    raise error(403, "forbidden", f"{caller.fhir_user} cannot answer for {grantor}")
+            elif grantor.startswith("Organization/"):
+                orgnr = known.get(grantor) or await self.directory.orgnr_of(grantor)
+                if orgnr is None or orgnr != caller.orgnr:
+                    raise error(403, "forbidden", f"Only {grantor} itself records its own answer")
+                resolved[grantor] = orgnr
+            elif caller.orgnr is None or caller.orgnr != collector:
+                raise error(
+                    403,
+                    "forbidden",
+                    f"Only the organisation that collected the consent ({collector}) records"
+                    f" {grantor}'s answer on their behalf; a grantor may answer with their"
+                    " own login",
+                )
+        return resolved
+
+    async def _grantor_organizations(
+        self, authority: Authority, known: dict[str, str]
+    ) -> dict[str, str]:
+        """orgnr of every Organization the rules name as grantor, so it sees the consent
+        it must answer."""
+        found = dict(known)
+        for grantor in authority.grantors:
+            if grantor.startswith("Organization/") and grantor not in found:
+                orgnr = await self.directory.orgnr_of(grantor)
+                if orgnr is not None:
+                    found[grantor] = orgnr
+        return found
+
     async def create(self, request: FhirRequest, record: ConsentRecord) -> Outcome:
         patient_id = _patient_id(record.patient)
-        _signs_as_self(request, record.signatures)
+        collector = None if request.caller.fhir_user else request.caller.orgnr
+        grantors = [s.grantor for s in record.signatures]
+        answered = await self._answerers(request, grantors, collector, {})
         async with self.fhir.db.transaction() as conn:
             # The child's facts are read under the patient's lock, so a state published
             # here can never be older than one a concurrent reassessment published.
@@ -182,11 +222,13 @@ class ConsentHandlers:
             day = self.clock()
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, record.signatures)
+            organizations = await self._grantor_organizations(authority, answered)
             record = judged(
                 record.model_copy(
                     update={
                         "id": None,
-                        "collected_by_organization": request.caller.orgnr,
+                        "collected_by_organization": collector,
+                        "grantor_organizations": organizations,
                         "recorded": now_instant(),
                         "withdrawal": None,
                         "ended_because": None,
@@ -208,7 +250,7 @@ class ConsentHandlers:
         self,
         request: FhirRequest,
         consent_id: str,
-        change: Callable[[ConsentRecord, ChildFacts, date], Judged],
+        change: Callable[[ConsentRecord, ChildFacts, date], Awaitable[Judged]],
     ) -> Outcome:
         """Read a consent, apply `change` and store the result, all under the patient's lock."""
         async with self.fhir.db.reader() as conn:
@@ -223,7 +265,7 @@ class ConsentHandlers:
             day = self.clock()
             latest = await self.fhir.store.read_for_update(conn, "Consent", consent_id)
             assert latest is not None
-            record, authority = change(from_fhir(latest.json()), child, day)
+            record, authority = await change(from_fhir(latest.json()), child, day)
             sub = request.model_copy(
                 update={
                     "interaction": "update",
@@ -249,18 +291,13 @@ class ConsentHandlers:
         other_parent_heard: list[str],
         child_view: ChildViewRecord | None,
     ) -> Outcome:
-        _signs_as_self(request, [signature])
-
-        def add(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
-            caller = request.caller
-            if not caller.fhir_user and caller.orgnr != record.collected_by_organization:
-                raise error(
-                    403,
-                    "forbidden",
-                    f"Only the organisation that collected Consent/{consent_id}"
-                    f" ({record.collected_by_organization}) records further signatures on"
-                    " the grantors' behalf; a grantor may sign with their own login",
-                )
+        async def add(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
+            await self._answerers(
+                request,
+                [signature.grantor],
+                record.collected_by_organization,
+                record.grantor_organizations,
+            )
             if record.status is not Status.PROPOSED:
                 raise error(
                     409,
@@ -284,12 +321,10 @@ class ConsentHandlers:
     async def withdraw(
         self, request: FhirRequest, consent_id: str, by: str, reason: str
     ) -> Outcome:
-        if request.caller.fhir_user and by != request.caller.fhir_user:
-            raise error(
-                403, "forbidden", f"{request.caller.fhir_user} can only withdraw as themselves"
+        async def end(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
+            await self._answerers(
+                request, [by], record.collected_by_organization, record.grantor_organizations
             )
-
-        def end(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
             if record.status not in OPEN_STATUSES:
                 raise error(
                     409,

@@ -49,6 +49,7 @@ ENDED_BECAUSE_EXT = f"{EXT}/ended-because"
 WITHDRAWAL_EXT = f"{EXT}/withdrawal"
 RECIPIENT_KIND_EXT = f"{EXT}/recipient-kind"
 RECIPIENT_ROLE_EXT = f"{EXT}/recipient-role"
+GRANTOR_ORGANIZATION_EXT = f"{EXT}/grantor-organization"
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 PARTICIPATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
@@ -105,6 +106,9 @@ class ConsentRecord(BaseModel):
     child_view: ChildViewRecord | None = None
     other_parent_heard: list[str] = Field(default_factory=list)
     collected_by_organization: str | None = None
+    grantor_organizations: dict[str, str] = Field(default_factory=dict)
+    """organisasjonsnummer of each Organization grantor (`Organization/<id>` → orgnr): the
+    care-order holder sees, signs and withdraws the consent as itself."""
     recorded: str = ""
     status: Status = Status.PROPOSED
     rule: str = ""
@@ -198,6 +202,16 @@ def to_fhir(record: ConsentRecord) -> dict[str, Any]:
         extensions.append({"url": VALID_UNTIL_EXT, "valueDate": record.valid_until.isoformat()})
     if record.ended_because:
         extensions.append({"url": ENDED_BECAUSE_EXT, "valueCode": record.ended_because})
+    extensions += [
+        _complex(
+            GRANTOR_ORGANIZATION_EXT,
+            [
+                ("organization", "valueReference", {"reference": reference}),
+                ("orgnr", "valueString", orgnr),
+            ],
+        )
+        for reference, orgnr in sorted(record.grantor_organizations.items())
+    ]
     if record.withdrawal is not None:
         extensions.append(
             _complex(
@@ -358,6 +372,10 @@ def from_fhir(resource: dict[str, Any]) -> ConsentRecord:
             _reference(e["valueReference"]) for e in _extensions(resource, OTHER_PARENT_HEARD_EXT)
         ],
         collected_by_organization=collector[0] if collector else None,
+        grantor_organizations={
+            _reference(_part(e, "organization")): str(_part(e, "orgnr"))
+            for e in _extensions(resource, GRANTOR_ORGANIZATION_EXT)
+        },
         recorded=str(resource.get("dateTime") or ""),
         status=Status(resource["status"]),
         rule=rule_codes[0] if rule_codes else "",

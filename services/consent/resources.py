@@ -65,8 +65,10 @@ class ConsentDefinition(ResourceDefinition):
         return _patient_id(resource.get("patient"))
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
-        """Recipient organisations see the consent that names them."""
-        return from_fhir(resource).recipients.organizations
+        """Recipient organisations and organisations that are grantors (the holder of a
+        care order) see the consent that names them."""
+        record = from_fhir(resource)
+        return sorted({*record.recipients.organizations, *record.grantor_organizations.values()})
 
     def events(self, change: Change) -> list[EventSpec]:
         after = from_fhir(change.after) if change.after else None

@@ -143,6 +143,14 @@ class FhirService:
                             patient, category, f" {parties} " if parties else None,
                             definition.resource_type, res_id, version,
                         )  # fmt: skip
+                # The author is whoever wrote the first version: older versions share it.
+                await conn.execute(
+                    "UPDATE resource_history SET author = (SELECT r.author FROM resources r"
+                    " WHERE r.res_type = resource_history.res_type"
+                    " AND r.res_id = resource_history.res_id)"
+                    " WHERE res_type = ? AND author IS NULL",
+                    definition.resource_type,
+                )
         return filled
 
     def notify_commit(self) -> None:
@@ -294,9 +302,9 @@ class FhirService:
         async with self.db.reader() as conn:
             if res_id is not None:
                 current = await self.store.read(conn, definition.resource_type, res_id)
+                await self.disclose(request, current, (definition.resource_type, res_id))
                 if current is None:
                     raise _not_found(definition.resource_type, res_id)
-                await self.disclose(request, current)
             page, next_seq = await self.store.history(
                 conn,
                 definition.resource_type,
@@ -548,7 +556,10 @@ def _access(
     Types that hold no patient information record only the patient (for look-ups)."""
     if definition.data_category is None:
         return ResourceAccess(patient=definition.patient_of(resource, res_id))
-    author = previous.access.author if previous is not None else request.caller.orgnr
+    caller = request.caller
+    # A person logged in as themselves (fhirUser) writes for no organisation.
+    own = None if caller.fhir_user else caller.orgnr
+    author = previous.access.author if previous is not None else own
     return ResourceAccess(
         patient=definition.patient_of(resource, res_id),
         category=definition.data_category,

@@ -111,9 +111,9 @@ async def _run_entry(
             )
         else:
             stored = await service.store.read(conn, res_type, res_id)
+        await service.disclose(sub, stored, (res_type, res_id))
         if stored is None or stored.deleted:
             raise error(404, "not-found", f"{res_type}/{res_id} is not known")
-        await service.disclose(sub, stored)
         return {
             "resource": orjson.Fragment(stored.body or b"{}"),
             "response": {"status": "200", "etag": stored.etag},

@@ -11,8 +11,8 @@ so searches and history are filtered by consent in SQL, each version by its own 
 existed get them added at start-up.
 
 A trigger on `resources` copies every new version into `resource_history` and, when a
-resource changes (its `version`), drops its old search-index rows: each write is then one statement fewer
-on the hot path, and no code path can store a version without its history.
+resource changes (its `version`), drops its old search-index rows: each write is then one
+statement fewer on the hot path, and no code path can store a version without its history.
 """
 
 from __future__ import annotations
