@@ -271,3 +271,19 @@ async def test_backfilled_history_keeps_its_author(world: World) -> None:
     await fhir.backfill_access()
     assert (await world.fhir("GET", f"{stored}/_history/1", by=GP)).status == 200
     assert (await world.fhir("GET", f"{stored}/_history/1", by=BUP)).status == 404
+
+
+async def test_a_broken_consent_view_watch_refuses_then_recovers(world: World) -> None:
+    """While a service's mirror is not following the bucket it answers 503 for patient
+    data rather than deciding on a frozen view, and it follows again by itself."""
+    child = await world.child(12)
+    stored = await world.note(child, "Notat", by=BVT)
+    view = world.journal.consent_view
+    assert view is not None
+    await view._watcher.stop()  # the watch ends as if the server had dropped it
+
+    async def status(expected: int) -> bool:
+        return (await world.fhir("GET", stored, by=BVT)).status == expected
+
+    await wait_for(lambda: status(503), 5)
+    await wait_for(lambda: status(200), 10)

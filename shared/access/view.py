@@ -27,6 +27,7 @@ from shared.transport.service_host import ensure_bucket
 
 log = logging.getLogger(__name__)
 LOAD_TIMEOUT = 30.0
+RETRY_SECONDS = 1.0
 
 
 class ConsentView:
@@ -38,6 +39,8 @@ class ConsentView:
         self._index: dict[str, set[str]] = {}
         self._watcher: Any = None
         self._task: asyncio.Task[None] | None = None
+        self._kv: Any = None
+        self._stopping = False
         self._loaded = asyncio.Event()
         self.updated_at = 0.0
         self._key_versions: dict[str, int] = {}
@@ -45,13 +48,14 @@ class ConsentView:
 
     async def start(self) -> None:
         """Watch the bucket and wait until every state present at start is loaded."""
-        kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
-        self._watcher = await kv.watchall()
-        self._task = asyncio.create_task(self._follow())
+        self._kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
+        self._watcher = await self._kv.watchall()
+        self._task = asyncio.create_task(self._follow_for_ever())
         async with asyncio.timeout(LOAD_TIMEOUT):
             await self._loaded.wait()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
@@ -59,6 +63,24 @@ class ConsentView:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    async def _follow_for_ever(self) -> None:
+        """Follow the bucket; if the watch breaks, refuse decisions (`ready`) until a new
+        watch has replayed every state."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the consent-view watch failed")
+            if self._stopping:
+                return
+            self._loaded.clear()
+            log.warning("following the consent view again")
+            await asyncio.sleep(RETRY_SECONDS)
+            with contextlib.suppress(Exception):
+                self._watcher = await self._kv.watchall()
 
     async def _follow(self) -> None:
         async for entry in self._watcher:
@@ -92,7 +114,10 @@ class ConsentView:
             self._key_versions[key] = self._key_versions.get(key, 0) + 1
         self.updated_at = time.monotonic()
         for listener in self.listeners:
-            listener(state)
+            try:
+                listener(state)
+            except Exception:
+                log.exception("a consent-view listener failed")
 
     def remove(self, key: str) -> None:
         """Forget a state removed from the bucket (by an operator): nothing is permitted
@@ -102,9 +127,9 @@ class ConsentView:
             del self._states[patient]
 
     def ready(self) -> None:
-        """Refuse (503) while the mirror has not loaded, or has stopped following the
-        bucket: deciding on a partial or frozen view could release data a withdrawal has
-        already closed."""
+        """Refuse (503) while the mirror has not loaded (at start, or again after its watch
+        broke), or has stopped following the bucket: deciding on a partial or frozen view
+        could release data a withdrawal has already closed."""
         following = self._task is not None and not self._task.done()
         if not self._loaded.is_set() or not following:
             raise FhirError(
