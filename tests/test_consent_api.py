@@ -151,3 +151,30 @@ async def test_the_sweep_ends_a_parents_consent_on_the_16th_birthday(world: Worl
         return any(e.type == "consent.Consent.authority-changed" for _, e in events)
 
     await wait_for(announced, 5)
+
+
+async def test_the_sweep_ends_the_holders_consent_when_its_care_order_ends(
+    world: World,
+) -> None:
+    """A care order recorded with an end date in the future: on that day nothing happens
+    in the directory, so the sweep must end what its holder consented to."""
+    child = await world.child(14, care_order=True)
+    patient = (await world.fhir("GET", child.ref, by=BVT)).json()
+    tomorrow = date.today() + timedelta(days=1)
+    patient["contact"] = [world.care_order(end=tomorrow.isoformat())]
+    assert (await world.fhir("PUT", child.ref, patient, by=BVT)).status == 200
+    holder = f"Organization/{world.organisations[BVT]}"
+    granted = await world.api(
+        "POST", "consents", sharing(child, signature(holder), child_view=HEARD)
+    )
+    assert granted.json()["status"] == "active", granted.body
+    assert granted.json()["consent"]["valid_until"] == tomorrow.isoformat()
+    watch = next(c for c in world.stack.consent.components if isinstance(c, AuthorityWatch))
+    handlers = watch._handlers
+    handlers.clock = lambda: date.today() + timedelta(days=2)
+    try:
+        assert await watch.sweep() == 1
+    finally:
+        handlers.clock = date.today
+    consent = await world.fhir("GET", f"Consent/{granted.json()['id']}", by=BVT)
+    assert consent.json()["status"] == "inactive"

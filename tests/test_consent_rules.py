@@ -316,7 +316,7 @@ DECIDED = [
         reference=CARE_ORDER_REF,
         groups=(care_order_holder(),),
         child_view="mandatory",
-        valid_until=turns(13, 16),
+        valid_until=DAY,  # the holder's authority ends with its recorded order
     ),
     Decided(
         name="care-order-holders-deduplicated-in-order",
@@ -351,7 +351,7 @@ DECIDED = [
         reference=PARENTS_REF,
         groups=(parents(),),
         child_view="mandatory",
-        valid_until=turns(13, 16),
+        valid_until=FUTURE_ORDER.start - timedelta(days=1),  # the order moves authority
     ),
     Decided(
         name="confidential-13-helsehjelp",

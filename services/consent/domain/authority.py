@@ -12,6 +12,7 @@ parental responsibility it says what must be recorded first.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date, timedelta
 
 from services.consent.domain.model import (
@@ -113,13 +114,34 @@ def who_may_consent(
         # orders: a care order moves the parents' authority, not the child's.
         return _confidential(child, child.birth_date, purpose, age)
     if purpose is Purpose.NASJONALT_FORLOP:
-        return _nasjonalt_forlop(child, child.birth_date, age, on)
+        forlop = _nasjonalt_forlop(child, child.birth_date, age, on)
+        return _until_care_orders_change(forlop, child, on)
     if age >= HEALTH_MAJORITY_AGE:
         return _youth(child, age)
     care_order_holders = _care_order_holders(child.care_orders, on)
     if care_order_holders:
-        return _care_order(child, child.birth_date, age, care_order_holders)
-    return _parents(child, child.birth_date, age, flags)
+        authority = _care_order(child, child.birth_date, age, care_order_holders)
+    else:
+        authority = _parents(child, child.birth_date, age, flags)
+    return _until_care_orders_change(authority, child, on)
+
+
+def _until_care_orders_change(authority: Authority, child: ChildFacts, on: date) -> Authority:
+    """End `valid_until` where a care order already recorded moves the authority: the
+    holder's when its order ends, the parents' the day before a recorded order starts.
+    The sweep then ends such consents on that day, as it does on a birthday."""
+    roles = {group.role for group in authority.groups}
+    bounds: list[date] = []
+    if "care-order-holder" in roles:
+        active = [order for order in child.care_orders if order.active_on(on)]
+        if active and all(order.end is not None for order in active):
+            bounds.append(max(order.end for order in active if order.end is not None))
+    if "parents" in roles:
+        bounds += [_day_before(order.start) for order in child.care_orders if order.start > on]
+    if not bounds:
+        return authority
+    ends = [*bounds, *([authority.valid_until] if authority.valid_until else [])]
+    return replace(authority, valid_until=min(ends))
 
 
 def child_view_on_behalf(age: int) -> str:
