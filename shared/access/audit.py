@@ -121,7 +121,8 @@ class AuditPublisher:
                 entry = self._pending.pop(0)
                 batch.append(entry)
                 size += len(entry[1])
-            failure = await self._publish(batch[0][0].service, [e for _, e, _ in batch])
+            records, encoded, _ = zip(*batch, strict=True)
+            failure = await self._publish(list(records), list(encoded))
             for _, _, future in batch:
                 if future.done():  # the request was cancelled meanwhile
                     continue
@@ -130,14 +131,14 @@ class AuditPublisher:
                 else:
                     future.set_exception(failure)
 
-    async def _publish(self, service: str, records: list[bytes]) -> FhirError | None:
-        kind = "emergency" if any(b'"basis":"emergency"' in r for r in records) else "access"
+    async def _publish(self, records: list[AuditRecord], encoded: list[bytes]) -> FhirError | None:
+        kind = "emergency" if any(r.kind == "emergency" for r in records) else "access"
         batch_id = audit_id()
         # The records are already JSON: the batch is assembled, not serialised again.
-        payload = b'{"id":"%s","records":[%s]}' % (batch_id.encode(), b",".join(records))
+        payload = b'{"id":"%s","records":[%s]}' % (batch_id.encode(), b",".join(encoded))
         try:
             await self._js.publish(
-                f"{self._prefix}.audit.{service}.{kind}",
+                f"{self._prefix}.audit.{records[0].service}.{kind}",
                 payload,
                 headers={"Nats-Msg-Id": batch_id},
                 timeout=self._timeout,
@@ -146,5 +147,5 @@ class AuditPublisher:
             message = f"The audit trail cannot be written; nothing released: {exc}"
             return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
         self.published += 1
-        self.records += len(records)
+        self.records += len(encoded)
         return None

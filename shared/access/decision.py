@@ -222,8 +222,6 @@ def actor_keys(caller: Caller) -> list[str]:
     if caller.org_kind:
         keys.append(f"kind:{caller.org_kind}")
     keys += [f"role:{role}" for role in caller.roles]
-    if caller.fhir_user:
-        keys.append(f"parent:{caller.fhir_user}")
     return keys
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +41,6 @@ class ConsentView:
         self._kv: Any = None
         self._stopping = False
         self._loaded = asyncio.Event()
-        self.updated_at = 0.0
         self._key_versions: dict[str, int] = {}
         self.listeners: list[Callable[[PatientAccessState], None]] = []
 
@@ -112,7 +110,6 @@ class ConsentView:
             self._index.setdefault(key, set()).add(state.patient)
         for key in touched:
             self._key_versions[key] = self._key_versions.get(key, 0) + 1
-        self.updated_at = time.monotonic()
         for listener in self.listeners:
             try:
                 listener(state)
