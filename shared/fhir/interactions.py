@@ -36,7 +36,13 @@ from shared.fhir.transaction import run_transaction
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection, Database
 from shared.store.outbox import add_event
-from shared.store.resource_store import ResourceStore, StoredResource, new_id
+from shared.store.resource_store import (
+    AccessFor,
+    ResourceStore,
+    StoredResource,
+    new_id,
+    no_filter,
+)
 from shared.transport.wire import FhirRequest, FhirResponse
 
 
@@ -134,23 +140,24 @@ class FhirService:
                         definition.resource_type,
                     )
                     for res_id, version, body in rows:
-                        resource = orjson.loads(body) if body is not None else {}
-                        patient = definition.patient_of(resource, res_id) if body else None
-                        parties = " ".join(definition.parties(resource)) if body else ""
+                        access = ResourceAccess(category=category)
+                        if body is not None:
+                            resource = orjson.loads(body)
+                            access = ResourceAccess(
+                                patient=definition.patient_of(resource, res_id),
+                                category=category,
+                                parties=tuple(definition.parties(resource)),
+                            )
+                        # The author is whoever wrote the first version: an old version
+                        # without one shares the current row's.
                         filled += await conn.execute(
-                            f"UPDATE {table} SET patient = ?, category = ?, parties = ?"
+                            f"UPDATE {table} SET patient = ?, category = ?, parties = ?,"
+                            " author = COALESCE(author, (SELECT r.author FROM resources r"
+                            f" WHERE r.res_type = {table}.res_type AND r.res_id = {table}.res_id))"
                             " WHERE res_type = ? AND res_id = ? AND version = ?",
-                            patient, category, f" {parties} " if parties else None,
+                            access.patient, category, access.parties_text,
                             definition.resource_type, res_id, version,
                         )  # fmt: skip
-                # The author is whoever wrote the first version: older versions share it.
-                await conn.execute(
-                    "UPDATE resource_history SET author = (SELECT r.author FROM resources r"
-                    " WHERE r.res_type = resource_history.res_type"
-                    " AND r.res_id = resource_history.res_id)"
-                    " WHERE res_type = ? AND author IS NULL",
-                    definition.resource_type,
-                )
         return filled
 
     def notify_commit(self) -> None:
@@ -187,6 +194,11 @@ class FhirService:
         return definition
 
     # -- reads ----------------------------------------------------------------------------
+
+    def _access_for(self, request: FhirRequest) -> AccessFor:
+        """The SQL access filter of each resource type for this request (none without a
+        guard)."""
+        return self.guard.filter_for(request) if self.guard is not None else no_filter
 
     async def disclose(
         self,
@@ -230,12 +242,8 @@ class FhirService:
                     authorize(request.caller, target, "read")
         for include in query.revincludes:
             authorize(request.caller, include.source_type, "search")
-        access_for = self.guard.filter_for(request) if self.guard else None
         async with self.db.reader() as conn:
-            if access_for is None:
-                page = await self.store.search(conn, query)
-            else:
-                page = await self.store.search(conn, query, access_for=access_for)
+            page = await self.store.search(conn, query, access_for=self._access_for(request))
         if self.guard is not None:
             released = await self.guard.released(
                 request,
@@ -298,7 +306,7 @@ class FhirService:
         cursor = params.get("_cursor")
         before_seq = small_integer(cursor, "_cursor", 2**62) if cursor is not None else None
         res_id = _checked_id(request.id) if request.interaction == "history-instance" else None
-        access = self.guard.filter_for(request)(definition.resource_type) if self.guard else None
+        access = self._access_for(request)(definition.resource_type)
         async with self.db.reader() as conn:
             if res_id is not None:
                 current = await self.store.read(conn, definition.resource_type, res_id)
@@ -396,10 +404,7 @@ class FhirService:
         query.count = 2
         # Only what the caller may see can match: a hidden resource must not answer (not
         # even by refusing), or If-None-Exist would be a way to search hidden data.
-        if self.guard is not None:
-            page = await self.store.search(conn, query, access_for=self.guard.filter_for(request))
-        else:
-            page = await self.store.search(conn, query)
+        page = await self.store.search(conn, query, access_for=self._access_for(request))
         if len(page.resources) > 1:
             raise error(
                 412,

@@ -123,7 +123,8 @@ def _row(row: Any) -> StoredResource:
     )
 
 
-def _no_filter(res_type: str) -> AccessFilter | None:
+def no_filter(res_type: str) -> AccessFilter | None:
+    """No access filter for any type (an unguarded service)."""
     return None
 
 
@@ -329,7 +330,7 @@ class ResourceStore:
         conn: Connection,
         query: SearchQuery,
         max_bytes: int = DEFAULT_PAGE_BYTES,
-        access_for: AccessFor = _no_filter,
+        access_for: AccessFor = no_filter,
     ) -> SearchPage:
         """One page: at most `query.count` matches and about `max_bytes` of resources
         (a page must fit in one NATS message), with the cursor of the next page.
