@@ -34,7 +34,6 @@ from shared.access.decision import (
     AccessDecision,
     ResourceFacts,
     decide,
-    emergency_allowed,
 )
 from shared.access.view import ConsentView
 from shared.auth.scopes import authorize
@@ -458,7 +457,7 @@ class ConsentAdministration:
     async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
         authorize(request.caller, "Consent", "create")
         disclosure = _parse(DisclosureInput, body)
-        if not emergency_allowed(request.caller) or request.caller.org_kind not in HEALTH_KINDS:
+        if request.caller.org_kind not in HEALTH_KINDS:
             raise error(
                 403,
                 "forbidden",

@@ -16,14 +16,13 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.consent.audit_events import audit_event
-from services.consent.handlers import SERVICE_CALLER
+from services.consent.handlers import service_update
 from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.events import audit_subject_filter
 from shared.fhir.errors import FhirError
 from shared.fhir.interactions import FhirService
 from shared.transport.consumer import DurableConsumer
-from shared.transport.wire import FhirRequest
 
 log = logging.getLogger(__name__)
 
@@ -59,13 +58,7 @@ class AuditTrail:
             for record in records:
                 if await self._fhir.store.read(conn, "AuditEvent", record.id) is not None:
                     continue
-                request = FhirRequest(
-                    interaction="update",
-                    resource_type="AuditEvent",
-                    id=record.id,
-                    base_url="",
-                    caller=SERVICE_CALLER,
-                )
+                request = service_update("AuditEvent", record.id)
                 try:
                     await self._fhir.update(conn, self._definition, request, audit_event(record))
                 except FhirError as exc:

@@ -74,8 +74,8 @@ class DirectoryReader:
         response = await self._forwarder.send(subject, request, b"")
         return response.status, orjson.loads(response.body) if response.body else None
 
-    def _request(self, **fields: Any) -> FhirRequest:
-        return FhirRequest(base_url=self._base_url, caller=CONSENT_SERVICE_CALLER, **fields)
+    def _request(self, caller: Caller = CONSENT_SERVICE_CALLER, **fields: Any) -> FhirRequest:
+        return FhirRequest(base_url=self._base_url, caller=caller, **fields)
 
     async def child_facts(self, patient_id: str) -> ChildFacts:
         status, patient = await self._ask(
@@ -109,13 +109,7 @@ class DirectoryReader:
         its own consent step decides and audits) and it is about the patient."""
         res_type, _, res_id = reference.partition("/")
         status, resource = await self._ask(
-            FhirRequest(
-                interaction="read",
-                resource_type=res_type,
-                id=res_id,
-                base_url=self._base_url,
-                caller=caller,
-            )
+            self._request(caller, interaction="read", resource_type=res_type, id=res_id)
         )
         if status != 200 or not isinstance(resource, dict):
             return False

@@ -10,9 +10,10 @@ mirrors is never older than the records.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -47,6 +48,19 @@ from shared.transport.wire import Caller, FhirRequest
 log = logging.getLogger(__name__)
 
 SERVICE_CALLER = Caller(client_id="barnebro-consent")
+
+
+def service_update(resource_type: str, res_id: str) -> FhirRequest:
+    """An update the consent service makes on its own behalf (reassessment, audit trail)."""
+    return FhirRequest(
+        interaction="update",
+        resource_type=resource_type,
+        id=res_id,
+        base_url="",
+        caller=SERVICE_CALLER,
+    )
+
+
 Judged = tuple[ConsentRecord, Authority]
 OPEN_STATUSES = (Status.PROPOSED, Status.ACTIVE)
 
@@ -156,12 +170,20 @@ class ConsentHandlers:
         child = await self.directory.child_facts(_patient_id(patient))
         return who_may_consent(child, purpose, day or self.clock(), flags)
 
-    async def consents_of(self, patient: str) -> list[ConsentRecord]:
-        async with self.fhir.db.reader() as conn:
-            stored = await self.fhir.store.of_patient(conn, "Consent", _patient_id(patient))
-        return [from_fhir(s.json()) for s in stored]
-
     # -- changes --------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _child_unit(self, patient_id: str) -> AsyncIterator[tuple[Connection, ChildFacts]]:
+        """One transaction under the child's lock, with the child's facts read under it
+        (so a state published here is never older than one a concurrent change
+        published); it ends by queueing the child's new access state, and wakes the
+        outbox relay once committed. Nothing is published if the body raises."""
+        async with self.fhir.db.transaction() as conn:
+            await lock_patient(conn, patient_id)
+            child = await self.directory.child_facts(patient_id)
+            yield conn, child
+            await self.publish_state(conn, patient_id, child)
+        self.fhir.notify_commit()
 
     async def _answerers(
         self,
@@ -214,11 +236,7 @@ class ConsentHandlers:
         collector = None if request.caller.fhir_user else request.caller.orgnr
         grantors = [s.grantor for s in record.signatures]
         answered = await self._answerers(request, grantors, collector, {})
-        async with self.fhir.db.transaction() as conn:
-            # The child's facts are read under the patient's lock, so a state published
-            # here can never be older than one a concurrent reassessment published.
-            await lock_patient(conn, patient_id)
-            child = await self.directory.child_facts(patient_id)
+        async with self._child_unit(patient_id) as (conn, child):
             day = self.clock()
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, record.signatures)
@@ -242,8 +260,6 @@ class ConsentHandlers:
             )
             response = await self.fhir.create(conn, self.consents, sub, to_fhir(record))
             stored = orjson.loads(response.body)
-            await self.publish_state(conn, patient_id, child)
-        self.fhir.notify_commit()
         return Outcome(from_fhir(stored), authority, stored)
 
     async def _change(
@@ -259,9 +275,7 @@ class ConsentHandlers:
             raise error(404, "not-found", f"Consent/{consent_id} is not known")
         await self.fhir.disclose(request, current)
         patient_id = _patient_id(from_fhir(current.json()).patient)
-        async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient_id)
-            child = await self.directory.child_facts(patient_id)
+        async with self._child_unit(patient_id) as (conn, child):
             day = self.clock()
             latest = await self.fhir.store.read_for_update(conn, "Consent", consent_id)
             assert latest is not None
@@ -279,8 +293,6 @@ class ConsentHandlers:
                 conn, self.consents, sub, to_fhir(record), check_access=False
             )
             stored = orjson.loads(response.body)
-            await self.publish_state(conn, patient_id, child)
-        self.fhir.notify_commit()
         return Outcome(from_fhir(stored), authority, stored)
 
     async def sign(
@@ -356,9 +368,7 @@ class ConsentHandlers:
         """Judge a child's open consents again with today's facts; store those whose status
         changes and publish the child's access state. Returns the changed consents."""
         changed: list[ConsentRecord] = []
-        async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient_id)
-            child = await self.directory.child_facts(patient_id)
+        async with self._child_unit(patient_id) as (conn, child):
             day = self.clock()
             for stored in await self.fhir.store.of_patient(conn, "Consent", patient_id):
                 record = from_fhir(stored.json())
@@ -368,19 +378,14 @@ class ConsentHandlers:
                 again = reassessed(record, authority, day)
                 if (again.status, again.reasons) == (record.status, record.reasons):
                     continue
-                request = FhirRequest(
-                    interaction="update",
-                    resource_type="Consent",
-                    id=stored.res_id,
-                    base_url="",
-                    caller=SERVICE_CALLER,
-                )
                 await self.fhir.update(
-                    conn, self.consents, request, to_fhir(again), check_access=False
+                    conn,
+                    self.consents,
+                    service_update("Consent", stored.res_id),
+                    to_fhir(again),
+                    check_access=False,
                 )
                 changed.append(again)
-            await self.publish_state(conn, patient_id, child)
-        self.fhir.notify_commit()
         return changed
 
     async def record_disclosure(
@@ -402,9 +407,7 @@ class ConsentHandlers:
             resources=resources,
             reason=reason,
         )
-        async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient_id)
-            child = await self.directory.child_facts(patient_id)
+        async with self._child_unit(patient_id) as (conn, _):
             sub = request.model_copy(
                 update={
                     "interaction": "update",
@@ -414,8 +417,6 @@ class ConsentHandlers:
                 }
             )
             response = await self.fhir.update(conn, self.audit_events, sub, event)
-            await self.publish_state(conn, patient_id, child)
-        self.fhir.notify_commit()
         stored: dict[str, Any] = orjson.loads(response.body)
         return stored
 
