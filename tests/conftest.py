@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from services.referral import referral_spec
 from shared.runtime import ServiceRuntime
 from tests.consent_world import KINDS, World, organisation
 from tests.journal_service import journal_spec
+from tests.referral_world import KINDS as REFERRAL_KINDS
+from tests.referral_world import ReferralWorld
+from tests.referral_world import organisation as referral_organisation
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack
 from tests.support import test_settings as make_settings
 
@@ -45,3 +49,19 @@ async def world(stack: Stack) -> AsyncIterator[World]:
         yield World(stack, journal, organisations)
     finally:
         await journal.stop()
+
+
+@pytest.fixture
+async def referrals(stack: Stack) -> AsyncIterator[ReferralWorld]:
+    """The stack plus the referral service and one organisation of each kind taking part."""
+    service = ServiceRuntime(referral_spec(stack.settings), stack.settings)
+    await service.start()
+    try:
+        organisations = {}
+        for orgnr in REFERRAL_KINDS:
+            reply = await stack.call("POST", "Organization", referral_organisation(orgnr))
+            assert reply.status == 201, reply.body
+            organisations[orgnr] = reply.json()["id"]
+        yield ReferralWorld(stack, service, organisations)
+    finally:
+        await service.stop()

@@ -19,23 +19,7 @@ from shared.codes import (
 )
 from shared.events import DomainEvent
 from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM, parse_person_number
-from tests.support import Stack, wait_for
-
-K1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-K2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-
-
-def fodselsnummer(born: date, individual: int) -> str:
-    """A fødselsnummer with classic check digits (individual 500-749 for the 2000s)."""
-    for candidate in range(individual, individual + 50):
-        digits = [int(c) for c in f"{born:%d%m%y}{candidate:03d}"]
-        k1 = (11 - sum(w * d for w, d in zip(K1, digits, strict=True)) % 11) % 11
-        if k1 == 10:
-            continue
-        k2 = (11 - sum(w * d for w, d in zip(K2, [*digits, k1], strict=True)) % 11) % 11
-        if k2 != 10:
-            return "".join(map(str, [*digits, k1, k2]))
-    raise AssertionError("no valid number in range")
+from tests.support import Stack, fodselsnummer, wait_for
 
 
 def organisation(kind: str, name: str, orgnr: str, kommune: str) -> dict[str, Any]:

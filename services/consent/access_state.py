@@ -32,6 +32,7 @@ def patient_state(
         Grant(
             consent=f"Consent/{record.id}",
             categories=record.categories,
+            purpose=record.purpose.value,
             orgs=record.recipients.organizations,
             kinds=record.recipients.kinds,
             roles=record.recipients.roles,

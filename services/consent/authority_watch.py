@@ -15,8 +15,6 @@ wait for this: the access state already ends such a grant on its last valid day.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from nats.aio.client import Client as NATS
@@ -26,13 +24,12 @@ from pydantic import ValidationError
 from services.consent.handlers import ConsentHandlers
 from shared.config import Settings
 from shared.events import DomainEvent
-from shared.fhir.search_query import parse_search
+from shared.periodic import Periodic
 from shared.transport.consumer import DurableConsumer
 
 log = logging.getLogger(__name__)
 
 DIRECTORY_TYPES = ("Patient", "RelatedPerson")
-RETRY_SECONDS = 60.0
 
 
 class AuthorityWatch:
@@ -40,7 +37,6 @@ class AuthorityWatch:
         self, handlers: ConsentHandlers, nc: NATS, settings: Settings, sweep_interval: float
     ) -> None:
         self._handlers = handlers
-        self._sweep_interval = sweep_interval
         self.consumer = DurableConsumer(
             nc,
             stream=settings.stream_name,
@@ -48,17 +44,19 @@ class AuthorityWatch:
             subject=f"{settings.nats_prefix}.events.directory.>",
             handler=self.on_directory_events,
         )
-        self._sweeper: asyncio.Task[None] | None = None
+        self._sweeper = Periodic(
+            "the consent sweep",
+            self.sweep,
+            sweep_interval,
+            "reassessed the consents of %d children after a birthday",
+        )
 
     async def start(self) -> None:
         await self.consumer.start()
-        self._sweeper = asyncio.create_task(self._sweep_periodically())
+        await self._sweeper.start()
 
     async def stop(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        await self._sweeper.stop()
         await self.consumer.stop()
 
     async def on_directory_events(self, messages: list[Msg]) -> None:
@@ -79,32 +77,12 @@ class AuthorityWatch:
         """Reassess every child with an open consent whose authority has run out."""
         fhir = self._handlers.fhir
         day = self._handlers.clock().isoformat()
-        criteria = [("status", "active,proposed"), ("valid-until", f"lt{day}"), ("_count", "1000")]
-        patients: set[str] = set()
-        cursor: str | None = None
-        while True:
-            paging = [("_cursor", cursor)] if cursor else []
-            query = parse_search("Consent", [*criteria, *paging], fhir.search_params)
-            async with fhir.db.reader() as conn:
-                page = await fhir.store.search(conn, query)
-            patients |= {s.access.patient for s in page.resources if s.access.patient}
-            cursor = page.next_cursor
-            if cursor is None:
-                break
+        criteria = [("status", "active,proposed"), ("valid-until", f"lt{day}")]
+        patients = {
+            stored.access.patient
+            async for stored in fhir.matches("Consent", criteria)
+            if stored.access.patient
+        }
         for patient in sorted(patients):
             await self._handlers.reassess(patient)
         return len(patients)
-
-    async def _sweep_periodically(self) -> None:
-        while True:
-            delay = self._sweep_interval
-            try:
-                count = await self.sweep()
-                if count:
-                    log.info("reassessed the consents of %d children after a birthday", count)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("the consent sweep failed; it runs again within a minute")
-                delay = min(delay, RETRY_SECONDS)
-            await asyncio.sleep(delay)

@@ -93,6 +93,23 @@ def _matching_grants(state: PatientAccessState, context: AccessContext, category
     return found
 
 
+def consents_for(
+    state: PatientAccessState | None, purpose: str, orgnr: str, kind: str | None, day: date
+) -> list[str]:
+    """Active consents for `purpose` that name the organisation (or its kind) on `day`:
+    for steps that need a consent to a purpose rather than to a category of data (e.g.
+    passing contact details on to a municipal service)."""
+    if state is None:
+        return []
+    return [
+        grant.consent
+        for grant in state.grants
+        if grant.purpose == purpose
+        and grant.covers_day(day)
+        and (orgnr in grant.orgs or (kind is not None and kind in grant.kinds))
+    ]
+
+
 def _hidden_from_parents(
     state: PatientAccessState, category: str, holders: Iterable[str]
 ) -> list[str]:

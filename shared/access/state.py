@@ -24,6 +24,8 @@ class Grant(BaseModel):
 
     consent: str
     categories: list[str]
+    purpose: str | None = None
+    """What the consent is for (consent-purpose code, e.g. kontaktinfo-videreformidling)."""
     orgs: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
     roles: list[str] = Field(default_factory=list)

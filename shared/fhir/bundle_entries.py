@@ -116,6 +116,8 @@ def entry_result(response: FhirResponse) -> dict[str, Any]:
             result["response"]["outcome"] = body
         else:
             result["resource"] = body
+    if response.outcome and response.status < 400:
+        result["response"]["outcome"] = orjson.Fragment(response.outcome)
     return result
 
 

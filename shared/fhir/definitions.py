@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.fhir.errors import Issue, error
 from shared.fhir.search_params import SearchParam
-from shared.transport.wire import Caller
+from shared.store.database import Connection
+from shared.transport.wire import Caller, FhirRequest
+
+if TYPE_CHECKING:
+    from shared.fhir.interactions import FhirService
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,17 @@ inside the transaction of the write being checked."""
 
 
 @dataclass(frozen=True)
+class WriteContext:
+    """A write under way: its transaction, the request, the version it replaces (None on
+    create) and the service, for writes that must happen in the same unit of work."""
+
+    conn: Connection
+    request: FhirRequest
+    before: dict[str, Any] | None
+    service: FhirService
+
+
+@dataclass(frozen=True)
 class EventSpec:
     """An event a change raises: its name (e.g. `care-order-started`) and details."""
 
@@ -60,6 +75,10 @@ class ResourceDefinition:
     """The category of patient information this type holds (`shared.codes.DataCategory`);
     None for what is not information about a patient (organisations, practitioners, the
     person index). Resources with a category are released only as consent allows."""
+
+    deletable: bool = True
+    """False for types whose history is a record that must stay (a referral): DELETE
+    answers 405."""
 
     def refuse_client_writes(self) -> None:
         """Types the service writes itself are never written by a client, whatever the
@@ -86,6 +105,17 @@ class ResourceDefinition:
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
         """Rules that depend on other resources of the service; raise FhirError to refuse."""
+
+    async def check_write(self, resource: dict[str, Any], context: WriteContext) -> list[Issue]:
+        """Rules that need the version being replaced or other services (e.g. a state
+        machine, or the directory): called inside the write's transaction, after
+        `prepare`, `verify_references` and the preconditions. Raise FhirError to refuse;
+        return warnings; may fill in elements the server derives."""
+        return []
+
+    async def after_write(self, change: Change, context: WriteContext) -> None:
+        """Writes that follow from a client's write, in the same transaction (e.g. the
+        workflow Task of a new referral)."""
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         """The id of the Patient this resource is about, the events' partition key."""

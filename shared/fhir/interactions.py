@@ -9,7 +9,7 @@ one database transaction) and answers with a `FhirResponse`. Services supply onl
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -21,7 +21,7 @@ from opentelemetry import propagate
 from shared.access.guard import AccessGuard
 from shared.auth.scopes import authorize, granted
 from shared.events import DomainEvent
-from shared.fhir.definitions import Change, Lookup, ResourceDefinition
+from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
 from shared.fhir.resources import (
     FHIR_JSON,
@@ -35,7 +35,7 @@ from shared.fhir.search_query import MAX_COUNT, parse_date_value, parse_search, 
 from shared.fhir.transaction import run_transaction
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection, Database
-from shared.store.outbox import add_event
+from shared.store.outbox import add_event, lock_patient
 from shared.store.resource_store import (
     AccessFor,
     ResourceStore,
@@ -160,6 +160,24 @@ class FhirService:
                         )  # fmt: skip
         return filled
 
+    async def matches(
+        self, resource_type: str, criteria: list[tuple[str, str]], page_size: int = 500
+    ) -> AsyncIterator[StoredResource]:
+        """Every resource matching a search, page by page and without an access filter:
+        for the service's own jobs (sweeps, deadline monitors), never for a client."""
+        cursor: str | None = None
+        while True:
+            paging = [("_cursor", cursor)] if cursor else []
+            params = [*criteria, ("_count", str(page_size)), *paging]
+            query = parse_search(resource_type, params, self.search_params)
+            async with self.db.reader() as conn:
+                page = await self.store.search(conn, query)
+            for stored in page.resources:
+                yield stored
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
     def notify_commit(self) -> None:
         """Wake the outbox relay after a committed write."""
         self._on_commit()
@@ -178,7 +196,7 @@ class FhirService:
                 return await self.delete(conn, definition, request)
         raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
 
-    def _lookup(self, conn: Connection) -> Lookup:
+    def lookup(self, conn: Connection) -> Lookup:
         async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
             if resource_type not in self.definitions or not ID_PATTERN.fullmatch(res_id):
                 return None
@@ -348,7 +366,10 @@ class FhirService:
             validate_resource(data, definition.resource_type)
             issues = definition.prepare(data, request.caller)
             async with self.db.reader() as conn:
-                await definition.verify_references(data, self._lookup(conn))
+                await definition.verify_references(data, self.lookup(conn))
+                issues += await definition.check_write(
+                    data, WriteContext(conn, request, None, self)
+                )
         except FhirError as exc:
             if exc.status >= 500:
                 raise
@@ -369,7 +390,7 @@ class FhirService:
     ) -> FhirResponse:
         resource_type = validate_resource(resource, definition.resource_type)
         warnings = definition.prepare(resource, request.caller)
-        await definition.verify_references(resource, self._lookup(conn))
+        await definition.verify_references(resource, self.lookup(conn))
         if request.if_none_exist:
             existing = await self._conditional_match(conn, definition, request)
             if existing is not None:
@@ -378,17 +399,11 @@ class FhirService:
                 if not granted(request.caller.scopes, resource_type, "r"):
                     return FhirResponse(status=200, headers=headers)  # no read scope: no body
                 return self._prefer(request, existing, 200, headers, [])
-        new_resource_id = res_id or new_id()
-        stored = await self.store.write(
-            conn,
-            resource,
-            res_type=resource_type,
-            res_id=new_resource_id,
-            previous=None,
-            unique_keys=definition.unique_keys(resource),
-            access=_access(definition, resource, new_resource_id, request, None),
+        context = WriteContext(conn, request, None, self)
+        warnings += await definition.check_write(resource, context)
+        stored = await self._commit(
+            context, definition, resource, res_id=res_id or new_id(), previous=None
         )
-        await self._record(conn, definition, stored, None, resource, request)
         return self._prefer(
             request, stored, 201, version_headers(stored, request.base_url), warnings
         )
@@ -439,7 +454,12 @@ class FhirService:
             )
         resource_type = validate_resource(resource, definition.resource_type)
         warnings = definition.prepare(resource, request.caller)
-        await definition.verify_references(resource, self._lookup(conn))
+        await definition.verify_references(resource, self.lookup(conn))
+        patient = definition.patient_of(resource, res_id)
+        if patient is not None and definition.data_category is not None:
+            # The patient before the row, as every writer of patient data does: a write
+            # that goes on to change a related record must not wait for it crosswise.
+            await lock_patient(conn, patient)
         previous = await self.store.read_for_update(conn, resource_type, res_id)
         if await self._hidden(request, previous, check_access):
             if definition.update_create:
@@ -462,17 +482,9 @@ class FhirService:
                 " by the server: use POST to create",
             )
         before = previous.json() if previous and not previous.deleted else None
-        stored = await self.store.write(
-            conn,
-            resource,
-            res_type=resource_type,
-            res_id=res_id,
-            previous=previous,
-            unique_keys=definition.unique_keys(resource),
-            previous_keys=definition.unique_keys(before) if before else (),
-            access=_access(definition, resource, res_id, request, previous),
-        )
-        await self._record(conn, definition, stored, before, resource, request)
+        context = WriteContext(conn, request, before, self)
+        warnings += await definition.check_write(resource, context)
+        stored = await self._commit(context, definition, resource, res_id=res_id, previous=previous)
         status = 201 if previous is None else 200
         return self._prefer(
             request, stored, status, version_headers(stored, request.base_url), warnings
@@ -482,6 +494,13 @@ class FhirService:
         self, conn: Connection, definition: ResourceDefinition, request: FhirRequest
     ) -> FhirResponse:
         res_id = _checked_id(request.id)
+        if not definition.deletable:
+            raise error(
+                405,
+                "not-supported",
+                f"{definition.resource_type} is a record that is kept: it is closed through"
+                " its status, never deleted",
+            )
         previous = await self.store.read_for_update(conn, definition.resource_type, res_id)
         if previous is None or await self._hidden(request, previous, True):
             raise _not_found(definition.resource_type, res_id)
@@ -501,6 +520,56 @@ class FhirService:
         )
         await self._record(conn, definition, stored, before, None, request)
         return FhirResponse(status=204, headers={"ETag": stored.etag})
+
+    async def _commit(
+        self,
+        context: WriteContext,
+        definition: ResourceDefinition,
+        resource: dict[str, Any],
+        *,
+        res_id: str,
+        previous: StoredResource | None,
+    ) -> StoredResource:
+        """Store a new version, its events, and the writes that follow from it."""
+        before = context.before
+        stored = await self.store.write(
+            context.conn,
+            resource,
+            res_type=definition.resource_type,
+            res_id=res_id,
+            previous=previous,
+            unique_keys=definition.unique_keys(resource),
+            previous_keys=definition.unique_keys(before) if before else (),
+            access=_access(definition, resource, res_id, context.request, previous),
+        )
+        await self._record(context.conn, definition, stored, before, resource, context.request)
+        change = Change(stored.res_type, stored.res_id, stored.version, before, resource)
+        await definition.after_write(change, context)
+        return stored
+
+    async def save(
+        self,
+        conn: Connection,
+        request: FhirRequest,
+        resource: dict[str, Any],
+        *,
+        previous: StoredResource | None = None,
+    ) -> StoredResource:
+        """A write the service makes itself, inside the caller's transaction (a follow-on
+        write, a scheduled one): validated, versioned, indexed and evented like a
+        client's, without the client-facing checks. `previous` is the version it
+        replaces, read with `store.read_for_update`; None creates a new resource."""
+        definition = self._definition(resource.get("resourceType"))
+        validate_resource(resource, definition.resource_type)
+        before = previous.json() if previous is not None and not previous.deleted else None
+        res_id = previous.res_id if previous is not None else str(resource.get("id") or new_id())
+        return await self._commit(
+            WriteContext(conn, request, before, self),
+            definition,
+            resource,
+            res_id=res_id,
+            previous=previous,
+        )
 
     async def _record(
         self,
@@ -539,15 +608,18 @@ class FhirService:
         warnings: list[Issue],
     ) -> FhirResponse:
         headers = {**headers}
+        outcome = orjson.dumps(operation_outcome(warnings)) if warnings else b""
         if request.prefer_return == "minimal":
-            return FhirResponse(status=status, headers=headers)
+            return FhirResponse(status=status, headers=headers, outcome=outcome)
         headers["Content-Type"] = FHIR_JSON
         if request.prefer_return == "OperationOutcome":
             issues = [*warnings, information(f"{stored.res_type}/{stored.res_id} stored")]
             return FhirResponse(
                 status=status, headers=headers, body=orjson.dumps(operation_outcome(issues))
             )
-        return FhirResponse(status=status, headers=headers, body=stored.body or b"")
+        return FhirResponse(
+            status=status, headers=headers, body=stored.body or b"", outcome=outcome
+        )
 
 
 def _access(

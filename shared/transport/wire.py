@@ -78,6 +78,10 @@ class FhirResponse(BaseModel):
     status: int
     headers: dict[str, str] = Field(default_factory=dict)
     body: bytes = b""
+    outcome: bytes = b""
+    """Warnings of a successful write as an OperationOutcome, for the `response.outcome`
+    of its entry in a transaction-response (not sent on its own: a single write shows
+    them with `Prefer: return=OperationOutcome`)."""
 
 
 def request_subject(prefix: str, resource_type: str) -> str:

@@ -1,0 +1,59 @@
+"""What the referral service's write rules read outside their own transaction.
+
+The directory (who the patient is, what kind an organisation is, the patient's GP) and
+the mirrored consent view (a consent to pass contact details on). Both exist only once
+the runtime has connected to NATS, so the resource definitions hold this object and the
+runtime fills it in when it starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from services.referral.domain.model import Problem
+from shared.access.decision import today
+from shared.access.view import ConsentView
+from shared.directory_client import DirectoryClient
+from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.search_params import format_instant
+
+
+@dataclass
+class ReferralContext:
+    directory: DirectoryClient | None = None
+    view: ConsentView | None = None
+
+    def require_directory(self) -> DirectoryClient:
+        if self.directory is None:
+            raise error(503, "transient", "The referral service is starting")
+        return self.directory
+
+    def require_view(self) -> ConsentView:
+        if self.view is None:
+            raise error(503, "transient", "The referral service is starting")
+        self.view.ready()
+        return self.view
+
+
+def now() -> str:
+    """The current instant as FHIR instant text (UTC)."""
+    return format_instant(datetime.now(UTC))
+
+
+def refuse(problems: list[Problem]) -> None:
+    """Raise the rules' problems as one FhirError with the first problem's status."""
+    if not problems:
+        return
+    status = problems[0].status
+    raise FhirError(
+        status,
+        [
+            Issue(p.code, p.message, expression=(p.expression,) if p.expression else ())
+            for p in problems
+            if p.status == status
+        ],
+    )
+
+
+__all__ = ["ReferralContext", "now", "refuse", "today"]

@@ -1,0 +1,161 @@
+"""The referral service's code systems and extensions (project CodeSystems).
+
+Norwegian codes where the thing has a Norwegian legal name; each is glossed once here.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from shared.codes import CODE_SYSTEM_BASE, STRUCTURE_DEFINITION_BASE
+
+
+class TaskStatus(StrEnum):
+    """FHIR Task.status values the referral workflow uses."""
+
+    REQUESTED = "requested"
+    RECEIVED = "received"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    IN_PROGRESS = "in-progress"
+    ON_HOLD = "on-hold"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class Step(StrEnum):
+    """Task.businessStatus: the Norwegian step within a status (CodeSystem
+    referral-step)."""
+
+    SENDT = "sendt"
+    """sent, not yet received"""
+    MOTTATT = "mottatt"
+    """received: the ansiennitetsdato is set"""
+    RETT_TIL_HELSEHJELP = "rett-til-helsehjelp"
+    """accepted: the patient has a right to necessary specialist care, with a frist"""
+    AVSLATT = "avslatt"
+    """rejected"""
+    VIDERESENDT = "videresendt"
+    """redirected: formally a rejection, a named municipal service takes over"""
+    UNDER_BEHANDLING = "under-behandling"
+    """care has started"""
+    AVSLUTNING_VARSLET = "avslutning-varslet"
+    """the patient has been warned that treatment will be closed after no-shows"""
+    PA_VENT = "pa-vent"
+    """on hold"""
+    UTSKREVET = "utskrevet"
+    """discharged (tilbakeført) to the municipality with a follow-up plan"""
+    AVSLUTTET = "avsluttet"
+    """closed by the receiver"""
+    TRUKKET = "trukket"
+    """withdrawn by the referrer"""
+
+
+class RejectionReason(StrEnum):
+    """Task.statusReason of a rejection (CodeSystem referral-rejection-reason)."""
+
+    INGEN_RETT = "ingen-rett"
+    """no right to necessary specialist care"""
+    UFULLSTENDIG = "ufullstendig"
+    """the referral is incomplete"""
+    FEIL_MOTTAKER = "feil-mottaker"
+    """wrong recipient"""
+    ANNET = "annet"
+    """other"""
+
+
+class LegalCriterion(StrEnum):
+    """The criteria a rejection must refer to (CodeSystem referral-legal-criterion):
+    prioriteringsforskriften §2 (alvorlighet, nytte, kostnad) as applied by the
+    prioriteringsveileder for psykisk helsevern for barn og unge."""
+
+    ALVORLIGHETSKRITERIET = "alvorlighetskriteriet"
+    NYTTEKRITERIET = "nyttekriteriet"
+    KOSTNADSKRITERIET = "kostnadskriteriet"
+    PRIORITERINGSVEILEDEREN = "prioriteringsveilederen"
+
+
+class CloseReason(StrEnum):
+    """Task.statusReason of a cancellation (CodeSystem referral-close-reason)."""
+
+    GJENTATTE_UTEBLIVELSER = "gjentatte-uteblivelser"
+    """repeated no-shows"""
+    TRUKKET = "trukket"
+    """withdrawn by the referrer"""
+    ANNET = "annet"
+
+
+class Attachment(StrEnum):
+    """What a referral attachment is (DocumentReference.type, CodeSystem
+    referral-attachment)."""
+
+    KOMMUNAL_KARTLEGGING = "kommunal-kartlegging"
+    """the municipality's assessment summary: what was assessed and tried"""
+    PPT_VURDERING = "ppt-vurdering"
+    """the educational-psychological service's (PPT) assessment"""
+    SOMATISK_VURDERING = "somatisk-vurdering"
+    """a somatic assessment"""
+    BARNETS_STEMME = "barnets-stemme"
+    """the child's own view"""
+    ANNET = "annet"
+
+
+class Completeness(StrEnum):
+    """The completeness marker of a referral (CodeSystem referral-completeness)."""
+
+    KOMPLETT = "komplett"
+    MANGLER_KOMMUNAL_KARTLEGGING = "mangler-kommunal-kartlegging"
+    MANGLER_BARNETS_STEMME = "mangler-barnets-stemme"
+    MANGLER_SOMATISK_VURDERING = "mangler-somatisk-vurdering"
+
+
+class Output(StrEnum):
+    """Task.output.type (CodeSystem referral-output)."""
+
+    ANSVARLIG_OPPFOLGING = "ansvarlig-oppfolging"
+    """the municipal service responsible for follow-up"""
+    OPPFOLGINGSPLAN = "oppfolgingsplan"
+    """the follow-up plan on discharge"""
+
+
+class Breach(StrEnum):
+    """A legal deadline passed (CodeSystem referral-deadline-breach)."""
+
+    ASSESSMENT_OVERDUE = "assessment-overdue"
+    FRIST_BREACHED = "frist-breached"
+
+
+STEP_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-step"
+REJECTION_REASON_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-rejection-reason"
+LEGAL_CRITERION_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-legal-criterion"
+CLOSE_REASON_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-close-reason"
+ATTACHMENT_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-attachment"
+COMPLETENESS_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-completeness"
+OUTPUT_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-output"
+BREACH_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-deadline-breach"
+TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
+
+ANSIENNITETSDATO_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-ansiennitetsdato"
+ASSESSMENT_DEADLINE_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-assessment-deadline"
+FRIST_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-frist"
+BREACH_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-deadline-breach"
+CRITERION_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-legal-criterion"
+APPEAL_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-appeal-information"
+NO_SHOWS_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-no-show-count"
+CLOSURE_WARNED_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-closure-warned"
+TRANSITION_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-transition"
+COMPLETENESS_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-completeness"
+SHARED_WITH_EXT = f"{STRUCTURE_DEFINITION_BASE}/shared-with"
+
+APPEAL_TEXT = (
+    "Avslaget kan påklages til Statsforvalteren (pasient- og brukerrettighetsloven §7-2)."
+    " The rejection can be appealed to Statsforvalteren (the county governor)."
+)
+"""Added by the server to every rejection: the patient's right to appeal."""
+
+MIN_NO_SHOWS_TO_CLOSE = 2
+"""'Repeated' no-shows: the fewest after which treatment may be closed. Services close
+after 3 in their rules and 4-5 in practice; the law only asks that it be repeated and
+warned."""
+ASSESSMENT_WORKING_DAYS = 10
+"""pbrl §2-2: the referral is assessed within 10 working days of its receipt."""

@@ -1,0 +1,231 @@
+"""Reading and writing the referral's FHIR resources: ServiceRequest and its Task.
+
+The rules (`domain/`) see a Task as a `TaskState`; this module reads one from the Task's
+JSON, builds the workflow Task of a new referral, and sets the elements the server keeps
+(extensions it derives, the businessStatus default, the periods).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from services.referral.domain.model import TaskState
+from services.referral.domain.vocabulary import (
+    ANSIENNITETSDATO_EXT,
+    APPEAL_EXT,
+    ASSESSMENT_DEADLINE_EXT,
+    BREACH_EXT,
+    BREACH_SYSTEM,
+    CLOSURE_WARNED_EXT,
+    CRITERION_EXT,
+    FRIST_EXT,
+    LEGAL_CRITERION_SYSTEM,
+    NO_SHOWS_EXT,
+    OUTPUT_SYSTEM,
+    SHARED_WITH_EXT,
+    STEP_SYSTEM,
+    TASK_CODE_SYSTEM,
+    TRANSITION_EXT,
+    Breach,
+    Output,
+    Step,
+    TaskStatus,
+)
+from shared.fhir.references import reference_target
+from shared.identifiers import ORGNR_SYSTEM
+
+SERVER_EXTENSIONS = frozenset(
+    {ANSIENNITETSDATO_EXT, ASSESSMENT_DEADLINE_EXT, BREACH_EXT, CLOSURE_WARNED_EXT,
+     SHARED_WITH_EXT, TRANSITION_EXT, APPEAL_EXT}
+)  # fmt: skip
+"""Task extensions only the server writes: a client's values are replaced by the stored
+ones, so an update based on an older version cannot undo them."""
+
+
+def extensions(resource: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    return [
+        e for e in resource.get("extension") or [] if isinstance(e, dict) and e.get("url") == url
+    ]
+
+
+def extension_value(resource: dict[str, Any], url: str, key: str) -> Any:
+    for ext in extensions(resource, url):
+        if key in ext:
+            return ext[key]
+    return None
+
+
+def set_extension(resource: dict[str, Any], url: str, key: str, value: Any) -> None:
+    """Replace the extensions with `url` by one holding `value` (none when None)."""
+    kept = [e for e in resource.get("extension") or [] if e.get("url") != url]
+    if value is not None:
+        kept.append({"url": url, key: value})
+    if kept:
+        resource["extension"] = kept
+    else:
+        resource.pop("extension", None)
+
+
+def add_extension(resource: dict[str, Any], url: str, key: str, value: Any) -> None:
+    resource.setdefault("extension", []).append({"url": url, key: value})
+
+
+def keep_server_extensions(resource: dict[str, Any], stored: dict[str, Any] | None) -> None:
+    """Drop the client's server-kept extensions and restore the stored ones."""
+    kept = [e for e in resource.get("extension") or [] if e.get("url") not in SERVER_EXTENSIONS]
+    kept += [e for e in (stored or {}).get("extension") or [] if e.get("url") in SERVER_EXTENSIONS]
+    if kept:
+        resource["extension"] = kept
+    else:
+        resource.pop("extension", None)
+
+
+def orgnr_of(reference: Any) -> str | None:
+    """The organisasjonsnummer of a Reference given by identifier."""
+    if not isinstance(reference, dict):
+        return None
+    identifier = reference.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("system") == ORGNR_SYSTEM:
+        value = identifier.get("value")
+        return str(value) if value else None
+    return None
+
+
+def organisation_reference(orgnr: str, display: str | None = None) -> dict[str, Any]:
+    reference: dict[str, Any] = {
+        "type": "Organization",
+        "identifier": {"system": ORGNR_SYSTEM, "value": orgnr},
+    }
+    if display:
+        reference["display"] = display
+    return reference
+
+
+def patient_id(reference: Any) -> str | None:
+    target = reference_target(reference)
+    return target[1] if target and target[0] == "Patient" else None
+
+
+def _date(value: Any) -> date | None:
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _coding(concept: Any, system: str) -> str | None:
+    for coding in (concept or {}).get("coding") or [] if isinstance(concept, dict) else []:
+        if isinstance(coding, dict) and coding.get("system") == system:
+            code = coding.get("code")
+            return str(code) if code else None
+    return None
+
+
+def outputs(task: dict[str, Any], kind: Output) -> list[dict[str, Any]]:
+    return [
+        output
+        for output in task.get("output") or []
+        if isinstance(output, dict) and _coding(output.get("type"), OUTPUT_SYSTEM) == kind
+    ]
+
+
+def follow_up_orgnr(task: dict[str, Any]) -> str | None:
+    for output in outputs(task, Output.ANSVARLIG_OPPFOLGING):
+        found = orgnr_of(output.get("valueReference"))
+        if found:
+            return found
+    return None
+
+
+def task_state(task: dict[str, Any]) -> TaskState:
+    """The rules' view of one version of a referral's Task."""
+    reason = task.get("statusReason") if isinstance(task.get("statusReason"), dict) else {}
+    reason_coding = next((c for c in (reason or {}).get("coding") or [] if isinstance(c, dict)), {})
+    criteria = tuple(
+        str(ext["valueCoding"].get("code"))
+        for ext in extensions(task, CRITERION_EXT)
+        if isinstance(ext.get("valueCoding"), dict)
+        and ext["valueCoding"].get("system") == LEGAL_CRITERION_SYSTEM
+    )
+    no_shows = extension_value(task, NO_SHOWS_EXT, "valueUnsignedInt")
+    breaches = tuple(
+        Breach(code)
+        for ext in extensions(task, BREACH_EXT)
+        if (code := (ext.get("valueCoding") or {}).get("code")) in set(Breach)
+    )
+    return TaskState(
+        status=TaskStatus(task["status"]),
+        owner=orgnr_of(task.get("owner")) or "",
+        requester=orgnr_of(task.get("requester")) or "",
+        step=_coding(task.get("businessStatus"), STEP_SYSTEM),
+        reason_system=reason_coding.get("system"),
+        reason_code=reason_coding.get("code"),
+        justification=str((reason or {}).get("text") or ""),
+        criteria=criteria,
+        follow_up=follow_up_orgnr(task),
+        follow_up_plan=bool(outputs(task, Output.OPPFOLGINGSPLAN)),
+        frist=_date(extension_value(task, FRIST_EXT, "valueDate")),
+        ansiennitetsdato=_date(extension_value(task, ANSIENNITETSDATO_EXT, "valueDate")),
+        assessment_deadline=_date(extension_value(task, ASSESSMENT_DEADLINE_EXT, "valueDate")),
+        care_started=_date((task.get("executionPeriod") or {}).get("start")),
+        no_shows=no_shows if isinstance(no_shows, int) else 0,
+        closure_warned=_date(extension_value(task, CLOSURE_WARNED_EXT, "valueDate")),
+        breaches=breaches,
+    )
+
+
+def step_concept(step: Step) -> dict[str, Any]:
+    return {"coding": [{"system": STEP_SYSTEM, "code": step.value}], "text": step.value}
+
+
+def breach_coding(breach: Breach) -> dict[str, Any]:
+    return {"system": BREACH_SYSTEM, "code": breach.value}
+
+
+def new_task(service_request: dict[str, Any], authored: str) -> dict[str, Any]:
+    """The workflow Task of a new referral: requested, owned by the receiver."""
+    return {
+        "resourceType": "Task",
+        "status": TaskStatus.REQUESTED.value,
+        "businessStatus": step_concept(Step.SENDT),
+        "intent": "order",
+        "priority": service_request.get("priority", "routine"),
+        "code": {"coding": [{"system": TASK_CODE_SYSTEM, "code": "fulfill"}]},
+        "focus": {"reference": f"ServiceRequest/{service_request['id']}"},
+        "for": service_request["subject"],
+        "authoredOn": authored,
+        "lastModified": authored,
+        "requester": service_request["requester"],
+        "owner": service_request["performer"][0],
+    }
+
+
+def shared_with(resource: dict[str, Any]) -> list[str]:
+    """Organisations a referral's resource was shared with by the server (a re-referral's
+    receiver, an attachment's receiver, the services told of a discharge)."""
+    found = []
+    for ext in extensions(resource, SHARED_WITH_EXT):
+        orgnr = (ext.get("valueIdentifier") or {}).get("value")
+        if orgnr:
+            found.append(str(orgnr))
+    return found
+
+
+def share(resource: dict[str, Any], orgnrs: list[str]) -> bool:
+    """Add `orgnrs` to the organisations the resource is shared with; True if any is new."""
+    known = set(shared_with(resource))
+    added = False
+    for orgnr in orgnrs:
+        if orgnr not in known:
+            known.add(orgnr)
+            add_extension(
+                resource,
+                SHARED_WITH_EXT,
+                "valueIdentifier",
+                {"system": ORGNR_SYSTEM, "value": orgnr},
+            )
+            added = True
+    return added

@@ -1,0 +1,456 @@
+"""The resource types the referral service owns: ServiceRequest (the henvisning), Task
+(its workflow) and DocumentReference (its attachments).
+
+All three are referral information (data category `referral`): the referrer and the
+receiver always see a referral (they are its parties), others only under a consent, like
+any patient data. None is ever deleted: a referral is closed through its Task's status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.referral.context import ReferralContext, now
+from services.referral.domain.vocabulary import (
+    ANSIENNITETSDATO_EXT,
+    ASSESSMENT_DEADLINE_EXT,
+    ATTACHMENT_SYSTEM,
+    BREACH_EXT,
+    COMPLETENESS_EXT,
+    FRIST_EXT,
+    TaskStatus,
+)
+from services.referral.domain.workflow import CLOSED
+from services.referral.events import service_request_events, task_events
+from services.referral.intake import (
+    attachment_types,
+    check_form,
+    check_parties,
+    mark_completeness,
+    resolve_patient,
+)
+from services.referral.records import (
+    keep_server_extensions,
+    new_task,
+    orgnr_of,
+    patient_id,
+    share,
+    shared_with,
+    task_state,
+)
+from services.referral.transitions import check_task_update
+from shared.codes import DataCategory
+from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
+from shared.fhir.errors import Issue, error
+from shared.fhir.interactions import FhirService
+from shared.fhir.references import reference_target
+from shared.fhir.search_params import ParamType, SearchParam, extension_values
+from shared.fhir.search_query import parse_search
+from shared.store.database import Connection
+from shared.store.resource_store import StoredResource, no_filter
+
+TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
+REFERRAL = DataCategory.REFERRAL.value
+MAX_CHAIN = 20
+"""How far back a re-referral's receiver inherits earlier referrals."""
+
+
+def _patient_param(path: str) -> SearchParam:
+    return SearchParam(
+        "patient",
+        REFERENCE,
+        (path,),
+        "The child (patient:identifier=<fnr system>|<fnr> searches by fødselsnummer)",
+        targets=("Patient",),
+    )
+
+
+def _org_param(name: str, path: str, what: str) -> SearchParam:
+    return SearchParam(
+        name,
+        REFERENCE,
+        (path,),
+        f"{what} ({name}:identifier=urn:oid:2.16.578.1.12.4.1.4.101|<orgnr>)",
+        targets=("Organization",),
+    )
+
+
+def _without_shared_with(resource: dict[str, Any]) -> None:
+    keep_server_extensions(resource, None)
+
+
+async def task_of(
+    service: FhirService, conn: Connection, referral_id: str
+) -> StoredResource | None:
+    """The workflow Task of a referral (ServiceRequest id)."""
+    query = parse_search(
+        "Task", [("focus", f"ServiceRequest/{referral_id}")], service.search_params
+    )
+    page = await service.store.search(conn, query, access_for=no_filter)
+    return page.resources[0] if page.resources else None
+
+
+async def share_stored(
+    service: FhirService, write: WriteContext, reference: str, orgnrs: list[str]
+) -> dict[str, Any] | None:
+    """Share a stored resource of the service with organisations (a new version, only if
+    one of them is new to it). Returns its current JSON."""
+    res_type, _, res_id = reference.partition("/")
+    stored = await service.store.read_for_update(write.conn, res_type, res_id)
+    if stored is None or stored.deleted:
+        return None
+    resource = stored.json()
+    if share(resource, orgnrs):
+        await service.save(write.conn, write.request, resource, previous=stored)
+    return resource
+
+
+class ServiceRequestDefinition(ResourceDefinition):
+    resource_type = "ServiceRequest"
+    documentation = (
+        "A referral (henvisning): the child by fødselsnummer, the referring and receiving"
+        " organisations, priority, reason and attachments; its workflow is the Task that"
+        " the server creates with it"
+    )
+    data_category = REFERRAL
+    deletable = False
+    search_params = (
+        _patient_param("subject"),
+        _org_param("requester", "requester", "The referring organisation"),
+        _org_param("performer", "performer", "The receiving organisation"),
+        SearchParam("status", TOKEN, ("status",), "active | completed | revoked"),
+        SearchParam("priority", TOKEN, ("priority",), "routine | urgent | stat"),
+        SearchParam("authored", DATE, ("authoredOn",), "When the referral was written"),
+        SearchParam(
+            "completeness",
+            TOKEN,
+            documentation="komplett, or what a referral to BUP lacks"
+            " (mangler-kommunal-kartlegging, mangler-barnets-stemme, mangler-somatisk-vurdering)",
+            extract=extension_values(COMPLETENESS_EXT, "valueCoding"),
+        ),
+        SearchParam(
+            "replaces",
+            REFERENCE,
+            ("replaces",),
+            "The earlier referral this one replaces",
+            targets=("ServiceRequest",),
+        ),
+        SearchParam(
+            "based-on",
+            REFERENCE,
+            ("basedOn",),
+            "An earlier referral this one builds on",
+            targets=("ServiceRequest",),
+        ),
+        SearchParam(
+            "supporting-info",
+            REFERENCE,
+            ("supportingInfo",),
+            "An attachment",
+            targets=("DocumentReference",),
+        ),
+    )
+
+    def __init__(self, context: ReferralContext) -> None:
+        self.context = context
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return patient_id(resource.get("subject"))
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        found = [orgnr_of(resource.get("requester"))]
+        found += [orgnr_of(p) for p in resource.get("performer") or []]
+        return sorted({p for p in found if p} | set(shared_with(resource)))
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        if write.before is not None:
+            return await self._amend(resource, write)
+        check_form(resource)
+        if resource.setdefault("status", "active") != "active":
+            raise error(
+                422,
+                "value",
+                "A referral is submitted active; it closes through its Task",
+                "ServiceRequest.status",
+            )
+        _without_shared_with(resource)
+        parties = await check_parties(resource, write.request.caller, self.context)
+        patient = await resolve_patient(resource, "subject", self.context)
+        _, types = await attachment_types(resource, patient, write.service.lookup(write.conn))
+        for element in ("replaces", "basedOn"):
+            await self._check_earlier(resource, element, patient, write)
+        resource.setdefault("authoredOn", now())
+        return mark_completeness(resource, parties.performer_kind, types)
+
+    async def _check_earlier(
+        self, resource: dict[str, Any], element: str, patient: str, write: WriteContext
+    ) -> None:
+        for index, reference in enumerate(resource.get(element) or []):
+            where = f"ServiceRequest.{element}[{index}]"
+            target = reference_target(reference)
+            if target is None or target[0] != "ServiceRequest":
+                raise error(422, "value", f"{element} must refer to a ServiceRequest", where)
+            earlier = await write.service.lookup(write.conn)("ServiceRequest", target[1])
+            if earlier is None or patient_id(earlier.get("subject")) != patient:
+                raise error(
+                    422,
+                    "business-rule",
+                    f"ServiceRequest/{target[1]} is not a referral of the same child",
+                    where,
+                )
+            if element != "replaces":
+                continue
+            task = await task_of(write.service, write.conn, target[1])
+            if task is None or task_state(task.json()).status not in CLOSED:
+                raise error(
+                    409,
+                    "business-rule",
+                    f"ServiceRequest/{target[1]} is still open: a referral replaces a closed"
+                    " one (rejected, discharged or closed after no-shows)",
+                    where,
+                )
+
+    async def _amend(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        """The referrer may add to its referral (attachments, reason, priority) until the
+        receiver has assessed it; who, whom and about whom do not change."""
+        before = write.before or {}
+        caller = write.request.caller
+        if caller.orgnr != orgnr_of(before.get("requester")):
+            raise error(403, "forbidden", "Only the referring organisation amends a referral")
+        task = await task_of(write.service, write.conn, str(before["id"]))
+        status = task_state(task.json()).status if task is not None else None
+        if status not in (TaskStatus.REQUESTED, TaskStatus.RECEIVED):
+            raise error(
+                409,
+                "business-rule",
+                f"The referral is {status}: it is no longer amended; send the receiver what"
+                " it needs through the care team or a new referral",
+            )
+        for element in ("subject", "requester", "performer", "replaces", "basedOn",
+                        "intent", "authoredOn"):  # fmt: skip
+            if element in before and element not in resource:
+                resource[element] = before[element]
+            if resource.get(element) != before.get(element):
+                raise error(
+                    422,
+                    "business-rule",
+                    f"ServiceRequest.{element} does not change after submission",
+                    f"ServiceRequest.{element}",
+                )
+        resource["status"] = before.get("status", "active")
+        check_form(resource)
+        keep_server_extensions(resource, before)
+        patient = patient_id(before.get("subject")) or ""
+        _, types = await attachment_types(resource, patient, write.service.lookup(write.conn))
+        performer = orgnr_of((before.get("performer") or [{}])[0])
+        kind = await self.context.require_directory().organisation_kind(performer or "")
+        return mark_completeness(resource, kind, types)
+
+    async def after_write(self, change: Change, write: WriteContext) -> None:
+        """A new referral gets its Task; its receiver gets its attachments and, for a
+        re-referral, the earlier referrals' history."""
+        referral = change.after
+        if referral is None:
+            return
+        created = change.before is None
+        service = write.service
+        # The referral's own parties, not those it was shared with later (a redirect
+        # passes contact details on, not the attachments).
+        parties = [p for p in self.parties(referral) if p not in shared_with(referral)]
+        if created or referral.get("supportingInfo") != (change.before or {}).get("supportingInfo"):
+            for info in referral.get("supportingInfo") or []:
+                target = reference_target(info)
+                if target is not None and target[0] == "DocumentReference":
+                    await share_stored(service, write, "/".join(target), parties)
+        if not created:
+            return
+        await service.save(write.conn, write.request, new_task(referral, now()))
+        await self._inherit(referral, parties, write)
+
+    async def _inherit(
+        self, referral: dict[str, Any], parties: list[str], write: WriteContext
+    ) -> None:
+        earlier = [r for e in ("replaces", "basedOn") for r in referral.get(e) or []]
+        seen: set[str] = set()
+        while earlier and len(seen) < MAX_CHAIN:
+            target = reference_target(earlier.pop())
+            if target is None or target[1] in seen:
+                continue
+            seen.add(target[1])
+            shared = await share_stored(write.service, write, "/".join(target), parties)
+            task = await task_of(write.service, write.conn, target[1])
+            if task is not None:
+                await share_stored(write.service, write, task.reference, parties)
+            for info in (shared or {}).get("supportingInfo") or []:
+                doc = reference_target(info)
+                if doc is not None and doc[0] == "DocumentReference":
+                    await share_stored(write.service, write, "/".join(doc), parties)
+            earlier += (shared or {}).get("replaces") or []
+
+    def events(self, change: Change) -> list[EventSpec]:
+        return service_request_events(change, self.parties(change.after or change.before or {}))
+
+
+SERVICE_CLIENT = "barnebro-referral"
+"""The client id of the service's own writes (the deadline monitor)."""
+
+
+class TaskDefinition(ResourceDefinition):
+    resource_type = "Task"
+    documentation = (
+        "The workflow of a referral: status and businessStatus (the Norwegian steps),"
+        " ansiennitetsdato, assessment deadline, frist, deadline breaches; created by the"
+        " server with its ServiceRequest, moved by updates (PUT with If-Match)"
+    )
+    data_category = REFERRAL
+    deletable = False
+    search_params = (
+        _patient_param("for"),
+        SearchParam("focus", REFERENCE, ("focus",), "The referral", targets=("ServiceRequest",)),
+        _org_param("owner", "owner", "The receiving organisation"),
+        _org_param("requester", "requester", "The referring organisation"),
+        SearchParam("status", TOKEN, ("status",), "Workflow status"),
+        SearchParam(
+            "business-status", TOKEN, ("businessStatus",), "The Norwegian step (referral-step)"
+        ),
+        SearchParam("authored-on", DATE, ("authoredOn",), "When the referral was submitted"),
+        SearchParam("modified", DATE, ("lastModified",), "Last change"),
+        SearchParam(
+            "ansiennitetsdato",
+            DATE,
+            documentation="First receipt by the receiver",
+            extract=extension_values(ANSIENNITETSDATO_EXT, "valueDate"),
+        ),
+        SearchParam(
+            "assessment-deadline",
+            DATE,
+            documentation="Last day of the assessment: ansiennitetsdato + 10 working days",
+            extract=extension_values(ASSESSMENT_DEADLINE_EXT, "valueDate"),
+        ),
+        SearchParam(
+            "frist",
+            DATE,
+            documentation="Latest start of care, set on acceptance",
+            extract=extension_values(FRIST_EXT, "valueDate"),
+        ),
+        SearchParam(
+            "deadline-breach",
+            TOKEN,
+            documentation="assessment-overdue | frist-breached, once passed",
+            extract=extension_values(BREACH_EXT, "valueCoding"),
+        ),
+    )
+
+    def __init__(self, context: ReferralContext) -> None:
+        self.context = context
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return patient_id(resource.get("for"))
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        found = {orgnr_of(resource.get("requester")), orgnr_of(resource.get("owner"))}
+        return sorted({p for p in found if p} | set(shared_with(resource)))
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        if write.before is not None and write.request.if_match is None:
+            raise error(
+                428,
+                "required",
+                "A referral's Task is changed with If-Match naming the version the change is"
+                ' based on (e.g. If-Match: W/"3"): two organisations must not overwrite each'
+                " other's decisions",
+            )
+        await check_task_update(resource, write, self.context)
+        return []
+
+    async def after_write(self, change: Change, write: WriteContext) -> None:
+        """Keep the ServiceRequest in step: its status follows a closed Task, and whoever
+        the Task was shared with sees the referral too."""
+        if change.before is None or change.after is None:
+            return
+        before, after = task_state(change.before), task_state(change.after)
+        target = reference_target(change.after.get("focus"))
+        if target is None:
+            return
+        added = sorted(set(shared_with(change.after)) - set(shared_with(change.before)))
+        closing = after.status in CLOSED and before.status not in CLOSED
+        if not added and not closing:
+            return
+        service = write.service
+        stored = await service.store.read_for_update(write.conn, *target)
+        if stored is None or stored.deleted:
+            return
+        referral = stored.json()
+        changed = share(referral, added)
+        if closing:
+            referral["status"] = "completed" if after.status is TaskStatus.COMPLETED else "revoked"
+            changed = True
+        if changed:
+            await service.save(write.conn, write.request, referral, previous=stored)
+
+    def events(self, change: Change) -> list[EventSpec]:
+        return task_events(change, self.parties(change.after or change.before or {}))
+
+
+class AttachmentDefinition(ResourceDefinition):
+    resource_type = "DocumentReference"
+    documentation = (
+        "An attachment to a referral: the municipal assessment summary, a PPT assessment,"
+        " a somatic assessment, the child's own view (type from referral-attachment)"
+    )
+    data_category = REFERRAL
+    deletable = False
+    search_params = (
+        _patient_param("subject"),
+        SearchParam("type", TOKEN, ("type",), "What the attachment is (referral-attachment)"),
+        SearchParam("date", DATE, ("date",), "When it was written"),
+    )
+
+    def __init__(self, context: ReferralContext) -> None:
+        self.context = context
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return patient_id(resource.get("subject"))
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        return shared_with(resource)
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        types = [
+            c
+            for c in (resource.get("type") or {}).get("coding") or []
+            if c.get("system") == ATTACHMENT_SYSTEM
+        ]
+        if not types:
+            raise error(
+                422,
+                "required",
+                f"DocumentReference.type needs a code from {ATTACHMENT_SYSTEM}"
+                " (kommunal-kartlegging, ppt-vurdering, somatisk-vurdering, barnets-stemme,"
+                " annet)",
+                "DocumentReference.type",
+            )
+        if write.before is None:
+            _without_shared_with(resource)
+            await resolve_patient(resource, "subject", self.context)
+            return []
+        if resource.get("subject") != write.before.get("subject"):
+            if "subject" in resource:
+                raise error(
+                    422, "business-rule", "DocumentReference.subject does not change",
+                    "DocumentReference.subject",
+                )  # fmt: skip
+            resource["subject"] = write.before["subject"]
+        keep_server_extensions(resource, write.before)
+        return []
+
+
+def referral_definitions(context: ReferralContext) -> list[ResourceDefinition]:
+    return [
+        ServiceRequestDefinition(context),
+        TaskDefinition(context),
+        AttachmentDefinition(context),
+    ]
+
+
+__all__ = ["SERVICE_CLIENT", "referral_definitions"]

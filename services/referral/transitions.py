@@ -1,0 +1,193 @@
+"""Changing a referral's Task: the state machine applied to a client's update.
+
+A client moves a referral by updating its Task (PUT with `If-Match`). The server keeps
+what it owns (who the Task is for, its focus, owner and requester, the dates it derives),
+asks the rules (`domain/workflow.py`) whether the change is legal for this organisation,
+checks what needs the directory or the consent view (the follow-up service is municipal;
+a redirect has a consent to pass contact details on) and fills in what follows: the
+ansiennitetsdato and assessment deadline on receipt, the start and end of care, the
+appeal notice of a rejection, who made the change and when.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.referral.context import ReferralContext, now, refuse, today
+from services.referral.domain.deadlines import assessment_deadline
+from services.referral.domain.model import Actor, Problem, TaskState
+from services.referral.domain.vocabulary import (
+    ANSIENNITETSDATO_EXT,
+    APPEAL_EXT,
+    APPEAL_TEXT,
+    ASSESSMENT_DEADLINE_EXT,
+    CLOSURE_WARNED_EXT,
+    TRANSITION_EXT,
+    Step,
+    TaskStatus,
+)
+from services.referral.domain.workflow import CLOSED, Change, check_change, default_step, roles_of
+from services.referral.records import (
+    keep_server_extensions,
+    orgnr_of,
+    patient_id,
+    set_extension,
+    share,
+    step_concept,
+    task_state,
+)
+from shared.access.decision import consents_for
+from shared.codes import HEALTH_KINDS
+from shared.codes import OrganisationKind as K
+from shared.fhir.definitions import WriteContext
+from shared.fhir.errors import error
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
+
+IMMUTABLE = ("focus", "for", "owner", "requester", "intent", "code", "authoredOn")
+MUNICIPAL_FOLLOW_UP = frozenset({K.KOMMUNE_HELSE, K.BARNEVERNSTJENESTE, K.FASTLEGE})
+CONTACT_DETAILS_PURPOSE = "kontaktinfo-videreformidling"
+
+
+def _keep_immutable(resource: dict[str, Any], before: dict[str, Any]) -> None:
+    for element in IMMUTABLE:
+        if element not in resource and element in before:
+            resource[element] = before[element]
+        elif resource.get(element) != before.get(element):
+            raise error(
+                422,
+                "business-rule",
+                f"Task.{element} is set when the referral is submitted and does not change",
+                f"Task.{element}",
+            )
+
+
+async def check_task_update(
+    resource: dict[str, Any], write: WriteContext, context: ReferralContext
+) -> None:
+    before = write.before
+    if before is None:
+        raise error(
+            405,
+            "not-supported",
+            "A referral's Task is created by the server with its ServiceRequest: submit the"
+            " ServiceRequest, then update the Task it gets",
+        )
+    _keep_immutable(resource, before)
+    keep_server_extensions(resource, before)
+    caller = write.request.caller
+    actor = Actor(caller.orgnr, caller.org_kind)
+    old, new = task_state(before), task_state(resource)
+    if new.step is None:
+        step = (
+            Step(old.step)
+            if new.status == old.status and old.step is not None
+            else default_step(new.status, roles_of(actor, old))
+        )
+        resource["businessStatus"] = step_concept(step)
+        new = task_state(resource)
+    day = today()
+    refuse(check_change(Change(old, new, actor, day)))
+    if new.status != old.status and new.status in (TaskStatus.REJECTED, TaskStatus.COMPLETED):
+        await _handover(resource, new, context)
+    _derive(resource, old, new, actor, write)
+
+
+async def _handover(resource: dict[str, Any], new: TaskState, context: ReferralContext) -> None:
+    """The municipal service named on a rejection or discharge: it must be municipal; a
+    redirect needs a consent to pass contact details on; a discharge tells the GP."""
+    directory = context.require_directory()
+    follow_up = new.follow_up or ""
+    kind = await directory.organisation_kind(follow_up)
+    if kind not in MUNICIPAL_FOLLOW_UP:
+        refuse(
+            [
+                Problem(
+                    422,
+                    "business-rule",
+                    f"The follow-up service {follow_up} must be a registered municipal"
+                    f" service ({', '.join(sorted(MUNICIPAL_FOLLOW_UP))}); it is"
+                    f" {kind or 'not registered'}",
+                    "Task.output",
+                )
+            ]
+        )
+    patient = patient_id(resource.get("for")) or ""
+    if new.step == Step.VIDERESENDT:
+        view = context.require_view()
+        if not consents_for(view.state(patient), CONTACT_DETAILS_PURPOSE, follow_up, kind, today()):
+            refuse(
+                [
+                    Problem(
+                        422,
+                        "business-rule",
+                        f"A redirect passes the child's contact details to {follow_up}: that"
+                        f" needs an active consent for {CONTACT_DETAILS_PURPOSE} naming it."
+                        " Record the consent (consent administration API), or reject the"
+                        " referral naming the service without passing details on",
+                        "Task.businessStatus",
+                    )
+                ]
+            )
+        share(resource, [follow_up])
+    if new.status is TaskStatus.COMPLETED:
+        told = [follow_up] if kind in HEALTH_KINDS else []
+        told += await _general_practitioners(patient, context)
+        share(resource, told)
+
+
+async def _general_practitioners(patient: str, context: ReferralContext) -> list[str]:
+    """The orgnr of the child's fastlege office, as the directory records it."""
+    directory = context.require_directory()
+    record = await directory.read("Patient", patient) if patient else None
+    found = []
+    for reference in (record or {}).get("generalPractitioner") or []:
+        orgnr = orgnr_of(reference) or await directory.orgnr_of(str(reference.get("reference")))
+        if orgnr:
+            found.append(orgnr)
+    return found
+
+
+def _derive(
+    resource: dict[str, Any], old: TaskState, new: TaskState, actor: Actor, write: WriteContext
+) -> None:
+    moment, day = now(), today()
+    resource["lastModified"] = moment
+    if new.status is TaskStatus.RECEIVED and old.ansiennitetsdato is None:
+        set_extension(resource, ANSIENNITETSDATO_EXT, "valueDate", day.isoformat())
+        deadline = assessment_deadline(day).isoformat()
+        set_extension(resource, ASSESSMENT_DEADLINE_EXT, "valueDate", deadline)
+    period = dict(resource.get("executionPeriod") or {})
+    if new.status is TaskStatus.IN_PROGRESS and "start" not in period:
+        period["start"] = moment
+    if new.status in CLOSED and old.status not in CLOSED:
+        period["end"] = moment
+    if period:
+        resource["executionPeriod"] = period
+    if new.step == Step.AVSLUTNING_VARSLET and old.closure_warned is None:
+        set_extension(resource, CLOSURE_WARNED_EXT, "valueDate", day.isoformat())
+    if new.status is TaskStatus.REJECTED:
+        set_extension(resource, APPEAL_EXT, "valueString", APPEAL_TEXT)
+    if new.status != old.status or new.step != old.step:
+        set_extension(resource, TRANSITION_EXT, "extension", _transition(old, new, actor, write))
+
+
+def _transition(
+    old: TaskState, new: TaskState, actor: Actor, write: WriteContext
+) -> list[dict[str, Any]]:
+    """Who made the change and when (kept in each version, so history attributes every
+    transition)."""
+    parts: list[dict[str, Any]] = [
+        {"url": "from", "valueCode": old.status.value},
+        {"url": "to", "valueCode": new.status.value},
+        {"url": "at", "valueDateTime": now()},
+    ]
+    if actor.orgnr:
+        parts.append(
+            {"url": "by", "valueIdentifier": {"system": ORGNR_SYSTEM, "value": actor.orgnr}}
+        )
+    hpr = write.request.caller.hpr
+    if hpr:
+        parts.append(
+            {"url": "practitioner", "valueIdentifier": {"system": HPR_SYSTEM, "value": hpr}}
+        )
+    return parts

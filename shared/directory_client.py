@@ -1,0 +1,96 @@
+"""Reading the directory service from another service, over NATS.
+
+Services ask the directory (Patient, RelatedPerson, Organization, …) the way the gateway
+does, as a FHIR request with the service's own system caller, so the directory's scope
+checks apply. Each answer is read fresh: rules about who may do what must follow the
+directory at once when it changes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from shared.codes import organisation_kinds
+from shared.fhir.errors import error
+from shared.identifiers import ORGNR_SYSTEM
+from shared.transport.forwarding import Forwarder
+from shared.transport.wire import Caller, FhirRequest, request_subject
+
+
+def service_caller(service: str, *resource_types: str) -> Caller:
+    """The caller a service reads the directory as: read and search of `resource_types`."""
+    return Caller(
+        client_id=f"barnebro-{service}",
+        scopes=[f"system/{resource_type}.rs" for resource_type in resource_types],
+    )
+
+
+def orgnr_in(organization: dict[str, Any] | None) -> str | None:
+    """The organisasjonsnummer on an Organization."""
+    return next(
+        (
+            str(i["value"])
+            for i in (organization or {}).get("identifier") or []
+            if i.get("system") == ORGNR_SYSTEM and i.get("value")
+        ),
+        None,
+    )
+
+
+class DirectoryClient:
+    def __init__(self, forwarder: Forwarder, prefix: str, base_url: str, caller: Caller) -> None:
+        self._forwarder = forwarder
+        self._prefix = prefix
+        self._base_url = base_url
+        self._caller = caller
+
+    async def ask(self, request: FhirRequest) -> tuple[int, Any]:
+        subject = request_subject(self._prefix, request.resource_type or "")
+        response = await self._forwarder.send(subject, request, b"")
+        return response.status, orjson.loads(response.body) if response.body else None
+
+    def request(self, caller: Caller | None = None, **fields: Any) -> FhirRequest:
+        return FhirRequest(base_url=self._base_url, caller=caller or self._caller, **fields)
+
+    async def read(self, resource_type: str, res_id: str) -> dict[str, Any] | None:
+        """The current version of a directory resource; None if it is not there."""
+        status, resource = await self.ask(
+            self.request(interaction="read", resource_type=resource_type, id=res_id)
+        )
+        return resource if status == 200 and isinstance(resource, dict) else None
+
+    async def search(self, resource_type: str, params: list[tuple[str, str]]) -> list[Any]:
+        """The matches of a directory search (first page); 503 if it cannot answer."""
+        status, bundle = await self.ask(
+            self.request(interaction="search", resource_type=resource_type, params=params)
+        )
+        if status != 200:
+            raise error(503, "transient", f"The directory could not search {resource_type}")
+        return [
+            entry["resource"]
+            for entry in bundle.get("entry", [])
+            if entry.get("search", {}).get("mode") == "match"
+        ]
+
+    async def orgnr_of(self, reference: str) -> str | None:
+        """The organisasjonsnummer of a registered Organization (`Organization/<id>`)."""
+        res_type, _, res_id = reference.partition("/")
+        if res_type != "Organization":
+            return None
+        return orgnr_in(await self.read("Organization", res_id))
+
+    async def organisation_kind(self, orgnr: str) -> str | None:
+        """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
+        found = await self.search("Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")])
+        for organization in found:
+            kinds = organisation_kinds(organization)
+            if kinds:
+                return kinds[0]
+        return None
+
+    async def patient_by_identifier(self, system: str, value: str) -> dict[str, Any] | None:
+        """The Patient registered with this identifier, if exactly one is."""
+        found = await self.search("Patient", [("identifier", f"{system}|{value}")])
+        return found[0] if len(found) == 1 else None

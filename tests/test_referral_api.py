@@ -1,0 +1,492 @@
+"""The referral service over HTTP: submission, who may refer, completeness, the state
+machine and its preconditions, rejection and redirect rules, discharge, closure after
+no-shows, re-referral, search and bad input."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date, timedelta
+from typing import Any
+
+from services.referral.domain.vocabulary import (
+    ANSIENNITETSDATO_EXT,
+    APPEAL_EXT,
+    ASSESSMENT_DEADLINE_EXT,
+    COMPLETENESS_EXT,
+    SHARED_WITH_EXT,
+)
+from services.referral.domain.working_days import add_working_days
+from shared.access.decision import today
+from tests.referral_world import (
+    BUP,
+    BUP2,
+    BVT,
+    GP,
+    INSTITUSJON,
+    KOMMUNE,
+    SKOLE,
+    VALID_JUSTIFICATION,
+    ReferralWorld,
+    closing,
+    follow_up,
+    frist,
+    no_shows,
+    output,
+    referral_bundle,
+    rejection,
+    step,
+)
+
+
+def ext(resource: dict[str, Any], url: str) -> list[Any]:
+    return [e for e in resource.get("extension", []) if e["url"] == url]
+
+
+def diagnostics(reply: Any) -> str:
+    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
+
+
+async def test_a_referral_submitted_as_a_transaction_gets_its_task(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    service_request = referral.response["resource"]
+    assert service_request["subject"]["reference"] == f"Patient/{child.id}"
+    assert [e["valueCoding"]["code"] for e in ext(service_request, COMPLETENESS_EXT)] == [
+        "komplett"
+    ]
+    assert "outcome" not in referral.response["response"]
+    task, etag = await referrals.task(referral)
+    assert task["status"] == "requested"
+    assert task["businessStatus"]["coding"][0]["code"] == "sendt"
+    assert task["focus"]["reference"] == referral.ref
+    assert task["for"]["reference"] == f"Patient/{child.id}"
+    assert task["owner"]["identifier"]["value"] == BUP
+    assert task["requester"]["identifier"]["value"] == GP
+    assert etag == 'W/"1"'
+    # The receiver sees the attachments; the referrer wrote them.
+    for info in service_request["supportingInfo"]:
+        reply = await referrals.fhir("GET", info["reference"], by=BUP)
+        assert reply.status == 200, reply.body
+
+
+async def test_an_incomplete_referral_to_bup_is_accepted_with_warnings(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child, attachments=("ppt-vurdering",))
+    markers = {
+        e["valueCoding"]["code"]
+        for e in ext(referral.response["resource"], COMPLETENESS_EXT)
+    }
+    assert markers == {
+        "mangler-kommunal-kartlegging",
+        "mangler-barnets-stemme",
+        "mangler-somatisk-vurdering",
+    }
+    warnings = referral.response["response"]["outcome"]["issue"]
+    assert len(warnings) == 3
+    assert all(w["severity"] == "warning" for w in warnings)
+    assert any("municipal assessment" in w["diagnostics"] for w in warnings)
+    found = await referrals.fhir(
+        "GET", "ServiceRequest?completeness=mangler-barnets-stemme", by=BUP
+    )
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [referral.id]
+    # A single create shows the warnings when asked for an OperationOutcome.
+    bundle = referral_bundle(child, by=GP, attachments=())
+    service_request = bundle["entry"][-1]["resource"]
+    reply = await referrals.fhir(
+        "POST",
+        "ServiceRequest",
+        service_request,
+        by=GP,
+        headers={"Prefer": "return=OperationOutcome"},
+    )
+    assert reply.status == 201, reply.body
+    assert sum(i["severity"] == "warning" for i in reply.issues()) == 3
+
+
+async def test_who_may_refer(referrals: ReferralWorld) -> None:
+    child = await referrals.child()
+    reply = await referrals.fhir(
+        "POST", "", referral_bundle(child, by=INSTITUSJON), by=INSTITUSJON
+    )
+    assert reply.status == 403, reply.body
+    assert "barnevernstjeneste" in diagnostics(reply)
+    assert "cannot refer directly" in diagnostics(reply)
+    reply = await referrals.fhir("POST", "", referral_bundle(child, by=SKOLE), by=SKOLE)
+    assert reply.status == 403, reply.body
+    # Refers in its own name only.
+    reply = await referrals.fhir("POST", "", referral_bundle(child, by=GP), by=BVT)
+    assert reply.status == 403, reply.body
+    # Nothing was stored by the refused transactions.
+    found = await referrals.fhir("GET", f"DocumentReference?patient=Patient/{child.id}", by=GP)
+    assert found.json()["entry"] == []
+    for referrer in (BVT, KOMMUNE):
+        referral = await referrals.submit(child, by=referrer)
+        assert referral.id
+
+
+async def test_the_patient_must_be_registered_with_a_valid_identifier(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    unknown = type(child)(child.id, "01010150074")
+    reply = await referrals.fhir("POST", "", referral_bundle(unknown, by=GP), by=GP)
+    assert reply.status == 422, reply.body
+    assert "No patient is registered" in diagnostics(reply)
+    invalid = type(child)(child.id, "12345678901")
+    reply = await referrals.fhir("POST", "", referral_bundle(invalid, by=GP), by=GP)
+    assert reply.status == 422, reply.body
+    bundle = referral_bundle(child, by=GP, attachments=())
+    bundle["entry"][-1]["resource"]["subject"] = {"reference": f"Patient/{child.id}"}
+    reply = await referrals.fhir("POST", "", bundle, by=GP)
+    assert reply.status == 422, reply.body
+    assert "by identifier" in diagnostics(reply)
+    bundle = referral_bundle(child, by=GP, to=SKOLE, attachments=())
+    reply = await referrals.fhir("POST", "", bundle, by=GP)
+    assert reply.status == 422, reply.body
+    assert "does not receive referrals" in diagnostics(reply)
+
+
+async def test_receipt_sets_the_ansiennitetsdato_and_the_assessment_deadline(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    reply = await referrals.move(referral, "received")
+    assert reply.status == 200, reply.body
+    task = reply.json()
+    day = today()
+    assert ext(task, ANSIENNITETSDATO_EXT)[0]["valueDate"] == day.isoformat()
+    deadline = add_working_days(day, 10).isoformat()
+    assert ext(task, ASSESSMENT_DEADLINE_EXT)[0]["valueDate"] == deadline
+    assert task["businessStatus"]["coding"][0]["code"] == "mottatt"
+    # A client cannot move the deadline: the server keeps its own extensions.
+    task["extension"] = [{"url": ASSESSMENT_DEADLINE_EXT, "valueDate": "2099-01-01"}]
+    reply = await referrals.fhir(
+        "PUT",
+        f"Task/{referral.task_id}",
+        task,
+        by=BUP,
+        headers={"If-Match": reply.headers["ETag"]},
+    )
+    assert reply.status == 200, reply.body
+    assert ext(reply.json(), ASSESSMENT_DEADLINE_EXT)[0]["valueDate"] == deadline
+    found = await referrals.fhir(
+        "GET", f"Task?owner:identifier=urn:oid:2.16.578.1.12.4.1.4.101|{BUP}"
+        f"&assessment-deadline={deadline}", by=BUP
+    )  # fmt: skip
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [referral.task_id]
+
+
+async def test_acceptance_needs_a_frist_and_illegal_transitions_are_refused(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    reply = await referrals.move(referral, "accepted")
+    assert reply.status == 409, reply.body  # not received yet
+    assert (await referrals.move(referral, "received")).status == 200
+    reply = await referrals.move(referral, "accepted")
+    assert reply.status == 422, reply.body
+    assert "frist" in diagnostics(reply)
+    reply = await referrals.move(referral, "received", by=GP)
+    assert reply.status == 403, reply.body
+    reply = await referrals.move(referral, "accepted", by=GP, extension=[frist(date.today())])
+    assert reply.status == 403, reply.body
+    reply = await referrals.move(
+        referral, "accepted", by=BVT, read_by=BUP, extension=[frist(date.today())]
+    )
+    assert reply.status == 412, reply.body  # for BVT, the Task does not exist
+    reply = await referrals.accept(referral)
+    assert reply.status == 200, reply.body
+    assert reply.json()["businessStatus"]["coding"][0]["code"] == "rett-til-helsehjelp"
+    reply = await referrals.move(referral, "cancelled", by=GP)  # withdrawn by the referrer
+    assert reply.status == 200, reply.body
+    assert reply.json()["businessStatus"]["coding"][0]["code"] == "trukket"
+    reply = await referrals.move(referral, "accepted", extension=[frist(date.today())])
+    assert reply.status == 409, reply.body
+    assert "not reopened" in diagnostics(reply)
+    service_request = await referrals.fhir("GET", referral.ref, by=GP)
+    assert service_request.json()["status"] == "revoked"
+
+
+async def test_task_updates_need_if_match_and_a_stale_one_loses(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    task, etag = await referrals.task(referral)
+    task["status"] = "received"
+    del task["businessStatus"]
+    reply = await referrals.fhir("PUT", f"Task/{referral.task_id}", task, by=BUP)
+    assert reply.status == 428, reply.body
+    reply = await referrals.fhir(
+        "PUT", f"Task/{referral.task_id}", task, by=BUP, headers={"If-Match": etag}
+    )
+    assert reply.status == 200, reply.body
+    reply = await referrals.fhir(
+        "PUT", f"Task/{referral.task_id}", task, by=BUP, headers={"If-Match": etag}
+    )
+    assert reply.status == 412, reply.body
+    created = await referrals.fhir("POST", "Task", task, by=BUP)
+    assert created.status == 405, created.body
+    deleted = await referrals.fhir("DELETE", f"Task/{referral.task_id}", by=BUP)
+    assert deleted.status == 405, deleted.body
+
+
+async def test_concurrent_decisions_one_wins(referrals: ReferralWorld) -> None:
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.move(referral, "received")).status == 200
+    task, etag = await referrals.task(referral)
+    accept = {**task, "status": "accepted", "extension": [
+        *task["extension"], frist(date.today() + timedelta(days=20))]}  # fmt: skip
+    reject = {
+        **task,
+        "status": "rejected",
+        **rejection("ingen-rett", VALID_JUSTIFICATION, "nyttekriteriet"),
+        "output": [follow_up(KOMMUNE)],
+    }
+    reject["extension"] = [*task["extension"], *reject["extension"]]
+    for body in (accept, reject):
+        body.pop("businessStatus")
+    replies = await asyncio.gather(
+        *(
+            referrals.fhir(
+                "PUT", f"Task/{referral.task_id}", body, by=BUP, headers={"If-Match": etag}
+            )
+            for body in (accept, reject, accept, reject)
+        )
+    )
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [200, 412, 412, 412], [r.body for r in replies]
+    history = await referrals.fhir("GET", f"Task/{referral.task_id}/_history", by=BUP)
+    assert len(history.json()["entry"]) == 3
+
+
+async def test_a_rejection_for_the_care_situation_alone_is_refused(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.move(referral, "received")).status == 200
+    reply = await referrals.move(
+        referral,
+        "rejected",
+        output=[follow_up(KOMMUNE)],
+        **rejection("annet", "Uavklart omsorgssituasjon, anbefaler barnevernstiltak.",
+                    "nyttekriteriet"),  # fmt: skip
+    )
+    assert reply.status == 422, reply.body
+    assert "000:l.4770" in diagnostics(reply)
+    reply = await referrals.move(referral, "rejected", **rejection("ingen-rett", "Ikke behov"))
+    assert reply.status == 422, reply.body
+    text = diagnostics(reply)
+    assert "legal criteria" in text and "responsible" in text
+    reply = await referrals.move(
+        referral,
+        "rejected",
+        output=[follow_up(SKOLE)],
+        **rejection("ingen-rett", VALID_JUSTIFICATION, "nyttekriteriet"),
+    )
+    assert reply.status == 422, reply.body
+    assert "municipal" in diagnostics(reply)
+    reply = await referrals.move(
+        referral,
+        "rejected",
+        output=[follow_up(KOMMUNE)],
+        **rejection("ingen-rett", VALID_JUSTIFICATION, "nyttekriteriet",
+                    "prioriteringsveilederen"),  # fmt: skip
+    )
+    assert reply.status == 200, reply.body
+    task = reply.json()
+    assert "Statsforvalteren" in ext(task, APPEAL_EXT)[0]["valueString"]
+    assert task["businessStatus"]["coding"][0]["code"] == "avslatt"
+
+
+async def test_a_redirect_needs_consent_to_pass_contact_details_on(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    assert (await referrals.move(referral, "received")).status == 200
+    redirect = {
+        "output": [follow_up(KOMMUNE)],
+        "businessStatus": step("videresendt"),
+        **rejection("feil-mottaker", VALID_JUSTIFICATION, "nyttekriteriet"),
+    }
+    reply = await referrals.move(referral, "rejected", **redirect)
+    assert reply.status == 422, reply.body
+    assert "kontaktinfo-videreformidling" in diagnostics(reply)
+    assert (await referrals.fhir("GET", referral.ref, by=KOMMUNE)).status == 404
+    await grant_contact_details_consent(referrals, child.id, KOMMUNE)
+    reply = await referrals.move(referral, "rejected", **redirect)
+    assert reply.status == 200, reply.body
+    assert reply.json()["businessStatus"]["coding"][0]["code"] == "videresendt"
+    # The municipal service that takes over now sees the referral and its Task.
+    assert (await referrals.fhir("GET", referral.ref, by=KOMMUNE)).status == 200
+    assert (await referrals.fhir("GET", f"Task/{referral.task_id}", by=KOMMUNE)).status == 200
+
+
+async def grant_contact_details_consent(
+    referrals: ReferralWorld, patient_id: str, orgnr: str
+) -> None:
+    """Both parents consent to passing contact details on to `orgnr`."""
+    parents = []
+    for given in ("Mor", "Far"):
+        reply = await referrals.stack.call(
+            "POST",
+            "RelatedPerson",
+            {
+                "resourceType": "RelatedPerson",
+                "patient": {"reference": f"Patient/{patient_id}"},
+                "name": [{"family": "Nordmann", "given": [given]}],
+                "relationship": [{"coding": [{
+                    "system": "http://hl7.no/fhir/CodeSystem/no-basis-parental-responsibility",
+                    "code": "felles"}]}],
+            },  # fmt: skip
+        )
+        assert reply.status == 201, reply.body
+        parents.append(f"RelatedPerson/{reply.json()['id']}")
+    body = {
+        "patient": f"Patient/{patient_id}",
+        "purpose": "kontaktinfo-videreformidling",
+        "recipients": {"organizations": [orgnr]},
+        "categories": ["referral"],
+        "signatures": [
+            {"grantor": p, "decision": "consent", "method": "in-person",
+             "collected_by": "Lege Li"} for p in parents
+        ],  # fmt: skip
+        "child_view": {"heard": True, "statement": "Ok", "heard_by": "Lege Li"},
+    }
+    reply = await referrals.consent_api("POST", "consents", body, by=BUP)
+    assert reply.status == 201, reply.body
+    assert reply.json()["status"] == "active", reply.body
+    view = referrals.referral.consent_view
+    assert view is not None
+
+    async def granted() -> bool:
+        state = view.state(patient_id)
+        return state is not None and any(
+            g.purpose == "kontaktinfo-videreformidling" for g in state.grants
+        )
+
+    from tests.support import wait_for
+
+    await wait_for(granted)
+
+
+async def test_discharge_needs_a_plan_and_tells_the_gp(referrals: ReferralWorld) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child, by=BVT)
+    assert (await referrals.accept(referral)).status == 200
+    assert (await referrals.move(referral, "in-progress")).status == 200
+    reply = await referrals.move(referral, "completed")
+    assert reply.status == 422, reply.body
+    assert "oppfolgingsplan" in diagnostics(reply)
+    assert (await referrals.fhir("GET", referral.ref, by=GP)).status == 404
+    plan = output("oppfolgingsplan", {"valueString": "Kommunepsykolog hver 14. dag"})
+    reply = await referrals.move(referral, "completed", output=[plan, follow_up(KOMMUNE)])
+    assert reply.status == 200, reply.body
+    task = reply.json()
+    assert task["businessStatus"]["coding"][0]["code"] == "utskrevet"
+    assert "end" in task["executionPeriod"] and "start" in task["executionPeriod"]
+    shared = {e["valueIdentifier"]["value"] for e in ext(task, SHARED_WITH_EXT)}
+    assert shared == {GP, KOMMUNE}
+    for orgnr in (GP, KOMMUNE):
+        assert (await referrals.fhir("GET", referral.ref, by=orgnr)).status == 200
+    service_request = await referrals.fhir("GET", referral.ref, by=BUP)
+    assert service_request.json()["status"] == "completed"
+
+
+async def test_closure_after_no_shows_is_warned_first(referrals: ReferralWorld) -> None:
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.accept(referral)).status == 200
+    assert (await referrals.move(referral, "in-progress")).status == 200
+    reply = await referrals.move(
+        referral, "cancelled", extension=[no_shows(3)], **closing("gjentatte-uteblivelser")
+    )
+    assert reply.status == 409, reply.body
+    assert "Warn before closing" in diagnostics(reply)
+    reply = await referrals.move(
+        referral, "in-progress", extension=[no_shows(3)], businessStatus=step("avslutning-varslet")
+    )
+    assert reply.status == 200, reply.body
+    reply = await referrals.move(referral, "in-progress", extension=[no_shows(2)])
+    assert reply.status == 409, reply.body  # the count only grows
+    task, _ = await referrals.task(referral)
+    reply = await referrals.move(referral, "cancelled", **closing("gjentatte-uteblivelser"))
+    assert reply.status == 200, reply.body
+    assert reply.json()["businessStatus"]["coding"][0]["code"] == "avsluttet"
+
+
+async def test_a_re_referral_inherits_the_history_for_its_receiver(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    first = await referrals.submit(child)
+    assert (await referrals.fhir("GET", first.ref, by=BUP2)).status == 404
+    second_bundle = referral_bundle(
+        child, by=GP, to=BUP2, replaces=[{"reference": first.ref}]
+    )
+    reply = await referrals.fhir("POST", "", second_bundle, by=GP)
+    assert reply.status == 409, reply.body  # the first one is still open
+    assert (await referrals.move(first, "cancelled", by=GP)).status == 200
+    second = await referrals.submit(
+        child, by=GP, to=BUP2, replaces=[{"reference": first.ref}]
+    )
+    for path in (first.ref, f"Task/{first.task_id}"):
+        reply = await referrals.fhir("GET", path, by=BUP2)
+        assert reply.status == 200, (path, reply.body)
+    history = await referrals.fhir("GET", f"Task/{first.task_id}/_history", by=BUP2)
+    assert history.status == 200
+    found = await referrals.fhir("GET", f"ServiceRequest?replaces={first.ref}", by=BUP2)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [second.id]
+
+
+async def test_the_barnevernstjeneste_sees_a_referral_only_under_consent(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    assert (await referrals.fhir("GET", referral.ref, by=BVT)).status == 404
+    found = await referrals.fhir("GET", f"Task?patient=Patient/{child.id}", by=BVT)
+    assert found.json()["entry"] == []
+    own = await referrals.submit(child, by=BVT)
+    found = await referrals.fhir("GET", f"ServiceRequest?patient=Patient/{child.id}", by=BVT)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [own.id]
+    found = await referrals.fhir(
+        "GET",
+        f"ServiceRequest?patient:identifier=urn:oid:2.16.578.1.12.4.1.4.1|{child.fnr}",
+        by=BUP,
+    )
+    assert {e["resource"]["id"] for e in found.json()["entry"]} == {own.id, referral.id}
+
+
+async def test_bad_input_is_refused_and_stores_nothing(referrals: ReferralWorld) -> None:
+    child = await referrals.child()
+    cases: list[tuple[str, dict[str, Any], int]] = []
+    bundle = referral_bundle(child, by=GP)
+    bundle["entry"][-1]["resource"]["priority"] = "asap-ish"
+    cases.append(("priority", bundle, 400))
+    bundle = referral_bundle(child, by=GP)
+    bundle["entry"][-1]["resource"]["performer"] = []
+    cases.append(("performer", bundle, 422))
+    bundle = referral_bundle(child, by=GP)
+    del bundle["entry"][-1]["resource"]["reasonCode"]
+    cases.append(("reason", bundle, 422))
+    bundle = referral_bundle(child, by=GP)
+    bundle["entry"][0]["resource"]["type"] = {"text": "no code"}
+    cases.append(("attachment type", bundle, 422))
+    bundle = referral_bundle(child, by=GP)
+    bundle["entry"][-1]["resource"]["supportingInfo"] = [
+        {"reference": "DocumentReference/does-not-exist"}
+    ]
+    cases.append(("unknown attachment", bundle, 422))
+    for name, body, status in cases:
+        reply = await referrals.fhir("POST", "", body, by=GP)
+        assert reply.status in (status, 422, 400), (name, reply.body)
+        assert reply.json()["resourceType"] == "OperationOutcome", name
+    for resource_type in ("ServiceRequest", "DocumentReference", "Task"):
+        found = await referrals.fhir(
+            "GET", f"{resource_type}?patient=Patient/{child.id}", by=GP
+        )
+        assert found.json()["entry"] == [], (resource_type, found.body)
