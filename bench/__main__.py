@@ -1,9 +1,10 @@
-"""The command line of the benchmarks: ``python -m bench crud|consent [options]``.
+"""The command line of the benchmarks: ``python -m bench crud|consent|referral [options]``.
 
-A thin layer over ``bench.crud.run`` and ``bench.consent.run``: it parses the options,
-makes SIGTERM stop the run as cleanly as Ctrl-C does (the stack's child processes, the
-database schemas and the NATS streams are removed either way), prints the summary table
-and says where the JSON result was written.
+A thin layer over ``bench.crud.run``, ``bench.consent.run`` and ``bench.referral.run``: it
+parses the options, makes SIGTERM stop the run as cleanly as Ctrl-C does (the stack's child
+processes, the database schemas and the NATS streams are removed either way), prints the
+summary table and says where the JSON result was written. ``referral`` exits with status 1
+when requests failed in its measured windows, so a run with errors cannot pass for a clean one.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from bench.consent import (
 )
 from bench.consent import run as run_consent
 from bench.crud import DEFAULT_DATABASE_URL, RESULTS_DIR, CrudOptions, run
+from bench.referral import ReferralOptions, format_referral_report
+from bench.referral import run as run_referral
 from bench.report import format_report
 
 
@@ -45,6 +48,15 @@ def _count(value: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
     return number
+
+
+def _client_counts(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(_clients(part) for part in value.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a comma-separated list of client counts, e.g. 16,64"
+        ) from exc
 
 
 def _windows(value: str) -> int:
@@ -138,7 +150,43 @@ def parser() -> argparse.ArgumentParser:
         default=100,
         help="consents created and withdrawn in the withdrawal phase (100)",
     )
+    _add_referral(commands)
     return main
+
+
+def _add_referral(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    referral = commands.add_parser(
+        "referral",
+        help="submit referrals as transactions and run their whole lifecycle, per server CPU-s",
+        description="Referral transactions submitted by a GP, and full lifecycles (submit,"
+        " find the Task, received → accepted → in-progress → completed as the BUP), against"
+        " a local stack with every service, at each number of concurrent clients.",
+    )
+    referral.add_argument(
+        "--clients",
+        type=_client_counts,
+        default=(16, 64),
+        help="comma-separated numbers of concurrent clients; each phase runs at each (16,64)",
+    )
+    referral.add_argument(
+        "--seconds", type=_positive, default=15.0, help="measured seconds per phase (15)"
+    )
+    referral.add_argument(
+        "--warmup", type=float, default=3.0, help="unmeasured seconds before each phase (3)"
+    )
+    referral.add_argument(
+        "--patients", type=_count, default=500, help="children the referrals are about (500)"
+    )
+    referral.add_argument("--database", choices=("sqlite", "postgresql"), default="postgresql")
+    referral.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"PostgreSQL to use with --database postgresql ({DEFAULT_DATABASE_URL})",
+    )
+    referral.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
+    )
+    referral.add_argument("--seed", type=int, help="seed of the identifiers and the clients")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -175,11 +223,41 @@ def _consent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _referral(args: argparse.Namespace) -> int:
+    options = ReferralOptions(
+        clients=args.clients,
+        seconds=args.seconds,
+        warmup=max(0.0, args.warmup),
+        patients=args.patients,
+        database=args.database,
+        database_url=args.database_url,
+        out_dir=args.out,
+        seed=args.seed,
+    )
+    try:
+        result, path = run_referral(options)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
+        return 130
+    print()
+    print(format_referral_report(result))
+    if path is not None:
+        print(f"\nresult written to {path}")
+    if result["errors_total"]:
+        print(
+            f"\n{result['errors_total']} requests failed in the measured windows", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     if args.command == "consent":
         return _consent(args)
+    if args.command == "referral":
+        return _referral(args)
     options = CrudOptions(
         clients=args.clients,
         seconds=args.seconds,

@@ -20,10 +20,14 @@ from services.referral.domain.vocabulary import (
     REJECTION_REASON_SYSTEM,
     STEP_SYSTEM,
 )
-from shared.codes import MUNICIPALITY_EXTENSION, ORGANISATION_KIND_SYSTEM
+from shared.codes import (
+    MUNICIPALITY_EXTENSION,
+    ORGANISATION_KIND_SYSTEM,
+    PARENTAL_RESPONSIBILITY_SYSTEM,
+)
 from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
-from tests.support import Reply, Stack, fodselsnummer
+from tests.support import Reply, Stack, fodselsnummer, wait_for
 
 GP, BUP, BVT, INSTITUSJON, KOMMUNE, LEGEVAKT, SKOLE, BUP2 = (
     "889640782", "910000012", "974760673", "910000047", "910000055", "910000020",
@@ -34,6 +38,16 @@ KINDS = {GP: "fastlege", BUP: "bup", BVT: "barnevernstjeneste",
          LEGEVAKT: "legevakt", SKOLE: "skole", BUP2: "bup"}  # fmt: skip
 ALL_ATTACHMENTS = ("kommunal-kartlegging", "barnets-stemme", "somatisk-vurdering")
 _individual = itertools.count(500, 7)
+
+
+def parent(patient_id: str, given: str) -> dict[str, Any]:
+    return {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": f"Patient/{patient_id}"},
+        "name": [{"family": "Nordmann", "given": [given]}],
+        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM,
+                                      "code": "felles"}]}],
+    }  # fmt: skip
 
 
 def org_reference(orgnr: str) -> dict[str, Any]:
@@ -55,6 +69,7 @@ def organisation(orgnr: str) -> dict[str, Any]:
 class Child:
     id: str
     fnr: str
+    parents: tuple[str, ...] = ()
 
     @property
     def identifier(self) -> dict[str, str]:
@@ -206,7 +221,48 @@ class ReferralWorld:
             ]
         reply = await self.stack.call("POST", "Patient", patient)
         assert reply.status == 201, reply.body
-        return Child(reply.json()["id"], fnr)
+        patient_id = reply.json()["id"]
+        parents = []
+        for given in ("Mor", "Far"):
+            reply = await self.stack.call("POST", "RelatedPerson", parent(patient_id, given))
+            assert reply.status == 201, reply.body
+            parents.append(f"RelatedPerson/{reply.json()['id']}")
+        return Child(patient_id, fnr, tuple(parents))
+
+    async def consent(
+        self, child: Child, purpose: str, orgnr: str, categories: tuple[str, ...] = ("referral",)
+    ) -> str:
+        """Both parents consent for `purpose`, naming `orgnr`; waits until the referral
+        service's consent view has the grant. Returns the Consent reference."""
+        body = {
+            "patient": f"Patient/{child.id}",
+            "purpose": purpose,
+            "recipients": {"organizations": [orgnr]},
+            "categories": list(categories),
+            "signatures": [
+                {
+                    "grantor": p,
+                    "decision": "consent",
+                    "method": "in-person",
+                    "collected_by": "Lege Li",
+                }
+                for p in child.parents
+            ],
+            "child_view": {"heard": True, "statement": "Greit", "heard_by": "Lege Li"},
+        }
+        reply = await self.consent_api("POST", "consents", body, by=GP)
+        assert reply.status == 201, reply.body
+        assert reply.json()["status"] == "active", reply.body
+        consent = f"Consent/{reply.json()['id']}"
+        view = self.referral.consent_view
+        assert view is not None
+
+        async def granted() -> bool:
+            state = view.state(child.id)
+            return state is not None and any(g.consent == consent for g in state.grants)
+
+        await wait_for(granted)
+        return consent
 
     async def submit(
         self,
@@ -223,9 +279,7 @@ class ReferralWorld:
         response = reply.json()
         sr = response["entry"][-1]
         service_request_id = sr["resource"]["id"]
-        found = await self.fhir(
-            "GET", f"Task?focus=ServiceRequest/{service_request_id}", by=by
-        )
+        found = await self.fhir("GET", f"Task?focus=ServiceRequest/{service_request_id}", by=by)
         tasks = [e["resource"] for e in found.json()["entry"] if e["search"]["mode"] == "match"]
         assert len(tasks) == 1, found.body
         return Referral(service_request_id, tasks[0]["id"], child, sr)

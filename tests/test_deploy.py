@@ -21,6 +21,7 @@ import yaml
 
 from services.cli import SERVICES
 from services.consent.directory import CONSENT_SERVICE_CALLER
+from services.referral import REFERRAL_SERVICE_CALLER
 from shared.config import ENVIRONMENT_VARIABLES, Settings
 from shared.events import audit_subject_filter, events_subject_filter
 from shared.transport.wire import bundle_subject, operation_subject, request_subject
@@ -734,18 +735,28 @@ def user_of(nats_users: dict[str, NatsUser], process: str) -> NatsUser:
     return own
 
 
-def directory_types_consent_reads() -> set[str]:
-    """The resource types the consent service requests from the directory (its scopes)."""
-    return {scope.split("/")[1].split(".")[0] for scope in CONSENT_SERVICE_CALLER.scopes}
+def directory_reads() -> dict[str, set[str]]:
+    """The resource types each service requests from the directory (its scopes)."""
+    return {
+        process: {scope.split("/")[1].split(".")[0] for scope in caller.scopes}
+        for process, caller in (
+            ("consent", CONSENT_SERVICE_CALLER),
+            ("referral", REFERRAL_SERVICE_CALLER),
+        )
+    }
 
 
 def test_only_the_gateway_sends_requests(nats_users: dict[str, NatsUser]) -> None:
     prefix = GUIDE_PREFIX
     gateway = user_of(nats_users, "gateway")
-    reads = directory_types_consent_reads()
-    assert reads, "the consent service reads the directory"
+    reads = directory_reads()
+    assert all(reads.values()), "the consent and referral services read the directory"
+    read_types = {t for types in reads.values() for t in types}
     requests = {
-        *(request_subject(prefix, t) for t in (*reads, "Consent", "AuditEvent", "Practitioner")),
+        *(
+            request_subject(prefix, t)
+            for t in (*read_types, "Consent", "AuditEvent", "Practitioner", "Task")
+        ),
         *(bundle_subject(prefix, s) for s in DATA_SERVICES),
         *(operation_subject(prefix, s) for s in DATA_SERVICES),
     }
@@ -755,7 +766,7 @@ def test_only_the_gateway_sends_requests(nats_users: dict[str, NatsUser]) -> Non
     assert gateway.subscribe.permits("_INBOX.abc.def"), "gateway gets no replies"
     for process in DATA_SERVICES:
         user = user_of(nats_users, process)
-        allowed = {request_subject(prefix, t) for t in reads} if process == "consent" else set()
+        allowed = {request_subject(prefix, t) for t in reads.get(process, set())}
         for subject in requests:
             expected = subject in allowed
             assert user.publish.permits(subject) == expected, f"{process} publishing {subject}"

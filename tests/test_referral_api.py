@@ -77,8 +77,7 @@ async def test_an_incomplete_referral_to_bup_is_accepted_with_warnings(
     child = await referrals.child()
     referral = await referrals.submit(child, attachments=("ppt-vurdering",))
     markers = {
-        e["valueCoding"]["code"]
-        for e in ext(referral.response["resource"], COMPLETENESS_EXT)
+        e["valueCoding"]["code"] for e in ext(referral.response["resource"], COMPLETENESS_EXT)
     }
     assert markers == {
         "mangler-kommunal-kartlegging",
@@ -109,9 +108,7 @@ async def test_an_incomplete_referral_to_bup_is_accepted_with_warnings(
 
 async def test_who_may_refer(referrals: ReferralWorld) -> None:
     child = await referrals.child()
-    reply = await referrals.fhir(
-        "POST", "", referral_bundle(child, by=INSTITUSJON), by=INSTITUSJON
-    )
+    reply = await referrals.fhir("POST", "", referral_bundle(child, by=INSTITUSJON), by=INSTITUSJON)
     assert reply.status == 403, reply.body
     assert "barnevernstjeneste" in diagnostics(reply)
     assert "cannot refer directly" in diagnostics(reply)
@@ -272,8 +269,9 @@ async def test_a_rejection_for_the_care_situation_alone_is_refused(
         referral,
         "rejected",
         output=[follow_up(KOMMUNE)],
-        **rejection("annet", "Uavklart omsorgssituasjon, anbefaler barnevernstiltak.",
-                    "nyttekriteriet"),  # fmt: skip
+        **rejection(
+            "annet", "Uavklart omsorgssituasjon, anbefaler barnevernstiltak.", "nyttekriteriet"
+        ),
     )
     assert reply.status == 422, reply.body
     assert "000:l.4770" in diagnostics(reply)
@@ -293,8 +291,7 @@ async def test_a_rejection_for_the_care_situation_alone_is_refused(
         referral,
         "rejected",
         output=[follow_up(KOMMUNE)],
-        **rejection("ingen-rett", VALID_JUSTIFICATION, "nyttekriteriet",
-                    "prioriteringsveilederen"),  # fmt: skip
+        **rejection("ingen-rett", VALID_JUSTIFICATION, "nyttekriteriet", "prioriteringsveilederen"),
     )
     assert reply.status == 200, reply.body
     task = reply.json()
@@ -317,61 +314,13 @@ async def test_a_redirect_needs_consent_to_pass_contact_details_on(
     assert reply.status == 422, reply.body
     assert "kontaktinfo-videreformidling" in diagnostics(reply)
     assert (await referrals.fhir("GET", referral.ref, by=KOMMUNE)).status == 404
-    await grant_contact_details_consent(referrals, child.id, KOMMUNE)
+    await referrals.consent(child, "kontaktinfo-videreformidling", KOMMUNE)
     reply = await referrals.move(referral, "rejected", **redirect)
     assert reply.status == 200, reply.body
     assert reply.json()["businessStatus"]["coding"][0]["code"] == "videresendt"
     # The municipal service that takes over now sees the referral and its Task.
     assert (await referrals.fhir("GET", referral.ref, by=KOMMUNE)).status == 200
     assert (await referrals.fhir("GET", f"Task/{referral.task_id}", by=KOMMUNE)).status == 200
-
-
-async def grant_contact_details_consent(
-    referrals: ReferralWorld, patient_id: str, orgnr: str
-) -> None:
-    """Both parents consent to passing contact details on to `orgnr`."""
-    parents = []
-    for given in ("Mor", "Far"):
-        reply = await referrals.stack.call(
-            "POST",
-            "RelatedPerson",
-            {
-                "resourceType": "RelatedPerson",
-                "patient": {"reference": f"Patient/{patient_id}"},
-                "name": [{"family": "Nordmann", "given": [given]}],
-                "relationship": [{"coding": [{
-                    "system": "http://hl7.no/fhir/CodeSystem/no-basis-parental-responsibility",
-                    "code": "felles"}]}],
-            },  # fmt: skip
-        )
-        assert reply.status == 201, reply.body
-        parents.append(f"RelatedPerson/{reply.json()['id']}")
-    body = {
-        "patient": f"Patient/{patient_id}",
-        "purpose": "kontaktinfo-videreformidling",
-        "recipients": {"organizations": [orgnr]},
-        "categories": ["referral"],
-        "signatures": [
-            {"grantor": p, "decision": "consent", "method": "in-person",
-             "collected_by": "Lege Li"} for p in parents
-        ],  # fmt: skip
-        "child_view": {"heard": True, "statement": "Ok", "heard_by": "Lege Li"},
-    }
-    reply = await referrals.consent_api("POST", "consents", body, by=BUP)
-    assert reply.status == 201, reply.body
-    assert reply.json()["status"] == "active", reply.body
-    view = referrals.referral.consent_view
-    assert view is not None
-
-    async def granted() -> bool:
-        state = view.state(patient_id)
-        return state is not None and any(
-            g.purpose == "kontaktinfo-videreformidling" for g in state.grants
-        )
-
-    from tests.support import wait_for
-
-    await wait_for(granted)
 
 
 async def test_discharge_needs_a_plan_and_tells_the_gp(referrals: ReferralWorld) -> None:
@@ -412,7 +361,6 @@ async def test_closure_after_no_shows_is_warned_first(referrals: ReferralWorld) 
     assert reply.status == 200, reply.body
     reply = await referrals.move(referral, "in-progress", extension=[no_shows(2)])
     assert reply.status == 409, reply.body  # the count only grows
-    task, _ = await referrals.task(referral)
     reply = await referrals.move(referral, "cancelled", **closing("gjentatte-uteblivelser"))
     assert reply.status == 200, reply.body
     assert reply.json()["businessStatus"]["coding"][0]["code"] == "avsluttet"
@@ -424,15 +372,11 @@ async def test_a_re_referral_inherits_the_history_for_its_receiver(
     child = await referrals.child()
     first = await referrals.submit(child)
     assert (await referrals.fhir("GET", first.ref, by=BUP2)).status == 404
-    second_bundle = referral_bundle(
-        child, by=GP, to=BUP2, replaces=[{"reference": first.ref}]
-    )
+    second_bundle = referral_bundle(child, by=GP, to=BUP2, replaces=[{"reference": first.ref}])
     reply = await referrals.fhir("POST", "", second_bundle, by=GP)
     assert reply.status == 409, reply.body  # the first one is still open
     assert (await referrals.move(first, "cancelled", by=GP)).status == 200
-    second = await referrals.submit(
-        child, by=GP, to=BUP2, replaces=[{"reference": first.ref}]
-    )
+    second = await referrals.submit(child, by=GP, to=BUP2, replaces=[{"reference": first.ref}])
     for path in (first.ref, f"Task/{first.task_id}"):
         reply = await referrals.fhir("GET", path, by=BUP2)
         assert reply.status == 200, (path, reply.body)
@@ -486,7 +430,5 @@ async def test_bad_input_is_refused_and_stores_nothing(referrals: ReferralWorld)
         assert reply.status in (status, 422, 400), (name, reply.body)
         assert reply.json()["resourceType"] == "OperationOutcome", name
     for resource_type in ("ServiceRequest", "DocumentReference", "Task"):
-        found = await referrals.fhir(
-            "GET", f"{resource_type}?patient=Patient/{child.id}", by=GP
-        )
+        found = await referrals.fhir("GET", f"{resource_type}?patient=Patient/{child.id}", by=GP)
         assert found.json()["entry"] == [], (resource_type, found.body)

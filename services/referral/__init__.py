@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from services.referral.context import ReferralContext
 from services.referral.deadline_monitor import DeadlineMonitor
-from services.referral.resources import SERVICE_CLIENT, referral_definitions
+from services.referral.resources import referral_definitions
 from shared.config import Settings
 from shared.directory_client import DirectoryClient, service_caller
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 from shared.transport.forwarding import Forwarder
 
 NAME = "referral"
+REFERRAL_SERVICE_CALLER = service_caller(NAME, "Patient", "Organization")
+"""How the referral service reads the directory: who the patient is, organisation kinds,
+the patient's GP."""
 
 
 def referral_spec(settings: Settings) -> ServiceSpec:
@@ -25,7 +28,7 @@ def referral_spec(settings: Settings) -> ServiceSpec:
             Forwarder(nc, settings.request_timeout),
             settings.nats_prefix,
             settings.base_url,
-            service_caller(SERVICE_CLIENT.removeprefix("barnebro-"), "Patient", "Organization"),
+            REFERRAL_SERVICE_CALLER,
         )
         context.view = runtime.consent_view
         return [DeadlineMonitor(fhir, settings.base_url, settings.referral_deadline_interval)]

@@ -20,18 +20,14 @@ from services.referral.domain.vocabulary import (
     RejectionReason,
 )
 
+_CLAUSE = r"[^.;:!?]*"
 CARE_SITUATION_PHRASES = (
-    r"uavklart(e)? omsorgs(situasjon(en)?|forhold)",
-    r"omsorgs(situasjonen|forholdene) (er|må) (uavklart|avklares|avklart)",
-    r"unresolved (home|care) situation",
-    r"the care situation (is|must be) (unresolved|clarified|resolved)( first)?",
-    r"(vi )?(anbefaler|anbefales|tilrår) (barnevernstiltak|tiltak (fra|i) barnevernet)",
-    r"recommend(s|ed)? (child[- ]welfare|barnevern) (measures|interventions)",
-    r"(må|bør) (avklares|følges opp) (av|i) barnevernet?",
-    r"(should|must) be (handled|clarified|followed up) by (child[- ]welfare|barnevern)",
+    _CLAUSE + r"\b(omsorgs(situasjon|forhold)\w*|(care|home) situation)" + _CLAUSE,
+    _CLAUSE + r"\b(barnevern\w*|child[- ]welfare)" + _CLAUSE,
 )
-"""Phrases that say only that the care situation is unresolved and is barnevern's
-business: the justification `000:l.4770` names as invalid."""
+"""Clauses about the care situation or about barnevern taking over: the justification
+`000:l.4770` names as invalid. Each matches the whole clause (up to . ; : ! ?), so what
+remains is what the justification says besides."""
 MIN_OWN_WORDS = 4
 """Words a justification needs besides those phrases to say how the criteria apply."""
 FILLER = frozenset(

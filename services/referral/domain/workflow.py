@@ -117,9 +117,7 @@ def check_change(change: Change) -> list[Problem]:
                 "Task.businessStatus",
             )
         ]
-    if before.status == after.status:
-        return _same_status(change, roles)
-    if before.status in CLOSED:
+    if before.status != after.status and before.status in CLOSED:
         return [
             Problem(
                 409,
@@ -129,6 +127,18 @@ def check_change(change: Change) -> list[Problem]:
                 "Task.status",
             )
         ]
+    if before.frist is not None and after.frist != before.frist:
+        return [
+            Problem(
+                409,
+                "business-rule",
+                f"The frist {before.frist} was set when the referral was accepted and is not"
+                " moved or removed; a new decision is a new referral",
+                "Task.extension",
+            )
+        ]
+    if before.status == after.status:
+        return _same_status(change, roles)
     who = TRANSITIONS.get((before.status, after.status))
     if who is None:
         return [
@@ -182,16 +192,6 @@ def _same_status(change: Change, roles: set[str]) -> list[Problem]:
             )
         ]
     problems = _no_show_problems(before, after)
-    if after.frist != before.frist and before.frist is not None:
-        problems.append(
-            Problem(
-                409,
-                "business-rule",
-                "The frist was set when the referral was accepted and is not moved by an"
-                " update; a new decision is a new referral",
-                "Task.extension",
-            )
-        )
     if after.step is Step.AVSLUTNING_VARSLET and after.no_shows < 1:
         problems.append(
             Problem(
