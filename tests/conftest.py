@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,17 +36,23 @@ async def stack(tmp_path: Path, backend: str) -> AsyncIterator[Stack]:
         await drop_test_resources(settings)
 
 
+async def register(stack: Stack, organisations: list[dict[str, Any]]) -> dict[str, str]:
+    """Register organisations in the directory: organisasjonsnummer → Organization id."""
+    ids = {}
+    for organization in organisations:
+        reply = await stack.call("POST", "Organization", organization)
+        assert reply.status == 201, reply.body
+        ids[organization["identifier"][0]["value"]] = reply.json()["id"]
+    return ids
+
+
 @pytest.fixture
 async def world(stack: Stack) -> AsyncIterator[World]:
     """The stack plus the journal test service and one organisation of each kind."""
     journal = ServiceRuntime(journal_spec(), stack.settings)
     await journal.start()
     try:
-        organisations = {}
-        for orgnr in KINDS:
-            reply = await stack.call("POST", "Organization", organisation(orgnr))
-            assert reply.status == 201, reply.body
-            organisations[orgnr] = reply.json()["id"]
+        organisations = await register(stack, [organisation(orgnr) for orgnr in KINDS])
         yield World(stack, journal, organisations)
     finally:
         await journal.stop()
@@ -57,11 +64,9 @@ async def referrals(stack: Stack) -> AsyncIterator[ReferralWorld]:
     service = ServiceRuntime(referral_spec(stack.settings), stack.settings)
     await service.start()
     try:
-        organisations = {}
-        for orgnr in REFERRAL_KINDS:
-            reply = await stack.call("POST", "Organization", referral_organisation(orgnr))
-            assert reply.status == 201, reply.body
-            organisations[orgnr] = reply.json()["id"]
+        organisations = await register(
+            stack, [referral_organisation(orgnr) for orgnr in REFERRAL_KINDS]
+        )
         yield ReferralWorld(stack, service, organisations)
     finally:
         await service.stop()

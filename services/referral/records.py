@@ -32,6 +32,7 @@ from services.referral.domain.vocabulary import (
     Step,
     TaskStatus,
 )
+from shared.fhir.errors import error
 from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM
 
@@ -79,6 +80,25 @@ def keep_server_extensions(resource: dict[str, Any], stored: dict[str, Any] | No
         resource["extension"] = kept
     else:
         resource.pop("extension", None)
+
+
+def keep_unchanged(
+    resource: dict[str, Any], before: dict[str, Any], elements: tuple[str, ...]
+) -> None:
+    """Elements fixed at submission: taken from `before` when left out, refused (422) when
+    changed."""
+    resource_type = before.get("resourceType", "")
+    for element in elements:
+        if element not in resource and element in before:
+            resource[element] = before[element]
+        elif resource.get(element) != before.get(element):
+            raise error(
+                422,
+                "business-rule",
+                f"{resource_type}.{element} is set when the referral is submitted and does"
+                " not change",
+                f"{resource_type}.{element}",
+            )
 
 
 def orgnr_of(reference: Any) -> str | None:

@@ -31,6 +31,7 @@ from services.referral.intake import (
 )
 from services.referral.records import (
     keep_server_extensions,
+    keep_unchanged,
     new_task,
     orgnr_of,
     patient_id,
@@ -51,6 +52,9 @@ from shared.store.resource_store import StoredResource, no_filter
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 REFERRAL = DataCategory.REFERRAL.value
+SUBMITTED = ("subject", "requester", "performer", "replaces", "basedOn", "intent", "authoredOn")
+"""What a referrer's amendment does not change: who, whom, about whom, and what it
+replaces."""
 MAX_CHAIN = 20
 """How far back a re-referral's receiver inherits earlier referrals."""
 
@@ -226,17 +230,7 @@ class ServiceRequestDefinition(ResourceDefinition):
                 f"The referral is {status}: it is no longer amended; send the receiver what"
                 " it needs through the care team or a new referral",
             )
-        for element in ("subject", "requester", "performer", "replaces", "basedOn",
-                        "intent", "authoredOn"):  # fmt: skip
-            if element in before and element not in resource:
-                resource[element] = before[element]
-            if resource.get(element) != before.get(element):
-                raise error(
-                    422,
-                    "business-rule",
-                    f"ServiceRequest.{element} does not change after submission",
-                    f"ServiceRequest.{element}",
-                )
+        keep_unchanged(resource, before, SUBMITTED)
         resource["status"] = before.get("status", "active")
         check_form(resource)
         keep_server_extensions(resource, before)

@@ -29,6 +29,7 @@ from services.referral.domain.vocabulary import (
 from services.referral.domain.workflow import CLOSED, Change, check_change, default_step, roles_of
 from services.referral.records import (
     keep_server_extensions,
+    keep_unchanged,
     orgnr_of,
     patient_id,
     set_extension,
@@ -48,19 +49,6 @@ MUNICIPAL_FOLLOW_UP = frozenset({K.KOMMUNE_HELSE, K.BARNEVERNSTJENESTE, K.FASTLE
 CONTACT_DETAILS_PURPOSE = "kontaktinfo-videreformidling"
 
 
-def _keep_immutable(resource: dict[str, Any], before: dict[str, Any]) -> None:
-    for element in IMMUTABLE:
-        if element not in resource and element in before:
-            resource[element] = before[element]
-        elif resource.get(element) != before.get(element):
-            raise error(
-                422,
-                "business-rule",
-                f"Task.{element} is set when the referral is submitted and does not change",
-                f"Task.{element}",
-            )
-
-
 async def check_task_update(
     resource: dict[str, Any], write: WriteContext, context: ReferralContext
 ) -> None:
@@ -72,7 +60,7 @@ async def check_task_update(
             "A referral's Task is created by the server with its ServiceRequest: submit the"
             " ServiceRequest, then update the Task it gets",
         )
-    _keep_immutable(resource, before)
+    keep_unchanged(resource, before, IMMUTABLE)
     keep_server_extensions(resource, before)
     caller = write.request.caller
     actor = Actor(caller.orgnr, caller.org_kind)
