@@ -5,6 +5,7 @@ no-shows, re-referral, search and bad input."""
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import date, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from tests.referral_world import (
     rejection,
     step,
 )
+from tests.test_bad_input_fuzz import VALUES
 
 
 def ext(resource: dict[str, Any], url: str) -> list[Any]:
@@ -432,3 +434,78 @@ async def test_bad_input_is_refused_and_stores_nothing(referrals: ReferralWorld)
     for resource_type in ("ServiceRequest", "DocumentReference", "Task"):
         found = await referrals.fhir("GET", f"{resource_type}?patient=Patient/{child.id}", by=GP)
         assert found.json()["entry"] == [], (resource_type, found.body)
+
+
+async def test_bad_task_updates_are_refused_and_change_nothing(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.move(referral, "received")).status == 200
+    task, etag = await referrals.task(referral)
+    other = await referrals.child()
+    bad: list[tuple[str, dict[str, Any], int]] = [
+        ("unknown status", {**task, "status": "approved"}, 400),
+        ("another patient", {**task, "for": {"reference": f"Patient/{other.id}"}}, 422),
+        ("another owner", {**task, "owner": {"identifier": {"value": BUP2}}}, 422),
+        ("another focus", {**task, "focus": {"reference": "ServiceRequest/x"}}, 422),
+        ("frist as text", {**task, "status": "accepted", "businessStatus": step(
+            "rett-til-helsehjelp"), "extension": [*task["extension"], {
+                "url": frist(date.today())["url"], "valueString": "snart"}]}, 422),
+        ("step of another status", {**task, "businessStatus": step("utskrevet")}, 422),
+        ("not JSON", {}, 400),
+    ]  # fmt: skip
+    for name, body, status in bad:
+        if name == "not JSON":
+            reply = await referrals.stack.call(
+                "PUT",
+                f"Task/{referral.task_id}",
+                raw=b"{not json",
+                token=referrals.token(BUP),
+                headers={"If-Match": etag},
+            )
+        else:
+            reply = await referrals.fhir(
+                "PUT", f"Task/{referral.task_id}", body, by=BUP, headers={"If-Match": etag}
+            )
+        assert reply.status == status, (name, reply.body)
+        assert reply.json()["resourceType"] == "OperationOutcome", name
+    after, after_etag = await referrals.task(referral)
+    assert after_etag == etag
+    assert after["status"] == "received"
+
+
+async def test_random_bad_referral_input_never_gets_a_500(referrals: ReferralWorld) -> None:
+    """Seeded random damage to a referral, an attachment and a Task update: always a 2xx
+    or a 4xx with an OperationOutcome, never a 500."""
+    rng = random.Random(15)
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    bundle = referral_bundle(child, by=GP)
+    seeds = {
+        "ServiceRequest": {**bundle["entry"][-1]["resource"], "supportingInfo": []},
+        "DocumentReference": bundle["entry"][0]["resource"],
+    }
+    keys = ["subject", "requester", "performer", "priority", "intent", "status", "reasonCode",
+            "supportingInfo", "replaces", "basedOn", "type", "extension", "output", "for",
+            "owner", "focus", "businessStatus", "statusReason", "executionPeriod"]  # fmt: skip
+    for _ in range(60):
+        resource_type = rng.choice([*seeds, "Task"])
+        if resource_type == "Task":
+            task, etag = await referrals.task(referral)
+            body = damaged(rng, {**task, "status": rng.choice(["received", "accepted"])}, keys)
+            reply = await referrals.fhir(
+                "PUT", f"Task/{referral.task_id}", body, by=BUP, headers={"If-Match": etag}
+            )
+        else:
+            body = damaged(rng, seeds[resource_type], keys)
+            reply = await referrals.fhir("POST", resource_type, body, by=GP)
+        assert reply.status < 500, (resource_type, body, reply.body)
+        if reply.status >= 400:
+            assert reply.json()["resourceType"] == "OperationOutcome", reply.body
+
+
+def damaged(rng: random.Random, resource: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    body = dict(resource)
+    for _ in range(rng.randint(1, 3)):
+        body[rng.choice(keys)] = rng.choice(VALUES)
+    return body

@@ -326,7 +326,7 @@ EXPECTED_TRANSITIONS: dict[tuple[TaskStatus, TaskStatus], frozenset[str]] = {
     (S.ON_HOLD, S.RECEIVED): frozenset({"owner"}),
     (S.ON_HOLD, S.ACCEPTED): frozenset({"owner"}),
     (S.ON_HOLD, S.IN_PROGRESS): frozenset({"owner"}),
-    (S.ON_HOLD, S.CANCELLED): frozenset({"owner"}),
+    (S.ON_HOLD, S.CANCELLED): frozenset({"owner", "requester"}),
 }
 """The state machine of the workflow module's docstring, written out independently."""
 
@@ -497,8 +497,8 @@ def test_a_closed_referrals_workflow_no_longer_changes(status: TaskStatus) -> No
         assert statuses(problems)[:1] == [409], after
 
 
-@pytest.mark.parametrize("frm", [S.REQUESTED, S.RECEIVED, S.ACCEPTED])
-@pytest.mark.parametrize("step", [Step.TRUKKET, Step.AVSLUTTET, None])
+@pytest.mark.parametrize("frm", [S.REQUESTED, S.RECEIVED, S.ACCEPTED, S.ON_HOLD])
+@pytest.mark.parametrize("step", [Step.TRUKKET, None])
 def test_the_requester_may_withdraw_before_care_starts(frm: TaskStatus, step: Step | None) -> None:
     before = task(frm)
     after = replace(before, status=S.CANCELLED, step=step)
@@ -506,13 +506,38 @@ def test_the_requester_may_withdraw_before_care_starts(frm: TaskStatus, step: St
     assert check_change(Change(before, after, REQUESTER, TODAY)) == []
 
 
-@pytest.mark.parametrize("frm", [S.IN_PROGRESS, S.ON_HOLD])
-def test_the_requester_may_not_withdraw_from_in_progress_or_on_hold(frm: TaskStatus) -> None:
-    before = task(frm)
-    after = replace(before, status=S.CANCELLED, step=Step.TRUKKET)
-    problems = check_change(Change(before, after, REQUESTER, TODAY))
+def test_withdrawing_and_closing_are_each_one_partys_step() -> None:
+    before = task(S.RECEIVED)
+    by_requester = check_change(
+        Change(before, replace(before, status=S.CANCELLED, step=Step.AVSLUTTET), REQUESTER, TODAY)
+    )
+    assert statuses(by_requester) == [422]
+    assert "trukket" in by_requester[0].message
+    closed = replace(
+        before,
+        status=S.CANCELLED,
+        step=Step.TRUKKET,
+        reason_system=CLOSE_REASON_SYSTEM,
+        reason_code=CloseReason.ANNET,
+    )
+    by_owner = check_change(Change(before, closed, OWNER, TODAY))
+    assert statuses(by_owner) == [422]
+    assert "avsluttet" in by_owner[0].message
+
+
+def test_the_requester_may_not_withdraw_once_care_has_started() -> None:
+    during = task(S.IN_PROGRESS)
+    problems = check_change(
+        Change(during, replace(during, status=S.CANCELLED, step=Step.TRUKKET), REQUESTER, TODAY)
+    )
     assert statuses(problems) == [403]
     assert "receiving organisation" in problems[0].message
+    paused = replace(task(S.ON_HOLD, frist=FRIST), care_started=TODAY)
+    problems = check_change(
+        Change(paused, replace(paused, status=S.CANCELLED, step=Step.TRUKKET), REQUESTER, TODAY)
+    )
+    assert statuses(problems) == [409]
+    assert "Care has started" in problems[0].message
 
 
 @pytest.mark.parametrize(

@@ -176,8 +176,16 @@ def task_state(task: dict[str, Any]) -> TaskState:
         for ext in extensions(task, BREACH_EXT)
         if (code := (ext.get("valueCoding") or {}).get("code")) in set(Breach)
     )
+    status = task.get("status")
+    if status not in set(TaskStatus):
+        raise error(
+            400,
+            "code-invalid",
+            f"Task.status {status!r} is not a status of a referral ({', '.join(TaskStatus)})",
+            "Task.status",
+        )
     return TaskState(
-        status=TaskStatus(task["status"]),
+        status=TaskStatus(status),
         owner=orgnr_of(task.get("owner")) or "",
         requester=orgnr_of(task.get("requester")) or "",
         step=_coding(task.get("businessStatus"), STEP_SYSTEM),

@@ -22,6 +22,9 @@ from services.referral.domain.vocabulary import (
     APPEAL_TEXT,
     ASSESSMENT_DEADLINE_EXT,
     CLOSURE_WARNED_EXT,
+    CRITERION_EXT,
+    FRIST_EXT,
+    NO_SHOWS_EXT,
     TRANSITION_EXT,
     Step,
     TaskStatus,
@@ -44,6 +47,9 @@ from shared.fhir.definitions import WriteContext
 from shared.fhir.errors import error
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 
+CLIENT_EXTENSIONS = {FRIST_EXT: "valueDate", NO_SHOWS_EXT: "valueUnsignedInt",
+                     CRITERION_EXT: "valueCoding"}  # fmt: skip
+"""The Task extensions a party sets, with the value each must carry."""
 IMMUTABLE = ("focus", "for", "owner", "requester", "intent", "code", "authoredOn")
 MUNICIPAL_FOLLOW_UP = frozenset({K.KOMMUNE_HELSE, K.BARNEVERNSTJENESTE, K.FASTLEGE})
 CONTACT_DETAILS_PURPOSE = "kontaktinfo-videreformidling"
@@ -61,6 +67,7 @@ async def check_task_update(
             " ServiceRequest, then update the Task it gets",
         )
     keep_unchanged(resource, before, IMMUTABLE)
+    _check_extension_values(resource)
     keep_server_extensions(resource, before)
     caller = write.request.caller
     actor = Actor(caller.orgnr, caller.org_kind)
@@ -78,6 +85,18 @@ async def check_task_update(
     if new.status != old.status and new.status in (TaskStatus.REJECTED, TaskStatus.COMPLETED):
         await _handover(resource, new, context)
     _derive(resource, old, new, actor, write)
+
+
+def _check_extension_values(resource: dict[str, Any]) -> None:
+    for index, ext in enumerate(resource.get("extension") or []):
+        key = CLIENT_EXTENSIONS.get(ext.get("url")) if isinstance(ext, dict) else None
+        if key is not None and key not in ext:
+            raise error(
+                422,
+                "value",
+                f"Extension {ext['url']} carries a {key}",
+                f"Task.extension[{index}]",
+            )
 
 
 async def _handover(resource: dict[str, Any], new: TaskState, context: ReferralContext) -> None:

@@ -10,7 +10,7 @@ requested ──► received ──► accepted ──► in-progress ──► 
 ```
 
 The receiving organisation (the Task owner) moves the referral; the referring one (the
-requester) may only withdraw it before care starts. Closed referrals (rejected,
+requester) may only withdraw it (trukket) before care starts. Closed referrals (rejected,
 completed, cancelled) are never reopened: a new referral replaces them. Pure rules: the
 caller supplies both versions and the day.
 """
@@ -49,7 +49,7 @@ TRANSITIONS: dict[tuple[TaskStatus, TaskStatus], frozenset[str]] = {
     (S.ON_HOLD, S.RECEIVED): frozenset({OWNER}),
     (S.ON_HOLD, S.ACCEPTED): frozenset({OWNER}),
     (S.ON_HOLD, S.IN_PROGRESS): frozenset({OWNER}),
-    (S.ON_HOLD, S.CANCELLED): frozenset({OWNER}),
+    (S.ON_HOLD, S.CANCELLED): frozenset({OWNER, REQUESTER}),
 }
 """(from, to) → who may make the change."""
 
@@ -273,8 +273,8 @@ def _requirements(change: Change, roles: set[str]) -> list[Problem]:
             problems += rejection_problems(after)
         case S.COMPLETED:
             problems += _discharge_problems(after)
-        case S.CANCELLED if OWNER in roles:
-            problems += _closure_problems(before, after)
+        case S.CANCELLED:
+            problems += _cancel_problems(before, after, roles)
     return problems
 
 
@@ -301,6 +301,44 @@ def _discharge_problems(after: TaskState) -> list[Problem]:
             )
         )
     return problems
+
+
+def _cancel_problems(before: TaskState, after: TaskState, roles: set[str]) -> list[Problem]:
+    """The referrer withdraws (trukket) before care starts; the receiver closes
+    (avsluttet) with a reason."""
+    if (after.step or default_step(S.CANCELLED, roles)) == Step.TRUKKET:
+        if REQUESTER not in roles:
+            return [
+                Problem(
+                    422,
+                    "business-rule",
+                    "trukket is the referring organisation's withdrawal; the receiver closes"
+                    " a referral with businessStatus avsluttet and a reason",
+                    "Task.businessStatus",
+                )
+            ]
+        if before.care_started is not None:
+            return [
+                Problem(
+                    409,
+                    "business-rule",
+                    "Care has started: the referral is no longer withdrawn by the referrer;"
+                    " the receiving organisation closes or discharges it",
+                    "Task.status",
+                )
+            ]
+        return []
+    if OWNER not in roles:
+        return [
+            Problem(
+                422,
+                "business-rule",
+                "avsluttet is the receiving organisation's closing; the referrer withdraws"
+                " with businessStatus trukket",
+                "Task.businessStatus",
+            )
+        ]
+    return _closure_problems(before, after)
 
 
 def _closure_problems(before: TaskState, after: TaskState) -> list[Problem]:
