@@ -70,12 +70,12 @@ from nats.js.errors import NotFoundError
 from bench.cpu import CLOCK_TICKS, program_ticks
 from bench.crud import DEFAULT_DATABASE_URL, RESULTS_DIR, Identifiers, with_application_name
 from bench.report import (
-    _cell,
-    _table,
     machine_info,
     per_cpu_second,
     percentile,
     ratio,
+    table_cell,
+    text_table,
     timestamp,
     write_json,
 )
@@ -1863,7 +1863,7 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
         )
     if local_rows:
         out.append(
-            _table(["local evaluation", "calls", "CPU s", "per CPU-s", "CPU µs"], local_rows)
+            text_table(["local evaluation", "calls", "CPU s", "per CPU-s", "CPU µs"], local_rows)
         )
     for phase in result["phases"]:
         if phase["name"] == "decide":
@@ -1892,7 +1892,7 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
             f" interleaved windows of {params['window_seconds']:g} s",
         ]
         out.append(
-            _table(
+            text_table(
                 ["", "requests", "errors", "CPU s", "per CPU-s", "per wall s", "p50 ms", "p99 ms"],
                 rows,
             )
@@ -1928,13 +1928,13 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
                 [part["part"], part["calls"], part["per_cpu_second"], part["cpu_us_each"]]
                 for part in phase["parts"]
             ]
-            out.append(_table(["part", "calls", "per CPU-s", "CPU µs each"], rows))
+            out.append(text_table(["part", "calls", "per CPU-s", "CPU µs each"], rows))
             for name in ("read", "search"):
                 info = phase[name]
                 out.append(
-                    f"{name}: unchecked {_cell(info['unchecked_cpu_us'])} CPU µs, checked"
-                    f" overhead {_cell(info['overhead_cpu_us'])} CPU µs, its parts measured"
-                    f" alone {_cell(info['parts_cpu_us'])} CPU µs"
+                    f"{name}: unchecked {table_cell(info['unchecked_cpu_us'])} CPU µs, checked"
+                    f" overhead {table_cell(info['overhead_cpu_us'])} CPU µs, its parts measured"
+                    f" alone {table_cell(info['parts_cpu_us'])} CPU µs"
                 )
     for phase in result["phases"]:
         if phase["name"] == "transport":
@@ -1981,7 +1981,7 @@ def _transport_report(phase: Mapping[str, Any], params: Mapping[str, Any]) -> li
         "checked vs unchecked over NATS request/reply (Forwarder → nats-server → ServiceHost →"
         f" FhirService; no gateway/HTTP), {params['windows']} interleaved windows of"
         f" {params['window_seconds']:g} s; CPU counted: {phase['cpu_counted']}",
-        _table(
+        text_table(
             [
                 "",
                 "requests",

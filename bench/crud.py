@@ -411,7 +411,7 @@ def with_application_name(url: str, name: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _backend_lookup(conn: asyncpg.Connection[Any], application_name: str) -> PidLookup:
+def backend_lookup(conn: asyncpg.Connection[Any], application_name: str) -> PidLookup:
     async def lookup() -> Mapping[str, Iterable[int]]:
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name
@@ -422,7 +422,7 @@ def _backend_lookup(conn: asyncpg.Connection[Any], application_name: str) -> Pid
 
 
 @contextlib.contextmanager
-def _environment(options: CrudOptions, tag: str) -> Iterator[None]:
+def bench_environment(options: CrudOptions, tag: str) -> Iterator[None]:
     saved = {name: os.environ.get(name) for name in MANAGED_ENVIRONMENT}
     try:
         for name in MANAGED_ENVIRONMENT:
@@ -439,7 +439,7 @@ def _environment(options: CrudOptions, tag: str) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def _phase_summary(recorder: Recorder, window: Window, operations: Iterable[str]) -> dict[str, Any]:
+def phase_summary(recorder: Recorder, window: Window, operations: Iterable[str]) -> dict[str, Any]:
     seconds = window.seconds
     ok = recorder.successes
     cpu = window.usage
@@ -466,7 +466,7 @@ async def _stack_phases(
     if options.database == "postgresql":
         monitor = await asyncpg.connect(options.database_url)
     try:
-        lookup = _backend_lookup(monitor, tag) if monitor is not None else None
+        lookup = backend_lookup(monitor, tag) if monitor is not None else None
         servers = {"gateway": "gateway", "directory": "directory", "nats-server": "nats"}
         meter = CpuMeter(
             {name: pids[child] for name, child in servers.items()},
@@ -485,7 +485,7 @@ async def _stack_phases(
                 seconds=options.seconds,
                 extra_pids=lookup,
             )
-            crud = _phase_summary(recorder, window, OPERATIONS)
+            crud = phase_summary(recorder, window, OPERATIONS)
             crud["chains_completed"] = recorder.chains
             crud["waited_for_routing_s"] = round(waited, 3)
             crud["by_type"] = {
@@ -512,7 +512,7 @@ async def _stack_phases(
                 seconds=options.limit_seconds,
                 extra_pids=lookup,
             )
-            read = _phase_summary(read_recorder, window, ["read"])
+            read = phase_summary(read_recorder, window, ["read"])
             stats = read["operations"]["read"]
             read.update({k: stats[k] for k in ("p50_ms", "p95_ms", "p99_ms")})
             read["response_bytes"] = len(sample.body)
@@ -557,7 +557,7 @@ async def _limits(
                 seconds=options.limit_seconds,
                 database_url=with_application_name(options.database_url, name),
                 pool_size=Settings().db_pool_size,
-                backend_pids=_backend_lookup(monitor, name),
+                backend_pids=backend_lookup(monitor, name),
             )
         finally:
             await monitor.close()
@@ -573,7 +573,7 @@ async def _limits(
     return {"http": http, "storage": storage}
 
 
-async def _drop_schemas(url: str, prefix: str) -> list[str]:
+async def drop_schemas(url: str, prefix: str) -> list[str]:
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch(
@@ -627,7 +627,7 @@ def run(options: CrudOptions) -> tuple[dict[str, Any], Path | None]:
     }
     data_dir = Path(tempfile.mkdtemp(prefix="barnebro-bench-"))
     try:
-        with _environment(options, tag):
+        with bench_environment(options, tag):
             port = free_port()
             base_url = f"http://127.0.0.1:{port}/fhir"
             stack = LocalStack(data_dir, port, ("directory", "gateway"))
@@ -657,7 +657,7 @@ def run(options: CrudOptions) -> tuple[dict[str, Any], Path | None]:
     finally:
         if options.database == "postgresql":
             try:
-                dropped = asyncio.run(_drop_schemas(options.database_url, tag))
+                dropped = asyncio.run(drop_schemas(options.database_url, tag))
                 result.setdefault("cleanup", {})["dropped_schemas"] = dropped
             except Exception as exc:
                 print(f"warning: could not drop the schemas {tag}_*: {exc}", flush=True)

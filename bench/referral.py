@@ -59,19 +59,19 @@ from bench.crud import (
     CrudOptions,
     Database,
     Identifiers,
-    _backend_lookup,
-    _drop_schemas,
-    _environment,
-    _phase_summary,
+    backend_lookup,
+    bench_environment,
+    drop_schemas,
+    phase_summary,
 )
 from bench.load import HttpClient, PidLookup, Recorder, Reply, Worker, http_client, run_phase
 from bench.report import (
     OpStats,
-    _cell,
-    _table,
     machine_info,
     per_cpu_second,
     ratio,
+    table_cell,
+    text_table,
     timestamp,
     write_json,
 )
@@ -529,7 +529,7 @@ async def measure_phase(name: str, clients: int, m: Measurement) -> dict[str, An
         extra_pids=m.backends,
     )
     summary: dict[str, Any] = {"name": name, "clients": clients}
-    summary.update(_phase_summary(recorder, window, REQUEST_KINDS[name]))
+    summary.update(phase_summary(recorder, window, REQUEST_KINDS[name]))
     headline = recorder.ops["submit"] if name == "submit" else lifecycles
     summary["headline"] = {
         "operation": name,
@@ -598,7 +598,7 @@ async def _measure(options: ReferralOptions, stack: RunningStack) -> dict[str, A
                 children=children,
             )
             checked = await sanity(world)
-            backends = _backend_lookup(monitor, stack.tag) if monitor is not None else None
+            backends = backend_lookup(monitor, stack.tag) if monitor is not None else None
             measurement = Measurement(world, meter, backends, options)
             phases = []
             for clients in options.clients:
@@ -643,7 +643,7 @@ def run(options: ReferralOptions) -> tuple[dict[str, Any], Path | None]:
     try:
         # bench.crud's environment: its own nats-server, this run's schemas, local tokens.
         environment = CrudOptions(database=options.database, database_url=options.database_url)
-        with _environment(environment, tag):
+        with bench_environment(environment, tag):
             _run_stack(options, result, data_dir, tag)
     finally:
         result["cleanup"] = _cleanup(options, data_dir, tag)
@@ -682,7 +682,7 @@ def _cleanup(options: ReferralOptions, data_dir: Path, tag: str) -> dict[str, An
     cleanup: dict[str, Any] = {"dropped_schemas": [], "problems": []}
     if options.database == "postgresql":
         try:
-            cleanup["dropped_schemas"] = asyncio.run(_drop_schemas(options.database_url, tag))
+            cleanup["dropped_schemas"] = asyncio.run(drop_schemas(options.database_url, tag))
         except Exception as exc:
             cleanup["problems"].append(f"could not drop the schemas {tag}_*: {exc}")
             print(f"warning: could not drop the schemas {tag}_*: {exc}", flush=True)
@@ -714,7 +714,7 @@ def format_referral_report(result: Mapping[str, Any]) -> str:
     ratios = result.get("ratios", {})
     if ratios:
         out += ["", "scaling (1.0 = as efficient as at the first client count)"]
-        out += [f"  {name}: {_cell(value)}" for name, value in ratios.items()]
+        out += [f"  {name}: {table_cell(value)}" for name, value in ratios.items()]
     out += _error_lines(phases)
     cleanup = result.get("cleanup", {})
     out.append(
@@ -744,7 +744,7 @@ def _headline_table(phases: Sequence[Mapping[str, Any]]) -> str:
     ]
     headers = ["phase", "clients", "count", "failed", "req errors", "per s",
                "server CPU s", "per CPU-s", "req/CPU-s", "p50 ms", "p99 ms"]  # fmt: skip
-    return "per phase (count = submits or complete lifecycles ending in the window)\n" + _table(
+    return "per phase (count = submits or complete lifecycles ending in the window)\n" + text_table(
         headers, rows
     )
 
@@ -755,7 +755,7 @@ def _kinds_table(phases: Sequence[Mapping[str, Any]]) -> str:
         for p in phases
         for kind, s in p["operations"].items()
     ]
-    return "per request kind\n" + _table(
+    return "per request kind\n" + text_table(
         ["request", "clients", "count", "errors", "p50 ms", "p99 ms"], rows
     )
 
@@ -778,7 +778,7 @@ def _cpu_summary(phases: Sequence[Mapping[str, Any]]) -> str:
     headers = ["CPU seconds", *names, "server", "load gen", "unattributed", "steal"]
     return (
         "CPU seconds in each window (server = the processes named; load generator and"
-        " other load not counted)\n" + _table(headers, rows)
+        " other load not counted)\n" + text_table(headers, rows)
     )
 
 

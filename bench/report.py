@@ -135,8 +135,8 @@ def write_json(result: Mapping[str, Any], out_dir: Path, name: str) -> Path:
     return path
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers], *[[_cell(v) for v in row] for row in rows]]
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    cells = [[str(h) for h in headers], *[[table_cell(v) for v in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for index, row in enumerate(cells):
@@ -151,7 +151,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(value: object) -> str:
+def table_cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
@@ -172,7 +172,7 @@ def format_report(result: Mapping[str, Any]) -> str:
     ]
     ops = crud["operations"]
     out.append(
-        _table(
+        text_table(
             ["operation", "count", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"],
             [
                 [
@@ -204,14 +204,14 @@ def format_report(result: Mapping[str, Any]) -> str:
     out += ["", _cpu_table("CPU during the measured CRUD window", crud["cpu"], crud)]
     out.append(
         f"\nthroughput: {crud['requests_per_second']:,.1f} req/s wall,"
-        f" {_cell(crud['requests_per_server_cpu_second'])} req per server CPU-second"
+        f" {table_cell(crud['requests_per_server_cpu_second'])} req per server CPU-second"
         f" ({crud['chains_completed']} complete chains of 20 requests)"
     )
     by_type = crud.get("p50_ms_by_type", {})
     if by_type:
         out += ["", "p50 ms by resource type"]
         out.append(
-            _table(
+            text_table(
                 ["resource type", *OPERATIONS],
                 [[t, *(by_type[t].get(op) for op in OPERATIONS)] for t in by_type],
             )
@@ -260,7 +260,7 @@ def format_report(result: Mapping[str, Any]) -> str:
     if rows:
         out += ["", "limits measured in the same run"]
         out.append(
-            _table(
+            text_table(
                 ["measurement", "count", "errors", "per s", "server CPU s", "per CPU-s", "p50 ms"],
                 rows,
             )
@@ -277,7 +277,7 @@ def format_report(result: Mapping[str, Any]) -> str:
         out.append(
             f"storage limit: {storage['cpu_note']}: {storage['database_cpu_s']:.2f} CPU-s"
             f" (of which backends of this run"
-            f" {_cell(storage.get('database_backends_of_this_run_cpu_s'))}),"
+            f" {table_cell(storage.get('database_backends_of_this_run_cpu_s'))}),"
             f" client process {storage['client_cpu_s']:.2f} CPU-s (not counted),"
             f" machine busy {storage['machine_busy_cpu_s']:.2f} CPU-s"
         )
@@ -290,7 +290,7 @@ def format_report(result: Mapping[str, Any]) -> str:
     if ratios:
         out += ["", "ratios (1.0 = as fast as the limit)"]
         out.append(
-            _table(
+            text_table(
                 ["ratio", "value", "limit is N x faster"],
                 [
                     [k, "-" if v is None else f"{v:.4f}", "-" if not v else f"{1 / v:.1f}"]
@@ -339,4 +339,4 @@ def _cpu_table(title: str, cpu: Mapping[str, Any], phase: Mapping[str, Any]) -> 
         ("steal (hypervisor)", "machine_steal_s"),
     ):
         rows.append([label, cpu[key], round(cpu[key] / window, 2) if window else None, None])
-    return f"{title}\n" + _table(["process", "CPU s", "cores", "CPU ms/req"], rows)
+    return f"{title}\n" + text_table(["process", "CPU s", "cores", "CPU ms/req"], rows)

@@ -89,7 +89,7 @@ async def check_task_update(
 
 def _check_extension_values(resource: dict[str, Any]) -> None:
     for index, ext in enumerate(resource.get("extension") or []):
-        key = CLIENT_EXTENSIONS.get(ext.get("url")) if isinstance(ext, dict) else None
+        key = CLIENT_EXTENSIONS.get(str(ext.get("url"))) if isinstance(ext, dict) else None
         if key is not None and key not in ext:
             raise error(
                 422,
