@@ -11,12 +11,10 @@ from typing import Any
 from shared.codes import (
     CARE_ORDER_CODE,
     CONTACT_RELATIONSHIP_SYSTEM,
-    ORGANISATION_KIND_SYSTEM,
-    PARENTAL_RESPONSIBILITY_SYSTEM,
 )
-from shared.identifiers import ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
-from tests.support import Reply, Stack
+from tests.support import Reply, Stack, parent
+from tests.support import organisation as any_organisation
 
 BUP, BVT, GP, LEGEVAKT, SKOLE = "910000012", "974760673", "889640782", "910000020", "910000039"
 KINDS = {BUP: "bup", BVT: "barnevernstjeneste", GP: "fastlege", LEGEVAKT: "legevakt",
@@ -118,22 +116,8 @@ class World:
         return f"DocumentReference/{created['id']}"
 
 
-def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
-    return {
-        "resourceType": "RelatedPerson",
-        "patient": {"reference": f"Patient/{child_id}"},
-        "name": [{"family": "Nordmann", "given": [given]}],
-        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],
-    }
-
-
 def organisation(orgnr: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Organization",
-        "name": f"{KINDS[orgnr]} {orgnr}",
-        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
-        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": KINDS[orgnr]}]}],
-    }
+    return any_organisation(KINDS[orgnr], f"{KINDS[orgnr]} {orgnr}", orgnr)
 
 
 def signature(grantor: str, decision: str = "consent") -> dict[str, Any]:

@@ -20,14 +20,10 @@ from services.referral.domain.vocabulary import (
     REJECTION_REASON_SYSTEM,
     STEP_SYSTEM,
 )
-from shared.codes import (
-    MUNICIPALITY_EXTENSION,
-    ORGANISATION_KIND_SYSTEM,
-    PARENTAL_RESPONSIBILITY_SYSTEM,
-)
-from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
+from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
-from tests.support import Reply, Stack, fodselsnummer, wait_for
+from tests.support import Reply, Stack, fodselsnummer, parent, wait_for
+from tests.support import organisation as any_organisation
 
 GP, BUP, BVT, INSTITUSJON, KOMMUNE, LEGEVAKT, SKOLE, BUP2 = (
     "889640782", "910000012", "974760673", "910000047", "910000055", "910000020",
@@ -40,29 +36,12 @@ ALL_ATTACHMENTS = ("kommunal-kartlegging", "barnets-stemme", "somatisk-vurdering
 _individual = itertools.count(500, 7)
 
 
-def parent(patient_id: str, given: str) -> dict[str, Any]:
-    return {
-        "resourceType": "RelatedPerson",
-        "patient": {"reference": f"Patient/{patient_id}"},
-        "name": [{"family": "Nordmann", "given": [given]}],
-        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM,
-                                      "code": "felles"}]}],
-    }  # fmt: skip
-
-
 def org_reference(orgnr: str) -> dict[str, Any]:
     return {"type": "Organization", "identifier": {"system": ORGNR_SYSTEM, "value": orgnr}}
 
 
 def organisation(orgnr: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Organization",
-        "name": f"{KINDS[orgnr]} {orgnr}",
-        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
-        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": KINDS[orgnr]}]}],
-        "address": [{"extension": [{"url": MUNICIPALITY_EXTENSION, "valueCoding": {
-            "system": KOMMUNENUMMER_SYSTEM, "code": "0301"}}]}],
-    }  # fmt: skip
+    return any_organisation(KINDS[orgnr], f"{KINDS[orgnr]} {orgnr}", orgnr, "0301")
 
 
 @dataclass

@@ -34,8 +34,14 @@ from services.directory import directory_spec
 from services.gateway.server import GatewayServer
 from services.stack import free_port, nats_server_binary, wait_for_port
 from shared.auth.local_keys import ensure_local_keys, issue_token
+from shared.codes import (
+    MUNICIPALITY_EXTENSION,
+    ORGANISATION_KIND_SYSTEM,
+    PARENTAL_RESPONSIBILITY_SYSTEM,
+)
 from shared.config import Settings
 from shared.events import DomainEvent
+from shared.identifiers import KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -300,3 +306,27 @@ def fodselsnummer(born: date, individual: int) -> str:
         if k2 != 10:
             return "".join(map(str, [*digits, k1, k2]))
     raise AssertionError("no valid number in range")
+
+
+def organisation(kind: str, name: str, orgnr: str, kommune: str | None = None) -> dict[str, Any]:
+    """An Organization of a kind, with its kommunenummer when given."""
+    resource: dict[str, Any] = {
+        "resourceType": "Organization",
+        "name": name,
+        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
+        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": kind}]}],
+    }
+    if kommune is not None:
+        resource["address"] = [{"extension": [{"url": MUNICIPALITY_EXTENSION, "valueCoding": {
+            "system": KOMMUNENUMMER_SYSTEM, "code": kommune}}]}]  # fmt: skip
+    return resource
+
+
+def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
+    """A RelatedPerson holding parental responsibility (`code`) for the child."""
+    return {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": f"Patient/{child_id}"},
+        "name": [{"family": "Nordmann", "given": [given]}],
+        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],
+    }

@@ -13,34 +13,10 @@ import pytest
 from shared.codes import (
     CARE_ORDER_CODE,
     CONTACT_RELATIONSHIP_SYSTEM,
-    MUNICIPALITY_EXTENSION,
-    ORGANISATION_KIND_SYSTEM,
-    PARENTAL_RESPONSIBILITY_SYSTEM,
 )
 from shared.events import DomainEvent
-from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM, parse_person_number
-from tests.support import Stack, fodselsnummer, wait_for
-
-
-def organisation(kind: str, name: str, orgnr: str, kommune: str) -> dict[str, Any]:
-    return {
-        "resourceType": "Organization",
-        "name": name,
-        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
-        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": kind}]}],
-        "address": [{"extension": [{"url": MUNICIPALITY_EXTENSION, "valueCoding": {
-            "system": KOMMUNENUMMER_SYSTEM, "code": kommune}}]}],
-    }  # fmt: skip
-
-
-def parent(child_id: str, given: str) -> dict[str, Any]:
-    return {
-        "resourceType": "RelatedPerson",
-        "patient": {"reference": f"Patient/{child_id}"},
-        "name": [{"family": "Nordmann", "given": [given]}],
-        "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM,
-                                      "code": "felles"}]}],
-    }  # fmt: skip
+from shared.identifiers import FNR_SYSTEM, parse_person_number
+from tests.support import Stack, fodselsnummer, organisation, parent, wait_for
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])
