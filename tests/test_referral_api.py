@@ -59,6 +59,12 @@ async def test_a_referral_submitted_as_a_transaction_gets_its_task(
         "komplett"
     ]
     assert "outcome" not in referral.response["response"]
+    # The order of the entries does not matter: what is referred to is created first.
+    bundle = referral_bundle(child, by=GP)
+    bundle["entry"].reverse()
+    reply = await referrals.fhir("POST", "", bundle, by=GP)
+    assert reply.status == 200, reply.body
+    assert reply.json()["entry"][0]["response"]["status"] == "201"
     task, etag = await referrals.task(referral)
     assert task["status"] == "requested"
     assert task["businessStatus"]["coding"][0]["code"] == "sendt"

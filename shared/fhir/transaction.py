@@ -1,7 +1,8 @@
 """FHIR `transaction` Bundles inside one service: all entries or none.
 
-Entries run in the FHIR order (DELETE, POST, PUT, GET) in a single database transaction;
-`urn:uuid:` references between entries are rewritten to the ids the server assigns. Any
+Entries run in the FHIR order (DELETE, POST, PUT, GET) in a single database transaction,
+a created resource before the entries that refer to it; `urn:uuid:` references between
+entries are rewritten to the ids the server assigns. Any
 failing entry rolls back the whole Bundle and the error names the entry. (The gateway
 sends here only Bundles whose entries all belong to this service.)
 """
@@ -52,10 +53,52 @@ def _assign_ids(entries: list[tuple[dict[str, Any], EntryRequest]]) -> dict[str,
     return assigned
 
 
+def _references(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        found = {v for k, v in node.items() if k == "reference" and isinstance(v, str)}
+        return found.union(*(_references(v) for v in node.values() if isinstance(v, dict | list)))
+    if isinstance(node, list):
+        return set().union(*(_references(item) for item in node))
+    return set()
+
+
+def _referenced_first(
+    entries: list[tuple[dict[str, Any], EntryRequest]], order: list[int]
+) -> list[int]:
+    """Within the FHIR order, a created resource that another entry refers to (by its
+    `fullUrl`) is created before the entry that refers to it, so its checks can read it;
+    otherwise (and in a cycle) the Bundle's order is kept."""
+    creates = {
+        entry.get("fullUrl"): index
+        for index, (entry, request) in enumerate(entries)
+        if request.method == "POST" and entry.get("fullUrl")
+    }
+    waits_for = {
+        index: {creates[ref] for ref in _references(entry.get("resource")) if ref in creates}
+        - {index}
+        for index, (entry, _) in enumerate(entries)
+    }
+    placed: list[int] = []
+    done: set[int] = set()
+    pending = list(order)
+    while pending:
+        method = entries[pending[0]][1].method
+        ready = next(
+            (i for i in pending if entries[i][1].method == method and waits_for[i] <= done),
+            pending[0],
+        )
+        placed.append(ready)
+        done.add(ready)
+        pending.remove(ready)
+    return placed
+
+
 async def run_transaction(service: FhirService, request: FhirRequest, body: bytes) -> FhirResponse:
     entries = bundle_entries(parse_json(body), "transaction")
     assigned = _assign_ids(entries)
-    order = sorted(range(len(entries)), key=lambda i: METHOD_ORDER[entries[i][1].method])
+    order = _referenced_first(
+        entries, sorted(range(len(entries)), key=lambda i: METHOD_ORDER[entries[i][1].method])
+    )
     results: dict[int, dict[str, Any]] = {}
     async with service.db.transaction() as conn:
         for index in order:
