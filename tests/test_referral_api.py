@@ -28,6 +28,7 @@ from tests.referral_world import (
     SKOLE,
     VALID_JUSTIFICATION,
     ReferralWorld,
+    attachment,
     closing,
     follow_up,
     frist,
@@ -515,3 +516,44 @@ def damaged(rng: random.Random, resource: dict[str, Any], keys: list[str]) -> di
     for _ in range(rng.randint(1, 3)):
         body[rng.choice(keys)] = rng.choice(VALUES)
     return body
+
+
+async def test_a_referral_passes_on_only_what_its_referrer_may_see(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    # BUP's own note about the child: the GP may not see it, nor attach it.
+    note = await referrals.fhir("POST", "DocumentReference", attachment(child, "annet"), by=BUP)
+    assert note.status == 201, note.body
+    note_ref = f"DocumentReference/{note.json()['id']}"
+    bundle = referral_bundle(child, by=GP, attachments=())
+    bundle["entry"][-1]["resource"]["supportingInfo"] = [{"reference": note_ref}]
+    reply = await referrals.fhir("POST", "", bundle, by=GP)
+    assert reply.status == 422, reply.body
+    assert "not known" in diagnostics(reply)
+    assert (await referrals.fhir("GET", note_ref, by=GP)).status == 404
+
+    # A municipal service that took over after a redirect sees the referral, not its
+    # attachments; its own re-referral passes on what it sees and nothing more.
+    first = await referrals.submit(child)
+    assert (await referrals.move(first, "received")).status == 200
+    # A consent to pass contact details on, covering no referral information itself.
+    await referrals.consent(child, "kontaktinfo-videreformidling", KOMMUNE, ("consent",))
+    reply = await referrals.move(
+        first,
+        "rejected",
+        output=[follow_up(KOMMUNE)],
+        businessStatus=step("videresendt"),
+        **rejection("feil-mottaker", VALID_JUSTIFICATION, "nyttekriteriet"),
+    )
+    assert reply.status == 200, reply.body
+    attachments = [i["reference"] for i in first.response["resource"]["supportingInfo"]]
+    for reference in attachments:
+        assert (await referrals.fhir("GET", reference, by=KOMMUNE)).status == 404
+    again = await referrals.submit(child, by=KOMMUNE, to=BUP2, replaces=[{"reference": first.ref}])
+    assert again.id
+    assert (await referrals.fhir("GET", first.ref, by=BUP2)).status == 200
+    assert (await referrals.fhir("GET", f"Task/{first.task_id}", by=BUP2)).status == 200
+    for reference in attachments:
+        assert (await referrals.fhir("GET", reference, by=BUP2)).status == 404
+        assert (await referrals.fhir("GET", reference, by=KOMMUNE)).status == 404

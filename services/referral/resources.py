@@ -180,7 +180,9 @@ class ServiceRequestDefinition(ResourceDefinition):
         _without_shared_with(resource)
         parties = await check_parties(resource, write.request.caller, self.context)
         patient = await resolve_patient(resource, "subject", self.context)
-        _, types = await attachment_types(resource, patient, write.service.lookup(write.conn))
+        _, types = await attachment_types(
+            resource, patient, write.service.lookup_as(write.conn, write.request)
+        )
         for element in ("replaces", "basedOn"):
             await self._check_earlier(resource, element, patient, write)
         resource.setdefault("authoredOn", now())
@@ -194,7 +196,9 @@ class ServiceRequestDefinition(ResourceDefinition):
             target = reference_target(reference)
             if target is None or target[0] != "ServiceRequest":
                 raise error(422, "value", f"{element} must refer to a ServiceRequest", where)
-            earlier = await write.service.lookup(write.conn)("ServiceRequest", target[1])
+            earlier = await write.service.lookup_as(write.conn, write.request)(
+                "ServiceRequest", target[1]
+            )
             if earlier is None or patient_id(earlier.get("subject")) != patient:
                 raise error(
                     422,
@@ -235,7 +239,9 @@ class ServiceRequestDefinition(ResourceDefinition):
         check_form(resource)
         keep_server_extensions(resource, before)
         patient = patient_id(before.get("subject")) or ""
-        _, types = await attachment_types(resource, patient, write.service.lookup(write.conn))
+        _, types = await attachment_types(
+            resource, patient, write.service.lookup_as(write.conn, write.request)
+        )
         performer = orgnr_of((before.get("performer") or [{}])[0])
         kind = await self.context.require_directory().organisation_kind(performer or "")
         return mark_completeness(resource, kind, types)
@@ -264,22 +270,31 @@ class ServiceRequestDefinition(ResourceDefinition):
     async def _inherit(
         self, referral: dict[str, Any], parties: list[str], write: WriteContext
     ) -> None:
+        """Share the earlier referrals in the chain, their Tasks and attachments with the
+        new referral's parties: what the referrer itself may see of them, no more."""
+        visible = write.service.lookup_as(write.conn, write.request)
         earlier = [r for e in ("replaces", "basedOn") for r in referral.get(e) or []]
         seen: set[str] = set()
         while earlier and len(seen) < MAX_CHAIN:
             target = reference_target(earlier.pop())
-            if target is None or target[1] in seen:
+            if target is None or target[0] != "ServiceRequest" or target[1] in seen:
                 continue
             seen.add(target[1])
-            shared = await share_stored(write.service, write, "/".join(target), parties)
+            found = await visible(*target)
+            if found is None:
+                continue
+            references = [f"ServiceRequest/{target[1]}"]
             task = await task_of(write.service, write.conn, target[1])
             if task is not None:
-                await share_stored(write.service, write, task.reference, parties)
-            for info in (shared or {}).get("supportingInfo") or []:
+                references.append(task.reference)
+            for info in found.get("supportingInfo") or []:
                 doc = reference_target(info)
                 if doc is not None and doc[0] == "DocumentReference":
-                    await share_stored(write.service, write, "/".join(doc), parties)
-            earlier += (shared or {}).get("replaces") or []
+                    references.append("/".join(doc))
+            for reference in references:
+                if reference == references[0] or await visible(*reference.split("/", 1)):
+                    await share_stored(write.service, write, reference, parties)
+            earlier += found.get("replaces") or []
 
     def events(self, change: Change) -> list[EventSpec]:
         return service_request_events(change, self.parties(change.after or change.before or {}))

@@ -205,6 +205,23 @@ class FhirService:
 
         return lookup
 
+    def lookup_as(self, conn: Connection, request: FhirRequest) -> Lookup:
+        """`lookup` as the caller: what the caller may not see is absent (the decision is
+        audited). For checks of references a client's write makes, so that a write can
+        neither reveal nor take over what the caller cannot see."""
+
+        async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
+            if resource_type not in self.definitions or not ID_PATTERN.fullmatch(res_id):
+                return None
+            stored = await self.store.read(conn, resource_type, res_id)
+            if stored is None or stored.deleted:
+                return None
+            if self.guard is not None and not await self.guard.check(request, stored):
+                return None
+            return stored.json()
+
+        return lookup
+
     def _definition(self, resource_type: str | None) -> ResourceDefinition:
         definition = self.definitions.get(resource_type or "")
         if definition is None:
