@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,19 @@ from tests.referral_world import ReferralWorld
 from tests.referral_world import organisation as referral_organisation
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack
 from tests.support import test_settings as make_settings
+
+
+@pytest.fixture(autouse=True)
+def no_threads_left_running() -> Iterator[None]:
+    """A test must stop what it starts: a service runtime left running keeps its SQLite
+    connection thread alive, and the test run then never exits."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and not t.daemon]
+    for thread in leaked:
+        thread.join(timeout=2)
+    running = [t.name for t in leaked if t.is_alive()]
+    assert not running, f"the test left threads running: {running}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -61,12 +75,12 @@ async def world(stack: Stack) -> AsyncIterator[World]:
 @pytest.fixture
 async def referrals(stack: Stack) -> AsyncIterator[ReferralWorld]:
     """The stack plus the referral service and one organisation of each kind taking part."""
-    service = ServiceRuntime(referral_spec(stack.settings), stack.settings)
-    await service.start()
+    world = ReferralWorld(stack, ServiceRuntime(referral_spec(stack.settings), stack.settings), {})
+    await world.referral.start()
     try:
-        organisations = await register(
+        world.organisations = await register(
             stack, [referral_organisation(orgnr) for orgnr in REFERRAL_KINDS]
         )
-        yield ReferralWorld(stack, service, organisations)
+        yield world
     finally:
-        await service.stop()
+        await world.referral.stop()  # the one running now: a test may have restarted it
