@@ -27,6 +27,12 @@ def service_caller(service: str, *resource_types: str) -> Caller:
     )
 
 
+def token(system: str, value: str) -> str:
+    """A token search value for exactly this identifier (a comma in it is escaped, so it
+    cannot turn one value into several)."""
+    return f"{system}|{value.replace(',', chr(92) + ',')}"
+
+
 def orgnr_in(organization: dict[str, Any] | None) -> str | None:
     """The organisasjonsnummer on an Organization."""
     return next(
@@ -83,14 +89,20 @@ class DirectoryClient:
 
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
-        found = await self.search("Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")])
+        found = await self.search("Organization", [("identifier", token(ORGNR_SYSTEM, orgnr))])
         for organization in found:
             kinds = organisation_kinds(organization)
-            if kinds:
+            if kinds and orgnr_in(organization) == orgnr:
                 return kinds[0]
         return None
 
     async def patient_by_identifier(self, system: str, value: str) -> dict[str, Any] | None:
         """The Patient registered with this identifier, if exactly one is."""
-        found = await self.search("Patient", [("identifier", f"{system}|{value}")])
+        found = [
+            patient
+            for patient in await self.search("Patient", [("identifier", token(system, value))])
+            if {"system": system, "value": value}
+            in [{"system": i.get("system"), "value": i.get("value")}
+                for i in patient.get("identifier") or []]
+        ]  # fmt: skip
         return found[0] if len(found) == 1 else None

@@ -13,6 +13,7 @@ from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     APPEAL_EXT,
     ASSESSMENT_DEADLINE_EXT,
+    ATTACHMENT_SYSTEM,
     COMPLETENESS_EXT,
     SHARED_WITH_EXT,
 )
@@ -25,6 +26,7 @@ from tests.referral_world import (
     GP,
     INSTITUSJON,
     KOMMUNE,
+    LEGEVAKT,
     SKOLE,
     VALID_JUSTIFICATION,
     ReferralWorld,
@@ -390,7 +392,8 @@ async def test_a_re_referral_inherits_the_history_for_its_receiver(
         reply = await referrals.fhir("GET", path, by=BUP2)
         assert reply.status == 200, (path, reply.body)
     history = await referrals.fhir("GET", f"Task/{first.task_id}/_history", by=BUP2)
-    assert history.status == 200
+    known = await referrals.fhir("GET", f"Task/{first.task_id}/_history", by=BUP)
+    assert len(history.json()["entry"]) == len(known.json()["entry"]) >= 3
     found = await referrals.fhir("GET", f"ServiceRequest?replaces={first.ref}", by=BUP2)
     assert [e["resource"]["id"] for e in found.json()["entry"]] == [second.id]
 
@@ -557,3 +560,104 @@ async def test_a_referral_passes_on_only_what_its_referrer_may_see(
     for reference in attachments:
         assert (await referrals.fhir("GET", reference, by=BUP2)).status == 404
         assert (await referrals.fhir("GET", reference, by=KOMMUNE)).status == 404
+
+
+async def test_what_is_seen_only_under_consent_or_in_an_emergency_is_not_passed_on(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    documents = [i["reference"] for i in referral.response["resource"]["supportingInfo"]]
+    emergency = {"Barnebro-Emergency-Patient": child.id, "Barnebro-Emergency-Reason": "Akutt"}
+    assert (await referrals.fhir("GET", documents[0], by=LEGEVAKT, headers=emergency)).status == 200
+    bundle = referral_bundle(child, by=LEGEVAKT, to=BUP2, attachments=())
+    bundle["entry"][-1]["resource"]["supportingInfo"] = [{"reference": d} for d in documents]
+    reply = await referrals.fhir("POST", "", bundle, by=LEGEVAKT, headers=emergency)
+    assert reply.status == 422, reply.body
+    bundle = referral_bundle(
+        child, by=LEGEVAKT, to=BUP2, attachments=(), basedOn=[{"reference": referral.ref}]
+    )
+    reply = await referrals.fhir("POST", "", bundle, by=LEGEVAKT, headers=emergency)
+    assert reply.status == 422, reply.body
+    for orgnr in (LEGEVAKT, BUP2):
+        for reference in (referral.ref, *documents):
+            assert (await referrals.fhir("GET", reference, by=orgnr)).status == 404
+    # Under a consent the barnevernstjeneste reads the referral, but does not pass it on.
+    await referrals.consent(child, "informasjonsdeling", BVT)
+    assert (await referrals.fhir("GET", documents[0], by=BVT)).status == 200
+    bundle = referral_bundle(child, by=BVT, to=BUP2, attachments=())
+    bundle["entry"][-1]["resource"]["supportingInfo"] = [{"reference": documents[0]}]
+    reply = await referrals.fhir("POST", "", bundle, by=BVT)
+    assert reply.status == 422, reply.body
+    assert (await referrals.fhir("GET", documents[0], by=BUP2)).status == 404
+
+
+async def test_only_the_author_changes_an_attachment_and_not_after_assessment(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    reference = referral.response["resource"]["supportingInfo"][1]["reference"]
+    document = (await referrals.fhir("GET", reference, by=GP)).json()
+    document["description"] = "Barnet sier noe annet nå"
+    reply = await referrals.fhir("PUT", reference, document, by=BUP)
+    assert reply.status == 403, reply.body
+    reply = await referrals.fhir("PUT", reference, document, by=GP)
+    assert reply.status == 200, reply.body
+    changed_type = {**reply.json(), "type": {"coding": [{"system": ATTACHMENT_SYSTEM,
+                                                          "code": "annet"}]}}  # fmt: skip
+    reply = await referrals.fhir("PUT", reference, changed_type, by=GP)
+    assert reply.status == 422, reply.body
+    assert (await referrals.accept(referral)).status == 200
+    document = (await referrals.fhir("GET", reference, by=GP)).json()
+    document["description"] = "Endret etter vurdering"
+    reply = await referrals.fhir("PUT", reference, document, by=GP)
+    assert reply.status == 409, reply.body
+    assert (await referrals.fhir("GET", reference, by=GP)).json()["description"] == (
+        "Barnet sier noe annet nå"
+    )
+
+
+async def test_server_kept_workflow_facts_cannot_be_set_by_a_party(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    reply = await referrals.move(referral, "requested", extension=[frist(date.today())])
+    assert reply.status == 422, reply.body  # a frist comes only with acceptance
+    assert (await referrals.move(referral, "received")).status == 200
+    reply = await referrals.move(referral, "received", extension=[frist(date(2000, 1, 1))])
+    assert reply.status == 422, reply.body
+    assert (await referrals.accept(referral, days=2)).status == 200
+    reply = await referrals.move(referral, "accepted", executionPeriod={"start": "2020-01-01"})
+    assert reply.status == 200, reply.body
+    assert "executionPeriod" not in reply.json()  # care has not started: nothing to say
+    reply = await referrals.move(referral, "cancelled", by=GP)
+    assert reply.status == 200, reply.body  # so the referrer may still withdraw
+    rewritten = closing("annet")
+    rewritten["statusReason"]["text"] = "omskrevet"
+    reply = await referrals.move(referral, "cancelled", **rewritten)
+    assert reply.status == 409, reply.body  # a closed decision is not rewritten
+
+
+async def test_organisation_numbers_are_checked_not_searched_loosely(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    for performer in ("123,910000012", "910000012,", "91000001"):
+        bundle = referral_bundle(child, by=GP, attachments=())
+        bundle["entry"][-1]["resource"]["performer"] = [
+            {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": performer}}
+        ]
+        reply = await referrals.fhir("POST", "", bundle, by=GP)
+        assert reply.status == 422, (performer, reply.body)
+    referral = await referrals.submit(child)
+    assert (await referrals.move(referral, "received")).status == 200
+    loose = follow_up(KOMMUNE)
+    loose["valueReference"]["identifier"]["value"] = f"000,{KOMMUNE}"
+    reply = await referrals.move(
+        referral,
+        "rejected",
+        output=[loose],
+        **rejection("ingen-rett", VALID_JUSTIFICATION, "nyttekriteriet"),
+    )
+    assert reply.status == 422, reply.body

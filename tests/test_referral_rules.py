@@ -479,7 +479,8 @@ def test_an_organisation_not_party_to_the_referral_is_forbidden(
 @pytest.mark.parametrize("status", list(S))
 def test_an_unchanged_status_is_an_update_only_the_owner_may_make(status: TaskStatus) -> None:
     before = task(status)
-    assert check_change(Change(before, before, OWNER, TODAY)) == []
+    by_owner = statuses(check_change(Change(before, before, OWNER, TODAY)))
+    assert by_owner == ([409] if status in CLOSED else [])
     problems = check_change(Change(before, before, REQUESTER, TODAY))
     assert statuses(problems) == [403]
     assert "withdraw" in problems[0].message
@@ -1085,3 +1086,20 @@ def accepted(
 )
 def test_breaches_due(state: TaskState, expected: list[Breach]) -> None:
     assert breaches_due(state, DAY) == expected
+
+
+@pytest.mark.parametrize("status", [S.REQUESTED, S.RECEIVED, S.IN_PROGRESS, S.ON_HOLD])
+def test_a_frist_is_set_only_by_accepting(status: TaskStatus) -> None:
+    before = task(status, frist=None)
+    before = replace(before, frist=None)
+    for to in (status, *(t for (f, t) in TRANSITIONS if f is status and t is not S.ACCEPTED)):
+        after = replace(before, status=to, step=STEPS[to][0], frist=FRIST)
+        problems = check_change(Change(before, after, OWNER, TODAY))
+        assert problems and problems[0].status == 422, (status, to)
+        assert "accepting" in problems[0].message
+
+
+def test_accepting_sets_the_frist() -> None:
+    before = task(S.RECEIVED)
+    after = replace(before, status=S.ACCEPTED, step=Step.RETT_TIL_HELSEHJELP, frist=FRIST)
+    assert check_change(Change(before, after, OWNER, TODAY)) == []

@@ -9,8 +9,10 @@ from datetime import date, timedelta
 from services.referral import referral_spec
 from services.referral.deadline_monitor import DeadlineMonitor
 from services.referral.domain.vocabulary import APPEAL_EXT, ASSESSMENT_DEADLINE_EXT, BREACH_EXT
+from services.referral.records import set_extension
 from shared.events import DomainEvent
 from shared.runtime import ServiceRuntime
+from shared.transport.wire import Caller, FhirRequest
 from tests.referral_world import (
     BUP,
     BVT,
@@ -208,3 +210,66 @@ async def test_gutt_11(referrals: ReferralWorld) -> None:
     bodies = [e["resource"] for e in found.json()["entry"]]
     assert any(consent in str(body) for body in bodies)
     assert any(b["outcome"] == "4" for b in bodies)  # the read before the consent
+
+
+async def test_a_deadline_passed_between_scans_is_marked_by_the_next_change(
+    referrals: ReferralWorld,
+) -> None:
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.move(referral, "received")).status == 200
+    # As if the receipt were 15 days ago: the deadline passed, and no scan has run since.
+    fhir = referrals.referral.fhir
+    assert fhir is not None
+    async with fhir.db.transaction() as conn:
+        stored = await fhir.store.read_for_update(conn, "Task", referral.task_id)
+        assert stored is not None
+        task = stored.json()
+        set_extension(task, ASSESSMENT_DEADLINE_EXT, "valueDate",
+                      (date.today() - timedelta(days=1)).isoformat())  # fmt: skip
+        request = FhirRequest(
+            interaction="update", base_url="http://test", caller=Caller(client_id="test")
+        )
+        await fhir.save(conn, request, task, previous=stored)
+    fhir.notify_commit()
+    reply = await referrals.accept(referral)
+    assert reply.status == 200, reply.body
+    marks = [e["valueCoding"]["code"] for e in reply.json()["extension"] if e["url"] == BREACH_EXT]
+    assert marks == ["assessment-overdue"]
+    assert await monitor_of(referrals.referral).scan(date.today() + timedelta(days=1)) == 0
+
+    async def published() -> bool:
+        events = await referral_events(referrals, referral)
+        return any(e.name == "assessment-overdue" for e in events)
+
+    await wait_for(published)
+    names = [e.name for e in await referral_events(referrals, referral)]
+    assert names.count("assessment-overdue") == 1
+    assert names.count("accepted") == 1
+
+
+async def test_task_writes_and_the_deadline_monitor_do_not_deadlock(
+    referrals: ReferralWorld,
+) -> None:
+    """A Task update that leaves out `for` still locks the patient before the row, as the
+    monitor does: both always finish, neither with a collision (503)."""
+    monitor = monitor_of(referrals.referral)
+    for _ in range(6):
+        referral = await referrals.submit(await referrals.child())
+        reply = await referrals.move(referral, "received")
+        assert reply.status == 200, reply.body
+        task = reply.json()
+        deadline = next(
+            e["valueDate"] for e in task["extension"] if e["url"] == ASSESSMENT_DEADLINE_EXT
+        )
+        del task["for"]
+        task.update(status="on-hold")
+        task.pop("businessStatus")
+        put = referrals.fhir(
+            "PUT", f"Task/{referral.task_id}", task, by=BUP,
+            headers={"If-Match": reply.headers["ETag"]},
+        )  # fmt: skip
+        answer, marked = await asyncio.gather(
+            put, monitor.scan(date.fromisoformat(deadline) + timedelta(days=1))
+        )
+        assert answer.status in (200, 412), answer.body  # 412: the monitor's write was first
+        assert marked == 1

@@ -10,6 +10,7 @@ whatever restarts, retries or other instances of the service happen meanwhile.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import date
 
@@ -17,10 +18,13 @@ from services.referral.context import now, today
 from services.referral.domain.deadlines import NOT_STARTED, UNASSESSED, breaches_due
 from services.referral.domain.vocabulary import BREACH_EXT
 from services.referral.records import add_extension, breach_coding, task_state
+from shared.fhir.errors import FhirError
 from shared.fhir.interactions import FhirService
 from shared.periodic import Periodic
 from shared.store.outbox import lock_patient
 from shared.transport.wire import Caller, FhirRequest
+
+log = logging.getLogger(__name__)
 
 MONITOR_CLIENT = "barnebro-referral-deadlines"
 
@@ -61,7 +65,10 @@ class DeadlineMonitor:
                 candidates[stored.res_id] = stored.access.patient or ""
         marked = 0
         for res_id, patient in sorted(candidates.items()):
-            marked += await self._mark(res_id, patient, day)
+            try:
+                marked += await self._mark(res_id, patient, day)
+            except FhirError as exc:  # e.g. a collision with a write: the next scan retries
+                log.warning("could not mark the deadlines of Task/%s: %s", res_id, exc)
         return marked
 
     async def _mark(self, res_id: str, patient: str, day: date) -> int:

@@ -102,13 +102,14 @@ def keep_unchanged(
 
 
 def orgnr_of(reference: Any) -> str | None:
-    """The organisasjonsnummer of a Reference given by identifier."""
+    """The organisasjonsnummer (nine digits) of a Reference given by identifier."""
     if not isinstance(reference, dict):
         return None
     identifier = reference.get("identifier")
     if isinstance(identifier, dict) and identifier.get("system") == ORGNR_SYSTEM:
         value = identifier.get("value")
-        return str(value) if value else None
+        if isinstance(value, str) and len(value) == 9 and value.isdigit():
+            return value
     return None
 
 

@@ -55,6 +55,10 @@ REFERRAL = DataCategory.REFERRAL.value
 SUBMITTED = ("subject", "requester", "performer", "replaces", "basedOn", "intent", "authoredOn")
 """What a referrer's amendment does not change: who, whom, about whom, and what it
 replaces."""
+PASS_ON = frozenset({"own-data", "party"})
+"""What a referral may refer to and so share with its receiver: what the referrer wrote or
+is a party to. What it sees only under a consent, in an emergency or by an hpl §33
+disclosure is its to read, not to pass on."""
 MAX_CHAIN = 20
 """How far back a re-referral's receiver inherits earlier referrals."""
 
@@ -105,7 +109,8 @@ async def share_stored(
         return None
     resource = stored.json()
     if share(resource, orgnrs):
-        await service.save(write.conn, write.request, resource, previous=stored)
+        saved = await service.save(write.conn, write.request, resource, previous=stored)
+        await service.store.share_history(write.conn, res_type, res_id, saved.access.parties)
     return resource
 
 
@@ -181,7 +186,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         parties = await check_parties(resource, write.request.caller, self.context)
         patient = await resolve_patient(resource, "subject", self.context)
         _, types = await attachment_types(
-            resource, patient, write.service.lookup_as(write.conn, write.request)
+            resource, patient, write.service.lookup_as(write.conn, write.request, PASS_ON)
         )
         for element in ("replaces", "basedOn"):
             await self._check_earlier(resource, element, patient, write)
@@ -196,7 +201,7 @@ class ServiceRequestDefinition(ResourceDefinition):
             target = reference_target(reference)
             if target is None or target[0] != "ServiceRequest":
                 raise error(422, "value", f"{element} must refer to a ServiceRequest", where)
-            earlier = await write.service.lookup_as(write.conn, write.request)(
+            earlier = await write.service.lookup_as(write.conn, write.request, PASS_ON)(
                 "ServiceRequest", target[1]
             )
             if earlier is None or patient_id(earlier.get("subject")) != patient:
@@ -240,7 +245,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         keep_server_extensions(resource, before)
         patient = patient_id(before.get("subject")) or ""
         _, types = await attachment_types(
-            resource, patient, write.service.lookup_as(write.conn, write.request)
+            resource, patient, write.service.lookup_as(write.conn, write.request, PASS_ON)
         )
         performer = orgnr_of((before.get("performer") or [{}])[0])
         kind = await self.context.require_directory().organisation_kind(performer or "")
@@ -272,7 +277,7 @@ class ServiceRequestDefinition(ResourceDefinition):
     ) -> None:
         """Share the earlier referrals in the chain, their Tasks and attachments with the
         new referral's parties: what the referrer itself may see of them, no more."""
-        visible = write.service.lookup_as(write.conn, write.request)
+        visible = write.service.lookup_as(write.conn, write.request, PASS_ON)
         earlier = [r for e in ("replaces", "basedOn") for r in referral.get(e) or []]
         seen: set[str] = set()
         while earlier and len(seen) < MAX_CHAIN:
@@ -390,12 +395,17 @@ class TaskDefinition(ResourceDefinition):
         if stored is None or stored.deleted:
             return
         referral = stored.json()
+        if added:
+            await service.store.share_history(
+                write.conn, "Task", str(change.after["id"]), self.parties(change.after)
+            )
         changed = share(referral, added)
         if closing:
             referral["status"] = "completed" if after.status is TaskStatus.COMPLETED else "revoked"
             changed = True
         if changed:
-            await service.save(write.conn, write.request, referral, previous=stored)
+            saved = await service.save(write.conn, write.request, referral, previous=stored)
+            await service.store.share_history(write.conn, *target, saved.access.parties)
 
     def events(self, change: Change) -> list[EventSpec]:
         return task_events(change, self.parties(change.after or change.before or {}))
@@ -443,14 +453,37 @@ class AttachmentDefinition(ResourceDefinition):
             _without_shared_with(resource)
             await resolve_patient(resource, "subject", self.context)
             return []
-        if resource.get("subject") != write.before.get("subject"):
-            if "subject" in resource:
+        before = write.before
+        if write.request.caller.orgnr is None or write.request.caller.orgnr != write.author:
+            raise error(
+                403, "forbidden", "Only the organisation that wrote an attachment changes it"
+            )
+        keep_unchanged(resource, before, ("subject",))
+        keep_server_extensions(resource, before)
+        query = parse_search(
+            "ServiceRequest",
+            [("supporting-info", f"DocumentReference/{before['id']}")],
+            write.service.search_params,
+        )
+        page = await write.service.store.search(write.conn, query, access_for=no_filter)
+        for referral in page.resources:
+            task = await task_of(write.service, write.conn, referral.res_id)
+            status = task_state(task.json()).status if task is not None else None
+            if status not in (TaskStatus.REQUESTED, TaskStatus.RECEIVED):
                 raise error(
-                    422, "business-rule", "DocumentReference.subject does not change",
-                    "DocumentReference.subject",
-                )  # fmt: skip
-            resource["subject"] = write.before["subject"]
-        keep_server_extensions(resource, write.before)
+                    409,
+                    "business-rule",
+                    f"The attachment belongs to {referral.reference}, which is {status}: what"
+                    " the receiver assessed is kept as it was",
+                )
+            if resource.get("type") != before.get("type"):
+                raise error(
+                    422,
+                    "business-rule",
+                    "An attachment of a referral keeps its type (the referral's completeness"
+                    " rests on it); add another attachment instead",
+                    "DocumentReference.type",
+                )
         return []
 
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 from typing import Any
 
 from services.referral.context import ReferralContext, now, refuse, today
-from services.referral.domain.deadlines import assessment_deadline
+from services.referral.domain.deadlines import assessment_deadline, breaches_due
 from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     APPEAL_EXT,
     APPEAL_TEXT,
     ASSESSMENT_DEADLINE_EXT,
+    BREACH_EXT,
     CLOSURE_WARNED_EXT,
     CRITERION_EXT,
     FRIST_EXT,
@@ -31,6 +32,8 @@ from services.referral.domain.vocabulary import (
 )
 from services.referral.domain.workflow import CLOSED, Change, check_change, default_step, roles_of
 from services.referral.records import (
+    add_extension,
+    breach_coding,
     keep_server_extensions,
     keep_unchanged,
     orgnr_of,
@@ -68,6 +71,9 @@ async def check_task_update(
         )
     keep_unchanged(resource, before, IMMUTABLE)
     _check_extension_values(resource)
+    resource.pop("executionPeriod", None)  # the server's: when care started and ended
+    if "executionPeriod" in before:
+        resource["executionPeriod"] = dict(before["executionPeriod"])
     keep_server_extensions(resource, before)
     caller = write.request.caller
     actor = Actor(caller.orgnr, caller.org_kind)
@@ -159,6 +165,9 @@ def _derive(
 ) -> None:
     moment, day = now(), today()
     resource["lastModified"] = moment
+    # A deadline that passed since the monitor last looked is marked by this change.
+    for breach in breaches_due(old, day):
+        add_extension(resource, BREACH_EXT, "valueCoding", breach_coding(breach))
     if new.status is TaskStatus.RECEIVED and old.ansiennitetsdato is None:
         set_extension(resource, ANSIENNITETSDATO_EXT, "valueDate", day.isoformat())
         deadline = assessment_deadline(day).isoformat()

@@ -91,6 +91,24 @@ class AccessGuard:
             await self._record(request, [_entity(stored, decision)])
         return decision.permit
 
+    async def permits(
+        self, request: FhirRequest, stored: StoredResource, bases: frozenset[str] | None = None
+    ) -> bool:
+        """Whether the caller may see a resource a write of theirs refers to, on one of
+        `bases` if given (e.g. only as its author or a party, not under a consent or in an
+        emergency). Nothing is released, so only a refusal is recorded (a probe is worth
+        knowing about)."""
+        decision = self.decide(request, stored)
+        if decision.permit and bases is not None and decision.basis not in bases:
+            decision = AccessDecision(
+                False,
+                "none",
+                (f"{stored.reference} may be seen on basis {decision.basis}, not passed on",),
+            )
+        if not decision.permit and stored.access.category is not None:
+            await self._record(request, [_entity(stored, decision)])
+        return decision.permit
+
     async def require(self, request: FhirRequest, stored: StoredResource) -> None:
         """`check`, answering a denial as if the resource did not exist."""
         if not await self.check(request, stored):

@@ -51,6 +51,8 @@ class WriteContext:
     request: FhirRequest
     before: dict[str, Any] | None
     service: FhirService
+    author: str | None = None
+    """The organisation that wrote the first version of the resource being replaced."""
 
 
 @dataclass(frozen=True)

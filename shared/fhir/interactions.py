@@ -205,10 +205,13 @@ class FhirService:
 
         return lookup
 
-    def lookup_as(self, conn: Connection, request: FhirRequest) -> Lookup:
-        """`lookup` as the caller: what the caller may not see is absent (the decision is
-        audited). For checks of references a client's write makes, so that a write can
-        neither reveal nor take over what the caller cannot see."""
+    def lookup_as(
+        self, conn: Connection, request: FhirRequest, bases: frozenset[str] | None = None
+    ) -> Lookup:
+        """`lookup` as the caller: what the caller may not see (on one of `bases`, when
+        given) is absent, and a refusal is audited. For checks of references a client's
+        write makes, so that a write can neither reveal nor take over what the caller
+        cannot see."""
 
         async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
             if resource_type not in self.definitions or not ID_PATTERN.fullmatch(res_id):
@@ -216,7 +219,7 @@ class FhirService:
             stored = await self.store.read(conn, resource_type, res_id)
             if stored is None or stored.deleted:
                 return None
-            if self.guard is not None and not await self.guard.check(request, stored):
+            if self.guard is not None and not await self.guard.permits(request, stored, bases):
                 return None
             return stored.json()
 
@@ -472,11 +475,14 @@ class FhirService:
         resource_type = validate_resource(resource, definition.resource_type)
         warnings = definition.prepare(resource, request.caller)
         await definition.verify_references(resource, self.lookup(conn))
-        patient = definition.patient_of(resource, res_id)
-        if patient is not None and definition.data_category is not None:
+        if definition.data_category is not None:
             # The patient before the row, as every writer of patient data does: a write
-            # that goes on to change a related record must not wait for it crosswise.
-            await lock_patient(conn, patient)
+            # that goes on to change a related record must not wait for it crosswise. The
+            # stored version names the patient (the body may leave it out).
+            stored_now = await self.store.read(conn, resource_type, res_id)
+            patient = stored_now.access.patient if stored_now is not None else None
+            if patient is not None:
+                await lock_patient(conn, patient)
         previous = await self.store.read_for_update(conn, resource_type, res_id)
         if await self._hidden(request, previous, check_access):
             if definition.update_create:
@@ -499,7 +505,8 @@ class FhirService:
                 " by the server: use POST to create",
             )
         before = previous.json() if previous and not previous.deleted else None
-        context = WriteContext(conn, request, before, self)
+        author = previous.access.author if previous is not None else None
+        context = WriteContext(conn, request, before, self, author)
         warnings += await definition.check_write(resource, context)
         stored = await self._commit(context, definition, resource, res_id=res_id, previous=previous)
         status = 201 if previous is None else 200
@@ -581,7 +588,7 @@ class FhirService:
         before = previous.json() if previous is not None and not previous.deleted else None
         res_id = previous.res_id if previous is not None else str(resource.get("id") or new_id())
         return await self._commit(
-            WriteContext(conn, request, before, self),
+            WriteContext(conn, request, before, self, previous.access.author if previous else None),
             definition,
             resource,
             res_id=res_id,

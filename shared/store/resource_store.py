@@ -235,6 +235,16 @@ class ResourceStore:
             res_type, res_id, version, last_updated, resource is None, body, access
         )
 
+    async def share_history(
+        self, conn: Connection, res_type: str, res_id: str, parties: Iterable[str]
+    ) -> None:
+        """Give every stored version of a resource the parties of its current version: an
+        organisation a record is shared with sees its history too."""
+        await conn.execute(
+            "UPDATE resource_history SET parties = ? WHERE res_type = ? AND res_id = ?",
+            ResourceAccess(parties=tuple(parties)).parties_text, res_type, res_id,
+        )  # fmt: skip
+
     async def _index(
         self, conn: Connection, res_type: str, res_id: str, resource: dict[str, Any]
     ) -> None:

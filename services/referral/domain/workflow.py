@@ -137,6 +137,20 @@ def check_change(change: Change) -> list[Problem]:
                 "Task.extension",
             )
         ]
+    if (
+        before.frist is None
+        and after.frist is not None
+        and (after.status is not S.ACCEPTED or before.status is S.ACCEPTED)
+    ):
+        return [
+            Problem(
+                422,
+                "business-rule",
+                "A frist is set by accepting the referral (status accepted), which grants the"
+                " right to necessary care",
+                "Task.extension",
+            )
+        ]
     if before.status == after.status:
         return _same_status(change, roles)
     who = TRANSITIONS.get((before.status, after.status))
@@ -182,13 +196,13 @@ def _same_status(change: Change, roles: set[str]) -> list[Problem]:
                 " cancelled); other changes are the receiving organisation's",
             )
         ]
-    if before.status in CLOSED and (after.step != before.step or after.no_shows != before.no_shows):
+    if before.status in CLOSED:
         return [
             Problem(
                 409,
                 "business-rule",
-                f"The referral is {before.status}: its workflow no longer changes",
-                "Task.businessStatus",
+                f"The referral is {before.status}: its decision and workflow no longer change",
+                "Task.status",
             )
         ]
     problems = _no_show_problems(before, after)
