@@ -98,6 +98,18 @@ async def task_of(
     return page.resources[0] if page.resources else None
 
 
+AMENDABLE = frozenset({TaskStatus.REQUESTED, TaskStatus.RECEIVED})
+"""While a referral is in these states its receiver has not assessed it: the referrer may
+still amend it and its attachments."""
+
+
+async def workflow_status(
+    service: FhirService, conn: Connection, referral_id: str
+) -> TaskStatus | None:
+    task = await task_of(service, conn, referral_id)
+    return task_state(task.json()).status if task is not None else None
+
+
 async def share_stored(
     service: FhirService, write: WriteContext, reference: str, orgnrs: list[str]
 ) -> dict[str, Any] | None:
@@ -230,9 +242,8 @@ class ServiceRequestDefinition(ResourceDefinition):
         caller = write.request.caller
         if caller.orgnr != orgnr_of(before.get("requester")):
             raise error(403, "forbidden", "Only the referring organisation amends a referral")
-        task = await task_of(write.service, write.conn, str(before["id"]))
-        status = task_state(task.json()).status if task is not None else None
-        if status not in (TaskStatus.REQUESTED, TaskStatus.RECEIVED):
+        status = await workflow_status(write.service, write.conn, str(before["id"]))
+        if status not in AMENDABLE:
             raise error(
                 409,
                 "business-rule",
@@ -467,9 +478,8 @@ class AttachmentDefinition(ResourceDefinition):
         )
         page = await write.service.store.search(write.conn, query, access_for=no_filter)
         for referral in page.resources:
-            task = await task_of(write.service, write.conn, referral.res_id)
-            status = task_state(task.json()).status if task is not None else None
-            if status not in (TaskStatus.REQUESTED, TaskStatus.RECEIVED):
+            status = await workflow_status(write.service, write.conn, referral.res_id)
+            if status not in AMENDABLE:
                 raise error(
                     409,
                     "business-rule",
