@@ -14,7 +14,8 @@ import orjson
 
 from shared.codes import organisation_kinds
 from shared.fhir.errors import error
-from shared.identifiers import ORGNR_SYSTEM
+from shared.fhir.references import reference_target
+from shared.identifiers import ORGNR_SYSTEM, PERSON_SYSTEMS, InvalidIdentifier, validate_identifier
 from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller, FhirRequest, request_subject
 
@@ -106,3 +107,45 @@ class DirectoryClient:
                 for i in patient.get("identifier") or []]
         ]  # fmt: skip
         return found[0] if len(found) == 1 else None
+
+    async def resolve_subject(self, resource: dict[str, Any], element: str) -> str:
+        """The registered Patient a resource's `element` names by identifier (fødselsnummer,
+        D-nummer or hjelpenummer); the literal reference is added. Returns the Patient id."""
+        where = f"{resource.get('resourceType')}.{element}"
+        subject = resource.get(element)
+        identifier = subject.get("identifier") if isinstance(subject, dict) else None
+        if (
+            not isinstance(subject, dict)
+            or not isinstance(identifier, dict)
+            or (identifier.get("system") not in PERSON_SYSTEMS)
+        ):
+            raise error(
+                422,
+                "required",
+                f"{element} must name the child by identifier (fødselsnummer or D-nummer)",
+                f"{where}.identifier",
+            )
+        system, value = str(identifier["system"]), str(identifier.get("value") or "")
+        try:
+            validate_identifier(system, value)
+        except InvalidIdentifier as exc:
+            raise error(422, "value", f"{element}: {exc}", where) from exc
+        patient = await self.patient_by_identifier(system, value)
+        if patient is None:
+            raise error(
+                422,
+                "business-rule",
+                f"No patient is registered in the directory with {system}|{value}",
+                where,
+            )
+        given = reference_target(subject)
+        if given is not None and given != ("Patient", patient["id"]):
+            raise error(
+                422,
+                "business-rule",
+                f"{element}.reference is not the patient with that identifier",
+                where,
+            )
+        subject["reference"] = f"Patient/{patient['id']}"
+        subject.setdefault("type", "Patient")
+        return str(patient["id"])

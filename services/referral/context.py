@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from services.referral.domain.model import Problem
 from shared.access.decision import today
 from shared.access.view import ConsentView
 from shared.directory_client import DirectoryClient
-from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.errors import error
 from shared.fhir.search_params import format_instant
+from shared.rules import refuse
 
 
 @dataclass
@@ -39,21 +39,6 @@ class ReferralContext:
 def now() -> str:
     """The current instant as FHIR instant text (UTC)."""
     return format_instant(datetime.now(UTC))
-
-
-def refuse(problems: list[Problem]) -> None:
-    """Raise the rules' problems as one FhirError with the first problem's status."""
-    if not problems:
-        return
-    status = problems[0].status
-    raise FhirError(
-        status,
-        [
-            Issue(p.code, p.message, expression=(p.expression,) if p.expression else ())
-            for p in problems
-            if p.status == status
-        ],
-    )
 
 
 __all__ = ["ReferralContext", "now", "refuse", "today"]

@@ -26,7 +26,6 @@ from services.referral.records import organisation_reference, orgnr_of, patient_
 from shared.fhir.definitions import Lookup
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
-from shared.identifiers import PERSON_SYSTEMS, InvalidIdentifier, validate_identifier
 from shared.transport.wire import Caller
 
 PRIORITIES = frozenset({"routine", "urgent", "stat"})
@@ -39,50 +38,6 @@ class Parties:
     requester_kind: str | None
     performer: str
     performer_kind: str | None
-
-
-async def resolve_patient(resource: dict[str, Any], element: str, context: ReferralContext) -> str:
-    """The registered Patient a resource's `element` names by identifier; the server adds
-    the literal reference. Returns the Patient id."""
-    subject = resource.get(element)
-    identifier = subject.get("identifier") if isinstance(subject, dict) else None
-    if (
-        not isinstance(subject, dict)
-        or not isinstance(identifier, dict)
-        or identifier.get("system") not in PERSON_SYSTEMS
-    ):
-        raise error(
-            422,
-            "required",
-            f"{element} must name the child by identifier (fødselsnummer or D-nummer)",
-            f"{resource['resourceType']}.{element}.identifier",
-        )
-    system, value = str(identifier["system"]), str(identifier.get("value") or "")
-    try:
-        validate_identifier(system, value)
-    except InvalidIdentifier as exc:
-        raise error(
-            422, "value", f"{element}: {exc}", f"{resource['resourceType']}.{element}"
-        ) from exc
-    patient = await context.require_directory().patient_by_identifier(system, value)
-    if patient is None:
-        raise error(
-            422,
-            "business-rule",
-            f"No patient is registered in the directory with {system}|{value}",
-            f"{resource['resourceType']}.{element}",
-        )
-    given = patient_id(subject)
-    if given is not None and given != patient["id"]:
-        raise error(
-            422,
-            "business-rule",
-            f"{element}.reference Patient/{given} is not the patient with that identifier",
-            f"{resource['resourceType']}.{element}",
-        )
-    subject["reference"] = f"Patient/{patient['id']}"
-    subject.setdefault("type", "Patient")
-    return str(patient["id"])
 
 
 async def check_parties(

@@ -27,7 +27,6 @@ from services.referral.intake import (
     check_form,
     check_parties,
     mark_completeness,
-    resolve_patient,
 )
 from services.referral.records import (
     keep_server_extensions,
@@ -196,7 +195,7 @@ class ServiceRequestDefinition(ResourceDefinition):
             )
         _without_shared_with(resource)
         parties = await check_parties(resource, write.request.caller, self.context)
-        patient = await resolve_patient(resource, "subject", self.context)
+        patient = await self.context.require_directory().resolve_subject(resource, "subject")
         _, types = await attachment_types(
             resource, patient, write.service.lookup_as(write.conn, write.request, PASS_ON)
         )
@@ -462,7 +461,7 @@ class AttachmentDefinition(ResourceDefinition):
             )
         if write.before is None:
             _without_shared_with(resource)
-            await resolve_patient(resource, "subject", self.context)
+            await self.context.require_directory().resolve_subject(resource, "subject")
             return []
         before = write.before
         if write.request.caller.orgnr is None or write.request.caller.orgnr != write.author:

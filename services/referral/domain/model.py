@@ -1,8 +1,7 @@
 """The facts the referral rules work with, free of FHIR.
 
 `TaskState` is one version of a referral's workflow Task as the rules see it; `Actor` is
-the organisation asking for a change; `Problem` is a refusal the rules give, with the
-HTTP status it maps to and the element it concerns.
+the organisation asking for a change; `Problem` (from `shared.rules`) is a refusal.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from services.referral.domain.vocabulary import Breach, TaskStatus
+from shared.rules import Problem
 
 
 @dataclass(frozen=True)
@@ -19,16 +19,6 @@ class Actor:
 
     orgnr: str | None
     kind: str | None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Why the rules refuse something: HTTP status, FHIR issue code, message, element."""
-
-    status: int
-    code: str
-    message: str
-    expression: str | None = None
 
 
 @dataclass(frozen=True)
@@ -53,3 +43,6 @@ class TaskState:
     no_shows: int = 0
     closure_warned: date | None = None
     breaches: tuple[Breach, ...] = field(default=())
+
+
+__all__ = ["Actor", "Problem", "TaskState"]
