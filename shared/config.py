@@ -64,6 +64,9 @@ class Settings(BaseSettings):
     referral_deadline_interval: float = Field(
         900.0, gt=0, validation_alias=AliasChoices("BARNEBRO_REFERRAL_DEADLINE_SECONDS")
     )
+    careplan_revision_interval: float = Field(
+        3600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_CAREPLAN_REVISION_SECONDS")
+    )
     log_level: str = Field("INFO", validation_alias=AliasChoices("BARNEBRO_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=AliasChoices("BARNEBRO_LOG_FORMAT"))
     otlp_endpoint: str = Field("", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))

@@ -1,44 +1,13 @@
-"""What the referral service's write rules read outside their own transaction.
-
-The directory (who the patient is, what kind an organisation is, the patient's GP) and
-the mirrored consent view (a consent to pass contact details on). Both exist only once
-the runtime has connected to NATS, so the resource definitions hold this object and the
-runtime fills it in when it starts.
-"""
+"""What the referral service's write rules read outside their own transaction: the
+directory (who the patient is, what kind an organisation is, the patient's GP) and the
+mirrored consent view (a consent to pass contact details on)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
-
 from shared.access.decision import today
-from shared.access.view import ConsentView
-from shared.directory_client import DirectoryClient
-from shared.fhir.errors import error
-from shared.fhir.search_params import format_instant
+from shared.outside_reads import OutsideReads, now
 from shared.rules import refuse
 
-
-@dataclass
-class ReferralContext:
-    directory: DirectoryClient | None = None
-    view: ConsentView | None = None
-
-    def require_directory(self) -> DirectoryClient:
-        if self.directory is None:
-            raise error(503, "transient", "The referral service is starting")
-        return self.directory
-
-    def require_view(self) -> ConsentView:
-        if self.view is None:
-            raise error(503, "transient", "The referral service is starting")
-        self.view.ready()
-        return self.view
-
-
-def now() -> str:
-    """The current instant as FHIR instant text (UTC)."""
-    return format_instant(datetime.now(UTC))
-
+ReferralContext = OutsideReads
 
 __all__ = ["ReferralContext", "now", "refuse", "today"]

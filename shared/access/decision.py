@@ -110,6 +110,14 @@ def consents_for(
     ]
 
 
+def purpose_consents(state: PatientAccessState | None, purpose: str, day: date) -> list[str]:
+    """Active consents for `purpose` on `day`, whoever they name (e.g. the consent to an
+    individual plan, which the plan itself needs before it is more than a draft)."""
+    if state is None:
+        return []
+    return [g.consent for g in state.grants if g.purpose == purpose and g.covers_day(day)]
+
+
 def _hidden_from_parents(
     state: PatientAccessState, category: str, holders: Iterable[str]
 ) -> list[str]:

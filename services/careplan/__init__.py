@@ -1,0 +1,35 @@
+"""The care plan service: individuell plan, kriseplan, behandlingsplan and forløp plans as
+CarePlan with Goals, the ansvarsgruppe as CareTeam with coordinators and their history,
+and the revision dates of plans."""
+
+from __future__ import annotations
+
+from services.careplan.resources import careplan_definitions
+from services.careplan.revision_monitor import RevisionMonitor
+from shared.config import Settings
+from shared.directory_client import DirectoryClient, service_caller
+from shared.outside_reads import OutsideReads
+from shared.runtime import Component, ServiceRuntime, ServiceSpec
+from shared.transport.forwarding import Forwarder
+
+NAME = "careplan"
+CAREPLAN_SERVICE_CALLER = service_caller(NAME, "Patient", "Organization")
+"""How the care plan service reads the directory: the child, organisation kinds."""
+
+
+def careplan_spec(settings: Settings) -> ServiceSpec:
+    reads = OutsideReads()
+
+    async def extend(runtime: ServiceRuntime) -> list[Component]:
+        fhir, nc = runtime.fhir, runtime.nc
+        assert fhir is not None and nc is not None
+        reads.directory = DirectoryClient(
+            Forwarder(nc, settings.request_timeout),
+            settings.nats_prefix,
+            settings.base_url,
+            CAREPLAN_SERVICE_CALLER,
+        )
+        reads.view = runtime.consent_view
+        return [RevisionMonitor(fhir, settings.base_url, settings.careplan_revision_interval)]
+
+    return ServiceSpec(NAME, careplan_definitions(reads), extend=extend)

@@ -1,0 +1,71 @@
+"""The care plan service's code systems and extensions (project CodeSystems)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from shared.codes import CODE_SYSTEM_BASE, STRUCTURE_DEFINITION_BASE
+
+
+class PlanCategory(StrEnum):
+    """CarePlan.category (CodeSystem careplan-category)."""
+
+    INDIVIDUELL_PLAN = "individuell-plan"
+    """the individual plan: a right under hol §7-1, sphl §2-5, pbrl §2-5; one per person"""
+    KRISEPLAN = "kriseplan"
+    """the crisis plan made 'in peacetime'; legevakt reads it in an emergency"""
+    BEHANDLINGSPLAN = "behandlingsplan"
+    """a treatment plan"""
+    FORLOPSPLAN = "forlopsplan"
+    """the plan in nasjonalt forløp for barnevern"""
+
+
+class Regime(StrEnum):
+    """The law a plan or statement is made under (CodeSystem legal-regime)."""
+
+    HELSE = "helse"
+    BARNEVERN = "barnevern"
+    BEGGE = "begge"
+
+
+class Point(StrEnum):
+    """The nine points an individual plan must contain (forskrift om habilitering,
+    rehabilitering, individuell plan og koordinator §21; DOMAIN §6)."""
+
+    MAL = "mal"
+    """goals, resources and needs"""
+    DELTAKERE = "deltakere"
+    """who takes part"""
+    KOORDINATOR = "koordinator"
+    """who coordinates"""
+    BIDRAG = "bidrag"
+    """what each party contributes"""
+    TILTAK = "tiltak"
+    """measures, their extent and who is responsible"""
+    GJENNOMFORING = "gjennomforing"
+    """how the measures are carried out"""
+    PERIODE = "periode"
+    """plan period and revision dates"""
+    SAMTYKKE = "samtykke"
+    """the person's consent to the plan and to sharing confidential information"""
+    SAMARBEID = "samarbeid"
+    """needed collaboration with other services"""
+
+
+COORDINATOR_ROLES = frozenset(
+    {"koordinator", "barnekoordinator", "forlopskoordinator-kommune", "forlopskoordinator-bup"}
+)
+
+CATEGORY_SYSTEM = f"{CODE_SYSTEM_BASE}/careplan-category"
+REGIME_SYSTEM = f"{CODE_SYSTEM_BASE}/legal-regime"
+POINT_SYSTEM = f"{CODE_SYSTEM_BASE}/individuell-plan-point"
+REGIME_EXT = f"{STRUCTURE_DEFINITION_BASE}/legal-regime"
+NEXT_REVISION_EXT = f"{STRUCTURE_DEFINITION_BASE}/careplan-next-revision"
+REVISION_DUE_EXT = f"{STRUCTURE_DEFINITION_BASE}/careplan-revision-due"
+MISSING_POINT_EXT = f"{STRUCTURE_DEFINITION_BASE}/individuell-plan-missing"
+COLLABORATION_EXT = f"{STRUCTURE_DEFINITION_BASE}/careplan-collaboration"
+CHANGE_REASON_EXT = f"{STRUCTURE_DEFINITION_BASE}/change-reason"
+CHANGED_BY_EXT = f"{STRUCTURE_DEFINITION_BASE}/changed-by"
+EXTENT_EXT = f"{STRUCTURE_DEFINITION_BASE}/careplan-activity-extent"
+HANDOVER_EXT = f"{STRUCTURE_DEFINITION_BASE}/coordinator-handover"
+SUBSTITUTE_EXT = f"{STRUCTURE_DEFINITION_BASE}/coordinator-substitute-for"

@@ -1,0 +1,125 @@
+"""Reading the care plan service's FHIR resources as the rules' facts.
+
+CarePlan → `PlanFacts` (with what its Goals and CareTeam add), CareTeam →
+`Participant`s. Organisations are named by organisasjonsnummer (Reference.identifier); a
+participant acts for `onBehalfOf`, or is itself the organisation.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from services.careplan.domain.model import Activity, Participant
+from services.careplan.domain.vocabulary import (
+    CATEGORY_SYSTEM,
+    EXTENT_EXT,
+    REGIME_EXT,
+    SUBSTITUTE_EXT,
+    Regime,
+)
+from shared.codes import ROLE_SYSTEM
+from shared.fhir.references import reference_target
+from shared.identifiers import ORGNR_SYSTEM
+
+
+def extension_value(element: dict[str, Any], url: str, key: str) -> Any:
+    for ext in element.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == url and key in ext:
+            return ext[key]
+    return None
+
+
+def set_extension(element: dict[str, Any], url: str, key: str, value: Any) -> None:
+    kept = [e for e in element.get("extension") or [] if e.get("url") != url]
+    if value is not None:
+        kept.append({"url": url, key: value})
+    if kept:
+        element["extension"] = kept
+    else:
+        element.pop("extension", None)
+
+
+def a_date(value: Any) -> date | None:
+    if isinstance(value, str) and len(value) >= 10:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def orgnr_of(reference: Any) -> str | None:
+    """The organisasjonsnummer (nine digits) a Reference names by identifier."""
+    identifier = reference.get("identifier") if isinstance(reference, dict) else None
+    if isinstance(identifier, dict) and identifier.get("system") == ORGNR_SYSTEM:
+        value = identifier.get("value")
+        if isinstance(value, str) and len(value) == 9 and value.isdigit():
+            return value
+    return None
+
+
+def reference_text(reference: Any) -> str:
+    """A stable name for a Reference: `Type/id`, or `system|value` of its identifier."""
+    target = reference_target(reference)
+    if target is not None:
+        return "/".join(target)
+    identifier = reference.get("identifier") if isinstance(reference, dict) else None
+    if isinstance(identifier, dict):
+        return f"{identifier.get('system')}|{identifier.get('value')}"
+    return ""
+
+
+def category_of(plan: dict[str, Any]) -> str | None:
+    codes = [
+        coding.get("code")
+        for concept in plan.get("category") or []
+        for coding in concept.get("coding") or []
+        if coding.get("system") == CATEGORY_SYSTEM
+    ]
+    return str(codes[0]) if len(codes) == 1 else None
+
+
+def regime_of(plan: dict[str, Any]) -> str | None:
+    value = extension_value(plan, REGIME_EXT, "valueCode")
+    return value if value in set(Regime) else None
+
+
+def activities(plan: dict[str, Any]) -> tuple[Activity, ...]:
+    found = []
+    for activity in plan.get("activity") or []:
+        detail = activity.get("detail") or {}
+        performers = detail.get("performer") or []
+        found.append(
+            Activity(
+                description=str(detail.get("description") or ""),
+                performer=reference_text(performers[0]) if performers else None,
+                extent=extension_value(detail, EXTENT_EXT, "valueString"),
+            )
+        )
+    return tuple(found)
+
+
+def participants(team: dict[str, Any]) -> list[Participant]:
+    found = []
+    for entry in team.get("participant") or []:
+        roles = [
+            str(coding.get("code"))
+            for concept in entry.get("role") or []
+            for coding in concept.get("coding") or []
+            if coding.get("system") == ROLE_SYSTEM
+        ]
+        member = entry.get("member") or {}
+        period = entry.get("period") or {}
+        found.append(
+            Participant(
+                member=reference_text(member),
+                role=roles[0] if roles else "",
+                orgnr=orgnr_of(entry.get("onBehalfOf")) or orgnr_of(member),
+                kind=None,
+                start=a_date(period.get("start")),
+                end=a_date(period.get("end")),
+                substitute_for=extension_value(entry, SUBSTITUTE_EXT, "valueString"),
+            )
+        )
+    return found

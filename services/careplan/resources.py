@@ -1,0 +1,486 @@
+"""The resource types the care plan service owns: CarePlan (individuell plan, kriseplan,
+behandlingsplan, forløp plan), Goal (a plan's goals) and CareTeam (the ansvarsgruppe).
+
+Plans and goals are data category `careplan`, teams `careteam`. An individual plan is
+shared only under an active consent (purpose individuell-plan, naming its recipients), so
+withdrawing that consent stops all sharing at once; its author always sees it. Other
+plans are shared with their contributors, and a kriseplan is read by legevakt and BUPA
+under the emergency basis. Team members see their team.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from services.careplan.domain.completeness import WHAT_IS_MISSING, missing_points
+from services.careplan.domain.coordination import coordinator_of_record, team_problems
+from services.careplan.domain.model import Participant, PlanFacts
+from services.careplan.domain.vocabulary import (
+    CATEGORY_SYSTEM,
+    CHANGE_REASON_EXT,
+    CHANGED_BY_EXT,
+    COLLABORATION_EXT,
+    COORDINATOR_ROLES,
+    MISSING_POINT_EXT,
+    NEXT_REVISION_EXT,
+    POINT_SYSTEM,
+    REGIME_EXT,
+    REVISION_DUE_EXT,
+    PlanCategory,
+    Regime,
+)
+from services.careplan.events import plan_events, team_events
+from services.careplan.records import (
+    a_date,
+    activities,
+    category_of,
+    extension_value,
+    orgnr_of,
+    participants,
+    regime_of,
+    set_extension,
+)
+from shared.access.decision import consents_for, purpose_consents, today
+from shared.codes import DataCategory
+from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
+from shared.fhir.errors import Issue, error
+from shared.fhir.references import reference_target
+from shared.fhir.search_params import ParamType, SearchParam, extension_values
+from shared.fhir.search_query import parse_search
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
+from shared.outside_reads import OutsideReads, now
+from shared.rules import Problem, refuse
+from shared.store.resource_store import no_filter
+
+TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
+IP = PlanCategory.INDIVIDUELL_PLAN
+IP_PURPOSE = "individuell-plan"
+TEAM_PURPOSE = "ansvarsgruppe"
+SERVER_PLAN_EXTENSIONS = frozenset({REVISION_DUE_EXT, CHANGED_BY_EXT, MISSING_POINT_EXT})
+
+
+def _patient_id(reference: Any) -> str | None:
+    target = reference_target(reference)
+    return target[1] if target and target[0] == "Patient" else None
+
+
+def _patient_param(path: str) -> SearchParam:
+    return SearchParam(
+        "patient", REFERENCE, (path,), "The child (also patient:identifier=)", targets=("Patient",)
+    )
+
+
+def _keep_server_extensions(resource: dict[str, Any], stored: dict[str, Any] | None) -> None:
+    kept = [
+        e for e in resource.get("extension") or [] if e.get("url") not in SERVER_PLAN_EXTENSIONS
+    ]
+    kept += [
+        e for e in (stored or {}).get("extension") or [] if e.get("url") in SERVER_PLAN_EXTENSIONS
+    ]
+    if kept:
+        resource["extension"] = kept
+    else:
+        resource.pop("extension", None)
+
+
+def _changed_by(write: WriteContext, resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """Who changed the plan, in which role, when and why (kept in each version)."""
+    caller = write.request.caller
+    parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now()}]
+    if caller.orgnr:
+        parts.append(
+            {
+                "url": "organization",
+                "valueIdentifier": {"system": ORGNR_SYSTEM, "value": caller.orgnr},
+            }
+        )
+    if caller.hpr:
+        parts.append(
+            {"url": "practitioner", "valueIdentifier": {"system": HPR_SYSTEM, "value": caller.hpr}}
+        )
+    parts += [{"url": "role", "valueCode": role} for role in caller.roles]
+    reason = extension_value(resource, CHANGE_REASON_EXT, "valueString")
+    if reason:
+        parts.append({"url": "reason", "valueString": reason})
+    return parts
+
+
+def _fixed(resource: dict[str, Any], before: dict[str, Any], elements: tuple[str, ...]) -> None:
+    for element in elements:
+        if element not in resource and element in before:
+            resource[element] = before[element]
+        elif resource.get(element) != before.get(element):
+            raise error(
+                422,
+                "business-rule",
+                f"{before.get('resourceType')}.{element} does not change",
+                f"{before.get('resourceType')}.{element}",
+            )
+
+
+class CarePlanDefinition(ResourceDefinition):
+    resource_type = "CarePlan"
+    documentation = (
+        "A plan for the child: individuell plan, kriseplan, behandlingsplan or forløp plan"
+        " (category), under health law, barnevern law or both (extension legal-regime)"
+    )
+    data_category = DataCategory.CAREPLAN.value
+    deletable = False
+    search_params = (
+        _patient_param("subject"),
+        SearchParam("category", TOKEN, ("category",), "individuell-plan | kriseplan | …"),
+        SearchParam("status", TOKEN, ("status",), "draft | active | on-hold | revoked | completed"),
+        SearchParam("date", DATE, ("period",), "Plan period"),
+        SearchParam(
+            "care-team", REFERENCE, ("careTeam",), "The ansvarsgruppe", targets=("CareTeam",)
+        ),
+        SearchParam("goal", REFERENCE, ("goal",), "A goal", targets=("Goal",)),
+        SearchParam(
+            "regime",
+            TOKEN,
+            documentation="helse | barnevern | begge",
+            extract=extension_values(REGIME_EXT, "valueCode"),
+        ),
+        SearchParam(
+            "next-revision",
+            DATE,
+            documentation="The next revision date",
+            extract=extension_values(NEXT_REVISION_EXT, "valueDate"),
+        ),
+        SearchParam(
+            "revision-due",
+            DATE,
+            documentation="A revision date that passed (marked once)",
+            extract=extension_values(REVISION_DUE_EXT, "valueDate"),
+        ),
+        SearchParam(
+            "missing",
+            TOKEN,
+            documentation="Points an individual plan still lacks",
+            extract=extension_values(MISSING_POINT_EXT, "valueCoding"),
+        ),
+    )
+
+    def __init__(self, reads: OutsideReads) -> None:
+        self.reads = reads
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return _patient_id(resource.get("subject"))
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        """An individual plan is shared only under consent; other plans with their
+        contributors."""
+        if category_of(resource) == IP:
+            return []
+        found = {orgnr_of(c) for c in resource.get("contributor") or []}
+        return sorted(p for p in found if p)
+
+    def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
+        patient = _patient_id(resource.get("subject"))
+        if category_of(resource) == IP and resource.get("status") == "active" and patient:
+            return [("active-individuell-plan", patient)]
+        return []
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        before = write.before
+        problems: list[Problem] = []
+        category = category_of(resource)
+        if category is None or category not in set(PlanCategory):
+            problems.append(
+                Problem(
+                    422,
+                    "required",
+                    f"CarePlan.category needs exactly one code from {CATEGORY_SYSTEM}"
+                    f" ({', '.join(PlanCategory)})",
+                    "CarePlan.category",
+                )
+            )
+        if regime_of(resource) is None:
+            problems.append(
+                Problem(
+                    422,
+                    "required",
+                    f"Every plan states its legal regime: extension {REGIME_EXT} with"
+                    f" {', '.join(Regime)}",
+                    "CarePlan.extension",
+                )
+            )
+        refuse(problems)
+        caller = write.request.caller
+        if before is None:
+            await self.reads.require_directory().resolve_subject(resource, "subject")
+            if caller.orgnr is None:
+                raise error(403, "forbidden", "A plan is written by an organisation")
+            resource["author"] = {
+                "type": "Organization",
+                "identifier": {"system": ORGNR_SYSTEM, "value": caller.orgnr},
+            }
+        else:
+            _fixed(resource, before, ("subject", "author", "category"))
+            if category == IP and not extension_value(resource, CHANGE_REASON_EXT, "valueString"):
+                raise error(
+                    422,
+                    "required",
+                    f"Every change of an individual plan says why (extension {CHANGE_REASON_EXT})",
+                    "CarePlan.extension",
+                )
+        _keep_server_extensions(resource, before)
+        set_extension(resource, CHANGED_BY_EXT, "extension", _changed_by(write, resource))
+        if category != IP:
+            return []
+        return await self._individual_plan(resource, write)
+
+    async def _individual_plan(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        patient = _patient_id(resource.get("subject")) or ""
+        view = self.reads.require_view()
+        consented = bool(purpose_consents(view.state(patient), IP_PURPOSE, today()))
+        facts = await self._facts(resource, write, consented)
+        missing = missing_points(facts)
+        resource["extension"] = [
+            e for e in resource.get("extension") or [] if e.get("url") != MISSING_POINT_EXT
+        ] + [
+            {"url": MISSING_POINT_EXT, "valueCoding": {"system": POINT_SYSTEM, "code": point.value}}
+            for point in missing
+        ]
+        if resource.get("status") == "active":
+            if not consented:
+                raise error(
+                    422,
+                    "business-rule",
+                    "An individual plan needs an active consent for purpose individuell-plan from"
+                    " whoever has the authority (consent administration API); without it the"
+                    " plan is a draft shared with no one",
+                    "CarePlan.status",
+                )
+            if missing:
+                raise error(
+                    422,
+                    "incomplete",
+                    "An individual plan becomes active only with all nine points; missing: "
+                    + "; ".join(WHAT_IS_MISSING[p] for p in missing),
+                    "CarePlan.status",
+                )
+        return [
+            Issue(
+                "incomplete", f"The individual plan lacks {WHAT_IS_MISSING[p]}", severity="warning"
+            )
+            for p in missing
+        ]
+
+    async def _facts(
+        self, resource: dict[str, Any], write: WriteContext, consented: bool
+    ) -> PlanFacts:
+        lookup = write.service.lookup_as(write.conn, write.request)
+        patient = _patient_id(resource.get("subject"))
+        goals = 0
+        for reference in resource.get("goal") or []:
+            target = reference_target(reference)
+            goal = await lookup(*target) if target and target[0] == "Goal" else None
+            if goal is None or _patient_id(goal.get("subject")) != patient:
+                raise error(
+                    422,
+                    "not-found",
+                    f"{reference.get('reference')} is not a goal of this child",
+                    "CarePlan.goal",
+                )
+            goals += 1
+        team_ref, team_members, has_coordinator = None, 0, False
+        for reference in resource.get("careTeam") or []:
+            target = reference_target(reference)
+            team = await lookup(*target) if target and target[0] == "CareTeam" else None
+            if team is None or _patient_id(team.get("subject")) != patient:
+                raise error(
+                    422,
+                    "not-found",
+                    f"{reference.get('reference')} is not a care team of this child",
+                    "CarePlan.careTeam",
+                )
+            team_ref = "/".join(target)  # type: ignore[arg-type]
+            members = participants(team)
+            team_members += len(members)
+            has_coordinator = has_coordinator or coordinator_of_record(members, today()) is not None
+        period = resource.get("period") or {}
+        return PlanFacts(
+            category=IP,
+            status=str(resource.get("status")),
+            goals=goals,
+            team=team_ref,
+            has_coordinator=has_coordinator,
+            participants=team_members,
+            activities=activities(resource),
+            period_start=a_date(period.get("start")),
+            next_revision=a_date(extension_value(resource, NEXT_REVISION_EXT, "valueDate")),
+            consent=consented,
+            collaboration=bool(extension_value(resource, COLLABORATION_EXT, "valueString")),
+        )
+
+    def events(self, change: Change) -> list[EventSpec]:
+        return plan_events(change)
+
+
+class GoalDefinition(ResourceDefinition):
+    resource_type = "Goal"
+    documentation = "A goal of a plan, with the resources and needs it rests on"
+    data_category = DataCategory.CAREPLAN.value
+    deletable = False
+    search_params = (
+        _patient_param("subject"),
+        SearchParam("lifecycle-status", TOKEN, ("lifecycleStatus",), "proposed | active | …"),
+    )
+
+    def __init__(self, reads: OutsideReads) -> None:
+        self.reads = reads
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return _patient_id(resource.get("subject"))
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        if write.before is None:
+            await self.reads.require_directory().resolve_subject(resource, "subject")
+        else:
+            _fixed(resource, write.before, ("subject",))
+        return []
+
+
+def _coordinator_periods(resource: dict[str, Any]) -> Any:
+    for participant in resource.get("participant") or []:
+        codes = {
+            c.get("code") for r in participant.get("role") or [] for c in r.get("coding") or []
+        }
+        if codes & COORDINATOR_ROLES and isinstance(participant.get("period"), dict):
+            yield participant["period"]
+
+
+class CareTeamDefinition(ResourceDefinition):
+    resource_type = "CareTeam"
+    documentation = (
+        "The ansvarsgruppe: members (people and organisations, the child and its parents"
+        " too) with roles and periods; coordinators are ended, never removed"
+    )
+    data_category = DataCategory.CARETEAM.value
+    deletable = False
+    search_params = (
+        _patient_param("subject"),
+        SearchParam("status", TOKEN, ("status",), "proposed | active | suspended | inactive"),
+        SearchParam(
+            "participant", REFERENCE, ("participant.member",), "A member (also :identifier)"
+        ),
+        SearchParam("role", TOKEN, ("participant.role",), "A member's role (care-role)"),
+        SearchParam(
+            "participant-org",
+            TOKEN,
+            ("participant.onBehalfOf.identifier", "participant.member.identifier"),
+            "An organisation taking part (organisasjonsnummer)",
+        ),
+        SearchParam(
+            "coordinator-period",
+            DATE,
+            documentation="When a coordinator served: who was it on"
+            " date D? coordinator-period=leD&coordinator-period=geD, then read the participants",
+            extract=_coordinator_periods,
+        ),
+    )
+
+    def __init__(self, reads: OutsideReads) -> None:
+        self.reads = reads
+
+    def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
+        return _patient_id(resource.get("subject"))
+
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        """The organisations taking part see their team."""
+        return sorted({p.orgnr for p in participants(resource) if p.orgnr})
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        directory = self.reads.require_directory()
+        before = write.before
+        if before is None:
+            patient = await directory.resolve_subject(resource, "subject")
+        else:
+            _fixed(resource, before, ("subject",))
+            patient = _patient_id(before.get("subject")) or ""
+        old = participants(before) if before else []
+        new = participants(resource)
+        kinds: dict[str, str | None] = {}
+        for participant in new:
+            if participant.orgnr and participant.orgnr not in kinds:
+                kinds[participant.orgnr] = await directory.organisation_kind(participant.orgnr)
+        new = [_with_kind(p, kinds) for p in new]
+        old = [_with_kind(p, kinds) for p in old]
+        caller = write.request.caller
+        record = await directory.read("Patient", patient)
+        birth = a_date((record or {}).get("birthDate"))
+        problems = team_problems(
+            old,
+            new,
+            appointer_kind=caller.org_kind,
+            child_age=_age(birth, today()) if birth else None,
+            plan_category=await self._plan_category(write),
+        )
+        problems += self._consent_problems(patient, old, new, caller.orgnr)
+        refuse(problems)
+        return []
+
+    def _consent_problems(
+        self, patient: str, old: list[Participant], new: list[Participant], author: str | None
+    ) -> list[Problem]:
+        view = self.reads.require_view()
+        state, day = view.state(patient), today()
+        known = {p.orgnr for p in old}
+        lacking = sorted(
+            {
+                p.orgnr
+                for p in new
+                if p.orgnr
+                and p.orgnr != author
+                and p.orgnr not in known
+                and not consents_for(state, TEAM_PURPOSE, p.orgnr, p.kind, day)
+            }
+        )
+        if not lacking:
+            return []
+        return [
+            Problem(
+                422,
+                "business-rule",
+                "Taking part in the ansvarsgruppe needs an active consent for purpose"
+                f" {TEAM_PURPOSE} naming each organisation; none names {', '.join(lacking)}",
+                "CareTeam.participant",
+            )
+        ]
+
+    async def _plan_category(self, write: WriteContext) -> str | None:
+        if write.before is None:
+            return None
+        query = parse_search(
+            "CarePlan",
+            [("care-team", f"CareTeam/{write.before['id']}")],
+            write.service.search_params,
+        )
+        page = await write.service.store.search(write.conn, query, access_for=no_filter)
+        categories = [category_of(p.json()) for p in page.resources]
+        return PlanCategory.FORLOPSPLAN.value if PlanCategory.FORLOPSPLAN in categories else None
+
+    def events(self, change: Change) -> list[EventSpec]:
+        return team_events(change, self.parties(change.after or change.before or {}))
+
+
+def _with_kind(participant: Participant, kinds: dict[str, str | None]) -> Participant:
+    if participant.orgnr is None:
+        return participant
+    return Participant(
+        participant.member, participant.role, participant.orgnr, kinds.get(participant.orgnr),
+        participant.start, participant.end, participant.substitute_for,
+    )  # fmt: skip
+
+
+def _age(birth: date, day: date) -> int:
+    return day.year - birth.year - ((day.month, day.day) < (birth.month, birth.day))
+
+
+def careplan_definitions(reads: OutsideReads) -> list[ResourceDefinition]:
+    return [CarePlanDefinition(reads), GoalDefinition(reads), CareTeamDefinition(reads)]
+
+
+__all__ = ["careplan_definitions"]

@@ -1,0 +1,39 @@
+"""What a service's write rules read outside their own transaction.
+
+The directory (who the patient is, what kind an organisation is) and the mirrored consent
+view (is there a consent for this purpose?). Both exist only once the runtime has
+connected to NATS, so a service's resource definitions hold this object and the runtime
+fills it in when it starts (`ServiceSpec.extend`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from shared.access.view import ConsentView
+from shared.directory_client import DirectoryClient
+from shared.fhir.errors import error
+from shared.fhir.search_params import format_instant
+
+
+@dataclass
+class OutsideReads:
+    directory: DirectoryClient | None = None
+    view: ConsentView | None = None
+
+    def require_directory(self) -> DirectoryClient:
+        if self.directory is None:
+            raise error(503, "transient", "The service is starting")
+        return self.directory
+
+    def require_view(self) -> ConsentView:
+        if self.view is None:
+            raise error(503, "transient", "The service is starting")
+        self.view.ready()
+        return self.view
+
+
+def now() -> str:
+    """The current instant as FHIR instant text (UTC)."""
+    return format_instant(datetime.now(UTC))
