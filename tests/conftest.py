@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
+from services.careplan import careplan_spec
 from services.referral import referral_spec
 from shared.runtime import ServiceRuntime
+from tests.careplan_world import CarePlanWorld
 from tests.consent_world import KINDS, World, organisation
 from tests.journal_service import journal_spec
 from tests.referral_world import KINDS as REFERRAL_KINDS
@@ -84,3 +86,15 @@ async def referrals(stack: Stack) -> AsyncIterator[ReferralWorld]:
         yield world
     finally:
         await world.referral.stop()  # the one running now: a test may have restarted it
+
+
+@pytest.fixture
+async def careplans(referrals: ReferralWorld) -> AsyncIterator[CarePlanWorld]:
+    """The referral world plus the care plan service."""
+    settings = referrals.stack.settings
+    world = CarePlanWorld(referrals, ServiceRuntime(careplan_spec(settings), settings))
+    await world.careplan.start()
+    try:
+        yield world
+    finally:
+        await world.careplan.stop()  # the one running now: a test may have restarted it

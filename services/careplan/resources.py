@@ -106,9 +106,23 @@ def _changed_by(write: WriteContext, resource: dict[str, Any]) -> list[dict[str,
     return parts
 
 
+def _same_reference(given: Any, stored: Any) -> bool:
+    """Whether a client's Reference names what the stored one does (by its reference, its
+    identifier or both)."""
+    if not isinstance(given, dict) or not isinstance(stored, dict):
+        return False
+    return all(given.get(k) in (None, stored.get(k)) for k in ("reference", "identifier")) and (
+        "reference" in given or "identifier" in given
+    )
+
+
 def _fixed(resource: dict[str, Any], before: dict[str, Any], elements: tuple[str, ...]) -> None:
+    """Elements set when the resource was created: taken from the stored version when left
+    out or given as the same reference, refused when changed."""
     for element in elements:
-        if element not in resource and element in before:
+        if (element not in resource and element in before) or _same_reference(
+            resource.get(element), before.get(element)
+        ):
             resource[element] = before[element]
         elif resource.get(element) != before.get(element):
             raise error(

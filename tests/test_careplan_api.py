@@ -1,0 +1,219 @@
+"""The care plan service over HTTP: individual plans under consent, the nine points, one
+active plan per child, care teams and their coordinators, kriseplan in an emergency, and
+revision dates marked once."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from services.careplan.domain.vocabulary import (
+    CHANGED_BY_EXT,
+    MISSING_POINT_EXT,
+    NEXT_REVISION_EXT,
+    REVISION_DUE_EXT,
+)
+from services.careplan.revision_monitor import RevisionMonitor
+from shared.runtime import ServiceRuntime
+from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team, with_reason
+from tests.referral_world import BUP, BVT, GP, INSTITUSJON, KOMMUNE, LEGEVAKT, SKOLE
+from tests.support import stream_events, wait_for
+
+
+def codes(resource: dict[str, Any], url: str) -> list[str]:
+    return [e["valueCoding"]["code"] for e in resource.get("extension", []) if e["url"] == url]
+
+
+def diagnostics(reply: Any) -> str:
+    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
+
+
+async def test_an_individual_plan_needs_consent_and_all_nine_points(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=15)
+    draft = await careplans.create(plan(child, complete=False), by=KOMMUNE)
+    assert draft.status == 201, draft.body
+    assert len(codes(draft.json(), MISSING_POINT_EXT)) == 9
+    reference = f"CarePlan/{draft.json()['id']}"
+    # A draft is shared with no one: not even the organisations that will take part.
+    assert (await careplans.read(reference, by=BUP)).status == 404
+    assert (await careplans.read(reference, by=KOMMUNE)).status == 200
+
+    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    goal_ref = await careplans.created(goal(child), by=KOMMUNE)
+    team_ref = await careplans.created(
+        team(child, member(KOMMUNE, "koordinator"), member(BUP, "behandler"),
+             person(f"Patient/{child.id}", "pasient")),
+        by=KOMMUNE,
+    )  # fmt: skip
+    body = with_reason(
+        {**plan(child, status="active", goals=(goal_ref,), care_team=team_ref),
+         "id": draft.json()["id"]}, "Planen er klar",
+    )  # fmt: skip
+    reply = await careplans.put(reference, body, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert "consent" in diagnostics(reply)
+    await world.consent(child, "individuell-plan", BUP, ("careplan", "careteam"))
+    reply = await careplans.put(reference, body, by=KOMMUNE)
+    assert reply.status == 200, reply.body
+    assert codes(reply.json(), MISSING_POINT_EXT) == []
+    assert any(e["url"] == CHANGED_BY_EXT for e in reply.json()["extension"])
+    assert (await careplans.read(reference, by=BUP)).status == 200
+
+    second = await careplans.create(
+        plan(child, status="active", goals=(goal_ref,), care_team=team_ref), by=BUP
+    )
+    assert second.status == 409, second.body
+    assert reference.split("/")[1] in second.body.decode()
+
+
+async def test_an_incomplete_plan_stays_a_draft_and_says_what_is_missing(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=10)
+    await world.consent(child, "individuell-plan", BUP, ("careplan",))
+    reply = await careplans.create(plan(child, status="active"), by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    text = diagnostics(reply)
+    assert "goals" in text and "who coordinates" in text and "who takes part" in text
+    reply = await careplans.create(plan(child), by=KOMMUNE)
+    assert reply.status == 201, reply.body
+    assert codes(reply.json(), MISSING_POINT_EXT) == ["mal", "deltakere", "koordinator"]
+    found = await world.fhir("GET", "CarePlan?missing=koordinator", by=KOMMUNE)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [reply.json()["id"]]
+    changed = {**reply.json(), "status": "draft"}
+    reply = await careplans.put(f"CarePlan/{changed['id']}", changed, by=KOMMUNE)
+    assert reply.status == 422, reply.body  # an individual plan's change says why
+    bad = plan(child, "kriseplan")
+    bad["extension"] = []
+    reply = await careplans.create(bad, by=BUP)
+    assert reply.status == 422, reply.body
+    assert "legal regime" in diagnostics(reply)
+
+
+async def test_coordinators_one_at_a_time_handed_over_never_removed(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=11)
+    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    await world.consent(child, "ansvarsgruppe", SKOLE, ("careteam",))
+    reply = await careplans.create(team(child, member(SKOLE, "koordinator")), by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert "never coordinate" in diagnostics(reply)
+    reply = await careplans.create(
+        team(child, member(KOMMUNE, "koordinator"), member(BUP, "koordinator")), by=KOMMUNE
+    )
+    assert reply.status == 409, reply.body
+    reply = await careplans.create(
+        team(child, member(KOMMUNE, "koordinator"), member(SKOLE, "tillitsperson")), by=KOMMUNE
+    )
+    assert reply.status == 201, reply.body
+    current = reply.json()
+    reference = f"CareTeam/{current['id']}"
+    removed = {**current, "participant": current["participant"][1:]}
+    reply = await careplans.put(reference, removed, by=KOMMUNE)
+    assert reply.status == 409, reply.body
+    assert "never" in diagnostics(reply)
+    handover = {**current, "participant": [
+        member(KOMMUNE, "koordinator", end="2026-06-30"), member(SKOLE, "tillitsperson"),
+        member(BUP, "koordinator", start="2026-07-01"),
+    ]}  # fmt: skip
+    reply = await careplans.put(reference, handover, by=KOMMUNE)
+    assert reply.status == 200, reply.body
+    found = await world.fhir(
+        "GET", f"CareTeam?patient=Patient/{child.id}&coordinator-period=le2026-03-01"
+        "&coordinator-period=ge2026-03-01", by=KOMMUNE,
+    )  # fmt: skip
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [current["id"]]
+
+    async def changed() -> bool:
+        events = await stream_events(world.stack)
+        return any(e.name == "coordinator-changed" for _, e in events)
+
+    await wait_for(changed)
+    event = next(e for _, e in await stream_events(world.stack) if e.name == "coordinator-changed")
+    assert event.data["from"]["organization"] == KOMMUNE
+    assert event.data["participant"]["organization"] == BUP
+    assert set(event.data["members"]) == {KOMMUNE, SKOLE, BUP}
+
+
+async def test_taking_part_needs_consent_and_a_barnekoordinator_comes_from_the_municipality(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=11)
+    reply = await careplans.create(
+        team(child, member(KOMMUNE, "koordinator"), member(BVT, "saksbehandler")), by=KOMMUNE
+    )
+    assert reply.status == 422, reply.body
+    assert BVT in diagnostics(reply) and "ansvarsgruppe" in diagnostics(reply)
+    reply = await careplans.create(team(child, member(BUP, "barnekoordinator")), by=BUP)
+    assert reply.status == 403, reply.body
+    reply = await careplans.create(team(child, member(KOMMUNE, "barnekoordinator")), by=KOMMUNE)
+    assert reply.status == 201, reply.body
+    adult = await world.child(age=19)
+    reply = await careplans.create(team(adult, member(KOMMUNE, "barnekoordinator")), by=KOMMUNE)
+    assert reply.status == 422, reply.body
+
+
+async def test_legevakt_reads_a_kriseplan_in_an_emergency(careplans: CarePlanWorld) -> None:
+    world = careplans.world
+    child = await world.child(age=15)
+    crisis = plan(child, "kriseplan", status="active", contributors=(INSTITUSJON,))
+    reference = await careplans.created(crisis, by=BUP)
+    assert (await careplans.read(reference, by=INSTITUSJON)).status == 200
+    assert (await careplans.read(reference, by=LEGEVAKT)).status == 404
+    emergency = {"Barnebro-Emergency-Patient": child.id,
+                 "Barnebro-Emergency-Reason": "Selvskading, natt"}  # fmt: skip
+    reply = await careplans.read(reference, by=LEGEVAKT, headers=emergency)
+    assert reply.status == 200, reply.body
+    assert (await careplans.read(reference, by=GP)).status == 404
+
+    async def reviewed() -> bool:
+        events = await stream_events(world.stack)
+        return any(e.name == "emergency-access" and e.patient == child.id for _, e in events)
+
+    await wait_for(reviewed)
+
+
+async def test_a_revision_date_is_marked_due_once_across_restarts(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=9)
+    crisis = plan(child, "behandlingsplan", status="active", contributors=(GP,))
+    reference = await careplans.created(crisis, by=BUP)
+    revision = date.today() + timedelta(days=90)
+
+    def monitor(service: ServiceRuntime) -> RevisionMonitor:
+        return next(c for c in service.components if isinstance(c, RevisionMonitor))
+
+    assert await monitor(careplans.careplan).scan(revision) == 0
+    assert await monitor(careplans.careplan).scan(revision + timedelta(days=1)) == 1
+    await careplans.careplan.stop()
+    settings = world.stack.settings
+    careplans.careplan = ServiceRuntime(careplans.careplan.spec, settings)
+    await careplans.careplan.start()
+    assert await monitor(careplans.careplan).scan(revision + timedelta(days=9)) == 0
+    stored = (await careplans.read(reference, by=BUP)).json()
+    assert [e["valueDate"] for e in stored["extension"] if e["url"] == REVISION_DUE_EXT] == [
+        revision.isoformat()
+    ]
+    # Revised: a new date, which falls due in its turn.
+    later = (revision + timedelta(days=180)).isoformat()
+    stored["extension"] = [
+        {**e, "valueDate": later} if e["url"] == NEXT_REVISION_EXT else e
+        for e in stored["extension"]
+    ]
+    assert (await careplans.put(reference, stored, by=BUP)).status == 200
+    assert await monitor(careplans.careplan).scan(date.fromisoformat(later) + timedelta(1)) == 1
+
+    async def published() -> bool:
+        events = await stream_events(world.stack)
+        return sum(e.name == "revision-due" for _, e in events) == 2
+
+    await wait_for(published)
