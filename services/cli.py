@@ -21,7 +21,7 @@ from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
 from shared.telemetry import setup_logging, setup_tracing
 
-SERVICES = ("gateway", "directory", "consent", "referral")
+SERVICES = ("gateway", "directory", "consent", "referral", "careplan")
 
 
 class Runnable(Protocol):
@@ -50,6 +50,11 @@ def build_process(name: str, settings: Settings) -> Runnable:
         from shared.runtime import ServiceRuntime
 
         return ServiceRuntime(referral_spec(settings), settings)
+    if name == "careplan":
+        from services.careplan import careplan_spec
+        from shared.runtime import ServiceRuntime
+
+        return ServiceRuntime(careplan_spec(settings), settings)
     raise SystemExit(f"Unknown service {name!r}; choose one of {', '.join(SERVICES)}")
 
 

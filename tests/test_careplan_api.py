@@ -16,7 +16,16 @@ from services.careplan.domain.vocabulary import (
 from services.careplan.revision_monitor import RevisionMonitor
 from shared.runtime import ServiceRuntime
 from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team, with_reason
-from tests.referral_world import BUP, BVT, GP, INSTITUSJON, KOMMUNE, LEGEVAKT, SKOLE
+from tests.referral_world import (
+    BUP,
+    BVT,
+    GP,
+    INSTITUSJON,
+    KOMMUNE,
+    LEGEVAKT,
+    SKOLE,
+    org_reference,
+)
 from tests.support import stream_events, wait_for
 
 
@@ -217,3 +226,76 @@ async def test_a_revision_date_is_marked_due_once_across_restarts(
         return sum(e.name == "revision-due" for _, e in events) == 2
 
     await wait_for(published)
+
+
+async def test_assign_coordinator_hands_over_and_keeps_the_history(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=14)
+    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    reference = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
+    parameters = {"resourceType": "Parameters", "parameter": [
+        {"name": "coordinator", "valueReference": org_reference(BUP)},
+        {"name": "start", "valueDate": "2026-09-01"},
+        {"name": "reason", "valueString": "Barnet er innlagt på BUPA; BUP koordinerer"},
+    ]}  # fmt: skip
+    reply = await world.fhir("POST", f"{reference}/$assign-coordinator", parameters, by=KOMMUNE)
+    assert reply.status == 200, reply.body
+    entries = reply.json()["participant"]
+    assert [(e["member"]["identifier"]["value"], e["period"].get("end")) for e in entries] == [
+        (KOMMUNE, "2026-08-31"),
+        (BUP, None),
+    ]
+    handover = entries[1]["extension"][0]
+    assert {p["url"] for p in handover["extension"]} >= {"reason", "from", "by", "at"}
+    # Who coordinated on a date, and who now: the search finds the team, its periods say.
+    for day in ("2026-03-01", "2026-10-01"):
+        found = await world.fhir(
+            "GET", f"CareTeam?patient=Patient/{child.id}&coordinator-period=le{day}"
+            f"&coordinator-period=ge{day}", by=KOMMUNE,
+        )  # fmt: skip
+        assert len(found.json()["entry"]) == 1, day
+    # The rules hold for the operation as for a plain update.
+    school = {**parameters, "parameter": [
+        {"name": "coordinator", "valueReference": org_reference(SKOLE)},
+        {"name": "reason", "valueString": "Skolen tar over"},
+    ]}  # fmt: skip
+    reply = await world.fhir("POST", f"{reference}/$assign-coordinator", school, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    reply = await world.fhir("POST", f"{reference}/$assign-coordinator", parameters, by=BVT)
+    assert reply.status == 404, reply.body  # BVT takes no part: for it the team does not exist
+    no_reason = {"resourceType": "Parameters", "parameter": parameters["parameter"][:2]}
+    reply = await world.fhir("POST", f"{reference}/$assign-coordinator", no_reason, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    history = await world.fhir("GET", f"{reference}/_history", by=KOMMUNE)
+    assert len(history.json()["entry"]) == 2
+
+
+async def test_withdrawing_the_consent_stops_all_sharing_of_the_plan(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=10)
+    consent = await world.consent(child, "individuell-plan", BUP, ("careplan",))
+    reference = await careplans.created(plan(child, complete=False), by=KOMMUNE)
+    assert (await careplans.read(reference, by=BUP)).status == 200
+    consent_id = consent.split("/")[1]
+    reply = await world.consent_api(
+        "POST", f"consents/{consent_id}/withdrawal",
+        {"by": child.parents[0], "reason": "Vil ikke dele"}, by=GP,
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+    view = world.referral.consent_view
+    careplan_view = careplans.careplan.consent_view
+    assert view is not None and careplan_view is not None
+
+    async def withdrawn() -> bool:
+        state = careplan_view.state(child.id)
+        return state is not None and not state.grants
+
+    await wait_for(withdrawn)
+    assert (await careplans.read(reference, by=BUP)).status == 404
+    found = await world.fhir("GET", f"CarePlan?patient=Patient/{child.id}", by=BUP)
+    assert found.json()["entry"] == []
+    assert (await careplans.read(reference, by=KOMMUNE)).status == 200  # its author

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from services.careplan import CAREPLAN_SERVICE_CALLER
 from services.cli import SERVICES
 from services.consent.directory import CONSENT_SERVICE_CALLER
 from services.referral import REFERRAL_SERVICE_CALLER
@@ -742,6 +743,7 @@ def directory_reads() -> dict[str, set[str]]:
         for process, caller in (
             ("consent", CONSENT_SERVICE_CALLER),
             ("referral", REFERRAL_SERVICE_CALLER),
+            ("careplan", CAREPLAN_SERVICE_CALLER),
         )
     }
 
@@ -755,7 +757,7 @@ def test_only_the_gateway_sends_requests(nats_users: dict[str, NatsUser]) -> Non
     requests = {
         *(
             request_subject(prefix, t)
-            for t in (*read_types, "Consent", "AuditEvent", "Practitioner", "Task")
+            for t in (*read_types, "Consent", "AuditEvent", "Practitioner", "Task", "CareTeam")
         ),
         *(bundle_subject(prefix, s) for s in DATA_SERVICES),
         *(operation_subject(prefix, s) for s in DATA_SERVICES),

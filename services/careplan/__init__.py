@@ -4,6 +4,7 @@ and the revision dates of plans."""
 
 from __future__ import annotations
 
+from services.careplan.coordinators import CoordinatorAssignment
 from services.careplan.resources import careplan_definitions
 from services.careplan.revision_monitor import RevisionMonitor
 from shared.config import Settings
@@ -30,6 +31,7 @@ def careplan_spec(settings: Settings) -> ServiceSpec:
             CAREPLAN_SERVICE_CALLER,
         )
         reads.view = runtime.consent_view
+        fhir.operations.update(CoordinatorAssignment(fhir).operations())
         return [RevisionMonitor(fhir, settings.base_url, settings.careplan_revision_interval)]
 
     return ServiceSpec(NAME, careplan_definitions(reads), extend=extend)

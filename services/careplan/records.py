@@ -14,6 +14,7 @@ from services.careplan.domain.model import Activity, Participant
 from services.careplan.domain.vocabulary import (
     CATEGORY_SYSTEM,
     EXTENT_EXT,
+    PHASE_SYSTEM,
     REGIME_EXT,
     SUBSTITUTE_EXT,
     Regime,
@@ -122,4 +123,16 @@ def participants(team: dict[str, Any]) -> list[Participant]:
                 substitute_for=extension_value(entry, SUBSTITUTE_EXT, "valueString"),
             )
         )
+    return found
+
+
+def phases(plan: dict[str, Any]) -> list[tuple[str, date | None]]:
+    """The nasjonalt forløp phases among a plan's activities: (code, start)."""
+    found = []
+    for activity in plan.get("activity") or []:
+        detail = activity.get("detail") or {}
+        for coding in (detail.get("code") or {}).get("coding") or []:
+            if coding.get("system") == PHASE_SYSTEM:
+                start = (detail.get("scheduledPeriod") or {}).get("start")
+                found.append((str(coding.get("code")), a_date(start)))
     return found

@@ -15,6 +15,7 @@ from typing import Any
 
 from services.careplan.domain.completeness import WHAT_IS_MISSING, missing_points
 from services.careplan.domain.coordination import coordinator_of_record, team_problems
+from services.careplan.domain.forlop import phase_problems
 from services.careplan.domain.model import Participant, PlanFacts
 from services.careplan.domain.vocabulary import (
     CATEGORY_SYSTEM,
@@ -31,6 +32,7 @@ from services.careplan.domain.vocabulary import (
     Regime,
 )
 from services.careplan.events import plan_events, team_events
+from services.careplan.provenance import stamp
 from services.careplan.records import (
     a_date,
     activities,
@@ -38,11 +40,12 @@ from services.careplan.records import (
     extension_value,
     orgnr_of,
     participants,
+    phases,
     regime_of,
     set_extension,
 )
 from shared.access.decision import consents_for, purpose_consents, today
-from shared.codes import DataCategory
+from shared.codes import DataCategory, OrganisationKind
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
@@ -56,6 +59,7 @@ from shared.store.resource_store import no_filter
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 IP = PlanCategory.INDIVIDUELL_PLAN
 IP_PURPOSE = "individuell-plan"
+FORLOP_PURPOSE = "nasjonalt-forlop"
 TEAM_PURPOSE = "ansvarsgruppe"
 SERVER_PLAN_EXTENSIONS = frozenset({REVISION_DUE_EXT, CHANGED_BY_EXT, MISSING_POINT_EXT})
 
@@ -241,9 +245,68 @@ class CarePlanDefinition(ResourceDefinition):
                 )
         _keep_server_extensions(resource, before)
         set_extension(resource, CHANGED_BY_EXT, "extension", _changed_by(write, resource))
+        for element in ("activity", "note"):
+            earlier = (before or {}).get(element) or []
+            stamp(resource.get(element) or [], earlier, caller, regime_of(resource))
+        if category == PlanCategory.FORLOPSPLAN:
+            await self._forlop(resource, write)
         if category != IP:
             return []
         return await self._individual_plan(resource, write)
+
+    async def _forlop(self, resource: dict[str, Any], write: WriteContext) -> None:
+        """Nasjonalt forløp: started only under its consent, phases in order, coordinated
+        by the barnevernstjeneste."""
+        patient = _patient_id(resource.get("subject")) or ""
+        problems = phase_problems(phases(resource))
+        if resource.get("status") == "active" and not purpose_consents(
+            self.reads.require_view().state(patient), FORLOP_PURPOSE, today()
+        ):
+            problems.append(
+                Problem(
+                    422,
+                    "business-rule",
+                    "Nasjonalt forløp starts with the consent nasjonalt-forlop (obtained at the"
+                    " avklaringsmøte); until then the plan is a draft",
+                    "CarePlan.status",
+                )
+            )
+        for _, members in await self._teams(resource, write):
+            coordinator = coordinator_of_record(members, today())
+            if coordinator is not None and coordinator.orgnr is not None:
+                kind = await self.reads.require_directory().organisation_kind(coordinator.orgnr)
+                if kind != OrganisationKind.BARNEVERNSTJENESTE:
+                    problems.append(
+                        Problem(
+                            422,
+                            "business-rule",
+                            "In nasjonalt forløp the coordinator belongs to the"
+                            f" barnevernstjeneste (000:l.4201); {coordinator.orgnr} is {kind}",
+                            "CarePlan.careTeam",
+                        )
+                    )
+        refuse(problems)
+
+    async def _teams(
+        self, resource: dict[str, Any], write: WriteContext
+    ) -> list[tuple[str, list[Participant]]]:
+        """The plan's care teams (each must be the same child's and visible to the caller)
+        with their participants."""
+        lookup = write.service.lookup_as(write.conn, write.request)
+        patient = _patient_id(resource.get("subject"))
+        found = []
+        for reference in resource.get("careTeam") or []:
+            target = reference_target(reference)
+            team = await lookup(*target) if target and target[0] == "CareTeam" else None
+            if team is None or _patient_id(team.get("subject")) != patient:
+                raise error(
+                    422,
+                    "not-found",
+                    f"{reference.get('reference')} is not a care team of this child",
+                    "CarePlan.careTeam",
+                )
+            found.append((f"CareTeam/{team['id']}", participants(team)))
+        return found
 
     async def _individual_plan(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         patient = _patient_id(resource.get("subject")) or ""
@@ -299,19 +362,10 @@ class CarePlanDefinition(ResourceDefinition):
                     "CarePlan.goal",
                 )
             goals += 1
-        team_ref, team_members, has_coordinator = None, 0, False
-        for reference in resource.get("careTeam") or []:
-            target = reference_target(reference)
-            team = await lookup(*target) if target and target[0] == "CareTeam" else None
-            if team is None or _patient_id(team.get("subject")) != patient:
-                raise error(
-                    422,
-                    "not-found",
-                    f"{reference.get('reference')} is not a care team of this child",
-                    "CarePlan.careTeam",
-                )
-            team_ref = "/".join(target)  # type: ignore[arg-type]
-            members = participants(team)
+        teams = await self._teams(resource, write)
+        team_ref = teams[0][0] if teams else None
+        team_members, has_coordinator = 0, False
+        for _, members in teams:
             team_members += len(members)
             has_coordinator = has_coordinator or coordinator_of_record(members, today()) is not None
         period = resource.get("period") or {}
@@ -354,6 +408,7 @@ class GoalDefinition(ResourceDefinition):
             await self.reads.require_directory().resolve_subject(resource, "subject")
         else:
             _fixed(resource, write.before, ("subject",))
+        stamp([resource], [write.before] if write.before else [], write.request.caller, None)
         return []
 
 

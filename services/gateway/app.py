@@ -307,6 +307,20 @@ async def instance(request: web.Request) -> web.Response:
     return await _forward(request, "update", body, resource_type=resource_type, res_id=res_id)
 
 
+async def instance_operation(request: web.Request) -> web.Response:
+    """`POST /fhir/{type}/{id}/$name`: an operation on one resource, sent to the service
+    that owns the type; it changes the resource, so it needs the type's update scope."""
+    fhir_request = build_request(
+        request,
+        "operation",
+        resource_type=request.match_info["type"],
+        res_id=request.match_info["id"],
+    )
+    fhir_request.operation = request.match_info["operation"]
+    body = await read_body(request)
+    return fhir_response(await request.app[GATEWAY_KEY].dispatch(fhir_request, body))
+
+
 async def instance_history(request: web.Request) -> web.Response:
     return await _forward(
         request,
@@ -360,6 +374,7 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_get("/fhir/{type}/{id}", instance)
     routes.add_put("/fhir/{type}/{id}", instance)
     routes.add_delete("/fhir/{type}/{id}", instance)
+    routes.add_post("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)
     routes.add_get("/fhir/{type}/{id}/_history", instance_history)
     routes.add_get("/fhir/{type}/{id}/_history/{vid}", vread)
     consent_admin.add_routes(routes, gateway, CALLER_KEY)

@@ -21,6 +21,7 @@ INTERACTION_PERMISSION = {
     "update": "u",
     "delete": "d",
     "validate": "r",
+    "operation": "u",
 }
 V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 ALL_SYSTEM_SCOPES = "system/*.cruds"

@@ -52,6 +52,21 @@ class Point(StrEnum):
     """needed collaboration with other services"""
 
 
+class Phase(StrEnum):
+    """The phases of nasjonalt forløp for barnevern (CodeSystem forlop-phase), in order."""
+
+    AVKLARINGSMOTE = "avklaringsmote"
+    """the clarification meeting, where consent is obtained"""
+    KARTLEGGING = "kartlegging"
+    """assessment in the municipality"""
+    UTREDNING = "utredning"
+    """examination in the municipality or at BUP after a referral"""
+    STATUSMOTE = "statusmote"
+    """a regular status meeting"""
+    AVSLUTNING = "avslutning"
+    """closing, when needs are clarified and follow-up is handed over"""
+
+
 COORDINATOR_ROLES = frozenset(
     {"koordinator", "barnekoordinator", "forlopskoordinator-kommune", "forlopskoordinator-bup"}
 )
@@ -69,3 +84,5 @@ CHANGED_BY_EXT = f"{STRUCTURE_DEFINITION_BASE}/changed-by"
 EXTENT_EXT = f"{STRUCTURE_DEFINITION_BASE}/careplan-activity-extent"
 HANDOVER_EXT = f"{STRUCTURE_DEFINITION_BASE}/coordinator-handover"
 SUBSTITUTE_EXT = f"{STRUCTURE_DEFINITION_BASE}/coordinator-substitute-for"
+PHASE_SYSTEM = f"{CODE_SYSTEM_BASE}/forlop-phase"
+PROVENANCE_EXT = f"{STRUCTURE_DEFINITION_BASE}/statement-provenance"

@@ -1,0 +1,61 @@
+"""Who said what in a plan: every statement keeps its provenance.
+
+Each activity and note of a plan, and each Goal, carries who wrote it (organisation,
+practitioner), in which role and under which legal regime, and when (extension
+statement-provenance), set by the server. A statement copied unchanged into a new version
+keeps its original provenance; a changed one gets the changer's. So a suspicion recorded
+by barnevern stays barnevern's suspicion wherever the plan travels (the Gutt 8 case).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.careplan.domain.vocabulary import PROVENANCE_EXT
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
+from shared.outside_reads import now
+from shared.transport.wire import Caller
+
+
+def _without_provenance(statement: dict[str, Any]) -> bytes:
+    kept = [e for e in statement.get("extension") or [] if e.get("url") != PROVENANCE_EXT]
+    return orjson.dumps({**statement, "extension": kept}, option=orjson.OPT_SORT_KEYS)
+
+
+def _provenance(statement: dict[str, Any]) -> dict[str, Any] | None:
+    return next(
+        (e for e in statement.get("extension") or [] if e.get("url") == PROVENANCE_EXT), None
+    )
+
+
+def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:
+    parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now()}]
+    if caller.orgnr:
+        by = {"system": ORGNR_SYSTEM, "value": caller.orgnr}
+        parts.append({"url": "organization", "valueIdentifier": by})
+    if caller.hpr:
+        parts.append({"url": "practitioner", "valueIdentifier": {"system": HPR_SYSTEM,
+                                                                 "value": caller.hpr}})  # fmt: skip
+    parts += [{"url": "role", "valueCode": role} for role in caller.roles]
+    if regime:
+        parts.append({"url": "regime", "valueCode": regime})
+    return {"url": PROVENANCE_EXT, "extension": parts}
+
+
+def stamp(statements: list[Any], earlier: list[Any], caller: Caller, regime: str | None) -> None:
+    """Give each statement its provenance: the stored one when it is unchanged, the
+    caller's otherwise (a client's own provenance extension is never taken)."""
+    known = {
+        _without_provenance(s): _provenance(s)
+        for s in earlier
+        if isinstance(s, dict) and _provenance(s) is not None
+    }
+    fresh = provenance_of(caller, regime)
+    for statement in statements:
+        if not isinstance(statement, dict):
+            continue
+        origin = known.get(_without_provenance(statement)) or fresh
+        kept = [e for e in statement.get("extension") or [] if e.get("url") != PROVENANCE_EXT]
+        statement["extension"] = [*kept, origin]
