@@ -20,6 +20,7 @@ from services.referral.domain.vocabulary import (
     REJECTION_REASON_SYSTEM,
     STEP_SYSTEM,
 )
+from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 from tests.support import Reply, Stack, fodselsnummer, parent, wait_for
@@ -186,7 +187,9 @@ class ReferralWorld:
     ) -> Reply:
         return await self.stack.call(method, path, body, token=self.token(by), headers=headers)
 
-    async def child(self, age: int = 11, gp: str | None = GP) -> Child:
+    async def child(self, age: int = 11, gp: str | None = GP, care_order: bool = False) -> Child:
+        """A child with a fødselsnummer, two parents with parental responsibility, a GP,
+        and (`care_order`) a care order held by the barnevernstjeneste BVT."""
         born = date.today().replace(year=date.today().year - age) - timedelta(days=40)
         fnr = fodselsnummer(born, next(_individual))
         patient: dict[str, Any] = {
@@ -198,6 +201,13 @@ class ReferralWorld:
             patient["generalPractitioner"] = [
                 {"reference": f"Organization/{self.organisations[gp]}"}
             ]
+        if care_order:
+            patient["contact"] = [{
+                "relationship": [{"coding": [{"system": CONTACT_RELATIONSHIP_SYSTEM,
+                                              "code": CARE_ORDER_CODE}]}],
+                "organization": {"reference": f"Organization/{self.organisations[BVT]}"},
+                "period": {"start": "2024-01-01"},
+            }]  # fmt: skip
         reply = await self.stack.call("POST", "Patient", patient)
         assert reply.status == 201, reply.body
         patient_id = reply.json()["id"]
@@ -209,10 +219,18 @@ class ReferralWorld:
         return Child(patient_id, fnr, tuple(parents))
 
     async def consent(
-        self, child: Child, purpose: str, orgnr: str, categories: tuple[str, ...] = ("referral",)
+        self,
+        child: Child,
+        purpose: str,
+        orgnr: str,
+        categories: tuple[str, ...] = ("referral",),
+        grantors: tuple[str, ...] | None = None,
+        by: str = GP,
     ) -> str:
-        """Both parents consent for `purpose`, naming `orgnr`; waits until the referral
-        service's consent view has the grant. Returns the Consent reference."""
+        """`grantors` (default: both parents) consent for `purpose`, naming `orgnr`,
+        recorded by `by` (an organisation records its own answer); waits
+        until the referral service's consent view has the grant. Returns the Consent
+        reference."""
         body = {
             "patient": f"Patient/{child.id}",
             "purpose": purpose,
@@ -225,11 +243,11 @@ class ReferralWorld:
                     "method": "in-person",
                     "collected_by": "Lege Li",
                 }
-                for p in child.parents
+                for p in (grantors or child.parents)
             ],
             "child_view": {"heard": True, "statement": "Greit", "heard_by": "Lege Li"},
         }
-        reply = await self.consent_api("POST", "consents", body, by=GP)
+        reply = await self.consent_api("POST", "consents", body, by=by)
         assert reply.status == 201, reply.body
         assert reply.json()["status"] == "active", reply.body
         consent = f"Consent/{reply.json()['id']}"

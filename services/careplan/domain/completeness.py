@@ -22,6 +22,10 @@ WHAT_IS_MISSING: dict[Point, str] = {
 }
 
 
+def _given(text: str | None) -> bool:
+    return bool(text and text.strip())
+
+
 def missing_points(plan: PlanFacts) -> list[Point]:
     """The points an individual plan still lacks, in the regulation's order."""
     activities = plan.activities
@@ -29,8 +33,9 @@ def missing_points(plan: PlanFacts) -> list[Point]:
         Point.MAL: plan.goals > 0,
         Point.DELTAKERE: plan.team is not None and plan.participants > 0,
         Point.KOORDINATOR: plan.has_coordinator,
-        Point.BIDRAG: bool(activities) and all(a.performer for a in activities),
-        Point.TILTAK: bool(activities) and all(a.extent and a.performer for a in activities),
+        Point.BIDRAG: bool(activities) and all(_given(a.performer) for a in activities),
+        Point.TILTAK: bool(activities)
+        and all(_given(a.extent) and _given(a.performer) for a in activities),
         Point.GJENNOMFORING: bool(activities) and all(a.description.strip() for a in activities),
         Point.PERIODE: plan.period_start is not None and plan.next_revision is not None,
         Point.SAMTYKKE: plan.consent,

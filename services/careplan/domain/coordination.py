@@ -47,7 +47,10 @@ def team_problems(
 ) -> list[Problem]:
     """Problems with a care team's new participant list; [] when it is valid."""
     problems: list[Problem] = []
-    added = [p for p in after if p not in before]
+    # An appointment is a new (member, role, start); giving an existing one an end is not
+    # judged again (it may be ending exactly because the rules no longer hold).
+    appointed = {(p.member, p.role, p.start) for p in before}
+    added = [p for p in after if (p.member, p.role, p.start) not in appointed]
     kept = {(p.member, p.role, p.start) for p in after}
     for old in before:
         if old.role in COORDINATOR_ROLES and (old.member, old.role, old.start) not in kept:
@@ -122,7 +125,9 @@ def team_problems(
                             "CareTeam.participant",
                         )
                     )
-    coordinators = {p.member for p in after if p.role in COORDINATOR_ROLES}
+    coordinators = {
+        p.member for p in after if p.role in COORDINATOR_ROLES and p.substitute_for is None
+    }
     for participant in after:
         if participant.substitute_for is not None and (
             participant.substitute_for not in coordinators
