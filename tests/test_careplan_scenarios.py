@@ -7,6 +7,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from services.careplan.domain.vocabulary import PHASE_SYSTEM, PROVENANCE_EXT
+from services.referral.domain.vocabulary import COMPLETENESS_EXT, FORLOP_COORDINATOR_EXT
 from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team, with_reason
 from tests.referral_world import BUP, BVT, GP, INSTITUSJON, KOMMUNE, LEGEVAKT, org_reference
 from tests.support import stream_events, wait_for
@@ -134,6 +135,24 @@ async def test_nasjonalt_forlop(careplans: CarePlanWorld) -> None:
     assert [a["detail"]["code"]["coding"][0]["code"] for a in reply.json()["activity"]] == [
         "avklaringsmote", "kartlegging", "statusmote",
     ]  # fmt: skip
+    # A referral to BUP made within the forløp links to it and names its coordinators.
+    plan_ref = f"CarePlan/{recorded['id']}"
+    named = {"url": FORLOP_COORDINATOR_EXT, "extension": [
+        {"url": "role", "valueCode": "forlopskoordinator-kommune"},
+        {"url": "coordinator", "valueReference": org_reference(BVT)}]}  # fmt: skip
+    referral = await world.submit(
+        child, by=BVT, basedOn=[{"reference": plan_ref}], extension=[named]
+    )
+    markers = [
+        e["valueCoding"]["code"]
+        for e in referral.response["resource"]["extension"]
+        if e["url"] == COMPLETENESS_EXT
+    ]
+    assert markers == ["mangler-forlopskoordinator-bup"]
+    warnings = referral.response["response"]["outcome"]["issue"]
+    assert any("forløpskoordinator at BUP" in w["diagnostics"] for w in warnings)
+    found = await world.fhir("GET", f"ServiceRequest?based-on={plan_ref}", by=BVT)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [referral.id]
     # Its coordinator belongs to the barnevernstjeneste.
     other = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
     wrong = {**forlop, "careTeam": [{"reference": other}]}

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from services.referral.domain.completeness import markers, missing
+from services.referral.domain.completeness import markers, missing, missing_coordinators
 from services.referral.domain.deadlines import assessment_deadline, breaches_due
 from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.referrers import receiver_problem, referrer_problem
@@ -959,20 +959,20 @@ def test_completeness_of_a_referral_to_bup(receiver: str, absent: list[Attachmen
     assert [code for code, _ in gaps] == [MARKER_OF[a] for a in absent]
     assert all(message for _, message in gaps)
     expected = [MARKER_OF[a] for a in absent] or [Completeness.KOMPLETT]
-    assert markers(receiver, attached) == expected
-    assert markers(receiver, iter(attached)) == expected  # any iterable
+    assert markers(missing(receiver, attached)) == expected
+    assert markers(missing(receiver, iter(attached))) == expected  # any iterable
 
 
 def test_other_attachments_do_not_stand_in_for_the_expected_ones() -> None:
     attached = [Attachment.PPT_VURDERING, Attachment.ANNET, "kommunal", "Barnets-Stemme"]
-    assert markers(K.BUP, attached) == [MARKER_OF[a] for a in ALL_ATTACHMENTS]
+    assert markers(missing(K.BUP, attached)) == [MARKER_OF[a] for a in ALL_ATTACHMENTS]
 
 
 @pytest.mark.parametrize("receiver", [K.DPS, K.KOMMUNE_HELSE, K.FASTLEGE, None])
 @pytest.mark.parametrize("attached", [[], ALL_ATTACHMENTS, [Attachment.BARNETS_STEMME]])
 def test_other_receivers_are_not_checked(receiver: str | None, attached: list[Attachment]) -> None:
     assert missing(receiver, attached) == []
-    assert markers(receiver, attached) == [Completeness.KOMPLETT]
+    assert markers(missing(receiver, attached)) == [Completeness.KOMPLETT]
 
 
 # --------------------------------------------------------------------------------------
@@ -1103,3 +1103,21 @@ def test_accepting_sets_the_frist() -> None:
     before = task(S.RECEIVED)
     after = replace(before, status=S.ACCEPTED, step=Step.RETT_TIL_HELSEHJELP, frist=FRIST)
     assert check_change(Change(before, after, OWNER, TODAY)) == []
+
+
+@pytest.mark.parametrize(
+    ("receiver", "in_forlop", "roles", "expected"),
+    [
+        (K.BUP, True, [], [Completeness.MANGLER_FORLOPSKOORDINATOR_KOMMUNE,
+                           Completeness.MANGLER_FORLOPSKOORDINATOR_BUP]),
+        (K.BUP, True, ["forlopskoordinator-kommune"],
+         [Completeness.MANGLER_FORLOPSKOORDINATOR_BUP]),
+        (K.BUPA, True, ["forlopskoordinator-kommune", "forlopskoordinator-bup"], []),
+        (K.BUP, False, [], []),
+        (K.KOMMUNE_HELSE, True, [], []),
+    ],
+)  # fmt: skip
+def test_a_referral_within_a_forlop_names_its_two_coordinators(
+    receiver: str, in_forlop: bool, roles: list[str], expected: list[Completeness]
+) -> None:
+    assert [code for code, _ in missing_coordinators(receiver, in_forlop, roles)] == expected

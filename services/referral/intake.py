@@ -21,6 +21,7 @@ from services.referral.domain.vocabulary import (
     ATTACHMENT_SYSTEM,
     COMPLETENESS_EXT,
     COMPLETENESS_SYSTEM,
+    FORLOP_COORDINATOR_EXT,
 )
 from services.referral.records import organisation_reference, orgnr_of, patient_id
 from shared.fhir.definitions import Lookup
@@ -157,15 +158,36 @@ async def attachment_types(
     return ids, types
 
 
+def forlop_coordinator_roles(resource: dict[str, Any]) -> list[str]:
+    """The roles of the forløpskoordinatorer a referral names."""
+    roles = []
+    for ext in resource.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == FORLOP_COORDINATOR_EXT:
+            for part in ext.get("extension") or []:
+                if part.get("url") == "role" and part.get("valueCode"):
+                    roles.append(str(part["valueCode"]))
+    return roles
+
+
+def in_forlop(resource: dict[str, Any]) -> bool:
+    """A referral made within a forløp links to its plan (`basedOn` a CarePlan)."""
+    return any(
+        (reference_target(r) or ("",))[0] == "CarePlan" for r in resource.get("basedOn") or []
+    )
+
+
 def mark_completeness(
     resource: dict[str, Any], receiver_kind: str | None, types: list[str]
 ) -> list[Issue]:
     """Set the completeness marker; the warnings for what is missing."""
+    gaps = completeness.missing(receiver_kind, types) + completeness.missing_coordinators(
+        receiver_kind, in_forlop(resource), forlop_coordinator_roles(resource)
+    )
     resource["extension"] = [
         e for e in resource.get("extension") or [] if e.get("url") != COMPLETENESS_EXT
     ] + [
         {"url": COMPLETENESS_EXT, "valueCoding": {"system": COMPLETENESS_SYSTEM, "code": code}}
-        for code in completeness.markers(receiver_kind, types)
+        for code in completeness.markers(gaps)
     ]
     return [
         Issue(
@@ -173,7 +195,7 @@ def mark_completeness(
             f"The referral is accepted but incomplete: {why}. Incomplete referrals are the"
             " main cause of rejection",
             severity="warning",
-            expression=("ServiceRequest.supportingInfo",),
+            expression=("ServiceRequest",),
         )
-        for _, why in completeness.missing(receiver_kind, types)
+        for _, why in gaps
     ]

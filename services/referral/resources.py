@@ -159,8 +159,8 @@ class ServiceRequestDefinition(ResourceDefinition):
             "based-on",
             REFERENCE,
             ("basedOn",),
-            "An earlier referral this one builds on",
-            targets=("ServiceRequest",),
+            "An earlier referral this one builds on, or the forløp plan it is made within",
+            targets=("ServiceRequest", "CarePlan"),
         ),
         SearchParam(
             "supporting-info",
@@ -210,8 +210,16 @@ class ServiceRequestDefinition(ResourceDefinition):
         for index, reference in enumerate(resource.get(element) or []):
             where = f"ServiceRequest.{element}[{index}]"
             target = reference_target(reference)
+            if element == "basedOn" and target is not None and target[0] == "CarePlan":
+                continue  # the forløp the referral is made within (the care plan service's)
             if target is None or target[0] != "ServiceRequest":
-                raise error(422, "value", f"{element} must refer to a ServiceRequest", where)
+                raise error(
+                    422,
+                    "value",
+                    f"{element} must refer to a ServiceRequest"
+                    + (" or the CarePlan of a forløp" if element == "basedOn" else ""),
+                    where,
+                )
             earlier = await write.service.lookup_as(write.conn, write.request, PASS_ON)(
                 "ServiceRequest", target[1]
             )

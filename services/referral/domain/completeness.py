@@ -38,7 +38,30 @@ def missing(receiver_kind: str | None, attached: Iterable[str]) -> list[tuple[Co
     return [found for kind, found in EXPECTED.items() if kind not in present]
 
 
-def markers(receiver_kind: str | None, attached: Iterable[str]) -> list[Completeness]:
+def markers(gaps: list[tuple[Completeness, str]]) -> list[Completeness]:
     """The completeness marker: what is missing, or `komplett`."""
-    gaps = [code for code, _ in missing(receiver_kind, attached)]
-    return gaps or [Completeness.KOMPLETT]
+    return [code for code, _ in gaps] or [Completeness.KOMPLETT]
+
+
+FORLOP_ROLES: dict[str, tuple[Completeness, str]] = {
+    "forlopskoordinator-kommune": (
+        Completeness.MANGLER_FORLOPSKOORDINATOR_KOMMUNE,
+        "no forløpskoordinator in the municipality is named",
+    ),
+    "forlopskoordinator-bup": (
+        Completeness.MANGLER_FORLOPSKOORDINATOR_BUP,
+        "no forløpskoordinator at BUP is named yet",
+    ),
+}
+"""A referral to BUP in a pakkeforløp has a forløpskoordinator in the municipality and
+one at BUP (`004:l.1597`)."""
+
+
+def missing_coordinators(
+    receiver_kind: str | None, in_forlop: bool, roles: Iterable[str]
+) -> list[tuple[Completeness, str]]:
+    """What a referral made within a forløp lacks of its two forløpskoordinatorer."""
+    if not in_forlop or receiver_kind not in SPECIALIST_CHILD_SERVICES:
+        return []
+    named = set(roles)
+    return [found for role, found in FORLOP_ROLES.items() if role not in named]

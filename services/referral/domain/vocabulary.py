@@ -107,6 +107,8 @@ class Completeness(StrEnum):
     MANGLER_KOMMUNAL_KARTLEGGING = "mangler-kommunal-kartlegging"
     MANGLER_BARNETS_STEMME = "mangler-barnets-stemme"
     MANGLER_SOMATISK_VURDERING = "mangler-somatisk-vurdering"
+    MANGLER_FORLOPSKOORDINATOR_KOMMUNE = "mangler-forlopskoordinator-kommune"
+    MANGLER_FORLOPSKOORDINATOR_BUP = "mangler-forlopskoordinator-bup"
 
 
 class Output(StrEnum):
@@ -146,6 +148,9 @@ CLOSURE_WARNED_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-closure-warned"
 TRANSITION_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-transition"
 COMPLETENESS_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-completeness"
 SHARED_WITH_EXT = f"{STRUCTURE_DEFINITION_BASE}/shared-with"
+FORLOP_COORDINATOR_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-forlopskoordinator"
+"""A forløpskoordinator of a referral in a pakkeforløp: `role`
+(forlopskoordinator-kommune | forlopskoordinator-bup) and `coordinator` (a Reference)."""
 
 APPEAL_TEXT = (
     "Avslaget kan påklages til Statsforvalteren (pasient- og brukerrettighetsloven §7-2)."
