@@ -34,7 +34,13 @@ KINDS = {GP: "fastlege", BUP: "bup", BVT: "barnevernstjeneste",
          INSTITUSJON: "barneverninstitusjon", KOMMUNE: "kommune-helse",
          LEGEVAKT: "legevakt", SKOLE: "skole", BUP2: "bup"}  # fmt: skip
 ALL_ATTACHMENTS = ("kommunal-kartlegging", "barnets-stemme", "somatisk-vurdering")
-_individual = itertools.count(500, 7)
+_children = itertools.count()
+
+
+def _individual() -> int:
+    """Individual numbers 500-899 (births 2000-2039), varied so that the children of one
+    test get different fødselsnummer however many tests ran before."""
+    return 500 + (next(_children) * 7) % 400
 
 
 def org_reference(orgnr: str) -> dict[str, Any]:
@@ -191,7 +197,7 @@ class ReferralWorld:
         """A child with a fødselsnummer, two parents with parental responsibility, a GP,
         and (`care_order`) a care order held by the barnevernstjeneste BVT."""
         born = date.today().replace(year=date.today().year - age) - timedelta(days=40)
-        fnr = fodselsnummer(born, next(_individual))
+        fnr = fodselsnummer(born, _individual())
         patient: dict[str, Any] = {
             "resourceType": "Patient",
             "identifier": [{"system": FNR_SYSTEM, "value": fnr}],

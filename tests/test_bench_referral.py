@@ -33,6 +33,7 @@ from bench.referral import (
     scaling_ratios,
     submitted_referral,
 )
+from services.cli import SERVICES
 from services.referral.domain.vocabulary import FRIST_EXT, OUTPUT_SYSTEM, TaskStatus
 from shared.fhir.resources import validate_resource
 from tests.support import postgres_url
@@ -156,9 +157,9 @@ def test_short_referral_run(tmp_path: Path) -> None:
 
     prefix = result["stack"]["schema_prefix"]
     assert result["cleanup"]["problems"] == []
-    assert sorted(result["cleanup"]["dropped_schemas"]) == [
-        f"{prefix}_{service}" for service in ("consent", "directory", "referral")
-    ]
+    assert sorted(result["cleanup"]["dropped_schemas"]) == sorted(
+        f"{prefix}_{service}" for service in SERVICES if service != "gateway"
+    )
     assert asyncio.run(run_schemas(database_url, prefix)) == []
     assert result["cleanup"]["data_dir_removed"]
     assert not Path(result["stack"]["data_dir"]).exists()
