@@ -312,7 +312,6 @@ def test_overlaps_is_symmetric_and_inclusive(
     ("before", "after"),
     [
         pytest.param([], [member()], id="one-koordinator"),
-        pytest.param([], [member(kind=None)], id="koordinator-without-organisation"),
         pytest.param(
             [member(A)],
             [member(A, end=YESTERDAY), member(B, start=DAY)],
@@ -512,7 +511,7 @@ def test_in_forlop_the_koordinator_belongs_to_the_barnevernstjeneste() -> None:
 
 
 @pytest.mark.parametrize(
-    "kind", [*sorted(kind for kind in MAY_COORDINATE if kind != K.BARNEVERNSTJENESTE), None]
+    "kind", sorted(kind for kind in MAY_COORDINATE if kind != K.BARNEVERNSTJENESTE)
 )
 def test_in_forlop_no_other_koordinator(kind: str | None) -> None:
     found = only(problems([], [member(A, KOORD, kind)], category=FORLOP), 422, FORLOP_WORDS)
@@ -683,3 +682,10 @@ def test_coordinator_of_record(team: list[Participant], expected: str | None) ->
     if found is not None:
         assert found.substitute_for is None
         assert found.active_on(DAY)
+
+
+@pytest.mark.parametrize("role", sorted(COORDINATOR_ROLES))
+def test_a_coordinator_acts_for_a_registered_organisation(role: str) -> None:
+    unknown = problems([], [member(A, role, None)], age=10)
+    assert 422 in statuses(unknown)
+    assert any("registered organisation" in p.message for p in unknown)

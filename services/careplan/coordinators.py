@@ -21,6 +21,7 @@ from typing import Any
 
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, HANDOVER_EXT, SUBSTITUTE_EXT
 from services.careplan.records import a_date, participants
+from services.careplan.resources import ASSIGN_OPERATION
 from shared.access.decision import today
 from shared.codes import ROLE_SYSTEM
 from shared.fhir.errors import error
@@ -28,9 +29,10 @@ from shared.fhir.interactions import FhirService
 from shared.fhir.resources import parse_json
 from shared.identifiers import ORGNR_SYSTEM
 from shared.outside_reads import now
+from shared.store.outbox import lock_patient
 from shared.transport.wire import FhirRequest, FhirResponse
 
-OPERATION = "$assign-coordinator"
+OPERATION = ASSIGN_OPERATION
 
 
 def _parameters(body: bytes) -> dict[str, Any]:
@@ -67,7 +69,7 @@ class CoordinatorAssignment:
         member = _required(found, "coordinator", dict)
         reason = _required(found, "reason", str)
         role = found.get("role", "koordinator")
-        if role not in COORDINATOR_ROLES:
+        if not isinstance(role, str) or role not in COORDINATOR_ROLES:
             raise error(422, "code-invalid", f"role must be one of {sorted(COORDINATOR_ROLES)}")
         start = a_date(found.get("start")) if "start" in found else today()
         if start is None:
@@ -75,6 +77,9 @@ class CoordinatorAssignment:
         substitute_for = found.get("substituteFor")
         definition = self.fhir.definitions["CareTeam"]
         async with self.fhir.db.transaction() as conn:
+            current = await self.fhir.store.read(conn, "CareTeam", request.id)
+            if current is not None and current.access.patient:
+                await lock_patient(conn, current.access.patient)  # the patient, then the row
             stored = await self.fhir.store.read_for_update(conn, "CareTeam", request.id)
             if stored is None or stored.deleted:
                 raise error(404, "not-found", f"CareTeam/{request.id} is not known")
@@ -85,9 +90,7 @@ class CoordinatorAssignment:
                 _entry(member, found.get("onBehalfOf"), role, start, substitute_for,
                        _handover(handed_from, request, reason))
             )  # fmt: skip
-            update = request.model_copy(
-                update={"interaction": "update", "operation": None, "if_match": stored.etag}
-            )
+            update = request.model_copy(update={"interaction": "update", "if_match": stored.etag})
             response = await self.fhir.update(conn, definition, update, team)
         self.fhir.notify_commit()
         return response

@@ -23,6 +23,7 @@ from services.careplan.domain.vocabulary import (
     CHANGED_BY_EXT,
     COLLABORATION_EXT,
     COORDINATOR_ROLES,
+    HANDOVER_EXT,
     MISSING_POINT_EXT,
     NEXT_REVISION_EXT,
     POINT_SYSTEM,
@@ -245,6 +246,7 @@ class CarePlanDefinition(ResourceDefinition):
                 )
         _keep_server_extensions(resource, before)
         set_extension(resource, CHANGED_BY_EXT, "extension", _changed_by(write, resource))
+        set_extension(resource, CHANGE_REASON_EXT, "valueString", None)  # kept in changed-by
         for element in ("activity", "note"):
             earlier = (before or {}).get(element) or []
             stamp(resource.get(element) or [], earlier, caller, regime_of(resource))
@@ -321,6 +323,7 @@ class CarePlanDefinition(ResourceDefinition):
             for point in missing
         ]
         if resource.get("status") == "active":
+            await self._only_active_plan(resource, write)
             if not consented:
                 raise error(
                     422,
@@ -344,6 +347,31 @@ class CarePlanDefinition(ResourceDefinition):
             )
             for p in missing
         ]
+
+    async def _only_active_plan(self, resource: dict[str, Any], write: WriteContext) -> None:
+        """One individual plan per person: a second active one is refused, pointing to the
+        first when the caller may see it (the unique key is the guard under concurrency)."""
+        patient = _patient_id(resource.get("subject")) or ""
+        query = parse_search(
+            "CarePlan",
+            [("patient", f"Patient/{patient}"), ("category", f"{CATEGORY_SYSTEM}|{IP}"),
+             ("status", "active")],
+            write.service.search_params,
+        )  # fmt: skip
+        page = await write.service.store.search(write.conn, query, access_for=no_filter)
+        others = [p for p in page.resources if p.res_id != resource.get("id")]
+        if not others:
+            return
+        visible = await write.service.lookup_as(write.conn, write.request)(
+            "CarePlan", others[0].res_id
+        )
+        where = f": {others[0].reference}; revise that plan" if visible else ""
+        raise error(
+            409,
+            "duplicate",
+            f"The child already has an active individual plan (one per person){where}",
+            "CarePlan.status",
+        )
 
     async def _facts(
         self, resource: dict[str, Any], write: WriteContext, consented: bool
@@ -469,6 +497,8 @@ class CareTeamDefinition(ResourceDefinition):
         else:
             _fixed(resource, before, ("subject",))
             patient = _patient_id(before.get("subject")) or ""
+        _keep_handovers(resource, before, write.request.operation == ASSIGN_OPERATION)
+        _organisations_by_number(resource)
         old = participants(before) if before else []
         new = participants(resource)
         kinds: dict[str, str | None] = {}
@@ -533,6 +563,48 @@ class CareTeamDefinition(ResourceDefinition):
 
     def events(self, change: Change) -> list[EventSpec]:
         return team_events(change, self.parties(change.after or change.before or {}))
+
+
+ASSIGN_OPERATION = "$assign-coordinator"
+
+
+def _keep_handovers(
+    resource: dict[str, Any], before: dict[str, Any] | None, by_operation: bool
+) -> None:
+    """A coordinator handover is recorded by `$assign-coordinator` only: a client's own
+    handover extensions are replaced by the stored ones."""
+    stored = {
+        (p.member, p.role, p.start): entry
+        for entry, p in zip((before or {}).get("participant") or [],
+                            participants(before or {}), strict=True)
+    }  # fmt: skip
+    for entry, participant in zip(
+        resource.get("participant") or [], participants(resource), strict=True
+    ):
+        earlier = stored.get((participant.member, participant.role, participant.start))
+        if earlier is None and by_operation:
+            continue  # the operation's own new entry
+        kept = [e for e in entry.get("extension") or [] if e.get("url") != HANDOVER_EXT]
+        kept += [e for e in (earlier or {}).get("extension") or [] if e.get("url") == HANDOVER_EXT]
+        if kept:
+            entry["extension"] = kept
+        else:
+            entry.pop("extension", None)
+
+
+def _organisations_by_number(resource: dict[str, Any]) -> None:
+    for index, entry in enumerate(resource.get("participant") or []):
+        for element in ("member", "onBehalfOf"):
+            reference = entry.get(element)
+            target = reference_target(reference)
+            if target is not None and target[0] == "Organization" and not orgnr_of(reference):
+                raise error(
+                    422,
+                    "business-rule",
+                    "An organisation in a care team is named by organisasjonsnummer"
+                    " (Reference.identifier), so the rules know what kind it is",
+                    f"CareTeam.participant[{index}].{element}",
+                )
 
 
 def _with_kind(participant: Participant, kinds: dict[str, str | None]) -> Participant:

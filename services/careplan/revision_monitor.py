@@ -24,6 +24,8 @@ def _searches(day: date) -> list[list[tuple[str, str]]]:
 
 
 def _mark(plan: dict[str, Any], day: date) -> int:
+    if plan.get("status") != "active":
+        return 0
     revision = extension_value(plan, NEXT_REVISION_EXT, "valueDate")
     when = a_date(revision)
     if (

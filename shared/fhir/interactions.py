@@ -565,6 +565,7 @@ class FhirService:
             unique_keys=definition.unique_keys(resource),
             previous_keys=definition.unique_keys(before) if before else (),
             access=_access(definition, resource, res_id, context.request, previous),
+            name_holder=definition.data_category is None,
         )
         await self._record(context.conn, definition, stored, before, resource, context.request)
         change = Change(stored.res_type, stored.res_id, stored.version, before, resource)

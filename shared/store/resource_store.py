@@ -188,6 +188,7 @@ class ResourceStore:
         unique_keys: Iterable[UniqueKey] = (),
         previous_keys: Iterable[UniqueKey] = (),
         access: ResourceAccess = NO_ACCESS_COLUMNS,
+        name_holder: bool = True,
     ) -> StoredResource:
         """Store a new version (a deletion when `resource` is None) after `previous`.
 
@@ -230,7 +231,7 @@ class ResourceStore:
             )
         if resource is not None:
             await self._index(conn, res_type, res_id, resource)
-            await self._claim_unique_keys(conn, res_type, res_id, unique_keys)
+            await self._claim_unique_keys(conn, res_type, res_id, unique_keys, name_holder)
         return StoredResource(
             res_type, res_id, version, last_updated, resource is None, body, access
         )
@@ -262,8 +263,15 @@ class ResourceStore:
         )
 
     async def _claim_unique_keys(
-        self, conn: Connection, res_type: str, res_id: str, keys: Iterable[UniqueKey]
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        keys: Iterable[UniqueKey],
+        name_holder: bool = True,
     ) -> None:
+        """Claim business keys; a conflict names the holder only when `name_holder` (not
+        for patient data: the caller may not be allowed to know it exists)."""
         for key_name, key_value in keys:
             # A concurrent claim of the same key waits here until the other transaction ends.
             claimed = await conn.execute(
@@ -279,7 +287,7 @@ class ResourceStore:
                 key_value,
             )
             if holder is None or (holder[0], holder[1]) != (res_type, res_id):
-                where = f"{holder[0]}/{holder[1]}" if holder else "another resource"
+                where = f"{holder[0]}/{holder[1]}" if holder and name_holder else "another resource"
                 raise _duplicate(key_name, key_value, where)
 
     async def claim_conditional(self, conn: Connection, res_type: str) -> None:

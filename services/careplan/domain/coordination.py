@@ -66,7 +66,18 @@ def team_problems(
     for participant in added:
         if participant.role not in COORDINATOR_ROLES:
             continue
-        if participant.kind in NEVER_COORDINATE:
+        if participant.orgnr is None or participant.kind is None:
+            problems.append(
+                Problem(
+                    422,
+                    "business-rule",
+                    f"The {participant.role} {participant.member} must act for a registered"
+                    " organisation, named by organisasjonsnummer (the member itself, or"
+                    " onBehalfOf): what kind it is decides whether it may coordinate",
+                    "CareTeam.participant",
+                )
+            )
+        elif participant.kind in NEVER_COORDINATE:
             problems.append(
                 Problem(
                     422,
