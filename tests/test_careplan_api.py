@@ -4,11 +4,13 @@ revision dates marked once."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date, timedelta
 from typing import Any
 
 from services.careplan.domain.vocabulary import (
     CHANGED_BY_EXT,
+    HANDOVER_EXT,
     MISSING_POINT_EXT,
     NEXT_REVISION_EXT,
     REVISION_DUE_EXT,
@@ -304,3 +306,57 @@ async def test_withdrawing_the_consent_stops_all_sharing_of_the_plan(
     found = await world.fhir("GET", f"CarePlan?patient=Patient/{child.id}", by=BUP)
     assert found.json()["entry"] == []
     assert (await careplans.read(reference, by=KOMMUNE)).status == 200  # its author
+
+
+async def test_what_the_server_records_cannot_be_forged(careplans: CarePlanWorld) -> None:
+    world = careplans.world
+    child = await world.child(age=13)
+    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    forged = member(BUP, "koordinator")
+    forged["extension"] = [{"url": HANDOVER_EXT, "extension": [
+        {"url": "reason", "valueString": "BVT bestemte det"}]}]  # fmt: skip
+    reply = await careplans.create(team(child, forged), by=KOMMUNE)
+    assert reply.status == 201, reply.body
+    assert "extension" not in reply.json()["participant"][0]
+    literal = member(KOMMUNE, "koordinator")
+    literal["member"] = {"reference": f"Organization/{world.organisations[SKOLE]}"}
+    reply = await careplans.create(team(child, literal), by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert "organisasjonsnummer" in diagnostics(reply)
+    team_ref = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
+    wrong_type = {"resourceType": "Parameters", "parameter": [
+        {"name": "coordinator", "valueReference": org_reference(BUP)},
+        {"name": "role", "valueCoding": {"code": "koordinator"}},
+        {"name": "reason", "valueString": "test"}]}  # fmt: skip
+    reply = await world.fhir("POST", f"{team_ref}/$assign-coordinator", wrong_type, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    # An individual plan's change gives its own reason: an old one is not reused.
+    draft = (await careplans.create(plan(child, complete=False), by=KOMMUNE)).json()
+    first = with_reason(draft, "første")
+    reply = await careplans.put(f"CarePlan/{draft['id']}", first, by=KOMMUNE)
+    assert reply.status == 200, reply.body
+    again = {**reply.json(), "description": "Ny tekst"}
+    reply = await careplans.put(f"CarePlan/{draft['id']}", again, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+
+
+async def test_assigning_and_updating_a_team_at_once_both_finish(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=12)
+    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    for _ in range(4):
+        created = await careplans.create(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
+        assert created.status == 201, created.body
+        current = created.json()
+        reference = f"CareTeam/{current['id']}"
+        parameters = {"resourceType": "Parameters", "parameter": [
+            {"name": "coordinator", "valueReference": org_reference(BUP)},
+            {"name": "reason", "valueString": "Overtar"}]}  # fmt: skip
+        assign = world.fhir("POST", f"{reference}/$assign-coordinator", parameters, by=KOMMUNE)
+        update = careplans.put(reference, {**current, "status": "active"}, by=KOMMUNE)
+        assigned, updated = await asyncio.gather(assign, update)
+        assert assigned.status == 200, assigned.body
+        # After the handover, the stale update would remove the new coordinator: refused.
+        assert updated.status in (200, 409), updated.body
