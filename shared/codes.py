@@ -93,6 +93,9 @@ class DataCategory(StrEnum):
 
     REFERRAL = "referral"
     CAREPLAN = "careplan"
+    INDIVIDUELL_PLAN = "individuell-plan"
+    """an individual plan and its goals: released only under a consent naming this
+    category, so a consent for other plans or the care team never opens it"""
     CARETEAM = "careteam"
     CONSENT = "consent"
     ENCOUNTER_SUMMARY = "encounter-summary"

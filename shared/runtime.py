@@ -130,7 +130,8 @@ class ServiceRuntime:
         )
         await self.consent_view.start()
         audit = AuditPublisher(self.nc, settings.nats_prefix, settings.request_timeout)
-        return AccessGuard(self.spec.name, self.consent_view, audit, categories)
+        several = {d.resource_type: d.categories() for d in self.spec.definitions}
+        return AccessGuard(self.spec.name, self.consent_view, audit, categories, several)
 
     async def stop(self) -> None:
         for component in reversed(self.components):

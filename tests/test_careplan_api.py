@@ -20,6 +20,7 @@ from shared.runtime import ServiceRuntime
 from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team, with_reason
 from tests.referral_world import (
     BUP,
+    BUP2,
     BVT,
     GP,
     INSTITUSJON,
@@ -66,7 +67,7 @@ async def test_an_individual_plan_needs_consent_and_all_nine_points(
     reply = await careplans.put(reference, body, by=KOMMUNE)
     assert reply.status == 422, reply.body
     assert "consent" in diagnostics(reply)
-    await world.consent(child, "individuell-plan", BUP, ("careplan", "careteam"))
+    await world.consent(child, "individuell-plan", BUP, ("individuell-plan", "careteam"))
     reply = await careplans.put(reference, body, by=KOMMUNE)
     assert reply.status == 200, reply.body
     assert codes(reply.json(), MISSING_POINT_EXT) == []
@@ -90,7 +91,7 @@ async def test_an_incomplete_plan_stays_a_draft_and_says_what_is_missing(
 ) -> None:
     world = careplans.world
     child = await world.child(age=10)
-    await world.consent(child, "individuell-plan", BUP, ("careplan",))
+    await world.consent(child, "individuell-plan", BUP, ("individuell-plan",))
     reply = await careplans.create(plan(child, status="active"), by=KOMMUNE)
     assert reply.status == 422, reply.body
     text = diagnostics(reply)
@@ -284,7 +285,7 @@ async def test_withdrawing_the_consent_stops_all_sharing_of_the_plan(
 ) -> None:
     world = careplans.world
     child = await world.child(age=10)
-    consent = await world.consent(child, "individuell-plan", BUP, ("careplan",))
+    consent = await world.consent(child, "individuell-plan", BUP, ("individuell-plan",))
     reference = await careplans.created(plan(child, complete=False), by=KOMMUNE)
     assert (await careplans.read(reference, by=BUP)).status == 200
     consent_id = consent.split("/")[1]
@@ -360,3 +361,28 @@ async def test_assigning_and_updating_a_team_at_once_both_finish(
         assert assigned.status == 200, assigned.body
         # After the handover, the stale update would remove the new coordinator: refused.
         assert updated.status in (200, 409), updated.body
+
+
+async def test_an_individual_plan_is_released_only_by_a_consent_for_it(
+    careplans: CarePlanWorld,
+) -> None:
+    """A consent for other plans or for the care team does not open the individual plan,
+    and a consent to the individual plan does not open other plans."""
+    world = careplans.world
+    child = await world.child(age=11)
+    ip = await careplans.created(plan(child, complete=False), by=KOMMUNE)
+    treatment = plan(child, "behandlingsplan", status="active", regime="barnevern")
+    treatment["note"] = [{"text": "Mistanke om vold fra far"}]
+    other = await careplans.created(treatment, by=BVT)
+    goal_ref = await careplans.created(goal(child), by=KOMMUNE)
+    await world.consent(child, "ansvarsgruppe", BUP, ("careplan", "careteam"))
+    assert (await careplans.read(other, by=BUP)).status == 200
+    for hidden in (ip, goal_ref):
+        assert (await careplans.read(hidden, by=BUP)).status == 404
+    found = await world.fhir("GET", f"CarePlan?patient=Patient/{child.id}&_total=accurate", by=BUP)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [other.split("/")[1]]
+    assert found.json()["total"] == 1
+    await world.consent(child, "individuell-plan", BUP2, ("individuell-plan",))
+    for seen in (ip, goal_ref):
+        assert (await careplans.read(seen, by=BUP2)).status == 200
+    assert (await careplans.read(other, by=BUP2)).status == 404

@@ -43,7 +43,12 @@ async def test_jente_15(careplans: CarePlanWorld) -> None:
     for orgnr in (BUP, INSTITUSJON):
         await world.consent(child, "ansvarsgruppe", orgnr, ("careteam",), grantors=(bvt,), by=BVT)
         await world.consent(
-            child, "individuell-plan", orgnr, ("careplan", "careteam"), grantors=(bvt,), by=BVT
+            child,
+            "individuell-plan",
+            orgnr,
+            ("individuell-plan", "careteam"),
+            grantors=(bvt,),
+            by=BVT,
         )
     # The ansvarsgruppe: barnevern coordinates; the girl herself is a member.
     team_ref = await careplans.created(

@@ -145,6 +145,7 @@ class CarePlanDefinition(ResourceDefinition):
         " (category), under health law, barnevern law or both (extension legal-regime)"
     )
     data_category = DataCategory.CAREPLAN.value
+    other_categories = (DataCategory.INDIVIDUELL_PLAN.value,)
     deletable = False
     search_params = (
         _patient_param("subject"),
@@ -186,6 +187,13 @@ class CarePlanDefinition(ResourceDefinition):
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         return _patient_id(resource.get("subject"))
+
+    def category_of(self, resource: dict[str, Any]) -> str | None:
+        """An individual plan is its own category: only a consent naming it releases it,
+        and such a consent releases no other plan."""
+        if category_of(resource) == IP:
+            return DataCategory.INDIVIDUELL_PLAN.value
+        return DataCategory.CAREPLAN.value
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
         """An individual plan is shared only under consent; other plans with their
@@ -417,8 +425,11 @@ class CarePlanDefinition(ResourceDefinition):
 
 class GoalDefinition(ResourceDefinition):
     resource_type = "Goal"
-    documentation = "A goal of a plan, with the resources and needs it rests on"
-    data_category = DataCategory.CAREPLAN.value
+    documentation = (
+        "A goal of an individual plan, with the resources and needs it rests on (category"
+        " individuell-plan)"
+    )
+    data_category = DataCategory.INDIVIDUELL_PLAN.value
     deletable = False
     search_params = (
         _patient_param("subject"),

@@ -70,12 +70,21 @@ def _entity(stored: StoredResource, decision: AccessDecision) -> AuditEntity:
 
 class AccessGuard:
     def __init__(
-        self, service: str, view: ConsentView, audit: AuditSink, categories: dict[str, str | None]
+        self,
+        service: str,
+        view: ConsentView,
+        audit: AuditSink,
+        categories: dict[str, str | None],
+        type_categories: dict[str, tuple[str, ...]] | None = None,
     ) -> None:
+        """`categories`: each type's main data category (None: not patient data);
+        `type_categories`: every category a type's resources may hold, where more than
+        one (each row is then filtered by its own)."""
         self.service = service
         self.view = view
         self.audit = audit
         self.categories = categories
+        self.type_categories = type_categories or {}
         self._filters: dict[tuple[object, ...], AccessFilter] = {}
 
     def decide(self, request: FhirRequest, stored: StoredResource) -> AccessDecision:
@@ -126,11 +135,7 @@ class AccessGuard:
         identity = (caller.orgnr, caller.org_kind, caller.fhir_user, tuple(caller.roles))
         keys = actor_keys(caller)
 
-        def access_for(res_type: str) -> AccessFilter | None:
-            category = self.categories.get(res_type)
-            if category is None:
-                return None
-            self.view.ready()
+        def for_category(category: str) -> AccessFilter:
             key = (identity, category, context.purpose_of_use, emergency, context.day,
                    self.view.versions(keys))  # fmt: skip
             found = self._filters.get(key)
@@ -140,6 +145,16 @@ class AccessGuard:
                 states = self.view.states_for(keys)
                 found = self._filters[key] = visibility(states, category, context)
             return found
+
+        def access_for(res_type: str) -> AccessFilter | None:
+            category = self.categories.get(res_type)
+            if category is None:
+                return None
+            self.view.ready()
+            several = self.type_categories.get(res_type, ())
+            if len(several) > 1:
+                return AccessFilter(by_category=tuple((c, for_category(c)) for c in several))
+            return for_category(category)
 
         return access_for
 

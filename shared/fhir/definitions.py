@@ -82,6 +82,18 @@ class ResourceDefinition:
     """False for types whose history is a record that must stay (a referral): DELETE
     answers 405."""
 
+    other_categories: tuple[str, ...] = ()
+    """Further categories single resources of this type may hold (`category_of`)."""
+
+    def category_of(self, resource: dict[str, Any]) -> str | None:
+        """The data category of one resource: `data_category`, unless the type holds
+        several (e.g. an individual plan among care plans)."""
+        return self.data_category
+
+    def categories(self) -> tuple[str, ...]:
+        """Every category resources of this type may hold."""
+        return (self.data_category, *self.other_categories) if self.data_category else ()
+
     def refuse_client_writes(self) -> None:
         """Types the service writes itself are never written by a client, whatever the
         path (a single interaction, a batch or a transaction entry)."""

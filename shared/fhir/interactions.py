@@ -145,7 +145,7 @@ class FhirService:
                             resource = orjson.loads(body)
                             access = ResourceAccess(
                                 patient=definition.patient_of(resource, res_id),
-                                category=category,
+                                category=definition.category_of(resource),
                                 parties=tuple(definition.parties(resource)),
                             )
                         # The author is whoever wrote the first version: an old version
@@ -155,7 +155,7 @@ class FhirService:
                             " author = COALESCE(author, (SELECT r.author FROM resources r"
                             f" WHERE r.res_type = {table}.res_type AND r.res_id = {table}.res_id))"
                             " WHERE res_type = ? AND res_id = ? AND version = ?",
-                            access.patient, category, access.parties_text,
+                            access.patient, access.category, access.parties_text,
                             definition.resource_type, res_id, version,
                         )  # fmt: skip
         return filled
@@ -664,7 +664,7 @@ def _access(
     author = previous.access.author if previous is not None else own
     return ResourceAccess(
         patient=definition.patient_of(resource, res_id),
-        category=definition.data_category,
+        category=definition.category_of(resource),
         author=author,
         parties=tuple(definition.parties(resource)),
     )

@@ -48,6 +48,9 @@ class AccessFilter:
     patients: tuple[str, ...] = ()
     patients_except: tuple[tuple[str, tuple[str, ...]], ...] = ()
     resources: tuple[str, ...] = ()
+    by_category: tuple[tuple[str, AccessFilter], ...] = ()
+    """For a type whose rows hold several categories: each category's own filter (the
+    fields above are then unused)."""
 
 
 def _marks(values: tuple[str, ...] | list[str]) -> str:
@@ -70,8 +73,15 @@ def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, l
     None means no filter at all (a trusted internal caller)."""
     if access is None:
         return "1 = 1", []
+    if access.by_category:
+        parts, args = [f"{alias}.category IS NULL"], []
+        for category, inner in access.by_category:
+            sql, more = access_clause(inner, alias)
+            parts.append(f"({alias}.category = ? AND {sql})")
+            args += [category, *more]
+        return "(" + " OR ".join(parts) + ")", args
     alternatives = [f"{alias}.category IS NULL"]
-    args: list[Any] = []
+    args = []
     if access.orgs:
         sql, more = _held_by(access.orgs, alias)
         alternatives.append(sql)
