@@ -5,6 +5,7 @@ revision dates marked once."""
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import date, timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from tests.referral_world import (
     org_reference,
 )
 from tests.support import stream_events, wait_for
+from tests.test_bad_input_fuzz import VALUES
 
 
 def codes(resource: dict[str, Any], url: str) -> list[str]:
@@ -386,3 +388,36 @@ async def test_an_individual_plan_is_released_only_by_a_consent_for_it(
     for seen in (ip, goal_ref):
         assert (await careplans.read(seen, by=BUP2)).status == 200
     assert (await careplans.read(other, by=BUP2)).status == 404
+
+
+async def test_random_bad_care_plan_input_never_gets_a_500(careplans: CarePlanWorld) -> None:
+    """Seeded random damage to plans, goals, teams and $assign-coordinator parameters:
+    always a 2xx or a 4xx with an OperationOutcome, never a 500."""
+    rng = random.Random(35)
+    world = careplans.world
+    child = await world.child(age=12)
+    team_ref = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
+    seeds: dict[str, dict[str, Any]] = {
+        "CarePlan": plan(child),
+        "Goal": goal(child),
+        "CareTeam": team(child, member(KOMMUNE, "koordinator")),
+        "Parameters": {"resourceType": "Parameters", "parameter": [
+            {"name": "coordinator", "valueReference": org_reference(KOMMUNE)},
+            {"name": "reason", "valueString": "x"}]},
+    }  # fmt: skip
+    keys = ["subject", "category", "status", "intent", "extension", "activity", "goal",
+            "careTeam", "participant", "contributor", "period", "note", "description",
+            "lifecycleStatus", "parameter"]  # fmt: skip
+    for _ in range(60):
+        kind = rng.choice(list(seeds))
+        body = dict(seeds[kind])
+        for _ in range(rng.randint(1, 3)):
+            body[rng.choice(keys)] = rng.choice(VALUES)
+        body["resourceType"] = kind
+        if kind == "Parameters":
+            reply = await world.fhir("POST", f"{team_ref}/$assign-coordinator", body, by=KOMMUNE)
+        else:
+            reply = await world.fhir("POST", kind, body, by=KOMMUNE)
+        assert reply.status < 500, (kind, body, reply.body)
+        if reply.status >= 400:
+            assert reply.json()["resourceType"] == "OperationOutcome", reply.body
