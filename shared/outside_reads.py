@@ -10,17 +10,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shared.access.view import ConsentView
 from shared.directory_client import DirectoryClient
 from shared.fhir.errors import error
 from shared.fhir.search_params import format_instant
+from shared.transport.forwarding import Forwarder
+from shared.transport.wire import Caller
+
+if TYPE_CHECKING:
+    from shared.runtime import ServiceRuntime
 
 
 @dataclass
 class OutsideReads:
     directory: DirectoryClient | None = None
     view: ConsentView | None = None
+
+    def connect(self, runtime: ServiceRuntime, caller: Caller) -> None:
+        """Fill in the directory client (reading as `caller`) and the consent view, once
+        the runtime has connected."""
+        settings, nc = runtime.settings, runtime.nc
+        assert nc is not None
+        self.directory = DirectoryClient(
+            Forwarder(nc, settings.request_timeout), settings.nats_prefix, settings.base_url, caller
+        )
+        self.view = runtime.consent_view
 
     def require_directory(self) -> DirectoryClient:
         if self.directory is None:

@@ -8,10 +8,9 @@ from services.careplan.coordinators import CoordinatorAssignment
 from services.careplan.resources import careplan_definitions
 from services.careplan.revision_monitor import RevisionMonitor
 from shared.config import Settings
-from shared.directory_client import DirectoryClient, service_caller
+from shared.directory_client import service_caller
 from shared.outside_reads import OutsideReads
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
-from shared.transport.forwarding import Forwarder
 
 NAME = "careplan"
 CAREPLAN_SERVICE_CALLER = service_caller(NAME, "Patient", "Organization")
@@ -22,15 +21,9 @@ def careplan_spec(settings: Settings) -> ServiceSpec:
     reads = OutsideReads()
 
     async def extend(runtime: ServiceRuntime) -> list[Component]:
-        fhir, nc = runtime.fhir, runtime.nc
-        assert fhir is not None and nc is not None
-        reads.directory = DirectoryClient(
-            Forwarder(nc, settings.request_timeout),
-            settings.nats_prefix,
-            settings.base_url,
-            CAREPLAN_SERVICE_CALLER,
-        )
-        reads.view = runtime.consent_view
+        assert runtime.fhir is not None
+        reads.connect(runtime, CAREPLAN_SERVICE_CALLER)
+        fhir = runtime.fhir
         fhir.operations.update(CoordinatorAssignment(fhir).operations())
         return [RevisionMonitor(fhir, settings.base_url, settings.careplan_revision_interval)]
 

@@ -20,44 +20,8 @@ from services.careplan.domain.vocabulary import (
     Regime,
 )
 from shared.codes import ROLE_SYSTEM
+from shared.fhir.elements import a_date, extension_value, orgnr_of, set_extension
 from shared.fhir.references import reference_target
-from shared.identifiers import ORGNR_SYSTEM
-
-
-def extension_value(element: dict[str, Any], url: str, key: str) -> Any:
-    for ext in element.get("extension") or []:
-        if isinstance(ext, dict) and ext.get("url") == url and key in ext:
-            return ext[key]
-    return None
-
-
-def set_extension(element: dict[str, Any], url: str, key: str, value: Any) -> None:
-    kept = [e for e in element.get("extension") or [] if e.get("url") != url]
-    if value is not None:
-        kept.append({"url": url, key: value})
-    if kept:
-        element["extension"] = kept
-    else:
-        element.pop("extension", None)
-
-
-def a_date(value: Any) -> date | None:
-    if isinstance(value, str) and len(value) >= 10:
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            return None
-    return None
-
-
-def orgnr_of(reference: Any) -> str | None:
-    """The organisasjonsnummer (nine digits) a Reference names by identifier."""
-    identifier = reference.get("identifier") if isinstance(reference, dict) else None
-    if isinstance(identifier, dict) and identifier.get("system") == ORGNR_SYSTEM:
-        value = identifier.get("value")
-        if isinstance(value, str) and len(value) == 9 and value.isdigit():
-            return value
-    return None
 
 
 def reference_text(reference: Any) -> str:
@@ -136,3 +100,6 @@ def phases(plan: dict[str, Any]) -> list[tuple[str, date | None]]:
                 start = (detail.get("scheduledPeriod") or {}).get("start")
                 found.append((str(coding.get("code")), a_date(start)))
     return found
+
+
+__all__ = ["a_date", "extension_value", "orgnr_of", "set_extension"]

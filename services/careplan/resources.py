@@ -48,6 +48,7 @@ from services.careplan.records import (
 from shared.access.decision import consents_for, purpose_consents, today
 from shared.codes import DataCategory, OrganisationKind
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
+from shared.fhir.elements import keep_server_extensions, patient_id
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values
@@ -65,28 +66,10 @@ TEAM_PURPOSE = "ansvarsgruppe"
 SERVER_PLAN_EXTENSIONS = frozenset({REVISION_DUE_EXT, CHANGED_BY_EXT, MISSING_POINT_EXT})
 
 
-def _patient_id(reference: Any) -> str | None:
-    target = reference_target(reference)
-    return target[1] if target and target[0] == "Patient" else None
-
-
 def _patient_param(path: str) -> SearchParam:
     return SearchParam(
         "patient", REFERENCE, (path,), "The child (also patient:identifier=)", targets=("Patient",)
     )
-
-
-def _keep_server_extensions(resource: dict[str, Any], stored: dict[str, Any] | None) -> None:
-    kept = [
-        e for e in resource.get("extension") or [] if e.get("url") not in SERVER_PLAN_EXTENSIONS
-    ]
-    kept += [
-        e for e in (stored or {}).get("extension") or [] if e.get("url") in SERVER_PLAN_EXTENSIONS
-    ]
-    if kept:
-        resource["extension"] = kept
-    else:
-        resource.pop("extension", None)
 
 
 def _changed_by(write: WriteContext, resource: dict[str, Any]) -> list[dict[str, Any]]:
@@ -186,7 +169,7 @@ class CarePlanDefinition(ResourceDefinition):
         self.reads = reads
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
-        return _patient_id(resource.get("subject"))
+        return patient_id(resource.get("subject"))
 
     def category_of(self, resource: dict[str, Any]) -> str | None:
         """An individual plan is its own category: only a consent naming it releases it,
@@ -204,7 +187,7 @@ class CarePlanDefinition(ResourceDefinition):
         return sorted(p for p in found if p)
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
-        patient = _patient_id(resource.get("subject"))
+        patient = patient_id(resource.get("subject"))
         if category_of(resource) == IP and resource.get("status") == "active" and patient:
             return [("active-individuell-plan", patient)]
         return []
@@ -252,7 +235,7 @@ class CarePlanDefinition(ResourceDefinition):
                     f"Every change of an individual plan says why (extension {CHANGE_REASON_EXT})",
                     "CarePlan.extension",
                 )
-        _keep_server_extensions(resource, before)
+        keep_server_extensions(resource, before, SERVER_PLAN_EXTENSIONS)
         set_extension(resource, CHANGED_BY_EXT, "extension", _changed_by(write, resource))
         set_extension(resource, CHANGE_REASON_EXT, "valueString", None)  # kept in changed-by
         for element in ("activity", "note"):
@@ -267,7 +250,7 @@ class CarePlanDefinition(ResourceDefinition):
     async def _forlop(self, resource: dict[str, Any], write: WriteContext) -> None:
         """Nasjonalt forløp: started only under its consent, phases in order, coordinated
         by the barnevernstjeneste."""
-        patient = _patient_id(resource.get("subject")) or ""
+        patient = patient_id(resource.get("subject")) or ""
         problems = phase_problems(phases(resource))
         if resource.get("status") == "active" and not purpose_consents(
             self.reads.require_view().state(patient), FORLOP_PURPOSE, today()
@@ -303,12 +286,12 @@ class CarePlanDefinition(ResourceDefinition):
         """The plan's care teams (each must be the same child's and visible to the caller)
         with their participants."""
         lookup = write.service.lookup_as(write.conn, write.request)
-        patient = _patient_id(resource.get("subject"))
+        patient = patient_id(resource.get("subject"))
         found = []
         for reference in resource.get("careTeam") or []:
             target = reference_target(reference)
             team = await lookup(*target) if target and target[0] == "CareTeam" else None
-            if team is None or _patient_id(team.get("subject")) != patient:
+            if team is None or patient_id(team.get("subject")) != patient:
                 raise error(
                     422,
                     "not-found",
@@ -319,7 +302,7 @@ class CarePlanDefinition(ResourceDefinition):
         return found
 
     async def _individual_plan(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
-        patient = _patient_id(resource.get("subject")) or ""
+        patient = patient_id(resource.get("subject")) or ""
         view = self.reads.require_view()
         consented = bool(purpose_consents(view.state(patient), IP_PURPOSE, today()))
         facts = await self._facts(resource, write, consented)
@@ -359,7 +342,7 @@ class CarePlanDefinition(ResourceDefinition):
     async def _only_active_plan(self, resource: dict[str, Any], write: WriteContext) -> None:
         """One individual plan per person: a second active one is refused, pointing to the
         first when the caller may see it (the unique key is the guard under concurrency)."""
-        patient = _patient_id(resource.get("subject")) or ""
+        patient = patient_id(resource.get("subject")) or ""
         query = parse_search(
             "CarePlan",
             [("patient", f"Patient/{patient}"), ("category", f"{CATEGORY_SYSTEM}|{IP}"),
@@ -385,12 +368,12 @@ class CarePlanDefinition(ResourceDefinition):
         self, resource: dict[str, Any], write: WriteContext, consented: bool
     ) -> PlanFacts:
         lookup = write.service.lookup_as(write.conn, write.request)
-        patient = _patient_id(resource.get("subject"))
+        patient = patient_id(resource.get("subject"))
         goals = 0
         for reference in resource.get("goal") or []:
             target = reference_target(reference)
             goal = await lookup(*target) if target and target[0] == "Goal" else None
-            if goal is None or _patient_id(goal.get("subject")) != patient:
+            if goal is None or patient_id(goal.get("subject")) != patient:
                 raise error(
                     422,
                     "not-found",
@@ -440,7 +423,7 @@ class GoalDefinition(ResourceDefinition):
         self.reads = reads
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
-        return _patient_id(resource.get("subject"))
+        return patient_id(resource.get("subject"))
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is None:
@@ -494,7 +477,7 @@ class CareTeamDefinition(ResourceDefinition):
         self.reads = reads
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
-        return _patient_id(resource.get("subject"))
+        return patient_id(resource.get("subject"))
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
         """The organisations taking part see their team."""
@@ -507,7 +490,7 @@ class CareTeamDefinition(ResourceDefinition):
             patient = await directory.resolve_subject(resource, "subject")
         else:
             _fixed(resource, before, ("subject",))
-            patient = _patient_id(before.get("subject")) or ""
+            patient = patient_id(before.get("subject")) or ""
         _keep_handovers(resource, before, write.request.operation == ASSIGN_OPERATION)
         _organisations_by_number(resource)
         old = participants(before) if before else []

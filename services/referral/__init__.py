@@ -8,9 +8,8 @@ from services.referral.context import ReferralContext
 from services.referral.deadline_monitor import DeadlineMonitor
 from services.referral.resources import referral_definitions
 from shared.config import Settings
-from shared.directory_client import DirectoryClient, service_caller
+from shared.directory_client import service_caller
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
-from shared.transport.forwarding import Forwarder
 
 NAME = "referral"
 REFERRAL_SERVICE_CALLER = service_caller(NAME, "Patient", "Organization")
@@ -22,15 +21,9 @@ def referral_spec(settings: Settings) -> ServiceSpec:
     context = ReferralContext()
 
     async def extend(runtime: ServiceRuntime) -> list[Component]:
-        fhir, nc = runtime.fhir, runtime.nc
-        assert fhir is not None and nc is not None
-        context.directory = DirectoryClient(
-            Forwarder(nc, settings.request_timeout),
-            settings.nats_prefix,
-            settings.base_url,
-            REFERRAL_SERVICE_CALLER,
-        )
-        context.view = runtime.consent_view
+        assert runtime.fhir is not None
+        context.connect(runtime, REFERRAL_SERVICE_CALLER)
+        fhir = runtime.fhir
         return [DeadlineMonitor(fhir, settings.base_url, settings.referral_deadline_interval)]
 
     return ServiceSpec(NAME, referral_definitions(context), extend=extend)

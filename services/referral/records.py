@@ -7,7 +7,6 @@ JSON, builds the workflow Task of a new referral, and sets the elements the serv
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from services.referral.domain.model import TaskState
@@ -32,8 +31,18 @@ from services.referral.domain.vocabulary import (
     Step,
     TaskStatus,
 )
+from shared.fhir.elements import (
+    a_date,
+    add_extension,
+    extension_value,
+    extensions,
+    organisation_reference,
+    orgnr_of,
+    patient_id,
+    set_extension,
+)
+from shared.fhir.elements import keep_server_extensions as keep_kept
 from shared.fhir.errors import error
-from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM
 
 SERVER_EXTENSIONS = frozenset(
@@ -44,42 +53,9 @@ SERVER_EXTENSIONS = frozenset(
 ones, so an update based on an older version cannot undo them."""
 
 
-def extensions(resource: dict[str, Any], url: str) -> list[dict[str, Any]]:
-    return [
-        e for e in resource.get("extension") or [] if isinstance(e, dict) and e.get("url") == url
-    ]
-
-
-def extension_value(resource: dict[str, Any], url: str, key: str) -> Any:
-    for ext in extensions(resource, url):
-        if key in ext:
-            return ext[key]
-    return None
-
-
-def set_extension(resource: dict[str, Any], url: str, key: str, value: Any) -> None:
-    """Replace the extensions with `url` by one holding `value` (none when None)."""
-    kept = [e for e in resource.get("extension") or [] if e.get("url") != url]
-    if value is not None:
-        kept.append({"url": url, key: value})
-    if kept:
-        resource["extension"] = kept
-    else:
-        resource.pop("extension", None)
-
-
-def add_extension(resource: dict[str, Any], url: str, key: str, value: Any) -> None:
-    resource.setdefault("extension", []).append({"url": url, key: value})
-
-
 def keep_server_extensions(resource: dict[str, Any], stored: dict[str, Any] | None) -> None:
     """Drop the client's server-kept extensions and restore the stored ones."""
-    kept = [e for e in resource.get("extension") or [] if e.get("url") not in SERVER_EXTENSIONS]
-    kept += [e for e in (stored or {}).get("extension") or [] if e.get("url") in SERVER_EXTENSIONS]
-    if kept:
-        resource["extension"] = kept
-    else:
-        resource.pop("extension", None)
+    keep_kept(resource, stored, SERVER_EXTENSIONS)
 
 
 def keep_unchanged(
@@ -99,42 +75,6 @@ def keep_unchanged(
                 " not change",
                 f"{resource_type}.{element}",
             )
-
-
-def orgnr_of(reference: Any) -> str | None:
-    """The organisasjonsnummer (nine digits) of a Reference given by identifier."""
-    if not isinstance(reference, dict):
-        return None
-    identifier = reference.get("identifier")
-    if isinstance(identifier, dict) and identifier.get("system") == ORGNR_SYSTEM:
-        value = identifier.get("value")
-        if isinstance(value, str) and len(value) == 9 and value.isdigit():
-            return value
-    return None
-
-
-def organisation_reference(orgnr: str, display: str | None = None) -> dict[str, Any]:
-    reference: dict[str, Any] = {
-        "type": "Organization",
-        "identifier": {"system": ORGNR_SYSTEM, "value": orgnr},
-    }
-    if display:
-        reference["display"] = display
-    return reference
-
-
-def patient_id(reference: Any) -> str | None:
-    target = reference_target(reference)
-    return target[1] if target and target[0] == "Patient" else None
-
-
-def _date(value: Any) -> date | None:
-    if isinstance(value, str) and len(value) >= 10:
-        try:
-            return date.fromisoformat(value[:10])
-        except ValueError:
-            return None
-    return None
 
 
 def _coding(concept: Any, system: str) -> str | None:
@@ -196,12 +136,12 @@ def task_state(task: dict[str, Any]) -> TaskState:
         criteria=criteria,
         follow_up=follow_up_orgnr(task),
         follow_up_plan=bool(outputs(task, Output.OPPFOLGINGSPLAN)),
-        frist=_date(extension_value(task, FRIST_EXT, "valueDate")),
-        ansiennitetsdato=_date(extension_value(task, ANSIENNITETSDATO_EXT, "valueDate")),
-        assessment_deadline=_date(extension_value(task, ASSESSMENT_DEADLINE_EXT, "valueDate")),
-        care_started=_date((task.get("executionPeriod") or {}).get("start")),
+        frist=a_date(extension_value(task, FRIST_EXT, "valueDate")),
+        ansiennitetsdato=a_date(extension_value(task, ANSIENNITETSDATO_EXT, "valueDate")),
+        assessment_deadline=a_date(extension_value(task, ASSESSMENT_DEADLINE_EXT, "valueDate")),
+        care_started=a_date((task.get("executionPeriod") or {}).get("start")),
         no_shows=no_shows if isinstance(no_shows, int) else 0,
-        closure_warned=_date(extension_value(task, CLOSURE_WARNED_EXT, "valueDate")),
+        closure_warned=a_date(extension_value(task, CLOSURE_WARNED_EXT, "valueDate")),
         breaches=breaches,
     )
 
@@ -258,3 +198,15 @@ def share(resource: dict[str, Any], orgnrs: list[str]) -> bool:
             )
             added = True
     return added
+
+
+__all__ = [
+    "a_date",
+    "add_extension",
+    "extension_value",
+    "extensions",
+    "organisation_reference",
+    "orgnr_of",
+    "patient_id",
+    "set_extension",
+]
