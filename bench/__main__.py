@@ -1,10 +1,11 @@
-"""The command line of the benchmarks: ``python -m bench crud|consent|referral [options]``.
+"""The command line of the benchmarks: ``python -m bench crud|consent|referral|careplan [options]``.
 
-A thin layer over ``bench.crud.run``, ``bench.consent.run`` and ``bench.referral.run``: it
-parses the options, makes SIGTERM stop the run as cleanly as Ctrl-C does (the stack's child
-processes, the database schemas and the NATS streams are removed either way), prints the
-summary table and says where the JSON result was written. ``referral`` exits with status 1
-when requests failed in its measured windows, so a run with errors cannot pass for a clean one.
+A thin layer over ``bench.crud.run``, ``bench.consent.run``, ``bench.referral.run`` and
+``bench.careplan.run``: it parses the options, makes SIGTERM stop the run as cleanly as
+Ctrl-C does (the stack's child processes, the database schemas and the NATS streams are
+removed either way), prints the summary table and says where the JSON result was written.
+``referral`` and ``careplan`` exit with status 1 when requests failed in their measured
+windows, so a run with errors cannot pass for a clean one.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
+from bench.careplan import CareplanOptions, format_careplan_report
+from bench.careplan import run as run_careplan
 from bench.consent import (
     DEFAULT_NATS_URL,
     TARGET_DOCUMENTS,
@@ -151,6 +154,7 @@ def parser() -> argparse.ArgumentParser:
         help="consents created and withdrawn in the withdrawal phase (100)",
     )
     _add_referral(commands)
+    _add_careplan(commands)
     return main
 
 
@@ -187,6 +191,54 @@ def _add_referral(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
     )
     referral.add_argument("--seed", type=int, help="seed of the identifiers and the clients")
+
+
+def _add_careplan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    careplan = commands.add_parser(
+        "careplan",
+        help="plan updates and 'who is the coordinator?' with 100 000 plans stored",
+        description="Seed the care plan service's PostgreSQL schema with plans and care"
+        " teams, then measure plan updates (PUT with If-Match) and the coordinator search"
+        " (CareTeam by patient, role and coordinator period) against a local stack, per"
+        " server CPU-second, at each number of concurrent clients.",
+    )
+    careplan.add_argument(
+        "--clients",
+        type=_client_counts,
+        default=(16,),
+        help="comma-separated numbers of concurrent clients; each phase runs at each (16)",
+    )
+    careplan.add_argument(
+        "--seconds", type=_positive, default=15.0, help="measured seconds per phase (15)"
+    )
+    careplan.add_argument(
+        "--warmup", type=float, default=3.0, help="unmeasured seconds before each phase (3)"
+    )
+    careplan.add_argument(
+        "--plans",
+        type=_count,
+        default=100_000,
+        help="children seeded with a plan and a care team each (100000)",
+    )
+    careplan.add_argument(
+        "--updated-plans",
+        type=_count,
+        default=256,
+        help="plans created through the API that the update phase revises (256)",
+    )
+    careplan.add_argument(
+        "--batch", type=_count, default=500, help="seeded children per transaction (500)"
+    )
+    careplan.add_argument("--database", choices=("postgresql",), default="postgresql")
+    careplan.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"the PostgreSQL to use ({DEFAULT_DATABASE_URL})",
+    )
+    careplan.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
+    )
+    careplan.add_argument("--seed", type=int, help="seed of the identifiers and the clients")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -251,6 +303,39 @@ def _referral(args: argparse.Namespace) -> int:
     return 0
 
 
+def _careplan(args: argparse.Namespace) -> int:
+    try:
+        options = CareplanOptions(
+            clients=args.clients,
+            seconds=args.seconds,
+            warmup=max(0.0, args.warmup),
+            plans=args.plans,
+            updated_plans=args.updated_plans,
+            batch=args.batch,
+            database_url=args.database_url,
+            out_dir=args.out,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"python -m bench careplan: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result, path = run_careplan(options)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
+        return 130
+    print()
+    print(format_careplan_report(result))
+    if path is not None:
+        print(f"\nresult written to {path}")
+    if result["errors_total"]:
+        print(
+            f"\n{result['errors_total']} requests failed in the measured windows", file=sys.stderr
+        )
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
@@ -258,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         return _consent(args)
     if args.command == "referral":
         return _referral(args)
+    if args.command == "careplan":
+        return _careplan(args)
     options = CrudOptions(
         clients=args.clients,
         seconds=args.seconds,

@@ -228,7 +228,11 @@ def test_short_careplan_run(tmp_path: Path) -> None:
     assert sanity["coordinator"]["coordinator"] and sanity["seeded_plan_read_status"] == 200
     assert result["setup"]["updated_plans"] == 8
     explain = result["explain"]["coordinator"]
-    assert explain["execution"].startswith("Execution Time") and "search_index" in explain["sql"]
+    assert "search_index" in explain["sql"]
+    for name in ("custom", "generic"):
+        assert len(explain[name]["execution_ms"]) == explain["children"] == 5
+        assert all(ms is not None and ms > 0 for ms in explain[name]["execution_ms"])
+        assert any("resources" in line for line in explain[name]["plan"])
     units = ("server CPU-s", "wall s")
     expected = {f"{name} 2 vs 1 clients, per {unit}" for name in PHASES for unit in units}
     assert set(result["ratios"]) == expected
@@ -245,7 +249,7 @@ def test_short_careplan_run(tmp_path: Path) -> None:
     assert [pid for pid in result["stack"]["pids"].values() if Path(f"/proc/{pid}").exists()] == []
 
     report = format_careplan_report(result)
-    assert "plans per second" in report and "coordinator" in report and "FAILED" not in report
+    assert "plans per second" in report and "generic plan" in report and "FAILED" not in report
     _check_errors_are_shown(result)
 
 
