@@ -77,13 +77,13 @@ from bench.load import HttpClient, PidLookup, Recorder, Reply, Worker, http_clie
 from bench.referral import (
     ReferralOptions,
     RunningStack,
-    _cleanup,
-    _cpu_summary,
-    _error_lines,
-    _request,
+    bench_request,
+    cpu_summary,
+    error_lines,
     etag,
     org_reference,
     scaling_ratios,
+    stack_cleanup,
     with_header,
 )
 from bench.report import (
@@ -620,7 +620,9 @@ async def update(world: CareplanWorld, state: PlanState, recorder: Recorder) -> 
     description = body["activity"][0]["detail"]["description"]
     client = with_header(world.bups[world.orgs.bups[0]], "If-Match", state.etag)
     path = f"/CarePlan/{state.plan['id']}"
-    done = await _request(client, recorder, "update", "PUT", path, body, updated_plan(description))
+    done = await bench_request(
+        client, recorder, "update", "PUT", path, body, updated_plan(description)
+    )
     if done is None:
         return False
     state.plan, state.etag = done[0], etag(done[0], done[1].headers)
@@ -644,7 +646,9 @@ async def ask_coordinator(world: CareplanWorld, index: int, recorder: Recorder) 
     client = world.bups[world.orgs.bup_of(index)]
     path = coordinator_path(child.patient, world.day)
     check = expected_coordinator(index, world)
-    return await _request(client, recorder, "coordinator", "GET", path, None, check) is not None
+    return (
+        await bench_request(client, recorder, "coordinator", "GET", path, None, check) is not None
+    )
 
 
 def update_worker(
@@ -886,7 +890,7 @@ def run(options: CareplanOptions) -> tuple[dict[str, Any], Path | None]:
         with bench_environment(environment, tag):
             _run(options, result, data_dir, tag)
     finally:
-        result["cleanup"] = _cleanup(cleanup, data_dir, tag)
+        result["cleanup"] = stack_cleanup(cleanup, data_dir, tag)
     phases = result.get("phases", [])
     result["ratios"] = scaling_ratios(phases)
     result["errors_total"] = sum(p["errors"] for p in phases)
@@ -948,7 +952,7 @@ def format_careplan_report(result: Mapping[str, Any]) -> str:
     seeding = result.get("seeding")
     if seeding:
         out += ["", _seeding_lines(seeding)]
-    out += ["", _headline_table(phases), "", _cpu_summary(phases)]
+    out += ["", _headline_table(phases), "", cpu_summary(phases)]
     ratios = result.get("ratios", {})
     if ratios:
         out += ["", "scaling (1.0 = as efficient as at the first client count)"]
@@ -956,7 +960,7 @@ def format_careplan_report(result: Mapping[str, Any]) -> str:
     explained = (result.get("explain") or {}).get("coordinator")
     if explained:
         out += ["", _explain_lines(explained)]
-    out += _error_lines(phases)
+    out += error_lines(phases)
     cleanup = result.get("cleanup", {})
     out.append(
         f"\ncleanup: schemas {', '.join(cleanup.get('dropped_schemas', [])) or '-'};"

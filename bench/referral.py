@@ -349,7 +349,7 @@ def with_header(client: HttpClient, name: str, value: str) -> HttpClient:
     return conditional
 
 
-async def _request(
+async def bench_request(
     client: HttpClient,
     recorder: Recorder,
     op: str,
@@ -373,7 +373,7 @@ async def _request(
 async def submit(world: ReferralWorld, fnr: str, recorder: Recorder) -> dict[str, Any] | None:
     """POST one referral transaction as the GP; the stored ServiceRequest, or None."""
     bundle = referral_bundle(fnr, world.parties.gp, world.parties.bup)
-    done = await _request(world.gp, recorder, "submit", "POST", "", bundle, submitted_referral)
+    done = await bench_request(world.gp, recorder, "submit", "POST", "", bundle, submitted_referral)
     return None if done is None else done[0]
 
 
@@ -384,7 +384,7 @@ async def lifecycle(world: ReferralWorld, fnr: str, recorder: Recorder) -> dict[
     if referral is None:
         return None
     path = f"/Task?focus=ServiceRequest/{referral['id']}"
-    done = await _request(world.bup, recorder, FIND_TASK, "GET", path, None, only_task)
+    done = await bench_request(world.bup, recorder, FIND_TASK, "GET", path, None, only_task)
     if done is None:
         return None
     task, version = done[0], etag(done[0])
@@ -392,7 +392,9 @@ async def lifecycle(world: ReferralWorld, fnr: str, recorder: Recorder) -> dict[
         client = with_header(world.bup, "If-Match", version)
         body = moved(task, status, world.parties.kommune)
         path = f"/Task/{task['id']}"
-        done = await _request(client, recorder, status.value, "PUT", path, body, task_in(status))
+        done = await bench_request(
+            client, recorder, status.value, "PUT", path, body, task_in(status)
+        )
         if done is None:
             return None
         task, version = done[0], etag(done[0], done[1].headers)
@@ -646,7 +648,7 @@ def run(options: ReferralOptions) -> tuple[dict[str, Any], Path | None]:
         with bench_environment(environment, tag):
             _run_stack(options, result, data_dir, tag)
     finally:
-        result["cleanup"] = _cleanup(options, data_dir, tag)
+        result["cleanup"] = stack_cleanup(options, data_dir, tag)
     phases = result.get("phases", [])
     result["ratios"] = scaling_ratios(phases)
     result["errors_total"] = sum(p["errors"] for p in phases)
@@ -676,7 +678,7 @@ def _run_stack(options: ReferralOptions, result: dict[str, Any], data_dir: Path,
         stack.stop()
 
 
-def _cleanup(options: ReferralOptions, data_dir: Path, tag: str) -> dict[str, Any]:
+def stack_cleanup(options: ReferralOptions, data_dir: Path, tag: str) -> dict[str, Any]:
     """Drop this run's schemas and remove the data directory (SQLite files, the
     nats-server's streams, the signing key)."""
     cleanup: dict[str, Any] = {"dropped_schemas": [], "problems": []}
@@ -710,12 +712,12 @@ def format_referral_report(result: Mapping[str, Any]) -> str:
             f"!! {errors} FAILED REQUESTS in the measured windows: the phases with errors do"
             " not measure what they claim; see the error bodies below"
         )
-    out += ["", _headline_table(phases), "", _kinds_table(phases), "", _cpu_summary(phases)]
+    out += ["", _headline_table(phases), "", _kinds_table(phases), "", cpu_summary(phases)]
     ratios = result.get("ratios", {})
     if ratios:
         out += ["", "scaling (1.0 = as efficient as at the first client count)"]
         out += [f"  {name}: {table_cell(value)}" for name, value in ratios.items()]
-    out += _error_lines(phases)
+    out += error_lines(phases)
     cleanup = result.get("cleanup", {})
     out.append(
         f"\ncleanup: schemas {', '.join(cleanup.get('dropped_schemas', [])) or '-'};"
@@ -760,7 +762,7 @@ def _kinds_table(phases: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _cpu_summary(phases: Sequence[Mapping[str, Any]]) -> str:
+def cpu_summary(phases: Sequence[Mapping[str, Any]]) -> str:
     names = list(dict.fromkeys(n for p in phases for n in p["cpu"]["per_process_s"]))
     rows = []
     for p in phases:
@@ -782,7 +784,7 @@ def _cpu_summary(phases: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def _error_lines(phases: Sequence[Mapping[str, Any]]) -> list[str]:
+def error_lines(phases: Sequence[Mapping[str, Any]]) -> list[str]:
     out = []
     for p in phases:
         for s in p["error_samples"]:
