@@ -48,7 +48,7 @@ from services.careplan.records import (
 from shared.access.decision import consents_for, purpose_consents, today
 from shared.codes import DataCategory, OrganisationKind
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
-from shared.fhir.elements import keep_server_extensions, patient_id
+from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values
@@ -94,31 +94,26 @@ def _changed_by(write: WriteContext, resource: dict[str, Any]) -> list[dict[str,
     return parts
 
 
-def _same_reference(given: Any, stored: Any) -> bool:
-    """Whether a client's Reference names what the stored one does (by its reference, its
-    identifier or both)."""
-    if not isinstance(given, dict) or not isinstance(stored, dict):
-        return False
-    return all(given.get(k) in (None, stored.get(k)) for k in ("reference", "identifier")) and (
-        "reference" in given or "identifier" in given
-    )
-
-
-def _fixed(resource: dict[str, Any], before: dict[str, Any], elements: tuple[str, ...]) -> None:
-    """Elements set when the resource was created: taken from the stored version when left
-    out or given as the same reference, refused when changed."""
-    for element in elements:
-        if (element not in resource and element in before) or _same_reference(
-            resource.get(element), before.get(element)
-        ):
-            resource[element] = before[element]
-        elif resource.get(element) != before.get(element):
+async def _linked(
+    resource: dict[str, Any], write: WriteContext, element: str, resource_type: str, what: str
+) -> list[dict[str, Any]]:
+    """The resources a plan's `element` refers to: each must be of `resource_type`, about
+    the same child and visible to the caller (422 alike when absent or hidden)."""
+    lookup = write.service.lookup_as(write.conn, write.request)
+    patient = patient_id(resource.get("subject"))
+    found = []
+    for reference in resource.get(element) or []:
+        target = reference_target(reference)
+        linked = await lookup(*target) if target and target[0] == resource_type else None
+        if linked is None or patient_id(linked.get("subject")) != patient:
             raise error(
                 422,
-                "business-rule",
-                f"{before.get('resourceType')}.{element} does not change",
-                f"{before.get('resourceType')}.{element}",
+                "not-found",
+                f"{reference.get('reference')} is not {what} of this child",
+                f"CarePlan.{element}",
             )
+        found.append(linked)
+    return found
 
 
 class CarePlanDefinition(ResourceDefinition):
@@ -227,7 +222,7 @@ class CarePlanDefinition(ResourceDefinition):
                 "identifier": {"system": ORGNR_SYSTEM, "value": caller.orgnr},
             }
         else:
-            _fixed(resource, before, ("subject", "author", "category"))
+            keep_unchanged(resource, before, ("subject", "author", "category"), same_reference=True)
             if category == IP and not extension_value(resource, CHANGE_REASON_EXT, "valueString"):
                 raise error(
                     422,
@@ -283,23 +278,9 @@ class CarePlanDefinition(ResourceDefinition):
     async def _teams(
         self, resource: dict[str, Any], write: WriteContext
     ) -> list[tuple[str, list[Participant]]]:
-        """The plan's care teams (each must be the same child's and visible to the caller)
-        with their participants."""
-        lookup = write.service.lookup_as(write.conn, write.request)
-        patient = patient_id(resource.get("subject"))
-        found = []
-        for reference in resource.get("careTeam") or []:
-            target = reference_target(reference)
-            team = await lookup(*target) if target and target[0] == "CareTeam" else None
-            if team is None or patient_id(team.get("subject")) != patient:
-                raise error(
-                    422,
-                    "not-found",
-                    f"{reference.get('reference')} is not a care team of this child",
-                    "CarePlan.careTeam",
-                )
-            found.append((f"CareTeam/{team['id']}", participants(team)))
-        return found
+        """The plan's care teams with their participants."""
+        teams = await _linked(resource, write, "careTeam", "CareTeam", "a care team")
+        return [(f"CareTeam/{team['id']}", participants(team)) for team in teams]
 
     async def _individual_plan(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         patient = patient_id(resource.get("subject")) or ""
@@ -367,20 +348,7 @@ class CarePlanDefinition(ResourceDefinition):
     async def _facts(
         self, resource: dict[str, Any], write: WriteContext, consented: bool
     ) -> PlanFacts:
-        lookup = write.service.lookup_as(write.conn, write.request)
-        patient = patient_id(resource.get("subject"))
-        goals = 0
-        for reference in resource.get("goal") or []:
-            target = reference_target(reference)
-            goal = await lookup(*target) if target and target[0] == "Goal" else None
-            if goal is None or patient_id(goal.get("subject")) != patient:
-                raise error(
-                    422,
-                    "not-found",
-                    f"{reference.get('reference')} is not a goal of this child",
-                    "CarePlan.goal",
-                )
-            goals += 1
+        goals = len(await _linked(resource, write, "goal", "Goal", "a goal"))
         teams = await self._teams(resource, write)
         team_ref = teams[0][0] if teams else None
         team_members, has_coordinator = 0, False
@@ -429,7 +397,7 @@ class GoalDefinition(ResourceDefinition):
         if write.before is None:
             await self.reads.require_directory().resolve_subject(resource, "subject")
         else:
-            _fixed(resource, write.before, ("subject",))
+            keep_unchanged(resource, write.before, ("subject",), same_reference=True)
         stamp([resource], [write.before] if write.before else [], write.request.caller, None)
         return []
 
@@ -489,7 +457,7 @@ class CareTeamDefinition(ResourceDefinition):
         if before is None:
             patient = await directory.resolve_subject(resource, "subject")
         else:
-            _fixed(resource, before, ("subject",))
+            keep_unchanged(resource, before, ("subject",), same_reference=True)
             patient = patient_id(before.get("subject")) or ""
         _keep_handovers(resource, before, write.request.operation == ASSIGN_OPERATION)
         _organisations_by_number(resource)

@@ -36,6 +36,7 @@ from shared.fhir.elements import (
     add_extension,
     extension_value,
     extensions,
+    keep_unchanged,
     organisation_reference,
     orgnr_of,
     patient_id,
@@ -56,25 +57,6 @@ ones, so an update based on an older version cannot undo them."""
 def keep_server_extensions(resource: dict[str, Any], stored: dict[str, Any] | None) -> None:
     """Drop the client's server-kept extensions and restore the stored ones."""
     keep_kept(resource, stored, SERVER_EXTENSIONS)
-
-
-def keep_unchanged(
-    resource: dict[str, Any], before: dict[str, Any], elements: tuple[str, ...]
-) -> None:
-    """Elements fixed at submission: taken from `before` when left out, refused (422) when
-    changed."""
-    resource_type = before.get("resourceType", "")
-    for element in elements:
-        if element not in resource and element in before:
-            resource[element] = before[element]
-        elif resource.get(element) != before.get(element):
-            raise error(
-                422,
-                "business-rule",
-                f"{resource_type}.{element} is set when the referral is submitted and does"
-                " not change",
-                f"{resource_type}.{element}",
-            )
 
 
 def _coding(concept: Any, system: str) -> str | None:
@@ -205,6 +187,7 @@ __all__ = [
     "add_extension",
     "extension_value",
     "extensions",
+    "keep_unchanged",
     "organisation_reference",
     "orgnr_of",
     "patient_id",

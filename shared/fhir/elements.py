@@ -10,6 +10,7 @@ from collections.abc import Collection
 from datetime import date
 from typing import Any
 
+from shared.fhir.errors import error
 from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM
 
@@ -55,6 +56,42 @@ def keep_server_extensions(
         resource["extension"] = kept
     else:
         resource.pop("extension", None)
+
+
+def names_same(given: Any, stored: Any) -> bool:
+    """Whether a client's Reference names what the stored one does (by its reference, its
+    identifier or both)."""
+    if not isinstance(given, dict) or not isinstance(stored, dict):
+        return False
+    return all(given.get(k) in (None, stored.get(k)) for k in ("reference", "identifier")) and (
+        "reference" in given or "identifier" in given
+    )
+
+
+def keep_unchanged(
+    resource: dict[str, Any],
+    before: dict[str, Any],
+    elements: Collection[str],
+    *,
+    same_reference: bool = False,
+) -> None:
+    """Elements fixed when the resource was created: taken from `before` when left out (or,
+    with `same_reference`, given as a Reference naming the same thing), refused (422) when
+    changed."""
+    resource_type = before.get("resourceType", "")
+    for element in elements:
+        if (element not in resource and element in before) or (
+            same_reference and names_same(resource.get(element), before.get(element))
+        ):
+            resource[element] = before[element]
+        elif resource.get(element) != before.get(element):
+            raise error(
+                422,
+                "business-rule",
+                f"{resource_type}.{element} is set when the resource is created and does not"
+                " change",
+                f"{resource_type}.{element}",
+            )
 
 
 def orgnr_of(reference: Any) -> str | None:
