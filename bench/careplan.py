@@ -75,14 +75,13 @@ from bench.crud import (
 )
 from bench.load import HttpClient, PidLookup, Recorder, Reply, Worker, http_client, run_phase
 from bench.referral import (
-    ReferralOptions,
     RunningStack,
     bench_request,
     cpu_summary,
     error_lines,
     etag,
+    finish_result,
     org_reference,
-    scaling_ratios,
     stack_cleanup,
     with_header,
 )
@@ -92,7 +91,6 @@ from bench.report import (
     table_cell,
     text_table,
     timestamp,
-    write_json,
 )
 from services.careplan import NAME
 from services.careplan.domain.coordination import coordinator_of_record
@@ -884,21 +882,14 @@ def run(options: CareplanOptions) -> tuple[dict[str, Any], Path | None]:
         "data_dir": str(data_dir),
         "schema_prefix": tag,
     }
-    cleanup = ReferralOptions(database="postgresql", database_url=options.database_url)
     try:
         environment = CrudOptions(database="postgresql", database_url=options.database_url)
         with bench_environment(environment, tag):
             _run(options, result, data_dir, tag)
     finally:
-        result["cleanup"] = stack_cleanup(cleanup, data_dir, tag)
-    phases = result.get("phases", [])
-    result["ratios"] = scaling_ratios(phases)
-    result["errors_total"] = sum(p["errors"] for p in phases)
-    result["errors_outside_windows"] = sum(p["errors_outside_window"] for p in phases)
-    path = None
-    if options.out_dir is not None:
-        path = write_json(result, options.out_dir, f"careplan-{options.database}-{started}.json")
-    return result, path
+        result["cleanup"] = stack_cleanup("postgresql", options.database_url, data_dir, tag)
+    name = f"careplan-{options.database}-{started}.json"
+    return result, finish_result(result, options.out_dir, name)
 
 
 def _run(options: CareplanOptions, result: dict[str, Any], data_dir: Path, tag: str) -> None:

@@ -648,15 +648,9 @@ def run(options: ReferralOptions) -> tuple[dict[str, Any], Path | None]:
         with bench_environment(environment, tag):
             _run_stack(options, result, data_dir, tag)
     finally:
-        result["cleanup"] = stack_cleanup(options, data_dir, tag)
-    phases = result.get("phases", [])
-    result["ratios"] = scaling_ratios(phases)
-    result["errors_total"] = sum(p["errors"] for p in phases)
-    result["errors_outside_windows"] = sum(p["errors_outside_window"] for p in phases)
-    path = None
-    if options.out_dir is not None:
-        path = write_json(result, options.out_dir, f"referral-{options.database}-{started}.json")
-    return result, path
+        result["cleanup"] = stack_cleanup(options.database, options.database_url, data_dir, tag)
+    name = f"referral-{options.database}-{started}.json"
+    return result, finish_result(result, options.out_dir, name)
 
 
 def _run_stack(options: ReferralOptions, result: dict[str, Any], data_dir: Path, tag: str) -> None:
@@ -678,13 +672,23 @@ def _run_stack(options: ReferralOptions, result: dict[str, Any], data_dir: Path,
         stack.stop()
 
 
-def stack_cleanup(options: ReferralOptions, data_dir: Path, tag: str) -> dict[str, Any]:
+def finish_result(result: dict[str, Any], out_dir: Path | None, name: str) -> Path | None:
+    """Add the scaling ratios and error totals of the phases to a result and write it as
+    JSON to `out_dir` (if given); returns the file."""
+    phases = result.get("phases", [])
+    result["ratios"] = scaling_ratios(phases)
+    result["errors_total"] = sum(p["errors"] for p in phases)
+    result["errors_outside_windows"] = sum(p["errors_outside_window"] for p in phases)
+    return write_json(result, out_dir, name) if out_dir is not None else None
+
+
+def stack_cleanup(database: str, database_url: str, data_dir: Path, tag: str) -> dict[str, Any]:
     """Drop this run's schemas and remove the data directory (SQLite files, the
     nats-server's streams, the signing key)."""
     cleanup: dict[str, Any] = {"dropped_schemas": [], "problems": []}
-    if options.database == "postgresql":
+    if database == "postgresql":
         try:
-            cleanup["dropped_schemas"] = asyncio.run(drop_schemas(options.database_url, tag))
+            cleanup["dropped_schemas"] = asyncio.run(drop_schemas(database_url, tag))
         except Exception as exc:
             cleanup["problems"].append(f"could not drop the schemas {tag}_*: {exc}")
             print(f"warning: could not drop the schemas {tag}_*: {exc}", flush=True)
