@@ -21,7 +21,7 @@ from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
 from shared.telemetry import setup_logging, setup_tracing
 
-SERVICES = ("gateway", "directory", "consent", "referral", "careplan")
+SERVICES = ("gateway", "directory", "consent", "referral", "careplan", "subscriptions")
 
 
 class Runnable(Protocol):
@@ -55,6 +55,11 @@ def build_process(name: str, settings: Settings) -> Runnable:
         from shared.runtime import ServiceRuntime
 
         return ServiceRuntime(careplan_spec(settings), settings)
+    if name == "subscriptions":
+        from services.subscriptions import subscriptions_spec
+        from shared.runtime import ServiceRuntime
+
+        return ServiceRuntime(subscriptions_spec(settings), settings)
     raise SystemExit(f"Unknown service {name!r}; choose one of {', '.join(SERVICES)}")
 
 

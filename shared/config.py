@@ -67,6 +67,27 @@ class Settings(BaseSettings):
     careplan_revision_interval: float = Field(
         3600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_CAREPLAN_REVISION_SECONDS")
     )
+    subscription_retry_hours: float = Field(
+        24.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_RETRY_HOURS")
+    )
+    subscription_retry_first_seconds: float = Field(
+        1.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_RETRY_FIRST_SECONDS")
+    )
+    subscription_retry_max_seconds: float = Field(
+        600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_RETRY_MAX_SECONDS")
+    )
+    subscription_poll_seconds: float = Field(
+        1.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_POLL_SECONDS")
+    )
+    subscription_lease_seconds: float = Field(
+        60.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_LEASE_SECONDS")
+    )
+    subscription_allow_http: bool = Field(
+        False, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP")
+    )
+    partner_retention_hours: float = Field(
+        168.0, gt=0, validation_alias=AliasChoices("BARNEBRO_PARTNER_RETENTION_HOURS")
+    )
     log_level: str = Field("INFO", validation_alias=AliasChoices("BARNEBRO_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=AliasChoices("BARNEBRO_LOG_FORMAT"))
     otlp_endpoint: str = Field("", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))
@@ -95,6 +116,11 @@ class Settings(BaseSettings):
     def audit_stream_name(self) -> str:
         """The JetStream stream of audit records (disclosures of patient information)."""
         return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_AUDIT"
+
+    @property
+    def partner_stream_name(self) -> str:
+        """The JetStream stream of notifications to partners on the `nats` channel."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_PARTNER"
 
     @property
     def consent_view_bucket(self) -> str:

@@ -28,6 +28,17 @@ def subject_token(text: str) -> str:
     return "h" + hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+class EventAccess(BaseModel):
+    """Who may learn of an event: the access columns of the version that raised it (its
+    data category, the organisation that wrote it and those named on it). A consumer that
+    passes events on (the subscriptions service) decides on these with the consent rules;
+    an event about a patient without them is passed to no one."""
+
+    category: str | None = None
+    author: str | None = None
+    parties: list[str] = Field(default_factory=list)
+
+
 class DomainEvent(BaseModel):
     """The envelope of one domain event, as published to JetStream."""
 
@@ -41,6 +52,7 @@ class DomainEvent(BaseModel):
     patient: str | None = None
     trace_context: dict[str, str] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
+    access: EventAccess | None = None
 
     @property
     def name(self) -> str:

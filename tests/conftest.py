@@ -11,6 +11,7 @@ import pytest
 
 from services.careplan import careplan_spec
 from services.referral import referral_spec
+from services.subscriptions import subscriptions_spec
 from shared.runtime import ServiceRuntime
 from tests.careplan_world import CarePlanWorld
 from tests.consent_world import KINDS, World, organisation
@@ -18,6 +19,7 @@ from tests.journal_service import journal_spec
 from tests.referral_world import KINDS as REFERRAL_KINDS
 from tests.referral_world import ReferralWorld
 from tests.referral_world import organisation as referral_organisation
+from tests.subscription_world import SubscriptionWorld, subscription_settings
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack
 from tests.support import test_settings as make_settings
 
@@ -98,3 +100,17 @@ async def careplans(referrals: ReferralWorld) -> AsyncIterator[CarePlanWorld]:
         yield world
     finally:
         await world.careplan.stop()  # the one running now: a test may have restarted it
+
+
+@pytest.fixture
+async def subscriptions(referrals: ReferralWorld) -> AsyncIterator[SubscriptionWorld]:
+    """The referral world plus the subscriptions service, with test timings."""
+    settings = subscription_settings(referrals.stack.settings)
+    world = SubscriptionWorld(referrals, ServiceRuntime(subscriptions_spec(settings), settings))
+    await world.service.start()
+    try:
+        yield world
+    finally:
+        await world.service.stop()  # the one running now: a test may have restarted it
+        for partner in world.partners:
+            await partner.stop()

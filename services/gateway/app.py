@@ -309,10 +309,12 @@ async def instance(request: web.Request) -> web.Response:
 
 async def instance_operation(request: web.Request) -> web.Response:
     """`POST /fhir/{type}/{id}/$name`: an operation on one resource, sent to the service
-    that owns the type; it changes the resource, so it needs the type's update scope."""
+    that owns the type; it may change the resource, so it needs the type's update scope.
+    `GET` asks an operation that only reads (e.g. a Subscription's `$status`); it needs
+    the read scope, and the service refuses it for an operation that writes."""
     fhir_request = build_request(
         request,
-        "operation",
+        "read-operation" if request.method == "GET" else "operation",
         resource_type=request.match_info["type"],
         res_id=request.match_info["id"],
     )
@@ -375,6 +377,7 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_put("/fhir/{type}/{id}", instance)
     routes.add_delete("/fhir/{type}/{id}", instance)
     routes.add_post("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)
+    routes.add_get("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)
     routes.add_get("/fhir/{type}/{id}/_history", instance_history)
     routes.add_get("/fhir/{type}/{id}/_history/{vid}", vread)
     consent_admin.add_routes(routes, gateway, CALLER_KEY)

@@ -16,6 +16,7 @@ from services.referral.domain.model import TaskState
 from services.referral.domain.vocabulary import COMPLETENESS_EXT, Step, TaskStatus
 from services.referral.records import shared_with, task_state
 from shared.fhir.definitions import Change, EventSpec
+from shared.fhir.elements import orgnr_of
 
 S = TaskStatus
 STATUS_EVENTS = {
@@ -38,6 +39,15 @@ def _dates(task: TaskState) -> dict[str, Any]:
     return {k: v.isoformat() for k, v in found.items() if v is not None}
 
 
+def _orgs(resource: dict[str, Any], receiver: str) -> dict[str, str]:
+    """The referrer and the receiver (organisasjonsnummer): what partners filter on."""
+    performer = resource.get(receiver)
+    if isinstance(performer, list):
+        performer = performer[0] if performer else None
+    found = {"requester": orgnr_of(resource.get("requester")), "performer": orgnr_of(performer)}
+    return {k: v for k, v in found.items() if v}
+
+
 def task_events(change: Change, parties: list[str]) -> list[EventSpec]:
     if change.after is None or change.before is None:
         return []
@@ -48,6 +58,7 @@ def task_events(change: Change, parties: list[str]) -> list[EventSpec]:
         "status": after.status.value,
         "businessStatus": after.step,
         "parties": parties,
+        **_orgs(change.after, "owner"),
         **_dates(after),
     }
     events = []
@@ -80,7 +91,7 @@ def service_request_events(change: Change, parties: list[str]) -> list[EventSpec
     referral = change.after
     if referral is None:
         return []
-    data = {"parties": parties, "status": referral.get("status")}
+    data = {"parties": parties, "status": referral.get("status"), **_orgs(referral, "performer")}
     if change.before is None:
         completeness = [
             (e.get("valueCoding") or {}).get("code")

@@ -22,6 +22,7 @@ INTERACTION_PERMISSION = {
     "delete": "d",
     "validate": "r",
     "operation": "u",
+    "read-operation": "r",
 }
 V1_PERMISSIONS = {"read": "rs", "write": "cud", "*": "cruds"}
 ALL_SYSTEM_SCOPES = "system/*.cruds"

@@ -20,7 +20,7 @@ from opentelemetry import propagate
 
 from shared.access.guard import AccessGuard
 from shared.auth.scopes import authorize, granted
-from shared.events import DomainEvent
+from shared.events import DomainEvent, EventAccess
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
 from shared.fhir.resources import (
@@ -87,6 +87,8 @@ class FhirService:
         self.guard = guard
         self.operations: dict[str, Operation] = {}
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
+        self.read_operations: set[str] = set()
+        """The operations that only read: the only ones a `read-operation` (GET) reaches."""
         self.definitions = {d.resource_type: d for d in definitions}
         self.search_params: dict[str, dict[str, SearchParam]] = {
             d.resource_type: d.params_by_name() for d in definitions
@@ -101,10 +103,14 @@ class FhirService:
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.interaction == "transaction":
             return await run_transaction(self, request, body)
-        if request.interaction == "operation":
+        if request.interaction in ("operation", "read-operation"):
             operation = self.operations.get(request.operation or "")
             if operation is None:
                 raise error(404, "not-supported", f"No operation {request.operation!r}")
+            if request.interaction == "read-operation" and (
+                request.operation not in self.read_operations
+            ):
+                raise error(405, "not-supported", f"{request.operation} changes data: use POST")
             return await operation(request, body)
         definition = self._definition(request.resource_type)
         match request.interaction:
@@ -621,6 +627,11 @@ class FhirService:
                 patient=patient,
                 trace_context=carrier,
                 data={"actor": request.caller.model_dump(exclude_defaults=True), **spec.data},
+                access=EventAccess(
+                    category=stored.access.category,
+                    author=stored.access.author,
+                    parties=list(stored.access.parties),
+                ),
             )
             await add_event(conn, event, self.prefix)
 

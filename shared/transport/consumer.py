@@ -5,6 +5,12 @@ every instance of a service (so each message is handled by one of them), hands e
 to the handler, and acknowledges the messages only after the handler returns. A failing
 batch is not acknowledged: JetStream redelivers it after `ack_wait`, so handlers must be
 idempotent (the consumers of barnebro key their writes by message id).
+
+A batch is handed on as soon as one message has arrived, with whatever else is waiting
+then: a consumer never sits on an event to fill a batch. With `in_order`, the consumer
+lets only one batch be outstanding across all instances (JetStream's `max_ack_pending`),
+so batches are handled one after another in stream order, and a failed batch is handed
+back at once to be handled again before anything after it.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class DurableConsumer:
         handler: BatchHandler,
         batch: int = 100,
         ack_wait: float = 30.0,
+        in_order: bool = False,
     ) -> None:
         self._nc = nc
         self._stream = stream
@@ -43,6 +50,7 @@ class DurableConsumer:
         self._handler = handler
         self._batch = batch
         self._ack_wait = ack_wait
+        self._in_order = in_order
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.handled = 0
@@ -57,7 +65,7 @@ class DurableConsumer:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self._ack_wait,
-                max_ack_pending=10 * self._batch,
+                max_ack_pending=self._batch if self._in_order else 10 * self._batch,
             ),
         )
         self._task = asyncio.create_task(self._run())
@@ -74,11 +82,20 @@ class DurableConsumer:
         with contextlib.suppress(Exception):
             await self._subscription.unsubscribe()
 
+    async def _next_batch(self) -> list[Msg]:
+        """Wait (up to a second) for one message, then take what else is waiting. A single
+        fetch of a whole batch would hold the first message until the batch is full."""
+        messages: list[Msg] = await self._subscription.fetch(1, timeout=1)
+        if self._batch > 1:
+            with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
+                messages += await self._subscription.fetch(self._batch - 1, timeout=0.005)
+        return messages
+
     async def _run(self) -> None:
         failures = 0
         while not self._stopping:
             try:
-                messages = await self._subscription.fetch(self._batch, timeout=1)
+                messages = await self._next_batch()
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -95,6 +112,10 @@ class DurableConsumer:
                 failures += 1
                 log.exception("%s could not handle a batch; it will be redelivered", self._durable)
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+                if self._in_order:
+                    for message in messages:
+                        with contextlib.suppress(Exception):
+                            await message.nak()
                 continue
             failures = 0
             for message in messages:

@@ -29,6 +29,7 @@ Interaction = Literal[
     "validate",
     "transaction",
     "operation",
+    "read-operation",
 ]
 
 

@@ -1,0 +1,87 @@
+"""The subscriptions service: partners' topic-based FHIR Subscriptions (R5 Backport on
+R4B) over rest-hook and NATS, decided by the consent rules at delivery, durable from the
+event stream to the partner, with `$status` and `$events` to recover what was missed."""
+
+from __future__ import annotations
+
+from nats.js.api import StorageType, StreamConfig
+from nats.js.errors import NotFoundError
+
+from services.subscriptions.catalogue import publish_topics
+from services.subscriptions.channels import NatsChannel, RestHook, partner_subjects
+from services.subscriptions.content import ResourceReader
+from services.subscriptions.delivery import Dispatcher, DispatchTimings
+from services.subscriptions.domain.retry import RetryPolicy
+from services.subscriptions.fanout import FanOut
+from services.subscriptions.gate import ConsentGate
+from services.subscriptions.operations import SubscriptionOperations
+from services.subscriptions.queue import DeliveryQueue, create_queue_tables
+from services.subscriptions.resources import subscription_definitions
+from services.subscriptions.status import StatusWriter
+from shared.config import Settings
+from shared.runtime import Component, ServiceRuntime, ServiceSpec
+from shared.transport.forwarding import Forwarder
+
+NAME = "subscriptions"
+
+
+def subscriptions_spec(settings: Settings) -> ServiceSpec:
+    queue = DeliveryQueue()
+
+    async def extend(runtime: ServiceRuntime) -> list[Component]:
+        fhir, nc = runtime.fhir, runtime.nc
+        assert fhir is not None and nc is not None and runtime.db is not None
+        assert fhir.guard is not None
+        queue.db = runtime.db
+        await create_queue_tables(runtime.db)
+        await ensure_partner_stream(runtime)
+        await publish_topics(fhir, settings.base_url)
+        gate = ConsentGate(fhir.guard, NAME)
+        reader = ResourceReader(
+            Forwarder(nc, settings.request_timeout), settings.nats_prefix, settings.base_url
+        )
+        SubscriptionOperations(fhir, queue, gate, reader).register()
+        dispatcher = Dispatcher(
+            queue=queue,
+            gate=gate,
+            reader=reader,
+            rest_hook=RestHook(),
+            nats=NatsChannel(nc, settings.nats_prefix, settings.request_timeout),
+            status=StatusWriter(fhir, settings.base_url),
+            timings=DispatchTimings(
+                poll=settings.subscription_poll_seconds,
+                lease=settings.subscription_lease_seconds,
+                retry=RetryPolicy(
+                    first=settings.subscription_retry_first_seconds,
+                    ceiling=settings.subscription_retry_max_seconds,
+                    give_up_after=settings.subscription_retry_hours * 3600,
+                ),
+            ),
+            base_url=settings.base_url,
+        )
+        return [dispatcher, FanOut(nc, settings, queue, dispatcher.wake)]
+
+    definitions = subscription_definitions(
+        queue, settings.nats_prefix, settings.subscription_allow_http
+    )
+    return ServiceSpec(NAME, definitions, extend=extend)
+
+
+async def ensure_partner_stream(runtime: ServiceRuntime) -> None:
+    """The stream partners on the `nats` channel read from (`<prefix>.partner.<orgnr>`)."""
+    settings = runtime.settings
+    assert runtime.nc is not None
+    js = runtime.nc.jetstream()
+    try:
+        await js.stream_info(settings.partner_stream_name)
+    except NotFoundError:
+        await js.add_stream(
+            StreamConfig(
+                name=settings.partner_stream_name,
+                subjects=[partner_subjects(settings.nats_prefix)],
+                storage=StorageType.FILE,
+                num_replicas=settings.event_replicas,
+                max_age=settings.partner_retention_hours * 3600,
+                duplicate_window=120.0,
+            )
+        )

@@ -1,0 +1,298 @@
+"""Delivering each subscription's queue: handshake, notifications in order, heartbeats,
+retries. The part of the service that makes "nothing is lost" true.
+
+Every instance runs a `Dispatcher`. It looks for subscriptions that are due, takes a
+subscription's lease (one instance at a time delivers a subscription; a crashed
+instance's lease runs out and another takes over), and then, for up to `max_count`
+events at a time: decides each with the consent gate (withheld events are never sent
+and never numbered), numbers the rest, sends one Bundle, and marks them sent only after
+the partner has it. A failure leaves them queued, with the same numbers, for a retry
+after an exponential, jittered backoff; after the retry period the subscription shows
+`error` and is still retried, so it resumes by itself when the endpoint returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import orjson
+from opentelemetry import trace
+
+from services.subscriptions.channels import NatsChannel, RestHook
+from services.subscriptions.content import ResourceReader, subscriber_caller
+from services.subscriptions.domain.notification import (
+    NotifiedEvent,
+    notification_bundle,
+    status_resource,
+)
+from services.subscriptions.domain.retry import RetryPolicy
+from services.subscriptions.domain.settings import NATS, SubscriptionSettings, read_settings
+from services.subscriptions.gate import ConsentGate
+from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse_instant
+from services.subscriptions.status import StatusWriter
+from shared.events import DomainEvent
+from shared.fhir.errors import FhirError
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("barnebro.subscriptions")
+
+MAX_BATCHES_PER_TURN = 20
+"""Notifications one subscription sends before others get a turn."""
+
+
+@dataclass(frozen=True)
+class DispatchTimings:
+    poll: float
+    lease: float
+    retry: RetryPolicy
+
+
+def _seconds_since(moment: str | None) -> float:
+    if moment is None:
+        return 0.0
+    return (datetime.now(UTC) - parse_instant(moment)).total_seconds()
+
+
+def _focus(event: DomainEvent) -> str:
+    return f"{event.resource_type}/{event.resource_id}/_history/{event.version_id}"
+
+
+class Failed(Exception):
+    """A notification did not reach the partner; the message says why."""
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        queue: DeliveryQueue,
+        gate: ConsentGate,
+        reader: ResourceReader,
+        rest_hook: RestHook,
+        nats: NatsChannel,
+        status: StatusWriter,
+        timings: DispatchTimings,
+        base_url: str,
+        max_parallel: int = 64,
+    ) -> None:
+        self._queue = queue
+        self._gate = gate
+        self._reader = reader
+        self._rest_hook = rest_hook
+        self._nats = nats
+        self._status = status
+        self._timings = timings
+        self._base_url = base_url
+        self._slots = asyncio.Semaphore(max_parallel)
+        self._wake = asyncio.Event()
+        self._worker = f"{uuid.uuid4()}"
+        self._task: asyncio.Task[None] | None = None
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self.sent = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        await self._rest_hook.start()
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in list(self._running.values()):
+            task.cancel()
+        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        await self._rest_hook.stop()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                for subscription in await self._queue.due(64):
+                    if subscription in self._running:
+                        continue
+                    if not await self._queue.claim(subscription, self._worker, self._timings.lease):
+                        continue
+                    await self._slots.acquire()
+                    task = asyncio.create_task(self._turn(subscription))
+                    self._running[subscription] = task
+                    task.add_done_callback(self._finished(subscription))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("looking for due subscriptions failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._timings.poll):
+                    await self._wake.wait()
+
+    def _finished(self, subscription: str) -> Callable[[asyncio.Task[None]], None]:
+        def done(_: asyncio.Task[None]) -> None:
+            self._running.pop(subscription, None)
+            self._slots.release()
+            self._wake.set()  # its queue may have grown meanwhile
+
+        return done
+
+    async def _turn(self, subscription: str) -> None:
+        """Deliver one subscription while holding its lease; always give the lease back
+        with when it is next due."""
+        due_at: str | None = None
+        try:
+            with tracer.start_as_current_span(
+                "subscription delivery", attributes={"subscription": subscription}
+            ):
+                due_at = await self._deliver(subscription)
+        except asyncio.CancelledError:
+            due_at = instant()
+            raise
+        except Exception:
+            log.exception("delivering subscription %s failed", subscription)
+            due_at = instant(datetime.now(UTC) + timedelta(seconds=self._timings.poll))
+        finally:
+            with contextlib.suppress(Exception):
+                await self._queue.release(subscription, self._worker, due_at)
+
+    async def _deliver(self, subscription: str) -> str | None:
+        async with self._queue.db.reader() as conn:
+            row = await self._queue.load(conn, subscription)
+        if row is None or row.status == "off":
+            return None
+        settings, _ = read_settings(row.resource, allow_http=True)
+        if settings is None:
+            return None  # only valid Subscriptions are stored; nothing to do for others
+        try:
+            if row.status == "requested":
+                await self._send(row, settings, "handshake", [])
+                await self._queue.delivered(subscription, [])
+                await self._status.change(subscription, ("requested",), "active", None)
+                row = await self._reload(subscription)
+            for _ in range(MAX_BATCHES_PER_TURN):
+                if not await self._queue.extend(subscription, self._worker, self._timings.lease):
+                    return None
+                sent = await self._next_notification(row, settings)
+                if sent is None:
+                    break
+                row = await self._reload(subscription)
+            else:
+                return instant()
+        except Failed as exc:
+            return await self._failed(row, str(exc))
+        if row.status == "error":
+            await self._status.change(subscription, ("error",), "active", None)
+        return self._heartbeat_due(row, settings)
+
+    async def _reload(self, subscription: str) -> Delivery:
+        async with self._queue.db.reader() as conn:
+            row = await self._queue.load(conn, subscription)
+        assert row is not None
+        return row
+
+    def _heartbeat_due(self, row: Delivery, settings: SubscriptionSettings) -> str | None:
+        if not settings.heartbeat:
+            return None
+        last = parse_instant(row.last_sent) if row.last_sent else datetime.now(UTC)
+        return instant(last + timedelta(seconds=settings.heartbeat))
+
+    async def _next_notification(self, row: Delivery, settings: SubscriptionSettings) -> int | None:
+        """Send the next batch of queued events (or a heartbeat when one is due and nothing
+        is queued). How many events went; None when there was nothing to send."""
+        queued = await self._queue.pending(row.subscription, settings.max_count)
+        if not queued:
+            if settings.heartbeat and _seconds_since(row.last_sent) >= settings.heartbeat:
+                await self._send(row, settings, "heartbeat", [])
+                await self._queue.delivered(row.subscription, [])
+            return None
+        subscriber = subscriber_caller(row.owner, row.owner_kind, settings.topic.resource_type)
+        withheld: list[int] = []
+        passing = []
+        for item in queued:
+            event = DomainEvent.model_validate_json(item.event)
+            try:
+                decision = self._gate.decide(subscriber, event)
+            except FhirError as exc:
+                raise Failed("The consent state is not available yet") from exc
+            if decision.permit:
+                passing.append((item, event, decision))
+            else:
+                withheld.append(item.seq)
+        numbers = await self._queue.number(
+            row.subscription, withheld, [item.seq for item, _, _ in passing if item.number is None]
+        )
+        notified = []
+        for item, event, _ in passing:
+            resource = None
+            if settings.content == "full-resource":
+                try:
+                    resource = await self._reader.version(subscriber, _focus(event))
+                except FhirError as exc:
+                    raise Failed(
+                        exc.issues[0].diagnostics if exc.issues else "read failed"
+                    ) from exc
+            number = item.number if item.number is not None else numbers[item.seq]
+            notified.append(NotifiedEvent(number, event.time, _focus(event), resource))
+        if notified:
+            await self._send(row, settings, "event-notification", notified)
+            await self._gate.record(
+                subscriber, [(event, decision) for _, event, decision in passing], "notify"
+            )
+            await self._queue.delivered(row.subscription, [item.seq for item, _, _ in passing])
+            self.sent += len(notified)
+        return len(queued)
+
+    async def _send(
+        self, row: Delivery, settings: SubscriptionSettings, kind: str, events: list[NotifiedEvent]
+    ) -> None:
+        since_start = max([row.events_since_start, *(e.number for e in events)])
+        status = status_resource(
+            subscription=row.subscription,
+            topic=settings.topic.url,
+            status="requested" if kind == "handshake" else "active",
+            kind=kind,
+            events_since_start=since_start,
+            events=events,
+            content=settings.content,
+            base_url=self._base_url,
+        )
+        body = orjson.dumps(notification_bundle(status, events, settings.content, self._base_url))
+        if settings.channel == NATS:
+            first_last = f"{events[0].number}-{events[-1].number}" if events else uuid.uuid4().hex
+            reason = await self._nats.send(
+                row.subscription, row.owner, f"{row.subscription}:{kind}:{first_last}", body
+            )
+        else:
+            reason = await self._rest_hook.send(row.subscription, settings, body)
+        if reason is not None:
+            raise Failed(reason)
+
+    async def _failed(self, row: Delivery, reason: str) -> str:
+        failures = row.failures + 1
+        retry = self._timings.retry
+        wait = retry.delay(failures, random.random())
+        now = await self._queue.failed(row.subscription, reason, wait)
+        failing_for = _seconds_since(now.failing_since if now else None)
+        log.info(
+            "subscription %s: %s (failure %d, retry in %.1fs)",
+            row.subscription,
+            reason,
+            failures,
+            wait,
+        )
+        if row.status in ("active", "requested") and retry.in_error(failing_for):
+            since = now.failing_since if now else instant()
+            await self._status.change(
+                row.subscription,
+                ("active", "requested"),
+                "error",
+                f"Notifications have failed since {since}: {reason}",
+            )
+        return instant(datetime.now(UTC) + timedelta(seconds=wait))

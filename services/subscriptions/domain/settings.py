@@ -1,0 +1,213 @@
+"""What a Subscription asks for, read from the R4B resource with the backport extensions:
+topic, filters, channel, endpoint, content, heartbeat, timeout, batch size, headers and
+the signing secret. Every problem is reported at once, naming the element."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from services.subscriptions.domain.criteria import Criterion, parse_criteria
+from services.subscriptions.domain.topics import BY_URL, Topic
+from services.subscriptions.domain.vocabulary import (
+    CHANNEL_TYPE_EXT,
+    CHANNELS,
+    CONTENTS,
+    FILTER_CRITERIA_EXT,
+    HEARTBEAT_EXT,
+    MAX_COUNT_EXT,
+    NATS,
+    PAYLOAD_CONTENT_EXT,
+    RESERVED_HEADERS,
+    REST_HOOK,
+    SIGNING_SECRET_EXT,
+    TIMEOUT_EXT,
+)
+from shared.fhir.elements import extension_value, extensions
+from shared.rules import Problem
+
+DEFAULT_TIMEOUT = 10
+MAX_TIMEOUT = 120
+DEFAULT_MAX_COUNT = 20
+MAX_MAX_COUNT = 500
+MAX_HEARTBEAT = 86_400
+MIN_SECRET = 32
+JSON_TYPES = ("application/fhir+json", "application/json")
+
+
+@dataclass(frozen=True)
+class SubscriptionSettings:
+    topic: Topic
+    criteria: tuple[Criterion, ...]
+    channel: str
+    endpoint: str | None
+    content: str
+    heartbeat: int | None
+    timeout: int
+    max_count: int
+    headers: tuple[tuple[str, str], ...]
+    secret: str | None
+
+
+def _bad(message: str, where: str, status: int = 422, code: str = "value") -> Problem:
+    return Problem(status, code, message, where)
+
+
+def _channel_type(channel: dict[str, Any]) -> str | None:
+    for ext in extensions(channel.get("_type") or {}, CHANNEL_TYPE_EXT):
+        coding = ext.get("valueCoding") or {}
+        if coding.get("code"):
+            return str(coding["code"])
+    found = channel.get("type")
+    return str(found) if found else None
+
+
+def _number(
+    holder: dict[str, Any],
+    url: str,
+    kind: str,
+    low: int,
+    high: int,
+    where: str,
+    problems: list[Problem],
+) -> int | None:
+    value = extension_value(holder, url, kind)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        problems.append(_bad(f"{url.rsplit('/', 1)[-1]} must be {low} to {high}", where))
+        return None
+    return value
+
+
+def _headers(channel: dict[str, Any], problems: list[Problem]) -> tuple[tuple[str, str], ...]:
+    found = []
+    for text in channel.get("header") or []:
+        name, colon, value = str(text).partition(":")
+        name = name.strip()
+        if not colon or not name or not name.replace("-", "").isalnum() or "\n" in value:
+            problems.append(
+                _bad(f"Header {text!r} must be 'Name: value'", "Subscription.channel.header")
+            )
+        elif name.lower() in RESERVED_HEADERS:
+            problems.append(
+                _bad(f"Header {name} is set by the server", "Subscription.channel.header")
+            )
+        else:
+            found.append((name, value.strip()))
+    return tuple(found)
+
+
+def _endpoint(
+    channel: dict[str, Any], kind: str | None, allow_http: bool, problems: list[Problem]
+) -> str | None:
+    endpoint = channel.get("endpoint")
+    if kind != REST_HOOK:
+        return None
+    where = "Subscription.channel.endpoint"
+    if not isinstance(endpoint, str) or not endpoint:
+        problems.append(
+            _bad("A rest-hook needs an endpoint (an https URL)", where, code="required")
+        )
+        return None
+    parts = urlsplit(endpoint)
+    schemes = ("https", "http") if allow_http else ("https",)
+    if parts.scheme not in schemes or not parts.hostname:
+        problems.append(
+            _bad(f"Endpoint {endpoint!r} must be an absolute {' or '.join(schemes)} URL", where)
+        )
+        return None
+    if parts.username or parts.password:
+        problems.append(_bad("Put credentials in channel.header, not in the endpoint", where))
+        return None
+    return endpoint
+
+
+def read_settings(
+    subscription: dict[str, Any], *, allow_http: bool
+) -> tuple[SubscriptionSettings | None, list[Problem]]:
+    """The settings of a Subscription, or every problem with it."""
+    problems: list[Problem] = []
+    url = subscription.get("criteria")
+    topic = BY_URL.get(url) if isinstance(url, str) else None
+    if topic is None:
+        known = ", ".join(sorted(BY_URL))
+        problems.append(
+            _bad(f"Unknown topic {url!r}: criteria must be one of {known}", "Subscription.criteria")
+        )
+    texts = [
+        str(e.get("valueString"))
+        for e in extensions(subscription.get("_criteria") or {}, FILTER_CRITERIA_EXT)
+        if e.get("valueString")
+    ]
+    criteria: list[Criterion] = []
+    if topic is not None:
+        criteria, wrong = parse_criteria(topic, texts)
+        problems += wrong
+    channel = subscription.get("channel") or {}
+    kind = _channel_type(channel)
+    if kind not in CHANNELS:
+        problems.append(
+            _bad(
+                f"Channel {kind!r} is not offered; use one of {list(CHANNELS)}",
+                "Subscription.channel.type",
+            )
+        )
+    endpoint = _endpoint(channel, kind, allow_http, problems)
+    payload = channel.get("payload")
+    if payload is not None and payload not in JSON_TYPES:
+        problems.append(
+            _bad(
+                f"Payload {payload!r} is not offered: use application/fhir+json",
+                "Subscription.channel.payload",
+            )
+        )
+    content = extension_value(channel.get("_payload") or {}, PAYLOAD_CONTENT_EXT, "valueCode")
+    content = content or "id-only"
+    if content not in CONTENTS:
+        problems.append(
+            _bad(
+                f"Content {content!r} must be one of {list(CONTENTS)}",
+                "Subscription.channel.payload",
+            )
+        )
+    where = "Subscription.channel.extension"
+    heartbeat = _number(
+        channel, HEARTBEAT_EXT, "valueUnsignedInt", 0, MAX_HEARTBEAT, where, problems
+    )
+    timeout = _number(channel, TIMEOUT_EXT, "valueUnsignedInt", 1, MAX_TIMEOUT, where, problems)
+    max_count = _number(
+        channel, MAX_COUNT_EXT, "valuePositiveInt", 1, MAX_MAX_COUNT, where, problems
+    )
+    headers = _headers(channel, problems)
+    secret = extension_value(channel, SIGNING_SECRET_EXT, "valueString")
+    if kind == REST_HOOK and (not isinstance(secret, str) or len(secret) < MIN_SECRET):
+        problems.append(
+            _bad(
+                f"A rest-hook needs a signing secret of at least {MIN_SECRET} characters"
+                f" (extension {SIGNING_SECRET_EXT} on channel)",
+                where,
+                code="required",
+            )
+        )
+    if problems or topic is None or kind is None:
+        return None, problems
+    return (
+        SubscriptionSettings(
+            topic=topic,
+            criteria=tuple(criteria),
+            channel=kind,
+            endpoint=endpoint,
+            content=str(content),
+            heartbeat=heartbeat or None,
+            timeout=timeout or DEFAULT_TIMEOUT,
+            max_count=max_count or DEFAULT_MAX_COUNT,
+            headers=headers,
+            secret=secret if kind == REST_HOOK else None,
+        ),
+        [],
+    )
+
+
+__all__ = ["NATS", "REST_HOOK", "SubscriptionSettings", "read_settings"]

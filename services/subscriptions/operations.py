@@ -1,0 +1,155 @@
+"""`$status` and `$events` on a Subscription (R5 Backport operations), for its owner.
+
+`GET /fhir/Subscription/{id}/$status`: a Bundle with the SubscriptionStatus: status, how
+many events have been numbered, what is still queued, and, while failing, since when,
+why, and when the next attempt is.
+
+`GET /fhir/Subscription/{id}/$events?eventsSinceNumber=&eventsUntilNumber=&content=`:
+the numbered events in that range (at most `MAX_EVENTS`) as a notification Bundle of
+type `query-event`, so a partner that was down fills its gaps. Each event is decided
+with the consent rules again, now: what the partner may no longer see is left out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from services.subscriptions.content import ResourceReader, subscriber_caller
+from services.subscriptions.domain.notification import (
+    NotifiedEvent,
+    notification_bundle,
+    status_resource,
+)
+from services.subscriptions.domain.settings import read_settings
+from services.subscriptions.domain.vocabulary import CONTENTS
+from services.subscriptions.gate import ConsentGate
+from services.subscriptions.queue import DeliveryQueue
+from shared.events import DomainEvent
+from shared.fhir.errors import error
+from shared.fhir.interactions import FhirService
+from shared.fhir.resources import FHIR_JSON
+from shared.transport.wire import FhirRequest, FhirResponse
+
+STATUS = "$status"
+EVENTS = "$events"
+MAX_EVENTS = 500
+
+
+def _number(request: FhirRequest, name: str) -> int | None:
+    values = [v for k, v in request.params if k == name]
+    if not values:
+        return None
+    if len(values) > 1 or not values[0].isdigit():
+        raise error(400, "invalid", f"{name} takes one whole number", name)
+    return int(values[0])
+
+
+class SubscriptionOperations:
+    def __init__(
+        self, fhir: FhirService, queue: DeliveryQueue, gate: ConsentGate, reader: ResourceReader
+    ) -> None:
+        self._fhir = fhir
+        self._queue = queue
+        self._gate = gate
+        self._reader = reader
+
+    def register(self) -> None:
+        self._fhir.operations.update({STATUS: self.status, EVENTS: self.events})
+        self._fhir.read_operations |= {STATUS, EVENTS}
+
+    async def _subscription(self, request: FhirRequest) -> dict[str, Any]:
+        if request.resource_type != "Subscription" or not request.id:
+            raise error(
+                404, "not-supported", f"{request.operation} is an operation on a Subscription"
+            )
+        async with self._fhir.db.reader() as conn:
+            stored = await self._fhir.store.read(conn, "Subscription", request.id)
+        if stored is None or stored.deleted:
+            await self._fhir.disclose(request, None, ("Subscription", request.id))
+            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+        await self._fhir.disclose(request, stored)
+        return stored.json()
+
+    async def status(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        resource = await self._subscription(request)
+        async with self._queue.db.reader() as conn:
+            row = await self._queue.load(conn, str(request.id))
+        if row is None:
+            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+        settings, _ = read_settings(resource, allow_http=True)
+        errors = []
+        if row.failing_since:
+            errors.append(f"Failing since {row.failing_since}: {row.last_error}")
+            errors.append(f"Attempts failed in a row: {row.failures}; next at {row.due_at}")
+        backlog = await self._queue.backlog(row.subscription)
+        if backlog:
+            errors.append(f"Events waiting to be delivered: {backlog}")
+        found = status_resource(
+            subscription=row.subscription,
+            topic=settings.topic.url if settings else str(resource.get("criteria")),
+            status=row.status,
+            kind="query-status",
+            events_since_start=row.events_since_start,
+            events=[],
+            content="empty",
+            base_url=request.base_url,
+            errors=tuple(errors),
+        )
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "total": 1,
+            "entry": [{"resource": found, "search": {"mode": "match"}}],
+        }
+        return FhirResponse(
+            status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(bundle)
+        )
+
+    async def events(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        resource = await self._subscription(request)
+        settings, _ = read_settings(resource, allow_http=True)
+        async with self._queue.db.reader() as conn:
+            row = await self._queue.load(conn, str(request.id))
+        if row is None or settings is None:
+            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+        first = _number(request, "eventsSinceNumber") or 1
+        last = _number(request, "eventsUntilNumber") or row.events_since_start
+        if last < first:
+            raise error(400, "invalid", "eventsUntilNumber is before eventsSinceNumber")
+        last = min(last, first + MAX_EVENTS - 1)
+        content = next((v for k, v in request.params if k == "content"), settings.content)
+        if content not in CONTENTS:
+            raise error(400, "invalid", f"content must be one of {list(CONTENTS)}", "content")
+        subscriber = subscriber_caller(row.owner, row.owner_kind, settings.topic.resource_type)
+        released = []
+        notified = []
+        for number, raw in await self._queue.numbered(row.subscription, first, last):
+            event = DomainEvent.model_validate_json(raw)
+            decision = self._gate.decide(subscriber, event)
+            if not decision.permit:
+                continue
+            focus = f"{event.resource_type}/{event.resource_id}/_history/{event.version_id}"
+            resource_now = (
+                await self._reader.version(subscriber, focus)
+                if content == "full-resource"
+                else None
+            )
+            notified.append(NotifiedEvent(number, event.time, focus, resource_now))
+            released.append((event, decision))
+        await self._gate.record(subscriber, released, "replay", f"{first}-{last}")
+        found = status_resource(
+            subscription=row.subscription,
+            topic=settings.topic.url,
+            status=row.status,
+            kind="query-event",
+            events_since_start=row.events_since_start,
+            events=notified,
+            content=content,
+            base_url=request.base_url,
+        )
+        bundle = notification_bundle(found, notified, content, request.base_url)
+        return FhirResponse(
+            status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(bundle)
+        )

@@ -1,0 +1,373 @@
+"""The delivery queue: what each subscription still has to receive, in order, durably.
+
+`subscription_delivery` holds one row per subscription: its owner, status, the Subscription
+as last written, how many events it has been numbered (`events_since_start`), its failures
+and when it is next due, and a lease so that one instance at a time delivers it (another
+takes over when a crashed instance's lease runs out). `subscription_event` holds the
+events matched to it: `pending` until delivered (`sent`), or `withheld` when the consent
+rules gave its owner no basis at delivery time. An event gets its number the first time it
+is about to be sent, so numbers run without gaps over what a partner may see, and a retry
+sends the same numbers again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from shared.fhir.search_params import format_instant
+from shared.store.database import Connection, Database, Row
+
+ACTIVE_STATUSES = ("requested", "active", "error")
+
+_TABLES = {
+    "postgresql": ("BIGSERIAL PRIMARY KEY", "BYTEA"),
+    "sqlite": ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB"),
+}
+
+
+def instant(moment: datetime | None = None) -> str:
+    return format_instant(moment or datetime.now(UTC))
+
+
+def parse_instant(moment: str) -> datetime:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+
+def later(seconds: float) -> str:
+    return instant(datetime.now(UTC) + timedelta(seconds=seconds))
+
+
+async def create_queue_tables(db: Database) -> None:
+    serial, blob = _TABLES[db.dialect]
+    async with db.transaction() as conn:
+        if db.dialect == "postgresql":
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS subscription_delivery (
+            subscription TEXT PRIMARY KEY, owner TEXT NOT NULL, owner_kind TEXT,
+            status TEXT NOT NULL, resource {blob} NOT NULL, created TEXT NOT NULL,
+            events_since_start BIGINT NOT NULL DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0,
+            failing_since TEXT, last_error TEXT, due_at TEXT, lease_owner TEXT,
+            lease_until TEXT, last_sent TEXT)"""
+        )
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS delivery_due ON subscription_delivery (due_at)"
+        )
+        await conn.execute(
+            f"""CREATE TABLE IF NOT EXISTS subscription_event (
+            seq {serial}, subscription TEXT NOT NULL, event_id TEXT NOT NULL,
+            event {blob} NOT NULL, number BIGINT, state TEXT NOT NULL, matched TEXT NOT NULL,
+            sent_at TEXT, UNIQUE (subscription, event_id))"""
+        )
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS subscription_event_pending"
+            " ON subscription_event (subscription, state, seq)"
+        )
+        await conn.execute(
+            "CREATE INDEX IF NOT EXISTS subscription_event_number"
+            " ON subscription_event (subscription, number)"
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One subscription's row."""
+
+    subscription: str
+    owner: str
+    owner_kind: str | None
+    status: str
+    resource: dict[str, Any]
+    created: str
+    events_since_start: int
+    failures: int
+    failing_since: str | None
+    last_error: str | None
+    due_at: str | None
+    last_sent: str | None
+
+
+_DELIVERY_COLUMNS = (
+    "subscription, owner, owner_kind, status, resource, created, events_since_start,"
+    " failures, failing_since, last_error, due_at, last_sent"
+)
+
+
+def _delivery(row: Row) -> Delivery:
+    values = list(row)
+    values[4] = orjson.loads(bytes(values[4]))
+    values[6] = int(values[6])
+    values[7] = int(values[7])
+    return Delivery(*values)
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    seq: int
+    event: bytes
+    number: int | None
+    state: str
+
+
+class DeliveryQueue:
+    """The queue's SQL. Its database is set when the service's runtime has opened it
+    (`db`); the Subscription definition needs the queue before that."""
+
+    def __init__(self) -> None:
+        self._db: Database | None = None
+
+    @property
+    def db(self) -> Database:
+        assert self._db is not None, "the delivery queue has no database yet"
+        return self._db
+
+    @db.setter
+    def db(self, db: Database) -> None:
+        self._db = db
+
+    # -- the subscriptions themselves (written with the Subscription, in its transaction)
+
+    async def sync(
+        self,
+        conn: Connection,
+        subscription: str,
+        owner: str,
+        owner_kind: str | None,
+        resource: dict[str, Any],
+        *,
+        restart: bool,
+    ) -> None:
+        """Record a Subscription as written. `restart`: it was (re)activated by its owner,
+        so it starts again with a handshake, now, with no failures counted."""
+        body = orjson.dumps(resource)
+        status = str(resource.get("status"))
+        now = instant()
+        found = await conn.fetchrow(
+            "SELECT 1 FROM subscription_delivery WHERE subscription = ?", subscription
+        )
+        if found is None:
+            await conn.execute(
+                "INSERT INTO subscription_delivery (subscription, owner, owner_kind, status,"
+                " resource, created, due_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                subscription,
+                owner,
+                owner_kind,
+                status,
+                body,
+                now,
+                now,
+            )
+        elif restart:
+            await conn.execute(
+                "UPDATE subscription_delivery SET status = ?, resource = ?, failures = 0,"
+                " failing_since = NULL, last_error = NULL, due_at = ? WHERE subscription = ?",
+                status,
+                body,
+                now,
+                subscription,
+            )
+        else:
+            await conn.execute(
+                "UPDATE subscription_delivery SET status = ?, resource = ? WHERE subscription = ?",
+                status,
+                body,
+                subscription,
+            )
+
+    async def stop(self, conn: Connection, subscription: str) -> None:
+        """A deleted Subscription takes no more events; what it had stays for `$events`."""
+        await conn.execute(
+            "UPDATE subscription_delivery SET status = 'off', due_at = NULL WHERE subscription = ?",
+            subscription,
+        )
+
+    async def load(self, conn: Connection, subscription: str) -> Delivery | None:
+        row = await conn.fetchrow(
+            f"SELECT {_DELIVERY_COLUMNS} FROM subscription_delivery WHERE subscription = ?",
+            subscription,
+        )
+        return _delivery(row) if row is not None else None
+
+    async def matching_candidates(self, conn: Connection) -> list[Delivery]:
+        """Subscriptions that take events (everything but `off`)."""
+        marks = ", ".join("?" * len(ACTIVE_STATUSES))
+        rows = await conn.fetch(
+            f"SELECT {_DELIVERY_COLUMNS} FROM subscription_delivery WHERE status IN ({marks})",
+            *ACTIVE_STATUSES,
+        )
+        return [_delivery(row) for row in rows]
+
+    # -- fan-out ------------------------------------------------------------------------
+
+    async def enqueue(self, conn: Connection, matched: list[tuple[str, str, bytes]]) -> set[str]:
+        """Queue (subscription, event id, event) rows, each once however often the event
+        is handed over; make the subscriptions that are not backing off due now."""
+        now = instant()
+        await conn.executemany(
+            "INSERT INTO subscription_event (subscription, event_id, event, state, matched)"
+            " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (subscription, event_id) DO NOTHING",
+            [(sub, event_id, body, now) for sub, event_id, body in matched],
+        )
+        subscriptions = {sub for sub, _, _ in matched}
+        for sub in sorted(subscriptions):
+            await conn.execute(
+                "UPDATE subscription_delivery SET due_at = ? WHERE subscription = ?"
+                " AND failures = 0 AND (due_at IS NULL OR due_at > ?)",
+                now,
+                sub,
+                now,
+            )
+        return subscriptions
+
+    # -- delivery -----------------------------------------------------------------------
+
+    async def due(self, limit: int) -> list[str]:
+        now = instant()
+        marks = ", ".join("?" * len(ACTIVE_STATUSES))
+        async with self.db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT subscription FROM subscription_delivery"
+                f" WHERE status IN ({marks}) AND due_at IS NOT NULL AND due_at <= ?"
+                " AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at LIMIT ?",
+                *ACTIVE_STATUSES,
+                now,
+                now,
+                limit,
+            )
+        return [str(row[0]) for row in rows]
+
+    async def claim(self, subscription: str, worker: str, lease_seconds: float) -> bool:
+        """Take the subscription's lease unless another live worker holds it."""
+        now = instant()
+        async with self.db.transaction() as conn:
+            changed = await conn.execute(
+                "UPDATE subscription_delivery SET lease_owner = ?, lease_until = ?"
+                " WHERE subscription = ? AND (lease_until IS NULL OR lease_until < ?)",
+                worker,
+                later(lease_seconds),
+                subscription,
+                now,
+            )
+        return changed == 1
+
+    async def extend(self, subscription: str, worker: str, lease_seconds: float) -> bool:
+        """Keep the lease while delivering; False if it was lost (taken over)."""
+        async with self.db.transaction() as conn:
+            changed = await conn.execute(
+                "UPDATE subscription_delivery SET lease_until = ?"
+                " WHERE subscription = ? AND lease_owner = ?",
+                later(lease_seconds),
+                subscription,
+                worker,
+            )
+        return changed == 1
+
+    async def release(self, subscription: str, worker: str, due_at: str | None) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE subscription_delivery SET lease_owner = NULL, lease_until = NULL,"
+                " due_at = CASE WHEN failures = 0 AND EXISTS (SELECT 1 FROM subscription_event"
+                " WHERE subscription_event.subscription = subscription_delivery.subscription"
+                " AND state = 'pending') THEN ? ELSE ? END"
+                " WHERE subscription = ? AND lease_owner = ?",
+                instant(),
+                due_at,
+                subscription,
+                worker,
+            )
+
+    async def pending(self, subscription: str, limit: int) -> list[QueuedEvent]:
+        async with self.db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT seq, event, number, state FROM subscription_event"
+                " WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT ?",
+                subscription,
+                limit,
+            )
+        return [QueuedEvent(int(r[0]), bytes(r[1]), r[2], str(r[3])) for r in rows]
+
+    async def number(
+        self, subscription: str, withheld: list[int], unnumbered: list[int]
+    ) -> dict[int, int]:
+        """Withhold some queued events and give the others their numbers (in order)."""
+        async with self.db.transaction() as conn:
+            if withheld:
+                marks = ", ".join("?" * len(withheld))
+                await conn.execute(
+                    f"UPDATE subscription_event SET state = 'withheld' WHERE seq IN ({marks})",
+                    *withheld,
+                )
+            if not unnumbered:
+                return {}
+            row = await conn.fetchrow(
+                "UPDATE subscription_delivery SET events_since_start = events_since_start + ?"
+                " WHERE subscription = ? RETURNING events_since_start",
+                len(unnumbered),
+                subscription,
+            )
+            assert row is not None
+            first = int(row[0]) - len(unnumbered) + 1
+            numbers = {seq: first + i for i, seq in enumerate(unnumbered)}
+            await conn.executemany(
+                "UPDATE subscription_event SET number = ? WHERE seq = ?",
+                [(number, seq) for seq, number in numbers.items()],
+            )
+        return numbers
+
+    async def delivered(self, subscription: str, seqs: list[int]) -> None:
+        now = instant()
+        async with self.db.transaction() as conn:
+            if seqs:
+                marks = ", ".join("?" * len(seqs))
+                await conn.execute(
+                    f"UPDATE subscription_event SET state = 'sent', sent_at = ?"
+                    f" WHERE seq IN ({marks})",
+                    now,
+                    *seqs,
+                )
+            await conn.execute(
+                "UPDATE subscription_delivery SET failures = 0, failing_since = NULL,"
+                " last_error = NULL, last_sent = ? WHERE subscription = ?",
+                now,
+                subscription,
+            )
+
+    async def failed(self, subscription: str, reason: str, retry_in: float) -> Delivery | None:
+        """Count a failure and when to try again; the row as it is now."""
+        now = instant()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE subscription_delivery SET failures = failures + 1,"
+                " failing_since = COALESCE(failing_since, ?), last_error = ?, due_at = ?"
+                " WHERE subscription = ?",
+                now,
+                reason[:500],
+                later(retry_in),
+                subscription,
+            )
+            return await self.load(conn, subscription)
+
+    async def numbered(self, subscription: str, first: int, last: int) -> list[tuple[int, bytes]]:
+        """Numbered events in [first, last] that were not withheld, for `$events`."""
+        async with self.db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT number, event FROM subscription_event WHERE subscription = ?"
+                " AND number BETWEEN ? AND ? AND state <> 'withheld' ORDER BY number",
+                subscription,
+                first,
+                last,
+            )
+        return [(int(r[0]), bytes(r[1])) for r in rows]
+
+    async def backlog(self, subscription: str) -> int:
+        async with self.db.reader() as conn:
+            row = await conn.fetchrow(
+                "SELECT COUNT(*) FROM subscription_event WHERE subscription = ?"
+                " AND state = 'pending'",
+                subscription,
+            )
+        return int(row[0]) if row else 0

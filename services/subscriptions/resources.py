@@ -1,0 +1,113 @@
+"""The FHIR types of the subscriptions service: `Subscription` (partners write their own)
+and `SubscriptionTopic` (the fixed catalogue, read-only).
+
+A Subscription is its owner's alone: it is kept under the data category `subscription`
+with no patient, so the consent step shows it only to the organisation that made it (its
+endpoint and headers may carry credentials). Only an organisation may subscribe, for
+itself, and only to a topic whose resources its token may read. A partner sets `status`
+to `off` to stop, and anything else (re)activates it: a new handshake, then delivery
+from where it stopped. `active` and `error` are the server's to set.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.subscriptions.channels import partner_subject
+from services.subscriptions.domain.settings import read_settings
+from services.subscriptions.domain.vocabulary import NATS
+from services.subscriptions.queue import DeliveryQueue
+from shared.auth.scopes import granted
+from shared.fhir.definitions import Change, ResourceDefinition, WriteContext
+from shared.fhir.elements import set_extension
+from shared.fhir.errors import Issue, error
+from shared.fhir.search_params import ParamType, SearchParam
+from shared.rules import refuse
+from shared.transport.wire import Caller
+
+SUBSCRIPTION_CATEGORY = "subscription"
+NATS_SUBJECT_EXT = "https://barnebro.no/fhir/StructureDefinition/subscription-nats-subject"
+TOPIC_WRITER = "the subscriptions service (the topics are fixed)"
+
+
+class SubscriptionDefinition(ResourceDefinition):
+    resource_type = "Subscription"
+    documentation = (
+        "A partner's topic-based subscription (R5 Backport on R4B): topic in criteria,"
+        " backport-filter-criteria, channel rest-hook or nats, payload content, heartbeat,"
+        " timeout, max count; readable only by the organisation that made it"
+    )
+    data_category = SUBSCRIPTION_CATEGORY
+    search_params = (
+        SearchParam("status", ParamType.TOKEN, ("status",), "requested, active, error or off"),
+        SearchParam("criteria", ParamType.TOKEN, ("criteria",), "The topic's canonical URL"),
+        SearchParam("type", ParamType.TOKEN, ("channel.type",), "The channel type"),
+    )
+
+    def __init__(self, queue: DeliveryQueue, prefix: str, allow_http: bool) -> None:
+        self._queue = queue
+        self._prefix = prefix
+        self._allow_http = allow_http
+
+    def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
+        if caller.fhir_user or not caller.orgnr:
+            raise error(
+                403,
+                "forbidden",
+                "Only an organisation subscribes, for itself: the token names no organisation",
+            )
+        settings, problems = read_settings(resource, allow_http=self._allow_http)
+        refuse(problems)
+        assert settings is not None
+        resource_type = settings.topic.resource_type
+        if not granted(caller.scopes, resource_type, "r"):
+            raise error(
+                403,
+                "forbidden",
+                f"Topic {settings.topic.url} is about {resource_type}; the token may not read"
+                f" {resource_type} (system/{resource_type}.r is needed)",
+            )
+        return []
+
+    async def check_write(self, resource: dict[str, Any], context: WriteContext) -> list[Issue]:
+        resource["status"] = "off" if resource.get("status") == "off" else "requested"
+        resource.pop("error", None)
+        channel = resource.setdefault("channel", {})
+        settings, _ = read_settings(resource, allow_http=True)
+        if settings is not None and settings.channel == NATS:
+            owner = context.author or context.request.caller.orgnr or ""
+            set_extension(
+                channel, NATS_SUBJECT_EXT, "valueString", partner_subject(self._prefix, owner)
+            )
+        return []
+
+    async def after_write(self, change: Change, context: WriteContext) -> None:
+        if change.after is None:
+            await self._queue.stop(context.conn, change.resource_id)
+            return
+        caller = context.request.caller
+        await self._queue.sync(
+            context.conn,
+            change.resource_id,
+            context.author or caller.orgnr or "",
+            caller.org_kind,
+            change.after,
+            restart=change.after.get("status") == "requested",
+        )
+
+
+class SubscriptionTopicDefinition(ResourceDefinition):
+    resource_type = "SubscriptionTopic"
+    documentation = "The topics partners subscribe to (DOMAIN §8), with their filters"
+    written_by = TOPIC_WRITER
+    search_params = (
+        SearchParam("url", ParamType.TOKEN, ("url",), "The topic's canonical URL"),
+        SearchParam("status", ParamType.TOKEN, ("status",), "Always active"),
+        SearchParam("title", ParamType.STRING, ("title",), "The topic's name"),
+    )
+
+
+def subscription_definitions(
+    queue: DeliveryQueue, prefix: str, allow_http: bool
+) -> list[ResourceDefinition]:
+    return [SubscriptionDefinition(queue, prefix, allow_http), SubscriptionTopicDefinition()]

@@ -1,0 +1,45 @@
+"""The status a partner sees on its Subscription, kept in step with delivery: `requested`
+until the handshake succeeds, `active` while notifications arrive, `error` (with the
+reason in `Subscription.error`) when the endpoint has failed for longer than the retry
+period, and `active` again as soon as a notification gets through. Written as the
+service's own update of the resource, so the partner reads it and its history."""
+
+from __future__ import annotations
+
+from shared.fhir.errors import FhirError
+from shared.fhir.interactions import FhirService
+from shared.transport.wire import Caller, FhirRequest
+
+SERVICE_CLIENT = "barnebro-subscriptions"
+
+
+class StatusWriter:
+    def __init__(self, fhir: FhirService, base_url: str) -> None:
+        self._fhir = fhir
+        self._request = FhirRequest(
+            interaction="update", base_url=base_url, caller=Caller(client_id=SERVICE_CLIENT)
+        )
+
+    async def change(
+        self, subscription: str, expected: tuple[str, ...], status: str, reason: str | None
+    ) -> bool:
+        """Set `status` (and the error text) if the Subscription is in one of `expected`
+        now; a partner's change made meanwhile (e.g. `off`) wins."""
+        async with self._fhir.db.transaction() as conn:
+            stored = await self._fhir.store.read_for_update(conn, "Subscription", subscription)
+            if stored is None or stored.deleted:
+                return False
+            resource = stored.json()
+            if resource.get("status") not in expected:
+                return False
+            resource["status"] = status
+            if reason:
+                resource["error"] = reason
+            else:
+                resource.pop("error", None)
+            try:
+                await self._fhir.save(conn, self._request, resource, previous=stored)
+            except FhirError:
+                return False
+        self._fhir.notify_commit()
+        return True
