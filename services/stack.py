@@ -94,6 +94,8 @@ class LocalStack:
 
         env = dict(os.environ)
         env.setdefault("BARNEBRO_LOG_FORMAT", "text")
+        # A developer's partner endpoint is usually http://localhost; production needs https.
+        env.setdefault("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP", "true")
         env.update(
             {
                 "NATS_URL": nats_url,

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from services.stack import free_port
 from services.subscriptions import subscriptions_spec
 from services.subscriptions.domain.signature import verify
 from services.subscriptions.domain.topics import TOPIC_BASE
@@ -28,7 +29,6 @@ from services.subscriptions.domain.vocabulary import (
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
 from tests.referral_world import ReferralWorld
-from services.stack import free_port
 from tests.support import Reply, wait_for
 
 SECRET = "s3cret-for-tests-0123456789abcdef-XYZ"
@@ -129,6 +129,9 @@ class Partner:
 
     def focus(self) -> list[str]:
         return [f for r in self.notifications() for f in r.focus]
+
+    def resources(self) -> list[dict[str, Any]]:
+        return [resource for r in self.notifications() for resource in r.resources]
 
     async def wait_for_numbers(self, count: int, limit: float = 15.0) -> list[int]:
         async def enough() -> bool:

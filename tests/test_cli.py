@@ -91,7 +91,9 @@ def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
     process = start_up(data_dir, port)
     try:
         children = descendants(process.pid)
-        assert len(children) == 6, "nats-server, directory, consent, referral, careplan, gateway"
+        assert len(children) == 7, (
+            "nats-server, directory, consent, referral, careplan, subscriptions, gateway"
+        )
         bearer = token(data_dir)
         status, created = request(
             "POST", f"{base}/Practitioner", bearer, {"resourceType": "Practitioner"}

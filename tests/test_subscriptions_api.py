@@ -3,9 +3,23 @@ lifecycle delivered to a partner's endpoint, filters, consent, replay and status
 
 from __future__ import annotations
 
-from services.subscriptions.domain.topics import TOPICS
-from tests.referral_world import BUP, GP
+import asyncio
+import json
+from typing import Any
+
+import pytest
+
+from services.subscriptions.domain.topics import TOPIC_BASE, TOPICS
+from services.subscriptions.domain.vocabulary import SUBSCRIPTION_HEADER
+from tests.referral_world import BUP, BUP2, BVT, GP
 from tests.subscription_world import SubscriptionWorld, subscription
+from tests.support import wait_for
+
+
+async def _active(world: SubscriptionWorld, body: dict[str, Any], by: str) -> str:
+    sub_id = await world.subscribe(body, by=by)
+    await world.wait_for_status(sub_id, "active", by=by)
+    return sub_id
 
 
 async def test_referral_lifecycle_reaches_the_receiver_in_order(
@@ -13,24 +27,355 @@ async def test_referral_lifecycle_reaches_the_receiver_in_order(
 ) -> None:
     world = subscriptions.referrals
     partner = await subscriptions.partner()
-    sub_id = await subscriptions.subscribe(
+    sub_id = await _active(
+        subscriptions,
         subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",),
-                     content="full-resource"),
-        by=BUP,
+                     content="full-resource", headers=("Authorization: Bearer partner-key",)),
+        BUP,
     )  # fmt: skip
-    await subscriptions.wait_for_status(sub_id, "active", by=BUP)
-    assert partner.received[0].kind == "handshake"
+    handshake = partner.received[0]
+    assert handshake.kind == "handshake" and handshake.signed
+    assert handshake.headers["Authorization"] == "Bearer partner-key"
+    assert handshake.headers[SUBSCRIPTION_HEADER] == sub_id
     child = await world.child()
     referral = await world.submit(child)
-    reply = await world.accept(referral)
-    assert reply.status == 200, reply.body
-    numbers = await partner.wait_for_numbers(3)
-    assert numbers == [1, 2, 3]
+    assert (await world.accept(referral)).status == 200
+    assert (await world.move(referral, "in-progress")).status == 200
+    assert await partner.wait_for_numbers(4) == [1, 2, 3, 4]
+    notifications = partner.notifications()
     assert all(r.signed for r in partner.received)
-    kinds = [r.resources[0]["resourceType"] for r in partner.notifications()]
-    assert kinds[0] == "ServiceRequest"
-    assert [r.resources[0].get("status") for r in partner.notifications()][1:] == [
-        "received",
-        "accepted",
+    resources = partner.resources()
+    assert resources[0]["resourceType"] == "ServiceRequest"
+    assert [r.get("status") for r in resources[1:]] == ["received", "accepted", "in-progress"]
+    assert [r["id"] for r in resources[1:]] == [referral.task_id] * 3
+    last = notifications[-1].status
+    assert last["eventsSinceSubscriptionStart"] == "4"
+    assert last["topic"] == TOPIC_BASE + "referral-status"
+    assert last["subscription"]["reference"].endswith(f"Subscription/{sub_id}")
+    # history Bundle: the entry names the version the event is about
+    assert notifications[-1].bundle["type"] == "history"
+    assert last["notificationEvent"][0]["focus"]["reference"].endswith(
+        f"Task/{referral.task_id}/_history/{resources[-1]['meta']['versionId']}"
+    )
+
+
+async def test_the_topics_are_published_and_read_only(subscriptions: SubscriptionWorld) -> None:
+    world = subscriptions.referrals
+    found = await world.fhir("GET", "SubscriptionTopic", by=GP)
+    assert found.status == 200
+    topics = {e["resource"]["url"]: e["resource"] for e in found.json()["entry"]}
+    assert set(topics) == {topic.url for topic in TOPICS}
+    for key in ("referral-status", "referral-deadline", "careplan", "coordinator",
+                "careteam-membership", "consent", "institution-registered"):  # fmt: skip
+        assert TOPIC_BASE + key in topics
+    filters = {f["filterParameter"] for f in topics[TOPIC_BASE + "referral-status"]["canFilterBy"]}
+    assert filters == {"patient", "event", "requester", "performer", "status"}
+    one = await world.fhir("GET", f"SubscriptionTopic?url={TOPIC_BASE}coordinator", by=GP)
+    assert [e["resource"]["id"] for e in one.json()["entry"]] == ["coordinator"]
+    reply = await world.fhir("POST", "SubscriptionTopic", topics[TOPIC_BASE + "consent"], by=GP)
+    assert reply.status == 405, reply.body
+
+
+BAD_REQUESTS = [
+    ("unknown topic", {"topic": "https://example.org/topic/x"}, 422, "Unknown topic"),
+    (
+        "undeclared filter",
+        {"filters": ("diagnosis=F32",)},
+        422,
+        "cannot be filtered by 'diagnosis'",
+    ),
+    ("modifier", {"filters": ("patient:identifier=x|1",)}, 422, "modifiers are not supported"),
+    ("filter on another type", {"filters": ("CarePlan?patient=1",)}, 422, "is about CarePlan"),
+    ("no value", {"filters": ("status=",)}, 422, "needs name=value"),
+    ("ftp endpoint", {"endpoint": "ftp://partner.example/hook"}, 422, "absolute https or http URL"),
+    ("relative endpoint", {"endpoint": "/hook"}, 422, "absolute https or http URL"),
+    ("no endpoint", {"endpoint": None}, 422, "needs an endpoint"),
+    ("credentials in URL", {"endpoint": "https://u:p@partner.example/h"}, 422, "credentials"),
+    ("no secret", {"secret": None}, 422, "signing secret"),
+    ("short secret", {"secret": "short"}, 422, "signing secret"),
+    ("unknown channel", {"channel": "websocket"}, 422, "is not offered"),
+    ("unknown content", {"content": "everything"}, 422, "Content 'everything'"),
+    ("reserved header", {"headers": ("Content-Type: text/plain",)}, 422, "set by the server"),
+    ("malformed header", {"headers": ("no colon here",)}, 422, "'Name: value'"),
+]
+
+
+@pytest.mark.parametrize(("case", "changes", "status", "message"), BAD_REQUESTS)
+async def test_bad_subscriptions_are_refused_with_the_reason(
+    subscriptions: SubscriptionWorld, case: str, changes: dict[str, Any], status: int,
+    message: str,
+) -> None:  # fmt: skip
+    world = subscriptions.referrals
+    options: dict[str, Any] = {"endpoint": "https://partner.example/hook", **changes}
+    topic = options.pop("topic", "referral-status")
+    reply = await world.fhir("POST", "Subscription", subscription(topic, **options), by=BUP)
+    assert reply.status == status, (case, reply.body)
+    assert any(message in issue["diagnostics"] for issue in reply.issues()), reply.body
+
+
+async def test_only_an_organisation_that_may_read_the_topic_subscribes_for_itself(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    stack = subscriptions.referrals.stack
+    body = subscription("referral-status", endpoint="https://partner.example/hook")
+    no_scope = stack.token(orgnr=BUP, kind="bup", scope="system/Subscription.cruds")
+    reply = await stack.call("POST", "Subscription", body, token=no_scope)
+    assert reply.status == 403
+    assert "system/Task.r" in reply.issues()[0]["diagnostics"]
+    parent = stack.token(orgnr="", kind="", fhir_user="RelatedPerson/1")
+    reply = await stack.call("POST", "Subscription", body, token=parent)
+    assert reply.status == 403, reply.body
+    scoped = stack.token(orgnr=BUP, kind="bup", scope="system/Subscription.cruds system/Task.r")
+    reply = await stack.call("POST", "Subscription", body, token=scoped)
+    assert reply.status == 201, reply.body
+
+
+async def test_a_subscription_is_its_owners_alone(subscriptions: SubscriptionWorld) -> None:
+    world = subscriptions.referrals
+    body = subscription("referral-status", endpoint="https://partner.example/hook")
+    sub_id = await subscriptions.subscribe(body, by=BUP)
+    own = await subscriptions.subscription(sub_id, by=BUP)
+    assert own["status"] in ("requested", "error", "active")
+    for method, path in (("GET", f"Subscription/{sub_id}"),
+                         ("GET", f"Subscription/{sub_id}/$status"),
+                         ("GET", f"Subscription/{sub_id}/$events")):  # fmt: skip
+        reply = await world.fhir(method, path, by=GP)
+        assert reply.status == 404, (path, reply.body)
+    own["status"] = "off"
+    reply = await world.fhir("PUT", f"Subscription/{sub_id}", own, by=GP)
+    assert reply.status == 405, reply.body  # answered as for an id that does not exist
+    assert "does not exist" in reply.issues()[0]["diagnostics"]
+    assert (await world.fhir("DELETE", f"Subscription/{sub_id}", by=GP)).status == 404
+    assert (await subscriptions.subscription(sub_id, by=BUP))["status"] != "off"
+    found = await world.fhir("GET", "Subscription", by=GP)
+    assert found.json()["entry"] == []
+    found = await world.fhir("GET", "Subscription", by=BUP)
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [sub_id]
+    # a write operation is not reached with GET, nor a read one refused with POST
+    reply = await world.fhir("POST", f"Subscription/{sub_id}/$status", {}, by=BUP)
+    assert reply.status == 200, reply.body
+
+
+async def test_filters_narrow_the_topic(subscriptions: SubscriptionWorld) -> None:
+    world = subscriptions.referrals
+    first, second = await world.child(), await world.child()
+    by_patient = await subscriptions.partner()
+    by_status = await subscriptions.partner()
+    other_receiver = await subscriptions.partner()
+    await _active(subscriptions, subscription(
+        "referral-status", endpoint=by_patient.url, filters=(f"patient=Patient/{second.id}",)
+    ), BUP)  # fmt: skip
+    await _active(subscriptions, subscription(
+        "referral-status", endpoint=by_status.url,
+        filters=("Task?status=accepted,rejected", f"performer={BUP}"),
+    ), BUP)  # fmt: skip
+    await _active(subscriptions, subscription(
+        "referral-status", endpoint=other_receiver.url, filters=(f"performer={BUP2}",)
+    ), BUP2)  # fmt: skip
+    referrals = []
+    for child in (first, second):
+        referral = await world.submit(child)
+        referrals.append(referral)
+        assert (await world.accept(referral)).status == 200
+    await by_status.wait_for_numbers(2)
+    await by_patient.wait_for_numbers(3)
+    await asyncio.sleep(0.5)  # anything more would have arrived by now
+    assert by_status.numbers() == [1, 2]
+    assert [f.split("/")[-3] for f in by_status.focus()] == [r.task_id for r in referrals]
+    second_referral = referrals[1]
+    assert by_patient.numbers() == [1, 2, 3]
+    assert [f.split("/")[-3] for f in by_patient.focus()] == [
+        second_referral.id,
+        second_referral.task_id,
+        second_referral.task_id,
     ]
-    assert len(TOPICS) >= 7
+    assert other_receiver.numbers() == []
+
+
+async def test_consent_decides_at_delivery_and_withdrawal_stops_it(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    world = subscriptions.referrals
+    barnevern = await subscriptions.partner()
+    await _active(subscriptions, subscription("referral-status", endpoint=barnevern.url), BVT)
+    hidden, shared = await world.child(), await world.child()
+    consent = await world.consent(shared, "informasjonsdeling", BVT)
+    await world.submit(hidden)
+    await world.submit(shared)
+    await barnevern.wait_for_numbers(1)
+    await asyncio.sleep(0.5)
+    assert len(barnevern.numbers()) == 1, "no event of the child without consent"
+    consent_id = consent.split("/")[1]
+    reply = await world.consent_api(
+        "POST", f"consents/{consent_id}/withdrawal",
+        {"by": shared.parents[0], "reason": "Vil ikke dele"}, by=GP,
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+    view = subscriptions.service.consent_view
+    assert view is not None
+
+    async def withdrawn() -> bool:
+        state = view.state(shared.id)
+        return state is not None and not state.grants
+
+    await wait_for(withdrawn, limit=1.0)  # withdrawal reaches delivery within a second
+    await world.submit(shared)
+    marker = await world.child()
+    await world.consent(marker, "informasjonsdeling", BVT)
+    await world.submit(marker)
+    await barnevern.wait_for_numbers(2)
+    await asyncio.sleep(0.3)
+    assert barnevern.numbers() == [1, 2], "nothing of the child after withdrawal; no gap"
+
+
+async def test_replay_fills_a_gap_and_status_tells_where_delivery_stands(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    sub_id = await _active(
+        subscriptions,
+        subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",)),
+        BUP,
+    )
+    child = await world.child()
+    referral = await world.submit(child)
+    assert (await world.accept(referral)).status == 200
+    await partner.wait_for_numbers(3)
+    status = await subscriptions.status(sub_id, by=BUP)
+    assert status["type"] == "query-status"
+    assert status["status"] == "active"
+    assert status["eventsSinceSubscriptionStart"] == "3"
+    assert "error" not in status
+    replay = await subscriptions.events(
+        sub_id, by=BUP, query="?eventsSinceNumber=2&eventsUntilNumber=3&content=full-resource"
+    )
+    assert replay.status == 200, replay.body
+    bundle = replay.json()
+    replayed = bundle["entry"][0]["resource"]
+    assert replayed["type"] == "query-event"
+    assert [e["eventNumber"] for e in replayed["notificationEvent"]] == ["2", "3"]
+    assert [e["resource"]["status"] for e in bundle["entry"][1:]] == ["received", "accepted"]
+    everything = await subscriptions.events(sub_id, by=BUP)
+    assert _numbers(everything.json()) == [1, 2, 3]
+    for query in ("?eventsSinceNumber=x", "?eventsSinceNumber=3&eventsUntilNumber=1",
+                  "?content=everything"):  # fmt: skip
+        reply = await subscriptions.events(sub_id, by=BUP, query=query)
+        assert reply.status == 400, (query, reply.body)
+
+
+async def test_off_stops_and_reactivation_handshakes_again(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
+    sub_id = await _active(subscriptions, body, BUP)
+    stored = await subscriptions.subscription(sub_id, by=BUP)
+    stored["status"] = "off"
+    reply = await world.fhir("PUT", f"Subscription/{sub_id}", stored, by=BUP)
+    assert reply.status == 200 and reply.json()["status"] == "off", reply.body
+    await world.submit(await world.child())
+    await asyncio.sleep(0.6)
+    assert partner.numbers() == []
+    stored = reply.json()
+    stored["status"] = "active"  # the server decides: a handshake first
+    reply = await world.fhir("PUT", f"Subscription/{sub_id}", stored, by=BUP)
+    assert reply.json()["status"] == "requested", reply.body
+    await subscriptions.wait_for_status(sub_id, "active", by=BUP)
+    assert [r.kind for r in partner.received] == ["handshake", "handshake"]
+    await world.submit(await world.child())
+    assert await partner.wait_for_numbers(1) == [1]
+
+
+async def test_heartbeats_while_nothing_happens(subscriptions: SubscriptionWorld) -> None:
+    partner = await subscriptions.partner()
+    await _active(
+        subscriptions,
+        subscription("institution-registered", endpoint=partner.url, heartbeat=1),
+        BUP,
+    )
+
+    async def two_heartbeats() -> bool:
+        return sum(r.kind == "heartbeat" for r in partner.received) >= 2
+
+    await wait_for(two_heartbeats, limit=6)
+    assert all(r.signed for r in partner.received)
+
+
+async def test_an_institution_registered_reaches_every_subscriber_of_its_municipality(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    from tests.support import organisation
+
+    partner = await subscriptions.partner()
+    elsewhere = await subscriptions.partner()
+    await _active(subscriptions, subscription(
+        "institution-registered", endpoint=partner.url, filters=("municipality=0301",)
+    ), BUP)  # fmt: skip
+    await _active(subscriptions, subscription(
+        "institution-registered", endpoint=elsewhere.url, filters=("municipality=4601",)
+    ), BUP)  # fmt: skip
+    stack = subscriptions.referrals.stack
+    reply = await stack.call(
+        "POST", "Organization",
+        organisation("barneverninstitusjon", "Nytt barnehjem", "910000071", "0301"),
+    )  # fmt: skip
+    assert reply.status == 201, reply.body
+    await partner.wait_for_numbers(1)
+    assert partner.focus()[0].split("/")[-3] == reply.json()["id"]
+    await asyncio.sleep(0.3)
+    assert elsewhere.numbers() == []
+
+
+async def test_the_nats_channel_puts_notifications_on_the_partners_subject(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    import nats
+    from nats.js.api import ConsumerConfig
+
+    world = subscriptions.referrals
+    settings = subscriptions.settings
+    sub_id = await subscriptions.subscribe(
+        subscription("referral-status", channel="nats", secret=None,
+                     filters=(f"performer={BUP}",)),
+        by=BUP,
+    )  # fmt: skip
+    stored = await subscriptions.subscription(sub_id, by=BUP)
+    subject = f"{settings.nats_prefix}.partner.{BUP}"
+    assert any(e["valueString"] == subject for e in stored["channel"]["extension"])
+    await subscriptions.wait_for_status(sub_id, "active", by=BUP)
+    child = await world.child()
+    await world.accept(await world.submit(child))
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        reader = await js.pull_subscribe(
+            subject, durable="bup-epj", stream=settings.partner_stream_name,
+            config=ConsumerConfig(filter_subject=subject),
+        )  # fmt: skip
+        bundles: list[dict[str, Any]] = []
+
+        async def three_events() -> bool:
+            try:
+                messages = await reader.fetch(10, timeout=0.5)
+            except Exception:
+                messages = []
+            for message in messages:
+                assert message.headers and message.headers[SUBSCRIPTION_HEADER] == sub_id
+                bundles.append(json.loads(message.data))
+                await message.ack()
+            numbers = [n for b in bundles for n in _numbers(b)]
+            return len(numbers) >= 3
+
+        await wait_for(three_events)
+        kinds = [b["entry"][0]["resource"]["type"] for b in bundles]
+        assert kinds[0] == "handshake"
+        assert [n for b in bundles for n in _numbers(b)] == [1, 2, 3]
+    finally:
+        await nc.close()
+
+
+def _numbers(bundle: dict[str, Any]) -> list[int]:
+    status = bundle["entry"][0]["resource"]
+    return [int(e["eventNumber"]) for e in status.get("notificationEvent", [])]
