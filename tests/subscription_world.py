@@ -180,7 +180,7 @@ def subscription(
         }
     if endpoint is not None:
         chan["endpoint"] = endpoint
-    extensions = []
+    extensions: list[dict[str, Any]] = []
     if secret is not None:
         extensions.append({"url": SIGNING_SECRET_EXT, "valueString": secret})
     if heartbeat is not None:
@@ -223,7 +223,7 @@ class SubscriptionWorld:
 
     async def wait_for_status(self, sub_id: str, status: str, by: str, limit: float = 15) -> None:
         async def reached() -> bool:
-            return (await self.subscription(sub_id, by=by))["status"] == status
+            return bool((await self.subscription(sub_id, by=by))["status"] == status)
 
         await wait_for(reached, limit)
 
