@@ -88,6 +88,8 @@ class Partner:
     answer: int = 200
     delay: float = 0.0
     received: list[Received] = field(default_factory=list)
+    arrived: list[bytes] = field(default_factory=list)
+    """Every request body as it arrives, before any delay or failure."""
     refused: int = 0
     port: int = 0
     _runner: web.AppRunner | None = None
@@ -111,6 +113,7 @@ class Partner:
 
     async def _hook(self, request: web.Request) -> web.Response:
         body = await request.read()
+        self.arrived.append(body)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.answer >= 300:
@@ -134,8 +137,10 @@ class Partner:
         return [resource for r in self.notifications() for resource in r.resources]
 
     async def wait_for_numbers(self, count: int, limit: float = 15.0) -> list[int]:
+        """Every number received (repeats included) once `count` different ones have."""
+
         async def enough() -> bool:
-            return len(self.numbers()) >= count
+            return len(set(self.numbers())) >= count
 
         await wait_for(enough, limit)
         return self.numbers()

@@ -1,0 +1,205 @@
+"""Nothing is lost: an endpoint that is down for a long time (compressed by configuration),
+a delivery worker killed in the middle of a notification, and a NATS restart. In each
+case the partner ends up with every event, numbered without gaps, in order of first
+arrival, and can de-duplicate by number what was sent again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from services.subscriptions import subscriptions_spec
+from shared.config import Settings
+from shared.runtime import ServiceRuntime
+from tests.referral_world import BUP, ReferralWorld
+from tests.subscription_world import Partner, SubscriptionWorld, subscription, subscription_settings
+from tests.support import (
+    NatsProcess,
+    drop_test_resources,
+    start_stack,
+    stop_stack,
+    wait_for,
+)
+from tests.support import test_settings as make_settings
+
+
+def first_arrivals(numbers: list[int]) -> list[int]:
+    """The numbers in the order they first arrived (a repeat is a duplicate to drop)."""
+    seen: list[int] = []
+    for number in numbers:
+        if number not in seen:
+            seen.append(number)
+    return seen
+
+
+async def _active(world: SubscriptionWorld, partner: Partner) -> str:
+    body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
+    sub_id = await world.subscribe(body, by=BUP)
+    await world.wait_for_status(sub_id, "active", by=BUP)
+    return sub_id
+
+
+async def test_an_endpoint_down_past_the_retry_period_shows_error_and_then_catches_up(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    """One hour down, compressed: retries every 0.05-0.3 s, `error` after 1.5 s."""
+    await subscriptions.restart(subscription_retry_hours=1.5 / 3600)
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    sub_id = await _active(subscriptions, partner)
+    partner.answer = 503
+    referrals = [await world.submit(await world.child()) for _ in range(3)]
+    await subscriptions.wait_for_status(sub_id, "error", by=BUP)
+    stored = await subscriptions.subscription(sub_id, by=BUP)
+    assert "HTTP 503" in stored["error"]
+    status = await subscriptions.status(sub_id, by=BUP)
+    texts = " ".join(e["text"] for e in status["error"])
+    assert "Failing since" in texts and "HTTP 503" in texts
+    assert "Events waiting to be delivered: 3" in texts
+    assert partner.refused >= 5, "retried, not given up"
+    refused = partner.refused
+    await asyncio.sleep(0.8)
+    assert partner.refused > refused, "still retried in error"
+    for referral in referrals:
+        assert (await world.accept(referral)).status == 200
+    partner.answer = 200
+    numbers = await partner.wait_for_numbers(9)
+    assert first_arrivals(numbers) == list(range(1, 10))
+    await subscriptions.wait_for_status(sub_id, "active", by=BUP)
+    submitted = [f.split("/")[-3] for f in partner.focus()[:3]]
+    assert submitted == [r.id for r in referrals], "in the order they happened"
+
+
+def _environment(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias.choices[0]  # type: ignore[union-attr]
+        value = getattr(settings, name)
+        env[str(alias)] = str(value).lower() if isinstance(value, bool) else str(value)
+    env["BARNEBRO_LOG_FORMAT"] = "text"
+    return env
+
+
+def _serve(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", "subscriptions"],
+            env=_environment(settings),
+            stdout=out,
+            stderr=out,
+        )
+
+
+async def test_a_delivery_worker_killed_mid_notification_loses_nothing(
+    referrals: ReferralWorld, tmp_path: Path
+) -> None:
+    settings = subscription_settings(referrals.stack.settings, subscription_lease_seconds=2.0)
+    world = SubscriptionWorld(referrals, ServiceRuntime(subscriptions_spec(settings), settings))
+    first = _serve(settings, tmp_path / "first.log")
+    second: subprocess.Popen[bytes] | None = None
+    partner = await world.partner()
+    try:
+
+        async def serving() -> bool:
+            reply = await referrals.fhir("GET", "SubscriptionTopic", by=BUP)
+            return reply.status == 200
+
+        await wait_for(serving, limit=30)
+        sub_id = await _active(world, partner)
+        partner.delay = 3.0
+        referral = await referrals.submit(await referrals.child())
+        assert (await referrals.accept(referral)).status == 200
+
+        async def in_flight() -> bool:
+            return len(partner.arrived) >= 2  # the handshake and a notification
+
+        await wait_for(in_flight)
+        cut = orjson.loads(partner.arrived[-1])["entry"][0]["resource"]
+        cut_numbers = [int(e["eventNumber"]) for e in cut["notificationEvent"]]
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+        partner.delay = 0
+        second = _serve(settings, tmp_path / "second.log")
+        numbers = await partner.wait_for_numbers(3, limit=30)
+        assert first_arrivals(numbers) == [1, 2, 3]
+        assert numbers[: len(cut_numbers)] == cut_numbers, "sent again with the same numbers"
+        status = await world.status(sub_id, by=BUP)
+        assert status["eventsSinceSubscriptionStart"] == "3"
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(15)
+        await partner.stop()
+
+
+@pytest.fixture
+async def world_on_own_nats(tmp_path: Path, backend: str) -> AsyncIterator[Any]:
+    from services.referral import referral_spec
+    from tests.conftest import register
+    from tests.referral_world import KINDS, organisation
+
+    server = NatsProcess(tmp_path / "nats-store")
+    server.start()
+    settings = make_settings(tmp_path, backend, server.url)
+    stack = await start_stack(settings)
+    referrals = ReferralWorld(stack, ServiceRuntime(referral_spec(settings), settings), {})
+    await referrals.referral.start()
+    service_settings = subscription_settings(settings)
+    world = SubscriptionWorld(
+        referrals, ServiceRuntime(subscriptions_spec(service_settings), service_settings)
+    )
+    await world.service.start()
+    try:
+        referrals.organisations = await register(stack, [organisation(o) for o in KINDS])
+        yield world, server
+    finally:
+        await world.service.stop()
+        await referrals.referral.stop()
+        for partner in world.partners:
+            await partner.stop()
+        await stop_stack(stack)
+        server.start() if server.process is None else None
+        await drop_test_resources(settings)
+        server.stop()
+
+
+async def test_a_nats_restart_loses_no_notification(world_on_own_nats: Any) -> None:
+    """Events wait in JetStream across the restart (the service was stopped when they
+    were raised), others are between outbox, stream, queue and partner when it stops."""
+    world, server = world_on_own_nats
+    referrals = world.referrals
+    partner = await world.partner()
+    await _active(world, partner)
+    children = [await referrals.child() for _ in range(6)]
+    await world.service.stop()
+    waiting = [await referrals.submit(child) for child in children[:2]]
+    await world.restart()
+    in_flight = await asyncio.gather(*(referrals.submit(child) for child in children[2:]))
+    server.stop()
+    await asyncio.sleep(1.5)
+    server.start()
+    submitted = [*waiting, *in_flight]
+    for referral in submitted:
+
+        async def received(referral: Any = referral) -> bool:
+            try:  # the services reconnect within a second or two
+                reply = await referrals.move(referral, "received")
+            except AssertionError:
+                return False
+            return bool(reply.status == 200)
+
+        await wait_for(received, limit=20, interval=0.3)
+    numbers = await partner.wait_for_numbers(12, limit=30)
+    assert first_arrivals(numbers) == list(range(1, 13))
+    focus = [f.split("/")[-3] for f in partner.focus()]
+    assert set(focus) == {r.id for r in submitted} | {r.task_id for r in submitted}
