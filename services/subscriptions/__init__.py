@@ -59,7 +59,15 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
             ),
             base_url=settings.base_url,
         )
-        return [dispatcher, FanOut(nc, settings, queue, dispatcher.wake)]
+        fanout = FanOut(
+            nc,
+            settings,
+            queue,
+            dispatcher.wake,
+            lease=settings.subscription_lease_seconds,
+            poll=settings.subscription_poll_seconds,
+        )
+        return [dispatcher, fanout]
 
     definitions = subscription_definitions(
         queue, settings.nats_prefix, settings.subscription_allow_http

@@ -94,6 +94,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._worker = f"{uuid.uuid4()}"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._running: dict[str, asyncio.Task[None]] = {}
         self.sent = 0
 
@@ -105,6 +106,7 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -115,7 +117,7 @@ class Dispatcher:
         await self._rest_hook.stop()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             try:
                 for subscription in await self._queue.due(64):
@@ -171,13 +173,16 @@ class Dispatcher:
         if settings is None:
             return None  # only valid Subscriptions are stored; nothing to do for others
         try:
+            lease = max(self._timings.lease, settings.timeout + 5.0)
             if row.status == "requested":
+                if not await self._queue.extend(subscription, self._worker, lease):
+                    return None
                 await self._send(row, settings, "handshake", [])
                 await self._queue.delivered(subscription, [])
                 await self._status.change(subscription, ("requested",), "active", None)
                 row = await self._reload(subscription)
             for _ in range(MAX_BATCHES_PER_TURN):
-                if not await self._queue.extend(subscription, self._worker, self._timings.lease):
+                if not await self._queue.extend(subscription, self._worker, lease):
                     return None
                 sent = await self._next_notification(row, settings)
                 if sent is None:

@@ -1,22 +1,28 @@
-"""Matching every domain event to the subscriptions it concerns, durably and in order.
+"""Matching every domain event to the subscriptions it concerns, once, in stream order.
 
-A durable JetStream consumer shared by every instance hands the event stream over in
-order, one batch at a time across all instances (`in_order`). Each batch is matched in
-memory against the subscriptions that take events (topic, filters, and only events
-raised after the subscription was made) and queued in one transaction; only then are
-the messages acknowledged. A crash before the commit hands the batch over again, and the
-queue keeps each (subscription, event) once. The consent decision is not taken here but
-at delivery, so that it is as late, and as current, as it can be.
+One instance at a time leads the fan-out (a lease in the database; another takes over
+when a leader stops renewing it). The leader reads the event stream with an ordered
+JetStream consumer starting just after the last stream sequence it recorded, matches each
+batch in memory against the subscriptions that take events (topic, filters, and only
+events raised after the subscription was made), and queues the matches in the same
+transaction that records the batch's last sequence. A crash, a lost lease or a broken
+NATS connection therefore resumes exactly after the last committed batch: no event is
+skipped, none is queued twice, and each subscription's queue is in stream order. The
+consent decision is not taken here but at delivery, as late and as current as it can be.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from services.subscriptions.domain.criteria import matches
@@ -24,34 +30,120 @@ from services.subscriptions.domain.settings import SubscriptionSettings, read_se
 from services.subscriptions.queue import Delivery, DeliveryQueue, parse_instant
 from shared.config import Settings
 from shared.events import DomainEvent, events_subject_filter
-from shared.transport.consumer import DurableConsumer
 
 log = logging.getLogger(__name__)
+
+BATCH = 200
+IDLE_CHECK_SECONDS = 5.0
+"""After this long without an event, the leader checks that the stream has nothing it
+has missed (a consumer lost in a NATS restart) and resubscribes if it has."""
+
+
+class LostLease(Exception):
+    """Another instance leads the fan-out now."""
 
 
 class FanOut:
     def __init__(
-        self, nc: NATS, settings: Settings, queue: DeliveryQueue, queued: Callable[[], None]
+        self,
+        nc: NATS,
+        settings: Settings,
+        queue: DeliveryQueue,
+        queued: Callable[[], None],
+        *,
+        lease: float,
+        poll: float,
     ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._stream = settings.stream_name
+        self._subject = events_subject_filter(settings.nats_prefix)
         self._queue = queue
         self._queued = queued
+        self._lease = lease
+        self._poll = poll
+        self._worker = str(uuid.uuid4())
         self._parsed: dict[tuple[str, bytes], SubscriptionSettings | None] = {}
-        self.consumer = DurableConsumer(
-            nc,
-            stream=settings.stream_name,
-            durable="subscriptions-fanout",
-            subject=events_subject_filter(settings.nats_prefix),
-            handler=self.match,
-            batch=200,
-            in_order=True,
-        )
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.matched = 0
+        self.handled = 0
 
     async def start(self) -> None:
-        await self.consumer.start()
+        self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        await self.consumer.stop()
+        # nats-py waits with asyncio.wait_for, which on Python 3.11 can swallow a
+        # cancellation; the flag ends the loops even then.
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await self._task
+        with contextlib.suppress(Exception):
+            await self._queue.resign_fanout(self._worker)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                watermark = await self._queue.lead_fanout(
+                    self._worker, self._lease, await self._stream_end() + 1
+                )
+                if watermark is not None:
+                    await self._follow(watermark)
+            except asyncio.CancelledError:
+                raise
+            except LostLease:
+                log.info("another instance leads the fan-out now")
+            except Exception:
+                log.exception("the fan-out stopped; resuming from the last recorded event")
+            await asyncio.sleep(self._poll)
+
+    async def _stream_end(self) -> int:
+        info = await self._js.stream_info(self._stream)
+        return int(info.state.last_seq)
+
+    async def _follow(self, watermark: int) -> None:
+        """Queue events from just after `watermark` while this instance leads."""
+        inbox: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def arrived(msg: Msg) -> None:
+            inbox.put_nowait(msg)
+
+        subscription = await self._js.subscribe(
+            self._subject,
+            stream=self._stream,
+            cb=arrived,
+            ordered_consumer=True,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=watermark + 1
+            ),
+        )
+        try:
+            idle = 0.0
+            while not self._stopping:
+                try:
+                    async with asyncio.timeout(self._poll):
+                        first = await inbox.get()
+                except TimeoutError:
+                    idle += self._poll
+                    if await self._queue.lead_fanout(self._worker, self._lease, 0) is None:
+                        raise LostLease from None
+                    if idle >= IDLE_CHECK_SECONDS:
+                        idle = 0.0
+                        if await self._stream_end() > watermark:
+                            log.warning("the event consumer fell behind; following it again")
+                            return
+                    continue
+                idle = 0.0
+                batch = [first]
+                while len(batch) < BATCH and not inbox.empty():
+                    batch.append(inbox.get_nowait())
+                watermark = await self.match(batch, watermark)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     def _settings(self, delivery: Delivery) -> SubscriptionSettings | None:
         key = (delivery.subscription, orjson.dumps(delivery.resource))
@@ -61,17 +153,26 @@ class FanOut:
             self._parsed[key] = read_settings(delivery.resource, allow_http=True)[0]
         return self._parsed[key]
 
-    async def match(self, messages: list[Msg]) -> None:
+    async def match(self, messages: list[Msg], watermark: int) -> int:
+        """Queue the matches of a batch that follows `watermark`; the new watermark."""
         events = []
+        last = watermark
         for message in messages:
+            sequence = message.metadata.sequence.stream
+            if sequence <= last:
+                continue  # delivered again after a consumer reset
+            last = sequence
             try:
                 events.append((DomainEvent.model_validate_json(message.data), message.data))
             except ValidationError:
                 log.error("ignoring an unreadable event on %s", message.subject)
+        if last == watermark:
+            return watermark
         async with self._queue.db.transaction() as conn:
-            subscriptions = await self._queue.matching_candidates(conn)
+            if not await self._queue.advance(conn, self._worker, self._lease, last):
+                raise LostLease
             matched = []
-            for delivery in subscriptions:
+            for delivery in await self._queue.matching_candidates(conn):
                 settings = self._settings(delivery)
                 if settings is None:
                     continue
@@ -83,6 +184,8 @@ class FanOut:
                         matched.append((delivery.subscription, event.id, body))
             if matched:
                 await self._queue.enqueue(conn, matched)
+        self.handled += len(events)
         self.matched += len(matched)
         if matched:
             self._queued()
+        return last

@@ -71,6 +71,11 @@ async def create_queue_tables(db: Database) -> None:
             "CREATE INDEX IF NOT EXISTS subscription_event_number"
             " ON subscription_event (subscription, number)"
         )
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS fanout_state (
+            name TEXT PRIMARY KEY, watermark BIGINT NOT NULL, lease_owner TEXT,
+            lease_until TEXT)"""
+        )
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,46 @@ class DeliveryQueue:
         return [_delivery(row) for row in rows]
 
     # -- fan-out ------------------------------------------------------------------------
+
+    async def lead_fanout(self, worker: str, lease_seconds: float, start_at: int) -> int | None:
+        """Take or keep the fan-out lease; the stream sequence handled last (`start_at` - 1
+        the first time ever), or None while another live instance leads."""
+        now = instant()
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO fanout_state (name, watermark) VALUES ('fanout', ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                start_at - 1,
+            )
+            changed = await conn.execute(
+                "UPDATE fanout_state SET lease_owner = ?, lease_until = ? WHERE name = 'fanout'"
+                " AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?)",
+                worker, later(lease_seconds), worker, now,
+            )  # fmt: skip
+            if changed != 1:
+                return None
+            row = await conn.fetchrow("SELECT watermark FROM fanout_state WHERE name = 'fanout'")
+        return int(row[0]) if row else None
+
+    async def advance(
+        self, conn: Connection, worker: str, lease_seconds: float, watermark: int
+    ) -> bool:
+        """Record the last stream sequence handled, in the transaction that queued its
+        events, if this worker still leads; False (roll back) if it does not."""
+        changed = await conn.execute(
+            "UPDATE fanout_state SET watermark = ?, lease_until = ?"
+            " WHERE name = 'fanout' AND lease_owner = ? AND watermark < ?",
+            watermark, later(lease_seconds), worker, watermark,
+        )  # fmt: skip
+        return changed == 1
+
+    async def resign_fanout(self, worker: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE fanout_state SET lease_owner = NULL, lease_until = NULL"
+                " WHERE name = 'fanout' AND lease_owner = ?",
+                worker,
+            )
 
     async def enqueue(self, conn: Connection, matched: list[tuple[str, str, bytes]]) -> set[str]:
         """Queue (subscription, event id, event) rows, each once however often the event

@@ -7,10 +7,7 @@ batch is not acknowledged: JetStream redelivers it after `ack_wait`, so handlers
 idempotent (the consumers of barnebro key their writes by message id).
 
 A batch is handed on as soon as one message has arrived, with whatever else is waiting
-then: a consumer never sits on an event to fill a batch. With `in_order`, the consumer
-lets only one batch be outstanding across all instances (JetStream's `max_ack_pending`),
-so batches are handled one after another in stream order, and a failed batch is handed
-back at once to be handled again before anything after it.
+then: a consumer never sits on an event to fill a batch.
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ class DurableConsumer:
         handler: BatchHandler,
         batch: int = 100,
         ack_wait: float = 30.0,
-        in_order: bool = False,
     ) -> None:
         self._nc = nc
         self._stream = stream
@@ -50,7 +46,6 @@ class DurableConsumer:
         self._handler = handler
         self._batch = batch
         self._ack_wait = ack_wait
-        self._in_order = in_order
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.handled = 0
@@ -65,7 +60,7 @@ class DurableConsumer:
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=self._ack_wait,
-                max_ack_pending=self._batch if self._in_order else 10 * self._batch,
+                max_ack_pending=10 * self._batch,
             ),
         )
         self._task = asyncio.create_task(self._run())
@@ -112,10 +107,6 @@ class DurableConsumer:
                 failures += 1
                 log.exception("%s could not handle a batch; it will be redelivered", self._durable)
                 await asyncio.sleep(min(10.0, 0.2 * 2**failures))
-                if self._in_order:
-                    for message in messages:
-                        with contextlib.suppress(Exception):
-                            await message.nak()
                 continue
             failures = 0
             for message in messages:
