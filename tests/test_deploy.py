@@ -23,6 +23,7 @@ from services.careplan import CAREPLAN_SERVICE_CALLER
 from services.cli import SERVICES
 from services.consent.directory import CONSENT_SERVICE_CALLER
 from services.referral import REFERRAL_SERVICE_CALLER
+from services.subscriptions.domain.topics import TOPICS
 from shared.config import ENVIRONMENT_VARIABLES, Settings
 from shared.events import audit_subject_filter, events_subject_filter
 from shared.transport.wire import bundle_subject, operation_subject, request_subject
@@ -748,10 +749,16 @@ def directory_reads() -> dict[str, set[str]]:
     }
 
 
+def subscription_reads() -> set[str]:
+    """The resource types the subscriptions service reads (as the subscriber) for full-resource
+    notifications: those of the events that trigger its topics (`<service>.<Type>.<event>`)."""
+    return {trigger.split(".")[1] for topic in TOPICS for trigger in topic.triggers}
+
+
 def test_only_the_gateway_sends_requests(nats_users: dict[str, NatsUser]) -> None:
     prefix = GUIDE_PREFIX
     gateway = user_of(nats_users, "gateway")
-    reads = directory_reads()
+    reads = {**directory_reads(), "subscriptions": subscription_reads()}
     assert all(reads.values()), "the consent and referral services read the directory"
     read_types = {t for types in reads.values() for t in types}
     requests = {
