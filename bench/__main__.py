@@ -1,11 +1,13 @@
-"""The command line of the benchmarks: ``python -m bench crud|consent|referral|careplan [options]``.
+"""The command line of the benchmarks:
+``python -m bench crud|consent|referral|careplan|subscriptions [options]``.
 
-A thin layer over ``bench.crud.run``, ``bench.consent.run``, ``bench.referral.run`` and
-``bench.careplan.run``: it parses the options, makes SIGTERM stop the run as cleanly as
-Ctrl-C does (the stack's child processes, the database schemas and the NATS streams are
-removed either way), prints the summary table and says where the JSON result was written.
-``referral`` and ``careplan`` exit with status 1 when requests failed in their measured
-windows, so a run with errors cannot pass for a clean one.
+A thin layer over ``bench.crud.run``, ``bench.consent.run``, ``bench.referral.run``,
+``bench.careplan.run`` and ``bench.subscriptions.run``: it parses the options, makes SIGTERM
+stop the run as cleanly as Ctrl-C does (the stack's child processes, the database schemas
+and the NATS streams are removed either way), prints the summary table and says where the
+JSON result was written. ``referral``, ``careplan`` and ``subscriptions`` exit with status 1
+when requests failed (or events were lost or late) in their measured windows, so a run with
+errors cannot pass for a clean one.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from bench.consent import (
 )
 from bench.consent import run as run_consent
 from bench.crud import DEFAULT_DATABASE_URL, RESULTS_DIR, CrudOptions, run
+from bench.event_source import SOURCES
 from bench.referral import ReferralOptions, format_referral_report
 from bench.referral import run as run_referral
 from bench.report import format_report
+from bench.subscriptions import CHANNELS, SubscriptionsOptions, format_subscriptions_report
+from bench.subscriptions import run as run_subscriptions
 
 
 def _positive(value: str) -> float:
@@ -155,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _add_referral(commands)
     _add_careplan(commands)
+    _add_subscriptions(commands)
     return main
 
 
@@ -239,6 +245,92 @@ def _add_careplan(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
     )
     careplan.add_argument("--seed", type=int, help="seed of the identifiers and the clients")
+
+
+def _rates(value: str) -> tuple[float, ...]:
+    try:
+        return tuple(_positive(part) for part in value.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a comma-separated list of events per second, e.g. 100,500"
+        ) from exc
+
+
+def _channels(value: str) -> tuple[str, ...]:
+    names = tuple(value.split(","))
+    if not names or set(names) - set(CHANNELS):
+        raise argparse.ArgumentTypeError(f"channels are some of {','.join(CHANNELS)}")
+    return names
+
+
+def _add_subscriptions(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    subscriptions = commands.add_parser(
+        "subscriptions",
+        help="write → partner latency of subscription notifications, rest-hook and nats",
+        description="Referral Task events written at fixed rates, delivered by the"
+        " subscriptions service to a partner over rest-hook and the nats channel: write →"
+        " partner latency p50/p99 per channel and rate, with the raw NATS publish →"
+        " subscriber latency measured in the same run, per server CPU-second.",
+    )
+    subscriptions.add_argument(
+        "--rates",
+        type=_rates,
+        default=(100.0, 500.0),
+        help="comma-separated events per second; each channel runs at each (100,500)",
+    )
+    subscriptions.add_argument(
+        "--channels",
+        type=_channels,
+        default=CHANNELS,
+        help=f"comma-separated channels ({','.join(CHANNELS)})",
+    )
+    subscriptions.add_argument(
+        "--source",
+        choices=SOURCES,
+        default="outbox",
+        help="a write is the Task update's event alone (outbox) or the whole update (task)",
+    )
+    subscriptions.add_argument(
+        "--seconds", type=_positive, default=20.0, help="measured seconds per phase (20)"
+    )
+    subscriptions.add_argument(
+        "--warmup", type=float, default=3.0, help="unmeasured seconds before each phase (3)"
+    )
+    subscriptions.add_argument(
+        "--limit-seconds",
+        type=_positive,
+        default=10.0,
+        help="measured seconds of each raw NATS limit, core and JetStream (10)",
+    )
+    subscriptions.add_argument(
+        "--referrals", type=_count, default=100, help="referrals per channel written to (100)"
+    )
+    subscriptions.add_argument(
+        "--max-count",
+        type=_count,
+        help="events per notification at most (backport-max-count; the service's default)",
+    )
+    subscriptions.add_argument(
+        "--late-after",
+        type=_positive,
+        default=5.0,
+        help="seconds after which an event not yet delivered counts as late (5)",
+    )
+    subscriptions.add_argument(
+        "--idle-seconds",
+        type=_positive,
+        default=5.0,
+        help="seconds the idle stack's CPU is measured before the phases (5)",
+    )
+    subscriptions.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"the PostgreSQL to use ({DEFAULT_DATABASE_URL})",
+    )
+    subscriptions.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
+    )
+    subscriptions.add_argument("--seed", type=int, help="seed of the identifiers")
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -336,9 +428,50 @@ def _careplan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subscriptions(args: argparse.Namespace) -> int:
+    try:
+        options = SubscriptionsOptions(
+            rates=args.rates,
+            channels=args.channels,
+            source=args.source,
+            seconds=args.seconds,
+            warmup=max(0.0, args.warmup),
+            limit_seconds=args.limit_seconds,
+            referrals=args.referrals,
+            max_count=args.max_count,
+            idle_seconds=args.idle_seconds,
+            late_after=args.late_after,
+            database_url=args.database_url,
+            out_dir=args.out,
+            seed=args.seed,
+        )
+    except ValueError as exc:
+        print(f"python -m bench subscriptions: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result, path = run_subscriptions(options)
+    except KeyboardInterrupt:
+        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
+        return 130
+    print()
+    print(format_subscriptions_report(result))
+    if path is not None:
+        print(f"\nresult written to {path}")
+    if result["errors_total"]:
+        print(
+            f"\n{result['errors_total']} errors (failed writes, lost or late events) in the"
+            " measured windows",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.command == "subscriptions":
+        return _subscriptions(args)
     if args.command == "consent":
         return _consent(args)
     if args.command == "referral":
