@@ -203,3 +203,39 @@ async def test_a_nats_restart_loses_no_notification(world_on_own_nats: Any) -> N
     assert first_arrivals(numbers) == list(range(1, 13))
     focus = [f.split("/")[-3] for f in partner.focus()]
     assert set(focus) == {r.id for r in submitted} | {r.task_id for r in submitted}
+
+
+def _in_version_order(focus: list[str]) -> bool:
+    """Each resource's versions arrive in the order they were written."""
+    last: dict[str, int] = {}
+    for reference in focus:
+        resource, version = reference.split("/_history/")
+        if int(version) <= last.get(resource, 0):
+            return False
+        last[resource] = int(version)
+    return True
+
+
+async def test_two_instances_deliver_every_event_once_in_order_and_take_over(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    settings = subscriptions.settings
+    second = ServiceRuntime(subscriptions_spec(settings), settings)
+    await second.start()
+    world = subscriptions.referrals
+    partners = [await subscriptions.partner() for _ in range(3)]
+    for partner in partners:
+        await _active(subscriptions, partner)
+    submitted = [await world.submit(await world.child()) for _ in range(4)]
+    for referral in submitted:
+        assert (await world.accept(referral)).status == 200
+    for partner in partners:
+        assert await partner.wait_for_numbers(12) == list(range(1, 13)), "once each, in order"
+        assert _in_version_order(partner.focus())
+    await subscriptions.service.stop()  # the other instance carries on alone
+    subscriptions.service = second
+    for referral in submitted:
+        assert (await world.move(referral, "in-progress")).status == 200
+    for partner in partners:
+        assert await partner.wait_for_numbers(16) == list(range(1, 17))
+        assert _in_version_order(partner.focus())

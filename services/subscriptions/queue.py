@@ -271,13 +271,19 @@ class DeliveryQueue:
     # -- delivery -----------------------------------------------------------------------
 
     async def due(self, limit: int) -> list[str]:
+        """Subscriptions no one is delivering that are due: an attempt, handshake or
+        heartbeat has fallen due, or events wait and no failure is being backed off.
+        (Waiting events need no mark: a mark can be overwritten by a delivery that ends
+        at the moment new events are queued.)"""
         now = instant()
         marks = ", ".join("?" * len(ACTIVE_STATUSES))
         async with self.db.reader() as conn:
             rows = await conn.fetch(
-                "SELECT subscription FROM subscription_delivery"
-                f" WHERE status IN ({marks}) AND due_at IS NOT NULL AND due_at <= ?"
-                " AND (lease_until IS NULL OR lease_until < ?) ORDER BY due_at LIMIT ?",
+                "SELECT subscription FROM subscription_delivery AS d"
+                f" WHERE status IN ({marks}) AND (lease_until IS NULL OR lease_until < ?)"
+                " AND ((due_at IS NOT NULL AND due_at <= ?) OR (failures = 0 AND EXISTS"
+                " (SELECT 1 FROM subscription_event AS e WHERE e.subscription = d.subscription"
+                " AND e.state = 'pending'))) ORDER BY due_at LIMIT ?",
                 *ACTIVE_STATUSES,
                 now,
                 now,
