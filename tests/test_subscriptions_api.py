@@ -379,3 +379,20 @@ async def test_the_nats_channel_puts_notifications_on_the_partners_subject(
 def _numbers(bundle: dict[str, Any]) -> list[int]:
     status = bundle["entry"][0]["resource"]
     return [int(e["eventNumber"]) for e in status.get("notificationEvent", [])]
+
+
+async def test_nothing_after_the_subscriptions_end(subscriptions: SubscriptionWorld) -> None:
+    world = subscriptions.referrals
+    ended, open_ended = await subscriptions.partner(), await subscriptions.partner()
+    body = subscription("referral-status", endpoint=ended.url, filters=(f"performer={BUP}",))
+    body["end"] = "2026-01-01T00:00:00Z"
+    await _active(subscriptions, body, BUP)
+    await _active(
+        subscriptions,
+        subscription("referral-status", endpoint=open_ended.url, filters=(f"performer={BUP}",)),
+        BUP,
+    )
+    await world.submit(await world.child())
+    await open_ended.wait_for_numbers(1)
+    await asyncio.sleep(0.3)
+    assert ended.numbers() == []

@@ -4,11 +4,12 @@ One instance at a time leads the fan-out (a lease in the database; another takes
 when a leader stops renewing it). The leader reads the event stream with an ordered
 JetStream consumer starting just after the last stream sequence it recorded, matches each
 batch in memory against the subscriptions that take events (topic, filters, and only
-events raised after the subscription was made), and queues the matches in the same
-transaction that records the batch's last sequence. A crash, a lost lease or a broken
-NATS connection therefore resumes exactly after the last committed batch: no event is
-skipped, none is queued twice, and each subscription's queue is in stream order. The
-consent decision is not taken here but at delivery, as late and as current as it can be.
+events raised after the subscription was made and before its `end`), and queues the
+matches in the same transaction that records the batch's last sequence. A crash, a lost
+lease or a broken NATS connection therefore resumes exactly after the last committed
+batch: no event is skipped, none is queued twice, and each subscription's queue is in
+stream order. The consent decision is not taken here but at delivery, as late and as
+current as it can be.
 """
 
 from __future__ import annotations
@@ -177,9 +178,14 @@ class FanOut:
                 if settings is None:
                     continue
                 created = parse_instant(delivery.created)
+                ends = delivery.resource.get("end")
+                end = parse_instant(str(ends)) if ends else None
                 for event, body in events:
-                    if matches(settings.topic, list(settings.criteria), event) and (
-                        parse_instant(event.time) >= created
+                    raised = parse_instant(event.time)
+                    if (
+                        raised >= created
+                        and (end is None or raised <= end)
+                        and matches(settings.topic, list(settings.criteria), event)
                     ):
                         matched.append((delivery.subscription, event.id, body))
             if matched:
