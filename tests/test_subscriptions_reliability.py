@@ -239,3 +239,34 @@ async def test_two_instances_deliver_every_event_once_in_order_and_take_over(
     for partner in partners:
         assert await partner.wait_for_numbers(16) == list(range(1, 17))
         assert _in_version_order(partner.focus())
+
+
+async def test_delivered_events_are_kept_for_replay_for_the_retention_period_only(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    from services.subscriptions.queue import DeliveryQueue
+
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    sub_id = await _active(subscriptions, partner)
+    partner.answer = 503
+    await world.submit(await world.child())
+    await world.submit(await world.child())
+
+    async def waiting() -> bool:
+        return partner.refused >= 1
+
+    await wait_for(waiting)
+    assert subscriptions.service.db is not None
+    queue = DeliveryQueue()
+    queue.db = subscriptions.service.db
+    assert await queue.prune(3600) == 0, "nothing delivered yet, nothing old"
+    assert await queue.prune(0) == 0, "waiting events are never pruned"
+    partner.answer = 200
+    await partner.wait_for_numbers(2)
+    assert await queue.prune(3600) == 0
+    replay = await subscriptions.events(sub_id, by=BUP)
+    assert replay.status == 200 and len(replay.json()["entry"]) == 3
+    assert await queue.prune(0) == 2
+    replay = await subscriptions.events(sub_id, by=BUP)
+    assert len(replay.json()["entry"]) == 1, "only the status: the events are forgotten"

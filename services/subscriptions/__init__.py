@@ -19,10 +19,12 @@ from services.subscriptions.queue import DeliveryQueue, create_queue_tables
 from services.subscriptions.resources import subscription_definitions
 from services.subscriptions.status import StatusWriter
 from shared.config import Settings
+from shared.periodic import Periodic
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 from shared.transport.forwarding import Forwarder
 
 NAME = "subscriptions"
+PRUNE_SECONDS = 3600.0
 
 
 def subscriptions_spec(settings: Settings) -> ServiceSpec:
@@ -67,7 +69,13 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
             lease=settings.subscription_lease_seconds,
             poll=settings.subscription_poll_seconds,
         )
-        return [dispatcher, fanout]
+        retention = settings.partner_retention_hours * 3600
+
+        async def prune() -> int:
+            return await queue.prune(retention)
+
+        pruning = Periodic("subscription queue pruning", prune, PRUNE_SECONDS, "pruned %d events")
+        return [dispatcher, fanout, pruning]
 
     definitions = subscription_definitions(
         queue, settings.nats_prefix, settings.subscription_allow_http

@@ -414,6 +414,18 @@ class DeliveryQueue:
             )
         return [(int(r[0]), bytes(r[1])) for r in rows]
 
+    async def prune(self, retention_seconds: float) -> int:
+        """Forget events delivered (or withheld) longer ago than the retention period: a
+        partner can replay with `$events` for that long. Waiting events are kept."""
+        cutoff = instant(datetime.now(UTC) - timedelta(seconds=retention_seconds))
+        async with self.db.transaction() as conn:
+            return await conn.execute(
+                "DELETE FROM subscription_event WHERE (state = 'sent' AND sent_at < ?)"
+                " OR (state = 'withheld' AND matched < ?)",
+                cutoff,
+                cutoff,
+            )
+
     async def backlog(self, subscription: str) -> int:
         async with self.db.reader() as conn:
             row = await conn.fetchrow(
