@@ -54,7 +54,7 @@ async def test_referral_lifecycle_reaches_the_receiver_in_order(
     assert last["subscription"]["reference"].endswith(f"Subscription/{sub_id}")
     # history Bundle: the entry names the version the event is about
     assert notifications[-1].bundle["type"] == "history"
-    assert last["notificationEvent"][0]["focus"]["reference"].endswith(
+    assert last["notificationEvent"][-1]["focus"]["reference"].endswith(
         f"Task/{referral.task_id}/_history/{resources[-1]['meta']['versionId']}"
     )
 
@@ -286,6 +286,11 @@ async def test_off_stops_and_reactivation_handshakes_again(
     assert [r.kind for r in partner.received] == ["handshake", "handshake"]
     await world.submit(await world.child())
     assert await partner.wait_for_numbers(1) == [1]
+    assert (await world.fhir("DELETE", f"Subscription/{sub_id}", by=BUP)).status in (200, 204)
+    assert (await world.fhir("GET", f"Subscription/{sub_id}", by=BUP)).status in (404, 410)
+    await world.submit(await world.child())
+    await asyncio.sleep(0.5)
+    assert partner.numbers() == [1], "a deleted subscription takes no more events"
 
 
 async def test_heartbeats_while_nothing_happens(subscriptions: SubscriptionWorld) -> None:

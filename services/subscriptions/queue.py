@@ -145,9 +145,12 @@ class DeliveryQueue:
         resource: dict[str, Any],
         *,
         restart: bool,
+        resumed: bool = False,
     ) -> None:
         """Record a Subscription as written. `restart`: it was (re)activated by its owner,
-        so it starts again with a handshake, now, with no failures counted."""
+        so it starts again with a handshake, now, with no failures counted. `resumed`: it
+        was off, so only events raised from now on are its (`created` is when matching
+        starts), however late the fan-out sees the ones raised while it was off."""
         body = orjson.dumps(resource)
         status = str(resource.get("status"))
         now = instant()
@@ -169,9 +172,12 @@ class DeliveryQueue:
         elif restart:
             await conn.execute(
                 "UPDATE subscription_delivery SET status = ?, resource = ?, failures = 0,"
-                " failing_since = NULL, last_error = NULL, due_at = ? WHERE subscription = ?",
+                " failing_since = NULL, last_error = NULL, due_at = ?,"
+                " created = CASE WHEN ? THEN ? ELSE created END WHERE subscription = ?",
                 status,
                 body,
+                now,
+                resumed,
                 now,
                 subscription,
             )

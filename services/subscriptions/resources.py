@@ -93,6 +93,7 @@ class SubscriptionDefinition(ResourceDefinition):
             caller.org_kind,
             change.after,
             restart=change.after.get("status") == "requested",
+            resumed=(change.before or {}).get("status") == "off",
         )
 
 

@@ -128,8 +128,8 @@ class ResourceDefinition:
         return []
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
-        """Writes that follow from a client's write, in the same transaction (e.g. the
-        workflow Task of a new referral)."""
+        """Writes that follow from a client's write or delete (`change.after` is None), in
+        the same transaction (e.g. the workflow Task of a new referral)."""
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         """The id of the Patient this resource is about, the events' partition key."""

@@ -549,6 +549,10 @@ class FhirService:
             access=previous.access,
         )
         await self._record(conn, definition, stored, before, None, request)
+        change = Change(stored.res_type, stored.res_id, stored.version, before, None)
+        await definition.after_write(
+            change, WriteContext(conn, request, before, self, previous.access.author)
+        )
         return FhirResponse(status=204, headers={"ETag": stored.etag})
 
     async def _commit(
