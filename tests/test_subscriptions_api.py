@@ -74,6 +74,11 @@ async def test_the_topics_are_published_and_read_only(subscriptions: Subscriptio
     assert [e["resource"]["id"] for e in one.json()["entry"]] == ["coordinator"]
     reply = await world.fhir("POST", "SubscriptionTopic", topics[TOPIC_BASE + "consent"], by=GP)
     assert reply.status == 405, reply.body
+    statement = (await world.fhir("GET", "metadata", by=GP)).json()
+    served = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert {"Subscription", "SubscriptionTopic"} <= set(served)
+    operations = {o["name"] for o in served["Subscription"]["operation"]}
+    assert {"status", "events"} <= operations
 
 
 BAD_REQUESTS = [

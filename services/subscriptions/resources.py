@@ -27,6 +27,7 @@ from shared.transport.wire import Caller
 
 SUBSCRIPTION_CATEGORY = "subscription"
 NATS_SUBJECT_EXT = "https://barnebro.no/fhir/StructureDefinition/subscription-nats-subject"
+BACKPORT_OPERATIONS = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
 TOPIC_WRITER = "the subscriptions service (the topics are fixed)"
 
 
@@ -38,6 +39,10 @@ class SubscriptionDefinition(ResourceDefinition):
         " timeout, max count; readable only by the organisation that made it"
     )
     data_category = SUBSCRIPTION_CATEGORY
+    operations = (
+        ("status", BACKPORT_OPERATIONS + "backport-subscription-status"),
+        ("events", BACKPORT_OPERATIONS + "backport-subscription-events"),
+    )
     search_params = (
         SearchParam("status", ParamType.TOKEN, ("status",), "requested, active, error or off"),
         SearchParam("criteria", ParamType.TOKEN, ("criteria",), "The topic's canonical URL"),

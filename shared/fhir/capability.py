@@ -46,7 +46,8 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
                     {
                         "name": "validate",
                         "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                    }
+                    },
+                    *({"name": name, "definition": url} for name, url in definition.operations),
                 ],
             }
         )

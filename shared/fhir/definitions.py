@@ -78,6 +78,10 @@ class ResourceDefinition:
     None for what is not information about a patient (organisations, practitioners, the
     person index). Resources with a category are released only as consent allows."""
 
+    operations: tuple[tuple[str, str], ...] = ()
+    """Operations on this type beyond `$validate`, for the CapabilityStatement: (name
+    without `$`, canonical URL of the OperationDefinition)."""
+
     deletable: bool = True
     """False for types whose history is a record that must stay (a referral): DELETE
     answers 405."""
