@@ -16,8 +16,10 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bench.careplan import CareplanOptions, format_careplan_report
 from bench.careplan import run as run_careplan
@@ -337,132 +339,33 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def _consent(args: argparse.Namespace) -> int:
-    options = ConsentOptions(
-        seconds=args.seconds,
-        windows=args.windows,
-        concurrency=args.concurrency,
-        warmup=max(0.0, args.warmup),
-        local_seconds=args.local_seconds,
-        patients=args.patients,
-        documents=max(args.documents, TARGET_DOCUMENTS),
-        database=args.database,
-        database_url=args.database_url,
-        nats_url=args.nats_url,
-        out_dir=args.out,
-        seed=args.seed,
-        withdrawals=args.withdrawals,
-    )
+def _execute(
+    command: str,
+    options: Callable[[], Any],
+    run_benchmark: Callable[[Any], tuple[dict[str, Any], Path | None]],
+    report: Callable[[dict[str, Any]], str],
+    *,
+    errors: str | None = None,
+    interrupted: str = "the stack was stopped and its data removed",
+) -> int:
+    """Build the options, run, print the report and where the result went. `errors`: what
+    `errors_total` counts, for the benchmarks that exit 1 when it is not 0."""
     try:
-        result, path = run_consent(options)
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted; the streams, the bucket and the database were removed", file=sys.stderr
-        )
-        return 130
-    print()
-    print(format_consent_report(result))
-    if path is not None:
-        print(f"\nresult written to {path}")
-    return 0
-
-
-def _referral(args: argparse.Namespace) -> int:
-    options = ReferralOptions(
-        clients=args.clients,
-        seconds=args.seconds,
-        warmup=max(0.0, args.warmup),
-        patients=args.patients,
-        database=args.database,
-        database_url=args.database_url,
-        out_dir=args.out,
-        seed=args.seed,
-    )
-    try:
-        result, path = run_referral(options)
-    except KeyboardInterrupt:
-        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
-        return 130
-    print()
-    print(format_referral_report(result))
-    if path is not None:
-        print(f"\nresult written to {path}")
-    if result["errors_total"]:
-        print(
-            f"\n{result['errors_total']} requests failed in the measured windows", file=sys.stderr
-        )
-        return 1
-    return 0
-
-
-def _careplan(args: argparse.Namespace) -> int:
-    try:
-        options = CareplanOptions(
-            clients=args.clients,
-            seconds=args.seconds,
-            warmup=max(0.0, args.warmup),
-            plans=args.plans,
-            updated_plans=args.updated_plans,
-            batch=args.batch,
-            database_url=args.database_url,
-            out_dir=args.out,
-            seed=args.seed,
-        )
+        chosen = options()
     except ValueError as exc:
-        print(f"python -m bench careplan: {exc}", file=sys.stderr)
+        print(f"python -m bench {command}: {exc}", file=sys.stderr)
         return 2
     try:
-        result, path = run_careplan(options)
+        result, path = run_benchmark(chosen)
     except KeyboardInterrupt:
-        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
+        print(f"\ninterrupted; {interrupted}", file=sys.stderr)
         return 130
     print()
-    print(format_careplan_report(result))
+    print(report(result))
     if path is not None:
         print(f"\nresult written to {path}")
-    if result["errors_total"]:
-        print(
-            f"\n{result['errors_total']} requests failed in the measured windows", file=sys.stderr
-        )
-        return 1
-    return 0
-
-
-def _subscriptions(args: argparse.Namespace) -> int:
-    try:
-        options = SubscriptionsOptions(
-            rates=args.rates,
-            channels=args.channels,
-            source=args.source,
-            seconds=args.seconds,
-            warmup=max(0.0, args.warmup),
-            limit_seconds=args.limit_seconds,
-            referrals=args.referrals,
-            max_count=args.max_count,
-            idle_seconds=args.idle_seconds,
-            late_after=args.late_after,
-            database_url=args.database_url,
-            out_dir=args.out,
-            seed=args.seed,
-        )
-    except ValueError as exc:
-        print(f"python -m bench subscriptions: {exc}", file=sys.stderr)
-        return 2
-    try:
-        result, path = run_subscriptions(options)
-    except KeyboardInterrupt:
-        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
-        return 130
-    print()
-    print(format_subscriptions_report(result))
-    if path is not None:
-        print(f"\nresult written to {path}")
-    if result["errors_total"]:
-        print(
-            f"\n{result['errors_total']} errors (failed writes, lost or late events) in the"
-            " measured windows",
-            file=sys.stderr,
-        )
+    if errors is not None and result["errors_total"]:
+        print(f"\n{result['errors_total']} {errors}", file=sys.stderr)
         return 1
     return 0
 
@@ -471,34 +374,100 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     if args.command == "subscriptions":
-        return _subscriptions(args)
+        return _execute(
+            "subscriptions",
+            lambda: SubscriptionsOptions(
+                rates=args.rates,
+                channels=args.channels,
+                source=args.source,
+                seconds=args.seconds,
+                warmup=max(0.0, args.warmup),
+                limit_seconds=args.limit_seconds,
+                referrals=args.referrals,
+                max_count=args.max_count,
+                idle_seconds=args.idle_seconds,
+                late_after=args.late_after,
+                database_url=args.database_url,
+                out_dir=args.out,
+                seed=args.seed,
+            ),
+            run_subscriptions,
+            format_subscriptions_report,
+            errors="errors (failed writes, lost or late events) in the measured windows",
+        )
     if args.command == "consent":
-        return _consent(args)
+        return _execute(
+            "consent",
+            lambda: ConsentOptions(
+                seconds=args.seconds,
+                windows=args.windows,
+                concurrency=args.concurrency,
+                warmup=max(0.0, args.warmup),
+                local_seconds=args.local_seconds,
+                patients=args.patients,
+                documents=max(args.documents, TARGET_DOCUMENTS),
+                database=args.database,
+                database_url=args.database_url,
+                nats_url=args.nats_url,
+                out_dir=args.out,
+                seed=args.seed,
+                withdrawals=args.withdrawals,
+            ),
+            run_consent,
+            format_consent_report,
+            interrupted="the streams, the bucket and the database were removed",
+        )
     if args.command == "referral":
-        return _referral(args)
+        return _execute(
+            "referral",
+            lambda: ReferralOptions(
+                clients=args.clients,
+                seconds=args.seconds,
+                warmup=max(0.0, args.warmup),
+                patients=args.patients,
+                database=args.database,
+                database_url=args.database_url,
+                out_dir=args.out,
+                seed=args.seed,
+            ),
+            run_referral,
+            format_referral_report,
+            errors="requests failed in the measured windows",
+        )
     if args.command == "careplan":
-        return _careplan(args)
-    options = CrudOptions(
-        clients=args.clients,
-        seconds=args.seconds,
-        warmup=max(0.0, args.warmup),
-        limit_seconds=args.limit_seconds,
-        database=args.database,
-        database_url=args.database_url,
-        limits=not args.no_limits,
-        out_dir=args.out,
-        seed=args.seed,
+        return _execute(
+            "careplan",
+            lambda: CareplanOptions(
+                clients=args.clients,
+                seconds=args.seconds,
+                warmup=max(0.0, args.warmup),
+                plans=args.plans,
+                updated_plans=args.updated_plans,
+                batch=args.batch,
+                database_url=args.database_url,
+                out_dir=args.out,
+                seed=args.seed,
+            ),
+            run_careplan,
+            format_careplan_report,
+            errors="requests failed in the measured windows",
+        )
+    return _execute(
+        "crud",
+        lambda: CrudOptions(
+            clients=args.clients,
+            seconds=args.seconds,
+            warmup=max(0.0, args.warmup),
+            limit_seconds=args.limit_seconds,
+            database=args.database,
+            database_url=args.database_url,
+            limits=not args.no_limits,
+            out_dir=args.out,
+            seed=args.seed,
+        ),
+        run,
+        format_report,
     )
-    try:
-        result, path = run(options)
-    except KeyboardInterrupt:
-        print("\ninterrupted; the stack was stopped and its data removed", file=sys.stderr)
-        return 130
-    print()
-    print(format_report(result))
-    if path is not None:
-        print(f"\nresult written to {path}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -51,7 +51,6 @@ import asyncio
 import itertools
 import random
 import secrets
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,16 +80,15 @@ from bench.referral import (
     error_lines,
     etag,
     finish_result,
+    new_result,
     org_reference,
     stack_cleanup,
     with_header,
 )
 from bench.report import (
-    machine_info,
     per_cpu_second,
     table_cell,
     text_table,
-    timestamp,
 )
 from services.careplan import NAME
 from services.careplan.domain.coordination import coordinator_of_record
@@ -868,20 +866,8 @@ async def _measure(
 def run(options: CareplanOptions) -> tuple[dict[str, Any], Path | None]:
     """Run the whole benchmark; return the result and the JSON file it was written to.
     Ctrl-C raises KeyboardInterrupt after the cleanup."""
-    tag = f"bench{secrets.token_hex(4)}"
-    started = timestamp()
-    result: dict[str, Any] = {
-        "benchmark": "careplan",
-        "timestamp": started,
-        "parameters": options.as_dict(),
-        "machine": machine_info(),
-    }
-    data_dir = Path(tempfile.mkdtemp(prefix="barnebro-bench-"))
-    result["stack"] = {
-        "services": list(STACK_SERVICES),
-        "data_dir": str(data_dir),
-        "schema_prefix": tag,
-    }
+    result, data_dir, tag = new_result("careplan", options.as_dict(), STACK_SERVICES, "postgresql")
+    started = result["timestamp"]
     try:
         environment = CrudOptions(database="postgresql", database_url=options.database_url)
         with bench_environment(environment, tag):

@@ -628,20 +628,8 @@ async def _measure(options: ReferralOptions, stack: RunningStack) -> dict[str, A
 def run(options: ReferralOptions) -> tuple[dict[str, Any], Path | None]:
     """Run the whole benchmark; return the result and the JSON file it was written to.
     Ctrl-C raises KeyboardInterrupt after the cleanup."""
-    tag = f"bench{secrets.token_hex(4)}"
-    started = timestamp()
-    result: dict[str, Any] = {
-        "benchmark": "referral",
-        "timestamp": started,
-        "parameters": options.as_dict(),
-        "machine": machine_info(),
-    }
-    data_dir = Path(tempfile.mkdtemp(prefix="barnebro-bench-"))
-    result["stack"] = {
-        "services": list(SERVICES),
-        "data_dir": str(data_dir),
-        "schema_prefix": tag if options.database == "postgresql" else None,
-    }
+    result, data_dir, tag = new_result("referral", options.as_dict(), SERVICES, options.database)
+    started = result["timestamp"]
     try:
         # bench.crud's environment: its own nats-server, this run's schemas, local tokens.
         environment = CrudOptions(database=options.database, database_url=options.database_url)
@@ -670,6 +658,27 @@ def _run_stack(options: ReferralOptions, result: dict[str, Any], data_dir: Path,
         result.update(asyncio.run(_measure(options, running)))
     finally:
         stack.stop()
+
+
+def new_result(
+    benchmark: str, parameters: dict[str, Any], services: Sequence[str], database: str
+) -> tuple[dict[str, Any], Path, str]:
+    """A result that says what runs where (benchmark, time, parameters, machine, stack),
+    the run's data directory, and the tag of its database schemas."""
+    tag = f"bench{secrets.token_hex(4)}"
+    data_dir = Path(tempfile.mkdtemp(prefix="barnebro-bench-"))
+    result: dict[str, Any] = {
+        "benchmark": benchmark,
+        "timestamp": timestamp(),
+        "parameters": parameters,
+        "machine": machine_info(),
+        "stack": {
+            "services": list(services),
+            "data_dir": str(data_dir),
+            "schema_prefix": tag if database == "postgresql" else None,
+        },
+    }
+    return result, data_dir, tag
 
 
 def finish_result(result: dict[str, Any], out_dir: Path | None, name: str) -> Path | None:

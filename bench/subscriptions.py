@@ -79,7 +79,6 @@ import contextlib
 import os
 import secrets
 import struct
-import tempfile
 import time
 from collections.abc import (
     AsyncIterator,
@@ -138,6 +137,7 @@ from bench.referral import (
     bench_request,
     etag,
     moved,
+    new_result,
     only_task,
     organisation,
     populate,
@@ -149,12 +149,10 @@ from bench.referral import (
 )
 from bench.report import (
     OpStats,
-    machine_info,
     per_cpu_second,
     ratio,
     table_cell,
     text_table,
-    timestamp,
     write_json,
 )
 from services.referral.domain.vocabulary import TaskStatus
@@ -906,20 +904,10 @@ async def _measure(
 def run(options: SubscriptionsOptions) -> tuple[dict[str, Any], Path | None]:
     """Run the whole benchmark; return the result and the JSON file it was written to.
     Ctrl-C raises KeyboardInterrupt after the cleanup."""
-    tag = f"bench{secrets.token_hex(4)}"
-    started = timestamp()
-    result: dict[str, Any] = {
-        "benchmark": "subscriptions",
-        "timestamp": started,
-        "parameters": options.as_dict(),
-        "machine": machine_info(),
-    }
-    data_dir = Path(tempfile.mkdtemp(prefix="barnebro-bench-"))
-    result["stack"] = {
-        "services": list(STACK_SERVICES),
-        "data_dir": str(data_dir),
-        "schema_prefix": tag,
-    }
+    result, data_dir, tag = new_result(
+        "subscriptions", options.as_dict(), STACK_SERVICES, "postgresql"
+    )
+    started = result["timestamp"]
     try:
         environment = CrudOptions(database="postgresql", database_url=options.database_url)
         with bench_environment(environment, tag), allow_http():

@@ -220,6 +220,12 @@ class SubscriptionWorld:
         assert reply.status == 201, reply.body
         return str(reply.json()["id"])
 
+    async def active(self, body: dict[str, Any], by: str) -> str:
+        """Subscribe and wait for the handshake to make the subscription active."""
+        sub_id = await self.subscribe(body, by=by)
+        await self.wait_for_status(sub_id, "active", by=by)
+        return sub_id
+
     async def subscription(self, sub_id: str, *, by: str) -> dict[str, Any]:
         reply = await self.referrals.fhir("GET", f"Subscription/{sub_id}", by=by)
         assert reply.status == 200, reply.body

@@ -16,23 +16,19 @@ from tests.subscription_world import SubscriptionWorld, subscription
 from tests.support import wait_for
 
 
-async def _active(world: SubscriptionWorld, body: dict[str, Any], by: str) -> str:
-    sub_id = await world.subscribe(body, by=by)
-    await world.wait_for_status(sub_id, "active", by=by)
-    return sub_id
-
-
 async def test_referral_lifecycle_reaches_the_receiver_in_order(
     subscriptions: SubscriptionWorld,
 ) -> None:
     world = subscriptions.referrals
     partner = await subscriptions.partner()
-    sub_id = await _active(
-        subscriptions,
-        subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",),
-                     content="full-resource", headers=("Authorization: Bearer partner-key",)),
-        BUP,
-    )  # fmt: skip
+    body = subscription(
+        "referral-status",
+        endpoint=partner.url,
+        filters=(f"performer={BUP}",),
+        content="full-resource",
+        headers=("Authorization: Bearer partner-key",),
+    )
+    sub_id = await subscriptions.active(body, BUP)
     handshake = partner.received[0]
     assert handshake.kind == "handshake" and handshake.signed
     assert handshake.headers["Authorization"] == "Bearer partner-key"
@@ -167,14 +163,14 @@ async def test_filters_narrow_the_topic(subscriptions: SubscriptionWorld) -> Non
     by_patient = await subscriptions.partner()
     by_status = await subscriptions.partner()
     other_receiver = await subscriptions.partner()
-    await _active(subscriptions, subscription(
+    await subscriptions.active(subscription(
         "referral-status", endpoint=by_patient.url, filters=(f"patient=Patient/{second.id}",)
     ), BUP)  # fmt: skip
-    await _active(subscriptions, subscription(
+    await subscriptions.active(subscription(
         "referral-status", endpoint=by_status.url,
         filters=("Task?status=accepted,rejected", f"performer={BUP}"),
     ), BUP)  # fmt: skip
-    await _active(subscriptions, subscription(
+    await subscriptions.active(subscription(
         "referral-status", endpoint=other_receiver.url, filters=(f"performer={BUP2}",)
     ), BUP2)  # fmt: skip
     referrals = []
@@ -202,7 +198,7 @@ async def test_consent_decides_at_delivery_and_withdrawal_stops_it(
 ) -> None:
     world = subscriptions.referrals
     barnevern = await subscriptions.partner()
-    await _active(subscriptions, subscription("referral-status", endpoint=barnevern.url), BVT)
+    await subscriptions.active(subscription("referral-status", endpoint=barnevern.url), BVT)
     hidden, shared = await world.child(), await world.child()
     consent = await world.consent(shared, "informasjonsdeling", BVT)
     await world.submit(hidden)
@@ -238,8 +234,7 @@ async def test_replay_fills_a_gap_and_status_tells_where_delivery_stands(
 ) -> None:
     world = subscriptions.referrals
     partner = await subscriptions.partner()
-    sub_id = await _active(
-        subscriptions,
+    sub_id = await subscriptions.active(
         subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",)),
         BUP,
     )
@@ -275,7 +270,7 @@ async def test_off_stops_and_reactivation_handshakes_again(
     world = subscriptions.referrals
     partner = await subscriptions.partner()
     body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
-    sub_id = await _active(subscriptions, body, BUP)
+    sub_id = await subscriptions.active(body, BUP)
     stored = await subscriptions.subscription(sub_id, by=BUP)
     stored["status"] = "off"
     reply = await world.fhir("PUT", f"Subscription/{sub_id}", stored, by=BUP)
@@ -300,8 +295,7 @@ async def test_off_stops_and_reactivation_handshakes_again(
 
 async def test_heartbeats_while_nothing_happens(subscriptions: SubscriptionWorld) -> None:
     partner = await subscriptions.partner()
-    await _active(
-        subscriptions,
+    await subscriptions.active(
         subscription("institution-registered", endpoint=partner.url, heartbeat=1),
         BUP,
     )
@@ -320,10 +314,10 @@ async def test_an_institution_registered_reaches_every_subscriber_of_its_municip
 
     partner = await subscriptions.partner()
     elsewhere = await subscriptions.partner()
-    await _active(subscriptions, subscription(
+    await subscriptions.active(subscription(
         "institution-registered", endpoint=partner.url, filters=("municipality=0301",)
     ), BUP)  # fmt: skip
-    await _active(subscriptions, subscription(
+    await subscriptions.active(subscription(
         "institution-registered", endpoint=elsewhere.url, filters=("municipality=4601",)
     ), BUP)  # fmt: skip
     stack = subscriptions.referrals.stack
@@ -396,9 +390,8 @@ async def test_nothing_after_the_subscriptions_end(subscriptions: SubscriptionWo
     ended, open_ended = await subscriptions.partner(), await subscriptions.partner()
     body = subscription("referral-status", endpoint=ended.url, filters=(f"performer={BUP}",))
     body["end"] = "2026-01-01T00:00:00Z"
-    await _active(subscriptions, body, BUP)
-    await _active(
-        subscriptions,
+    await subscriptions.active(body, BUP)
+    await subscriptions.active(
         subscription("referral-status", endpoint=open_ended.url, filters=(f"performer={BUP}",)),
         BUP,
     )

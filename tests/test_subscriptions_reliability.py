@@ -43,9 +43,7 @@ def first_arrivals(numbers: list[int]) -> list[int]:
 
 async def _active(world: SubscriptionWorld, partner: Partner) -> str:
     body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
-    sub_id = await world.subscribe(body, by=BUP)
-    await world.wait_for_status(sub_id, "active", by=BUP)
-    return sub_id
+    return await world.active(body, BUP)
 
 
 async def test_an_endpoint_down_past_the_retry_period_shows_error_and_then_catches_up(

@@ -39,6 +39,7 @@ from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse
 from services.subscriptions.status import StatusWriter
 from shared.events import DomainEvent
 from shared.fhir.errors import FhirError
+from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.subscriptions")
@@ -107,10 +108,7 @@ class Dispatcher:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         for task in list(self._running.values()):
             task.cancel()
         await asyncio.gather(*self._running.values(), return_exceptions=True)

@@ -31,6 +31,7 @@ from services.subscriptions.domain.settings import SubscriptionSettings, read_se
 from services.subscriptions.queue import Delivery, DeliveryQueue, parse_instant
 from shared.config import Settings
 from shared.events import DomainEvent, events_subject_filter
+from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,8 @@ class FanOut:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        # nats-py waits with asyncio.wait_for, which on Python 3.11 can swallow a
-        # cancellation; the flag ends the loops even then.
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._task
+        await stop_task(self._task)
         with contextlib.suppress(Exception):
             await self._queue.resign_fanout(self._worker)
 

@@ -22,6 +22,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from shared.transport.stopping import stop_task
+
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
@@ -66,14 +68,8 @@ class DurableConsumer:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        # nats-py's fetch waits with asyncio.wait_for, which on Python 3.11 can swallow a
-        # cancellation; the flag ends the loop even then.
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                async with asyncio.timeout(5):
-                    await self._task
+        await stop_task(self._task)
         with contextlib.suppress(Exception):
             await self._subscription.unsubscribe()
 

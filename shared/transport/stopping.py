@@ -1,0 +1,23 @@
+"""Stopping a background loop that waits on NATS.
+
+nats-py waits with `asyncio.wait_for`, which on Python 3.11 can swallow a cancellation
+that arrives as the wait ends: the loop then runs on. Such loops also check a stop flag
+of their own, and the task is given a few seconds to end rather than waited for forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+STOP_WAIT_SECONDS = 5.0
+
+
+async def stop_task(task: asyncio.Task[None] | None) -> None:
+    """Cancel `task` and wait (a few seconds at most) for it to end."""
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+        async with asyncio.timeout(STOP_WAIT_SECONDS):
+            await task
