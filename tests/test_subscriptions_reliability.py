@@ -268,3 +268,41 @@ async def test_delivered_events_are_kept_for_replay_for_the_retention_period_onl
     assert await queue.prune(0) == 2
     replay = await subscriptions.events(sub_id, by=BUP)
     assert len(replay.json()["entry"]) == 1, "only the status: the events are forgotten"
+
+
+async def test_a_failing_event_withheld_after_withdrawal_does_not_block_the_next(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    from tests.referral_world import BVT, GP
+
+    world = subscriptions.referrals
+    barnevern = await subscriptions.partner()
+    await subscriptions.active(subscription("referral-status", endpoint=barnevern.url), BVT)
+    withdrawn, marker = await world.child(), await world.child()
+    consent = await world.consent(withdrawn, "informasjonsdeling", BVT)
+    await world.consent(marker, "informasjonsdeling", BVT)
+    barnevern.answer = 503
+    await world.submit(withdrawn)
+
+    async def failing() -> bool:
+        return barnevern.refused >= 2
+
+    await wait_for(failing)
+    reply = await world.consent_api(
+        "POST", f"consents/{consent.split('/')[1]}/withdrawal",
+        {"by": withdrawn.parents[0], "reason": "Vil ikke dele"}, by=GP,
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+    view = subscriptions.service.consent_view
+    assert view is not None
+
+    async def gone() -> bool:
+        state = view.state(withdrawn.id)
+        return state is not None and not state.grants
+
+    await wait_for(gone)
+    barnevern.answer = 200
+    referral = await world.submit(marker)
+    numbers = await barnevern.wait_for_numbers(1)
+    assert [f.split("/")[-3] for f in barnevern.focus()] == [referral.id]
+    assert numbers == [2], "number 1 went to the withheld event and is never sent"

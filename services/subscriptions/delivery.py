@@ -172,12 +172,14 @@ class Dispatcher:
             return None  # only valid Subscriptions are stored; nothing to do for others
         try:
             lease = max(self._timings.lease, settings.timeout + 5.0)
-            if row.status == "requested":
+            if row.status in ("requested", "error"):
+                # A handshake proves the endpoint answers before the subscription is
+                # active: at the start, and as the probe of each retry while in error.
                 if not await self._queue.extend(subscription, self._worker, lease):
                     return None
                 await self._send(row, settings, "handshake", [])
                 await self._queue.delivered(subscription, [])
-                await self._status.change(subscription, ("requested",), "active", None)
+                await self._status.change(subscription, ("requested", "error"), "active", None)
                 row = await self._reload(subscription)
             for _ in range(MAX_BATCHES_PER_TURN):
                 if not await self._queue.extend(subscription, self._worker, lease):
@@ -190,8 +192,9 @@ class Dispatcher:
                 return instant()
         except Failed as exc:
             return await self._failed(row, str(exc))
-        if row.status == "error":
-            await self._status.change(subscription, ("error",), "active", None)
+        if row.failures:
+            # What failed was withheld meanwhile (its consent ended): nothing is failing.
+            await self._queue.delivered(subscription, [])
         return self._heartbeat_due(row, settings)
 
     async def _reload(self, subscription: str) -> Delivery:
