@@ -306,3 +306,43 @@ async def test_a_failing_event_withheld_after_withdrawal_does_not_block_the_next
     numbers = await barnevern.wait_for_numbers(1)
     assert [f.split("/")[-3] for f in barnevern.focus()] == [referral.id]
     assert numbers == [2], "number 1 went to the withheld event and is never sent"
+
+
+async def test_a_long_backlog_is_delivered_complete_and_in_order(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    """1000 events raised while the service was down: more than the fan-out holds in
+    memory at once, more than a notification carries."""
+    import nats
+
+    from shared.events import DomainEvent, EventAccess
+    from tests.referral_world import GP
+
+    partner = await subscriptions.partner()
+    body = subscription(
+        "referral-status", endpoint=partner.url, filters=(f"performer={BUP}",), max_count=100
+    )
+    await subscriptions.active(body, BUP)
+    await subscriptions.service.stop()
+    settings = subscriptions.settings
+    nc = await nats.connect(settings.nats_url)
+    try:
+        js = nc.jetstream()
+        for i in range(1000):
+            event = DomainEvent(
+                type="referral.Task.accepted", source="referral", resource_type="Task",
+                resource_id=f"t{i}", version_id="2", patient="backlog-child",
+                data={"performer": BUP, "status": "accepted"},
+                access=EventAccess(category="referral", author=GP, parties=[GP, BUP]),
+            )  # fmt: skip
+            await js.publish(
+                event.subject(settings.nats_prefix),
+                event.model_dump_json().encode(),
+                headers={"Nats-Msg-Id": event.id},
+            )
+    finally:
+        await nc.close()
+    await subscriptions.restart()
+    numbers = await partner.wait_for_numbers(1000, limit=90)
+    assert first_arrivals(numbers) == list(range(1, 1001))
+    assert [f.split("/")[-3] for f in partner.focus()][:1000] == [f"t{i}" for i in range(1000)]

@@ -102,10 +102,12 @@ class FanOut:
 
     async def _follow(self, watermark: int) -> None:
         """Queue events from just after `watermark` while this instance leads."""
-        inbox: asyncio.Queue[Msg] = asyncio.Queue()
+        # Bounded: while a batch is being matched, a long backlog waits in NATS (the
+        # consumer's flow control), not in this process's memory.
+        inbox: asyncio.Queue[Msg] = asyncio.Queue(maxsize=2 * BATCH)
 
         async def arrived(msg: Msg) -> None:
-            inbox.put_nowait(msg)
+            await inbox.put(msg)
 
         subscription = await self._js.subscribe(
             self._subject,
