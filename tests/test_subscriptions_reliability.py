@@ -308,30 +308,21 @@ async def test_a_failing_event_withheld_after_withdrawal_does_not_block_the_next
     assert numbers == [2], "number 1 went to the withheld event and is never sent"
 
 
-async def test_a_long_backlog_is_delivered_complete_and_in_order(
-    subscriptions: SubscriptionWorld,
-) -> None:
-    """1000 events raised while the service was down: more than the fan-out holds in
-    memory at once, more than a notification carries."""
+async def publish_task_events(settings: Settings, count: int, prefix: str = "t") -> None:
+    """Publish `count` Task events for BUP straight to the event stream, as the referral
+    service's relay would."""
     import nats
 
     from shared.events import DomainEvent, EventAccess
     from tests.referral_world import GP
 
-    partner = await subscriptions.partner()
-    body = subscription(
-        "referral-status", endpoint=partner.url, filters=(f"performer={BUP}",), max_count=100
-    )
-    await subscriptions.active(body, BUP)
-    await subscriptions.service.stop()
-    settings = subscriptions.settings
     nc = await nats.connect(settings.nats_url)
     try:
         js = nc.jetstream()
-        for i in range(1000):
+        for i in range(count):
             event = DomainEvent(
                 type="referral.Task.accepted", source="referral", resource_type="Task",
-                resource_id=f"t{i}", version_id="2", patient="backlog-child",
+                resource_id=f"{prefix}{i}", version_id="2", patient="backlog-child",
                 data={"performer": BUP, "status": "accepted"},
                 access=EventAccess(category="referral", author=GP, parties=[GP, BUP]),
             )  # fmt: skip
@@ -342,7 +333,47 @@ async def test_a_long_backlog_is_delivered_complete_and_in_order(
             )
     finally:
         await nc.close()
+
+
+async def test_a_long_backlog_is_delivered_complete_and_in_order(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    """1000 events raised while the service was down: more than the fan-out holds in
+    memory at once, more than a notification carries."""
+
+    partner = await subscriptions.partner()
+    body = subscription(
+        "referral-status", endpoint=partner.url, filters=(f"performer={BUP}",), max_count=100
+    )
+    await subscriptions.active(body, BUP)
+    await subscriptions.service.stop()
+    await publish_task_events(subscriptions.settings, 1000)
     await subscriptions.restart()
     numbers = await partner.wait_for_numbers(1000, limit=90)
     assert first_arrivals(numbers) == list(range(1, 1001))
     assert [f.split("/")[-3] for f in partner.focus()][:1000] == [f"t{i}" for i in range(1000)]
+
+
+async def test_an_event_stream_made_anew_is_followed_from_its_start(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    import nats
+
+    from shared.transport.nats_connection import ensure_event_stream
+
+    partner = await subscriptions.partner()
+    await _active(subscriptions, partner)
+    await subscriptions.referrals.submit(await subscriptions.referrals.child())
+    await partner.wait_for_numbers(1)
+    await subscriptions.service.stop()
+    settings = subscriptions.settings
+    nc = await nats.connect(settings.nats_url)
+    try:
+        await nc.jetstream().delete_stream(settings.stream_name)
+        await ensure_event_stream(nc, settings)
+    finally:
+        await nc.close()
+    await publish_task_events(settings, 3, prefix="anew")
+    await subscriptions.restart()
+    assert await partner.wait_for_numbers(4) == [1, 2, 3, 4]
+    assert [f.split("/")[-3] for f in partner.focus()][1:] == ["anew0", "anew1", "anew2"]

@@ -87,6 +87,11 @@ class FanOut:
                     self._worker, self._lease, await self._stream_end() + 1
                 )
                 if watermark is not None:
+                    if await self._stream_end() < watermark:
+                        log.warning("the event stream was made anew; following it from its start")
+                        if not await self._queue.rewind_fanout(self._worker, 0):
+                            raise LostLease
+                        watermark = 0
                     await self._follow(watermark)
             except asyncio.CancelledError:
                 raise
@@ -130,7 +135,7 @@ class FanOut:
                         raise LostLease from None
                     if idle >= IDLE_CHECK_SECONDS:
                         idle = 0.0
-                        if await self._stream_end() > watermark:
+                        if await self._stream_end() != watermark:
                             log.warning("the event consumer fell behind; following it again")
                             return
                     continue

@@ -246,6 +246,17 @@ class DeliveryQueue:
         )  # fmt: skip
         return changed == 1
 
+    async def rewind_fanout(self, worker: str, watermark: int) -> bool:
+        """Start again from `watermark` (the event stream was made anew and numbers its
+        events from 1 again), if this worker leads."""
+        async with self.db.transaction() as conn:
+            changed = await conn.execute(
+                "UPDATE fanout_state SET watermark = ? WHERE name = 'fanout' AND lease_owner = ?",
+                watermark,
+                worker,
+            )
+        return changed == 1
+
     async def resign_fanout(self, worker: str) -> None:
         async with self.db.transaction() as conn:
             await conn.execute(
