@@ -98,6 +98,13 @@ BAD_REQUESTS = [
     ("unknown content", {"content": "everything"}, 422, "Content 'everything'"),
     ("reserved header", {"headers": ("Content-Type: text/plain",)}, 422, "set by the server"),
     ("malformed header", {"headers": ("no colon here",)}, 422, "'Name: value'"),
+    ("control character in a header", {"headers": ("X-Key: a\rb",)}, 422, "'Name: value'"),
+    ("header name not a token", {"headers": ("X Key: a",)}, 422, "'Name: value'"),
+    ("broken IPv6 endpoint", {"endpoint": "https://[::1/hook"}, 422, "absolute https or http"),
+    ("port out of range", {"endpoint": "https://p.example:99999/h"}, 422, "absolute https or"),
+    ("CRLF in the endpoint", {"endpoint": "https://p.example/h\r\nX: y"}, 422, "absolute https"),
+    ("leap-second end", {"end": "2026-12-31T23:59:60Z"}, 422, "must be an instant"),
+    ("end without zone", {"end": "2026-12-31T10:00:00"}, 422, "Instant value string"),
 ]
 
 
@@ -109,7 +116,11 @@ async def test_bad_subscriptions_are_refused_with_the_reason(
     world = subscriptions.referrals
     options: dict[str, Any] = {"endpoint": "https://partner.example/hook", **changes}
     topic = options.pop("topic", "referral-status")
-    reply = await world.fhir("POST", "Subscription", subscription(topic, **options), by=BUP)
+    end = options.pop("end", None)
+    body = subscription(topic, **options)
+    if end is not None:
+        body["end"] = end
+    reply = await world.fhir("POST", "Subscription", body, by=BUP)
     assert reply.status == status, (case, reply.body)
     assert any(message in issue["diagnostics"] for issue in reply.issues()), reply.body
 
@@ -126,9 +137,20 @@ async def test_only_an_organisation_that_may_read_the_topic_subscribes_for_itsel
     parent = stack.token(orgnr="", kind="", fhir_user="RelatedPerson/1")
     reply = await stack.call("POST", "Subscription", body, token=parent)
     assert reply.status == 403, reply.body
-    scoped = stack.token(orgnr=BUP, kind="bup", scope="system/Subscription.cruds system/Task.r")
+    task_only = stack.token(orgnr=BUP, kind="bup", scope="system/Subscription.cruds system/Task.r")
+    reply = await stack.call("POST", "Subscription", body, token=task_only)
+    assert reply.status == 403, "the topic tells of ServiceRequests too"
+    assert "system/ServiceRequest.r" in reply.issues()[0]["diagnostics"]
+    scoped = stack.token(
+        orgnr=BUP, kind="bup",
+        scope="system/Subscription.cruds system/Task.r system/ServiceRequest.r",
+    )  # fmt: skip
     reply = await stack.call("POST", "Subscription", body, token=scoped)
     assert reply.status == 201, reply.body
+    created = reply.json()
+    created["criteria"] = TOPIC_BASE + "referral-deadline"
+    reply = await stack.call("PUT", f"Subscription/{created['id']}", created, token=scoped)
+    assert reply.status == 422 and "cannot change" in reply.issues()[0]["diagnostics"]
 
 
 async def test_a_subscription_is_its_owners_alone(subscriptions: SubscriptionWorld) -> None:
@@ -259,9 +281,12 @@ async def test_replay_fills_a_gap_and_status_tells_where_delivery_stands(
     everything = await subscriptions.events(sub_id, by=BUP)
     assert _numbers(everything.json()) == [1, 2, 3]
     for query in ("?eventsSinceNumber=x", "?eventsSinceNumber=3&eventsUntilNumber=1",
-                  "?content=everything"):  # fmt: skip
+                  "?content=everything", "?eventsSinceNumber=%C2%B2",
+                  "?eventsSinceNumber=9223372036854775808"):  # fmt: skip
         reply = await subscriptions.events(sub_id, by=BUP, query=query)
         assert reply.status == 400, (query, reply.body)
+    beyond = await subscriptions.events(sub_id, by=BUP, query="?eventsSinceNumber=4")
+    assert beyond.status == 200 and len(beyond.json()["entry"]) == 1, "nothing yet, no error"
 
 
 async def test_off_stops_and_reactivation_handshakes_again(

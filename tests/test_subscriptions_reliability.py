@@ -62,7 +62,7 @@ async def test_an_endpoint_down_past_the_retry_period_shows_error_and_then_catch
     status = await subscriptions.status(sub_id, by=BUP)
     texts = " ".join(e["text"] for e in status["error"])
     assert "Failing since" in texts and "HTTP 503" in texts
-    assert "Events waiting to be delivered: 3" in texts
+    assert "Events numbered and waiting to be delivered: 3" in texts
     assert partner.refused >= 5, "retried, not given up"
     refused = partner.refused
     await asyncio.sleep(0.8)
@@ -373,7 +373,121 @@ async def test_an_event_stream_made_anew_is_followed_from_its_start(
         await ensure_event_stream(nc, settings)
     finally:
         await nc.close()
-    await publish_task_events(settings, 3, prefix="anew")
+    # more events than the old stream held: the new one is recognised by its identity
+    await publish_task_events(settings, 150, prefix="anew")
     await subscriptions.restart()
-    assert await partner.wait_for_numbers(4) == [1, 2, 3, 4]
-    assert [f.split("/")[-3] for f in partner.focus()][1:] == ["anew0", "anew1", "anew2"]
+    assert await partner.wait_for_numbers(151) == list(range(1, 152))
+    assert [f.split("/")[-3] for f in partner.focus()][1:] == [f"anew{i}" for i in range(150)]
+
+
+async def test_status_tells_nothing_of_events_the_partner_has_no_basis_for(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    from tests.referral_world import BVT
+
+    world = subscriptions.referrals
+    down = await subscriptions.partner()
+    child = await world.child()
+    sub_id = await subscriptions.active(
+        subscription("referral-status", endpoint=down.url, filters=(f"patient={child.id}",)), BVT
+    )
+    down.answer = 503
+    await world.submit(child)
+    await world.submit(child)
+    await asyncio.sleep(1.0)
+    status = await subscriptions.status(sub_id, by=BVT)
+    assert status["eventsSinceSubscriptionStart"] == "0"
+    assert "error" not in status, "no count, no failure: nothing was due to be sent"
+    assert down.refused == 0
+
+
+async def test_a_bad_time_on_the_stream_does_not_stop_the_fan_out(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    import nats
+
+    from shared.events import DomainEvent
+
+    partner = await subscriptions.partner()
+    await _active(subscriptions, partner)
+    settings = subscriptions.settings
+    bad = DomainEvent(
+        type="referral.Task.accepted", source="referral", resource_type="Task",
+        resource_id="naive", version_id="2", patient=None, time="2026-11-24T10:00:00",
+        data={"performer": BUP},
+    )  # fmt: skip
+    nc = await nats.connect(settings.nats_url)
+    try:
+        await nc.jetstream().publish(
+            bad.subject(settings.nats_prefix), bad.model_dump_json().encode()
+        )
+    finally:
+        await nc.close()
+    referral = await subscriptions.referrals.submit(await subscriptions.referrals.child())
+    await partner.wait_for_numbers(1)
+    assert [f.split("/")[-3] for f in partner.focus()] == [referral.id]
+
+
+async def test_a_new_endpoint_gets_its_own_handshake_before_any_event(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    world = subscriptions.referrals
+    old, new = await subscriptions.partner(delay=1.5), await subscriptions.partner()
+    body = subscription("referral-status", endpoint=old.url, filters=(f"performer={BUP}",))
+    sub_id = await subscriptions.subscribe(body, by=BUP)
+
+    async def handshake_in_flight() -> bool:
+        return bool(old.arrived)
+
+    await wait_for(handshake_in_flight)
+    stored = await subscriptions.subscription(sub_id, by=BUP)
+    stored["channel"]["endpoint"] = new.url
+    reply = await world.fhir("PUT", f"Subscription/{sub_id}", stored, by=BUP)
+    assert reply.status == 200, reply.body
+    await subscriptions.wait_for_status(sub_id, "active", by=BUP)
+    await world.submit(await world.child())
+    await new.wait_for_numbers(1)
+    assert [r.kind for r in new.received] == ["handshake", "event-notification"]
+
+
+async def test_off_takes_effect_within_a_delivery_turn(subscriptions: SubscriptionWorld) -> None:
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    body = subscription(
+        "referral-status", endpoint=partner.url, filters=(f"performer={BUP}",), max_count=1
+    )
+    sub_id = await subscriptions.active(body, BUP)
+    partner.delay = 0.5
+    for _ in range(4):
+        await world.submit(await world.child())
+    await partner.wait_for_numbers(1)
+    stored = await subscriptions.subscription(sub_id, by=BUP)
+    stored["status"] = "off"
+    reply = await world.fhir("PUT", f"Subscription/{sub_id}", stored, by=BUP)
+    assert reply.status == 200, reply.body
+    arrived = len(partner.arrived)
+    await asyncio.sleep(1.5)
+    assert len(partner.arrived) <= arrived + 1, "at most the one already on its way"
+
+
+async def test_events_waiting_for_an_off_subscription_are_pruned_in_time(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    from services.subscriptions.queue import DeliveryQueue
+
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    sub_id = await _active(subscriptions, partner)
+    partner.answer = 503
+    await world.submit(await world.child())
+
+    async def failing() -> bool:
+        return partner.refused >= 1
+
+    await wait_for(failing)
+    assert (await world.fhir("DELETE", f"Subscription/{sub_id}", by=BUP)).status == 204
+    assert subscriptions.service.db is not None
+    queue = DeliveryQueue()
+    queue.db = subscriptions.service.db
+    assert await queue.prune(3600) == 0
+    assert await queue.prune(0) == 1

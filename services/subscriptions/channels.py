@@ -70,6 +70,8 @@ class RestHook:
             return f"The endpoint did not answer within {settings.timeout} s"
         except aiohttp.ClientError as exc:
             return f"The endpoint could not be reached: {exc}"[:MAX_REASON]
+        except Exception as exc:  # whatever it is, it counts as a failure the partner sees
+            return f"The notification could not be sent: {exc!r}"[:MAX_REASON]
 
 
 class NatsChannel:

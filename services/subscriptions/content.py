@@ -13,15 +13,11 @@ from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller, FhirRequest, request_subject
 
 
-def subscriber_caller(orgnr: str, kind: str | None, *resource_types: str) -> Caller:
-    """The caller a notification is decided and read for: the subscribing organisation,
-    reading only the types of the topic."""
-    return Caller(
-        orgnr=orgnr,
-        org_kind=kind,
-        client_id="barnebro-subscriptions",
-        scopes=[f"system/{resource_type}.r" for resource_type in resource_types],
-    )
+def subscriber_caller(orgnr: str, kind: str | None) -> Caller:
+    """The caller a notification is decided and read for: the subscribing organisation.
+    (Its token could read every type of the topic when it subscribed; each read is given
+    the read scope of the one type it reads.)"""
+    return Caller(orgnr=orgnr, org_kind=kind, client_id="barnebro-subscriptions")
 
 
 class ResourceReader:

@@ -36,7 +36,7 @@ from services.subscriptions.domain.retry import RetryPolicy
 from services.subscriptions.domain.settings import NATS, SubscriptionSettings, read_settings
 from services.subscriptions.gate import ConsentGate
 from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse_instant
-from services.subscriptions.status import StatusWriter
+from services.subscriptions.status import StatusWriter, asked
 from shared.events import DomainEvent
 from shared.fhir.errors import FhirError
 from shared.transport.stopping import stop_task
@@ -172,6 +172,7 @@ class Dispatcher:
             return None  # only valid Subscriptions are stored; nothing to do for others
         try:
             lease = max(self._timings.lease, settings.timeout + 5.0)
+            asking = asked(row.resource)
             if row.status in ("requested", "error"):
                 # A handshake proves the endpoint answers before the subscription is
                 # active: at the start, and as the probe of each retry while in error.
@@ -179,7 +180,9 @@ class Dispatcher:
                     return None
                 await self._send(row, settings, "handshake", [])
                 await self._queue.delivered(subscription, [])
-                await self._status.change(subscription, ("requested", "error"), "active", None)
+                await self._status.change(
+                    subscription, ("requested", "error"), "active", None, as_delivered=asking
+                )
                 row = await self._reload(subscription)
             for _ in range(MAX_BATCHES_PER_TURN):
                 if not await self._queue.extend(subscription, self._worker, lease):
@@ -188,6 +191,8 @@ class Dispatcher:
                 if sent is None:
                     break
                 row = await self._reload(subscription)
+                if row.status in ("off", "requested") or asked(row.resource) != asking:
+                    return instant()  # changed by the partner meanwhile: start a new turn
             else:
                 return instant()
         except Failed as exc:
@@ -218,7 +223,7 @@ class Dispatcher:
                 await self._send(row, settings, "heartbeat", [])
                 await self._queue.delivered(row.subscription, [])
             return None
-        subscriber = subscriber_caller(row.owner, row.owner_kind, settings.topic.resource_type)
+        subscriber = subscriber_caller(row.owner, row.owner_kind)
         withheld: list[int] = []
         passing = []
         for item in queued:

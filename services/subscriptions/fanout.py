@@ -27,7 +27,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from services.subscriptions.domain.criteria import matches
-from services.subscriptions.domain.settings import SubscriptionSettings, read_settings
+from services.subscriptions.domain.settings import (
+    SubscriptionSettings,
+    instant_of,
+    read_settings,
+)
 from services.subscriptions.queue import Delivery, DeliveryQueue, parse_instant
 from shared.config import Settings
 from shared.events import DomainEvent, events_subject_filter
@@ -68,6 +72,7 @@ class FanOut:
         self._parsed: dict[tuple[str, bytes], SubscriptionSettings | None] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stream_identity = ""
         self.matched = 0
         self.handled = 0
 
@@ -87,10 +92,10 @@ class FanOut:
                     self._worker, self._lease, await self._stream_end() + 1
                 )
                 if watermark is not None:
-                    if await self._stream_end() < watermark:
+                    info = await self._js.stream_info(self._stream)
+                    self._stream_identity = str(info.created)
+                    if await self._queue.adopt_stream(self._worker, self._stream_identity):
                         log.warning("the event stream was made anew; following it from its start")
-                        if not await self._queue.rewind_fanout(self._worker, 0):
-                            raise LostLease
                         watermark = 0
                     await self._follow(watermark)
             except asyncio.CancelledError:
@@ -135,7 +140,10 @@ class FanOut:
                         raise LostLease from None
                     if idle >= IDLE_CHECK_SECONDS:
                         idle = 0.0
-                        if await self._stream_end() != watermark:
+                        info = await self._js.stream_info(self._stream)
+                        if info.state.last_seq > watermark or (
+                            str(info.created) != self._stream_identity
+                        ):
                             log.warning("the event consumer fell behind; following it again")
                             return
                     continue
@@ -166,9 +174,15 @@ class FanOut:
                 continue  # delivered again after a consumer reset
             last = sequence
             try:
-                events.append((DomainEvent.model_validate_json(message.data), message.data))
+                event = DomainEvent.model_validate_json(message.data)
             except ValidationError:
                 log.error("ignoring an unreadable event on %s", message.subject)
+                continue
+            raised = instant_of(event.time)
+            if raised is None:
+                log.error("ignoring event %s: its time %r is not an instant", event.id, event.time)
+                continue
+            events.append((event, raised, message.data))
         if last == watermark:
             return watermark
         async with self._queue.db.transaction() as conn:
@@ -180,10 +194,8 @@ class FanOut:
                 if settings is None:
                     continue
                 created = parse_instant(delivery.created)
-                ends = delivery.resource.get("end")
-                end = parse_instant(str(ends)) if ends else None
-                for event, body in events:
-                    raised = parse_instant(event.time)
+                end = instant_of(delivery.resource.get("end"))
+                for event, raised, body in events:
                     if (
                         raised >= created
                         and (end is None or raised <= end)

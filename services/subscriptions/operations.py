@@ -12,6 +12,7 @@ with the consent rules again, now: what the partner may no longer see is left ou
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -35,14 +36,15 @@ from shared.transport.wire import FhirRequest, FhirResponse
 STATUS = "$status"
 EVENTS = "$events"
 MAX_EVENTS = 500
+WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
 
 
 def _number(request: FhirRequest, name: str) -> int | None:
     values = [v for k, v in request.params if k == name]
     if not values:
         return None
-    if len(values) > 1 or not values[0].isdigit():
-        raise error(400, "invalid", f"{name} takes one whole number", name)
+    if len(values) > 1 or not WHOLE_NUMBER.fullmatch(values[0]):
+        raise error(400, "invalid", f"{name} takes one whole number (at most 15 digits)", name)
     return int(values[0])
 
 
@@ -85,7 +87,7 @@ class SubscriptionOperations:
             errors.append(f"Attempts failed in a row: {row.failures}; next at {row.due_at}")
         backlog = await self._queue.backlog(row.subscription)
         if backlog:
-            errors.append(f"Events waiting to be delivered: {backlog}")
+            errors.append(f"Events numbered and waiting to be delivered: {backlog}")
         found = status_resource(
             subscription=row.subscription,
             topic=settings.topic.url if settings else str(resource.get("criteria")),
@@ -115,14 +117,14 @@ class SubscriptionOperations:
         if row is None or settings is None:
             raise error(404, "not-found", f"Subscription/{request.id} is not known")
         first = _number(request, "eventsSinceNumber") or 1
-        last = _number(request, "eventsUntilNumber") or row.events_since_start
-        if last < first:
+        until = _number(request, "eventsUntilNumber")
+        if until is not None and until < first:
             raise error(400, "invalid", "eventsUntilNumber is before eventsSinceNumber")
-        last = min(last, first + MAX_EVENTS - 1)
+        last = min(until if until is not None else row.events_since_start, first + MAX_EVENTS - 1)
         content = next((v for k, v in request.params if k == "content"), settings.content)
         if content not in CONTENTS:
             raise error(400, "invalid", f"content must be one of {list(CONTENTS)}", "content")
-        subscriber = subscriber_caller(row.owner, row.owner_kind, settings.topic.resource_type)
+        subscriber = subscriber_caller(row.owner, row.owner_kind)
         released = []
         notified = []
         for number, raw in await self._queue.numbered(row.subscription, first, last):

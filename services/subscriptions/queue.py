@@ -74,7 +74,7 @@ async def create_queue_tables(db: Database) -> None:
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS fanout_state (
             name TEXT PRIMARY KEY, watermark BIGINT NOT NULL, lease_owner TEXT,
-            lease_until TEXT)"""
+            lease_until TEXT, stream TEXT)"""
         )
 
 
@@ -190,7 +190,7 @@ class DeliveryQueue:
             )
 
     async def stop(self, conn: Connection, subscription: str) -> None:
-        """A deleted Subscription takes no more events; what it had stays for `$events`."""
+        """A deleted Subscription takes no more events; what it had is pruned in time."""
         await conn.execute(
             "UPDATE subscription_delivery SET status = 'off', due_at = NULL WHERE subscription = ?",
             subscription,
@@ -246,16 +246,25 @@ class DeliveryQueue:
         )  # fmt: skip
         return changed == 1
 
-    async def rewind_fanout(self, worker: str, watermark: int) -> bool:
-        """Start again from `watermark` (the event stream was made anew and numbers its
-        events from 1 again), if this worker leads."""
+    async def adopt_stream(self, worker: str, stream: str) -> bool:
+        """Record which event stream the watermark counts in (its creation time). If it is
+        another one than recorded (the stream was made anew and numbers from 1 again),
+        start from its beginning: True. Only the leader changes anything."""
         async with self.db.transaction() as conn:
-            changed = await conn.execute(
-                "UPDATE fanout_state SET watermark = ? WHERE name = 'fanout' AND lease_owner = ?",
-                watermark,
+            row = await conn.fetchrow(
+                "SELECT stream FROM fanout_state WHERE name = 'fanout' AND lease_owner = ?",
                 worker,
             )
-        return changed == 1
+            if row is None or row[0] == stream:
+                return False
+            anew = row[0] is not None
+            await conn.execute(
+                "UPDATE fanout_state SET stream = ?,"
+                " watermark = CASE WHEN ? THEN 0 ELSE watermark END WHERE name = 'fanout'",
+                stream,
+                anew,
+            )
+        return anew
 
     async def resign_fanout(self, worker: str) -> None:
         async with self.db.transaction() as conn:
@@ -289,7 +298,8 @@ class DeliveryQueue:
 
     async def due(self, limit: int) -> list[str]:
         """Subscriptions no one is delivering that are due: an attempt, handshake or
-        heartbeat has fallen due, or events wait and no failure is being backed off.
+        heartbeat has fallen due, or a handshake or events wait and no failure is being
+        backed off.
         (Waiting events need no mark: a mark can be overwritten by a delivery that ends
         at the moment new events are queued.)"""
         now = instant()
@@ -298,9 +308,10 @@ class DeliveryQueue:
             rows = await conn.fetch(
                 "SELECT subscription FROM subscription_delivery AS d"
                 f" WHERE status IN ({marks}) AND (lease_until IS NULL OR lease_until < ?)"
-                " AND ((due_at IS NOT NULL AND due_at <= ?) OR (failures = 0 AND EXISTS"
-                " (SELECT 1 FROM subscription_event AS e WHERE e.subscription = d.subscription"
-                " AND e.state = 'pending'))) ORDER BY due_at LIMIT ?",
+                " AND ((due_at IS NOT NULL AND due_at <= ?) OR (failures = 0 AND"
+                " (status = 'requested' OR EXISTS (SELECT 1 FROM subscription_event AS e"
+                " WHERE e.subscription = d.subscription AND e.state = 'pending'))))"
+                " ORDER BY due_at LIMIT ?",
                 *ACTIVE_STATUSES,
                 now,
                 now,
@@ -338,9 +349,10 @@ class DeliveryQueue:
         async with self.db.transaction() as conn:
             await conn.execute(
                 "UPDATE subscription_delivery SET lease_owner = NULL, lease_until = NULL,"
-                " due_at = CASE WHEN failures = 0 AND EXISTS (SELECT 1 FROM subscription_event"
+                " due_at = CASE WHEN failures = 0 AND (status = 'requested' OR EXISTS"
+                " (SELECT 1 FROM subscription_event"
                 " WHERE subscription_event.subscription = subscription_delivery.subscription"
-                " AND state = 'pending') THEN ? ELSE ? END"
+                " AND state = 'pending')) THEN ? ELSE ? END"
                 " WHERE subscription = ? AND lease_owner = ?",
                 instant(),
                 due_at,
@@ -433,21 +445,28 @@ class DeliveryQueue:
 
     async def prune(self, retention_seconds: float) -> int:
         """Forget events delivered (or withheld) longer ago than the retention period: a
-        partner can replay with `$events` for that long. Waiting events are kept."""
+        partner can replay with `$events` for that long. Events waiting for a subscription
+        that is on are kept; those of one that is off (or deleted) go after as long."""
         cutoff = instant(datetime.now(UTC) - timedelta(seconds=retention_seconds))
         async with self.db.transaction() as conn:
             return await conn.execute(
                 "DELETE FROM subscription_event WHERE (state = 'sent' AND sent_at < ?)"
-                " OR (state = 'withheld' AND matched < ?)",
+                " OR (state = 'withheld' AND matched < ?)"
+                " OR (state = 'pending' AND matched < ? AND subscription IN"
+                " (SELECT subscription FROM subscription_delivery WHERE status = 'off'))",
+                cutoff,
                 cutoff,
                 cutoff,
             )
 
     async def backlog(self, subscription: str) -> int:
+        """Events numbered (so decided for the partner) and not yet delivered. Events not
+        yet decided are not counted: their number would tell of events about patients the
+        partner may have no basis to know of."""
         async with self.db.reader() as conn:
             row = await conn.fetchrow(
                 "SELECT COUNT(*) FROM subscription_event WHERE subscription = ?"
-                " AND state = 'pending'",
+                " AND state = 'pending' AND number IS NOT NULL",
                 subscription,
             )
         return int(row[0]) if row else 0

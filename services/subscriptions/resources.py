@@ -64,17 +64,28 @@ class SubscriptionDefinition(ResourceDefinition):
         settings, problems = read_settings(resource, allow_http=self._allow_http)
         refuse(problems)
         assert settings is not None
-        resource_type = settings.topic.resource_type
-        if not granted(caller.scopes, resource_type, "r"):
+        types = settings.topic.resource_types
+        missing = [t for t in types if not granted(caller.scopes, t, "r")]
+        if missing:
+            needed = ", ".join(f"system/{t}.r" for t in missing)
             raise error(
                 403,
                 "forbidden",
-                f"Topic {settings.topic.url} is about {resource_type}; the token may not read"
-                f" {resource_type} (system/{resource_type}.r is needed)",
+                f"Topic {settings.topic.url} tells of {', '.join(types)}; the token may not"
+                f" read {', '.join(missing)} ({needed} is needed)",
             )
         return []
 
     async def check_write(self, resource: dict[str, Any], context: WriteContext) -> list[Issue]:
+        before = context.before
+        if before is not None and before.get("criteria") != resource.get("criteria"):
+            raise error(
+                422,
+                "business-rule",
+                "The topic of a Subscription cannot change (events already queued belong to"
+                " the old one): create a new Subscription",
+                "Subscription.criteria",
+            )
         resource["status"] = "off" if resource.get("status") == "off" else "requested"
         resource.pop("error", None)
         channel = resource.setdefault("channel", {})

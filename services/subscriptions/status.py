@@ -6,11 +6,19 @@ service's own update of the resource, so the partner reads it and its history.""
 
 from __future__ import annotations
 
+from typing import Any
+
 from shared.fhir.errors import FhirError
 from shared.fhir.interactions import FhirService
 from shared.transport.wire import Caller, FhirRequest
 
 SERVICE_CLIENT = "barnebro-subscriptions"
+SERVER_ELEMENTS = ("meta", "status", "error")
+
+
+def asked(subscription: dict[str, Any]) -> dict[str, Any]:
+    """What the partner asks for: the Subscription without what the server keeps."""
+    return {k: v for k, v in subscription.items() if k not in SERVER_ELEMENTS}
 
 
 class StatusWriter:
@@ -21,16 +29,26 @@ class StatusWriter:
         )
 
     async def change(
-        self, subscription: str, expected: tuple[str, ...], status: str, reason: str | None
+        self,
+        subscription: str,
+        expected: tuple[str, ...],
+        status: str,
+        reason: str | None,
+        *,
+        as_delivered: dict[str, Any] | None = None,
     ) -> bool:
         """Set `status` (and the error text) if the Subscription is in one of `expected`
-        now; a partner's change made meanwhile (e.g. `off`) wins."""
+        now and, given `as_delivered` (the Subscription the delivery worked with), still
+        asks for the same: a partner's change made meanwhile (`off`, a new endpoint that
+        has had no handshake) wins."""
         async with self._fhir.db.transaction() as conn:
             stored = await self._fhir.store.read_for_update(conn, "Subscription", subscription)
             if stored is None or stored.deleted:
                 return False
             resource = stored.json()
             if resource.get("status") not in expected:
+                return False
+            if as_delivered is not None and asked(resource) != asked(as_delivered):
                 return False
             resource["status"] = status
             if reason:

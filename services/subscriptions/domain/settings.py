@@ -4,7 +4,9 @@ the signing secret. Every problem is reported at once, naming the element."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,6 +52,18 @@ class SubscriptionSettings:
     secret: str | None
 
 
+def instant_of(value: Any) -> datetime | None:
+    """An instant with its time zone (`...Z` or `+01:00`), or None for anything else
+    (including a leap second, which FHIR allows and Python cannot hold)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def _bad(message: str, where: str, status: int = 422, code: str = "value") -> Problem:
     return Problem(status, code, message, where)
 
@@ -81,12 +95,23 @@ def _number(
     return value
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+"""An HTTP header name (RFC 9110 token)."""
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_INSTANT = 10**15
+
+
 def _headers(channel: dict[str, Any], problems: list[Problem]) -> tuple[tuple[str, str], ...]:
     found = []
     for text in channel.get("header") or []:
         name, colon, value = str(text).partition(":")
         name = name.strip()
-        if not colon or not name or not name.replace("-", "").isalnum() or "\n" in value:
+        if (
+            not colon
+            or not HEADER_NAME.fullmatch(name)
+            or CONTROL.search(value)
+            or len(value) > 4000
+        ):
             problems.append(
                 _bad(f"Header {text!r} must be 'Name: value'", "Subscription.channel.header")
             )
@@ -111,9 +136,19 @@ def _endpoint(
             _bad("A rest-hook needs an endpoint (an https URL)", where, code="required")
         )
         return None
-    parts = urlsplit(endpoint)
     schemes = ("https", "http") if allow_http else ("https",)
-    if parts.scheme not in schemes or not parts.hostname:
+    try:
+        parts = urlsplit(endpoint)
+        _ = parts.port  # an out-of-range port raises here
+    except ValueError:
+        parts = urlsplit("")
+    if (
+        parts.scheme not in schemes
+        or not parts.hostname
+        or CONTROL.search(endpoint)
+        or " " in endpoint
+        or len(endpoint) > 2000
+    ):
         problems.append(
             _bad(f"Endpoint {endpoint!r} must be an absolute {' or '.join(schemes)} URL", where)
         )
@@ -190,6 +225,11 @@ def read_settings(
                 where,
                 code="required",
             )
+        )
+    end = subscription.get("end")
+    if end is not None and instant_of(end) is None:
+        problems.append(
+            _bad(f"end {end!r} must be an instant with a time zone", "Subscription.end")
         )
     if problems or topic is None or kind is None:
         return None, problems

@@ -83,6 +83,11 @@ class Topic:
             for name, text, values in (*common, *self.extra_filters)
         }
 
+    @property
+    def resource_types(self) -> tuple[str, ...]:
+        """Every type whose events raise the topic (what a notification may carry)."""
+        return tuple(sorted({trigger.split(".")[1] for trigger in self.triggers}))
+
     def triggered_by(self, event: DomainEvent) -> bool:
         return event.type in self.triggers
 
