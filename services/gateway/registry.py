@@ -20,6 +20,7 @@ from nats.js.errors import NoKeysError
 from shared.transport.service_host import ensure_bucket
 
 log = logging.getLogger(__name__)
+MIN_REFRESH_SECONDS = 0.2
 
 
 class ServiceRegistry:
@@ -92,10 +93,16 @@ class ServiceRegistry:
             self._refreshed = time.monotonic()
 
     async def owner(self, resource_type: str) -> str | None:
-        """The service owning a type; re-reads the registry (at most 5 times a second) on a
-        miss, so a service that has just started is found."""
+        """The service owning a type. On a miss the registry is read again, at most 5 times
+        a second: a miss just after a read waits for the next one rather than answering
+        from it, so a service that registered a moment ago is found."""
         service = self.owners.get(resource_type)
-        if service is None and time.monotonic() - self._refreshed > 0.2:
-            await self.refresh()
+        if service is None:
+            read_at = self._refreshed
+            wait = MIN_REFRESH_SECONDS - (time.monotonic() - read_at)
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self._refreshed == read_at:  # no one has read it again meanwhile
+                await self.refresh()
             service = self.owners.get(resource_type)
         return service
