@@ -28,7 +28,7 @@ from services.subscriptions.domain.vocabulary import (
 )
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
-from tests.referral_world import ReferralWorld
+from tests.referral_world import GP, Child, ReferralWorld
 from tests.support import Reply, wait_for
 
 SECRET = "s3cret-for-tests-0123456789abcdef-XYZ"
@@ -246,6 +246,33 @@ class SubscriptionWorld:
 
     async def events(self, sub_id: str, *, by: str, query: str = "") -> Reply:
         return await self.referrals.fhir("GET", f"Subscription/{sub_id}/$events{query}", by=by)
+
+    async def withdraw(self, consent: str, child: Child, limit: float = 10.0) -> None:
+        """A parent withdraws the consent; waits (at most `limit` s) until this service's
+        consent view has it."""
+        reply = await self.referrals.consent_api(
+            "POST",
+            f"consents/{consent.split('/')[1]}/withdrawal",
+            {"by": child.parents[0], "reason": "Vil ikke dele"},
+            by=GP,
+        )
+        assert reply.status == 200, reply.body
+        view = self.service.consent_view
+        assert view is not None
+
+        async def withdrawn() -> bool:
+            state = view.state(child.id)
+            return state is not None and not state.grants
+
+        await wait_for(withdrawn, limit)
+
+    async def failing(self, partner: Partner, attempts: int = 1) -> None:
+        """Wait until `partner` has refused `attempts` notifications."""
+
+        async def refused() -> bool:
+            return partner.refused >= attempts
+
+        await wait_for(refused)
 
     async def restart(self, **overrides: Any) -> None:
         """Stop the service and start a new instance (the queue is in the database)."""

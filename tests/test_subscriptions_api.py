@@ -228,20 +228,7 @@ async def test_consent_decides_at_delivery_and_withdrawal_stops_it(
     await barnevern.wait_for_numbers(1)
     await asyncio.sleep(0.5)
     assert len(barnevern.numbers()) == 1, "no event of the child without consent"
-    consent_id = consent.split("/")[1]
-    reply = await world.consent_api(
-        "POST", f"consents/{consent_id}/withdrawal",
-        {"by": shared.parents[0], "reason": "Vil ikke dele"}, by=GP,
-    )  # fmt: skip
-    assert reply.status == 200, reply.body
-    view = subscriptions.service.consent_view
-    assert view is not None
-
-    async def withdrawn() -> bool:
-        state = view.state(shared.id)
-        return state is not None and not state.grants
-
-    await wait_for(withdrawn, limit=1.0)  # withdrawal reaches delivery within a second
+    await subscriptions.withdraw(consent, shared, limit=1.0)  # reaches delivery within 1 s
     await world.submit(shared)
     marker = await world.child()
     await world.consent(marker, "informasjonsdeling", BVT)

@@ -251,10 +251,7 @@ async def test_delivered_events_are_kept_for_replay_for_the_retention_period_onl
     await world.submit(await world.child())
     await world.submit(await world.child())
 
-    async def waiting() -> bool:
-        return partner.refused >= 1
-
-    await wait_for(waiting)
+    await subscriptions.failing(partner)
     assert subscriptions.service.db is not None
     queue = DeliveryQueue()
     queue.db = subscriptions.service.db
@@ -273,7 +270,7 @@ async def test_delivered_events_are_kept_for_replay_for_the_retention_period_onl
 async def test_a_failing_event_withheld_after_withdrawal_does_not_block_the_next(
     subscriptions: SubscriptionWorld,
 ) -> None:
-    from tests.referral_world import BVT, GP
+    from tests.referral_world import BVT
 
     world = subscriptions.referrals
     barnevern = await subscriptions.partner()
@@ -284,23 +281,8 @@ async def test_a_failing_event_withheld_after_withdrawal_does_not_block_the_next
     barnevern.answer = 503
     await world.submit(withdrawn)
 
-    async def failing() -> bool:
-        return barnevern.refused >= 2
-
-    await wait_for(failing)
-    reply = await world.consent_api(
-        "POST", f"consents/{consent.split('/')[1]}/withdrawal",
-        {"by": withdrawn.parents[0], "reason": "Vil ikke dele"}, by=GP,
-    )  # fmt: skip
-    assert reply.status == 200, reply.body
-    view = subscriptions.service.consent_view
-    assert view is not None
-
-    async def gone() -> bool:
-        state = view.state(withdrawn.id)
-        return state is not None and not state.grants
-
-    await wait_for(gone)
+    await subscriptions.failing(barnevern, 2)
+    await subscriptions.withdraw(consent, withdrawn)
     barnevern.answer = 200
     referral = await world.submit(marker)
     numbers = await barnevern.wait_for_numbers(1)
@@ -481,10 +463,7 @@ async def test_events_waiting_for_an_off_subscription_are_pruned_in_time(
     partner.answer = 503
     await world.submit(await world.child())
 
-    async def failing() -> bool:
-        return partner.refused >= 1
-
-    await wait_for(failing)
+    await subscriptions.failing(partner)
     assert (await world.fhir("DELETE", f"Subscription/{sub_id}", by=BUP)).status == 204
     assert subscriptions.service.db is not None
     queue = DeliveryQueue()
