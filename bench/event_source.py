@@ -36,7 +36,6 @@ import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any, Literal
 
 import orjson
@@ -55,6 +54,7 @@ from shared.fhir.definitions import Change
 from shared.fhir.errors import FhirError
 from shared.fhir.interactions import FhirService
 from shared.outside_reads import OutsideReads
+from shared.runtime import outbox_relay
 from shared.store.database import Database, open_database
 from shared.store.outbox import OutboxRelay, add_event
 from shared.transport.nats_connection import close, connect
@@ -112,18 +112,7 @@ class TaskSource:
             self.database_url, settings.db_schema_for(SERVICE), POOL_SIZE
         )
         self._nc = await connect(settings, "bench-source")
-        js = self._nc.jetstream()
-
-        async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
-            await js.publish(subject, payload, headers=headers, timeout=5)
-
-        self.relay = OutboxRelay(
-            self._db,
-            publish,
-            poll_interval=settings.outbox_poll_interval,
-            max_backoff=settings.outbox_max_backoff,
-            retention=timedelta(hours=settings.outbox_retention_hours),
-        )
+        self.relay = outbox_relay(self._db, self._nc, settings)
         self._fhir = FhirService(
             SERVICE,
             referral_definitions(OutsideReads()),

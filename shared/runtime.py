@@ -52,6 +52,22 @@ class ServiceSpec:
     extend: Callable[[ServiceRuntime], Awaitable[list[Component]]] | None = None
 
 
+def outbox_relay(db: Database, nc: NATS, settings: Settings) -> OutboxRelay:
+    """The relay that publishes a service's outbox to JetStream, as configured."""
+    js = nc.jetstream()
+
+    async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        await js.publish(subject, payload, headers=headers, timeout=5)
+
+    return OutboxRelay(
+        db,
+        publish,
+        poll_interval=settings.outbox_poll_interval,
+        max_backoff=settings.outbox_max_backoff,
+        retention=timedelta(hours=settings.outbox_retention_hours),
+    )
+
+
 class ServiceRuntime:
     def __init__(self, spec: ServiceSpec, settings: Settings) -> None:
         self.spec = spec
@@ -73,18 +89,7 @@ class ServiceRuntime:
         await create_schema(self.db)
         self.nc = await connect(settings, f"barnebro-{name}")
         await ensure_event_stream(self.nc, settings)
-        js = self.nc.jetstream()
-
-        async def publish(subject: str, payload: bytes, headers: dict[str, str]) -> None:
-            await js.publish(subject, payload, headers=headers, timeout=5)
-
-        self.relay = OutboxRelay(
-            self.db,
-            publish,
-            poll_interval=settings.outbox_poll_interval,
-            max_backoff=settings.outbox_max_backoff,
-            retention=timedelta(hours=settings.outbox_retention_hours),
-        )
+        self.relay = outbox_relay(self.db, self.nc, settings)
         self.fhir = FhirService(
             name,
             self.spec.definitions,

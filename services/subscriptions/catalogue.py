@@ -5,19 +5,16 @@ start together take turns (a transaction lock), so each topic is written once.""
 from __future__ import annotations
 
 from services.subscriptions.domain.topics import TOPICS, topic_resource
-from services.subscriptions.status import SERVICE_CLIENT
+from services.subscriptions.status import own_request
 from shared.fhir.interactions import FhirService
 from shared.store.outbox import lock_patient
-from shared.transport.wire import Caller, FhirRequest
 
 CATALOGUE_LOCK = "subscription-topic-catalogue"
 
 
 async def publish_topics(fhir: FhirService, base_url: str) -> int:
     """Write the topics that differ from the stored ones; how many were written."""
-    request = FhirRequest(
-        interaction="update", base_url=base_url, caller=Caller(client_id=SERVICE_CLIENT)
-    )
+    request = own_request(base_url)
     written = 0
     async with fhir.db.transaction() as conn:
         await lock_patient(conn, CATALOGUE_LOCK)

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from services.subscriptions.status import SERVICE_CLIENT
 from shared.fhir.errors import error
 from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller, FhirRequest, request_subject
@@ -17,7 +18,7 @@ def subscriber_caller(orgnr: str, kind: str | None) -> Caller:
     """The caller a notification is decided and read for: the subscribing organisation.
     (Its token could read every type of the topic when it subscribed; each read is given
     the read scope of the one type it reads.)"""
-    return Caller(orgnr=orgnr, org_kind=kind, client_id="barnebro-subscriptions")
+    return Caller(orgnr=orgnr, org_kind=kind, client_id=SERVICE_CLIENT)
 
 
 class ResourceReader:

@@ -34,7 +34,7 @@ from services.subscriptions.domain.notification import (
 )
 from services.subscriptions.domain.retry import RetryPolicy
 from services.subscriptions.domain.settings import NATS, SubscriptionSettings, read_settings
-from services.subscriptions.gate import ConsentGate
+from services.subscriptions.gate import ConsentGate, focus_of
 from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse_instant
 from services.subscriptions.status import StatusWriter, asked
 from shared.events import DomainEvent
@@ -59,10 +59,6 @@ def _seconds_since(moment: str | None) -> float:
     if moment is None:
         return 0.0
     return (datetime.now(UTC) - parse_instant(moment)).total_seconds()
-
-
-def _focus(event: DomainEvent) -> str:
-    return f"{event.resource_type}/{event.resource_id}/_history/{event.version_id}"
 
 
 class Failed(Exception):
@@ -244,13 +240,13 @@ class Dispatcher:
             resource = None
             if settings.content == "full-resource":
                 try:
-                    resource = await self._reader.version(subscriber, _focus(event))
+                    resource = await self._reader.version(subscriber, focus_of(event))
                 except FhirError as exc:
                     raise Failed(
                         exc.issues[0].diagnostics if exc.issues else "read failed"
                     ) from exc
             number = item.number if item.number is not None else numbers[item.seq]
-            notified.append(NotifiedEvent(number, event.time, _focus(event), resource))
+            notified.append(NotifiedEvent(number, event.time, focus_of(event), resource))
         if notified:
             await self._send(row, settings, "event-notification", notified)
             await self._gate.record(

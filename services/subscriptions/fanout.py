@@ -20,7 +20,6 @@ import logging
 import uuid
 from collections.abc import Callable
 
-import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, DeliverPolicy
@@ -157,7 +156,7 @@ class FanOut:
                 await subscription.unsubscribe()
 
     def _settings(self, delivery: Delivery) -> SubscriptionSettings | None:
-        key = (delivery.subscription, orjson.dumps(delivery.resource))
+        key = (delivery.subscription, delivery.stored)
         if key not in self._parsed:
             if len(self._parsed) > 10_000:
                 self._parsed.clear()

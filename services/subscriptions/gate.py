@@ -26,6 +26,11 @@ def reference_of(event: DomainEvent) -> str:
     return f"{event.resource_type}/{event.resource_id}"
 
 
+def focus_of(event: DomainEvent) -> str:
+    """The version the event is about, `Type/id/_history/version`: a notification's focus."""
+    return f"{reference_of(event)}/_history/{event.version_id}"
+
+
 class ConsentGate:
     def __init__(self, guard: AccessGuard, service: str) -> None:
         self._guard = guard

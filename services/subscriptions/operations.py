@@ -13,9 +13,6 @@ with the consent rules again, now: what the partner may no longer see is left ou
 from __future__ import annotations
 
 import re
-from typing import Any
-
-import orjson
 
 from services.subscriptions.content import ResourceReader, subscriber_caller
 from services.subscriptions.domain.notification import (
@@ -23,14 +20,13 @@ from services.subscriptions.domain.notification import (
     notification_bundle,
     status_resource,
 )
-from services.subscriptions.domain.settings import read_settings
+from services.subscriptions.domain.settings import SubscriptionSettings, read_settings
 from services.subscriptions.domain.vocabulary import CONTENTS
-from services.subscriptions.gate import ConsentGate
-from services.subscriptions.queue import DeliveryQueue
+from services.subscriptions.gate import ConsentGate, focus_of
+from services.subscriptions.queue import Delivery, DeliveryQueue
 from shared.events import DomainEvent
 from shared.fhir.errors import error
-from shared.fhir.interactions import FhirService
-from shared.fhir.resources import FHIR_JSON
+from shared.fhir.interactions import FhirService, json_response
 from shared.transport.wire import FhirRequest, FhirResponse
 
 STATUS = "$status"
@@ -61,7 +57,9 @@ class SubscriptionOperations:
         self._fhir.operations.update({STATUS: self.status, EVENTS: self.events})
         self._fhir.read_operations |= {STATUS, EVENTS}
 
-    async def _subscription(self, request: FhirRequest) -> dict[str, Any]:
+    async def _subscription(self, request: FhirRequest) -> tuple[Delivery, SubscriptionSettings]:
+        """The Subscription the operation is on, once the caller may see it: its delivery
+        row and settings."""
         if request.resource_type != "Subscription" or not request.id:
             raise error(
                 404, "not-supported", f"{request.operation} is an operation on a Subscription"
@@ -72,15 +70,15 @@ class SubscriptionOperations:
             await self._fhir.disclose(request, None, ("Subscription", request.id))
             raise error(404, "not-found", f"Subscription/{request.id} is not known")
         await self._fhir.disclose(request, stored)
-        return stored.json()
+        async with self._queue.db.reader() as conn:
+            row = await self._queue.load(conn, request.id)
+        settings = read_settings(row.resource, allow_http=True)[0] if row else None
+        if row is None or settings is None:
+            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+        return row, settings
 
     async def status(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        resource = await self._subscription(request)
-        async with self._queue.db.reader() as conn:
-            row = await self._queue.load(conn, str(request.id))
-        if row is None:
-            raise error(404, "not-found", f"Subscription/{request.id} is not known")
-        settings, _ = read_settings(resource, allow_http=True)
+        row, settings = await self._subscription(request)
         errors = []
         if row.failing_since:
             errors.append(f"Failing since {row.failing_since}: {row.last_error}")
@@ -90,7 +88,7 @@ class SubscriptionOperations:
             errors.append(f"Events numbered and waiting to be delivered: {backlog}")
         found = status_resource(
             subscription=row.subscription,
-            topic=settings.topic.url if settings else str(resource.get("criteria")),
+            topic=settings.topic.url,
             status=row.status,
             kind="query-status",
             events_since_start=row.events_since_start,
@@ -105,17 +103,10 @@ class SubscriptionOperations:
             "total": 1,
             "entry": [{"resource": found, "search": {"mode": "match"}}],
         }
-        return FhirResponse(
-            status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(bundle)
-        )
+        return json_response(200, bundle)
 
     async def events(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        resource = await self._subscription(request)
-        settings, _ = read_settings(resource, allow_http=True)
-        async with self._queue.db.reader() as conn:
-            row = await self._queue.load(conn, str(request.id))
-        if row is None or settings is None:
-            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+        row, settings = await self._subscription(request)
         first = _number(request, "eventsSinceNumber") or 1
         until = _number(request, "eventsUntilNumber")
         if until is not None and until < first:
@@ -132,7 +123,7 @@ class SubscriptionOperations:
             decision = self._gate.decide(subscriber, event)
             if not decision.permit:
                 continue
-            focus = f"{event.resource_type}/{event.resource_id}/_history/{event.version_id}"
+            focus = focus_of(event)
             resource_now = (
                 await self._reader.version(subscriber, focus)
                 if content == "full-resource"
@@ -152,6 +143,4 @@ class SubscriptionOperations:
             base_url=request.base_url,
         )
         bundle = notification_bundle(found, notified, content, request.base_url)
-        return FhirResponse(
-            status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(bundle)
-        )
+        return json_response(200, bundle)

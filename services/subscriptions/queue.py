@@ -94,6 +94,8 @@ class Delivery:
     last_error: str | None
     due_at: str | None
     last_sent: str | None
+    stored: bytes
+    """The Subscription as stored in the row (`resource` parsed)."""
 
 
 _DELIVERY_COLUMNS = (
@@ -103,11 +105,22 @@ _DELIVERY_COLUMNS = (
 
 
 def _delivery(row: Row) -> Delivery:
-    values = list(row)
-    values[4] = orjson.loads(bytes(values[4]))
-    values[6] = int(values[6])
-    values[7] = int(values[7])
-    return Delivery(*values)
+    stored = bytes(row[4])
+    return Delivery(
+        subscription=row[0],
+        owner=row[1],
+        owner_kind=row[2],
+        status=row[3],
+        resource=orjson.loads(stored),
+        created=row[5],
+        events_since_start=int(row[6]),
+        failures=int(row[7]),
+        failing_since=row[8],
+        last_error=row[9],
+        due_at=row[10],
+        last_sent=row[11],
+        stored=stored,
+    )
 
 
 @dataclass(frozen=True)

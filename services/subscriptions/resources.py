@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.subscriptions.channels import partner_subject
-from services.subscriptions.domain.settings import read_settings
+from services.subscriptions.domain.settings import channel_type, read_settings
 from services.subscriptions.domain.vocabulary import NATS
 from services.subscriptions.queue import DeliveryQueue
 from shared.auth.scopes import granted
@@ -89,8 +89,7 @@ class SubscriptionDefinition(ResourceDefinition):
         resource["status"] = "off" if resource.get("status") == "off" else "requested"
         resource.pop("error", None)
         channel = resource.setdefault("channel", {})
-        settings, _ = read_settings(resource, allow_http=True)
-        if settings is not None and settings.channel == NATS:
+        if channel_type(channel) == NATS:  # `prepare` has checked the rest
             owner = context.author or context.request.caller.orgnr or ""
             set_extension(
                 channel, NATS_SUBJECT_EXT, "valueString", partner_subject(self._prefix, owner)

@@ -21,12 +21,17 @@ def asked(subscription: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in subscription.items() if k not in SERVER_ELEMENTS}
 
 
+def own_request(base_url: str) -> FhirRequest:
+    """The request of the service's own writes (status changes, the topic catalogue)."""
+    return FhirRequest(
+        interaction="update", base_url=base_url, caller=Caller(client_id=SERVICE_CLIENT)
+    )
+
+
 class StatusWriter:
     def __init__(self, fhir: FhirService, base_url: str) -> None:
         self._fhir = fhir
-        self._request = FhirRequest(
-            interaction="update", base_url=base_url, caller=Caller(client_id=SERVICE_CLIENT)
-        )
+        self._request = own_request(base_url)
 
     async def change(
         self,

@@ -336,7 +336,7 @@ class FhirService:
             bundle["total"] = page.total
         bundle["link"] = links
         bundle["entry"] = entries
-        return _json_response(200, bundle)
+        return json_response(200, bundle)
 
     async def history(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         params = dict(request.params)
@@ -380,7 +380,7 @@ class FhirService:
             )
         entries = [_history_entry(r, request.base_url) for r in page]
         bundle = {"resourceType": "Bundle", "type": "history", "link": links, "entry": entries}
-        return _json_response(200, bundle)
+        return json_response(200, bundle)
 
     async def validate(
         self, definition: ResourceDefinition, request: FhirRequest, body: bytes
@@ -399,9 +399,9 @@ class FhirService:
         except FhirError as exc:
             if exc.status >= 500:
                 raise
-            return _json_response(200, operation_outcome(exc.issues))
+            return json_response(200, operation_outcome(exc.issues))
         issues = issues or [information("Validation successful: no problems found")]
-        return _json_response(200, operation_outcome(issues))
+        return json_response(200, operation_outcome(issues))
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -710,7 +710,8 @@ def _resource_response(
     return FhirResponse(status=200, headers=headers, body=stored.body or b"")
 
 
-def _json_response(status: int, data: dict[str, Any]) -> FhirResponse:
+def json_response(status: int, data: dict[str, Any]) -> FhirResponse:
+    """A FHIR JSON answer built by the service (a Bundle, an OperationOutcome)."""
     return FhirResponse(status=status, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(data))
 
 

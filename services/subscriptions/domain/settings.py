@@ -68,7 +68,9 @@ def _bad(message: str, where: str, status: int = 422, code: str = "value") -> Pr
     return Problem(status, code, message, where)
 
 
-def _channel_type(channel: dict[str, Any]) -> str | None:
+def channel_type(channel: dict[str, Any]) -> str | None:
+    """The channel a Subscription.channel asks for: the Backport channel-type coding, or
+    `channel.type`."""
     for ext in extensions(channel.get("_type") or {}, CHANNEL_TYPE_EXT):
         coding = ext.get("valueCoding") or {}
         if coding.get("code"):
@@ -181,7 +183,7 @@ def read_settings(
         criteria, wrong = parse_criteria(topic, texts)
         problems += wrong
     channel = subscription.get("channel") or {}
-    kind = _channel_type(channel)
+    kind = channel_type(channel)
     if kind not in CHANNELS:
         problems.append(
             _bad(
@@ -250,4 +252,4 @@ def read_settings(
     )
 
 
-__all__ = ["NATS", "REST_HOOK", "SubscriptionSettings", "read_settings"]
+__all__ = ["NATS", "REST_HOOK", "SubscriptionSettings", "channel_type", "read_settings"]
