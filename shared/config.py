@@ -46,6 +46,18 @@ class Settings(BaseSettings):
     jwks_file: str = Field("", validation_alias=AliasChoices("BARNEBRO_JWKS_FILE"))
     jwt_issuer: str = Field("barnebro-local", validation_alias=AliasChoices("BARNEBRO_JWT_ISSUER"))
     jwt_audience: str = Field("barnebro", validation_alias=AliasChoices("BARNEBRO_JWT_AUDIENCE"))
+    operator_jwks_file: str = Field(
+        "", validation_alias=AliasChoices("BARNEBRO_OPERATOR_JWKS_FILE")
+    )
+    operator_issuer: str = Field(
+        "barnebro-operator", validation_alias=AliasChoices("BARNEBRO_OPERATOR_ISSUER")
+    )
+    max_bundle_entries: int = Field(
+        500, gt=0, validation_alias=AliasChoices("BARNEBRO_MAX_BUNDLE_ENTRIES")
+    )
+    max_answer_bytes: int = Field(
+        8_000_000, gt=0, validation_alias=AliasChoices("BARNEBRO_MAX_ANSWER_BYTES")
+    )
     orgnr_check_digit: bool = Field(
         True, validation_alias=AliasChoices("BARNEBRO_ORGNR_CHECK_DIGIT")
     )

@@ -4,6 +4,10 @@ Services ask the directory (Patient, RelatedPerson, Organization, …) the way t
 does, as a FHIR request with the service's own system caller, so the directory's scope
 checks apply. Each answer is read fresh: rules about who may do what must follow the
 directory at once when it changes.
+
+Whether a client has a relation to a child is asked of the directory as that client
+(`relation`, `resolve_subject(..., as_caller=...)`): the directory decides it in one
+place, and a child without one answers exactly as a missing child.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from shared.access.permissions import Rule, permission
 from shared.codes import organisation_kinds
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
@@ -23,6 +28,7 @@ from shared.transport.wire import Caller, FhirRequest, request_subject
 def service_caller(service: str, *resource_types: str) -> Caller:
     """The caller a service reads the directory as: read and search of `resource_types`."""
     return Caller(
+        credential="service",
         client_id=f"barnebro-{service}",
         scopes=[f"system/{resource_type}.rs" for resource_type in resource_types],
     )
@@ -88,6 +94,20 @@ class DirectoryClient:
             return None
         return orgnr_in(await self.read("Organization", res_id))
 
+    async def relation(self, caller: Caller, patient_id: str) -> bool:
+        """Whether `caller` has a relation to the child: the directory releases its record
+        to the caller (deciding and auditing as for any read)."""
+        reader = caller.model_copy(update={"scopes": ["system/Patient.r"]})
+        status, _ = await self.ask(
+            self.request(reader, interaction="read", resource_type="Patient", id=patient_id)
+        )
+        return status == 200
+
+    async def require_relation(self, caller: Caller, patient_id: str) -> None:
+        """404, exactly as for a child that is not registered, without a relation."""
+        if not await self.relation(caller, patient_id):
+            raise error(404, "not-found", f"Patient/{patient_id} is not known")
+
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
         found = await self.search("Organization", [("identifier", token(ORGNR_SYSTEM, orgnr))])
@@ -97,20 +117,42 @@ class DirectoryClient:
                 return kinds[0]
         return None
 
-    async def patient_by_identifier(self, system: str, value: str) -> dict[str, Any] | None:
-        """The Patient registered with this identifier, if exactly one is."""
+    async def patient_by_identifier(
+        self, system: str, value: str, as_caller: Caller | None = None
+    ) -> dict[str, Any] | None:
+        """The Patient registered with this identifier, if exactly one is; as `as_caller`
+        finds it when given (in full with a relation, as a look-up's subset without)."""
+        params = [("identifier", token(system, value))]
+        if as_caller is not None:
+            reader = as_caller.model_copy(update={"scopes": ["system/Patient.s"]})
+            status, bundle = await self.ask(
+                self.request(reader, interaction="search", resource_type="Patient", params=params)
+            )
+            if status != 200:
+                return None
+            matches = [
+                e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"
+            ]
+        else:
+            matches = await self.search("Patient", params)
         found = [
             patient
-            for patient in await self.search("Patient", [("identifier", token(system, value))])
+            for patient in matches
             if {"system": system, "value": value}
             in [{"system": i.get("system"), "value": i.get("value")}
                 for i in patient.get("identifier") or []]
         ]  # fmt: skip
         return found[0] if len(found) == 1 else None
 
-    async def resolve_subject(self, resource: dict[str, Any], element: str) -> str:
+    async def resolve_subject(
+        self, resource: dict[str, Any], element: str, as_caller: Caller | None = None
+    ) -> str:
         """The registered Patient a resource's `element` names by identifier (fødselsnummer,
-        D-nummer or hjelpenummer); the literal reference is added. Returns the Patient id."""
+        D-nummer or hjelpenummer); the literal reference is added. Returns the Patient id.
+
+        With `as_caller` (a client's write), the child is found as that client finds it;
+        where the permission table makes the write `related`, a child the client has no
+        relation to is refused exactly as one that is not registered."""
         where = f"{resource.get('resourceType')}.{element}"
         subject = resource.get(element)
         identifier = subject.get("identifier") if isinstance(subject, dict) else None
@@ -130,12 +172,16 @@ class DirectoryClient:
             validate_identifier(system, value)
         except InvalidIdentifier as exc:
             raise error(422, "value", f"{element}: {exc}", where) from exc
-        patient = await self.patient_by_identifier(system, value)
+        patient = await self.patient_by_identifier(system, value, as_caller)
+        if as_caller is not None and patient is not None and _subset(patient):
+            rule = permission(as_caller, str(resource.get("resourceType")), "create")
+            patient = None if rule is Rule.RELATED else patient
         if patient is None:
             raise error(
                 422,
                 "business-rule",
-                f"No patient is registered in the directory with {system}|{value}",
+                f"No patient is registered in the directory with {system}|{value}"
+                + (" that this organisation has a relation to" if as_caller else ""),
                 where,
             )
         given = reference_target(subject)
@@ -149,3 +195,10 @@ class DirectoryClient:
         subject["reference"] = f"Patient/{patient['id']}"
         subject.setdefault("type", "Patient")
         return str(patient["id"])
+
+
+def _subset(patient: dict[str, Any]) -> bool:
+    """Whether the directory released only a look-up's subset of the child's record."""
+    return any(
+        tag.get("code") == "SUBSETTED" for tag in (patient.get("meta") or {}).get("tag") or []
+    )

@@ -49,7 +49,9 @@ class DueMarker:
         self._searches = searches
         self._mark = mark
         self._request = FhirRequest(
-            interaction="update", base_url=base_url, caller=Caller(client_id=client_id)
+            interaction="update",
+            base_url=base_url,
+            caller=Caller(credential="service", client_id=client_id),
         )
         self._periodic = Periodic(name, self.scan, interval, f"{name}: %d marks")
 

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 
 from shared.access.audit import AuditPublisher
 from shared.access.guard import AccessGuard
+from shared.access.relations import RelationAnnouncer
 from shared.access.view import ConsentView
 from shared.config import Settings
 from shared.fhir.capability import service_capability
@@ -98,6 +99,7 @@ class ServiceRuntime:
             on_commit=self.relay.notify,
             guard=await self._access_guard(),
         )
+        self.fhir.announcer = RelationAnnouncer(self.nc, settings.nats_prefix, self.consent_view)
         filled = await self.fhir.backfill_access()
         if filled:
             log.info("gave access columns to %d stored versions", filled)
@@ -136,7 +138,10 @@ class ServiceRuntime:
         await self.consent_view.start()
         audit = AuditPublisher(self.nc, settings.nats_prefix, settings.request_timeout)
         several = {d.resource_type: d.categories() for d in self.spec.definitions}
-        return AccessGuard(self.spec.name, self.consent_view, audit, categories, several)
+        shapers = {d.resource_type: d.shaped for d in self.spec.definitions}
+        return AccessGuard(
+            self.spec.name, self.consent_view, audit, categories, several, shapers=shapers
+        )
 
     async def stop(self) -> None:
         for component in reversed(self.components):

@@ -82,6 +82,7 @@ class CoordinatorAssignment:
                 await lock_patient(conn, current.access.patient)  # the patient, then the row
             stored = await self.fhir.store.read_for_update(conn, "CareTeam", request.id)
             if stored is None or stored.deleted:
+                await self.fhir.disclose(request, None, ("CareTeam", request.id))
                 raise error(404, "not-found", f"CareTeam/{request.id} is not known")
             await self.fhir.disclose(request, stored)
             team = stored.json()
@@ -92,7 +93,7 @@ class CoordinatorAssignment:
             )  # fmt: skip
             update = request.model_copy(update={"interaction": "update", "if_match": stored.etag})
             response = await self.fhir.update(conn, definition, update, team)
-        self.fhir.notify_commit()
+        await self.fhir.committed()
         return response
 
 

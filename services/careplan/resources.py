@@ -214,7 +214,9 @@ class CarePlanDefinition(ResourceDefinition):
         refuse(problems)
         caller = write.request.caller
         if before is None:
-            await self.reads.require_directory().resolve_subject(resource, "subject")
+            await self.reads.require_directory().resolve_subject(
+                resource, "subject", write.request.caller
+            )
             if caller.orgnr is None:
                 raise error(403, "forbidden", "A plan is written by an organisation")
             resource["author"] = {
@@ -395,7 +397,9 @@ class GoalDefinition(ResourceDefinition):
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is None:
-            await self.reads.require_directory().resolve_subject(resource, "subject")
+            await self.reads.require_directory().resolve_subject(
+                resource, "subject", write.request.caller
+            )
         else:
             keep_unchanged(resource, write.before, ("subject",), same_reference=True)
         stamp([resource], [write.before] if write.before else [], write.request.caller, None)
@@ -455,7 +459,7 @@ class CareTeamDefinition(ResourceDefinition):
         directory = self.reads.require_directory()
         before = write.before
         if before is None:
-            patient = await directory.resolve_subject(resource, "subject")
+            patient = await directory.resolve_subject(resource, "subject", write.request.caller)
         else:
             keep_unchanged(resource, before, ("subject",), same_reference=True)
             patient = patient_id(before.get("subject")) or ""

@@ -8,7 +8,10 @@ from services.consent.admin_api import ConsentAdministration
 from services.consent.audit_trail import AuditTrail
 from services.consent.authority_watch import AuthorityWatch
 from services.consent.directory import DirectoryReader
+from services.consent.emergency_review import EmergencyReview
 from services.consent.handlers import ConsentHandlers
+from services.consent.register_audit import RegisterAudit
+from services.consent.relations import RelationWatch
 from services.consent.resources import consent_definitions
 from shared.config import Settings
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
@@ -32,8 +35,11 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
         view_bucket=settings.consent_view_bucket,
     )
     fhir.operations.update(ConsentAdministration(handlers, directory, view).operations())
+    fhir.operations.update(EmergencyReview(fhir).operations())
     return [
         AuditTrail(fhir, nc, settings),
+        RegisterAudit(fhir, nc, settings),
+        RelationWatch(handlers, nc, settings),
         AuthorityWatch(handlers, nc, settings, settings.consent_sweep_interval),
     ]
 

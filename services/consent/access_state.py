@@ -4,11 +4,14 @@ Active consents become grants (their recipients, categories, purposes of use and
 consents a child of 12-15 gave alone keep what the recipients hold from the parents, also
 after they end (what was told in confidence stays confidential); hpl §33 disclosures let
 the named barnevernstjeneste see the named resources. Parents see by parental
-responsibility until the day before the child turns 16.
+responsibility until the day before the child turns 16. The organisations with a
+relation to the child (a record about it anywhere, or its care order) are listed too:
+the directory releases the child's record only to them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 
 from services.consent.domain.authority import HEALTH_MAJORITY_AGE, HIDE_FROM_PARENTS, birthday
@@ -27,7 +30,12 @@ def patient_state(
     child: ChildFacts,
     consents: list[ConsentRecord],
     disclosures: list[Disclosure],
+    *,
+    related: Sequence[str] = (),
+    care_order_holders: Sequence[str] = (),
 ) -> PatientAccessState:
+    """`related`: organisations with a record about the child in any service;
+    `care_order_holders`: organisasjonsnummer of the holders of its open care orders."""
     grants = [
         Grant(
             consent=f"Consent/{record.id}",
@@ -61,6 +69,8 @@ def patient_state(
         parents=list(child.parents_with_responsibility),
         parents_until=parents_until,
         grants=grants,
+        related=sorted(set(related)),
+        care_order_holders=sorted(set(care_order_holders)),
         hidden_from_parents=hidden,
         disclosures=disclosures,
     )

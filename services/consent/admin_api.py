@@ -5,6 +5,14 @@ The gateway serves it under `/consent/v1` and forwards each call as a service op
 (`FhirRequest.operation`). Input is validated strictly (unknown fields, malformed
 references and codes are a 400 naming the field); rule violations are a 422 that says who
 has the authority; nothing is stored half-way. `openapi.py` documents these models.
+
+Who may call each route is the permission table's (`shared.access.permissions`, the
+`consent API` rows). The routes that answer questions about a child (who may consent,
+its consents, a decision) first ask the directory whether the caller has a relation to it
+(`DirectoryClient.require_relation`): without one, the child answers exactly as one that
+is not registered. Recording a consent is how a health or barnevern organisation starts
+its part in a child's care, so it needs no relation before: it makes one (the collector
+writes the Consent), and schools, kindergartens, PPT and NAV may not record consents.
 """
 
 from __future__ import annotations
@@ -333,6 +341,7 @@ class ConsentAdministration:
             ) from exc
         if not _matches(PATIENT, patient):
             raise error(400, "invalid", "patient must be Patient/<id>", "patient")
+        await self.directory.require_relation(request.caller, patient.partition("/")[2])
         flags = ConsentFlags(
             daily_care=_flag(request, "daily_care"),
             necessary_to_avoid_harm=_flag(request, "necessary_to_avoid_harm"),
@@ -375,6 +384,7 @@ class ConsentAdministration:
         patient_id = request.id or ""
         if not ID_PATTERN.fullmatch(patient_id):
             raise error(400, "invalid", f"{patient_id!r} is not a valid Patient id")
+        await self.directory.require_relation(request.caller, patient_id)
         child = await self.directory.child_facts(patient_id)
         day = self.handlers.clock()
         async with self.handlers.fhir.db.reader() as conn:
@@ -416,8 +426,9 @@ class ConsentAdministration:
             about_itself = caller.orgnr is not None and claimed == own
         if not about_itself:
             authorize(request.caller, "AuditEvent", "read")
-        self.view.ready()
         patient_id = question.patient.partition("/")[2]
+        await self.directory.require_relation(caller, patient_id)
+        self.view.ready()
         actor = Caller(
             orgnr=question.actor.orgnr,
             org_kind=question.actor.kind.value if question.actor.kind else None,
@@ -457,7 +468,7 @@ class ConsentAdministration:
     async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
         authorize(request.caller, "Consent", "create")
         disclosure = _parse(DisclosureInput, body)
-        if request.caller.org_kind not in HEALTH_KINDS:
+        if request.caller.org_kind not in HEALTH_KINDS or request.caller.fhir_user:
             raise error(
                 403,
                 "forbidden",

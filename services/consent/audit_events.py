@@ -28,11 +28,16 @@ def _agents(
     agent: dict[str, Any] = {"requestor": True}
     if orgnr:
         agent["who"] = {"identifier": {"system": ORGNR_SYSTEM, "value": orgnr}}
-    elif fhir_user:
-        agent["who"] = {"reference": fhir_user}
     if client_id:
         agent["altId"] = client_id
     agents = [agent]
+    if fhir_user:
+        # The person acting for themselves is the requestor; the organisation of the
+        # client they logged in through is named, but did not ask.
+        agents.insert(0, {"requestor": True, "who": {"reference": fhir_user}})
+        agent["requestor"] = False
+        if not orgnr:
+            agents.remove(agent)
     if hpr:
         person = {"identifier": {"system": HPR_SYSTEM, "value": hpr}}
         agents.append({"requestor": True, "who": person})

@@ -13,6 +13,7 @@ from datetime import date
 from typing import Any
 
 from services.consent.domain.model import CareOrderFact, ChildFacts
+from shared.access.decision import today
 from shared.directory_client import DirectoryClient, service_caller
 from shared.family import care_orders, parental_responsibility
 from shared.fhir.errors import error
@@ -32,12 +33,16 @@ def _date(text: Any) -> date | None:
 
 
 def child_facts(patient: dict[str, Any], related: list[dict[str, Any]]) -> ChildFacts:
-    """The facts of a Patient and its RelatedPersons (directory JSON)."""
+    """The facts of a Patient and its RelatedPersons (directory JSON). Parental
+    responsibility the register says has ended (`RelatedPerson.period.end`, or
+    `active: false`) is no longer held."""
     birth = patient.get("birthDate")
     with_responsibility: list[str] = []
     without: list[str] = []
+    day = today().isoformat()
     for person in related:
-        if person.get("active") is False:
+        ended = (person.get("period") or {}).get("end")
+        if person.get("active") is False or (isinstance(ended, str) and ended[:10] < day):
             continue
         reference = f"RelatedPerson/{person['id']}"
         codes = set(parental_responsibility(person)) - NO_RESPONSIBILITY

@@ -34,6 +34,7 @@ from services.consent.records import (
     from_fhir,
     to_fhir,
 )
+from services.consent.relations import related
 from shared.access.decision import today
 from shared.access.state import Disclosure
 from shared.events import subject_token
@@ -47,7 +48,7 @@ from shared.transport.wire import Caller, FhirRequest
 
 log = logging.getLogger(__name__)
 
-SERVICE_CALLER = Caller(client_id="barnebro-consent")
+SERVICE_CALLER = Caller(credential="service", client_id="barnebro-consent")
 
 
 def service_update(resource_type: str, res_id: str) -> FhirRequest:
@@ -183,7 +184,7 @@ class ConsentHandlers:
             child = await self.directory.child_facts(patient_id)
             yield conn, child
             await self.publish_state(conn, patient_id, child)
-        self.fhir.notify_commit()
+        await self.fhir.committed()
 
     async def _answerers(
         self,
@@ -272,6 +273,7 @@ class ConsentHandlers:
         async with self.fhir.db.reader() as conn:
             current = await self.fhir.store.read(conn, "Consent", consent_id)
         if current is None or current.deleted:
+            await self.fhir.disclose(request, None, ("Consent", consent_id))
             raise error(404, "not-found", f"Consent/{consent_id} is not known")
         await self.fhir.disclose(request, current)
         patient_id = _patient_id(from_fhir(current.json()).patient)
@@ -422,6 +424,11 @@ class ConsentHandlers:
 
     # -- the replicated state -------------------------------------------------------------
 
+    async def republish(self, patient_id: str) -> None:
+        """Publish the child's access state again (its relations changed)."""
+        async with self._child_unit(patient_id):
+            pass
+
     async def publish_state(self, conn: Connection, patient_id: str, child: ChildFacts) -> None:
         """Queue the child's access state for the consent-view bucket, in this transaction."""
         consents = [
@@ -429,7 +436,20 @@ class ConsentHandlers:
             for s in await self.fhir.store.of_patient(conn, "Consent", patient_id)
         ]
         disclosures = await self._disclosures(conn, patient_id)
-        state = patient_state(patient_id, child, consents, disclosures)
+        day = self.clock()
+        holders = [
+            await self.directory.orgnr_of(order.organization)
+            for order in child.care_orders
+            if order.end is None or order.end >= day
+        ]
+        state = patient_state(
+            patient_id,
+            child,
+            consents,
+            disclosures,
+            related=await related(conn, patient_id),
+            care_order_holders=[orgnr for orgnr in holders if orgnr],
+        )
         key = subject_token(patient_id)
         await add_message(
             conn,

@@ -2,9 +2,13 @@
 
 Both are written by the service itself, never over FHIR REST: a Consent's status is
 computed by the rules (through the consent administration API), and an AuditEvent records
-a disclosure made elsewhere. Consents are patient information (category `consent`),
-released like any other; AuditEvents are readable only with their own scope
-(`system/AuditEvent.rs`), which a wildcard scope does not give.
+a disclosure made elsewhere, or a change to what access rests on (the register of
+organisations, parental responsibility, care orders). Consents are patient information
+(category `consent`), released like any other; AuditEvents need their own scope
+(`system/AuditEvent.rs`, which a wildcard scope does not give) and show an organisation
+only its own accesses (category `audit`: it is their agent); the operator sees every one,
+lists the emergency accesses awaiting review (`review=pending`) and records the review
+(`$review`).
 """
 
 from __future__ import annotations
@@ -13,15 +17,19 @@ from collections.abc import Iterator
 from typing import Any
 
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
-from shared.codes import DataCategory
+from shared.codes import AUDIT_CATEGORY, DataCategory
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
+from shared.identifiers import ORGNR_SYSTEM
 
 CONSENT_ADMIN = "the consent administration API (/consent/v1)"
 AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
 HPL33_SUBTYPE = "hpl-33"
 EMERGENCY_BASIS = "emergency"
+REVIEW_EXT = "https://fhir.barnebro.no/StructureDefinition/emergency-review"
+REVIEW_OPERATION = "$review"
+REVIEW_CONCLUSIONS = ("justified", "unjustified")
 AUDIT_DETAIL_BASIS = "basis"
 TOKEN, REFERENCE = ParamType.TOKEN, ParamType.REFERENCE
 
@@ -104,6 +112,24 @@ def _audit_bases(resource: dict[str, Any]) -> Iterator[Any]:
             yield detail.get("valueString")
 
 
+def review_of(resource: dict[str, Any]) -> dict[str, Any] | None:
+    """The operator's review of an emergency access, once recorded."""
+    return next((e for e in resource.get("extension") or [] if e.get("url") == REVIEW_EXT), None)
+
+
+def _review_state(resource: dict[str, Any]) -> Iterator[str]:
+    """`pending` for an emergency access not yet reviewed, else the review's conclusion."""
+    if EMERGENCY_BASIS not in set(_audit_bases(resource)):
+        return
+    review = review_of(resource)
+    if review is None:
+        yield "pending"
+        return
+    for part in review.get("extension") or []:
+        if part.get("url") == "conclusion":
+            yield str(part.get("valueCode"))
+
+
 class AuditEventDefinition(ResourceDefinition):
     resource_type = "AuditEvent"
     documentation = (
@@ -111,7 +137,9 @@ class AuditEventDefinition(ResourceDefinition):
         " an hpl §33 disclosure; readable only with system/AuditEvent.rs"
     )
     written_by = AUDIT_WRITER
+    data_category = AUDIT_CATEGORY
     update_create = True
+    operations = (("review", "https://fhir.barnebro.no/OperationDefinition/review"),)
     search_params = (
         SearchParam(
             "patient",
@@ -125,6 +153,20 @@ class AuditEventDefinition(ResourceDefinition):
             ParamType.TOKEN,
             ("agent.who.identifier",),
             "The organisation (orgnr) or person acting",
+        ),
+        SearchParam(
+            "agent-person",
+            ParamType.REFERENCE,
+            ("agent.who",),
+            "A person acting for themselves (RelatedPerson or Patient)",
+            targets=("RelatedPerson", "Patient"),
+        ),
+        SearchParam(
+            "review",
+            ParamType.TOKEN,
+            documentation="Emergency accesses: pending, or the review's conclusion"
+            " (justified | unjustified)",
+            extract=_review_state,
         ),
         SearchParam("date", ParamType.DATE, ("recorded",), "When it happened"),
         SearchParam("outcome", ParamType.TOKEN, ("outcome",), "0 released, 4 withheld"),
@@ -142,9 +184,26 @@ class AuditEventDefinition(ResourceDefinition):
             return _patient_id(what)
         return None
 
+    def parties(self, resource: dict[str, Any]) -> list[str]:
+        """The organisations that acted (requestors): each sees the records of its own
+        accesses."""
+        return sorted(
+            {
+                str(agent["who"]["identifier"]["value"])
+                for agent in resource.get("agent") or []
+                if agent.get("requestor") is True
+                and ((agent.get("who") or {}).get("identifier") or {}).get("system") == ORGNR_SYSTEM
+            }
+        )
+
     def events(self, change: Change) -> list[EventSpec]:
-        """Only what someone must review: emergency access and §33 disclosures."""
-        if change.after is None or change.before is not None:
+        """Only what someone must act on: emergency access and §33 disclosures, and the
+        review of an emergency access."""
+        if change.after is not None and change.before is not None:
+            if review_of(change.after) is not None and review_of(change.before) is None:
+                return [EventSpec("emergency-reviewed", {})]
+            return []
+        if change.after is None:
             return []
         bases = set(_audit_bases(change.after))
         subtypes = {c.get("code") for c in walk(change.after, ["subtype"]) if isinstance(c, dict)}

@@ -4,14 +4,25 @@ orders and parental responsibility that the consent service reads."""
 
 from __future__ import annotations
 
+from services.directory.care_order_operation import CareOrderOperation
 from services.directory.resources import directory_definitions
+from shared.access.relations import RelationListener
 from shared.config import Settings
-from shared.runtime import ServiceSpec
+from shared.runtime import Component, ServiceRuntime, ServiceSpec
 
 NAME = "directory"
 
 
+async def _extend(runtime: ServiceRuntime) -> list[Component]:
+    """`$care-order`, and the relations other services announce as they make them."""
+    assert runtime.fhir is not None and runtime.nc is not None
+    runtime.fhir.operations.update(CareOrderOperation(runtime.fhir).operations())
+    return [RelationListener(runtime.nc, runtime.settings.nats_prefix, runtime.consent_view)]
+
+
 def directory_spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
-        NAME, directory_definitions(enforce_orgnr_check_digit=settings.orgnr_check_digit)
+        NAME,
+        directory_definitions(enforce_orgnr_check_digit=settings.orgnr_check_digit),
+        extend=_extend,
     )

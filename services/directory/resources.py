@@ -5,26 +5,48 @@ follow the HL7 Norway no-basis profiles. Care orders are recorded on the Patient
 `Patient.contact` with relationship `omsorgsovertakelse` (project CodeSystem), the
 barnevernstjeneste as `contact.organization` and the period; parental responsibility is a
 RelatedPerson with a no-basis parental-responsibility relationship code.
+
+Who may write which of these is the permission table's (`shared.access.permissions`):
+organisations are the operator's register, parental responsibility the population
+register's, care orders their holder's (`domain/care_orders.py`). A child's Patient and
+RelatedPersons are access category `person`: released only to those with a relation to
+the child (`shared.access.decision`), shaped by what each may know (`shaped`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from services.directory.domain import organisations, people
+from services.directory.domain.care_orders import (
+    care_order_contacts,
+    merge_on_write,
+    other_contacts,
+    with_care_orders,
+)
+from shared.access.decision import HIDE_CARE_ORDERS, SUBSET
+from shared.access.permissions import may_know_care_orders
 from shared.codes import (
     CARE_ORDER_CODE,
     CONTACT_RELATIONSHIP_SYSTEM,
     MUNICIPALITY_EXTENSION,
+    PERSON_CATEGORY,
     OrganisationKind,
     organisation_kinds,
 )
+from shared.directory_client import orgnr_in
 from shared.family import indexed_care_orders, parental_responsibility
-from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
+from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
-from shared.transport.wire import Caller
+from shared.fhir.search_query import SearchQuery, parse_search
+from shared.identifiers import ORGNR_SYSTEM
+from shared.rules import refuse
+from shared.store.resource_store import no_filter
+from shared.transport.wire import Caller, FhirRequest
 
 TOKEN, STRING, REFERENCE, DATE = (
     ParamType.TOKEN,
@@ -63,6 +85,31 @@ def _care_order_organizations(patient: dict[str, Any]) -> list[Any]:
     ]
 
 
+SUBSET_ELEMENTS = ("resourceType", "id", "meta", "identifier", "name", "birthDate", "gender",
+                   "active")  # fmt: skip
+"""What an exact look-up of a child shows (`SUBSET`): who it is, nothing of its care."""
+SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+             "code": "SUBSETTED"}  # fmt: skip
+CARE_ORDER_OPERATION = "$care-order"
+
+
+async def own_organization(write: WriteContext) -> str | None:
+    """`Organization/<id>` of the calling organisation, as registered here."""
+    orgnr = write.request.caller.orgnr
+    if not orgnr or write.request.caller.credential != "organisation":
+        return None
+    query = parse_search(
+        "Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")], write.service.search_params
+    )
+    page = await write.service.store.search(write.conn, query, access_for=no_filter)
+    return page.resources[0].reference if page.resources else None
+
+
+async def _orgnr_at(reference: Any, lookup: Lookup) -> str | None:
+    target = local_reference((reference or {}).get("reference"), "Organization")
+    return orgnr_in(await lookup(*target)) if target else None
+
+
 class _Directory(ResourceDefinition):
     """Identifier and kommunenummer validation shared by every directory type."""
 
@@ -78,6 +125,8 @@ class _Directory(ResourceDefinition):
 class PatientDefinition(_Directory):
     resource_type = "Patient"
     documentation = "The child (or adult) receiving care; no-basis-Patient"
+    data_category = PERSON_CATEGORY
+    operations = (("care-order", "https://fhir.barnebro.no/OperationDefinition/care-order"),)
     search_params = (
         _identifier(),
         _active(),
@@ -139,6 +188,63 @@ class PatientDefinition(_Directory):
         if problems:
             raise FhirError(422, problems)
 
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        """Care orders are their holder's: a client's write keeps everyone else's as
+        stored and may add, change or end only its own."""
+        caller = write.request.caller
+        if caller.credential == "service":
+            return []
+        kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
+        merged = merge_on_write(
+            care_order_contacts(write.before),
+            care_order_contacts(resource),
+            holder=await own_organization(write) if kind else None,
+            may_know=may_know_care_orders(caller),
+        )
+        refuse(merged.problems)
+        with_care_orders(resource, merged.orders)
+        return []
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """Who holds a care order is searched only by the holder, for itself: a search by
+        it would tell anyone else which children are under one (barnevernsloven §13-1)."""
+        for criterion in query.criteria:
+            if criterion.param.name != "care-order-organization":
+                continue
+            caller = request.caller
+            if caller.credential == "service":
+                continue
+            own = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
+            for value in criterion.values:
+                text = str(value) if "/" in str(value) else f"Organization/{value}"
+                target = local_reference(text, "Organization")
+                allowed = own and target and not criterion.modifier
+                holder = await lookup(*target) if allowed and target else None
+                if holder is None or orgnr_in(holder) != caller.orgnr:
+                    raise error(
+                        403,
+                        "forbidden",
+                        "care-order-organization is searched only by a barnevernstjeneste,"
+                        " naming itself (Organization/<its id>, or its id)",
+                        "care-order-organization",
+                    )
+
+    def shaped(self, body: bytes, obligations: tuple[str, ...]) -> bytes:
+        if SUBSET not in obligations and HIDE_CARE_ORDERS not in obligations:
+            return body
+        patient = orjson.loads(body)
+        if SUBSET in obligations:
+            patient = {k: v for k, v in patient.items() if k in SUBSET_ELEMENTS}
+            meta = patient.setdefault("meta", {})
+            meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+        elif care_order_contacts(patient):
+            others = other_contacts(patient)
+            if others:
+                patient["contact"] = others
+            else:
+                patient.pop("contact")
+        return orjson.dumps(patient)
+
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         systems = people.person_number_systems(resource)
         return [("person-number", f"{system}|{value}") for value, system in systems.items()]
@@ -157,7 +263,12 @@ class PatientDefinition(_Directory):
 
 class RelatedPersonDefinition(_Directory):
     resource_type = "RelatedPerson"
-    documentation = "A parent or other person related to the patient; no-basis-RelatedPerson"
+    documentation = (
+        "A parent or other person related to the patient, with parental responsibility as"
+        " the population register states it (written only by the register source);"
+        " no-basis-RelatedPerson"
+    )
+    data_category = PERSON_CATEGORY
     search_params = (
         _identifier(),
         _active(),
@@ -263,6 +374,12 @@ class PractitionerDefinition(_Directory):
 class PractitionerRoleDefinition(_Directory):
     resource_type = "PractitionerRole"
     documentation = "A practitioner's role at an organisation (project role codes)"
+    owner_element = "organization"
+
+    async def owners(self, resource: dict[str, Any], lookup: Lookup) -> list[str] | None:
+        orgnr = await _orgnr_at(resource.get("organization"), lookup)
+        return [orgnr] if orgnr else []
+
     search_params = (
         _identifier(),
         _active(),
@@ -299,6 +416,12 @@ class PractitionerRoleDefinition(_Directory):
 class HealthcareServiceDefinition(_Directory):
     resource_type = "HealthcareService"
     documentation = "A service an organisation provides (e.g. a municipal follow-up team)"
+    owner_element = "providedBy"
+
+    async def owners(self, resource: dict[str, Any], lookup: Lookup) -> list[str] | None:
+        orgnr = await _orgnr_at(resource.get("providedBy"), lookup)
+        return [orgnr] if orgnr else []
+
     search_params = (
         _identifier(),
         _active(),

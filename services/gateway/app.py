@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
@@ -19,11 +20,12 @@ from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
 
 from services.gateway import consent_admin
+from services.gateway.bodies import BODY_LIMIT, FORM, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.callers import OrganisationKinds
 from services.gateway.registry import ServiceRegistry
 from shared.auth.scopes import authorize
-from shared.auth.tokens import TokenVerifier, unauthorized
+from shared.auth.tokens import Verifiers, unauthorized
 from shared.config import Settings
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
@@ -48,7 +50,6 @@ OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz", consent_admin.OPENAPI_PATH
 EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
 EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
 PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
-JSON_TYPES = frozenset({"application/fhir+json", "application/json", "application/json+fhir"})
 
 
 def fhir_response(response: FhirResponse) -> web.Response:
@@ -66,7 +67,7 @@ def outcome_response(exc: FhirError) -> web.Response:
 class Gateway:
     """Routes FHIR requests to the services that own their resource types."""
 
-    def __init__(self, settings: Settings, nc: NATS, verifier: TokenVerifier) -> None:
+    def __init__(self, settings: Settings, nc: NATS, verifier: Verifiers) -> None:
         self.settings = settings
         self.nc = nc
         self.verifier = verifier
@@ -75,9 +76,9 @@ class Gateway:
         self.kinds = OrganisationKinds(self.dispatch)
 
     def base_url(self, request: web.Request) -> str:
-        if self.settings.public_base_url:
-            return self.settings.public_base_url.rstrip("/")
-        return f"{request.scheme}://{request.host}/fhir"
+        """The FHIR base of every link (`self`, `next`, `fullUrl`, `Location`): the
+        configured public URL, never the client's `Host` header, which anyone can set."""
+        return self.settings.base_url
 
     async def owner_subject(self, resource_type: str) -> str:
         if not is_resource_type(resource_type):
@@ -136,15 +137,6 @@ async def auth_middleware(
     caller = await gateway.verifier.verify(token.strip())
     request[CALLER_KEY] = await gateway.kinds.complete(caller, gateway.base_url(request))
     return await handler(request)
-
-
-async def read_body(request: web.Request) -> bytes:
-    content_type = request.content_type
-    if request.can_read_body and content_type not in JSON_TYPES:
-        raise error(
-            415, "not-supported", f"Content-Type {content_type} is not supported; use {FHIR_JSON}"
-        )
-    return await request.read()
 
 
 def prefer(request: web.Request) -> tuple[str | None, bool]:
@@ -277,14 +269,12 @@ async def type_level(request: web.Request) -> web.Response:
 
 async def search_post(request: web.Request) -> web.Response:
     resource_type = request.match_info["type"]
-    if request.can_read_body and request.content_type != "application/x-www-form-urlencoded":
-        raise error(
-            415,
-            "not-supported",
-            "POST _search takes application/x-www-form-urlencoded parameters",
-        )
-    form = await request.post()
-    params = [*request.query.items(), *((k, str(v)) for k, v in form.items())]
+    body = await read_body(request, frozenset({FORM}), f"{FORM} parameters")
+    try:
+        form = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise error(400, "invalid", "POST _search takes form-encoded parameters") from exc
+    params = [*request.query.items(), *form]
     return await _forward(request, "search", resource_type=resource_type, params=params)
 
 
@@ -348,6 +338,15 @@ async def system_level(request: web.Request) -> web.Response:
     base = build_request(request, "transaction", resource_type="Bundle")
     if bundle.get("resourceType") != "Bundle":
         raise error(400, "invalid", "POST to the base URL takes a batch or transaction Bundle")
+    entries = bundle.get("entry")
+    limit = gateway.settings.max_bundle_entries
+    if isinstance(entries, list) and len(entries) > limit:
+        raise error(
+            413,
+            "too-costly",
+            f"A Bundle takes at most {limit} entries (BARNEBRO_MAX_BUNDLE_ENTRIES); this one"
+            f" has {len(entries)}: split it",
+        )
     if bundle.get("type") == "batch":
         result = await run_batch(gateway, base, bundle)
     elif bundle.get("type") == "transaction":
@@ -363,6 +362,7 @@ def create_app(gateway: Gateway) -> web.Application:
         client_max_size=gateway.settings.max_body_bytes,
     )
     app[GATEWAY_KEY] = gateway
+    app[BODY_LIMIT] = gateway.settings.max_body_bytes
     routes = app.router
     routes.add_get("/healthz", health)
     routes.add_get("/fhir/metadata", metadata)

@@ -25,8 +25,21 @@ if TYPE_CHECKING:
 
 
 async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any]) -> FhirResponse:
+    """Each entry on its own. Once the answers reach `BARNEBRO_MAX_ANSWER_BYTES`, the
+    entries left are not run: each answers 413, to be sent again in another batch."""
     results = []
+    budget = gateway.settings.max_answer_bytes
     for entry, entry_request in bundle_entries(bundle, "batch"):
+        if budget <= 0:
+            exc = error(
+                413,
+                "too-costly",
+                "Not run: the batch's answer reached BARNEBRO_MAX_ANSWER_BYTES; send this"
+                " entry again in another batch",
+            )
+            response = FhirResponse(status=413, body=orjson.dumps(operation_outcome(exc.issues)))
+            results.append(entry_result(response))
+            continue
         try:
             body = orjson.dumps(entry["resource"]) if "resource" in entry else b""
             response = await gateway.dispatch(entry_request.to_request(base), body)
@@ -34,6 +47,7 @@ async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any])
             response = FhirResponse(
                 status=exc.status, body=orjson.dumps(operation_outcome(exc.issues))
             )
+        budget -= len(response.body) + len(response.outcome)
         results.append(entry_result(response))
     answer = {"resourceType": "Bundle", "type": "batch-response", "entry": results}
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(answer))

@@ -1,19 +1,26 @@
-"""Completing the caller's organisation kind from the directory.
+"""Completing an organisation caller with its kind, from the operator's register.
 
-HelseID tokens name the organisation (organisasjonsnummer) but not its kind (fastlege,
-bup, barnevernstjeneste, …), which the access rules of later services depend on. When a
-token carries no kind, the gateway looks the organisation up in the directory
-(`Organization.type`) and caches the answer for a few minutes; if the directory cannot
-answer, the request goes on without a kind rather than failing.
+Tokens name the organisation (organisasjonsnummer) but never decide what it is: the kind
+(fastlege, bup, barnevernstjeneste, …), on which every access rule depends, is what the
+operator registered as `Organization.type` in the directory. Only the operator writes
+Organizations, so no integration can make itself another kind. A kind is cached for a
+minute (an unknown organisation for a second) and every cached answer is dropped as soon
+as the directory reports a change to an Organization (its events), so a change to the
+register takes effect within about a second. If the directory cannot answer, the caller
+goes on without a kind, which the permission table refuses (an unregistered organisation
+may do nothing).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import orjson
+from nats.aio.client import Client as NATS
 
 from shared.codes import organisation_kinds
 from shared.fhir.errors import FhirError
@@ -23,21 +30,41 @@ from shared.transport.wire import Caller, FhirRequest, FhirResponse
 log = logging.getLogger(__name__)
 
 Dispatch = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
-GATEWAY_CALLER = Caller(client_id="barnebro-gateway", scopes=["system/Organization.rs"])
+GATEWAY_CALLER = Caller(
+    credential="service", client_id="barnebro-gateway", scopes=["system/Organization.rs"]
+)
 
 
 class OrganisationKinds:
-    def __init__(self, dispatch: Dispatch, ttl: float = 300.0, miss_ttl: float = 30.0) -> None:
+    def __init__(self, dispatch: Dispatch, ttl: float = 60.0, miss_ttl: float = 1.0) -> None:
         self._dispatch = dispatch
         self._ttl = ttl
         self._miss_ttl = miss_ttl
         self._cache: dict[str, tuple[float, str | None]] = {}
+        self._subscription: Any = None
+
+    async def follow(self, nc: NATS, prefix: str) -> None:
+        """Forget every cached kind when an Organization changes in the register."""
+
+        async def changed(_: Any) -> None:
+            self._cache.clear()
+
+        self._subscription = await nc.subscribe(
+            f"{prefix}.events.directory.Organization.>", cb=changed
+        )
+
+    async def stop(self) -> None:
+        if self._subscription is not None:
+            with contextlib.suppress(Exception):
+                await self._subscription.unsubscribe()
 
     async def complete(self, caller: Caller, base_url: str) -> Caller:
-        if caller.org_kind or not caller.orgnr:
+        """The caller with its organisation's registered kind (organisation credentials
+        only: a person acts as themselves, an operator credential for no organisation)."""
+        if caller.credential != "organisation" or not caller.orgnr:
             return caller
         kind = await self.kind_of(caller.orgnr, base_url)
-        return caller.model_copy(update={"org_kind": kind}) if kind else caller
+        return caller.model_copy(update={"org_kind": kind})
 
     async def kind_of(self, orgnr: str, base_url: str) -> str | None:
         cached = self._cache.get(orgnr)
@@ -56,17 +83,23 @@ class OrganisationKinds:
             log.warning("could not look up the kind of organisation %s: %s", orgnr, exc)
             self._cache[orgnr] = (time.monotonic() + self._miss_ttl, None)
             return None
-        kind = _kind_in(response)
+        kind = _kind_in(response, orgnr)
         lifetime = self._ttl if kind else self._miss_ttl
         self._cache[orgnr] = (time.monotonic() + lifetime, kind)
         return kind
 
 
-def _kind_in(response: FhirResponse) -> str | None:
+def _kind_in(response: FhirResponse, orgnr: str) -> str | None:
     if response.status != 200:
         return None
     for entry in orjson.loads(response.body).get("entry", []):
-        kinds = [kind for kind in organisation_kinds(entry.get("resource")) if kind]
-        if kinds:
+        resource = entry.get("resource") or {}
+        numbers = [
+            i.get("value")
+            for i in resource.get("identifier") or []
+            if i.get("system") == ORGNR_SYSTEM
+        ]
+        kinds = [kind for kind in organisation_kinds(resource) if kind]
+        if orgnr in numbers and len(kinds) == 1 and resource.get("active") is not False:
             return kinds[0]
     return None

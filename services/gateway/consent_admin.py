@@ -15,7 +15,8 @@ import orjson
 from aiohttp import web
 
 from services.consent.openapi import openapi_document
-from shared.fhir.errors import error
+from services.gateway.bodies import read_body
+from shared.access.permissions import CONSENT_API_ROUTES
 from shared.transport.wire import Caller, FhirRequest, operation_subject
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 PREFIX = "/consent/v1"
 OPENAPI_PATH = f"{PREFIX}/openapi.json"
 JSON_TYPES = frozenset({"application/json", "application/fhir+json"})
+ID_KEY = "id"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -34,9 +36,7 @@ def add_routes(
         async def handle(request: web.Request) -> web.StreamResponse:
             body = b""
             if request.method == "POST":
-                if request.content_type not in JSON_TYPES:
-                    raise error(415, "not-supported", "The consent API takes application/json")
-                body = await request.read()
+                body = await read_body(request, JSON_TYPES, "application/json")
             sent = FhirRequest(
                 interaction="operation",
                 operation=name,
@@ -58,10 +58,6 @@ def add_routes(
         )
 
     router.add_get(OPENAPI_PATH, openapi)
-    router.add_get(f"{PREFIX}/authority", operation("consent-authority"))
-    router.add_post(f"{PREFIX}/consents", operation("consent-create"))
-    router.add_post(f"{PREFIX}/consents/{{id}}/signatures", operation("consent-sign", "id"))
-    router.add_post(f"{PREFIX}/consents/{{id}}/withdrawal", operation("consent-withdraw", "id"))
-    router.add_get(f"{PREFIX}/patients/{{id}}/consents", operation("consent-list", "id"))
-    router.add_post(f"{PREFIX}/decisions", operation("access-decide"))
-    router.add_post(f"{PREFIX}/disclosures", operation("disclosure-hpl33"))
+    for name, (method, path) in CONSENT_API_ROUTES.items():
+        handler = operation(name, ID_KEY if "{id}" in path else None)
+        router.add_route(method, f"{PREFIX}{path}", handler)

@@ -8,7 +8,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from services.gateway.app import Gateway, create_app
-from shared.auth.tokens import TokenVerifier
+from shared.auth.tokens import TokenVerifier, Verifiers, operator_caller_from_claims
 from shared.config import Settings
 from shared.transport.nats_connection import close, connect
 
@@ -24,16 +24,13 @@ class GatewayServer:
 
     async def start(self) -> None:
         settings = self.settings
-        verifier = TokenVerifier(
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            jwks_url=settings.jwks_url,
-            jwks_file=settings.jwks_file,
-        )
         self.nc = await connect(settings, "barnebro-gateway")
-        self.gateway = Gateway(settings, self.nc, verifier)
+        self.gateway = Gateway(settings, self.nc, verifiers(settings))
         await self.gateway.registry.start()
-        self._runner = web.AppRunner(create_app(self.gateway), access_log=None)
+        await self.gateway.kinds.follow(self.nc, settings.nats_prefix)
+        self._runner = web.AppRunner(
+            create_app(self.gateway), access_log=None, auto_decompress=False
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()
@@ -43,6 +40,27 @@ class GatewayServer:
         if self._runner is not None:
             await self._runner.cleanup()
         if self.gateway is not None:
+            await self.gateway.kinds.stop()
             await self.gateway.registry.stop()
         if self.nc is not None:
             await close(self.nc)
+
+
+def verifiers(settings: Settings) -> Verifiers:
+    """Integration tokens against HelseID's (or the local) JWKS; operator and register
+    credentials against the operator's own JWKS, when one is configured."""
+    integration = TokenVerifier(
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        jwks_url=settings.jwks_url,
+        jwks_file=settings.jwks_file,
+    )
+    operator = None
+    if settings.operator_jwks_file:
+        operator = TokenVerifier(
+            issuer=settings.operator_issuer,
+            audience=settings.jwt_audience,
+            jwks_file=settings.operator_jwks_file,
+            caller_of=operator_caller_from_claims,
+        )
+    return Verifiers(integration, operator)

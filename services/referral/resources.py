@@ -195,7 +195,9 @@ class ServiceRequestDefinition(ResourceDefinition):
             )
         _without_shared_with(resource)
         parties = await check_parties(resource, write.request.caller, self.context)
-        patient = await self.context.require_directory().resolve_subject(resource, "subject")
+        patient = await self.context.require_directory().resolve_subject(
+            resource, "subject", write.request.caller
+        )
         _, types = await attachment_types(
             resource, patient, write.service.lookup_as(write.conn, write.request, PASS_ON)
         )
@@ -469,7 +471,9 @@ class AttachmentDefinition(ResourceDefinition):
             )
         if write.before is None:
             _without_shared_with(resource)
-            await self.context.require_directory().resolve_subject(resource, "subject")
+            await self.context.require_directory().resolve_subject(
+                resource, "subject", write.request.caller
+            )
             return []
         before = write.before
         if write.request.caller.orgnr is None or write.request.caller.orgnr != write.author:

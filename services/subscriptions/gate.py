@@ -2,7 +2,8 @@
 
 Decided at delivery time (and again on every retry and replay) with the consent library,
 on the subscriber's organisation and the access facts the event carries: what it decides
-is what a read of the resource by that organisation would decide. Without a basis the
+is what a read of the resource by that organisation would decide, the permission table
+first (a school never learns of a consent record, for one). Without a basis the
 partner is told nothing of the event. An event about a patient that carries no access
 facts is withheld (fail closed). Every release of a patient's event is audited.
 """
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from shared.access.audit import AuditEntity, AuditRecord, audit_id
 from shared.access.decision import AccessContext, AccessDecision, ResourceFacts, decide
 from shared.access.guard import AccessGuard
+from shared.access.permissions import permits
 from shared.codes import DEFAULT_PURPOSE_OF_USE
 from shared.events import DomainEvent
 from shared.fhir.search_params import format_instant
@@ -52,6 +54,8 @@ class ConsentGate:
         )
         if facts.category is None:
             return NOT_PATIENT_DATA
+        if not permits(subscriber, event.resource_type, "read"):
+            return AccessDecision(False, "none", ("The permission table does not allow it",))
         view = self._guard.view
         view.ready()
         return decide(view.state(event.patient), facts, AccessContext(caller=subscriber))

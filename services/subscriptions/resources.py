@@ -17,6 +17,7 @@ from services.subscriptions.channels import partner_subject
 from services.subscriptions.domain.settings import channel_type, read_settings
 from services.subscriptions.domain.vocabulary import NATS
 from services.subscriptions.queue import DeliveryQueue
+from shared.access.permissions import permits
 from shared.auth.scopes import granted
 from shared.fhir.definitions import Change, ResourceDefinition, WriteContext
 from shared.fhir.elements import set_extension
@@ -73,6 +74,15 @@ class SubscriptionDefinition(ResourceDefinition):
                 "forbidden",
                 f"Topic {settings.topic.url} tells of {', '.join(types)}; the token may not"
                 f" read {', '.join(missing)} ({needed} is needed)",
+            )
+        refused = [t for t in types if not permits(caller, t, "read")]
+        if refused:
+            raise error(
+                403,
+                "forbidden",
+                f"Topic {settings.topic.url} tells of {', '.join(refused)}, which an"
+                f" organisation of kind {caller.org_kind} may not read (see the permission"
+                " table)",
             )
         return []
 

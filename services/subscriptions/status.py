@@ -24,7 +24,9 @@ def asked(subscription: dict[str, Any]) -> dict[str, Any]:
 def own_request(base_url: str) -> FhirRequest:
     """The request of the service's own writes (status changes, the topic catalogue)."""
     return FhirRequest(
-        interaction="update", base_url=base_url, caller=Caller(client_id=SERVICE_CLIENT)
+        interaction="update",
+        base_url=base_url,
+        caller=Caller(credential="service", client_id=SERVICE_CLIENT),
     )
 
 

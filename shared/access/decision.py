@@ -7,6 +7,13 @@ organisation boundary only under an active consent covering the recipient, the d
 category, the purpose of use and the day, or under a named basis without consent
 (emergency, hpl §33), and parents see what their parental responsibility covers minus
 what a child of 12-15 keeps from them.
+
+The directory's records of a child (category `person`) follow other rules: an
+organisation sees them only with a relation to the child (it wrote or is named on a
+record about the child, holds its care order, is a recipient of a consent about it or of
+an hpl §33 disclosure, or has an emergency basis); an exact identifier lets a health or
+barnevern organisation find the child itself, as a subset. Care orders are released only
+to kinds that may know of them (`shared.access.permissions.may_know_care_orders`).
 """
 
 from __future__ import annotations
@@ -16,12 +23,22 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from shared.access.permissions import may_know_care_orders
 from shared.access.state import PatientAccessState
-from shared.codes import DEFAULT_PURPOSE_OF_USE, HEALTH_KINDS
+from shared.codes import AUDIT_CATEGORY, DEFAULT_PURPOSE_OF_USE, HEALTH_KINDS, PERSON_CATEGORY
 from shared.store.access_sql import AccessFilter
 from shared.transport.wire import Caller, Emergency
 
 NORWAY = ZoneInfo("Europe/Oslo")
+SUBSET = "subset"
+"""Obligation: release only the identifying subset of a child's record (a look-up)."""
+HIDE_CARE_ORDERS = "hide-care-orders"
+"""Obligation: release the record without its care orders."""
+RELATION_BASES = frozenset(
+    {"own-data", "relation", "care-order-holder", "consent-recipient", "hpl-33", "self",
+     "parental-responsibility", "emergency", "service"}
+)  # fmt: skip
+"""Bases on which a child's directory record is released in full: a relation."""
 
 
 def today() -> date:
@@ -65,6 +82,8 @@ class AccessContext:
     purpose_of_use: str = DEFAULT_PURPOSE_OF_USE
     emergency: Emergency | None = None
     day: date = field(default_factory=today)
+    lookup: bool = False
+    """The request looks a child up by one exact identifier (`Patient?identifier=`)."""
 
 
 def _actor(caller: Caller) -> str:
@@ -73,7 +92,38 @@ def _actor(caller: Caller) -> str:
 
 
 def emergency_allowed(caller: Caller) -> bool:
-    return caller.org_kind in HEALTH_KINDS
+    """Emergency access is for an identified health person (HPR number in the token) at a
+    health organisation: never a system without a person, a person logged in as
+    themselves, or an organisation of another kind."""
+    return (
+        caller.credential == "organisation"
+        and caller.org_kind in HEALTH_KINDS
+        and bool(caller.hpr)
+        and not caller.fhir_user
+    )
+
+
+def relation_basis(state: PatientAccessState | None, context: AccessContext) -> str | None:
+    """The relation an organisation has to the child of `state`, if any, from the
+    consent-view state (its authorship of the child's own record is the resource's)."""
+    caller = context.caller
+    if state is None or caller.fhir_user or caller.credential != "organisation":
+        return None
+    orgnr = caller.orgnr
+    if orgnr and orgnr in state.care_order_holders:
+        return "care-order-holder"
+    if orgnr and orgnr in state.related:
+        return "relation"
+    for grant in state.grants:
+        if grant.covers_day(context.day) and (
+            (orgnr and orgnr in grant.orgs)
+            or (caller.org_kind and caller.org_kind in grant.kinds)
+            or set(caller.roles) & set(grant.roles)
+        ):
+            return "consent-recipient"
+    if orgnr and any(orgnr in d.recipients for d in state.disclosures):
+        return "hpl-33"
+    return None
 
 
 def _matching_grants(state: PatientAccessState, context: AccessContext, category: str) -> list[str]:
@@ -145,6 +195,16 @@ def decide(
     caller = context.caller
     if resource.category is None:
         return AccessDecision(True, "not-patient-data", ("Not information about a patient",))
+    if caller.credential == "service":
+        return AccessDecision(True, "service", ("A barnebro service reads for its rules",))
+    if resource.category == PERSON_CATEGORY:
+        return _decide_directory(state, resource, context)
+    if resource.category == AUDIT_CATEGORY:
+        if caller.orgnr and not caller.fhir_user and caller.orgnr in resource.holders:
+            return AccessDecision(
+                True, "party", (f"{_actor(caller)} is the agent of {resource.reference}",)
+            )
+        return AccessDecision(False, "none", (f"{resource.reference} records others' access",))
     if caller.fhir_user:
         return _decide_for_person(state, resource, context)
     if caller.orgnr and caller.orgnr == resource.author:
@@ -206,6 +266,56 @@ def decide(
     )
 
 
+def _decide_directory(
+    state: PatientAccessState | None, resource: ResourceFacts, context: AccessContext
+) -> AccessDecision:
+    """A child's (or its parents') directory record: only with a relation to the child,
+    or as the identifying subset of an exact look-up."""
+    caller = context.caller
+    hidden = () if may_know_care_orders(caller) else (HIDE_CARE_ORDERS,)
+    subject = f"Patient/{resource.patient}"
+    if caller.fhir_user:
+        if resource.reference == caller.fhir_user:
+            return AccessDecision(True, "self", (f"{caller.fhir_user} is this person",), (),
+                                  hidden)  # fmt: skip
+        if state is not None and resource.patient is not None and _is_parent(state, context):
+            return AccessDecision(
+                True,
+                "parental-responsibility",
+                (f"{caller.fhir_user} holds parental responsibility for {subject}",),
+                obligations=hidden,
+            )
+        return AccessDecision(False, "none", (f"No basis lets {caller.fhir_user} see it",))
+    if caller.orgnr and caller.orgnr == resource.author:
+        reasons = (f"{_actor(caller)} registered {resource.reference}",)
+        return AccessDecision(True, "own-data", reasons, obligations=hidden)
+    basis = relation_basis(state, context)
+    if basis is not None:
+        reasons = (f"{_actor(caller)} has a relation to {subject} ({basis})",)
+        return AccessDecision(True, basis, reasons, obligations=hidden)
+    emergency = context.emergency
+    if (
+        emergency is not None
+        and emergency.patient == resource.patient
+        and emergency_allowed(caller)
+    ):
+        return AccessDecision(
+            True,
+            "emergency",
+            (f"Emergency access (øyeblikkelig hjelp) by {_actor(caller)}: {emergency.reason}",),
+            obligations=("review-after-the-fact",),
+            legal_reference="helsepersonelloven §7; pbrl §4-9",
+        )
+    if context.lookup and resource.reference == subject:
+        return AccessDecision(
+            True,
+            "identifier-lookup",
+            (f"{_actor(caller)} looked {subject} up by an exact identifier",),
+            obligations=(SUBSET,),
+        )
+    return AccessDecision(False, "none", (f"{_actor(caller)} has no relation to {subject}",))
+
+
 def _decide_for_person(
     state: PatientAccessState | None, resource: ResourceFacts, context: AccessContext
 ) -> AccessDecision:
@@ -259,6 +369,10 @@ def visibility(
     permit the caller something); the emergency patient is added when allowed.
     """
     caller = context.caller
+    if category == AUDIT_CATEGORY:
+        return AccessFilter(orgs=(caller.orgnr,) if caller.orgnr else ())
+    if category == PERSON_CATEGORY:
+        return _directory_visibility(states, context)
     person = caller.fhir_user is not None
     patients: list[str] = []
     excepting: list[tuple[str, tuple[str, ...]]] = []
@@ -292,4 +406,21 @@ def visibility(
         patients=tuple(sorted(set(patients))),
         patients_except=tuple(excepting),
         resources=tuple(sorted(set(resources))),
+    )
+
+
+def _directory_visibility(
+    states: Iterable[PatientAccessState], context: AccessContext
+) -> AccessFilter:
+    """`visibility` for the directory's records of children and their parents."""
+    caller = context.caller
+    if caller.fhir_user:
+        parents = [s.patient for s in states if _is_parent(s, context)]
+        return AccessFilter(patients=tuple(sorted(parents)), resources=(caller.fhir_user,))
+    patients = {s.patient for s in states if relation_basis(s, context) is not None}
+    emergency = context.emergency
+    if emergency is not None and emergency_allowed(caller):
+        patients.add(emergency.patient)
+    return AccessFilter(
+        orgs=(caller.orgnr,) if caller.orgnr else (), patients=tuple(sorted(patients))
     )

@@ -6,12 +6,21 @@ a transaction) is decided with `decide`; a search or history page is filtered in
 `visibility` (`filter_for`) and what remains is audited. Nothing about a patient is
 returned before its audit record is stored. A denied resource answers exactly as a
 missing one does (404), so a caller learns nothing about what it may not see.
+
+What the guard decides follows the caller's cell of the permission table
+(`shared.access.permissions`) for each type: `all` releases without a decision (still
+audited), `own` only what the caller wrote or is named on, anything else by `decide`. A
+released resource is shaped by its decision's obligations (a look-up's subset, a child's
+record without its care orders) through its type's `ResourceDefinition.shaped`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
+from urllib.parse import parse_qsl
 
 from shared.access.audit import AuditEntity, AuditRecord, audit_id
 from shared.access.decision import (
@@ -22,15 +31,22 @@ from shared.access.decision import (
     decide,
     visibility,
 )
+from shared.access.permissions import Rule, action_of, permission
 from shared.access.view import ConsentView
 from shared.codes import DEFAULT_PURPOSE_OF_USE
-from shared.fhir.errors import error
+from shared.fhir.errors import FhirError, error
 from shared.fhir.search_params import format_instant
+from shared.identifiers import PERSON_SYSTEMS
 from shared.store.access_sql import AccessFilter
 from shared.store.resource_store import AccessFor, StoredResource
 from shared.transport.wire import FhirRequest
 
 MAX_CACHED_FILTERS = 4096
+NOTHING = AccessFilter()
+"""Matches no patient data at all."""
+OWN_BASES = frozenset({"own-data", "party", "self"})
+LOOKUP_PARAMS = frozenset({"_count", "_format", "_total"})
+Shaper = Callable[[bytes, tuple[str, ...]], bytes]
 
 
 class AuditSink(Protocol):
@@ -44,12 +60,50 @@ def facts_of(stored: StoredResource) -> ResourceFacts:
     )
 
 
-def context_of(request: FhirRequest) -> AccessContext:
+def is_identifier_lookup(request: FhirRequest) -> bool:
+    """A search (or a conditional create) of Patient by exactly one full person
+    identifier (`identifier=<fødselsnummer system>|<number>`) and nothing else that
+    selects: it finds at most one child (person numbers are unique keys)."""
+    if request.resource_type != "Patient":
+        return False
+    if request.interaction == "search":
+        params = [(k, v) for k, v in request.params if k not in LOOKUP_PARAMS]
+    elif request.interaction == "create" and request.if_none_exist:
+        params = parse_qsl(request.if_none_exist, keep_blank_values=True)
+    else:
+        return False
+    if len(params) != 1 or params[0][0] != "identifier":
+        return False
+    system, bar, value = params[0][1].partition("|")
+    return bool(bar) and system in PERSON_SYSTEMS and value.isdigit() and "," not in value
+
+
+def context_of(request: FhirRequest, *, lookup: bool = False) -> AccessContext:
     return AccessContext(
         caller=request.caller,
         purpose_of_use=request.purpose_of_use or DEFAULT_PURPOSE_OF_USE,
         emergency=request.emergency,
+        lookup=lookup,
     )
+
+
+def table_rule(request: FhirRequest, res_type: str, action: str) -> Rule:
+    """The caller's cell for `action` on `res_type`; `NO` where the table refuses (the
+    resource is then withheld as if it were not there)."""
+    try:
+        return permission(request.caller, res_type, action)
+    except FhirError:
+        return Rule.NO
+
+
+def read_action(request: FhirRequest, res_type: str) -> str:
+    """The table action a release of one `res_type` resource falls under: the search of
+    the searched type, a read otherwise (a read by id, an included resource, a resource
+    an operation or a write answers with)."""
+    action = action_of(request)
+    if res_type == request.resource_type and action in ("read", "search"):
+        return action
+    return "read"
 
 
 def _entity(stored: StoredResource, decision: AccessDecision) -> AuditEntity:
@@ -76,6 +130,7 @@ class AccessGuard:
         audit: AuditSink,
         categories: dict[str, str | None],
         type_categories: dict[str, tuple[str, ...]] | None = None,
+        shapers: Mapping[str, Shaper] | None = None,
     ) -> None:
         """`categories`: each type's main data category (None: not patient data);
         `type_categories`: every category a type's resources may hold, where more than
@@ -85,20 +140,48 @@ class AccessGuard:
         self.audit = audit
         self.categories = categories
         self.type_categories = type_categories or {}
+        self.shapers = shapers or {}
         self._filters: dict[tuple[object, ...], AccessFilter] = {}
 
-    def decide(self, request: FhirRequest, stored: StoredResource) -> AccessDecision:
+    def decide(
+        self, request: FhirRequest, stored: StoredResource, action: str | None = None
+    ) -> AccessDecision:
+        """The decision for one resource, within the caller's cell of the table for
+        `action` (by default: what releasing it in this request is, `read_action`)."""
         facts = facts_of(stored)
-        if facts.category is not None:
-            self.view.ready()
-        return decide(self.view.state(facts.patient), facts, context_of(request))
+        if facts.category is None:
+            return decide(None, facts, context_of(request))
+        rule = table_rule(request, stored.res_type, action or read_action(request, stored.res_type))
+        if rule is Rule.NO:
+            return AccessDecision(False, "none", ("The permission table does not allow it",))
+        if rule is Rule.ALL:
+            return AccessDecision(True, "permitted", ("The permission table allows it",))
+        self.view.ready()
+        lookup = rule is Rule.LOOKUP and is_identifier_lookup(request)
+        decision = decide(self.view.state(facts.patient), facts, context_of(request, lookup=lookup))
+        if rule is Rule.OWN and decision.permit and decision.basis not in OWN_BASES:
+            return AccessDecision(False, "none", (f"{stored.reference} is not the caller's own",))
+        return decision
+
+    def shaped(self, stored: StoredResource, decision: AccessDecision) -> StoredResource:
+        """The resource as this decision releases it (its obligations applied)."""
+        shaper = self.shapers.get(stored.res_type)
+        if shaper is None or not decision.obligations or stored.body is None:
+            return stored
+        body = shaper(stored.body, decision.obligations)
+        return stored if body is stored.body else dataclasses.replace(stored, body=body)
 
     async def check(self, request: FhirRequest, stored: StoredResource) -> bool:
         """Decide one resource and audit the decision; False when the caller may not see it."""
+        return await self.release(request, stored) is not None
+
+    async def release(self, request: FhirRequest, stored: StoredResource) -> StoredResource | None:
+        """Decide one resource and audit the decision; the resource as released, or None
+        when the caller may not see it."""
         decision = self.decide(request, stored)
         if stored.access.category is not None:
             await self._record(request, [_entity(stored, decision)])
-        return decision.permit
+        return self.shaped(stored, decision) if decision.permit else None
 
     async def permits(
         self, request: FhirRequest, stored: StoredResource, bases: frozenset[str] | None = None
@@ -118,10 +201,12 @@ class AccessGuard:
             await self._record(request, [_entity(stored, decision)])
         return decision.permit
 
-    async def require(self, request: FhirRequest, stored: StoredResource) -> None:
-        """`check`, answering a denial as if the resource did not exist."""
-        if not await self.check(request, stored):
+    async def require(self, request: FhirRequest, stored: StoredResource) -> StoredResource:
+        """`release`, answering a denial as if the resource did not exist."""
+        released = await self.release(request, stored)
+        if released is None:
             raise error(404, "not-found", f"{stored.reference} is not known")
+        return released
 
     def filter_for(self, request: FhirRequest) -> AccessFor:
         """The SQL filter of each resource type for this request.
@@ -132,7 +217,8 @@ class AccessGuard:
         context = context_of(request)
         caller = context.caller
         emergency = context.emergency.patient if context.emergency else None
-        identity = (caller.orgnr, caller.org_kind, caller.fhir_user, tuple(caller.roles))
+        identity = (caller.credential, caller.orgnr, caller.org_kind, caller.fhir_user,
+                    caller.hpr, tuple(caller.roles))  # fmt: skip
         keys = actor_keys(caller)
 
         def for_category(category: str) -> AccessFilter:
@@ -150,6 +236,16 @@ class AccessGuard:
             category = self.categories.get(res_type)
             if category is None:
                 return None
+            rule = table_rule(request, res_type, read_action(request, res_type))
+            if rule is Rule.NO:
+                return NOTHING
+            if rule is Rule.ALL:
+                return None
+            if rule is Rule.OWN:
+                return AccessFilter(orgs=(caller.orgnr,)) if caller.orgnr else NOTHING
+            looked_up = rule is Rule.LOOKUP and res_type == request.resource_type
+            if looked_up and is_identifier_lookup(request):
+                return None  # one child at most; each row is decided in `released`
             self.view.ready()
             several = self.type_categories.get(res_type, ())
             if len(several) > 1:
@@ -178,7 +274,7 @@ class AccessGuard:
                 continue
             decision = self.decide(request, stored)
             if decision.permit:
-                kept.append(stored)
+                kept.append(self.shaped(stored, decision))
                 entities.append(_entity(stored, decision))
         if entities or self.categories.get(searched or "") is not None:
             await self._record(request, entities, query)

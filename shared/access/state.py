@@ -66,12 +66,18 @@ class PatientAccessState(BaseModel):
     """The last day parents see the child's information by parental responsibility (the
     day before the 16th birthday); None when no reliable birth date is recorded."""
     grants: list[Grant] = Field(default_factory=list)
+    related: list[str] = Field(default_factory=list)
+    """Organisations (organisasjonsnummer) that wrote or are named on a record about the
+    child in any service: a relation to the child (they see its directory record)."""
+    care_order_holders: list[str] = Field(default_factory=list)
+    """Organisations holding a care order for the child that has not ended."""
     hidden_from_parents: list[HiddenFromParents] = Field(default_factory=list)
     disclosures: list[Disclosure] = Field(default_factory=list)
 
     def recipient_keys(self) -> set[str]:
         """Index keys of every actor this state may permit something to."""
         keys = {f"parent:{parent}" for parent in self.parents}
+        keys.update(f"org:{org}" for org in (*self.related, *self.care_order_holders))
         for grant in self.grants:
             keys.update(f"org:{org}" for org in grant.orgs)
             keys.update(f"kind:{kind}" for kind in grant.kinds)

@@ -42,6 +42,10 @@ class ConsentView:
         self._stopping = False
         self._loaded = asyncio.Event()
         self._key_versions: dict[str, int] = {}
+        self._published: dict[str, PatientAccessState] = {}
+        """Each patient's state as the consent service published it."""
+        self._overlay: dict[str, set[str]] = {}
+        """Relations a service announced that the published state does not show yet."""
         self.listeners: list[Callable[[PatientAccessState], None]] = []
 
     async def start(self) -> None:
@@ -97,8 +101,34 @@ class ConsentView:
                 continue
             self.apply(state)
 
+    def relate(self, patient: str, orgnrs: list[str]) -> None:
+        """Relations a service has just made (`shared.access.relations`): shown with the
+        patient's state until a state the consent service publishes has them."""
+        published = self._published.get(patient) or PatientAccessState(patient=patient)
+        pending = self._overlay.setdefault(patient, set())
+        new = set(orgnrs) - set(published.related) - pending
+        if new:
+            pending.update(new)
+            self._install(published)
+        elif not pending:
+            del self._overlay[patient]
+
     def apply(self, state: PatientAccessState) -> None:
-        """Replace one patient's state and its index entries."""
+        """Replace one patient's state, as the consent service published it, and its index
+        entries; relations announced since and not yet in it stay shown."""
+        self._published[state.patient] = state
+        pending = self._overlay.get(state.patient)
+        if pending is not None:
+            pending -= set(state.related)
+            if not pending:
+                del self._overlay[state.patient]
+        self._install(state)
+
+    def _install(self, published: PatientAccessState) -> None:
+        pending = self._overlay.get(published.patient)
+        state = published
+        if pending:
+            state = published.model_copy(update={"related": sorted({*published.related, *pending})})
         previous = self._states.get(state.patient)
         touched = state.recipient_keys()
         if previous is not None:
@@ -120,8 +150,9 @@ class ConsentView:
         """Forget a state removed from the bucket (by an operator): nothing is permitted
         on it any more."""
         for patient in [p for p in self._states if subject_token(p) == key]:
+            self._overlay.pop(patient, None)
             self.apply(PatientAccessState(patient=patient))  # drops its index entries
-            del self._states[patient]
+            del self._states[patient], self._published[patient]
 
     def ready(self) -> None:
         """Refuse (503) while the mirror has not loaded (at start, or again after its watch

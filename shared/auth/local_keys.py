@@ -1,8 +1,11 @@
-"""The local stack's own signing key and development tokens.
+"""The local stack's own signing keys, development tokens and operator credentials.
 
-`barnebro up` and `barnebro token` share a key pair in the data directory: the private key
-signs tokens, the public JWKS is what the gateway verifies against. Production uses
-HelseID's JWKS instead and never reads these files.
+`barnebro up` and `barnebro token` share two key pairs in the data directory:
+- the integration key signs development tokens for organisations and persons (production
+  uses HelseID's JWKS instead and never reads these files);
+- the operator key signs operator and register credentials. In production the operator
+  keeps this private key apart from every integration and gives the gateway only its
+  public JWKS (`BARNEBRO_OPERATOR_JWKS_FILE`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.auth.tokens import (
+    CREDENTIAL_CLAIM,
     FHIR_USER_CLAIM,
     HPR_CLAIMS,
-    KIND_CLAIM,
     ORGNR_CLAIMS,
     ROLES_CLAIM,
 )
@@ -29,17 +32,25 @@ from shared.auth.tokens import (
 KEY_FILE = "signing-key.pem"
 JWKS_FILE = "jwks.json"
 KEY_ID = "barnebro-local-1"
+OPERATOR_KEY_FILE = "operator-key.pem"
+OPERATOR_JWKS_FILE = "operator-jwks.json"
+OPERATOR_KEY_ID = "barnebro-operator-1"
+OPERATOR_ISSUER = "barnebro-operator"
+CREDENTIAL_SCOPES = {
+    "operator": "system/*.cruds system/AuditEvent.rus",
+    "register": "system/Patient.rs system/RelatedPerson.cruds",
+}
+"""What each operator credential's token asks for; the permission table decides the rest."""
 
 
 def key_dir(data_dir: Path) -> Path:
     return data_dir / "auth"
 
 
-def ensure_local_keys(data_dir: Path) -> Path:
-    """Create the key pair if missing; return the JWKS file path."""
+def _ensure_key_pair(data_dir: Path, key_file: str, jwks_file: str, key_id: str) -> Path:
     directory = key_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    key_path, jwks_path = directory / KEY_FILE, directory / JWKS_FILE
+    key_path, jwks_path = directory / key_file, directory / jwks_file
     if not key_path.exists():
         private = ec.generate_private_key(ec.SECP256R1())
         pem = private.private_bytes(
@@ -53,16 +64,34 @@ def ensure_local_keys(data_dir: Path) -> Path:
     if not jwks_path.exists():
         private_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key()))  # type: ignore[arg-type]
-        jwk.update({"kid": KEY_ID, "use": "sig", "alg": "ES256"})
+        jwk.update({"kid": key_id, "use": "sig", "alg": "ES256"})
         jwks_path.write_text(json.dumps({"keys": [jwk]}, indent=2))
     return jwks_path
+
+
+def ensure_local_keys(data_dir: Path) -> Path:
+    """Create the integration key pair if missing; return its JWKS file path."""
+    return _ensure_key_pair(data_dir, KEY_FILE, JWKS_FILE, KEY_ID)
+
+
+def ensure_operator_keys(data_dir: Path) -> Path:
+    """Create the operator key pair if missing; return its JWKS file path."""
+    return _ensure_key_pair(data_dir, OPERATOR_KEY_FILE, OPERATOR_JWKS_FILE, OPERATOR_KEY_ID)
+
+
+def _sign(key_path: Path, key_id: str, claims: dict[str, object]) -> str:
+    return jwt.encode(claims, key_path.read_bytes(), algorithm="ES256", headers={"kid": key_id})
+
+
+def _times(ttl: int) -> dict[str, object]:
+    now = int(time.time())
+    return {"iat": now, "nbf": now, "exp": now + ttl, "jti": str(uuid.uuid4())}
 
 
 def issue_token(
     data_dir: Path,
     *,
     orgnr: str,
-    kind: str,
     hpr: str | None = None,
     fhir_user: str | None = None,
     roles: list[str] | None = None,
@@ -71,27 +100,50 @@ def issue_token(
     issuer: str = "barnebro-local",
     audience: str = "barnebro",
 ) -> str:
-    """A signed development token with local and HelseID-style claim names."""
+    """A signed development token for an organisation (and the person acting), with the
+    local and HelseID-style claim names. It says nothing about the organisation's kind:
+    that is the register's."""
     ensure_local_keys(data_dir)
-    private_key = (key_dir(data_dir) / KEY_FILE).read_bytes()
-    now = int(time.time())
     claims: dict[str, object] = {
         "iss": issuer,
         "aud": audience,
-        "iat": now,
-        "nbf": now,
-        "exp": now + ttl,
-        "jti": str(uuid.uuid4()),
-        "sub": f"barnebro-dev-{orgnr}",
-        "client_id": f"barnebro-dev-{orgnr}",
+        **_times(ttl),
+        "sub": f"barnebro-dev-{orgnr or 'person'}",
+        "client_id": f"barnebro-dev-{orgnr or 'person'}",
         "scope": scope,
-        ORGNR_CLAIMS[1]: orgnr,
-        KIND_CLAIM: kind,
     }
+    if orgnr:
+        claims[ORGNR_CLAIMS[1]] = orgnr
     if hpr:
         claims[HPR_CLAIMS[1]] = hpr
     if fhir_user:
         claims[FHIR_USER_CLAIM] = fhir_user
     if roles:
         claims[ROLES_CLAIM] = roles
-    return jwt.encode(claims, private_key, algorithm="ES256", headers={"kid": KEY_ID})
+    return _sign(key_dir(data_dir) / KEY_FILE, KEY_ID, claims)
+
+
+def issue_credential(
+    data_dir: Path,
+    credential: str,
+    *,
+    ttl: int = 3600,
+    issuer: str = OPERATOR_ISSUER,
+    audience: str = "barnebro",
+    subject: str = "barnebro-operator",
+) -> str:
+    """An operator (`operator`) or population-register (`register`) credential signed
+    with the operator key in the data directory."""
+    if credential not in CREDENTIAL_SCOPES:
+        raise ValueError(f"credential must be one of {sorted(CREDENTIAL_SCOPES)}")
+    ensure_operator_keys(data_dir)
+    claims: dict[str, object] = {
+        "iss": issuer,
+        "aud": audience,
+        **_times(ttl),
+        "sub": subject,
+        "client_id": subject,
+        "scope": CREDENTIAL_SCOPES[credential],
+        CREDENTIAL_CLAIM: credential,
+    }
+    return _sign(key_dir(data_dir) / OPERATOR_KEY_FILE, OPERATOR_KEY_ID, claims)

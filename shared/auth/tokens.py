@@ -1,14 +1,24 @@
 """Verifying bearer tokens against a JWKS and turning them into a `Caller`.
 
-Production tokens come from HelseID; the local stack signs its own. Signature (RS256 or
-ES256), issuer, audience and expiry are checked; verified tokens are cached until they
-expire, so a client reusing its token costs one dictionary look-up per request.
+Two kinds of token reach the gateway, told apart by their issuer:
+- integration tokens (production: HelseID; locally: the stack's own key) name an
+  organisation, and perhaps the person acting (HPR number, or a SMART `fhirUser`);
+  nothing in them is trusted about what the organisation *is*: its kind comes from the
+  operator's register (`services.gateway.callers`), and a `barnebro:org_kind` claim is
+  never read;
+- operator credentials, signed by a key only the operator holds (never HelseID's), for
+  the operator who runs the register and for the population-register source
+  (`barnebro:credential` = `operator` or `register`).
+
+Signature (RS256 or ES256), issuer, audience and expiry are checked; verified tokens are
+cached until they expire, so a client reusing its token costs one dictionary look-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +33,10 @@ ALGORITHMS = ["RS256", "ES256"]
 ORGNR_CLAIMS = ("helseid://claims/client/claims/orgnr_parent", "barnebro:orgnr")
 CHILD_ORGNR_CLAIM = "helseid://claims/client/claims/orgnr_child"
 HPR_CLAIMS = ("helseid://claims/hpr/hpr_number", "barnebro:hpr")
-KIND_CLAIM = "barnebro:org_kind"
 FHIR_USER_CLAIM = "fhirUser"
 ROLES_CLAIM = "barnebro:roles"
+CREDENTIAL_CLAIM = "barnebro:credential"
+OPERATOR_CREDENTIALS = frozenset({"operator", "register"})
 
 
 def unauthorized(message: str) -> FhirError:
@@ -34,21 +45,39 @@ def unauthorized(message: str) -> FhirError:
     )
 
 
-def caller_from_claims(claims: dict[str, Any]) -> Caller:
+def _scopes(claims: dict[str, Any]) -> list[str]:
     scope = claims.get("scope", "")
-    scopes = scope.split() if isinstance(scope, str) else [str(s) for s in scope]
+    return scope.split() if isinstance(scope, str) else [str(s) for s in scope]
+
+
+def caller_from_claims(claims: dict[str, Any]) -> Caller:
+    """The caller of an integration token: its organisation, the person acting and the
+    scopes. The organisation's kind is left for the register to fill in."""
     orgnr = claims.get(CHILD_ORGNR_CLAIM) or next(
         (claims[c] for c in ORGNR_CLAIMS if claims.get(c)), None
     )
     hpr = next((claims[c] for c in HPR_CLAIMS if claims.get(c)), None)
+    fhir_user = claims.get(FHIR_USER_CLAIM) or None
     return Caller(
+        credential="person" if fhir_user else "organisation",
         orgnr=str(orgnr) if orgnr else None,
-        org_kind=claims.get(KIND_CLAIM),
         hpr=str(hpr) if hpr else None,
         client_id=claims.get("client_id") or claims.get("sub"),
-        scopes=scopes,
-        fhir_user=claims.get(FHIR_USER_CLAIM) or None,
+        scopes=_scopes(claims),
+        fhir_user=fhir_user,
         roles=[str(role) for role in claims.get(ROLES_CLAIM) or []],
+    )
+
+
+def operator_caller_from_claims(claims: dict[str, Any]) -> Caller:
+    """The caller of an operator credential: `operator` or `register`, for no organisation."""
+    credential = claims.get(CREDENTIAL_CLAIM)
+    if credential not in OPERATOR_CREDENTIALS:
+        raise ValueError(f"{CREDENTIAL_CLAIM} must be one of {sorted(OPERATOR_CREDENTIALS)}")
+    return Caller(
+        credential=credential,
+        client_id=claims.get("client_id") or claims.get("sub"),
+        scopes=_scopes(claims),
     )
 
 
@@ -56,14 +85,21 @@ class TokenVerifier:
     """Checks JWTs against keys from a JWKS URL (refreshed on unknown key id) or file."""
 
     def __init__(
-        self, *, issuer: str, audience: str, jwks_url: str = "", jwks_file: str = ""
+        self,
+        *,
+        issuer: str,
+        audience: str,
+        jwks_url: str = "",
+        jwks_file: str = "",
+        caller_of: Callable[[dict[str, Any]], Caller] = caller_from_claims,
     ) -> None:
         if not (jwks_url or jwks_file):
             raise ValueError("Set BARNEBRO_JWKS_URL or BARNEBRO_JWKS_FILE")
-        self._issuer = issuer
+        self.issuer = issuer
         self._audience = audience
         self._jwks_url = jwks_url
         self._jwks_file = jwks_file
+        self._caller_of = caller_of
         self._keys: dict[str, Any] = {}
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
@@ -125,13 +161,38 @@ class TokenVerifier:
                 key.key,
                 algorithms=[header["alg"]],
                 audience=self._audience,
-                issuer=self._issuer,
+                issuer=self.issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
-            caller = caller_from_claims(claims)
+            caller = self._caller_of(claims)
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise unauthorized(f"The bearer token was rejected: {exc}") from exc
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (float(claims["exp"]), caller)
         return caller
+
+
+class Verifiers:
+    """The integration verifier, and the operator's when one is configured; a token goes
+    to the one its issuer names (read unverified only to choose: the chosen verifier then
+    checks the issuer with the signature)."""
+
+    def __init__(self, integration: TokenVerifier, operator: TokenVerifier | None) -> None:
+        if operator is not None and operator.issuer == integration.issuer:
+            raise ValueError(
+                "BARNEBRO_OPERATOR_ISSUER must differ from BARNEBRO_JWT_ISSUER: operator"
+                " credentials must never be confused with integration tokens"
+            )
+        self.integration = integration
+        self.operator = operator
+
+    async def verify(self, token: str) -> Caller:
+        if self.operator is not None:
+            try:
+                issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            except jwt.PyJWTError as exc:
+                raise unauthorized(f"The bearer token is malformed: {exc}") from exc
+            if issuer == self.operator.issuer:
+                return await self.operator.verify(token)
+        return await self.integration.verify(token)

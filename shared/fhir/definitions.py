@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.fhir.errors import Issue, error
 from shared.fhir.search_params import SearchParam
+from shared.fhir.search_query import SearchQuery
 from shared.store.database import Connection
 from shared.transport.wire import Caller, FhirRequest
 
@@ -147,6 +148,23 @@ class ResourceDefinition:
     def events(self, change: Change) -> list[EventSpec]:
         """Events for a change; by default created/updated/deleted."""
         return [EventSpec(change.kind, {})]
+
+    owner_element: str = ""
+    """The element that names the organisation a resource belongs to (for `owners`)."""
+
+    async def owners(self, resource: dict[str, Any], lookup: Lookup) -> list[str] | None:
+        """The organisations (organisasjonsnummer) a resource belongs to, for the
+        permission table's `own` on writes; None where only who wrote it counts."""
+        return None
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """Refuse (FhirError) a search this caller may not make at all, whatever it would
+        find (e.g. by a parameter that would reveal what the caller may not know)."""
+
+    def shaped(self, body: bytes, obligations: tuple[str, ...]) -> bytes:
+        """The stored JSON as released under a decision's obligations (e.g. a child's
+        record without its care orders); the same bytes when nothing applies."""
+        return body
 
     def params_by_name(self) -> dict[str, SearchParam]:
         return {p.name: p for p in self.search_params}

@@ -19,6 +19,13 @@ import orjson
 from opentelemetry import propagate
 
 from shared.access.guard import AccessGuard
+from shared.access.permissions import Rule, request_rule
+from shared.access.relations import (
+    RelationAnnouncer,
+    note_relations,
+    related_orgs,
+    take_relations,
+)
 from shared.auth.scopes import authorize, granted
 from shared.events import DomainEvent, EventAccess
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteContext
@@ -97,12 +104,17 @@ class FhirService:
         self.store = ResourceStore(self.search_params)
         self.prefix = prefix
         self._on_commit = on_commit
+        self.announcer: RelationAnnouncer | None = None
+        """Set by the runtime: tells the directory of new relations (`committed`)."""
 
     # -- dispatch -------------------------------------------------------------------------
 
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """One interaction or operation, after the permission table lets the caller
+        through (a transaction checks each of its entries)."""
         if request.interaction == "transaction":
             return await run_transaction(self, request, body)
+        rule = request_rule(request)
         if request.interaction in ("operation", "read-operation"):
             operation = self.operations.get(request.operation or "")
             if operation is None:
@@ -125,8 +137,8 @@ class FhirService:
             case "validate":
                 return await self.validate(definition, request, body)
         async with self.db.transaction() as conn:
-            response = await self.write(conn, definition, request, body)
-        self.notify_commit()
+            response = await self.write(conn, definition, request, body, rule)
+        await self.committed()
         return response
 
     async def backfill_access(self) -> int:
@@ -188,18 +200,32 @@ class FhirService:
         """Wake the outbox relay after a committed write."""
         self._on_commit()
 
+    async def committed(self) -> None:
+        """After a client's unit of work commits, before its answer: wake the outbox relay
+        and tell the directory of the relations to children the writes made."""
+        self.notify_commit()
+        made = take_relations()
+        if made and self.announcer is not None:
+            await self.announcer.announce(made)
+
     async def write(
-        self, conn: Connection, definition: ResourceDefinition, request: FhirRequest, body: bytes
+        self,
+        conn: Connection,
+        definition: ResourceDefinition,
+        request: FhirRequest,
+        body: bytes,
+        rule: Rule,
     ) -> FhirResponse:
-        """A create, update or delete inside the caller's transaction."""
+        """A client's create, update or delete inside the caller's transaction, under the
+        caller's `rule` from the permission table."""
         definition.refuse_client_writes()
         match request.interaction:
             case "create":
-                return await self.create(conn, definition, request, parse_json(body))
+                return await self.create(conn, definition, request, parse_json(body), rule=rule)
             case "update":
-                return await self.update(conn, definition, request, parse_json(body))
+                return await self.update(conn, definition, request, parse_json(body), rule=rule)
             case "delete":
-                return await self.delete(conn, definition, request)
+                return await self.delete(conn, definition, request, rule=rule)
         raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
 
     def lookup(self, conn: Connection) -> Lookup:
@@ -249,21 +275,23 @@ class FhirService:
         request: FhirRequest,
         stored: StoredResource | None,
         missing: tuple[str, str] | None = None,
-    ) -> None:
+    ) -> StoredResource | None:
         """The consent step for one resource: a denied one answers as a missing one. A
-        missing one (`missing`: its type and id) is audited like a denied one."""
+        missing one (`missing`: its type and id) is audited like a denied one. Returns the
+        resource as released (shaped by the decision)."""
         if self.guard is None:
-            return
+            return stored
         if stored is not None:
-            await self.guard.require(request, stored)
-        elif missing is not None:
+            return await self.guard.require(request, stored)
+        if missing is not None:
             await self.guard.missing(request, *missing)
+        return None
 
     async def read(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
         res_id = _checked_id(request.id)
         async with self.db.reader() as conn:
             stored = await self.store.read(conn, definition.resource_type, res_id)
-        await self.disclose(request, stored, (definition.resource_type, res_id))
+        stored = await self.disclose(request, stored, (definition.resource_type, res_id))
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def vread(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
@@ -273,7 +301,7 @@ class FhirService:
             raise error(404, "not-found", f"Version {request.version!r} does not exist")
         async with self.db.reader() as conn:
             stored = await self.store.vread(conn, definition.resource_type, res_id, version)
-        await self.disclose(request, stored, (definition.resource_type, res_id))
+        stored = await self.disclose(request, stored, (definition.resource_type, res_id))
         return _resource_response(stored, definition.resource_type, res_id, request.base_url)
 
     async def search(self, definition: ResourceDefinition, request: FhirRequest) -> FhirResponse:
@@ -287,6 +315,7 @@ class FhirService:
         for include in query.revincludes:
             authorize(request.caller, include.source_type, "search")
         async with self.db.reader() as conn:
+            await definition.check_search(query, request, self.lookup(conn))
             page = await self.store.search(conn, query, access_for=self._access_for(request))
         if self.guard is not None:
             released = await self.guard.released(
@@ -295,9 +324,9 @@ class FhirService:
                 urlencode(query.link_params),
                 searched=definition.resource_type,
             )
-            kept = {r.reference for r in released}
-            page.resources[:] = [r for r in page.resources if r.reference in kept]
-            page.included[:] = [r for r in page.included if r.reference in kept]
+            kept = {r.reference: r for r in released}
+            page.resources[:] = [kept[r.reference] for r in page.resources if r.reference in kept]
+            page.included[:] = [kept[r.reference] for r in page.included if r.reference in kept]
         base = request.base_url
         self_params = list(query.link_params)
         if query.cursor_token is not None:
@@ -354,7 +383,7 @@ class FhirService:
         async with self.db.reader() as conn:
             if res_id is not None:
                 current = await self.store.read(conn, definition.resource_type, res_id)
-                await self.disclose(request, current, (definition.resource_type, res_id))
+                current = await self.disclose(request, current, (definition.resource_type, res_id))
                 if current is None:
                     raise _not_found(definition.resource_type, res_id)
             page, next_seq = await self.store.history(
@@ -413,14 +442,19 @@ class FhirService:
         resource: dict[str, Any],
         *,
         res_id: str | None = None,
+        rule: Rule = Rule.ALL,
     ) -> FhirResponse:
+        """`rule`: the caller's cell of the permission table (the service's own writes
+        pass none: `all`)."""
         resource_type = validate_resource(resource, definition.resource_type)
         warnings = definition.prepare(resource, request.caller)
         await definition.verify_references(resource, self.lookup(conn))
+        if rule is Rule.OWN:
+            await self._require_owner(definition, resource, request, conn)
         if request.if_none_exist:
             existing = await self._conditional_match(conn, definition, request)
             if existing is not None:
-                await self.disclose(request, existing)
+                existing = await self.guard.require(request, existing) if self.guard else existing
                 headers = version_headers(existing, request.base_url)
                 if not granted(request.caller.scopes, resource_type, "r"):
                     return FhirResponse(status=200, headers=headers)  # no read scope: no body
@@ -455,13 +489,50 @@ class FhirService:
         return page.resources[0] if page.resources else None
 
     async def _hidden(
-        self, request: FhirRequest, previous: StoredResource | None, check_access: bool
+        self,
+        request: FhirRequest,
+        previous: StoredResource | None,
+        check_access: bool,
+        missing: tuple[str, str],
     ) -> bool:
         """Whether a resource about to be changed is one the caller may not see: it is then
-        treated exactly as a missing one, so a write can neither reveal nor touch it."""
-        if previous is None or self.guard is None or not check_access:
+        treated exactly as a missing one, so a write can neither reveal nor touch it. Both
+        are audited alike (a missing one as a probe), so they take the same time."""
+        if self.guard is None or not check_access:
+            return False
+        if previous is None:
+            await self.guard.missing(request, *missing)
             return False
         return not await self.guard.check(request, previous)
+
+    async def _require_owner(
+        self,
+        definition: ResourceDefinition,
+        resource: dict[str, Any] | None,
+        request: FhirRequest,
+        conn: Connection,
+        previous: StoredResource | None = None,
+    ) -> None:
+        """The permission table's `own`: the caller's organisation wrote the version being
+        replaced, and (where the type says whose a resource is) the resource names it."""
+        orgnr = request.caller.orgnr
+        if previous is not None and (orgnr is None or previous.access.author != orgnr):
+            raise error(
+                403,
+                "forbidden",
+                f"Only the organisation that wrote {previous.reference} changes it",
+            )
+        if resource is None:
+            return
+        owners = await definition.owners(resource, self.lookup(conn))
+        if owners is not None and (orgnr is None or orgnr not in owners):
+            raise error(
+                403,
+                "forbidden",
+                f"An organisation writes only its own {definition.resource_type}:"
+                f" {definition.owner_element} must be the caller's organisation ({orgnr})",
+                f"{definition.resource_type}.{definition.owner_element}",
+            )
 
     async def update(
         self,
@@ -471,8 +542,10 @@ class FhirService:
         resource: dict[str, Any],
         *,
         check_access: bool = True,
+        rule: Rule = Rule.ALL,
     ) -> FhirResponse:
-        """`check_access=False` only for the service's own writes, which check first."""
+        """`check_access=False` only for the service's own writes, which check first;
+        `rule`: the caller's cell of the permission table."""
         res_id = _checked_id(request.id)
         if resource.get("id") not in (None, res_id):
             raise error(
@@ -490,10 +563,13 @@ class FhirService:
             if patient is not None:
                 await lock_patient(conn, patient)
         previous = await self.store.read_for_update(conn, resource_type, res_id)
-        if await self._hidden(request, previous, check_access):
+        if await self._hidden(request, previous, check_access, (resource_type, res_id)):
             if definition.update_create:
                 raise _not_found(resource_type, res_id)
             previous = None  # from here on, exactly as if it did not exist
+        if rule is Rule.OWN:
+            live = previous if previous is not None and not previous.deleted else None
+            await self._require_owner(definition, resource, request, conn, live)
         if request.if_match is not None:
             expected = parse_etag(request.if_match)
             if previous is None or previous.version != expected:
@@ -521,7 +597,12 @@ class FhirService:
         )
 
     async def delete(
-        self, conn: Connection, definition: ResourceDefinition, request: FhirRequest
+        self,
+        conn: Connection,
+        definition: ResourceDefinition,
+        request: FhirRequest,
+        *,
+        rule: Rule = Rule.ALL,
     ) -> FhirResponse:
         res_id = _checked_id(request.id)
         if not definition.deletable:
@@ -532,8 +613,11 @@ class FhirService:
                 " its status, never deleted",
             )
         previous = await self.store.read_for_update(conn, definition.resource_type, res_id)
-        if previous is None or await self._hidden(request, previous, True):
+        missing = (definition.resource_type, res_id)
+        if await self._hidden(request, previous, True, missing) or previous is None:
             raise _not_found(definition.resource_type, res_id)
+        if rule is Rule.OWN and not previous.deleted:
+            await self._require_owner(definition, None, request, conn, previous)
         if request.if_match is not None and parse_etag(request.if_match) != previous.version:
             raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
         if previous.deleted:
@@ -619,6 +703,15 @@ class FhirService:
         change = Change(stored.res_type, stored.res_id, stored.version, before, after)
         subject = after if after is not None else before
         patient = definition.patient_of(subject, stored.res_id) if subject is not None else None
+        actor = request.caller.model_dump(exclude_defaults=True)
+        if patient is not None and after is not None:
+            access = stored.access
+            note_relations(
+                patient,
+                related_orgs(
+                    stored.res_type, access.category, access.author, access.parties, actor
+                ),
+            )
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         for spec in definition.events(change):
@@ -630,7 +723,7 @@ class FhirService:
                 version_id=str(stored.version),
                 patient=patient,
                 trace_context=carrier,
-                data={"actor": request.caller.model_dump(exclude_defaults=True), **spec.data},
+                data={"actor": actor, **spec.data},
                 access=EventAccess(
                     category=stored.access.category,
                     author=stored.access.author,
@@ -670,13 +763,14 @@ def _access(
     previous: StoredResource | None,
 ) -> ResourceAccess:
     """The access columns of a new version; the author is whoever wrote the first one.
-    Types that hold no patient information record only the patient (for look-ups)."""
-    if definition.data_category is None:
-        return ResourceAccess(patient=definition.patient_of(resource, res_id))
+    Types that hold no patient information record the patient (for look-ups) and the
+    author (for the permission table's `own`)."""
     caller = request.caller
     # A person logged in as themselves (fhirUser) writes for no organisation.
     own = None if caller.fhir_user else caller.orgnr
     author = previous.access.author if previous is not None else own
+    if definition.data_category is None:
+        return ResourceAccess(patient=definition.patient_of(resource, res_id), author=author)
     return ResourceAccess(
         patient=definition.patient_of(resource, res_id),
         category=definition.category_of(resource),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from shared.access.permissions import request_rule
 from shared.fhir.bundle_entries import METHOD_ORDER, EntryRequest, bundle_entries, entry_result
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.resources import FHIR_JSON, parse_json, version_number
@@ -100,6 +101,7 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
         entries, sorted(range(len(entries)), key=lambda i: METHOD_ORDER[entries[i][1].method])
     )
     results: dict[int, dict[str, Any]] = {}
+    read_bytes = 0
     async with service.db.transaction() as conn:
         for index in order:
             entry, entry_request = entries[index]
@@ -107,6 +109,15 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
                 results[index] = await _run_entry(
                     service, conn, request, entry, entry_request, assigned
                 )
+                if entry_request.method == "GET":
+                    read_bytes += results[index]["response"].pop("size")
+                    if read_bytes > DEFAULT_PAGE_BYTES:
+                        raise error(
+                            413,
+                            "too-costly",
+                            f"The resources this transaction reads exceed {DEFAULT_PAGE_BYTES}"
+                            " bytes; nothing was written: read them with separate requests",
+                        )
             except FhirError as exc:
                 where = f"Bundle.entry[{index}]"
                 raise FhirError(
@@ -116,7 +127,7 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
                         for i in exc.issues
                     ],
                 ) from exc
-    service.notify_commit()
+    await service.committed()
     outcomes = [results[i] for i in range(len(entries))]
     response = {"resourceType": "Bundle", "type": "transaction-response", "entry": outcomes}
     answer = orjson.dumps(response)
@@ -142,6 +153,7 @@ async def _run_entry(
     if definition is None:
         raise error(404, "not-supported", f"{res_type} is not served by {service.name}")
     sub = entry_request.to_request(request).model_copy(update={"prefer_return": None})
+    rule = request_rule(sub)
     if entry_request.method == "GET":
         if res_id is None:
             raise error(400, "not-supported", "Searches inside a transaction are not supported")
@@ -154,12 +166,12 @@ async def _run_entry(
             )
         else:
             stored = await service.store.read(conn, res_type, res_id)
-        await service.disclose(sub, stored, (res_type, res_id))
+        stored = await service.disclose(sub, stored, (res_type, res_id))
         if stored is None or stored.deleted:
             raise error(404, "not-found", f"{res_type}/{res_id} is not known")
         return {
             "resource": orjson.Fragment(stored.body or b"{}"),
-            "response": {"status": "200", "etag": stored.etag},
+            "response": {"status": "200", "etag": stored.etag, "size": len(stored.body or b"")},
         }
     definition.refuse_client_writes()
     if entry_request.method == "POST":
@@ -170,11 +182,16 @@ async def _run_entry(
             sub,
             _rewrite(entry["resource"], assigned),
             res_id=new_ref.split("/")[1] if new_ref else None,
+            rule=rule,
         )
-        if new_ref and answer.status == 200 and answer.body:  # a conditional create matched
-            assigned[entry["fullUrl"]] = f"{res_type}/{orjson.loads(answer.body)['id']}"
+        if new_ref and answer.status == 200:  # a conditional create matched: refer to it
+            # (from Location, which is there whether or not the answer carries the body)
+            location = answer.headers["Location"].split("/_history/")[0]
+            assigned[entry["fullUrl"]] = "/".join(location.rsplit("/", 2)[-2:])
     elif entry_request.method == "PUT":
-        answer = await service.update(conn, definition, sub, _rewrite(entry["resource"], assigned))
+        answer = await service.update(
+            conn, definition, sub, _rewrite(entry["resource"], assigned), rule=rule
+        )
     else:
-        answer = await service.delete(conn, definition, sub)
+        answer = await service.delete(conn, definition, sub, rule=rule)
     return entry_result(answer)

@@ -33,11 +33,28 @@ Interaction = Literal[
 ]
 
 
+Credential = Literal["organisation", "person", "operator", "register", "service"]
+"""What a verified caller is, which decides what it may do (`shared.access.permissions`):
+- `organisation`: an integration's token (HelseID, or the local stack's), for the
+  organisation it names; its kind comes only from the operator's register;
+- `person`: a person logged in as themselves (SMART `fhirUser`), acting for no
+  organisation;
+- `operator`: the operator who admits organisations to the register and reviews
+  emergency accesses (a token signed by the operator's own key, never HelseID's);
+- `register`: the population-register source (Folkeregisteret import or sync) that alone
+  states parental responsibility (signed by the operator's key too);
+- `service`: a barnebro service reading another over NATS; never made from a token."""
+
+
 class Caller(BaseModel):
     """The authenticated client: organisation, its kind, the person (HPR) and scopes."""
 
+    credential: Credential = "organisation"
+    """Set by the gateway from the verified token, or to `service` by a service for its
+    own requests; the default grants nothing an organisation is not registered for."""
     orgnr: str | None = None
     org_kind: str | None = None
+    """The organisation's kind as the operator's register states it (never a claim)."""
     hpr: str | None = None
     client_id: str | None = None
     scopes: list[str] = Field(default_factory=list)

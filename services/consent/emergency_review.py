@@ -1,0 +1,106 @@
+"""`POST /fhir/AuditEvent/{id}/$review`: the operator records the after-the-fact review
+of an emergency access ("break the glass").
+
+An emergency access is released at once and reviewed afterwards (helsepersonelloven §7,
+pbrl §4-9): its AuditEvent names the health person (HPR number) who used it, the child and
+the reason, and is listed for the operator by `GET /fhir/AuditEvent?review=pending`. The
+review is kept on the AuditEvent itself (extension `emergency-review`: who reviewed it,
+when, the conclusion `justified` or `unjustified`, and a note), as a new version, and an
+`AuditEvent.emergency-reviewed` event tells the organisation's partners. Input, a
+Parameters resource: `conclusion` (valueCode), `reviewer` (valueString, who reviewed),
+`note` (valueString, optional).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.consent.handlers import service_update
+from services.consent.resources import (
+    EMERGENCY_BASIS,
+    REVIEW_CONCLUSIONS,
+    REVIEW_EXT,
+    REVIEW_OPERATION,
+    review_of,
+)
+from shared.fhir.errors import error
+from shared.fhir.interactions import FhirService
+from shared.fhir.resources import ID_PATTERN, parse_json
+from shared.fhir.search_params import walk
+from shared.store.resource_store import now_instant
+from shared.transport.wire import FhirRequest, FhirResponse
+
+
+def _parameters(body: bytes) -> dict[str, Any]:
+    data = parse_json(body)
+    if data.get("resourceType") != "Parameters":
+        raise error(400, "invalid", f"{REVIEW_OPERATION} takes a Parameters resource")
+    found: dict[str, Any] = {}
+    for parameter in data.get("parameter") or []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
+        if not name or len(values) != 1:
+            raise error(400, "invalid", "Each parameter needs a name and one value")
+        found[str(name)] = values[0]
+    unknown = sorted(set(found) - {"conclusion", "reviewer", "note"})
+    if unknown:
+        raise error(400, "invalid", f"Unknown parameters {unknown}: conclusion, reviewer, note")
+    if found.get("conclusion") not in REVIEW_CONCLUSIONS:
+        raise error(
+            400, "invalid", f"conclusion must be one of {', '.join(REVIEW_CONCLUSIONS)}",
+            "conclusion",
+        )  # fmt: skip
+    for name, limit in (("reviewer", 200), ("note", 2000)):
+        value = found.get(name, "")
+        if not isinstance(value, str) or len(value) > limit or (name == "reviewer" and not value):
+            raise error(400, "invalid", f"{name} is a text of at most {limit} characters", name)
+    return found
+
+
+class EmergencyReview:
+    def __init__(self, fhir: FhirService) -> None:
+        self.fhir = fhir
+
+    def operations(self) -> dict[str, Any]:
+        return {REVIEW_OPERATION: self.review}
+
+    async def review(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        event_id = request.id or ""
+        if request.resource_type != "AuditEvent" or not ID_PATTERN.fullmatch(event_id):
+            raise error(400, "invalid", f"{REVIEW_OPERATION} is an operation on AuditEvent/<id>")
+        found = _parameters(body)
+        async with self.fhir.db.transaction() as conn:
+            stored = await self.fhir.store.read_for_update(conn, "AuditEvent", event_id)
+            if stored is None or stored.deleted:
+                raise error(404, "not-found", f"AuditEvent/{event_id} is not known")
+            event = stored.json()
+            bases = {
+                d.get("valueString") for d in walk(event, ["entity", "detail"])
+                if isinstance(d, dict) and d.get("type") == "basis"
+            }  # fmt: skip
+            if EMERGENCY_BASIS not in bases:
+                raise error(422, "business-rule", "Only an emergency access is reviewed")
+            if review_of(event) is not None:
+                raise error(409, "duplicate", f"AuditEvent/{event_id} has been reviewed")
+            parts = [
+                {"url": "reviewer", "valueString": found["reviewer"]},
+                {"url": "date", "valueDateTime": now_instant()},
+                {"url": "conclusion", "valueCode": found["conclusion"]},
+            ]
+            if found.get("note"):
+                parts.append({"url": "note", "valueString": found["note"]})
+            if request.caller.client_id:
+                parts.append({"url": "operator", "valueString": request.caller.client_id})
+            event["extension"] = [
+                *(event.get("extension") or []),
+                {"url": REVIEW_EXT, "extension": parts},
+            ]
+            answer = await self.fhir.update(
+                conn,
+                self.fhir.definitions["AuditEvent"],
+                service_update("AuditEvent", event_id),
+                event,
+                check_access=False,
+            )
+        self.fhir.notify_commit()
+        return answer

@@ -1,0 +1,107 @@
+"""Which organisations have a relation to a child: they wrote, or are named on, a record
+about it in some service.
+
+The directory releases a child's record (Patient, its parents) only to organisations
+with a relation to the child, so the relation must be known wherever a decision is made:
+it is part of the child's access state (`PatientAccessState.related`), mirrored by every
+service. This consumer follows every service's domain events from the start of the
+stream (so children recorded before it first ran get theirs), keeps the pairs
+(child, organisasjonsnummer) in `consent_relations`, and publishes a child's state again
+when it gains one. A relation is never taken back: the record it rests on stays.
+
+What counts is `shared.access.relations.related_orgs`, the same rule by which a writing
+service tells the directory of a new relation at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from shared.access.relations import related_orgs
+from shared.config import Settings
+from shared.events import DomainEvent
+from shared.store.database import Connection, Database
+from shared.transport.consumer import DurableConsumer
+
+if TYPE_CHECKING:
+    from services.consent.handlers import ConsentHandlers
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """CREATE TABLE IF NOT EXISTS consent_relations (
+    patient TEXT NOT NULL, orgnr TEXT NOT NULL, PRIMARY KEY (patient, orgnr))"""
+
+
+def relations_of(event: DomainEvent) -> set[str]:
+    """The organisations an event shows to have a record about its patient."""
+    if not event.patient:
+        return set()
+    access = event.access
+    return related_orgs(
+        event.resource_type,
+        access.category if access else None,
+        access.author if access else None,
+        access.parties if access else (),
+        event.data.get("actor"),
+    )
+
+
+async def create_table(db: Database) -> None:
+    async with db.transaction() as conn:
+        await conn.execute(SCHEMA)
+
+
+async def related(conn: Connection, patient: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT orgnr FROM consent_relations WHERE patient = ? ORDER BY orgnr", patient
+    )
+    return [str(row[0]) for row in rows]
+
+
+class RelationWatch:
+    def __init__(self, handlers: ConsentHandlers, nc: NATS, settings: Settings) -> None:
+        self._handlers = handlers
+        self.consumer = DurableConsumer(
+            nc,
+            stream=settings.stream_name,
+            durable="consent-relation-watch",
+            subject=f"{settings.nats_prefix}.events.>",
+            handler=self.on_events,
+        )
+
+    async def start(self) -> None:
+        await create_table(self._handlers.fhir.db)
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def on_events(self, messages: list[Msg]) -> None:
+        pairs: dict[tuple[str, str], None] = {}
+        for message in messages:
+            try:
+                event = DomainEvent.model_validate_json(message.data)
+            except ValidationError:
+                continue
+            for orgnr in relations_of(event):
+                pairs[(str(event.patient), orgnr)] = None
+        if not pairs:
+            return
+        gained: dict[str, None] = {}
+        async with self._handlers.fhir.db.transaction() as conn:
+            for patient, orgnr in pairs:
+                added = await conn.execute(
+                    "INSERT INTO consent_relations (patient, orgnr) VALUES (?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    patient,
+                    orgnr,
+                )
+                if added:
+                    gained[patient] = None
+        for patient in gained:
+            await self._handlers.republish(patient)

@@ -1,0 +1,150 @@
+"""`POST /fhir/Patient/{id}/$care-order`: a barnevernstjeneste states its own care order.
+
+The holder of a care order is the only source entitled to state it, and it may not yet
+have any other relation to the child (the child may be registered by BUP or the GP), so
+it records the order here rather than by rewriting a Patient it cannot see. Input, a
+Parameters resource:
+- `action` (valueCode): `start` a care order held by the caller, `end` the caller's open
+  one, or `transfer` it to another barnevernstjeneste (`successor`);
+- `date` (valueDate, default today): the first day (start, transfer) or the last day (end);
+- `successor` (valueIdentifier, organisasjonsnummer): the new holder, for `transfer`.
+
+The answer is an OperationOutcome with the new version's ETag (the caller reads the
+Patient as its relation allows). The change is a new version of the
+Patient with the directory's `care-order-started` / `care-order-ended` events, which the
+consent service follows (who may consent changes at once) and records in the audit trail.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from services.directory.domain.care_orders import (
+    CARE_ORDER_ACTIONS,
+    apply_action,
+    care_order_contacts,
+    with_care_orders,
+)
+from services.directory.resources import CARE_ORDER_OPERATION
+from shared.access.decision import today
+from shared.codes import OrganisationKind, organisation_kinds
+from shared.fhir.errors import error, information, operation_outcome
+from shared.fhir.interactions import FhirService, json_response
+from shared.fhir.resources import ID_PATTERN, parse_json
+from shared.fhir.search_query import parse_search
+from shared.identifiers import ORGNR_SYSTEM
+from shared.rules import refuse
+from shared.store.database import Connection
+from shared.store.outbox import lock_patient
+from shared.store.resource_store import StoredResource, no_filter
+from shared.transport.wire import FhirRequest, FhirResponse
+
+
+def _parameters(body: bytes) -> dict[str, Any]:
+    data = parse_json(body)
+    if data.get("resourceType") != "Parameters":
+        raise error(400, "invalid", f"{CARE_ORDER_OPERATION} takes a Parameters resource")
+    found: dict[str, Any] = {}
+    for parameter in data.get("parameter") or []:
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            raise error(400, "invalid", "Each parameter needs a name")
+        values = [v for k, v in parameter.items() if k.startswith("value")]
+        if len(values) != 1:
+            raise error(400, "invalid", f"Parameter {parameter['name']} needs one value")
+        found[parameter["name"]] = values[0]
+    unknown = sorted(set(found) - {"action", "date", "successor"})
+    if unknown:
+        raise error(400, "invalid", f"Unknown parameters {unknown}: action, date, successor")
+    return found
+
+
+def _day(value: Any) -> date:
+    if value is None:
+        return today()
+    try:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValueError(value)
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise error(400, "invalid", "date must be a full date (YYYY-MM-DD)", "date") from exc
+
+
+class CareOrderOperation:
+    def __init__(self, fhir: FhirService) -> None:
+        self.fhir = fhir
+
+    def operations(self) -> dict[str, Any]:
+        return {CARE_ORDER_OPERATION: self.handle}
+
+    async def _organization(self, conn: Connection, orgnr: str) -> StoredResource | None:
+        query = parse_search(
+            "Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")], self.fhir.search_params
+        )
+        page = await self.fhir.store.search(conn, query, access_for=no_filter)
+        return page.resources[0] if page.resources else None
+
+    async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(request.id or ""):
+            raise error(400, "invalid", f"{CARE_ORDER_OPERATION} is an operation on Patient/<id>")
+        found = _parameters(body)
+        action = found.get("action")
+        if action not in CARE_ORDER_ACTIONS:
+            raise error(
+                400, "invalid", f"action must be one of {', '.join(CARE_ORDER_ACTIONS)}", "action"
+            )
+        day = _day(found.get("date"))
+        successor = found.get("successor")
+        if action == "transfer":
+            if not isinstance(successor, dict) or successor.get("system") != ORGNR_SYSTEM:
+                raise error(
+                    400,
+                    "required",
+                    "A transfer names its successor by organisasjonsnummer (valueIdentifier)",
+                    "successor",
+                )
+        elif successor is not None:
+            raise error(400, "invalid", "successor is given only with action transfer")
+        patient_id = str(request.id)
+        async with self.fhir.db.transaction() as conn:
+            await lock_patient(conn, patient_id)
+            stored = await self.fhir.store.read_for_update(conn, "Patient", patient_id)
+            if stored is None or stored.deleted:
+                if self.fhir.guard is not None:
+                    await self.fhir.guard.missing(request, "Patient", patient_id)
+                raise error(404, "not-found", f"Patient/{patient_id} is not known")
+            holder = await self._organization(conn, request.caller.orgnr or "")
+            if holder is None:
+                raise error(403, "forbidden", "The caller's organisation is not registered")
+            successor_ref = None
+            if action == "transfer":
+                assert isinstance(successor, dict)
+                successor_org = await self._organization(conn, str(successor.get("value")))
+                kinds = organisation_kinds(successor_org.json()) if successor_org else []
+                if successor_org is None or kinds != [OrganisationKind.BARNEVERNSTJENESTE.value]:
+                    raise error(
+                        422,
+                        "business-rule",
+                        "A care order is transferred to a registered barnevernstjeneste",
+                        "successor",
+                    )
+                if successor_org.reference == holder.reference:
+                    raise error(422, "business-rule", "A care order is transferred to another")
+                successor_ref = successor_org.reference
+            patient = stored.json()
+            result = apply_action(
+                care_order_contacts(patient),
+                action,
+                holder=holder.reference,
+                day=day,
+                successor=successor_ref,
+            )
+            refuse(result.problems)
+            with_care_orders(patient, result.orders)
+            saved = await self.fhir.save(conn, request, patient, previous=stored)
+        await self.fhir.committed()
+        done = {"start": "started", "end": "ended", "transfer": "transferred"}[action]
+        outcome = operation_outcome([information(f"The care order is {done} ({day})")])
+        answer = json_response(200, outcome)
+        answer.headers["ETag"] = saved.etag
+        return answer
