@@ -18,7 +18,7 @@ from services.careplan.domain.vocabulary import (
 )
 from shared.codes import ROLE_SYSTEM
 from shared.runtime import ServiceRuntime
-from tests.referral_world import Child, ReferralWorld, org_reference
+from tests.referral_world import KINDS, Child, ReferralWorld, org_reference
 from tests.support import Reply
 
 
@@ -122,5 +122,58 @@ class CarePlanWorld:
     async def put(self, reference: str, resource: dict[str, Any], by: str) -> Reply:
         return await self.world.fhir("PUT", reference, resource, by=by)
 
-    async def read(self, reference: str, by: str, headers: dict[str, str] | None = None) -> Reply:
-        return await self.world.fhir("GET", reference, by=by, headers=headers)
+    async def read(
+        self,
+        reference: str,
+        by: str,
+        headers: dict[str, str] | None = None,
+        *,
+        hpr: str | None = None,
+    ) -> Reply:
+        """Read as `by`; with `hpr`, as a health person of `by` identified by that HPR number
+        (what emergency access needs)."""
+        if hpr is None:
+            return await self.world.fhir("GET", reference, by=by, headers=headers)
+        token = self.world.stack.token(orgnr=by, kind=KINDS[by], hpr=hpr)
+        return await self.world.stack.call("GET", reference, token=token, headers=headers)
+
+    async def start_care(
+        self, child: Child, orgnr: str, grantors: tuple[str, ...] | None = None
+    ) -> str:
+        """A health organisation takes the child into its care: it records the consent to
+        health care (purpose helsehjelp, pbrl §4-1) from `grantors` (default: both
+        parents), which shares nothing with anyone. Recording it is what gives the
+        organisation its relation to the child, so it may write plans about it. Returns the
+        Consent reference."""
+        body = {
+            "patient": f"Patient/{child.id}",
+            "purpose": "helsehjelp",
+            "categories": ["journal"],
+            "signatures": [
+                {"grantor": g, "decision": "consent", "method": "in-person",
+                 "collected_by": "Lege Li"}
+                for g in (grantors or child.parents)
+            ],
+            "child_view": {"heard": True, "statement": "Greit", "heard_by": "Lege Li"},
+        }  # fmt: skip
+        reply = await self.world.consent_api("POST", "consents", body, by=orgnr)
+        assert reply.status == 201, reply.body
+        assert reply.json()["status"] == "active", reply.body
+        known = await self.world.fhir("GET", f"Patient/{child.id}", by=orgnr)
+        assert known.status == 200, "a writer may rely on its relation at once"
+        return f"Consent/{reply.json()['id']}"
+
+    async def consent(
+        self,
+        child: Child,
+        purpose: str,
+        orgnr: str,
+        categories: tuple[str, ...],
+        *,
+        by: str,
+        grantors: tuple[str, ...] | None = None,
+    ) -> str:
+        """`by` records a consent naming `orgnr` (`ReferralWorld.consent`): collecting it is
+        how `by` starts its part in the child's care (its relation to the child holds from
+        its next request). Returns the Consent reference."""
+        return await self.world.consent(child, purpose, orgnr, categories, grantors, by=by)

@@ -55,12 +55,11 @@ async def stack(tmp_path: Path, backend: str) -> AsyncIterator[Stack]:
 
 
 async def register(stack: Stack, organisations: list[dict[str, Any]]) -> dict[str, str]:
-    """Register organisations in the directory: organisasjonsnummer → Organization id."""
+    """Register organisations in the directory, as the operator does: organisasjonsnummer →
+    Organization id."""
     ids = {}
     for organization in organisations:
-        reply = await stack.call("POST", "Organization", organization)
-        assert reply.status == 201, reply.body
-        ids[organization["identifier"][0]["value"]] = reply.json()["id"]
+        ids[organization["identifier"][0]["value"]] = await stack.admit_resource(organization)
     return ids
 
 

@@ -48,8 +48,16 @@ class World:
     journal: ServiceRuntime
     organisations: dict[str, str]
 
-    def token(self, orgnr: str, scope: str = "system/*.cruds", fhir_user: str | None = None) -> str:
-        return self.stack.token(orgnr=orgnr, kind=KINDS[orgnr], scope=scope, fhir_user=fhir_user)
+    def token(
+        self,
+        orgnr: str,
+        scope: str = "system/*.cruds",
+        fhir_user: str | None = None,
+        hpr: str | None = None,
+    ) -> str:
+        return self.stack.token(
+            orgnr=orgnr, kind=KINDS[orgnr], scope=scope, fhir_user=fhir_user, hpr=hpr
+        )
 
     @property
     def admin(self) -> str:
@@ -82,6 +90,14 @@ class World:
         created: dict[str, Any] = reply.json()
         return created
 
+    async def register(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Write as the population register (parental responsibility)."""
+        token = self.stack.register_token()
+        reply = await self.stack.call("POST", resource["resourceType"], resource, token=token)
+        assert reply.status == 201, reply.body
+        created: dict[str, Any] = reply.json()
+        return created
+
     async def child(
         self, age: int, *, days: int = 0, care_order: bool = False, birth_date: bool = True
     ) -> Child:
@@ -94,8 +110,8 @@ class World:
         if care_order:
             patient["contact"] = [self.care_order()]
         created = await self.create(patient)
-        mother = await self.create(parent(created["id"], "Mor"))
-        father = await self.create(parent(created["id"], "Far"))
+        mother = await self.register(parent(created["id"], "Mor"))
+        father = await self.register(parent(created["id"], "Far"))
         return Child(
             created["id"], f"RelatedPerson/{mother['id']}", f"RelatedPerson/{father['id']}"
         )

@@ -179,8 +179,8 @@ class ReferralWorld:
     referral: ServiceRuntime
     organisations: dict[str, str]
 
-    def token(self, orgnr: str, scope: str = "system/*.cruds") -> str:
-        return self.stack.token(orgnr=orgnr, kind=KINDS[orgnr], scope=scope)
+    def token(self, orgnr: str, scope: str = "system/*.cruds", hpr: str | None = None) -> str:
+        return self.stack.token(orgnr=orgnr, kind=KINDS[orgnr], scope=scope, hpr=hpr)
 
     async def fhir(
         self,
@@ -190,8 +190,10 @@ class ReferralWorld:
         *,
         by: str,
         headers: dict[str, str] | None = None,
+        token: str | None = None,
     ) -> Reply:
-        return await self.stack.call(method, path, body, token=self.token(by), headers=headers)
+        bearer = token or self.token(by)
+        return await self.stack.call(method, path, body, token=bearer, headers=headers)
 
     async def child(self, age: int = 11, gp: str | None = GP, care_order: bool = False) -> Child:
         """A child with a fødselsnummer, two parents with parental responsibility, a GP,
@@ -219,7 +221,12 @@ class ReferralWorld:
         patient_id = reply.json()["id"]
         parents = []
         for given in ("Mor", "Far"):
-            reply = await self.stack.call("POST", "RelatedPerson", parent(patient_id, given))
+            reply = await self.stack.call(
+                "POST",
+                "RelatedPerson",
+                parent(patient_id, given),
+                token=self.stack.register_token(),
+            )
             assert reply.status == 201, reply.body
             parents.append(f"RelatedPerson/{reply.json()['id']}")
         return Child(patient_id, fnr, tuple(parents))

@@ -33,7 +33,12 @@ from services.consent import consent_spec
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
 from services.stack import free_port, nats_server_binary, wait_for_port
-from shared.auth.local_keys import ensure_local_keys, issue_token
+from shared.auth.local_keys import (
+    ensure_local_keys,
+    ensure_operator_keys,
+    issue_credential,
+    issue_token,
+)
 from shared.codes import (
     MUNICIPALITY_EXTENSION,
     ORGANISATION_KIND_SYSTEM,
@@ -116,6 +121,7 @@ def test_settings(tmp_path: Path, backend: str, nats: str, **overrides: Any) -> 
         "db_schema_prefix": f"t{tag}",
         "http_port": free_port(),
         "jwks_file": str(ensure_local_keys(tmp_path)),
+        "operator_jwks_file": str(ensure_operator_keys(tmp_path)),
         "outbox_poll_interval": 0.2,
         "outbox_max_backoff": 0.5,
         "request_timeout": 5.0,
@@ -181,7 +187,10 @@ class Stack:
     consent: ServiceRuntime
     gateway: GatewayServer
     session: aiohttp.ClientSession
-    tokens: dict[tuple[str, str, str, str], str] = field(default_factory=dict)
+    tokens: dict[tuple[str, str, str, str, str], str] = field(default_factory=dict)
+    admitted: dict[str, str] = field(default_factory=dict)
+    """Token → (organisation, kind) the operator must have registered before it is used."""
+    registered: set[str] = field(default_factory=set)
 
     @property
     def base(self) -> str:
@@ -191,16 +200,60 @@ class Stack:
         self,
         *,
         orgnr: str = "974760673",
-        kind: str = "bup",
+        kind: str | None = "bup",
         scope: str = "system/*.cruds",
         fhir_user: str | None = None,
+        hpr: str | None = None,
     ) -> str:
-        key = (orgnr, kind, scope, fhir_user or "")
+        """A token for `orgnr`. The kind is the register's: before the token's first
+        request the test stack registers the organisation as `kind`, as an operator
+        would, unless it is registered already (as whatever kind) or `kind` is None."""
+        key = (orgnr, kind or "", scope, fhir_user or "", hpr or "")
         if key not in self.tokens:
             self.tokens[key] = issue_token(
-                self.settings.data_dir, orgnr=orgnr, kind=kind, scope=scope, fhir_user=fhir_user
+                self.settings.data_dir, orgnr=orgnr, scope=scope, fhir_user=fhir_user, hpr=hpr
             )
+            if kind and orgnr:
+                self.admitted[self.tokens[key]] = f"{orgnr} {kind}"
         return self.tokens[key]
+
+    def operator_token(self) -> str:
+        return self.credential("operator")
+
+    def register_token(self) -> str:
+        return self.credential("register")
+
+    def credential(self, credential: str) -> str:
+        key = ("", credential, "", "", "")
+        if key not in self.tokens:
+            self.tokens[key] = issue_credential(self.settings.data_dir, credential)
+        return self.tokens[key]
+
+    async def admit(self, orgnr: str, kind: str) -> str:
+        """Register an organisation of `kind` as the operator, unless it is registered
+        already; its resource id."""
+        kommune = "0301" if kind == "barneverninstitusjon" else None
+        return await self.admit_resource(organisation(kind, f"{kind} {orgnr}", orgnr, kommune))
+
+    async def admit_resource(self, resource: dict[str, Any]) -> str:
+        """Register an Organization as the operator, unless one with its organisation
+        number is registered already; its resource id."""
+        orgnr = next(i["value"] for i in resource["identifier"] if i["system"] == ORGNR_SYSTEM)
+        found = await self.call(
+            "GET",
+            f"Organization?identifier={ORGNR_SYSTEM}|{orgnr}",
+            token=self.operator_token(),
+        )
+        entries = found.json().get("entry", [])
+        if entries:
+            self.registered.add(orgnr)
+            return str(entries[0]["resource"]["id"])
+        reply = await self.call("POST", "Organization", resource, token=self.operator_token())
+        if reply.status == 409:  # registered meanwhile, by a concurrent first request
+            return await self.admit_resource(resource)
+        assert reply.status == 201, reply.body
+        self.registered.add(orgnr)
+        return str(reply.json()["id"])
 
     async def call(
         self,
@@ -215,7 +268,13 @@ class Stack:
     ) -> Reply:
         all_headers = {"Accept": FHIR_JSON}
         if authenticated:
-            all_headers["Authorization"] = f"Bearer {token or self.token()}"
+            bearer = token or self.token()
+            admitted = self.admitted.get(bearer)
+            if admitted is not None:
+                orgnr, kind = admitted.split()
+                if orgnr not in self.registered:
+                    await self.admit(orgnr, kind)
+            all_headers["Authorization"] = f"Bearer {bearer}"
         data = raw
         if body is not None:
             data = orjson.dumps(body)

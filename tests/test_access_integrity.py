@@ -68,7 +68,10 @@ async def test_a_hidden_resource_cannot_be_changed_deleted_or_probed(world: Worl
     assert (put.status, missing.status) == (405, 405), "as if it did not exist"
     matched = await world.fhir("PUT", hidden, body, by=GP, headers={"If-Match": 'W/"1"'})
     assert matched.status == 412 and "(none)" in matched.body.decode()
-    assert (await world.fhir("DELETE", hidden, by=GP)).status == 404
+    deleted = await world.fhir("DELETE", hidden, by=GP)
+    deleted_missing = await world.fhir("DELETE", "DocumentReference/no-such-note", by=GP)
+    assert deleted.status == deleted_missing.status == 405, "a kept type is never deleted"
+    assert deleted.body == deleted_missing.body
     unchanged = await world.fhir("GET", hidden, by=BUP)
     assert unchanged.status == 200 and unchanged.json()["meta"]["versionId"] == "1"
     conditional = await world.fhir(
@@ -125,10 +128,12 @@ async def test_a_persons_token_acts_for_the_person_not_its_organisation(world: W
     """A parent whose token also names an organisation does not see what that
     organisation wrote about other children."""
     child, other = await world.child(10), await world.child(10)
-    skole_note = await world.note(other, "Skolens notat", by=SKOLE)
-    assert (await world.fhir("GET", skole_note, by=SKOLE)).status == 200
-    mother = world.token(SKOLE, fhir_user=child.mother)
-    assert (await world.fhir("GET", skole_note, by=SKOLE, token=mother)).status == 404
+    gp_note = await world.note(other, "Legens notat", by=GP)
+    assert (await world.fhir("GET", gp_note, by=GP)).status == 200
+    mother = world.token(GP, fhir_user=child.mother)
+    assert (await world.fhir("GET", gp_note, by=GP, token=mother)).status == 404
+    other_child = await world.fhir("GET", other.ref, by=GP, token=mother)
+    assert other_child.status == 404, "nor the other child's record"
 
 
 async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: World) -> None:
@@ -140,11 +145,11 @@ async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: Worl
     assert search.status == 200 and not search.json()["entry"]
     probe = await world.fhir("GET", "DocumentReference/never-was", by=BUP)
     assert probe.status == 404
-    auditor = world.token(GP, scope="system/AuditEvent.rs")
+    auditor = world.token(BUP, scope="system/AuditEvent.rs")
     mine = f"AuditEvent?agent=urn:oid:2.16.578.1.12.4.1.4.101|{BUP}&_count=100"
 
     async def recorded() -> bool:
-        reply = await world.fhir("GET", mine, by=GP, token=auditor)
+        reply = await world.fhir("GET", mine, by=BUP, token=auditor)
         events = [e["resource"] for e in reply.json().get("entry", [])]
         searched = any(
             e["subtype"][0]["code"] == "search" and any("query" in x for x in e["entity"])
@@ -227,17 +232,45 @@ async def test_the_decision_api_answers_only_about_the_caller_as_its_token_says(
     spoofed = await world.api("POST", "decisions", question, by=SKOLE)
     assert spoofed.status == 403, "a skole may not ask as if it were a bup"
     honest = {**question, "actor": {"orgnr": SKOLE, "kind": "skole"}}
-    assert (await world.api("POST", "decisions", honest, by=SKOLE)).status == 200
+    unrelated = await world.api("POST", "decisions", honest, by=SKOLE)
+    missing = await world.api(
+        "POST", "decisions", {**honest, "patient": "Patient/no-such-child"}, by=SKOLE
+    )
+    assert unrelated.status == missing.status == 404, "no relation: as if there were no child"
+    assert unrelated.json()["issue"][0]["code"] == missing.json()["issue"][0]["code"]
+    shared = sharing(child, signature(child.mother), signature(child.father), child_view=HEARD)
+    shared["recipients"] = {"organizations": [SKOLE]}
+    granted = await world.api("POST", "consents", shared)
+    assert granted.status == 201 and granted.json()["status"] == "active", granted.body
+
+    async def permitted() -> bool:
+        answer = await world.api("POST", "decisions", honest, by=SKOLE)
+        assert answer.status == 200, answer.body
+        return bool(answer.json()["permit"])
+
+    await wait_for(permitted, 5)
 
 
-async def test_a_parent_writes_for_no_organisation(world: World) -> None:
+async def test_a_parent_writes_no_record_and_no_organisation_writes_through_them(
+    world: World,
+) -> None:
+    """A person's token reads what the person may see and answers their own consents; it
+    writes no FHIR resource, so nothing is ever credited to the organisation it names."""
     child = await world.child(10)
     mother = world.token(SKOLE, fhir_user=child.mother)
-    created = await world.fhir("POST", "DocumentReference", note(child.id, "Fra mor"),
-                               by=SKOLE, token=mother)  # fmt: skip
-    assert created.status == 201, created.body
-    path = f"DocumentReference/{created.json()['id']}"
-    assert (await world.fhir("GET", path, by=SKOLE)).status == 404, "not the skole's own note"
+    writes = [
+        ("POST", "DocumentReference", note(child.id, "Fra mor")),
+        ("POST", "Patient", {"resourceType": "Patient", "name": [{"family": "Ny"}]}),
+        ("PUT", child.ref, {"resourceType": "Patient", "id": child.id}),
+    ]
+    for method, path, body in writes:
+        reply = await world.fhir(method, path, body, by=SKOLE, token=mother)
+        assert reply.status == 403, (method, path, reply.body)
+    created = await world.api("POST", "consents", sharing(child, signature(child.mother)),
+                              token=mother)  # fmt: skip
+    assert created.status == 403, "a person answers consents; it does not record them"
+    searched = await world.fhir("GET", f"DocumentReference?patient={child.ref}", by=SKOLE)
+    assert searched.status == 200 and not searched.json()["entry"]
 
 
 async def test_a_disclosure_accepts_an_absolute_subject_reference(world: World) -> None:

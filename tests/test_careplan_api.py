@@ -28,9 +28,10 @@ from tests.referral_world import (
     KOMMUNE,
     LEGEVAKT,
     SKOLE,
+    Child,
     org_reference,
 )
-from tests.support import stream_events, wait_for
+from tests.support import fodselsnummer, stream_events, wait_for
 from tests.test_bad_input_fuzz import VALUES
 
 
@@ -47,6 +48,7 @@ async def test_an_individual_plan_needs_consent_and_all_nine_points(
 ) -> None:
     world = careplans.world
     child = await world.child(age=15)
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
     draft = await careplans.create(plan(child, complete=False), by=KOMMUNE)
     assert draft.status == 201, draft.body
     assert len(codes(draft.json(), MISSING_POINT_EXT)) == 9
@@ -55,7 +57,6 @@ async def test_an_individual_plan_needs_consent_and_all_nine_points(
     assert (await careplans.read(reference, by=BUP)).status == 404
     assert (await careplans.read(reference, by=KOMMUNE)).status == 200
 
-    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
     goal_ref = await careplans.created(goal(child), by=KOMMUNE)
     team_ref = await careplans.created(
         team(child, member(KOMMUNE, "koordinator"), member(BUP, "behandler"),
@@ -69,7 +70,7 @@ async def test_an_individual_plan_needs_consent_and_all_nine_points(
     reply = await careplans.put(reference, body, by=KOMMUNE)
     assert reply.status == 422, reply.body
     assert "consent" in diagnostics(reply)
-    await world.consent(child, "individuell-plan", BUP, ("individuell-plan", "careteam"))
+    await careplans.consent(child, "individuell-plan", BUP, ("individuell-plan", "careteam"), by=GP)
     reply = await careplans.put(reference, body, by=KOMMUNE)
     assert reply.status == 200, reply.body
     assert codes(reply.json(), MISSING_POINT_EXT) == []
@@ -84,8 +85,41 @@ async def test_an_individual_plan_needs_consent_and_all_nine_points(
     hidden = await careplans.create(
         plan(child, status="active", goals=(goal_ref,), care_team=team_ref), by=GP
     )
-    assert hidden.status in (409, 422), hidden.body
+    assert hidden.status == 422, hidden.body
+    assert "is not a goal of this child" in diagnostics(hidden)
     assert reference.split("/")[1] not in hidden.body.decode()  # the GP may not
+    hidden = await careplans.create(plan(child, status="active"), by=GP)
+    assert hidden.status == 409, hidden.body
+    assert "already has an active individual plan" in diagnostics(hidden)
+    assert reference.split("/")[1] not in hidden.body.decode()
+
+
+async def test_plans_are_written_only_about_a_child_the_writer_has_a_relation_to(
+    careplans: CarePlanWorld,
+) -> None:
+    """A plan, goal or care team about a child the organisation has no relation to is
+    refused exactly as one about a child that is not registered; collecting a consent
+    makes the relation. Schools may not write plans, whatever their relation."""
+    world = careplans.world
+    child = await world.child(age=12)
+    unknown = Child("unregistered", fodselsnummer(date(2014, 3, 3), 900))
+    builders = (plan, goal, lambda c: team(c, member(KOMMUNE, "koordinator")))
+    for build in builders:
+        refused = await careplans.create(build(child), by=KOMMUNE)
+        assert refused.status == 422, refused.body
+        missing = await careplans.create(build(unknown), by=KOMMUNE)
+        assert missing.status == 422, missing.body
+        assert "has a relation to" in diagnostics(refused)
+        assert diagnostics(refused).replace(child.fnr, "X") == diagnostics(missing).replace(
+            unknown.fnr, "X"
+        )
+    await careplans.consent(child, "ansvarsgruppe", SKOLE, ("careteam",), by=KOMMUNE)
+    assert (await world.fhir("GET", f"Patient/{child.id}", by=SKOLE)).status == 200
+    for build in builders:
+        reply = await careplans.create(build(child), by=SKOLE)
+        assert reply.status == 403, reply.body
+        assert "may not create" in diagnostics(reply)
+        assert (await careplans.create(build(child), by=KOMMUNE)).status == 201
 
 
 async def test_an_incomplete_plan_stays_a_draft_and_says_what_is_missing(
@@ -93,7 +127,7 @@ async def test_an_incomplete_plan_stays_a_draft_and_says_what_is_missing(
 ) -> None:
     world = careplans.world
     child = await world.child(age=10)
-    await world.consent(child, "individuell-plan", BUP, ("individuell-plan",))
+    await careplans.consent(child, "individuell-plan", BUP, ("individuell-plan",), by=KOMMUNE)
     reply = await careplans.create(plan(child, status="active"), by=KOMMUNE)
     assert reply.status == 422, reply.body
     text = diagnostics(reply)
@@ -118,8 +152,8 @@ async def test_coordinators_one_at_a_time_handed_over_never_removed(
 ) -> None:
     world = careplans.world
     child = await world.child(age=11)
-    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
-    await world.consent(child, "ansvarsgruppe", SKOLE, ("careteam",))
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
+    await careplans.consent(child, "ansvarsgruppe", SKOLE, ("careteam",), by=KOMMUNE)
     reply = await careplans.create(team(child, member(SKOLE, "koordinator")), by=KOMMUNE)
     assert reply.status == 422, reply.body
     assert "never coordinate" in diagnostics(reply)
@@ -165,6 +199,8 @@ async def test_taking_part_needs_consent_and_a_barnekoordinator_comes_from_the_m
 ) -> None:
     world = careplans.world
     child = await world.child(age=11)
+    await careplans.start_care(child, KOMMUNE)
+    await careplans.start_care(child, BUP)
     reply = await careplans.create(
         team(child, member(KOMMUNE, "koordinator"), member(BVT, "saksbehandler")), by=KOMMUNE
     )
@@ -172,23 +208,28 @@ async def test_taking_part_needs_consent_and_a_barnekoordinator_comes_from_the_m
     assert BVT in diagnostics(reply) and "ansvarsgruppe" in diagnostics(reply)
     reply = await careplans.create(team(child, member(BUP, "barnekoordinator")), by=BUP)
     assert reply.status == 403, reply.body
+    assert "appointed by the municipality" in diagnostics(reply)
     reply = await careplans.create(team(child, member(KOMMUNE, "barnekoordinator")), by=KOMMUNE)
     assert reply.status == 201, reply.body
     adult = await world.child(age=19)
+    await careplans.start_care(adult, KOMMUNE, grantors=(f"Patient/{adult.id}",))
     reply = await careplans.create(team(adult, member(KOMMUNE, "barnekoordinator")), by=KOMMUNE)
     assert reply.status == 422, reply.body
+    assert "under 18" in diagnostics(reply)
 
 
 async def test_legevakt_reads_a_kriseplan_in_an_emergency(careplans: CarePlanWorld) -> None:
     world = careplans.world
     child = await world.child(age=15)
+    await careplans.start_care(child, BUP)
     crisis = plan(child, "kriseplan", status="active", contributors=(INSTITUSJON,))
     reference = await careplans.created(crisis, by=BUP)
     assert (await careplans.read(reference, by=INSTITUSJON)).status == 200
     assert (await careplans.read(reference, by=LEGEVAKT)).status == 404
     emergency = {"Barnebro-Emergency-Patient": child.id,
                  "Barnebro-Emergency-Reason": "Selvskading, natt"}  # fmt: skip
-    reply = await careplans.read(reference, by=LEGEVAKT, headers=emergency)
+    assert (await careplans.read(reference, by=LEGEVAKT, headers=emergency)).status == 404
+    reply = await careplans.read(reference, by=LEGEVAKT, headers=emergency, hpr="9144889")
     assert reply.status == 200, reply.body
     assert (await careplans.read(reference, by=GP)).status == 404
 
@@ -204,6 +245,7 @@ async def test_a_revision_date_is_marked_due_once_across_restarts(
 ) -> None:
     world = careplans.world
     child = await world.child(age=9)
+    await careplans.start_care(child, BUP)
     crisis = plan(child, "behandlingsplan", status="active", contributors=(GP,))
     reference = await careplans.created(crisis, by=BUP)
     revision = date.today() + timedelta(days=90)
@@ -243,7 +285,7 @@ async def test_assign_coordinator_hands_over_and_keeps_the_history(
 ) -> None:
     world = careplans.world
     child = await world.child(age=14)
-    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
     reference = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
     parameters = {"resourceType": "Parameters", "parameter": [
         {"name": "coordinator", "valueReference": org_reference(BUP)},
@@ -287,13 +329,15 @@ async def test_withdrawing_the_consent_stops_all_sharing_of_the_plan(
 ) -> None:
     world = careplans.world
     child = await world.child(age=10)
-    consent = await world.consent(child, "individuell-plan", BUP, ("individuell-plan",))
+    consent = await careplans.consent(
+        child, "individuell-plan", BUP, ("individuell-plan",), by=KOMMUNE
+    )
     reference = await careplans.created(plan(child, complete=False), by=KOMMUNE)
     assert (await careplans.read(reference, by=BUP)).status == 200
     consent_id = consent.split("/")[1]
     reply = await world.consent_api(
         "POST", f"consents/{consent_id}/withdrawal",
-        {"by": child.parents[0], "reason": "Vil ikke dele"}, by=GP,
+        {"by": child.parents[0], "reason": "Vil ikke dele"}, by=KOMMUNE,
     )  # fmt: skip
     assert reply.status == 200, reply.body
     view = world.referral.consent_view
@@ -314,7 +358,7 @@ async def test_withdrawing_the_consent_stops_all_sharing_of_the_plan(
 async def test_what_the_server_records_cannot_be_forged(careplans: CarePlanWorld) -> None:
     world = careplans.world
     child = await world.child(age=13)
-    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
     forged = member(BUP, "koordinator")
     forged["extension"] = [{"url": HANDOVER_EXT, "extension": [
         {"url": "reason", "valueString": "BVT bestemte det"}]}]  # fmt: skip
@@ -348,7 +392,7 @@ async def test_assigning_and_updating_a_team_at_once_both_finish(
 ) -> None:
     world = careplans.world
     child = await world.child(age=12)
-    await world.consent(child, "ansvarsgruppe", BUP, ("careteam",))
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
     for _ in range(4):
         created = await careplans.create(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
         assert created.status == 201, created.body
@@ -372,6 +416,7 @@ async def test_an_individual_plan_is_released_only_by_a_consent_for_it(
     and a consent to the individual plan does not open other plans."""
     world = careplans.world
     child = await world.child(age=11)
+    await careplans.start_care(child, KOMMUNE)
     ip = await careplans.created(plan(child, complete=False), by=KOMMUNE)
     treatment = plan(child, "behandlingsplan", status="active", regime="barnevern")
     treatment["note"] = [{"text": "Mistanke om vold fra far"}]
@@ -396,6 +441,7 @@ async def test_random_bad_care_plan_input_never_gets_a_500(careplans: CarePlanWo
     rng = random.Random(35)
     world = careplans.world
     child = await world.child(age=12)
+    await careplans.start_care(child, KOMMUNE)
     team_ref = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
     seeds: dict[str, dict[str, Any]] = {
         "CarePlan": plan(child),

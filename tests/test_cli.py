@@ -15,6 +15,7 @@ import pytest
 import urllib3
 
 from services.stack import free_port
+from shared.codes import ORGANISATION_KINDS
 
 BARNEBRO = [sys.executable, "-m", "services.cli"]
 
@@ -52,10 +53,12 @@ def stop(process: subprocess.Popen[str]) -> int:
     return process.wait(30)
 
 
-def token(data_dir: Path) -> str:
+def token(data_dir: Path, *options: str) -> str:
+    """`barnebro token` with `options` (default: the demonstration fastlege, scoped to
+    Practitioner)."""
+    chosen = options or ("--kind", "fastlege", "--scope", "system/Practitioner.cruds")
     result = subprocess.run(
-        [*BARNEBRO, "token", "--org", "974760673", "--kind", "fastlege", "--data-dir",
-         str(data_dir), "--scope", "system/Practitioner.cruds", "--ttl", "600"],
+        [*BARNEBRO, "token", *chosen, "--data-dir", str(data_dir), "--ttl", "600"],
         capture_output=True, text=True, check=True, env=embedded_env(),
     )  # fmt: skip
     return result.stdout.strip().splitlines()[-1]
@@ -103,6 +106,33 @@ def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
         status, _ = request("GET", f"{base}/Patient", bearer)
         assert status == 403, "the token's scope covers Practitioner only"
 
+        # Every kind has a demonstration organisation in the register; an organisation
+        # that is not registered may do nothing until the operator admits it.
+        operator = token(data_dir, "--credential", "operator")
+        status, registered = request("GET", f"{base}/Organization?_count=100", operator)
+        assert status == 200 and isinstance(registered, dict)
+        kinds = {
+            coding["code"]
+            for entry in registered["entry"]
+            for concept in entry["resource"]["type"]
+            for coding in concept["coding"]
+        }
+        assert kinds == set(ORGANISATION_KINDS)
+        stranger = token(data_dir, "--org", "910000152")
+        status, _ = request("GET", f"{base}/Organization", stranger)
+        assert status == 403
+        added = subprocess.run(
+            [*BARNEBRO, "org", "add", "--orgnr", "910000152", "--name", "Ny BUP", "--kind",
+             "bup", "--url", base, "--data-dir", str(data_dir)],
+            capture_output=True, text=True, env=embedded_env(),
+        )  # fmt: skip
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert "910000152: created" in added.stdout
+        deadline = time.monotonic() + 5  # the gateway learns of the change within a second
+        while request("GET", f"{base}/Organization", stranger)[0] != 200:
+            assert time.monotonic() < deadline, "the new registration did not take effect"
+            time.sleep(0.1)
+
         second = subprocess.run(
             [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(tmp_path / "other")],
             capture_output=True, text=True, timeout=60, env=embedded_env(),
@@ -148,11 +178,16 @@ def test_serve_without_jwks_fails_clearly(tmp_path: Path) -> None:
     assert "BARNEBRO_JWKS_URL or BARNEBRO_JWKS_FILE" in result.stderr
 
 
-def test_token_rejects_unknown_kinds(tmp_path: Path) -> None:
+def test_token_rejects_unknown_kinds_and_a_kind_beside_an_organisation(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*BARNEBRO, "token", "--org", "974760673", "--kind", "hospital", "--data-dir",
-         str(tmp_path)],
+        [*BARNEBRO, "token", "--kind", "hospital", "--data-dir", str(tmp_path)],
         capture_output=True, text=True, env=embedded_env(),
     )  # fmt: skip
     assert result.returncode == 2
     assert "invalid choice: 'hospital'" in result.stderr
+    both = subprocess.run(
+        [*BARNEBRO, "token", "--org", "974760673", "--kind", "bup", "--data-dir", str(tmp_path)],
+        capture_output=True, text=True, env=embedded_env(),
+    )  # fmt: skip
+    assert both.returncode != 0
+    assert "kind is the register's" in both.stderr

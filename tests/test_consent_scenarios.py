@@ -11,7 +11,7 @@ import asyncio
 from datetime import date, timedelta
 from typing import Any
 
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from tests.consent_world import (
     BUP,
     BVT,
@@ -385,52 +385,98 @@ async def test_no_read_path_leaks_a_note_and_a_consent_opens_them_all(world: Wor
 # -- 7. emergency access ------------------------------------------------------------------
 
 
-async def test_emergency_access_is_for_health_personnel_with_a_reason(world: World) -> None:
+async def test_emergency_access_is_for_an_identified_health_person_and_reviewed(
+    world: World,
+) -> None:
     child = await world.child(9)
     note = await world.note(child, "Bekymring", by=BVT)
     gp_note = await world.note(child, "Allergi", by=GP)
-    assert (await world.fhir("GET", note, by=LEGEVAKT)).status == 404
-    no_reason = await world.fhir("GET", note, by=LEGEVAKT, headers={EMERGENCY_PATIENT: child.ref})
+    doctor = world.token(LEGEVAKT, hpr="9144889")
+    assert (await world.fhir("GET", note, by=LEGEVAKT, token=doctor)).status == 404
+    no_reason = await world.fhir(
+        "GET", note, by=LEGEVAKT, token=doctor, headers={EMERGENCY_PATIENT: child.ref}
+    )
     assert no_reason.status == 400, no_reason.body
     assert "Barnebro-Emergency-Reason" in diagnostics(no_reason)
     glass = {EMERGENCY_PATIENT: child.ref, EMERGENCY_REASON: "Bevisstløs, trenger historikk"}
-    broken = await world.fhir("GET", note, by=LEGEVAKT, headers=glass)
+    system_only = await world.fhir("GET", note, by=LEGEVAKT, headers=glass)
+    assert system_only.status == 404, "a system token names no health person: no emergency"
+    person = world.token(SKOLE, fhir_user="RelatedPerson/not-a-parent")
+    assert (await world.fhir("GET", note, by=SKOLE, token=person, headers=glass)).status == 404
+    broken = await world.fhir("GET", note, by=LEGEVAKT, token=doctor, headers=glass)
     assert broken.status == 200, broken.body
     assert broken.json()["id"] == note.partition("/")[2]
-    other = await world.fhir("GET", note, by=LEGEVAKT, headers={**glass, EMERGENCY_PATIENT: "x1"})
+    other = await world.fhir(
+        "GET", note, by=LEGEVAKT, token=doctor, headers={**glass, EMERGENCY_PATIENT: "x1"}
+    )
     assert other.status == 404, "emergency access covers the named patient only"
-    assert (await world.fhir("GET", gp_note, by=BVT, headers=glass)).status == 404
+    barnevern = world.token(BVT, hpr="9144889")
+    assert (await world.fhir("GET", gp_note, by=BVT, token=barnevern, headers=glass)).status == 404
 
-    auditor = world.token(BVT, scope=AUDIT_SCOPE)
-    query = f"AuditEvent?patient={child.ref}&basis=emergency"
+    operator = world.stack.operator_token()
+    pending = f"AuditEvent?patient={child.ref}&review=pending"
+
+    async def listed() -> list[dict[str, Any]]:
+        reply = await world.fhir("GET", pending, by=BVT, token=operator)
+        assert reply.status == 200, reply.body
+        return [
+            e["resource"] for e in reply.json().get("entry", []) if e["search"]["mode"] == "match"
+        ]
 
     async def audited() -> bool:
-        reply = await world.fhir("GET", query, by=BVT, token=auditor)
-        return reply.status == 200 and bool(ids(reply))
+        return bool(await listed())
 
     await wait_for(audited, 5)
-    events = [
-        e["resource"]
-        for e in (await world.fhir("GET", query, by=BVT, token=auditor)).json()["entry"]
-        if e["search"]["mode"] == "match"
-    ]
-    legevakt = [
-        e
+    events = await listed()
+    assert {e["agent"][0]["who"]["identifier"]["value"] for e in events} == {LEGEVAKT}
+    assert all(
+        {"system": HPR_SYSTEM, "value": "9144889"}
+        in [a["who"].get("identifier") for a in e["agent"]]
         for e in events
-        if e["agent"][0]["who"]["identifier"] == {"system": ORGNR_SYSTEM, "value": LEGEVAKT}
-    ]
-    assert legevakt, events
-    assert all("Bevisstløs" in e.get("outcomeDesc", "") for e in legevakt)
-    assert all(e["outcome"] == "0" for e in legevakt)
-    emergency_ids = {e["id"] for e in legevakt}
+    ), "the audit names the health person who broke the glass"
+    assert all("Bevisstløs" in e.get("outcomeDesc", "") for e in events)
+    assert all(e["outcome"] == "0" for e in events)
+    emergency_ids = {e["id"] for e in events}
 
-    async def raised() -> bool:
+    own_audit = world.token(BVT, scope=AUDIT_SCOPE)
+    others = await world.fhir("GET", f"AuditEvent?patient={child.ref}&basis=emergency", by=BVT,
+                              token=own_audit)  # fmt: skip
+    assert others.status == 200 and not ids(others), "an organisation sees only its own accesses"
+
+    async def raised(name: str) -> bool:
         return any(
-            kind.endswith("emergency-access") and resource in emergency_ids
+            kind.endswith(name) and resource in emergency_ids
             for kind, resource in await event_types(world)
         )
 
-    await wait_for(raised, 5, interval=0.2)
+    await wait_for(lambda: raised("emergency-access"), 5, interval=0.2)
+    reviewed_id = sorted(emergency_ids)[0]
+    review = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "conclusion", "valueCode": "justified"},
+            {"name": "reviewer", "valueString": "Personvernombud Olsen"},
+            {"name": "note", "valueString": "Akutt, begrunnet"},
+        ],
+    }
+    by_legevakt = await world.fhir(
+        "POST", f"AuditEvent/{reviewed_id}/$review", review, by=LEGEVAKT, token=doctor
+    )
+    assert by_legevakt.status == 403, "only the operator records a review"
+    done = await world.fhir(
+        "POST", f"AuditEvent/{reviewed_id}/$review", review, by=BVT, token=operator
+    )
+    assert done.status == 200, done.body
+    assert reviewed_id not in {e["id"] for e in await listed()}
+    justified = await world.fhir(
+        "GET", f"AuditEvent?patient={child.ref}&review=justified", by=BVT, token=operator
+    )
+    assert ids(justified) == [f"AuditEvent/{reviewed_id}"]
+    again = await world.fhir(
+        "POST", f"AuditEvent/{reviewed_id}/$review", review, by=BVT, token=operator
+    )
+    assert again.status == 409, again.body
+    await wait_for(lambda: raised("emergency-reviewed"), 5, interval=0.2)
 
 
 # -- 8. the audit trail -------------------------------------------------------------------
@@ -446,10 +492,10 @@ async def test_the_audit_trail_needs_its_own_scope_and_records_every_decision(
     forbidden = await world.fhir("GET", f"AuditEvent?patient={child.ref}", by=BVT)
     assert forbidden.status == 403, forbidden.body
     assert "system/AuditEvent" in diagnostics(forbidden)
-    auditor = world.token(GP, scope=AUDIT_SCOPE)
+    operator = world.stack.operator_token()
 
-    async def outcomes(query: str) -> set[str]:
-        reply = await world.fhir("GET", query, by=GP, token=auditor)
+    async def outcomes(query: str, token: str = operator) -> set[str]:
+        reply = await world.fhir("GET", query, by=GP, token=token)
         assert reply.status == 200, reply.body
         return {
             e["resource"]["outcome"]
@@ -463,7 +509,7 @@ async def test_the_audit_trail_needs_its_own_scope_and_records_every_decision(
     await wait_for(both_recorded, 5)
     assert await outcomes(f"AuditEvent?patient={child.ref}&outcome=4") == {"4"}
     bup = f"AuditEvent?patient={child.ref}&agent={ORGNR_SYSTEM}|{BUP}"
-    reply = await world.fhir("GET", bup, by=GP, token=auditor)
+    reply = await world.fhir("GET", bup, by=GP, token=operator)
     matches = [e["resource"] for e in reply.json()["entry"] if e["search"]["mode"] == "match"]
     assert matches and {m["outcome"] for m in matches} == {"4"}
     for event in matches:
@@ -472,6 +518,15 @@ async def test_the_audit_trail_needs_its_own_scope_and_records_every_decision(
         assert {"type": "decision", "valueString": "deny"} in entity["detail"]
     bvt = f"AuditEvent?patient={child.ref}&agent={ORGNR_SYSTEM}|{BVT}"
     assert "0" in await outcomes(bvt)
+    # An organisation's own audit role sees the records of its own accesses, no one else's.
+    mine = f"AuditEvent?patient={child.ref}"
+    assert await outcomes(mine, world.token(BUP, scope=AUDIT_SCOPE)) == {"4"}
+    assert await outcomes(mine, world.token(GP, scope=AUDIT_SCOPE)) == set()
+    assert "0" in await outcomes(mine, world.token(BVT, scope=AUDIT_SCOPE))
+    auditor = world.token(GP, scope=AUDIT_SCOPE)
+    assert (
+        await world.fhir("GET", f"AuditEvent/{matches[0]['id']}", by=GP, token=auditor)
+    ).status == 404
 
     writer = world.token(GP, scope="system/AuditEvent.cruds")
     posted = await world.fhir(

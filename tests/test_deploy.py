@@ -24,6 +24,7 @@ from services.cli import SERVICES
 from services.consent.directory import CONSENT_SERVICE_CALLER
 from services.referral import REFERRAL_SERVICE_CALLER
 from services.subscriptions.domain.topics import TOPICS
+from shared.access.relations import relations_subject
 from shared.config import ENVIRONMENT_VARIABLES, Settings
 from shared.events import audit_subject_filter, events_subject_filter
 from shared.transport.wire import bundle_subject, operation_subject, request_subject
@@ -816,3 +817,19 @@ def test_only_consent_writes_the_consent_view(nats_users: dict[str, NatsUser]) -
     assert consent is not nats_users.get("barnebro-service"), "consent needs its own user"
     acks = f"$JS.ACK.{settings.audit_stream_name}.consent-audit-trail.1.1.1.1.0"
     assert consent.publish.permits(acks), "the audit trail cannot acknowledge"
+
+
+def test_only_services_announce_relations_and_the_directory_takes_them(
+    nats_users: dict[str, NatsUser],
+) -> None:
+    """Publishing on `<prefix>.relations` gives an organisation a relation to a child: the
+    services that write records may, the gateway (which carries clients' requests) may not."""
+    subject = relations_subject(GUIDE_PREFIX)
+    gateway = user_of(nats_users, "gateway")
+    assert not gateway.publish.permits(subject), "the gateway may not announce relations"
+    assert not gateway.subscribe.permits(subject)
+    for process in DATA_SERVICES:
+        assert user_of(nats_users, process).publish.permits(subject), process
+    assert user_of(nats_users, "directory").subscribe.permits(subject)
+    organisation_event = f"{GUIDE_PREFIX}.events.directory.Organization.updated._"
+    assert gateway.subscribe.permits(organisation_event), "the gateway's kind cache goes stale"

@@ -133,23 +133,47 @@ def related_person(patient_id: str, code: str = "felles") -> Json:
 # --- HTTP helpers --------------------------------------------------------------------------
 
 
-async def create(stack: Stack, resource: Json) -> Json:
-    reply = await stack.call("POST", resource["resourceType"], resource)
+DEFAULT_ORGNR = "974760673"  # the `stack` fixture's default token, registered as bup
+
+
+def writer(stack: Stack, resource_type: str) -> str:
+    """The credential that writes a type: the operator registers organisations, the
+    population register states parental responsibility, the default token the rest."""
+    if resource_type == "Organization":
+        return stack.operator_token()
+    if resource_type == "RelatedPerson":
+        return stack.register_token()
+    return stack.token()
+
+
+def barnevernstjeneste(stack: Stack, orgnr: str = ORGNR_BVT) -> str:
+    """A token of a barnevernstjeneste (registered as one before its first request,
+    unless the operator registered the organisation already)."""
+    return stack.token(orgnr=orgnr, kind="barnevernstjeneste")
+
+
+async def create(stack: Stack, resource: Json, *, token: str | None = None) -> Json:
+    reply = await stack.call(
+        "POST",
+        resource["resourceType"],
+        resource,
+        token=token or writer(stack, resource["resourceType"]),
+    )
     assert reply.status == 201, reply.body
     created: Json = reply.json()
     assert created["meta"]["versionId"] == "1"
     return created
 
 
-async def read(stack: Stack, resource_type: str, res_id: str) -> Json:
-    reply = await stack.call("GET", f"{resource_type}/{res_id}")
+async def read(stack: Stack, resource_type: str, res_id: str, *, token: str | None = None) -> Json:
+    reply = await stack.call("GET", f"{resource_type}/{res_id}", token=token)
     assert reply.status == 200, reply.body
     body: Json = reply.json()
     return body
 
 
-async def search(stack: Stack, query: str) -> Json:
-    reply = await stack.call("GET", query)
+async def search(stack: Stack, query: str, *, token: str | None = None) -> Json:
+    reply = await stack.call("GET", query, token=token)
     assert reply.status == 200, reply.body
     bundle: Json = reply.json()
     assert (bundle["resourceType"], bundle["type"]) == ("Bundle", "searchset")
@@ -164,9 +188,9 @@ def entries(bundle: Json, mode: str) -> list[tuple[str, str]]:
     )
 
 
-async def matches(stack: Stack, query: str) -> list[str]:
+async def matches(stack: Stack, query: str, *, token: str | None = None) -> list[str]:
     """Ids of the matches of a search (the Bundle must hold nothing else)."""
-    bundle = await search(stack, query)
+    bundle = await search(stack, query, token=token)
     assert all(e["search"]["mode"] == "match" for e in bundle.get("entry", [])), bundle
     return sorted(e["resource"]["id"] for e in bundle.get("entry", []))
 
@@ -246,7 +270,10 @@ async def test_fnr_is_unique_per_patient(stack: Stack) -> None:
 
     reply = await stack.call("POST", "Patient", patient(FNR, family="Annen"))
     issue = assert_outcome(reply, 409, "duplicate", None)
-    assert f"Patient/{first['id']}" in issue["diagnostics"]
+    # The conflict does not name the Patient holding the number: the caller may have no
+    # relation to that child (it finds the child by exact identifier, as a subset).
+    assert FNR in issue["diagnostics"]
+    assert first["id"] not in issue["diagnostics"]
     assert await matches(stack, by_fnr) == [first["id"]]
     unchanged = await read(stack, "Patient", first["id"])
     assert unchanged["meta"]["versionId"] == "1"
@@ -263,7 +290,8 @@ async def test_fnr_is_unique_per_patient(stack: Stack) -> None:
     # Another Patient may not take the number over by an update either.
     other = await create(stack, patient(FNR_2))
     reply = await stack.call("PUT", f"Patient/{other['id']}", {**patient(FNR), "id": other["id"]})
-    assert_outcome(reply, 409, "duplicate", None)
+    issue = assert_outcome(reply, 409, "duplicate", None)
+    assert first["id"] not in issue["diagnostics"]
     assert (await read(stack, "Patient", other["id"]))["identifier"][0]["value"] == FNR_2
 
     # After the first Patient is deleted, the number is free again.
@@ -275,12 +303,15 @@ async def test_fnr_is_unique_per_patient(stack: Stack) -> None:
 
 
 async def test_orgnr_is_unique_per_organization(stack: Stack) -> None:
+    operator = stack.operator_token()
     first = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
-    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, "bupa", "BUPA"))
+    reply = await stack.call(
+        "POST", "Organization", organization(ORGNR_BUP, "bupa", "BUPA"), token=operator
+    )
     issue = assert_outcome(reply, 409, "duplicate", None)
     assert f"Organization/{first['id']}" in issue["diagnostics"]
-    assert await matches(stack, "Organization") == [first["id"]]
-    unchanged = await read(stack, "Organization", first["id"])
+    assert await matches(stack, "Organization", token=operator) == [first["id"]]
+    unchanged = await read(stack, "Organization", first["id"], token=operator)
     assert (unchanged["meta"]["versionId"], unchanged["name"]) == ("1", "BUP Oslo")
 
 
@@ -288,30 +319,50 @@ async def test_orgnr_is_unique_per_organization(stack: Stack) -> None:
 
 
 async def test_organization_validation(stack: Stack) -> None:
-    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, None, "Uten type"))
+    operator = stack.operator_token()
+    reply = await stack.call(
+        "POST", "Organization", organization(ORGNR_BUP, None, "Uten type"), token=operator
+    )
     assert_outcome(reply, 422, "required", ["Organization.type"])
 
-    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, "sykehus", "X"))
+    reply = await stack.call(
+        "POST", "Organization", organization(ORGNR_BUP, "sykehus", "X"), token=operator
+    )
     issue = assert_outcome(reply, 422, "code-invalid", ["Organization.type"])
     assert "sykehus" in issue["diagnostics"]
 
     two_kinds = organization(ORGNR_BUP, "bup", "To typer")
     two_kinds["type"][0]["coding"].append({"system": KIND_SYSTEM, "code": "dps"})
-    reply = await stack.call("POST", "Organization", two_kinds)
+    reply = await stack.call("POST", "Organization", two_kinds, token=operator)
     assert_outcome(reply, 422, "required", ["Organization.type"])
 
-    reply = await stack.call("POST", "Organization", organization(ORGNR_BAD, "bup", "Feil"))
+    reply = await stack.call(
+        "POST", "Organization", organization(ORGNR_BAD, "bup", "Feil"), token=operator
+    )
     issue = assert_outcome(reply, 422, "value", ["Organization.identifier[0].value"])
     assert ORGNR_BAD in issue["diagnostics"]
 
     bad_municipality = organization(ORGNR_BUP, "bup", "BUP", kommunenummer="301")
-    reply = await stack.call("POST", "Organization", bad_municipality)
+    reply = await stack.call("POST", "Organization", bad_municipality, token=operator)
     assert_outcome(reply, 422, "value", ["Organization.address[0].extension"])
 
-    assert await matches(stack, "Organization") == []
+    assert await matches(stack, "Organization", token=operator) == []
+
+    # Only the operator registers organisations: a registered organisation may not, even
+    # a valid one (the kind it states would decide what others may do).
+    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, "bup", "BUP"))
+    assert_outcome(reply, 403, "forbidden", None)
+    assert await matches(stack, f"Organization?identifier={ORGNR_BUP}", token=operator) == []
 
 
 async def test_organization_search(stack: Stack) -> None:
+    # Searched as the operator, so that no organisation but these three is registered
+    # (a registered organisation's token would be the fourth).
+    operator = stack.operator_token()
+
+    async def found(query: str) -> list[str]:
+        return await matches(stack, query, token=operator)
+
     bvt = await create(
         stack,
         organization(
@@ -330,29 +381,31 @@ async def test_organization_search(stack: Stack) -> None:
     )
     bup = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo", kommunenummer="0301"))
 
-    assert await matches(stack, f"Organization?identifier={q(ORGNR_SYSTEM + '|' + ORGNR_BVT)}") == [
+    assert await found(f"Organization?identifier={q(ORGNR_SYSTEM + '|' + ORGNR_BVT)}") == [
         bvt["id"]
     ]
-    assert await matches(stack, f"Organization?identifier={ORGNR_BUP}") == [bup["id"]]
-    assert await matches(stack, f"Organization?identifier={q('urn:example|' + ORGNR_BUP)}") == []
-    assert await matches(stack, "Organization?type=barneverninstitusjon") == [institution["id"]]
-    assert await matches(stack, f"Organization?type={q(KIND_SYSTEM + '|bup')}") == [bup["id"]]
-    assert await matches(stack, f"Organization?type={q('urn:example|bup')}") == []
-    assert await matches(stack, "Organization?type=bup,barnevernstjeneste") == sorted(
-        [bup["id"], bvt["id"]]
-    )
-    assert await matches(stack, "Organization?name=barnevern") == sorted(
+    assert await found(f"Organization?identifier={ORGNR_BUP}") == [bup["id"]]
+    assert await found(f"Organization?identifier={q('urn:example|' + ORGNR_BUP)}") == []
+    assert await found("Organization?type=barneverninstitusjon") == [institution["id"]]
+    assert await found(f"Organization?type={q(KIND_SYSTEM + '|bup')}") == [bup["id"]]
+    assert await found(f"Organization?type={q('urn:example|bup')}") == []
+    assert await found("Organization?type=bup,barnevernstjeneste") == sorted([bup["id"], bvt["id"]])
+    assert await found("Organization?name=barnevern") == sorted(
         [bvt["id"], institution["id"]]  # the institution by its alias
     )
-    assert await matches(stack, "Organization?name=BARNEVERNTJENESTEN%20I") == [bvt["id"]]
-    assert await matches(stack, "Organization?name=asly") == [institution["id"]]
-    assert await matches(stack, "Organization?name=oslo") == []  # prefix, not contains
-    assert await matches(stack, "Organization?municipality=0301") == sorted([bvt["id"], bup["id"]])
-    assert await matches(
-        stack, f"Organization?municipality={q(KOMMUNENUMMER_SYSTEM + '|3201')}"
-    ) == [institution["id"]]
-    assert await matches(stack, "Organization?municipality=4601") == []
-    assert await matches(stack, "Organization?municipality=0301&type=bup") == [bup["id"]]
+    assert await found("Organization?name=BARNEVERNTJENESTEN%20I") == [bvt["id"]]
+    assert await found("Organization?name=asly") == [institution["id"]]
+    assert await found("Organization?name=oslo") == []  # prefix, not contains
+    assert await found("Organization?municipality=0301") == sorted([bvt["id"], bup["id"]])
+    assert await found(f"Organization?municipality={q(KOMMUNENUMMER_SYSTEM + '|3201')}") == [
+        institution["id"]
+    ]
+    assert await found("Organization?municipality=4601") == []
+    assert await found("Organization?municipality=0301&type=bup") == [bup["id"]]
+
+    # Any registered organisation reads the register (here the institution itself).
+    token = stack.token(orgnr=ORGNR_INSTITUTION, kind="barneverninstitusjon")
+    assert await matches(stack, "Organization?type=bup", token=token) == [bup["id"]]
 
 
 # --- parental responsibility ---------------------------------------------------------------
@@ -375,10 +428,20 @@ async def test_related_person_with_parental_responsibility(stack: Stack) -> None
     relationship = f"RelatedPerson?relationship={q(PARENTAL_RESPONSIBILITY_SYSTEM + '|felles')}"
     assert await matches(stack, relationship) == [parent["id"]]
 
-    reply = await stack.call("POST", "RelatedPerson", related_person(child["id"], "bestemor"))
+    register = stack.register_token()
+    reply = await stack.call(
+        "POST", "RelatedPerson", related_person(child["id"], "bestemor"), token=register
+    )
     issue = assert_outcome(reply, 422, "code-invalid", ["RelatedPerson.relationship"])
     assert "bestemor" in issue["diagnostics"]
     assert await matches(stack, "RelatedPerson") == sorted([parent["id"], other_parent["id"]])
+
+    # Parental responsibility is the population register's to state, not an organisation's.
+    reply = await stack.call("POST", "RelatedPerson", related_person(child["id"], "far"))
+    assert_outcome(reply, 403, "forbidden", None)
+    assert await matches(stack, "RelatedPerson", token=register) == sorted(
+        [parent["id"], other_parent["id"]]
+    )
 
 
 # --- care orders ---------------------------------------------------------------------------
@@ -387,34 +450,56 @@ async def test_related_person_with_parental_responsibility(stack: Stack) -> None
 async def test_care_order_on_patient(stack: Stack) -> None:
     bvt = await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt Oslo"))
     other_bvt = await create(stack, organization(ORGNR_BUP, "barnevernstjeneste", "Bvt Bærum"))
-    child = await create(stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]))
-    await create(stack, patient(FNR_2))
-
-    assert await matches(stack, f"Patient?care-order-organization=Organization/{bvt['id']}") == [
-        child["id"]
-    ]
-    assert await matches(stack, f"Patient?care-order-organization={bvt['id']}") == [child["id"]]
-    assert (
-        await matches(stack, f"Patient?care-order-organization=Organization/{other_bvt['id']}")
-        == []
+    holder = barnevernstjeneste(stack, ORGNR_BVT)
+    other_holder = barnevernstjeneste(stack, ORGNR_BUP)
+    child = await create(
+        stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]), token=holder
     )
+    await create(stack, patient(FNR_2), token=holder)
+
+    by_bvt = f"Patient?care-order-organization=Organization/{bvt['id']}"
+    assert await matches(stack, by_bvt, token=holder) == [child["id"]]
+    # The holder names itself as a relative reference or by its bare id.
+    bare = f"Patient?care-order-organization={bvt['id']}"
+    assert await matches(stack, bare, token=holder) == [child["id"]]
+    by_other = f"Patient?care-order-organization=Organization/{other_bvt['id']}"
+    assert await matches(stack, by_other, token=other_holder) == []
+
+    # Who holds a care order is searched only by the holder, naming itself.
+    for query, token in ((by_other, holder), (by_bvt, other_holder), (by_bvt, stack.token())):
+        reply = await stack.call("GET", query, token=token)
+        assert_outcome(reply, 403, "forbidden", ["care-order-organization"])
+
+    # A care order is recorded only by the barnevernstjeneste holding it, naming itself.
+    for token in (other_holder, stack.token()):
+        reply = await stack.call(
+            "POST",
+            "Patient",
+            patient(FNR_ADULT, contact=[care_order(bvt["id"], "2024-01-15")]),
+            token=token,
+        )
+        assert_outcome(reply, 422, "business-rule", ["Patient.contact"])
 
     reply = await stack.call(
-        "POST", "Patient", patient(FNR_ADULT, contact=[care_order(bvt["id"], None)])
+        "POST", "Patient", patient(FNR_ADULT, contact=[care_order(bvt["id"], None)]), token=holder
     )
     assert_outcome(reply, 422, "required", ["Patient.contact[0].period.start"])
-    assert await matches(stack, f"Patient?identifier={FNR_ADULT}") == []
+    by_adult = f"Patient?identifier={q(FNR_SYSTEM + '|' + FNR_ADULT)}"
+    for token in (holder, other_holder, stack.token()):
+        assert await matches(stack, by_adult, token=token) == []
 
 
 async def test_care_order_must_name_a_registered_barnevernstjeneste(stack: Stack) -> None:
     bup = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
-    for holder in (bup["id"], "no-such-organization"):
+    holder = barnevernstjeneste(stack)
+    for named in (bup["id"], "no-such-organization"):
         reply = await stack.call(
-            "POST", "Patient", patient(FNR, contact=[care_order(holder, "2024-01-15")])
+            "POST", "Patient", patient(FNR, contact=[care_order(named, "2024-01-15")]), token=holder
         )
         issue = assert_outcome(reply, 422, "business-rule", ["Patient.contact[0].organization"])
-        assert f"Organization/{holder}" in issue["diagnostics"]
-    assert await matches(stack, f"Patient?identifier={FNR}") == []
+        assert f"Organization/{named}" in issue["diagnostics"]
+    by_fnr = f"Patient?identifier={q(FNR_SYSTEM + '|' + FNR)}"
+    assert await matches(stack, by_fnr, token=holder) == []
 
 
 async def test_patient_kommunenummer_is_checked(stack: Stack) -> None:
@@ -428,7 +513,9 @@ async def test_patient_kommunenummer_is_checked(stack: Stack) -> None:
 
 
 async def test_include_and_revinclude(stack: Stack) -> None:
-    bup = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
+    # A PractitionerRole names the caller's own organisation (the default token's).
+    own = await stack.admit(DEFAULT_ORGNR, "bup")
+    other = await create(stack, organization(ORGNR_BUP, "bup", "BUP Oslo"))
     doctor = await create(
         stack,
         {
@@ -443,10 +530,21 @@ async def test_include_and_revinclude(stack: Stack) -> None:
         {
             "resourceType": "PractitionerRole",
             "practitioner": {"reference": f"Practitioner/{doctor['id']}"},
-            "organization": {"reference": f"Organization/{bup['id']}"},
+            "organization": {"reference": f"Organization/{own}"},
             "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "barnevernansvarlig"}]}],
         },
     )
+    reply = await stack.call(
+        "POST",
+        "PractitionerRole",
+        {
+            "resourceType": "PractitionerRole",
+            "practitioner": {"reference": f"Practitioner/{doctor['id']}"},
+            "organization": {"reference": f"Organization/{other['id']}"},
+            "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "barnevernansvarlig"}]}],
+        },
+    )
+    assert_outcome(reply, 403, "forbidden", ["PractitionerRole.organization"])
     reply = await stack.call(
         "POST",
         "PractitionerRole",
@@ -550,7 +648,8 @@ async def test_domain_events(stack: Stack, events: EventReader) -> None:
     bvt = await create(
         stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt", kommunenummer="0301")
     )
-    child = await create(stack, patient(FNR))
+    holder = barnevernstjeneste(stack)  # registered above, by the operator
+    child = await create(stack, patient(FNR), token=holder)
     pid = child["id"]
 
     await events.until(has("directory.Patient.created", pid))
@@ -563,9 +662,9 @@ async def test_domain_events(stack: Stack, events: EventReader) -> None:
     )
     assert (created.patient, created.version_id, created.name) == (pid, "1", "created")
 
-    # A care order is added.
+    # The barnevernstjeneste records its care order.
     with_order = {**child, "contact": [care_order(bvt["id"], "2024-01-15")]}
-    reply = await stack.call("PUT", f"Patient/{pid}", with_order)
+    reply = await stack.call("PUT", f"Patient/{pid}", with_order, token=holder)
     assert reply.status == 200, reply.body
     await events.until(has("directory.Patient.care-order-started", pid))
     [(subject, started)] = events.named("directory.Patient.care-order-started")
@@ -577,7 +676,7 @@ async def test_domain_events(stack: Stack, events: EventReader) -> None:
 
     # It ends.
     ended_order = {**child, "contact": [care_order(bvt["id"], "2024-01-15", "2024-06-30")]}
-    reply = await stack.call("PUT", f"Patient/{pid}", ended_order)
+    reply = await stack.call("PUT", f"Patient/{pid}", ended_order, token=holder)
     assert reply.status == 200, reply.body
     await events.until(has("directory.Patient.care-order-ended", pid))
     [(subject, ended)] = events.named("directory.Patient.care-order-ended")
@@ -586,7 +685,7 @@ async def test_domain_events(stack: Stack, events: EventReader) -> None:
     assert ended.data["organization"] == f"Organization/{bvt['id']}"
     assert (ended.data["start"], ended.data["end"]) == ("2024-01-15", "2024-06-30")
 
-    # Parental responsibility on a new RelatedPerson.
+    # Parental responsibility on a new RelatedPerson, from the population register.
     parent = await create(stack, related_person(pid, "felles"))
     await events.until(has("directory.RelatedPerson.parental-responsibility-changed", parent["id"]))
     [(subject, changed)] = events.named("directory.RelatedPerson.parental-responsibility-changed")
@@ -595,7 +694,7 @@ async def test_domain_events(stack: Stack, events: EventReader) -> None:
     assert (changed.resource_id, changed.patient) == (parent["id"], pid)
     assert (changed.data["before"], changed.data["after"]) == ([], ["felles"])
 
-    # A new child-welfare institution is registered.
+    # The operator registers a new child-welfare institution.
     institution = await create(
         stack,
         organization(ORGNR_INSTITUTION, "barneverninstitusjon", "Åsly", kommunenummer="3201"),
@@ -622,19 +721,30 @@ async def test_domain_events(stack: Stack, events: EventReader) -> None:
     ]
     ids = [e.id for e in events.all()]
     assert len(set(ids)) == len(ids) == stored == 10
-    assert {e.data["actor"]["orgnr"] for e in events.all()} == {"974760673"}
+    # Each event names who acted: the operator, the barnevernstjeneste, the register.
+    actors = [
+        (e.data["actor"].get("credential", "organisation"), e.data["actor"].get("orgnr"))
+        for e in events.all()
+    ]
+    operator, register = ("operator", None), ("register", None)
+    holder_org = ("organisation", ORGNR_BVT)
+    assert actors == [operator, *[holder_org] * 5, register, register, operator, operator]
 
 
 async def test_rejected_write_raises_no_event(stack: Stack, events: EventReader) -> None:
+    own = await stack.admit(DEFAULT_ORGNR, "bup")  # the operator registers the caller
     reply = await stack.call("POST", "Patient", patient(INVALID_FNR))
     assert reply.status == 422, reply.body
     first = await create(stack, patient(FNR))
     reply = await stack.call("POST", "Patient", patient(FNR))
     assert reply.status == 409, reply.body
+    reply = await stack.call("POST", "Organization", organization(ORGNR_BUP, "bup", "BUP"))
+    assert reply.status == 403, reply.body  # only the operator registers organisations
     marker = await create(stack, organization(ORGNR_BUP, "bup", "BUP"))
     await events.until(has("directory.Organization.created", marker["id"]))
     await events.settle()
     assert [(e.type, e.resource_id) for e in events.all()] == [
+        ("directory.Organization.created", own),
         ("directory.Patient.created", first["id"]),
         ("directory.Organization.created", marker["id"]),
     ]
@@ -675,15 +785,18 @@ async def test_validate_reports_without_storing(stack: Stack) -> None:
 
 
 async def test_concurrent_creates_with_the_same_fnr(stack: Stack) -> None:
+    # Registered first, so the concurrent requests only race for the number.
+    await stack.admit(DEFAULT_ORGNR, "bup")
     replies = await asyncio.gather(
         *(stack.call("POST", "Patient", patient(FNR, family=f"P{i}")) for i in range(5))
     )
     statuses = sorted(r.status for r in replies)
     assert statuses == [201, 409, 409, 409, 409], [r.body for r in replies]
+    [winner] = [r.json() for r in replies if r.status == 201]
     for reply in replies:
         if reply.status == 409:
-            assert_outcome(reply, 409, "duplicate", None)
-    [winner] = [r.json() for r in replies if r.status == 201]
+            issue = assert_outcome(reply, 409, "duplicate", None)
+            assert winner["id"] not in issue["diagnostics"]
     assert await matches(stack, "Patient") == [winner["id"]]
 
 
@@ -706,7 +819,7 @@ async def test_related_person_identifiers_are_checked(stack: Stack) -> None:
     child = await create(stack, patient(FNR))
     body = related_person(child["id"])
     body["identifier"] = [{"system": FNR_SYSTEM, "value": INVALID_FNR}]
-    reply = await stack.call("POST", "RelatedPerson", body)
+    reply = await stack.call("POST", "RelatedPerson", body, token=stack.register_token())
     assert_outcome(reply, 422, "value", ["RelatedPerson.identifier[0].value"])
     body["identifier"] = [{"system": FNR_SYSTEM, "value": FNR_ADULT}]
     parent = await create(stack, body)
@@ -717,14 +830,18 @@ async def test_removing_an_ended_care_order_raises_no_second_ended_event(
     stack: Stack, events: EventReader
 ) -> None:
     bvt = await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt"))
-    child = await create(stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]))
+    holder = barnevernstjeneste(stack)
+    child = await create(
+        stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]), token=holder
+    )
     pid = child["id"]
     ended = {**child, "contact": [care_order(bvt["id"], "2024-01-15", "2024-06-30")]}
-    reply = await stack.call("PUT", f"Patient/{pid}", ended)
+    reply = await stack.call("PUT", f"Patient/{pid}", ended, token=holder)
     assert reply.status == 200, reply.body
     without = {key: value for key, value in child.items() if key != "contact"}
-    reply = await stack.call("PUT", f"Patient/{pid}", without)
+    reply = await stack.call("PUT", f"Patient/{pid}", without, token=holder)
     assert reply.status == 200, reply.body
+    assert "contact" not in reply.json()  # the holder removed its own (ended) order
     await events.until(has("directory.Patient.updated", pid, count=2))
     await events.settle()
     assert [(e.name, e.version_id) for e in events.all() if e.resource_id == pid] == [
@@ -748,7 +865,7 @@ async def test_parental_responsibility_needs_a_registered_patient_by_relative_re
                       "Patient/x.>", f"Patient/{pid}/_history/1"):  # fmt: skip
         body = related_person(pid)
         body["patient"] = {"reference": reference}
-        reply = await stack.call("POST", "RelatedPerson", body)
+        reply = await stack.call("POST", "RelatedPerson", body, token=stack.register_token())
         assert_outcome(reply, 422, "business-rule", ["RelatedPerson.patient"])
     parent = await create(stack, related_person(pid))
     await events.until(has("directory.RelatedPerson.created", parent["id"]))

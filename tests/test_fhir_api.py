@@ -132,6 +132,7 @@ async def test_concurrent_conditional_creates_make_one_resource(stack: Stack) ->
     """No identifier unique key is involved: the conditional claim alone serialises them."""
     condition = {"If-None-Exist": "family=Concurrent&given=Ola"}
     body = {"resourceType": "Practitioner", "name": [{"family": "Concurrent", "given": ["Ola"]}]}
+    await stack.admit("974760673", "bup")  # registered before, so only the creates race
     replies = await asyncio.gather(
         *(stack.call("POST", "Practitioner", body, headers=condition) for _ in range(8))
     )
@@ -334,7 +335,16 @@ async def test_transaction_is_atomic_and_resolves_references(stack: Stack) -> No
              "request": {"method": "POST", "url": "Organization"}},
         ],
     }  # fmt: skip
-    reply = await stack.call("POST", "", bundle)
+    # Only the operator registers organisations: an organisation's transaction that
+    # would is refused as a whole, and nothing of it is stored.
+    refused = await stack.call("POST", "", bundle)
+    assert refused.status == 403, refused.body
+    assert refused.issues()[0]["diagnostics"].startswith("Bundle.entry[2]")
+    left = (await stack.call("GET", "Practitioner?family=Tx&_total=accurate")).json()
+    assert left["total"] == 0, "a refused transaction must leave nothing behind"
+
+    operator = stack.operator_token()
+    reply = await stack.call("POST", "", bundle, token=operator)
     assert reply.status == 200, reply.body
     entries = reply.json()["entry"]
     assert [e["response"]["status"] for e in entries] == ["201", "201", "201"]
@@ -356,7 +366,7 @@ async def test_transaction_is_atomic_and_resolves_references(stack: Stack) -> No
              "request": {"method": "POST", "url": "Organization"}},
         ],
     }  # fmt: skip
-    failed = await stack.call("POST", "", broken)
+    failed = await stack.call("POST", "", broken, token=operator)
     assert failed.status == 422
     assert failed.issues()[0]["diagnostics"].startswith("Bundle.entry[1]")
     left = (await stack.call("GET", "Practitioner?family=TxRollback&_total=accurate")).json()

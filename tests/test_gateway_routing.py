@@ -14,12 +14,13 @@ import orjson
 import pytest
 from nats.aio.msg import Msg
 
+from shared.access.permissions import TABLE, Actor, Rule, cells
 from shared.auth.local_keys import KEY_FILE, key_dir
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_params import ParamType, SearchParam
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.transport.service_host import register_capabilities
-from tests.support import Stack
+from tests.support import Stack, outbox_ids
 
 
 def sign(stack: Stack, claims: dict[str, Any], algorithm: str = "ES256") -> str:
@@ -101,18 +102,15 @@ async def test_helseid_claim_names_reach_the_service_with_the_kind_from_the_dire
             "helseid://claims/client/claims/orgnr_parent": "974760673",
             "helseid://claims/hpr/hpr_number": "565501872",
             "client_id": "epj-bup",
+            "barnebro:org_kind": "barnevernstjeneste",  # never read: the register decides
         }
     )
-    created = await stack.call(
+    refused = await stack.call(
         "POST", "Practitioner", {"resourceType": "Practitioner"}, token=sign(stack, helseid)
     )
-    assert created.status == 201
-    assert await last_actor(stack) == {
-        "orgnr": "974760673",
-        "hpr": "565501872",
-        "client_id": "epj-bup",
-        "scopes": ["system/*.cruds"],
-    }, "an organisation the directory does not know has no kind"
+    assert refused.status == 403, "an organisation the directory does not know may do nothing"
+    assert "974760673 is not registered in barnebro" in refused.issues()[0]["diagnostics"]
+    assert await outbox_ids(stack) == set(), "nothing was written"
 
     bup = {
         "resourceType": "Organization",
@@ -120,7 +118,8 @@ async def test_helseid_claim_names_reach_the_service_with_the_kind_from_the_dire
         "type": [{"coding": [{"system": "https://fhir.barnebro.no/CodeSystem/organisation-kind",
                               "code": "bup"}]}],
     }  # fmt: skip
-    assert (await stack.call("POST", "Organization", bup)).status == 201
+    registered = await stack.call("POST", "Organization", bup, token=stack.operator_token())
+    assert registered.status == 201
     assert stack.gateway.gateway is not None
     stack.gateway.gateway.kinds._cache.clear()
     again = claims(**{**helseid, "jti": "second"})
@@ -128,7 +127,13 @@ async def test_helseid_claim_names_reach_the_service_with_the_kind_from_the_dire
         "POST", "Practitioner", {"resourceType": "Practitioner"}, token=sign(stack, again)
     )
     assert created.status == 201
-    assert (await last_actor(stack))["org_kind"] == "bup"
+    assert await last_actor(stack) == {
+        "orgnr": "974760673",
+        "org_kind": "bup",
+        "hpr": "565501872",
+        "client_id": "epj-bup",
+        "scopes": ["system/*.cruds"],
+    }, "the kind is the register's, whatever the token says"
 
 
 class ObservationDefinition(ResourceDefinition):
@@ -136,8 +141,19 @@ class ObservationDefinition(ResourceDefinition):
     search_params = (SearchParam("code", ParamType.TOKEN, ("code",)),)
 
 
+def permit_observations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give the test service's type its row in the permission table, as every service's
+    type has one (a type missing from the table is refused to every caller):
+    organisations of every kind read and write it."""
+    orgs = (Actor.HEALTH, Actor.BARNEVERNSTJENESTE, Actor.BARNEVERN, Actor.PARTNER)
+    actions = ("read", "search", "create", "update")
+    monkeypatch.setitem(TABLE, "Observation", {a: cells(Rule.ALL, *orgs) for a in actions})
+
+
 @pytest.mark.parametrize("backend", ["sqlite"])
-async def test_transaction_across_two_services_is_refused(stack: Stack, tmp_path: Path) -> None:
+async def test_transaction_across_two_services_is_refused(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = stack.settings.model_copy(update={"data_dir": tmp_path / "other"})
     other = ServiceRuntime(ServiceSpec("observations", [ObservationDefinition()]), settings)
     await other.start()
@@ -148,6 +164,10 @@ async def test_transaction_across_two_services_is_refused(stack: Stack, tmp_path
             "status": "final",
             "code": {"text": "x"},
         }
+        unlisted = await stack.call("POST", "Observation", observation)
+        assert unlisted.status == 403, "a type missing from the permission table is refused"
+        assert "may not create Observation" in unlisted.issues()[0]["diagnostics"]
+        permit_observations(monkeypatch)
         alone = await stack.call("POST", "Observation", observation)
         assert alone.status == 201, alone.body
         bundle = {
@@ -182,8 +202,9 @@ class ClientIdObservationDefinition(ObservationDefinition):
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_update_creates_where_the_service_allows_client_ids(
-    stack: Stack, tmp_path: Path
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    permit_observations(monkeypatch)
     settings = stack.settings.model_copy(update={"data_dir": tmp_path / "other"})
     other = ServiceRuntime(ServiceSpec("observations", [ClientIdObservationDefinition()]), settings)
     await other.start()
@@ -237,6 +258,7 @@ async def test_a_service_that_does_not_answer_gives_504(stack: Stack) -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_many_concurrent_requests_are_all_answered(stack: Stack) -> None:
+    await stack.admit("974760673", "bup")  # registered before, so only the requests race
     replies = await asyncio.gather(
         *(
             stack.call("POST", "Practitioner", {"resourceType": "Practitioner",

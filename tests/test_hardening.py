@@ -53,7 +53,8 @@ async def test_scopes_cover_included_types_restrictions_and_conditional_hits(
 ) -> None:
     child = (await stack.call("POST", "Patient", {"resourceType": "Patient"})).json()
     parent = {"resourceType": "RelatedPerson", "patient": {"reference": f"Patient/{child['id']}"}}
-    assert (await stack.call("POST", "RelatedPerson", parent)).status == 201
+    register = stack.register_token()  # the population register states parents
+    assert (await stack.call("POST", "RelatedPerson", parent, token=register)).status == 201
     patients_only = stack.token(scope="system/Patient.rs")
     revinclude = f"Patient?_id={child['id']}&_revinclude=RelatedPerson:patient"
     assert (await stack.call("GET", revinclude, token=patients_only)).status == 403
@@ -150,6 +151,8 @@ async def test_equivalent_conditional_creates_make_one_resource(stack: Stack) ->
         "family:exact=same",
         "family=Same&_count=5",
     ]
+    # The caller's organisation is registered before the race, so only the creates race.
+    await stack.admit("974760673", "bup")
     replies = await asyncio.gather(
         *(
             stack.call("POST", "Practitioner", practitioner("Same"), headers={"If-None-Exist": c})
@@ -174,9 +177,34 @@ async def test_transaction_with_a_repeated_full_url_is_refused(stack: Stack) -> 
 async def test_tokens_with_mismatched_keys_or_odd_claims_are_401(stack: Stack) -> None:
     forged = jwt.encode(claims(), rsa_pem(), algorithm="RS256", headers={"kid": "barnebro-local-1"})
     assert (await stack.call("GET", "Patient", token=forged)).status == 401
-    for odd in ({"client_id": 123}, {"barnebro:org_kind": ["bup"]}, {"scope": 5}):
+    for odd in ({"client_id": 123}, {"scope": 5}):
         reply = await stack.call("GET", "Patient", token=sign(stack, claims(**odd)))
         assert reply.status == 401, odd
+    # Nothing in an integration token states what the organisation is or that it is the
+    # operator: a kind claim (odd or not) and a credential claim are never read, so they
+    # neither fail the token nor grant anything; the register alone decides.
+    unregistered = "974760711"
+    for stated in (
+        {"barnebro:org_kind": ["bup"]},
+        {"barnebro:org_kind": "bup"},
+        {"barnebro:credential": "operator"},
+    ):
+        token = sign(stack, claims(**{"barnebro:orgnr": unregistered}, **stated))
+        reply = await stack.call("GET", "Patient", token=token)
+        assert reply.status == 403, stated
+        assert "is not registered in barnebro" in reply.issues()[0]["diagnostics"]
+    school = "974760738"
+    await stack.admit(school, "skole")
+    for stated in ({"barnebro:org_kind": "bup"}, {"barnebro:credential": "operator"}):
+        token = sign(stack, claims(**{"barnebro:orgnr": school}, **stated))
+        assert (await stack.call("GET", "Patient", token=token)).status == 200, stated
+        created = await stack.call("POST", "Patient", {"resourceType": "Patient"}, token=token)
+        assert created.status == 403, stated  # a skole, as registered, registers no child
+        created = await stack.call("POST", "Organization", of_kind("bup"), token=token)
+        assert created.status == 403, stated
+    operator_claims = claims(iss="barnebro-operator", **{"barnebro:credential": "operator"})
+    reply = await stack.call("GET", "Patient", token=sign(stack, operator_claims))
+    assert reply.status == 401, "an operator credential is signed by the operator's key"
 
 
 def rsa_pem() -> bytes:
@@ -211,7 +239,9 @@ def test_subject_tokens_never_carry_separators_or_wildcards() -> None:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_care_orders_and_institutions_need_sound_facts(stack: Stack) -> None:
-    bvt_id = (await stack.call("POST", "Organization", of_kind("barnevernstjeneste"))).json()["id"]
+    # A care order is recorded by the barnevernstjeneste holding it, naming itself.
+    bvt_id = await stack.admit("974760681", "barnevernstjeneste")
+    bvt = stack.token(orgnr="974760681", kind="barnevernstjeneste")
 
     def child(reference: str, start: str = "2024-01-01", end: str | None = None) -> dict[str, Any]:
         period = {"start": start, **({"end": end} if end else {})}
@@ -227,18 +257,21 @@ async def test_care_orders_and_institutions_need_sound_facts(stack: Stack) -> No
         }  # fmt: skip
 
     foreign = await stack.call(
-        "POST", "Patient", child(f"https://evil.example/fhir/Organization/{bvt_id}")
+        "POST", "Patient", child(f"https://evil.example/fhir/Organization/{bvt_id}"), token=bvt
     )
     assert foreign.status == 422
     backwards = await stack.call(
-        "POST", "Patient", child(f"Organization/{bvt_id}", end="2023-01-01")
+        "POST", "Patient", child(f"Organization/{bvt_id}", end="2023-01-01"), token=bvt
     )
     assert backwards.status == 422
     assert backwards.issues()[0]["expression"] == ["Patient.contact[0].period"]
-    checked = await stack.call("POST", "Patient/$validate", child("Organization/nope"))
+    checked = await stack.call("POST", "Patient/$validate", child("Organization/nope"), token=bvt)
     assert checked.status == 200 and checked.issues()[0]["severity"] == "error"
-    assert (await stack.call("POST", "Patient", child(f"Organization/{bvt_id}"))).status == 201
-    unplaced = await stack.call("POST", "Organization", of_kind("barneverninstitusjon"))
+    created = await stack.call("POST", "Patient", child(f"Organization/{bvt_id}"), token=bvt)
+    assert created.status == 201
+    unplaced = await stack.call(
+        "POST", "Organization", of_kind("barneverninstitusjon"), token=stack.operator_token()
+    )
     assert unplaced.status == 422 and unplaced.issues()[0]["expression"] == ["Organization.address"]
 
 

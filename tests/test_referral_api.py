@@ -569,15 +569,17 @@ async def test_what_is_seen_only_under_consent_or_in_an_emergency_is_not_passed_
     referral = await referrals.submit(child)
     documents = [i["reference"] for i in referral.response["resource"]["supportingInfo"]]
     emergency = {"Barnebro-Emergency-Patient": child.id, "Barnebro-Emergency-Reason": "Akutt"}
-    assert (await referrals.fhir("GET", documents[0], by=LEGEVAKT, headers=emergency)).status == 200
+    doctor = referrals.token(LEGEVAKT, hpr="9144889")
+    seen = await referrals.fhir("GET", documents[0], by=LEGEVAKT, headers=emergency, token=doctor)
+    assert seen.status == 200, seen.body
     bundle = referral_bundle(child, by=LEGEVAKT, to=BUP2, attachments=())
     bundle["entry"][-1]["resource"]["supportingInfo"] = [{"reference": d} for d in documents]
-    reply = await referrals.fhir("POST", "", bundle, by=LEGEVAKT, headers=emergency)
+    reply = await referrals.fhir("POST", "", bundle, by=LEGEVAKT, headers=emergency, token=doctor)
     assert reply.status == 422, reply.body
     bundle = referral_bundle(
         child, by=LEGEVAKT, to=BUP2, attachments=(), basedOn=[{"reference": referral.ref}]
     )
-    reply = await referrals.fhir("POST", "", bundle, by=LEGEVAKT, headers=emergency)
+    reply = await referrals.fhir("POST", "", bundle, by=LEGEVAKT, headers=emergency, token=doctor)
     assert reply.status == 422, reply.body
     for orgnr in (LEGEVAKT, BUP2):
         for reference in (referral.ref, *documents):

@@ -21,8 +21,14 @@ from tests.support import Stack, fodselsnummer, organisation, parent, wait_for
 
 @pytest.mark.parametrize("backend", ["postgresql"])
 async def test_institution_admission_of_a_child_under_a_care_order(stack: Stack) -> None:
+    # The operator registers the organisations and the population register the parents;
+    # the default token is the barnevernstjeneste's (registered first, so the register
+    # states its kind), which registers the child and records its own care order.
+    writers = {"Organization": stack.operator_token(), "RelatedPerson": stack.register_token()}
+
     async def create(resource: dict[str, Any]) -> dict[str, Any]:
-        reply = await stack.call("POST", resource["resourceType"], resource)
+        token = writers.get(resource["resourceType"], stack.token())
+        reply = await stack.call("POST", resource["resourceType"], resource, token=token)
         assert reply.status == 201, reply.body
         created: dict[str, Any] = reply.json()
         return created

@@ -11,7 +11,7 @@ import pytest
 
 from services.subscriptions.domain.topics import TOPIC_BASE, TOPICS
 from services.subscriptions.domain.vocabulary import SUBSCRIPTION_HEADER
-from tests.referral_world import BUP, BUP2, BVT, GP
+from tests.referral_world import BUP, BUP2, BVT, GP, SKOLE
 from tests.subscription_world import SubscriptionWorld, subscription
 from tests.support import wait_for
 
@@ -151,6 +151,11 @@ async def test_only_an_organisation_that_may_read_the_topic_subscribes_for_itsel
     created["criteria"] = TOPIC_BASE + "referral-deadline"
     reply = await stack.call("PUT", f"Subscription/{created['id']}", created, token=scoped)
     assert reply.status == 422 and "cannot change" in reply.issues()[0]["diagnostics"]
+    school = stack.token(orgnr=SKOLE, kind="skole")
+    consents = subscription("consent", endpoint="https://partner.example/hook")
+    reply = await stack.call("POST", "Subscription", consents, token=school)
+    assert reply.status == 403, "a school may not read consent records, nor hear of them"
+    assert "permission table" in reply.issues()[0]["diagnostics"]
 
 
 async def test_a_subscription_is_its_owners_alone(subscriptions: SubscriptionWorld) -> None:
@@ -336,6 +341,7 @@ async def test_an_institution_registered_reaches_every_subscriber_of_its_municip
     reply = await stack.call(
         "POST", "Organization",
         organisation("barneverninstitusjon", "Nytt barnehjem", "910000071", "0301"),
+        token=stack.operator_token(),
     )  # fmt: skip
     assert reply.status == 201, reply.body
     await partner.wait_for_numbers(1)

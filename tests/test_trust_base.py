@@ -1,0 +1,555 @@
+"""The trust base, attacked as an outsider would: each way a caller could state a fact it is
+not entitled to state, or learn about a child without a basis, tried against the running
+stack (gateway, directory, consent, referral and care plan services on real NATS, on SQLite
+and PostgreSQL), and shown to fail with a clear 4xx, or to answer exactly as for a missing
+child, leaving nothing written."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from typing import Any
+
+import orjson
+
+from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, ORGANISATION_KIND_SYSTEM
+from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
+from tests.careplan_world import CarePlanWorld, plan
+from tests.referral_world import BUP, BVT, GP, KOMMUNE, LEGEVAKT, SKOLE, Child, ReferralWorld
+from tests.support import Reply, Stack, parent, wait_for
+
+HEARD = {"heard": True, "statement": "Greit", "heard_by": "Lege Li"}
+GLASS = "Barnebro-Emergency-Patient"
+REASON = "Barnebro-Emergency-Reason"
+
+
+async def _nonempty(found: Any) -> bool:
+    return bool(await found)
+
+
+def diagnostics(reply: Reply) -> str:
+    return " | ".join(str(i.get("diagnostics", "")) for i in reply.issues())
+
+
+def matches(reply: Reply) -> list[dict[str, Any]]:
+    assert reply.status == 200, reply.body
+    return [e["resource"] for e in reply.json().get("entry", []) if e["search"]["mode"] == "match"]
+
+
+def signature(grantor: str) -> dict[str, Any]:
+    return {"grantor": grantor, "method": "in-person", "collected_by": "Lege Li"}
+
+
+def care_order_contact(organization_id: str) -> dict[str, Any]:
+    return {
+        "relationship": [
+            {"coding": [{"system": CONTACT_RELATIONSHIP_SYSTEM, "code": CARE_ORDER_CODE}]}
+        ],
+        "organization": {"reference": f"Organization/{organization_id}"},
+        "period": {"start": "2024-01-01"},
+    }
+
+
+def parameters(action: str, date: str | None = None, successor: str | None = None) -> Any:
+    """The Parameters of `$care-order`."""
+    given: list[dict[str, Any]] = [{"name": "action", "valueCode": action}]
+    if date:
+        given.append({"name": "date", "valueDate": date})
+    if successor:
+        organisation = {"system": ORGNR_SYSTEM, "value": successor}
+        given.append({"name": "successor", "valueIdentifier": organisation})
+    return {"resourceType": "Parameters", "parameter": given}
+
+
+async def own_organization(world: ReferralWorld, orgnr: str) -> dict[str, Any]:
+    reply = await world.fhir("GET", f"Organization/{world.organisations[orgnr]}", by=orgnr)
+    assert reply.status == 200, reply.body
+    found: dict[str, Any] = reply.json()
+    return found
+
+
+# -- who states which fact --------------------------------------------------------------------
+
+
+async def test_a_school_cannot_make_itself_another_kind(referrals: ReferralWorld) -> None:
+    school = await own_organization(referrals, SKOLE)
+    school["type"] = [
+        {"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": "barnevernstjeneste"}]}
+    ]
+    reply = await referrals.fhir("PUT", f"Organization/{school['id']}", school, by=SKOLE)
+    assert reply.status == 403, reply.body
+    assert "operator" in diagnostics(reply)
+    new = {**school, "identifier": [{"system": ORGNR_SYSTEM, "value": "910000160"}]}
+    new.pop("id")
+    assert (await referrals.fhir("POST", "Organization", new, by=SKOLE)).status == 403
+    assert (await referrals.fhir("POST", "Organization", new, by=BVT)).status == 403
+    unchanged = await own_organization(referrals, SKOLE)
+    assert unchanged["meta"]["versionId"] == "1"
+    assert unchanged["type"][0]["coding"][0]["code"] == "skole"
+
+
+async def test_a_token_claiming_a_kind_or_an_operator_credential_is_not_believed(
+    referrals: ReferralWorld,
+) -> None:
+    """HelseID-style tokens get their organisation's kind from the register only, and an
+    integration token never becomes an operator credential, whatever its claims say."""
+    import jwt
+
+    from shared.auth.local_keys import KEY_FILE, KEY_ID, key_dir
+
+    stack = referrals.stack
+    child = await referrals.child()
+    note = await referrals.submit(child)
+    attachment = note.response["resource"]["supportingInfo"][0]["reference"]
+    claims = {
+        "iss": "barnebro-local",
+        "aud": "barnebro",
+        "exp": 4_102_444_800,
+        "scope": "system/*.cruds",
+        "helseid://claims/client/claims/orgnr_parent": SKOLE,
+        "helseid://claims/hpr/hpr_number": "9144889",
+        "barnebro:org_kind": "legevakt",
+        "barnebro:credential": "operator",
+    }
+    private = (key_dir(stack.settings.data_dir) / KEY_FILE).read_bytes()
+    forged = jwt.encode(claims, private, algorithm="ES256", headers={"kid": KEY_ID})
+    await stack.admit(SKOLE, "skole")
+    glass = {GLASS: child.id, REASON: "Akutt"}
+    read = await stack.call("GET", attachment, token=forged, headers=glass)
+    assert read.status == 404, "a skole gets no emergency access, whatever its token claims"
+    org = {
+        "resourceType": "Organization",
+        "name": "Falsk legevakt",
+        "identifier": [{"system": ORGNR_SYSTEM, "value": "910000179"}],
+        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": "legevakt"}]}],
+    }
+    assert (await stack.call("POST", "Organization", org, token=forged)).status == 403
+
+
+async def test_a_care_order_is_stated_only_by_its_holder(careplans: CarePlanWorld) -> None:
+    referrals = careplans.world
+    stack = referrals.stack
+    child = await referrals.child(age=12)
+    bvt_id = referrals.organisations[BVT]
+    patient = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    before = patient["meta"]["versionId"]
+    # A school may not write a child's record at all.
+    claimed = {**patient, "contact": [care_order_contact(referrals.organisations[SKOLE])]}
+    reply = await referrals.fhir("PUT", f"Patient/{child.id}", claimed, by=SKOLE)
+    assert reply.status == 403, reply.body
+    # A health organisation with a relation may not state one either, for anyone.
+    await referrals.submit(child)  # the GP refers to BUP: both are now related
+    for holder in (referrals.organisations[BUP], bvt_id):
+        seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)).json()
+        seen["contact"] = [care_order_contact(holder)]
+        reply = await referrals.fhir("PUT", f"Patient/{child.id}", seen, by=BUP)
+        assert reply.status == 422, reply.body
+    assert "barnevernstjeneste that holds it" in diagnostics(reply)
+    # Another barnevernstjeneste (registered as such) may not name the holder's office.
+    other_bvt = "910000187"
+    other = stack.token(orgnr=other_bvt, kind="barnevernstjeneste")
+    order = parameters(action="end")
+    reply = await stack.call("POST", f"Patient/{child.id}/$care-order", order, token=other)
+    assert reply.status == 409, "it holds no care order to end"
+    assert "holds no open care order" in diagnostics(reply)
+    after = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    assert after["meta"]["versionId"] == before
+    assert "contact" not in after
+    # The holder states its own, with no other relation to the child needed.
+    start = parameters(action="start", date="2026-01-05")
+    reply = await stack.call("POST", f"Patient/{child.id}/$care-order", start, token=other)
+    assert reply.status == 200, reply.body
+    orders = (await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)).json()["contact"]
+    other_org = (await stack.call("GET", f"Organization?identifier={ORGNR_SYSTEM}|{other_bvt}",
+                                  token=other)).json()["entry"][0]["resource"]["id"]  # fmt: skip
+    assert [o["organization"]["reference"] for o in orders] == [f"Organization/{other_org}"]
+    # The old holder of nothing cannot end it; a PUT by BUP that drops it is refused.
+    assert (await referrals.fhir("POST", f"Patient/{child.id}/$care-order", order,
+                                 by=BVT)).status == 409  # fmt: skip
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)).json()
+    seen.pop("contact")
+    seen["name"] = [{"family": "Nordmann", "given": ["Ola", "Nytt"]}]
+    assert (await referrals.fhir("PUT", f"Patient/{child.id}", seen, by=BUP)).status == 422
+    # The holder transfers it to another registered barnevernstjeneste.
+    transfer = parameters(action="transfer", date="2026-02-01", successor=BVT)
+    reply = await stack.call("POST", f"Patient/{child.id}/$care-order", transfer, token=other)
+    assert reply.status == 200, reply.body
+    orders = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()["contact"]
+    assert [(o["organization"]["reference"], o["period"]) for o in orders] == [
+        (f"Organization/{other_org}", {"start": "2026-01-05", "end": "2026-01-31"}),
+        (f"Organization/{bvt_id}", {"start": "2026-02-01"}),
+    ]
+    authority = await referrals.consent_api(
+        "GET", f"authority?patient=Patient/{child.id}&purpose=informasjonsdeling", None, by=BVT
+    )
+    assert authority.status == 200, authority.body
+    assert authority.json()["rule"] == "care-order"
+    # Every change to a care order is in the audit trail, the holder as its agent.
+
+    async def audited() -> bool:
+        found = await stack.call(
+            "GET", f"AuditEvent?patient=Patient/{child.id}&subtype=update",
+            token=stack.operator_token(),
+        )  # fmt: skip
+        texts = [r.get("outcomeDesc", "") for r in matches(found)]
+        return sum("care-order" in t for t in texts) >= 3
+
+    await wait_for(audited, 10)
+
+
+async def test_parental_responsibility_comes_only_from_the_register(
+    referrals: ReferralWorld,
+) -> None:
+    stack = referrals.stack
+    child = await referrals.child()
+    forged = parent(child.id, "Falsk", "felles")
+    for orgnr in (SKOLE, BUP, BVT):
+        reply = await referrals.fhir("POST", "RelatedPerson", forged, by=orgnr)
+        assert reply.status == 403, reply.body
+        assert "population register" in diagnostics(reply)
+    operator = await stack.call("POST", "RelatedPerson", forged, token=stack.operator_token())
+    assert operator.status == 403
+    mother = child.parents[0]
+    existing = (await stack.call("GET", mother, token=stack.register_token())).json()
+    existing["relationship"][0]["coding"][0]["code"] = "mor"
+    assert (await referrals.fhir("PUT", mother, existing, by=BVT)).status == 403
+    listed = await stack.call("GET", f"RelatedPerson?patient=Patient/{child.id}",
+                              token=stack.register_token())  # fmt: skip
+    assert len(matches(listed)) == 2, "nothing was written"
+    assert (await stack.call("POST", "RelatedPerson", forged,
+                             token=stack.register_token())).status == 201  # fmt: skip
+
+
+async def test_an_ended_parental_responsibility_no_longer_counts(
+    referrals: ReferralWorld,
+) -> None:
+    stack = referrals.stack
+    child = await referrals.child(age=10)
+    father = child.parents[1]
+    authority = f"authority?patient=Patient/{child.id}&purpose=informasjonsdeling"
+
+    async def grantors() -> list[str]:
+        reply = await referrals.consent_api("GET", authority, None, by=BVT)
+        assert reply.status == 200, reply.body
+        return [m for g in reply.json()["grantors"] for m in g["members"]]
+
+    assert father in await grantors()
+    record = (await stack.call("GET", father, token=stack.register_token())).json()
+    record["period"] = {"start": "2016-01-01", "end": "2020-01-01"}
+    updated = await stack.call("PUT", father, record, token=stack.register_token())
+    assert updated.status == 200, updated.body
+    assert father not in await grantors()
+
+
+# -- who sees the directory --------------------------------------------------------------------
+
+
+async def test_the_directory_of_children_is_closed(referrals: ReferralWorld) -> None:
+    child = await referrals.child(care_order=True)
+    gp_child = await referrals.child()  # registered by BVT; the GP refers it below
+    await referrals.submit(gp_child)
+    for orgnr in (SKOLE, LEGEVAKT, KOMMUNE):
+        listed = await referrals.fhir("GET", "Patient?_count=100", by=orgnr)
+        assert matches(listed) == [], f"{orgnr} lists children it has no relation to"
+        named = await referrals.fhir("GET", "Patient?name=Ola", by=orgnr)
+        assert matches(named) == []
+        read = await referrals.fhir("GET", f"Patient/{child.id}", by=orgnr)
+        missing = await referrals.fhir("GET", "Patient/no-such-child", by=orgnr)
+        assert (read.status, missing.status) == (404, 404)
+        assert read.json()["issue"][0]["code"] == missing.json()["issue"][0]["code"]
+        parents = await referrals.fhir("GET", f"RelatedPerson?patient=Patient/{child.id}",
+                                       by=orgnr)  # fmt: skip
+        assert matches(parents) == []
+    holder = f"Organization/{referrals.organisations[BVT]}"
+    for orgnr in (SKOLE, BUP, GP):
+        by_holder = await referrals.fhir(
+            "GET", f"Patient?care-order-organization={holder}", by=orgnr
+        )
+        assert by_holder.status == 403, by_holder.body
+    own = await referrals.fhir("GET", f"Patient?care-order-organization={holder}", by=BVT)
+    assert child.id in {p["id"] for p in matches(own)}
+    # The GP and BUP now have a relation to the child they referred and received.
+    for orgnr in (GP, BUP):
+        assert (await referrals.fhir("GET", f"Patient/{gp_child.id}", by=orgnr)).status == 200
+
+
+async def test_an_exact_identifier_finds_one_child_as_a_subset(referrals: ReferralWorld) -> None:
+    child = await referrals.child(care_order=True)
+    by_number = f"Patient?identifier={FNR_SYSTEM}|{child.fnr}"
+    found = matches(await referrals.fhir("GET", by_number, by=LEGEVAKT))
+    assert len(found) == 1 and found[0]["id"] == child.id
+    subset = found[0]
+    assert "SUBSETTED" in [t["code"] for t in subset["meta"]["tag"]]
+    assert set(subset) <= {"resourceType", "id", "meta", "identifier", "name", "birthDate",
+                           "gender", "active"}  # fmt: skip
+    assert "contact" not in subset and "generalPractitioner" not in subset
+    for orgnr in (SKOLE, KOMMUNE):
+        if orgnr == SKOLE:
+            assert matches(await referrals.fhir("GET", by_number, by=orgnr)) == []
+    widened = await referrals.fhir("GET", f"{by_number}&name=Ola", by=LEGEVAKT)
+    assert matches(widened) == [], "only the exact identifier alone looks a child up"
+    assert (await referrals.fhir("GET", f"Patient/{child.id}", by=LEGEVAKT)).status == 404
+
+
+async def test_care_orders_are_never_shown_to_a_school(careplans: CarePlanWorld) -> None:
+    referrals = careplans.world
+    child = await referrals.child(care_order=True)
+    sharing = {
+        "patient": f"Patient/{child.id}",
+        "purpose": "informasjonsdeling",
+        "recipients": {"organizations": [SKOLE, BUP]},
+        "categories": ["careplan"],
+        "signatures": [signature(f"Organization/{referrals.organisations[BVT]}")],
+        "child_view": HEARD,
+    }
+    reply = await referrals.consent_api("POST", "consents", sharing, by=BVT)
+    assert reply.status == 201 and reply.json()["status"] == "active", reply.body
+    school_view = await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)
+    assert school_view.status == 200, "a consent recipient has a relation to the child"
+    assert "contact" not in school_view.json()
+    assert CARE_ORDER_CODE not in school_view.body.decode()
+    history = await referrals.fhir("GET", f"Patient/{child.id}/_history", by=SKOLE)
+    assert CARE_ORDER_CODE not in history.body.decode()
+    bup_view = await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)
+    assert CARE_ORDER_CODE in bup_view.body.decode(), "a health party may know who consents"
+    authority = f"authority?patient=Patient/{child.id}&purpose=informasjonsdeling"
+    assert (await referrals.consent_api("GET", authority, None, by=SKOLE)).status == 403
+    consents = await referrals.fhir("GET", f"Consent?patient=Patient/{child.id}", by=SKOLE)
+    assert consents.status == 403, "consent records name the care-order holder"
+    listed = await referrals.consent_api("GET", f"patients/{child.id}/consents", None, by=SKOLE)
+    assert listed.status == 403
+
+
+async def test_the_consent_api_answers_only_callers_with_a_relation(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child(care_order=True)
+    for path in (
+        f"authority?patient=Patient/{child.id}&purpose=informasjonsdeling",
+        f"patients/{child.id}/consents",
+    ):
+        unrelated = await referrals.consent_api("GET", path, None, by=LEGEVAKT)
+        unknown = await referrals.consent_api(
+            "GET", path.replace(child.id, "no-such-child"), None, by=LEGEVAKT
+        )
+        assert (unrelated.status, unknown.status) == (404, 404), unrelated.body
+        assert unrelated.json()["issue"][0]["code"] == unknown.json()["issue"][0]["code"]
+        assert (await referrals.consent_api("GET", path, None, by=BVT)).status == 200
+    question = {"actor": {"orgnr": LEGEVAKT, "kind": "legevakt"}, "patient": f"Patient/{child.id}",
+                "category": "referral"}  # fmt: skip
+    assert (await referrals.consent_api("POST", "decisions", question, by=LEGEVAKT)).status == 404
+
+
+# -- who acts --------------------------------------------------------------------------------
+
+
+async def test_a_parent_acts_only_as_themselves(referrals: ReferralWorld) -> None:
+    stack = referrals.stack
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    attachment = referral.response["resource"]["supportingInfo"][0]["reference"]
+    mother = stack.token(orgnr=GP, kind="fastlege", fhir_user=child.parents[0])
+    disclosure = {"patient": f"Patient/{child.id}", "recipient": BVT,
+                  "resources": [attachment], "reason": "Bekymring"}  # fmt: skip
+    url = f"http://127.0.0.1:{stack.settings.http_port}/consent/v1/disclosures"
+    reply = await stack.call("POST", url, disclosure, token=mother)
+    assert reply.status == 403, reply.body
+    note = {"resourceType": "DocumentReference", "status": "current",
+            "subject": {"reference": f"Patient/{child.id}"},
+            "type": {"coding": [{"system": "x", "code": "y"}]},
+            "content": [{"attachment": {"contentType": "text/plain", "data": "eA=="}}]}  # fmt: skip
+    assert (await stack.call("POST", "DocumentReference", note, token=mother)).status == 403
+    glass = {GLASS: child.id, REASON: "Akutt"}
+    other = await referrals.child()
+    read = await stack.call("GET", f"Patient/{other.id}", token=mother, headers=glass)
+    assert read.status == 404, "a person never uses emergency access"
+    assert (await stack.call("GET", f"Patient/{child.id}", token=mother)).status == 200
+    by_person = f"AuditEvent?agent-person={child.parents[0]}&patient=Patient/{child.id}"
+
+    async def named() -> list[dict[str, Any]]:
+        return matches(await stack.call("GET", by_person, token=stack.operator_token()))
+
+    await wait_for(lambda: _nonempty(named()), 10)
+    for event in await named():
+        requestors = [a for a in event["agent"] if a["requestor"]]
+        assert requestors == [{"requestor": True, "who": {"reference": child.parents[0]}}]
+
+
+async def test_emergency_access_needs_an_identified_health_person(
+    referrals: ReferralWorld,
+) -> None:
+    stack = referrals.stack
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    glass = {GLASS: child.id, REASON: "Bevisstløs"}
+    system = referrals.token(LEGEVAKT)
+    assert (await stack.call("GET", referral.ref, token=system, headers=glass)).status == 404
+    school = stack.token(orgnr=SKOLE, kind="skole", hpr="9144889")
+    assert (await stack.call("GET", referral.ref, token=school, headers=glass)).status == 404
+    doctor = referrals.token(LEGEVAKT, hpr="9144889")
+    assert (await stack.call("GET", referral.ref, token=doctor, headers=glass)).status == 200
+    assert (await stack.call("GET", f"Patient/{child.id}", token=doctor,
+                             headers=glass)).status == 200  # fmt: skip
+
+
+# -- no oracles, no side doors -------------------------------------------------------------------
+
+
+async def test_validate_and_create_reveal_nothing_without_a_relation(
+    careplans: CarePlanWorld,
+) -> None:
+    """Whether a child has an individual plan, a consent or is in nasjonalt forløp is not
+    learnt by an organisation without a relation: its plan writes answer as for a child
+    that is not registered."""
+    referrals = careplans.world
+    with_plan = await referrals.child()
+    await careplans.start_care(with_plan, KOMMUNE)
+    await referrals.consent(with_plan, "individuell-plan", KOMMUNE,
+                            categories=("individuell-plan",), by=KOMMUNE)  # fmt: skip
+    await careplans.created(plan(with_plan), KOMMUNE)
+    unknown = Child("none", "21030550231")
+    answers = []
+    for child in (with_plan, unknown):
+        for path in ("CarePlan/$validate", "CarePlan"):
+            reply = await referrals.fhir("POST", path, plan(child, status="active"), by=BUP)
+            answers.append((reply.status, [i["code"] for i in reply.issues()],
+                            diagnostics(reply).replace(child.fnr, "<fnr>")))  # fmt: skip
+    assert answers[0] == answers[2] and answers[1] == answers[3], answers
+    assert "relation" in answers[0][2]
+
+
+async def test_a_hidden_and_a_missing_resource_answer_alike_on_writes_and_operations(
+    careplans: CarePlanWorld,
+) -> None:
+    referrals = careplans.world
+    child = await referrals.child()
+    await careplans.start_care(child, KOMMUNE)
+    team = {"resourceType": "CareTeam", "status": "active",
+            "subject": {"identifier": {"system": FNR_SYSTEM, "value": child.fnr}}}  # fmt: skip
+    hidden = await careplans.created(team, KOMMUNE)
+    assign = {"resourceType": "Parameters", "parameter": [
+        {"name": "coordinator", "valueReference": {"identifier": {"system": ORGNR_SYSTEM,
+                                                                   "value": BUP}}},
+        {"name": "reason", "valueString": "Overtar"}]}  # fmt: skip
+    pairs: list[tuple[str, str, str, dict[str, Any]]] = [
+        ("POST", f"{hidden}/$assign-coordinator", "CareTeam/no-such-team/$assign-coordinator",
+         assign),
+        ("PUT", hidden, "CareTeam/no-such-team", {**team, "id": hidden.split("/")[1]}),
+    ]  # fmt: skip
+    for method, path, missing_path, body in pairs:
+        seen = await referrals.fhir(method, path, body, by=BUP)
+        if method == "PUT":
+            body = {**body, "id": "no-such-team"}
+        missing = await referrals.fhir(method, missing_path, body, by=BUP)
+        assert seen.status == missing.status, (seen.body, missing.body)
+        assert seen.body.replace(hidden.split("/")[1].encode(), b"X") == missing.body.replace(
+            b"no-such-team", b"X"
+        )
+        assert sorted(seen.headers) == sorted(missing.headers)
+
+
+async def test_bundles_are_capped(stack: Stack) -> None:
+    entry = {"request": {"method": "GET", "url": "Organization?_count=1"}}
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [entry] * 501}
+    reply = await stack.call("POST", "", bundle)
+    assert reply.status == 413, reply.body
+    assert "BARNEBRO_MAX_BUNDLE_ENTRIES" in diagnostics(reply)
+    bundle["type"] = "transaction"
+    assert (await stack.call("POST", "", bundle)).status == 413
+
+
+async def test_links_come_from_the_configured_base_url_not_the_host_header(stack: Stack) -> None:
+    reply = await stack.call(
+        "POST", "Practitioner", {"resourceType": "Practitioner"},
+        headers={"Host": "evil.example", "X-Forwarded-Host": "evil.example"},
+    )  # fmt: skip
+    assert reply.status == 201, reply.body
+    assert reply.headers["Location"].startswith(stack.base)
+    found = await stack.call("GET", "Practitioner?_count=1", headers={"Host": "evil.example"})
+    assert "evil.example" not in found.body.decode()
+    assert all(link["url"].startswith(stack.base) for link in found.json()["link"])
+
+
+async def test_a_body_that_does_not_decode_is_a_400(stack: Stack) -> None:
+    practitioner = orjson.dumps({"resourceType": "Practitioner"})
+    for encoding, raw in (("gzip", gzip.compress(practitioner)),
+                          ("deflate", zlib.compress(practitioner))):  # fmt: skip
+        ok = await stack.call("POST", "Practitioner", raw=raw,
+                              headers={"Content-Encoding": encoding})  # fmt: skip
+        assert ok.status == 201, ok.body
+    before = len(matches(await stack.call("GET", "Practitioner?_count=100")))
+    for encoding, raw, status in (
+        ("gzip", b"not gzip at all", 400),
+        ("deflate", b"\x00\x01garbage", 400),
+        ("gzip", gzip.compress(practitioner)[:-6], 400),
+        ("br", b"\x00not brotli", 415),
+        ("gzip", gzip.compress(b" " * 1_000_000 + practitioner), 413),
+    ):
+        reply = await stack.call("POST", "Practitioner", raw=raw,
+                                 headers={"Content-Encoding": encoding})  # fmt: skip
+        assert reply.status == status, (encoding, reply.status, reply.body)
+        assert reply.json()["resourceType"] == "OperationOutcome"
+    assert len(matches(await stack.call("GET", "Practitioner?_count=100"))) == before
+
+
+# -- migration --------------------------------------------------------------------------------
+
+
+async def test_a_store_written_before_the_trust_base_is_read_correctly(
+    referrals: ReferralWorld,
+) -> None:
+    """Before, the directory's people carried no access category or author, and the
+    consent service kept no relations: after an upgrade, organisations keep their kind, care
+    orders and parental responsibility stay in force, and the relations are rebuilt from the
+    event stream."""
+    import nats
+
+    from services.consent import consent_spec
+    from services.directory import directory_spec
+    from shared.runtime import ServiceRuntime
+
+    stack = referrals.stack
+    settings = stack.settings
+    ordered = await referrals.child(care_order=True)
+    young = await referrals.child(age=8)
+    assert stack.directory.db is not None and stack.consent.db is not None
+    async with stack.directory.db.transaction() as conn:
+        for table in ("resources", "resource_history"):
+            await conn.execute(
+                f"UPDATE {table} SET category = NULL, author = NULL"
+                " WHERE res_type IN ('Patient', 'RelatedPerson')"
+            )
+    async with stack.consent.db.transaction() as conn:
+        await conn.execute("DROP TABLE consent_relations")
+    await stack.consent.stop()
+    await stack.directory.stop()
+    nc = await nats.connect(settings.nats_url)
+    try:
+        await nc.jetstream().delete_consumer(settings.stream_name, "consent-relation-watch")
+    finally:
+        await nc.close()
+    stack.directory = ServiceRuntime(directory_spec(settings), settings)
+    await stack.directory.start()
+    stack.consent = ServiceRuntime(consent_spec(settings), settings)
+    await stack.consent.start()
+
+    async def authority(child: Child) -> dict[str, Any]:
+        path = f"authority?patient=Patient/{child.id}&purpose=informasjonsdeling"
+        reply = await referrals.consent_api("GET", path, None, by=BVT)
+        if reply.status != 200:
+            return {}
+        found: dict[str, Any] = reply.json()
+        return found
+
+    async def relations_rebuilt() -> bool:
+        return bool(await authority(ordered)) and bool(await authority(young))
+
+    await wait_for(relations_rebuilt, 15)
+    assert (await authority(ordered))["rule"] == "care-order"
+    young_grantors = [m for g in (await authority(young))["grantors"] for m in g["members"]]
+    assert sorted(young_grantors) == sorted(young.parents)
+    assert (await referrals.fhir("GET", f"Patient/{young.id}", by=SKOLE)).status == 404
+    order = await referrals.fhir(
+        "POST", f"Patient/{ordered.id}/$care-order", parameters(action="end"), by=BVT
+    )
+    assert order.status == 200, "the barnevernstjeneste keeps its kind and its care order"
