@@ -573,3 +573,31 @@ async def test_the_audit_trail_does_not_audit_its_own_writes(referrals: Referral
     before = await count()
     await asyncio.sleep(2)
     assert await count() == before
+
+
+async def test_a_change_to_the_register_takes_effect_at_once(referrals: ReferralWorld) -> None:
+    """The operator changes an organisation's kind or takes it out of use: its tokens follow
+    within about a second (the gateway drops what it cached at the register's event)."""
+    import time
+
+    stack = referrals.stack
+    operator = stack.operator_token()
+    legevakt = await own_organization(referrals, LEGEVAKT)
+    child = await referrals.child()
+    by_number = f"Patient?identifier={FNR_SYSTEM}|{child.fnr}"
+    assert len(matches(await referrals.fhir("GET", by_number, by=LEGEVAKT))) == 1
+
+    legevakt["type"][0]["coding"][0]["code"] = "skole"
+    changed = await stack.call("PUT", f"Organization/{legevakt['id']}", legevakt, token=operator)
+    assert changed.status == 200, changed.body
+    deadline = time.monotonic() + 5
+    while matches(await referrals.fhir("GET", by_number, by=LEGEVAKT)):
+        assert time.monotonic() < deadline, "a skole may not look children up"
+    legevakt = changed.json()
+    legevakt["active"] = False
+    retired = await stack.call("PUT", f"Organization/{legevakt['id']}", legevakt, token=operator)
+    assert retired.status == 200, retired.body
+    deadline = time.monotonic() + 5
+    while (reply := await referrals.fhir("GET", "Organization", by=LEGEVAKT)).status != 403:
+        assert time.monotonic() < deadline, reply.body
+    assert "not registered" in diagnostics(reply)

@@ -40,14 +40,22 @@ class OrganisationKinds:
         self._dispatch = dispatch
         self._ttl = ttl
         self._miss_ttl = miss_ttl
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._cache: dict[str, tuple[float, str | None, str | None]] = {}
+        """orgnr → (expiry, kind, Organization id)."""
         self._subscription: Any = None
 
     async def follow(self, nc: NATS, prefix: str) -> None:
-        """Forget every cached kind when an Organization changes in the register."""
+        """When an Organization changes in the register, forget what was cached of it (and
+        every organisation found unregistered: the change may be its registration)."""
 
-        async def changed(_: Any) -> None:
-            self._cache.clear()
+        async def changed(message: Any) -> None:
+            try:
+                changed_id = orjson.loads(message.data).get("resource_id")
+            except (orjson.JSONDecodeError, AttributeError):
+                changed_id = None
+            for orgnr, (_, kind, res_id) in list(self._cache.items()):
+                if kind is None or res_id == changed_id or changed_id is None:
+                    self._cache.pop(orgnr, None)
 
         self._subscription = await nc.subscribe(
             f"{prefix}.events.directory.Organization.>", cb=changed
@@ -81,17 +89,18 @@ class OrganisationKinds:
             response = await self._dispatch(request, b"")
         except FhirError as exc:
             log.warning("could not look up the kind of organisation %s: %s", orgnr, exc)
-            self._cache[orgnr] = (time.monotonic() + self._miss_ttl, None)
+            self._cache[orgnr] = (time.monotonic() + self._miss_ttl, None, None)
             return None
-        kind = _kind_in(response, orgnr)
+        kind, res_id = _kind_in(response, orgnr)
         lifetime = self._ttl if kind else self._miss_ttl
-        self._cache[orgnr] = (time.monotonic() + lifetime, kind)
+        self._cache[orgnr] = (time.monotonic() + lifetime, kind, res_id)
         return kind
 
 
-def _kind_in(response: FhirResponse, orgnr: str) -> str | None:
+def _kind_in(response: FhirResponse, orgnr: str) -> tuple[str | None, str | None]:
+    """The registered kind of the organisation and its resource id."""
     if response.status != 200:
-        return None
+        return None, None
     for entry in orjson.loads(response.body).get("entry", []):
         resource = entry.get("resource") or {}
         numbers = [
@@ -101,5 +110,5 @@ def _kind_in(response: FhirResponse, orgnr: str) -> str | None:
         ]
         kinds = [kind for kind in organisation_kinds(resource) if kind]
         if orgnr in numbers and len(kinds) == 1 and resource.get("active") is not False:
-            return kinds[0]
-    return None
+            return kinds[0], resource.get("id")
+    return None, None
