@@ -10,6 +10,8 @@ that survive noise ("the FHIR read costs 6x a bare HTTP GET"), not absolute rate
 Modules:
 
 * ``bench.crud``   — the CRUD workload against a local stack, and the run as a whole;
+* ``bench.actors`` — who a benchmark acts as: organisations (registered by the operator),
+  the operator and the population register, each with its own credential;
 * ``bench.cpu``    — CPU accounting from ``/proc`` (per process, per program, machine-wide);
 * ``bench.limits`` — the HTTP limit (bare aiohttp server) and the storage limit (bare
   insert + select by primary key);

@@ -25,9 +25,11 @@ benchmark fills the careplan schema directly, then measures both against a local
    The tables are then vacuumed and analysed, the state autovacuum brings them to.
 2. **Starts a local stack** (gateway, directory, consent, careplan and its own
    nats-server, as ``bench.crud`` and ``bench.referral`` do) and, through the API,
-   registers `--updated-plans` children in the directory and creates a behandlingsplan
-   for each, as a BUP. Checks one update, one coordinator answer, that a BUP outside a
-   team finds nothing, and that a seeded plan can be read.
+   registers the organisations of the seeded teams as the operator, then, as the first
+   BUP, registers `--updated-plans` children in the directory and creates a
+   behandlingsplan for each (registering a child is the BUP's relation to it, which a
+   plan's creation needs). Checks one update, one coordinator answer, that a BUP outside
+   a team finds nothing, and that a seeded plan can be read.
 3. **Phases**, each at every `--clients` count (``bench.load.run_phase``: warm-up, CPU
    sampled at the edges, only what completes inside the window counted):
 
@@ -61,6 +63,7 @@ from typing import Any, Literal
 import asyncpg
 import orjson
 
+from bench.actors import admit_all, organisation_caller
 from bench.cpu import CpuMeter
 from bench.crud import (
     DEFAULT_DATABASE_URL,
@@ -82,6 +85,7 @@ from bench.referral import (
     finish_result,
     new_result,
     org_reference,
+    organisation,
     stack_cleanup,
     with_header,
 )
@@ -105,6 +109,7 @@ from services.careplan.records import participants
 from services.careplan.resources import careplan_definitions
 from services.stack import LocalStack, free_port
 from shared.access.decision import today
+from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.codes import ROLE_SYSTEM, OrganisationKind
 from shared.config import Settings
 from shared.fhir.interactions import FhirService
@@ -116,7 +121,7 @@ from shared.store.database import Database, open_database
 from shared.store.resource_store import new_id
 from shared.store.schema import create_schema
 from shared.store.search_sql import build_search
-from shared.transport.wire import Caller, FhirRequest
+from shared.transport.wire import FhirRequest
 
 PHASES = ("update", "coordinator")
 STACK_SERVICES = ("gateway", "directory", "consent", NAME)
@@ -210,6 +215,19 @@ class Organisations:
             return tuple(ids.orgnr() for _ in range(count))
 
         return cls(some(BUPS), some(KOMMUNER), some(SKOLER), ids.orgnr())
+
+    def organizations(self) -> list[dict[str, Any]]:
+        """Every organisation named, as the operator registers it (each with its kind)."""
+        bup, kommune, skole = (
+            OrganisationKind.BUP,
+            OrganisationKind.KOMMUNE_HELSE,
+            OrganisationKind.SKOLE,
+        )
+        return [
+            *(organisation(orgnr, bup) for orgnr in (*self.bups, self.stranger)),
+            *(organisation(orgnr, kommune) for orgnr in self.kommuner),
+            *(organisation(orgnr, skole) for orgnr in self.skoler),
+        ]
 
     def bup_of(self, index: int) -> str:
         """The BUP on seeded child `index`'s team (it treats the child, asks the question)."""
@@ -394,7 +412,7 @@ async def _seed_batch(
             bup = orgs.bup_of(index)
             request = requests.get(bup)
             if request is None:
-                caller = Caller(orgnr=bup, org_kind=OrganisationKind.BUP.value)
+                caller = organisation_caller(bup, OrganisationKind.BUP.value, [ALL_SYSTEM_SCOPES])
                 request = requests[bup] = FhirRequest(
                     interaction="create", base_url="", caller=caller
                 )
@@ -557,10 +575,12 @@ async def _create(client: HttpClient, resource: Mapping[str, Any]) -> tuple[dict
     return created, etag(created, reply.headers)
 
 
-async def wait_until_routed(client: HttpClient, limit: float = 60.0) -> float:
-    """Wait until the gateway routes the types the benchmark uses; the seconds waited."""
+async def wait_until_routed(
+    client: HttpClient, types: Sequence[str] = ROUTED_TYPES, limit: float = 60.0
+) -> float:
+    """Wait until the gateway routes `types` for `client`; the seconds waited."""
     started = time.perf_counter()
-    for resource_type in ROUTED_TYPES:
+    for resource_type in types:
         while not (reply := await client.call("GET", f"/{resource_type}?_count=1")).ok:
             if time.perf_counter() - started > limit:
                 raise RuntimeError(
@@ -822,15 +842,17 @@ async def _measure(
             {name: stack.pids[child] for name, child in SERVERS.items()}, programs=["postgres"]
         )
         async with http_client(stack.base_url, "", max(options.clients)) as base:
-            setup = stack.client(base, orgs.bups[0], OrganisationKind.BUP)
-            waited = await wait_until_routed(setup)
+            operator = stack.operator(base)
+            waited = await wait_until_routed(operator, ("Organization",))
+            started = time.perf_counter()
+            await admit_all(operator, orgs.organizations())
+            populated = time.perf_counter() - started
+            setup = stack.client(base, orgs.bups[0])
+            waited += await wait_until_routed(setup)
             started = time.perf_counter()
             plans = await populate(setup, ids, orgs, options.updated_plans, day)
-            populated = time.perf_counter() - started
-            bups = {
-                orgnr: stack.client(base, orgnr, OrganisationKind.BUP)
-                for orgnr in (*orgs.bups, orgs.stranger)
-            }
+            populated += time.perf_counter() - started
+            bups = {orgnr: stack.client(base, orgnr) for orgnr in (*orgs.bups, orgs.stranger)}
             world = CareplanWorld(orgs, day, bups, seeded, plans)
             checked = await sanity(world)
             backends = backend_lookup(monitor, stack.tag)

@@ -67,8 +67,15 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
+from bench.actors import credential_caller, organisation_caller, person_caller
 from bench.cpu import CLOCK_TICKS, program_ticks
-from bench.crud import DEFAULT_DATABASE_URL, RESULTS_DIR, Identifiers, with_application_name
+from bench.crud import (
+    CLIENT_ORGNR,
+    DEFAULT_DATABASE_URL,
+    RESULTS_DIR,
+    Identifiers,
+    with_application_name,
+)
 from bench.report import (
     machine_info,
     per_cpu_second,
@@ -125,7 +132,7 @@ BASE_URL = "http://bench/fhir"
 AIM = 0.90
 """The project's aim: a checked read does at least 90 % of the unchecked reads per CPU-s."""
 
-AUTHOR_ORG = "974760673"
+AUTHOR_ORG = CLIENT_ORGNR
 """The BUP that writes the documents that are read (also the crud benchmark's client)."""
 AUTHOR_KIND = OrganisationKind.BUP.value
 RECIPIENT_KIND = OrganisationKind.BARNEVERNSTJENESTE.value
@@ -151,6 +158,12 @@ DECISION_CASES = 20_000
 ACTOR_MIX = (("recipient", 40), ("unrelated", 30), ("parent", 20), ("own", 10))
 """Share (in %) of each kind of actor among the decisions."""
 SCOPES = ["system/*.cruds"]
+
+
+def org_caller(orgnr: str, kind: str) -> Caller:
+    """An organisation as the gateway hands it to a service: its register kind, the
+    token's scopes (the organisation credential)."""
+    return organisation_caller(orgnr, kind, SCOPES)
 
 
 # -- the bench-only resource type --------------------------------------------------------------
@@ -326,9 +339,7 @@ class ConsentBench:
 
     def caller(self, orgnr: str | None = None, kind: str | None = None) -> Caller:
         """The reading organisation (or another one) as an authenticated caller."""
-        return Caller(
-            orgnr=orgnr or self.population.recipient, org_kind=kind or RECIPIENT_KIND, scopes=SCOPES
-        )
+        return org_caller(orgnr or self.population.recipient, kind or RECIPIENT_KIND)
 
     async def audit_messages(self) -> int:
         info = await self.nc.jetstream().stream_info(self.settings.audit_stream_name)
@@ -451,18 +462,18 @@ def decision_cases(population: Population, rng: random.Random, count: int) -> li
             grant = rng.choice(state.grants)
             category = rng.choice(grant.categories)
             if grant.kinds and rng.random() < 0.5:
-                caller = Caller(orgnr=rng.choice(population.unrelated), org_kind=grant.kinds[0])
+                caller = org_caller(rng.choice(population.unrelated), grant.kinds[0])
             else:
-                caller = Caller(orgnr=rng.choice(grant.orgs), org_kind=AUTHOR_KIND)
+                caller = org_caller(rng.choice(grant.orgs), AUTHOR_KIND)
         elif actor == "unrelated":
-            caller = Caller(orgnr=rng.choice(population.unrelated), org_kind=RECIPIENT_KIND)
+            caller = org_caller(rng.choice(population.unrelated), RECIPIENT_KIND)
         elif actor == "parent":
-            caller = Caller(fhir_user=rng.choice(state.parents))
+            caller = person_caller(rng.choice(state.parents), SCOPES)
             if state.hidden_from_parents and rng.random() < 0.5:
                 author = state.hidden_from_parents[0].orgs[0]
                 category = CATEGORY
         else:
-            caller = Caller(orgnr=author, org_kind=AUTHOR_KIND)
+            caller = org_caller(author, AUTHOR_KIND)
         facts = ResourceFacts(f"DocumentReference/{_uuid(rng)}", state.patient, category, author)
         context = AccessContext(caller=caller, day=population.day)
         cases.append((state, facts, context))
@@ -1235,24 +1246,27 @@ def _parent(child: str, given: str) -> dict[str, Any]:
 
 
 async def _create_family(bench: ConsentBench, directory: ServiceRuntime) -> Family:
-    """A barnevernstjeneste and a BUP, a child of 13 and two parents with joint parental
-    responsibility (`felles`), through the directory service."""
+    """A barnevernstjeneste and a BUP, registered by the operator; a child of 13,
+    registered by the barnevernstjeneste; and two parents with joint parental
+    responsibility (`felles`), recorded by the population register — each written through
+    the directory service with the credential that may write it."""
     ids = Identifiers(bench.rng.randrange(2**32))
     collector, recipient = ids.orgnr(), ids.orgnr()
-    caller = Caller(orgnr=collector, org_kind=RECIPIENT_KIND, scopes=SCOPES)
-    await _create_in_directory(directory, caller, _organisation(collector, RECIPIENT_KIND))
-    await _create_in_directory(directory, caller, _organisation(recipient, AUTHOR_KIND))
+    operator = credential_caller("operator")
+    await _create_in_directory(directory, operator, _organisation(collector, RECIPIENT_KIND))
+    await _create_in_directory(directory, operator, _organisation(recipient, AUTHOR_KIND))
     child = await _create_in_directory(
         directory,
-        caller,
+        org_caller(collector, RECIPIENT_KIND),
         {
             "resourceType": "Patient",
             "name": [{"family": "Nordmann", "given": ["Kari"]}],
             "birthDate": (today() - timedelta(days=CHILD_AGE_DAYS)).isoformat(),
         },
     )
-    mother = await _create_in_directory(directory, caller, _parent(child, "Mor"))
-    father = await _create_in_directory(directory, caller, _parent(child, "Far"))
+    register = credential_caller("register")
+    mother = await _create_in_directory(directory, register, _parent(child, "Mor"))
+    father = await _create_in_directory(directory, register, _parent(child, "Far"))
     return Family(collector, recipient, child, f"RelatedPerson/{mother}", f"RelatedPerson/{father}")
 
 
@@ -1296,7 +1310,7 @@ async def _operation(
         operation=operation,
         id=consent_id,
         base_url=BASE_URL,
-        caller=Caller(orgnr=family.collector, org_kind=RECIPIENT_KIND, scopes=SCOPES),
+        caller=org_caller(family.collector, RECIPIENT_KIND),
     )
     response = await consent.fhir.handle(request, orjson.dumps(body))
     if response.status not in (200, 201):
@@ -1466,7 +1480,7 @@ async def _create_documents(bench: ConsentBench) -> dict[str, Any]:
             interaction="create",
             resource_type=BenchDocument.resource_type,
             base_url=BASE_URL,
-            caller=Caller(orgnr=author, org_kind=AUTHOR_KIND, scopes=SCOPES),
+            caller=org_caller(author, AUTHOR_KIND),
             prefer_return="minimal",
         )
         response = await bench.unchecked.handle(request, orjson.dumps(document(patient, author)))

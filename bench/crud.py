@@ -2,12 +2,19 @@
 
 Modelled on the open HealthSamurai FHIR server benchmark, adapted to what barnebro's
 directory owns: every iteration of every client creates the chain Organization →
-Practitioner → PractitionerRole (practitioner + organization) → Patient (managing
-organisation, general practitioner) → RelatedPerson (patient, parental responsibility
-``felles``), reads each by id, updates each (PUT), and deletes each in reverse order —
-20 requests per chain. The resources are valid for barnebro's rules: organisasjonsnummer
-pass the mod-11 check, fødselsnummer are synthetic (month + 80) with correct check digits,
-and every business key (orgnr, fødselsnummer, HPR) is unique within the run.
+Practitioner → PractitionerRole (practitioner + the client's own organisation) → Patient
+(managing organisation: the chain's Organization; general practitioner: the
+PractitionerRole) → RelatedPerson (patient, parental responsibility ``felles``), reads
+each by id, updates each (PUT), and deletes each in reverse order — 20 requests per chain.
+
+Each type is written, read, updated and deleted with the credential that may write it in
+a real deployment (``WRITERS``): Organization with the operator credential (the operator's
+register), Practitioner, PractitionerRole and Patient with the token of the benchmark's
+client organisation (a BUP the operator registers at set-up, ``CLIENT_ORGNR``), and
+RelatedPerson with the population register's credential. The resources are valid for
+barnebro's rules: organisasjonsnummer pass the mod-11 check, fødselsnummer are synthetic
+(month + 80) with correct check digits, and every business key (orgnr, fødselsnummer,
+HPR) is unique within the run.
 
 `run` is the whole benchmark: it starts a local stack (its own nats-server, the directory
 service and the gateway, on SQLite or PostgreSQL) in a temporary data directory, runs the
@@ -34,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import orjson
 
+from bench.actors import admit, credential_client
 from bench.cpu import CpuMeter
 from bench.limits import http_limit, storage_limit
 from bench.load import (
@@ -72,8 +80,25 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHAIN = ("Organization", "Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
 REQUESTS_PER_CHAIN = 4 * len(CHAIN)
-CLIENT_ORGNR = "974760673"
-"""The organisation the benchmark's token is issued to (a BUP)."""
+CLIENT_ORGNR = "910000209"
+"""The organisation the benchmark's client token is issued to: a BUP, registered by the
+operator at set-up. It is none of the demonstration organisations `LocalStack` registers,
+and far from the run's generated organisation numbers (`Identifiers`: 80000000-89999999
+and on, as 8-digit prefixes)."""
+CLIENT_KIND = "bup"
+OWN_ORGANIZATION = "own Organization"
+"""The key of the client's own Organization id in a chain's references: a
+PractitionerRole names the organisation that writes it."""
+Writer = Literal["operator", "client", "register"]
+WRITERS: dict[str, Writer] = {
+    "Organization": "operator",
+    "Practitioner": "client",
+    "PractitionerRole": "client",
+    "Patient": "client",
+    "RelatedPerson": "register",
+}
+"""Whose credential creates, reads, updates and deletes each type of the chain: the
+operator's register, the client organisation, the population register."""
 READ_PATIENTS = 64
 """Patients created for the read-only phase (and the bare limits), read at random."""
 
@@ -172,31 +197,37 @@ def _ref(refs: Mapping[str, str], resource_type: str) -> dict[str, str]:
     return {"reference": f"{resource_type}/{refs[resource_type]}"}
 
 
+def organization(orgnr: str, name: str) -> dict[str, Any]:
+    """A BUP's Organization as the operator registers it."""
+    return {
+        "resourceType": "Organization",
+        "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
+        "active": True,
+        "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": CLIENT_KIND}]}],
+        "name": name,
+        "telecom": [{"system": "phone", "value": "+47 22 00 00 00", "use": "work"}],
+        "address": [
+            {
+                "extension": [
+                    {
+                        "url": MUNICIPALITY_EXTENSION,
+                        "valueCoding": {"system": KOMMUNENUMMER_SYSTEM, "code": "0301"},
+                    }
+                ],
+                "line": ["Sognsvannsveien 21"],
+                "postalCode": "0372",
+                "city": "Oslo",
+            }
+        ],
+    }
+
+
 def build_resource(resource_type: str, refs: Mapping[str, str], ids: Identifiers) -> dict[str, Any]:
-    """A realistic, valid instance of `resource_type` referring to the ids in `refs`."""
+    """A realistic, valid instance of `resource_type` referring to the ids in `refs`
+    (`refs[OWN_ORGANIZATION]`: the writing client's own Organization)."""
     if resource_type == "Organization":
         orgnr = ids.orgnr()
-        return {
-            "resourceType": "Organization",
-            "identifier": [{"system": ORGNR_SYSTEM, "value": orgnr}],
-            "active": True,
-            "type": [{"coding": [{"system": ORGANISATION_KIND_SYSTEM, "code": "bup"}]}],
-            "name": f"BUP Benk {orgnr}",
-            "telecom": [{"system": "phone", "value": "+47 22 00 00 00", "use": "work"}],
-            "address": [
-                {
-                    "extension": [
-                        {
-                            "url": MUNICIPALITY_EXTENSION,
-                            "valueCoding": {"system": KOMMUNENUMMER_SYSTEM, "code": "0301"},
-                        }
-                    ],
-                    "line": ["Sognsvannsveien 21"],
-                    "postalCode": "0372",
-                    "city": "Oslo",
-                }
-            ],
-        }
+        return organization(orgnr, f"BUP Benk {orgnr}")
     if resource_type == "Practitioner":
         return {
             "resourceType": "Practitioner",
@@ -211,7 +242,7 @@ def build_resource(resource_type: str, refs: Mapping[str, str], ids: Identifiers
             "resourceType": "PractitionerRole",
             "active": True,
             "practitioner": _ref(refs, "Practitioner"),
-            "organization": _ref(refs, "Organization"),
+            "organization": {"reference": f"Organization/{refs[OWN_ORGANIZATION]}"},
             "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "behandler"}]}],
         }
     if resource_type == "Patient":
@@ -248,15 +279,33 @@ def _parsed(reply: Reply) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and isinstance(data.get("id"), str) else None
 
 
+@dataclass(frozen=True)
+class Actors:
+    """The clients of a run (one aiohttp session) and the client's own Organization."""
+
+    operator: HttpClient
+    client: HttpClient
+    register: HttpClient
+    own_organization: str
+    """The id of the client organisation's Organization (registered by the operator)."""
+
+    def writer(self, resource_type: str) -> HttpClient:
+        """The client that may write `resource_type` (``WRITERS``)."""
+        clients = {"operator": self.operator, "client": self.client, "register": self.register}
+        return clients[WRITERS[resource_type]]
+
+
 async def create(
-    client: HttpClient,
+    actors: Actors,
     resource_type: str,
     refs: Mapping[str, str],
     ids: Identifiers,
     recorder: Recorder,
 ) -> dict[str, Any] | None:
     path = f"/{resource_type}"
-    reply = await client.call("POST", path, orjson.dumps(build_resource(resource_type, refs, ids)))
+    known = {OWN_ORGANIZATION: actors.own_organization, **refs}
+    body = orjson.dumps(build_resource(resource_type, known, ids))
+    reply = await actors.writer(resource_type).call("POST", path, body)
     resource = _parsed(reply) if reply.ok else None
     if reply.ok and resource is None:
         recorder.failure("create", "POST", path, reply.status, b"no resource with an id returned")
@@ -266,9 +315,10 @@ async def create(
 
 
 async def run_chain(
-    client: HttpClient, ids: Identifiers, recorder: Recorder, stop: asyncio.Event
+    actors: Actors, ids: Identifiers, recorder: Recorder, stop: asyncio.Event
 ) -> bool:
     """One iteration: create the chain, read, update and delete each; True if all 20 worked.
+    Every request about a type is made by that type's writer (``WRITERS``).
 
     Returns early (False) when `stop` is set. When a create fails, the resources already
     created are still read, updated and deleted.
@@ -279,7 +329,7 @@ async def run_chain(
     for resource_type in CHAIN:
         if stop.is_set():
             return False
-        resource = await create(client, resource_type, refs, ids, recorder)
+        resource = await create(actors, resource_type, refs, ids, recorder)
         if resource is None:
             complete = False
             break
@@ -289,28 +339,28 @@ async def run_chain(
         if stop.is_set():
             return False
         path = f"/{resource_type}/{resource['id']}"
-        reply = await client.call("GET", path)
+        reply = await actors.writer(resource_type).call("GET", path)
         complete &= recorder.record("read", resource_type, "GET", path, reply)
     for resource_type, resource in created:
         if stop.is_set():
             return False
         path = f"/{resource_type}/{resource['id']}"
         changed = {**resource, "active": False}
-        reply = await client.call("PUT", path, orjson.dumps(changed))
+        reply = await actors.writer(resource_type).call("PUT", path, orjson.dumps(changed))
         complete &= recorder.record("update", resource_type, "PUT", path, reply)
     for resource_type, resource in reversed(created):
         if stop.is_set():
             return False
         path = f"/{resource_type}/{resource['id']}"
-        reply = await client.call("DELETE", path)
+        reply = await actors.writer(resource_type).call("DELETE", path)
         complete &= recorder.record("delete", resource_type, "DELETE", path, reply)
     return complete
 
 
-def crud_worker(client: HttpClient, ids: Identifiers, recorder: Recorder) -> Worker:
+def crud_worker(actors: Actors, ids: Identifiers, recorder: Recorder) -> Worker:
     async def run(stop: asyncio.Event) -> None:
         while not stop.is_set():
-            if await run_chain(client, ids, recorder, stop) and recorder.measuring:
+            if await run_chain(actors, ids, recorder, stop) and recorder.measuring:
                 recorder.chains += 1
 
     return run
@@ -325,12 +375,14 @@ class SampleRead:
     headers: dict[str, str]
 
 
-async def seed_patients(client: HttpClient, ids: Identifiers, count: int) -> SampleRead:
-    """Create `count` Patients (with their organisation and fastlege) for the read phase."""
+async def seed_patients(actors: Actors, ids: Identifiers, count: int) -> SampleRead:
+    """Create `count` Patients (with their organisation and fastlege) for the read phase;
+    the client registers them, so it reads them on its relation to each child."""
+    client = actors.client
     recorder = Recorder(measuring=True)
     refs: dict[str, str] = {}
     for resource_type in ("Organization", "Practitioner", "PractitionerRole"):
-        resource = await create(client, resource_type, refs, ids, recorder)
+        resource = await create(actors, resource_type, refs, ids, recorder)
         if resource is None:
             raise RuntimeError(
                 f"could not create the read phase's {resource_type}: {recorder.samples}"
@@ -338,7 +390,7 @@ async def seed_patients(client: HttpClient, ids: Identifiers, count: int) -> Sam
         refs[resource_type] = resource["id"]
     paths = []
     for _ in range(count):
-        resource = await create(client, "Patient", refs, ids, recorder)
+        resource = await create(actors, "Patient", refs, ids, recorder)
         if resource is None:
             raise RuntimeError(f"could not create the read phase's Patients: {recorder.samples}")
         paths.append(f"/Patient/{resource['id']}")
@@ -350,8 +402,9 @@ async def seed_patients(client: HttpClient, ids: Identifiers, count: int) -> Sam
     return SampleRead(paths, reply.body, headers)
 
 
-async def wait_until_served(client: HttpClient, limit: float = 60.0) -> float:
-    """Wait until the gateway routes every type of the chain; return the seconds waited.
+async def wait_until_served(writers: Mapping[str, HttpClient], limit: float = 60.0) -> float:
+    """Wait until the gateway routes every type in `writers` (type → the client that asks
+    for it); return the seconds waited.
 
     The stack counts as started once the gateway answers /healthz, but the gateway learns
     which service owns a type from the registry, which the directory fills only when it
@@ -359,7 +412,7 @@ async def wait_until_served(client: HttpClient, limit: float = 60.0) -> float:
     """
     started = time.perf_counter()
     deadline = started + limit
-    for resource_type in CHAIN:
+    for resource_type, client in writers.items():
         while True:
             reply = await client.call("GET", f"/{resource_type}?_count=1")
             if reply.ok:
@@ -458,10 +511,29 @@ def phase_summary(recorder: Recorder, window: Window, operations: Iterable[str])
     }
 
 
+async def set_up_actors(client: HttpClient, data_dir: Path) -> tuple[Actors, float]:
+    """The operator's and the register's clients next to `client` (the client
+    organisation's), and the client organisation registered by the operator before its
+    first request; the actors and the seconds waited for the gateway to route."""
+    operator = credential_client(client, data_dir, "operator")
+    register = credential_client(client, data_dir, "register")
+    waited = await wait_until_served({"Organization": operator})
+    own = await admit(operator, organization(CLIENT_ORGNR, "BUP Benk (the benchmark's client)"))
+    actors = Actors(operator, client, register, own)
+    waited += await wait_until_served({t: actors.writer(t) for t in CHAIN})
+    return actors, waited
+
+
 async def _stack_phases(
-    options: CrudOptions, base_url: str, token: str, pids: Mapping[str, int], tag: str
+    options: CrudOptions,
+    base_url: str,
+    token: str,
+    data_dir: Path,
+    pids: Mapping[str, int],
+    tag: str,
 ) -> tuple[dict[str, Any], dict[str, Any], SampleRead, list[dict[str, Any]]]:
-    """The CRUD window and the read-only phase, against the running stack."""
+    """The CRUD window and the read-only phase, against the running stack (`token`: the
+    client organisation's)."""
     monitor = None
     if options.database == "postgresql":
         monitor = await asyncpg.connect(options.database_url)
@@ -474,9 +546,9 @@ async def _stack_phases(
         )
         ids = Identifiers(options.seed if options.seed is not None else secrets.randbits(32))
         async with http_client(base_url, token, options.clients) as client:
-            waited = await wait_until_served(client)
+            actors, waited = await set_up_actors(client, data_dir)
             recorder = Recorder()
-            workers = [crud_worker(client, ids, recorder) for _ in range(options.clients)]
+            workers = [crud_worker(actors, ids, recorder) for _ in range(options.clients)]
             window = await run_phase(
                 workers,
                 recorder,
@@ -498,7 +570,7 @@ async def _stack_phases(
             }
             samples = [s.as_dict() for s in recorder.samples]
 
-            sample = await seed_patients(client, ids, max(READ_PATIENTS, 2 * options.clients))
+            sample = await seed_patients(actors, ids, max(READ_PATIENTS, 2 * options.clients))
             read_recorder = Recorder()
             workers = [
                 read_worker(client, sample.paths, read_recorder, seed)
@@ -634,7 +706,7 @@ def run(options: CrudOptions) -> tuple[dict[str, Any], Path | None]:
             print(f"starting the stack ({options.database}) in {data_dir} …", flush=True)
             try:
                 stack.start()
-                token = issue_token(data_dir, orgnr=CLIENT_ORGNR, kind="bup")
+                token = issue_token(data_dir, orgnr=CLIENT_ORGNR)
                 pids = {name: process.pid for name, process in stack.children}
                 print(
                     f"running {options.clients} clients: {options.warmup:g} s warm-up,"
@@ -642,7 +714,7 @@ def run(options: CrudOptions) -> tuple[dict[str, Any], Path | None]:
                     flush=True,
                 )
                 crud, read, sample, samples = asyncio.run(
-                    _stack_phases(options, base_url, token, pids, tag)
+                    _stack_phases(options, base_url, token, data_dir, pids, tag)
                 )
             finally:
                 stack.stop()

@@ -41,12 +41,14 @@ from typing import Any, Literal
 import orjson
 from nats.aio.client import Client as NATS
 
+from bench.actors import organisation_caller
 from bench.load import Recorder, Worker
 from bench.partner import Ledger
 from bench.referral import moved
 from bench.report import OpStats
 from services.referral.domain.vocabulary import TaskStatus
 from services.referral.resources import referral_definitions
+from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.codes import OrganisationKind
 from shared.config import Settings
 from shared.events import DomainEvent, EventAccess
@@ -159,7 +161,9 @@ class TaskSource:
         return task
 
     def _caller(self, orgnr: str) -> Caller:
-        return Caller(orgnr=orgnr, org_kind=OrganisationKind.BUP.value, client_id=f"bench-{orgnr}")
+        """The owner BUP as the gateway hands it to the service: the organisation, the
+        kind the operator registered it as (``make_channels``), the token's scopes."""
+        return organisation_caller(orgnr, OrganisationKind.BUP.value, [ALL_SYSTEM_SCOPES])
 
     async def write(self, task: TrackedTask) -> int:
         """Move `task` to its other status as its owner; the version written. Raises

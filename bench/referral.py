@@ -13,9 +13,9 @@ grows from 16 to 64 clients.
 
 `run` starts a local stack (``services.stack.LocalStack`` with every service of
 ``services.cli.SERVICES`` and its own nats-server, on PostgreSQL or SQLite, as
-``bench.crud`` does), creates a GP office (fastlege), a BUP and a municipal health service
-(kommune-helse) and a pool of children registered with the GP, checks one full lifecycle,
-then runs two phases at each client count:
+``bench.crud`` does), registers a GP office (fastlege), a BUP and a municipal health
+service (kommune-helse) as the operator, has the GP register a pool of children (with
+itself as their GP), checks one full lifecycle, then runs two phases at each client count:
 
 * ``submit``: each client POSTs referral transactions as the GP (expects 200);
 * ``lifecycle``: each client submits as the GP, then as the BUP finds the Task
@@ -51,9 +51,9 @@ from typing import Any
 import asyncpg
 import orjson
 
+from bench.actors import admit_all, credential_client, organisation_client
 from bench.cpu import CpuMeter
 from bench.crud import (
-    CLIENT_ORGNR,
     DEFAULT_DATABASE_URL,
     RESULTS_DIR,
     CrudOptions,
@@ -85,7 +85,6 @@ from services.referral.domain.vocabulary import (
     TaskStatus,
 )
 from services.stack import LocalStack, free_port
-from shared.auth.local_keys import issue_token
 from shared.codes import MUNICIPALITY_EXTENSION, ORGANISATION_KIND_SYSTEM, OrganisationKind
 from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 
@@ -448,13 +447,16 @@ async def _create(client: HttpClient, resource: Mapping[str, Any]) -> str:
     return str(created["id"])
 
 
-async def wait_until_routed(client: HttpClient, limit: float = 60.0) -> float:
-    """Wait until the gateway routes every type the benchmark uses; the seconds waited.
+async def wait_until_routed(
+    client: HttpClient, types: Sequence[str] = ROUTED_TYPES, limit: float = 60.0
+) -> float:
+    """Wait until the gateway routes every type in `types` for `client`; the seconds
+    waited.
 
     The gateway learns which service owns a type from the registry, which each service
     fills when it is up; until then a request gets 404 "not supported"."""
     started = time.perf_counter()
-    for resource_type in ROUTED_TYPES:
+    for resource_type in types:
         while not (reply := await client.call("GET", f"/{resource_type}?_count=1")).ok:
             if time.perf_counter() - started > limit:
                 raise RuntimeError(
@@ -466,22 +468,33 @@ async def wait_until_routed(client: HttpClient, limit: float = 60.0) -> float:
 
 
 async def populate(
-    client: HttpClient, ids: Identifiers, children: int
-) -> tuple[Parties, list[str]]:
-    """The three organisations and `children` children registered with the GP office."""
+    stack: RunningStack, base: HttpClient, ids: Identifiers, children: int
+) -> tuple[Parties, list[str], float]:
+    """The three organisations, registered by the operator, and `children` children
+    registered by the GP office with itself as their GP; also the seconds waited for the
+    gateway to route the types the benchmark uses."""
+    operator = stack.operator(base)
+    waited = await wait_until_routed(operator, ("Organization",))
     gp, bup, kommune = ids.orgnr(), ids.orgnr(), ids.orgnr()
-    gp_id = await _create(client, organisation(gp, OrganisationKind.FASTLEGE))
-    await _create(client, organisation(bup, OrganisationKind.BUP))
-    await _create(client, organisation(kommune, OrganisationKind.KOMMUNE_HELSE))
+    gp_id, _, _ = await admit_all(
+        operator,
+        [
+            organisation(gp, OrganisationKind.FASTLEGE),
+            organisation(bup, OrganisationKind.BUP),
+            organisation(kommune, OrganisationKind.KOMMUNE_HELSE),
+        ],
+    )
+    registrar = stack.client(base, gp)
+    waited += await wait_until_routed(registrar)
     fnrs = [ids.fnr() for _ in range(children)]
     gate = asyncio.Semaphore(SETUP_CONCURRENCY)
 
     async def register(fnr: str) -> None:
         async with gate:
-            await _create(client, patient(fnr, gp_id))
+            await _create(registrar, patient(fnr, gp_id))
 
     await asyncio.gather(*(register(fnr) for fnr in fnrs))
-    return Parties(gp, bup, kommune, gp_id), fnrs
+    return Parties(gp, bup, kommune, gp_id), fnrs, waited
 
 
 async def sanity(world: ReferralWorld) -> dict[str, Any]:
@@ -572,10 +585,15 @@ class RunningStack:
     tag: str
     """``bench<random>``: the schema prefix and the PostgreSQL application_name."""
 
-    def client(self, setup: HttpClient, orgnr: str, kind: OrganisationKind) -> HttpClient:
-        """A client on `setup`'s session with a token issued to `orgnr` as `kind`."""
-        token = issue_token(self.data_dir, orgnr=orgnr, kind=kind.value)
-        return HttpClient(setup.session, setup.base_url, token)
+    def client(self, base: HttpClient, orgnr: str) -> HttpClient:
+        """A client on `base`'s session with a token of the organisation `orgnr` (which
+        names no kind: the operator's register states it)."""
+        return organisation_client(base, self.data_dir, orgnr)
+
+    def operator(self, base: HttpClient) -> HttpClient:
+        """A client on `base`'s session with the operator's credential (registers
+        organisations)."""
+        return credential_client(base, self.data_dir, "operator")
 
 
 async def _measure(options: ReferralOptions, stack: RunningStack) -> dict[str, Any]:
@@ -589,13 +607,11 @@ async def _measure(options: ReferralOptions, stack: RunningStack) -> dict[str, A
             programs=["postgres"] if options.database == "postgresql" else [],
         )
         ids = Identifiers(options.seed if options.seed is not None else secrets.randbits(32))
-        setup_token = issue_token(stack.data_dir, orgnr=CLIENT_ORGNR, kind="bup")
-        async with http_client(stack.base_url, setup_token, max(options.clients)) as setup:
-            waited = await wait_until_routed(setup)
-            parties, children = await populate(setup, ids, options.patients)
+        async with http_client(stack.base_url, "", max(options.clients)) as base:
+            parties, children, waited = await populate(stack, base, ids, options.patients)
             world = ReferralWorld(
-                gp=stack.client(setup, parties.gp, OrganisationKind.FASTLEGE),
-                bup=stack.client(setup, parties.bup, OrganisationKind.BUP),
+                gp=stack.client(base, parties.gp),
+                bup=stack.client(base, parties.bup),
                 parties=parties,
                 children=children,
             )

@@ -100,6 +100,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StorageType, StreamConfig
 
+from bench.actors import admit_all
 from bench.cpu import CpuMeter, CpuUsage
 from bench.crud import (
     DEFAULT_DATABASE_URL,
@@ -144,7 +145,6 @@ from bench.referral import (
     stack_cleanup,
     submit,
     task_in,
-    wait_until_routed,
     with_header,
 )
 from bench.report import (
@@ -364,27 +364,28 @@ async def _post(client: HttpClient, resource: Mapping[str, Any]) -> dict[str, An
 
 
 async def make_channels(
-    setup: HttpClient,
+    base: HttpClient,
     stack: RunningStack,
     source: TaskSource,
     ids: Identifiers,
     options: SubscriptionsOptions,
-) -> tuple[list[Channel], Parties]:
-    """The GP, a BUP per channel and `options.referrals` referrals in progress for each."""
+) -> tuple[list[Channel], Parties, float]:
+    """The GP, a BUP per channel (all registered by the operator) and `options.referrals`
+    referrals in progress for each; also the seconds waited for the gateway to route."""
     count = options.referrals
-    parties, children = await populate(setup, ids, count * len(options.channels))
-    bups = [parties.bup]
-    for _ in options.channels[1:]:
-        bups.append(ids.orgnr())
-        await _post(setup, organisation(bups[-1], OrganisationKind.BUP))
-    gp = stack.client(setup, parties.gp, OrganisationKind.FASTLEGE)
+    parties, children, waited = await populate(stack, base, ids, count * len(options.channels))
+    bups = [parties.bup, *(ids.orgnr() for _ in options.channels[1:])]
+    await admit_all(
+        stack.operator(base), [organisation(bup, OrganisationKind.BUP) for bup in bups[1:]]
+    )
+    gp = stack.client(base, parties.gp)
     gate = asyncio.Semaphore(SETUP_CONCURRENCY)
     channels = []
     for index, (name, bup) in enumerate(zip(options.channels, bups, strict=True)):
         mine = children[index * count : (index + 1) * count]
         world = ReferralWorld(
             gp=gp,
-            bup=stack.client(setup, bup, OrganisationKind.BUP),
+            bup=stack.client(base, bup),
             parties=Parties(parties.gp, bup, parties.kommune, parties.gp_id),
             children=mine,
         )
@@ -396,7 +397,7 @@ async def make_channels(
 
         tasks = await asyncio.gather(*(one(fnr) for fnr in mine))
         channels.append(Channel(name, bup, list(tasks)))
-    return channels, parties
+    return channels, parties, waited
 
 
 async def subscribe(
@@ -811,7 +812,7 @@ async def subscribe_channels(
 ) -> None:
     """Each channel's BUP subscribes (through the API) with its partner listening."""
     for channel in channels:
-        client = stack.client(base, channel.bup, OrganisationKind.BUP)
+        client = stack.client(base, channel.bup)
         if channel.name == REST_HOOK:
             endpoint, secret = found.rest_hook.url, found.secret
         else:
@@ -850,9 +851,7 @@ async def _measure(
             await source.start()
             async with http_client(stack.base_url, "", SETUP_CONCURRENCY * 2) as base:
                 started = time.perf_counter()
-                setup = stack.client(base, ids.orgnr(), OrganisationKind.BUP)
-                waited = await wait_until_routed(setup)
-                channels, parties = await make_channels(setup, stack, source, ids, options)
+                channels, parties, waited = await make_channels(base, stack, source, ids, options)
                 populated = time.perf_counter() - started
                 await subscribe_channels(base, stack, channels, found, settings, options)
             servers = {name: stack.pids[child] for name, child in SERVERS.items()}
