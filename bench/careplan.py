@@ -509,8 +509,8 @@ def registered_patient(fnr: str) -> dict[str, Any]:
 
 def api_plan(fnr: str, orgs: Organisations, day: date) -> dict[str, Any]:
     """A behandlingsplan as a BUP posts it (the service resolves the child, sets the
-    author)."""
-    kommune, school = orgs.kommuner[0], orgs.skoler[0]
+    author), shared with the kommune-helse (a school would need the family's consent)."""
+    kommune = orgs.kommuner[0]
     return {
         "resourceType": "CarePlan",
         "extension": [
@@ -524,7 +524,7 @@ def api_plan(fnr: str, orgs: Organisations, day: date) -> dict[str, Any]:
         ],
         "subject": {"identifier": {"system": FNR_SYSTEM, "value": fnr}},
         "period": {"start": day.isoformat()},
-        "contributor": [org_reference(kommune), org_reference(school)],
+        "contributor": [org_reference(kommune)],
         "activity": [_activity("Samtaler hos BUP", orgs.bups[0], "1 time i uka")],
     }
 

@@ -18,7 +18,8 @@ import orjson
 
 from shared.access.permissions import Rule, permission
 from shared.codes import organisation_kinds
-from shared.fhir.errors import error
+from shared.fhir.elements import orgnr_of as orgnr_of_reference
+from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM, PERSON_SYSTEMS, InvalidIdentifier, validate_identifier
 from shared.transport.forwarding import Forwarder
@@ -108,14 +109,39 @@ class DirectoryClient:
         if not await self.relation(caller, patient_id):
             raise error(404, "not-found", f"Patient/{patient_id} is not known")
 
+    async def organisation(self, orgnr: str) -> dict[str, Any] | None:
+        """The Organization registered under `orgnr`."""
+        found = await self.search("Organization", [("identifier", token(ORGNR_SYSTEM, orgnr))])
+        return next((o for o in found if orgnr_in(o) == orgnr), None)
+
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
-        found = await self.search("Organization", [("identifier", token(ORGNR_SYSTEM, orgnr))])
-        for organization in found:
-            kinds = organisation_kinds(organization)
-            if kinds and orgnr_in(organization) == orgnr:
-                return kinds[0]
-        return None
+        kinds = organisation_kinds(await self.organisation(orgnr))
+        return kinds[0] if kinds else None
+
+    async def check_organisation_references(self, references: list[tuple[Any, str]]) -> None:
+        """An organisation named by organisasjonsnummer may carry a literal reference too,
+        but only to that same organisation: a reference to another one would credit a
+        record to an organisation the identifier does not name. (reference, FHIRPath)."""
+        problems = []
+        for reference, where in references:
+            orgnr = orgnr_of_reference(reference)
+            given = reference_target(reference) if isinstance(reference, dict) else None
+            if orgnr is None or given is None:
+                continue
+            registered = await self.organisation(orgnr)
+            if registered is None or given != ("Organization", registered.get("id")):
+                problems.append(
+                    Issue(
+                        "business-rule",
+                        f"{where}.reference names another organisation than its identifier"
+                        f" ({orgnr}); leave the reference out or make it Organization/<the"
+                        " id registered for that number>",
+                        expression=(where,),
+                    )
+                )
+        if problems:
+            raise FhirError(422, problems)
 
     async def patient_by_identifier(
         self, system: str, value: str, as_caller: Caller | None = None

@@ -140,11 +140,12 @@ class CarePlanWorld:
     async def start_care(
         self, child: Child, orgnr: str, grantors: tuple[str, ...] | None = None
     ) -> str:
-        """A health organisation takes the child into its care: it records the consent to
-        health care (purpose helsehjelp, pbrl §4-1) from `grantors` (default: both
-        parents), which shares nothing with anyone. Recording it is what gives the
-        organisation its relation to the child, so it may write plans about it. Returns the
+        """A health organisation takes the child into its care: it declares so
+        (`$start-care`, which gives it its relation to the child, so it may write plans about
+        it) and records the consent to health care (purpose helsehjelp, pbrl §4-1) from
+        `grantors` (default: both parents), which shares nothing with anyone. Returns the
         Consent reference."""
+        await self.world.start_care(child, orgnr)
         body = {
             "patient": f"Patient/{child.id}",
             "purpose": "helsehjelp",

@@ -90,6 +90,13 @@ class World:
         created: dict[str, Any] = reply.json()
         return created
 
+    async def start_care(self, child: Child, orgnr: str, reason: str = "Timeavtale") -> None:
+        """`orgnr` declares that it has taken the child into its care (`$start-care`)."""
+        body = {"resourceType": "Parameters", "parameter": [{"name": "reason",
+                                                             "valueString": reason}]}  # fmt: skip
+        reply = await self.fhir("POST", f"{child.ref}/$start-care", body, by=orgnr)
+        assert reply.status == 200, reply.body
+
     async def register(self, resource: dict[str, Any]) -> dict[str, Any]:
         """Write as the population register (parental responsibility)."""
         token = self.stack.register_token()

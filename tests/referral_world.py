@@ -231,6 +231,13 @@ class ReferralWorld:
             parents.append(f"RelatedPerson/{reply.json()['id']}")
         return Child(patient_id, fnr, tuple(parents))
 
+    async def start_care(self, child: Child, orgnr: str, reason: str = "Timeavtale") -> None:
+        """`orgnr` declares that it has taken the child into its care (`$start-care`)."""
+        body = {"resourceType": "Parameters", "parameter": [{"name": "reason",
+                                                             "valueString": reason}]}  # fmt: skip
+        reply = await self.fhir("POST", f"Patient/{child.id}/$start-care", body, by=orgnr)
+        assert reply.status == 200, reply.body
+
     async def consent(
         self,
         child: Child,
@@ -241,9 +248,10 @@ class ReferralWorld:
         by: str = GP,
     ) -> str:
         """`grantors` (default: both parents) consent for `purpose`, naming `orgnr`,
-        recorded by `by` (an organisation records its own answer); waits
-        until the referral service's consent view has the grant. Returns the Consent
-        reference."""
+        recorded by `by` (an organisation records its own answer), which has taken the
+        child into its care first (`$start-care`); waits until the referral service's
+        consent view has the grant. Returns the Consent reference."""
+        await self.start_care(child, by)
         body = {
             "patient": f"Patient/{child.id}",
             "purpose": purpose,

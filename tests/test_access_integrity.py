@@ -196,6 +196,7 @@ async def test_the_care_order_holder_answers_for_itself_and_nobody_answers_for_i
     world: World,
 ) -> None:
     child = await world.child(12, care_order=True)
+    await world.start_care(child, BUP)
     bvt = f"Organization/{world.organisations[BVT]}"
     body = {
         "patient": child.ref,

@@ -155,6 +155,7 @@ async def test_a_care_order_ending_ends_the_consent_its_holder_gave(world: World
 
 async def test_a_child_of_13_keeps_help_from_the_parents(world: World) -> None:
     child = await world.child(13)
+    await world.start_care(child, BUP, "Kom alene til samtale")
     confidential = {
         "patient": child.ref,
         "purpose": "helsehjelp",
@@ -273,7 +274,10 @@ async def test_turning_16_ends_the_parents_consent(world: World) -> None:
 
     patient = (await world.fhir("GET", child.ref, by=BVT)).json()
     patient["birthDate"] = born_years_ago(16).isoformat()
-    corrected = await world.fhir("PUT", child.ref, patient, by=BVT)
+    refused = await world.fhir("PUT", child.ref, patient, by=BVT)
+    assert refused.status == 422, "a birth date is the population register's to correct"
+    register = world.stack.register_token()
+    corrected = await world.fhir("PUT", child.ref, patient, by=BVT, token=register)
     assert corrected.status == 200, corrected.body
 
     async def denied() -> bool:

@@ -287,9 +287,15 @@ async def test_fnr_is_unique_per_patient(stack: Stack) -> None:
     assert reply.json()["meta"]["versionId"] == "2"
     assert reply.json()["name"][0]["family"] == "Endret"
 
-    # Another Patient may not take the number over by an update either.
+    # Another Patient may not take the number over by an update either: a client may not
+    # change a person number at all, and the population register (which may) finds it taken.
     other = await create(stack, patient(FNR_2))
-    reply = await stack.call("PUT", f"Patient/{other['id']}", {**patient(FNR), "id": other["id"]})
+    taken = {**patient(FNR), "id": other["id"]}
+    reply = await stack.call("PUT", f"Patient/{other['id']}", taken)
+    assert reply.status == 422, reply.body
+    refused = {tuple(i["expression"]): i["diagnostics"] for i in reply.issues()}
+    assert "population register" in refused[("Patient.identifier",)]
+    reply = await stack.call("PUT", f"Patient/{other['id']}", taken, token=stack.register_token())
     issue = assert_outcome(reply, 409, "duplicate", None)
     assert first["id"] not in issue["diagnostics"]
     assert (await read(stack, "Patient", other["id"]))["identifier"][0]["value"] == FNR_2

@@ -601,3 +601,204 @@ async def test_a_change_to_the_register_takes_effect_at_once(referrals: Referral
     while (reply := await referrals.fhir("GET", "Organization", by=LEGEVAKT)).status != 403:
         assert time.monotonic() < deadline, reply.body
     assert "not registered" in diagnostics(reply)
+
+
+# -- found by attacking the running stack --------------------------------------------------------
+
+
+async def test_the_care_order_holder_is_never_followed_by_include(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child(care_order=True)
+    holder = referrals.organisations[BVT]
+    for orgnr in (BVT, SKOLE, BUP):
+        for path in (
+            f"Patient?_id={child.id}&_include=Patient:care-order-organization",
+            f"Patient?_id={child.id}&_include=Patient:care-order-organization:Organization",
+            f"Organization?_id={holder}&_revinclude=Patient:care-order-organization",
+        ):
+            reply = await referrals.fhir("GET", path, by=orgnr)
+            assert reply.status == 400, (orgnr, path, reply.body)
+            assert CARE_ORDER_CODE not in reply.body.decode()
+
+
+async def test_who_may_consent_is_learnt_only_after_taking_the_child_into_care(
+    referrals: ReferralWorld,
+) -> None:
+    """An organisation without a relation learns nothing from a consent the rules would
+    refuse: it declares that it takes the child into care first, and that is audited."""
+    stack = referrals.stack
+    child = await referrals.child(age=14, care_order=True)
+    refused = {"patient": f"Patient/{child.id}", "purpose": "helsehjelp",
+               "recipients": {"kinds": ["fastlege"]}, "categories": ["journal"],
+               "signatures": [signature(f"Patient/{child.id}")]}  # fmt: skip
+    unrelated = await referrals.consent_api("POST", "consents", refused, by=LEGEVAKT)
+    unknown = await referrals.consent_api(
+        "POST", "consents", {**refused, "patient": "Patient/no-such-child"}, by=LEGEVAKT
+    )
+    assert (unrelated.status, unknown.status) == (404, 404), unrelated.body
+    assert "care order" not in unrelated.body.decode()
+    assert unrelated.json()["issue"][0]["code"] == unknown.json()["issue"][0]["code"]
+    declare = {"resourceType": "Parameters",
+               "parameter": [{"name": "reason", "valueString": "Akutt innlagt"}]}  # fmt: skip
+    school = await referrals.fhir("POST", f"Patient/{child.id}/$start-care", declare, by=SKOLE)
+    assert school.status == 403, "only health and barnevern organisations take a child into care"
+    started = await referrals.fhir("POST", f"Patient/{child.id}/$start-care", declare, by=LEGEVAKT)
+    assert started.status == 200, started.body
+    related = await referrals.consent_api("POST", "consents", refused, by=LEGEVAKT)
+    assert related.status == 422 and "care order" in related.body.decode(), related.body
+    assert (await referrals.fhir("GET", f"Patient/{child.id}", by=LEGEVAKT)).status == 200
+
+    async def audited() -> bool:
+        found = await stack.call(
+            "GET", f"AuditEvent?patient=Patient/{child.id}", token=stack.operator_token()
+        )
+        return any("Akutt innlagt" in e.get("outcomeDesc", "") for e in matches(found))
+
+    await wait_for(audited, 10)
+
+
+async def test_who_a_child_is_is_not_a_clients_to_change(referrals: ReferralWorld) -> None:
+    stack = referrals.stack
+    child = await referrals.child(care_order=True)
+    await referrals.submit(child)  # BUP is now related
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)).json()
+    for change, reason in (
+        ({"identifier": []}, "population register"),
+        ({"identifier": [{"system": FNR_SYSTEM, "value": "21030550231"}]}, "contradicts"),
+        ({"birthDate": "2007-01-01", "identifier": []}, "population register"),
+    ):
+        reply = await referrals.fhir("PUT", f"Patient/{child.id}", {**seen, **change}, by=BUP)
+        assert reply.status == 422, (change, reply.body)
+        assert reason in diagnostics(reply)
+    kept = (await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)).json()
+    assert kept["identifier"] == seen["identifier"] and kept["birthDate"] == seen["birthDate"]
+    bare = {k: v for k, v in seen.items() if k not in ("birthDate", "contact")}
+    bare["name"] = [{"family": "Nordmann", "given": ["Ola", "Nytt"]}]
+    reply = await referrals.fhir("PUT", f"Patient/{child.id}", {**bare, "contact": seen["contact"]},
+                                 by=BUP)  # fmt: skip
+    assert reply.status == 200, reply.body
+    assert reply.json()["birthDate"] == seen["birthDate"], "a birth date left out is kept"
+    # Deleting the record would take its care order and parents with it: refused.
+    own = stack.token(orgnr="910000195", kind="bup")
+    registered = await stack.call("POST", "Patient", {
+        "resourceType": "Patient", "identifier": [{"system": FNR_SYSTEM, "value": "12050050295"}]},
+        token=own)  # fmt: skip
+    assert registered.status == 201, registered.body
+    young = registered.json()["id"]
+    with_parent = await stack.call("POST", "RelatedPerson", parent(young, "Mor"),
+                                   token=stack.register_token())  # fmt: skip
+    assert with_parent.status == 201
+    refused = await stack.call("DELETE", f"Patient/{young}", token=own)
+    assert refused.status == 409, refused.body
+    ordered = await stack.call("DELETE", f"Patient/{child.id}", token=stack.token())
+    assert ordered.status in (403, 409), ordered.body
+    assert (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).status == 200
+
+
+async def test_an_organisation_reference_must_name_the_organisation_its_number_names(
+    careplans: CarePlanWorld,
+) -> None:
+    referrals = careplans.world
+    child = await referrals.child()
+    bup_id = referrals.organisations[BUP]
+    from tests.referral_world import referral_bundle
+
+    bundle = referral_bundle(child, by=GP)
+    bundle["entry"][-1]["resource"]["requester"]["reference"] = f"Organization/{bup_id}"
+    reply = await referrals.fhir("POST", "", bundle, by=GP)
+    assert reply.status == 422, reply.body
+    assert "another organisation than its identifier" in diagnostics(reply)
+    await careplans.start_care(child, KOMMUNE)
+    draft = plan(child, "behandlingsplan")
+    draft["contributor"] = [{"reference": f"Organization/{bup_id}",
+                             "identifier": {"system": ORGNR_SYSTEM, "value": SKOLE}}]  # fmt: skip
+    reply = await referrals.fhir("POST", "CarePlan", draft, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+
+
+async def test_nothing_that_only_looks_like_a_care_order_is_recorded(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    for system, code in (
+        (CONTACT_RELATIONSHIP_SYSTEM, "Omsorgsovertakelse"),
+        (CONTACT_RELATIONSHIP_SYSTEM + "/", CARE_ORDER_CODE),
+        (CONTACT_RELATIONSHIP_SYSTEM.upper(), CARE_ORDER_CODE),
+    ):
+        contact = care_order_contact(referrals.organisations[BVT])
+        contact["relationship"] = [{"coding": [{"system": system, "code": code}]}]
+        reply = await referrals.fhir("PUT", f"Patient/{child.id}", {**seen, "contact": [contact]},
+                                     by=BVT)  # fmt: skip
+        assert reply.status == 422, (system, code, reply.body)
+
+
+async def test_an_hpr_number_is_registered_only_by_health_organisations(stack: Stack) -> None:
+    hpr = {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "9144889"}
+    practitioner = {"resourceType": "Practitioner", "identifier": [hpr]}
+    school = stack.token(orgnr="910000039", kind="skole")
+    reply = await stack.call("POST", "Practitioner", practitioner, token=school)
+    assert reply.status == 403, reply.body
+    assert (await stack.call("POST", "Practitioner", practitioner)).status == 201
+
+
+async def test_care_order_dates_make_sense(referrals: ReferralWorld) -> None:
+    stack = referrals.stack
+    child = await referrals.child(age=6)
+    holder = stack.token(orgnr="910000187", kind="barnevernstjeneste")
+    path = f"Patient/{child.id}/$care-order"
+    for wrong in ("1990-01-01", "2099-01-01"):
+        reply = await stack.call("POST", path, parameters("start", wrong), token=holder)
+        assert reply.status == 422, (wrong, reply.body)
+    started = await stack.call("POST", path, parameters("start", "2026-03-01"), token=holder)
+    assert started.status == 200, started.body
+    early = await stack.call("POST", path, parameters("end", "2026-01-01"), token=holder)
+    assert early.status == 422, early.body
+    ended = await stack.call("POST", path, parameters("end", "2026-04-01"), token=holder)
+    assert ended.status == 200, ended.body
+
+
+async def test_headers_and_parameters_that_do_not_parse_are_4xx(stack: Stack) -> None:
+    import aiohttp
+
+    url = f"{stack.base}/Patient/x"
+    raw_headers = {"Authorization": f"Bearer {stack.token()}"}
+    async with aiohttp.ClientSession() as session:
+        for name in ("Barnebro-Emergency-Reason", "If-None-Exist", "Prefer"):
+            headers = {**raw_headers, name: "bevisstl\xf8s".encode("latin-1").decode("latin-1")}
+            async with session.get(url, headers=headers) as response:
+                assert 400 <= response.status < 500, (name, response.status)
+    validate = {"resourceType": "Parameters", "parameter": "x"}
+    reply = await stack.call("POST", "Patient/$validate", validate)
+    assert 200 <= reply.status < 500 and reply.status != 201, reply.body
+
+
+async def test_a_conditional_create_finds_a_child_as_a_look_up_does(
+    referrals: ReferralWorld,
+) -> None:
+    child = await referrals.child()
+    body = {"resourceType": "Patient", "identifier": [{"system": FNR_SYSTEM, "value": child.fnr}]}
+    condition = {"If-None-Exist": f"identifier={FNR_SYSTEM}|{child.fnr}"}
+    reply = await referrals.fhir("POST", "Patient", body, by=LEGEVAKT, headers=condition)
+    assert reply.status == 200, reply.body
+    assert reply.json()["id"] == child.id
+    assert "SUBSETTED" in [t["code"] for t in reply.json()["meta"]["tag"]]
+
+
+async def test_naming_a_school_or_nav_on_a_plan_needs_a_consent_that_releases_it(
+    careplans: CarePlanWorld,
+) -> None:
+    referrals = careplans.world
+    child = await referrals.child()
+    await careplans.start_care(child, BUP)
+    draft = plan(child, "behandlingsplan", contributors=(SKOLE,))
+    reply = await referrals.fhir("POST", "CarePlan", draft, by=BUP)
+    assert reply.status == 422, reply.body
+    assert SKOLE in diagnostics(reply)
+    assert (await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)).status == 404
+    await referrals.consent(child, "informasjonsdeling", SKOLE, ("careplan",), by=BUP)
+    created = await referrals.fhir("POST", "CarePlan", draft, by=BUP)
+    assert created.status == 201, created.body
+    shared = await referrals.fhir("GET", f"CarePlan/{created.json()['id']}", by=SKOLE)
+    assert shared.status == 200

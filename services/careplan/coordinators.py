@@ -26,26 +26,13 @@ from shared.access.decision import today
 from shared.codes import ROLE_SYSTEM
 from shared.fhir.errors import error
 from shared.fhir.interactions import FhirService
-from shared.fhir.resources import parse_json
+from shared.fhir.parameters import operation_parameters
 from shared.identifiers import ORGNR_SYSTEM
 from shared.outside_reads import now
 from shared.store.outbox import lock_patient
 from shared.transport.wire import FhirRequest, FhirResponse
 
 OPERATION = ASSIGN_OPERATION
-
-
-def _parameters(body: bytes) -> dict[str, Any]:
-    data = parse_json(body)
-    if data.get("resourceType") != "Parameters":
-        raise error(400, "invalid", f"{OPERATION} takes a Parameters resource")
-    found: dict[str, Any] = {}
-    for parameter in data.get("parameter") or []:
-        name = parameter.get("name") if isinstance(parameter, dict) else None
-        values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
-        if name and values:
-            found[str(name)] = values[0]
-    return found
 
 
 def _required(found: dict[str, Any], name: str, kind: type) -> Any:
@@ -65,7 +52,7 @@ class CoordinatorAssignment:
     async def assign(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "CareTeam" or not request.id:
             raise error(404, "not-supported", f"{OPERATION} is an operation on a CareTeam")
-        found = _parameters(body)
+        found = operation_parameters(body, OPERATION)
         member = _required(found, "coordinator", dict)
         reason = _required(found, "reason", str)
         role = found.get("role", "koordinator")

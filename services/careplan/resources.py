@@ -45,7 +45,8 @@ from services.careplan.records import (
     regime_of,
     set_extension,
 )
-from shared.access.decision import consents_for, purpose_consents, today
+from shared.access.decision import consents_covering, consents_for, purpose_consents, today
+from shared.access.permissions import ACTOR_KINDS, Actor
 from shared.codes import DataCategory, OrganisationKind
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
 from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
@@ -232,6 +233,13 @@ class CarePlanDefinition(ResourceDefinition):
                     f"Every change of an individual plan says why (extension {CHANGE_REASON_EXT})",
                     "CarePlan.extension",
                 )
+        await self.reads.require_directory().check_organisation_references(
+            [
+                (c, f"CarePlan.contributor[{i}]")
+                for i, c in enumerate(resource.get("contributor") or [])
+            ]
+        )
+        await self._contributors_may_see(resource, before)
         keep_server_extensions(resource, before, SERVER_PLAN_EXTENSIONS)
         set_extension(resource, CHANGED_BY_EXT, "extension", _changed_by(write, resource))
         set_extension(resource, CHANGE_REASON_EXT, "valueString", None)  # kept in changed-by
@@ -243,6 +251,37 @@ class CarePlanDefinition(ResourceDefinition):
         if category != IP:
             return []
         return await self._individual_plan(resource, write)
+
+    async def _contributors_may_see(
+        self, resource: dict[str, Any], before: dict[str, Any] | None
+    ) -> None:
+        """A plan other than an individual plan is shared with its contributors. A school,
+        kindergarten, PPT or NAV is named only with an active consent that would release
+        the plan to it, so that naming one never shares more than was consented."""
+        category = self.category_of(resource)
+        if category != DataCategory.CAREPLAN.value:
+            return
+        known = set(self.parties(before or {}))
+        patient = patient_id(resource.get("subject")) or ""
+        state = self.reads.require_view().state(patient)
+        directory = self.reads.require_directory()
+        lacking = []
+        for orgnr in self.parties(resource):
+            if orgnr in known:
+                continue
+            kind = await directory.organisation_kind(orgnr)
+            if kind not in ACTOR_KINDS[Actor.PARTNER]:
+                continue
+            if not consents_covering(state, category, orgnr, kind, today()):
+                lacking.append(orgnr)
+        if lacking:
+            raise error(
+                422,
+                "business-rule",
+                "A plan is shared with a school, kindergarten, PPT or NAV only under a consent"
+                f" that releases it (category careplan); none does for {', '.join(lacking)}",
+                "CarePlan.contributor",
+            )
 
     async def _forlop(self, resource: dict[str, Any], write: WriteContext) -> None:
         """Nasjonalt forløp: started only under its consent, phases in order, coordinated
@@ -423,6 +462,9 @@ class CareTeamDefinition(ResourceDefinition):
     )
     data_category = DataCategory.CARETEAM.value
     deletable = False
+    operations = (
+        ("assign-coordinator", "https://fhir.barnebro.no/OperationDefinition/assign-coordinator"),
+    )
     search_params = (
         _patient_param("subject"),
         SearchParam("status", TOKEN, ("status",), "proposed | active | suspended | inactive"),
@@ -465,6 +507,13 @@ class CareTeamDefinition(ResourceDefinition):
             patient = patient_id(before.get("subject")) or ""
         _keep_handovers(resource, before, write.request.operation == ASSIGN_OPERATION)
         _organisations_by_number(resource)
+        await directory.check_organisation_references(
+            [
+                (entry.get(element), f"CareTeam.participant[{index}].{element}")
+                for index, entry in enumerate(resource.get("participant") or [])
+                for element in ("member", "onBehalfOf")
+            ]
+        )
         old = participants(before) if before else []
         new = participants(resource)
         kinds: dict[str, str | None] = {}

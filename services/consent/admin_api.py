@@ -7,12 +7,12 @@ references and codes are a 400 naming the field); rule violations are a 422 that
 has the authority; nothing is stored half-way. `openapi.py` documents these models.
 
 Who may call each route is the permission table's (`shared.access.permissions`, the
-`consent API` rows). The routes that answer questions about a child (who may consent,
-its consents, a decision) first ask the directory whether the caller has a relation to it
-(`DirectoryClient.require_relation`): without one, the child answers exactly as one that
-is not registered. Recording a consent is how a health or barnevern organisation starts
-its part in a child's care, so it needs no relation before: it makes one (the collector
-writes the Consent), and schools, kindergartens, PPT and NAV may not record consents.
+`consent API` rows). Every route about a child first asks the directory whether the
+caller has a relation to it (`DirectoryClient.require_relation`): without one, the child
+answers exactly as one that is not registered, so nothing about who may consent (a care
+order, the parents, the child's age) or what was consented is learnt without a basis, not
+even from a consent the rules refuse. An organisation that starts its part in a child's
+care before it has any record of it declares so first (`POST Patient/{id}/$start-care`).
 """
 
 from __future__ import annotations
@@ -353,6 +353,7 @@ class ConsentAdministration:
     async def create(self, request: FhirRequest, body: bytes) -> FhirResponse:
         authorize(request.caller, "Consent", "create")
         consent = _parse(ConsentInput, body)
+        await self.directory.require_relation(request.caller, consent.patient.partition("/")[2])
         outcome = await self.handlers.create(request, consent.record(self.handlers.clock()))
         return _json(201, outcome_json(outcome))
 

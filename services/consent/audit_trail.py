@@ -10,6 +10,7 @@ review (the AuditEvent definition's events).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 class AuditTrail:
     def __init__(self, fhir: FhirService, nc: NATS, settings: Settings) -> None:
         self._fhir = fhir
-        self._definition = fhir.definitions["AuditEvent"]
         self.consumer = DurableConsumer(
             nc,
             stream=settings.audit_stream_name,
@@ -54,15 +54,23 @@ class AuditTrail:
                 # Only barnebro services publish here; an unreadable message stays on the
                 # stream for inspection rather than blocking the trail.
                 continue
-        async with self._fhir.db.transaction() as conn:
-            for record in records:
-                if await self._fhir.store.read(conn, "AuditEvent", record.id) is not None:
-                    continue
-                request = service_update("AuditEvent", record.id)
-                try:
-                    await self._fhir.update(conn, self._definition, request, audit_event(record))
-                except FhirError as exc:
-                    # A record that cannot be stored must not hold back the trail; it
-                    # stays on the audit stream, and the error is logged for an operator.
-                    log.error("audit record %s cannot be stored: %s", record.id, exc.issues)
-        self._fhir.notify_commit()
+        await store_audit_events(self._fhir, [audit_event(record) for record in records])
+
+
+async def store_audit_events(fhir: FhirService, events: list[dict[str, Any]]) -> None:
+    """Store AuditEvents under their own ids, in one transaction: one already stored (a
+    redelivery) is left as it is. One that cannot be stored must not hold back the trail:
+    it stays on its stream, and the error is logged for an operator."""
+    if not events:
+        return
+    definition = fhir.definitions["AuditEvent"]
+    async with fhir.db.transaction() as conn:
+        for event in events:
+            if await fhir.store.read(conn, "AuditEvent", event["id"]) is not None:
+                continue
+            request = service_update("AuditEvent", event["id"])
+            try:
+                await fhir.update(conn, definition, request, event)
+            except FhirError as exc:
+                log.error("AuditEvent %s cannot be stored: %s", event["id"], exc.issues)
+    fhir.notify_commit()

@@ -25,26 +25,15 @@ from services.consent.resources import (
 )
 from shared.fhir.errors import error
 from shared.fhir.interactions import FhirService
-from shared.fhir.resources import ID_PATTERN, parse_json
+from shared.fhir.parameters import operation_parameters
+from shared.fhir.resources import ID_PATTERN
 from shared.fhir.search_params import walk
 from shared.store.resource_store import now_instant
 from shared.transport.wire import FhirRequest, FhirResponse
 
 
 def _parameters(body: bytes) -> dict[str, Any]:
-    data = parse_json(body)
-    if data.get("resourceType") != "Parameters":
-        raise error(400, "invalid", f"{REVIEW_OPERATION} takes a Parameters resource")
-    found: dict[str, Any] = {}
-    for parameter in data.get("parameter") or []:
-        name = parameter.get("name") if isinstance(parameter, dict) else None
-        values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
-        if not name or len(values) != 1:
-            raise error(400, "invalid", "Each parameter needs a name and one value")
-        found[str(name)] = values[0]
-    unknown = sorted(set(found) - {"conclusion", "reviewer", "note"})
-    if unknown:
-        raise error(400, "invalid", f"Unknown parameters {unknown}: conclusion, reviewer, note")
+    found = operation_parameters(body, REVIEW_OPERATION, ("conclusion", "reviewer", "note"))
     if found.get("conclusion") not in REVIEW_CONCLUSIONS:
         raise error(
             400, "invalid", f"conclusion must be one of {', '.join(REVIEW_CONCLUSIONS)}",

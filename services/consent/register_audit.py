@@ -10,7 +10,6 @@ every AuditEvent (`subtype`, `date`, `entity`); an organisation finds its own ch
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from nats.aio.client import Client as NATS
@@ -18,15 +17,12 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from services.consent.audit_events import AUDIT_TYPE_SYSTEM, INTERACTION_SYSTEM, OBJECT_ROLE_SYSTEM
-from services.consent.handlers import service_update
+from services.consent.audit_trail import store_audit_events
 from shared.config import Settings
 from shared.events import DomainEvent
-from shared.fhir.errors import FhirError
 from shared.fhir.interactions import FhirService
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.consumer import DurableConsumer
-
-log = logging.getLogger(__name__)
 
 AUDITED = {
     ("Organization", "created"): "create",
@@ -37,13 +33,14 @@ AUDITED = {
     ("RelatedPerson", "deleted"): "delete",
     ("Patient", "care-order-started"): "update",
     ("Patient", "care-order-ended"): "update",
+    ("Patient", "care-started"): "update",
 }
 """(resource type, event) → interaction: the changes to what access rests on."""
 ACTIONS = {"create": "C", "update": "U", "delete": "D"}
 FACT = {
     "Organization": "the register of organisations",
     "RelatedPerson": "parental responsibility (population register)",
-    "Patient": "a care order",
+    "Patient": "a care order or who has the child in care",
 }
 
 
@@ -85,7 +82,10 @@ def register_event(event: DomainEvent) -> dict[str, Any] | None:
         "action": ACTIONS[interaction],
         "recorded": event.time,
         "outcome": "0",
-        "outcomeDesc": f"Changed {FACT[event.resource_type]}: {event.name}",
+        "outcomeDesc": (
+            f"Changed {FACT[event.resource_type]}: {event.name}"
+            + (f" ({event.data['reason']})"[:900] if event.data.get("reason") else "")
+        ),
         "agent": [_agent(actor or {})],
         "source": {"observer": {"display": "barnebro-directory"}},
         "entity": entities,
@@ -95,7 +95,6 @@ def register_event(event: DomainEvent) -> dict[str, Any] | None:
 class RegisterAudit:
     def __init__(self, fhir: FhirService, nc: NATS, settings: Settings) -> None:
         self._fhir = fhir
-        self._definition = fhir.definitions["AuditEvent"]
         self.consumer = DurableConsumer(
             nc,
             stream=settings.stream_name,
@@ -120,16 +119,4 @@ class RegisterAudit:
             audit = register_event(event)
             if audit is not None:
                 events.append(audit)
-        if not events:
-            return
-        async with self._fhir.db.transaction() as conn:
-            for audit in events:
-                if await self._fhir.store.read(conn, "AuditEvent", audit["id"]) is not None:
-                    continue
-                try:
-                    await self._fhir.update(
-                        conn, self._definition, service_update("AuditEvent", audit["id"]), audit
-                    )
-                except FhirError as exc:
-                    log.error("register change %s cannot be audited: %s", audit["id"], exc.issues)
-        self._fhir.notify_commit()
+        await store_audit_events(self._fhir, events)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from services.directory.care_order_operation import CareOrderOperation
 from services.directory.resources import directory_definitions
+from services.directory.start_care import StartCare
 from shared.access.relations import RelationListener
 from shared.config import Settings
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
@@ -14,9 +15,11 @@ NAME = "directory"
 
 
 async def _extend(runtime: ServiceRuntime) -> list[Component]:
-    """`$care-order`, and the relations other services announce as they make them."""
+    """`$care-order`, `$start-care`, and the relations other services announce as they
+    make them."""
     assert runtime.fhir is not None and runtime.nc is not None
     runtime.fhir.operations.update(CareOrderOperation(runtime.fhir).operations())
+    runtime.fhir.operations.update(StartCare(runtime.fhir).operations())
     return [RelationListener(runtime.nc, runtime.settings.nats_prefix, runtime.consent_view)]
 
 

@@ -17,7 +17,7 @@ consent service follows (who may consent changes at once) and records in the aud
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from services.directory.domain.care_orders import (
@@ -31,7 +31,8 @@ from shared.access.decision import today
 from shared.codes import OrganisationKind, organisation_kinds
 from shared.fhir.errors import error, information, operation_outcome
 from shared.fhir.interactions import FhirService, json_response
-from shared.fhir.resources import ID_PATTERN, parse_json
+from shared.fhir.parameters import operation_parameters
+from shared.fhir.resources import ID_PATTERN
 from shared.fhir.search_query import parse_search
 from shared.identifiers import ORGNR_SYSTEM
 from shared.rules import refuse
@@ -40,23 +41,8 @@ from shared.store.outbox import lock_patient
 from shared.store.resource_store import StoredResource, no_filter
 from shared.transport.wire import FhirRequest, FhirResponse
 
-
-def _parameters(body: bytes) -> dict[str, Any]:
-    data = parse_json(body)
-    if data.get("resourceType") != "Parameters":
-        raise error(400, "invalid", f"{CARE_ORDER_OPERATION} takes a Parameters resource")
-    found: dict[str, Any] = {}
-    for parameter in data.get("parameter") or []:
-        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
-            raise error(400, "invalid", "Each parameter needs a name")
-        values = [v for k, v in parameter.items() if k.startswith("value")]
-        if len(values) != 1:
-            raise error(400, "invalid", f"Parameter {parameter['name']} needs one value")
-        found[parameter["name"]] = values[0]
-    unknown = sorted(set(found) - {"action", "date", "successor"})
-    if unknown:
-        raise error(400, "invalid", f"Unknown parameters {unknown}: action, date, successor")
-    return found
+MAX_DAYS_AHEAD = 366
+"""How far ahead a care order may be recorded to start (a decision taking effect later)."""
 
 
 def _day(value: Any) -> date:
@@ -87,7 +73,7 @@ class CareOrderOperation:
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(request.id or ""):
             raise error(400, "invalid", f"{CARE_ORDER_OPERATION} is an operation on Patient/<id>")
-        found = _parameters(body)
+        found = operation_parameters(body, CARE_ORDER_OPERATION, ("action", "date", "successor"))
         action = found.get("action")
         if action not in CARE_ORDER_ACTIONS:
             raise error(
@@ -132,6 +118,18 @@ class CareOrderOperation:
                     raise error(422, "business-rule", "A care order is transferred to another")
                 successor_ref = successor_org.reference
             patient = stored.json()
+            born = str(patient.get("birthDate") or "")[:10]
+            if action != "end" and (
+                (len(born) == 10 and day.isoformat() < born)
+                or day > today() + timedelta(days=MAX_DAYS_AHEAD)
+            ):
+                raise error(
+                    422,
+                    "business-rule",
+                    f"A care order starts between the child's birth and {MAX_DAYS_AHEAD} days"
+                    " from today",
+                    "date",
+                )
             result = apply_action(
                 care_order_contacts(patient),
                 action,

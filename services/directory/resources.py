@@ -31,6 +31,7 @@ from shared.access.permissions import may_know_care_orders
 from shared.codes import (
     CARE_ORDER_CODE,
     CONTACT_RELATIONSHIP_SYSTEM,
+    HEALTH_KINDS,
     MUNICIPALITY_EXTENSION,
     PERSON_CATEGORY,
     OrganisationKind,
@@ -126,7 +127,10 @@ class PatientDefinition(_Directory):
     resource_type = "Patient"
     documentation = "The child (or adult) receiving care; no-basis-Patient"
     data_category = PERSON_CATEGORY
-    operations = (("care-order", "https://fhir.barnebro.no/OperationDefinition/care-order"),)
+    operations = (
+        ("care-order", "https://fhir.barnebro.no/OperationDefinition/care-order"),
+        ("start-care", "https://fhir.barnebro.no/OperationDefinition/start-care"),
+    )
     search_params = (
         _identifier(),
         _active(),
@@ -152,9 +156,11 @@ class PatientDefinition(_Directory):
         SearchParam(
             "care-order-organization",
             REFERENCE,
-            documentation="The barnevernstjeneste that holds (or held) a care order for the child",
+            documentation="The barnevernstjeneste that holds (or held) a care order for the"
+            " child: searched only by that barnevernstjeneste, never followed by _include",
             targets=("Organization",),
             extract=_care_order_organizations,
+            includable=False,
         ),
     )
 
@@ -189,11 +195,14 @@ class PatientDefinition(_Directory):
             raise FhirError(422, problems)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
-        """Care orders are their holder's: a client's write keeps everyone else's as
-        stored and may add, change or end only its own."""
+        """Who the child is, is the population register's: a client's update keeps its
+        person numbers and birth date. Care orders are their holder's: a client's write
+        keeps everyone else's as stored and may add, change or end only its own."""
         caller = write.request.caller
         if caller.credential == "service":
             return []
+        if write.before is not None and caller.credential != "register":
+            refuse(people.person_fact_changes(write.before, resource))
         kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
         merged = merge_on_write(
             care_order_contacts(write.before),
@@ -204,6 +213,26 @@ class PatientDefinition(_Directory):
         refuse(merged.problems)
         with_care_orders(resource, merged.orders)
         return []
+
+    async def check_delete(self, resource: dict[str, Any], write: WriteContext) -> None:
+        """A child's record that others' facts rest on is kept: its care orders (only their
+        holder ends them) and its parents (the population register's)."""
+        if care_order_contacts(resource):
+            raise error(
+                409,
+                "business-rule",
+                "A Patient with a care order is not deleted: the care order is its holder's",
+            )
+        query = parse_search(
+            "RelatedPerson", [("patient", f"Patient/{resource['id']}")], write.service.search_params
+        )
+        if (await write.service.store.search(write.conn, query, access_for=no_filter)).resources:
+            raise error(
+                409,
+                "business-rule",
+                "A Patient whose parental responsibility is registered is not deleted: the"
+                " population register's records refer to it",
+            )
 
     async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
         """Who holds a care order is searched only by the holder, for itself: a search by
@@ -366,6 +395,23 @@ class PractitionerDefinition(_Directory):
         SearchParam("family", STRING, ("name.family",), "Family name"),
         SearchParam("given", STRING, ("name.given",), "Given name"),
     )
+
+    def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
+        """An HPR number names health personnel (Helsepersonellregisteret): only a health
+        organisation registers a practitioner by it (or the operator), so no one else can
+        take a health person's number first."""
+        super().prepare(resource, caller)
+        health = caller.credential == "organisation" and caller.org_kind in HEALTH_KINDS
+        if organisations.hpr_keys(resource) and not (
+            health or caller.credential in ("operator", "service")
+        ):
+            raise error(
+                403,
+                "forbidden",
+                "A practitioner is registered by HPR-nummer only by a health organisation",
+                "Practitioner.identifier",
+            )
+        return []
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         return organisations.hpr_keys(resource)

@@ -139,10 +139,22 @@ async def auth_middleware(
     return await handler(request)
 
 
+def header(request: web.Request, name: str) -> str | None:
+    """A request header's value, which must be UTF-8 (a header carrying other bytes is the
+    client's error, never a crash further on)."""
+    value = request.headers.get(name)
+    if value is not None:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise error(400, "invalid", f"The {name} header is not UTF-8 text") from exc
+    return value
+
+
 def prefer(request: web.Request) -> tuple[str | None, bool]:
     """The `return=` preference and whether `handling=lenient` was asked for."""
     returned, lenient = None, False
-    for part in request.headers.get("Prefer", "").split(","):
+    for part in (header(request, "Prefer") or "").split(","):
         key, _, value = part.strip().partition("=")
         if key == "return" and value in ("minimal", "representation", "OperationOutcome"):
             returned = value
@@ -157,7 +169,7 @@ JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 def negotiate(request: web.Request) -> None:
     """Only JSON is served: asking for anything else (XML, Turtle) is a 406."""
     wanted = request.query.get("_format")
-    accept = request.headers.get("Accept", "")
+    accept = header(request, "Accept") or ""
     accepted = not accept or any(
         part.split(";")[0].strip() in ("*/*", "application/*", *JSON_FORMATS)
         for part in accept.split(",")
@@ -169,8 +181,8 @@ def negotiate(request: web.Request) -> None:
 def emergency(request: web.Request) -> Emergency | None:
     """Emergency access ("break the glass") asked for by the two headers: the patient, and
     the reason, which is mandatory."""
-    patient = request.headers.get(EMERGENCY_PATIENT_HEADER)
-    reason = (request.headers.get(EMERGENCY_REASON_HEADER) or "").strip()
+    patient = header(request, EMERGENCY_PATIENT_HEADER)
+    reason = (header(request, EMERGENCY_REASON_HEADER) or "").strip()
     if patient is None and not reason:
         return None
     patient = (patient or "").removeprefix("Patient/")
@@ -188,7 +200,7 @@ def emergency(request: web.Request) -> Emergency | None:
 
 
 def purpose_of_use(request: web.Request) -> str | None:
-    value = request.headers.get(PURPOSE_OF_USE_HEADER)
+    value = header(request, PURPOSE_OF_USE_HEADER)
     if value is None:
         return None
     value = value.strip()
@@ -216,8 +228,8 @@ def build_request(
         id=res_id,
         version=version_id,
         params=params if params is not None else list(request.query.items()),
-        if_match=request.headers.get("If-Match"),
-        if_none_exist=request.headers.get("If-None-Exist"),
+        if_match=header(request, "If-Match"),
+        if_none_exist=header(request, "If-None-Exist"),
         prefer_return=returned,
         lenient=lenient,
         base_url=request.app[GATEWAY_KEY].base_url(request),

@@ -77,6 +77,10 @@ async def check_parties(
             "ServiceRequest.performer",
         )
     performer_kind = await directory.organisation_kind(performer)
+    await directory.check_organisation_references(
+        [(resource.get("requester"), "ServiceRequest.requester"),
+         (performers[0], "ServiceRequest.performer[0]")]
+    )  # fmt: skip
     problems = [
         p for p in (referrer_problem(requester_kind), receiver_problem(performer_kind)) if p
     ]

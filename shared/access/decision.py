@@ -143,6 +143,17 @@ def _matching_grants(state: PatientAccessState, context: AccessContext, category
     return found
 
 
+def consents_covering(
+    state: PatientAccessState | None, category: str, orgnr: str, kind: str | None, day: date
+) -> list[str]:
+    """Active consents that would release `category` to the organisation on `day`: for a
+    write that would share a record with it (e.g. naming it a plan's contributor)."""
+    if state is None:
+        return []
+    recipient = Caller(orgnr=orgnr, org_kind=kind)
+    return _matching_grants(state, AccessContext(recipient, day=day), category)
+
+
 def consents_for(
     state: PatientAccessState | None, purpose: str, orgnr: str, kind: str | None, day: date
 ) -> list[str]:

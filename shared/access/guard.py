@@ -98,11 +98,13 @@ def table_rule(request: FhirRequest, res_type: str, action: str) -> Rule:
 
 def read_action(request: FhirRequest, res_type: str) -> str:
     """The table action a release of one `res_type` resource falls under: the search of
-    the searched type, a read otherwise (a read by id, an included resource, a resource
-    an operation or a write answers with)."""
+    the searched type (and of a conditional create's criteria), a read otherwise (a read by
+    id, an included resource, a resource an operation or a write answers with)."""
     action = action_of(request)
     if res_type == request.resource_type and action in ("read", "search"):
         return action
+    if res_type == request.resource_type and request.if_none_exist:
+        return "search"  # a conditional create finds what a search would
     return "read"
 
 

@@ -127,7 +127,7 @@ def _register(owners: tuple[Actor, ...], create: Rule = Rule.OWN) -> dict[str, R
 
 
 _PLAN = _patient_data(create=cells(Rule.RELATED, *_CARE), update=cells(Rule.CONSENT, *_CARE))
-_PERSON_READ = cells(Rule.RELATED, *_ORGS, person=Rule.RELATED)
+_PERSON_READ = cells(Rule.RELATED, *_ORGS, person=Rule.RELATED, register=Rule.ALL)
 
 TABLE: dict[str, dict[str, Row]] = {
     SERVER: {
@@ -150,9 +150,10 @@ TABLE: dict[str, dict[str, Row]] = {
             Rule.LOOKUP, *_CARE, partner=Rule.RELATED, person=Rule.RELATED, register=Rule.LOOKUP
         ),
         "create": cells(Rule.ALL, *_CARE),
-        "update": cells(Rule.RELATED, *_CARE),
+        "update": cells(Rule.RELATED, *_CARE, register=Rule.ALL),
         "delete": cells(Rule.OWN, *_CARE),
         "$care-order": cells(Rule.ALL, Actor.BARNEVERNSTJENESTE),
+        "$start-care": cells(Rule.ALL, *_CARE),
     },
     "RelatedPerson": {
         "read": cells(Rule.RELATED, *_ORGS, person=Rule.RELATED, register=Rule.ALL),
@@ -178,7 +179,7 @@ TABLE: dict[str, dict[str, Row]] = {
     },
     CONSENT_API: {
         "consent-authority": cells(Rule.RELATED, *_CARE, person=Rule.RELATED),
-        "consent-create": cells(Rule.ALL, *_CARE),
+        "consent-create": cells(Rule.RELATED, *_CARE),
         "consent-sign": cells(Rule.CONSENT, *_CARE, person=Rule.OWN),
         "consent-withdraw": cells(Rule.CONSENT, *_CARE, person=Rule.OWN),
         "consent-list": cells(Rule.RELATED, *_CARE, person=Rule.RELATED),
@@ -189,7 +190,9 @@ TABLE: dict[str, dict[str, Row]] = {
         create=cells(Rule.ALL, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
         update=cells(Rule.OWN, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
     ),
-    "Task": _patient_data(create=NEVER, update=cells(Rule.CONSENT, *_CARE)),
+    "Task": _patient_data(
+        create=NEVER, update=cells(Rule.CONSENT, Actor.HEALTH, Actor.BARNEVERNSTJENESTE)
+    ),
     "DocumentReference": _patient_data(
         create=cells(Rule.ALL, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
         update=cells(Rule.OWN, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),

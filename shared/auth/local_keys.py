@@ -37,10 +37,11 @@ OPERATOR_JWKS_FILE = "operator-jwks.json"
 OPERATOR_KEY_ID = "barnebro-operator-1"
 OPERATOR_ISSUER = "barnebro-operator"
 CREDENTIAL_SCOPES = {
-    "operator": "system/*.cruds system/AuditEvent.rus",
-    "register": "system/Patient.rs system/RelatedPerson.cruds",
+    "operator": "system/*.cruds system/AuditEvent.cruds",
+    "register": "system/*.cruds system/AuditEvent.cruds",
 }
-"""What each operator credential's token asks for; the permission table decides the rest."""
+"""The scopes of operator credentials: all of them, so that what each may do is exactly its
+column of the permission table (SMART scopes are how HelseID limits an integration)."""
 
 
 def key_dir(data_dir: Path) -> Path:

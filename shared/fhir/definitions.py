@@ -132,6 +132,10 @@ class ResourceDefinition:
         return warnings; may fill in elements the server derives."""
         return []
 
+    async def check_delete(self, resource: dict[str, Any], context: WriteContext) -> None:
+        """Rules a client's delete must pass (the version being deleted is `resource`);
+        raise FhirError to refuse."""
+
     async def after_write(self, change: Change, context: WriteContext) -> None:
         """Writes that follow from a client's write or delete (`change.after` is None), in
         the same transaction (e.g. the workflow Task of a new referral)."""

@@ -625,6 +625,9 @@ class FhirService:
         if previous.deleted:
             return FhirResponse(status=204)
         before = previous.json()
+        await definition.check_delete(
+            before, WriteContext(conn, request, before, self, previous.access.author)
+        )
         stored = await self.store.write(
             conn,
             None,
@@ -838,7 +841,10 @@ def _history_entry(stored: StoredResource, base: str) -> dict[str, Any]:
 
 
 def _resource_from_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
-    for parameter in parameters.get("parameter", []):
+    given = parameters.get("parameter")
+    for parameter in given if isinstance(given, list) else []:
+        if not isinstance(parameter, dict):
+            continue
         if parameter.get("name") == "resource" and isinstance(parameter.get("resource"), dict):
             resource: dict[str, Any] = parameter["resource"]
             return resource

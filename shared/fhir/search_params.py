@@ -51,6 +51,9 @@ class SearchParam:
     documentation: str = ""
     targets: tuple[str, ...] = ()
     extract: Extractor | None = None
+    includable: bool = True
+    """False for a reference that must not be followed by `_include` or `_revinclude`: what
+    it points to is a fact some callers may not learn (who holds a child's care order)."""
 
     def elements(self, resource: dict[str, Any]) -> Iterator[Any]:
         if self.extract is not None:

@@ -211,7 +211,7 @@ def _parse_include(
     if key == "_include" and parts[0] != resource_type:
         return None
     param = declared[parts[0]].get(parts[1])
-    if param is None or param.type is not ParamType.REFERENCE:
+    if param is None or param.type is not ParamType.REFERENCE or not param.includable:
         return None
     if key == "_revinclude" and resource_type not in param.targets:
         return None

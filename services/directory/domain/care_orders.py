@@ -135,12 +135,19 @@ def apply_action(
         )
         return CareOrderWrite(stored, [problem])
     last_day = day if action == "end" else day - timedelta(days=1)
+    starts = [str((o.get("period") or {}).get("start"))[:10] for o in own_open]
+    if any(last_day.isoformat() < start for start in starts):
+        problem = Problem(
+            422,
+            "business-rule",
+            f"The care order started {max(starts)}: it cannot end (or pass on) before that",
+            "date",
+        )
+        return CareOrderWrite(stored, [problem])
     orders = []
     for contact in stored:
         if any(contact is o for o in own_open):
-            start = str((contact.get("period") or {}).get("start"))[:10]
-            contact = {**contact, "period": {**contact["period"], "end": max(
-                last_day.isoformat(), start)}}  # fmt: skip
+            contact = {**contact, "period": {**contact["period"], "end": last_day.isoformat()}}
         orders.append(contact)
     if action == "transfer":
         assert successor is not None

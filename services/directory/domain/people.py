@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.codes import PARENTAL_RESPONSIBILITY_CODES
+from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, PARENTAL_RESPONSIBILITY_CODES
 from shared.family import CareOrder, care_orders, is_care_order, parental_responsibility
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import date_bounds
@@ -21,6 +21,7 @@ from shared.identifiers import (
     PersonNumberKind,
     validate_identifier,
 )
+from shared.rules import Problem
 
 
 def check_identifiers(
@@ -94,10 +95,34 @@ def is_d_number(number: PersonNumber) -> bool:
     return number.kind is PersonNumberKind.D_NUMMER
 
 
+def _lookalike(coding: Any) -> bool:
+    """A relationship coding that resembles the care-order code without being it."""
+    if not isinstance(coding, dict):
+        return False
+    system, code = str(coding.get("system") or ""), str(coding.get("code") or "")
+    if system == CONTACT_RELATIONSHIP_SYSTEM and code == CARE_ORDER_CODE:
+        return False
+    respelled = system != CONTACT_RELATIONSHIP_SYSTEM and (
+        system.strip().rstrip("/").casefold() == CONTACT_RELATIONSHIP_SYSTEM.casefold()
+    )
+    return code.strip().casefold() == CARE_ORDER_CODE or respelled
+
+
 def check_care_orders(patient: dict[str, Any]) -> None:
-    """A care order names the barnevernstjeneste holding it and when it started."""
+    """A care order names the barnevernstjeneste holding it and when it started; nothing
+    that merely resembles one (another spelling of its code or system) is recorded."""
     problems = []
     for index, contact in enumerate(patient.get("contact") or []):
+        codings = [c for r in contact.get("relationship") or [] for c in r.get("coding") or []]
+        if any(_lookalike(coding) for coding in codings):
+            problems.append(
+                Issue(
+                    "code-invalid",
+                    f"A contact relationship from {CONTACT_RELATIONSHIP_SYSTEM} is exactly"
+                    f" {CARE_ORDER_CODE}; other spellings are not recorded",
+                    expression=(f"Patient.contact[{index}].relationship",),
+                )
+            )
         if not is_care_order(contact):
             continue
         where = f"Patient.contact[{index}]"
@@ -160,3 +185,37 @@ def check_parental_responsibility(related_person: dict[str, Any]) -> None:
             f" {sorted(PARENTAL_RESPONSIBILITY_CODES)}",
             "RelatedPerson.relationship",
         )
+
+
+def person_fact_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Problem]:
+    """What an update by a client may not do to who a person is: drop or change a person
+    number (fødselsnummer, D-nummer, hjelpenummer) or the birth date; both decide who may
+    consent for the child, and only the population register states them. A birth date
+    left out is kept as it was."""
+    problems = []
+    kept = person_number_systems(before)
+    now = person_number_systems(after)
+    if any(now.get(value) != system for value, system in kept.items()):
+        problems.append(
+            Problem(
+                422,
+                "business-rule",
+                "A person number is never removed or changed by a client: the population"
+                " register states who a person is",
+                "Patient.identifier",
+            )
+        )
+    born = before.get("birthDate")
+    if born is not None:
+        after.setdefault("birthDate", born)
+        if after["birthDate"] != born:
+            problems.append(
+                Problem(
+                    422,
+                    "business-rule",
+                    "A birth date is changed only by the population register: it decides who"
+                    " may consent for the child",
+                    "Patient.birthDate",
+                )
+            )
+    return problems

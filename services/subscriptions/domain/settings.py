@@ -130,9 +130,18 @@ def _endpoint(
     channel: dict[str, Any], kind: str | None, allow_http: bool, problems: list[Problem]
 ) -> str | None:
     endpoint = channel.get("endpoint")
+    where = "Subscription.channel.endpoint"
+    if kind == NATS and endpoint is not None:
+        problems.append(
+            _bad(
+                "The nats channel delivers to the subscribing organisation's own subject"
+                " (<prefix>.partner.<its orgnr>); give no endpoint",
+                where,
+            )
+        )
+        return None
     if kind != REST_HOOK:
         return None
-    where = "Subscription.channel.endpoint"
     if not isinstance(endpoint, str) or not endpoint:
         problems.append(
             _bad("A rest-hook needs an endpoint (an https URL)", where, code="required")

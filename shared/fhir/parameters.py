@@ -1,0 +1,35 @@
+"""The input of a FHIR operation: a `Parameters` resource, read once for every operation.
+
+Each parameter is a name with exactly one `value[x]`; anything else in the body, a
+parameter without a name or value, or (when the operation says what it takes) one it
+does not take, is the client's error (400), so an operation's own code sees only names
+and values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from shared.fhir.errors import error
+from shared.fhir.resources import parse_json
+
+
+def operation_parameters(
+    body: bytes, operation: str, known: Collection[str] | None = None
+) -> dict[str, Any]:
+    """Name → value of the Parameters an operation was given."""
+    data = parse_json(body)
+    if data.get("resourceType") != "Parameters":
+        raise error(400, "invalid", f"{operation} takes a Parameters resource")
+    found: dict[str, Any] = {}
+    for parameter in data.get("parameter") or []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
+        if not isinstance(name, str) or len(values) != 1:
+            raise error(400, "invalid", f"Each parameter of {operation} needs a name and one value")
+        found[name] = values[0]
+    if known is not None and set(found) - set(known):
+        unknown = ", ".join(sorted(set(found) - set(known)))
+        raise error(400, "invalid", f"{operation} takes {', '.join(sorted(known))}; not {unknown}")
+    return found
