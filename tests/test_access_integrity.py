@@ -138,7 +138,8 @@ async def test_a_persons_token_acts_for_the_person_not_its_organisation(world: W
 
 async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: World) -> None:
     """A search that released nothing and a read of a note that does not exist leave an
-    audit record, as a denied read does: probing is recorded, and takes the same path."""
+    audit record, as a denied read does: probing is recorded, and takes the same path. The
+    prober reads only that it was refused; the operator reads that the note did not exist."""
     child = await world.child(11)
     await world.note(child, "Skjult", by=BVT)
     search = await world.fhir("GET", f"DocumentReference?patient={child.ref}", by=BUP)
@@ -148,6 +149,16 @@ async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: Worl
     auditor = world.token(BUP, scope="system/AuditEvent.rs")
     mine = f"AuditEvent?agent=urn:oid:2.16.578.1.12.4.1.4.101|{BUP}&_count=100"
 
+    def probe_bases(events: list[dict[str, Any]]) -> set[str]:
+        return {
+            d["valueString"]
+            for e in events
+            for x in e["entity"]
+            if x.get("what", {}).get("reference") == "DocumentReference/never-was"
+            for d in x.get("detail", [])
+            if d["type"] == "basis"
+        }
+
     async def recorded() -> bool:
         reply = await world.fhir("GET", mine, by=BUP, token=auditor)
         events = [e["resource"] for e in reply.json().get("entry", [])]
@@ -155,15 +166,13 @@ async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: Worl
             e["subtype"][0]["code"] == "search" and any("query" in x for x in e["entity"])
             for e in events
         )
-        probed = any(
-            d == {"type": "basis", "valueString": "not-found"}
-            for e in events
-            for x in e["entity"]
-            for d in x.get("detail", [])
-        )
-        return searched and probed
+        return searched and probe_bases(events) == {"withheld"}
 
     await wait_for(recorded, 5)
+    operator = world.stack.operator_token()
+    seen = await world.fhir("GET", mine, by=BUP, token=operator)
+    assert seen.status == 200, seen.body
+    assert probe_bases([e["resource"] for e in seen.json()["entry"]]) == {"not-found"}
 
 
 async def test_rows_stored_before_their_type_had_a_category_are_backfilled(

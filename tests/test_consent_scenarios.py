@@ -507,26 +507,50 @@ async def test_the_audit_trail_needs_its_own_scope_and_records_every_decision(
             if e["search"]["mode"] == "match"
         }
 
+    # The patient of what was released is searched as `patient`; the patient of what was
+    # withheld only as `withheld-patient`, and only by the operator.
+    released = f"AuditEvent?patient={child.ref}"
+    withheld = f"AuditEvent?withheld-patient={child.ref}"
+
     async def both_recorded() -> bool:
-        return await outcomes(f"AuditEvent?patient={child.ref}") >= {"0", "4"}
+        return await outcomes(released) == {"0"} and await outcomes(withheld) == {"4"}
 
     await wait_for(both_recorded, 5)
-    assert await outcomes(f"AuditEvent?patient={child.ref}&outcome=4") == {"4"}
-    bup = f"AuditEvent?patient={child.ref}&agent={ORGNR_SYSTEM}|{BUP}"
+    assert await outcomes(f"{withheld}&outcome=4") == {"4"}
+    assert await outcomes(f"{withheld}&outcome=0") == set()
+    bup = f"{withheld}&agent={ORGNR_SYSTEM}|{BUP}"
     reply = await world.fhir("GET", bup, by=GP, token=operator)
     matches = [e["resource"] for e in reply.json()["entry"] if e["search"]["mode"] == "match"]
     assert matches and {m["outcome"] for m in matches} == {"4"}
     for event in matches:
         assert event["agent"][0]["who"]["identifier"]["value"] == BUP
+        assert not any(e["what"]["reference"] == child.ref for e in event["entity"])
         entity = next(e for e in event["entity"] if e["what"]["reference"] == note)
         assert {"type": "decision", "valueString": "deny"} in entity["detail"]
-    bvt = f"AuditEvent?patient={child.ref}&agent={ORGNR_SYSTEM}|{BVT}"
+        assert {"type": "withheld-patient", "valueString": child.ref} in entity["detail"]
+    bvt = f"{released}&agent={ORGNR_SYSTEM}|{BVT}"
     assert "0" in await outcomes(bvt)
-    # An organisation's own audit role sees the records of its own accesses, no one else's.
-    mine = f"AuditEvent?patient={child.ref}"
-    assert await outcomes(mine, world.token(BUP, scope=AUDIT_SCOPE)) == {"4"}
-    assert await outcomes(mine, world.token(GP, scope=AUDIT_SCOPE)) == set()
-    assert "0" in await outcomes(mine, world.token(BVT, scope=AUDIT_SCOPE))
+    # An organisation's own audit role sees the records of its own accesses, no one else's,
+    # and not whom what it was refused concerned.
+    bup_auditor = world.token(BUP, scope=AUDIT_SCOPE)
+    assert await outcomes(released, bup_auditor) == set()
+    mine = f"AuditEvent?agent={ORGNR_SYSTEM}|{BUP}"
+    own = await world.fhir("GET", mine, by=BUP, token=bup_auditor)
+    refused = [
+        x
+        for e in own.json()["entry"]
+        for x in e["resource"]["entity"]
+        if x["what"]["reference"] == note
+    ]
+    assert refused and all(
+        {"type": "basis", "valueString": "withheld"} in x["detail"]
+        and not any(d["type"] == "withheld-patient" for d in x["detail"])
+        for x in refused
+    ), refused
+    searched = await world.fhir("GET", withheld, by=BUP, token=bup_auditor)
+    assert searched.status == 403, searched.body
+    assert await outcomes(released, world.token(GP, scope=AUDIT_SCOPE)) == set()
+    assert "0" in await outcomes(released, world.token(BVT, scope=AUDIT_SCOPE))
     auditor = world.token(GP, scope=AUDIT_SCOPE)
     assert (
         await world.fhir("GET", f"AuditEvent/{matches[0]['id']}", by=GP, token=auditor)

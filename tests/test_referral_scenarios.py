@@ -210,7 +210,11 @@ async def test_gutt_11(referrals: ReferralWorld) -> None:
     )
     bodies = [e["resource"] for e in found.json()["entry"]]
     assert any(consent in str(body) for body in bodies)
-    assert any(b["outcome"] == "4" for b in bodies)  # the read before the consent
+    refused = await referrals.stack.call(
+        "GET", f"AuditEvent?withheld-patient=Patient/{child.id}&agent={BVT}", token=audit_token
+    )
+    # the read before the consent
+    assert any(e["resource"]["outcome"] == "4" for e in refused.json()["entry"])
 
 
 async def test_a_deadline_passed_between_scans_is_marked_by_the_next_change(

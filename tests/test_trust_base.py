@@ -802,3 +802,176 @@ async def test_naming_a_school_or_nav_on_a_plan_needs_a_consent_that_releases_it
     assert created.status == 201, created.body
     shared = await referrals.fhir("GET", f"CarePlan/{created.json()['id']}", by=SKOLE)
     assert shared.status == 200
+
+
+async def test_a_transaction_that_reads_too_much_is_refused_whole(stack: Stack) -> None:
+    big = {"resourceType": "Practitioner", "name": [{"family": "N" * 300_000}]}
+    created = await stack.call("POST", "Practitioner", big)
+    assert created.status == 201, created.body
+    path = f"Practitioner/{created.json()['id']}"
+    before = len(matches(await stack.call("GET", "Practitioner?_count=100")))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": {"resourceType": "Practitioner"},
+             "request": {"method": "POST", "url": "Practitioner"}},
+            *({"request": {"method": "GET", "url": path}} for _ in range(3)),
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle)
+    assert reply.status == 413, reply.body
+    assert len(matches(await stack.call("GET", "Practitioner?_count=100"))) == before
+
+
+# -- found by attacking the running stack again ------------------------------------------------
+
+
+async def test_a_client_neither_adds_a_person_number_nor_sets_a_birth_date(
+    referrals: ReferralWorld,
+) -> None:
+    stack = referrals.stack
+    child = await referrals.child()
+    await referrals.submit(child)  # BUP is related
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BUP)).json()
+    another = {"system": "urn:oid:2.16.578.1.12.4.1.4.2", "value": "41010550031"}
+    added = {**seen, "identifier": [*seen["identifier"], another]}
+    reply = await referrals.fhir("PUT", f"Patient/{child.id}", added, by=BUP)
+    assert reply.status == 422, reply.body
+    assert "population register" in diagnostics(reply)
+    # A child registered by D-nummer without a birth date gets one from the register only.
+    d_child = await stack.call(
+        "POST", "Patient",
+        {"resourceType": "Patient",
+         "identifier": [{"system": "urn:oid:2.16.578.1.12.4.1.4.2", "value": "46061460047"}]},
+        token=referrals.token(BVT),
+    )  # fmt: skip
+    assert d_child.status == 201, d_child.body
+    registered = d_child.json()
+    assert "birthDate" not in registered
+    aged = {**registered, "birthDate": "2000-01-01"}
+    reply = await referrals.fhir("PUT", f"Patient/{registered['id']}", aged, by=BVT)
+    assert reply.status == 422, reply.body
+    by_register = await stack.call(
+        "PUT", f"Patient/{registered['id']}", {**registered, "birthDate": "2014-06-06"},
+        token=stack.register_token(),
+    )  # fmt: skip
+    assert by_register.status == 200, by_register.body
+
+
+async def test_only_a_fastlege_is_named_a_childs_gp(referrals: ReferralWorld) -> None:
+    child = await referrals.child()
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    nav = {"identifier": {"system": ORGNR_SYSTEM, "value": "910000144"}}
+    school = {"reference": f"Organization/{referrals.organisations[SKOLE]}"}
+    gp_number = {"identifier": {"system": ORGNR_SYSTEM, "value": GP},
+                 "reference": f"Organization/{referrals.organisations[BUP]}"}  # fmt: skip
+    for named in (nav, school, gp_number):
+        reply = await referrals.fhir(
+            "PUT", f"Patient/{child.id}", {**seen, "generalPractitioner": [named]}, by=BVT
+        )
+        assert reply.status == 422, (named, reply.body)
+
+
+async def test_an_organisation_reads_its_own_refusals_without_what_it_was_refused(
+    referrals: ReferralWorld,
+) -> None:
+    stack = referrals.stack
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    for path in (referral.ref, "ServiceRequest/no-such-referral"):
+        assert (await referrals.fhir("GET", path, by=SKOLE)).status == 404
+    auditor = stack.token(orgnr=SKOLE, kind="skole", scope="system/AuditEvent.rs")
+    mine = "AuditEvent?outcome=4&_count=50"
+
+    async def refusals() -> list[dict[str, Any]]:
+        events = matches(await stack.call("GET", mine, token=auditor))
+        return [e for e in events if e["subtype"][0]["code"] == "read"]
+
+    await wait_for(lambda: _nonempty(refusals()), 10)
+    await wait_for(lambda: _two(refusals()), 10)
+    seen = [
+        {k: v for k, v in entity.items() if k != "what"}
+        for event in await refusals()
+        for entity in event["entity"]
+    ]
+    assert seen[0] == seen[1], "a hidden and a missing resource read back alike"
+    assert child.id not in str(await refusals())
+    withheld = f"AuditEvent?withheld-patient=Patient/{child.id}"
+    assert (await stack.call("GET", withheld, token=auditor)).status == 403
+    operator = matches(await stack.call("GET", withheld, token=stack.operator_token()))
+    assert operator, "the operator finds who was refused what about the child"
+
+
+async def _two(found: Any) -> bool:
+    return len(await found) >= 2
+
+
+async def test_emergency_access_reads_and_changes_nothing(referrals: ReferralWorld) -> None:
+    stack = referrals.stack
+    child = await referrals.child()
+    glass = {GLASS: child.id, REASON: "Bevisstløs"}
+    doctor = referrals.token(LEGEVAKT, hpr="9144889")
+    seen = await stack.call("GET", f"Patient/{child.id}", token=doctor, headers=glass)
+    assert seen.status == 200, seen.body
+    changed = {**seen.json(), "gender": "other"}
+    reply = await stack.call("PUT", f"Patient/{child.id}", changed, token=doctor, headers=glass)
+    missing = await stack.call(
+        "PUT", "Patient/no-such-child", {**changed, "id": "no-such-child"}, token=doctor,
+        headers=glass,
+    )  # fmt: skip
+    assert reply.status == missing.status == 405, reply.body
+    assert (await stack.call("GET", f"Patient/{child.id}", token=doctor)).status == 404
+
+
+async def test_more_bad_input_is_a_clear_4xx(referrals: ReferralWorld) -> None:
+    import aiohttp
+
+    stack = referrals.stack
+    child = await referrals.child()
+    async with aiohttp.ClientSession() as session:
+        for bearer in ("Bearer \xff\xfe", "Bearer abc\x80.def.ghi"):
+            async with session.get(f"{stack.base}/Patient", headers={"Authorization": bearer}) as r:
+                assert 400 <= r.status < 500, (bearer, r.status)
+    for operation in ("$start-care", "$care-order"):
+        for parameter in (1, True, "x"):
+            body = {"resourceType": "Parameters", "parameter": parameter}
+            reply = await referrals.fhir("POST", f"Patient/{child.id}/{operation}", body, by=BVT)
+            assert reply.status == 400, (operation, parameter, reply.body)
+    twice = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "action", "valueCode": "start"},
+            {"name": "action", "valueCode": "end"},
+        ],
+    }
+    reply = await referrals.fhir("POST", f"Patient/{child.id}/$care-order", twice, by=BVT)
+    assert reply.status == 400, reply.body
+    far = await referrals.fhir(
+        "POST", f"Patient/{child.id}/$care-order", parameters("end", "2099-01-01"), by=BVT
+    )
+    assert far.status == 422, far.body
+    for system in ("URN:OID:2.16.578.1.12.4.1.4.4", "urn:oid:2.16.578.1.12.4.1.4.4 "):
+        fake = {"resourceType": "Practitioner", "identifier": [{"system": system,
+                                                                "value": "9144897"}]}  # fmt: skip
+        reply = await referrals.fhir("POST", "Practitioner", fake, by=SKOLE)
+        assert reply.status == 422, (system, reply.body)
+
+
+async def test_a_plan_names_an_organisation_by_its_number(careplans: CarePlanWorld) -> None:
+    referrals = careplans.world
+    child = await referrals.child()
+    await careplans.start_care(child, BUP)
+    draft = plan(child, "kriseplan")
+    draft["contributor"] = [{"reference": f"Organization/{referrals.organisations[SKOLE]}"}]
+    reply = await referrals.fhir("POST", "CarePlan", draft, by=BUP)
+    assert reply.status == 422, reply.body
+
+
+async def test_a_look_up_tells_nothing_of_the_childs_versions(referrals: ReferralWorld) -> None:
+    child = await referrals.child(care_order=True)
+    found = matches(
+        await referrals.fhir("GET", f"Patient?identifier={FNR_SYSTEM}|{child.fnr}", by=LEGEVAKT)
+    )
+    assert found[0]["meta"] == {"tag": [{"system": found[0]["meta"]["tag"][0]["system"],
+                                         "code": "SUBSETTED"}]}  # fmt: skip

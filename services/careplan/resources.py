@@ -239,6 +239,16 @@ class CarePlanDefinition(ResourceDefinition):
                 for i, c in enumerate(resource.get("contributor") or [])
             ]
         )
+        for index, contributor in enumerate(resource.get("contributor") or []):
+            target = reference_target(contributor)
+            if target is not None and target[0] == "Organization" and not orgnr_of(contributor):
+                raise error(
+                    422,
+                    "business-rule",
+                    "An organisation contributing to a plan is named by organisasjonsnummer"
+                    " (Reference.identifier), so the rules know who it is",
+                    f"CarePlan.contributor[{index}]",
+                )
         await self._contributors_may_see(resource, before)
         keep_server_extensions(resource, before, SERVER_PLAN_EXTENSIONS)
         set_extension(resource, CHANGED_BY_EXT, "extension", _changed_by(write, resource))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from services.consent.resources import AUDIT_DETAIL_BASIS, HPL33_SUBTYPE
+from services.consent.resources import AUDIT_DETAIL_BASIS, HPL33_SUBTYPE, WITHHELD_PATIENT
 from shared.access.audit import AuditRecord
 from shared.codes import ACT_REASON_SYSTEM, EMERGENCY_PURPOSE_OF_USE, LEGAL_BASIS_SYSTEM
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
@@ -56,12 +56,17 @@ def _detail(kind: str, value: str) -> dict[str, str]:
 
 
 def audit_event(record: AuditRecord) -> dict[str, Any]:
-    """The AuditEvent of one audit record (its id is the record's)."""
+    """The AuditEvent of one audit record (its id is the record's). The patients of what
+    was released are its `patient` entities; the patient of what was withheld is only a
+    detail of that entity (`withheld-patient`), for the operator: a caller reading the
+    records of its own accesses must not learn whom a resource it was refused is about."""
     entities: list[dict[str, Any]] = []
-    for patient in sorted({e.patient for e in record.entities if e.patient}):
+    for patient in sorted({e.patient for e in record.entities if e.patient and e.permit}):
         entities.append(_patient_entity(patient))
     for entity in record.entities:
         details = [_detail(AUDIT_DETAIL_BASIS, entity.basis)]
+        if entity.patient and not entity.permit:
+            details.append(_detail(WITHHELD_PATIENT, f"Patient/{entity.patient}"))
         if entity.category:
             details.append(_detail("category", entity.category))
         details += [_detail("consent", consent) for consent in entity.consents]

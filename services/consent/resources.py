@@ -16,12 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
+from shared.access.decision import OWN_AUDIT
 from shared.codes import AUDIT_CATEGORY, DataCategory
-from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
+from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
+from shared.fhir.errors import error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
+from shared.fhir.search_query import SearchQuery
 from shared.identifiers import ORGNR_SYSTEM
+from shared.transport.wire import FhirRequest
 
 CONSENT_ADMIN = "the consent administration API (/consent/v1)"
 AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
@@ -31,6 +37,25 @@ REVIEW_EXT = "https://fhir.barnebro.no/StructureDefinition/emergency-review"
 REVIEW_OPERATION = "$review"
 REVIEW_CONCLUSIONS = ("justified", "unjustified")
 AUDIT_DETAIL_BASIS = "basis"
+WITHHELD_PATIENT = "withheld-patient"
+
+
+def own_view(event: dict[str, Any]) -> dict[str, Any]:
+    """An AuditEvent as the organisation whose access it records reads it: what it was
+    refused shows only that it was refused (`withheld`), exactly alike for a resource it
+    may not see and one that does not exist."""
+    for entity in event.get("entity") or []:
+        details = entity.get("detail") or []
+        if {"type": "decision", "valueString": "deny"} not in details:
+            continue
+        entity.pop("description", None)
+        entity["detail"] = [
+            {"type": AUDIT_DETAIL_BASIS, "valueString": "withheld"},
+            *(d for d in details if d.get("type") in ("category", "decision")),
+        ]
+    return event
+
+
 TOKEN, REFERENCE = ParamType.TOKEN, ParamType.REFERENCE
 
 
@@ -106,6 +131,12 @@ def _audit_patients(resource: dict[str, Any]) -> Iterator[Any]:
             yield what
 
 
+def _withheld_patients(resource: dict[str, Any]) -> Iterator[Any]:
+    for detail in walk(resource, ["entity", "detail"]):
+        if isinstance(detail, dict) and detail.get("type") == WITHHELD_PATIENT:
+            yield {"reference": detail.get("valueString")}
+
+
 def _audit_bases(resource: dict[str, Any]) -> Iterator[Any]:
     for detail in walk(resource, ["entity", "detail"]):
         if isinstance(detail, dict) and detail.get("type") == AUDIT_DETAIL_BASIS:
@@ -144,9 +175,17 @@ class AuditEventDefinition(ResourceDefinition):
         SearchParam(
             "patient",
             ParamType.REFERENCE,
-            documentation="A patient whose information was concerned",
+            documentation="A patient whose information was released",
             targets=("Patient",),
             extract=_audit_patients,
+        ),
+        SearchParam(
+            "withheld-patient",
+            ParamType.REFERENCE,
+            documentation="A patient whose information was withheld (the operator's only)",
+            targets=("Patient",),
+            extract=_withheld_patients,
+            includable=False,
         ),
         SearchParam(
             "agent",
@@ -183,6 +222,18 @@ class AuditEventDefinition(ResourceDefinition):
         for what in _audit_patients(resource):
             return _patient_id(what)
         return None
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """Whom a refused access concerned is the operator's to search, not the refused
+        organisation's."""
+        withheld = any(c.param.name == "withheld-patient" for c in query.criteria)
+        if withheld and request.caller.credential not in ("operator", "service"):
+            raise error(403, "forbidden", "withheld-patient is searched only by the operator")
+
+    def shaped(self, body: bytes, obligations: tuple[str, ...]) -> bytes:
+        if OWN_AUDIT not in obligations:
+            return body
+        return orjson.dumps(own_view(orjson.loads(body)))
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
         """The organisations that acted (requestors): each sees the records of its own

@@ -20,6 +20,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
+from services.directory.child_record import locked_child
 from services.directory.domain.care_orders import (
     CARE_ORDER_ACTIONS,
     apply_action,
@@ -37,7 +38,6 @@ from shared.fhir.search_query import parse_search
 from shared.identifiers import ORGNR_SYSTEM
 from shared.rules import refuse
 from shared.store.database import Connection
-from shared.store.outbox import lock_patient
 from shared.store.resource_store import StoredResource, no_filter
 from shared.transport.wire import FhirRequest, FhirResponse
 
@@ -93,12 +93,7 @@ class CareOrderOperation:
             raise error(400, "invalid", "successor is given only with action transfer")
         patient_id = str(request.id)
         async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient_id)
-            stored = await self.fhir.store.read_for_update(conn, "Patient", patient_id)
-            if stored is None or stored.deleted:
-                if self.fhir.guard is not None:
-                    await self.fhir.guard.missing(request, "Patient", patient_id)
-                raise error(404, "not-found", f"Patient/{patient_id} is not known")
+            stored = await locked_child(self.fhir, conn, request, patient_id)
             holder = await self._organization(conn, request.caller.orgnr or "")
             if holder is None:
                 raise error(403, "forbidden", "The caller's organisation is not registered")
@@ -119,15 +114,14 @@ class CareOrderOperation:
                 successor_ref = successor_org.reference
             patient = stored.json()
             born = str(patient.get("birthDate") or "")[:10]
-            if action != "end" and (
-                (len(born) == 10 and day.isoformat() < born)
-                or day > today() + timedelta(days=MAX_DAYS_AHEAD)
+            if (len(born) == 10 and day.isoformat() < born) or (
+                day > today() + timedelta(days=MAX_DAYS_AHEAD)
             ):
                 raise error(
                     422,
                     "business-rule",
-                    f"A care order starts between the child's birth and {MAX_DAYS_AHEAD} days"
-                    " from today",
+                    f"A care order's date falls between the child's birth and {MAX_DAYS_AHEAD}"
+                    " days from today",
                     "date",
                 )
             result = apply_action(

@@ -40,6 +40,7 @@ from shared.codes import (
 from shared.directory_client import orgnr_in
 from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
+from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
@@ -104,6 +105,34 @@ async def own_organization(write: WriteContext) -> str | None:
     )
     page = await write.service.store.search(write.conn, query, access_for=no_filter)
     return page.resources[0].reference if page.resources else None
+
+
+async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteContext) -> None:
+    """An organisation named as the child's GP is a registered fastlege office: the
+    referral service tells the GP of a discharge, so naming another organisation there
+    would make it a party to the child's referrals."""
+    for index, reference in enumerate(resource.get("generalPractitioner") or []):
+        orgnr = orgnr_of(reference)
+        target = local_reference(reference.get("reference"), "Organization")
+        if orgnr is not None:
+            criterion = ("identifier", f"{ORGNR_SYSTEM}|{orgnr}")
+        elif target is not None:
+            criterion = ("_id", target[1])
+        else:
+            continue  # a Practitioner or PractitionerRole
+        query = parse_search("Organization", [criterion], write.service.search_params)
+        page = await write.service.store.search(write.conn, query, access_for=no_filter)
+        named = page.resources[0] if page.resources else None
+        kinds = organisation_kinds(named.json()) if named else []
+        mismatch = named is not None and target is not None and target[1] != named.res_id
+        if kinds != [OrganisationKind.FASTLEGE.value] or mismatch:
+            raise error(
+                422,
+                "business-rule",
+                "Patient.generalPractitioner names a registered fastlege office (or a"
+                " practitioner); this organisation is not one",
+                f"Patient.generalPractitioner[{index}]",
+            )
 
 
 async def _orgnr_at(reference: Any, lookup: Lookup) -> str | None:
@@ -203,6 +232,7 @@ class PatientDefinition(_Directory):
             return []
         if write.before is not None and caller.credential != "register":
             refuse(people.person_fact_changes(write.before, resource))
+        await _general_practitioners_are_gps(resource, write)
         kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
         merged = merge_on_write(
             care_order_contacts(write.before),
@@ -264,8 +294,7 @@ class PatientDefinition(_Directory):
         patient = orjson.loads(body)
         if SUBSET in obligations:
             patient = {k: v for k, v in patient.items() if k in SUBSET_ELEMENTS}
-            meta = patient.setdefault("meta", {})
-            meta["tag"] = [*meta.get("tag", []), SUBSETTED]
+            patient["meta"] = {"tag": [SUBSETTED]}  # no version: it would tell of changes
         elif care_order_contacts(patient):
             others = other_contacts(patient)
             if others:

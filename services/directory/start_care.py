@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.directory.child_record import locked_child
 from shared.access.relations import note_relations
 from shared.events import DomainEvent, EventAccess
 from shared.fhir.errors import error, information, operation_outcome
 from shared.fhir.interactions import FhirService, json_response
 from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
-from shared.store.outbox import add_event, lock_patient
+from shared.store.outbox import add_event
 from shared.transport.wire import FhirRequest, FhirResponse
 
 START_CARE_OPERATION = "$start-care"
@@ -46,12 +47,7 @@ class StartCare:
             )
         caller = request.caller
         async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient_id)
-            stored = await self.fhir.store.read(conn, "Patient", patient_id)
-            if stored is None or stored.deleted:
-                if self.fhir.guard is not None:
-                    await self.fhir.guard.missing(request, "Patient", patient_id)
-                raise error(404, "not-found", f"Patient/{patient_id} is not known")
+            stored = await locked_child(self.fhir, conn, request, patient_id)
             event = DomainEvent(
                 type=f"{self.fhir.name}.Patient.care-started",
                 source=self.fhir.name,

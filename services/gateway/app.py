@@ -129,8 +129,7 @@ async def auth_middleware(
 ) -> web.StreamResponse:
     if request.path in OPEN_PATHS:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
+    scheme, _, token = (header(request, "Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("A bearer token is required (Authorization: Bearer <JWT>)")
     gateway = request.app[GATEWAY_KEY]

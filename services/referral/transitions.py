@@ -149,13 +149,15 @@ async def _handover(resource: dict[str, Any], new: TaskState, context: ReferralC
 
 
 async def _general_practitioners(patient: str, context: ReferralContext) -> list[str]:
-    """The orgnr of the child's fastlege office, as the directory records it."""
+    """The orgnr of the child's fastlege office, as the directory records it (only an
+    organisation registered as a fastlege is told: the child's record names its GP, and
+    naming another organisation there must not make it a party to the referral)."""
     directory = context.require_directory()
     record = await directory.read("Patient", patient) if patient else None
     found = []
     for reference in (record or {}).get("generalPractitioner") or []:
         orgnr = orgnr_of(reference) or await directory.orgnr_of(str(reference.get("reference")))
-        if orgnr:
+        if orgnr and await directory.organisation_kind(orgnr) == K.FASTLEGE:
             found.append(orgnr)
     return found
 

@@ -34,6 +34,9 @@ SUBSET = "subset"
 """Obligation: release only the identifying subset of a child's record (a look-up)."""
 HIDE_CARE_ORDERS = "hide-care-orders"
 """Obligation: release the record without its care orders."""
+OWN_AUDIT = "own-audit"
+"""Obligation: an organisation reads the records of its own accesses without what it was
+refused (which patient, why, whether it exists)."""
 RELATION_BASES = frozenset(
     {"own-data", "relation", "care-order-holder", "consent-recipient", "hpl-33", "self",
      "parental-responsibility", "emergency", "service"}
@@ -100,6 +103,16 @@ def emergency_allowed(caller: Caller) -> bool:
         and caller.org_kind in HEALTH_KINDS
         and bool(caller.hpr)
         and not caller.fhir_user
+    )
+
+
+def _emergency(caller: Caller, emergency: Emergency) -> AccessDecision:
+    return AccessDecision(
+        True,
+        "emergency",
+        (f"Emergency access (øyeblikkelig hjelp) by {_actor(caller)}: {emergency.reason}",),
+        obligations=("review-after-the-fact",),
+        legal_reference="helsepersonelloven §7; pbrl §4-9",
     )
 
 
@@ -213,7 +226,10 @@ def decide(
     if resource.category == AUDIT_CATEGORY:
         if caller.orgnr and not caller.fhir_user and caller.orgnr in resource.holders:
             return AccessDecision(
-                True, "party", (f"{_actor(caller)} is the agent of {resource.reference}",)
+                True,
+                "party",
+                (f"{_actor(caller)} is the agent of {resource.reference}",),
+                obligations=(OWN_AUDIT,),
             )
         return AccessDecision(False, "none", (f"{resource.reference} records others' access",))
     if caller.fhir_user:
@@ -260,13 +276,7 @@ def decide(
                 "none",
                 (f"Emergency access is for health personnel; {_actor(caller)} is not",),
             )
-        return AccessDecision(
-            True,
-            "emergency",
-            (f"Emergency access (øyeblikkelig hjelp) by {_actor(caller)}: {emergency.reason}",),
-            obligations=("review-after-the-fact",),
-            legal_reference="helsepersonelloven §7; pbrl §4-9",
-        )
+        return _emergency(caller, emergency)
     return AccessDecision(
         False,
         "none",
@@ -310,13 +320,7 @@ def _decide_directory(
         and emergency.patient == resource.patient
         and emergency_allowed(caller)
     ):
-        return AccessDecision(
-            True,
-            "emergency",
-            (f"Emergency access (øyeblikkelig hjelp) by {_actor(caller)}: {emergency.reason}",),
-            obligations=("review-after-the-fact",),
-            legal_reference="helsepersonelloven §7; pbrl §4-9",
-        )
+        return _emergency(caller, emergency)
     if context.lookup and resource.reference == subject:
         return AccessDecision(
             True,

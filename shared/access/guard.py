@@ -46,6 +46,10 @@ NOTHING = AccessFilter()
 """Matches no patient data at all."""
 OWN_BASES = frozenset({"own-data", "party", "self"})
 LOOKUP_PARAMS = frozenset({"_count", "_format", "_total"})
+READING = frozenset(
+    {"read", "vread", "search", "history-instance", "history-type", "read-operation"}
+)
+"""The interactions an emergency basis serves: it opens a child's information to read."""
 Shaper = Callable[[bytes, tuple[str, ...]], bytes]
 
 
@@ -163,6 +167,8 @@ class AccessGuard:
         decision = decide(self.view.state(facts.patient), facts, context_of(request, lookup=lookup))
         if rule is Rule.OWN and decision.permit and decision.basis not in OWN_BASES:
             return AccessDecision(False, "none", (f"{stored.reference} is not the caller's own",))
+        if decision.basis == "emergency" and request.interaction not in READING:
+            return AccessDecision(False, "none", ("Emergency access reads; it changes nothing",))
         return decision
 
     def shaped(self, stored: StoredResource, decision: AccessDecision) -> StoredResource:

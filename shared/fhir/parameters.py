@@ -23,11 +23,16 @@ def operation_parameters(
     if data.get("resourceType") != "Parameters":
         raise error(400, "invalid", f"{operation} takes a Parameters resource")
     found: dict[str, Any] = {}
-    for parameter in data.get("parameter") or []:
+    given = data.get("parameter") or []
+    if not isinstance(given, list):
+        raise error(400, "invalid", f"{operation}: Parameters.parameter is a list")
+    for parameter in given:
         name = parameter.get("name") if isinstance(parameter, dict) else None
         values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
         if not isinstance(name, str) or len(values) != 1:
             raise error(400, "invalid", f"Each parameter of {operation} needs a name and one value")
+        if name in found:
+            raise error(400, "invalid", f"{operation} takes {name} once")
         found[name] = values[0]
     if known is not None and set(found) - set(known):
         unknown = ", ".join(sorted(set(found) - set(known)))

@@ -101,23 +101,21 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
         entries, sorted(range(len(entries)), key=lambda i: METHOD_ORDER[entries[i][1].method])
     )
     results: dict[int, dict[str, Any]] = {}
-    read_bytes = 0
+    read_sizes: list[int] = []
     async with service.db.transaction() as conn:
         for index in order:
             entry, entry_request = entries[index]
             try:
                 results[index] = await _run_entry(
-                    service, conn, request, entry, entry_request, assigned
+                    service, conn, request, entry, entry_request, assigned, read_sizes
                 )
-                if entry_request.method == "GET":
-                    read_bytes += results[index]["response"].pop("size")
-                    if read_bytes > DEFAULT_PAGE_BYTES:
-                        raise error(
-                            413,
-                            "too-costly",
-                            f"The resources this transaction reads exceed {DEFAULT_PAGE_BYTES}"
-                            " bytes; nothing was written: read them with separate requests",
-                        )
+                if sum(read_sizes) > DEFAULT_PAGE_BYTES:
+                    raise error(
+                        413,
+                        "too-costly",
+                        f"The resources this transaction reads exceed {DEFAULT_PAGE_BYTES}"
+                        " bytes; nothing was written: read them with separate requests",
+                    )
             except FhirError as exc:
                 where = f"Bundle.entry[{index}]"
                 raise FhirError(
@@ -147,7 +145,9 @@ async def _run_entry(
     entry: dict[str, Any],
     entry_request: EntryRequest,
     assigned: dict[str, str],
+    read_sizes: list[int],
 ) -> dict[str, Any]:
+    """One entry's result; a GET adds the size of what it read to `read_sizes`."""
     res_type, res_id = entry_request.resource_type, entry_request.id
     definition = service.definitions.get(res_type)
     if definition is None:
@@ -169,9 +169,10 @@ async def _run_entry(
         stored = await service.disclose(sub, stored, (res_type, res_id))
         if stored is None or stored.deleted:
             raise error(404, "not-found", f"{res_type}/{res_id} is not known")
+        read_sizes.append(len(stored.body or b""))
         return {
             "resource": orjson.Fragment(stored.body or b"{}"),
-            "response": {"status": "200", "etag": stored.etag, "size": len(stored.body or b"")},
+            "response": {"status": "200", "etag": stored.etag},
         }
     definition.refuse_client_writes()
     if entry_request.method == "POST":

@@ -15,13 +15,35 @@ from shared.family import CareOrder, care_orders, is_care_order, parental_respon
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import date_bounds
 from shared.identifiers import (
+    DNR_SYSTEM,
+    FHN_SYSTEM,
+    FNR_SYSTEM,
+    HERID_SYSTEM,
+    HPR_SYSTEM,
+    ORGNR_SYSTEM,
     PERSON_SYSTEMS,
+    RESH_SYSTEM,
     InvalidIdentifier,
     PersonNumber,
     PersonNumberKind,
     validate_identifier,
 )
 from shared.rules import Problem
+
+NORWEGIAN_SYSTEMS = {
+    system.casefold(): system
+    for system in (
+        FNR_SYSTEM,
+        DNR_SYSTEM,
+        FHN_SYSTEM,
+        HPR_SYSTEM,
+        ORGNR_SYSTEM,
+        RESH_SYSTEM,
+        HERID_SYSTEM,
+    )
+}
+"""The Norwegian identifier systems, by how they may be mistyped (case, spaces): a number
+under a misspelt system would escape its checks and its uniqueness."""
 
 
 def check_identifiers(
@@ -34,6 +56,16 @@ def check_identifiers(
     for index, identifier in enumerate(resource.get("identifier") or []):
         system, value = identifier.get("system"), identifier.get("value")
         if not isinstance(system, str) or not isinstance(value, str):
+            continue
+        exact = NORWEGIAN_SYSTEMS.get(system.strip().casefold())
+        if exact is not None and exact != system:
+            problems.append(
+                Issue(
+                    "value",
+                    f"Identifier system {system!r} is written {exact}",
+                    expression=(f"{resource_type}.identifier[{index}].system",),
+                )
+            )
             continue
         try:
             number = validate_identifier(
@@ -188,34 +220,32 @@ def check_parental_responsibility(related_person: dict[str, Any]) -> None:
 
 
 def person_fact_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Problem]:
-    """What an update by a client may not do to who a person is: drop or change a person
-    number (fødselsnummer, D-nummer, hjelpenummer) or the birth date; both decide who may
-    consent for the child, and only the population register states them. A birth date
-    left out is kept as it was."""
+    """What an update by a client may not do to who a person is: add, drop or change a
+    person number (fødselsnummer, D-nummer, hjelpenummer), or set or change the birth date;
+    both decide who the child is and who may consent for it, and after registration only
+    the population register states them. A birth date left out is kept as it was."""
     problems = []
-    kept = person_number_systems(before)
-    now = person_number_systems(after)
-    if any(now.get(value) != system for value, system in kept.items()):
+    if person_number_systems(after) != person_number_systems(before):
         problems.append(
             Problem(
                 422,
                 "business-rule",
-                "A person number is never removed or changed by a client: the population"
-                " register states who a person is",
+                "A person number is never added, removed or changed by a client after"
+                " registration: the population register states who a person is",
                 "Patient.identifier",
             )
         )
     born = before.get("birthDate")
     if born is not None:
         after.setdefault("birthDate", born)
-        if after["birthDate"] != born:
-            problems.append(
-                Problem(
-                    422,
-                    "business-rule",
-                    "A birth date is changed only by the population register: it decides who"
-                    " may consent for the child",
-                    "Patient.birthDate",
-                )
+    if after.get("birthDate") != born:
+        problems.append(
+            Problem(
+                422,
+                "business-rule",
+                "A birth date is set or changed only by the population register after"
+                " registration: it decides who may consent for the child",
+                "Patient.birthDate",
             )
+        )
     return problems
