@@ -9,12 +9,16 @@ Payloads never carry personal identifiers in subjects.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import uuid
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
+
+log = logging.getLogger(__name__)
 
 NO_PATIENT = "_"
 _SUBJECT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -70,6 +74,16 @@ class DomainEvent(BaseModel):
                 subject_token(self.patient) if self.patient else NO_PATIENT,
             )
         )
+
+
+def readable_events(payloads: Iterable[bytes]) -> Iterator[DomainEvent]:
+    """The events among `payloads`, in order; one that is not a DomainEvent is logged and
+    passed over (acknowledging it with its batch): it cannot become readable by retrying."""
+    for payload in payloads:
+        try:
+            yield DomainEvent.model_validate_json(payload)
+        except ValidationError:
+            log.error("ignoring an unreadable event (%d bytes)", len(payload))
 
 
 def events_subject_filter(prefix: str) -> str:

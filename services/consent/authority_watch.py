@@ -19,11 +19,10 @@ import logging
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 
 from services.consent.handlers import ConsentHandlers
 from shared.config import Settings
-from shared.events import DomainEvent
+from shared.events import readable_events
 from shared.periodic import Periodic
 from shared.transport.consumer import DurableConsumer
 
@@ -61,11 +60,7 @@ class AuthorityWatch:
 
     async def on_directory_events(self, messages: list[Msg]) -> None:
         patients: list[str] = []
-        for message in messages:
-            try:
-                event = DomainEvent.model_validate_json(message.data)
-            except ValidationError:
-                continue
+        for event in readable_events(message.data for message in messages):
             if event.resource_type in DIRECTORY_TYPES and event.patient:
                 patients.append(event.patient)
         # Every child gets an access state, consents or not: it is also what lets the

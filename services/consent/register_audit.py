@@ -14,12 +14,11 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 
 from services.consent.audit_events import AUDIT_TYPE_SYSTEM, INTERACTION_SYSTEM, OBJECT_ROLE_SYSTEM
 from services.consent.audit_trail import store_audit_events
 from shared.config import Settings
-from shared.events import DomainEvent
+from shared.events import DomainEvent, readable_events
 from shared.fhir.interactions import FhirService
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.consumer import DurableConsumer
@@ -111,11 +110,7 @@ class RegisterAudit:
 
     async def store(self, messages: list[Msg]) -> None:
         events = []
-        for message in messages:
-            try:
-                event = DomainEvent.model_validate_json(message.data)
-            except ValidationError:
-                continue
+        for event in readable_events(message.data for message in messages):
             audit = register_event(event)
             if audit is not None:
                 events.append(audit)

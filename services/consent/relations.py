@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 
 from shared.access.relations import related_orgs
 from shared.config import Settings
-from shared.events import DomainEvent
+from shared.events import DomainEvent, readable_events
 from shared.store.database import Connection, Database
 from shared.transport.consumer import DurableConsumer
 
@@ -83,11 +82,7 @@ class RelationWatch:
 
     async def on_events(self, messages: list[Msg]) -> None:
         pairs: dict[tuple[str, str], None] = {}
-        for message in messages:
-            try:
-                event = DomainEvent.model_validate_json(message.data)
-            except ValidationError:
-                continue
+        for event in readable_events(message.data for message in messages):
             for orgnr in relations_of(event):
                 pairs[(str(event.patient), orgnr)] = None
         if not pairs:
