@@ -10,7 +10,7 @@ from services.consent.authority_watch import AuthorityWatch
 from services.consent.directory import DirectoryReader
 from services.consent.emergency_review import EmergencyReview
 from services.consent.handlers import ConsentHandlers
-from services.consent.register_audit import RegisterAudit
+from services.consent.register_audit import register_audit
 from services.consent.relations import RelationWatch
 from services.consent.resources import consent_definitions
 from shared.config import Settings
@@ -38,7 +38,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     fhir.operations.update(EmergencyReview(fhir).operations())
     return [
         AuditTrail(fhir, nc, settings),
-        RegisterAudit(fhir, nc, settings),
+        register_audit(fhir, nc, settings),
         RelationWatch(handlers, nc, settings),
         AuthorityWatch(handlers, nc, settings, settings.consent_sweep_interval),
     ]

@@ -91,27 +91,17 @@ def register_event(event: DomainEvent) -> dict[str, Any] | None:
     }
 
 
-class RegisterAudit:
-    def __init__(self, fhir: FhirService, nc: NATS, settings: Settings) -> None:
-        self._fhir = fhir
-        self.consumer = DurableConsumer(
-            nc,
-            stream=settings.stream_name,
-            durable="consent-register-audit",
-            subject=f"{settings.nats_prefix}.events.directory.>",
-            handler=self.store,
-        )
+def register_audit(fhir: FhirService, nc: NATS, settings: Settings) -> DurableConsumer:
+    """The durable consumer that stores an AuditEvent for every audited directory change."""
 
-    async def start(self) -> None:
-        await self.consumer.start()
+    async def store(messages: list[Msg]) -> None:
+        audits = (register_event(e) for e in readable_events(m.data for m in messages))
+        await store_audit_events(fhir, [audit for audit in audits if audit is not None])
 
-    async def stop(self) -> None:
-        await self.consumer.stop()
-
-    async def store(self, messages: list[Msg]) -> None:
-        events = []
-        for event in readable_events(message.data for message in messages):
-            audit = register_event(event)
-            if audit is not None:
-                events.append(audit)
-        await store_audit_events(self._fhir, events)
+    return DurableConsumer(
+        nc,
+        stream=settings.stream_name,
+        durable="consent-register-audit",
+        subject=f"{settings.nats_prefix}.events.directory.>",
+        handler=store,
+    )
