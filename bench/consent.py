@@ -1207,20 +1207,22 @@ class Family:
 
 
 async def _create_in_directory(
-    directory: ServiceRuntime, caller: Caller, resource: dict[str, Any]
+    directory: ServiceRuntime, caller: Caller, resource: dict[str, Any], res_id: str | None = None
 ) -> str:
+    """Create `resource` as `caller`, or with `res_id` update that one; returns its id."""
     assert directory.fhir is not None
     request = FhirRequest(
-        interaction="create",
+        interaction="update" if res_id else "create",
         resource_type=resource["resourceType"],
+        id=res_id,
         base_url=BASE_URL,
         caller=caller,
         prefer_return="minimal",
     )
     response = await directory.fhir.handle(request, orjson.dumps(resource))
-    if response.status != 201:
+    if response.status != (200 if res_id else 201):
         raise RuntimeError(
-            f"creating a {resource['resourceType']} answered {response.status}: {response.body!r}"
+            f"writing a {resource['resourceType']} answered {response.status}: {response.body!r}"
         )
     return response.headers["Location"].split("/")[-3]
 
@@ -1247,7 +1249,8 @@ def _parent(child: str, given: str) -> dict[str, Any]:
 
 async def _create_family(bench: ConsentBench, directory: ServiceRuntime) -> Family:
     """A barnevernstjeneste and a BUP, registered by the operator; a child of 13,
-    registered by the barnevernstjeneste; and two parents with joint parental
+    registered by the barnevernstjeneste, its birth date stated by the population register;
+    and two parents with joint parental
     responsibility (`felles`), recorded by the population register — each written through
     the directory service with the credential that may write it."""
     ids = Identifiers(bench.rng.randrange(2**32))
@@ -1255,16 +1258,14 @@ async def _create_family(bench: ConsentBench, directory: ServiceRuntime) -> Fami
     operator = credential_caller("operator")
     await _create_in_directory(directory, operator, _organisation(collector, RECIPIENT_KIND))
     await _create_in_directory(directory, operator, _organisation(recipient, AUTHOR_KIND))
-    child = await _create_in_directory(
-        directory,
-        org_caller(collector, RECIPIENT_KIND),
-        {
-            "resourceType": "Patient",
-            "name": [{"family": "Nordmann", "given": ["Kari"]}],
-            "birthDate": (today() - timedelta(days=CHILD_AGE_DAYS)).isoformat(),
-        },
-    )
+    patient: dict[str, Any] = {
+        "resourceType": "Patient",
+        "name": [{"family": "Nordmann", "given": ["Kari"]}],
+    }
+    child = await _create_in_directory(directory, org_caller(collector, RECIPIENT_KIND), patient)
     register = credential_caller("register")
+    born = (today() - timedelta(days=CHILD_AGE_DAYS)).isoformat()
+    await _create_in_directory(directory, register, {**patient, "birthDate": born}, child)
     mother = await _create_in_directory(directory, register, _parent(child, "Mor"))
     father = await _create_in_directory(directory, register, _parent(child, "Far"))
     return Family(collector, recipient, child, f"RelatedPerson/{mother}", f"RelatedPerson/{father}")

@@ -46,6 +46,7 @@ __all__ = [
     "check_kommunenummer",
     "check_orgnr",
     "check_resh",
+    "lookalike_system",
     "parse_person_number",
     "validate_identifier",
 ]
@@ -61,6 +62,32 @@ KOMMUNENUMMER_SYSTEM: Final = (
     "https://register.geonorge.no/subregister/sosi-kodelister/kartverket/kommunenummer-alle"
 )
 PERSON_SYSTEMS: Final[frozenset[str]] = frozenset({FNR_SYSTEM, DNR_SYSTEM, FHN_SYSTEM})
+
+
+def _canonical_system(system: str) -> str:
+    text = system.strip().casefold().rstrip("/")
+    if text.startswith("urn:oid:"):
+        arcs = text.removeprefix("urn:oid:").split(".")
+        if all(arc.strip().isdigit() for arc in arcs):
+            text = "urn:oid:" + ".".join(str(int(arc)) for arc in arcs)
+    return text
+
+
+_NORWEGIAN_SYSTEMS: Final[dict[str, str]] = {
+    _canonical_system(system): system
+    for system in (
+        FNR_SYSTEM, DNR_SYSTEM, FHN_SYSTEM, HPR_SYSTEM, ORGNR_SYSTEM, RESH_SYSTEM, HERID_SYSTEM
+    )
+}  # fmt: skip
+
+
+def lookalike_system(system: str) -> str | None:
+    """The Norwegian identifier system `system` is a misspelling of (case, spaces, a
+    trailing slash, leading zeros in an OID arc), or None: a number under a misspelt
+    system would escape the checks, the uniqueness and the rules made for its real one."""
+    exact = _NORWEGIAN_SYSTEMS.get(_canonical_system(system))
+    return exact if exact is not None and exact != system else None
+
 
 _K1_WEIGHTS: Final = (3, 7, 6, 1, 8, 9, 4, 5, 2)
 _K2_WEIGHTS: Final = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)

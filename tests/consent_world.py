@@ -105,6 +105,17 @@ class World:
         created: dict[str, Any] = reply.json()
         return created
 
+    async def register_birth_date(self, patient: dict[str, Any], born: date) -> None:
+        """The population register states the birth date of a child a client registered
+        without a fødselsnummer (a client may not)."""
+        token = self.stack.register_token()
+        path = f"Patient/{patient['id']}"
+        seen = await self.stack.call("GET", path, token=token)
+        assert seen.status == 200, seen.body
+        dated = {**seen.json(), "birthDate": born.isoformat()}
+        reply = await self.stack.call("PUT", path, dated, token=token)
+        assert reply.status == 200, reply.body
+
     async def child(
         self, age: int, *, days: int = 0, care_order: bool = False, birth_date: bool = True
     ) -> Child:
@@ -112,11 +123,11 @@ class World:
             "resourceType": "Patient",
             "name": [{"family": "Nordmann", "given": ["Kari"]}],
         }
-        if birth_date:
-            patient["birthDate"] = born_years_ago(age, days).isoformat()
         if care_order:
             patient["contact"] = [self.care_order()]
         created = await self.create(patient)
+        if birth_date:
+            await self.register_birth_date(created, born_years_ago(age, days))
         mother = await self.register(parent(created["id"], "Mor"))
         father = await self.register(parent(created["id"], "Far"))
         return Child(

@@ -64,6 +64,7 @@ def test_what_makes_a_relation() -> None:
         assert related_orgs("Task", "referral", None, [], acting) == set(), credential
     assert related_orgs("AuditEvent", AUDIT_CATEGORY, None, [GP], actor(orgnr=GP)) == set()
     assert related_orgs("Subscription", "subscription", GP, [], None) == set()
+    assert related_orgs("Consent", "consent", BUP, [GP], actor(orgnr=BUP)) == set()
     assert related_orgs("Task", "referral", "not-a-number", [], None) == set()
 
 

@@ -14,7 +14,7 @@ import orjson
 
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, ORGANISATION_KIND_SYSTEM
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
-from tests.careplan_world import CarePlanWorld, plan
+from tests.careplan_world import CarePlanWorld, member, person, plan, team
 from tests.referral_world import BUP, BVT, GP, KOMMUNE, LEGEVAKT, SKOLE, Child, ReferralWorld
 from tests.support import Reply, Stack, parent, wait_for
 
@@ -304,9 +304,27 @@ async def test_care_orders_are_never_shown_to_a_school(careplans: CarePlanWorld)
     }
     reply = await referrals.consent_api("POST", "consents", sharing, by=BVT)
     assert reply.status == 201 and reply.json()["status"] == "active", reply.body
+
+    async def school_sees() -> bool:
+        seen = await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)
+        return seen.status == 200
+
+    await wait_for(school_sees, 5)  # a consent recipient, once the grant has reached it
     school_view = await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)
-    assert school_view.status == 200, "a consent recipient has a relation to the child"
     assert "contact" not in school_view.json()
+    # Nor any organisation named as the child's contact, whatever the wording.
+    stored = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    worded = {
+        "relationship": [{"text": "omsorgsovertakelse"}],
+        "organization": {"reference": f"Organization/{referrals.organisations[BVT]}"},
+    }
+    grandmother = {"name": {"text": "Bestemor"}}  # fmt: skip
+    stored["contact"] = [*stored["contact"], worded, grandmother]
+    reply = await referrals.fhir("PUT", f"Patient/{child.id}", stored, by=BVT)
+    assert reply.status == 200, reply.body
+    school_view = await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)
+    assert school_view.json()["contact"] == [grandmother], school_view.body
+    assert "omsorgsovertakelse" not in school_view.body.decode()
     assert CARE_ORDER_CODE not in school_view.body.decode()
     history = await referrals.fhir("GET", f"Patient/{child.id}/_history", by=SKOLE)
     assert CARE_ORDER_CODE not in history.body.decode()
@@ -338,6 +356,51 @@ async def test_the_consent_api_answers_only_callers_with_a_relation(
     question = {"actor": {"orgnr": LEGEVAKT, "kind": "legevakt"}, "patient": f"Patient/{child.id}",
                 "category": "referral"}  # fmt: skip
     assert (await referrals.consent_api("POST", "decisions", question, by=LEGEVAKT)).status == 404
+
+
+async def test_a_consent_that_is_not_active_makes_its_recipients_nothing(
+    referrals: ReferralWorld,
+) -> None:
+    """Naming an organisation on a refused or proposed consent gives it no relation, at once
+    or later: only an active consent is a basis, and only while it is."""
+    child = await referrals.child()
+    await referrals.start_care(child, BUP)
+
+    def naming(orgnr: str, decision: str, grantors: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "patient": f"Patient/{child.id}",
+            "purpose": "nasjonalt-forlop",
+            "recipients": {"organizations": [orgnr]},
+            "categories": ["careplan"],
+            "signatures": [
+                {"grantor": p, "decision": decision, "method": "in-person", "collected_by": "Li"}
+                for p in grantors
+            ],
+            "child_view": HEARD,
+        }
+
+    refusal = naming(SKOLE, "refuse", child.parents)
+    refused = await referrals.consent_api("POST", "consents", refusal, by=BUP)
+    assert (refused.status, refused.json()["status"]) == (201, "rejected"), refused.body
+    one_parent = naming(LEGEVAKT, "consent", child.parents[:1])
+    proposed = await referrals.consent_api("POST", "consents", one_parent, by=BUP)
+    assert proposed.status == 201, proposed.body
+    assert proposed.json()["status"] == "proposed", proposed.body
+    # A later relation, learnt from the events after the consents', shows they were read.
+    await referrals.submit(child, by=BUP, to=KOMMUNE)
+    view = referrals.referral.consent_view
+    assert view is not None
+
+    async def learnt() -> bool:
+        state = view.published(child.id)
+        return state is not None and KOMMUNE in state.related
+
+    await wait_for(learnt, 10)
+    state = view.published(child.id)
+    assert state is not None
+    assert not {SKOLE, LEGEVAKT} & set(state.related), state.related
+    for orgnr in (SKOLE, LEGEVAKT):
+        assert (await referrals.fhir("GET", f"Patient/{child.id}", by=orgnr)).status == 404
 
 
 # -- who acts --------------------------------------------------------------------------------
@@ -715,6 +778,81 @@ async def test_an_organisation_reference_must_name_the_organisation_its_number_n
                              "identifier": {"system": ORGNR_SYSTEM, "value": SKOLE}}]  # fmt: skip
     reply = await referrals.fhir("POST", "CarePlan", draft, by=KOMMUNE)
     assert reply.status == 422, reply.body
+    # A role or a service of the school's own cannot be found as the BUP's.
+    own = {"reference": f"Organization/{referrals.organisations[SKOLE]}"}
+    bups = {**own, "identifier": {"system": ORGNR_SYSTEM, "value": BUP}}
+    for resource_type, element in (("PractitionerRole", "organization"),
+                                   ("HealthcareService", "providedBy")):  # fmt: skip
+        claimed = {"resourceType": resource_type, element: bups}
+        reply = await referrals.fhir("POST", resource_type, claimed, by=SKOLE)
+        assert reply.status == 422, reply.body
+        assert "its reference does not" in diagnostics(reply)
+        honest = {"resourceType": resource_type, element: own}
+        reply = await referrals.fhir("POST", resource_type, honest, by=SKOLE)
+        assert reply.status == 201, reply.body
+
+
+async def test_a_care_team_names_only_who_its_members_are(careplans: CarePlanWorld) -> None:
+    """A school's role cannot coordinate on the BUP's behalf, another child and its parents
+    are not members, and no party is invented as a contained resource."""
+    world = careplans.world
+    child, other = await world.child(age=14), await world.child(age=9)
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
+    reference = await careplans.created(team(child, member(KOMMUNE, "koordinator")), by=KOMMUNE)
+    school_role = await careplans.created(
+        {"resourceType": "PractitionerRole",
+         "organization": {"reference": f"Organization/{world.organisations[SKOLE]}"}},
+        by=SKOLE,
+    )  # fmt: skip
+    for_bup = {"resourceType": "Parameters", "parameter": [
+        {"name": "coordinator", "valueReference": {"reference": school_role}},
+        {"name": "onBehalfOf", "valueReference": {"identifier": {"system": ORGNR_SYSTEM,
+                                                                 "value": BUP}}},
+        {"name": "reason", "valueString": "Skolen tar over for BUP"},
+    ]}  # fmt: skip
+    reply = await world.fhir("POST", f"{reference}/$assign-coordinator", for_bup, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert "its own organisation" in diagnostics(reply)
+    stored = (await world.fhir("GET", reference, by=KOMMUNE)).json()
+    for stranger in (f"Patient/{other.id}", other.parents[0]):
+        added = {**stored, "participant": [*stored["participant"], person(stranger, "deltaker")]}
+        reply = await careplans.put(reference, added, by=KOMMUNE)
+        assert reply.status == 422, (stranger, reply.body)
+    own = {**stored, "participant": [*stored["participant"], person(child.parents[0], "deltaker")]}
+    assert (await careplans.put(reference, own, by=KOMMUNE)).status == 200
+    contained = {
+        **team(child, member(KOMMUNE, "deltaker")),
+        "contained": [
+            {
+                "resourceType": "Organization",
+                "id": "o",
+                "identifier": [{"system": ORGNR_SYSTEM, "value": SKOLE}],
+            }
+        ],
+    }
+    contained["participant"].append({"member": {"reference": "#o"}})  # fmt: skip
+    reply = await careplans.create(contained, KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert "contained" in diagnostics(reply)
+
+
+async def test_a_misspelt_identifier_system_is_refused_wherever_it_is(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child()
+    await careplans.start_care(child, KOMMUNE)
+    draft = plan(child, "behandlingsplan")
+    draft["contributor"] = [{"identifier": {"system": ORGNR_SYSTEM + " ", "value": SKOLE}}]
+    reply = await world.fhir("POST", "CarePlan", draft, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert reply.json()["issue"][0]["expression"] == ["CarePlan.contributor[0].identifier.system"]
+    for lookalike in ("urn:oid:2.16.578.1.12.4.1.4.4/", "urn:oid:2.16.578.1.12.4.1.4.04"):
+        doctor = {"resourceType": "Practitioner",
+                  "identifier": [{"system": lookalike, "value": "9144889"}]}  # fmt: skip
+        reply = await world.fhir("POST", "Practitioner", doctor, by=SKOLE)
+        assert reply.status == 422, (lookalike, reply.body)
+        assert "is written urn:oid:2.16.578.1.12.4.1.4.4" in diagnostics(reply)
 
 
 async def test_nothing_that_only_looks_like_a_care_order_is_recorded(
@@ -859,6 +997,93 @@ async def test_a_client_neither_adds_a_person_number_nor_sets_a_birth_date(
     assert by_register.status == 200, by_register.body
 
 
+async def test_a_client_states_a_birth_date_only_as_the_fodselsnummer_gives_it(
+    referrals: ReferralWorld,
+) -> None:
+    """A D-nummer's date may be a registration date, a hjelpenummer has none: a birth date a
+    client states beside them (or alone) would let it choose which age rule decides who
+    consents, so only the population register states it."""
+    stack = referrals.stack
+    d_nummer = {"system": "urn:oid:2.16.578.1.12.4.1.4.2", "value": "50031577842"}
+    for identifiers in ([d_nummer], []):
+        claimed = {"resourceType": "Patient", "identifier": identifiers, "birthDate": "2000-01-01"}
+        reply = await referrals.fhir("POST", "Patient", claimed, by=BVT)
+        assert reply.status == 422, reply.body
+        assert "population register" in diagnostics(reply)
+        assert reply.json()["issue"][0]["expression"] == ["Patient.birthDate"]
+    child = (await referrals.fhir("GET", f"Patient/{(await referrals.child()).id}", by=BVT)).json()
+    assert child["birthDate"], "a fødselsnummer gives the birth date it states"
+    # Without the birth date the client registers the child (the refused creates wrote
+    # nothing: no 409), and the register states it.
+    bare = await referrals.fhir(
+        "POST", "Patient", {"resourceType": "Patient", "identifier": [d_nummer]}, by=BVT
+    )
+    assert bare.status == 201, bare.body
+    dated = {**bare.json(), "birthDate": "2015-03-10"}
+    by_register = await stack.call(
+        "PUT", f"Patient/{dated['id']}", dated, token=stack.register_token()
+    )
+    assert by_register.status == 200, by_register.body
+
+
+async def test_a_create_refused_as_a_duplicate_is_audited_as_a_look_up(
+    referrals: ReferralWorld,
+) -> None:
+    """A 409 for a person number tells the caller the child is registered, as a look-up
+    does: it is in the audit trail, withheld, with the child for the operator only."""
+    stack = referrals.stack
+    child = await referrals.child()
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    fnr = next(i for i in seen["identifier"] if i["system"] == FNR_SYSTEM)
+    again = {"resourceType": "Patient", "identifier": [fnr]}
+    reply = await referrals.fhir("POST", "Patient", again, by=LEGEVAKT)
+    assert reply.status == 409, reply.body
+    assert child.id.encode() not in reply.body
+    operator = stack.operator_token()
+    probes = (
+        f"AuditEvent?withheld-patient=Patient/{child.id}&withheld-basis=already-registered"
+        f"&agent={ORGNR_SYSTEM}|{LEGEVAKT}"
+    )
+
+    async def audited() -> bool:
+        return bool(matches(await stack.call("GET", probes, token=operator)))
+
+    await wait_for(audited, 10)
+    auditor = stack.token(orgnr=LEGEVAKT, kind="legevakt", scope="system/AuditEvent.rs")
+    own = matches(await stack.call("GET", "AuditEvent?subtype=create", token=auditor))
+    assert own and child.id not in str(own), own
+
+
+async def test_the_registers_other_facts_and_reference_kinds_hold(
+    referrals: ReferralWorld,
+) -> None:
+    """Whether a child has died, which records are the same person and how its number is
+    used are the register's; an organisation element names an organisation."""
+    stack = referrals.stack
+    child, other = await referrals.child(), await referrals.child()
+    path = f"Patient/{child.id}"
+    seen = (await referrals.fhir("GET", path, by=BVT)).json()
+    retired = [{**i, "use": "old"} if i["system"] == FNR_SYSTEM else i for i in seen["identifier"]]
+    person = {"reference": f"Patient/{other.id}"}
+    for change, where in (
+        ({"identifier": retired}, "Patient.identifier"),
+        ({"deceasedBoolean": True}, "Patient.deceasedBoolean"),
+        ({"link": [{"other": {"reference": f"Patient/{other.id}"}, "type": "replaced-by"}]},
+         "Patient.link"),
+        ({"managingOrganization": person}, "Patient.managingOrganization"),
+        ({"contact": [{"organization": person}]}, "Patient.contact[0].organization"),
+    ):  # fmt: skip
+        reply = await referrals.fhir("PUT", path, {**seen, **change}, by=BVT)
+        assert reply.status == 422, (change, reply.body)
+        assert where in str(reply.json()["issue"]), (where, reply.body)
+    unchanged = await referrals.fhir("GET", path, by=BVT)
+    assert unchanged.json()["meta"]["versionId"] == seen["meta"]["versionId"]
+    register = stack.register_token()
+    as_register = (await stack.call("GET", path, token=register)).json()
+    died = await stack.call("PUT", path, {**as_register, "deceasedBoolean": True}, token=register)
+    assert died.status == 200, died.body
+
+
 async def test_only_a_fastlege_is_named_a_childs_gp(referrals: ReferralWorld) -> None:
     child = await referrals.child()
     seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
@@ -902,6 +1127,20 @@ async def test_an_organisation_reads_its_own_refusals_without_what_it_was_refuse
     operator = matches(await stack.call("GET", withheld, token=stack.operator_token()))
     assert operator, "the operator finds who was refused what about the child"
 
+    async def found(query: str, token: str) -> set[str]:
+        events = matches(await stack.call("GET", f"{mine}&{query}", token=token))
+        return {x["what"]["reference"] for e in events for x in e["entity"] if "what" in x}
+
+    both = {referral.ref, "ServiceRequest/no-such-referral"}
+    assert await found("basis=withheld", auditor) >= both
+    for why in ("none", "not-found"):
+        assert not await found(f"basis={why}", auditor) & both, why
+    refused = await stack.call("GET", f"{mine}&withheld-basis=none", token=auditor)
+    assert refused.status == 403, refused.body
+    by_operator = stack.operator_token()
+    assert referral.ref in await found("withheld-basis=none", by_operator)
+    assert "ServiceRequest/no-such-referral" in await found("withheld-basis=not-found", by_operator)
+
 
 async def _two(found: Any) -> bool:
     return len(await found) >= 2
@@ -929,6 +1168,13 @@ async def test_more_bad_input_is_a_clear_4xx(referrals: ReferralWorld) -> None:
 
     stack = referrals.stack
     child = await referrals.child()
+    await referrals.start_care(child, BVT)
+    asked = f"authority?patient=Patient/{child.id}&purpose=informasjonsdeling"
+    for extra, named in (("&date=x", "date"), ("&daily_care=maybe", "daily_care")):
+        reply = await referrals.consent_api("GET", asked + extra, None, by=BVT)
+        assert reply.status == 400, reply.body
+        assert named in diagnostics(reply) and "purpose" not in diagnostics(reply)
+    assert (await referrals.consent_api("GET", asked, None, by=BVT)).status == 200
     async with aiohttp.ClientSession() as session:
         for bearer in ("Bearer \xff\xfe", "Bearer abc\x80.def.ghi"):
             async with session.get(f"{stack.base}/Patient", headers={"Authorization": bearer}) as r:

@@ -301,7 +301,11 @@ def _param(request: FhirRequest, name: str) -> str | None:
 
 
 def _flag(request: FhirRequest, name: str) -> bool:
-    return (_param(request, name) or "false").lower() == "true"
+    """A true/false query parameter (absent: false); anything else is a 400."""
+    value = _param(request, name)
+    if value not in (None, "true", "false"):
+        raise error(400, "invalid", f"{name} must be true or false, not {value!r}", name)
+    return value == "true"
 
 
 class ConsentAdministration:
@@ -332,12 +336,14 @@ class ConsentAdministration:
         day_text = _param(request, "date")
         try:
             purpose = Purpose(purpose_text)
+        except ValueError as exc:
+            choices = [p.value for p in Purpose]
+            raise error(400, "invalid", f"purpose must be one of {choices}", "purpose") from exc
+        try:
             day = date.fromisoformat(day_text) if day_text else None
         except ValueError as exc:
             raise error(
-                400,
-                "invalid",
-                f"purpose must be one of {[p.value for p in Purpose]} and date YYYY-MM-DD: {exc}",
+                400, "invalid", f"date must be YYYY-MM-DD, not {day_text!r}", "date"
             ) from exc
         if not _matches(PATIENT, patient):
             raise error(400, "invalid", "patient must be Patient/<id>", "patient")

@@ -38,6 +38,9 @@ REVIEW_OPERATION = "$review"
 REVIEW_CONCLUSIONS = ("justified", "unjustified")
 AUDIT_DETAIL_BASIS = "basis"
 WITHHELD_PATIENT = "withheld-patient"
+WITHHELD = "withheld"
+DENIED = {"type": "decision", "valueString": "deny"}
+OPERATOR_SEARCHES = frozenset({"withheld-patient", "withheld-basis"})
 
 
 def own_view(event: dict[str, Any]) -> dict[str, Any]:
@@ -45,14 +48,10 @@ def own_view(event: dict[str, Any]) -> dict[str, Any]:
     refused shows only that it was refused (`withheld`), exactly alike for a resource it
     may not see and one that does not exist."""
     for entity in event.get("entity") or []:
-        details = entity.get("detail") or []
-        if {"type": "decision", "valueString": "deny"} not in details:
+        if DENIED not in (entity.get("detail") or []):
             continue
         entity.pop("description", None)
-        entity["detail"] = [
-            {"type": AUDIT_DETAIL_BASIS, "valueString": "withheld"},
-            *(d for d in details if d.get("type") in ("category", "decision")),
-        ]
+        entity["detail"] = [{"type": AUDIT_DETAIL_BASIS, "valueString": WITHHELD}, DENIED]
     return event
 
 
@@ -137,10 +136,29 @@ def _withheld_patients(resource: dict[str, Any]) -> Iterator[Any]:
             yield {"reference": detail.get("valueString")}
 
 
+def _entity_bases(resource: dict[str, Any]) -> Iterator[tuple[Any, bool]]:
+    """Each entity's basis, and whether the entity was withheld."""
+    for entity in walk(resource, ["entity"]):
+        details = entity.get("detail") if isinstance(entity, dict) else None
+        if not isinstance(details, list):
+            continue
+        withheld = DENIED in details
+        for detail in details:
+            if isinstance(detail, dict) and detail.get("type") == AUDIT_DETAIL_BASIS:
+                yield detail.get("valueString"), withheld
+
+
 def _audit_bases(resource: dict[str, Any]) -> Iterator[Any]:
-    for detail in walk(resource, ["entity", "detail"]):
-        if isinstance(detail, dict) and detail.get("type") == AUDIT_DETAIL_BASIS:
-            yield detail.get("valueString")
+    """The basis of what was released; what was withheld is indexed as `withheld` alone,
+    as its own records show it: why (not seen, or not there) is the operator's to search."""
+    for basis, withheld in _entity_bases(resource):
+        yield WITHHELD if withheld else basis
+
+
+def _withheld_bases(resource: dict[str, Any]) -> Iterator[Any]:
+    for basis, withheld in _entity_bases(resource):
+        if withheld:
+            yield basis
 
 
 def review_of(resource: dict[str, Any]) -> dict[str, Any] | None:
@@ -213,8 +231,15 @@ class AuditEventDefinition(ResourceDefinition):
         SearchParam(
             "basis",
             ParamType.TOKEN,
-            documentation="Basis of the decision: consent, own-data, emergency, hpl-33, …",
+            documentation="Basis of the decision: consent, own-data, emergency, hpl-33, …;"
+            " withheld for what was not released",
             extract=_audit_bases,
+        ),
+        SearchParam(
+            "withheld-basis",
+            ParamType.TOKEN,
+            documentation="Why something was withheld: none, not-found, … (the operator's only)",
+            extract=_withheld_bases,
         ),
     )
 
@@ -226,9 +251,9 @@ class AuditEventDefinition(ResourceDefinition):
     async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
         """Whom a refused access concerned is the operator's to search, not the refused
         organisation's."""
-        withheld = any(c.param.name == "withheld-patient" for c in query.criteria)
-        if withheld and request.caller.credential not in ("operator", "service"):
-            raise error(403, "forbidden", "withheld-patient is searched only by the operator")
+        named = sorted({c.param.name for c in query.criteria} & OPERATOR_SEARCHES)
+        if named and request.caller.credential not in ("operator", "service"):
+            raise error(403, "forbidden", f"{', '.join(named)}: searched only by the operator")
 
     def shaped(self, body: bytes, obligations: tuple[str, ...]) -> bytes:
         if OWN_AUDIT not in obligations:

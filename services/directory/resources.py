@@ -135,9 +135,23 @@ async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteC
             )
 
 
-async def _orgnr_at(reference: Any, lookup: Lookup) -> str | None:
-    target = local_reference((reference or {}).get("reference"), "Organization")
-    return orgnr_in(await lookup(*target)) if target else None
+async def _orgnr_at(reference: Any, lookup: Lookup, where: str) -> str | None:
+    """The organisasjonsnummer of the registered Organization `reference` points to; an
+    identifier beside the literal reference must name that same organisation (422), or a
+    record would be found as another organisation's."""
+    if not isinstance(reference, dict):
+        return None
+    target = local_reference(reference.get("reference"), "Organization")
+    orgnr = orgnr_in(await lookup(*target)) if target else None
+    stated = orgnr_of(reference)
+    if stated is not None and stated != orgnr:
+        raise error(
+            422,
+            "business-rule",
+            f"{where}.identifier names organisation {stated}; its reference does not",
+            f"{where}.identifier",
+        )
+    return orgnr
 
 
 class _Directory(ResourceDefinition):
@@ -150,6 +164,11 @@ class _Directory(ResourceDefinition):
         people.check_identifiers(resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit)
         organisations.check_municipalities(resource)
         return []
+
+    async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
+        """The organisation a resource belongs to is named consistently, whoever writes it."""
+        if self.owner_element:
+            await self.owners(resource, lookup)
 
 
 class PatientDefinition(_Directory):
@@ -230,8 +249,15 @@ class PatientDefinition(_Directory):
         caller = write.request.caller
         if caller.credential == "service":
             return []
-        if write.before is not None and caller.credential != "register":
-            refuse(people.person_fact_changes(write.before, resource))
+        if caller.credential != "register":
+            if write.before is not None:
+                refuse(people.person_fact_changes(write.before, resource))
+            else:
+                numbers = people.check_identifiers(
+                    resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit
+                )
+                refuse(people.unconfirmed_birth_date(resource, numbers))
+        refuse(people.wrong_reference_targets(resource))
         await _general_practitioners_are_gps(resource, write)
         kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
         merged = merge_on_write(
@@ -295,10 +321,14 @@ class PatientDefinition(_Directory):
         if SUBSET in obligations:
             patient = {k: v for k, v in patient.items() if k in SUBSET_ELEMENTS}
             patient["meta"] = {"tag": [SUBSETTED]}  # no version: it would tell of changes
-        elif care_order_contacts(patient):
-            others = other_contacts(patient)
-            if others:
-                patient["contact"] = others
+        elif patient.get("contact"):
+            # Not only the care orders: any organisation named as the child's contact (a
+            # barnevernstjeneste, an institution, in any wording) tells of barnevern.
+            shown = [c for c in other_contacts(patient) if "organization" not in c]
+            if shown == patient["contact"]:
+                return body
+            if shown:
+                patient["contact"] = shown
             else:
                 patient.pop("contact")
         return orjson.dumps(patient)
@@ -452,7 +482,9 @@ class PractitionerRoleDefinition(_Directory):
     owner_element = "organization"
 
     async def owners(self, resource: dict[str, Any], lookup: Lookup) -> list[str] | None:
-        orgnr = await _orgnr_at(resource.get("organization"), lookup)
+        orgnr = await _orgnr_at(
+            resource.get("organization"), lookup, "PractitionerRole.organization"
+        )
         return [orgnr] if orgnr else []
 
     search_params = (
@@ -494,7 +526,7 @@ class HealthcareServiceDefinition(_Directory):
     owner_element = "providedBy"
 
     async def owners(self, resource: dict[str, Any], lookup: Lookup) -> list[str] | None:
-        orgnr = await _orgnr_at(resource.get("providedBy"), lookup)
+        orgnr = await _orgnr_at(resource.get("providedBy"), lookup, "HealthcareService.providedBy")
         return [orgnr] if orgnr else []
 
     search_params = (

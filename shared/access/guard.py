@@ -304,6 +304,25 @@ class AccessGuard:
         )
         await self._record(request, [entity])
 
+    async def conflicted(self, request: FhirRequest, res_type: str, res_id: str) -> None:
+        """Record that a create was refused because `res_type/res_id` holds a business key
+        it named (a person number): the refusal tells the caller the person is registered,
+        as a look-up would, so it is audited like one, as withheld (whom it concerned is
+        the operator's to read)."""
+        category = self.categories.get(res_type)
+        if category is None or request.caller.credential == "service":
+            return
+        entity = AuditEntity.model_construct(
+            reference=res_type,  # the create's target: the holder's id is not the caller's
+            patient=res_id if res_type == "Patient" else None,
+            category=category,
+            permit=False,
+            basis="already-registered",
+            consents=[],
+            reasons=[f"The create named a business key {res_type}/{res_id} holds"],
+        )
+        await self._record(request, [entity])
+
     async def _record(
         self, request: FhirRequest, entities: list[AuditEntity], query: str | None = None
     ) -> None:

@@ -348,9 +348,11 @@ def permits(caller: Caller, resource_type: str, action: str) -> bool:
 
 def may_know_care_orders(caller: Caller) -> bool:
     """Whether this caller may ever learn of a care order (with a relation to the child):
-    health and barnevern organisations, and a person, who sees a child's record only as
-    its parent, a party to the county board's case that made the care order."""
-    return caller.credential in ("service", "person") or (
+    health and barnevern organisations, a person, who sees a child's record only as its
+    parent, a party to the county board's case that made the care order, and the operator
+    and the population register, which read every record whole (and so write back the care
+    orders they were shown)."""
+    return caller.credential in ("service", "person", "operator", "register") or (
         caller.credential == "organisation" and caller.org_kind in CARE_ORDER_KINDS
     )
 

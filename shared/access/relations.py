@@ -13,8 +13,9 @@ so it is learnt from them in two ways that agree:
 
 What counts (`related_orgs`): the author and the parties of the version written, and the
 organisation acting; never a person acting for themselves, a barnebro service, the
-operator or the register, and never the audit trail (an emergency access or an hpl §33
-disclosure is a basis of its own, for as long as it lasts).
+operator or the register, and never the audit trail or a consent: an emergency access, an
+hpl §33 disclosure and an active consent are bases of their own, for as long as they last
+(a consent that is proposed, refused or withdrawn makes its recipients nothing).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from shared.codes import AUDIT_CATEGORY
 
 log = logging.getLogger(__name__)
 
-NOT_A_RELATION = frozenset({"AuditEvent", "Subscription", "SubscriptionTopic"})
+NOT_A_RELATION = frozenset({"AuditEvent", "Consent", "Subscription", "SubscriptionTopic"})
 ACTING_FOR_NO_ORGANISATION = frozenset({"person", "service", "operator", "register"})
 ANNOUNCE_TIMEOUT = 1.0
 

@@ -169,6 +169,11 @@ class ConsentView:
     def state(self, patient: str | None) -> PatientAccessState | None:
         return self._states.get(patient) if patient else None
 
+    def published(self, patient: str) -> PatientAccessState | None:
+        """The state as the consent service last published it, without the relations
+        announced since."""
+        return self._published.get(patient)
+
     def versions(self, keys: list[str]) -> tuple[int, ...]:
         """How often the states found under each key have changed: what is computed from
         `states_for(keys)` stays valid while these numbers do."""

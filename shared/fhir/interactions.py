@@ -45,6 +45,7 @@ from shared.store.database import Connection, Database
 from shared.store.outbox import add_event, lock_patient
 from shared.store.resource_store import (
     AccessFor,
+    DuplicateKey,
     ResourceStore,
     StoredResource,
     new_id,
@@ -461,9 +462,14 @@ class FhirService:
                 return self._prefer(request, existing, 200, headers, [])
         context = WriteContext(conn, request, None, self)
         warnings += await definition.check_write(resource, context)
-        stored = await self._commit(
-            context, definition, resource, res_id=res_id or new_id(), previous=None
-        )
+        try:
+            stored = await self._commit(
+                context, definition, resource, res_id=res_id or new_id(), previous=None
+            )
+        except DuplicateKey as conflict:
+            if self.guard is not None and conflict.holder[0]:
+                await self.guard.conflicted(request, *conflict.holder)
+            raise
         return self._prefer(
             request, stored, 201, version_headers(stored, request.base_url), warnings
         )

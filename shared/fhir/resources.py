@@ -20,6 +20,7 @@ from fhir.resources.R4B.resource import Resource
 from pydantic import BaseModel, ValidationError
 
 from shared.fhir.errors import FhirError, Issue, error
+from shared.identifiers import lookalike_system
 
 FHIR_JSON = "application/fhir+json; charset=utf-8"
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -134,9 +135,32 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
     except (ValueError, TypeError) as exc:
         raise error(422, "invalid", f"Invalid {resource_type}: {exc}", resource_type) from exc
     problems = list(json_type_mismatches(data, model, resource_type))
+    problems += _contained_parties(data, resource_type)
+    problems += list(_misspelt_systems(data, resource_type))
     if problems:
         raise FhirError(422, problems)
     return resource_type
+
+
+CONTAINED_PARTIES = frozenset(
+    {"Organization", "Patient", "Practitioner", "PractitionerRole", "RelatedPerson", "CareTeam"}
+)
+"""Who a record names decides who sees it and who may act on it, so a party is named by
+reference to its registered record, never as a contained resource the client invents (a
+contained one would escape every check made of the registered organisation or person)."""
+
+
+def _contained_parties(data: dict[str, Any], resource_type: str) -> list[Issue]:
+    return [
+        Issue(
+            "business-rule",
+            f"A contained {item.get('resourceType')} cannot name a party: reference the"
+            " registered one instead",
+            expression=(f"{resource_type}.contained[{index}]",),
+        )
+        for index, item in enumerate(data.get("contained") or [])
+        if isinstance(item, dict) and item.get("resourceType") in CONTAINED_PARTIES
+    ]
 
 
 @lru_cache(maxsize=2048)
@@ -177,3 +201,22 @@ def json_type_mismatches(given: Any, parsed: Any, path: str) -> Iterator[Issue]:
             f"Expected a JSON {_json_kind(parsed)}, got {_json_kind(given)}",
             expression=(path,),
         )
+
+
+def _misspelt_systems(value: Any, path: str) -> Iterator[Issue]:
+    """Every `system` (an identifier's, a reference's identifier's) that misspells a
+    Norwegian identifier system: what it names would escape the rules for its real one."""
+    if isinstance(value, dict):
+        system = value.get("system")
+        if isinstance(system, str) and (exact := lookalike_system(system)) is not None:
+            yield Issue(
+                "value",
+                f"Identifier system {system!r} is written {exact}",
+                expression=(f"{path}.system",),
+            )
+        for key, item in value.items():
+            if key != "resourceType":
+                yield from _misspelt_systems(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _misspelt_systems(item, f"{path}[{index}]")

@@ -286,9 +286,10 @@ class ResourceStore:
                 key_name,
                 key_value,
             )
-            if holder is None or (holder[0], holder[1]) != (res_type, res_id):
-                where = f"{holder[0]}/{holder[1]}" if holder and name_holder else "another resource"
-                raise _duplicate(key_name, key_value, where)
+            if holder is None:  # released between the two statements: still a conflict
+                raise _duplicate(key_name, key_value, ("", ""), False)
+            if (holder[0], holder[1]) != (res_type, res_id):
+                raise _duplicate(key_name, key_value, (holder[0], holder[1]), name_holder)
 
     async def claim_conditional(self, conn: Connection, res_type: str) -> None:
         """Serialise the conditional creates of one resource type on a unique row.
@@ -407,14 +408,24 @@ class ResourceStore:
         return [r for key, r in found.items() if key not in on_page]
 
 
-def _duplicate(key_name: str, key_value: str, holder: str) -> FhirError:
-    return FhirError(
+@dataclass
+class DuplicateKey(FhirError):
+    """A business key another resource holds: a 409 that names the holder only where the
+    caller may know it, and tells the service which resource the conflict disclosed."""
+
+    holder: tuple[str, str] = ("", "")
+
+
+def _duplicate(key_name: str, key_value: str, holder: tuple[str, str], named: bool) -> FhirError:
+    where = "/".join(holder) if named else "another resource"
+    return DuplicateKey(
         409,
         [
             Issue(
                 "duplicate",
-                f"{key_name} {key_value} is already registered on {holder};"
+                f"{key_name} {key_value} is already registered on {where};"
                 " update that resource instead of creating another",
             )
         ],
+        holder=holder,
     )

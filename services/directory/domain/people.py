@@ -8,42 +8,25 @@ person, a birth date that contradicts the number makes every age rule unreliable
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import orjson
 
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, PARENTAL_RESPONSIBILITY_CODES
 from shared.family import CareOrder, care_orders, is_care_order, parental_responsibility
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.references import reference_target
 from shared.fhir.search_params import date_bounds
 from shared.identifiers import (
-    DNR_SYSTEM,
-    FHN_SYSTEM,
-    FNR_SYSTEM,
-    HERID_SYSTEM,
-    HPR_SYSTEM,
-    ORGNR_SYSTEM,
     PERSON_SYSTEMS,
-    RESH_SYSTEM,
     InvalidIdentifier,
     PersonNumber,
     PersonNumberKind,
+    lookalike_system,
     validate_identifier,
 )
 from shared.rules import Problem
-
-NORWEGIAN_SYSTEMS = {
-    system.casefold(): system
-    for system in (
-        FNR_SYSTEM,
-        DNR_SYSTEM,
-        FHN_SYSTEM,
-        HPR_SYSTEM,
-        ORGNR_SYSTEM,
-        RESH_SYSTEM,
-        HERID_SYSTEM,
-    )
-}
-"""The Norwegian identifier systems, by how they may be mistyped (case, spaces): a number
-under a misspelt system would escape its checks and its uniqueness."""
 
 
 def check_identifiers(
@@ -57,8 +40,8 @@ def check_identifiers(
         system, value = identifier.get("system"), identifier.get("value")
         if not isinstance(system, str) or not isinstance(value, str):
             continue
-        exact = NORWEGIAN_SYSTEMS.get(system.strip().casefold())
-        if exact is not None and exact != system:
+        exact = lookalike_system(system)
+        if exact is not None:
             problems.append(
                 Issue(
                     "value",
@@ -108,6 +91,58 @@ def reconcile_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -
                 f" which gives {derived}",
                 "Patient.birthDate",
             )
+
+
+def unconfirmed_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -> list[Problem]:
+    """A client registering a child states a birth date only as its fødselsnummer gives it:
+    the date decides who may consent for the child, and a D-nummer's, an H-nummer's or a
+    hjelpenummer's says nothing reliable about it. Otherwise the population register states
+    it; until then the child has none, and the age rules wait for it."""
+    born = patient.get("birthDate")
+    if born is None or any(n.birth_date and n.birth_date.isoformat() == born for n in numbers):
+        return []
+    return [
+        Problem(
+            422,
+            "business-rule",
+            "A birth date that no fødselsnummer gives is stated only by the population"
+            " register: leave Patient.birthDate out",
+            "Patient.birthDate",
+        )
+    ]
+
+
+ORGANISATION = ("Organization",)
+PRACTITIONERS = ("Organization", "Practitioner", "PractitionerRole")
+
+
+def _references(patient: dict[str, Any]) -> Iterator[tuple[str, Any, tuple[str, ...]]]:
+    """(where, reference, what it may point to under FHIR R4)."""
+    if patient.get("managingOrganization"):
+        yield "managingOrganization", patient["managingOrganization"], ORGANISATION
+    for index, contact in enumerate(patient.get("contact") or []):
+        if isinstance(contact, dict) and contact.get("organization"):
+            yield f"contact[{index}].organization", contact["organization"], ORGANISATION
+    for index, reference in enumerate(patient.get("generalPractitioner") or []):
+        yield f"generalPractitioner[{index}]", reference, PRACTITIONERS
+
+
+def wrong_reference_targets(patient: dict[str, Any]) -> list[Problem]:
+    """References to the wrong kind of resource: an organisation element that names a
+    person would put a person where the rules read an organisation."""
+    problems = []
+    for where, reference, types in _references(patient):
+        target = reference_target(reference)
+        if target is not None and target[0] not in types:
+            problems.append(
+                Problem(
+                    422,
+                    "business-rule",
+                    f"Patient.{where} refers to a {target[0]}; it names a {' or '.join(types)}",
+                    f"Patient.{where}",
+                )
+            )
+    return problems
 
 
 def person_keys(numbers: list[PersonNumber], system_of: dict[str, str]) -> list[tuple[str, str]]:
@@ -219,22 +254,46 @@ def check_parental_responsibility(related_person: dict[str, Any]) -> None:
         )
 
 
+REGISTER_ELEMENTS = ("deceasedBoolean", "deceasedDateTime", "link")
+"""Facts of the population register besides the numbers and the birth date: whether the
+person has died, and which records are the same person."""
+
+
+def _person_numbers(resource: dict[str, Any]) -> list[str]:
+    return sorted(
+        orjson.dumps(i, option=orjson.OPT_SORT_KEYS).decode()
+        for i in resource.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") in PERSON_SYSTEMS
+    )
+
+
 def person_fact_changes(before: dict[str, Any], after: dict[str, Any]) -> list[Problem]:
     """What an update by a client may not do to who a person is: add, drop or change a
     person number (fødselsnummer, D-nummer, hjelpenummer), or set or change the birth date;
     both decide who the child is and who may consent for it, and after registration only
     the population register states them. A birth date left out is kept as it was."""
     problems = []
-    if person_number_systems(after) != person_number_systems(before):
+    if _person_numbers(after) != _person_numbers(before):
         problems.append(
             Problem(
                 422,
                 "business-rule",
-                "A person number is never added, removed or changed by a client after"
-                " registration: the population register states who a person is",
+                "A person number is never added, removed or changed (nor its use or period)"
+                " by a client after registration: the population register states who a"
+                " person is",
                 "Patient.identifier",
             )
         )
+    for element in REGISTER_ELEMENTS:
+        if after.get(element) != before.get(element):
+            problems.append(
+                Problem(
+                    422,
+                    "business-rule",
+                    f"Patient.{element} is stated only by the population register",
+                    f"Patient.{element}",
+                )
+            )
     born = before.get("birthDate")
     if born is not None:
         after.setdefault("birthDate", born)
