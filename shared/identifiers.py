@@ -22,10 +22,13 @@ Person numbers (layout ``DDMMYY III K1 K2``):
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
 from typing import Final
+from urllib.parse import unquote
 
 __all__ = [
     "DNR_SYSTEM",
@@ -46,6 +49,7 @@ __all__ = [
     "check_kommunenummer",
     "check_orgnr",
     "check_resh",
+    "is_person_number",
     "lookalike_system",
     "parse_person_number",
     "validate_identifier",
@@ -64,29 +68,41 @@ KOMMUNENUMMER_SYSTEM: Final = (
 PERSON_SYSTEMS: Final[frozenset[str]] = frozenset({FNR_SYSTEM, DNR_SYSTEM, FHN_SYSTEM})
 
 
-def _canonical_system(system: str) -> str:
-    text = system.strip().casefold().rstrip("/")
-    if text.startswith("urn:oid:"):
-        arcs = text.removeprefix("urn:oid:").split(".")
-        if all(arc.strip().isdigit() for arc in arcs):
-            text = "urn:oid:" + ".".join(str(int(arc)) for arc in arcs)
-    return text
+def _oid_arcs(system: str) -> tuple[int, ...]:
+    """The numbers in `system`, however it is written (escaped, with look-alike dots,
+    spaces or invisible characters between them): what a misspelling keeps."""
+    text = unicodedata.normalize("NFKC", unquote(system))
+    return tuple(int(arc) for arc in re.findall(r"[0-9]+", text, flags=re.ASCII))
 
 
-_NORWEGIAN_SYSTEMS: Final[dict[str, str]] = {
-    _canonical_system(system): system
+_NORWEGIAN_SYSTEMS: Final[dict[tuple[int, ...], str]] = {
+    _oid_arcs(system): system
     for system in (
         FNR_SYSTEM, DNR_SYSTEM, FHN_SYSTEM, HPR_SYSTEM, ORGNR_SYSTEM, RESH_SYSTEM, HERID_SYSTEM
     )
 }  # fmt: skip
+_EXACT_SYSTEMS: Final = frozenset(_NORWEGIAN_SYSTEMS.values())
 
 
 def lookalike_system(system: str) -> str | None:
-    """The Norwegian identifier system `system` is a misspelling of (case, spaces, a
-    trailing slash, leading zeros in an OID arc), or None: a number under a misspelt
-    system would escape the checks, the uniqueness and the rules made for its real one."""
-    exact = _NORWEGIAN_SYSTEMS.get(_canonical_system(system))
+    """The Norwegian identifier system `system` misspells (any spelling whose numbers are
+    that OID's), or None: a number under a misspelt system would escape the checks, the
+    uniqueness and the rules made for its real one."""
+    if system in _EXACT_SYSTEMS:
+        return None
+    exact = _NORWEGIAN_SYSTEMS.get(_oid_arcs(system))
     return exact if exact is not None and exact != system else None
+
+
+def is_person_number(value: str) -> bool:
+    """Whether `value` is a valid fødselsnummer, D-nummer, H-nummer or hjelpenummer."""
+    for system in PERSON_SYSTEMS:
+        try:
+            parse_person_number(value, system)
+        except InvalidIdentifier:
+            continue
+        return True
+    return False
 
 
 _K1_WEIGHTS: Final = (3, 7, 6, 1, 8, 9, 4, 5, 2)

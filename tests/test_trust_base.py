@@ -312,19 +312,23 @@ async def test_care_orders_are_never_shown_to_a_school(careplans: CarePlanWorld)
     await wait_for(school_sees, 5)  # a consent recipient, once the grant has reached it
     school_view = await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)
     assert "contact" not in school_view.json()
-    # Nor any organisation named as the child's contact, whatever the wording.
+    # Nor any contact or managing organisation, whatever the wording.
     stored = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
-    worded = {
-        "relationship": [{"text": "omsorgsovertakelse"}],
-        "organization": {"reference": f"Organization/{referrals.organisations[BVT]}"},
-    }
-    grandmother = {"name": {"text": "Bestemor"}}  # fmt: skip
+    bvt = {"reference": f"Organization/{referrals.organisations[BVT]}"}
+    worded = {"relationship": [{"text": "omsorgsovertakelse"}], "organization": bvt}
+    grandmother = {"name": {"text": "Barnevernstjenesten v/ Bestemor"}}
     stored["contact"] = [*stored["contact"], worded, grandmother]
+    stored["managingOrganization"] = bvt
     reply = await referrals.fhir("PUT", f"Patient/{child.id}", stored, by=BVT)
     assert reply.status == 200, reply.body
     school_view = await referrals.fhir("GET", f"Patient/{child.id}", by=SKOLE)
-    assert school_view.json()["contact"] == [grandmother], school_view.body
-    assert "omsorgsovertakelse" not in school_view.body.decode()
+    assert not {"contact", "managingOrganization"} & set(school_view.json()), school_view.body
+    assert "Barnevernstjenesten" not in school_view.body.decode()
+    managed = f"Patient?organization={bvt['reference']}"
+    assert (await referrals.fhir("GET", managed, by=SKOLE)).status == 403
+    included = f"Patient?_id={child.id}&_include=Patient:organization"
+    assert (await referrals.fhir("GET", included, by=SKOLE)).status == 400
+    assert (await referrals.fhir("GET", managed, by=BUP)).status == 200
     assert CARE_ORDER_CODE not in school_view.body.decode()
     history = await referrals.fhir("GET", f"Patient/{child.id}/_history", by=SKOLE)
     assert CARE_ORDER_CODE not in history.body.decode()
@@ -814,8 +818,27 @@ async def test_a_care_team_names_only_who_its_members_are(careplans: CarePlanWor
     assert reply.status == 422, reply.body
     assert "its own organisation" in diagnostics(reply)
     stored = (await world.fhir("GET", reference, by=KOMMUNE)).json()
-    for stranger in (f"Patient/{other.id}", other.parents[0]):
-        added = {**stored, "participant": [*stored["participant"], person(stranger, "deltaker")]}
+    service = await careplans.created(
+        {"resourceType": "HealthcareService", "name": "Skolehelse",
+         "providedBy": {"reference": f"Organization/{world.organisations[SKOLE]}"}},
+        by=SKOLE,
+    )  # fmt: skip
+    doctor = await careplans.created(
+        {"resourceType": "Practitioner", "name": [{"family": "Lege"}]}, by=SKOLE
+    )
+    by_number = {"identifier": {"system": FNR_SYSTEM, "value": other.fnr}}
+    for stranger in (
+        {"reference": f"Patient/{other.id}"},
+        {"reference": other.parents[0]},
+        by_number,
+        {**by_number, "type": "RelatedPerson"},
+        {"reference": service},
+        {"reference": reference},
+        {"reference": doctor},  # a practitioner acts for an organisation it names
+        {"display": "Rektor"},
+    ):
+        entry = {**person(child.parents[0], "deltaker"), "member": stranger}
+        added = {**stored, "participant": [*stored["participant"], entry]}
         reply = await careplans.put(reference, added, by=KOMMUNE)
         assert reply.status == 422, (stranger, reply.body)
     own = {**stored, "participant": [*stored["participant"], person(child.parents[0], "deltaker")]}
@@ -847,12 +870,67 @@ async def test_a_misspelt_identifier_system_is_refused_wherever_it_is(
     reply = await world.fhir("POST", "CarePlan", draft, by=KOMMUNE)
     assert reply.status == 422, reply.body
     assert reply.json()["issue"][0]["expression"] == ["CarePlan.contributor[0].identifier.system"]
+    # However written, a person number under another system is no second record of a child.
+    fnr = next(i for i in (await world.fhir("GET", f"Patient/{child.id}", by=KOMMUNE)).json()
+               ["identifier"] if i["system"] == FNR_SYSTEM)["value"]  # fmt: skip
+    for system in (
+        FNR_SYSTEM + ".",
+        FNR_SYSTEM + "\u200b",
+        "2.16.578.1.12.4.1.4.1",
+        "urn%3Aoid%3A2.16.578.1.12.4.1.4.1",
+        FNR_SYSTEM + "?x",
+        "urn:example:x",
+        None,
+    ):
+        identifier = {"value": fnr, **({"system": system} if system else {})}
+        shadow = {"resourceType": "Patient", "identifier": [identifier]}
+        reply = await world.fhir("POST", "Patient", shadow, by=KOMMUNE)
+        assert reply.status == 422, (system, reply.body)  # fmt: skip
     for lookalike in ("urn:oid:2.16.578.1.12.4.1.4.4/", "urn:oid:2.16.578.1.12.4.1.4.04"):
         doctor = {"resourceType": "Practitioner",
                   "identifier": [{"system": lookalike, "value": "9144889"}]}  # fmt: skip
         reply = await world.fhir("POST", "Practitioner", doctor, by=SKOLE)
         assert reply.status == 422, (lookalike, reply.body)
         assert "is written urn:oid:2.16.578.1.12.4.1.4.4" in diagnostics(reply)
+
+
+async def test_a_school_takes_part_only_while_a_consent_names_it(
+    careplans: CarePlanWorld,
+) -> None:
+    """A school on the care team sees the child, its parents and the team while the consent
+    that names it is active; when it is withdrawn, membership leaves it nothing (by id or by
+    search), while a health member keeps its own standing."""
+    world = careplans.world
+    child = await world.child(age=12)
+    consent = await careplans.consent(child, "ansvarsgruppe", SKOLE, ("careteam",), by=KOMMUNE)
+    reference = await careplans.created(
+        team(child, member(KOMMUNE, "koordinator"), member(SKOLE, "medlem")), by=KOMMUNE
+    )
+    reads = (f"Patient/{child.id}", reference)
+    searches = (f"RelatedPerson?patient=Patient/{child.id}", f"CareTeam?patient=Patient/{child.id}")
+    for path in reads:
+        assert (await world.fhir("GET", path, by=SKOLE)).status == 200, path
+    for path in searches:
+        assert (await world.fhir("GET", path, by=SKOLE)).json()["entry"], path
+    reply = await world.consent_api(
+        "POST", f"consents/{consent.split('/')[1]}/withdrawal",
+        {"by": child.parents[0], "reason": "Vil ikke dele"}, by=KOMMUNE,
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+    view = careplans.careplan.consent_view
+    directory_view = world.stack.directory.consent_view
+    assert view is not None and directory_view is not None
+
+    async def withdrawn() -> bool:
+        states = (view.state(child.id), directory_view.state(child.id))
+        return all(state is not None and not state.grants for state in states)
+
+    await wait_for(withdrawn)
+    for path in reads:
+        assert (await world.fhir("GET", path, by=SKOLE)).status == 404, path
+    for path in searches:
+        assert (await world.fhir("GET", path, by=SKOLE)).json()["entry"] == [], path
+    assert (await world.fhir("GET", reference, by=KOMMUNE)).status == 200
 
 
 async def test_nothing_that_only_looks_like_a_care_order_is_recorded(
@@ -1082,6 +1160,33 @@ async def test_the_registers_other_facts_and_reference_kinds_hold(
     as_register = (await stack.call("GET", path, token=register)).json()
     died = await stack.call("PUT", path, {**as_register, "deceasedBoolean": True}, token=register)
     assert died.status == 200, died.body
+
+
+async def test_an_open_care_order_is_ended_not_removed(referrals: ReferralWorld) -> None:
+    child = await referrals.child(care_order=True)
+    path = f"Patient/{child.id}"
+    seen = (await referrals.fhir("GET", path, by=BVT)).json()
+    without = {k: v for k, v in seen.items() if k != "contact"}
+    reply = await referrals.fhir("PUT", path, without, by=BVT)
+    assert reply.status == 422, reply.body
+    assert "not removed" in diagnostics(reply)
+    assert (await referrals.fhir("GET", path, by=BVT)).json() == seen
+
+
+async def test_a_time_of_birth_is_the_registers_too(referrals: ReferralWorld) -> None:
+    d_nummer = {"system": "urn:oid:2.16.578.1.12.4.1.4.2", "value": "43041570033"}
+    born = {"extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthTime",
+                           "valueDateTime": "2000-01-01T10:00:00+01:00"}]}  # fmt: skip
+    claimed = {"resourceType": "Patient", "identifier": [d_nummer], "_birthDate": born}
+    reply = await referrals.fhir("POST", "Patient", claimed, by=BVT)
+    assert reply.status == 422, reply.body
+    bare = await referrals.fhir(
+        "POST", "Patient", {"resourceType": "Patient", "identifier": [d_nummer]}, by=BVT
+    )
+    assert bare.status == 201, bare.body
+    later = {**bare.json(), "_birthDate": born}
+    reply = await referrals.fhir("PUT", f"Patient/{bare.json()['id']}", later, by=BVT)
+    assert reply.status == 422, reply.body
 
 
 async def test_only_a_fastlege_is_named_a_childs_gp(referrals: ReferralWorld) -> None:

@@ -33,6 +33,7 @@ from services.careplan.domain.vocabulary import (
     Regime,
 )
 from services.careplan.events import plan_events, team_events
+from services.careplan.members import check_members
 from services.careplan.provenance import stamp
 from services.careplan.records import (
     a_date,
@@ -48,7 +49,6 @@ from services.careplan.records import (
 from shared.access.decision import consents_covering, consents_for, purpose_consents, today
 from shared.access.permissions import ACTOR_KINDS, Actor
 from shared.codes import DataCategory, OrganisationKind
-from shared.directory_client import DirectoryClient, orgnr_in
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
 from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
 from shared.fhir.errors import Issue, error
@@ -518,7 +518,7 @@ class CareTeamDefinition(ResourceDefinition):
             patient = patient_id(before.get("subject")) or ""
         _keep_handovers(resource, before, write.request.operation == ASSIGN_OPERATION)
         _organisations_by_number(resource)
-        await _members_are_who_they_say(resource, before, patient, directory)
+        await check_members(resource, before, patient, directory)
         await directory.check_organisation_references(
             [
                 (entry.get(element), f"CareTeam.participant[{index}].{element}")
@@ -631,48 +631,6 @@ def _organisations_by_number(resource: dict[str, Any]) -> None:
                     "An organisation in a care team is named by organisasjonsnummer"
                     " (Reference.identifier), so the rules know what kind it is",
                     f"CareTeam.participant[{index}].{element}",
-                )
-
-
-async def _members_are_who_they_say(
-    resource: dict[str, Any],
-    before: dict[str, Any] | None,
-    patient: str,
-    directory: DirectoryClient,
-) -> None:
-    """A new member is the team's child, one of its own relatives, or a role at the very
-    organisation it acts for: a role of one organisation cannot coordinate on behalf of
-    another, and another child or its relatives are never members here."""
-    known = {(p.member, p.role, p.start) for p in participants(before or {})}
-    entries = resource.get("participant") or []
-    for index, (entry, participant) in enumerate(zip(entries, participants(resource), strict=True)):
-        if (participant.member, participant.role, participant.start) in known:
-            continue
-        where = f"CareTeam.participant[{index}].member"
-        target = reference_target(entry.get("member"))
-        if target is None:
-            continue
-        kind, member_id = target
-        if kind == "Patient" and member_id != patient:
-            raise error(422, "business-rule", "The only Patient in a care team is its child", where)
-        if kind == "RelatedPerson":
-            relative = await directory.read("RelatedPerson", member_id)
-            if patient_id((relative or {}).get("patient")) != patient:
-                raise error(
-                    422, "business-rule", "A RelatedPerson in a care team is the child's", where
-                )
-        if kind == "PractitionerRole":
-            role = await directory.read("PractitionerRole", member_id)
-            organisation = reference_target((role or {}).get("organization"))
-            at = await directory.read(*organisation) if organisation else None
-            acting_for = orgnr_of(entry.get("onBehalfOf"))
-            if role is None or (acting_for is not None and acting_for != orgnr_in(at)):
-                raise error(
-                    422,
-                    "business-rule",
-                    "A PractitionerRole in a care team is a registered one, acting for its own"
-                    " organisation (onBehalfOf names that one or is left out)",
-                    where,
                 )
 
 

@@ -23,7 +23,6 @@ from services.directory.domain import organisations, people
 from services.directory.domain.care_orders import (
     care_order_contacts,
     merge_on_write,
-    other_contacts,
     with_care_orders,
 )
 from shared.access.decision import HIDE_CARE_ORDERS, SUBSET
@@ -171,6 +170,10 @@ class _Directory(ResourceDefinition):
             await self.owners(resource, lookup)
 
 
+HIDDEN_FROM_PARTNERS = frozenset({"contact", "managingOrganization"})
+"""What a child's record shows no school, kindergarten, PPT or NAV."""
+
+
 class PatientDefinition(_Directory):
     resource_type = "Patient"
     documentation = "The child (or adult) receiving care; no-basis-Patient"
@@ -198,8 +201,10 @@ class PatientDefinition(_Directory):
             "organization",
             REFERENCE,
             ("managingOrganization",),
-            "Managing organisation",
+            "Managing organisation (not searched by a school, kindergarten, PPT or NAV; never"
+            " followed by _include)",
             targets=("Organization",),
+            includable=False,
         ),
         SearchParam(
             "care-order-organization",
@@ -292,11 +297,20 @@ class PatientDefinition(_Directory):
 
     async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
         """Who holds a care order is searched only by the holder, for itself: a search by
-        it would tell anyone else which children are under one (barnevernsloven §13-1)."""
+        it would tell anyone else which children are under one (barnevernsloven §13-1). The
+        managing organisation is not searched by those who may not know of barnevern."""
         for criterion in query.criteria:
+            caller = request.caller
+            if criterion.param.name == "organization" and not may_know_care_orders(caller):
+                raise error(
+                    403,
+                    "forbidden",
+                    "organization (the managing organisation) is not searched by a school,"
+                    " kindergarten, PPT or NAV",
+                    "organization",
+                )
             if criterion.param.name != "care-order-organization":
                 continue
-            caller = request.caller
             if caller.credential == "service":
                 continue
             own = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
@@ -321,16 +335,12 @@ class PatientDefinition(_Directory):
         if SUBSET in obligations:
             patient = {k: v for k, v in patient.items() if k in SUBSET_ELEMENTS}
             patient["meta"] = {"tag": [SUBSETTED]}  # no version: it would tell of changes
-        elif patient.get("contact"):
-            # Not only the care orders: any organisation named as the child's contact (a
-            # barnevernstjeneste, an institution, in any wording) tells of barnevern.
-            shown = [c for c in other_contacts(patient) if "organization" not in c]
-            if shown == patient["contact"]:
-                return body
-            if shown:
-                patient["contact"] = shown
-            else:
-                patient.pop("contact")
+        elif not HIDDEN_FROM_PARTNERS.isdisjoint(patient):
+            # Not only the care orders: a contact or a managing organisation (a
+            # barnevernstjeneste, an institution, in any wording) may tell of barnevern.
+            patient = {k: v for k, v in patient.items() if k not in HIDDEN_FROM_PARTNERS}
+        else:
+            return body
         return orjson.dumps(patient)
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:

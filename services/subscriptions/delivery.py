@@ -39,7 +39,7 @@ from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse
 from services.subscriptions.status import StatusWriter, asked
 from shared.events import DomainEvent
 from shared.fhir.errors import FhirError
-from shared.transport.stopping import stop_task
+from shared.transport.stopping import STOP_WAIT_SECONDS, stop_task
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.subscriptions")
@@ -103,11 +103,17 @@ class Dispatcher:
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop taking subscriptions, and let each turn under way finish the batch it is
+        sending (a few seconds at most): a batch cut off between the partner receiving it
+        and its being marked sent would go to the partner again from the next instance."""
         self._stopping = True
         await stop_task(self._task)
-        for task in list(self._running.values()):
-            task.cancel()
-        await asyncio.gather(*self._running.values(), return_exceptions=True)
+        running = list(self._running.values())
+        if running:
+            _, unfinished = await asyncio.wait(running, timeout=STOP_WAIT_SECONDS)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
         await self._rest_hook.stop()
 
     async def _run(self) -> None:
@@ -181,6 +187,8 @@ class Dispatcher:
                 )
                 row = await self._reload(subscription)
             for _ in range(MAX_BATCHES_PER_TURN):
+                if self._stopping:
+                    return instant()  # another instance carries on at once
                 if not await self._queue.extend(subscription, self._worker, lease):
                     return None
                 sent = await self._next_notification(row, settings)

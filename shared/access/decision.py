@@ -18,13 +18,13 @@ to kinds that may know of them (`shared.access.permissions.may_know_care_orders`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
-from shared.access.permissions import may_know_care_orders
-from shared.access.state import PatientAccessState
+from shared.access.permissions import ACTOR_KINDS, Actor, may_know_care_orders
+from shared.access.state import Grant, PatientAccessState
 from shared.codes import AUDIT_CATEGORY, DEFAULT_PURPOSE_OF_USE, HEALTH_KINDS, PERSON_CATEGORY
 from shared.store.access_sql import AccessFilter
 from shared.transport.wire import Caller, Emergency
@@ -37,6 +37,7 @@ HIDE_CARE_ORDERS = "hide-care-orders"
 OWN_AUDIT = "own-audit"
 """Obligation: an organisation reads the records of its own accesses without what it was
 refused (which patient, why, whether it exists)."""
+PARTNER_KINDS = ACTOR_KINDS[Actor.PARTNER]
 RELATION_BASES = frozenset(
     {"own-data", "relation", "care-order-holder", "consent-recipient", "hpl-33", "self",
      "parental-responsibility", "emergency", "service"}
@@ -125,25 +126,21 @@ def relation_basis(state: PatientAccessState | None, context: AccessContext) -> 
     orgnr = caller.orgnr
     if orgnr and orgnr in state.care_order_holders:
         return "care-order-holder"
-    if orgnr and orgnr in state.related:
+    named = any(_naming_grants(state, context))
+    if orgnr and orgnr in state.related and (named or caller.org_kind not in PARTNER_KINDS):
         return "relation"
-    for grant in state.grants:
-        if grant.covers_day(context.day) and (
-            (orgnr and orgnr in grant.orgs)
-            or (caller.org_kind and caller.org_kind in grant.kinds)
-            or set(caller.roles) & set(grant.roles)
-        ):
-            return "consent-recipient"
+    if named:
+        return "consent-recipient"
     if orgnr and any(orgnr in d.recipients for d in state.disclosures):
         return "hpl-33"
     return None
 
 
-def _matching_grants(state: PatientAccessState, context: AccessContext, category: str) -> list[str]:
+def _naming_grants(state: PatientAccessState, context: AccessContext) -> Iterator[Grant]:
+    """The active grants that name the caller today, for the purpose it states."""
     caller = context.caller
-    found = []
     for grant in state.grants:
-        if category not in grant.categories or not grant.covers_day(context.day):
+        if not grant.covers_day(context.day):
             continue
         if grant.purposes_of_use and context.purpose_of_use not in grant.purposes_of_use:
             continue
@@ -152,8 +149,20 @@ def _matching_grants(state: PatientAccessState, context: AccessContext, category
             or (caller.org_kind and caller.org_kind in grant.kinds)
             or set(caller.roles) & set(grant.roles)
         ):
-            found.append(grant.consent)
-    return found
+            yield grant
+
+
+def _matching_grants(state: PatientAccessState, context: AccessContext, category: str) -> list[str]:
+    return [g.consent for g in _naming_grants(state, context) if category in g.categories]
+
+
+def _partner_without_consent(state: PatientAccessState | None, context: AccessContext) -> bool:
+    """A school, kindergarten, PPT or NAV takes part in a child's care only under an active
+    consent that names it: without one, being named on a record (or having been) gives it
+    nothing; what it wrote itself stays its own."""
+    if context.caller.org_kind not in PARTNER_KINDS:
+        return False
+    return state is None or not any(_naming_grants(state, context))
 
 
 def consents_covering(
@@ -236,7 +245,11 @@ def decide(
         return _decide_for_person(state, resource, context)
     if caller.orgnr and caller.orgnr == resource.author:
         return AccessDecision(True, "own-data", (f"{_actor(caller)} wrote {resource.reference}",))
-    if caller.orgnr and caller.orgnr in resource.parties:
+    if (
+        caller.orgnr
+        and caller.orgnr in resource.parties
+        and not _partner_without_consent(state, context)
+    ):
         return AccessDecision(
             True, "party", (f"{_actor(caller)} is named on {resource.reference}",)
         )
@@ -392,7 +405,10 @@ def visibility(
     patients: list[str] = []
     excepting: list[tuple[str, tuple[str, ...]]] = []
     resources: list[str] = []
+    named_within: list[str] | None = [] if caller.org_kind in PARTNER_KINDS else None
     for state in states:
+        if named_within is not None and not _partner_without_consent(state, context):
+            named_within.append(state.patient)
         if not person and _matching_grants(state, context, category):
             patients.append(state.patient)
             continue
@@ -418,6 +434,7 @@ def visibility(
         patients.append(emergency.patient)
     return AccessFilter(
         orgs=(caller.orgnr,) if caller.orgnr and not person else (),
+        named_within=tuple(sorted(set(named_within))) if named_within is not None else None,
         patients=tuple(sorted(set(patients))),
         patients_except=tuple(excepting),
         resources=tuple(sorted(set(resources))),

@@ -39,12 +39,14 @@ def parties_of(text: str | None) -> tuple[str, ...]:
 class AccessFilter:
     """Which rows of a patient-data category a caller may see.
 
-    Rows it wrote or is named on (`orgs`); every row about `patients`; rows about each
-    patient of `patients_except` except those written by or naming the listed
-    organisations; and single resources (`Type/id`) in `resources`.
+    Rows it wrote or is named on (`orgs`; named on only for rows about `named_within`,
+    when that is given); every row about `patients`; rows about each patient of
+    `patients_except` except those written by or naming the listed organisations; and
+    single resources (`Type/id`) in `resources`.
     """
 
     orgs: tuple[str, ...] = ()
+    named_within: tuple[str, ...] | None = None
     patients: tuple[str, ...] = ()
     patients_except: tuple[tuple[str, tuple[str, ...]], ...] = ()
     resources: tuple[str, ...] = ()
@@ -57,14 +59,25 @@ def _marks(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join("?" * len(values))
 
 
-def _held_by(orgs: tuple[str, ...], alias: str) -> tuple[str, list[Any]]:
+def _held_by(
+    orgs: tuple[str, ...], alias: str, named_within: tuple[str, ...] | None = None
+) -> tuple[str, list[Any]]:
     conditions = [f"COALESCE({alias}.author, '') IN ({_marks(orgs)})"]
     args: list[Any] = [*orgs]
+    if named_within == ():
+        return "(" + conditions[0] + ")", args
+    named, named_args = [], []
     for org in orgs:
-        conditions.append(f"COALESCE({alias}.parties, '') LIKE ? ESCAPE '\\'")
+        named.append(f"COALESCE({alias}.parties, '') LIKE ? ESCAPE '\\'")
         escaped = org.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args.append(f"% {escaped} %")
-    return "(" + " OR ".join(conditions) + ")", args
+        named_args.append(f"% {escaped} %")
+    if named_within is None:
+        conditions += named
+    else:
+        within = f"{alias}.patient IN ({_marks(named_within)})"
+        conditions.append(f"(({' OR '.join(named)}) AND {within})")
+        named_args += named_within
+    return "(" + " OR ".join(conditions) + ")", args + named_args
 
 
 def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, list[Any]]:
@@ -83,7 +96,7 @@ def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, l
     alternatives = [f"{alias}.category IS NULL"]
     args = []
     if access.orgs:
-        sql, more = _held_by(access.orgs, alias)
+        sql, more = _held_by(access.orgs, alias, access.named_within)
         alternatives.append(sql)
         args += more
     if access.patients:

@@ -73,6 +73,18 @@ NOT_YOURS = Problem(
     WHERE,
 )
 
+NEVER_REMOVED = Problem(
+    422,
+    "business-rule",
+    "An open care order is ended (period.end, or POST Patient/{id}/$care-order with action"
+    " end), not removed: its end is what tells that the child is no longer in care",
+    WHERE,
+)
+
+
+def _start(contact: dict[str, Any]) -> Any:
+    return (contact.get("period") or {}).get("start")
+
 
 def merge_on_write(
     stored: list[dict[str, Any]],
@@ -87,6 +99,12 @@ def merge_on_write(
     others_stored = [c for c in stored if holder is None or holder_of(c) != holder]
     own = [c for c in submitted if holder is not None and holder_of(c) == holder]
     foreign = [c for c in submitted if holder is None or holder_of(c) != holder]
+    own_starts = {_start(c) for c in own}
+    open_own = [
+        c for c in stored if holder_of(c) == holder and not (c.get("period") or {}).get("end")
+    ]
+    if any(_start(c) not in own_starts for c in open_own):
+        return CareOrderWrite(stored, [NEVER_REMOVED])
     if foreign and not may_know:
         return CareOrderWrite(others_stored + own, [NOT_YOURS])
     if may_know and _canonical(foreign) != _canonical(others_stored):

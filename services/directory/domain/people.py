@@ -23,6 +23,7 @@ from shared.identifiers import (
     InvalidIdentifier,
     PersonNumber,
     PersonNumberKind,
+    is_person_number,
     lookalike_system,
     validate_identifier,
 )
@@ -38,7 +39,20 @@ def check_identifiers(
     numbers: list[PersonNumber] = []
     for index, identifier in enumerate(resource.get("identifier") or []):
         system, value = identifier.get("system"), identifier.get("value")
-        if not isinstance(system, str) or not isinstance(value, str):
+        if not isinstance(value, str):
+            continue
+        if system not in PERSON_SYSTEMS and is_person_number(value):
+            problems.append(
+                Issue(
+                    "value",
+                    f"{value} is a person number: it is written under its own system"
+                    f" ({', '.join(sorted(PERSON_SYSTEMS))}), or it escapes the rule of one"
+                    " record per person",
+                    expression=(f"{resource_type}.identifier[{index}].system",),
+                )
+            )
+            continue
+        if not isinstance(system, str):
             continue
         exact = lookalike_system(system)
         if exact is not None:
@@ -99,7 +113,8 @@ def unconfirmed_birth_date(patient: dict[str, Any], numbers: list[PersonNumber])
     hjelpenummer's says nothing reliable about it. Otherwise the population register states
     it; until then the child has none, and the age rules wait for it."""
     born = patient.get("birthDate")
-    if born is None or any(n.birth_date and n.birth_date.isoformat() == born for n in numbers):
+    confirmed = any(n.birth_date and n.birth_date.isoformat() == born for n in numbers)
+    if confirmed or (born is None and "_birthDate" not in patient):
         return []
     return [
         Problem(
@@ -254,9 +269,10 @@ def check_parental_responsibility(related_person: dict[str, Any]) -> None:
         )
 
 
-REGISTER_ELEMENTS = ("deceasedBoolean", "deceasedDateTime", "link")
-"""Facts of the population register besides the numbers and the birth date: whether the
-person has died, and which records are the same person."""
+REGISTER_ELEMENTS = ("_birthDate", "deceasedBoolean", "deceasedDateTime", "link")
+"""Facts of the population register besides the numbers and the birth date: the birth
+date's extensions (a time of birth), whether the person has died, and which records are
+the same person."""
 
 
 def _person_numbers(resource: dict[str, Any]) -> list[str]:
