@@ -141,11 +141,15 @@ class TokenVerifier:
             raise unauthorized("The token is signed with an unknown key")
         return key
 
-    async def verify(self, token: str) -> Caller:
-        now = time.time()
+    def cached(self, token: str) -> Caller | None:
+        """The caller of a token this verifier has verified and that has not expired."""
         cached = self._cache.get(token)
-        if cached is not None and cached[0] > now:
-            return cached[1]
+        return cached[1] if cached is not None and cached[0] > time.time() else None
+
+    async def verify(self, token: str) -> Caller:
+        cached = self.cached(token)
+        if cached is not None:
+            return cached
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
@@ -189,6 +193,9 @@ class Verifiers:
 
     async def verify(self, token: str) -> Caller:
         if self.operator is not None:
+            cached = self.integration.cached(token) or self.operator.cached(token)
+            if cached is not None:
+                return cached  # verified before: no need to read its issuer again
             try:
                 issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
             except jwt.PyJWTError as exc:
