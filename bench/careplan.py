@@ -14,7 +14,7 @@ benchmark fills the careplan schema directly, then measures both against a local
 
 1. **Seeds** `--plans` children, each with a CareTeam and a CarePlan, into the careplan
    service's PostgreSQL schema *before* the stack starts, through the service's own
-   storage path: ``FhirService(...).save`` with ``careplan_definitions``, so each row,
+   storage path: ``StoreUnitOfWork.save`` with ``careplan_definitions``, so each row,
    history row, search index row and access column is exactly what the service stores.
    ``save`` leaves out the client-facing checks (``check_write``: the directory look-up
    of the child, the consents for taking part), so the seeded resources carry what those
@@ -108,14 +108,15 @@ from services.careplan.domain.vocabulary import (
 from services.careplan.records import participants
 from services.careplan.resources import careplan_definitions
 from services.stack import LocalStack, free_port
-from shared.access.decision import today
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
+from shared.clock import now_instant, today
 from shared.codes import ROLE_SYSTEM, OrganisationKind
 from shared.config import Settings
-from shared.fhir.interactions import FhirService
 from shared.fhir.search_query import parse_search
+from shared.fhir.service import FhirService
+from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
-from shared.outside_reads import OutsideReads, now
+from shared.outside_reads import OutsideReads
 from shared.store.access_sql import AccessFilter
 from shared.store.database import Database, open_database
 from shared.store.resource_store import new_id
@@ -316,7 +317,7 @@ def _activity(description: str, performer: str, extent: str) -> dict[str, Any]:
 def _changed_by(orgnr: str) -> dict[str, Any]:
     """What the service records on every version it stores (who changed it, when)."""
     parts = [
-        {"url": "at", "valueDateTime": now()},
+        {"url": "at", "valueDateTime": now_instant()},
         {"url": "organization", "valueIdentifier": {"system": ORGNR_SYSTEM, "value": orgnr}},
     ]
     return {"url": CHANGED_BY_EXT, "extension": parts}
@@ -416,8 +417,9 @@ async def _seed_batch(
                 request = requests[bup] = FhirRequest(
                     interaction="create", base_url="", caller=caller
                 )
-            await service.save(conn, request, seeded_team(index, child, orgs, day))
-            await service.save(conn, request, seeded_plan(index, child, orgs, day))
+            uow = StoreUnitOfWork(service, conn, request)
+            await uow.save(seeded_team(index, child, orgs, day))
+            await uow.save(seeded_plan(index, child, orgs, day))
         await conn.execute("DELETE FROM outbox")
 
 

@@ -94,12 +94,12 @@ from shared.access.decision import (
     ResourceFacts,
     actor_keys,
     decide,
-    today,
     visibility,
 )
 from shared.access.guard import AccessGuard
 from shared.access.state import Grant, HiddenFromParents, PatientAccessState
 from shared.access.view import ConsentView
+from shared.clock import today
 from shared.codes import (
     ORGANISATION_KIND_SYSTEM,
     PARENTAL_RESPONSIBILITY_SYSTEM,
@@ -109,9 +109,10 @@ from shared.codes import (
 from shared.config import Settings
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import FhirError
-from shared.fhir.interactions import FhirService
+from shared.fhir.router import FhirRouter
 from shared.fhir.search_params import ParamType, SearchParam
 from shared.fhir.search_query import parse_search
+from shared.fhir.service import FhirService
 from shared.identifiers import ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 from shared.store.access_sql import AccessFilter
@@ -330,8 +331,10 @@ class ConsentBench:
     nc: NATS
     view: ConsentView
     db: Database
-    unchecked: FhirService
-    checked: FhirService
+    unchecked: FhirRouter
+    checked: FhirRouter
+    guard: AccessGuard
+    """The checked service's consent step."""
     target_documents: list[str] = field(default_factory=list)
     results: list[dict[str, Any]] = field(default_factory=list)
     """The results of the phases run so far (the result's ``phases``)."""
@@ -347,9 +350,8 @@ class ConsentBench:
 
     def audit_records(self) -> int:
         """Audit records acknowledged by JetStream (concurrent requests share a message)."""
-        guard = self.checked.guard
-        assert guard is not None and isinstance(guard.audit, AuditPublisher)
-        return guard.audit.records
+        assert isinstance(self.guard.audit, AuditPublisher)
+        return self.guard.audit.records
 
 
 Phase = Callable[[ConsentBench], Awaitable[dict[str, Any]]]
@@ -570,7 +572,7 @@ Sender = Callable[[FhirRequest], Awaitable[FhirResponse]]
 """How a comparison sends its request: in process, or over NATS request/reply."""
 
 
-def in_process(service: FhirService) -> Sender:
+def in_process(service: FhirRouter) -> Sender:
     async def send(request: FhirRequest) -> FhirResponse:
         return await service.handle(request, b"")
 
@@ -715,7 +717,7 @@ async def compare(
     what: str | None = None,
 ) -> dict[str, Any]:
     """The same request to the unchecked and the checked service, interleaved; by default
-    in process (`FhirService.handle`), else through `senders` (e.g. over NATS)."""
+    in process (`FhirRouter.handle`), else through `senders` (e.g. over NATS)."""
     options = bench.options
     services = senders or {
         "unchecked": in_process(bench.unchecked),
@@ -791,7 +793,7 @@ async def compare(
     return {
         "name": name,
         "what": what
-        or f"FhirService.handle({_describe(request)}) by organisation {request.caller.orgnr}"
+        or f"FhirRouter.handle({_describe(request)}) by organisation {request.caller.orgnr}"
         f" ({request.caller.org_kind}), permitted by consent",
         "unchecked": unchecked,
         "checked": checked,
@@ -922,15 +924,14 @@ async def measure_checked_parts(bench: ConsentBench) -> dict[str, Any]:
     the record built, not written)."""
     options, interrupt = bench.options, bench.interrupt
     budget = options.local_seconds / 2
-    guard = bench.checked.guard
-    assert guard is not None
+    guard = bench.guard
     discard = _DiscardAudit()
     quiet = AccessGuard(SERVICE, bench.view, discard, guard.categories)
     resource_type = BenchDocument.resource_type
 
     read = _read_request(bench)
     async with bench.db.reader() as conn:
-        stored = await bench.checked.store.read(conn, resource_type, read.id or "")
+        stored = await bench.checked.service.store.read(conn, resource_type, read.id or "")
     assert stored is not None
     parts = {
         "read: decision (guard.decide)": await _cpu_loop(
@@ -956,8 +957,8 @@ async def measure_checked_parts(bench: ConsentBench) -> dict[str, Any]:
     parts["search: SQL filter (filter_for: states_for + visibility)"] = await _cpu_loop(
         lambda i: guard.filter_for(search)(resource_type), budget, 10, interrupt
     )
-    store, db = bench.checked.store, bench.db
-    query = parse_search(resource_type, search.params, bench.checked.search_params)
+    store, db = bench.checked.service.store, bench.db
+    query = parse_search(resource_type, search.params, bench.checked.service.search_params)
     access = guard.filter_for(search)(resource_type)
 
     def only_this(res_type: str) -> AccessFilter | None:
@@ -1078,7 +1079,7 @@ async def measure_transport(bench: ConsentBench) -> dict[str, Any]:
             bench.interrupt.check()
             what = (
                 f"Forwarder.send({_describe(request)}) → nats-server → ServiceHost →"
-                f" FhirService.handle, by organisation {request.caller.orgnr}"
+                f" FhirRouter.handle, by organisation {request.caller.orgnr}"
                 f" ({request.caller.org_kind}), permitted by consent"
             )
             compared[name] = await compare(bench, name, request, senders, what)
@@ -1210,7 +1211,7 @@ async def _create_in_directory(
     directory: ServiceRuntime, caller: Caller, resource: dict[str, Any], res_id: str | None = None
 ) -> str:
     """Create `resource` as `caller`, or with `res_id` update that one; returns its id."""
-    assert directory.fhir is not None
+    assert directory.router is not None
     request = FhirRequest(
         interaction="update" if res_id else "create",
         resource_type=resource["resourceType"],
@@ -1219,7 +1220,7 @@ async def _create_in_directory(
         caller=caller,
         prefer_return="minimal",
     )
-    response = await directory.fhir.handle(request, orjson.dumps(resource))
+    response = await directory.router.handle(request, orjson.dumps(resource))
     if response.status != (200 if res_id else 201):
         raise RuntimeError(
             f"writing a {resource['resourceType']} answered {response.status}: {response.body!r}"
@@ -1305,7 +1306,7 @@ async def _operation(
     consent_id: str | None = None,
 ) -> dict[str, Any]:
     """Call the consent administration API as the gateway does (a service operation)."""
-    assert consent.fhir is not None
+    assert consent.router is not None
     request = FhirRequest(
         interaction="operation",
         operation=operation,
@@ -1313,7 +1314,7 @@ async def _operation(
         base_url=BASE_URL,
         caller=org_caller(family.collector, RECIPIENT_KIND),
     )
-    response = await consent.fhir.handle(request, orjson.dumps(body))
+    response = await consent.router.handle(request, orjson.dumps(body))
     if response.status not in (200, 201):
         raise RuntimeError(f"{operation} answered {response.status}: {response.body!r}")
     answer: dict[str, Any] = orjson.loads(response.body)
@@ -1506,9 +1507,11 @@ async def _sanity(bench: ConsentBench) -> dict[str, Any]:
     stranger = bench.caller(orgnr=bench.population.unrelated[0])
     read = _read_request(bench)
     async with bench.db.reader() as conn:
-        stored = await bench.checked.store.read(conn, BenchDocument.resource_type, read.id or "")
-    assert stored is not None and bench.checked.guard is not None
-    decision = bench.checked.guard.decide(read, stored)
+        stored = await bench.checked.service.store.read(
+            conn, BenchDocument.resource_type, read.id or ""
+        )
+    assert stored is not None
+    decision = bench.guard.decide(read, stored)
     if not decision.permit or decision.basis != "consent":
         raise RuntimeError(f"the checked read would not be a permit by consent: {decision}")
     checked_body = (await bench.checked.handle(read, b"")).body
@@ -1756,8 +1759,9 @@ async def _run(options: ConsentOptions, result: dict[str, Any]) -> None:
             nc=nc,
             view=view,
             db=db,
-            unchecked=FhirService(SERVICE, definitions, db, prefix=tag, guard=None),
-            checked=FhirService(SERVICE, definitions, db, prefix=tag, guard=guard),
+            unchecked=FhirRouter(FhirService(SERVICE, definitions, db, prefix=tag)),
+            checked=FhirRouter(FhirService(SERVICE, definitions, db, prefix=tag, guard=guard)),
+            guard=guard,
             results=result["phases"],
             interrupt=interrupt,
         )
@@ -1903,7 +1907,7 @@ def format_consent_report(result: Mapping[str, Any]) -> str:
                 )
         out += [
             "",
-            f"checked vs unchecked, in-process FhirService.handle, {params['windows']}"
+            f"checked vs unchecked, in-process FhirRouter.handle, {params['windows']}"
             f" interleaved windows of {params['window_seconds']:g} s",
         ]
         out.append(

@@ -17,7 +17,7 @@ relays of the two instances take turns by the relay's advisory lock):
   Task's access facts as stored (category, author, parties) — without storing the Task
   version itself. A fraction of a millisecond of CPU: the notification path is what is
   measured.
-* ``task``: each write is ``FhirService.handle`` of a Task update with If-Match as the
+* ``task``: each write is ``FhirRouter.handle`` of a Task update with If-Match as the
   BUP, the code a PUT runs inside the referral service (state machine, history, search
   index, then the same event through the same outbox). Faithful, but only rates of about
   100 per second fit on 2 cores.
@@ -54,7 +54,8 @@ from shared.config import Settings
 from shared.events import DomainEvent, EventAccess
 from shared.fhir.definitions import Change
 from shared.fhir.errors import FhirError
-from shared.fhir.interactions import FhirService
+from shared.fhir.router import FhirRouter
+from shared.fhir.service import FhirService
 from shared.outside_reads import OutsideReads
 from shared.runtime import outbox_relay
 from shared.store.database import Database, open_database
@@ -182,7 +183,7 @@ class TaskSource:
             caller=self._caller(task.owner),
         )
         body = moved(task.resource, TOGGLE[task.status], "")
-        response = await self.fhir.handle(request, orjson.dumps(body))
+        response = await FhirRouter(self.fhir).handle(request, orjson.dumps(body))
         stored: dict[str, Any] = orjson.loads(response.body)
         task.other, task.resource = task.resource, stored
         task.version = int(stored["meta"]["versionId"])

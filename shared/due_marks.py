@@ -14,11 +14,10 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from shared.access.decision import today
+from shared.clock import today
 from shared.fhir.errors import FhirError
-from shared.fhir.interactions import FhirService
+from shared.fhir.service import FhirService
 from shared.periodic import Periodic
-from shared.store.outbox import lock_patient
 from shared.transport.wire import Caller, FhirRequest
 
 log = logging.getLogger(__name__)
@@ -77,15 +76,13 @@ class DueMarker:
         return marked
 
     async def _mark_one(self, res_id: str, patient: str, day: date) -> int:
-        async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient)
-            stored = await self.fhir.store.read_for_update(conn, self._resource_type, res_id)
+        async with self.fhir.unit_of_work(self._request) as uow:
+            await uow.lock_patient(patient)
+            stored = await uow.read_for_update(self._resource_type, res_id)
             if stored is None or stored.deleted:
                 return 0
             resource = stored.json()
             added = self._mark(resource, day)
             if added:
-                await self.fhir.save(conn, self._request, resource, previous=stored)
-        if added:
-            self.fhir.notify_commit()
+                await uow.save(resource, previous=stored)
         return added

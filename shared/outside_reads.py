@@ -9,13 +9,11 @@ fills it in when it starts (`ServiceSpec.extend`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from shared.access.view import ConsentView
 from shared.directory_client import DirectoryClient
 from shared.fhir.errors import error
-from shared.fhir.search_params import format_instant
 from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller
 
@@ -48,8 +46,3 @@ class OutsideReads:
             raise error(503, "transient", "The service is starting")
         self.view.ready()
         return self.view
-
-
-def now() -> str:
-    """The current instant as FHIR instant text (UTC)."""
-    return format_instant(datetime.now(UTC))

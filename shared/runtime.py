@@ -1,9 +1,10 @@
 """Running a service: the one place where its parts are wired together.
 
-`ServiceRuntime` connects NATS, opens the service's database, creates its tables, starts
-the FHIR request host and the outbox relay, registers the service's capabilities, and on
-stop finishes requests under way before closing connections. The same code runs under
-`barnebro serve`, `barnebro up` and the tests.
+`ServiceRuntime` connects NATS, opens the service's database, creates its tables and
+applies its data migrations, starts the FHIR request host (`shared.fhir.router`) and the
+outbox relay, registers the service's capabilities, and on stop finishes requests under
+way before closing connections. The same code runs under `barnebro serve`,
+`barnebro up` and the tests.
 """
 
 from __future__ import annotations
@@ -21,11 +22,14 @@ from nats.aio.client import Client as NATS
 from shared.access.audit import AuditPublisher
 from shared.access.guard import AccessGuard
 from shared.access.relations import RelationAnnouncer
+from shared.access.step import UNGUARDED
 from shared.access.view import ConsentView
 from shared.config import Settings
 from shared.fhir.capability import service_capability
 from shared.fhir.definitions import ResourceDefinition
-from shared.fhir.interactions import FhirService
+from shared.fhir.migrations import migrate
+from shared.fhir.router import FhirRouter
+from shared.fhir.service import FhirService
 from shared.store.database import Database, open_database
 from shared.store.outbox import OutboxRelay
 from shared.store.schema import create_schema
@@ -76,6 +80,9 @@ class ServiceRuntime:
         self.nc: NATS | None = None
         self.db: Database | None = None
         self.fhir: FhirService | None = None
+        self.router: FhirRouter | None = None
+        self.access_guard: AccessGuard | None = None
+        """The consent step, for services that hold information about patients."""
         self.relay: OutboxRelay | None = None
         self._host: ServiceHost | None = None
         self._relay_task: asyncio.Task[None] | None = None
@@ -97,12 +104,11 @@ class ServiceRuntime:
             self.db,
             prefix=settings.nats_prefix,
             on_commit=self.relay.notify,
-            guard=await self._access_guard(),
+            guard=await self._access_guard() or UNGUARDED,
         )
         self.fhir.announcer = RelationAnnouncer(self.nc, settings.nats_prefix, self.consent_view)
-        filled = await self.fhir.backfill_access()
-        if filled:
-            log.info("gave access columns to %d stored versions", filled)
+        await migrate(self.fhir)
+        self.router = FhirRouter(self.fhir)
         if self.spec.extend is not None:
             self.components = await self.spec.extend(self)
         self._host = ServiceHost(
@@ -110,7 +116,7 @@ class ServiceRuntime:
             prefix=settings.nats_prefix,
             service=name,
             resource_types=[d.resource_type for d in self.spec.definitions],
-            handler=self.fhir.handle,
+            handler=self.router.handle,
         )
         await self._host.start()
         self._relay_task = asyncio.create_task(self.relay.run())
@@ -139,9 +145,10 @@ class ServiceRuntime:
         audit = AuditPublisher(self.nc, settings.nats_prefix, settings.request_timeout)
         several = {d.resource_type: d.categories() for d in self.spec.definitions}
         shapers = {d.resource_type: d.shaped for d in self.spec.definitions}
-        return AccessGuard(
+        self.access_guard = AccessGuard(
             self.spec.name, self.consent_view, audit, categories, several, shapers=shapers
         )
+        return self.access_guard
 
     async def stop(self) -> None:
         for component in reversed(self.components):

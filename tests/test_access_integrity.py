@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.fhir.migrations import fill_access_columns, migrate
+from shared.fhir.service import FhirService
+from shared.store.migrations import applied
 from tests.consent_world import BUP, BVT, GP, HEARD, SKOLE, World, sharing, signature
 from tests.journal_service import note
 from tests.support import wait_for
@@ -175,6 +178,42 @@ async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: Worl
     assert probe_bases([e["resource"] for e in seen.json()["entry"]]) == {"not-found"}
 
 
+async def fill_all(fhir: FhirService) -> int:
+    """The access-column migration of every type, run again whatever is recorded."""
+    async with fhir.db.transaction() as conn:
+        return sum([await fill_access_columns(conn, d) for d in fhir.definitions.values()])
+
+
+async def test_data_migrations_run_once_and_are_recorded(world: World) -> None:
+    """A start applies what its database has not recorded, and nothing again: a later
+    start scans nothing that was migrated."""
+    fhir = world.journal.fhir
+    assert fhir is not None
+    recorded = await applied(fhir.db)
+    assert recorded.keys() == {
+        f"access-columns:{d.resource_type}:{d.data_category}"
+        for d in fhir.definitions.values()
+        if d.data_category is not None
+    }
+    res_id = (await world.note(await world.child(12), "Notat", by=BVT)).split("/")[1]
+
+    async def category() -> object:
+        async with fhir.db.reader() as conn:
+            row = await conn.fetchrow("SELECT category FROM resources WHERE res_id = ?", res_id)
+        assert row is not None
+        return row[0]
+
+    async with fhir.db.transaction() as conn:
+        await conn.execute("UPDATE resources SET category = NULL WHERE res_id = ?", res_id)
+    assert await migrate(fhir) == 0, "recorded migrations do not run again"
+    assert await category() is None
+    async with fhir.db.transaction() as conn:
+        await conn.execute("DELETE FROM applied_migrations")
+    assert await migrate(fhir) == 1
+    assert await category() is not None
+    assert (await applied(fhir.db)).keys() == recorded.keys()
+
+
 async def test_rows_stored_before_their_type_had_a_category_are_backfilled(
     world: World,
 ) -> None:
@@ -191,7 +230,7 @@ async def test_rows_stored_before_their_type_had_a_category_are_backfilled(
                 f"UPDATE {table} SET patient = NULL, category = NULL WHERE res_id = ?", res_id
             )
     assert (await world.fhir("GET", stored, by=BUP)).status == 200, "the gap being closed"
-    assert await fhir.backfill_access() == 2
+    assert await fill_all(fhir) == 2
     assert (await world.fhir("GET", stored, by=BUP)).status == 404
     history = await world.fhir("GET", f"{stored}/_history", by=BVT)
     assert history.status == 200, "its author still sees it"
@@ -312,7 +351,7 @@ async def test_backfilled_history_keeps_its_author(world: World) -> None:
             " parties = NULL WHERE res_id = ?",
             res_id,
         )
-    await fhir.backfill_access()
+    await fill_all(fhir)
     assert (await world.fhir("GET", f"{stored}/_history/1", by=GP)).status == 200
     assert (await world.fhir("GET", f"{stored}/_history/1", by=BUP)).status == 404
 

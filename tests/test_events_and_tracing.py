@@ -48,8 +48,8 @@ async def test_nats_restart_while_writing_loses_and_duplicates_no_event(
     stack_on_own_nats: tuple[Stack, NatsProcess],
 ) -> None:
     stack, server = stack_on_own_nats
-    assert stack.directory.fhir is not None
-    service = stack.directory.fhir
+    assert stack.directory.router is not None
+    service = stack.directory.router
     written = 0
 
     async def writer() -> None:

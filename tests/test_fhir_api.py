@@ -449,3 +449,42 @@ async def test_base64_binary_is_accepted_as_the_string_it_is(stack: Stack) -> No
         "POST", "Practitioner", {"resourceType": "Practitioner", "photo": [{"data": 7}]}
     )
     assert wrong.status in (400, 422), wrong.body
+
+
+async def test_a_transactions_conditional_create_without_read_scope_links_to_what_it_found(
+    stack: Stack,
+) -> None:
+    """A conditional create that finds its resource answers 200 without a body when the
+    caller may not read the type; later entries referring to it by `fullUrl` then name
+    the resource it found, not an id that was never created."""
+    org_id = await stack.admit("974760673", "bup")
+    hpr = {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "9144889"}
+    existing = await create(stack, practitioner("Funnet", identifier=[hpr]))
+    writer = stack.token(scope="system/Practitioner.c system/PractitionerRole.c")
+    role = {
+        "resourceType": "PractitionerRole",
+        "practitioner": {"reference": "urn:uuid:p1"},
+        "organization": {"reference": f"Organization/{org_id}"},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"fullUrl": "urn:uuid:p1", "resource": practitioner("Ny", identifier=[hpr]),
+             "request": {"method": "POST", "url": "Practitioner",
+                         "ifNoneExist": f"identifier={hpr['system']}|{hpr['value']}"}},
+            {"fullUrl": "urn:uuid:r1", "resource": role,
+             "request": {"method": "POST", "url": "PractitionerRole"}},
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle, token=writer)
+    assert reply.status == 200, reply.body
+    found, made = reply.json()["entry"]
+    assert found["response"]["status"] == "200" and "resource" not in found
+    assert resource_path(found["response"]["location"]) == f"Practitioner/{existing['id']}"
+    assert made["response"]["status"] == "201"
+    role_path = resource_path(made["response"]["location"])
+    stored = (await stack.call("GET", role_path)).json()
+    assert stored["practitioner"]["reference"] == f"Practitioner/{existing['id']}"
+    practitioners = (await stack.call("GET", "Practitioner?family=Ny")).json()
+    assert practitioners.get("total", len(practitioners.get("entry", []))) == 0

@@ -18,7 +18,7 @@ from services.referral.domain.vocabulary import (
     SHARED_WITH_EXT,
 )
 from services.referral.domain.working_days import add_working_days
-from shared.access.decision import today
+from shared.clock import today
 from tests.referral_world import (
     BUP,
     BUP2,

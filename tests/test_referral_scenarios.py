@@ -225,17 +225,16 @@ async def test_a_deadline_passed_between_scans_is_marked_by_the_next_change(
     # As if the receipt were 15 days ago: the deadline passed, and no scan has run since.
     fhir = referrals.referral.fhir
     assert fhir is not None
-    async with fhir.db.transaction() as conn:
-        stored = await fhir.store.read_for_update(conn, "Task", referral.task_id)
+    request = FhirRequest(
+        interaction="update", base_url="http://test", caller=Caller(client_id="test")
+    )
+    async with fhir.unit_of_work(request) as uow:
+        stored = await uow.read_for_update("Task", referral.task_id)
         assert stored is not None
         task = stored.json()
         set_extension(task, ASSESSMENT_DEADLINE_EXT, "valueDate",
                       (date.today() - timedelta(days=1)).isoformat())  # fmt: skip
-        request = FhirRequest(
-            interaction="update", base_url="http://test", caller=Caller(client_id="test")
-        )
-        await fhir.save(conn, request, task, previous=stored)
-    fhir.notify_commit()
+        await uow.save(task, previous=stored)
     reply = await referrals.accept(referral)
     assert reply.status == 200, reply.body
     marks = [e["valueCoding"]["code"] for e in reply.json()["extension"] if e["url"] == BREACH_EXT]

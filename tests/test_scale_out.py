@@ -33,15 +33,15 @@ async def test_two_instances_share_requests_and_publish_each_event_once(
         # looking up the caller's kind in the register.
         internal = {CONSENT_SERVICE_CALLER.client_id, GATEWAY_CALLER.client_id}
         for name, runtime in (("first", stack.directory), ("second", second)):
-            assert runtime.fhir is not None
-            original = runtime.fhir.handle
+            assert runtime.router is not None
+            original = runtime.router.handle
 
             async def counting(request, body, _name=name, _original=original):  # type: ignore[no-untyped-def]
                 if request.caller.client_id not in internal:
                     served[_name] += 1
                 return await _original(request, body)
 
-            runtime.fhir.handle = counting  # type: ignore[method-assign]
+            runtime.router.handle = counting  # type: ignore[method-assign]
             runtime._host._handler = counting  # type: ignore[union-attr]
         child = await stack.call("POST", "Patient", {"resourceType": "Patient"})
         patient = child.json()["id"]

@@ -22,14 +22,13 @@ from typing import Any
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, HANDOVER_EXT, SUBSTITUTE_EXT
 from services.careplan.records import a_date, participants
 from services.careplan.resources import ASSIGN_OPERATION
-from shared.access.decision import today
+from shared.clock import now_instant, today
 from shared.codes import ROLE_SYSTEM
+from shared.fhir import writes
 from shared.fhir.errors import error
-from shared.fhir.interactions import FhirService
 from shared.fhir.parameters import operation_parameters
+from shared.fhir.service import FhirService
 from shared.identifiers import ORGNR_SYSTEM
-from shared.outside_reads import now
-from shared.store.outbox import lock_patient
 from shared.transport.wire import FhirRequest, FhirResponse
 
 OPERATION = ASSIGN_OPERATION
@@ -63,15 +62,16 @@ class CoordinatorAssignment:
             raise error(422, "value", "start must be a date", "start")
         substitute_for = found.get("substituteFor")
         definition = self.fhir.definitions["CareTeam"]
-        async with self.fhir.db.transaction() as conn:
-            current = await self.fhir.store.read(conn, "CareTeam", request.id)
+        repository = self.fhir.repository(request)
+        async with self.fhir.unit_of_work(request) as uow:
+            current = await uow.read("CareTeam", request.id)
             if current is not None and current.access.patient:
-                await lock_patient(conn, current.access.patient)  # the patient, then the row
-            stored = await self.fhir.store.read_for_update(conn, "CareTeam", request.id)
+                await uow.lock_patient(current.access.patient)  # the patient, then the row
+            stored = await uow.read_for_update("CareTeam", request.id)
             if stored is None or stored.deleted:
-                await self.fhir.disclose(request, None, ("CareTeam", request.id))
+                await repository.disclose(None, ("CareTeam", request.id))
                 raise error(404, "not-found", f"CareTeam/{request.id} is not known")
-            await self.fhir.disclose(request, stored)
+            await repository.disclose(stored)
             team = stored.json()
             handed_from = [] if substitute_for else _end_holders(team, role, start)
             team.setdefault("participant", []).append(
@@ -79,9 +79,7 @@ class CoordinatorAssignment:
                        _handover(handed_from, request, reason))
             )  # fmt: skip
             update = request.model_copy(update={"interaction": "update", "if_match": stored.etag})
-            response = await self.fhir.update(conn, definition, update, team)
-        await self.fhir.committed()
-        return response
+            return await writes.update(uow.bound(update), definition, team)
 
 
 def _end_holders(team: dict[str, Any], role: str, start: date) -> list[str]:
@@ -99,7 +97,7 @@ def _end_holders(team: dict[str, Any], role: str, start: date) -> list[str]:
 def _handover(handed_from: list[str], request: FhirRequest, reason: str) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [
         {"url": "reason", "valueString": reason},
-        {"url": "at", "valueDateTime": now()},
+        {"url": "at", "valueDateTime": now_instant()},
     ]
     parts += [{"url": "from", "valueString": member} for member in handed_from]
     if request.caller.orgnr:

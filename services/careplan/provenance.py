@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from services.careplan.domain.vocabulary import PROVENANCE_EXT
+from shared.clock import now_instant
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
-from shared.outside_reads import now
 from shared.transport.wire import Caller
 
 
@@ -31,7 +31,7 @@ def _provenance(statement: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:
-    parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now()}]
+    parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now_instant()}]
     if caller.orgnr:
         by = {"system": ORGNR_SYSTEM, "value": caller.orgnr}
         parts.append({"url": "organization", "valueIdentifier": by})

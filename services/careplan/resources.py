@@ -46,19 +46,18 @@ from services.careplan.records import (
     regime_of,
     set_extension,
 )
-from shared.access.decision import consents_covering, consents_for, purpose_consents, today
+from shared.access.decision import consents_covering, consents_for, purpose_consents
 from shared.access.permissions import ACTOR_KINDS, Actor
+from shared.clock import now_instant, today
 from shared.codes import DataCategory, OrganisationKind
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
 from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values
-from shared.fhir.search_query import parse_search
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
-from shared.outside_reads import OutsideReads, now
+from shared.outside_reads import OutsideReads
 from shared.rules import Problem, refuse
-from shared.store.resource_store import no_filter
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 IP = PlanCategory.INDIVIDUELL_PLAN
@@ -77,7 +76,7 @@ def _patient_param(path: str) -> SearchParam:
 def _changed_by(write: WriteContext, resource: dict[str, Any]) -> list[dict[str, Any]]:
     """Who changed the plan, in which role, when and why (kept in each version)."""
     caller = write.request.caller
-    parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now()}]
+    parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now_instant()}]
     if caller.orgnr:
         parts.append(
             {
@@ -101,7 +100,7 @@ async def _linked(
 ) -> list[dict[str, Any]]:
     """The resources a plan's `element` refers to: each must be of `resource_type`, about
     the same child and visible to the caller (422 alike when absent or hidden)."""
-    lookup = write.service.lookup_as(write.conn, write.request)
+    lookup = write.uow.visible()
     patient = patient_id(resource.get("subject"))
     found = []
     for reference in resource.get(element) or []:
@@ -376,19 +375,15 @@ class CarePlanDefinition(ResourceDefinition):
         """One individual plan per person: a second active one is refused, pointing to the
         first when the caller may see it (the unique key is the guard under concurrency)."""
         patient = patient_id(resource.get("subject")) or ""
-        query = parse_search(
+        active = await write.uow.find(
             "CarePlan",
             [("patient", f"Patient/{patient}"), ("category", f"{CATEGORY_SYSTEM}|{IP}"),
              ("status", "active")],
-            write.service.search_params,
         )  # fmt: skip
-        page = await write.service.store.search(write.conn, query, access_for=no_filter)
-        others = [p for p in page.resources if p.res_id != resource.get("id")]
+        others = [p for p in active if p.res_id != resource.get("id")]
         if not others:
             return
-        visible = await write.service.lookup_as(write.conn, write.request)(
-            "CarePlan", others[0].res_id
-        )
+        visible = await write.uow.visible()("CarePlan", others[0].res_id)
         where = f": {others[0].reference}; revise that plan" if visible else ""
         raise error(
             409,
@@ -579,13 +574,8 @@ class CareTeamDefinition(ResourceDefinition):
     async def _plan_category(self, write: WriteContext) -> str | None:
         if write.before is None:
             return None
-        query = parse_search(
-            "CarePlan",
-            [("care-team", f"CareTeam/{write.before['id']}")],
-            write.service.search_params,
-        )
-        page = await write.service.store.search(write.conn, query, access_for=no_filter)
-        categories = [category_of(p.json()) for p in page.resources]
+        plans = await write.uow.find("CarePlan", [("care-team", f"CareTeam/{write.before['id']}")])
+        categories = [category_of(p.json()) for p in plans]
         return PlanCategory.FORLOPSPLAN.value if PlanCategory.FORLOPSPLAN in categories else None
 
     def events(self, change: Change) -> list[EventSpec]:

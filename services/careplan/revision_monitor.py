@@ -14,7 +14,7 @@ from typing import Any
 from services.careplan.domain.vocabulary import NEXT_REVISION_EXT, REVISION_DUE_EXT
 from services.careplan.records import a_date, extension_value, set_extension
 from shared.due_marks import DueMarker
-from shared.fhir.interactions import FhirService
+from shared.fhir.service import FhirService
 
 MONITOR_CLIENT = "barnebro-careplan-revisions"
 

@@ -394,13 +394,11 @@ class ConsentAdministration:
         await self.directory.require_relation(request.caller, patient_id)
         child = await self.directory.child_facts(patient_id)
         day = self.handlers.clock()
-        async with self.handlers.fhir.db.reader() as conn:
-            stored = await self.handlers.fhir.store.of_patient(conn, "Consent", patient_id)
+        async with self.handlers.fhir.reading(request) as uow:
+            stored = await uow.of_patient("Consent", patient_id)
         listed = []
         for resource in stored:
-            if self.handlers.fhir.guard is not None and not await self.handlers.fhir.guard.check(
-                request, resource
-            ):
+            if not await self.handlers.fhir.guard.check(request, resource):
                 continue
             record = from_fhir(resource.json())
             effective = record

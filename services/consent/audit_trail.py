@@ -21,8 +21,9 @@ from services.consent.handlers import service_update
 from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.events import audit_subject_filter
+from shared.fhir import writes
 from shared.fhir.errors import FhirError
-from shared.fhir.interactions import FhirService
+from shared.fhir.service import FhirService
 from shared.transport.consumer import DurableConsumer
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,13 @@ async def store_audit_events(fhir: FhirService, events: list[dict[str, Any]]) ->
     if not events:
         return
     definition = fhir.definitions["AuditEvent"]
-    async with fhir.db.transaction() as conn:
+    async with fhir.unit_of_work(service_update("AuditEvent", events[0]["id"])) as uow:
         for event in events:
-            if await fhir.store.read(conn, "AuditEvent", event["id"]) is not None:
+            if await uow.read("AuditEvent", event["id"]) is not None:
                 continue
-            request = service_update("AuditEvent", event["id"])
             try:
-                await fhir.update(conn, definition, request, event)
+                await writes.update(
+                    uow.bound(service_update("AuditEvent", event["id"])), definition, event
+                )
             except FhirError as exc:
                 log.error("AuditEvent %s cannot be stored: %s", event["id"], exc.issues)
-    fhir.notify_commit()

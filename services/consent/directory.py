@@ -13,7 +13,7 @@ from datetime import date
 from typing import Any
 
 from services.consent.domain.model import CareOrderFact, ChildFacts
-from shared.access.decision import today
+from shared.clock import today
 from shared.directory_client import DirectoryClient, service_caller
 from shared.family import care_orders, parental_responsibility
 from shared.fhir.errors import error

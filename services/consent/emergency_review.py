@@ -23,12 +23,13 @@ from services.consent.resources import (
     REVIEW_OPERATION,
     review_of,
 )
+from shared.clock import now_instant
+from shared.fhir import writes
 from shared.fhir.errors import error
-from shared.fhir.interactions import FhirService
 from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.search_params import walk
-from shared.store.resource_store import now_instant
+from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
 
 
@@ -58,8 +59,9 @@ class EmergencyReview:
         if request.resource_type != "AuditEvent" or not ID_PATTERN.fullmatch(event_id):
             raise error(400, "invalid", f"{REVIEW_OPERATION} is an operation on AuditEvent/<id>")
         found = _parameters(body)
-        async with self.fhir.db.transaction() as conn:
-            stored = await self.fhir.store.read_for_update(conn, "AuditEvent", event_id)
+        update = service_update("AuditEvent", event_id)
+        async with self.fhir.unit_of_work(update) as uow:
+            stored = await uow.read_for_update("AuditEvent", event_id)
             if stored is None or stored.deleted:
                 raise error(404, "not-found", f"AuditEvent/{event_id} is not known")
             event = stored.json()
@@ -84,12 +86,6 @@ class EmergencyReview:
                 *(event.get("extension") or []),
                 {"url": REVIEW_EXT, "extension": parts},
             ]
-            answer = await self.fhir.update(
-                conn,
-                self.fhir.definitions["AuditEvent"],
-                service_update("AuditEvent", event_id),
-                event,
-                check_access=False,
+            return await writes.update(
+                uow, self.fhir.definitions["AuditEvent"], event, check_access=False
             )
-        self.fhir.notify_commit()
-        return answer

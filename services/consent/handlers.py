@@ -35,15 +35,14 @@ from services.consent.records import (
     to_fhir,
 )
 from services.consent.relations import related
-from shared.access.decision import today
 from shared.access.state import Disclosure
+from shared.clock import now_instant, today
 from shared.events import subject_token
+from shared.fhir import writes
 from shared.fhir.errors import FhirError, Issue, error
-from shared.fhir.interactions import FhirService
-from shared.fhir.search_query import parse_search
-from shared.store.database import Connection
-from shared.store.outbox import add_message, lock_patient
-from shared.store.resource_store import now_instant
+from shared.fhir.service import FhirService
+from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.store.outbox import add_message
 from shared.transport.wire import Caller, FhirRequest
 
 log = logging.getLogger(__name__)
@@ -174,17 +173,18 @@ class ConsentHandlers:
     # -- changes --------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _child_unit(self, patient_id: str) -> AsyncIterator[tuple[Connection, ChildFacts]]:
-        """One transaction under the child's lock, with the child's facts read under it
+    async def _child_unit(
+        self, patient_id: str, request: FhirRequest
+    ) -> AsyncIterator[tuple[StoreUnitOfWork, ChildFacts]]:
+        """One unit of work under the child's lock, with the child's facts read under it
         (so a state published here is never older than one a concurrent change
         published); it ends by queueing the child's new access state, and wakes the
         outbox relay once committed. Nothing is published if the body raises."""
-        async with self.fhir.db.transaction() as conn:
-            await lock_patient(conn, patient_id)
+        async with self.fhir.unit_of_work(request) as uow:
+            await uow.lock_patient(patient_id)
             child = await self.directory.child_facts(patient_id)
-            yield conn, child
-            await self.publish_state(conn, patient_id, child)
-        await self.fhir.committed()
+            yield uow, child
+            await self.publish_state(uow, patient_id, child)
 
     async def _answerers(
         self,
@@ -237,7 +237,7 @@ class ConsentHandlers:
         collector = None if request.caller.fhir_user else request.caller.orgnr
         grantors = [s.grantor for s in record.signatures]
         answered = await self._answerers(request, grantors, collector, {})
-        async with self._child_unit(patient_id) as (conn, child):
+        async with self._child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, record.signatures)
@@ -259,7 +259,7 @@ class ConsentHandlers:
             sub = request.model_copy(
                 update={"interaction": "create", "resource_type": "Consent", "prefer_return": None}
             )
-            response = await self.fhir.create(conn, self.consents, sub, to_fhir(record))
+            response = await writes.create(uow.bound(sub), self.consents, to_fhir(record))
             stored = orjson.loads(response.body)
         return Outcome(from_fhir(stored), authority, stored)
 
@@ -270,16 +270,13 @@ class ConsentHandlers:
         change: Callable[[ConsentRecord, ChildFacts, date], Awaitable[Judged]],
     ) -> Outcome:
         """Read a consent, apply `change` and store the result, all under the patient's lock."""
-        async with self.fhir.db.reader() as conn:
-            current = await self.fhir.store.read(conn, "Consent", consent_id)
+        current = await self.fhir.repository(request).read("Consent", consent_id)
         if current is None or current.deleted:
-            await self.fhir.disclose(request, None, ("Consent", consent_id))
             raise error(404, "not-found", f"Consent/{consent_id} is not known")
-        await self.fhir.disclose(request, current)
         patient_id = _patient_id(from_fhir(current.json()).patient)
-        async with self._child_unit(patient_id) as (conn, child):
+        async with self._child_unit(patient_id, request) as (uow, child):
             day = self.clock()
-            latest = await self.fhir.store.read_for_update(conn, "Consent", consent_id)
+            latest = await uow.read_for_update("Consent", consent_id)
             assert latest is not None
             record, authority = await change(from_fhir(latest.json()), child, day)
             sub = request.model_copy(
@@ -291,8 +288,8 @@ class ConsentHandlers:
                     "prefer_return": None,
                 }
             )
-            response = await self.fhir.update(
-                conn, self.consents, sub, to_fhir(record), check_access=False
+            response = await writes.update(
+                uow.bound(sub), self.consents, to_fhir(record), check_access=False
             )
             stored = orjson.loads(response.body)
         return Outcome(from_fhir(stored), authority, stored)
@@ -370,9 +367,10 @@ class ConsentHandlers:
         """Judge a child's open consents again with today's facts; store those whose status
         changes and publish the child's access state. Returns the changed consents."""
         changed: list[ConsentRecord] = []
-        async with self._child_unit(patient_id) as (conn, child):
+        request = service_update("Consent", patient_id)
+        async with self._child_unit(patient_id, request) as (uow, child):
             day = self.clock()
-            for stored in await self.fhir.store.of_patient(conn, "Consent", patient_id):
+            for stored in await uow.of_patient("Consent", patient_id):
                 record = from_fhir(stored.json())
                 if record.status not in OPEN_STATUSES:
                     continue
@@ -380,10 +378,9 @@ class ConsentHandlers:
                 again = reassessed(record, authority, day)
                 if (again.status, again.reasons) == (record.status, record.reasons):
                     continue
-                await self.fhir.update(
-                    conn,
+                await writes.update(
+                    uow.bound(service_update("Consent", stored.res_id)),
                     self.consents,
-                    service_update("Consent", stored.res_id),
                     to_fhir(again),
                     check_access=False,
                 )
@@ -409,7 +406,7 @@ class ConsentHandlers:
             resources=resources,
             reason=reason,
         )
-        async with self._child_unit(patient_id) as (conn, _):
+        async with self._child_unit(patient_id, request) as (uow, _):
             sub = request.model_copy(
                 update={
                     "interaction": "update",
@@ -418,7 +415,7 @@ class ConsentHandlers:
                     "prefer_return": None,
                 }
             )
-            response = await self.fhir.update(conn, self.audit_events, sub, event)
+            response = await writes.update(uow.bound(sub), self.audit_events, event)
         stored: dict[str, Any] = orjson.loads(response.body)
         return stored
 
@@ -426,16 +423,13 @@ class ConsentHandlers:
 
     async def republish(self, patient_id: str) -> None:
         """Publish the child's access state again (its relations changed)."""
-        async with self._child_unit(patient_id):
+        async with self._child_unit(patient_id, service_update("Consent", patient_id)):
             pass
 
-    async def publish_state(self, conn: Connection, patient_id: str, child: ChildFacts) -> None:
-        """Queue the child's access state for the consent-view bucket, in this transaction."""
-        consents = [
-            from_fhir(s.json())
-            for s in await self.fhir.store.of_patient(conn, "Consent", patient_id)
-        ]
-        disclosures = await self._disclosures(conn, patient_id)
+    async def publish_state(self, uow: StoreUnitOfWork, patient_id: str, child: ChildFacts) -> None:
+        """Queue the child's access state for the consent-view bucket, in this unit of work."""
+        consents = [from_fhir(s.json()) for s in await uow.of_patient("Consent", patient_id)]
+        disclosures = await self._disclosures(uow, patient_id)
         day = self.clock()
         holders = [
             await self.directory.orgnr_of(order.organization)
@@ -447,27 +441,24 @@ class ConsentHandlers:
             child,
             consents,
             disclosures,
-            related=await related(conn, patient_id),
+            related=await related(uow.conn, patient_id),
             care_order_holders=[orgnr for orgnr in holders if orgnr],
         )
         key = subject_token(patient_id)
         await add_message(
-            conn,
+            uow.conn,
             str(uuid.uuid4()),
             f"$KV.{self.view_bucket}.{key}",
             state.model_dump_json().encode(),
             patient_id,
         )
 
-    async def _disclosures(self, conn: Connection, patient_id: str) -> list[Disclosure]:
-        query = parse_search(
-            "AuditEvent",
-            [("patient", f"Patient/{patient_id}"), ("subtype", "hpl-33"), ("_count", "1000")],
-            self.fhir.search_params,
+    async def _disclosures(self, uow: StoreUnitOfWork, patient_id: str) -> list[Disclosure]:
+        found = await uow.find(
+            "AuditEvent", [("patient", f"Patient/{patient_id}"), ("subtype", "hpl-33")], 1000
         )
-        page = await self.fhir.store.search(conn, query)
         disclosures = []
-        for stored in page.resources:
+        for stored in found:
             record, recipients, resources = disclosure_of(stored.json())
             disclosures.append(
                 Disclosure(

@@ -19,7 +19,7 @@ from services.consent.audit_events import AUDIT_TYPE_SYSTEM, INTERACTION_SYSTEM,
 from services.consent.audit_trail import store_audit_events
 from shared.config import Settings
 from shared.events import DomainEvent, readable_events
-from shared.fhir.interactions import FhirService
+from shared.fhir.service import FhirService
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.consumer import DurableConsumer
 

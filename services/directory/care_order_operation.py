@@ -28,17 +28,17 @@ from services.directory.domain.care_orders import (
     with_care_orders,
 )
 from services.directory.resources import CARE_ORDER_OPERATION
-from shared.access.decision import today
+from shared.clock import today
 from shared.codes import OrganisationKind, organisation_kinds
+from shared.fhir.answers import json_response
 from shared.fhir.errors import error, information, operation_outcome
-from shared.fhir.interactions import FhirService, json_response
 from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
-from shared.fhir.search_query import parse_search
+from shared.fhir.service import FhirService
+from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.identifiers import ORGNR_SYSTEM
 from shared.rules import refuse
-from shared.store.database import Connection
-from shared.store.resource_store import StoredResource, no_filter
+from shared.store.resource_store import StoredResource
 from shared.transport.wire import FhirRequest, FhirResponse
 
 MAX_DAYS_AHEAD = 366
@@ -63,12 +63,10 @@ class CareOrderOperation:
     def operations(self) -> dict[str, Any]:
         return {CARE_ORDER_OPERATION: self.handle}
 
-    async def _organization(self, conn: Connection, orgnr: str) -> StoredResource | None:
-        query = parse_search(
-            "Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")], self.fhir.search_params
-        )
-        page = await self.fhir.store.search(conn, query, access_for=no_filter)
-        return page.resources[0] if page.resources else None
+    @staticmethod
+    async def _organization(uow: StoreUnitOfWork, orgnr: str) -> StoredResource | None:
+        found = await uow.find("Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")])
+        return found[0] if found else None
 
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(request.id or ""):
@@ -92,15 +90,15 @@ class CareOrderOperation:
         elif successor is not None:
             raise error(400, "invalid", "successor is given only with action transfer")
         patient_id = str(request.id)
-        async with self.fhir.db.transaction() as conn:
-            stored = await locked_child(self.fhir, conn, request, patient_id)
-            holder = await self._organization(conn, request.caller.orgnr or "")
+        async with self.fhir.unit_of_work(request) as uow:
+            stored = await locked_child(uow, patient_id)
+            holder = await self._organization(uow, request.caller.orgnr or "")
             if holder is None:
                 raise error(403, "forbidden", "The caller's organisation is not registered")
             successor_ref = None
             if action == "transfer":
                 assert isinstance(successor, dict)
-                successor_org = await self._organization(conn, str(successor.get("value")))
+                successor_org = await self._organization(uow, str(successor.get("value")))
                 kinds = organisation_kinds(successor_org.json()) if successor_org else []
                 if successor_org is None or kinds != [OrganisationKind.BARNEVERNSTJENESTE.value]:
                     raise error(
@@ -133,8 +131,7 @@ class CareOrderOperation:
             )
             refuse(result.problems)
             with_care_orders(patient, result.orders)
-            saved = await self.fhir.save(conn, request, patient, previous=stored)
-        await self.fhir.committed()
+            saved = await uow.save(patient, previous=stored)
         done = {"start": "started", "end": "ended", "transfer": "transferred"}[action]
         outcome = operation_outcome([information(f"The care order is {done} ({day})")])
         answer = json_response(200, outcome)

@@ -43,10 +43,9 @@ from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
-from shared.fhir.search_query import SearchQuery, parse_search
+from shared.fhir.search_query import SearchQuery
 from shared.identifiers import ORGNR_SYSTEM
 from shared.rules import refuse
-from shared.store.resource_store import no_filter
 from shared.transport.wire import Caller, FhirRequest
 
 TOKEN, STRING, REFERENCE, DATE = (
@@ -99,11 +98,8 @@ async def own_organization(write: WriteContext) -> str | None:
     orgnr = write.request.caller.orgnr
     if not orgnr or write.request.caller.credential != "organisation":
         return None
-    query = parse_search(
-        "Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")], write.service.search_params
-    )
-    page = await write.service.store.search(write.conn, query, access_for=no_filter)
-    return page.resources[0].reference if page.resources else None
+    found = await write.uow.find("Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")])
+    return found[0].reference if found else None
 
 
 async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteContext) -> None:
@@ -119,9 +115,8 @@ async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteC
             criterion = ("_id", target[1])
         else:
             continue  # a Practitioner or PractitionerRole
-        query = parse_search("Organization", [criterion], write.service.search_params)
-        page = await write.service.store.search(write.conn, query, access_for=no_filter)
-        named = page.resources[0] if page.resources else None
+        found = await write.uow.find("Organization", [criterion])
+        named = found[0] if found else None
         kinds = organisation_kinds(named.json()) if named else []
         mismatch = named is not None and target is not None and target[1] != named.res_id
         if kinds != [OrganisationKind.FASTLEGE.value] or mismatch:
@@ -284,10 +279,7 @@ class PatientDefinition(_Directory):
                 "business-rule",
                 "A Patient with a care order is not deleted: the care order is its holder's",
             )
-        query = parse_search(
-            "RelatedPerson", [("patient", f"Patient/{resource['id']}")], write.service.search_params
-        )
-        if (await write.service.store.search(write.conn, query, access_for=no_filter)).resources:
+        if await write.uow.find("RelatedPerson", [("patient", f"Patient/{resource['id']}")]):
             raise error(
                 409,
                 "business-rule",

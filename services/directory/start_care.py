@@ -19,11 +19,11 @@ from typing import Any
 from services.directory.child_record import locked_child
 from shared.access.relations import note_relations
 from shared.events import DomainEvent, EventAccess
+from shared.fhir.answers import json_response
 from shared.fhir.errors import error, information, operation_outcome
-from shared.fhir.interactions import FhirService, json_response
 from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
-from shared.store.outbox import add_event
+from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
 
 START_CARE_OPERATION = "$start-care"
@@ -46,8 +46,8 @@ class StartCare:
                 400, "required", "Say why the child is taken into care (reason, 3-1000)", "reason"
             )
         caller = request.caller
-        async with self.fhir.db.transaction() as conn:
-            stored = await locked_child(self.fhir, conn, request, patient_id)
+        async with self.fhir.unit_of_work(request) as uow:
+            stored = await locked_child(uow, patient_id)
             event = DomainEvent(
                 type=f"{self.fhir.name}.Patient.care-started",
                 source=self.fhir.name,
@@ -61,9 +61,8 @@ class StartCare:
                 },
                 access=EventAccess(category=stored.access.category, parties=[caller.orgnr or ""]),
             )
-            await add_event(conn, event, self.fhir.prefix)
+            await uow.add_event(event)
             note_relations(patient_id, {caller.orgnr} if caller.orgnr else set())
-        await self.fhir.committed()
         return json_response(
             200,
             operation_outcome([information(f"Care of Patient/{patient_id} started: {reason}")]),

@@ -4,11 +4,11 @@ redirect rules, discharge back to the municipality, and the events partners foll
 
 from __future__ import annotations
 
-from services.referral.context import ReferralContext
 from services.referral.deadline_monitor import DeadlineMonitor
 from services.referral.resources import referral_definitions
 from shared.config import Settings
 from shared.directory_client import service_caller
+from shared.outside_reads import OutsideReads
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 
 NAME = "referral"
@@ -18,7 +18,7 @@ the patient's GP."""
 
 
 def referral_spec(settings: Settings) -> ServiceSpec:
-    context = ReferralContext()
+    context = OutsideReads()
 
     async def extend(runtime: ServiceRuntime) -> list[Component]:
         assert runtime.fhir is not None

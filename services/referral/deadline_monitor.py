@@ -14,12 +14,12 @@ from collections.abc import Callable
 from datetime import date
 from typing import Any
 
-from services.referral.context import now, today
 from services.referral.domain.deadlines import NOT_STARTED, UNASSESSED, breaches_due
 from services.referral.domain.vocabulary import BREACH_EXT
 from services.referral.records import add_extension, breach_coding, task_state
+from shared.clock import now_instant, today
 from shared.due_marks import DueMarker
-from shared.fhir.interactions import FhirService
+from shared.fhir.service import FhirService
 
 MONITOR_CLIENT = "barnebro-referral-deadlines"
 
@@ -36,7 +36,7 @@ def _mark(task: dict[str, Any], day: date) -> int:
     for breach in due:
         add_extension(task, BREACH_EXT, "valueCoding", breach_coding(breach))
     if due:
-        task["lastModified"] = now()
+        task["lastModified"] = now_instant()
     return len(due)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from services.referral.context import ReferralContext, refuse
 from services.referral.domain import completeness
 from services.referral.domain.model import Problem
 from services.referral.domain.referrers import receiver_problem, referrer_problem
@@ -27,6 +26,8 @@ from services.referral.records import organisation_reference, orgnr_of, patient_
 from shared.fhir.definitions import Lookup
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
+from shared.outside_reads import OutsideReads
+from shared.rules import refuse
 from shared.transport.wire import Caller
 
 PRIORITIES = frozenset({"routine", "urgent", "stat"})
@@ -41,9 +42,7 @@ class Parties:
     performer_kind: str | None
 
 
-async def check_parties(
-    resource: dict[str, Any], caller: Caller, context: ReferralContext
-) -> Parties:
+async def check_parties(resource: dict[str, Any], caller: Caller, context: OutsideReads) -> Parties:
     directory = context.require_directory()
     requester = orgnr_of(resource.get("requester"))
     if requester is None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.referral.context import ReferralContext, now
 from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     ASSESSMENT_DEADLINE_EXT,
@@ -39,15 +38,20 @@ from services.referral.records import (
     task_state,
 )
 from services.referral.transitions import check_task_update
+from shared.clock import now_instant
 from shared.codes import DataCategory
-from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
+from shared.fhir.definitions import (
+    Change,
+    EventSpec,
+    ResourceDefinition,
+    UnitOfWork,
+    WriteContext,
+)
 from shared.fhir.errors import Issue, error
-from shared.fhir.interactions import FhirService
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values
-from shared.fhir.search_query import parse_search
-from shared.store.database import Connection
-from shared.store.resource_store import StoredResource, no_filter
+from shared.outside_reads import OutsideReads
+from shared.store.resource_store import StoredResource
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 REFERRAL = DataCategory.REFERRAL.value
@@ -86,15 +90,10 @@ def _without_shared_with(resource: dict[str, Any]) -> None:
     keep_server_extensions(resource, None)
 
 
-async def task_of(
-    service: FhirService, conn: Connection, referral_id: str
-) -> StoredResource | None:
+async def task_of(uow: UnitOfWork, referral_id: str) -> StoredResource | None:
     """The workflow Task of a referral (ServiceRequest id)."""
-    query = parse_search(
-        "Task", [("focus", f"ServiceRequest/{referral_id}")], service.search_params
-    )
-    page = await service.store.search(conn, query, access_for=no_filter)
-    return page.resources[0] if page.resources else None
+    found = await uow.find("Task", [("focus", f"ServiceRequest/{referral_id}")], count=1)
+    return found[0] if found else None
 
 
 AMENDABLE = frozenset({TaskStatus.REQUESTED, TaskStatus.RECEIVED})
@@ -102,26 +101,22 @@ AMENDABLE = frozenset({TaskStatus.REQUESTED, TaskStatus.RECEIVED})
 still amend it and its attachments."""
 
 
-async def workflow_status(
-    service: FhirService, conn: Connection, referral_id: str
-) -> TaskStatus | None:
-    task = await task_of(service, conn, referral_id)
+async def workflow_status(uow: UnitOfWork, referral_id: str) -> TaskStatus | None:
+    task = await task_of(uow, referral_id)
     return task_state(task.json()).status if task is not None else None
 
 
-async def share_stored(
-    service: FhirService, write: WriteContext, reference: str, orgnrs: list[str]
-) -> dict[str, Any] | None:
+async def share_stored(uow: UnitOfWork, reference: str, orgnrs: list[str]) -> dict[str, Any] | None:
     """Share a stored resource of the service with organisations (a new version, only if
     one of them is new to it). Returns its current JSON."""
     res_type, _, res_id = reference.partition("/")
-    stored = await service.store.read_for_update(write.conn, res_type, res_id)
+    stored = await uow.read_for_update(res_type, res_id)
     if stored is None or stored.deleted:
         return None
     resource = stored.json()
     if share(resource, orgnrs):
-        saved = await service.save(write.conn, write.request, resource, previous=stored)
-        await service.store.share_history(write.conn, res_type, res_id, saved.access.parties)
+        saved = await uow.save(resource, previous=stored)
+        await uow.share_history(res_type, res_id, list(saved.access.parties))
     return resource
 
 
@@ -171,7 +166,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         ),
     )
 
-    def __init__(self, context: ReferralContext) -> None:
+    def __init__(self, context: OutsideReads) -> None:
         self.context = context
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
@@ -198,12 +193,10 @@ class ServiceRequestDefinition(ResourceDefinition):
         patient = await self.context.require_directory().resolve_subject(
             resource, "subject", write.request.caller
         )
-        _, types = await attachment_types(
-            resource, patient, write.service.lookup_as(write.conn, write.request, PASS_ON)
-        )
+        _, types = await attachment_types(resource, patient, write.uow.visible(PASS_ON))
         for element in ("replaces", "basedOn"):
             await self._check_earlier(resource, element, patient, write)
-        resource.setdefault("authoredOn", now())
+        resource.setdefault("authoredOn", now_instant())
         return mark_completeness(resource, parties.performer_kind, types)
 
     async def _check_earlier(
@@ -222,9 +215,7 @@ class ServiceRequestDefinition(ResourceDefinition):
                     + (" or the CarePlan of a forløp" if element == "basedOn" else ""),
                     where,
                 )
-            earlier = await write.service.lookup_as(write.conn, write.request, PASS_ON)(
-                "ServiceRequest", target[1]
-            )
+            earlier = await write.uow.visible(PASS_ON)("ServiceRequest", target[1])
             if earlier is None or patient_id(earlier.get("subject")) != patient:
                 raise error(
                     422,
@@ -234,7 +225,7 @@ class ServiceRequestDefinition(ResourceDefinition):
                 )
             if element != "replaces":
                 continue
-            task = await task_of(write.service, write.conn, target[1])
+            task = await task_of(write.uow, target[1])
             if task is None or task_state(task.json()).status not in CLOSED:
                 raise error(
                     409,
@@ -251,7 +242,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         caller = write.request.caller
         if caller.orgnr != orgnr_of(before.get("requester")):
             raise error(403, "forbidden", "Only the referring organisation amends a referral")
-        status = await workflow_status(write.service, write.conn, str(before["id"]))
+        status = await workflow_status(write.uow, str(before["id"]))
         if status not in AMENDABLE:
             raise error(
                 409,
@@ -264,9 +255,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         check_form(resource)
         keep_server_extensions(resource, before)
         patient = patient_id(before.get("subject")) or ""
-        _, types = await attachment_types(
-            resource, patient, write.service.lookup_as(write.conn, write.request, PASS_ON)
-        )
+        _, types = await attachment_types(resource, patient, write.uow.visible(PASS_ON))
         performer = orgnr_of((before.get("performer") or [{}])[0])
         kind = await self.context.require_directory().organisation_kind(performer or "")
         return mark_completeness(resource, kind, types)
@@ -278,7 +267,6 @@ class ServiceRequestDefinition(ResourceDefinition):
         if referral is None:
             return
         created = change.before is None
-        service = write.service
         # The referral's own parties, not those it was shared with later (a redirect
         # passes contact details on, not the attachments).
         parties = [p for p in self.parties(referral) if p not in shared_with(referral)]
@@ -286,10 +274,10 @@ class ServiceRequestDefinition(ResourceDefinition):
             for info in referral.get("supportingInfo") or []:
                 target = reference_target(info)
                 if target is not None and target[0] == "DocumentReference":
-                    await share_stored(service, write, "/".join(target), parties)
+                    await share_stored(write.uow, "/".join(target), parties)
         if not created:
             return
-        await service.save(write.conn, write.request, new_task(referral, now()))
+        await write.uow.save(new_task(referral, now_instant()))
         await self._inherit(referral, parties, write)
 
     async def _inherit(
@@ -297,7 +285,7 @@ class ServiceRequestDefinition(ResourceDefinition):
     ) -> None:
         """Share the earlier referrals in the chain, their Tasks and attachments with the
         new referral's parties: what the referrer itself may see of them, no more."""
-        visible = write.service.lookup_as(write.conn, write.request, PASS_ON)
+        visible = write.uow.visible(PASS_ON)
         earlier = [r for e in ("replaces", "basedOn") for r in referral.get(e) or []]
         seen: set[str] = set()
         while earlier and len(seen) < MAX_CHAIN:
@@ -309,7 +297,7 @@ class ServiceRequestDefinition(ResourceDefinition):
             if found is None:
                 continue
             references = [f"ServiceRequest/{target[1]}"]
-            task = await task_of(write.service, write.conn, target[1])
+            task = await task_of(write.uow, target[1])
             if task is not None:
                 references.append(task.reference)
             for info in found.get("supportingInfo") or []:
@@ -318,7 +306,7 @@ class ServiceRequestDefinition(ResourceDefinition):
                     references.append("/".join(doc))
             for reference in references:
                 if reference == references[0] or await visible(*reference.split("/", 1)):
-                    await share_stored(write.service, write, reference, parties)
+                    await share_stored(write.uow, reference, parties)
             earlier += found.get("replaces") or []
 
     def events(self, change: Change) -> list[EventSpec]:
@@ -375,7 +363,7 @@ class TaskDefinition(ResourceDefinition):
         ),
     )
 
-    def __init__(self, context: ReferralContext) -> None:
+    def __init__(self, context: OutsideReads) -> None:
         self.context = context
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
@@ -410,22 +398,21 @@ class TaskDefinition(ResourceDefinition):
         closing = after.status in CLOSED and before.status not in CLOSED
         if not added and not closing:
             return
-        service = write.service
-        stored = await service.store.read_for_update(write.conn, *target)
+        stored = await write.uow.read_for_update(*target)
         if stored is None or stored.deleted:
             return
         referral = stored.json()
         if added:
-            await service.store.share_history(
-                write.conn, "Task", str(change.after["id"]), self.parties(change.after)
+            await write.uow.share_history(
+                "Task", str(change.after["id"]), self.parties(change.after)
             )
         changed = share(referral, added)
         if closing:
             referral["status"] = "completed" if after.status is TaskStatus.COMPLETED else "revoked"
             changed = True
         if changed:
-            saved = await service.save(write.conn, write.request, referral, previous=stored)
-            await service.store.share_history(write.conn, *target, saved.access.parties)
+            saved = await write.uow.save(referral, previous=stored)
+            await write.uow.share_history(*target, list(saved.access.parties))
 
     def events(self, change: Change) -> list[EventSpec]:
         return task_events(change, self.parties(change.after or change.before or {}))
@@ -445,7 +432,7 @@ class AttachmentDefinition(ResourceDefinition):
         SearchParam("date", DATE, ("date",), "When it was written"),
     )
 
-    def __init__(self, context: ReferralContext) -> None:
+    def __init__(self, context: OutsideReads) -> None:
         self.context = context
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
@@ -482,14 +469,11 @@ class AttachmentDefinition(ResourceDefinition):
             )
         keep_unchanged(resource, before, ("subject",))
         keep_server_extensions(resource, before)
-        query = parse_search(
-            "ServiceRequest",
-            [("supporting-info", f"DocumentReference/{before['id']}")],
-            write.service.search_params,
+        referrals = await write.uow.find(
+            "ServiceRequest", [("supporting-info", f"DocumentReference/{before['id']}")]
         )
-        page = await write.service.store.search(write.conn, query, access_for=no_filter)
-        for referral in page.resources:
-            status = await workflow_status(write.service, write.conn, referral.res_id)
+        for referral in referrals:
+            status = await workflow_status(write.uow, referral.res_id)
             if status not in AMENDABLE:
                 raise error(
                     409,
@@ -508,7 +492,7 @@ class AttachmentDefinition(ResourceDefinition):
         return []
 
 
-def referral_definitions(context: ReferralContext) -> list[ResourceDefinition]:
+def referral_definitions(context: OutsideReads) -> list[ResourceDefinition]:
     return [
         ServiceRequestDefinition(context),
         TaskDefinition(context),

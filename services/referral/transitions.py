@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.referral.context import ReferralContext, now, refuse, today
 from services.referral.domain.deadlines import assessment_deadline, breaches_due
 from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.vocabulary import (
@@ -44,11 +43,14 @@ from services.referral.records import (
     task_state,
 )
 from shared.access.decision import consents_for
+from shared.clock import now_instant, today
 from shared.codes import HEALTH_KINDS
 from shared.codes import OrganisationKind as K
 from shared.fhir.definitions import WriteContext
 from shared.fhir.errors import error
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
+from shared.outside_reads import OutsideReads
+from shared.rules import refuse
 
 CLIENT_EXTENSIONS = {FRIST_EXT: "valueDate", NO_SHOWS_EXT: "valueUnsignedInt",
                      CRITERION_EXT: "valueCoding"}  # fmt: skip
@@ -59,7 +61,7 @@ CONTACT_DETAILS_PURPOSE = "kontaktinfo-videreformidling"
 
 
 async def check_task_update(
-    resource: dict[str, Any], write: WriteContext, context: ReferralContext
+    resource: dict[str, Any], write: WriteContext, context: OutsideReads
 ) -> None:
     before = write.before
     if before is None:
@@ -105,7 +107,7 @@ def _check_extension_values(resource: dict[str, Any]) -> None:
             )
 
 
-async def _handover(resource: dict[str, Any], new: TaskState, context: ReferralContext) -> None:
+async def _handover(resource: dict[str, Any], new: TaskState, context: OutsideReads) -> None:
     """The municipal service named on a rejection or discharge: it must be municipal; a
     redirect needs a consent to pass contact details on; a discharge tells the GP."""
     directory = context.require_directory()
@@ -148,7 +150,7 @@ async def _handover(resource: dict[str, Any], new: TaskState, context: ReferralC
         share(resource, told)
 
 
-async def _general_practitioners(patient: str, context: ReferralContext) -> list[str]:
+async def _general_practitioners(patient: str, context: OutsideReads) -> list[str]:
     """The orgnr of the child's fastlege office, as the directory records it (only an
     organisation registered as a fastlege is told: the child's record names its GP, and
     naming another organisation there must not make it a party to the referral)."""
@@ -165,7 +167,7 @@ async def _general_practitioners(patient: str, context: ReferralContext) -> list
 def _derive(
     resource: dict[str, Any], old: TaskState, new: TaskState, actor: Actor, write: WriteContext
 ) -> None:
-    moment, day = now(), today()
+    moment, day = now_instant(), today()
     resource["lastModified"] = moment
     # A deadline that passed since the monitor last looked is marked by this change.
     for breach in breaches_due(old, day):
@@ -197,7 +199,7 @@ def _transition(
     parts: list[dict[str, Any]] = [
         {"url": "from", "valueCode": old.status.value},
         {"url": "to", "valueCode": new.status.value},
-        {"url": "at", "valueDateTime": now()},
+        {"url": "at", "valueDateTime": now_instant()},
     ]
     if actor.orgnr:
         parts.append(

@@ -33,12 +33,12 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
     async def extend(runtime: ServiceRuntime) -> list[Component]:
         fhir, nc = runtime.fhir, runtime.nc
         assert fhir is not None and nc is not None and runtime.db is not None
-        assert fhir.guard is not None
+        assert runtime.access_guard is not None
         queue.db = runtime.db
         await create_queue_tables(runtime.db)
         await ensure_partner_stream(runtime)
         await publish_topics(fhir, settings.base_url)
-        gate = ConsentGate(fhir.guard, NAME)
+        gate = ConsentGate(runtime.access_guard, NAME)
         reader = ResourceReader(
             Forwarder(nc, settings.request_timeout), settings.nats_prefix, settings.base_url
         )

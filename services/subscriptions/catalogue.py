@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from services.subscriptions.domain.topics import TOPICS, topic_resource
 from services.subscriptions.status import own_request
-from shared.fhir.interactions import FhirService
-from shared.store.outbox import lock_patient
+from shared.fhir.service import FhirService
 
 CATALOGUE_LOCK = "subscription-topic-catalogue"
 
@@ -16,17 +15,15 @@ async def publish_topics(fhir: FhirService, base_url: str) -> int:
     """Write the topics that differ from the stored ones; how many were written."""
     request = own_request(base_url)
     written = 0
-    async with fhir.db.transaction() as conn:
-        await lock_patient(conn, CATALOGUE_LOCK)
+    async with fhir.unit_of_work(request) as uow:
+        await uow.lock_patient(CATALOGUE_LOCK)
         for topic in TOPICS:
             wanted = topic_resource(topic)
-            stored = await fhir.store.read_for_update(conn, "SubscriptionTopic", topic.key)
+            stored = await uow.read_for_update("SubscriptionTopic", topic.key)
             if stored is not None and not stored.deleted:
                 current = {k: v for k, v in stored.json().items() if k != "meta"}
                 if current == wanted:
                     continue
-            await fhir.save(conn, request, wanted, previous=stored)
+            await uow.save(wanted, previous=stored)
             written += 1
-    if written:
-        fhir.notify_commit()
     return written

@@ -25,8 +25,9 @@ from services.subscriptions.domain.vocabulary import CONTENTS
 from services.subscriptions.gate import ConsentGate, focus_of
 from services.subscriptions.queue import Delivery, DeliveryQueue
 from shared.events import DomainEvent
+from shared.fhir.answers import json_response
 from shared.fhir.errors import error
-from shared.fhir.interactions import FhirService, json_response
+from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
 
 STATUS = "$status"
@@ -64,12 +65,9 @@ class SubscriptionOperations:
             raise error(
                 404, "not-supported", f"{request.operation} is an operation on a Subscription"
             )
-        async with self._fhir.db.reader() as conn:
-            stored = await self._fhir.store.read(conn, "Subscription", request.id)
+        stored = await self._fhir.repository(request).read("Subscription", request.id)
         if stored is None or stored.deleted:
-            await self._fhir.disclose(request, None, ("Subscription", request.id))
             raise error(404, "not-found", f"Subscription/{request.id} is not known")
-        await self._fhir.disclose(request, stored)
         async with self._queue.db.reader() as conn:
             row = await self._queue.load(conn, request.id)
         settings = read_settings(row.resource, allow_http=True)[0] if row else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.fhir.errors import FhirError
-from shared.fhir.interactions import FhirService
+from shared.fhir.service import FhirService
 from shared.transport.wire import Caller, FhirRequest
 
 SERVICE_CLIENT = "barnebro-subscriptions"
@@ -48,8 +48,8 @@ class StatusWriter:
         now and, given `as_delivered` (the Subscription the delivery worked with), still
         asks for the same: a partner's change made meanwhile (`off`, a new endpoint that
         has had no handshake) wins."""
-        async with self._fhir.db.transaction() as conn:
-            stored = await self._fhir.store.read_for_update(conn, "Subscription", subscription)
+        async with self._fhir.unit_of_work(self._request) as uow:
+            stored = await uow.read_for_update("Subscription", subscription)
             if stored is None or stored.deleted:
                 return False
             resource = stored.json()
@@ -63,8 +63,7 @@ class StatusWriter:
             else:
                 resource.pop("error", None)
             try:
-                await self._fhir.save(conn, self._request, resource, previous=stored)
+                await uow.save(resource, previous=stored)
             except FhirError:
                 return False
-        self._fhir.notify_commit()
         return True

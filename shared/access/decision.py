@@ -20,16 +20,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from zoneinfo import ZoneInfo
+from datetime import date
 
 from shared.access.permissions import ACTOR_KINDS, Actor, may_know_care_orders
 from shared.access.state import Grant, PatientAccessState
+from shared.clock import today
 from shared.codes import AUDIT_CATEGORY, DEFAULT_PURPOSE_OF_USE, HEALTH_KINDS, PERSON_CATEGORY
 from shared.store.access_sql import AccessFilter
 from shared.transport.wire import Caller, Emergency
 
-NORWAY = ZoneInfo("Europe/Oslo")
 SUBSET = "subset"
 """Obligation: release only the identifying subset of a child's record (a look-up)."""
 HIDE_CARE_ORDERS = "hide-care-orders"
@@ -43,11 +42,6 @@ RELATION_BASES = frozenset(
      "parental-responsibility", "emergency", "service"}
 )  # fmt: skip
 """Bases on which a child's directory record is released in full: a relation."""
-
-
-def today() -> date:
-    """The date in Norway: ages and consent periods are Norwegian calendar days."""
-    return datetime.now(NORWAY).date()
 
 
 @dataclass(frozen=True)

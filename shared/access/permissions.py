@@ -16,7 +16,7 @@ condition on the data, enforced in one place each:
   own answer; each type says which in `OWNERSHIP`).
 
 `permission` is called by every service for every interaction, operation and transaction
-entry (`shared.fhir.interactions`); the table is rendered into the README
+entry (`shared.fhir.router`, `shared.fhir.transaction`); the table is rendered into the README
 (`markdown_table`) and every cell is tested (`tests/test_permission_table.py`).
 """
 

@@ -1,24 +1,23 @@
 """What a service declares about each resource type it owns.
 
 A `ResourceDefinition` names the type, its search parameters, its business keys, its
-domain checks and the events a change raises. The generic FHIR interaction handler
-(`shared.fhir.interactions`) calls these hooks, so a service writes only its rules.
+domain checks and the events a change raises. The engine (`shared.fhir.router`,
+`shared.fhir.writes`) calls these hooks with a narrow `UnitOfWork`, so a service writes
+only its rules and reaches its stored data only through that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from shared.fhir.errors import Issue, error
 from shared.fhir.search_params import SearchParam
-from shared.fhir.search_query import SearchQuery
+from shared.fhir.search_query import DEFAULT_COUNT, SearchQuery
 from shared.store.database import Connection
+from shared.store.resource_store import StoredResource
 from shared.transport.wire import Caller, FhirRequest
-
-if TYPE_CHECKING:
-    from shared.fhir.interactions import FhirService
 
 
 @dataclass(frozen=True)
@@ -43,17 +42,71 @@ Lookup = Callable[[str, str], Awaitable[dict[str, Any] | None]]
 inside the transaction of the write being checked."""
 
 
+class UnitOfWork(Protocol):
+    """What a resource definition's hooks may do with the service's stored data, inside
+    the transaction of the write being checked: read, find, save and share, nothing more.
+    Reads here are the service's own (for its rules), never an answer to a client;
+    `visible` reads as the caller, for references the caller's write makes."""
+
+    request: FhirRequest
+    """The request the write is made for (an entry's own request in a transaction)."""
+    conn: Connection
+    """The transaction itself, only for a service's own tables beside its resources (e.g.
+    the subscriptions' delivery queue); resources are reached through the methods."""
+
+    async def read(self, resource_type: str, res_id: str) -> StoredResource | None:
+        """The current version (or deletion marker) of a resource, None if never stored."""
+        ...
+
+    async def read_for_update(self, resource_type: str, res_id: str) -> StoredResource | None:
+        """`read`, locking the row until the transaction ends (to save a new version)."""
+        ...
+
+    async def find(
+        self, resource_type: str, criteria: list[tuple[str, str]], count: int = DEFAULT_COUNT
+    ) -> list[StoredResource]:
+        """The resources a search finds (at most `count`), whoever may see them."""
+        ...
+
+    def lookup(self) -> Lookup:
+        """Current resources of the service by type and id, whoever may see them."""
+        ...
+
+    def visible(self, bases: frozenset[str] | None = None) -> Lookup:
+        """Current resources as the caller sees them (on one of `bases`, when given):
+        what the caller may not see is absent, and the refusal is audited."""
+        ...
+
+    async def save(
+        self, resource: dict[str, Any], *, previous: StoredResource | None = None
+    ) -> StoredResource:
+        """A follow-on write of the service itself: validated, versioned, indexed and
+        evented like a client's. `previous` (from `read_for_update`) is the version it
+        replaces; None creates a new resource."""
+        ...
+
+    async def share_history(self, resource_type: str, res_id: str, parties: list[str]) -> None:
+        """Give every version of a resource the parties of its current one."""
+        ...
+
+
 @dataclass(frozen=True)
 class WriteContext:
-    """A write under way: its transaction, the request, the version it replaces (None on
-    create) and the service, for writes that must happen in the same unit of work."""
+    """A write under way: its unit of work, the version it replaces (None on create) and
+    that version's first author."""
 
-    conn: Connection
-    request: FhirRequest
+    uow: UnitOfWork
     before: dict[str, Any] | None
-    service: FhirService
     author: str | None = None
     """The organisation that wrote the first version of the resource being replaced."""
+
+    @property
+    def request(self) -> FhirRequest:
+        return self.uow.request
+
+    @property
+    def conn(self) -> Connection:
+        return self.uow.conn
 
 
 @dataclass(frozen=True)

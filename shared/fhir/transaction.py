@@ -9,20 +9,21 @@ sends here only Bundles whose entries all belong to this service.)
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from shared.access.permissions import request_rule
+from shared.fhir import bundles, writes
+from shared.fhir.answers import not_found
 from shared.fhir.bundle_entries import METHOD_ORDER, EntryRequest, bundle_entries, entry_result
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.repository import Repository
 from shared.fhir.resources import FHIR_JSON, parse_json, version_number
-from shared.store.database import Connection
+from shared.fhir.service import FhirService
+from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.store.resource_store import DEFAULT_PAGE_BYTES, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
-
-if TYPE_CHECKING:
-    from shared.fhir.interactions import FhirService
 
 
 def _rewrite(node: Any, ids: dict[str, str]) -> Any:
@@ -102,13 +103,11 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
     )
     results: dict[int, dict[str, Any]] = {}
     read_sizes: list[int] = []
-    async with service.db.transaction() as conn:
+    async with service.unit_of_work(request) as uow:
         for index in order:
             entry, entry_request = entries[index]
             try:
-                results[index] = await _run_entry(
-                    service, conn, request, entry, entry_request, assigned, read_sizes
-                )
+                results[index] = await _run_entry(uow, entry, entry_request, assigned, read_sizes)
                 if sum(read_sizes) > DEFAULT_PAGE_BYTES:
                     raise error(
                         413,
@@ -125,23 +124,12 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
                         for i in exc.issues
                     ],
                 ) from exc
-    await service.committed()
-    outcomes = [results[i] for i in range(len(entries))]
-    response = {"resourceType": "Bundle", "type": "transaction-response", "entry": outcomes}
-    answer = orjson.dumps(response)
-    if len(answer) > DEFAULT_PAGE_BYTES:
-        # Committed: the answer must get through. Resources are optional in a
-        # transaction-response; statuses, locations and ETags stay.
-        for result in outcomes:
-            result.pop("resource", None)
-        answer = orjson.dumps(response)
+    answer = bundles.transaction_response([results[i] for i in range(len(entries))])
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=answer)
 
 
 async def _run_entry(
-    service: FhirService,
-    conn: Connection,
-    request: FhirRequest,
+    uow: StoreUnitOfWork,
     entry: dict[str, Any],
     entry_request: EntryRequest,
     assigned: dict[str, str],
@@ -149,26 +137,21 @@ async def _run_entry(
 ) -> dict[str, Any]:
     """One entry's result; a GET adds the size of what it read to `read_sizes`."""
     res_type, res_id = entry_request.resource_type, entry_request.id
-    definition = service.definitions.get(res_type)
-    if definition is None:
-        raise error(404, "not-supported", f"{res_type} is not served by {service.name}")
-    sub = entry_request.to_request(request).model_copy(update={"prefer_return": None})
+    definition = uow.data.definition(res_type)
+    sub = entry_request.to_request(uow.request).model_copy(update={"prefer_return": None})
     rule = request_rule(sub)
+    entry_uow = uow.bound(sub)
     if entry_request.method == "GET":
         if res_id is None:
             raise error(400, "not-supported", "Searches inside a transaction are not supported")
         if entry_request.version is not None:
             version = version_number(entry_request.version)
-            stored = (
-                await service.store.vread(conn, res_type, res_id, version)
-                if version is not None
-                else None
-            )
+            stored = await entry_uow.read_version(res_type, res_id, version)
         else:
-            stored = await service.store.read(conn, res_type, res_id)
-        stored = await service.disclose(sub, stored, (res_type, res_id))
+            stored = await entry_uow.read(res_type, res_id)
+        stored = await Repository(uow.data, sub).disclose(stored, (res_type, res_id))
         if stored is None or stored.deleted:
-            raise error(404, "not-found", f"{res_type}/{res_id} is not known")
+            raise not_found(res_type, res_id)
         read_sizes.append(len(stored.body or b""))
         return {
             "resource": orjson.Fragment(stored.body or b"{}"),
@@ -176,23 +159,24 @@ async def _run_entry(
         }
     definition.refuse_client_writes()
     if entry_request.method == "POST":
-        new_ref = assigned.get(entry.get("fullUrl") or "")
-        answer = await service.create(
-            conn,
+        full_url = entry.get("fullUrl") or ""
+        new_ref = assigned.get(full_url)
+        answer = await writes.create(
+            entry_uow,
             definition,
-            sub,
             _rewrite(entry["resource"], assigned),
             res_id=new_ref.split("/")[1] if new_ref else None,
             rule=rule,
         )
-        if new_ref and answer.status == 200:  # a conditional create matched: refer to it
-            # (from Location, which is there whether or not the answer carries the body)
+        if new_ref and answer.status == 200:
+            # A conditional create matched: later entries refer to the resource it found
+            # (named by Location, which is there whether or not the answer has a body).
             location = answer.headers["Location"].split("/_history/")[0]
-            assigned[entry["fullUrl"]] = "/".join(location.rsplit("/", 2)[-2:])
+            assigned[full_url] = "/".join(location.rsplit("/", 2)[-2:])
     elif entry_request.method == "PUT":
-        answer = await service.update(
-            conn, definition, sub, _rewrite(entry["resource"], assigned), rule=rule
+        answer = await writes.update(
+            entry_uow, definition, _rewrite(entry["resource"], assigned), rule=rule
         )
     else:
-        answer = await service.delete(conn, definition, sub, rule=rule)
+        answer = await writes.delete(entry_uow, definition, rule=rule)
     return entry_result(answer)

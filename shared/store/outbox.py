@@ -19,10 +19,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from opentelemetry import propagate, trace
 
+from shared.clock import now_instant
 from shared.events import DomainEvent
 from shared.fhir.search_params import format_instant
 from shared.store.database import Connection, Database, Row
-from shared.store.resource_store import now_instant
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.outbox")

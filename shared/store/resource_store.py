@@ -1,8 +1,8 @@
 """Versioned FHIR resources: current version, full history, search index, unique keys.
 
 Every method takes the connection of the caller's transaction, so a resource write, its
-index rows and its outbox event commit together (the unit of work lives in
-`shared.store.unit_of_work`). Stored bodies are the exact JSON bytes served on reads.
+index rows and its outbox event commit together (the unit of work that holds it is
+`shared.fhir.unit_of_work`). Stored bodies are the exact JSON bytes served on reads.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from shared.clock import now_instant
 from shared.fhir.errors import FhirError, Issue, error
-from shared.fhir.search_params import IndexValue, SearchParam, format_instant, index_values
+from shared.fhir.search_params import IndexValue, SearchParam, index_values
 from shared.fhir.search_query import SearchQuery, encode_cursor
 from shared.store.access_sql import (
     NO_ACCESS_COLUMNS,
@@ -87,10 +87,6 @@ def _within_budget(rows: Sequence[Any], max_bytes: int, *, keep_first: bool = Tr
             break
         kept.append(row)
     return kept
-
-
-def now_instant() -> str:
-    return format_instant(datetime.now(UTC))
 
 
 def new_id() -> str:

@@ -1,8 +1,9 @@
 """The tables every service keeps in its own database or schema.
 
 Current versions, full history, the search index derived from declared search parameters,
-business keys that must stay unique, claims that serialise conditional creates, and the
-outbox of domain events. Created idempotently at service start-up.
+business keys that must stay unique, claims that serialise conditional creates, the
+outbox of domain events and the data migrations applied (`shared.store.migrations`).
+Created idempotently at service start-up.
 
 Every version also carries the access columns (`shared.store.access_sql`): the patient,
 the data category, the author organisation and the organisations named on the resource,
@@ -50,6 +51,8 @@ _COMMON = [
         seq {serial}, event_id TEXT NOT NULL UNIQUE, subject TEXT NOT NULL,
         payload {blob} NOT NULL, created TEXT NOT NULL, sent_at TEXT)""",
     "CREATE INDEX IF NOT EXISTS outbox_unsent ON outbox (seq) WHERE sent_at IS NULL",
+    """CREATE TABLE IF NOT EXISTS applied_migrations (
+        name TEXT PRIMARY KEY, applied TEXT NOT NULL, changed INTEGER NOT NULL)""",
 ]
 
 _DIALECT_STATEMENTS = {

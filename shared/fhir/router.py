@@ -1,0 +1,130 @@
+"""The service-side FHIR router: one short handler per interaction, nothing else.
+
+A request arrives from the transport (`shared.transport.service_host`) after the
+gateway checked its scopes; the router finds the handler for its interaction, and the
+handler asks the repository (reads), a unit of work (writes), the transaction runner or
+a registered operation, and builds the answer (`shared.fhir.answers`,
+`shared.fhir.bundles`). Whether the caller may do the interaction at all is the
+permission table's (`shared.access.permissions`, checked by the gateway and again per
+resource by the consent step); the handlers pass the caller's cell of it on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from shared.access.permissions import Rule, request_rule
+from shared.fhir import bundles, writes
+from shared.fhir.answers import checked_id, json_response, resource_response
+from shared.fhir.errors import error
+from shared.fhir.resources import parse_json, version_number
+from shared.fhir.search_query import MAX_COUNT, parse_date_value, small_integer
+from shared.fhir.service import FhirService
+from shared.fhir.transaction import run_transaction
+from shared.fhir.validate import validate
+from shared.transport.wire import FhirRequest, FhirResponse
+
+Handler = Callable[[FhirRequest, bytes, Rule], Awaitable[FhirResponse]]
+HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format"})
+
+
+class FhirRouter:
+    """Answers the FHIR requests of one service."""
+
+    def __init__(self, service: FhirService) -> None:
+        self.service = service
+        self._handlers: dict[str, Handler] = {
+            "read": self.read,
+            "vread": self.vread,
+            "search": self.search,
+            "history-instance": self.history,
+            "history-type": self.history,
+            "validate": self.validate,
+            "create": self.create,
+            "update": self.update,
+            "delete": self.delete,
+            "operation": self.operation,
+            "read-operation": self.operation,
+        }
+
+    async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """One interaction or operation, once the permission table lets the caller through
+        (a transaction checks each of its entries)."""
+        if request.interaction == "transaction":
+            return await run_transaction(self.service, request, body)
+        handler = self._handlers.get(request.interaction)
+        if handler is None:
+            raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
+        return await handler(request, body, request_rule(request))
+
+    async def read(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        resource_type = self.service.definition(request.resource_type).resource_type
+        res_id = checked_id(request.id)
+        stored = await self.service.repository(request).read(resource_type, res_id)
+        return resource_response(stored, resource_type, res_id, request.base_url)
+
+    async def vread(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        resource_type = self.service.definition(request.resource_type).resource_type
+        res_id = checked_id(request.id)
+        version = version_number(request.version)
+        if version is None:
+            raise error(404, "not-found", f"Version {request.version!r} does not exist")
+        stored = await self.service.repository(request).vread(resource_type, res_id, version)
+        return resource_response(stored, resource_type, res_id, request.base_url)
+
+    async def search(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        query, page = await self.service.repository(request).search(definition)
+        bundle = bundles.searchset(definition.resource_type, query, page, request.base_url)
+        return json_response(200, bundle)
+
+    async def history(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        resource_type = self.service.definition(request.resource_type).resource_type
+        params = dict(request.params)
+        unknown = set(params) - HISTORY_PARAMS
+        if unknown and not request.lenient:
+            raise error(400, "not-supported", f"Unsupported history parameters: {sorted(unknown)}")
+        since = parse_date_value("_since", params["_since"]).lo if "_since" in params else None
+        count = small_integer(params.get("_count", "50"), "_count", MAX_COUNT)
+        cursor = params.get("_cursor")
+        before_seq = small_integer(cursor, "_cursor", 2**62) if cursor is not None else None
+        res_id = checked_id(request.id) if request.interaction == "history-instance" else None
+        versions, next_seq = await self.service.repository(request).history(
+            resource_type, res_id, since=since, count=count, before_seq=before_seq
+        )
+        path = f"{request.base_url}/{resource_type}"
+        path += f"/{res_id}/_history" if res_id else "/_history"
+        bundle = bundles.history(path, request.params, versions, next_seq, request.base_url)
+        return json_response(200, bundle)
+
+    async def validate(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        return await validate(self.service, definition, request, body)
+
+    async def create(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        definition.refuse_client_writes()
+        async with self.service.unit_of_work(request) as uow:
+            return await writes.create(uow, definition, parse_json(body), rule=rule)
+
+    async def update(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        definition.refuse_client_writes()
+        async with self.service.unit_of_work(request) as uow:
+            return await writes.update(uow, definition, parse_json(body), rule=rule)
+
+    async def delete(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        definition.refuse_client_writes()
+        async with self.service.unit_of_work(request) as uow:
+            return await writes.delete(uow, definition, rule=rule)
+
+    async def operation(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        operation = self.service.operations.get(request.operation or "")
+        if operation is None:
+            raise error(404, "not-supported", f"No operation {request.operation!r}")
+        if request.interaction == "read-operation" and (
+            request.operation not in self.service.read_operations
+        ):
+            raise error(405, "not-supported", f"{request.operation} changes data: use POST")
+        return await operation(request, body)

@@ -1,0 +1,101 @@
+"""One barnebro service's FHIR data: what it serves, where it is stored, how it leaves.
+
+`FhirService` is the composition the rest of a service is given: its resource
+definitions and search parameters, its store and database, its consent step (always
+one: `shared.access.step`), its operations and the outbox it wakes. It answers nothing
+itself: `shared.fhir.router` routes requests, `repository(request)` reads as a caller,
+`unit_of_work(request)` is the one transaction in which data is changed, and `matches`
+serves the service's own jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from shared.access.relations import RelationAnnouncer, take_relations
+from shared.access.step import UNGUARDED, Guard
+from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.repository import Repository
+from shared.fhir.search_query import parse_search
+from shared.fhir.service_data import ServiceData
+from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.store.database import Database
+from shared.store.resource_store import StoredResource
+from shared.transport.wire import FhirRequest, FhirResponse
+
+Operation = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
+
+
+class FhirService(ServiceData):
+    """The FHIR resources of one service, their store, guard, operations and outbox."""
+
+    def __init__(
+        self,
+        name: str,
+        definitions: list[ResourceDefinition],
+        db: Database,
+        *,
+        prefix: str,
+        on_commit: Callable[[], None] = lambda: None,
+        guard: Guard = UNGUARDED,
+    ) -> None:
+        """`guard` is the consent step every outgoing resource passes: `UNGUARDED` only
+        for services that hold no patient data, and for benchmarks of the store."""
+        super().__init__(name, definitions, db, prefix=prefix, guard=guard)
+        self.operations: dict[str, Operation] = {}
+        """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
+        self.read_operations: set[str] = set()
+        """The operations that only read: the only ones a `read-operation` (GET) reaches."""
+        self._on_commit = on_commit
+        self.announcer: RelationAnnouncer | None = None
+        """Set by the runtime: tells the directory of new relations (`committed`)."""
+
+    def repository(self, request: FhirRequest) -> Repository:
+        """The service's data as `request`'s caller may read it."""
+        return Repository(self, request)
+
+    @contextlib.asynccontextmanager
+    async def unit_of_work(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
+        """One transaction for `request`: every write in it, its events and its follow-on
+        writes commit together or not at all; after the commit the outbox relay wakes
+        and the directory hears of new relations."""
+        async with self.db.transaction() as conn:
+            yield StoreUnitOfWork(self, conn, request)
+        await self.committed()
+
+    @contextlib.asynccontextmanager
+    async def reading(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
+        """A read-only snapshot for checks that write nothing (`$validate`)."""
+        async with self.db.reader() as conn:
+            yield StoreUnitOfWork(self, conn, request)
+
+    async def matches(
+        self, resource_type: str, criteria: list[tuple[str, str]], page_size: int = 500
+    ) -> AsyncIterator[StoredResource]:
+        """Every resource matching a search, page by page and without an access filter:
+        for the service's own jobs (sweeps, deadline monitors), never for a client."""
+        cursor: str | None = None
+        while True:
+            paging = [("_cursor", cursor)] if cursor else []
+            params = [*criteria, ("_count", str(page_size)), *paging]
+            query = parse_search(resource_type, params, self.search_params)
+            async with self.db.reader() as conn:
+                page = await self.store.search(conn, query)
+            for stored in page.resources:
+                yield stored
+            cursor = page.next_cursor
+            if cursor is None:
+                return
+
+    def notify_commit(self) -> None:
+        """Wake the outbox relay after a committed write."""
+        self._on_commit()
+
+    async def committed(self) -> None:
+        """After a unit of work commits, before its answer: wake the outbox relay and tell
+        the directory of the relations to children the writes made."""
+        self.notify_commit()
+        made = take_relations()
+        if made and self.announcer is not None:
+            await self.announcer.announce(made)

@@ -1,0 +1,229 @@
+"""One transaction of a service: the only place its resources are changed.
+
+A `StoreUnitOfWork` writes a new version, its search index, unique keys and outbox
+events in the transaction it was opened with, and runs the follow-on writes of the
+type's `after_write` in that same transaction, so a write and everything that follows
+from it commit together or not at all. Hooks see it through the narrow
+`shared.fhir.definitions.UnitOfWork`; a client's create, update and delete
+(`shared.fhir.writes`) and a service's own operations use the rest.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry import propagate
+
+from shared.access.relations import note_relations, related_orgs
+from shared.events import DomainEvent, EventAccess
+from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteContext
+from shared.fhir.resources import ID_PATTERN, validate_resource
+from shared.fhir.search_query import DEFAULT_COUNT, parse_search
+from shared.fhir.service_data import ServiceData
+from shared.store.access_sql import ResourceAccess
+from shared.store.database import Connection
+from shared.store.outbox import add_event, lock_patient
+from shared.store.resource_store import StoredResource, new_id
+from shared.transport.wire import FhirRequest
+
+
+class StoreUnitOfWork:
+    """Reads and writes of one service inside one open transaction (`conn`), made for
+    `request`."""
+
+    def __init__(self, data: ServiceData, conn: Connection, request: FhirRequest) -> None:
+        self.data = data
+        self.conn = conn
+        self.request = request
+
+    def bound(self, request: FhirRequest) -> StoreUnitOfWork:
+        """The same transaction, made for another request (an entry of a transaction)."""
+        return StoreUnitOfWork(self.data, self.conn, request)
+
+    # -- reads for the service's own rules ------------------------------------------------
+
+    async def read(self, resource_type: str, res_id: str) -> StoredResource | None:
+        return await self.data.store.read(self.conn, resource_type, res_id)
+
+    async def read_for_update(self, resource_type: str, res_id: str) -> StoredResource | None:
+        return await self.data.store.read_for_update(self.conn, resource_type, res_id)
+
+    async def read_version(
+        self, resource_type: str, res_id: str, version: int | None
+    ) -> StoredResource | None:
+        """One stored version (None for no such version, or no version number)."""
+        if version is None:
+            return None
+        return await self.data.store.vread(self.conn, resource_type, res_id, version)
+
+    async def of_patient(self, resource_type: str, patient: str) -> list[StoredResource]:
+        """Every current resource of a type about one patient."""
+        return await self.data.store.of_patient(self.conn, resource_type, patient)
+
+    async def find(
+        self, resource_type: str, criteria: list[tuple[str, str]], count: int = DEFAULT_COUNT
+    ) -> list[StoredResource]:
+        query = parse_search(resource_type, criteria, self.data.search_params)
+        query.count = count
+        return (await self.data.store.search(self.conn, query)).resources
+
+    def lookup(self) -> Lookup:
+        async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
+            if resource_type not in self.data.definitions or not ID_PATTERN.fullmatch(res_id):
+                return None
+            stored = await self.read(resource_type, res_id)
+            return stored.json() if stored is not None and not stored.deleted else None
+
+        return lookup
+
+    def visible(self, bases: frozenset[str] | None = None) -> Lookup:
+        async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
+            if resource_type not in self.data.definitions or not ID_PATTERN.fullmatch(res_id):
+                return None
+            stored = await self.read(resource_type, res_id)
+            if stored is None or stored.deleted:
+                return None
+            if not await self.data.guard.permits(self.request, stored, bases):
+                return None
+            return stored.json()
+
+        return lookup
+
+    async def add_event(self, event: DomainEvent) -> None:
+        """An event that is not a resource change (e.g. care started), in the outbox."""
+        await add_event(self.conn, event, self.data.prefix)
+
+    async def lock_patient(self, patient: str) -> None:
+        """Serialise the writes about one patient (see `shared.store.outbox`)."""
+        await lock_patient(self.conn, patient)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def context(self, before: dict[str, Any] | None, author: str | None) -> WriteContext:
+        return WriteContext(self, before, author)
+
+    async def save(
+        self, resource: dict[str, Any], *, previous: StoredResource | None = None
+    ) -> StoredResource:
+        definition = self.data.definition(resource.get("resourceType"))
+        validate_resource(resource, definition.resource_type)
+        before = previous.json() if previous is not None and not previous.deleted else None
+        res_id = previous.res_id if previous is not None else str(resource.get("id") or new_id())
+        author = previous.access.author if previous is not None else None
+        return await self.commit_version(
+            definition,
+            resource,
+            res_id=res_id,
+            previous=previous,
+            context=self.context(before, author),
+        )
+
+    async def share_history(self, resource_type: str, res_id: str, parties: list[str]) -> None:
+        await self.data.store.share_history(self.conn, resource_type, res_id, parties)
+
+    async def commit_version(
+        self,
+        definition: ResourceDefinition,
+        resource: dict[str, Any],
+        *,
+        res_id: str,
+        previous: StoredResource | None,
+        context: WriteContext,
+    ) -> StoredResource:
+        """Store a new version, its events, and the writes that follow from it."""
+        before = context.before
+        stored = await self.data.store.write(
+            self.conn,
+            resource,
+            res_type=definition.resource_type,
+            res_id=res_id,
+            previous=previous,
+            unique_keys=definition.unique_keys(resource),
+            previous_keys=definition.unique_keys(before) if before else (),
+            access=access_of(definition, resource, res_id, self.request, previous),
+            name_holder=definition.data_category is None,
+        )
+        change = Change(stored.res_type, stored.res_id, stored.version, before, resource)
+        await self.record(definition, stored, change)
+        await definition.after_write(change, context)
+        return stored
+
+    async def commit_deletion(
+        self, definition: ResourceDefinition, previous: StoredResource, context: WriteContext
+    ) -> StoredResource:
+        """Mark a resource deleted (a version of its own), with its events and follow-on
+        writes."""
+        before = previous.json()
+        stored = await self.data.store.write(
+            self.conn,
+            None,
+            res_type=definition.resource_type,
+            res_id=previous.res_id,
+            previous=previous,
+            previous_keys=definition.unique_keys(before),
+            access=previous.access,
+        )
+        change = Change(stored.res_type, stored.res_id, stored.version, before, None)
+        await self.record(definition, stored, change)
+        await definition.after_write(change, context)
+        return stored
+
+    async def record(
+        self, definition: ResourceDefinition, stored: StoredResource, change: Change
+    ) -> None:
+        """Write the change's events to the outbox, in the same transaction, and note the
+        relations to the child it makes."""
+        subject = change.after if change.after is not None else change.before
+        patient = definition.patient_of(subject, stored.res_id) if subject is not None else None
+        actor = self.request.caller.model_dump(exclude_defaults=True)
+        if patient is not None and change.after is not None:
+            access = stored.access
+            note_relations(
+                patient,
+                related_orgs(
+                    stored.res_type, access.category, access.author, access.parties, actor
+                ),
+            )
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        for spec in definition.events(change):
+            event = DomainEvent(
+                type=f"{self.data.name}.{stored.res_type}.{spec.name}",
+                source=self.data.name,
+                resource_type=stored.res_type,
+                resource_id=stored.res_id,
+                version_id=str(stored.version),
+                patient=patient,
+                trace_context=carrier,
+                data={"actor": actor, **spec.data},
+                access=EventAccess(
+                    category=stored.access.category,
+                    author=stored.access.author,
+                    parties=list(stored.access.parties),
+                ),
+            )
+            await add_event(self.conn, event, self.data.prefix)
+
+
+def access_of(
+    definition: ResourceDefinition,
+    resource: dict[str, Any],
+    res_id: str,
+    request: FhirRequest,
+    previous: StoredResource | None,
+) -> ResourceAccess:
+    """The access columns of a new version; the author is whoever wrote the first one.
+    Types that hold no patient information record the patient (for look-ups) and the
+    author (for the permission table's `own`)."""
+    caller = request.caller
+    # A person logged in as themselves (fhirUser) writes for no organisation.
+    own = None if caller.fhir_user else caller.orgnr
+    author = previous.access.author if previous is not None else own
+    if definition.data_category is None:
+        return ResourceAccess(patient=definition.patient_of(resource, res_id), author=author)
+    return ResourceAccess(
+        patient=definition.patient_of(resource, res_id),
+        category=definition.category_of(resource),
+        author=author,
+        parties=tuple(definition.parties(resource)),
+    )

@@ -1,0 +1,219 @@
+"""A client's create, update and delete: every check a write must pass, then the store.
+
+In order: the FHIR model and the type's rules (`prepare`, `verify_references`), the
+permission table's `own`, a resource the caller may not see treated exactly as a missing
+one (so a write can neither reveal nor touch it), the preconditions (`If-Match`,
+`If-None-Exist`), the type's checks that need the replaced version (`check_write`), and
+then one new version in the caller's unit of work. A service's own operations use the
+same functions with `check_access=False` when they have checked first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from shared.access.permissions import Rule
+from shared.auth.scopes import granted
+from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
+from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.errors import error
+from shared.fhir.resources import validate_resource
+from shared.fhir.search_query import parse_search
+from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.store.resource_store import DuplicateKey, StoredResource, new_id
+from shared.transport.wire import FhirResponse
+
+
+async def create(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    resource: dict[str, Any],
+    *,
+    res_id: str | None = None,
+    rule: Rule = Rule.ALL,
+) -> FhirResponse:
+    """`rule`: the caller's cell of the permission table (the service's own writes pass
+    none: `all`); `res_id`: the id a transaction assigned."""
+    request = uow.request
+    validate_resource(resource, definition.resource_type)
+    warnings = definition.prepare(resource, request.caller)
+    await definition.verify_references(resource, uow.lookup())
+    if rule is Rule.OWN:
+        await _require_owner(uow, definition, resource)
+    if request.if_none_exist:
+        existing = await _conditional_match(uow, definition)
+        if existing is not None:
+            existing = await uow.data.guard.require(request, existing)
+            if not granted(request.caller.scopes, definition.resource_type, "r"):
+                # No read scope: no body, but where it is (a transaction refers to it).
+                return FhirResponse(status=200, headers=version_headers(existing, request.base_url))
+            return written(request, existing, 200, [])
+    context = uow.context(None, None)
+    warnings += await definition.check_write(resource, context)
+    try:
+        stored = await uow.commit_version(
+            definition, resource, res_id=res_id or new_id(), previous=None, context=context
+        )
+    except DuplicateKey as conflict:
+        if conflict.holder[0]:
+            await uow.data.guard.conflicted(request, *conflict.holder)
+        raise
+    return written(request, stored, 201, warnings)
+
+
+async def update(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    resource: dict[str, Any],
+    *,
+    check_access: bool = True,
+    rule: Rule = Rule.ALL,
+) -> FhirResponse:
+    """`check_access=False` only for the service's own writes, which check first;
+    `rule`: the caller's cell of the permission table."""
+    request = uow.request
+    res_id = checked_id(request.id)
+    if resource.get("id") not in (None, res_id):
+        raise error(400, "invalid", f"Resource id {resource.get('id')!r} differs from URL", "id")
+    resource_type = validate_resource(resource, definition.resource_type)
+    warnings = definition.prepare(resource, request.caller)
+    await definition.verify_references(resource, uow.lookup())
+    if definition.data_category is not None:
+        # The patient before the row, as every writer of patient data does: a write
+        # that goes on to change a related record must not wait for it crosswise. The
+        # stored version names the patient (the body may leave it out).
+        stored_now = await uow.read(resource_type, res_id)
+        patient = stored_now.access.patient if stored_now is not None else None
+        if patient is not None:
+            await uow.lock_patient(patient)
+    previous = await uow.read_for_update(resource_type, res_id)
+    if await _hidden(uow, previous, check_access, (resource_type, res_id)):
+        if definition.update_create:
+            raise not_found(resource_type, res_id)
+        previous = None  # from here on, exactly as if it did not exist
+    if rule is Rule.OWN:
+        live = previous if previous is not None and not previous.deleted else None
+        await _require_owner(uow, definition, resource, live)
+    if request.if_match is not None:
+        expected = parse_etag(request.if_match)
+        if previous is None or previous.version != expected:
+            current = f'W/"{previous.version}"' if previous else "none"
+            raise error(
+                412,
+                "conflict",
+                f"If-Match {request.if_match} does not match the current version ({current})",
+            )
+    if previous is None and not definition.update_create:
+        raise error(
+            405,
+            "not-supported",
+            f"{resource_type}/{res_id} does not exist and {resource_type} ids are assigned"
+            " by the server: use POST to create",
+        )
+    before = previous.json() if previous and not previous.deleted else None
+    context = uow.context(before, previous.access.author if previous is not None else None)
+    warnings += await definition.check_write(resource, context)
+    stored = await uow.commit_version(
+        definition, resource, res_id=res_id, previous=previous, context=context
+    )
+    return written(request, stored, 201 if previous is None else 200, warnings)
+
+
+async def delete(
+    uow: StoreUnitOfWork, definition: ResourceDefinition, *, rule: Rule = Rule.ALL
+) -> FhirResponse:
+    request = uow.request
+    res_id = checked_id(request.id)
+    if not definition.deletable:
+        raise error(
+            405,
+            "not-supported",
+            f"{definition.resource_type} is a record that is kept: it is closed through"
+            " its status, never deleted",
+        )
+    previous = await uow.read_for_update(definition.resource_type, res_id)
+    missing = (definition.resource_type, res_id)
+    if await _hidden(uow, previous, True, missing) or previous is None:
+        raise not_found(definition.resource_type, res_id)
+    if rule is Rule.OWN and not previous.deleted:
+        await _require_owner(uow, definition, None, previous)
+    if request.if_match is not None and parse_etag(request.if_match) != previous.version:
+        raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
+    if previous.deleted:
+        return FhirResponse(status=204)
+    context = uow.context(previous.json(), previous.access.author)
+    await definition.check_delete(previous.json(), context)
+    stored = await uow.commit_deletion(definition, previous, context)
+    return FhirResponse(status=204, headers={"ETag": stored.etag})
+
+
+async def _conditional_match(
+    uow: StoreUnitOfWork, definition: ResourceDefinition
+) -> StoredResource | None:
+    request = uow.request
+    criteria = sorted(parse_qsl(request.if_none_exist or "", keep_blank_values=True))
+    query = parse_search(definition.resource_type, criteria, uow.data.search_params)
+    if not query.criteria:
+        raise error(400, "invalid", "If-None-Exist needs at least one search criterion")
+    await uow.data.store.claim_conditional(uow.conn, definition.resource_type)
+    query.count = 2
+    # Only what the caller may see can match: a hidden resource must not answer (not
+    # even by refusing), or If-None-Exist would be a way to search hidden data.
+    access = uow.data.guard.filter_for(request)
+    page = await uow.data.store.search(uow.conn, query, access_for=access)
+    if len(page.resources) > 1:
+        raise error(
+            412,
+            "multiple-matches",
+            f"If-None-Exist {request.if_none_exist!r} matches more than one resource",
+        )
+    return page.resources[0] if page.resources else None
+
+
+async def _hidden(
+    uow: StoreUnitOfWork,
+    previous: StoredResource | None,
+    check_access: bool,
+    missing: tuple[str, str],
+) -> bool:
+    """Whether a resource about to be changed is one the caller may not see: it is then
+    treated exactly as a missing one, so a write can neither reveal nor touch it. Both
+    are audited alike (a missing one as a probe), so they take the same time. A barnebro
+    service's own writes are no probes (the audit trail storing its records would
+    otherwise audit itself for ever)."""
+    request = uow.request
+    if not check_access or request.caller.credential == "service":
+        return False
+    if previous is None:
+        await uow.data.guard.missing(request, *missing)
+        return False
+    return not await uow.data.guard.check(request, previous)
+
+
+async def _require_owner(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    resource: dict[str, Any] | None,
+    previous: StoredResource | None = None,
+) -> None:
+    """The permission table's `own`: the caller's organisation wrote the version being
+    replaced, and (where the type says whose a resource is) the resource names it."""
+    orgnr = uow.request.caller.orgnr
+    if previous is not None and (orgnr is None or previous.access.author != orgnr):
+        raise error(
+            403,
+            "forbidden",
+            f"Only the organisation that wrote {previous.reference} changes it",
+        )
+    if resource is None:
+        return
+    owners = await definition.owners(resource, uow.lookup())
+    if owners is not None and (orgnr is None or orgnr not in owners):
+        raise error(
+            403,
+            "forbidden",
+            f"An organisation writes only its own {definition.resource_type}:"
+            f" {definition.owner_element} must be the caller's organisation ({orgnr})",
+            f"{definition.resource_type}.{definition.owner_element}",
+        )
