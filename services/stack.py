@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -112,19 +113,30 @@ class LocalStack:
         return env
 
     def _start_nats(self) -> str:
+        """A NATS server that only this stack's processes can use: services trust the
+        caller a request names, so nobody but the gateway may send them one. The password
+        is new on every start and travels in a file and the environment only (never on a
+        command line, which every local user can read)."""
         port = free_port()
         store = self.data_dir / "nats"
         store.mkdir(exist_ok=True)
+        password = secrets.token_urlsafe(32)
+        config = self.data_dir / "nats.conf"
+        config.touch(mode=0o600)
+        config.chmod(0o600)
+        config.write_text(
+            f"listen: 127.0.0.1:{port}\n"
+            f"jetstream {{ store_dir: {json.dumps(str(store))} }}\n"
+            f'authorization {{ user: barnebro, password: "{password}" }}\n'
+        )
         log = open(self.data_dir / "nats.log", "ab")  # noqa: SIM115 - child keeps it
         process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
-            stdout=log,
-            stderr=log,
+            [nats_server_binary(), "-c", str(config)], stdout=log, stderr=log
         )
         self.children.append(("nats", process))
         if not wait_for_port(port, 15):
             raise StackError(f"nats-server did not start; see {self.data_dir / 'nats.log'}")
-        return f"nats://127.0.0.1:{port}"
+        return f"nats://barnebro:{password}@127.0.0.1:{port}"
 
     def _spawn(self, service: str, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "services.cli", "serve", service]

@@ -1001,6 +1001,9 @@ async def test_a_conditional_create_finds_a_child_as_a_look_up_does(
     assert reply.status == 200, reply.body
     assert reply.json()["id"] == child.id
     assert "SUBSETTED" in [t["code"] for t in reply.json()["meta"]["tag"]]
+    # Where the child is, not how often its record changed: no version, as a look-up.
+    assert "ETag" not in reply.headers and "Last-Modified" not in reply.headers
+    assert reply.headers["Location"].endswith(f"/Patient/{child.id}")
 
 
 async def test_naming_a_school_or_nav_on_a_plan_needs_a_consent_that_releases_it(

@@ -130,9 +130,20 @@ def relation_basis(state: PatientAccessState | None, context: AccessContext) -> 
     return None
 
 
+def _takes_part(state: PatientAccessState, caller: Caller) -> bool:
+    """Whether the caller's organisation takes part in the child's care: it wrote or is
+    named on a record about the child, or holds its care order."""
+    orgnr = caller.orgnr
+    return bool(orgnr) and (orgnr in state.related or orgnr in state.care_order_holders)
+
+
 def _naming_grants(state: PatientAccessState, context: AccessContext) -> Iterator[Grant]:
-    """The active grants that name the caller today, for the purpose it states."""
+    """The active grants that name the caller today, for the purpose it states. A care
+    role is the token's statement about the person acting: it names the caller only where
+    the caller's organisation takes part in the child's care, never for a stranger to the
+    child (a role is held for a child, not in general)."""
     caller = context.caller
+    role_counts = bool(caller.roles) and _takes_part(state, caller)
     for grant in state.grants:
         if not grant.covers_day(context.day):
             continue
@@ -141,7 +152,7 @@ def _naming_grants(state: PatientAccessState, context: AccessContext) -> Iterato
         if (
             (caller.orgnr and caller.orgnr in grant.orgs)
             or (caller.org_kind and caller.org_kind in grant.kinds)
-            or set(caller.roles) & set(grant.roles)
+            or (role_counts and set(caller.roles) & set(grant.roles))
         ):
             yield grant
 
@@ -398,7 +409,7 @@ def visibility(
     person = caller.fhir_user is not None
     patients: list[str] = []
     excepting: list[tuple[str, tuple[str, ...]]] = []
-    resources: list[str] = []
+    disclosed: dict[str, set[str]] = {}
     named_within: list[str] | None = [] if caller.org_kind in PARTNER_KINDS else None
     for state in states:
         if named_within is not None and not _partner_without_consent(state, context):
@@ -422,7 +433,7 @@ def visibility(
             continue
         for disclosure in state.disclosures:
             if caller.orgnr in disclosure.recipients:
-                resources.extend(disclosure.resources)
+                disclosed.setdefault(state.patient, set()).update(disclosure.resources)
     emergency = context.emergency
     if emergency is not None and emergency_allowed(caller) and not person:
         patients.append(emergency.patient)
@@ -431,7 +442,7 @@ def visibility(
         named_within=tuple(sorted(set(named_within))) if named_within is not None else None,
         patients=tuple(sorted(set(patients))),
         patients_except=tuple(excepting),
-        resources=tuple(sorted(set(resources))),
+        disclosed=tuple((p, tuple(sorted(refs))) for p, refs in sorted(disclosed.items()) if refs),
     )
 
 

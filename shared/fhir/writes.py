@@ -18,11 +18,11 @@ from shared.auth.scopes import granted
 from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
-from shared.fhir.resources import validate_resource
+from shared.fhir.resources import FHIR_JSON, validate_resource
 from shared.fhir.search_query import parse_search
 from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.store.resource_store import DuplicateKey, StoredResource, new_id
-from shared.transport.wire import FhirResponse
+from shared.transport.wire import FhirRequest, FhirResponse
 
 
 async def create(
@@ -44,11 +44,8 @@ async def create(
     if request.if_none_exist:
         existing = await _conditional_match(uow, definition)
         if existing is not None:
-            existing = await uow.data.guard.require(request, existing)
-            if not granted(request.caller.scopes, definition.resource_type, "r"):
-                # No read scope: no body, but where it is (a transaction refers to it).
-                return FhirResponse(status=200, headers=version_headers(existing, request.base_url))
-            return written(request, existing, 200, [])
+            released = await uow.data.guard.require(request, existing)
+            return found_instead(request, existing, released)
     context = uow.context(None, None)
     warnings += await definition.check_write(resource, context)
     try:
@@ -60,6 +57,28 @@ async def create(
             await uow.data.guard.conflicted(request, *conflict.holder)
         raise
     return written(request, stored, 201, warnings)
+
+
+def found_instead(
+    request: FhirRequest, stored: StoredResource, released: StoredResource
+) -> FhirResponse:
+    """The answer of a conditional create that found `stored` (as `released` to the
+    caller): 200 and where it is, so a transaction refers to it; its body only with read
+    scope; its version only when it is released whole (a look-up's subset tells nothing
+    of how often the record changed)."""
+    whole = released.body is stored.body
+    if whole:
+        headers = version_headers(stored, request.base_url)
+    else:
+        headers = {"Location": f"{request.base_url}/{stored.res_type}/{stored.res_id}"}
+    readable = granted(request.caller.scopes, stored.res_type, "r")
+    if not readable or (not whole and request.prefer_return == "minimal"):
+        return FhirResponse(status=200, headers=headers)
+    if whole:
+        return written(request, released, 200, [])
+    return FhirResponse(
+        status=200, headers={**headers, "Content-Type": FHIR_JSON}, body=released.body or b""
+    )
 
 
 async def update(

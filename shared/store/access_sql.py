@@ -41,8 +41,8 @@ class AccessFilter:
 
     Rows it wrote or is named on (`orgs`; named on only for rows about `named_within`,
     when that is given); every row about `patients`; rows about each patient of
-    `patients_except` except those written by or naming the listed organisations; and
-    single resources (`Type/id`) in `resources`.
+    `patients_except` except those written by or naming the listed organisations; single
+    resources (`Type/id`) in `resources`; and those `disclosed` about each patient.
     """
 
     orgs: tuple[str, ...] = ()
@@ -50,6 +50,10 @@ class AccessFilter:
     patients: tuple[str, ...] = ()
     patients_except: tuple[tuple[str, tuple[str, ...]], ...] = ()
     resources: tuple[str, ...] = ()
+    disclosed: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Single resources (`Type/id`) disclosed about each patient: released only while the
+    resource is about that patient (a disclosure about one child opens nothing of
+    another's)."""
     by_category: tuple[tuple[str, AccessFilter], ...] = ()
     """For a type whose rows hold several categories: each category's own filter (the
     fields above are then unused)."""
@@ -106,8 +110,11 @@ def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, l
         held, more = _held_by(excluded, alias)
         alternatives.append(f"({alias}.patient = ? AND NOT {held})")
         args += [patient, *more]
+    reference = f"({alias}.res_type || '/' || {alias}.res_id)"
     if access.resources:
-        reference = f"({alias}.res_type || '/' || {alias}.res_id)"
         alternatives.append(f"{reference} IN ({_marks(access.resources)})")
         args += access.resources
+    for patient, disclosed in access.disclosed:
+        alternatives.append(f"({alias}.patient = ? AND {reference} IN ({_marks(disclosed)}))")
+        args += [patient, *disclosed]
     return "(" + " OR ".join(alternatives) + ")", args

@@ -1,0 +1,177 @@
+"""`decide` (one resource) and `visibility` (the SQL filter of a search) never disagree.
+
+For random access states, callers and stored resources, every resource `decide` permits
+is one the SQL condition of `visibility` keeps, and no other: the condition is run by
+SQLite in memory on rows carrying the resources' access columns, exactly as a search
+runs it. Needs nothing but Python.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shared.access.decision import AccessContext, ResourceFacts, decide, visibility
+from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
+from shared.codes import DataCategory
+from shared.store.access_sql import ResourceAccess, access_clause
+from shared.transport.wire import Caller, Emergency
+
+DAY = date(2026, 6, 1)
+ORGS = ("910000001", "910000002", "910000003", "910000004")
+KINDS = ("bup", "fastlege", "barnevernstjeneste", "skole", "ppt", "legevakt")
+ROLES = ("koordinator", "behandler")
+PATIENTS = ("p1", "p2", "p3")
+PARENTS = ("RelatedPerson/r1", "RelatedPerson/r2")
+CATEGORIES = (DataCategory.REFERRAL.value, DataCategory.CAREPLAN.value, DataCategory.JOURNAL.value)
+PURPOSES = ("TREAT", "COC")
+DOCUMENTS = tuple(f"DocumentReference/d{i}" for i in range(8))
+
+
+def subsets(values: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(values), unique=True, max_size=len(values))
+
+
+days = st.one_of(st.none(), st.integers(-3, 3).map(lambda n: DAY + timedelta(days=n)))
+
+grants = st.builds(
+    Grant,
+    consent=st.sampled_from(("Consent/c1", "Consent/c2", "Consent/c3")),
+    categories=subsets(CATEGORIES),
+    orgs=subsets(ORGS),
+    kinds=subsets(KINDS),
+    roles=subsets(ROLES),
+    purposes_of_use=subsets(PURPOSES),
+    start=days,
+    end=days,
+)
+
+
+@st.composite
+def states(draw: st.DrawFn, patient: str) -> PatientAccessState:
+    return PatientAccessState(
+        patient=patient,
+        parents=draw(subsets(PARENTS)),
+        parents_until=draw(days),
+        grants=draw(st.lists(grants, max_size=3)),
+        related=draw(subsets(ORGS)),
+        care_order_holders=draw(subsets(ORGS[:2])),
+        hidden_from_parents=draw(
+            st.lists(
+                st.builds(
+                    HiddenFromParents,
+                    consent=st.just("Consent/h1"),
+                    orgs=subsets(ORGS),
+                    categories=subsets(CATEGORIES),
+                ),
+                max_size=1,
+            )
+        ),
+        disclosures=draw(
+            st.lists(
+                st.builds(
+                    Disclosure,
+                    record=st.just("AuditEvent/a1"),
+                    basis=st.just("hpl-33"),
+                    recipients=subsets(ORGS),
+                    resources=subsets(DOCUMENTS),
+                ),
+                max_size=2,
+            )
+        ),
+    )
+
+
+organisation_callers = st.builds(
+    Caller,
+    orgnr=st.sampled_from(ORGS),
+    org_kind=st.sampled_from(KINDS),
+    roles=subsets(ROLES),
+    hpr=st.one_of(st.none(), st.just("9144889")),
+)
+person_callers = st.builds(Caller, fhir_user=st.sampled_from((*PARENTS, "RelatedPerson/r9")))
+
+
+@st.composite
+def resources(draw: st.DrawFn) -> list[ResourceFacts]:
+    return [
+        ResourceFacts(
+            reference=reference,
+            patient=draw(st.one_of(st.none(), st.sampled_from(PATIENTS))),
+            category=draw(st.sampled_from(CATEGORIES)),
+            author=draw(st.one_of(st.none(), st.sampled_from(ORGS))),
+            parties=tuple(draw(subsets(ORGS))),
+        )
+        for reference in DOCUMENTS
+    ]
+
+
+def kept_by_sql(facts: list[ResourceFacts], category: str, context: AccessContext,
+                known: list[PatientAccessState]) -> set[str]:  # fmt: skip
+    """The references the search filter keeps, run by SQLite on the access columns."""
+    where, args = access_clause(visibility(known, category, context))
+    db = sqlite3.connect(":memory:")
+    db.execute(
+        "CREATE TABLE resources (res_type TEXT, res_id TEXT, patient TEXT, category TEXT,"
+        " author TEXT, parties TEXT)"
+    )
+    for fact in facts:
+        res_type, res_id = fact.reference.split("/")
+        columns = ResourceAccess(fact.patient, fact.category, fact.author, fact.parties)
+        db.execute(
+            "INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?)",
+            (res_type, res_id, columns.patient, columns.category, columns.author,
+             columns.parties_text),
+        )  # fmt: skip
+    rows = db.execute(
+        f"SELECT res_type || '/' || res_id FROM resources r WHERE category = ? AND {where}",
+        (category, *args),
+    ).fetchall()
+    db.close()
+    return {str(row[0]) for row in rows}
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    known=st.tuples(*(states(p) for p in PATIENTS)).map(list),
+    with_state=subsets(PATIENTS),
+    caller=st.one_of(organisation_callers, person_callers),
+    purpose=st.sampled_from(PURPOSES),
+    facts=resources(),
+    emergency_for=st.one_of(st.none(), st.sampled_from(PATIENTS)),
+)
+def test_decide_and_visibility_agree(
+    known: list[PatientAccessState],
+    with_state: list[str],
+    caller: Caller,
+    purpose: str,
+    facts: list[ResourceFacts],
+    emergency_for: str | None,
+) -> None:
+    emergency = Emergency(patient=emergency_for, reason="akutt") if emergency_for else None
+    context = AccessContext(caller, purpose_of_use=purpose, emergency=emergency, day=DAY)
+    present = [s for s in known if s.patient in with_state]
+    by_patient = {s.patient: s for s in present}
+    for category in CATEGORIES:
+        mine = [f for f in facts if f.category == category]
+        permitted = {
+            f.reference for f in mine if decide(by_patient.get(f.patient or ""), f, context).permit
+        }
+        assert kept_by_sql(mine, category, context, present) == permitted
+
+
+def test_a_role_in_a_token_reaches_a_role_consent_only_where_the_organisation_takes_part() -> None:
+    """A consent naming `koordinator` reaches a caller claiming that role at an
+    organisation related to the child, and no stranger to the child who claims it."""
+    consent = Grant(consent="Consent/c1", categories=["careplan"], roles=["koordinator"])
+    state = PatientAccessState(patient="p1", grants=[consent], related=[ORGS[0]])
+    plan = ResourceFacts("CarePlan/x", "p1", "careplan", author=ORGS[3])
+    for orgnr, kind, expected in ((ORGS[0], "bup", True), (ORGS[1], "barnehage", False),
+                                  (ORGS[2], "dps", False)):  # fmt: skip
+        caller = Caller(orgnr=orgnr, org_kind=kind, roles=["koordinator"])
+        context = AccessContext(caller, day=DAY)
+        assert decide(state, plan, context).permit is expected, orgnr
+        assert (plan.reference in kept_by_sql([plan], "careplan", context, [state])) is expected
