@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from nats.aio.client import Client as NATS
 
@@ -55,6 +55,9 @@ class ServiceSpec:
     name: str
     definitions: list[ResourceDefinition]
     extend: Callable[[ServiceRuntime], Awaitable[list[Component]]] | None = None
+    openapi: Callable[[], dict[str, Any]] | None = None
+    """The OpenAPI document of an HTTP API the service answers beside FHIR, published
+    with its entry in the service registry for the gateway to serve."""
 
 
 def outbox_relay(db: Database, nc: NATS, settings: Settings) -> OutboxRelay:
@@ -122,12 +125,11 @@ class ServiceRuntime:
         self._relay_task = asyncio.create_task(self.relay.run())
         for component in self.components:
             await component.start()
+        capability = service_capability(name, self.spec.definitions)
+        if self.spec.openapi is not None:
+            capability["openapi"] = self.spec.openapi()
         await register_capabilities(
-            self.nc,
-            settings.registry_bucket,
-            name,
-            service_capability(name, self.spec.definitions),
-            settings.event_replicas,
+            self.nc, settings.registry_bucket, name, capability, settings.event_replicas
         )
         log.info("service %s started", name)
 

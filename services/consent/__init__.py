@@ -10,6 +10,7 @@ from services.consent.authority_watch import AuthorityWatch
 from services.consent.directory import DirectoryReader
 from services.consent.emergency_review import EmergencyReview
 from services.consent.handlers import ConsentHandlers
+from services.consent.openapi import openapi_document
 from services.consent.register_audit import register_audit
 from services.consent.relations import RelationWatch
 from services.consent.resources import consent_definitions
@@ -18,6 +19,8 @@ from shared.runtime import Component, ServiceRuntime, ServiceSpec
 from shared.transport.forwarding import Forwarder
 
 NAME = "consent"
+ADMIN_API_PATH = "/consent/v1"
+"""Where the gateway serves the administration API (it sets the full server URL)."""
 
 
 async def _extend(runtime: ServiceRuntime) -> list[Component]:
@@ -45,4 +48,9 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
 
 
 def consent_spec(settings: Settings) -> ServiceSpec:
-    return ServiceSpec(NAME, consent_definitions(), extend=_extend)
+    return ServiceSpec(
+        NAME,
+        consent_definitions(),
+        extend=_extend,
+        openapi=lambda: openapi_document(ADMIN_API_PATH),
+    )

@@ -34,7 +34,7 @@ from services.consent.records import (
     from_fhir,
     to_fhir,
 )
-from services.consent.relations import related
+from services.consent.relation_table import related
 from shared.access.state import Disclosure
 from shared.clock import now_instant, today
 from shared.events import subject_token

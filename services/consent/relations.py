@@ -6,8 +6,8 @@ with a relation to the child, so the relation must be known wherever a decision 
 it is part of the child's access state (`PatientAccessState.related`), mirrored by every
 service. This consumer follows every service's domain events from the start of the
 stream (so children recorded before it first ran get theirs), keeps the pairs
-(child, organisasjonsnummer) in `consent_relations`, and publishes a child's state again
-when it gains one. A relation is never taken back: the record it rests on stays.
+(child, organisasjonsnummer) in `consent_relations` (`relation_table`), and publishes a
+child's state again when it gains one. A relation is never taken back: the record it rests on stays.
 
 What counts is `shared.access.relations.related_orgs`, the same rule by which a writing
 service tells the directory of a new relation at once.
@@ -21,19 +21,16 @@ from typing import TYPE_CHECKING
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from services.consent.relation_table import add_relations, create_table
 from shared.access.relations import related_orgs
 from shared.config import Settings
 from shared.events import DomainEvent, readable_events
-from shared.store.database import Connection, Database
 from shared.transport.consumer import DurableConsumer
 
 if TYPE_CHECKING:
     from services.consent.handlers import ConsentHandlers
 
 log = logging.getLogger(__name__)
-
-SCHEMA = """CREATE TABLE IF NOT EXISTS consent_relations (
-    patient TEXT NOT NULL, orgnr TEXT NOT NULL, PRIMARY KEY (patient, orgnr))"""
 
 
 def relations_of(event: DomainEvent) -> set[str]:
@@ -48,18 +45,6 @@ def relations_of(event: DomainEvent) -> set[str]:
         access.parties if access else (),
         event.data.get("actor"),
     )
-
-
-async def create_table(db: Database) -> None:
-    async with db.transaction() as conn:
-        await conn.execute(SCHEMA)
-
-
-async def related(conn: Connection, patient: str) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT orgnr FROM consent_relations WHERE patient = ? ORDER BY orgnr", patient
-    )
-    return [str(row[0]) for row in rows]
 
 
 class RelationWatch:
@@ -87,16 +72,7 @@ class RelationWatch:
                 pairs[(str(event.patient), orgnr)] = None
         if not pairs:
             return
-        gained: dict[str, None] = {}
         async with self._handlers.fhir.db.transaction() as conn:
-            for patient, orgnr in pairs:
-                added = await conn.execute(
-                    "INSERT INTO consent_relations (patient, orgnr) VALUES (?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    patient,
-                    orgnr,
-                )
-                if added:
-                    gained[patient] = None
+            gained = await add_relations(conn, pairs)
         for patient in gained:
             await self._handlers.republish(patient)

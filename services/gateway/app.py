@@ -16,36 +16,27 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
-from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
 
 from services.gateway import consent_admin
 from services.gateway.bodies import BODY_LIMIT, FORM, read_body
 from services.gateway.bundles import run_batch, run_transaction
-from services.gateway.callers import OrganisationKinds
-from services.gateway.registry import ServiceRegistry
-from shared.auth.scopes import authorize
-from shared.auth.tokens import Verifiers, unauthorized
-from shared.config import Settings
+from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
+from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
-from shared.fhir.resources import FHIR_JSON, ID_PATTERN, is_resource_type, parse_json
-from shared.transport.forwarding import Forwarder
+from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
-    Caller,
     Emergency,
     FhirRequest,
     FhirResponse,
     Interaction,
-    request_subject,
 )
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.gateway")
 
-CALLER_KEY = web.RequestKey("caller", Caller)
-GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
 OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz", consent_admin.OPENAPI_PATH})
 EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
 EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
@@ -62,37 +53,6 @@ def outcome_response(exc: FhirError) -> web.Response:
         headers={"Content-Type": FHIR_JSON, **exc.headers},
         body=operation_outcome_bytes(exc.issues),
     )
-
-
-class Gateway:
-    """Routes FHIR requests to the services that own their resource types."""
-
-    def __init__(self, settings: Settings, nc: NATS, verifier: Verifiers) -> None:
-        self.settings = settings
-        self.nc = nc
-        self.verifier = verifier
-        self.registry = ServiceRegistry(nc, settings.registry_bucket, settings.event_replicas)
-        self.forwarder = Forwarder(nc, settings.request_timeout)
-        self.kinds = OrganisationKinds(self.dispatch)
-
-    def base_url(self, request: web.Request) -> str:
-        """The FHIR base of every link (`self`, `next`, `fullUrl`, `Location`): the
-        configured public URL, never the client's `Host` header, which anyone can set."""
-        return self.settings.base_url
-
-    async def owner_subject(self, resource_type: str) -> str:
-        if not is_resource_type(resource_type):
-            raise error(404, "not-supported", f"{resource_type!r} is not a FHIR resource type")
-        if await self.registry.owner(resource_type) is None:
-            raise error(404, "not-supported", f"{resource_type} is not supported by this server")
-        return request_subject(self.settings.nats_prefix, resource_type)
-
-    async def dispatch(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        """Check the caller's scope and send one interaction to its service."""
-        resource_type = request.resource_type or ""
-        subject = await self.owner_subject(resource_type)
-        authorize(request.caller, resource_type, request.interaction)
-        return await self.forwarder.send(subject, request, body)
 
 
 @web.middleware
@@ -391,5 +351,5 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_get("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)
     routes.add_get("/fhir/{type}/{id}/_history", instance_history)
     routes.add_get("/fhir/{type}/{id}/_history/{vid}", vread)
-    consent_admin.add_routes(routes, gateway, CALLER_KEY)
+    app.add_subapp(consent_admin.PREFIX, consent_admin.create_app(gateway))
     return app

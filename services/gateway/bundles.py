@@ -10,18 +10,16 @@ not offer (use a batch, or one transaction per service).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from services.gateway.gateway import Gateway
 from shared.auth.scopes import authorize
 from shared.fhir.bundle_entries import bundle_entries, entry_result
 from shared.fhir.errors import FhirError, error, operation_outcome
 from shared.fhir.resources import FHIR_JSON
 from shared.transport.wire import FhirRequest, FhirResponse, bundle_subject
-
-if TYPE_CHECKING:
-    from services.gateway.app import Gateway
 
 
 async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any]) -> FhirResponse:

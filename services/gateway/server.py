@@ -7,7 +7,8 @@ import logging
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
-from services.gateway.app import Gateway, create_app
+from services.gateway.app import create_app
+from services.gateway.gateway import Gateway
 from shared.auth.tokens import TokenVerifier, Verifiers, operator_caller_from_claims
 from shared.config import Settings
 from shared.transport.nats_connection import close, connect

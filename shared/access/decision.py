@@ -14,6 +14,10 @@ record about the child, holds its care order, is a recipient of a consent about 
 an hpl §33 disclosure, or has an emergency basis); an exact identifier lets a health or
 barnevern organisation find the child itself, as a subset. Care orders are released only
 to kinds that may know of them (`shared.access.permissions.may_know_care_orders`).
+
+`decide` and `visibility` stay in one module (over the usual size) on purpose: they share
+their helpers, so a rule changed for one is changed for the other, and
+`tests/test_decision_agreement.py` checks that they agree.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Every method takes the connection of the caller's transaction, so a resource write, its
 index rows and its outbox event commit together (the unit of work that holds it is
 `shared.fhir.unit_of_work`). Stored bodies are the exact JSON bytes served on reads.
+Kept whole though over the usual size: every statement here relies on the same tables and
+on the trigger that keeps history and the index in step (`shared.store.schema`).
 """
 
 from __future__ import annotations

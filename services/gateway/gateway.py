@@ -1,0 +1,58 @@
+"""The gateway itself: the services it routes to and how an interaction reaches one.
+
+`Gateway` knows the registry of services (who owns which resource type, and what each
+publishes about itself), checks a caller's SMART scope for an interaction and forwards it
+over NATS. The HTTP routes (`app`), Bundles (`bundles`) and the consent administration
+API (`consent_admin`) are built on it; it imports none of them.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from nats.aio.client import Client as NATS
+
+from services.gateway.callers import OrganisationKinds
+from services.gateway.registry import ServiceRegistry
+from shared.auth.scopes import authorize
+from shared.auth.tokens import Verifiers
+from shared.config import Settings
+from shared.fhir.errors import error
+from shared.fhir.resources import is_resource_type
+from shared.transport.forwarding import Forwarder
+from shared.transport.wire import Caller, FhirRequest, FhirResponse, request_subject
+
+
+class Gateway:
+    """Routes FHIR requests to the services that own their resource types."""
+
+    def __init__(self, settings: Settings, nc: NATS, verifier: Verifiers) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.verifier = verifier
+        self.registry = ServiceRegistry(nc, settings.registry_bucket, settings.event_replicas)
+        self.forwarder = Forwarder(nc, settings.request_timeout)
+        self.kinds = OrganisationKinds(self.dispatch)
+
+    def base_url(self, request: web.Request) -> str:
+        """The FHIR base of every link (`self`, `next`, `fullUrl`, `Location`): the
+        configured public URL, never the client's `Host` header, which anyone can set."""
+        return self.settings.base_url
+
+    async def owner_subject(self, resource_type: str) -> str:
+        if not is_resource_type(resource_type):
+            raise error(404, "not-supported", f"{resource_type!r} is not a FHIR resource type")
+        if await self.registry.owner(resource_type) is None:
+            raise error(404, "not-supported", f"{resource_type} is not supported by this server")
+        return request_subject(self.settings.nats_prefix, resource_type)
+
+    async def dispatch(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Check the caller's scope and send one interaction to its service."""
+        resource_type = request.resource_type or ""
+        subject = await self.owner_subject(resource_type)
+        authorize(request.caller, resource_type, request.interaction)
+        return await self.forwarder.send(subject, request, body)
+
+
+CALLER_KEY = web.RequestKey("caller", Caller)
+"""The authenticated caller of a request (set by the authentication middleware)."""
+GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")
