@@ -23,12 +23,13 @@ from services.directory.domain.organisations import (
 )
 from services.directory.domain.people import (
     care_order_changes,
-    check_care_orders,
-    check_identifiers,
-    check_parental_responsibility,
+    care_order_problems,
+    identifier_problems,
+    parental_responsibility_problems,
     person_number_systems,
-    reconcile_birth_date,
+    person_numbers,
 )
+from services.directory.domain.people import reconcile_birth_date as birth_date_problems
 from services.directory.resources import (
     OrganizationDefinition,
     PatientDefinition,
@@ -58,6 +59,7 @@ from shared.identifiers import (
     PersonNumberKind,
     parse_person_number,
 )
+from shared.rules import refuse
 from shared.transport.wire import Caller
 
 Json = dict[str, Any]
@@ -81,6 +83,27 @@ BVT_2 = "Organization/bvt-bergen"
 
 def ident(system: str, value: str) -> Json:
     return {"system": system, "value": value}
+
+
+def check_identifiers(
+    resource: Json, *, enforce_orgnr_check_digit: bool = True
+) -> list[PersonNumber]:
+    """The identifiers' problems refused as the directory refuses them; else the person
+    numbers."""
+    refuse(identifier_problems(resource, enforce_orgnr_check_digit=enforce_orgnr_check_digit))
+    return person_numbers(resource)
+
+
+def reconcile_birth_date(patient: Json, numbers: list[PersonNumber]) -> None:
+    refuse(birth_date_problems(patient, numbers))
+
+
+def check_care_orders(patient: Json) -> None:
+    refuse(care_order_problems(patient))
+
+
+def check_parental_responsibility(related: Json) -> None:
+    refuse(parental_responsibility_problems(related))
 
 
 def issue_expressions(exc: FhirError) -> list[tuple[str, ...]]:

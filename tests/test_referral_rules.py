@@ -30,7 +30,7 @@ from services.referral.domain.vocabulary import (
     Step,
     TaskStatus,
 )
-from services.referral.domain.workflow import STEPS, TRANSITIONS, Change, check_change
+from services.referral.domain.workflow import STEPS, TRANSITIONS, TaskChange, check_change
 from services.referral.domain.working_days import (
     add_working_days,
     is_working_day,
@@ -365,7 +365,7 @@ def valid_rejection(before: TaskState) -> TaskState:
     )
 
 
-def satisfied(frm: TaskStatus, to: TaskStatus, role: str) -> Change:
+def satisfied(frm: TaskStatus, to: TaskStatus, role: str) -> TaskChange:
     """A change from `frm` to `to` by `role` that carries everything the change needs."""
     resumes_accepted = frm is S.ON_HOLD and to in (S.ACCEPTED, S.IN_PROGRESS)
     before = task(frm, frist=FRIST if resumes_accepted else None)
@@ -383,7 +383,7 @@ def satisfied(frm: TaskStatus, to: TaskStatus, role: str) -> Change:
             after = replace(after, reason_system=CLOSE_REASON_SYSTEM, reason_code=CloseReason.ANNET)
         else:
             after = replace(after, step=Step.TRUKKET)
-    return Change(before, after, ACTORS[role], TODAY)
+    return TaskChange(before, after, ACTORS[role], TODAY)
 
 
 def statuses(problems: list[Problem]) -> list[int]:
@@ -442,7 +442,7 @@ def test_a_legal_transition_by_the_wrong_party_is_forbidden(
 def test_an_illegal_transition_is_a_conflict(frm: TaskStatus, to: TaskStatus, role: str) -> None:
     before = task(frm)
     after = replace(before, status=to, step=STEPS[to][0])
-    problems = check_change(Change(before, after, ACTORS[role], TODAY))
+    problems = check_change(TaskChange(before, after, ACTORS[role], TODAY))
     assert statuses(problems) == [409]
     assert problems[0].code == "business-rule"
     assert problems[0].expression == "Task.status"
@@ -454,7 +454,7 @@ def test_an_illegal_transition_is_a_conflict(frm: TaskStatus, to: TaskStatus, ro
 def test_a_closed_referral_is_not_reopened(frm: TaskStatus, to: TaskStatus, role: str) -> None:
     before = task(frm)
     after = replace(before, status=to, step=STEPS[to][0], frist=FRIST)
-    problems = check_change(Change(before, after, ACTORS[role], TODAY))
+    problems = check_change(TaskChange(before, after, ACTORS[role], TODAY))
     assert statuses(problems) == [409]
     assert problems[0].expression == "Task.status"
     assert "not reopened" in problems[0].message
@@ -470,7 +470,7 @@ def test_an_organisation_not_party_to_the_referral_is_forbidden(
         change = replace(satisfied(frm, to, role), actor=actor)
     else:
         before = task(frm)
-        change = Change(before, replace(before, status=to), actor, TODAY)
+        change = TaskChange(before, replace(before, status=to), actor, TODAY)
     problems = check_change(change)
     assert statuses(problems) == [403]
     assert problems[0].code == "forbidden"
@@ -479,9 +479,9 @@ def test_an_organisation_not_party_to_the_referral_is_forbidden(
 @pytest.mark.parametrize("status", list(S))
 def test_an_unchanged_status_is_an_update_only_the_owner_may_make(status: TaskStatus) -> None:
     before = task(status)
-    by_owner = statuses(check_change(Change(before, before, OWNER, TODAY)))
+    by_owner = statuses(check_change(TaskChange(before, before, OWNER, TODAY)))
     assert by_owner == ([409] if status in CLOSED else [])
-    problems = check_change(Change(before, before, REQUESTER, TODAY))
+    problems = check_change(TaskChange(before, before, REQUESTER, TODAY))
     assert statuses(problems) == [403]
     assert "withdraw" in problems[0].message
 
@@ -494,7 +494,7 @@ def test_a_closed_referrals_workflow_no_longer_changes(status: TaskStatus) -> No
     if other_step is not None:
         changes.append(replace(before, step=other_step))
     for after in changes:
-        problems = check_change(Change(before, after, OWNER, TODAY))
+        problems = check_change(TaskChange(before, after, OWNER, TODAY))
         assert statuses(problems)[:1] == [409], after
 
 
@@ -504,13 +504,15 @@ def test_the_requester_may_withdraw_before_care_starts(frm: TaskStatus, step: St
     before = task(frm)
     after = replace(before, status=S.CANCELLED, step=step)
     # The requester needs no coded reason to withdraw its own referral.
-    assert check_change(Change(before, after, REQUESTER, TODAY)) == []
+    assert check_change(TaskChange(before, after, REQUESTER, TODAY)) == []
 
 
 def test_withdrawing_and_closing_are_each_one_partys_step() -> None:
     before = task(S.RECEIVED)
     by_requester = check_change(
-        Change(before, replace(before, status=S.CANCELLED, step=Step.AVSLUTTET), REQUESTER, TODAY)
+        TaskChange(
+            before, replace(before, status=S.CANCELLED, step=Step.AVSLUTTET), REQUESTER, TODAY
+        )
     )
     assert statuses(by_requester) == [422]
     assert "trukket" in by_requester[0].message
@@ -521,7 +523,7 @@ def test_withdrawing_and_closing_are_each_one_partys_step() -> None:
         reason_system=CLOSE_REASON_SYSTEM,
         reason_code=CloseReason.ANNET,
     )
-    by_owner = check_change(Change(before, closed, OWNER, TODAY))
+    by_owner = check_change(TaskChange(before, closed, OWNER, TODAY))
     assert statuses(by_owner) == [422]
     assert "avsluttet" in by_owner[0].message
 
@@ -529,13 +531,13 @@ def test_withdrawing_and_closing_are_each_one_partys_step() -> None:
 def test_the_requester_may_not_withdraw_once_care_has_started() -> None:
     during = task(S.IN_PROGRESS)
     problems = check_change(
-        Change(during, replace(during, status=S.CANCELLED, step=Step.TRUKKET), REQUESTER, TODAY)
+        TaskChange(during, replace(during, status=S.CANCELLED, step=Step.TRUKKET), REQUESTER, TODAY)
     )
     assert statuses(problems) == [403]
     assert "receiving organisation" in problems[0].message
     paused = replace(task(S.ON_HOLD, frist=FRIST), care_started=TODAY)
     problems = check_change(
-        Change(paused, replace(paused, status=S.CANCELLED, step=Step.TRUKKET), REQUESTER, TODAY)
+        TaskChange(paused, replace(paused, status=S.CANCELLED, step=Step.TRUKKET), REQUESTER, TODAY)
     )
     assert statuses(problems) == [409]
     assert "Care has started" in problems[0].message
@@ -561,9 +563,9 @@ def test_an_organisation_that_is_both_parties_may_do_either() -> None:
     before = replace(task(S.RECEIVED), requester=OWNER_ORG)
     after = replace(before, status=S.CANCELLED, step=Step.AVSLUTTET)
     # Acting as owner it needs the owner's coded reason...
-    assert statuses(check_change(Change(before, after, OWNER, TODAY))) == [422]
+    assert statuses(check_change(TaskChange(before, after, OWNER, TODAY))) == [422]
     closing = replace(after, reason_system=CLOSE_REASON_SYSTEM, reason_code=CloseReason.ANNET)
-    assert check_change(Change(before, closing, OWNER, TODAY)) == []
+    assert check_change(TaskChange(before, closing, OWNER, TODAY)) == []
 
 
 @pytest.mark.parametrize(
@@ -580,7 +582,7 @@ def test_an_organisation_that_is_both_parties_may_do_either() -> None:
 def test_accepting_needs_a_frist_that_is_not_past(frist: date | None, expected: list[int]) -> None:
     before = task(S.RECEIVED)
     after = replace(before, status=S.ACCEPTED, step=Step.RETT_TIL_HELSEHJELP, frist=frist)
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == expected
     if problems:
         assert problems[0].expression == "Task.extension"
@@ -590,7 +592,7 @@ def test_accepting_needs_a_frist_that_is_not_past(frist: date | None, expected: 
 def test_the_requester_cannot_accept_even_with_a_frist() -> None:
     before = task(S.RECEIVED)
     after = replace(before, status=S.ACCEPTED, step=Step.RETT_TIL_HELSEHJELP, frist=FRIST)
-    problems = check_change(Change(before, after, REQUESTER, TODAY))
+    problems = check_change(TaskChange(before, after, REQUESTER, TODAY))
     assert statuses(problems) == [403]
 
 
@@ -632,7 +634,7 @@ def test_a_rejection_missing_one_thing_gets_one_problem(
 ) -> None:
     before = task(S.RECEIVED)
     after = replace(valid_rejection(before), **gap)  # type: ignore[arg-type]
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == [422]
     assert problems[0].expression == expression
     assert problems[0].code == code
@@ -642,7 +644,7 @@ def test_a_rejection_missing_one_thing_gets_one_problem(
 def test_a_rejection_missing_everything_gets_a_problem_per_item() -> None:
     before = task(S.RECEIVED)
     after = replace(before, status=S.REJECTED, step=Step.AVSLATT)
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == [422, 422, 422, 422]
     assert [p.expression for p in problems] == [
         "Task.statusReason",
@@ -657,7 +659,7 @@ def test_a_rejection_missing_everything_gets_a_problem_per_item() -> None:
 def test_a_complete_rejection_or_redirect_is_accepted(step: Step, reason: RejectionReason) -> None:
     before = task(S.RECEIVED)
     after = replace(valid_rejection(before), step=step, reason_code=reason)
-    assert check_change(Change(before, after, OWNER, TODAY)) == []
+    assert check_change(TaskChange(before, after, OWNER, TODAY)) == []
     assert rejection_problems(after) == []
 
 
@@ -669,7 +671,7 @@ def test_a_business_status_from_another_status_is_invalid(status: TaskStatus, st
     # Both as an update in place and as the target of a legal change.
     before = task(status)
     after = replace(before, step=step)
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == [422]
     assert problems[0].code == "code-invalid"
     assert problems[0].expression == "Task.businessStatus"
@@ -690,8 +692,8 @@ def test_a_legal_change_with_a_foreign_business_status_is_invalid(
 @pytest.mark.parametrize("status", [S.ACCEPTED, S.IN_PROGRESS])
 def test_no_shows_are_recorded_and_never_decrease(status: TaskStatus) -> None:
     before = replace(task(status), no_shows=2)
-    assert check_change(Change(before, replace(before, no_shows=3), OWNER, TODAY)) == []
-    problems = check_change(Change(before, replace(before, no_shows=1), OWNER, TODAY))
+    assert check_change(TaskChange(before, replace(before, no_shows=3), OWNER, TODAY)) == []
+    problems = check_change(TaskChange(before, replace(before, no_shows=1), OWNER, TODAY))
     assert statuses(problems) == [409]
     assert "only grows" in problems[0].message
 
@@ -700,13 +702,13 @@ def test_no_shows_do_not_decrease_on_a_transition_either() -> None:
     change = satisfied(S.IN_PROGRESS, S.CANCELLED, "owner")
     before = replace(change.before, no_shows=3)
     after = replace(change.after, no_shows=1)
-    assert statuses(check_change(Change(before, after, OWNER, TODAY)))[:1] == [409]
+    assert statuses(check_change(TaskChange(before, after, OWNER, TODAY)))[:1] == [409]
 
 
 @pytest.mark.parametrize("status", [S.RECEIVED, S.ON_HOLD])
 def test_no_shows_are_not_recorded_before_acceptance(status: TaskStatus) -> None:
     before = task(status)
-    problems = check_change(Change(before, replace(before, no_shows=1), OWNER, TODAY))
+    problems = check_change(TaskChange(before, replace(before, no_shows=1), OWNER, TODAY))
     assert statuses(problems) == [409]
 
 
@@ -714,14 +716,14 @@ def test_no_shows_are_not_recorded_before_acceptance(status: TaskStatus) -> None
 def test_a_closure_warning_follows_a_no_show(no_shows: int, expected: list[int]) -> None:
     before = replace(task(S.IN_PROGRESS), no_shows=no_shows)
     after = replace(before, step=Step.AVSLUTNING_VARSLET)
-    assert statuses(check_change(Change(before, after, OWNER, TODAY))) == expected
+    assert statuses(check_change(TaskChange(before, after, OWNER, TODAY))) == expected
 
 
 @pytest.mark.parametrize("status", [S.ACCEPTED, S.IN_PROGRESS])
 def test_the_frist_is_not_moved_by_an_update(status: TaskStatus) -> None:
     before = task(status)
     for frist in (FRIST + timedelta(days=30), FRIST - timedelta(days=1), None):
-        problems = check_change(Change(before, replace(before, frist=frist), OWNER, TODAY))
+        problems = check_change(TaskChange(before, replace(before, frist=frist), OWNER, TODAY))
         assert statuses(problems) == [409], frist
 
 
@@ -748,7 +750,7 @@ def test_the_frist_is_not_moved_by_an_update(status: TaskStatus) -> None:
 def test_a_status_change_does_not_move_or_clear_the_frist(
     before: TaskState, after: TaskState
 ) -> None:
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems)[:1] == [409]
 
 
@@ -782,7 +784,7 @@ def test_closing_after_no_shows_needs_repeated_no_shows_and_a_warning(
         reason_system=CLOSE_REASON_SYSTEM,
         reason_code=CloseReason.GJENTATTE_UTEBLIVELSER,
     )
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == expected
     if 409 in expected:
         assert problems[-1].expression == "Task.businessStatus"
@@ -799,7 +801,7 @@ def test_the_warning_must_precede_the_closure_not_come_with_it() -> None:
         reason_code=CloseReason.GJENTATTE_UTEBLIVELSER,
         closure_warned=TODAY,
     )
-    assert statuses(check_change(Change(before, after, OWNER, TODAY))) == [409]
+    assert statuses(check_change(TaskChange(before, after, OWNER, TODAY))) == [409]
 
 
 @pytest.mark.parametrize(
@@ -820,7 +822,7 @@ def test_the_owner_closes_with_a_coded_reason(
     after = replace(
         before, status=S.CANCELLED, step=Step.AVSLUTTET, reason_system=system, reason_code=code
     )
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == expected
     if problems:
         assert problems[0].expression == "Task.statusReason"
@@ -842,7 +844,7 @@ def test_discharge_needs_a_follow_up_plan_and_service(
     after = replace(
         before, status=S.COMPLETED, step=Step.UTSKREVET, follow_up_plan=plan, follow_up=follow_up
     )
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == expected
     assert all(p.expression == "Task.output" for p in problems)
 
@@ -871,7 +873,7 @@ def test_resuming_from_on_hold(
     after = replace(before, status=to, step=STEPS[to][0], frist=after_frist)
     if to is S.IN_PROGRESS:
         after = replace(after, care_started=TODAY)
-    problems = check_change(Change(before, after, OWNER, TODAY))
+    problems = check_change(TaskChange(before, after, OWNER, TODAY))
     assert statuses(problems) == expected
 
 
@@ -1094,7 +1096,7 @@ def test_a_frist_is_set_only_by_accepting(status: TaskStatus) -> None:
     before = replace(before, frist=None)
     for to in (status, *(t for (f, t) in TRANSITIONS if f is status and t is not S.ACCEPTED)):
         after = replace(before, status=to, step=STEPS[to][0], frist=FRIST)
-        problems = check_change(Change(before, after, OWNER, TODAY))
+        problems = check_change(TaskChange(before, after, OWNER, TODAY))
         assert problems and problems[0].status == 422, (status, to)
         assert "accepting" in problems[0].message
 
@@ -1102,7 +1104,7 @@ def test_a_frist_is_set_only_by_accepting(status: TaskStatus) -> None:
 def test_accepting_sets_the_frist() -> None:
     before = task(S.RECEIVED)
     after = replace(before, status=S.ACCEPTED, step=Step.RETT_TIL_HELSEHJELP, frist=FRIST)
-    assert check_change(Change(before, after, OWNER, TODAY)) == []
+    assert check_change(TaskChange(before, after, OWNER, TODAY)) == []
 
 
 @pytest.mark.parametrize(

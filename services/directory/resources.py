@@ -155,7 +155,11 @@ class _Directory(ResourceDefinition):
         self.enforce_orgnr_check_digit = enforce_orgnr_check_digit
 
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
-        people.check_identifiers(resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit)
+        refuse(
+            people.identifier_problems(
+                resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit
+            )
+        )
         organisations.check_municipalities(resource)
         return []
 
@@ -213,12 +217,14 @@ class PatientDefinition(_Directory):
     )
 
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
-        numbers = people.check_identifiers(
-            resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit
+        refuse(
+            people.identifier_problems(
+                resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit
+            )
         )
         organisations.check_municipalities(resource)
-        people.reconcile_birth_date(resource, numbers)
-        people.check_care_orders(resource)
+        refuse(people.reconcile_birth_date(resource, people.person_numbers(resource)))
+        refuse(people.care_order_problems(resource))
         return []
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
@@ -253,9 +259,7 @@ class PatientDefinition(_Directory):
             if write.before is not None:
                 refuse(people.person_fact_changes(write.before, resource))
             else:
-                numbers = people.check_identifiers(
-                    resource, enforce_orgnr_check_digit=self.enforce_orgnr_check_digit
-                )
+                numbers = people.person_numbers(resource)
                 refuse(people.unconfirmed_birth_date(resource, numbers))
         refuse(people.wrong_reference_targets(resource))
         await _general_practitioners_are_gps(resource, write)
@@ -374,7 +378,7 @@ class RelatedPersonDefinition(_Directory):
 
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         super().prepare(resource, caller)
-        people.check_parental_responsibility(resource)
+        refuse(people.parental_responsibility_problems(resource))
         return []
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:

@@ -29,7 +29,13 @@ from services.referral.domain.vocabulary import (
     Step,
     TaskStatus,
 )
-from services.referral.domain.workflow import CLOSED, Change, check_change, default_step, roles_of
+from services.referral.domain.workflow import (
+    CLOSED,
+    TaskChange,
+    check_change,
+    default_step,
+    roles_of,
+)
 from services.referral.records import (
     add_extension,
     breach_coding,
@@ -89,7 +95,7 @@ async def check_task_update(
         resource["businessStatus"] = step_concept(step)
         new = task_state(resource)
     day = today()
-    refuse(check_change(Change(old, new, actor, day)))
+    refuse(check_change(TaskChange(old, new, actor, day)))
     if new.status != old.status and new.status in (TaskStatus.REJECTED, TaskStatus.COMPLETED):
         await _handover(resource, new, context)
     _derive(resource, old, new, actor, write)

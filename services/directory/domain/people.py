@@ -15,7 +15,6 @@ import orjson
 
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, PARENTAL_RESPONSIBILITY_CODES
 from shared.family import CareOrder, care_orders, is_care_order, parental_responsibility
-from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import date_bounds
 from shared.identifiers import (
@@ -30,12 +29,24 @@ from shared.identifiers import (
 from shared.rules import Problem
 
 
-def check_identifiers(
+def identifier_problems(
     resource: dict[str, Any], *, enforce_orgnr_check_digit: bool = True
-) -> list[PersonNumber]:
-    """Validate every identifier with a Norwegian system; return the person numbers."""
+) -> list[Problem]:
+    """What is wrong with the identifiers under Norwegian systems (and with person
+    numbers under any other system)."""
+    return _read_identifiers(resource, enforce_orgnr_check_digit)[1]
+
+
+def person_numbers(resource: dict[str, Any]) -> list[PersonNumber]:
+    """The valid person numbers among a resource's identifiers."""
+    return _read_identifiers(resource, True)[0]
+
+
+def _read_identifiers(
+    resource: dict[str, Any], enforce_orgnr_check_digit: bool
+) -> tuple[list[PersonNumber], list[Problem]]:
     resource_type = resource.get("resourceType", "Resource")
-    problems: list[Issue] = []
+    problems: list[Problem] = []
     numbers: list[PersonNumber] = []
     for index, identifier in enumerate(resource.get("identifier") or []):
         system, value = identifier.get("system"), identifier.get("value")
@@ -43,12 +54,13 @@ def check_identifiers(
             continue
         if system not in PERSON_SYSTEMS and is_person_number(value):
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "value",
                     f"{value} is a person number: it is written under its own system"
                     f" ({', '.join(sorted(PERSON_SYSTEMS))}), or it escapes the rule of one"
                     " record per person",
-                    expression=(f"{resource_type}.identifier[{index}].system",),
+                    f"{resource_type}.identifier[{index}].system",
                 )
             )
             continue
@@ -57,10 +69,11 @@ def check_identifiers(
         exact = lookalike_system(system)
         if exact is not None:
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "value",
                     f"Identifier system {system!r} is written {exact}",
-                    expression=(f"{resource_type}.identifier[{index}].system",),
+                    f"{resource_type}.identifier[{index}].system",
                 )
             )
             continue
@@ -70,21 +83,20 @@ def check_identifiers(
             )
         except InvalidIdentifier as exc:
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "value",
                     f"Invalid identifier {value} ({system}): {exc.reason}",
-                    expression=(f"{resource_type}.identifier[{index}].value",),
+                    f"{resource_type}.identifier[{index}].value",
                 )
             )
             continue
         if number is not None:
             numbers.append(number)
-    if problems:
-        raise FhirError(422, problems)
-    return numbers
+    return numbers, problems
 
 
-def reconcile_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -> None:
+def reconcile_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -> list[Problem]:
     """Fill in or check Patient.birthDate against a number whose date is reliable.
 
     Only a classic-rule fødselsnummer (or synthetic number) carries a reliable birth date;
@@ -98,13 +110,16 @@ def reconcile_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -
         if given is None:
             patient["birthDate"] = derived
         elif given != derived and not derived.startswith(given):
-            raise error(
-                422,
-                "business-rule",
-                f"birthDate {given} contradicts fødselsnummer {number.value},"
-                f" which gives {derived}",
-                "Patient.birthDate",
-            )
+            return [
+                Problem(
+                    422,
+                    "business-rule",
+                    f"birthDate {given} contradicts fødselsnummer {number.value},"
+                    f" which gives {derived}",
+                    "Patient.birthDate",
+                )
+            ]
+    return []
 
 
 def unconfirmed_birth_date(patient: dict[str, Any], numbers: list[PersonNumber]) -> list[Problem]:
@@ -190,7 +205,7 @@ def _lookalike(coding: Any) -> bool:
     return code.strip().casefold() == CARE_ORDER_CODE or respelled
 
 
-def check_care_orders(patient: dict[str, Any]) -> None:
+def care_order_problems(patient: dict[str, Any]) -> list[Problem]:
     """A care order names the barnevernstjeneste holding it and when it started; nothing
     that merely resembles one (another spelling of its code or system) is recorded."""
     problems = []
@@ -198,11 +213,12 @@ def check_care_orders(patient: dict[str, Any]) -> None:
         codings = [c for r in contact.get("relationship") or [] for c in r.get("coding") or []]
         if any(_lookalike(coding) for coding in codings):
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "code-invalid",
                     f"A contact relationship from {CONTACT_RELATIONSHIP_SYSTEM} is exactly"
                     f" {CARE_ORDER_CODE}; other spellings are not recorded",
-                    expression=(f"Patient.contact[{index}].relationship",),
+                    f"Patient.contact[{index}].relationship",
                 )
             )
         if not is_care_order(contact):
@@ -210,32 +226,34 @@ def check_care_orders(patient: dict[str, Any]) -> None:
         where = f"Patient.contact[{index}]"
         if not (contact.get("organization") or {}).get("reference"):
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "required",
                     "A care order must name the barnevernstjeneste holding it"
                     " (contact.organization.reference)",
-                    expression=(f"{where}.organization",),
+                    f"{where}.organization",
                 )
             )
         period = contact.get("period") or {}
         if not period.get("start"):
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "required",
                     "A care order must have a start date (contact.period.start)",
-                    expression=(f"{where}.period.start",),
+                    f"{where}.period.start",
                 )
             )
         elif period.get("end") and date_bounds(period["end"])[1] < date_bounds(period["start"])[0]:
             problems.append(
-                Issue(
+                Problem(
+                    422,
                     "business-rule",
                     "A care order cannot end before it starts",
-                    expression=(f"{where}.period",),
+                    f"{where}.period",
                 )
             )
-    if problems:
-        raise FhirError(422, problems)
+    return problems
 
 
 def care_order_changes(
@@ -257,16 +275,19 @@ def care_order_changes(
     return changes
 
 
-def check_parental_responsibility(related_person: dict[str, Any]) -> None:
+def parental_responsibility_problems(related_person: dict[str, Any]) -> list[Problem]:
     unknown = set(parental_responsibility(related_person)) - PARENTAL_RESPONSIBILITY_CODES
-    if unknown:
-        raise error(
+    if not unknown:
+        return []
+    return [
+        Problem(
             422,
             "code-invalid",
             f"Unknown parental-responsibility code(s) {sorted(unknown)}; expected one of"
             f" {sorted(PARENTAL_RESPONSIBILITY_CODES)}",
             "RelatedPerson.relationship",
         )
+    ]
 
 
 REGISTER_ELEMENTS = ("_birthDate", "deceasedBoolean", "deceasedDateTime", "link")

@@ -68,7 +68,7 @@ CLOSED = frozenset({S.REJECTED, S.COMPLETED, S.CANCELLED})
 
 
 @dataclass(frozen=True)
-class Change:
+class TaskChange:
     """A requested change of a referral's Task, as the rules see it."""
 
     before: TaskState
@@ -92,7 +92,7 @@ def default_step(status: TaskStatus, actor_roles: set[str]) -> Step:
     return STEPS[status][0]
 
 
-def check_change(change: Change) -> list[Problem]:
+def check_change(change: TaskChange) -> list[Problem]:
     """Problems with a change; [] when it is legal. The first problem's status is the
     answer's."""
     before, after, actor = change.before, change.after, change.actor
@@ -185,7 +185,7 @@ def _targets(status: TaskStatus) -> str:
     return ", ".join(found) or "none"
 
 
-def _same_status(change: Change, roles: set[str]) -> list[Problem]:
+def _same_status(change: TaskChange, roles: set[str]) -> list[Problem]:
     before, after = change.before, change.after
     if OWNER not in roles:
         return [
@@ -241,7 +241,7 @@ def _no_show_problems(before: TaskState, after: TaskState) -> list[Problem]:
     return []
 
 
-def _requirements(change: Change, roles: set[str]) -> list[Problem]:
+def _requirements(change: TaskChange, roles: set[str]) -> list[Problem]:
     before, after, day = change.before, change.after, change.day
     problems = _no_show_problems(before, after)
     match after.status:
