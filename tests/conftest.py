@@ -1,4 +1,10 @@
-"""Shared fixtures: a running stack per test on SQLite and on PostgreSQL."""
+"""Shared fixtures: a running stack per test on SQLite and on PostgreSQL; and the tiers.
+
+Every test is in one of two tiers, marked at collection: `unit` needs nothing but Python
+(domain rules, decisions, parsing, the store on SQLite files); `services` needs NATS with
+JetStream and PostgreSQL (any test that uses a fixture of `SERVICE_FIXTURES`, or a module
+marked `services`). `pytest -m unit` runs the first in seconds on a bare machine.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,21 @@ from tests.referral_world import organisation as referral_organisation
 from tests.subscription_world import SubscriptionWorld, subscription_settings
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack
 from tests.support import test_settings as make_settings
+
+SERVICE_FIXTURES = frozenset(
+    {"backend", "stack", "world", "referrals", "careplans", "subscriptions",
+     "stack_on_own_nats", "world_on_own_nats", "nats_users", "partners", "barnebro", "permissions"}
+)  # fmt: skip
+"""Fixtures that start NATS, PostgreSQL or a whole stack."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if needs or item.get_closest_marker("services") is not None:
+            item.add_marker(pytest.mark.services)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)

@@ -136,6 +136,7 @@ async def _stored(url: str, schema: str) -> dict[str, Any]:
     }
 
 
+@pytest.mark.services
 def test_seeding_stores_what_the_service_stores(monkeypatch: pytest.MonkeyPatch) -> None:
     url = postgres_url()
     tag = f"bench{secrets.token_hex(4)}"
@@ -190,6 +191,7 @@ def _check_phase(phase: dict[str, Any]) -> None:
     _positive(cpu, "server_total_s")
 
 
+@pytest.mark.services
 def test_short_careplan_run(tmp_path: Path) -> None:
     database_url = postgres_url()
     options = CareplanOptions(

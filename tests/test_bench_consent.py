@@ -108,6 +108,7 @@ def _check_comparison(phase: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+@pytest.mark.services
 def test_short_consent_run(tmp_path: Path, database: str) -> None:
     url = nats_url()
     database_url = postgres_url() if database == "postgresql" else ""

@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from bench.__main__ import parser
 from bench.consent import run_schemas
 from bench.load import Reply
@@ -120,6 +122,7 @@ def _check_phase(phase: dict[str, Any]) -> None:
     _positive(cpu, "server_total_s")
 
 
+@pytest.mark.services
 def test_short_referral_run(tmp_path: Path) -> None:
     database_url = postgres_url()
     options = ReferralOptions(

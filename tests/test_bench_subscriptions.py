@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from bench.__main__ import parser
 from bench.consent import run_schemas
@@ -185,6 +186,7 @@ def _check_phase(phase: dict[str, Any], window: float) -> None:
     assert vs["p99_over_core_p99"] == round(latency["p99_ms"] / vs["core_p99_ms"], 4)
 
 
+@pytest.mark.services
 def test_short_subscriptions_run(tmp_path: Path) -> None:
     database_url = postgres_url()
     options = SubscriptionsOptions(

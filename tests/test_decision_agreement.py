@@ -134,7 +134,7 @@ def kept_by_sql(facts: list[ResourceFacts], category: str, context: AccessContex
     return {str(row[0]) for row in rows}
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(
     known=st.tuples(*(states(p) for p in PATIENTS)).map(list),
     with_state=subsets(PATIENTS),
