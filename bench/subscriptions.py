@@ -737,12 +737,10 @@ async def sanity(channels: Sequence[Channel], m: Measurement) -> dict[str, Any]:
 
 
 def stack_nats_url(stack: LocalStack) -> tuple[str, int]:
-    """The URL and pid of the nats-server the stack started (from its command line)."""
+    """The URL and pid of the nats-server the stack started."""
     for name, process in stack.children:
-        if name == "nats":
-            args = [str(arg) for arg in process.args] if isinstance(process.args, list) else []
-            if "-p" in args:
-                return f"nats://127.0.0.1:{args[args.index('-p') + 1]}", process.pid
+        if name == "nats" and stack.own_nats_url is not None:
+            return stack.own_nats_url, process.pid
     raise RuntimeError("the stack did not start its own nats-server (is NATS_URL set?)")
 
 

@@ -79,6 +79,8 @@ class LocalStack:
         self.port = port
         self.services = services
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.own_nats_url: str | None = None
+        """The URL (with its password) of the NATS server this stack started, if it did."""
         self._lock_file: IO[str] | None = None
         self._stopping = False
 
@@ -136,7 +138,8 @@ class LocalStack:
         self.children.append(("nats", process))
         if not wait_for_port(port, 15):
             raise StackError(f"nats-server did not start; see {self.data_dir / 'nats.log'}")
-        return f"nats://barnebro:{password}@127.0.0.1:{port}"
+        self.own_nats_url = f"nats://barnebro:{password}@127.0.0.1:{port}"
+        return self.own_nats_url
 
     def _spawn(self, service: str, env: dict[str, str]) -> None:
         command = [sys.executable, "-m", "services.cli", "serve", service]
