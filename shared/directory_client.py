@@ -22,7 +22,7 @@ from shared.fhir.elements import orgnr_of as orgnr_of_reference
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM, PERSON_SYSTEMS, InvalidIdentifier, validate_identifier
-from shared.transport.forwarding import Forwarder
+from shared.transport.forwarding import Sender
 from shared.transport.wire import Caller, FhirRequest, request_subject
 
 
@@ -54,7 +54,7 @@ def orgnr_in(organization: dict[str, Any] | None) -> str | None:
 
 
 class DirectoryClient:
-    def __init__(self, forwarder: Forwarder, prefix: str, base_url: str, caller: Caller) -> None:
+    def __init__(self, forwarder: Sender, prefix: str, base_url: str, caller: Caller) -> None:
         self._forwarder = forwarder
         self._prefix = prefix
         self._base_url = base_url

@@ -7,6 +7,8 @@ answer in time gives 504. Both come back as OperationOutcomes, never as a hang.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import nats.errors
 from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
@@ -15,6 +17,13 @@ from shared.fhir.errors import FhirError, error
 from shared.transport.wire import REQUEST_HEADER, FhirRequest, FhirResponse, decode_response
 
 tracer = trace.get_tracer("barnebro.transport")
+
+
+class Sender(Protocol):
+    """Sends one request to the service that owns its subject and returns its answer
+    (`Forwarder` over NATS; a test may answer in-process)."""
+
+    async def send(self, subject: str, request: FhirRequest, body: bytes) -> FhirResponse: ...
 
 
 class Forwarder:
