@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 
 from services.gateway.gateway import Gateway
-from shared.auth.scopes import authorize
+from shared.auth.scopes import authorize_request
+from shared.fhir import bundles
 from shared.fhir.bundle_entries import bundle_entries, entry_result
 from shared.fhir.errors import FhirError, error, operation_outcome
 from shared.fhir.resources import FHIR_JSON
@@ -47,8 +48,8 @@ async def run_batch(gateway: Gateway, base: FhirRequest, bundle: dict[str, Any])
             )
         budget -= len(response.body) + len(response.outcome)
         results.append(entry_result(response))
-    answer = {"resourceType": "Bundle", "type": "batch-response", "entry": results}
-    return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=orjson.dumps(answer))
+    answer = bundles.batch_response(results)
+    return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=answer)
 
 
 async def run_transaction(
@@ -58,7 +59,7 @@ async def run_transaction(
     for _, entry_request in bundle_entries(bundle, "transaction"):
         resource_type = entry_request.resource_type
         await gateway.owner_subject(resource_type)
-        authorize(base.caller, resource_type, entry_request.interaction)
+        authorize_request(entry_request.to_request(base))
         services.add(await gateway.registry.owner(resource_type) or "")
     if len(services) > 1:
         raise error(

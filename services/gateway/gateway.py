@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 
 from services.gateway.callers import OrganisationKinds
 from services.gateway.registry import ServiceRegistry
-from shared.auth.scopes import authorize
+from shared.auth.scopes import authorize_request
 from shared.auth.tokens import Verifiers
 from shared.config import Settings
 from shared.fhir.errors import error
@@ -49,7 +49,7 @@ class Gateway:
         """Check the caller's scope and send one interaction to its service."""
         resource_type = request.resource_type or ""
         subject = await self.owner_subject(resource_type)
-        authorize(request.caller, resource_type, request.interaction)
+        authorize_request(request)
         return await self.forwarder.send(subject, request, body)
 
 

@@ -90,6 +90,28 @@ CONSENT_API_ROUTES = {
 """The consent administration API (under `/consent/v1`): each route is one operation of
 the consent service, named here, and a row of the table."""
 
+CONSENT_API_SCOPES = {
+    "consent-authority": ("Consent", "read"),
+    "consent-create": ("Consent", "create"),
+    "consent-sign": ("Consent", "update"),
+    "consent-withdraw": ("Consent", "update"),
+    "consent-list": ("Consent", "search"),
+    "access-decide": ("Consent", "read"),
+    "disclosure-hpl33": ("Consent", "create"),
+}
+"""The SMART scope each route of the consent API needs, as (resource type, interaction)
+(`shared.auth.scopes.required_scope`)."""
+
+
+def scope_needed(request: FhirRequest) -> tuple[str, str]:
+    """The (resource type, interaction) whose SMART scope a request needs: its own for a
+    FHIR interaction or an operation on a type, the declared one for the consent API.
+    Checked at the gateway and again by the service that answers (`authorize_request`)."""
+    if request.resource_type is None and request.operation in CONSENT_API_SCOPES:
+        return CONSENT_API_SCOPES[request.operation]
+    return request.resource_type or "", request.interaction
+
+
 _ORGS = (Actor.HEALTH, Actor.BARNEVERNSTJENESTE, Actor.BARNEVERN, Actor.PARTNER)
 _CARE = (Actor.HEALTH, Actor.BARNEVERNSTJENESTE, Actor.BARNEVERN)
 _EVERYONE = (*_ORGS, Actor.PERSON, Actor.OPERATOR, Actor.REGISTER)

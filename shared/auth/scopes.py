@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import re
 
+from shared.access.permissions import scope_needed
 from shared.fhir.errors import error
-from shared.transport.wire import Caller
+from shared.transport.wire import Caller, FhirRequest
 
 INTERACTION_PERMISSION = {
     "read": "r",
@@ -55,6 +56,12 @@ def granted(scopes: list[str], resource_type: str, permission: str) -> bool:
 
 def required_scope(resource_type: str, interaction: str) -> str:
     return f"system/{resource_type}.{INTERACTION_PERMISSION.get(interaction, 'r')}"
+
+
+def authorize_request(request: FhirRequest) -> None:
+    """Refuse (403) a request the caller's scopes do not cover: the one check of scopes
+    for FHIR interactions, operations and the consent API alike."""
+    authorize(request.caller, *scope_needed(request))
 
 
 def authorize(caller: Caller, resource_type: str, interaction: str) -> None:

@@ -4,9 +4,10 @@ A request arrives from the transport (`shared.transport.service_host`) after the
 gateway checked its scopes; the router finds the handler for its interaction, and the
 handler asks the repository (reads), a unit of work (writes), the transaction runner or
 a registered operation, and builds the answer (`shared.fhir.answers`,
-`shared.fhir.bundles`). Whether the caller may do the interaction at all is the
-permission table's (`shared.access.permissions`, checked by the gateway and again per
-resource by the consent step); the handlers pass the caller's cell of it on.
+`shared.fhir.bundles`). Whether the caller may do the interaction at all is decided
+here, once per request, in one place: its SMART scope (`authorize_request`) and its cell
+of the permission table (`request_rule`, passed on to the handler); the consent step
+then decides per resource.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from shared.access.permissions import Rule, request_rule
+from shared.auth.scopes import authorize_request
 from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
@@ -55,6 +57,7 @@ class FhirRouter:
         handler = self._handlers.get(request.interaction)
         if handler is None:
             raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
+        authorize_request(request)
         return await handler(request, body, request_rule(request))
 
     async def read(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
