@@ -957,9 +957,15 @@ async def own_event(ctx: Ctx) -> str:
     if ctx.rule is not Rule.OWN or ctx.caller.orgnr is None:
         return f"AuditEvent/{world.outsider_event}"
     await world.audited(ctx.caller)
-    # The record of its own read (ids say nothing of order, and an organisation is also
-    # the agent of records it may not read, such as another's disclosure to it).
-    return f"AuditEvent/{(await world.events_of(ctx.caller.orgnr, '&subtype=read'))[0]}"
+    # A record of its own read, made by the organisation itself: it is also named (not
+    # as the requestor) on what a person with its number in their token did.
+    operator = world.stack.operator_token()
+    for event in await world.events_of(ctx.caller.orgnr, "&subtype=read"):
+        record = (await world.call("GET", f"AuditEvent/{event}", token=operator)).json()
+        requestors = [a["who"] for a in record["agent"] if a.get("requestor")]
+        if any(w.get("identifier", {}).get("value") == ctx.caller.orgnr for w in requestors):
+            return f"AuditEvent/{event}"
+    raise AssertionError(f"no record of {ctx.caller.orgnr}'s own read")
 
 
 def audit_search() -> Scenario:

@@ -1,4 +1,4 @@
-"""The Bundles a service answers with: searchset, history and transaction-response.
+"""The Bundles barnebro answers with: searchset, history, batch- and transaction-response.
 
 Entries carry the stored bytes as they are (`orjson.Fragment`), so a page is serialised
 once. Links keep the caller's own parameters, so paging repeats the same search.
@@ -89,6 +89,11 @@ def history(
         )
     entries = [_history_entry(r, base) for r in versions]
     return {"resourceType": "Bundle", "type": "history", "link": links, "entry": entries}
+
+
+def batch_response(results: list[dict[str, Any]]) -> bytes:
+    """A batch's answer: one result per entry, in the Bundle's order."""
+    return orjson.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": results})
 
 
 def transaction_response(outcomes: list[dict[str, Any]]) -> bytes:

@@ -124,46 +124,32 @@ class StoreUnitOfWork:
     async def commit_version(
         self,
         definition: ResourceDefinition,
-        resource: dict[str, Any],
+        resource: dict[str, Any] | None,
         *,
         res_id: str,
         previous: StoredResource | None,
         context: WriteContext,
     ) -> StoredResource:
-        """Store a new version, its events, and the writes that follow from it."""
+        """Store a new version (a deletion marker when `resource` is None), its events,
+        and the writes that follow from it."""
         before = context.before
+        if resource is not None:
+            access = access_of(definition, resource, res_id, self.request, previous)
+        else:
+            assert previous is not None, "only a stored resource is deleted"
+            access = previous.access
         stored = await self.data.store.write(
             self.conn,
             resource,
             res_type=definition.resource_type,
             res_id=res_id,
             previous=previous,
-            unique_keys=definition.unique_keys(resource),
+            unique_keys=definition.unique_keys(resource) if resource is not None else (),
             previous_keys=definition.unique_keys(before) if before else (),
-            access=access_of(definition, resource, res_id, self.request, previous),
+            access=access,
             name_holder=definition.data_category is None,
         )
         change = Change(stored.res_type, stored.res_id, stored.version, before, resource)
-        await self.record(definition, stored, change)
-        await definition.after_write(change, context)
-        return stored
-
-    async def commit_deletion(
-        self, definition: ResourceDefinition, previous: StoredResource, context: WriteContext
-    ) -> StoredResource:
-        """Mark a resource deleted (a version of its own), with its events and follow-on
-        writes."""
-        before = previous.json()
-        stored = await self.data.store.write(
-            self.conn,
-            None,
-            res_type=definition.resource_type,
-            res_id=previous.res_id,
-            previous=previous,
-            previous_keys=definition.unique_keys(before),
-            access=previous.access,
-        )
-        change = Change(stored.res_type, stored.res_id, stored.version, before, None)
         await self.record(definition, stored, change)
         await definition.after_write(change, context)
         return stored

@@ -163,7 +163,9 @@ async def delete(
         return FhirResponse(status=204)
     context = uow.context(previous.json(), previous.access.author)
     await definition.check_delete(previous.json(), context)
-    stored = await uow.commit_deletion(definition, previous, context)
+    stored = await uow.commit_version(
+        definition, None, res_id=res_id, previous=previous, context=context
+    )
     return FhirResponse(status=204, headers={"ETag": stored.etag})
 
 
