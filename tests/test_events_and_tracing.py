@@ -61,7 +61,7 @@ async def test_nats_restart_while_writing_loses_and_duplicates_no_event(
                 base_url="http://test/fhir",
                 # as the gateway passes it on: the kind is the register's (the request
                 # goes to the service directly, so it states what the gateway would)
-                caller=Caller(orgnr="974760673", org_kind="bup"),
+                caller=Caller(orgnr="974760673", org_kind="bup", scopes=["system/*.cruds"]),
             )
             body = b'{"resourceType": "Practitioner", "name": [{"family": "W%d"}]}' % i
             response = await service.handle(request, body)

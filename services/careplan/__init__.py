@@ -13,7 +13,9 @@ from shared.outside_reads import OutsideReads
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 
 NAME = "careplan"
-CAREPLAN_SERVICE_CALLER = service_caller(NAME, "Patient", "Organization")
+CAREPLAN_SERVICE_CALLER = service_caller(
+    NAME, "Patient", "Organization", "RelatedPerson", "Practitioner", "PractitionerRole"
+)
 """How the care plan service reads the directory: the child, organisation kinds."""
 
 
