@@ -85,7 +85,11 @@ class LocalStack:
         self._stopping = False
 
     def _lock_data_dir(self) -> None:
+        # Children's records, keys and the NATS password live here: its owner's alone,
+        # and so is every file the stack's processes create in it.
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.chmod(0o700)
+        os.umask(0o077)
         self._lock_file = open(self.data_dir / ".lock", "w")  # noqa: SIM115 - held while running
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)

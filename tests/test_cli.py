@@ -105,6 +105,12 @@ def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
         assert isinstance(created, dict)
         status, _ = request("GET", f"{base}/Patient", bearer)
         assert status == 403, "the token's scope covers Practitioner only"
+        # The data (records, keys, the NATS password) is its owner's alone.
+        assert data_dir.stat().st_mode & 0o077 == 0
+        written = [p for p in data_dir.rglob("*") if p.is_file()]
+        assert written and all(p.stat().st_mode & 0o077 == 0 for p in written), [
+            (p.name, oct(p.stat().st_mode)) for p in written if p.stat().st_mode & 0o077
+        ]
 
         # Every kind has a demonstration organisation in the register; an organisation
         # that is not registered may do nothing until the operator admits it.

@@ -1330,3 +1330,38 @@ async def test_a_look_up_tells_nothing_of_the_childs_versions(referrals: Referra
     )
     assert found[0]["meta"] == {"tag": [{"system": found[0]["meta"]["tag"][0]["system"],
                                          "code": "SUBSETTED"}]}  # fmt: skip
+
+
+async def test_the_consent_api_decodes_bodies_as_the_fhir_api_does(stack: Stack) -> None:
+    """A compressed or undecodable body on /consent/v1 is answered as on /fhir: decoded,
+    or a 4xx; never a 500."""
+    url = f"http://127.0.0.1:{stack.settings.http_port}/consent/v1/decisions"
+    question = orjson.dumps({"patient": "Patient/unknown", "category": "journal"})
+    json_type = {"Content-Type": "application/json"}
+    plain = await stack.call("POST", url, raw=question, headers=json_type)
+    compressed = await stack.call(
+        "POST", url, raw=gzip.compress(question), headers={**json_type, "Content-Encoding": "gzip"}
+    )
+    assert (compressed.status, compressed.body) == (plain.status, plain.body), "decoded alike"
+    for encoding, raw, status in (("gzip", b"not gzip at all", 400), ("br", b"\x00no", 415)):
+        headers = {**json_type, "Content-Encoding": encoding}
+        reply = await stack.call("POST", url, raw=raw, headers=headers)
+        assert reply.status == status, (encoding, reply.status, reply.body)
+
+
+async def test_only_reading_the_open_paths_needs_no_token(stack: Stack) -> None:
+    """`metadata` and the OpenAPI document are open to GET; any other method on them is
+    authenticated first, like every other request."""
+    for method in ("POST", "PUT", "DELETE"):
+        reply = await stack.call(method, "metadata", {}, authenticated=False)
+        assert reply.status == 401, (method, reply.status, reply.body)
+    with_token = await stack.call("POST", "metadata", {"resourceType": "Patient"})
+    assert 400 <= with_token.status < 500, with_token.body
+
+
+async def test_validate_needs_the_create_scope(stack: Stack) -> None:
+    body = {"resourceType": "Practitioner", "name": [{"family": "Hansen"}]}
+    creating = stack.token(scope="system/Practitioner.c")
+    reading = stack.token(scope="system/Practitioner.r")
+    assert (await stack.call("POST", "Practitioner/$validate", body, token=creating)).status == 200
+    assert (await stack.call("POST", "Practitioner/$validate", body, token=reading)).status == 403

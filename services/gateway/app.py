@@ -87,7 +87,7 @@ async def error_middleware(
 async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    if request.path in OPEN_PATHS:
+    if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
         return await handler(request)
     scheme, _, token = (header(request, "Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from services.gateway.bodies import read_body
+from services.gateway.bodies import BODY_LIMIT, read_body
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
 from shared.access.permissions import CONSENT_API_ROUTES
 from shared.fhir.errors import error
@@ -65,8 +65,9 @@ def _openapi(gateway: Gateway) -> Handler:
 def create_app(gateway: Gateway) -> web.Application:
     """The API's routes, mounted by the gateway's application under `PREFIX` (its
     middlewares, authentication included, run first)."""
-    app = web.Application()
+    app = web.Application(client_max_size=gateway.settings.max_body_bytes)
     app[GATEWAY_KEY] = gateway
+    app[BODY_LIMIT] = gateway.settings.max_body_bytes
     app.router.add_get(OPENAPI_PATH.removeprefix(PREFIX), _openapi(gateway))
     for name, (method, path) in CONSENT_API_ROUTES.items():
         handler = _operation(gateway, name, ID_KEY if "{id}" in path else None)

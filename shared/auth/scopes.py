@@ -21,7 +21,7 @@ INTERACTION_PERMISSION = {
     "create": "c",
     "update": "u",
     "delete": "d",
-    "validate": "r",
+    "validate": "c",
     "operation": "u",
     "read-operation": "r",
 }
