@@ -2,8 +2,9 @@
 
 Every test is in one of two tiers, marked at collection: `unit` needs nothing but Python
 (domain rules, decisions, parsing, the store on SQLite files); `services` needs NATS with
-JetStream and PostgreSQL (any test that uses a fixture of `SERVICE_FIXTURES`, or a module
-marked `services`). `pytest -m unit` runs the first in seconds on a bare machine.
+JetStream and PostgreSQL, or starts a whole stack of processes (any test that uses a
+fixture of `SERVICE_FIXTURES`, or is marked `services`). `pytest -m unit` runs the
+first in seconds on a bare machine.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from bench.actors import credential_caller, organisation_caller
 from bench.crud import CHAIN, CLIENT_KIND, CLIENT_ORGNR, WRITERS, CrudOptions, Identifiers, run
 from bench.report import OPERATIONS, format_report, percentile
@@ -55,6 +57,7 @@ def test_percentile_is_nearest_rank() -> None:
     assert percentile([], 0.5) == 0.0
 
 
+@pytest.mark.services
 def test_short_crud_run_on_sqlite(tmp_path: Path) -> None:
     options = CrudOptions(
         clients=2,

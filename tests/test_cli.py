@@ -88,6 +88,7 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.services
 def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "data", free_port()
     base = f"http://127.0.0.1:{port}/fhir"
@@ -158,6 +159,7 @@ def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
         assert stop(restarted) == 0
 
 
+@pytest.mark.services
 def test_same_data_directory_twice_is_refused(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     process = start_up(data_dir, free_port())
