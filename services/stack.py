@@ -105,6 +105,7 @@ class LocalStack:
         env.setdefault("BARNEBRO_LOG_FORMAT", "text")
         # A developer's partner endpoint is usually http://localhost; production needs https.
         env.setdefault("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP", "true")
+        env.setdefault("BARNEBRO_SUBSCRIPTION_ALLOWED_HOSTS", "127.0.0.1,::1,localhost")
         env.update(
             {
                 "NATS_URL": nats_url,

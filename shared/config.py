@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     subscription_allow_http: bool = Field(
         False, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP")
     )
+    subscription_allowed_hosts: str = Field(
+        "", validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOWED_HOSTS")
+    )
+    """Comma-separated host names, addresses or CIDR networks a rest-hook may name though
+    they are not public (`shared.transport.egress`)."""
     partner_retention_hours: float = Field(
         168.0, gt=0, validation_alias=AliasChoices("BARNEBRO_PARTNER_RETENTION_HOURS")
     )

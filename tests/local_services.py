@@ -40,6 +40,7 @@ from shared.outside_reads import OutsideReads
 from shared.store.database import Database, SqliteDatabase
 from shared.store.resource_store import StoredResource
 from shared.store.schema import create_schema
+from shared.transport.egress import EgressPolicy
 from shared.transport.wire import Caller, FhirRequest, FhirResponse
 from tests.referral_world import BVT, KINDS, organisation
 from tests.support import fodselsnummer
@@ -62,6 +63,11 @@ class FixedConsentView(ConsentView):
 
     def ready(self) -> None:
         return None
+
+
+async def public_resolver(host: str, port: int) -> list[str]:
+    """Every name resolves to one public address (nothing leaves: no request is sent)."""
+    return ["93.184.216.34"]
 
 
 class MemoryAudit:
@@ -199,7 +205,9 @@ async def local_services(tmp_path: Path, *names: str) -> AsyncIterator[LocalServ
                 queue = DeliveryQueue()
                 queue.db = db
                 await create_queue_tables(db)
-                definitions = subscription_definitions(queue, "local", allow_http=False)
+                definitions = subscription_definitions(
+                    queue, "local", False, EgressPolicy(resolver=public_resolver)
+                )
             else:
                 reads = OutsideReads(
                     directory=DirectoryClient(

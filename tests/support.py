@@ -126,6 +126,9 @@ def test_settings(tmp_path: Path, backend: str, nats: str, **overrides: Any) -> 
         "outbox_max_backoff": 0.5,
         "request_timeout": 5.0,
         "database_url": postgres_url() if backend == "postgresql" else "",
+        # Partners in tests listen on loopback or are never reached (reserved names):
+        # the operator's allowlist names them, so nothing is looked up in DNS.
+        "subscription_allowed_hosts": "127.0.0.1,partner.example,p.example",
     }
     values.update(overrides)
     return Settings(**values)

@@ -49,6 +49,7 @@ from bench.subscriptions.limit import raw_nats_limit
 from bench.subscriptions.phases import Measurement, backend_groups, measure_channel, sanity
 from bench.subscriptions.world import (
     ALLOW_HTTP,
+    ALLOWED_HOSTS,
     SERVERS,
     SETUP_CONCURRENCY,
     STACK_SERVICES,
@@ -75,16 +76,19 @@ def stack_nats_url(stack: LocalStack) -> tuple[str, int]:
 
 @contextlib.contextmanager
 def allow_http() -> Iterator[None]:
-    """Let the subscriptions service post to the partner's http://127.0.0.1 endpoint."""
-    saved = os.environ.get(ALLOW_HTTP)
-    os.environ[ALLOW_HTTP] = "true"
+    """Let the subscriptions service post to the partner's http://127.0.0.1 endpoint (an
+    http URL, on an address the operator allows)."""
+    wanted = {ALLOW_HTTP: "true", ALLOWED_HOSTS: "127.0.0.1"}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop(ALLOW_HTTP, None)
-        else:
-            os.environ[ALLOW_HTTP] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @dataclass

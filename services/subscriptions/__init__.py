@@ -21,6 +21,7 @@ from services.subscriptions.status import StatusWriter
 from shared.config import Settings
 from shared.periodic import Periodic
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
+from shared.transport.egress import EgressPolicy
 from shared.transport.forwarding import Forwarder
 
 NAME = "subscriptions"
@@ -29,6 +30,7 @@ PRUNE_SECONDS = 3600.0
 
 def subscriptions_spec(settings: Settings) -> ServiceSpec:
     queue = DeliveryQueue()
+    egress = EgressPolicy(settings.subscription_allowed_hosts.split(","))
 
     async def extend(runtime: ServiceRuntime) -> list[Component]:
         fhir, nc = runtime.fhir, runtime.nc
@@ -47,7 +49,7 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
             queue=queue,
             gate=gate,
             reader=reader,
-            rest_hook=RestHook(),
+            rest_hook=RestHook(egress),
             nats=NatsChannel(nc, settings.nats_prefix, settings.request_timeout),
             status=StatusWriter(fhir, settings.base_url),
             timings=DispatchTimings(
@@ -78,7 +80,7 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
         return [dispatcher, fanout, pruning]
 
     definitions = subscription_definitions(
-        queue, settings.nats_prefix, settings.subscription_allow_http
+        queue, settings.nats_prefix, settings.subscription_allow_http, egress
     )
     return ServiceSpec(NAME, definitions, extend=extend)
 

@@ -20,6 +20,7 @@ from services.subscriptions.domain.settings import SubscriptionSettings
 from services.subscriptions.domain.signature import sign
 from services.subscriptions.domain.vocabulary import SIGNATURE_HEADER, SUBSCRIPTION_HEADER
 from shared.fhir.resources import FHIR_JSON
+from shared.transport.egress import EgressPolicy, Refused, pinned_connector
 
 MAX_REASON = 300
 
@@ -33,12 +34,17 @@ def partner_subjects(prefix: str) -> str:
 
 
 class RestHook:
-    def __init__(self) -> None:
+    """Posts notifications to partners' endpoints: public addresses only, unless the
+    operator allows one (`EgressPolicy`), connecting to exactly the addresses checked and
+    following no redirect."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self.policy = policy
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256, limit_per_host=16)
+            connector=pinned_connector(self.policy, limit=256, limit_per_host=16)
         )
 
     async def stop(self) -> None:
@@ -54,6 +60,10 @@ class RestHook:
         headers[SUBSCRIPTION_HEADER] = subscription
         if settings.secret:
             headers[SIGNATURE_HEADER] = sign(settings.secret, body, int(time.time()))
+        try:
+            await self.policy.check_url(settings.endpoint)
+        except Refused as exc:
+            return f"The endpoint is not sent to: {exc}"[:MAX_REASON]
         try:
             async with self._session.post(
                 settings.endpoint,

@@ -24,6 +24,7 @@ from shared.fhir.elements import set_extension
 from shared.fhir.errors import Issue, error
 from shared.fhir.search_params import ParamType, SearchParam
 from shared.rules import refuse
+from shared.transport.egress import EgressPolicy, Refused
 from shared.transport.wire import Caller
 
 SUBSCRIPTION_CATEGORY = "subscription"
@@ -50,10 +51,13 @@ class SubscriptionDefinition(ResourceDefinition):
         SearchParam("type", ParamType.TOKEN, ("channel.type",), "The channel type"),
     )
 
-    def __init__(self, queue: DeliveryQueue, prefix: str, allow_http: bool) -> None:
+    def __init__(
+        self, queue: DeliveryQueue, prefix: str, allow_http: bool, policy: EgressPolicy
+    ) -> None:
         self._queue = queue
         self._prefix = prefix
         self._allow_http = allow_http
+        self._policy = policy
 
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         if caller.fhir_user or not caller.orgnr:
@@ -96,6 +100,12 @@ class SubscriptionDefinition(ResourceDefinition):
                 " the old one): create a new Subscription",
                 "Subscription.criteria",
             )
+        endpoint = (resource.get("channel") or {}).get("endpoint")
+        if isinstance(endpoint, str):
+            try:
+                await self._policy.check_url(endpoint)
+            except Refused as exc:
+                raise error(422, "value", str(exc), "Subscription.channel.endpoint") from exc
         resource["status"] = "off" if resource.get("status") == "off" else "requested"
         resource.pop("error", None)
         channel = resource.setdefault("channel", {})
@@ -134,6 +144,9 @@ class SubscriptionTopicDefinition(ResourceDefinition):
 
 
 def subscription_definitions(
-    queue: DeliveryQueue, prefix: str, allow_http: bool
+    queue: DeliveryQueue, prefix: str, allow_http: bool, policy: EgressPolicy
 ) -> list[ResourceDefinition]:
-    return [SubscriptionDefinition(queue, prefix, allow_http), SubscriptionTopicDefinition()]
+    return [
+        SubscriptionDefinition(queue, prefix, allow_http, policy),
+        SubscriptionTopicDefinition(),
+    ]
