@@ -113,6 +113,52 @@ async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
         await conn.execute("ROLLBACK")
 
 
+ACQUIRE_TIMEOUT = 10.0
+"""Seconds a request waits for a pooled connection before it is answered 503."""
+OUTAGE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+"""What a database that cannot be reached, or that dropped the connection, raises."""
+REFUSED: tuple[type[BaseException], ...] = (
+    *OUTAGE,
+    asyncpg.ObjectNotInPrerequisiteStateError,
+    asyncpg.InvalidCatalogNameError,
+)
+"""What opening a connection raises besides, when the database does not take connections
+(`ALLOW_CONNECTIONS false`) or is not there."""
+
+
+def _unavailable(exc: BaseException) -> FhirError:
+    """The database could not be reached or dropped the connection before anything was
+    committed: nothing was written, so the client may simply retry."""
+    failure = error(503, "transient", f"The database is unavailable; retry shortly ({exc!r})"[:300])
+    failure.headers["Retry-After"] = "2"
+    return failure
+
+
+def _outcome_unknown(exc: BaseException) -> FhirError:
+    """The connection was lost while committing: the write may or may not be stored."""
+    return error(
+        504,
+        "timeout",
+        "The database connection was lost while committing: the write may or may not have"
+        " been stored; read it back, or retry a conditional create",
+    )
+
+
+async def _release_broken(pool: asyncpg.Pool[Any], conn: Any) -> None:
+    """Return a connection to the pool, whatever state the database left it in."""
+    with contextlib.suppress(*OUTAGE):
+        await pool.release(conn)
+
+
 class PostgresDatabase:
     """A connection pool whose connections work in the service's own schema."""
 
@@ -141,18 +187,55 @@ class PostgresDatabase:
         )
         return cls(pool, schema)
 
+    async def _begun(self, *, write: bool) -> tuple[Any, Any]:
+        """A pooled connection (with its transaction begun, for a write). A connection the
+        database dropped (a terminated backend, a restart) fails here, before anything
+        is written: it is tried once more on a fresh one, then answered 503."""
+        for attempt in (1, 2):
+            conn = None
+            try:
+                conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+                transaction = conn.transaction() if write else None
+                if transaction is not None:
+                    await transaction.start()
+                return conn, transaction
+            except REFUSED as exc:
+                if conn is not None:
+                    await _release_broken(self._pool, conn)
+                if attempt == 2:
+                    raise _unavailable(exc) from exc
+        raise AssertionError("unreachable")
+
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
+        conn, transaction = await self._begun(write=True)
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            try:
                 yield _PgConnection(conn)
+            except BaseException:
+                with contextlib.suppress(*OUTAGE):
+                    await transaction.rollback()
+                raise
+            try:
+                await transaction.commit()
+            except OUTAGE as exc:
+                raise _outcome_unknown(exc) from exc
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
             raise _contention(exc) from exc
+        except OUTAGE as exc:
+            raise _unavailable(exc) from exc  # lost before the commit: nothing was written
+        finally:
+            await _release_broken(self._pool, conn)
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:
-        async with self._pool.acquire() as conn:
+        conn, _ = await self._begun(write=False)
+        try:
             yield _PgConnection(conn)
+        except OUTAGE as exc:
+            raise _unavailable(exc) from exc
+        finally:
+            await _release_broken(self._pool, conn)
 
     async def close(self) -> None:
         await self._pool.close()

@@ -1,0 +1,104 @@
+"""A database that drops connections or refuses them is answered honestly.
+
+Each test makes its own PostgreSQL database (so refusing connections to it touches no
+other test), and drives the service's database layer the way every request does:
+connections the database terminated are replaced before anything is written, and a
+database that refuses connections is a 503 with Retry-After, never a 500.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from urllib.parse import urlparse, urlunparse
+
+import asyncpg
+import pytest
+
+from shared.fhir.errors import FhirError
+from shared.store.database import PostgresDatabase
+from tests.support import postgres_url
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+async def own_database() -> AsyncIterator[tuple[str, str]]:
+    """(the admin URL, the URL of a database made for this test)."""
+    admin = postgres_url()
+    name = f"bb_faults_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(admin)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    url = urlunparse(urlparse(admin)._replace(path=f"/{name}"))
+    try:
+        yield admin, url
+    finally:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                name,
+            )
+            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        finally:
+            await conn.close()
+
+
+async def terminate(admin: str, url: str) -> int:
+    """Terminate every backend of the test's database; how many there were."""
+    name = urlparse(url).path.lstrip("/")
+    conn = await asyncpg.connect(admin)
+    try:
+        rows = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            name,
+        )
+        return len(rows)
+    finally:
+        await conn.close()
+
+
+async def test_terminated_connections_are_replaced_before_anything_is_written(
+    own_database: tuple[str, str],
+) -> None:
+    admin, url = own_database
+    db = await PostgresDatabase.connect(url, "faults", pool_size=2)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)")
+        assert await terminate(admin, url) >= 1, "the pool held a connection"
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO notes (id) VALUES (1)")
+        async with db.reader() as conn:
+            assert await conn.fetch("SELECT id FROM notes") == [(1,)]
+    finally:
+        await db.close()
+
+
+async def test_a_database_that_refuses_connections_is_a_503_with_retry_after(
+    own_database: tuple[str, str],
+) -> None:
+    admin, url = own_database
+    db = await PostgresDatabase.connect(url, "faults", pool_size=2)
+    try:
+        name = urlparse(url).path.lstrip("/")
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
+        finally:
+            await conn.close()
+        await terminate(admin, url)
+        for opening in (db.transaction, db.reader):
+            with pytest.raises(FhirError) as caught:
+                async with opening() as open_conn:
+                    await open_conn.execute("SELECT 1")
+            assert caught.value.status == 503
+            assert caught.value.headers["Retry-After"] == "2"
+            assert caught.value.issues[0].code == "transient"
+    finally:
+        await db.close()
