@@ -18,6 +18,15 @@ from shared.events import audit_subject_filter, events_subject_filter
 log = logging.getLogger(__name__)
 
 
+def nats_servers(url: str) -> list[str]:
+    """`NATS_URL` as the servers to try: one URL, or several separated by commas (the nodes
+    of a cluster: a process starting while one is down connects to another)."""
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError("NATS_URL names no server")
+    return servers
+
+
 async def connect(settings: Settings, name: str) -> NATS:
     client = NATS()
 
@@ -34,7 +43,7 @@ async def connect(settings: Settings, name: str) -> NATS:
         log.warning("NATS error: %s", exc)
 
     await client.connect(
-        settings.nats_url,
+        servers=nats_servers(settings.nats_url),
         name=name,
         # Replies to this process arrive under its own prefix, so NATS permissions can
         # give each user only its own replies (`_INBOX.<name>.>`).
