@@ -192,18 +192,25 @@ class PostgresDatabase:
         database dropped (a terminated backend, a restart) fails here, before anything
         is written: it is tried once more on a fresh one, then answered 503."""
         for attempt in (1, 2):
-            conn = None
             try:
                 conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
+            except REFUSED as exc:
+                if attempt == 2:
+                    raise _unavailable(exc) from exc
+                continue
+            try:
                 transaction = conn.transaction() if write else None
                 if transaction is not None:
                     await transaction.start()
                 return conn, transaction
-            except REFUSED as exc:
-                if conn is not None:
-                    await _release_broken(self._pool, conn)
-                if attempt == 2:
-                    raise _unavailable(exc) from exc
+            except BaseException as exc:
+                # Whatever happened (a dropped connection, a cancelled request), the
+                # connection goes back: a pool missing one never closes.
+                await _release_broken(self._pool, conn)
+                if not isinstance(exc, REFUSED) or attempt == 2:
+                    if isinstance(exc, REFUSED):
+                        raise _unavailable(exc) from exc
+                    raise
         raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
