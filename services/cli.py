@@ -8,6 +8,7 @@ barnebro token --credential operator|register    an operator or register credent
 barnebro org add --orgnr N --name T --kind K …   register one organisation
 barnebro org import FILE                         register organisations from a file
 barnebro register import FILE                    parental responsibility from the register
+barnebro dead-letters [--consumer C] [--replay]  messages a consumer set aside: list, replay
 """
 
 from __future__ import annotations
@@ -169,6 +170,28 @@ async def _register(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+async def _dead_letters(consumer: str | None, replaying: bool) -> int:
+    """List (or replay) the dead letters of the deployment NATS_URL and BARNEBRO_NATS_PREFIX
+    name."""
+    from shared.transport.dead_letters import dead_letters, replay
+    from shared.transport.nats_connection import close, connect
+
+    settings = Settings()
+    nc = await connect(settings, "barnebro-dead-letters")
+    try:
+        stream = settings.dead_letter_stream_name
+        if replaying:
+            print(f"replayed {await replay(nc, stream, consumer)} dead letters")
+            return 0
+        letters = await dead_letters(nc, stream, consumer)
+        for letter in letters:
+            print(f"{letter.sequence}\t{letter.consumer}\t{letter.subject}\t{letter.error}")
+        print(f"{len(letters)} dead letters")
+        return 0
+    finally:
+        await close(nc)
+
+
 def _register_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help="the FHIR base URL of barnebro")
     parser.add_argument(
@@ -223,6 +246,14 @@ def main(argv: list[str] | None = None) -> None:
     parents.add_argument("file", help="JSON array or JSON lines (see the deploy guide)")
     _register_options(parents)
 
+    dead = commands.add_parser(
+        "dead-letters", help="messages a consumer could not handle: list them, or replay them"
+    )
+    dead.add_argument("--consumer", help="only those of this durable consumer")
+    dead.add_argument(
+        "--replay", action="store_true", help="publish them again where they came from"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "token":
         print(_token(args))
@@ -230,6 +261,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(args.service))
     elif args.command in ("org", "register"):
         raise SystemExit(asyncio.run(_register(args)))
+    elif args.command == "dead-letters":
+        raise SystemExit(asyncio.run(_dead_letters(args.consumer, args.replay)))
     else:
         from services.stack import LocalStack, StackError
 

@@ -135,6 +135,11 @@ class Settings(BaseSettings):
         return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_AUDIT"
 
     @property
+    def dead_letter_stream_name(self) -> str:
+        """The JetStream stream of messages a consumer could not handle."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_DEAD"
+
+    @property
     def partner_stream_name(self) -> str:
         """The JetStream stream of notifications to partners on the `nats` channel."""
         return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix).upper() + "_PARTNER"

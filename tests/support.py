@@ -148,6 +148,8 @@ async def drop_test_resources(settings: Settings) -> None:
             await js.delete_stream(settings.audit_stream_name)
         with contextlib.suppress(Exception):
             await js.delete_stream(settings.partner_stream_name)
+        with contextlib.suppress(Exception):
+            await js.delete_stream(settings.dead_letter_stream_name)
         for bucket in (settings.registry_bucket, settings.consent_view_bucket):
             with contextlib.suppress(Exception):
                 await js.delete_key_value(bucket)

@@ -38,6 +38,7 @@ class AuditTrail:
             durable="consent-audit-trail",
             subject=audit_subject_filter(settings.nats_prefix),
             handler=self.store,
+            dead_letters=settings.nats_prefix,
         )
 
     async def start(self) -> None:

@@ -42,6 +42,7 @@ class AuthorityWatch:
             durable="consent-authority-watch",
             subject=f"{settings.nats_prefix}.events.directory.>",
             handler=self.on_directory_events,
+            dead_letters=settings.nats_prefix,
         )
         self._sweeper = Periodic(
             "the consent sweep",

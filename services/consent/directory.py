@@ -68,6 +68,10 @@ class DirectoryReader(DirectoryClient):
     def __init__(self, forwarder: Forwarder, prefix: str, base_url: str) -> None:
         super().__init__(forwarder, prefix, base_url, CONSENT_SERVICE_CALLER)
 
+    async def registered(self, patient_id: str) -> bool:
+        """Whether the directory holds the child's record (not deleted)."""
+        return await self.read("Patient", patient_id) is not None
+
     async def child_facts(self, patient_id: str) -> ChildFacts:
         patient = await self.read("Patient", patient_id)
         if patient is None:

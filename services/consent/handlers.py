@@ -35,7 +35,7 @@ from services.consent.records import (
     to_fhir,
 )
 from services.consent.relation_table import related
-from shared.access.state import Disclosure
+from shared.access.state import Disclosure, PatientAccessState
 from shared.clock import now_instant, today
 from shared.events import subject_token
 from shared.fhir import writes
@@ -366,6 +366,9 @@ class ConsentHandlers:
     async def reassess(self, patient_id: str) -> list[ConsentRecord]:
         """Judge a child's open consents again with today's facts; store those whose status
         changes and publish the child's access state. Returns the changed consents."""
+        if not await self.directory.registered(patient_id):
+            await self.revoke(patient_id)
+            return []
         changed: list[ConsentRecord] = []
         request = service_update("Consent", patient_id)
         async with self._child_unit(patient_id, request) as (uow, child):
@@ -444,14 +447,26 @@ class ConsentHandlers:
             related=await related(uow.conn, patient_id),
             care_order_holders=[orgnr for orgnr in holders if orgnr],
         )
-        key = subject_token(patient_id)
+        await self._queue_state(uow, state)
+
+    async def _queue_state(self, uow: StoreUnitOfWork, state: PatientAccessState) -> None:
+        key = subject_token(state.patient)
         await add_message(
             uow.conn,
             str(uuid.uuid4()),
             f"$KV.{self.view_bucket}.{key}",
             state.model_dump_json().encode(),
-            patient_id,
+            state.patient,
         )
+
+    async def revoke(self, patient_id: str) -> None:
+        """A child whose record the directory no longer holds (deleted): its access state
+        becomes empty, so nothing about it is released on any basis that rested on it
+        (parents, consents, relations, care orders). Its consent records stay, as records."""
+        request = service_update("Consent", patient_id)
+        async with self.fhir.unit_of_work(request) as uow:
+            await uow.lock_patient(patient_id)
+            await self._queue_state(uow, PatientAccessState(patient=patient_id))
 
     async def _disclosures(self, uow: StoreUnitOfWork, patient_id: str) -> list[Disclosure]:
         found = await uow.find(

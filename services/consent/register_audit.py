@@ -104,4 +104,5 @@ def register_audit(fhir: FhirService, nc: NATS, settings: Settings) -> DurableCo
         durable="consent-register-audit",
         subject=f"{settings.nats_prefix}.events.directory.>",
         handler=store,
+        dead_letters=settings.nats_prefix,
     )

@@ -56,6 +56,7 @@ class RelationWatch:
             durable="consent-relation-watch",
             subject=f"{settings.nats_prefix}.events.>",
             handler=self.on_events,
+            dead_letters=settings.nats_prefix,
         )
 
     async def start(self) -> None:

@@ -8,6 +8,12 @@ idempotent (the consumers of barnebro key their writes by message id).
 
 A batch is handed on as soon as one message has arrived, with whatever else is waiting
 then: a consumer never sits on an event to fill a batch.
+
+A batch that fails is handled again message by message, so one message that cannot be
+handled holds up no other. Such a message is retried later (`retry_delays`, growing, so
+an outage of what the handler needs is waited out), and after its last retry set aside in
+the dead-letter stream (`shared.transport.dead_letters`) with its error: logged once,
+counted, and replayed by an operator once the cause is fixed.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from shared.transport.dead_letters import set_aside
 from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 
 BatchHandler = Callable[[list[Msg]], Awaitable[None]]
+RETRY_DELAYS = (0.5, 2.0, 8.0, 30.0, 120.0, 300.0)
+"""Seconds before each retry of a message that failed (then it is set aside): quick at
+first, about eight minutes in all, so that a service the handler reads may restart."""
 
 
 class DurableConsumer:
@@ -40,7 +50,11 @@ class DurableConsumer:
         handler: BatchHandler,
         batch: int = 100,
         ack_wait: float = 30.0,
+        dead_letters: str | None = None,
+        retry_delays: tuple[float, ...] = RETRY_DELAYS,
     ) -> None:
+        """`dead_letters`: the subject prefix (`<prefix>`) under which messages that
+        cannot be handled are set aside; None retries them for ever."""
         self._nc = nc
         self._stream = stream
         self._durable = durable
@@ -48,9 +62,13 @@ class DurableConsumer:
         self._handler = handler
         self._batch = batch
         self._ack_wait = ack_wait
+        self._dead_letters = dead_letters
+        self._retry_delays = retry_delays
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.handled = 0
+        self.set_aside = 0
+        """Messages this instance put in the dead-letter stream."""
 
     async def start(self) -> None:
         js = self._nc.jetstream()
@@ -83,7 +101,6 @@ class DurableConsumer:
         return messages
 
     async def _run(self) -> None:
-        failures = 0
         while not self._stopping:
             try:
                 messages = await self._next_batch()
@@ -99,13 +116,54 @@ class DurableConsumer:
                 await self._handler(messages)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                failures += 1
-                log.exception("%s could not handle a batch; it will be redelivered", self._durable)
-                await asyncio.sleep(min(10.0, 0.2 * 2**failures))
+            except Exception as exc:
+                if len(messages) == 1:
+                    await self._failed(messages[0], exc)
+                else:
+                    await self._one_by_one(messages)
                 continue
-            failures = 0
-            for message in messages:
-                with contextlib.suppress(Exception):
-                    await message.ack()
-            self.handled += len(messages)
+            await self._acknowledge(messages)
+
+    async def _acknowledge(self, messages: list[Msg]) -> None:
+        for message in messages:
+            with contextlib.suppress(Exception):
+                await message.ack()
+        self.handled += len(messages)
+
+    async def _one_by_one(self, messages: list[Msg]) -> None:
+        for message in messages:
+            try:
+                await self._handler([message])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                await self._failed(message, exc)
+            else:
+                await self._acknowledge([message])
+
+    async def _failed(self, message: Msg, exc: Exception) -> None:
+        """Retry a message later, or set it aside after its last retry."""
+        delivered = message.metadata.num_delivered or 1
+        if self._dead_letters is None or delivered <= len(self._retry_delays):
+            delay = self._retry_delays[min(delivered, len(self._retry_delays)) - 1]
+            log.warning(
+                "%s could not handle message %s (delivery %d), retrying in %g s: %r",
+                self._durable, message.metadata.sequence.stream, delivered, delay, exc,
+            )  # fmt: skip
+            with contextlib.suppress(Exception):
+                await message.nak(delay=delay)
+            return
+        try:
+            await set_aside(self._nc, self._dead_letters, self._durable, message, exc)
+        except Exception as publish_error:
+            log.warning("%s could not set a message aside: %r", self._durable, publish_error)
+            with contextlib.suppress(Exception):
+                await message.nak(delay=self._retry_delays[-1])
+            return
+        log.error(
+            "%s set message %s aside after %d deliveries (barnebro dead-letters): %r",
+            self._durable, message.metadata.sequence.stream, delivered, exc,
+        )  # fmt: skip
+        self.set_aside += 1
+        with contextlib.suppress(Exception):
+            await message.ack()

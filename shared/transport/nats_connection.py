@@ -14,6 +14,7 @@ from nats.js.errors import NotFoundError
 
 from shared.config import Settings
 from shared.events import audit_subject_filter, events_subject_filter
+from shared.transport.dead_letters import dead_letter_filter
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ async def _ensure_stream(nc: NATS, name: str, subject_filter: str, replicas: int
 
 
 async def ensure_event_stream(nc: NATS, settings: Settings) -> None:
-    """Create the domain-event and audit streams if they are missing."""
+    """Create the domain-event, audit and dead-letter streams if they are missing."""
     prefix, replicas = settings.nats_prefix, settings.event_replicas
     await _ensure_stream(nc, settings.stream_name, events_subject_filter(prefix), replicas)
     await _ensure_stream(
@@ -90,3 +91,4 @@ async def ensure_event_stream(nc: NATS, settings: Settings) -> None:
         audit_subject_filter(prefix),
         replicas,
     )
+    await _ensure_stream(nc, settings.dead_letter_stream_name, dead_letter_filter(prefix), replicas)
