@@ -151,19 +151,21 @@ class LocalStack:
         self.children.append((service, subprocess.Popen(command, env=env)))
 
     def _gateway_ready(self, timeout: float) -> bool:
-        """Wait until the gateway answers and routes to every service started."""
+        """Wait until the gateway answers and every service started says it is ready (its
+        consent mirror loaded): only then does the first request get an answer."""
         expected = {s for s in self.services if s != "gateway"}
         deadline = time.monotonic() + timeout
-        url = f"http://127.0.0.1:{self.port}/healthz"
+        url = f"http://127.0.0.1:{self.port}/readyz"
         while time.monotonic() < deadline:
             if any(p.poll() is not None for _, p in self.children):
                 return False
             try:
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if expected <= set(json.loads(response.read())["services"]):
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    states = json.loads(response.read())["services"]
+                    if all(states.get(service) == "ready" for service in expected):
                         return True
             except OSError:
-                pass
+                pass  # 503 (HTTPError) while not ready, or not listening yet
             time.sleep(0.1)
         return False
 

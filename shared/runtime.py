@@ -120,6 +120,7 @@ class ServiceRuntime:
             service=name,
             resource_types=[d.resource_type for d in self.spec.definitions],
             handler=self.router.handle,
+            ready=self.ready,
         )
         await self._host.start()
         self._relay_task = asyncio.create_task(self.relay.run())
@@ -132,6 +133,10 @@ class ServiceRuntime:
             self.nc, settings.registry_bucket, name, capability, settings.event_replicas
         )
         log.info("service %s started", name)
+
+    def ready(self) -> bool:
+        """Whether the service can serve: its consent mirror (if it has one) is loaded."""
+        return self.consent_view is None or self.consent_view.loaded()
 
     async def _access_guard(self) -> AccessGuard | None:
         """The consent step, for services that hold information about patients."""

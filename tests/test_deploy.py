@@ -256,7 +256,7 @@ def test_gateways(barnebro: dict[str, dict[str, Any]]) -> None:
         assert [port[-1] for port in ports] == [env["BARNEBRO_HTTP_PORT"]], ports
         host_ports += [port[-2] for port in ports]
         test = as_args(as_map(spec["healthcheck"], name)["test"], f"{name}.healthcheck")
-        assert any("/healthz" in part for part in test), test
+        assert any("/readyz" in part for part in test), test  # ready: every service serves
         jwks = env["BARNEBRO_JWKS_FILE"]
         targets = [as_map(v, name).get("target") for v in as_list(spec.get("volumes"), name)]
         assert jwks in targets, f"{name}: nothing mounted at BARNEBRO_JWKS_FILE={jwks}"

@@ -37,7 +37,7 @@ from shared.transport.wire import (
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.gateway")
 
-OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz", consent_admin.OPENAPI_PATH})
+OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz", "/readyz", consent_admin.OPENAPI_PATH})
 EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
 EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
 PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
@@ -231,6 +231,20 @@ async def health(request: web.Request) -> web.Response:
     )
 
 
+async def ready(request: web.Request) -> web.Response:
+    """200 once NATS is connected and every registered service answers that it can serve
+    (its consent mirror loaded); 503 with each service's state until then."""
+    gateway = request.app[GATEWAY_KEY]
+    if not gateway.nc.is_connected:
+        return web.json_response({"ready": False, "nats": False, "services": {}}, status=503)
+    services = await gateway.readiness()
+    ready_now = bool(services) and all(state == "ready" for state in services.values())
+    return web.json_response(
+        {"ready": ready_now, "nats": True, "services": services},
+        status=200 if ready_now else 503,
+    )
+
+
 async def type_level(request: web.Request) -> web.Response:
     resource_type = request.match_info["type"]
     if request.method in ("GET", "HEAD"):
@@ -336,6 +350,7 @@ def create_app(gateway: Gateway) -> web.Application:
     app[BODY_LIMIT] = gateway.settings.max_body_bytes
     routes = app.router
     routes.add_get("/healthz", health)
+    routes.add_get("/readyz", ready)
     routes.add_get("/fhir/metadata", metadata)
     routes.add_post("/fhir", system_level)
     routes.add_post("/fhir/", system_level)

@@ -8,6 +8,8 @@ API (`consent_admin`) are built on it; it imports none of them.
 
 from __future__ import annotations
 
+import nats.errors
+import orjson
 from aiohttp import web
 from nats.aio.client import Client as NATS
 
@@ -19,7 +21,13 @@ from shared.config import Settings
 from shared.fhir.errors import error
 from shared.fhir.resources import is_resource_type
 from shared.transport.forwarding import Forwarder
-from shared.transport.wire import Caller, FhirRequest, FhirResponse, request_subject
+from shared.transport.wire import (
+    Caller,
+    FhirRequest,
+    FhirResponse,
+    ready_subject,
+    request_subject,
+)
 
 
 class Gateway:
@@ -45,6 +53,22 @@ class Gateway:
             raise error(404, "not-supported", f"{resource_type} is not supported by this server")
         return request_subject(self.settings.nats_prefix, resource_type)
 
+    async def readiness(self) -> dict[str, str]:
+        """Each registered service: `ready`, `starting` (answering, its consent mirror not
+        loaded yet) or `not answering` (no instance answered in time)."""
+        await self.registry.refresh()
+        found: dict[str, str] = {}
+        for service in sorted(self.registry.fragments):
+            subject = ready_subject(self.settings.nats_prefix, service)
+            try:
+                reply = await self.nc.request(subject, b"", timeout=READY_TIMEOUT)
+                answer = orjson.loads(reply.data)
+            except (nats.errors.Error, TimeoutError, orjson.JSONDecodeError):
+                found[service] = "not answering"
+                continue
+            found[service] = "ready" if answer.get("ready") is True else "starting"
+        return found
+
     async def dispatch(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """Check the caller's scope and send one interaction to its service."""
         resource_type = request.resource_type or ""
@@ -53,6 +77,8 @@ class Gateway:
         return await self.forwarder.send(subject, request, body)
 
 
+READY_TIMEOUT = 2.0
+"""Seconds a service has to say whether it is ready."""
 CALLER_KEY = web.RequestKey("caller", Caller)
 """The authenticated caller of a request (set by the authentication middleware)."""
 GATEWAY_KEY: web.AppKey[Gateway] = web.AppKey("gateway")

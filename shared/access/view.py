@@ -154,6 +154,12 @@ class ConsentView:
             self.apply(PatientAccessState(patient=patient))  # drops its index entries
             del self._states[patient], self._published[patient]
 
+    def loaded(self) -> bool:
+        """Whether the mirror has loaded and is following the bucket (`ready` refuses
+        otherwise)."""
+        following = self._task is not None and not self._task.done()
+        return self._loaded.is_set() and following
+
     def ready(self) -> None:
         """Refuse (503) while the mirror has not loaded (at start, or again after its watch
         broke), or has stopped following the bucket: deciding on a partial or frozen view

@@ -10,6 +10,7 @@ JetStream key-value registry, where the gateway finds them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +34,7 @@ from shared.transport.wire import (
     bundle_subject,
     encode_response,
     operation_subject,
+    ready_subject,
     request_subject,
 )
 
@@ -66,12 +68,16 @@ class ServiceHost:
         resource_types: list[str],
         handler: Handler,
         max_concurrency: int = 64,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`ready`: whether the service can serve now (its consent mirror loaded); asked by
+        the gateway's readiness check on `ready_subject`."""
         self._nc = nc
         self._prefix = prefix
         self._service = service
         self._types = resource_types
         self._handler = handler
+        self._ready = ready
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
@@ -85,7 +91,18 @@ class ServiceHost:
             self._subscriptions.append(
                 await self._nc.subscribe(subject, queue=queue, cb=self._on_message)
             )
+        self._subscriptions.append(
+            await self._nc.subscribe(
+                ready_subject(self._prefix, self._service), queue=queue, cb=self._on_ready
+            )
+        )
         await self._nc.flush()
+
+    async def _on_ready(self, msg: Msg) -> None:
+        if msg.reply:
+            answer = {"service": self._service, "ready": self._ready()}
+            with contextlib.suppress(Exception):
+                await self._nc.publish(msg.reply, orjson.dumps(answer))
 
     async def stop(self) -> None:
         """Stop taking requests and finish those under way."""

@@ -114,6 +114,11 @@ def operation_subject(prefix: str, service: str) -> str:
     return f"{prefix}.operation.{service}"
 
 
+def ready_subject(prefix: str, service: str) -> str:
+    """Where a service answers whether it is ready to serve (`shared.transport.service_host`)."""
+    return f"{prefix}.ready.{service}"
+
+
 def encode_response(response: FhirResponse) -> tuple[bytes, dict[str, str]]:
     return response.body, {
         STATUS_HEADER: str(response.status),
