@@ -1427,9 +1427,9 @@ SERVER_ROUTES = {
     ("POST", "/fhir"): "POST /fhir (batch, transaction)",
     ("POST", "/fhir/"): "POST /fhir (batch, transaction)",
 }
-UNAUTHENTICATED = {"/healthz", OPENAPI_PATH}
-"""Routes that take no caller and hold no data (health check, the API's OpenAPI
-document): no row."""
+UNAUTHENTICATED = {"/healthz", "/readyz", OPENAPI_PATH}
+"""Routes that take no caller and hold no data (health and readiness checks, the API's
+OpenAPI document): no row."""
 
 
 @pytest.mark.asyncio(loop_scope="module")
