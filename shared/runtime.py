@@ -30,6 +30,7 @@ from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.migrations import migrate
 from shared.fhir.router import FhirRouter
 from shared.fhir.service import FhirService
+from shared.patience import patiently
 from shared.store.database import Database, open_database
 from shared.store.outbox import OutboxRelay
 from shared.store.schema import create_schema
@@ -94,12 +95,17 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         settings, name = self.settings, self.spec.name
-        self.db = await open_database(
-            settings.database_url_for(name), settings.db_schema_for(name), settings.db_pool_size
-        )
-        await create_schema(self.db)
-        self.nc = await connect(settings, f"barnebro-{name}")
-        await ensure_event_stream(self.nc, settings)
+        self.db = await patiently(
+            "the database",
+            lambda: open_database(
+                settings.database_url_for(name), settings.db_schema_for(name),
+                settings.db_pool_size,
+            ),
+        )  # fmt: skip
+        db, nc = self.db, await patiently("NATS", lambda: connect(settings, f"barnebro-{name}"))
+        self.nc = nc
+        await patiently("the database schema", lambda: create_schema(db))
+        await patiently("JetStream", lambda: ensure_event_stream(nc, settings))
         self.relay = outbox_relay(self.db, self.nc, settings)
         self.fhir = FhirService(
             name,
@@ -129,8 +135,11 @@ class ServiceRuntime:
         capability = service_capability(name, self.spec.definitions)
         if self.spec.openapi is not None:
             capability["openapi"] = self.spec.openapi()
-        await register_capabilities(
-            self.nc, settings.registry_bucket, name, capability, settings.event_replicas
+        await patiently(
+            "the service registry",
+            lambda: register_capabilities(
+                nc, settings.registry_bucket, name, capability, settings.event_replicas
+            ),
         )
         log.info("service %s started", name)
 

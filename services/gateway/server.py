@@ -11,6 +11,7 @@ from services.gateway.app import create_app
 from services.gateway.gateway import Gateway
 from shared.auth.tokens import TokenVerifier, Verifiers, operator_caller_from_claims
 from shared.config import Settings
+from shared.patience import patiently
 from shared.transport.nats_connection import close, connect
 
 log = logging.getLogger(__name__)
@@ -25,10 +26,11 @@ class GatewayServer:
 
     async def start(self) -> None:
         settings = self.settings
-        self.nc = await connect(settings, "barnebro-gateway")
-        self.gateway = Gateway(settings, self.nc, verifiers(settings))
-        await self.gateway.registry.start()
-        await self.gateway.kinds.follow(self.nc, settings.nats_prefix)
+        nc = await patiently("NATS", lambda: connect(settings, "barnebro-gateway"))
+        self.nc = nc
+        gateway = self.gateway = Gateway(settings, nc, verifiers(settings))
+        await patiently("the service registry", gateway.registry.start)
+        await patiently("JetStream", lambda: gateway.kinds.follow(nc, settings.nats_prefix))
         self._runner = web.AppRunner(
             create_app(self.gateway), access_log=None, auto_decompress=False
         )
