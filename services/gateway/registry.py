@@ -38,12 +38,13 @@ class ServiceRegistry:
         self._loaded = asyncio.Event()
 
     async def start(self) -> None:
-        self._kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
-        self._watcher = await self._kv.watchall()
-        self._tasks = [
-            asyncio.create_task(self._follow()),
-            asyncio.create_task(self._refresh_periodically()),
-        ]
+        if not self._tasks:  # a start tried again after an outage starts nothing twice
+            self._kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
+            self._watcher = await self._kv.watchall()
+            self._tasks = [
+                asyncio.create_task(self._follow()),
+                asyncio.create_task(self._refresh_periodically()),
+            ]
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):
                 await self._loaded.wait()
