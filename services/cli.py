@@ -9,6 +9,7 @@ barnebro org add --orgnr N --name T --kind K …   register one organisation
 barnebro org import FILE                         register organisations from a file
 barnebro register import FILE                    parental responsibility from the register
 barnebro dead-letters [--consumer C] [--replay]  messages a consumer set aside: list, replay
+barnebro status                                  how the deployment stands (NATS_URL)
 """
 
 from __future__ import annotations
@@ -170,6 +171,22 @@ async def _register(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+async def _status() -> int:
+    """Print how the deployment NATS_URL and BARNEBRO_NATS_PREFIX name stands; 1 if it is
+    not healthy."""
+    from services.operator.status import gather, report
+    from shared.transport.nats_connection import close, connect
+
+    settings = Settings()
+    nc = await connect(settings, "barnebro-status")
+    try:
+        found = await gather(nc, settings)
+    finally:
+        await close(nc)
+    print(report(found))
+    return 0 if found.healthy else 1
+
+
 async def _dead_letters(consumer: str | None, replaying: bool) -> int:
     """List (or replay) the dead letters of the deployment NATS_URL and BARNEBRO_NATS_PREFIX
     name."""
@@ -254,6 +271,10 @@ def main(argv: list[str] | None = None) -> None:
         "--replay", action="store_true", help="publish them again where they came from"
     )
 
+    commands.add_parser(
+        "status", help="services and instances, outbox backlog, consumer lag, dead letters"
+    )
+
     args = parser.parse_args(argv)
     if args.command == "token":
         print(_token(args))
@@ -261,6 +282,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(args.service))
     elif args.command in ("org", "register"):
         raise SystemExit(asyncio.run(_register(args)))
+    elif args.command == "status":
+        raise SystemExit(asyncio.run(_status()))
     elif args.command == "dead-letters":
         raise SystemExit(asyncio.run(_dead_letters(args.consumer, args.replay)))
     else:

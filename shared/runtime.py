@@ -127,6 +127,7 @@ class ServiceRuntime:
             resource_types=[d.resource_type for d in self.spec.definitions],
             handler=self.router.handle,
             ready=self.ready,
+            status=self.status,
         )
         await self._host.start()
         self._relay_task = asyncio.create_task(self.relay.run())
@@ -142,6 +143,13 @@ class ServiceRuntime:
             ),
         )
         log.info("service %s started", name)
+
+    async def status(self) -> dict[str, Any]:
+        """How this instance stands, for `barnebro status`: events not yet published."""
+        assert self.db is not None
+        async with self.db.reader() as conn:
+            row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+        return {"outbox_backlog": int(row[0]) if row else 0}
 
     def ready(self) -> bool:
         """Whether the service can serve: its consent mirror (if it has one) is loaded."""

@@ -36,6 +36,7 @@ from shared.transport.wire import (
     operation_subject,
     ready_subject,
     request_subject,
+    status_subject,
 )
 
 log = logging.getLogger(__name__)
@@ -69,15 +70,18 @@ class ServiceHost:
         handler: Handler,
         max_concurrency: int = 64,
         ready: Callable[[], bool] = lambda: True,
+        status: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         """`ready`: whether the service can serve now (its consent mirror loaded); asked by
-        the gateway's readiness check on `ready_subject`."""
+        the gateway's readiness check on `ready_subject` (one instance answers). `status`:
+        how this instance stands, asked of every instance on `status_subject`."""
         self._nc = nc
         self._prefix = prefix
         self._service = service
         self._types = resource_types
         self._handler = handler
         self._ready = ready
+        self._status = status
         self._slots = asyncio.Semaphore(max_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
@@ -96,7 +100,22 @@ class ServiceHost:
                 ready_subject(self._prefix, self._service), queue=queue, cb=self._on_ready
             )
         )
+        self._subscriptions.append(
+            await self._nc.subscribe(
+                status_subject(self._prefix, self._service), cb=self._on_status
+            )
+        )
         await self._nc.flush()
+
+    async def _on_status(self, msg: Msg) -> None:
+        if not msg.reply:
+            return
+        answer: dict[str, Any] = {"service": self._service, "ready": self._ready()}
+        if self._status is not None:
+            with contextlib.suppress(Exception):
+                answer.update(await self._status())
+        with contextlib.suppress(Exception):
+            await self._nc.publish(msg.reply, orjson.dumps(answer))
 
     async def _on_ready(self, msg: Msg) -> None:
         if msg.reply:

@@ -114,6 +114,11 @@ def operation_subject(prefix: str, service: str) -> str:
     return f"{prefix}.operation.{service}"
 
 
+def status_subject(prefix: str, service: str) -> str:
+    """Where every instance of a service says how it stands (`barnebro status`)."""
+    return f"{prefix}.status.{service}"
+
+
 def ready_subject(prefix: str, service: str) -> str:
     """Where a service answers whether it is ready to serve (`shared.transport.service_host`)."""
     return f"{prefix}.ready.{service}"

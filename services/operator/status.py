@@ -1,0 +1,110 @@
+"""`barnebro status`: how a deployment stands, in one place, for its operator.
+
+Read over NATS only, so it works against the local stack and a deployment alike: the
+services in the registry and every instance of each (ready or not, the events its outbox
+has not published yet), the durable consumers of the event and audit streams (messages
+not yet delivered, awaiting acknowledgement, redelivered), and the dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import nats.js.errors
+import orjson
+from nats.aio.client import Client as NATS
+
+from shared.config import Settings
+from shared.transport.service_host import ensure_bucket
+from shared.transport.wire import status_subject
+
+ANSWER_WINDOW = 1.0
+"""Seconds to collect the answers of every instance."""
+
+
+@dataclass
+class Status:
+    instances: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """Each registered service's instances, as they answered (none: not running)."""
+    consumers: list[dict[str, Any]] = field(default_factory=list)
+    dead_letters: int = 0
+
+    @property
+    def healthy(self) -> bool:
+        return (
+            all(found and all(i.get("ready") for i in found) for found in self.instances.values())
+            and self.dead_letters == 0
+        )
+
+
+async def instances(nc: NATS, subject: str) -> list[dict[str, Any]]:
+    """Every answer to one status request that arrives within the window."""
+    inbox = nc.new_inbox()
+    answers: list[dict[str, Any]] = []
+
+    async def collect(message: Any) -> None:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            answers.append(orjson.loads(message.data))
+
+    subscription = await nc.subscribe(inbox, cb=collect)
+    try:
+        await nc.publish(subject, b"", reply=inbox)
+        await nc.flush()
+        await asyncio.sleep(ANSWER_WINDOW)
+    finally:
+        await subscription.unsubscribe()
+    return answers
+
+
+async def gather(nc: NATS, settings: Settings) -> Status:
+    status = Status()
+    js = nc.jetstream()
+    registry = await ensure_bucket(js, settings.registry_bucket, settings.event_replicas)
+    try:
+        services = sorted(await registry.keys())
+    except nats.js.errors.NoKeysError:
+        services = []
+    subjects = [status_subject(settings.nats_prefix, service) for service in services]
+    answers = await asyncio.gather(*(instances(nc, subject) for subject in subjects))
+    status.instances = dict(zip(services, answers, strict=True))
+    for stream in (settings.stream_name, settings.audit_stream_name):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            for consumer in await js.consumers_info(stream):
+                status.consumers.append(
+                    {
+                        "stream": stream,
+                        "consumer": consumer.name,
+                        "pending": consumer.num_pending or 0,
+                        "awaiting_ack": consumer.num_ack_pending or 0,
+                        "redelivered": consumer.num_redelivered or 0,
+                    }
+                )
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        dead = await js.stream_info(settings.dead_letter_stream_name)
+        status.dead_letters = dead.state.messages
+    return status
+
+
+def report(status: Status) -> str:
+    lines = ["services"]
+    for service, found in status.instances.items():
+        if not found:
+            lines.append(f"  {service}: no instance answering")
+            continue
+        for answer in found:
+            state = "ready" if answer.get("ready") else "starting"
+            lines.append(
+                f"  {service}: {state}, outbox backlog {answer.get('outbox_backlog', '?')}"
+            )
+    lines.append("consumers (pending / awaiting ack / redelivered)")
+    for consumer in status.consumers:
+        lines.append(
+            f"  {consumer['stream']} {consumer['consumer']}: {consumer['pending']}"
+            f" / {consumer['awaiting_ack']} / {consumer['redelivered']}"
+        )
+    lines.append(f"dead letters: {status.dead_letters} (barnebro dead-letters)")
+    lines.append("healthy" if status.healthy else "NOT HEALTHY")
+    return "\n".join(lines)
