@@ -16,9 +16,13 @@ import pytest
 
 from services.careplan.domain.vocabulary import MISSING_POINT_EXT
 from services.subscriptions.domain.topics import TOPIC_BASE
+from services.subscriptions.queue import DeliveryQueue
+from services.subscriptions.resources import subscription_definitions
 from shared.access.state import PatientAccessState
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM
 from shared.identifiers import FNR_SYSTEM
+from shared.outside_reads import OutsideReads
+from shared.transport.egress import EgressPolicy
 from tests.careplan_world import goal, member, plan, team
 from tests.local_services import OPERATOR, REGISTER, LocalServices, caller, local_services
 from tests.referral_world import (
@@ -264,3 +268,39 @@ async def test_a_rest_hook_is_https(local: LocalServices) -> None:
     body = subscription("referral-status", endpoint="http://partner.example/hook")
     answer = await local.call(caller(BUP), "create", "Subscription", body)
     assert answer.status == 422, answer.body
+
+
+# -- a create sent again ---------------------------------------------------------------------
+
+
+def test_every_type_a_client_creates_has_an_identifier_to_create_it_conditionally() -> None:
+    """A create whose answer was lost (504) is sent again safely as a conditional create
+    on an identifier the client assigned: every type some caller may create can be found
+    by `identifier`."""
+    from services.directory.resources import directory_definitions
+    from shared.access.permissions import NEVER, TABLE
+    from tests.local_services import SERVICES
+
+    definitions = directory_definitions(enforce_orgnr_check_digit=True)
+    for make in SERVICES.values():
+        definitions += make(OutsideReads())
+    definitions += subscription_definitions(DeliveryQueue(), "x", False, EgressPolicy())
+    creatable = [
+        d for d in definitions
+        if d.written_by is None and TABLE.get(d.resource_type, {}).get("create") != NEVER
+    ]  # fmt: skip
+    assert {d.resource_type for d in creatable} >= {"ServiceRequest", "CarePlan", "CareTeam"}
+    missing = [d.resource_type for d in creatable if "identifier" not in d.params_by_name()]
+    assert missing == []
+
+
+async def test_a_referral_sent_again_with_its_identifier_is_made_once(
+    local: LocalServices,
+) -> None:
+    child = await local.child()
+    body = {**referral(child), "identifier": [{"system": "urn:oid:1.2.3", "value": "ref-1"}]}
+    condition = "identifier=urn:oid:1.2.3|ref-1"
+    first = await local.call(caller(GP), "create", "ServiceRequest", body, if_none_exist=condition)
+    again = await local.call(caller(GP), "create", "ServiceRequest", body, if_none_exist=condition)
+    assert (first.status, again.status) == (201, 200), (first.body, again.body)
+    assert again.headers["Location"] == first.headers["Location"]

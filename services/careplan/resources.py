@@ -54,7 +54,7 @@ from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, Write
 from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
-from shared.fhir.search_params import ParamType, SearchParam, extension_values
+from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam, extension_values
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.outside_reads import OutsideReads
 from shared.rules import Problem, refuse
@@ -127,6 +127,7 @@ class CarePlanDefinition(ResourceDefinition):
     other_categories = (DataCategory.INDIVIDUELL_PLAN.value,)
     deletable = False
     search_params = (
+        IDENTIFIER_PARAM,
         _patient_param("subject"),
         SearchParam("category", TOKEN, ("category",), "individuell-plan | kriseplan | …"),
         SearchParam("status", TOKEN, ("status",), "draft | active | on-hold | revoked | completed"),
@@ -430,6 +431,7 @@ class GoalDefinition(ResourceDefinition):
     data_category = DataCategory.INDIVIDUELL_PLAN.value
     deletable = False
     search_params = (
+        IDENTIFIER_PARAM,
         _patient_param("subject"),
         SearchParam("lifecycle-status", TOKEN, ("lifecycleStatus",), "proposed | active | …"),
     )
@@ -472,6 +474,7 @@ class CareTeamDefinition(ResourceDefinition):
         ("assign-coordinator", "https://fhir.barnebro.no/OperationDefinition/assign-coordinator"),
     )
     search_params = (
+        IDENTIFIER_PARAM,
         _patient_param("subject"),
         SearchParam("status", TOKEN, ("status",), "proposed | active | suspended | inactive"),
         SearchParam(

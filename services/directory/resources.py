@@ -42,7 +42,13 @@ from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinitio
 from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
-from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
+from shared.fhir.search_params import (
+    IDENTIFIER_PARAM,
+    ParamType,
+    SearchParam,
+    extension_values,
+    walk,
+)
 from shared.fhir.search_query import SearchQuery
 from shared.identifiers import ORGNR_SYSTEM
 from shared.rules import refuse
@@ -54,10 +60,6 @@ TOKEN, STRING, REFERENCE, DATE = (
     ParamType.REFERENCE,
     ParamType.DATE,
 )
-
-
-def _identifier() -> SearchParam:
-    return SearchParam("identifier", TOKEN, ("identifier",), "Business identifier (system|value)")
 
 
 def _active() -> SearchParam:
@@ -182,7 +184,7 @@ class PatientDefinition(_Directory):
         ("start-care", "https://fhir.barnebro.no/OperationDefinition/start-care"),
     )
     search_params = (
-        _identifier(),
+        IDENTIFIER_PARAM,
         _active(),
         SearchParam("name", STRING, ("name",), "Any part of the name"),
         SearchParam("family", STRING, ("name.family",), "Family name"),
@@ -364,7 +366,7 @@ class RelatedPersonDefinition(_Directory):
     )
     data_category = PERSON_CATEGORY
     search_params = (
-        _identifier(),
+        IDENTIFIER_PARAM,
         _active(),
         SearchParam("patient", REFERENCE, ("patient",), "The patient", targets=("Patient",)),
         SearchParam(
@@ -414,7 +416,7 @@ class OrganizationDefinition(_Directory):
     resource_type = "Organization"
     documentation = "An organisation with its kind and kommunenummer; no-basis-Organization"
     search_params = (
-        _identifier(),
+        IDENTIFIER_PARAM,
         _active(),
         SearchParam("name", STRING, ("name", "alias"), "Name or alias"),
         SearchParam("type", TOKEN, ("type",), "Organisation kind (project CodeSystem)"),
@@ -454,7 +456,7 @@ class PractitionerDefinition(_Directory):
     resource_type = "Practitioner"
     documentation = "Health personnel and others who take part in care; no-basis-Practitioner"
     search_params = (
-        _identifier(),
+        IDENTIFIER_PARAM,
         _active(),
         SearchParam("name", STRING, ("name",), "Any part of the name"),
         SearchParam("family", STRING, ("name.family",), "Family name"),
@@ -494,7 +496,7 @@ class PractitionerRoleDefinition(_Directory):
         return [orgnr] if orgnr else []
 
     search_params = (
-        _identifier(),
+        IDENTIFIER_PARAM,
         _active(),
         SearchParam(
             "practitioner",
@@ -536,7 +538,7 @@ class HealthcareServiceDefinition(_Directory):
         return [orgnr] if orgnr else []
 
     search_params = (
-        _identifier(),
+        IDENTIFIER_PARAM,
         _active(),
         SearchParam(
             "organization",

@@ -49,7 +49,7 @@ from shared.fhir.definitions import (
 )
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
-from shared.fhir.search_params import ParamType, SearchParam, extension_values
+from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam, extension_values
 from shared.outside_reads import OutsideReads
 from shared.store.resource_store import StoredResource
 
@@ -130,6 +130,7 @@ class ServiceRequestDefinition(ResourceDefinition):
     data_category = REFERRAL
     deletable = False
     search_params = (
+        IDENTIFIER_PARAM,
         _patient_param("subject"),
         _org_param("requester", "requester", "The referring organisation"),
         _org_param("performer", "performer", "The receiving organisation"),
@@ -427,6 +428,7 @@ class AttachmentDefinition(ResourceDefinition):
     data_category = REFERRAL
     deletable = False
     search_params = (
+        IDENTIFIER_PARAM,
         _patient_param("subject"),
         SearchParam("type", TOKEN, ("type",), "What the attachment is (referral-attachment)"),
         SearchParam("date", DATE, ("date",), "When it was written"),

@@ -230,3 +230,11 @@ def index_values(param: SearchParam, resource: dict[str, Any]) -> list[IndexValu
                 )  # fmt: skip
             seen.setdefault(value)
     return list(seen)
+
+
+IDENTIFIER_PARAM = SearchParam(
+    "identifier", ParamType.TOKEN, ("identifier",), "Business identifier (system|value)"
+)
+"""Every type a client creates has it: a create sent again after an unknown outcome (504) is
+made safe as a conditional create on an identifier the client assigned
+(`If-None-Exist: identifier=<system>|<value>`)."""
