@@ -130,9 +130,11 @@ REFUSED: tuple[type[BaseException], ...] = (
     *OUTAGE,
     asyncpg.ObjectNotInPrerequisiteStateError,
     asyncpg.InvalidCatalogNameError,
+    asyncpg.InternalClientError,
 )
-"""What opening a connection raises besides, when the database does not take connections
-(`ALLOW_CONNECTIONS false`) or is not there."""
+"""What opening a connection (or beginning on a pooled one) raises besides: the database
+does not take connections (`ALLOW_CONNECTIONS false`) or is not there, or a pooled
+connection is still taking in the database's message that it was terminated."""
 
 
 def _unavailable(exc: BaseException) -> FhirError:
@@ -154,8 +156,9 @@ def _outcome_unknown(exc: BaseException) -> FhirError:
 
 
 async def _release_broken(pool: asyncpg.Pool[Any], conn: Any) -> None:
-    """Return a connection to the pool, whatever state the database left it in."""
-    with contextlib.suppress(*OUTAGE):
+    """Return a connection to the pool, whatever state the database left it in (a pool
+    that cannot reset a connection closes it and opens another when one is wanted)."""
+    with contextlib.suppress(Exception):
         await pool.release(conn)
 
 
