@@ -8,6 +8,7 @@ database that refuses connections is a 503 with Retry-After, never a 500.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from urllib.parse import urlparse, urlunparse
@@ -67,11 +68,17 @@ async def test_terminated_connections_are_replaced_before_anything_is_written(
     own_database: tuple[str, str],
 ) -> None:
     admin, url = own_database
-    db = await PostgresDatabase.connect(url, "faults", pool_size=2)
+    db = await PostgresDatabase.connect(url, "faults", pool_size=4)
     try:
         async with db.transaction() as conn:
             await conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)")
-        assert await terminate(admin, url) >= 1, "the pool held a connection"
+
+        async def busy() -> None:
+            async with db.reader() as conn:
+                await conn.execute("SELECT pg_sleep(0.2)")
+
+        await asyncio.gather(busy(), busy(), busy(), busy())  # four pooled connections
+        assert await terminate(admin, url) >= 4, "the pool held its connections"
         async with db.transaction() as conn:
             await conn.execute("INSERT INTO notes (id) VALUES (1)")
         async with db.reader() as conn:
