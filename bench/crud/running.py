@@ -106,14 +106,10 @@ def backend_lookup(conn: asyncpg.Connection[Any], application_name: str) -> PidL
 
 
 @contextlib.contextmanager
-def bench_environment(options: CrudOptions, tag: str) -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in MANAGED_ENVIRONMENT}
+def environment_restored(names: Iterable[str]) -> Iterator[None]:
+    """Put these environment variables back as they were when the block ends."""
+    saved = {name: os.environ.get(name) for name in names}
     try:
-        for name in MANAGED_ENVIRONMENT:
-            os.environ.pop(name, None)
-        if options.database == "postgresql":
-            os.environ["DATABASE_URL"] = with_application_name(options.database_url, tag)
-            os.environ["BARNEBRO_DB_SCHEMA_PREFIX"] = tag
         yield
     finally:
         for name, value in saved.items():
@@ -121,6 +117,17 @@ def bench_environment(options: CrudOptions, tag: str) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextlib.contextmanager
+def bench_environment(options: CrudOptions, tag: str) -> Iterator[None]:
+    with environment_restored(MANAGED_ENVIRONMENT):
+        for name in MANAGED_ENVIRONMENT:
+            os.environ.pop(name, None)
+        if options.database == "postgresql":
+            os.environ["DATABASE_URL"] = with_application_name(options.database_url, tag)
+            os.environ["BARNEBRO_DB_SCHEMA_PREFIX"] = tag
+        yield
 
 
 def phase_summary(recorder: Recorder, window: Window, operations: Iterable[str]) -> dict[str, Any]:

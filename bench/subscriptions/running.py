@@ -25,6 +25,7 @@ from bench.crud import (
     CrudOptions,
     Identifiers,
     bench_environment,
+    environment_restored,
     with_application_name,
 )
 from bench.event_source import (
@@ -79,16 +80,9 @@ def allow_http() -> Iterator[None]:
     """Let the subscriptions service post to the partner's http://127.0.0.1 endpoint (an
     http URL, on an address the operator allows)."""
     wanted = {ALLOW_HTTP: "true", ALLOWED_HOSTS: "127.0.0.1"}
-    saved = {name: os.environ.get(name) for name in wanted}
-    os.environ.update(wanted)
-    try:
+    with environment_restored(wanted):
+        os.environ.update(wanted)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @dataclass
