@@ -210,15 +210,14 @@ class PostgresDatabase:
                 # Whatever happened (a dropped connection, a cancelled request), the
                 # connection goes back: a pool missing one never closes.
                 await _release_broken(self._pool, conn)
-                if isinstance(exc, REFUSED):
-                    # The others were likely dropped too (a restart): the retry gets a
-                    # fresh connection, not another stale one.
-                    with contextlib.suppress(Exception):
-                        await self._pool.expire_connections()
-                if not isinstance(exc, REFUSED) or attempt == 2:
-                    if isinstance(exc, REFUSED):
-                        raise _unavailable(exc) from exc
+                if not isinstance(exc, REFUSED):
                     raise
+                # The others were likely dropped too (a restart): the retry gets a fresh
+                # connection, not another stale one.
+                with contextlib.suppress(Exception):
+                    await self._pool.expire_connections()
+                if attempt == 2:
+                    raise _unavailable(exc) from exc
         raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
