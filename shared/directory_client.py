@@ -18,6 +18,7 @@ import orjson
 
 from shared.access.permissions import Rule, permission
 from shared.codes import organisation_kinds
+from shared.fhir.answers import not_found
 from shared.fhir.elements import orgnr_of as orgnr_of_reference
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
@@ -107,7 +108,7 @@ class DirectoryClient:
     async def require_relation(self, caller: Caller, patient_id: str) -> None:
         """404, exactly as for a child that is not registered, without a relation."""
         if not await self.relation(caller, patient_id):
-            raise error(404, "not-found", f"Patient/{patient_id} is not known")
+            raise not_found("Patient", patient_id)
 
     async def organisation(self, orgnr: str) -> dict[str, Any] | None:
         """The Organization registered under `orgnr`."""

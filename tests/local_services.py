@@ -32,7 +32,7 @@ from shared.access.step import UNGUARDED, Guard
 from shared.access.view import ConsentView
 from shared.directory_client import DirectoryClient, service_caller
 from shared.fhir.definitions import ResourceDefinition
-from shared.fhir.errors import FhirError, operation_outcome_bytes
+from shared.fhir.errors import FhirError
 from shared.fhir.router import FhirRouter
 from shared.fhir.service import FhirService
 from shared.identifiers import FNR_SYSTEM
@@ -41,6 +41,7 @@ from shared.store.database import Database, SqliteDatabase
 from shared.store.resource_store import StoredResource
 from shared.store.schema import create_schema
 from shared.transport.egress import EgressPolicy
+from shared.transport.service_host import error_response
 from shared.transport.wire import Caller, FhirRequest, FhirResponse
 from tests.referral_world import BVT, KINDS, organisation
 from tests.support import fodselsnummer
@@ -107,9 +108,7 @@ class InProcess:
         try:
             return await router.handle(request, body)
         except FhirError as exc:
-            return FhirResponse(
-                status=exc.status, headers=exc.headers, body=operation_outcome_bytes(exc.issues)
-            )
+            return error_response(exc)  # as the service host answers over NATS
 
 
 @dataclass

@@ -25,6 +25,7 @@ from services.careplan.resources import ASSIGN_OPERATION
 from shared.clock import now_instant, today
 from shared.codes import ROLE_SYSTEM
 from shared.fhir import writes
+from shared.fhir.answers import not_found
 from shared.fhir.errors import error
 from shared.fhir.parameters import operation_parameters
 from shared.fhir.service import FhirService
@@ -70,7 +71,7 @@ class CoordinatorAssignment:
             stored = await uow.read_for_update("CareTeam", request.id)
             if stored is None or stored.deleted:
                 await repository.disclose(None, ("CareTeam", request.id))
-                raise error(404, "not-found", f"CareTeam/{request.id} is not known")
+                raise not_found("CareTeam", request.id)
             await repository.disclose(stored)
             team = stored.json()
             handed_from = [] if substitute_for else _end_holders(team, role, start)

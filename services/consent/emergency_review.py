@@ -25,6 +25,7 @@ from services.consent.resources import (
 )
 from shared.clock import now_instant
 from shared.fhir import writes
+from shared.fhir.answers import not_found
 from shared.fhir.errors import error
 from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
@@ -63,7 +64,7 @@ class EmergencyReview:
         async with self.fhir.unit_of_work(update) as uow:
             stored = await uow.read_for_update("AuditEvent", event_id)
             if stored is None or stored.deleted:
-                raise error(404, "not-found", f"AuditEvent/{event_id} is not known")
+                raise not_found("AuditEvent", event_id)
             event = stored.json()
             bases = {
                 d.get("valueString") for d in walk(event, ["entity", "detail"])

@@ -39,6 +39,7 @@ from shared.access.state import Disclosure, PatientAccessState
 from shared.clock import now_instant, today
 from shared.events import subject_token
 from shared.fhir import writes
+from shared.fhir.answers import not_found
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.service import FhirService
 from shared.fhir.unit_of_work import StoreUnitOfWork
@@ -272,7 +273,7 @@ class ConsentHandlers:
         """Read a consent, apply `change` and store the result, all under the patient's lock."""
         current = await self.fhir.repository(request).read("Consent", consent_id)
         if current is None or current.deleted:
-            raise error(404, "not-found", f"Consent/{consent_id} is not known")
+            raise not_found("Consent", consent_id)
         patient_id = _patient_id(from_fhir(current.json()).patient)
         async with self._child_unit(patient_id, request) as (uow, child):
             day = self.clock()

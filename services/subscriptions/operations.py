@@ -25,7 +25,7 @@ from services.subscriptions.domain.vocabulary import CONTENTS
 from services.subscriptions.gate import ConsentGate, focus_of
 from services.subscriptions.queue import Delivery, DeliveryQueue
 from shared.events import DomainEvent
-from shared.fhir.answers import json_response
+from shared.fhir.answers import json_response, not_found
 from shared.fhir.errors import error
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -67,12 +67,12 @@ class SubscriptionOperations:
             )
         stored = await self._fhir.repository(request).read("Subscription", request.id)
         if stored is None or stored.deleted:
-            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+            raise not_found("Subscription", request.id)
         async with self._queue.db.reader() as conn:
             row = await self._queue.load(conn, request.id)
         settings = read_settings(row.resource, allow_http=True)[0] if row else None
         if row is None or settings is None:
-            raise error(404, "not-found", f"Subscription/{request.id} is not known")
+            raise not_found("Subscription", request.id)
         return row, settings
 
     async def status(self, request: FhirRequest, body: bytes) -> FhirResponse:

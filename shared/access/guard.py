@@ -34,7 +34,8 @@ from shared.access.decision import (
 from shared.access.permissions import Rule, action_of, permission
 from shared.access.view import ConsentView
 from shared.codes import DEFAULT_PURPOSE_OF_USE
-from shared.fhir.errors import FhirError, error
+from shared.fhir.answers import not_found
+from shared.fhir.errors import FhirError
 from shared.fhir.search_params import format_instant
 from shared.identifiers import PERSON_SYSTEMS
 from shared.store.access_sql import AccessFilter
@@ -213,7 +214,7 @@ class AccessGuard:
         """`release`, answering a denial as if the resource did not exist."""
         released = await self.release(request, stored)
         if released is None:
-            raise error(404, "not-found", f"{stored.reference} is not known")
+            raise not_found(stored.res_type, stored.res_id)
         return released
 
     def filter_for(self, request: FhirRequest) -> AccessFor:
