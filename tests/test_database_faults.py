@@ -23,30 +23,28 @@ from tests.support import postgres_url
 pytestmark = pytest.mark.services
 
 
+async def as_admin(admin: str, sql: str, *args: object) -> str:
+    """One statement on the admin database; its status text."""
+    conn = await asyncpg.connect(admin)
+    try:
+        return await conn.execute(sql, *args)
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def own_database() -> AsyncIterator[tuple[str, str]]:
     """(the admin URL, the URL of a database made for this test)."""
     admin = postgres_url()
     name = f"bb_faults_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(admin)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
+    await as_admin(admin, f"CREATE DATABASE {name}")
     url = urlunparse(urlparse(admin)._replace(path=f"/{name}"))
     try:
         yield admin, url
     finally:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
-            await conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-                name,
-            )
-            await conn.execute(f"DROP DATABASE IF EXISTS {name}")
-        finally:
-            await conn.close()
+        await as_admin(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS true")
+        await terminate(admin, url)
+        await as_admin(admin, f"DROP DATABASE IF EXISTS {name}")
 
 
 async def terminate(admin: str, url: str) -> int:
@@ -94,11 +92,7 @@ async def test_a_database_that_refuses_connections_is_a_503_with_retry_after(
     db = await PostgresDatabase.connect(url, "faults", pool_size=2)
     try:
         name = urlparse(url).path.lstrip("/")
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
-        finally:
-            await conn.close()
+        await as_admin(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
         await terminate(admin, url)
         for opening in (db.transaction, db.reader):
             with pytest.raises(FhirError) as caught:
