@@ -8,6 +8,8 @@ API (`consent_admin`) are built on it; it imports none of them.
 
 from __future__ import annotations
 
+import asyncio
+
 import nats.errors
 import orjson
 from aiohttp import web
@@ -55,19 +57,21 @@ class Gateway:
 
     async def readiness(self) -> dict[str, str]:
         """Each registered service: `ready`, `starting` (answering, its consent mirror not
-        loaded yet) or `not answering` (no instance answered in time)."""
+        loaded yet) or `not answering` (no instance answered in time). All are asked at
+        once, so one that does not answer delays the answer by one timeout, not one each."""
         await self.registry.refresh()
-        found: dict[str, str] = {}
-        for service in sorted(self.registry.fragments):
-            subject = ready_subject(self.settings.nats_prefix, service)
-            try:
-                reply = await self.nc.request(subject, b"", timeout=READY_TIMEOUT)
-                answer = orjson.loads(reply.data)
-            except (nats.errors.Error, TimeoutError, orjson.JSONDecodeError):
-                found[service] = "not answering"
-                continue
-            found[service] = "ready" if answer.get("ready") is True else "starting"
-        return found
+        services = sorted(self.registry.fragments)
+        states = await asyncio.gather(*(self._readiness_of(service) for service in services))
+        return dict(zip(services, states, strict=True))
+
+    async def _readiness_of(self, service: str) -> str:
+        subject = ready_subject(self.settings.nats_prefix, service)
+        try:
+            reply = await self.nc.request(subject, b"", timeout=READY_TIMEOUT)
+            answer = orjson.loads(reply.data)
+        except (nats.errors.Error, TimeoutError, orjson.JSONDecodeError):
+            return "not answering"
+        return "ready" if answer.get("ready") is True else "starting"
 
     async def dispatch(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """Check the caller's scope and send one interaction to its service."""
