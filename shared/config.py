@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         1.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_POLL_SECONDS")
     )
     subscription_lease_seconds: float = Field(
-        15.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_LEASE_SECONDS")
+        3.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_LEASE_SECONDS")
     )
     subscription_allow_http: bool = Field(
         False, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP")

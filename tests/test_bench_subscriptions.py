@@ -229,7 +229,10 @@ def test_short_subscriptions_run(tmp_path: Path) -> None:
     sanity = result["setup"]["sanity"]
     assert set(sanity["event_same_as_the_service_raised"]) == set(CHANNELS)
     assert set(result["setup"]["subscriptions"]) == set(CHANNELS)
-    _positive(result["idle"], "window_s", "server_cpu_s_per_s")
+    _positive(result["idle"], "window_s")
+    # An idle stack may use less than one clock tick (10 ms) in a short window: 0 is a
+    # reading, a negative or missing one is not.
+    assert result["idle"]["server_cpu_s_per_s"] >= 0, result["idle"]
 
     prefix = result["stack"]["schema_prefix"]
     assert result["cleanup"]["problems"] == []

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,61 @@ async def test_a_delivery_worker_killed_mid_notification_loses_nothing(
         assert status["eventsSinceSubscriptionStart"] == "3"
     finally:
         for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(15)
+        await partner.stop()
+
+
+async def test_a_standby_instance_takes_over_from_a_killed_one_within_seconds(
+    referrals: ReferralWorld, tmp_path: Path
+) -> None:
+    """With the default lease (3 s): the killed instance led the fan-out and held the
+    subscription in the middle of a send; the standby carries on within the lease plus a
+    poll, not after the 15 s the lease used to be, and numbers each event once."""
+    defaults = {
+        name: Settings.model_fields[name].default
+        for name in ("subscription_lease_seconds", "subscription_poll_seconds")
+    }
+    settings = subscription_settings(referrals.stack.settings, **defaults)
+    world = SubscriptionWorld(referrals, ServiceRuntime(subscriptions_spec(settings), settings))
+    leader = _serve(settings, tmp_path / "leader.log")
+    standby: subprocess.Popen[bytes] | None = None
+    partner = await world.partner()
+    try:
+
+        async def serving() -> bool:
+            reply = await referrals.fhir("GET", "SubscriptionTopic", by=BUP)
+            return reply.status == 200
+
+        await wait_for(serving, limit=30)
+        await _active(world, partner)
+        standby = _serve(settings, tmp_path / "standby.log")
+
+        async def standing_by() -> bool:
+            return "service subscriptions started" in (tmp_path / "standby.log").read_text()
+
+        await wait_for(standing_by, limit=30)
+        partner.delay = 3.0
+        first = await referrals.submit(await referrals.child())
+
+        async def in_flight() -> bool:
+            return len(partner.arrived) >= 2  # the handshake and a notification
+
+        await wait_for(in_flight)
+        os.kill(leader.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        leader.wait(10)
+        partner.delay = 0
+        assert (await referrals.accept(first)).status == 200
+        numbers = await partner.wait_for_numbers(3, limit=30)
+        taken_over = time.monotonic() - killed
+        assert first_arrivals(numbers) == [1, 2, 3]
+        # The documented bound with the defaults (lease plus poll, 4 s), and time to accept
+        # the referral and deliver on a busy machine.
+        assert taken_over < 7.0, f"took {taken_over:.1f} s to take over"
+    finally:
+        for process in (leader, standby):
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(15)

@@ -2,13 +2,14 @@
 retries. The part of the service that makes "nothing is lost" true.
 
 Every instance runs a `Dispatcher`. It looks for subscriptions that are due, takes a
-subscription's lease (one instance at a time delivers a subscription; a crashed
-instance's lease runs out and another takes over), and then, for up to `max_count`
-events at a time: decides each with the consent gate (withheld events are never sent
-and never numbered), numbers the rest, sends one Bundle, and marks them sent only after
-the partner has it. A failure leaves them queued, with the same numbers, for a retry
-after an exponential, jittered backoff; after the retry period the subscription shows
-`error` and is still retried, so it resumes by itself when the endpoint returns.
+subscription's lease (one instance at a time delivers a subscription; it is renewed in the
+background while the instance delivers, and a crashed instance's lease runs out within
+`BARNEBRO_SUBSCRIPTION_LEASE_SECONDS` and another takes over), and then, for up to
+`max_count` events at a time: decides each with the consent gate (withheld events are never
+sent and never numbered), numbers the rest, sends one Bundle, and marks them sent only after
+the partner has it. A failure leaves them queued, with the same numbers, for a retry after
+an exponential, jittered backoff; after the retry period the subscription shows `error` and
+is still retried, so it resumes by itself when the endpoint returns.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import orjson
 from opentelemetry import trace
@@ -35,6 +37,7 @@ from services.subscriptions.domain.notification import (
 from services.subscriptions.domain.retry import RetryPolicy
 from services.subscriptions.domain.settings import NATS, SubscriptionSettings, read_settings
 from services.subscriptions.gate import ConsentGate, focus_of
+from services.subscriptions.lease import KeptLease
 from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse_instant
 from services.subscriptions.status import StatusWriter, asked
 from shared.events import DomainEvent
@@ -63,6 +66,10 @@ def _seconds_since(moment: str | None) -> float:
 
 class Failed(Exception):
     """A notification did not reach the partner; the message says why."""
+
+
+class LostLease(Exception):
+    """Another instance delivers this subscription now."""
 
 
 class Dispatcher:
@@ -153,7 +160,9 @@ class Dispatcher:
             with tracer.start_as_current_span(
                 "subscription delivery", attributes={"subscription": subscription}
             ):
-                due_at = await self._deliver(subscription)
+                renew = partial(self._queue.extend, subscription, self._worker, self._timings.lease)
+                async with KeptLease(renew, self._timings.lease) as lease:
+                    due_at = await self._deliver(subscription, lease)
         except asyncio.CancelledError:
             due_at = instant()
             raise
@@ -164,7 +173,7 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await self._queue.release(subscription, self._worker, due_at)
 
-    async def _deliver(self, subscription: str) -> str | None:
+    async def _deliver(self, subscription: str, lease: KeptLease) -> str | None:
         async with self._queue.db.reader() as conn:
             row = await self._queue.load(conn, subscription)
         if row is None or row.status == "off":
@@ -173,12 +182,11 @@ class Dispatcher:
         if settings is None:
             return None  # only valid Subscriptions are stored; nothing to do for others
         try:
-            lease = max(self._timings.lease, settings.timeout + 5.0)
             asking = asked(row.resource)
             if row.status in ("requested", "error"):
                 # A handshake proves the endpoint answers before the subscription is
                 # active: at the start, and as the probe of each retry while in error.
-                if not await self._queue.extend(subscription, self._worker, lease):
+                if not lease.held:
                     return None
                 await self._send(row, settings, "handshake", [])
                 await self._queue.delivered(subscription, [])
@@ -189,7 +197,7 @@ class Dispatcher:
             for _ in range(MAX_BATCHES_PER_TURN):
                 if self._stopping:
                     return instant()  # another instance carries on at once
-                if not await self._queue.extend(subscription, self._worker, lease):
+                if not lease.held:
                     return None
                 sent = await self._next_notification(row, settings)
                 if sent is None:
@@ -201,6 +209,8 @@ class Dispatcher:
                 return instant()
         except Failed as exc:
             return await self._failed(row, str(exc))
+        except LostLease:
+            return None
         if row.failures:
             # What failed was withheld meanwhile (its consent ended): nothing is failing.
             await self._queue.delivered(subscription, [])
@@ -241,8 +251,13 @@ class Dispatcher:
             else:
                 withheld.append(item.seq)
         numbers = await self._queue.number(
-            row.subscription, withheld, [item.seq for item, _, _ in passing if item.number is None]
+            row.subscription,
+            self._worker,
+            withheld,
+            [item.seq for item, _, _ in passing if item.number is None],
         )
+        if numbers is None:
+            raise LostLease
         notified = []
         for item, event, _ in passing:
             resource = None

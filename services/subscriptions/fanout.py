@@ -1,15 +1,15 @@
 """Matching every domain event to the subscriptions it concerns, once, in stream order.
 
-One instance at a time leads the fan-out (a lease in the database; another takes over
-when a leader stops renewing it). The leader reads the event stream with an ordered
-JetStream consumer starting just after the last stream sequence it recorded, matches each
-batch in memory against the subscriptions that take events (topic, filters, and only
-events raised after the subscription was made and before its `end`), and queues the
-matches in the same transaction that records the batch's last sequence. A crash, a lost
-lease or a broken NATS connection therefore resumes exactly after the last committed
-batch: no event is skipped, none is queued twice, and each subscription's queue is in
-stream order. The consent decision is not taken here but at delivery, as late and as
-current as it can be.
+One instance at a time leads the fan-out (a lease in the database, renewed while it leads;
+another takes over within `BARNEBRO_SUBSCRIPTION_LEASE_SECONDS` when a leader dies). The
+leader reads the event stream with an ordered JetStream consumer starting just after the
+last stream sequence it recorded, matches each batch in memory against the subscriptions
+that take events (topic, filters, and only events raised after the subscription was made and
+before its `end`), and queues the matches in the same transaction that records the batch's
+last sequence. A crash, a lost lease or a broken NATS connection therefore resumes exactly
+after the last committed batch: no event is skipped, none is queued twice, and each
+subscription's queue is in stream order. The consent decision is not taken here but at
+delivery, as late and as current as it can be.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from services.subscriptions.domain.settings import (
     instant_of,
     read_settings,
 )
+from services.subscriptions.lease import KeptLease
 from services.subscriptions.queue import Delivery, DeliveryQueue, parse_instant
 from shared.config import Settings
 from shared.events import DomainEvent, events_subject_filter
@@ -96,7 +97,8 @@ class FanOut:
                     if await self._queue.adopt_stream(self._worker, self._stream_identity):
                         log.warning("the event stream was made anew; following it from its start")
                         watermark = 0
-                    await self._follow(watermark)
+                    async with KeptLease(self._renew, self._lease) as lease:
+                        await self._follow(watermark, lease)
             except asyncio.CancelledError:
                 raise
             except LostLease:
@@ -105,11 +107,14 @@ class FanOut:
                 log.exception("the fan-out stopped; resuming from the last recorded event")
             await asyncio.sleep(self._poll)
 
+    async def _renew(self) -> bool:
+        return await self._queue.lead_fanout(self._worker, self._lease, 0) is not None
+
     async def _stream_end(self) -> int:
         info = await self._js.stream_info(self._stream)
         return int(info.state.last_seq)
 
-    async def _follow(self, watermark: int) -> None:
+    async def _follow(self, watermark: int, lease: KeptLease) -> None:
         """Queue events from just after `watermark` while this instance leads."""
         # Bounded: while a batch is being matched, a long backlog waits in NATS (the
         # consumer's flow control), not in this process's memory.
@@ -135,7 +140,7 @@ class FanOut:
                         first = await inbox.get()
                 except TimeoutError:
                     idle += self._poll
-                    if await self._queue.lead_fanout(self._worker, self._lease, 0) is None:
+                    if not lease.held:
                         raise LostLease from None
                     if idle >= IDLE_CHECK_SECONDS:
                         idle = 0.0

@@ -384,9 +384,12 @@ class DeliveryQueue:
         return [QueuedEvent(int(r[0]), bytes(r[1]), r[2], str(r[3])) for r in rows]
 
     async def number(
-        self, subscription: str, withheld: list[int], unnumbered: list[int]
-    ) -> dict[int, int]:
-        """Withhold some queued events and give the others their numbers (in order)."""
+        self, subscription: str, worker: str, withheld: list[int], unnumbered: list[int]
+    ) -> dict[int, int] | None:
+        """Withhold some queued events and give the others their numbers (in order); None
+        (the events stay unnumbered) if `worker` no longer holds the subscription's lease. Only the
+        holder numbers, and the numbers are stored before anything is sent, so an event is
+        numbered once even when a lease changes hands in the middle of a turn."""
         async with self.db.transaction() as conn:
             if withheld:
                 marks = ", ".join("?" * len(withheld))
@@ -398,11 +401,13 @@ class DeliveryQueue:
                 return {}
             row = await conn.fetchrow(
                 "UPDATE subscription_delivery SET events_since_start = events_since_start + ?"
-                " WHERE subscription = ? RETURNING events_since_start",
+                " WHERE subscription = ? AND lease_owner = ? RETURNING events_since_start",
                 len(unnumbered),
                 subscription,
+                worker,
             )
-            assert row is not None
+            if row is None:
+                return None
             first = int(row[0]) - len(unnumbered) + 1
             numbers = {seq: first + i for i, seq in enumerate(unnumbered)}
             await conn.executemany(
