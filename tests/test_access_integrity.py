@@ -181,7 +181,9 @@ async def test_empty_searches_and_reads_of_unknown_notes_are_audited(world: Worl
 async def fill_all(fhir: FhirService) -> int:
     """The access-column migration of every type, run again whatever is recorded."""
     async with fhir.db.transaction() as conn:
-        return sum([await fill_access_columns(conn, d) for d in fhir.definitions.values()])
+        return sum(
+            [await fill_access_columns(conn, definition=d) for d in fhir.definitions.values()]
+        )
 
 
 async def test_data_migrations_run_once_and_are_recorded(world: World) -> None:
@@ -190,11 +192,17 @@ async def test_data_migrations_run_once_and_are_recorded(world: World) -> None:
     fhir = world.journal.fhir
     assert fhir is not None
     recorded = await applied(fhir.db)
-    assert recorded.keys() == {
+    access = {
         f"access-columns:{d.resource_type}:{d.data_category}"
         for d in fhir.definitions.values()
         if d.data_category is not None
     }
+    indexes = {
+        f"search-index:{d.resource_type}:{p.name}:{p.paths}"
+        for d in fhir.definitions.values()
+        for p in d.search_params
+    }
+    assert recorded.keys() == access | indexes
     res_id = (await world.note(await world.child(12), "Notat", by=BVT)).split("/")[1]
 
     async def category() -> object:
@@ -205,13 +213,45 @@ async def test_data_migrations_run_once_and_are_recorded(world: World) -> None:
 
     async with fhir.db.transaction() as conn:
         await conn.execute("UPDATE resources SET category = NULL WHERE res_id = ?", res_id)
-    assert await migrate(fhir) == 0, "recorded migrations do not run again"
+    assert await migrate(fhir) == {}, "recorded migrations do not run again"
     assert await category() is None
     async with fhir.db.transaction() as conn:
         await conn.execute("DELETE FROM applied_migrations")
-    assert await migrate(fhir) == 1
+    ran = await migrate(fhir)
+    assert ran.keys() == access | indexes
+    assert sum(ran[name] for name in access) == 1
     assert await category() is not None
     assert (await applied(fhir.db)).keys() == recorded.keys()
+
+
+async def test_a_search_parameter_declared_later_finds_what_was_stored_before(
+    world: World,
+) -> None:
+    """Resources stored before a search parameter existed (its index rows missing, its
+    migration not recorded) are found by it after the next start."""
+    fhir = world.journal.fhir
+    assert fhir is not None
+    child = await world.child(12)
+    res_id = (await world.note(child, "Notat", by=BVT)).split("/")[1]
+    definition = fhir.definitions["DocumentReference"]
+    param = definition.params_by_name()["patient"]
+    name = f"search-index:DocumentReference:patient:{param.paths}"
+
+    async def found() -> bool:
+        reply = await world.fhir("GET", f"DocumentReference?patient={child.ref}", by=BVT)
+        assert reply.status == 200, reply.body
+        return any(e["resource"]["id"] == res_id for e in reply.json().get("entry", []))
+
+    assert await found()
+    async with fhir.db.transaction() as conn:
+        await conn.execute(
+            "DELETE FROM search_index WHERE res_type = 'DocumentReference' AND param = 'patient'"
+        )
+        await conn.execute("DELETE FROM applied_migrations WHERE name = ?", name)
+    assert not await found(), "the index rows are what a search finds by"
+    ran = await migrate(fhir)
+    assert list(ran) == [name] and ran[name] >= 1
+    assert await found()
 
 
 async def test_rows_stored_before_their_type_had_a_category_are_backfilled(

@@ -22,7 +22,7 @@ from shared.auth.scopes import granted
 from shared.fhir.definitions import Change, ResourceDefinition, WriteContext
 from shared.fhir.elements import set_extension
 from shared.fhir.errors import Issue, error
-from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam
+from shared.fhir.search_params import ParamType, SearchParam
 from shared.rules import refuse
 from shared.transport.egress import EgressPolicy, Refused
 from shared.transport.wire import Caller
@@ -46,7 +46,13 @@ class SubscriptionDefinition(ResourceDefinition):
         ("events", BACKPORT_OPERATIONS + "backport-subscription-events"),
     )
     search_params = (
-        IDENTIFIER_PARAM,
+        SearchParam(
+            "url",
+            ParamType.TOKEN,
+            ("channel.endpoint",),
+            "The endpoint notifications go to. R4B's Subscription has no identifier: a"
+            " create is repeated safely as `If-None-Exist: url=<endpoint>&criteria=<topic>`",
+        ),
         SearchParam("status", ParamType.TOKEN, ("status",), "requested, active, error or off"),
         SearchParam("criteria", ParamType.TOKEN, ("criteria",), "The topic's canonical URL"),
         SearchParam("type", ParamType.TOKEN, ("channel.type",), "The channel type"),

@@ -1,5 +1,9 @@
 """The data migrations of a service's stored resources, applied once at start-up.
 
+`search-index:<Type>:<param>:<paths>` indexes the stored resources of a type for a search
+parameter, so that one declared (or given other paths) after resources were stored finds
+them too.
+
 `access-columns:<Type>:<category>` gives the access columns (`shared.store.access_sql`) to
 stored versions of a type written before it held patient data: until then they would
 count as not being about a patient. It runs once per type and category and is recorded
@@ -8,16 +12,19 @@ count as not being about a patient. It runs once per type and category and is re
 
 from __future__ import annotations
 
+from functools import partial
+
 import orjson
 
 from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.search_params import SearchParam, index_values
 from shared.fhir.service_data import ServiceData
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
-from shared.store.migrations import apply_once
+from shared.store.migrations import Migration, apply_once
 
 
-async def fill_access_columns(conn: Connection, definition: ResourceDefinition) -> int:
+async def fill_access_columns(conn: Connection, *, definition: ResourceDefinition) -> int:
     """Give the access columns to the stored versions of a patient-data type that have
     none; returns how many versions were filled in."""
     category = definition.data_category
@@ -51,17 +58,46 @@ async def fill_access_columns(conn: Connection, definition: ResourceDefinition) 
     return filled
 
 
-async def migrate(data: ServiceData) -> int:
+async def index_param(conn: Connection, *, resource_type: str, param: SearchParam) -> int:
+    """Index the current versions of a type for one search parameter (again): for a
+    parameter declared after resources of the type were stored. Returns the index rows
+    written."""
+    await conn.execute(
+        "DELETE FROM search_index WHERE res_type = ? AND (param = ? OR param LIKE ?)",
+        resource_type, param.name, f"{param.name}:%",
+    )  # fmt: skip
+    rows: list[tuple[object, ...]] = []
+    stored = await conn.fetch(
+        "SELECT res_id, body FROM resources WHERE res_type = ? AND deleted = 0", resource_type
+    )
+    for res_id, body in stored:
+        for value in index_values(param, orjson.loads(body)):
+            rows.append(
+                (resource_type, res_id, param.name + value.qualifier,
+                 value.system, value.value, value.lo, value.hi)
+            )  # fmt: skip
+    await conn.executemany(
+        "INSERT INTO search_index (res_type, res_id, param, system, value, lo, hi)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    return len(rows)
+
+
+def _migrations(definitions: dict[str, ResourceDefinition]) -> dict[str, Migration]:
+    """Every migration the definitions call for, by name."""
+    found: dict[str, Migration] = {}
+    for definition in definitions.values():
+        if definition.data_category is not None:
+            name = f"access-columns:{definition.resource_type}:{definition.data_category}"
+            found[name] = partial(fill_access_columns, definition=definition)
+        for param in definition.search_params:
+            name = f"search-index:{definition.resource_type}:{param.name}:{param.paths}"
+            found[name] = partial(index_param, resource_type=definition.resource_type, param=param)
+    return found
+
+
+async def migrate(data: ServiceData) -> dict[str, int]:
     """Apply the migrations this service's definitions call for that its database has not
-    recorded; returns how many stored versions they changed."""
-    changed = 0
-    for definition in data.definitions.values():
-        if definition.data_category is None:
-            continue
-        name = f"access-columns:{definition.resource_type}:{definition.data_category}"
-
-        async def migration(conn: Connection, definition: ResourceDefinition = definition) -> int:
-            return await fill_access_columns(conn, definition)
-
-        changed += await apply_once(data.db, name, migration) or 0
-    return changed
+    recorded; returns the rows each one it ran changed."""
+    return await apply_once(data.db, _migrations(data.definitions))

@@ -27,19 +27,27 @@ async def applied(db: Database) -> dict[str, int]:
     return {str(name): int(changed) for name, changed in rows}
 
 
-async def apply_once(db: Database, name: str, migration: Migration) -> int | None:
-    """Run `migration` unless `name` is recorded; returns the rows it changed, or None
-    when it had been applied before."""
+async def apply_once(db: Database, migrations: dict[str, Migration]) -> dict[str, int]:
+    """Run each of `migrations` whose name is not recorded, all in one transaction with
+    their records; returns the rows each one run changed (those applied before are not
+    in it). One transaction, so that a start with nothing to migrate costs one round trip
+    whatever the number of migrations."""
+    ran: dict[str, int] = {}
     async with db.transaction() as conn:
-        if await conn.fetchrow("SELECT 1 FROM applied_migrations WHERE name = ?", name):
-            return None
-        changed = await migration(conn)
-        await conn.execute(
-            "INSERT INTO applied_migrations (name, applied, changed) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO NOTHING",
-            name,
-            now_instant(),
-            changed,
-        )
-    log.info("applied migration %s (%d rows)", name, changed)
-    return changed
+        rows = await conn.fetch("SELECT name FROM applied_migrations")
+        recorded = {str(row[0]) for row in rows}
+        for name, migration in migrations.items():
+            if name in recorded:
+                continue
+            ran[name] = await migration(conn)
+            await conn.execute(
+                "INSERT INTO applied_migrations (name, applied, changed) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO NOTHING",
+                name,
+                now_instant(),
+                ran[name],
+            )
+    for name, changed in ran.items():
+        if changed:
+            log.info("applied migration %s (%d rows)", name, changed)
+    return ran
