@@ -59,6 +59,8 @@ class ServiceSpec:
     openapi: Callable[[], dict[str, Any]] | None = None
     """The OpenAPI document of an HTTP API the service answers beside FHIR, published
     with its entry in the service registry for the gateway to serve."""
+    status: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    """What the service adds to each instance's answer to `barnebro status`."""
 
 
 def outbox_relay(db: Database, nc: NATS, settings: Settings) -> OutboxRelay:
@@ -145,11 +147,15 @@ class ServiceRuntime:
         log.info("service %s started", name)
 
     async def status(self) -> dict[str, Any]:
-        """How this instance stands, for `barnebro status`: events not yet published."""
+        """How this instance stands, for `barnebro status`: events not yet published, and
+        what the service adds (`ServiceSpec.status`)."""
         assert self.db is not None
         async with self.db.reader() as conn:
             row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-        return {"outbox_backlog": int(row[0]) if row else 0}
+        answer: dict[str, Any] = {"outbox_backlog": int(row[0]) if row else 0}
+        if self.spec.status is not None:
+            answer.update(await self.spec.status())
+        return answer
 
     def ready(self) -> bool:
         """Whether the service can serve: its consent mirror (if it has one) is loaded."""

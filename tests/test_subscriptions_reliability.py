@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from services.operator.status import gather, report
 from services.subscriptions import subscriptions_spec
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
@@ -64,6 +65,12 @@ async def test_an_endpoint_down_past_the_retry_period_shows_error_and_then_catch
     texts = " ".join(e["text"] for e in status["error"])
     assert "Failing since" in texts and "HTTP 503" in texts
     assert "Events numbered and waiting to be delivered: 3" in texts
+    stack = world.stack
+    assert stack.gateway.gateway is not None and stack.gateway.gateway.nc is not None
+    operator_view = await gather(stack.gateway.gateway.nc, stack.settings)
+    [in_error] = operator_view.subscriptions_in_error
+    assert in_error["id"] == sub_id and "HTTP 503" in in_error["error"]
+    assert f"Subscription/{sub_id} of {BUP}, failing since" in report(operator_view)
     assert partner.refused >= 5, "retried, not given up"
     refused = partner.refused
     await asyncio.sleep(0.8)

@@ -3,7 +3,8 @@
 Read over NATS only, so it works against the local stack and a deployment alike: the
 services in the registry and every instance of each (ready or not, the events its outbox
 has not published yet), the durable consumers of the event and audit streams (messages
-not yet delivered, awaiting acknowledgement, redelivered), and the dead letters.
+not yet delivered, awaiting acknowledgement, redelivered), the dead letters, and the
+partners' subscriptions in `error`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ class Status:
     """Each registered service's instances, as they answered (none: not running)."""
     consumers: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: int = 0
+
+    @property
+    def subscriptions_in_error(self) -> list[dict[str, Any]]:
+        """As the subscriptions service's instances answered (each the same list)."""
+        found: dict[str, dict[str, Any]] = {}
+        for answer in self.instances.get("subscriptions", []):
+            for subscription in answer.get("subscriptions_in_error", []):
+                found.setdefault(str(subscription.get("id")), subscription)
+        return list(found.values())
 
     @property
     def healthy(self) -> bool:
@@ -106,5 +116,12 @@ def report(status: Status) -> str:
             f" / {consumer['awaiting_ack']} / {consumer['redelivered']}"
         )
     lines.append(f"dead letters: {status.dead_letters} (barnebro dead-letters)")
+    in_error = status.subscriptions_in_error
+    lines.append(f"subscriptions in error: {len(in_error)}")
+    for subscription in in_error:
+        lines.append(
+            f"  Subscription/{subscription.get('id')} of {subscription.get('owner')},"
+            f" failing since {subscription.get('failing_since')}: {subscription.get('error')}"
+        )
     lines.append("healthy" if status.healthy else "NOT HEALTHY")
     return "\n".join(lines)

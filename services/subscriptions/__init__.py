@@ -4,6 +4,8 @@ event stream to the partner, with `$status` and `$events` to recover what was mi
 
 from __future__ import annotations
 
+from typing import Any
+
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
@@ -82,7 +84,11 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
     definitions = subscription_definitions(
         queue, settings.nats_prefix, settings.subscription_allow_http, egress
     )
-    return ServiceSpec(NAME, definitions, extend=extend)
+
+    async def status() -> dict[str, Any]:
+        return {"subscriptions_in_error": await queue.in_error()}
+
+    return ServiceSpec(NAME, definitions, extend=extend, status=status)
 
 
 async def ensure_partner_stream(runtime: ServiceRuntime) -> None:

@@ -209,6 +209,19 @@ class DeliveryQueue:
             subscription,
         )
 
+    async def in_error(self, limit: int = 100) -> list[dict[str, str | None]]:
+        """The subscriptions in `error` (longest failing first), for operators."""
+        async with self.db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT subscription, owner, failing_since, last_error FROM subscription_delivery"
+                " WHERE status = 'error' ORDER BY failing_since LIMIT ?",
+                limit,
+            )
+        return [
+            {"id": row[0], "owner": row[1], "failing_since": row[2], "error": row[3]}
+            for row in rows
+        ]
+
     async def load(self, conn: Connection, subscription: str) -> Delivery | None:
         row = await conn.fetchrow(
             f"SELECT {_DELIVERY_COLUMNS} FROM subscription_delivery WHERE subscription = ?",
