@@ -28,6 +28,7 @@ from shared.auth.local_keys import CREDENTIAL_SCOPES, issue_credential, issue_to
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
+from shared.metrics import setup_metrics
 from shared.telemetry import setup_logging, setup_tracing
 
 SERVICES = ("gateway", "directory", "consent", "referral", "careplan", "subscriptions")
@@ -77,6 +78,7 @@ async def serve(name: str) -> None:
     settings = Settings()
     setup_logging(settings, name)
     provider = setup_tracing(settings, f"barnebro-{name}")
+    meters = setup_metrics(settings, f"barnebro-{name}")
     process = build_process(name, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -89,6 +91,8 @@ async def serve(name: str) -> None:
         await process.stop()
         if provider is not None:
             provider.shutdown()
+        if meters is not None:
+            meters.shutdown()
 
 
 def _token(args: argparse.Namespace) -> str:

@@ -23,3 +23,8 @@ def now_instant() -> str:
 def today() -> date:
     """The date in Norway: ages and consent periods are Norwegian calendar days."""
     return datetime.now(NORWAY).date()
+
+
+def seconds_since(instant: str) -> float:
+    """How long ago an instant written by `now_instant` was (for lags and ages in metrics)."""
+    return (datetime.now(UTC) - datetime.fromisoformat(instant)).total_seconds()

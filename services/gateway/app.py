@@ -9,6 +9,7 @@ status) → tracing span → authentication (bearer JWT, then SMART scope per in
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
@@ -26,6 +27,7 @@ from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
+from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
     Emergency,
@@ -59,6 +61,7 @@ def outcome_response(exc: FhirError) -> web.Response:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
+    began = time.perf_counter()
     with tracer.start_as_current_span(
         f"{request.method} {request.path}",
         context=propagate.extract(request.headers),
@@ -80,6 +83,13 @@ async def error_middleware(
             log.exception("internal error on %s %s", request.method, request.path)
             response = outcome_response(FhirError(500, [internal_error_issue(span)]))
         span.set_attribute("http.response.status_code", response.status)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        http_request_duration.record(
+            time.perf_counter() - began,
+            {"http.request.method": request.method, "http.route": route,
+             "http.response.status_code": response.status},
+        )  # fmt: skip
         return response
 
 

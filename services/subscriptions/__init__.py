@@ -21,6 +21,7 @@ from services.subscriptions.queue import DeliveryQueue, create_queue_tables
 from services.subscriptions.resources import subscription_definitions
 from services.subscriptions.status import StatusWriter
 from shared.config import Settings
+from shared.metrics import subscriptions as subscriptions_gauge
 from shared.periodic import Periodic
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 from shared.transport.egress import EgressPolicy
@@ -28,6 +29,8 @@ from shared.transport.forwarding import Forwarder
 
 NAME = "subscriptions"
 PRUNE_SECONDS = 3600.0
+COUNT_SECONDS = 15.0
+"""How often the `barnebro.subscriptions` gauge is brought up to date."""
 
 
 def subscriptions_spec(settings: Settings) -> ServiceSpec:
@@ -79,7 +82,14 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
             return await queue.prune(retention)
 
         pruning = Periodic("subscription queue pruning", prune, PRUNE_SECONDS, "pruned %d events")
-        return [dispatcher, fanout, pruning]
+
+        async def count() -> int:
+            for status, number in (await queue.by_status()).items():
+                subscriptions_gauge.set(number, {"status": status})
+            return 0
+
+        counting = Periodic("subscription metrics", count, COUNT_SECONDS, "")
+        return [dispatcher, fanout, pruning, counting]
 
     definitions = subscription_definitions(
         queue, settings.nats_prefix, settings.subscription_allow_http, egress

@@ -35,13 +35,19 @@ from services.subscriptions.domain.notification import (
     status_resource,
 )
 from services.subscriptions.domain.retry import RetryPolicy
-from services.subscriptions.domain.settings import NATS, SubscriptionSettings, read_settings
+from services.subscriptions.domain.settings import (
+    NATS,
+    SubscriptionSettings,
+    channel_type,
+    read_settings,
+)
 from services.subscriptions.gate import ConsentGate, focus_of
 from services.subscriptions.lease import KeptLease
 from services.subscriptions.queue import Delivery, DeliveryQueue, instant, parse_instant
 from services.subscriptions.status import StatusWriter, asked
 from shared.events import DomainEvent
 from shared.fhir.errors import FhirError
+from shared.metrics import subscription_failures, subscription_notifications
 from shared.transport.stopping import STOP_WAIT_SECONDS, stop_task
 
 log = logging.getLogger(__name__)
@@ -277,6 +283,7 @@ class Dispatcher:
             )
             await self._queue.delivered(row.subscription, [item.seq for item, _, _ in passing])
             self.sent += len(notified)
+            subscription_notifications.add(len(notified), {"channel": settings.channel})
         return len(queued)
 
     async def _send(
@@ -305,6 +312,8 @@ class Dispatcher:
             raise Failed(reason)
 
     async def _failed(self, row: Delivery, reason: str) -> str:
+        channel = channel_type(row.resource.get("channel") or {}) or ""
+        subscription_failures.add(1, {"channel": channel})
         failures = row.failures + 1
         retry = self._timings.retry
         wait = retry.delay(failures, random.random())

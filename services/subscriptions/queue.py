@@ -209,6 +209,16 @@ class DeliveryQueue:
             subscription,
         )
 
+    async def by_status(self) -> dict[str, int]:
+        """How many subscriptions there are of each status."""
+        async with self.db.reader() as conn:
+            rows = await conn.fetch(
+                "SELECT status, COUNT(*) FROM subscription_delivery GROUP BY status"
+            )
+        counted = dict.fromkeys((*ACTIVE_STATUSES, "off"), 0)
+        counted.update({str(status): int(number) for status, number in rows})
+        return counted
+
     async def in_error(self, limit: int = 100) -> list[dict[str, str | None]]:
         """The subscriptions in `error` (longest failing first), for operators."""
         async with self.db.reader() as conn:

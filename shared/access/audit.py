@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import itertools
 import os
+import time
 from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
@@ -22,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from shared.fhir.errors import FhirError, Issue
 from shared.fhir.search_params import format_instant
+from shared.metrics import audit_publish_duration
 
 _KEY = os.urandom(32)
 _SEQUENCE = itertools.count(1)
@@ -139,6 +141,7 @@ class AuditPublisher:
         batch_id = audit_id()
         # The records are already JSON: the batch is assembled, not serialised again.
         payload = b'{"id":"%s","records":[%s]}' % (batch_id.encode(), b",".join(encoded))
+        began = time.perf_counter()
         try:
             await self._js.publish(
                 f"{self._prefix}.audit.{records[0].service}.{kind}",
@@ -147,8 +150,10 @@ class AuditPublisher:
                 timeout=self._timeout,
             )
         except Exception as exc:
+            audit_publish_duration.record(time.perf_counter() - began, {"outcome": "failed"})
             message = f"The audit trail cannot be written; nothing released: {exc}"
             return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
+        audit_publish_duration.record(time.perf_counter() - began, {"outcome": "stored"})
         self.published += 1
         self.records += len(encoded)
         return None

@@ -19,9 +19,10 @@ from datetime import UTC, datetime, timedelta
 import orjson
 from opentelemetry import propagate, trace
 
-from shared.clock import now_instant
+from shared.clock import now_instant, seconds_since
 from shared.events import DomainEvent
 from shared.fhir.search_params import format_instant
+from shared.metrics import outbox_backlog, outbox_publish_lag, outbox_published
 from shared.store.database import Connection, Database, Row
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,8 @@ class OutboxRelay:
                 )
                 if row is None or not row[0]:
                     return 0
-                sent, failure = await self._publish_rows(await self._unsent(conn))
+                rows = await self._unsent(conn)
+                sent, failure = await self._publish_rows(rows)
                 await self._mark_sent(conn, sent)
         else:
             # SQLite has a single writer: never hold its lock while waiting on the network.
@@ -165,13 +167,24 @@ class OutboxRelay:
                 async with self._db.transaction() as conn:
                     await self._mark_sent(conn, sent)
         self.published += len(sent)
+        outbox_published.add(len(sent))
+        await self._measure_backlog(len(rows) - len(sent), full=len(rows) == self._batch_size)
         if failure is not None:
             raise failure
         return len(sent)
 
+    async def _measure_backlog(self, left: int, *, full: bool) -> None:
+        """The backlog gauge: what a batch left, or (after a full batch, when more may
+        wait) a count."""
+        if full:
+            async with self._db.reader() as conn:
+                row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+            left = int(row[0]) if row else left
+        outbox_backlog.set(left)
+
     async def _unsent(self, conn: Connection) -> list[Row]:
         return await conn.fetch(
-            "SELECT seq, event_id, subject, payload FROM outbox"
+            "SELECT seq, event_id, subject, payload, created FROM outbox"
             " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
             self._batch_size,
         )
@@ -193,12 +206,13 @@ class OutboxRelay:
 
         async def publish_partition(part: list[Row]) -> tuple[list[int], BaseException | None]:
             done: list[int] = []
-            for seq, event_id, subject, payload in part:
+            for seq, event_id, subject, payload, created in part:
                 try:
                     await self._publish_one(event_id, subject, bytes(payload))
                 except Exception as exc:
                     return done, exc
                 done.append(seq)
+                outbox_publish_lag.record(seconds_since(created))
             return done, None
 
         results = await asyncio.gather(*(publish_partition(p) for p in partitions.values()))

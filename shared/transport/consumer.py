@@ -28,6 +28,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
+from shared.metrics import consumer_failures, consumer_pending, consumer_redeliveries, dead_letters
 from shared.transport.dead_letters import set_aside
 from shared.transport.stopping import stop_task
 
@@ -112,6 +113,7 @@ class DurableConsumer:
                 log.warning("fetching from %s failed: %r", self._durable, exc)
                 await asyncio.sleep(1)
                 continue
+            self._measure(messages)
             try:
                 await self._handler(messages)
             except asyncio.CancelledError:
@@ -123,6 +125,13 @@ class DurableConsumer:
                     await self._one_by_one(messages)
                 continue
             await self._acknowledge(messages)
+
+    def _measure(self, messages: list[Msg]) -> None:
+        consumer = {"barnebro.consumer": self._durable}
+        again = sum(1 for m in messages if (m.metadata.num_delivered or 1) > 1)
+        if again:
+            consumer_redeliveries.add(again, consumer)
+        consumer_pending.set(messages[-1].metadata.num_pending or 0, consumer)
 
     async def _acknowledge(self, messages: list[Msg]) -> None:
         for message in messages:
@@ -143,6 +152,7 @@ class DurableConsumer:
 
     async def _failed(self, message: Msg, exc: Exception) -> None:
         """Retry a message later, or set it aside after its last retry."""
+        consumer_failures.add(1, {"barnebro.consumer": self._durable})
         delivered = message.metadata.num_delivered or 1
         if self._dead_letters is None or delivered <= len(self._retry_delays):
             delay = self._retry_delays[min(delivered, len(self._retry_delays)) - 1]
@@ -165,5 +175,6 @@ class DurableConsumer:
             self._durable, message.metadata.sequence.stream, delivered, exc,
         )  # fmt: skip
         self.set_aside += 1
+        dead_letters.add(1, {"barnebro.consumer": self._durable})
         with contextlib.suppress(Exception):
             await message.ack()

@@ -7,6 +7,7 @@ answer in time gives 504. Both come back as OperationOutcomes, never as a hang.
 
 from __future__ import annotations
 
+import time
 from typing import Protocol
 
 import nats.errors
@@ -14,6 +15,7 @@ from nats.aio.client import Client as NATS
 from opentelemetry import propagate, trace
 
 from shared.fhir.errors import FhirError, error
+from shared.metrics import nats_request_duration
 from shared.transport.wire import REQUEST_HEADER, FhirRequest, FhirResponse, decode_response
 
 tracer = trace.get_tracer("barnebro.transport")
@@ -39,17 +41,27 @@ class Forwarder:
         ):
             headers = {REQUEST_HEADER: request.model_dump_json(exclude_defaults=True)}
             propagate.inject(headers)
+            began = time.perf_counter()
+            outcome = "ok"
             try:
                 reply = await self._nc.request(
                     subject, body, timeout=self._timeout, headers=headers
                 )
             except nats.errors.NoRespondersError as exc:
+                outcome = "no-responders"
                 raise _unavailable(503, "is not running (no instance answered)", subject) from exc
             except nats.errors.TimeoutError as exc:
+                outcome = "timeout"
                 raise _unavailable(504, f"did not answer within {self._timeout}s", subject) from exc
             except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError,
                     nats.errors.OutboundBufferLimitError) as exc:  # fmt: skip
+                outcome = "unavailable"
                 raise _unavailable(503, "cannot be reached (NATS unavailable)", subject) from exc
+            finally:
+                nats_request_duration.record(
+                    time.perf_counter() - began,
+                    {"messaging.destination.name": subject, "outcome": outcome},
+                )
             return decode_response(reply.data, reply.headers)
 
 

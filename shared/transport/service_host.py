@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from opentelemetry import propagate, trace
 
 from shared.fhir.errors import FhirError, Issue, operation_outcome_bytes
 from shared.fhir.resources import FHIR_JSON
+from shared.metrics import fhir_request_duration
 from shared.transport.wire import (
     REQUEST_HEADER,
     FhirRequest,
@@ -168,13 +170,21 @@ class ServiceHost:
         except (KeyError, ValueError):
             return error_response(FhirError(400, [Issue("structure", "Malformed request")]))
         span.set_attribute("fhir.interaction", request.interaction)
+        began = time.perf_counter()
         try:
-            return await self._handler(request, body)
+            response = await self._handler(request, body)
         except FhirError as exc:
-            return error_response(exc)
+            response = error_response(exc)
         except Exception:
             log.exception("internal error serving %s", request.interaction)
-            return error_response(FhirError(500, [internal_error_issue(span)]))
+            response = error_response(FhirError(500, [internal_error_issue(span)]))
+        fhir_request_duration.record(
+            time.perf_counter() - began,
+            {"barnebro.service": self._service, "fhir.interaction": request.interaction,
+             "fhir.resource_type": request.resource_type or "",
+             "http.response.status_code": response.status},
+        )  # fmt: skip
+        return response
 
 
 async def register_capabilities(
