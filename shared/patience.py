@@ -1,7 +1,8 @@
 """Starting in any order: a process waits for what it needs instead of exiting.
 
 At start a service needs its database, NATS, JetStream (whose streams and buckets have no
-leader for a moment in a fresh cluster) and the registry bucket. Each start-up step that
+leader for a moment in a fresh cluster: a request times out, or a write to a stream gets
+no response) and the registry bucket. Each start-up step that
 reaches one of them runs through `patiently`: an outage is waited out with growing pauses
 (at most 5 s apart) and one log line per attempt, so processes may start in any order and
 before the things they need. Anything else (a wrong setting, a bug) fails at once.
@@ -31,6 +32,7 @@ NATS_OUTAGE = (
     nats.errors.ConnectionClosedError,
     nats.errors.NoRespondersError,
     nats.js.errors.ServiceUnavailableError,
+    nats.js.errors.NoStreamResponseError,
 )
 
 

@@ -22,6 +22,7 @@ from services.subscriptions.resources import subscription_definitions
 from services.subscriptions.status import StatusWriter
 from shared.config import Settings
 from shared.metrics import subscriptions as subscriptions_gauge
+from shared.patience import patiently
 from shared.periodic import Periodic
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 from shared.transport.egress import EgressPolicy
@@ -43,7 +44,7 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
         assert runtime.access_guard is not None
         queue.db = runtime.db
         await create_queue_tables(runtime.db)
-        await ensure_partner_stream(runtime)
+        await patiently("the partner stream", lambda: ensure_partner_stream(runtime))
         await publish_topics(fhir, settings.base_url)
         gate = ConsentGate(runtime.access_guard, NAME)
         reader = ResourceReader(

@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from shared.access.state import PatientAccessState
 from shared.events import subject_token
 from shared.fhir.errors import FhirError, Issue
+from shared.patience import patiently
 from shared.transport.service_host import ensure_bucket
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,11 @@ class ConsentView:
 
     async def start(self) -> None:
         """Watch the bucket and wait until every state present at start is loaded."""
-        self._kv = await ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas)
-        self._watcher = await self._kv.watchall()
+        self._kv = await patiently(
+            "the consent state bucket",
+            lambda: ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas),
+        )
+        self._watcher = await patiently("the consent state bucket", self._kv.watchall)
         self._task = asyncio.create_task(self._follow_for_ever())
         async with asyncio.timeout(LOAD_TIMEOUT):
             await self._loaded.wait()

@@ -29,6 +29,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from shared.metrics import consumer_failures, consumer_pending, consumer_redeliveries, dead_letters
+from shared.patience import patiently
 from shared.transport.dead_letters import set_aside
 from shared.transport.stopping import stop_task
 
@@ -73,15 +74,18 @@ class DurableConsumer:
 
     async def start(self) -> None:
         js = self._nc.jetstream()
-        self._subscription = await js.pull_subscribe(
-            self._subject,
-            durable=self._durable,
-            stream=self._stream,
-            config=ConsumerConfig(
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self._ack_wait,
-                max_ack_pending=10 * self._batch,
+        self._subscription = await patiently(
+            f"the consumer {self._durable}",
+            lambda: js.pull_subscribe(
+                self._subject,
+                durable=self._durable,
+                stream=self._stream,
+                config=ConsumerConfig(
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=DeliverPolicy.ALL,
+                    ack_wait=self._ack_wait,
+                    max_ack_pending=10 * self._batch,
+                ),
             ),
         )
         self._task = asyncio.create_task(self._run())
