@@ -22,7 +22,7 @@ from shared.fhir.search_query import DEFAULT_COUNT, parse_search
 from shared.fhir.service_data import ServiceData
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
-from shared.store.outbox import add_event, lock_patient
+from shared.store.outbox import Message, add_event, event_message, lock_patient
 from shared.store.resource_store import StoredResource, new_id
 from shared.transport.wire import FhirRequest
 
@@ -138,57 +138,81 @@ class StoreUnitOfWork:
         else:
             assert previous is not None, "only a stored resource is deleted"
             access = previous.access
-        stored = await self.data.store.write(
-            self.conn,
+        store = self.data.store
+        stored = store.next_version(
             resource,
             res_type=definition.resource_type,
             res_id=res_id,
             previous=previous,
-            unique_keys=definition.unique_keys(resource) if resource is not None else (),
-            previous_keys=definition.unique_keys(before) if before else (),
             access=access,
-            name_holder=definition.data_category is None,
         )
         change = Change(stored.res_type, stored.res_id, stored.version, before, resource)
-        await self.record(definition, stored, change)
+        await store.write(
+            self.conn,
+            stored,
+            resource,
+            previous=previous,
+            unique_keys=definition.unique_keys(resource) if resource is not None else (),
+            previous_keys=definition.unique_keys(before) if before else (),
+            name_holder=definition.data_category is None,
+            messages=self.events(definition, stored, change),
+        )
+        self.note_relations(definition, stored, change)
         await definition.after_write(change, context)
         return stored
 
-    async def record(
+    def note_relations(
         self, definition: ResourceDefinition, stored: StoredResource, change: Change
     ) -> None:
-        """Write the change's events to the outbox, in the same transaction, and note the
-        relations to the child it makes."""
-        subject = change.after if change.after is not None else change.before
-        patient = definition.patient_of(subject, stored.res_id) if subject is not None else None
-        actor = self.request.caller.model_dump(exclude_defaults=True)
+        """Note the relations to the child a stored change makes (announced with the
+        answer, `shared.access.relations`)."""
+        patient = self._patient(definition, stored, change)
         if patient is not None and change.after is not None:
             access = stored.access
+            actor = self.request.caller.model_dump(exclude_defaults=True)
             note_relations(
                 patient,
                 related_orgs(
                     stored.res_type, access.category, access.author, access.parties, actor
                 ),
             )
+
+    @staticmethod
+    def _patient(
+        definition: ResourceDefinition, stored: StoredResource, change: Change
+    ) -> str | None:
+        subject = change.after if change.after is not None else change.before
+        return definition.patient_of(subject, stored.res_id) if subject is not None else None
+
+    def events(
+        self, definition: ResourceDefinition, stored: StoredResource, change: Change
+    ) -> list[Message]:
+        """The change's events, for the outbox in the transaction that stores it."""
+        patient = self._patient(definition, stored, change)
+        actor = self.request.caller.model_dump(exclude_defaults=True)
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
-        for spec in definition.events(change):
-            event = DomainEvent(
-                type=f"{self.data.name}.{stored.res_type}.{spec.name}",
-                source=self.data.name,
-                resource_type=stored.res_type,
-                resource_id=stored.res_id,
-                version_id=str(stored.version),
-                patient=patient,
-                trace_context=carrier,
-                data={"actor": actor, **spec.data},
-                access=EventAccess(
-                    category=stored.access.category,
-                    author=stored.access.author,
-                    parties=list(stored.access.parties),
+        return [
+            event_message(
+                DomainEvent(
+                    type=f"{self.data.name}.{stored.res_type}.{spec.name}",
+                    source=self.data.name,
+                    resource_type=stored.res_type,
+                    resource_id=stored.res_id,
+                    version_id=str(stored.version),
+                    patient=patient,
+                    trace_context=carrier,
+                    data={"actor": actor, **spec.data},
+                    access=EventAccess(
+                        category=stored.access.category,
+                        author=stored.access.author,
+                        parties=list(stored.access.parties),
+                    ),
                 ),
+                self.data.prefix,
             )
-            await add_event(self.conn, event, self.data.prefix)
+            for spec in definition.events(change)
+        ]
 
 
 def access_of(

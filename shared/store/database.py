@@ -60,12 +60,18 @@ def _to_numbered(sql: str) -> str:
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 
+_CALL = re.compile(r"(\w+)\(")
+"""`SELECT store_version(…)`: a statement that calls a function is named after it."""
+
+
 def _traced(dialect: Dialect, sql: str) -> contextlib.AbstractContextManager[Any]:
     """A span around one statement, when the request is being traced at all."""
     if not trace.get_current_span().is_recording():
         return contextlib.nullcontext()
+    words = sql.split(None, 2)
+    call = _CALL.match(words[1]) if len(words) > 1 and words[0].upper() == "SELECT" else None
     span = tracer.start_span(
-        "db " + sql.split(None, 1)[0].lower(),
+        "db " + (call.group(1) if call else words[0].lower()),
         kind=trace.SpanKind.CLIENT,
         attributes={"db.system": dialect, "db.statement": sql[:300]},
     )

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -36,11 +37,25 @@ PATIENT_LOCK = "pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))"
 must not wait on each other's patient locks (one may be waiting for the other's answer)."""
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message for the outbox: its id (the `Nats-Msg-Id`), subject and payload, and
+    the patient whose lock orders it (see `add_message`)."""
+
+    message_id: str
+    subject: str
+    payload: bytes
+    patient: str | None
+
+
+def event_message(event: DomainEvent, prefix: str) -> Message:
+    return Message(event.id, event.subject(prefix), event.model_dump_json().encode(), event.patient)
+
+
 async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
     """Record an event in the current transaction."""
-    await add_message(
-        conn, event.id, event.subject(prefix), event.model_dump_json().encode(), event.patient
-    )
+    message = event_message(event, prefix)
+    await add_message(conn, message.message_id, message.subject, message.payload, message.patient)
 
 
 async def add_message(

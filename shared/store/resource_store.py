@@ -28,6 +28,7 @@ from shared.store.access_sql import (
     parties_of,
 )
 from shared.store.database import Connection
+from shared.store.outbox import Message
 from shared.store.search_sql import (
     COLUMNS,
     build_search,
@@ -35,8 +36,7 @@ from shared.store.search_sql import (
     resources_by_id_sql,
     revinclude_sql,
 )
-
-UniqueKey = tuple[str, str]
+from shared.store.version_write import UniqueKey, VersionRow, store_version
 
 
 @dataclass(frozen=True)
@@ -175,24 +175,17 @@ class ResourceStore:
         )
         return _row(row) if row else None
 
-    async def write(
+    def next_version(
         self,
-        conn: Connection,
         resource: dict[str, Any] | None,
         *,
         res_type: str,
         res_id: str,
         previous: StoredResource | None,
-        unique_keys: Iterable[UniqueKey] = (),
-        previous_keys: Iterable[UniqueKey] = (),
         access: ResourceAccess = NO_ACCESS_COLUMNS,
-        name_holder: bool = True,
     ) -> StoredResource:
-        """Store a new version (a deletion when `resource` is None) after `previous`.
-
-        `unique_keys` are claimed for the new version; `previous_keys` (those of
-        `previous`) are released first. `access` is written to the current row.
-        """
+        """The version that follows `previous` (a deletion when `resource` is None), as it
+        will be stored: `resource` gets its id, `versionId` and `lastUpdated`."""
         version = previous.version + 1 if previous else 1
         last_updated = now_instant()
         body: bytes | None = None
@@ -203,36 +196,49 @@ class ResourceStore:
             meta["lastUpdated"] = last_updated
             resource["meta"] = meta
             body = orjson.dumps(resource)
-        deleted = 1 if resource is None else 0
-        columns = (access.patient, access.category, access.author, access.parties_text)
-        if previous is None:
-            await conn.execute(
-                f"INSERT INTO resources ({_COLUMNS}, patient, category, author, parties)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                res_type, res_id, version, last_updated, deleted, body, *columns,
-            )  # fmt: skip
-        else:
-            changed = await conn.execute(
-                "UPDATE resources SET version = ?, last_updated = ?, deleted = ?, body = ?,"
-                " patient = ?, category = ?, author = ?, parties = ?"
-                " WHERE res_type = ? AND res_id = ? AND version = ?",
-                version, last_updated, deleted, body, *columns,
-                res_type, res_id, previous.version,
-            )  # fmt: skip
-            if changed != 1:
-                raise error(409, "conflict", f"{res_type}/{res_id} was changed concurrently")
-        # The history row and the removal of old index rows are done by the trigger on
-        # `resources` (see shared.store.schema).
-        if previous is not None and any(True for _ in previous_keys):
-            await conn.execute(
-                "DELETE FROM unique_keys WHERE res_type = ? AND res_id = ?", res_type, res_id
-            )
-        if resource is not None:
-            await self._index(conn, res_type, res_id, resource)
-            await self._claim_unique_keys(conn, res_type, res_id, unique_keys, name_holder)
         return StoredResource(
             res_type, res_id, version, last_updated, resource is None, body, access
         )
+
+    async def write(
+        self,
+        conn: Connection,
+        stored: StoredResource,
+        resource: dict[str, Any] | None,
+        *,
+        previous: StoredResource | None,
+        unique_keys: Sequence[UniqueKey] = (),
+        previous_keys: Sequence[UniqueKey] = (),
+        name_holder: bool = True,
+        messages: Sequence[Message] = (),
+    ) -> None:
+        """Store `stored` (from `next_version`) after `previous`, with its index rows, its
+        unique keys (`previous_keys` are those of `previous`) and `messages` for the
+        outbox, all in the caller's transaction (`shared.store.version_write`)."""
+        access = stored.access
+        row = VersionRow(
+            stored.res_type, stored.res_id, stored.version, stored.last_updated,
+            stored.deleted, stored.body,
+            (access.patient, access.category, access.author, access.parties_text),
+        )  # fmt: skip
+        index = [] if resource is None else self._index_values(stored.res_type, resource)
+        conflict = await store_version(
+            conn,
+            row,
+            previous_version=previous.version if previous is not None else 0,
+            index=index,
+            keys=unique_keys if resource is not None else (),
+            previous_keys=previous_keys,
+            messages=messages,
+        )
+        if conflict is None:
+            return
+        if conflict.reason == "changed":
+            raise error(
+                409, "conflict", f"{stored.res_type}/{stored.res_id} was changed concurrently"
+            )
+        named = name_holder and conflict.holder != ("", "")
+        raise _duplicate(*conflict.key, conflict.holder, named)
 
     async def share_history(
         self, conn: Connection, res_type: str, res_id: str, parties: Iterable[str]
@@ -244,50 +250,14 @@ class ResourceStore:
             ResourceAccess(parties=tuple(parties)).parties_text, res_type, res_id,
         )  # fmt: skip
 
-    async def _index(
-        self, conn: Connection, res_type: str, res_id: str, resource: dict[str, Any]
-    ) -> None:
-        rows: list[tuple[Any, ...]] = []
-        for param in self.search_params.get(res_type, {}).values():
-            values: list[IndexValue] = index_values(param, resource)
-            rows.extend(
-                (res_type, res_id, param.name + v.qualifier, v.system, v.value, v.lo, v.hi)
-                for v in values
-            )
-        await conn.executemany(
-            "INSERT INTO search_index (res_type, res_id, param, system, value, lo, hi)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-
-    async def _claim_unique_keys(
-        self,
-        conn: Connection,
-        res_type: str,
-        res_id: str,
-        keys: Iterable[UniqueKey],
-        name_holder: bool = True,
-    ) -> None:
-        """Claim business keys; a conflict names the holder only when `name_holder` (not
-        for patient data: the caller may not be allowed to know it exists)."""
-        for key_name, key_value in keys:
-            # A concurrent claim of the same key waits here until the other transaction ends.
-            claimed = await conn.execute(
-                "INSERT INTO unique_keys (key_name, key_value, res_type, res_id)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (key_name, key_value) DO NOTHING",
-                key_name, key_value, res_type, res_id,
-            )  # fmt: skip
-            if claimed == 1:
-                continue
-            holder = await conn.fetchrow(
-                "SELECT res_type, res_id FROM unique_keys WHERE key_name = ? AND key_value = ?",
-                key_name,
-                key_value,
-            )
-            if holder is None:  # released between the two statements: still a conflict
-                raise _duplicate(key_name, key_value, ("", ""), False)
-            if (holder[0], holder[1]) != (res_type, res_id):
-                raise _duplicate(key_name, key_value, (holder[0], holder[1]), name_holder)
+    def _index_values(
+        self, res_type: str, resource: dict[str, Any]
+    ) -> list[tuple[str, IndexValue]]:
+        return [
+            (param.name, value)
+            for param in self.search_params.get(res_type, {}).values()
+            for value in index_values(param, resource)
+        ]
 
     async def claim_conditional(self, conn: Connection, res_type: str) -> None:
         """Serialise the conditional creates of one resource type on a unique row.

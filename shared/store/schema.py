@@ -19,6 +19,7 @@ statement fewer on the hot path, and no code path can store a version without it
 from __future__ import annotations
 
 from shared.store.database import Connection, Database
+from shared.store.version_write import STORE_VERSION_FUNCTION
 
 _COMMON = [
     """CREATE TABLE IF NOT EXISTS resources (
@@ -72,6 +73,7 @@ _DIALECT_STATEMENTS = {
             END IF;
             RETURN NULL;
         END $$ LANGUAGE plpgsql""",
+        STORE_VERSION_FUNCTION,
         "DROP TRIGGER IF EXISTS resources_keep_history ON resources",
         """CREATE TRIGGER resources_keep_history AFTER INSERT OR UPDATE OF version ON resources
         FOR EACH ROW EXECUTE FUNCTION keep_resource_history()""",
