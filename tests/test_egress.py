@@ -21,6 +21,12 @@ NOT_PUBLIC = [
     "169.254.169.254", "100.64.0.1", "224.0.0.1", "255.255.255.255", "192.0.2.1",
     "::1", "::", "fe80::1", "fd00:ec2::254", "fc00::1", "ff02::1", "2001:db8::1",
     "::ffff:10.0.0.1", "::ffff:127.0.0.1", "2002:a00:1::1",
+    # IPv4 inside IPv6 in the other forms: NAT64 (well-known and local-use prefixes),
+    # IPv4-compatible, IPv4-translated; and IPv6 outside global unicast.
+    "64:ff9b::a9fe:a9fe", "64:ff9b::a00:1", "64:ff9b::7f00:1", "64:ff9b:1::a9fe:a9fe",
+    "::a9fe:a9fe", "::10.0.0.1", "::127.0.0.2", "::ffff:0:a9fe:a9fe", "::ffff:0:7f00:1",
+    "64:ff9b::5db8:d822", "::ffff:93.184.216.34", "fec0::1", "feff::1", "fe00::1",
+    "5f00::1", "3fff::1",
 ]  # fmt: skip
 
 
@@ -41,6 +47,8 @@ def unresolved(allowed: tuple[str, ...] = ()) -> EgressPolicy:
 async def test_a_public_address_is_sent_to() -> None:
     assert await resolving(PUBLIC).addresses("partner.no", 443) == [PUBLIC]
     await resolving(PUBLIC).check_url("https://partner.no/hook")
+    public_v6 = "2606:2800:220:1:248:1893:25c8:1946"
+    assert await resolving(public_v6).addresses("partner.no", 443) == [public_v6]
 
 
 @pytest.mark.parametrize("address", NOT_PUBLIC)

@@ -184,7 +184,8 @@ async def test_a_subscription_is_its_owners_alone(subscriptions: SubscriptionWor
     found = await world.fhir("GET", "Subscription", by=BUP)
     assert [e["resource"]["id"] for e in found.json()["entry"]] == [sub_id]
     # a write operation is not reached with GET, nor a read one refused with POST
-    reply = await world.fhir("POST", f"Subscription/{sub_id}/$status", {}, by=BUP)
+    parameters = {"resourceType": "Parameters"}
+    reply = await world.fhir("POST", f"Subscription/{sub_id}/$status", parameters, by=BUP)
     assert reply.status == 200, reply.body
 
 
@@ -421,3 +422,70 @@ async def test_nothing_after_the_subscriptions_end(subscriptions: SubscriptionWo
     await open_ended.wait_for_numbers(1)
     await asyncio.sleep(0.3)
     assert ended.numbers() == []
+
+
+async def test_the_reading_operations_need_the_read_scope_whatever_the_method(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    """`$status` and `$events` only read: POST and HEAD need the read scope as GET does,
+    and a scope to update Subscriptions does not reach them."""
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
+    sub_id = await subscriptions.active(body, BUP)
+    updating = world.token(BUP, scope="system/Subscription.u")
+    reading = world.token(BUP, scope="system/Subscription.r")
+    empty = {"resourceType": "Parameters"}
+    for operation in ("$status", "$events"):
+        path = f"Subscription/{sub_id}/{operation}"
+        for method, payload in (("GET", None), ("HEAD", None), ("POST", empty)):
+            refused = await world.fhir(method, path, payload, by=BUP, token=updating)
+            assert refused.status == 403, (method, operation, refused.status)
+            allowed = await world.fhir(method, path, payload, by=BUP, token=reading)
+            assert allowed.status == 200, (method, operation, allowed.status, allowed.body)
+
+
+async def test_a_reading_operation_refuses_what_it_does_not_take_for_every_id(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    """A malformed body or an unknown parameter is a 400, the same for the caller's own
+    Subscription and for one that does not exist."""
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
+    own = await subscriptions.active(body, BUP)
+    answers = []
+    for res_id in (own, "no-such-subscription"):
+        for method, path, payload in (
+            ("POST", f"Subscription/{res_id}/$status", None),
+            ("GET", f"Subscription/{res_id}/$events?foo=bar", None),
+            ("GET", f"Subscription/{res_id}/$status?content=full-resource", None),
+            ("GET", f"Subscription/{res_id}/$events?content=everything", None),
+        ):
+            headers = {"Content-Type": "application/fhir+json"}
+            raw = b"{bad json" if method == "POST" else None
+            reply = await world.stack.call(
+                method, path, payload, token=world.token(BUP), headers=headers, raw=raw
+            )
+            answers.append((path.split("/", 2)[2], reply.status, reply.body))
+    assert all(status == 400 for _, status, _ in answers), answers
+    half = len(answers) // 2
+    assert [(p, b) for p, _, b in answers[:half]] == [(p, b) for p, _, b in answers[half:]]
+
+
+async def test_a_partner_header_cannot_change_how_a_notification_travels(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    partner = await subscriptions.partner()
+    world = subscriptions.referrals
+    for header in ("Upgrade: h2c", "TE: trailers", "Keep-Alive: 5", "Expect: 100-continue",
+                   "Proxy-Authorization: Basic eA==", "X-Forwarded-For: 10.0.0.1",
+                   "Forwarded: for=10.0.0.1", "X-Note: æøå"):  # fmt: skip
+        body = subscription("referral-status", endpoint=partner.url)
+        body["channel"]["header"] = [header]
+        reply = await world.fhir("POST", "Subscription", body, by=BUP)
+        assert reply.status == 422, (header, reply.status, reply.body)
+        assert "Subscription.channel.header" in reply.body.decode(), reply.body
+    accepted = subscription("referral-status", endpoint=partner.url)
+    accepted["channel"]["header"] = ["Authorization: Bearer partner-token"]
+    assert (await world.fhir("POST", "Subscription", accepted, by=BUP)).status == 201

@@ -294,12 +294,12 @@ async def instance(request: web.Request) -> web.Response:
 
 async def instance_operation(request: web.Request) -> web.Response:
     """`POST /fhir/{type}/{id}/$name`: an operation on one resource, sent to the service
-    that owns the type; it may change the resource, so it needs the type's update scope.
-    `GET` asks an operation that only reads (e.g. a Subscription's `$status`); it needs
-    the read scope, and the service refuses it for an operation that writes."""
+    that owns the type. `GET` (and `HEAD`) ask an operation that only reads (e.g. a
+    Subscription's `$status`); the service refuses it for an operation that writes. The
+    scope follows the operation, not the method (`shared.access.permissions`)."""
     fhir_request = build_request(
         request,
-        "read-operation" if request.method == "GET" else "operation",
+        "read-operation" if request.method in ("GET", "HEAD") else "operation",
         resource_type=request.match_info["type"],
         res_id=request.match_info["id"],
     )

@@ -27,6 +27,7 @@ from services.subscriptions.queue import Delivery, DeliveryQueue
 from shared.events import DomainEvent
 from shared.fhir.answers import json_response, not_found
 from shared.fhir.errors import error
+from shared.fhir.parameters import operation_parameters
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
 
@@ -36,8 +37,28 @@ MAX_EVENTS = 500
 WHOLE_NUMBER = re.compile(r"[0-9]{1,15}")
 
 
-def _number(request: FhirRequest, name: str) -> int | None:
-    values = [v for k, v in request.params if k == name]
+STATUS_PARAMETERS: frozenset[str] = frozenset()
+EVENTS_PARAMETERS = frozenset({"eventsSinceNumber", "eventsUntilNumber", "content"})
+IGNORED_PARAMETERS = frozenset({"_format", "_pretty"})
+
+
+def _arguments(request: FhirRequest, body: bytes, known: frozenset[str]) -> list[tuple[str, str]]:
+    """The operation's parameters, from the URL and (POST) a Parameters body: a malformed
+    body or a parameter the operation does not take is a 400, checked before the
+    Subscription is looked up, so it answers alike for every id."""
+    given = [(k, v) for k, v in request.params if k not in IGNORED_PARAMETERS]
+    if body.strip():
+        parameters = operation_parameters(body, request.operation or "", known)
+        given += [(name, str(value)) for name, value in parameters.items()]
+    unknown = sorted({name for name, _ in given} - known)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "no parameters"
+        raise error(400, "not-supported", f"{request.operation} takes {takes}; not {unknown}")
+    return given
+
+
+def _number(params: list[tuple[str, str]], name: str) -> int | None:
+    values = [v for k, v in params if k == name]
     if not values:
         return None
     if len(values) > 1 or not WHOLE_NUMBER.fullmatch(values[0]):
@@ -56,7 +77,6 @@ class SubscriptionOperations:
 
     def register(self) -> None:
         self._fhir.operations.update({STATUS: self.status, EVENTS: self.events})
-        self._fhir.read_operations |= {STATUS, EVENTS}
 
     async def _subscription(self, request: FhirRequest) -> tuple[Delivery, SubscriptionSettings]:
         """The Subscription the operation is on, once the caller may see it: its delivery
@@ -76,6 +96,7 @@ class SubscriptionOperations:
         return row, settings
 
     async def status(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        _arguments(request, body, STATUS_PARAMETERS)
         row, settings = await self._subscription(request)
         errors = []
         if row.failing_since:
@@ -104,15 +125,17 @@ class SubscriptionOperations:
         return json_response(200, bundle)
 
     async def events(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        row, settings = await self._subscription(request)
-        first = _number(request, "eventsSinceNumber") or 1
-        until = _number(request, "eventsUntilNumber")
+        params = _arguments(request, body, EVENTS_PARAMETERS)
+        first = _number(params, "eventsSinceNumber") or 1
+        until = _number(params, "eventsUntilNumber")
         if until is not None and until < first:
             raise error(400, "invalid", "eventsUntilNumber is before eventsSinceNumber")
-        last = min(until if until is not None else row.events_since_start, first + MAX_EVENTS - 1)
-        content = next((v for k, v in request.params if k == "content"), settings.content)
-        if content not in CONTENTS:
+        asked = [v for k, v in params if k == "content"]
+        if len(asked) > 1 or (asked and asked[0] not in CONTENTS):
             raise error(400, "invalid", f"content must be one of {list(CONTENTS)}", "content")
+        row, settings = await self._subscription(request)
+        last = min(until if until is not None else row.events_since_start, first + MAX_EVENTS - 1)
+        content = asked[0] if asked else settings.content
         subscriber = subscriber_caller(row.owner, row.owner_kind)
         released = []
         notified = []

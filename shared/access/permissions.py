@@ -103,12 +103,21 @@ CONSENT_API_SCOPES = {
 (`shared.auth.scopes.required_scope`)."""
 
 
+READING_OPERATIONS = frozenset({("Subscription", "$status"), ("Subscription", "$events")})
+"""The operations that only read. They need their type's read scope, however they are
+asked (FHIR allows POST for every operation, GET only for these); every other operation
+needs the update scope and is refused (405) over GET."""
+
+
 def scope_needed(request: FhirRequest) -> tuple[str, str]:
     """The (resource type, interaction) whose SMART scope a request needs: its own for a
     FHIR interaction or an operation on a type, the declared one for the consent API.
     Checked at the gateway and again by the service that answers (`authorize_request`)."""
     if request.resource_type is None and request.operation in CONSENT_API_SCOPES:
         return CONSENT_API_SCOPES[request.operation]
+    if request.interaction in ("operation", "read-operation"):
+        reading = (request.resource_type, request.operation) in READING_OPERATIONS
+        return request.resource_type or "", "read-operation" if reading else "operation"
     return request.resource_type or "", request.interaction
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from shared.access.permissions import Rule, request_rule
+from shared.access.permissions import READING_OPERATIONS, Rule, request_rule
 from shared.auth.scopes import authorize_request
 from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
@@ -127,7 +127,7 @@ class FhirRouter:
         if operation is None:
             raise error(404, "not-supported", f"No operation {request.operation!r}")
         if request.interaction == "read-operation" and (
-            request.operation not in self.service.read_operations
+            (request.resource_type, request.operation) not in READING_OPERATIONS
         ):
             raise error(405, "not-supported", f"{request.operation} changes data: use POST")
         return await operation(request, body)

@@ -45,8 +45,6 @@ class FhirService(ServiceData):
         super().__init__(name, definitions, db, prefix=prefix, guard=guard)
         self.operations: dict[str, Operation] = {}
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
-        self.read_operations: set[str] = set()
-        """The operations that only read: the only ones a `read-operation` (GET) reaches."""
         self._on_commit = on_commit
         self.announcer: RelationAnnouncer | None = None
         """Set by the runtime: tells the directory of new relations (`committed`)."""

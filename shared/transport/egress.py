@@ -39,16 +39,35 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
+"""The only IPv6 addresses that are public unicast; everything outside is reserved or
+special (IPv4-compatible, IPv4-translated, NAT64, site-local, unique-local, link-local)."""
+EMBEDDING_V6 = (
+    ipaddress.IPv6Network("::/96"),  # IPv4-compatible (deprecated)
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT)
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # NAT64, local use
+)
+"""Prefixes whose last 32 bits are an IPv4 address, besides IPv4-mapped, 6to4 and Teredo."""
+NOT_GLOBAL_V6 = (ipaddress.IPv6Network("3fff::/20"),)  # documentation (RFC 9637)
+"""Inside 2000::/3 but not public, and not yet known to every Python's `is_global`."""
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries, in any of the forms that carry one."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if any(address in prefix for prefix in EMBEDDING_V6):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def not_public(address: Address) -> str | None:
     """Why an address is not one to send to, or None for a public unicast address."""
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = (
-            address.ipv4_mapped
-            or address.sixtofour
-            or (address.teredo[1] if address.teredo else None)
-        )
-        if embedded is not None:
-            return not_public(embedded) or None
     if address.is_multicast:
         return "a multicast address"
     if address.is_loopback:
@@ -57,8 +76,21 @@ def not_public(address: Address) -> str | None:
         return "a link-local address (where cloud metadata services answer)"
     if address.is_unspecified:
         return "the unspecified address"
+    outside = isinstance(address, ipaddress.IPv6Address) and (
+        address not in GLOBAL_UNICAST_V6 or any(address in n for n in NOT_GLOBAL_V6)
+    )
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(address)
+        if embedded is not None:
+            reason = not_public(embedded)
+            if reason is not None:
+                return reason
+            if outside:
+                return "an IPv4 address inside IPv6"
     if not address.is_global:
         return "a private, shared or reserved address"
+    if outside:
+        return "a reserved IPv6 address"
     return None
 
 

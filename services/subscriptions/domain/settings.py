@@ -117,6 +117,14 @@ def _headers(channel: dict[str, Any], problems: list[Problem]) -> tuple[tuple[st
             problems.append(
                 _bad(f"Header {text!r} must be 'Name: value'", "Subscription.channel.header")
             )
+        elif not value.isascii():
+            problems.append(
+                _bad(
+                    f"Header {name} must be ASCII (encode other characters, e.g. as"
+                    " percent-encoded UTF-8): HTTP sends header values as bytes",
+                    "Subscription.channel.header",
+                )
+            )
         elif name.lower() in RESERVED_HEADERS:
             problems.append(
                 _bad(f"Header {name} is set by the server", "Subscription.channel.header")

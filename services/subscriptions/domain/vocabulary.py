@@ -32,6 +32,21 @@ RESERVED_HEADERS = frozenset(
         "host",
         "transfer-encoding",
         "connection",
+        # Hop-by-hop, and what proxies act on: a partner's header must not change how
+        # the request travels or claim where it came from.
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "expect",
+        "proxy-authorization",
+        "proxy-authenticate",
+        "proxy-connection",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "via",
         SIGNATURE_HEADER.lower(),
         SUBSCRIPTION_HEADER.lower(),
     }
