@@ -59,7 +59,6 @@ from shared.access.permissions import (
     TABLE,
     Actor,
     Rule,
-    markdown_table,
 )
 from shared.identifiers import FNR_SYSTEM
 from tests.permission_world import (
@@ -1395,6 +1394,23 @@ async def test_cell(permissions: PermissionWorld, row: str, action: str, actor: 
 def test_every_row_has_a_scenario() -> None:
     rows = {(row, action) for row, actions in TABLE.items() for action in actions}
     assert rows == set(SCENARIOS)
+
+
+def markdown_table() -> str:
+    """The table as Markdown, for the README (a test keeps the two the same)."""
+    actors = list(Actor)
+    lines = [
+        "| resource or route | action | " + " | ".join(a.value for a in actors) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in actors) + " |",
+    ]
+    for resource_type, actions in TABLE.items():
+        for action, row in actions.items():
+            values = [row.get(actor, Rule.NO).value for actor in actors]
+            if resource_type == CONSENT_API:
+                method, path = CONSENT_API_ROUTES[action]
+                action = f"{method} /consent/v1{path}"
+            lines.append(f"| {resource_type} | {action} | " + " | ".join(values) + " |")
+    return "\n".join(lines)
 
 
 def test_the_readme_has_the_table() -> None:

@@ -16,8 +16,8 @@ condition on the data, enforced in one place each:
   own answer; each type says which in `OWNERSHIP`).
 
 `permission` is called by every service for every interaction, operation and transaction
-entry (`shared.fhir.router`, `shared.fhir.transaction`); the table is rendered into the README
-(`markdown_table`) and every cell is tested (`tests/test_permission_table.py`).
+entry (`shared.fhir.router`, `shared.fhir.transaction`); every cell is tested, and the
+README shows the table as the test renders it (`tests/test_permission_table.py`).
 """
 
 from __future__ import annotations
@@ -386,20 +386,3 @@ def may_know_care_orders(caller: Caller) -> bool:
     return caller.credential in ("service", "person", "operator", "register") or (
         caller.credential == "organisation" and caller.org_kind in CARE_ORDER_KINDS
     )
-
-
-def markdown_table() -> str:
-    """The table as Markdown, for the README (a test keeps the two the same)."""
-    actors = list(Actor)
-    lines = [
-        "| resource or route | action | " + " | ".join(a.value for a in actors) + " |",
-        "| --- | --- | " + " | ".join("---" for _ in actors) + " |",
-    ]
-    for resource_type, actions in TABLE.items():
-        for action, row in actions.items():
-            values = [row.get(actor, Rule.NO).value for actor in actors]
-            if resource_type == CONSENT_API:
-                method, path = CONSENT_API_ROUTES[action]
-                action = f"{method} /consent/v1{path}"
-            lines.append(f"| {resource_type} | {action} | " + " | ".join(values) + " |")
-    return "\n".join(lines)
