@@ -470,8 +470,8 @@ class ConsentHandlers:
             await self._queue_state(uow, PatientAccessState(patient=patient_id))
 
     async def _disclosures(self, uow: StoreUnitOfWork, patient_id: str) -> list[Disclosure]:
-        found = await uow.find(
-            "AuditEvent", [("patient", f"Patient/{patient_id}"), ("subtype", "hpl-33")], 1000
+        found = await uow.carrying_all(
+            "AuditEvent", [("subtype", "hpl-33"), ("patient", f"Patient/{patient_id}")], 1000
         )
         disclosures = []
         for stored in found:

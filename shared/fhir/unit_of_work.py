@@ -67,6 +67,13 @@ class StoreUnitOfWork:
         query.count = count
         return (await self.data.store.search(self.conn, query)).resources
 
+    async def carrying_all(
+        self, resource_type: str, values: list[tuple[str, str]], count: int
+    ) -> list[StoredResource]:
+        """Resources whose index holds every (parameter, exact value): for a rare value
+        beside a common one (`ResourceStore.carrying_all`)."""
+        return await self.data.store.carrying_all(self.conn, resource_type, values, count)
+
     def lookup(self) -> Lookup:
         async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
             if resource_type not in self.data.definitions or not ID_PATTERN.fullmatch(res_id):

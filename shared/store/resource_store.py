@@ -163,6 +163,27 @@ class ResourceStore:
         )
         return [_row(row) for row in rows]
 
+    async def carrying_all(
+        self, conn: Connection, res_type: str, values: Sequence[tuple[str, str]], limit: int
+    ) -> list[StoredResource]:
+        """Current resources of a type whose index holds every one of `values` (search
+        parameter, exact value), found by intersecting the index rows of each value. For
+        a rare value beside a common one (an hpl §33 disclosure among a child's many
+        audit records) the cost follows the rows of each value, where a search would walk
+        every resource of the common one."""
+        selects = " INTERSECT ".join(
+            "SELECT res_id FROM search_index WHERE res_type = ? AND param = ? AND value = ?"
+            for _ in values
+        )
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM resources r WHERE r.res_type = ? AND r.deleted = 0"
+            f" AND r.res_id IN ({selects}) ORDER BY r.res_id LIMIT ?",
+            res_type,
+            *[arg for param, value in values for arg in (res_type, param, value)],
+            limit,
+        )
+        return [_row(row) for row in rows]
+
     async def vread(
         self, conn: Connection, res_type: str, res_id: str, version: int
     ) -> StoredResource | None:
