@@ -67,12 +67,16 @@ async def store_audit_events(fhir: FhirService, events: list[dict[str, Any]]) ->
         return
     definition = fhir.definitions["AuditEvent"]
     async with fhir.unit_of_work(service_update("AuditEvent", events[0]["id"])) as uow:
+        stored = await uow.existing("AuditEvent", [event["id"] for event in events])
         for event in events:
-            if await uow.read("AuditEvent", event["id"]) is not None:
+            if event["id"] in stored:
                 continue
             try:
-                await writes.update(
-                    uow.bound(service_update("AuditEvent", event["id"])), definition, event
+                await writes.create(
+                    uow.bound(service_update("AuditEvent", event["id"])),
+                    definition,
+                    event,
+                    res_id=event["id"],
                 )
             except FhirError as exc:
                 log.error("AuditEvent %s cannot be stored: %s", event["id"], exc.issues)

@@ -67,6 +67,10 @@ class StoreUnitOfWork:
         query.count = count
         return (await self.data.store.search(self.conn, query)).resources
 
+    async def existing(self, resource_type: str, ids: list[str]) -> set[str]:
+        """Which of `ids` are stored (deleted or not), in one statement."""
+        return await self.data.store.existing(self.conn, resource_type, ids)
+
     async def carrying_all(
         self, resource_type: str, values: list[tuple[str, str]], count: int
     ) -> list[StoredResource]:

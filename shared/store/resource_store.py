@@ -163,6 +163,18 @@ class ResourceStore:
         )
         return [_row(row) for row in rows]
 
+    async def existing(self, conn: Connection, res_type: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` are stored (deleted or not)."""
+        if not ids:
+            return set()
+        marks = ", ".join("?" * len(ids))
+        rows = await conn.fetch(
+            f"SELECT res_id FROM resources WHERE res_type = ? AND res_id IN ({marks})",
+            res_type,
+            *ids,
+        )
+        return {str(row[0]) for row in rows}
+
     async def carrying_all(
         self, conn: Connection, res_type: str, values: Sequence[tuple[str, str]], limit: int
     ) -> list[StoredResource]:
