@@ -105,6 +105,16 @@ def _serve(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+async def _serving(referrals: ReferralWorld) -> None:
+    """Wait until a subscriptions process of the test's own answers through the gateway."""
+
+    async def answers() -> bool:
+        reply = await referrals.fhir("GET", "SubscriptionTopic", by=BUP)
+        return reply.status == 200
+
+    await wait_for(answers, limit=30)
+
+
 async def test_a_delivery_worker_killed_mid_notification_loses_nothing(
     referrals: ReferralWorld, tmp_path: Path
 ) -> None:
@@ -114,12 +124,7 @@ async def test_a_delivery_worker_killed_mid_notification_loses_nothing(
     second: subprocess.Popen[bytes] | None = None
     partner = await world.partner()
     try:
-
-        async def serving() -> bool:
-            reply = await referrals.fhir("GET", "SubscriptionTopic", by=BUP)
-            return reply.status == 200
-
-        await wait_for(serving, limit=30)
+        await _serving(referrals)
         sub_id = await _active(world, partner)
         partner.delay = 3.0
         referral = await referrals.submit(await referrals.child())
@@ -164,12 +169,7 @@ async def test_a_standby_instance_takes_over_from_a_killed_one_within_seconds(
     standby: subprocess.Popen[bytes] | None = None
     partner = await world.partner()
     try:
-
-        async def serving() -> bool:
-            reply = await referrals.fhir("GET", "SubscriptionTopic", by=BUP)
-            return reply.status == 200
-
-        await wait_for(serving, limit=30)
+        await _serving(referrals)
         await _active(world, partner)
         standby = _serve(settings, tmp_path / "standby.log")
 

@@ -36,32 +36,8 @@ from shared.store.search_sql import (
     resources_by_id_sql,
     revinclude_sql,
 )
-from shared.store.version_write import UniqueKey, VersionRow, store_version
-
-
-@dataclass(frozen=True)
-class StoredResource:
-    res_type: str
-    res_id: str
-    version: int
-    last_updated: str
-    deleted: bool
-    body: bytes | None
-    access: ResourceAccess = NO_ACCESS_COLUMNS
-
-    @property
-    def reference(self) -> str:
-        return f"{self.res_type}/{self.res_id}"
-
-    @property
-    def etag(self) -> str:
-        return f'W/"{self.version}"'
-
-    def json(self) -> dict[str, Any]:
-        if self.body is None:
-            raise ValueError("A deleted version has no body")
-        data: dict[str, Any] = orjson.loads(self.body)
-        return data
+from shared.store.stored import StoredResource as StoredResource
+from shared.store.version_write import UniqueKey, store_version
 
 
 @dataclass(frozen=True)
@@ -248,16 +224,10 @@ class ResourceStore:
         """Store `stored` (from `next_version`) after `previous`, with its index rows, its
         unique keys (`previous_keys` are those of `previous`) and `messages` for the
         outbox, all in the caller's transaction (`shared.store.version_write`)."""
-        access = stored.access
-        row = VersionRow(
-            stored.res_type, stored.res_id, stored.version, stored.last_updated,
-            stored.deleted, stored.body,
-            (access.patient, access.category, access.author, access.parties_text),
-        )  # fmt: skip
         index = [] if resource is None else self._index_values(stored.res_type, resource)
         conflict = await store_version(
             conn,
-            row,
+            stored,
             previous_version=previous.version if previous is not None else 0,
             index=index,
             keys=unique_keys if resource is not None else (),

@@ -24,6 +24,7 @@ from shared.clock import now_instant
 from shared.fhir.search_params import IndexValue
 from shared.store.database import Connection
 from shared.store.outbox import PATIENT_LOCK, Message
+from shared.store.stored import StoredResource
 
 UniqueKey = tuple[str, str]
 
@@ -88,20 +89,6 @@ END $$ LANGUAGE plpgsql""".replace("patient_lock", PATIENT_LOCK.replace("?", "p_
 
 
 @dataclass(frozen=True)
-class VersionRow:
-    """The row of a version in `resources`, as it is stored."""
-
-    res_type: str
-    res_id: str
-    version: int
-    last_updated: str
-    deleted: bool
-    body: bytes | None
-    columns: tuple[str | None, str | None, str | None, str | None]
-    """patient, category, author, parties"""
-
-
-@dataclass(frozen=True)
 class Conflict:
     """Why a version was not stored: `changed` (another version came first) or
     `duplicate` (a unique key another resource holds, with the holder if known)."""
@@ -113,7 +100,7 @@ class Conflict:
 
 async def store_version(
     conn: Connection,
-    row: VersionRow,
+    row: StoredResource,
     *,
     previous_version: int,
     index: Sequence[tuple[str, IndexValue]],
@@ -130,9 +117,15 @@ async def store_version(
     return await _in_statements(conn, row, previous_version, index, claim, release, messages)
 
 
+def _columns(row: StoredResource) -> tuple[str | None, ...]:
+    """The access columns: patient, category, author, parties."""
+    access = row.access
+    return access.patient, access.category, access.author, access.parties_text
+
+
 async def _in_one_call(
     conn: Connection,
-    row: VersionRow,
+    row: StoredResource,
     previous_version: int,
     index: Sequence[tuple[str, IndexValue]],
     keys: Sequence[UniqueKey],
@@ -144,7 +137,7 @@ async def _in_one_call(
         "SELECT store_version(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
         " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         row.res_type, row.res_id, row.version, previous_version, row.last_updated,
-        int(row.deleted), row.body, *row.columns, release,
+        int(row.deleted), row.body, *_columns(row), release,
         [name + value.qualifier for name, value in index],
         [value.system for _, value in index], [value.value for _, value in index],
         [value.lo for _, value in index], [value.hi for _, value in index],
@@ -163,14 +156,14 @@ async def _in_one_call(
 
 async def _in_statements(
     conn: Connection,
-    row: VersionRow,
+    row: StoredResource,
     previous_version: int,
     index: Sequence[tuple[str, IndexValue]],
     keys: Sequence[UniqueKey],
     release: bool,
     messages: Sequence[Message],
 ) -> Conflict | None:
-    values = (row.version, row.last_updated, int(row.deleted), row.body, *row.columns)
+    values = (row.version, row.last_updated, int(row.deleted), row.body, *_columns(row))
     if previous_version == 0:
         await conn.execute(
             "INSERT INTO resources (res_type, res_id, version, last_updated, deleted, body,"

@@ -1,0 +1,36 @@
+"""A stored version of a resource as the store hands it out: the exact JSON bytes served
+on reads, and the access columns the consent step decides on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from shared.store.access_sql import NO_ACCESS_COLUMNS, ResourceAccess
+
+
+@dataclass(frozen=True)
+class StoredResource:
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: str
+    deleted: bool
+    body: bytes | None
+    access: ResourceAccess = NO_ACCESS_COLUMNS
+
+    @property
+    def reference(self) -> str:
+        return f"{self.res_type}/{self.res_id}"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    def json(self) -> dict[str, Any]:
+        if self.body is None:
+            raise ValueError("A deleted version has no body")
+        data: dict[str, Any] = orjson.loads(self.body)
+        return data
