@@ -346,3 +346,18 @@ async def test_formats_and_search_forms(stack: Stack) -> None:
         "GET", "PractitionerRole?_include=PractitionerRole:practitioner:Patient"
     )
     assert wrong_target.status == 400
+
+
+async def test_broken_percent_escapes_in_if_none_exist_are_refused(stack: Stack) -> None:
+    """`%ZZ` or a lone `%` is not what the client meant: a 400, not a create."""
+    await stack.admit("974760673", "bup")
+    for condition in ("family=%ZZ", "family=%", "family=Half%4"):
+        reply = await stack.call(
+            "POST", "Practitioner", practitioner("Escape"), headers={"If-None-Exist": condition}
+        )
+        assert reply.status == 400, (condition, reply.status, reply.body)
+        assert b"If-None-Exist" in reply.body
+    kept = await stack.call(
+        "POST", "Practitioner", practitioner("Escape"), headers={"If-None-Exist": "family=Esc%61pe"}
+    )
+    assert kept.status == 201, kept.body

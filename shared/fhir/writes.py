@@ -10,6 +10,7 @@ same functions with `check_access=False` when they have checked first.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -23,6 +24,10 @@ from shared.fhir.search_query import parse_search
 from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.store.resource_store import DuplicateKey, StoredResource, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
+
+BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+"""A percent sign that does not begin an escape: the criteria are not what the client
+meant, and matching them as text would create where it meant to find."""
 
 
 async def create(
@@ -173,6 +178,10 @@ async def _conditional_match(
     uow: StoreUnitOfWork, definition: ResourceDefinition
 ) -> StoredResource | None:
     request = uow.request
+    if BROKEN_ESCAPE.search(request.if_none_exist or ""):
+        raise error(
+            400, "invalid", "If-None-Exist is not a query string: a % begins two hex digits"
+        )
     criteria = sorted(parse_qsl(request.if_none_exist or "", keep_blank_values=True))
     query = parse_search(definition.resource_type, criteria, uow.data.search_params)
     if not query.criteria:
