@@ -361,3 +361,15 @@ async def test_broken_percent_escapes_in_if_none_exist_are_refused(stack: Stack)
         "POST", "Practitioner", practitioner("Escape"), headers={"If-None-Exist": "family=Esc%61pe"}
     )
     assert kept.status == 201, kept.body
+
+
+async def test_a_value_of_the_wrong_json_type_is_a_422_not_a_500(stack: Stack) -> None:
+    """The model's own validators assume a url is text: a number or a boolean there is
+    the client's error."""
+    await stack.admit("974760673", "bup")
+    values: tuple[object, ...] = (5, True, 5.5, [], {})
+    for value in values:
+        body = {**practitioner("Typed"), "photo": [{"url": value}]}
+        reply = await stack.call("POST", "Practitioner", body)
+        assert reply.status == 422, (value, reply.status, reply.body)
+        assert b"Internal" not in reply.body and b"unhashable" not in reply.body

@@ -480,7 +480,10 @@ async def test_a_partner_header_cannot_change_how_a_notification_travels(
     world = subscriptions.referrals
     for header in ("Upgrade: h2c", "TE: trailers", "Keep-Alive: 5", "Expect: 100-continue",
                    "Proxy-Authorization: Basic eA==", "X-Forwarded-For: 10.0.0.1",
-                   "Forwarded: for=10.0.0.1", "X-Note: æøå"):  # fmt: skip
+                   "Forwarded: for=10.0.0.1", "X-Note: æøå", "Proxy-Foo: x",
+                   "X-Forwarded-Client-Cert: By=spiffe://x", "x-forwarded-port: 1",
+                   "X-Real-IP: 10.0.0.1", "Content-Encoding: gzip",
+                   "X-Barnebro-Own: 1"):  # fmt: skip
         body = subscription("referral-status", endpoint=partner.url)
         body["channel"]["header"] = [header]
         reply = await world.fhir("POST", "Subscription", body, by=BUP)
@@ -489,3 +492,38 @@ async def test_a_partner_header_cannot_change_how_a_notification_travels(
     accepted = subscription("referral-status", endpoint=partner.url)
     accepted["channel"]["header"] = ["Authorization: Bearer partner-token"]
     assert (await world.fhir("POST", "Subscription", accepted, by=BUP)).status == 201
+
+
+async def test_an_endpoint_every_url_parser_reads_alike(subscriptions: SubscriptionWorld) -> None:
+    """An endpoint that parsers could read with different hosts is refused, so the host
+    checked is the host connected to."""
+    world = subscriptions.referrals
+    for endpoint in (
+        "https://127.0.0.1[2606:4700::1]/hook",
+        "https://[2606:4700::1].127.0.0.1/hook",
+        "https://[2606:4700::1]127.0.0.1/hook",
+        "https://[2606:4700::1]x/hook",
+        "https://[2606:4700::1]:0/hook",
+        "https://[2606:4700::1%25eth0]/hook",
+        "https://@[2606:4700::1]/hook",
+        "https://:@[2606:4700::1]/hook",
+    ):
+        body = subscription("referral-status", endpoint=endpoint)
+        reply = await world.fhir("POST", "Subscription", body, by=BUP)
+        assert reply.status == 422, (endpoint, reply.status, reply.body)
+        assert "Subscription.channel.endpoint" in reply.body.decode(), reply.body
+
+
+async def test_a_header_list_is_short_and_names_each_header_once(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    world = subscriptions.referrals
+    partner = await subscriptions.partner()
+    for headers in (
+        [f"X-Note-{n}: x" for n in range(21)],
+        ["Authorization: Bearer a", "authorization: Bearer b"],
+    ):
+        body = subscription("referral-status", endpoint=partner.url)
+        body["channel"]["header"] = headers
+        reply = await world.fhir("POST", "Subscription", body, by=BUP)
+        assert reply.status == 422, (headers[:2], reply.status, reply.body)

@@ -36,5 +36,6 @@ def operation_parameters(
         found[name] = values[0]
     if known is not None and set(found) - set(known):
         unknown = ", ".join(sorted(set(found) - set(known)))
-        raise error(400, "invalid", f"{operation} takes {', '.join(sorted(known))}; not {unknown}")
+        takes = ", ".join(sorted(known)) or "no parameters"
+        raise error(400, "invalid", f"{operation} takes {takes}; not {unknown}")
     return found

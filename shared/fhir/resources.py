@@ -132,8 +132,17 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
         model = cls.model_validate(data)
     except ValidationError as exc:
         raise FhirError(422, validation_issues(resource_type, exc)) from exc
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:
         raise error(422, "invalid", f"Invalid {resource_type}: {exc}", resource_type) from exc
+    except (TypeError, AttributeError) as exc:
+        # The model's own validators assume the JSON type they check (a url that is a
+        # number): the client sent a value of the wrong type, not a server fault.
+        raise error(
+            422,
+            "structure",
+            f"Invalid {resource_type}: a value has the wrong JSON type for its element",
+            resource_type,
+        ) from exc
     problems = list(json_type_mismatches(data, model, resource_type))
     problems += _contained_parties(data, resource_type)
     problems += list(_misspelt_systems(data, resource_type))

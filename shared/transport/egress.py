@@ -83,10 +83,7 @@ def not_public(address: Address) -> str | None:
         embedded = embedded_ipv4(address)
         if embedded is not None:
             reason = not_public(embedded)
-            if reason is not None:
-                return reason
-            if outside:
-                return "an IPv4 address inside IPv6"
+            return "an IPv4 address inside IPv6" + (f" ({embedded}: {reason})" if reason else "")
     if not address.is_global:
         return "a private, shared or reserved address"
     if outside:

@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
+
+from yarl import URL
 
 from services.subscriptions.domain.criteria import Criterion, parse_criteria
 from services.subscriptions.domain.topics import BY_URL, Topic
@@ -19,8 +21,10 @@ from services.subscriptions.domain.vocabulary import (
     FILTER_CRITERIA_EXT,
     HEARTBEAT_EXT,
     MAX_COUNT_EXT,
+    MAX_HEADERS,
     NATS,
     PAYLOAD_CONTENT_EXT,
+    RESERVED_HEADER_PREFIXES,
     RESERVED_HEADERS,
     REST_HOOK,
     SIGNING_SECRET_EXT,
@@ -105,7 +109,15 @@ MAX_INSTANT = 10**15
 
 def _headers(channel: dict[str, Any], problems: list[Problem]) -> tuple[tuple[str, str], ...]:
     found = []
-    for text in channel.get("header") or []:
+    given = channel.get("header") or []
+    if len(given) > MAX_HEADERS:
+        problems.append(_bad(f"At most {MAX_HEADERS} headers", "Subscription.channel.header"))
+        return ()
+    names = [str(text).partition(":")[0].strip().lower() for text in given]
+    if len(set(names)) != len(names):
+        problems.append(_bad("Each header at most once", "Subscription.channel.header"))
+        return ()
+    for text in given:
         name, colon, value = str(text).partition(":")
         name = name.strip()
         if (
@@ -125,7 +137,7 @@ def _headers(channel: dict[str, Any], problems: list[Problem]) -> tuple[tuple[st
                     "Subscription.channel.header",
                 )
             )
-        elif name.lower() in RESERVED_HEADERS:
+        elif name.lower() in RESERVED_HEADERS or name.lower().startswith(RESERVED_HEADER_PREFIXES):
             problems.append(
                 _bad(f"Header {name} is set by the server", "Subscription.channel.header")
             )
@@ -167,6 +179,7 @@ def _endpoint(
         or CONTROL.search(endpoint)
         or " " in endpoint
         or len(endpoint) > 2000
+        or not _one_reading(endpoint, parts)
     ):
         problems.append(
             _bad(f"Endpoint {endpoint!r} must be an absolute {' or '.join(schemes)} URL", where)
@@ -176,6 +189,27 @@ def _endpoint(
         problems.append(_bad("Put credentials in channel.header, not in the endpoint", where))
         return None
     return endpoint
+
+
+BRACKETED_HOST = re.compile(r"\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
+
+
+def _one_reading(endpoint: str, parts: SplitResult) -> bool:
+    """Whether every URL parser reads the same host as the one checked: no empty userinfo
+    (credentials are refused on their own), no zone id, nothing around a bracketed
+    address, a real port, and a URL the HTTP client (yarl) parses too."""
+    netloc = parts.netloc
+    if "@" in netloc and not (parts.username or parts.password):
+        return False
+    if "%" in netloc or parts.port == 0:
+        return False
+    if "[" in netloc and not BRACKETED_HOST.fullmatch(netloc):
+        return False
+    try:
+        URL(endpoint)
+    except ValueError:
+        return False
+    return True
 
 
 def read_settings(

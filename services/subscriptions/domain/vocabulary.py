@@ -25,6 +25,10 @@ SIGNATURE_HEADER = "X-Barnebro-Signature"
 """`t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>" with the subscription's secret>`."""
 SUBSCRIPTION_HEADER = "X-Barnebro-Subscription"
 
+RESERVED_HEADER_PREFIXES = ("proxy-", "x-forwarded-", "x-barnebro-")
+"""Whole families of headers a partner may not set: proxies' own, forwarding claims (such
+as X-Forwarded-Client-Cert, how some receivers learn who called them) and the server's."""
+MAX_HEADERS = 20
 RESERVED_HEADERS = frozenset(
     {
         "content-type",
@@ -47,6 +51,14 @@ RESERVED_HEADERS = frozenset(
         "x-forwarded-host",
         "x-forwarded-proto",
         "via",
+        "x-real-ip",
+        "true-client-ip",
+        "x-client-ip",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "max-forwards",
+        "content-encoding",
         SIGNATURE_HEADER.lower(),
         SUBSCRIPTION_HEADER.lower(),
     }
