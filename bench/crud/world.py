@@ -7,7 +7,8 @@ from typing import Literal
 
 Database = Literal["sqlite", "postgresql"]
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+"""`bench/results/` (git-ignored), where every benchmark writes its JSON by default."""
 CHAIN = ("Organization", "Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
 REQUESTS_PER_CHAIN = 4 * len(CHAIN)
 CLIENT_ORGNR = "910000209"
