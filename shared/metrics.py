@@ -96,6 +96,12 @@ audit_publish_duration = meter.create_histogram(
 )
 
 
+def exporting() -> bool:
+    """Whether metrics are exported (a provider is installed): a metric that costs I/O to
+    measure is measured only then."""
+    return isinstance(metrics.get_meter_provider(), MeterProvider)
+
+
 def setup_metrics(settings: Settings, service_name: str) -> MeterProvider | None:
     """Install a provider that exports over OTLP when an endpoint is configured."""
     if not settings.otlp_endpoint:

@@ -149,10 +149,8 @@ class ServiceRuntime:
     async def status(self) -> dict[str, Any]:
         """How this instance stands, for `barnebro status`: events not yet published, and
         what the service adds (`ServiceSpec.status`)."""
-        assert self.db is not None
-        async with self.db.reader() as conn:
-            row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-        answer: dict[str, Any] = {"outbox_backlog": int(row[0]) if row else 0}
+        assert self.relay is not None
+        answer: dict[str, Any] = {"outbox_backlog": await self.relay.backlog()}
         if self.spec.status is not None:
             answer.update(await self.spec.status())
         return answer

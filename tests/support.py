@@ -321,10 +321,8 @@ async def wait_for(predicate: Any, limit: float = 10.0, interval: float = 0.05) 
 
 
 async def unsent(stack: Stack) -> int:
-    assert stack.directory.db is not None
-    async with stack.directory.db.reader() as conn:
-        row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-    return int(row[0]) if row else -1
+    assert stack.directory.relay is not None
+    return await stack.directory.relay.backlog()
 
 
 async def outbox_ids(stack: Stack) -> set[str]:

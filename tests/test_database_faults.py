@@ -49,17 +49,13 @@ async def own_database() -> AsyncIterator[tuple[str, str]]:
 
 async def terminate(admin: str, url: str) -> int:
     """Terminate every backend of the test's database; how many there were."""
-    name = urlparse(url).path.lstrip("/")
-    conn = await asyncpg.connect(admin)
-    try:
-        rows = await conn.fetch(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = $1 AND pid <> pg_backend_pid()",
-            name,
-        )
-        return len(rows)
-    finally:
-        await conn.close()
+    status = await as_admin(
+        admin,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+        " WHERE datname = $1 AND pid <> pg_backend_pid()",
+        urlparse(url).path.lstrip("/"),
+    )
+    return int(status.split()[-1])  # "SELECT <rows>"
 
 
 async def test_terminated_connections_are_replaced_before_anything_is_written(

@@ -235,6 +235,7 @@ def index_values(param: SearchParam, resource: dict[str, Any]) -> list[IndexValu
 IDENTIFIER_PARAM = SearchParam(
     "identifier", ParamType.TOKEN, ("identifier",), "Business identifier (system|value)"
 )
-"""Every type a client creates has it: a create sent again after an unknown outcome (504) is
+"""Every type a client creates has it (but Subscription, which R4B gives no identifier: it
+is repeated on `url` and `criteria`): a create sent again after an unknown outcome (504) is
 made safe as a conditional create on an identifier the client assigned
 (`If-None-Exist: identifier=<system>|<value>`)."""

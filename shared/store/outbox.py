@@ -23,7 +23,7 @@ from opentelemetry import propagate, trace
 from shared.clock import now_instant, seconds_since
 from shared.events import DomainEvent
 from shared.fhir.search_params import format_instant
-from shared.metrics import outbox_backlog, outbox_publish_lag, outbox_published
+from shared.metrics import exporting, outbox_backlog, outbox_publish_lag, outbox_published
 from shared.store.database import Connection, Database, Row
 
 log = logging.getLogger(__name__)
@@ -188,13 +188,19 @@ class OutboxRelay:
             raise failure
         return len(sent)
 
+    async def backlog(self) -> int:
+        """Events committed and not yet published."""
+        async with self._db.reader() as conn:
+            row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
+        return int(row[0]) if row else 0
+
     async def _measure_backlog(self, left: int, *, full: bool) -> None:
         """The backlog gauge: what a batch left, or (after a full batch, when more may
-        wait) a count."""
+        wait, and only while metrics are exported) a count."""
         if full:
-            async with self._db.reader() as conn:
-                row = await conn.fetchrow("SELECT COUNT(*) FROM outbox WHERE sent_at IS NULL")
-            left = int(row[0]) if row else left
+            if not exporting():
+                return
+            left = await self.backlog()
         outbox_backlog.set(left)
 
     async def _unsent(self, conn: Connection) -> list[Row]:

@@ -76,17 +76,14 @@ def not_public(address: Address) -> str | None:
         return "a link-local address (where cloud metadata services answer)"
     if address.is_unspecified:
         return "the unspecified address"
-    outside = isinstance(address, ipaddress.IPv6Address) and (
-        address not in GLOBAL_UNICAST_V6 or any(address in n for n in NOT_GLOBAL_V6)
-    )
-    if isinstance(address, ipaddress.IPv6Address):
-        embedded = embedded_ipv4(address)
-        if embedded is not None:
-            reason = not_public(embedded)
-            return "an IPv4 address inside IPv6" + (f" ({embedded}: {reason})" if reason else "")
+    v6 = address if isinstance(address, ipaddress.IPv6Address) else None
+    embedded = embedded_ipv4(v6) if v6 is not None else None
+    if embedded is not None:
+        reason = not_public(embedded)
+        return "an IPv4 address inside IPv6" + (f" ({embedded}: {reason})" if reason else "")
     if not address.is_global:
         return "a private, shared or reserved address"
-    if outside:
+    if v6 is not None and (v6 not in GLOBAL_UNICAST_V6 or any(v6 in n for n in NOT_GLOBAL_V6)):
         return "a reserved IPv6 address"
     return None
 
