@@ -26,6 +26,14 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from services.consent.answers import (
+    AccessDecisionAnswer,
+    AuthorityAnswer,
+    ConsentList,
+    ConsentOutcome,
+    DisclosureAnswer,
+    ListedConsent,
+)
 from services.consent.directory import DirectoryReader
 from services.consent.domain.authority import who_may_consent
 from services.consent.domain.model import Authority, ConsentFlags, Decision, Purpose
@@ -70,6 +78,11 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _items(schema: dict[str, Any]) -> dict[str, Any]:
+    """What a list's validator checks of each item, for the OpenAPI document."""
+    return {"items": {"type": "string", **schema}}
+
+
 class SignatureInput(Strict):
     """One grantor's answer and how it was collected."""
 
@@ -106,10 +119,15 @@ class ChildViewInput(Strict):
 
 class RecipientsInput(Strict):
     organizations: list[str] = Field(
-        default_factory=list, max_length=50, description="organisasjonsnummer of recipients"
+        default_factory=list,
+        max_length=50,
+        description="organisasjonsnummer of recipients",
+        json_schema_extra=_items({"pattern": ORGNR}),
     )
     kinds: list[OrganisationKind] = Field(default_factory=list, max_length=20)
-    roles: list[str] = Field(default_factory=list, max_length=20)
+    roles: list[str] = Field(
+        default_factory=list, max_length=20, json_schema_extra=_items({"enum": sorted(ROLES)})
+    )
 
     @model_validator(mode="after")
     def _codes(self) -> RecipientsInput:
@@ -130,7 +148,10 @@ class ConsentInput(Strict):
     recipients: RecipientsInput = Field(default_factory=RecipientsInput)
     categories: list[DataCategory] = Field(min_length=1, max_length=6)
     purposes_of_use: list[str] = Field(
-        default_factory=list, max_length=10, description="v3-ActReason codes; empty: any"
+        default_factory=list,
+        max_length=10,
+        description="v3-ActReason codes; empty: any",
+        json_schema_extra=_items({"pattern": ACT_REASON}),
     )
     start: dt.date | None = None
     end: dt.date | None = None
@@ -139,7 +160,9 @@ class ConsentInput(Strict):
     confidential_from_parents: bool = False
     signatures: list[SignatureInput] = Field(min_length=1, max_length=10)
     child_view: ChildViewInput | None = None
-    other_parent_heard: list[str] = Field(default_factory=list, max_length=4)
+    other_parent_heard: list[str] = Field(
+        default_factory=list, max_length=4, json_schema_extra=_items({"pattern": RELATED_PERSON})
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> ConsentInput:
@@ -204,6 +227,17 @@ class ActorInput(Strict):
     roles: list[str] = Field(default_factory=list, max_length=20)
 
 
+class AuthorityQuery(BaseModel):
+    """The question of `GET /authority`, as query parameters (others are ignored)."""
+
+    patient: str = Field(pattern=PATIENT, description="Patient/<id>")
+    purpose: Purpose
+    date: dt.date | None = Field(None, description="Default: today")
+    daily_care: bool = False
+    necessary_to_avoid_harm: bool = False
+    confidential_from_parents: bool = False
+
+
 class DecisionInput(Strict):
     """Why can or can't this actor see this category of information about this patient?"""
 
@@ -223,7 +257,9 @@ class DisclosureInput(Strict):
 
     patient: str = Field(pattern=PATIENT)
     recipient: str = Field(pattern=ORGNR, description="orgnr of the barnevernstjeneste")
-    resources: list[str] = Field(min_length=1, max_length=50)
+    resources: list[str] = Field(
+        min_length=1, max_length=50, json_schema_extra=_items({"pattern": RESOURCE})
+    )
     reason: str = Field(min_length=1, max_length=2000)
 
     @model_validator(mode="after")
@@ -244,16 +280,31 @@ def _parse(model: type[M], body: bytes) -> M:
     try:
         return model.model_validate_json(body or b"{}")
     except ValidationError as exc:
-        raise FhirError(
-            400,
-            [
-                Issue(
-                    "invalid",
-                    f"{'.'.join(str(p) for p in problem['loc']) or 'body'}: {problem['msg']}",
-                )
-                for problem in exc.errors()
-            ],
-        ) from exc
+        raise _invalid(exc) from exc
+
+
+def _query(model: type[M], request: FhirRequest) -> M:
+    """Query parameters (the first of each name) validated as `model`."""
+    given: dict[str, str] = {}
+    for key, value in request.params:
+        given.setdefault(key, value)
+    try:
+        return model.model_validate_strings(given, strict=True)
+    except ValidationError as exc:
+        raise _invalid(exc) from exc
+
+
+def _invalid(exc: ValidationError) -> FhirError:
+    """A 400 naming each field (or query parameter) that fails."""
+    return FhirError(
+        400,
+        [
+            Issue(
+                "invalid", f"{'.'.join(str(p) for p in problem['loc']) or 'body'}: {problem['msg']}"
+            )
+            for problem in exc.errors()
+        ],
+    )
 
 
 def _json(status: int, data: Any) -> FhirResponse:
@@ -265,47 +316,24 @@ def _json(status: int, data: Any) -> FhirResponse:
 
 
 def authority_json(authority: Authority) -> dict[str, Any]:
-    return {
-        "patient": authority.patient,
-        "decidable": authority.decidable,
-        "rule": authority.rule,
-        "legal_reference": authority.legal_reference,
-        "explanation": authority.explanation,
-        "age": authority.age,
-        "grantors": [
-            {"role": g.role, "members": list(g.members), "need": g.need} for g in authority.groups
-        ],
-        "missing": list(authority.missing),
-        "child_view": authority.child_view,
-        "one_parent_must_hear_other": authority.one_parent_must_hear_other,
-        "obligations": list(authority.obligations),
-        "valid_until": authority.valid_until,
-    }
+    return AuthorityAnswer.of(authority).json_body()
 
 
 def outcome_json(outcome: Outcome) -> dict[str, Any]:
     record = outcome.record
-    return {
-        "id": record.id,
-        "status": record.status.value,
-        "reasons": record.reasons,
-        "missing": record.missing,
-        "consent": record.model_dump(mode="json"),
-        "authority": authority_json(outcome.authority),
-        "fhir": outcome.consent,
-    }
+    return ConsentOutcome(
+        id=record.id or "",
+        status=record.status,
+        reasons=record.reasons,
+        missing=record.missing,
+        consent=record,
+        authority=AuthorityAnswer.of(outcome.authority),
+        fhir=outcome.consent,
+    ).json_body()
 
 
 def _param(request: FhirRequest, name: str) -> str | None:
     return next((value for key, value in request.params if key == name), None)
-
-
-def _flag(request: FhirRequest, name: str) -> bool:
-    """A true/false query parameter (absent: false); anything else is a 400."""
-    value = _param(request, name)
-    if value not in (None, "true", "false"):
-        raise error(400, "invalid", f"{name} must be true or false, not {value!r}", name)
-    return value == "true"
 
 
 class ConsentAdministration:
@@ -330,29 +358,14 @@ class ConsentAdministration:
         }
 
     async def authority(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        patient = _param(request, "patient") or ""
-        purpose_text = _param(request, "purpose") or ""
-        day_text = _param(request, "date")
-        try:
-            purpose = Purpose(purpose_text)
-        except ValueError as exc:
-            choices = [p.value for p in Purpose]
-            raise error(400, "invalid", f"purpose must be one of {choices}", "purpose") from exc
-        try:
-            day = date.fromisoformat(day_text) if day_text else None
-        except ValueError as exc:
-            raise error(
-                400, "invalid", f"date must be YYYY-MM-DD, not {day_text!r}", "date"
-            ) from exc
-        if not _matches(PATIENT, patient):
-            raise error(400, "invalid", "patient must be Patient/<id>", "patient")
-        await self.directory.require_relation(request.caller, patient.partition("/")[2])
+        query = _query(AuthorityQuery, request)
+        await self.directory.require_relation(request.caller, query.patient.partition("/")[2])
         flags = ConsentFlags(
-            daily_care=_flag(request, "daily_care"),
-            necessary_to_avoid_harm=_flag(request, "necessary_to_avoid_harm"),
-            confidential_from_parents=_flag(request, "confidential_from_parents"),
+            daily_care=query.daily_care,
+            necessary_to_avoid_harm=query.necessary_to_avoid_harm,
+            confidential_from_parents=query.confidential_from_parents,
         )
-        authority = await self.handlers.authority(patient, purpose, day, flags)
+        authority = await self.handlers.authority(query.patient, query.purpose, query.date, flags)
         return _json(200, authority_json(authority))
 
     async def create(self, request: FhirRequest, body: bytes) -> FhirResponse:
@@ -401,13 +414,14 @@ class ConsentAdministration:
                 authority = who_may_consent(child, record.purpose, day, record.consent_flags())
                 effective = reassessed(record, authority, day)
             listed.append(
-                {
-                    **record.model_dump(mode="json"),
-                    "effective_status": effective.status.value,
-                    "effective_reasons": effective.reasons,
-                }
+                ListedConsent(
+                    **dict(record),
+                    effective_status=effective.status,
+                    effective_reasons=effective.reasons,
+                )
             )
-        return _json(200, {"patient": f"Patient/{patient_id}", "consents": listed})
+        answer = ConsentList(patient=f"Patient/{patient_id}", consents=listed)
+        return _json(200, answer.json_body())
 
     async def decide(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """Decide and explain. A client may ask about itself, exactly as its token says it
@@ -451,18 +465,7 @@ class ConsentAdministration:
         if about_itself and request.caller.fhir_user and decision.basis == "hidden-from-parents":
             # Telling a parent why would tell them what the child keeps from them.
             decision = AccessDecision(False, "none", ("No basis permits this",))
-        return _json(
-            200,
-            {
-                "permit": decision.permit,
-                "decision": "permit" if decision.permit else "deny",
-                "basis": decision.basis,
-                "reasons": list(decision.reasons),
-                "consents": list(decision.consents),
-                "obligations": list(decision.obligations),
-                "legal_reference": decision.legal_reference,
-            },
-        )
+        return _json(200, AccessDecisionAnswer.of(decision).json_body())
 
     async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
         disclosure = _parse(DisclosureInput, body)
@@ -499,7 +502,7 @@ class ConsentAdministration:
             disclosure.resources,
             disclosure.reason,
         )
-        return _json(201, {"basis": "hpl-33", "audit_event": event})
+        return _json(201, DisclosureAnswer(basis="hpl-33", audit_event=event).json_body())
 
 
 def _consent_id(request: FhirRequest) -> str:

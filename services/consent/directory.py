@@ -18,6 +18,7 @@ from shared.directory_client import DirectoryClient, service_caller
 from shared.family import care_orders, parental_responsibility
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
+from shared.fhir.resources import is_resource_type
 from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller
 
@@ -90,6 +91,8 @@ class DirectoryReader(DirectoryClient):
         """Whether `caller` may read `reference` (asked of the service that owns it, so
         its own consent step decides and audits) and it is about the patient."""
         res_type, _, res_id = reference.partition("/")
+        if not is_resource_type(res_type):  # no service to ask: nothing the caller holds
+            return False
         status, resource = await self.ask(
             self.request(caller, interaction="read", resource_type=res_type, id=res_id)
         )

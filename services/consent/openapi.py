@@ -1,141 +1,275 @@
-"""The OpenAPI 3.1 document of the consent administration API, built from the same
-pydantic models that validate its input, so the document cannot drift from the code.
+"""The OpenAPI 3.1 document of the consent administration API, built from the pydantic
+models that validate its input (`admin_api.py`) and build its answers (`answers.py`), so
+the document cannot drift from the code.
 
-Served by the gateway at `GET /consent/v1/openapi.json`.
+Served by the gateway at `GET /consent/v1/openapi.json`. Each route of the API
+(`shared.access.permissions.CONSENT_API_ROUTES`, which gives its method and path) has one
+entry in `ROUTES`: its input model (body or query), its answer model and status, and the
+refusals that are its own. The refusals every route can give (`COMMON`, and `BODY` for a
+route that takes a body) are added to each. A route without an entry is left out of the
+document, and `tests/test_consent_openapi.py` fails until it has one.
 """
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+from pydantic_core import core_schema
 
 from services.consent.admin_api import (
+    AuthorityQuery,
     ConsentInput,
     DecisionInput,
     DisclosureInput,
     SignInput,
     WithdrawInput,
 )
-from services.consent.domain.model import Purpose
+from services.consent.answers import (
+    AccessDecisionAnswer,
+    AuthorityAnswer,
+    ConsentList,
+    ConsentOutcome,
+    DisclosureAnswer,
+    OperationOutcome,
+)
+from shared.access.permissions import CONSENT_API_ROUTES, CONSENT_API_SCOPES
+from shared.auth.scopes import required_scope
+from shared.fhir.resources import ID_PATTERN
 
 REF = "#/components/schemas/{model}"
-ERROR = {
-    "description": "An OperationOutcome: 400 malformed input, 401/403 token or scope,"
-    " 404 unknown consent or patient, 409 wrong state, 422 a rule refuses it (the message"
-    " says who has the authority), 503/504 a service is unavailable",
-    "content": {
-        "application/fhir+json": {"schema": {"$ref": REF.format(model="OperationOutcome")}}
-    },
+JSON = "application/json"
+FHIR_JSON = "application/fhir+json"
+
+COMMON = {
+    400: "Malformed input: each field, query parameter or path id that fails is named",
+    401: "No bearer token, or one that is not valid",
+    403: "Refused by the token's scopes, by the permission table (who the caller is), or"
+    " because the caller's organisation is not registered",
+    503: "A service this needs (the consent service, the directory) is not available or has"
+    " not loaded the consent mirror yet: nothing was written, send it again (Retry-After)",
+    504: "A service did not answer in time: the outcome is unknown, read it back",
 }
-OBJECT = {"type": "object", "additionalProperties": True}
+"""What every route can answer besides its own answer, always an OperationOutcome."""
+BODY = {
+    413: "The body is over the size limit (BARNEBRO_MAX_BODY_BYTES)",
+    415: "The body is not JSON (Content-Type application/json), or its Content-Encoding is"
+    " neither gzip nor deflate",
+}
+"""What a route that takes a JSON body can answer besides."""
+UNKNOWN_CHILD = "No such child, or a child the caller has no relation to (the two answer alike)"
+ANSWERER = (
+    f"{COMMON[403]}; or the caller may not record this grantor's answer (a person answers"
+    " for themselves, an organisation for itself, and the organisation that collected a"
+    " consent for the persons who gave it)"
+)
 
 
-def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
-    schemas: dict[str, Any] = {}
-    for model in models:
-        schema = model.model_json_schema(ref_template=REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    schemas["OperationOutcome"] = {
-        "type": "object",
-        "description": "FHIR OperationOutcome: issue[].severity, code, diagnostics",
-        "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}},
-    }
-    schemas["ConsentOutcome"] = {
-        "type": "object",
-        "description": "The stored consent, its status with the reasons and what is missing,"
-        " the authority it was judged by, and the FHIR Consent",
-        "properties": {
-            "id": {"type": "string"},
-            "status": {"enum": ["proposed", "active", "rejected", "inactive"]},
-            "reasons": {"type": "array", "items": {"type": "string"}},
-            "missing": {"type": "array", "items": {"type": "string"}},
-            "consent": OBJECT,
-            "authority": {"$ref": REF.format(model="Authority")},
-            "fhir": OBJECT,
+@dataclass(frozen=True)
+class Route:
+    """One route of the API as the document describes it."""
+
+    summary: str
+    answer: type[BaseModel]
+    status: int = 200
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    path_id: str = ""
+    """What the path's `{id}` names, for a route that has one."""
+    refusals: dict[int, str] = field(default_factory=dict)
+    """The refusals of this route beyond `COMMON` (and `BODY`)."""
+    description: str = ""
+
+
+ROUTES: dict[str, Route] = {
+    "consent-authority": Route(
+        "Who may consent for this child, for this purpose, on this date?",
+        AuthorityAnswer,
+        query=AuthorityQuery,
+        refusals={404: UNKNOWN_CHILD},
+    ),
+    "consent-create": Route(
+        "Record a consent or a refusal; the status is computed and explained",
+        ConsentOutcome,
+        status=201,
+        body=ConsentInput,
+        refusals={
+            403: ANSWERER,
+            404: UNKNOWN_CHILD,
+            422: "A rule refuses it: a grantor without authority (the message says who has)",
         },
-    }
-    schemas["Authority"] = {
-        "type": "object",
-        "description": "Who may consent for the child for this purpose on this date",
-        "properties": {
-            "patient": {"type": "string"},
-            "decidable": {"type": "boolean"},
-            "rule": {"type": "string"},
-            "legal_reference": {"type": "string"},
-            "explanation": {"type": "string"},
-            "age": {"type": ["integer", "null"]},
-            "grantors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "properties": {
-                        "role": {"type": "string"},
-                        "members": {"type": "array", "items": {"type": "string"}},
-                        "need": {"enum": ["all", "one"]},
-                    },
-                },
-            },
-            "missing": {"type": "array", "items": {"type": "string"}},
-            "child_view": {"enum": ["mandatory", "required", "recommended", "not-applicable"]},
-            "obligations": {"type": "array", "items": {"type": "string"}},
-            "valid_until": {"type": ["string", "null"], "format": "date"},
+    ),
+    "consent-sign": Route(
+        "Add a grantor's answer (e.g. the second parent's consent or refusal)",
+        ConsentOutcome,
+        body=SignInput,
+        path_id="The Consent id",
+        refusals={
+            403: ANSWERER,
+            404: "No such consent, or one the caller may not see (the two answer alike)",
+            409: "The consent is no longer proposed: record a new one instead",
+            422: "A rule refuses it: the grantor has no authority (the message says who has)",
         },
-    }
-    schemas["Decision"] = {
-        "type": "object",
-        "properties": {
-            "permit": {"type": "boolean"},
-            "decision": {"enum": ["permit", "deny"]},
-            "basis": {"type": "string"},
-            "reasons": {"type": "array", "items": {"type": "string"}},
-            "consents": {"type": "array", "items": {"type": "string"}},
-            "obligations": {"type": "array", "items": {"type": "string"}},
-            "legal_reference": {"type": "string"},
+        description="A person's answer is recorded by the organisation that collected the"
+        " consent, or by the person logged in as themselves; an organisation's only by it.",
+    ),
+    "consent-withdraw": Route(
+        "Withdraw a consent; decisions change everywhere at once",
+        ConsentOutcome,
+        body=WithdrawInput,
+        path_id="The Consent id",
+        refusals={
+            403: ANSWERER,
+            404: "No such consent, or one the caller may not see (the two answer alike)",
+            409: "The consent is neither proposed nor active",
+            422: "`by` is not a grantor whose consent was required",
         },
+    ),
+    "consent-list": Route(
+        "A child's consents the caller may see, with the status each has today",
+        ConsentList,
+        path_id="The Patient id",
+        refusals={404: UNKNOWN_CHILD},
+    ),
+    "access-decide": Route(
+        "Decide and explain: may this actor see this information, and why?",
+        AccessDecisionAnswer,
+        body=DecisionInput,
+        refusals={
+            403: f"{COMMON[403]}; or a question about another actor than the caller without"
+            " the scope system/AuditEvent.rs",
+            404: UNKNOWN_CHILD,
+        },
+        description="About another actor than the caller only with the scope system/AuditEvent.rs.",
+    ),
+    "disclosure-hpl33": Route(
+        "Record an hpl §33 disclosure to a barnevernstjeneste (never a consent)",
+        DisclosureAnswer,
+        status=201,
+        body=DisclosureInput,
+        refusals={
+            403: f"{COMMON[403]}; or the caller is not a health organisation",
+            422: "A resource that is not information about the child the reporter may read,"
+            " or a recipient that is not a registered barnevernstjeneste",
+        },
+        description="Health organisations only.",
+    ),
+}
+"""Every route of `CONSENT_API_ROUTES`, by its operation name."""
+
+
+class _AnswersInFull(GenerateJsonSchema):
+    """Schemas of answers list every field as required: an answer always carries them
+    all (a field without a value is null or empty, never left out)."""
+
+    def field_is_required(
+        self,
+        field: core_schema.ModelField | core_schema.DataclassField | core_schema.TypedDictField,
+        total: bool,
+    ) -> bool:
+        if self.mode == "serialization":
+            return True
+        return super().field_is_required(field, total)
+
+
+def schemas() -> dict[str, Any]:
+    """`components.schemas`: every model of every route, and the OperationOutcome."""
+    # The OperationOutcome is built elsewhere (`shared.fhir.errors`), which leaves out an
+    # issue's empty `expression`: its fields are required as the model declares them.
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(OperationOutcome, "validation")]
+    for route in ROUTES.values():
+        models += [(m, "validation") for m in (route.body, route.query) if m is not None]
+        models.append((route.answer, "serialization"))
+    unique = list(dict.fromkeys(models))
+    _, found = models_json_schema(unique, ref_template=REF, schema_generator=_AnswersInFull)
+    named: dict[str, Any] = found.get("$defs", {})
+    return named
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _query_parameters(model: type[BaseModel], named: dict[str, Any]) -> list[dict[str, Any]]:
+    schema = named[model.__name__]
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        prop = {k: v for k, v in prop.items() if k not in ("title", "description", "default")}
+        # An optional parameter is left out, never sent empty: its schema is the value's.
+        given = [p for p in prop.pop("anyOf", []) if p != {"type": "null"}]
+        if len(given) == 1:
+            prop.update(given[0])
+        elif given:
+            prop["anyOf"] = given
+        parameter: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": prop,
+        }
+        description = schema["properties"][name].get("description")
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _outcome(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {FHIR_JSON: {"schema": _ref(OperationOutcome)}}}
+
+
+def _operation(name: str, route: Route, named: dict[str, Any]) -> dict[str, Any]:
+    scope = required_scope(*CONSENT_API_SCOPES[name])
+    refusals = {**COMMON, **(BODY if route.body else {}), **route.refusals}
+    responses: dict[str, Any] = {
+        str(route.status): {
+            "description": inspect.cleandoc(route.answer.__doc__ or ""),
+            "content": {JSON: {"schema": _ref(route.answer)}},
+        }
     }
-    return schemas
-
-
-def _json_body(model: str) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
-    }
-
-
-def _answer(description: str, model: str | None = None) -> dict[str, Any]:
-    schema = {"$ref": REF.format(model=model)} if model else OBJECT
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _id(name: str, what: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string"},
-        "description": what,
-    }
-
-
-def _operation(summary: str, scope: str, responses: dict[str, Any], **more: Any) -> dict[str, Any]:
-    return {
-        "summary": summary,
-        "description": f"{more.pop('description', '')} Needs the scope {scope}.".strip(),
+    responses.update({str(status): _outcome(refusals[status]) for status in sorted(refusals)})
+    operation: dict[str, Any] = {
+        "operationId": name,
+        "summary": route.summary,
+        "description": f"{route.description} Needs the scope {scope}.".strip(),
         "security": [{"bearer": []}],
-        "responses": {**responses, "default": ERROR},
-        **more,
+        "responses": responses,
     }
+    parameters = []
+    if route.path_id:
+        parameters.append(
+            {
+                "name": "id",
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string", "pattern": f"^{ID_PATTERN.pattern}$"},
+                "description": route.path_id,
+            }
+        )
+    if route.query is not None:
+        parameters += _query_parameters(route.query, named)
+    if parameters:
+        operation["parameters"] = parameters
+    if route.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {JSON: {"schema": _ref(route.body)}},
+        }
+    return operation
 
 
 def openapi_document(server_url: str) -> dict[str, Any]:
-    flags = [
-        {"name": name, "in": "query", "schema": {"type": "boolean", "default": False}}
-        for name in ("daily_care", "necessary_to_avoid_harm", "confidential_from_parents")
-    ]
+    named = schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for name, (method, path) in CONSENT_API_ROUTES.items():
+        route = ROUTES.get(name)
+        if route is not None:
+            paths.setdefault(path, {})[method.lower()] = _operation(name, route, named)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -143,105 +277,15 @@ def openapi_document(server_url: str) -> dict[str, Any]:
             "version": version("barnebro"),
             "description": "Who may consent for a child (pasient- og brukerrettighetsloven"
             " §4-4), consent records and their status, access decisions with explanations,"
-            " and hpl §33 disclosures. Bearer token as for the FHIR API.",
+            " and hpl §33 disclosures. Bearer token as for the FHIR API. Every error is a"
+            " FHIR OperationOutcome.",
         },
         "servers": [{"url": server_url}],
         "components": {
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
-            "schemas": _schemas(
-                [ConsentInput, SignInput, WithdrawInput, DecisionInput, DisclosureInput]
-            ),
+            "schemas": named,
         },
-        "paths": {
-            "/authority": {
-                "get": _operation(
-                    "Who may consent for this child, for this purpose, on this date?",
-                    "system/Consent.rs",
-                    {
-                        "200": _answer(
-                            "The grantors required, the rule and what is missing", "Authority"
-                        )
-                    },
-                    parameters=[
-                        {
-                            "name": "patient",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"type": "string"},
-                            "description": "Patient/<id>",
-                        },
-                        {
-                            "name": "purpose",
-                            "in": "query",
-                            "required": True,
-                            "schema": {"enum": [p.value for p in Purpose]},
-                        },
-                        {
-                            "name": "date",
-                            "in": "query",
-                            "schema": {"type": "string", "format": "date"},
-                            "description": "Default: today",
-                        },
-                        *flags,
-                    ],
-                )
-            },
-            "/consents": {
-                "post": _operation(
-                    "Record a consent or a refusal; the status is computed and explained",
-                    "system/Consent.c",
-                    {"201": _answer("The stored consent", "ConsentOutcome")},
-                    requestBody=_json_body("ConsentInput"),
-                )
-            },
-            "/consents/{id}/signatures": {
-                "post": _operation(
-                    "Add a grantor's answer (e.g. the second parent's consent or refusal)",
-                    "system/Consent.u",
-                    {"200": _answer("The consent with its new status", "ConsentOutcome")},
-                    parameters=[_id("id", "The Consent id")],
-                    requestBody=_json_body("SignInput"),
-                )
-            },
-            "/consents/{id}/withdrawal": {
-                "post": _operation(
-                    "Withdraw a consent; decisions change everywhere at once",
-                    "system/Consent.u",
-                    {"200": _answer("The withdrawn consent", "ConsentOutcome")},
-                    parameters=[_id("id", "The Consent id")],
-                    requestBody=_json_body("WithdrawInput"),
-                )
-            },
-            "/patients/{id}/consents": {
-                "get": _operation(
-                    "A child's consents the caller may see, with the status each has today",
-                    "system/Consent.rs",
-                    {"200": _answer("patient and consents[] (with effective_status)")},
-                    parameters=[_id("id", "The Patient id")],
-                )
-            },
-            "/decisions": {
-                "post": _operation(
-                    "Decide and explain: may this actor see this information, and why?",
-                    "system/Consent.rs",
-                    {
-                        "200": _answer(
-                            "Permit or deny with basis, reasons and obligations", "Decision"
-                        )
-                    },
-                    requestBody=_json_body("DecisionInput"),
-                )
-            },
-            "/disclosures": {
-                "post": _operation(
-                    "Record an hpl §33 disclosure to a barnevernstjeneste (never a consent)",
-                    "system/Consent.c",
-                    {"201": _answer("The AuditEvent recording the disclosure")},
-                    description="Health organisations only.",
-                    requestBody=_json_body("DisclosureInput"),
-                )
-            },
-        },
+        "paths": paths,
     }
