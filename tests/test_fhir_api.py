@@ -400,6 +400,7 @@ async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
     resources = {r["type"]: r for r in statement["rest"][0]["resource"]}
     assert set(resources) == {
         "AuditEvent",
+        "CodeSystem",
         "Consent",
         "HealthcareService",
         "Organization",

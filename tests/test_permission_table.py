@@ -367,6 +367,7 @@ SERVICES = {
     "RelatedPerson": "directory",
     "Consent": "consent",
     "AuditEvent": "consent",
+    "CodeSystem": "consent",
     "ServiceRequest": "referral",
     "Task": "referral",
     "DocumentReference": "referral",
@@ -1239,6 +1240,7 @@ def subscription_operation(name: str) -> Scenario:
 
 
 TOPIC = "SubscriptionTopic/referral-status"
+CODE_SYSTEM = "CodeSystem/consent-purpose"
 
 
 def topic_write(action: str) -> Scenario:
@@ -1349,6 +1351,11 @@ def scenarios() -> dict[tuple[str, str], Scenario]:
     topic = fixed(lambda w: TOPIC)
     found[("SubscriptionTopic", "read")] = reading(topic, topic)
     found[("SubscriptionTopic", "search")] = searching(topic, topic)
+    code_system = fixed(lambda w: CODE_SYSTEM)
+    found[("CodeSystem", "read")] = reading(code_system, code_system)
+    found[("CodeSystem", "search")] = searching(code_system, code_system)
+    for action in ("create", "update", "delete"):
+        found[("CodeSystem", action)] = never_written("CodeSystem", action, code_system)
     return found
 
 

@@ -1,12 +1,14 @@
 """The consent service: who may consent for a child (pbrl §4-4), consent records and
 their lifecycle, the consent administration API, the access state every service mirrors,
-and the audit trail of disclosures (AuditEvent)."""
+the audit trail of disclosures (AuditEvent), and the project's code systems
+(CodeSystem)."""
 
 from __future__ import annotations
 
 from services.consent.admin_api import ConsentAdministration
 from services.consent.audit_trail import AuditTrail
 from services.consent.authority_watch import AuthorityWatch
+from services.consent.code_systems import CodeSystemDefinition, publish_code_systems
 from services.consent.directory import DirectoryReader
 from services.consent.emergency_review import EmergencyReview
 from services.consent.handlers import ConsentHandlers
@@ -39,6 +41,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     )
     fhir.operations.update(ConsentAdministration(handlers, directory, view).operations())
     fhir.operations.update(EmergencyReview(fhir).operations())
+    await publish_code_systems(fhir)
     return [
         AuditTrail(fhir, nc, settings),
         register_audit(fhir, nc, settings),
@@ -50,7 +53,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
 def consent_spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         NAME,
-        consent_definitions(),
+        [*consent_definitions(), CodeSystemDefinition()],
         extend=_extend,
         openapi=lambda: openapi_document(ADMIN_API_PATH),
     )

@@ -235,6 +235,13 @@ TABLE: dict[str, dict[str, Row]] = {
         action: cells(Rule.OWN, *_ORGS)
         for action in ("read", "search", "create", "update", "delete", "$status", "$events")
     },
+    "CodeSystem": {
+        "read": cells(Rule.ALL, *_EVERYONE),
+        "search": cells(Rule.ALL, *_EVERYONE),
+        "create": NEVER,
+        "update": NEVER,
+        "delete": NEVER,
+    },
     "SubscriptionTopic": {
         "read": cells(Rule.ALL, *_ORGS, person=Rule.ALL),
         "search": cells(Rule.ALL, *_ORGS, person=Rule.ALL),

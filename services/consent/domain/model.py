@@ -12,16 +12,46 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
+from shared.codes import CodedEnum
 
-class Purpose(StrEnum):
+
+class Purpose(CodedEnum):
     """What a consent is for (project CodeSystem consent-purpose)."""
 
-    HELSEHJELP = "helsehjelp"
-    INFORMASJONSDELING = "informasjonsdeling"
-    INDIVIDUELL_PLAN = "individuell-plan"
-    ANSVARSGRUPPE = "ansvarsgruppe"
-    NASJONALT_FORLOP = "nasjonalt-forlop"
-    KONTAKTINFO_VIDEREFORMIDLING = "kontaktinfo-videreformidling"
+    HELSEHJELP = (
+        "helsehjelp",
+        "Helsehjelp",
+        "Consent to health care for the child (pasient- og brukerrettighetsloven §4-1)",
+    )
+    INFORMASJONSDELING = (
+        "informasjonsdeling",
+        "Informasjonsdeling",
+        "Consent to share the child's information with the named recipients"
+        " (helsepersonelloven §22)",
+    )
+    INDIVIDUELL_PLAN = (
+        "individuell-plan",
+        "Individuell plan",
+        "Consent to an individual plan for the child, and to sharing it with those who"
+        " take part in it",
+    )
+    ANSVARSGRUPPE = (
+        "ansvarsgruppe",
+        "Ansvarsgruppe",
+        "Consent to a care team (ansvarsgruppe) and to sharing information among its members",
+    )
+    NASJONALT_FORLOP = (
+        "nasjonalt-forlop",
+        "Nasjonalt forløp",
+        "Consent to the national pathway for health assessment of children in barnevern"
+        " (the child, plus the parents or the care-order holder under 15)",
+    )
+    KONTAKTINFO_VIDEREFORMIDLING = (
+        "kontaktinfo-videreformidling",
+        "Videreformidling av kontaktinformasjon",
+        "Consent to pass the child's contact details on to another service, e.g. when a"
+        " referral is redirected",
+    )
 
 
 class Decision(StrEnum):

@@ -1,0 +1,64 @@
+"""The project's code systems as FHIR CodeSystem resources, read-only at
+`/fhir/CodeSystem`: the consent purposes (`Purpose`) and those declared in `shared.codes`
+(data categories, organisation kinds, care roles, contact relationships).
+
+They hold nothing about a patient, so every registered caller reads them. They are
+written at start-up from the code (created when missing, updated when the code's version
+differs, left alone otherwise; instances that start together take turns), never over the
+FHIR API.
+"""
+
+from __future__ import annotations
+
+from services.consent.domain.model import Purpose
+from services.consent.handlers import SERVICE_CALLER
+from shared.codes import CONSENT_PURPOSE_SYSTEM
+from shared.fhir.code_systems import SHARED_CODE_SYSTEMS, CodeSystemSource, code_system_resource
+from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
+from shared.fhir.search_params import ParamType, SearchParam
+from shared.fhir.service import FhirService
+from shared.transport.wire import FhirRequest
+
+CODE_SYSTEMS = (
+    CodeSystemSource(CONSENT_PURPOSE_SYSTEM, "Consent purposes", Purpose),
+    *SHARED_CODE_SYSTEMS,
+)
+CODE_SYSTEM_WRITER = "barnebro itself, from the codes it is built with"
+CODE_SYSTEM_LOCK = "code-systems"
+
+
+class CodeSystemDefinition(ResourceDefinition):
+    resource_type = "CodeSystem"
+    documentation = (
+        "The project's code systems (consent purposes, data categories, organisation kinds,"
+        " care roles, contact relationships), each at its canonical URL"
+    )
+    written_by = CODE_SYSTEM_WRITER
+    search_params = (
+        SearchParam("url", ParamType.TOKEN, ("url",), "The code system's canonical URL"),
+        SearchParam("name", ParamType.STRING, ("name",), "Its computer-friendly name"),
+        SearchParam("title", ParamType.STRING, ("title",), "Its name for people"),
+        SearchParam("status", ParamType.TOKEN, ("status",), "Always active"),
+        SearchParam("code", ParamType.TOKEN, ("concept.code",), "A code it defines"),
+    )
+
+    def events(self, change: Change) -> list[EventSpec]:
+        return []  # they change only with the code, which says so itself
+
+
+async def publish_code_systems(fhir: FhirService) -> int:
+    """Write the code systems that differ from the stored ones; how many were written."""
+    request = FhirRequest(interaction="update", base_url="", caller=SERVICE_CALLER)
+    written = 0
+    async with fhir.unit_of_work(request) as uow:
+        await uow.lock_patient(CODE_SYSTEM_LOCK)
+        for source in CODE_SYSTEMS:
+            wanted = code_system_resource(source)
+            stored = await uow.read_for_update("CodeSystem", source.id)
+            if stored is not None and not stored.deleted:
+                current = {k: v for k, v in stored.json().items() if k != "meta"}
+                if current == wanted:
+                    continue
+            await uow.save(wanted, previous=stored)
+            written += 1
+    return written
