@@ -282,7 +282,7 @@ def call_strategy(
 ) -> st.SearchStrategy[Call]:
     """Calls of the route `name` generated from the document: half of them about one of
     the real families (its child or consent in the path, its things in the query and the
-    body), a quarter with a body or query the document does not allow."""
+    body), some with a body or query the document does not allow."""
     method, path = CONSENT_API_ROUTES[name]
     operation = operations(doc)[(method, path)]
     parameters = operation.get("parameters", [])
