@@ -47,6 +47,7 @@ grants = st.builds(
     purposes_of_use=subsets(PURPOSES),
     start=days,
     end=days,
+    on_behalf=st.booleans(),
 )
 
 
@@ -175,3 +176,23 @@ def test_a_role_in_a_token_reaches_a_role_consent_only_where_the_organisation_ta
         context = AccessContext(caller, day=DAY)
         assert decide(state, plan, context).permit is expected, orgnr
         assert (plan.reference in kept_by_sql([plan], "careplan", context, [state])) is expected
+
+
+def test_a_consent_on_the_childs_behalf_releases_nothing_the_child_keeps_from_the_parents() -> None:
+    """pbrl §3-4 second ledd: what BUP holds under the child's own consent is hidden from
+    the parents, so a consent the parents (or a care-order holder) gave does not pass it
+    on; one the child gave itself does. Read and search agree."""
+    bup, school, other = ORGS[0], ORGS[1], ORGS[2]
+    hidden = HiddenFromParents(consent="Consent/h1", orgs=[bup], categories=["journal"])
+    kept = ResourceFacts("DocumentReference/d0", "p1", "journal", author=bup)
+    shared = ResourceFacts("DocumentReference/d1", "p1", "journal", author=other)
+    context = AccessContext(Caller(orgnr=school, org_kind="skole"), day=DAY)
+    for on_behalf, kept_released in ((True, False), (False, True)):
+        grant = Grant(
+            consent="Consent/c1", categories=["journal"], orgs=[school], on_behalf=on_behalf
+        )
+        state = PatientAccessState(patient="p1", grants=[grant], hidden_from_parents=[hidden])
+        assert decide(state, kept, context).permit is kept_released
+        assert decide(state, shared, context).permit is True
+        expected = {shared.reference} | ({kept.reference} if kept_released else set())
+        assert kept_by_sql([kept, shared], "journal", context, [state]) == expected

@@ -861,15 +861,23 @@ def consent_create() -> Scenario:
 
 
 def consent_change(name: str) -> Scenario:
-    """Signing and withdrawing: an organisation changes a consent it may see (its own,
-    here); a parent answers only as themselves."""
+    """Signing, withdrawing and recording the child's view, a hearing or an objection: an
+    organisation changes a consent it may see (its own, here); a parent answers only as
+    themselves."""
 
     def answer(ctx: Ctx, consent: str, grantor: str) -> Probe:
+        body: dict[str, Any]
         if name == "consent-sign":
-            body: dict[str, Any] = {"grantor": grantor, "decision": "consent",
-                                    "method": "in-person", "collected_by": "Lege Li"}  # fmt: skip
-        else:
+            body = {"grantor": grantor, "decision": "consent",
+                    "method": "in-person", "collected_by": "Lege Li"}  # fmt: skip
+        elif name == "consent-withdraw":
             body = {"by": grantor, "reason": "Vil ikke dele"}
+        elif name == "consent-hearing":
+            body = {"parent": grantor}
+        else:
+            body = {"heard": True, "statement": "Vil ikke", "heard_by": "Lege Li"}
+            if name == "consent-objection":
+                body.pop("heard")
         return api_probe(
             ctx,
             name,
@@ -885,14 +893,13 @@ def consent_change(name: str) -> Scenario:
         mother, father = child.parents
         if ctx.rule is Rule.NO:
             return answer(ctx, world.proposed, mother)
-        signing = name == "consent-sign"
-        grantors = (father,) if signing else None
+        proposed = name != "consent-withdraw"
+        grantors = (father,) if proposed else None
         recorder = world.outsider if ctx.caller.person else ctx.caller.token
-        consent = await world.consent(
-            world.consent_body(child, grantors=grantors),
-            recorder,
-            "proposed" if signing else "active",
-        )
+        body = world.consent_body(child, grantors=grantors)
+        if name == "consent-hearing":
+            body["daily_care"] = True
+        consent = await world.consent(body, recorder, "proposed" if proposed else "active")
         return answer(ctx, consent, mother)
 
     async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
@@ -1325,7 +1332,8 @@ def scenarios() -> dict[tuple[str, str], Scenario]:
     for name in ("consent-authority", "consent-list", "access-decide"):
         found[(CONSENT_API, name)] = about_child(name)
     found[(CONSENT_API, "consent-create")] = consent_create()
-    for name in ("consent-sign", "consent-withdraw"):
+    for name in ("consent-sign", "consent-withdraw", "consent-child-view", "consent-hearing",
+                 "consent-objection"):  # fmt: skip
         found[(CONSENT_API, name)] = consent_change(name)
     found[(CONSENT_API, "disclosure-hpl33")] = Scenario(disclosure, hidden=disclosure_hidden)
     for resource_type in ("ServiceRequest", "DocumentReference"):

@@ -149,6 +149,9 @@ class ConsentInput(Strict):
             raise ValueError("purposes_of_use are v3-ActReason codes such as TREAT")
         if any(not _matches(RELATED_PERSON, p) for p in self.other_parent_heard):
             raise ValueError("other_parent_heard lists RelatedPerson/<id> references")
+        grantors = [signature.grantor for signature in self.signatures]
+        if len(set(grantors)) != len(grantors):
+            raise ValueError("each grantor answers once: signatures name a grantor twice")
         sharing = self.purpose is not Purpose.HELSEHJELP
         recipients = self.recipients
         if sharing and not (recipients.organizations or recipients.kinds or recipients.roles):
@@ -189,6 +192,31 @@ class SignInput(SignatureInput):
 
     other_parent_heard: list[str] = Field(default_factory=list, max_length=4)
     child_view: ChildViewInput | None = None
+
+
+class HearingInput(Strict):
+    """That the holder of parental responsibility who did not sign was heard."""
+
+    parent: str = Field(pattern=RELATED_PERSON, description="RelatedPerson/<id> who was heard")
+
+
+class ObjectionInput(Strict):
+    """The child objects to the consent: its refusal where it is a grantor, otherwise its
+    view, which the grantors must weigh."""
+
+    statement: str = Field(min_length=1, max_length=4000, description="What the child said")
+    heard_by: str = Field(min_length=1, max_length=200, description="Who heard the child")
+    method: Literal["in-person", "phone", "digital"] = "in-person"
+    date: dt.date | None = Field(None, description="Defaults to today")
+
+    def record(self) -> ChildViewRecord:
+        return ChildViewRecord(
+            heard=True,
+            statement=self.statement,
+            heard_by=self.heard_by,
+            date=self.date,
+            objects=True,
+        )
 
 
 class WithdrawInput(Strict):
@@ -324,6 +352,9 @@ class ConsentAdministration:
             "consent-create": self.create,
             "consent-sign": self.sign,
             "consent-withdraw": self.withdraw,
+            "consent-child-view": self.child_view,
+            "consent-hearing": self.hearing,
+            "consent-objection": self.objection,
             "consent-list": self.list_consents,
             "access-decide": self.decide,
             "disclosure-hpl33": self.disclose,
@@ -351,6 +382,7 @@ class ConsentAdministration:
             daily_care=_flag(request, "daily_care"),
             necessary_to_avoid_harm=_flag(request, "necessary_to_avoid_harm"),
             confidential_from_parents=_flag(request, "confidential_from_parents"),
+            to_barnevern=_flag(request, "to_barnevern"),
         )
         authority = await self.handlers.authority(patient, purpose, day, flags)
         return _json(200, authority_json(authority))
@@ -370,6 +402,26 @@ class ConsentAdministration:
             signature.record(self.handlers.clock()),
             signature.other_parent_heard,
             signature.child_view.record() if signature.child_view else None,
+        )
+        return _json(200, outcome_json(outcome))
+
+    async def child_view(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        consent_id = _consent_id(request)
+        view = _parse(ChildViewInput, body)
+        outcome = await self.handlers.record_child_view(request, consent_id, view.record())
+        return _json(200, outcome_json(outcome))
+
+    async def hearing(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        consent_id = _consent_id(request)
+        hearing = _parse(HearingInput, body)
+        outcome = await self.handlers.record_hearing(request, consent_id, hearing.parent)
+        return _json(200, outcome_json(outcome))
+
+    async def objection(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        consent_id = _consent_id(request)
+        objection = _parse(ObjectionInput, body)
+        outcome = await self.handlers.record_objection(
+            request, consent_id, objection.record(), objection.method
         )
         return _json(200, outcome_json(outcome))
 

@@ -12,9 +12,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.consent.admin_api import (
+    ChildViewInput,
     ConsentInput,
     DecisionInput,
     DisclosureInput,
+    HearingInput,
+    ObjectionInput,
     SignInput,
     WithdrawInput,
 )
@@ -134,7 +137,12 @@ def _operation(summary: str, scope: str, responses: dict[str, Any], **more: Any)
 def openapi_document(server_url: str) -> dict[str, Any]:
     flags = [
         {"name": name, "in": "query", "schema": {"type": "boolean", "default": False}}
-        for name in ("daily_care", "necessary_to_avoid_harm", "confidential_from_parents")
+        for name in (
+            "daily_care",
+            "necessary_to_avoid_harm",
+            "confidential_from_parents",
+            "to_barnevern",
+        )
     ]
     return {
         "openapi": "3.1.0",
@@ -151,7 +159,16 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
             "schemas": _schemas(
-                [ConsentInput, SignInput, WithdrawInput, DecisionInput, DisclosureInput]
+                [
+                    ConsentInput,
+                    SignInput,
+                    ChildViewInput,
+                    HearingInput,
+                    ObjectionInput,
+                    WithdrawInput,
+                    DecisionInput,
+                    DisclosureInput,
+                ]
             ),
         },
         "paths": {
@@ -203,6 +220,34 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     {"200": _answer("The consent with its new status", "ConsentOutcome")},
                     parameters=[_id("id", "The Consent id")],
                     requestBody=_json_body("SignInput"),
+                )
+            },
+            "/consents/{id}/child-view": {
+                "post": _operation(
+                    "Record the child's view (medvirkning), without anyone signing again",
+                    "system/Consent.u",
+                    {"200": _answer("The consent with its new status", "ConsentOutcome")},
+                    parameters=[_id("id", "The Consent id")],
+                    requestBody=_json_body("ChildViewInput"),
+                )
+            },
+            "/consents/{id}/hearings": {
+                "post": _operation(
+                    "Record that the parent who did not sign was heard",
+                    "system/Consent.u",
+                    {"200": _answer("The consent with its new status", "ConsentOutcome")},
+                    parameters=[_id("id", "The Consent id")],
+                    requestBody=_json_body("HearingInput"),
+                )
+            },
+            "/consents/{id}/objections": {
+                "post": _operation(
+                    "Record the child's objection: its refusal where it is a grantor,"
+                    " otherwise its view",
+                    "system/Consent.u",
+                    {"200": _answer("The consent with its new status", "ConsentOutcome")},
+                    parameters=[_id("id", "The Consent id")],
+                    requestBody=_json_body("ObjectionInput"),
                 )
             },
             "/consents/{id}/withdrawal": {

@@ -32,6 +32,9 @@ class Grant(BaseModel):
     purposes_of_use: list[str] = Field(default_factory=list)
     start: date | None = None
     end: date | None = None
+    on_behalf: bool = False
+    """Given by the parents or a care-order holder on the child's behalf, without the
+    child's own consent: it releases nothing the child keeps from the parents."""
 
     def covers_day(self, day: date) -> bool:
         return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
@@ -39,7 +42,8 @@ class Grant(BaseModel):
 
 class HiddenFromParents(BaseModel):
     """Information a child of 12-15 consented to alone, to be kept from the parents
-    (pbrl §3-4 second ledd): what these organisations hold in these categories."""
+    (pbrl §3-4 second ledd): what these organisations hold in these categories. Neither
+    the parents nor anyone under a consent given on the child's behalf see it."""
 
     consent: str
     orgs: list[str]
