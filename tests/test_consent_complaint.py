@@ -96,7 +96,7 @@ async def test_authority_as_of_follows_the_directory_then(world: World) -> None:
     answer = then.json()
     assert answer["rule"] == "parents", answer
     assert answer["grantors"][0]["members"] == sorted([child.mother, child.father])
-    assert answer["age"] == 14
+    assert (answer["age"], answer["as_of"]) == (14, before)
     with_offset = quote(datetime.fromisoformat(before).astimezone().isoformat())
     same = await world.api("GET", f"{query}&as_of={with_offset}")
     assert same.status == 200 and same.json()["rule"] == "parents", same.body

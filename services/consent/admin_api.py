@@ -394,7 +394,7 @@ class ConsentAdministration:
             return _json(200, authority_json(authority))
         child = await child_at(self.directory, patient_id, moment)
         authority = who_may_consent(child, purpose, day or day_of(moment), flags)
-        return _json(200, {**authority_json(authority), "as_of": moment.isoformat()})
+        return _json(200, {**authority_json(authority), "as_of": _param(request, AS_OF)})
 
     async def create(self, request: FhirRequest, body: bytes) -> FhirResponse:
         consent = _parse(ConsentInput, body)
