@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from services.consent.admin_api import ConsentAdministration
 from services.consent.audit_trail import AuditTrail
+from services.consent.authority_warnings import AuthorityWarnings
 from services.consent.authority_watch import AuthorityWatch
 from services.consent.directory import DirectoryReader
 from services.consent.emergency_review import EmergencyReview
@@ -44,6 +45,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
         register_audit(fhir, nc, settings),
         RelationWatch(handlers, nc, settings),
         AuthorityWatch(handlers, nc, settings, settings.consent_sweep_interval),
+        AuthorityWarnings(handlers, settings.consent_warning_days, settings.consent_sweep_interval),
     ]
 
 

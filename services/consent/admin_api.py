@@ -13,6 +13,10 @@ answers exactly as one that is not registered, so nothing about who may consent 
 order, the parents, the child's age) or what was consented is learnt without a basis, not
 even from a consent the rules refuse. An organisation that starts its part in a child's
 care before it has any record of it declares so first (`POST Patient/{id}/$start-care`).
+
+`/authority` (query parameter `as_of`) and `/decisions` (body field `as_of`) also answer
+as the directory and the consent records stood at an earlier instant, to answer a
+complaint (`services.consent.as_of`); the relation is still asked as of now.
 """
 
 from __future__ import annotations
@@ -24,8 +28,16 @@ from datetime import date
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.consent.as_of import (
+    AS_OF,
+    Situation,
+    child_at,
+    day_of,
+    parse_as_of,
+    situation_at,
+)
 from services.consent.directory import DirectoryReader
 from services.consent.domain.authority import who_may_consent
 from services.consent.domain.model import Authority, ConsentFlags, Decision, Purpose
@@ -244,6 +256,18 @@ class DecisionInput(Strict):
     author: str | None = Field(
         None, pattern=ORGNR, description="orgnr of the organisation that wrote the information"
     )
+    as_of: str | None = Field(
+        None,
+        description="Decide as the directory and the consent records stood at this past"
+        " date-time (with a time zone, e.g. 2026-03-01T12:00:00Z): to answer a complaint",
+    )
+
+    @field_validator("as_of")
+    @classmethod
+    def _past(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_as_of(value)
+        return value
 
 
 class DisclosureInput(Strict):
@@ -328,6 +352,17 @@ def _param(request: FhirRequest, name: str) -> str | None:
     return next((value for key, value in request.params if key == name), None)
 
 
+def _as_of(request: FhirRequest) -> dt.datetime | None:
+    """The `as_of` query parameter (absent: now); malformed or in the future is a 400."""
+    text = _param(request, AS_OF)
+    if text is None:
+        return None
+    try:
+        return parse_as_of(text)
+    except ValueError as exc:
+        raise error(400, "invalid", f"as_of: {exc}", AS_OF) from exc
+
+
 def _flag(request: FhirRequest, name: str) -> bool:
     """A true/false query parameter (absent: false); anything else is a 400."""
     value = _param(request, name)
@@ -377,15 +412,21 @@ class ConsentAdministration:
             ) from exc
         if not _matches(PATIENT, patient):
             raise error(400, "invalid", "patient must be Patient/<id>", "patient")
-        await self.directory.require_relation(request.caller, patient.partition("/")[2])
+        moment = _as_of(request)
         flags = ConsentFlags(
             daily_care=_flag(request, "daily_care"),
             necessary_to_avoid_harm=_flag(request, "necessary_to_avoid_harm"),
             confidential_from_parents=_flag(request, "confidential_from_parents"),
             to_barnevern=_flag(request, "to_barnevern"),
         )
-        authority = await self.handlers.authority(patient, purpose, day, flags)
-        return _json(200, authority_json(authority))
+        patient_id = patient.partition("/")[2]
+        await self.directory.require_relation(request.caller, patient_id)
+        if moment is None:
+            authority = await self.handlers.authority(patient, purpose, day, flags)
+            return _json(200, authority_json(authority))
+        child = await child_at(self.directory, patient_id, moment)
+        authority = who_may_consent(child, purpose, day or day_of(moment), flags)
+        return _json(200, {**authority_json(authority), "as_of": _param(request, AS_OF)})
 
     async def create(self, request: FhirRequest, body: bytes) -> FhirResponse:
         consent = _parse(ConsentInput, body)
@@ -479,7 +520,12 @@ class ConsentAdministration:
             authorize(request.caller, "AuditEvent", "read")
         patient_id = question.patient.partition("/")[2]
         await self.directory.require_relation(caller, patient_id)
-        self.view.ready()
+        then = None
+        if question.as_of is not None:
+            moment = parse_as_of(question.as_of)
+            then = await situation_at(self.handlers.fhir, self.directory, patient_id, moment)
+        else:
+            self.view.ready()
         actor = Caller(
             orgnr=question.actor.orgnr,
             org_kind=question.actor.kind.value if question.actor.kind else None,
@@ -498,23 +544,27 @@ class ConsentAdministration:
             category=question.category.value,
             author=question.author,
         )
-        context = AccessContext(actor, question.purpose_of_use, emergency)
-        decision = decide(self.view.state(patient_id), facts, context)
+        if then is None:
+            context = AccessContext(actor, question.purpose_of_use, emergency)
+            decision = decide(self.view.state(patient_id), facts, context)
+        else:
+            context = AccessContext(actor, question.purpose_of_use, emergency, day=then.day)
+            decision = decide(then.state, facts, context)
         if about_itself and request.caller.fhir_user and decision.basis == "hidden-from-parents":
             # Telling a parent why would tell them what the child keeps from them.
             decision = AccessDecision(False, "none", ("No basis permits this",))
-        return _json(
-            200,
-            {
-                "permit": decision.permit,
-                "decision": "permit" if decision.permit else "deny",
-                "basis": decision.basis,
-                "reasons": list(decision.reasons),
-                "consents": list(decision.consents),
-                "obligations": list(decision.obligations),
-                "legal_reference": decision.legal_reference,
-            },
-        )
+        answer: dict[str, Any] = {
+            "permit": decision.permit,
+            "decision": "permit" if decision.permit else "deny",
+            "basis": decision.basis,
+            "reasons": list(decision.reasons),
+            "consents": list(decision.consents),
+            "obligations": list(decision.obligations),
+            "legal_reference": decision.legal_reference,
+        }
+        if then is not None:
+            answer |= {"as_of": question.as_of, "consent_versions": _versions(then, decision)}
+        return _json(200, answer)
 
     async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
         disclosure = _parse(DisclosureInput, body)
@@ -552,6 +602,14 @@ class ConsentAdministration:
             disclosure.reason,
         )
         return _json(201, {"basis": "hpl-33", "audit_event": event})
+
+
+def _versions(then: Situation, decision: AccessDecision) -> list[str]:
+    """The versions of the consents a past decision rested on (`Consent/<id>/_history/<v>`),
+    so the answer names exactly which record was in force."""
+    named = set(decision.consents)
+    return [v for stored, v in zip(then.consents, then.versions, strict=True)
+            if stored.reference in named]  # fmt: skip
 
 
 def _consent_id(request: FhirRequest) -> str:

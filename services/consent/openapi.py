@@ -85,6 +85,11 @@ def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
             "child_view": {"enum": ["mandatory", "required", "recommended", "not-applicable"]},
             "obligations": {"type": "array", "items": {"type": "string"}},
             "valid_until": {"type": ["string", "null"], "format": "date"},
+            "as_of": {
+                "type": "string",
+                "format": "date-time",
+                "description": "Present when asked as of an earlier instant",
+            },
         },
     }
     schemas["Decision"] = {
@@ -97,6 +102,17 @@ def _schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
             "consents": {"type": "array", "items": {"type": "string"}},
             "obligations": {"type": "array", "items": {"type": "string"}},
             "legal_reference": {"type": "string"},
+            "as_of": {
+                "type": "string",
+                "format": "date-time",
+                "description": "Present when asked as of an earlier instant",
+            },
+            "consent_versions": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "With as_of: the versions (Consent/<id>/_history/<n>) of the"
+                " consents the decision rested on",
+            },
         },
     }
     return schemas
@@ -199,7 +215,15 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                             "name": "date",
                             "in": "query",
                             "schema": {"type": "string", "format": "date"},
-                            "description": "Default: today",
+                            "description": "Default: today (with as_of: that day)",
+                        },
+                        {
+                            "name": "as_of",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date-time"},
+                            "description": "Answer as the directory stood at this past"
+                            " instant (with a time zone; a + is written %2B): to answer a"
+                            " complaint",
                         },
                         *flags,
                     ],

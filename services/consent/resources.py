@@ -9,6 +9,12 @@ organisations, parental responsibility, care orders). Consents are patient infor
 only its own accesses (category `audit`: it is their agent); the operator sees every one,
 lists the emergency accesses awaiting review (`review=pending`) and records the review
 (`$review`).
+
+Every stored version of a Consent says who made that change and what it was, in
+`meta.extension` (`changed-by`): the organisation, the health person (HPR) or the person
+logged in as themselves (`fhirUser`), or barnebro itself for a reassessment; so the
+history (`GET Consent/{id}/_history`, vread) shows who changed what, and when
+(`meta.lastUpdated`).
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ import orjson
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
 from shared.codes import AUDIT_CATEGORY, DataCategory
-from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
-from shared.fhir.errors import error
+from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
+from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
 from shared.fhir.search_query import SearchQuery
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest
 
 CONSENT_ADMIN = "the consent administration API (/consent/v1)"
@@ -56,6 +62,37 @@ def own_view(event: dict[str, Any]) -> dict[str, Any]:
 
 
 TOKEN, REFERENCE = ParamType.TOKEN, ParamType.REFERENCE
+CHANGED_BY_EXT = "https://fhir.barnebro.no/StructureDefinition/changed-by"
+CHANGES = {
+    "consent-create": "recorded",
+    "consent-sign": "answered",
+    "consent-withdraw": "withdrawn",
+}
+"""The administration API's operations → what the change to the consent was."""
+
+
+def changed_by(request: FhirRequest) -> dict[str, Any]:
+    """Who makes this change to a consent, and what it is: `change` (recorded, answered,
+    withdrawn, reassessed), `organization` (orgnr), `practitioner` (HPR number),
+    `person` (the `fhirUser` acting as themselves) or `system` (barnebro itself)."""
+    caller = request.caller
+    parts: list[dict[str, Any]] = []
+    change = (
+        "reassessed" if caller.credential == "service" else CHANGES.get(request.operation or "")
+    )
+    if change:
+        parts.append({"url": "change", "valueCode": change})
+    if caller.credential == "service":
+        parts.append({"url": "system", "valueString": "barnebro"})
+    if caller.fhir_user:
+        parts.append({"url": "person", "valueReference": {"reference": caller.fhir_user}})
+    if caller.orgnr and caller.credential != "service":
+        identifier = {"system": ORGNR_SYSTEM, "value": caller.orgnr}
+        parts.append({"url": "organization", "valueIdentifier": identifier})
+    if caller.hpr and not caller.fhir_user:
+        identifier = {"system": HPR_SYSTEM, "value": caller.hpr}
+        parts.append({"url": "practitioner", "valueIdentifier": identifier})
+    return {"url": CHANGED_BY_EXT, "extension": parts}
 
 
 def _patient_id(reference: Any) -> str | None:
@@ -95,6 +132,14 @@ class ConsentDefinition(ResourceDefinition):
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         return _patient_id(resource.get("patient"))
+
+    async def check_write(self, resource: dict[str, Any], context: WriteContext) -> list[Issue]:
+        """Each version says who made it (`changed-by` in `meta.extension`)."""
+        meta = dict(resource.get("meta") or {})
+        others = [e for e in meta.get("extension") or [] if e.get("url") != CHANGED_BY_EXT]
+        meta["extension"] = [*others, changed_by(context.request)]
+        resource["meta"] = meta
+        return []
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
         """Recipient organisations and organisations that are grantors (the holder of a
