@@ -917,6 +917,16 @@ def consent_change(name: str) -> Scenario:
     return Scenario(build, hidden=hidden, not_own=not_own)
 
 
+REPORTER_HPR = "9144889"
+"""The health person a §33 report names (opplysningsplikt is a person's duty)."""
+
+
+def reporting(ctx: Ctx) -> str | None:
+    """The caller's organisation token naming a health person (None: the caller's own)."""
+    caller = ctx.caller
+    return ctx.world.org_token(caller.orgnr, hpr=REPORTER_HPR) if caller.orgnr else None
+
+
 async def disclosure(ctx: Ctx) -> Probe:
     world = ctx.world
     text = marker()
@@ -927,7 +937,11 @@ async def disclosure(ctx: Ctx) -> Probe:
         "reason": text,
     }
     return api_probe(
-        ctx, "disclosure-hpl33", body=body, watch=Watch("consent", "AuditEvent", text=text)
+        ctx,
+        "disclosure-hpl33",
+        body=body,
+        watch=Watch("consent", "AuditEvent", text=text),
+        token=reporting(ctx),
     )
 
 
@@ -946,6 +960,7 @@ async def disclosure_hidden(ctx: Ctx) -> tuple[Probe, Probe]:
             body=body,
             watch=Watch("consent", "AuditEvent", text=text),
             secrets=(child_id, referral),
+            token=reporting(ctx),
         )
 
     other = ctx.world.unrelated
@@ -953,6 +968,69 @@ async def disclosure_hidden(ctx: Ctx) -> tuple[Probe, Probe]:
         probe(other.child.id, other.id("ServiceRequest")),
         probe(made_up(), made_up()),
     )
+
+
+def disclosure_list() -> Scenario:
+    """A child's §33 disclosures: only with a relation to it (the operator: any child)."""
+
+    def probe(ctx: Ctx, child_id: str) -> Probe:
+        return api_probe(ctx, "disclosure-list", path_id=child_id, secrets=(child_id,))
+
+    async def build(ctx: Ctx) -> Probe:
+        return probe(ctx, ctx.world.related.child.id)
+
+    async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
+        return probe(ctx, ctx.world.unrelated.child.id), probe(ctx, made_up())
+
+    def answered(ctx: Ctx, reply: Reply, probe: Probe) -> None:
+        succeeded(ctx, reply, probe)
+        assert isinstance(reply.json()["disclosures"], list), reply.body
+
+    return Scenario(build, ok=answered, hidden=hidden)
+
+
+def disclosure_close() -> Scenario:
+    """`own`: a health organisation closes the §33 disclosures it reported; another's
+    answers exactly as one that does not exist. The operator closes any."""
+
+    async def reported(ctx: Ctx, token: str) -> str:
+        """A new disclosure about the related child, reported with `token`: its id."""
+        world = ctx.world
+        body = {
+            "patient": f"Patient/{world.related.child.id}",
+            "recipient": BARNEVERNSTJENESTE,
+            "resources": [world.related.refs["ServiceRequest"]],
+            "reason": marker(),
+        }
+        reply = await world.call("POST", api(ctx, "disclosure-hpl33"), body, token=token)
+        assert reply.status == 201, reply.body
+        return str(reply.json()["audit_event"]["id"])
+
+    def probe(ctx: Ctx, disclosure_id: str) -> Probe:
+        return api_probe(
+            ctx,
+            "disclosure-close",
+            path_id=disclosure_id,
+            body={"reason": "Meldt ved en feil"},
+            watch=Watch("consent", "AuditEvent", res_id=disclosure_id),
+            secrets=(disclosure_id,),
+        )
+
+    def outsiders(ctx: Ctx) -> str:
+        return ctx.world.org_token(OUTSIDER, hpr=REPORTER_HPR)
+
+    async def build(ctx: Ctx) -> Probe:
+        own = reporting(ctx) if ctx.rule is Rule.OWN else None
+        return probe(ctx, await reported(ctx, own or outsiders(ctx)))
+
+    async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
+        return probe(ctx, await reported(ctx, outsiders(ctx))), probe(ctx, made_up())
+
+    def closed(ctx: Ctx, reply: Reply, probe: Probe) -> None:
+        succeeded(ctx, reply, probe)
+        assert reply.json()["status"] == "closed", reply.body
+
+    return Scenario(build, ok=closed, hidden=hidden)
 
 
 # -- the audit trail -----------------------------------------------------------------------
@@ -1336,6 +1414,8 @@ def scenarios() -> dict[tuple[str, str], Scenario]:
                  "consent-objection"):  # fmt: skip
         found[(CONSENT_API, name)] = consent_change(name)
     found[(CONSENT_API, "disclosure-hpl33")] = Scenario(disclosure, hidden=disclosure_hidden)
+    found[(CONSENT_API, "disclosure-list")] = disclosure_list()
+    found[(CONSENT_API, "disclosure-close")] = disclosure_close()
     for resource_type in ("ServiceRequest", "DocumentReference"):
         for action in ("create", "update"):
             found[(resource_type, action)] = referral_write(resource_type, action)

@@ -3,9 +3,9 @@
 Active consents become grants (their recipients, categories, purposes of use and days,
 and whether others gave them on the child's behalf); consents a child of 12-15 gave alone
 keep what the recipients hold from the parents, and from anyone a consent on the child's
-behalf names, also after they end (what was told in confidence stays confidential); hpl
-§33 disclosures let the named barnevernstjeneste see the named resources. Parents see by parental
-responsibility until the day before the child turns 16. The organisations with a
+behalf names, also after they end (what was told in confidence stays confidential); open
+hpl §33 disclosures let the named barnevernstjeneste see the versions reported. Parents
+see by parental responsibility until the day before the child turns 16. The organisations with a
 relation to the child (a record about it anywhere, or its care order) are listed too:
 the directory releases the child's record only to them.
 """

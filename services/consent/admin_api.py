@@ -38,9 +38,16 @@ from services.consent.as_of import (
     parse_as_of,
     situation_at,
 )
+from services.consent.audit_events import disclosure_json
 from services.consent.directory import DirectoryReader
-from services.consent.domain.authority import who_may_consent
-from services.consent.domain.model import Authority, ConsentFlags, Decision, Purpose
+from services.consent.domain.authority import ADULT_AGE, age_on, who_may_consent
+from services.consent.domain.model import (
+    Authority,
+    ChildFacts,
+    ConsentFlags,
+    Decision,
+    Purpose,
+)
 from services.consent.handlers import OPEN_STATUSES, ConsentHandlers, Outcome, reassessed
 from services.consent.records import (
     ChildViewRecord,
@@ -64,6 +71,7 @@ from shared.codes import (
     DataCategory,
     OrganisationKind,
 )
+from shared.fhir.answers import not_found
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.resources import ID_PATTERN
 from shared.transport.wire import Caller, Emergency, FhirRequest, FhirResponse
@@ -271,11 +279,14 @@ class DecisionInput(Strict):
 
 
 class DisclosureInput(Strict):
-    """An hpl §33 disclosure: a health organisation informs barnevern without consent."""
+    """An hpl §33 disclosure: a health organisation informs barnevern without consent. The
+    version of each resource the reporter reads now is what is disclosed, and only that."""
 
     patient: str = Field(pattern=PATIENT)
     recipient: str = Field(pattern=ORGNR, description="orgnr of the barnevernstjeneste")
-    resources: list[str] = Field(min_length=1, max_length=50)
+    resources: list[str] = Field(
+        min_length=1, max_length=50, description="Type/id; the current version is disclosed"
+    )
     reason: str = Field(min_length=1, max_length=2000)
 
     @model_validator(mode="after")
@@ -283,6 +294,12 @@ class DisclosureInput(Strict):
         if any(not _matches(RESOURCE, r) for r in self.resources):
             raise ValueError("resources lists Type/id references")
         return self
+
+
+class CloseDisclosureInput(Strict):
+    """Why an hpl §33 disclosure is closed (e.g. reported in error, the case is closed)."""
+
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -393,6 +410,8 @@ class ConsentAdministration:
             "consent-list": self.list_consents,
             "access-decide": self.decide,
             "disclosure-hpl33": self.disclose,
+            "disclosure-list": self.list_disclosures,
+            "disclosure-close": self.close_disclosure,
         }
 
     async def authority(self, request: FhirRequest, body: bytes) -> FhirResponse:
@@ -567,17 +586,30 @@ class ConsentAdministration:
         return _json(200, answer)
 
     async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Record an hpl §33 disclosure: the versions of the named resources the reporter
+        reads now are released to the barnevernstjeneste, and nothing later."""
         disclosure = _parse(DisclosureInput, body)
-        if request.caller.org_kind not in HEALTH_KINDS or request.caller.fhir_user:
+        caller = request.caller
+        if caller.org_kind not in HEALTH_KINDS or caller.fhir_user:
             raise error(
                 403,
                 "forbidden",
                 "Only health organisations report under helsepersonelloven §33;"
-                f" this client is {request.caller.org_kind or 'of unknown kind'}",
+                f" this client is {caller.org_kind or 'of unknown kind'}",
+            )
+        if not caller.hpr:
+            raise error(
+                403,
+                "forbidden",
+                "Opplysningsplikt (helsepersonelloven §33) is a duty of health personnel: the"
+                " token must name the health person reporting (HPR number); a system"
+                " without a person cannot report",
             )
         patient_id = disclosure.patient.partition("/")[2]
-        for reference in disclosure.resources:
-            if not await self.directory.about_patient_as(request.caller, reference, patient_id):
+        released = []
+        for reference in dict.fromkeys(disclosure.resources):
+            version = await self.directory.version_about(caller, reference, patient_id)
+            if version is None:
                 raise error(
                     422,
                     "business-rule",
@@ -585,6 +617,8 @@ class ConsentAdministration:
                     " organisation may read; only what the reporter holds can be disclosed",
                     "resources",
                 )
+            released.append(f"{reference}/_history/{version}")
+        _refuse_unless_child(await self.directory.child_facts(patient_id), self.handlers.clock())
         kind = await self.directory.organisation_kind(disclosure.recipient)
         if kind != OrganisationKind.BARNEVERNSTJENESTE:
             raise error(
@@ -598,10 +632,76 @@ class ConsentAdministration:
             request,
             disclosure.patient,
             disclosure.recipient,
-            disclosure.resources,
+            released,
             disclosure.reason,
         )
-        return _json(201, {"basis": "hpl-33", "audit_event": event})
+        return _json(
+            201,
+            {
+                "basis": "hpl-33",
+                "disclosure": disclosure_json(event, patient_id),
+                "audit_event": event,
+            },
+        )
+
+    async def list_disclosures(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """A child's §33 disclosures, to the organisation that reported and the one that
+        received each, and to the operator. Without a relation to the child, the child
+        answers as one that is not registered."""
+        patient_id = request.id or ""
+        if not ID_PATTERN.fullmatch(patient_id):
+            raise error(400, "invalid", f"{patient_id!r} is not a valid Patient id")
+        if request.caller.credential == "operator":
+            if not await self.directory.registered(patient_id):
+                raise not_found("Patient", patient_id)
+        else:
+            await self.directory.require_relation(request.caller, patient_id)
+        listed = await self.handlers.disclosures(request, patient_id)
+        return _json(200, {"patient": f"Patient/{patient_id}", "disclosures": listed})
+
+    async def close_disclosure(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Close a §33 disclosure (the reporting organisation or the operator): the
+        recipient sees nothing more through it; the record stays."""
+        event_id = request.id or ""
+        if not ID_PATTERN.fullmatch(event_id):
+            raise error(400, "invalid", f"{event_id!r} is not a valid disclosure id")
+        closing = _parse(CloseDisclosureInput, body)
+        closed = await self.handlers.close_disclosure(request, event_id, closing.reason)
+        return _json(200, closed)
+
+
+def _refuse_unless_child(child: ChildFacts, day: date) -> None:
+    """hpl §33 is about children: refused for a person of 18 or older on `day`, and for one
+    whose age cannot be known (no confirmed birth date: a D-nummer or none recorded), as
+    every rule here that depends on age refuses to guess it."""
+    born = child.birth_date
+    if born is None or not child.birth_date_confirmed:
+        raise error(
+            422,
+            "business-rule",
+            f"{child.patient} has no confirmed birth date, and helsepersonelloven §33 is about"
+            " children under 18; a D-nummer or an unknown birth date never gives an age."
+            f" Record a confirmed birth date on {child.patient} (Patient.birthDate) first",
+            "patient",
+        )
+    if born > day:
+        raise error(
+            422,
+            "business-rule",
+            f"The birth date recorded for {child.patient} ({born.isoformat()}) is after"
+            f" {day.isoformat()}; correct it (Patient.birthDate) first",
+            "patient",
+        )
+    age = age_on(born, day)
+    if age >= ADULT_AGE:
+        raise error(
+            422,
+            "business-rule",
+            f"{child.patient} is {age}: helsepersonelloven §33 (opplysningsplikt to barnevern)"
+            " is about children under 18; sharing an adult's information needs the person's"
+            " consent or another legal basis",
+            "patient",
+        )
 
 
 def _versions(then: Situation, decision: AccessDecision) -> list[str]:

@@ -164,17 +164,21 @@ class DirectoryReader(DirectoryClient):
                 related.append(then)
         return child_facts(patient, related, day)
 
-    async def about_patient_as(self, caller: Caller, reference: str, patient_id: str) -> bool:
-        """Whether `caller` may read `reference` (asked of the service that owns it, so
-        its own consent step decides and audits) and it is about the patient."""
+    async def version_about(self, caller: Caller, reference: str, patient_id: str) -> int | None:
+        """The version of `reference` that `caller` reads now (asked of the service that
+        owns it, so its own consent step decides and audits), if it may read it and it is
+        about the patient; None otherwise."""
         res_type, _, res_id = reference.partition("/")
         status, resource = await self.ask(
             self.request(caller, interaction="read", resource_type=res_type, id=res_id)
         )
         if status != 200 or not isinstance(resource, dict):
-            return False
+            return None
+        version = str((resource.get("meta") or {}).get("versionId") or "")
+        if not version.isdigit():
+            return None
         for element in ("subject", "patient", "for"):
             target = reference_target(resource.get(element))
             if target is not None:
-                return target == ("Patient", patient_id)
-        return False
+                return int(version) if target == ("Patient", patient_id) else None
+        return None

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from services.consent.admin_api import (
     ChildViewInput,
+    CloseDisclosureInput,
     ConsentInput,
     DecisionInput,
     DisclosureInput,
@@ -184,6 +185,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                     WithdrawInput,
                     DecisionInput,
                     DisclosureInput,
+                    CloseDisclosureInput,
                 ]
             ),
         },
@@ -307,9 +309,30 @@ def openapi_document(server_url: str) -> dict[str, Any]:
                 "post": _operation(
                     "Record an hpl §33 disclosure to a barnevernstjeneste (never a consent)",
                     "system/Consent.c",
-                    {"201": _answer("The AuditEvent recording the disclosure")},
-                    description="Health organisations only.",
+                    {"201": _answer("The disclosure and the AuditEvent recording it")},
+                    description="A health person (HPR number in the token) at a health"
+                    " organisation, about a child under 18. The version of each resource the"
+                    " reporter reads now is disclosed, and only that version.",
                     requestBody=_json_body("DisclosureInput"),
+                )
+            },
+            "/patients/{id}/disclosures": {
+                "get": _operation(
+                    "A child's hpl §33 disclosures the caller reported or received (operator:"
+                    " all), open and closed",
+                    "system/Consent.rs",
+                    {"200": _answer("patient and disclosures[] (versions released, status)")},
+                    parameters=[_id("id", "The Patient id")],
+                )
+            },
+            "/disclosures/{id}/closure": {
+                "post": _operation(
+                    "Close an hpl §33 disclosure: its recipient sees nothing more through it",
+                    "system/Consent.u",
+                    {"200": _answer("The closed disclosure")},
+                    description="The reporting organisation or the operator.",
+                    parameters=[_id("id", "The disclosure id (its AuditEvent id)")],
+                    requestBody=_json_body("CloseDisclosureInput"),
                 )
             },
         },

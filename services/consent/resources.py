@@ -40,6 +40,7 @@ AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
 HPL33_SUBTYPE = "hpl-33"
 EMERGENCY_BASIS = "emergency"
 REVIEW_EXT = "https://fhir.barnebro.no/StructureDefinition/emergency-review"
+DISCLOSURE_CLOSED_EXT = "https://fhir.barnebro.no/StructureDefinition/disclosure-closed"
 REVIEW_OPERATION = "$review"
 REVIEW_CONCLUSIONS = ("justified", "unjustified")
 AUDIT_DETAIL_BASIS = "basis"
@@ -211,6 +212,11 @@ def review_of(resource: dict[str, Any]) -> dict[str, Any] | None:
     return next((e for e in resource.get("extension") or [] if e.get("url") == REVIEW_EXT), None)
 
 
+def _closed(resource: dict[str, Any]) -> bool:
+    """Whether an hpl §33 disclosure has been closed (`disclosure-closed`)."""
+    return any(e.get("url") == DISCLOSURE_CLOSED_EXT for e in resource.get("extension") or [])
+
+
 def _review_state(resource: dict[str, Any]) -> Iterator[str]:
     """`pending` for an emergency access not yet reviewed, else the review's conclusion."""
     if EMERGENCY_BASIS not in set(_audit_bases(resource)):
@@ -318,11 +324,13 @@ class AuditEventDefinition(ResourceDefinition):
         )
 
     def events(self, change: Change) -> list[EventSpec]:
-        """Only what someone must act on: emergency access and §33 disclosures, and the
-        review of an emergency access."""
+        """Only what someone must act on: emergency access and §33 disclosures, the review
+        of an emergency access and the closing of a disclosure."""
         if change.after is not None and change.before is not None:
             if review_of(change.after) is not None and review_of(change.before) is None:
                 return [EventSpec("emergency-reviewed", {})]
+            if _closed(change.after) and not _closed(change.before):
+                return [EventSpec("opplysningsplikt-closed", {})]
             return []
         if change.after is None:
             return []

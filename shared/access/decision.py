@@ -6,7 +6,9 @@ a read by id releases never disagree. Default deny: patient information crosses 
 organisation boundary only under an active consent covering the recipient, the data
 category, the purpose of use and the day, or under a named basis without consent
 (emergency, hpl §33), and parents see what their parental responsibility covers minus
-what a child of 12-15 keeps from them.
+what a child of 12-15 keeps from them. An hpl §33 disclosure releases exactly the versions
+it reported (`Type/id/_history/<version>`): a vread of one, and a read or search only while
+the resource is still at that version; a later version and the earlier history stay closed.
 
 The directory's records of a child (category `person`) follow other rules: an
 organisation sees them only with a relation to the child (it wrote or is named on a
@@ -57,6 +59,14 @@ class ResourceFacts:
     category: str | None
     author: str | None = None
     parties: tuple[str, ...] = ()
+    version: int | None = None
+    """The version decided on (a disclosure releases single versions); None when the
+    question is about information in general, not a stored version."""
+
+    @property
+    def versioned(self) -> str | None:
+        """`Type/id/_history/<version>`, as a disclosure names what it released."""
+        return None if self.version is None else f"{self.reference}/_history/{self.version}"
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -309,14 +319,16 @@ def decide(
                 ),
                 consents=tuple(consents),
             )
+        versioned = resource.versioned
         for disclosure in state.disclosures:
-            if resource.reference in disclosure.resources and caller.orgnr in (
-                disclosure.recipients
-            ):
+            if versioned in disclosure.resources and caller.orgnr in disclosure.recipients:
                 return AccessDecision(
                     True,
                     disclosure.basis,
-                    (f"Disclosed without consent under {disclosure.basis} ({disclosure.record})",),
+                    (
+                        f"{versioned} was disclosed without consent under {disclosure.basis}"
+                        f" ({disclosure.record})",
+                    ),
                     legal_reference="helsepersonelloven §33",
                 )
     emergency = context.emergency

@@ -89,6 +89,8 @@ CONSENT_API_ROUTES = {
     "consent-list": ("GET", "/patients/{id}/consents"),
     "access-decide": ("POST", "/decisions"),
     "disclosure-hpl33": ("POST", "/disclosures"),
+    "disclosure-list": ("GET", "/patients/{id}/disclosures"),
+    "disclosure-close": ("POST", "/disclosures/{id}/closure"),
 }
 """The consent administration API (under `/consent/v1`): each route is one operation of
 the consent service, named here, and a row of the table."""
@@ -104,6 +106,8 @@ CONSENT_API_SCOPES = {
     "consent-list": ("Consent", "search"),
     "access-decide": ("Consent", "read"),
     "disclosure-hpl33": ("Consent", "create"),
+    "disclosure-list": ("Consent", "search"),
+    "disclosure-close": ("Consent", "update"),
 }
 """The SMART scope each route of the consent API needs, as (resource type, interaction)
 (`shared.auth.scopes.required_scope`)."""
@@ -225,6 +229,10 @@ TABLE: dict[str, dict[str, Row]] = {
         "consent-list": cells(Rule.RELATED, *_CARE, person=Rule.RELATED),
         "access-decide": cells(Rule.RELATED, *_ORGS, person=Rule.RELATED),
         "disclosure-hpl33": cells(Rule.RELATED, Actor.HEALTH),
+        "disclosure-list": cells(
+            Rule.RELATED, Actor.HEALTH, Actor.BARNEVERNSTJENESTE, operator=Rule.ALL
+        ),
+        "disclosure-close": cells(Rule.OWN, Actor.HEALTH, operator=Rule.ALL),
     },
     "ServiceRequest": _patient_data(
         create=cells(Rule.ALL, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
@@ -264,7 +272,7 @@ OWNERSHIP: dict[str, str] = {
     "ServiceRequest": "is the referrer (amends its referral)",
     "DocumentReference": "wrote the attachment",
     "Subscription": "owns the subscription",
-    CONSENT_API: "a person answers only as itself",
+    CONSENT_API: "a person answers only as itself; a §33 disclosure is closed by its reporter",
 }
 """What `OWN` means for each type: the caller's organisation (or person) …"""
 

@@ -52,7 +52,10 @@ class HiddenFromParents(BaseModel):
 
 class Disclosure(BaseModel):
     """A disclosure without consent under a named legal basis (hpl §33 opplysningsplikt):
-    these recipients may see exactly these resources (`Type/id`)."""
+    these recipients may see exactly these versions (`Type/id/_history/<version>`), the
+    ones current when it was reported: not a later version, not the earlier history. A
+    closed disclosure is not in the state; an entry without a version (a state stored
+    before versions were recorded) releases nothing."""
 
     record: str
     basis: str
