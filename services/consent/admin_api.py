@@ -40,6 +40,7 @@ from services.consent.as_of import (
 )
 from services.consent.audit_events import disclosure_json
 from services.consent.directory import DirectoryReader
+from services.consent.disclosures import Disclosures
 from services.consent.domain.authority import ADULT_AGE, age_on, who_may_consent
 from services.consent.domain.model import (
     Authority,
@@ -395,6 +396,7 @@ class ConsentAdministration:
         self, handlers: ConsentHandlers, directory: DirectoryReader, view: ConsentView
     ) -> None:
         self.handlers = handlers
+        self.disclosures = Disclosures(handlers)
         self.directory = directory
         self.view = view
 
@@ -628,7 +630,7 @@ class ConsentAdministration:
                 f" {kind or 'not registered in the directory'}",
                 "recipient",
             )
-        event = await self.handlers.record_disclosure(
+        event = await self.disclosures.record(
             request,
             disclosure.patient,
             disclosure.recipient,
@@ -656,7 +658,7 @@ class ConsentAdministration:
                 raise not_found("Patient", patient_id)
         else:
             await self.directory.require_relation(request.caller, patient_id)
-        listed = await self.handlers.disclosures(request, patient_id)
+        listed = await self.disclosures.of_patient(request, patient_id)
         return _json(200, {"patient": f"Patient/{patient_id}", "disclosures": listed})
 
     async def close_disclosure(self, request: FhirRequest, body: bytes) -> FhirResponse:
@@ -666,7 +668,7 @@ class ConsentAdministration:
         if not ID_PATTERN.fullmatch(event_id):
             raise error(400, "invalid", f"{event_id!r} is not a valid disclosure id")
         closing = _parse(CloseDisclosureInput, body)
-        closed = await self.handlers.close_disclosure(request, event_id, closing.reason)
+        closed = await self.disclosures.close(request, event_id, closing.reason)
         return _json(200, closed)
 
 

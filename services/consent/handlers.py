@@ -1,9 +1,10 @@
 """The consent service's use cases, each one unit of work.
 
-Recording a consent, adding a signature, withdrawing, reassessing a child's consents when
-the directory or the calendar changes who may consent, and recording an hpl §33
-disclosure. Each runs in one database transaction that writes the Consent (or AuditEvent),
-its events and the patient's new access state to the outbox, under the patient's lock, so
+Recording a consent, adding a grantor's answer, the child's view, a hearing or the
+child's objection, withdrawing, and reassessing a child's consents when the directory or
+the calendar changes who may consent (hpl §33 disclosures are `disclosures.py`, in the
+same units of work). Each runs in one database transaction that writes the Consent, its
+events and the patient's new access state to the outbox, under the patient's lock, so
 concurrent changes to one child are applied one after another and the state every service
 mirrors is never older than the records.
 """
@@ -21,16 +22,8 @@ from typing import Any
 import orjson
 
 from services.consent.access_state import patient_state
-from services.consent.audit_events import (
-    closed_disclosure,
-    closure_of,
-    disclosure_event,
-    disclosure_json,
-    disclosure_of,
-    identified,
-    is_disclosure,
-)
 from services.consent.directory import DirectoryReader
+from services.consent.disclosures import open_disclosures
 from services.consent.domain.authority import HIDE_FROM_PARENTS, who_may_consent
 from services.consent.domain.lifecycle import authority_error, evaluate, unauthorised_grantors
 from services.consent.domain.model import (
@@ -49,10 +42,11 @@ from services.consent.records import (
     SignatureRecord,
     WithdrawalRecord,
     from_fhir,
+    patient_id_of,
     to_fhir,
 )
 from services.consent.relation_table import related
-from shared.access.state import Disclosure, PatientAccessState
+from shared.access.state import PatientAccessState
 from shared.clock import now_instant, today
 from shared.codes import OrganisationKind
 from shared.events import subject_token
@@ -61,9 +55,7 @@ from shared.fhir.answers import not_found
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.service import FhirService
 from shared.fhir.unit_of_work import StoreUnitOfWork
-from shared.identifiers import ORGNR_SYSTEM
 from shared.store.outbox import add_message
-from shared.store.stored import StoredResource
 from shared.transport.wire import Caller, FhirRequest
 
 log = logging.getLogger(__name__)
@@ -95,13 +87,6 @@ class Outcome:
     record: ConsentRecord
     authority: Authority
     consent: dict[str, Any]
-
-
-def _patient_id(reference: str) -> str:
-    kind, _, patient_id = reference.partition("/")
-    if kind != "Patient" or not patient_id:
-        raise error(400, "invalid", f"{reference!r} is not a Patient reference", "patient")
-    return patient_id
 
 
 def _refuse_unauthorised(authority: Authority, signatures: list[SignatureRecord]) -> None:
@@ -203,13 +188,13 @@ class ConsentHandlers:
     async def authority(
         self, patient: str, purpose: Purpose, day: date | None, flags: ConsentFlags
     ) -> Authority:
-        child = await self.directory.child_facts(_patient_id(patient))
+        child = await self.directory.child_facts(patient_id_of(patient))
         return who_may_consent(child, purpose, day or self.clock(), flags)
 
     # -- changes --------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _child_unit(
+    async def child_unit(
         self, patient_id: str, request: FhirRequest
     ) -> AsyncIterator[tuple[StoreUnitOfWork, ChildFacts]]:
         """One unit of work under the child's lock, with the child's facts read under it
@@ -279,7 +264,7 @@ class ConsentHandlers:
         return False
 
     async def create(self, request: FhirRequest, record: ConsentRecord) -> Outcome:
-        patient_id = _patient_id(record.patient)
+        patient_id = patient_id_of(record.patient)
         flags = [flag for flag in record.flags if flag != TO_BARNEVERN]
         if await self._to_barnevern(record.recipients):
             flags.append(TO_BARNEVERN)
@@ -287,7 +272,7 @@ class ConsentHandlers:
         collector = None if request.caller.fhir_user else request.caller.orgnr
         grantors = [s.grantor for s in record.signatures]
         answered = await self._answerers(request, grantors, collector, {})
-        async with self._child_unit(patient_id, request) as (uow, child):
+        async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, record.signatures)
@@ -323,8 +308,8 @@ class ConsentHandlers:
         current = await self.fhir.repository(request).read("Consent", consent_id)
         if current is None or current.deleted:
             raise not_found("Consent", consent_id)
-        patient_id = _patient_id(from_fhir(current.json()).patient)
-        async with self._child_unit(patient_id, request) as (uow, child):
+        patient_id = patient_id_of(from_fhir(current.json()).patient)
+        async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             latest = await uow.read_for_update("Consent", consent_id)
             assert latest is not None
@@ -523,7 +508,7 @@ class ConsentHandlers:
             return []
         changed: list[ConsentRecord] = []
         request = service_update("Consent", patient_id)
-        async with self._child_unit(patient_id, request) as (uow, child):
+        async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             for stored in await uow.of_patient("Consent", patient_id):
                 record = from_fhir(stored.json())
@@ -542,106 +527,17 @@ class ConsentHandlers:
                 changed.append(again)
         return changed
 
-    async def record_disclosure(
-        self,
-        request: FhirRequest,
-        patient: str,
-        recipient: str,
-        resources: list[str],
-        reason: str,
-    ) -> dict[str, Any]:
-        """Record an hpl §33 disclosure of `resources`, the versions reported
-        (`Type/id/_history/<version>`), and publish the child's state that releases them."""
-        patient_id = _patient_id(patient)
-        event = disclosure_event(
-            str(uuid.uuid4()),
-            now_instant(),
-            patient=patient_id,
-            reporter_orgnr=request.caller.orgnr,
-            reporter_hpr=request.caller.hpr,
-            recipient_orgnr=recipient,
-            resources=resources,
-            reason=reason,
-        )
-        async with self._child_unit(patient_id, request) as (uow, _):
-            sub = request.model_copy(
-                update={
-                    "interaction": "update",
-                    "resource_type": "AuditEvent",
-                    "id": event["id"],
-                    "prefer_return": None,
-                }
-            )
-            response = await writes.update(uow.bound(sub), self.audit_events, event)
-        stored: dict[str, Any] = orjson.loads(response.body)
-        return stored
-
-    async def disclosures(self, request: FhirRequest, patient_id: str) -> list[dict[str, Any]]:
-        """The child's §33 disclosures the caller takes part in (as reporter or recipient;
-        the operator: all), open and closed, oldest first."""
-        async with self.fhir.reading(request) as uow:
-            found = await _disclosure_events(uow, patient_id)
-        events = [stored.json() for stored in found]
-        listed = [
-            disclosure_json(event, patient_id)
-            for event in events
-            if disclosure_party(event, request.caller) is not None
-        ]
-        return sorted(listed, key=lambda d: (str(d["recorded"]), d["id"]))
-
-    async def close_disclosure(
-        self, request: FhirRequest, event_id: str, reason: str
-    ) -> dict[str, Any]:
-        """Close a §33 disclosure: its recipient sees nothing more through it; the record
-        stays, with when, why and by whom it was closed. The reporting organisation or the
-        operator closes it; to anyone else who takes no part in it, it is not there."""
-        async with self.fhir.reading(request) as uow:
-            found = await uow.read("AuditEvent", event_id)
-        patient_id = _party_to(found, request.caller, event_id)
-        async with self._child_unit(patient_id, request) as (uow, _):
-            latest = await uow.read_for_update("AuditEvent", event_id)
-            _party_to(latest, request.caller, event_id)
-            assert latest is not None
-            event = latest.json()
-            if disclosure_party(event, request.caller) == "recipient":
-                raise error(
-                    403,
-                    "forbidden",
-                    "A §33 disclosure is closed by the organisation that reported it, or by"
-                    " the operator; its recipient cannot close it",
-                )
-            if closure_of(event) is not None:
-                raise error(409, "business-rule", f"The disclosure {event_id} is closed already")
-            caller = request.caller
-            operator = (caller.client_id or "operator") if caller.credential == "operator" else None
-            closed = closed_disclosure(
-                event, now_instant(), reason, caller.orgnr, caller.hpr, operator
-            )
-            sub = request.model_copy(
-                update={
-                    "interaction": "update",
-                    "resource_type": "AuditEvent",
-                    "id": event_id,
-                    "if_match": latest.etag,
-                    "prefer_return": None,
-                }
-            )
-            response = await writes.update(
-                uow.bound(sub), self.audit_events, closed, check_access=False
-            )
-        return disclosure_json(orjson.loads(response.body), patient_id)
-
     # -- the replicated state -------------------------------------------------------------
 
     async def republish(self, patient_id: str) -> None:
         """Publish the child's access state again (its relations changed)."""
-        async with self._child_unit(patient_id, service_update("Consent", patient_id)):
+        async with self.child_unit(patient_id, service_update("Consent", patient_id)):
             pass
 
     async def publish_state(self, uow: StoreUnitOfWork, patient_id: str, child: ChildFacts) -> None:
         """Queue the child's access state for the consent-view bucket, in this unit of work."""
         consents = [from_fhir(s.json()) for s in await uow.of_patient("Consent", patient_id)]
-        disclosures = await self._disclosures(uow, patient_id)
+        disclosures = await open_disclosures(uow, patient_id)
         day = self.clock()
         holders = [
             await self.directory.orgnr_of(order.organization)
@@ -676,52 +572,3 @@ class ConsentHandlers:
         async with self.fhir.unit_of_work(request) as uow:
             await uow.lock_patient(patient_id)
             await self._queue_state(uow, PatientAccessState(patient=patient_id))
-
-    async def _disclosures(self, uow: StoreUnitOfWork, patient_id: str) -> list[Disclosure]:
-        """The child's open §33 disclosures (a closed one releases nothing)."""
-        disclosures = []
-        for stored in await _disclosure_events(uow, patient_id):
-            event = stored.json()
-            if closure_of(event) is not None:
-                continue
-            record, recipients, resources = disclosure_of(event)
-            disclosures.append(
-                Disclosure(
-                    record=f"AuditEvent/{record}",
-                    basis="hpl-33",
-                    recipients=recipients,
-                    resources=resources,
-                )
-            )
-        return disclosures
-
-
-async def _disclosure_events(uow: StoreUnitOfWork, patient_id: str) -> list[StoredResource]:
-    return await uow.carrying_all(
-        "AuditEvent", [("subtype", "hpl-33"), ("patient", f"Patient/{patient_id}")], 1000
-    )
-
-
-def disclosure_party(event: dict[str, Any], caller: Caller) -> str | None:
-    """How the caller takes part in a §33 disclosure: `reporter` (its organisation
-    reported it), `recipient`, `operator`; None for anyone else."""
-    if caller.credential == "operator":
-        return "operator"
-    if caller.fhir_user or caller.credential != "organisation" or not caller.orgnr:
-        return None
-    if caller.orgnr in identified(event, ORGNR_SYSTEM, True):
-        return "reporter"
-    if caller.orgnr in identified(event, ORGNR_SYSTEM, False):
-        return "recipient"
-    return None
-
-
-def _party_to(stored: StoredResource | None, caller: Caller, event_id: str) -> str:
-    """The patient id of the §33 disclosure `event_id` the caller takes part in; a 404,
-    exactly as for one that does not exist, when it is none such."""
-    if stored is None or stored.deleted or stored.access.patient is None:
-        raise not_found("AuditEvent", event_id)
-    event = stored.json()
-    if not is_disclosure(event) or disclosure_party(event, caller) is None:
-        raise not_found("AuditEvent", event_id)
-    return stored.access.patient

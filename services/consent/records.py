@@ -34,6 +34,7 @@ from shared.codes import (
     ROLE_SYSTEM,
     STRUCTURE_DEFINITION_BASE,
 )
+from shared.fhir.errors import error
 from shared.identifiers import ORGNR_SYSTEM
 
 EXT = STRUCTURE_DEFINITION_BASE
@@ -424,3 +425,10 @@ def from_fhir(resource: dict[str, Any]) -> ConsentRecord:
         ended_because=ended[0] if ended else None,
         withdrawal=withdrawal,
     )
+
+
+def patient_id_of(reference: str) -> str:
+    kind, _, patient_id = reference.partition("/")
+    if kind != "Patient" or not patient_id:
+        raise error(400, "invalid", f"{reference!r} is not a Patient reference", "patient")
+    return patient_id

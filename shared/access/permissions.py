@@ -78,37 +78,24 @@ class Rule(StrEnum):
 
 CONSENT_API = "consent API"
 SERVER = "server"
-CONSENT_API_ROUTES = {
-    "consent-authority": ("GET", "/authority"),
-    "consent-create": ("POST", "/consents"),
-    "consent-sign": ("POST", "/consents/{id}/signatures"),
-    "consent-withdraw": ("POST", "/consents/{id}/withdrawal"),
-    "consent-child-view": ("POST", "/consents/{id}/child-view"),
-    "consent-hearing": ("POST", "/consents/{id}/hearings"),
-    "consent-objection": ("POST", "/consents/{id}/objections"),
-    "consent-list": ("GET", "/patients/{id}/consents"),
-    "access-decide": ("POST", "/decisions"),
-    "disclosure-hpl33": ("POST", "/disclosures"),
-    "disclosure-list": ("GET", "/patients/{id}/disclosures"),
-    "disclosure-close": ("POST", "/disclosures/{id}/closure"),
+_CONSENT_API = {  # operation: (method, path under /consent/v1, its Consent scope)
+    "consent-authority": ("GET", "/authority", "read"),
+    "consent-create": ("POST", "/consents", "create"),
+    "consent-sign": ("POST", "/consents/{id}/signatures", "update"),
+    "consent-withdraw": ("POST", "/consents/{id}/withdrawal", "update"),
+    "consent-child-view": ("POST", "/consents/{id}/child-view", "update"),
+    "consent-hearing": ("POST", "/consents/{id}/hearings", "update"),
+    "consent-objection": ("POST", "/consents/{id}/objections", "update"),
+    "consent-list": ("GET", "/patients/{id}/consents", "search"),
+    "access-decide": ("POST", "/decisions", "read"),
+    "disclosure-hpl33": ("POST", "/disclosures", "create"),
+    "disclosure-list": ("GET", "/patients/{id}/disclosures", "search"),
+    "disclosure-close": ("POST", "/disclosures/{id}/closure", "update"),
 }
+CONSENT_API_ROUTES = {name: (method, path) for name, (method, path, _) in _CONSENT_API.items()}
 """The consent administration API (under `/consent/v1`): each route is one operation of
 the consent service, named here, and a row of the table."""
-
-CONSENT_API_SCOPES = {
-    "consent-authority": ("Consent", "read"),
-    "consent-create": ("Consent", "create"),
-    "consent-sign": ("Consent", "update"),
-    "consent-withdraw": ("Consent", "update"),
-    "consent-child-view": ("Consent", "update"),
-    "consent-hearing": ("Consent", "update"),
-    "consent-objection": ("Consent", "update"),
-    "consent-list": ("Consent", "search"),
-    "access-decide": ("Consent", "read"),
-    "disclosure-hpl33": ("Consent", "create"),
-    "disclosure-list": ("Consent", "search"),
-    "disclosure-close": ("Consent", "update"),
-}
+CONSENT_API_SCOPES = {name: ("Consent", scope) for name, (_, _, scope) in _CONSENT_API.items()}
 """The SMART scope each route of the consent API needs, as (resource type, interaction)
 (`shared.auth.scopes.required_scope`)."""
 
