@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     consent_sweep_interval: float = Field(
         3600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_CONSENT_SWEEP_SECONDS")
     )
+    consent_warning_days: int = Field(
+        30, ge=0, le=366, validation_alias=AliasChoices("BARNEBRO_CONSENT_WARNING_DAYS")
+    )
+    """How many days ahead the consent service warns that a consent's authority ends."""
     referral_deadline_interval: float = Field(
         900.0, gt=0, validation_alias=AliasChoices("BARNEBRO_REFERRAL_DEADLINE_SECONDS")
     )

@@ -3,19 +3,22 @@
 The unit tests check the document itself: every route of the API
 (`shared.access.permissions.CONSENT_API_ROUTES`) is in it, every error is an
 OperationOutcome, input models that refuse unknown fields say so, and a signature's
-`decision` is `consent | refuse`. The property test asks the real gateway of a running
-stack requests generated from the document it serves (hypothesis strategies from the JSON
-schemas, derandomized, a bounded number per route), as callers of every kind, with real
-children, consents and notes planted in some of them so that they get past "not found",
-and checks that every answer's status is documented for its route, its body conforms to
-the schema documented for that status, and that there is never a 5xx.
+`decision` is `consent | refuse`, `as_of` is documented where it is taken and answered.
+The property test asks the real gateway of a running stack requests generated from the
+document it serves (hypothesis strategies from the JSON schemas, derandomized, a bounded
+number per route), as callers of every kind, with real children, consents, notes, §33
+disclosures and a past instant planted in some of them so that they get past "not found"
+(a proposed consent of its own for each route that answers one), and checks that every
+answer's status is documented for its route, its body conforms to the schema documented
+for that status, that there is never a 5xx, and that every route succeeds at least once.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -30,7 +33,7 @@ from referencing.jsonschema import DRAFT202012
 from services.consent import admin_api, answers
 from services.consent.openapi import ROUTES, openapi_document
 from shared.access.permissions import CONSENT_API_ROUTES
-from tests.consent_world import BUP, BVT, GP, HEARD, SKOLE, World, sharing, signature
+from tests.consent_world import BUP, BVT, GP, HEARD, SKOLE, Child, World, sharing, signature
 
 DOCUMENT_URI = "urn:barnebro:consent-api"
 EXAMPLES_PER_ROUTE = 60
@@ -112,8 +115,37 @@ def test_models_that_refuse_unknown_fields_say_so() -> None:
         if isinstance(model, type) and issubclass(model, BaseModel):
             forbids = model.model_config.get("extra") == "forbid"
             assert (schema.get("additionalProperties") is False) == forbids, name
-    for name in ("ConsentInput", "SignInput", "WithdrawInput", "DecisionInput", "DisclosureInput"):
-        assert doc["components"]["schemas"][name]["additionalProperties"] is False, name
+    for route in ROUTES.values():
+        for model in (route.body, route.query):
+            if model is not None and model is not admin_api.AuthorityQuery:
+                schema = doc["components"]["schemas"][model.__name__]
+                assert schema["additionalProperties"] is False, model.__name__
+
+
+def test_as_of_is_taken_and_answered_as_documented() -> None:
+    """`/authority` takes `as_of` as a query parameter and `/decisions` in its body; each
+    answers, when asked so, the model that repeats it (and, for a decision, the consent
+    versions it rested on), and otherwise the one without."""
+    doc = document()
+    schemas = doc["components"]["schemas"]
+    authority = operations(doc)[CONSENT_API_ROUTES["consent-authority"]]
+    (as_of,) = [p for p in authority["parameters"] if p["name"] == "as_of"]
+    assert as_of["in"] == "query" and as_of["required"] is False
+    assert as_of["schema"]["format"] == "date-time", as_of
+    flags = {p["name"] for p in authority["parameters"] if p["schema"].get("type") == "boolean"}
+    assert "to_barnevern" in flags, flags
+    body = schemas["DecisionInput"]["properties"]["as_of"]
+    assert {"type": "string", "format": "date-time"}.items() <= body["anyOf"][0].items()
+    for name, plain, then, added in (
+        ("consent-authority", "AuthorityAnswer", "AuthorityAsOfAnswer", {"as_of"}),
+        ("access-decide", "AccessDecisionAnswer", "AccessDecisionAsOfAnswer",
+         {"as_of", "consent_versions"}),
+    ):  # fmt: skip
+        answer = operations(doc)[CONSENT_API_ROUTES[name]]["responses"]["200"]
+        options = answer["content"]["application/json"]["schema"]["oneOf"]
+        assert options == [{"$ref": f"#/components/schemas/{m}"} for m in (plain, then)]
+        assert set(schemas[then]["required"]) - set(schemas[plain]["required"]) == added
+        assert not added & set(schemas[plain]["properties"]), name
 
 
 def test_every_schema_is_valid_json_schema() -> None:
@@ -143,31 +175,48 @@ class Call:
 @dataclass(frozen=True)
 class Family:
     """A child in the running stack (`Patient/…`), its parents (`RelatedPerson/…`), a
-    consent (`Consent/…`) and a note (`DocumentReference/…`) about it."""
+    consent (`Consent/…`), a note (`DocumentReference/…`) about it and a §33 disclosure of
+    the note (`AuditEvent/…`); a route that answers a consent may have one of its own
+    (`consents`, by operation name)."""
 
     child: str
     parents: tuple[str, ...]
     consent: str
     note: str
+    disclosure: str
+    consents: dict[str, str] = field(default_factory=dict)
+
+    def named_in(self, route: str, path: str) -> str:
+        """What the path of `route` names of this family."""
+        if path.startswith("/consents/"):
+            return self.consents.get(route, self.consent)
+        if path.startswith("/disclosures/"):
+            return self.disclosure
+        return self.child
 
 
 @dataclass(frozen=True)
 class Planted:
-    """Real things in the running stack that requests may name."""
+    """Real things in the running stack that requests may name, and an instant after
+    they were all there."""
 
     families: list[Family]
     orgnrs: list[str]
+    as_of: str
 
 
 def planted_values(value: Any, family: Family, planted: Planted) -> Any:
     """`value` (generated from the schema) with the fields that name things naming real
     ones, all of one family, recursively: the child, a parent (the one who has not
-    answered the family's consent yet), a registered recipient, a note about the child."""
+    answered the family's consent yet, also as the parent heard), a registered recipient,
+    a note about the child, an instant when all of them were there."""
     grantor = family.parents[-1] if family.parents else family.child
     real: dict[str, Any] = {
         "patient": family.child,
         "grantor": grantor,
         "by": grantor,
+        "parent": family.parents[-1] if family.parents else None,
+        "as_of": planted.as_of,
         "fhir_user": grantor if family.parents else None,
         "recipient": planted.orgnrs[0],
         "author": planted.orgnrs[-1],
@@ -236,10 +285,25 @@ def from_schema(schema: dict[str, Any], doc: dict[str, Any]) -> st.SearchStrateg
     return simple[kind]
 
 
+PAST = st.datetimes(
+    min_value=datetime(2000, 1, 1),
+    max_value=datetime(2025, 12, 31),
+    timezones=st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(hours=-5))]),
+)
+"""Instants of the past, with a time zone (UTC written Z), to the second or the microsecond."""
+
+
+def _instant(moment: datetime, precise: bool) -> str:
+    text = moment.isoformat(timespec="microseconds" if precise else "seconds")
+    return text.replace("+00:00", "Z")
+
+
 def _string(schema: dict[str, Any]) -> st.SearchStrategy[str]:
     low, high = schema.get("minLength", 0), schema.get("maxLength", 40)
     if schema.get("format") == "date":
         return st.dates().map(lambda d: d.isoformat())
+    if schema.get("format") == "date-time":  # its pattern says how it is written
+        return st.builds(_instant, PAST, st.booleans())
     assert "format" not in schema, schema
     if "pattern" in schema:
         text = st.from_regex(schema["pattern"], fullmatch=True)
@@ -295,8 +359,7 @@ def call_strategy(
         if path_schemas and family is None:
             path_ids = from_schema(path_schemas[0], doc)
         elif path_schemas and family is not None:
-            named = family.consent if path.startswith("/consents/") else family.child
-            path_ids = st.just(named.partition("/")[2])
+            path_ids = st.just(family.named_in(name, path).partition("/")[2])
         query: st.SearchStrategy[tuple[tuple[str, str], ...]] = st.just(())
         if query_parameters:
             object_schema = {
@@ -357,22 +420,49 @@ def examples(strategy: st.SearchStrategy[Call], count: int) -> list[Call]:
     return found
 
 
+HPR = "9144889"
+"""The health person at the fastlege who reports under hpl §33."""
+
+
 async def populated(world: World) -> Planted:
     """Two children, one of 14 whose consent awaits its second parent, one of 17 with an
     active consent of its own; a note about each by the fastlege, who takes part in their
-    care."""
+    care and reported each note under hpl §33. The child of 14 has a proposed consent of
+    its own for each route that answers one (the second parent signs or withdraws it, the
+    child's view or objection is recorded on it, and, one parent being enough for daily
+    care, the other is heard on it)."""
     young, youth = await world.child(14), await world.child(17)
+    reporter = world.token(GP, hpr=HPR)
+
+    async def consent(child: Child, body: dict[str, Any], status: str) -> str:
+        created = await world.api("POST", "consents", body)
+        assert created.status == 201, created.body
+        assert created.json()["status"] == status, created.json()
+        return f"Consent/{created.json()['id']}"
+
     families = []
     for child, first in ((young, young.mother), (youth, youth.ref)):
         await world.start_care(child, GP)
-        consent = await world.api(
-            "POST", "consents", sharing(child, signature(first), child_view=HEARD)
-        )
-        assert consent.status == 201, consent.body
+        status = "proposed" if child is young else "active"
+        shared = await consent(child, sharing(child, signature(first), child_view=HEARD), status)
         note = await world.note(child, "Bekymring", by=GP)
+        disclosure = {"patient": child.ref, "recipient": BVT, "resources": [note], "reason": "x"}
+        reported = await world.api("POST", "disclosures", disclosure, token=reporter)
+        assert reported.status == 201, reported.body
         parents = (child.mother, child.father) if child is young else ()
-        families.append(Family(child.ref, parents, f"Consent/{consent.json()['id']}", note))
-    return Planted(families=families, orgnrs=[BVT, BUP])
+        own: dict[str, str] = {}
+        if child is young:
+            awaiting = sharing(child, signature(first))
+            for route in ("consent-sign", "consent-withdraw", "consent-child-view",
+                          "consent-objection"):  # fmt: skip
+                own[route] = await consent(child, awaiting, "proposed")
+            daily_care = {"patient": child.ref, "purpose": "helsehjelp", "daily_care": True,
+                          "categories": ["journal"], "signatures": [signature(first)]}  # fmt: skip
+            own["consent-hearing"] = await consent(child, daily_care, "proposed")
+        audit_event = f"AuditEvent/{reported.json()['disclosure']['id']}"
+        families.append(Family(child.ref, parents, shared, note, audit_event, own))
+    as_of = datetime.now(UTC).isoformat(timespec="microseconds")
+    return Planted(families=families, orgnrs=[BVT, BUP], as_of=as_of)
 
 
 def answer_checker(doc: dict[str, Any]) -> Callable[[dict[str, Any], Any], list[str]]:
@@ -380,10 +470,17 @@ def answer_checker(doc: dict[str, Any]) -> Callable[[dict[str, Any], Any], list[
         DOCUMENT_URI, DRAFT202012.create_resource(doc)
     )
 
+    def rooted(schema: Any) -> Any:
+        """`schema` with its references into the document made absolute."""
+        if isinstance(schema, dict):
+            return {k: DOCUMENT_URI + v if k == "$ref" else rooted(v) for k, v in schema.items()}
+        if isinstance(schema, list):
+            return [rooted(v) for v in schema]
+        return schema
+
     def problems(schema: dict[str, Any], body: Any) -> list[str]:
-        rooted = {"$ref": DOCUMENT_URI + schema["$ref"]}
         validator = Draft202012Validator(
-            rooted, registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
+            rooted(schema), registry=registry, format_checker=Draft202012Validator.FORMAT_CHECKER
         )
         return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in
                 validator.iter_errors(body)]  # fmt: skip
@@ -400,40 +497,62 @@ async def test_every_answer_is_documented(world: World) -> None:
     mother = planted.families[0].parents[0]
     tokens = {
         "barnevernstjeneste": world.token(BVT),
-        "fastlege": world.token(GP),
+        "fastlege": world.token(GP, hpr=HPR),
         "bup": world.token(BUP),
         "skole": world.token(SKOLE),
         "auditor": world.token(BVT, scope="system/*.cruds system/AuditEvent.rs"),
         "read-only": world.token(BVT, scope="system/Consent.rs"),
         "parent": world.token(SKOLE, fhir_user=mother),
+        "operator": world.stack.operator_token(),
     }
     checker = answer_checker(doc)
+
+    async def answered(call: Call) -> tuple[int, Any]:
+        """Send `call`; its answer must be documented for its route, and as documented."""
+        method, path = CONSENT_API_ROUTES[call.route]
+        responses = operations(doc)[(method, path)]["responses"]
+        url = f"{world.admin}{call.path}"
+        if call.query:
+            url += "?" + urlencode(call.query)
+        reply = await world.stack.call(
+            method,
+            url,
+            raw=call.body,
+            token=tokens.get(call.caller),
+            authenticated=call.caller != NO_TOKEN,
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        )
+        assert reply.status < 500, (call, reply.status, reply.body)
+        documented = responses.get(str(reply.status))
+        assert documented is not None, ("undocumented status", call, reply.status, reply.body)
+        media = reply.headers.get("Content-Type", "").split(";")[0].strip()
+        assert media in documented["content"], (call, reply.status, media)
+        schema = documented["content"][media]["schema"]
+        wrong = checker(schema, reply.json())
+        assert not wrong, (call, reply.status, wrong, reply.body[:2000])
+        return reply.status, reply.json()
+
     seen: dict[str, set[int]] = {}
     for name in CONSENT_API_ROUTES:
         strategy = call_strategy(doc, name, planted, [*tokens, NO_TOKEN])
-        method, path = CONSENT_API_ROUTES[name]
-        responses = operations(doc)[(method, path)]["responses"]
         for call in examples(strategy, EXAMPLES_PER_ROUTE):
-            url = f"{world.admin}{call.path}"
-            if call.query:
-                url += "?" + urlencode(call.query)
-            reply = await world.stack.call(
-                method,
-                url,
-                raw=call.body,
-                token=tokens.get(call.caller),
-                authenticated=call.caller != NO_TOKEN,
-                headers={"Content-Type": "application/json", "Accept": "application/json"},
-            )
-            assert reply.status < 500, (call, reply.status, reply.body)
-            documented = responses.get(str(reply.status))
-            assert documented is not None, ("undocumented status", call, reply.status, reply.body)
-            media = reply.headers.get("Content-Type", "").split(";")[0].strip()
-            assert media in documented["content"], (call, reply.status, media)
-            schema = documented["content"][media]["schema"]
-            wrong = checker(schema, reply.json())
-            assert not wrong, (call, reply.status, wrong, reply.body[:2000])
-            seen.setdefault(name, set()).add(reply.status)
+            status, _ = await answered(call)
+            seen.setdefault(name, set()).add(status)
     for name, statuses in seen.items():
         success = ROUTES[name].status
         assert success in statuses, f"{name} never succeeded, only {sorted(statuses)}"
+
+    # Asked as of the planted instant (which generated calls seldom are, and about a real
+    # child less often still), the routes that take `as_of` answer as documented too.
+    youth = planted.families[1]
+    query = (("patient", youth.child), ("purpose", "informasjonsdeling"), ("as_of", planted.as_of))
+    question = {"actor": {"orgnr": BUP, "kind": "bup"}, "patient": youth.child,
+                "category": "journal", "as_of": planted.as_of}  # fmt: skip
+    then = [
+        Call("consent-authority", "/authority", query, None, "barnevernstjeneste"),
+        Call("access-decide", "/decisions", (), json.dumps(question).encode(), "auditor"),
+    ]
+    for call in then:
+        status, body = await answered(call)
+        assert status == 200 and body["as_of"] == planted.as_of, (call, body)
+    assert body["consent_versions"] == [f"{youth.consent}/_history/1"], body

@@ -57,9 +57,11 @@ NO_FLAGS = ConsentFlags()
 DAILY_CARE = ConsentFlags(daily_care=True)
 NECESSARY = ConsentFlags(necessary_to_avoid_harm=True)
 CONFIDENTIAL = ConsentFlags(confidential_from_parents=True)
+TO_BARNEVERN = ConsentFlags(to_barnevern=True)
 
 HELSEHJELP = Purpose.HELSEHJELP
 FORLOP = Purpose.NASJONALT_FORLOP
+INFODELING = Purpose.INFORMASJONSDELING
 
 MANDATORY_VIEW = "record the child's view (heard, what was said, by whom): mandatory from 12"
 REQUIRED_VIEW = (
@@ -148,6 +150,7 @@ PARENTS_ONE_REF = "pbrl §4-4 første og andre ledd"
 CARE_ORDER_REF = "pbrl §4-4 fjerde ledd"
 CONFIDENTIAL_REF = "pbrl §3-4 andre ledd, §4-3 første ledd bokstav c"
 FORLOP_REF = "Nasjonalt forløp for barnevern (Helsedirektoratet); pbrl §4-4"
+BARNEVERN_15_REF = "pbrl §4-4; hpl §22; samtykke fra barn over 15 ved kontakt med barnevernet"
 
 DECIDED = [
     Decided(
@@ -361,7 +364,6 @@ DECIDED = [
         reference=CONFIDENTIAL_REF,
         groups=(the_child(),),
         obligations=("hide-from-parents",),
-        valid_until=turns(13, 16),
     ),
     Decided(
         name="confidential-12-informasjonsdeling",
@@ -372,7 +374,6 @@ DECIDED = [
         reference=CONFIDENTIAL_REF,
         groups=(the_child(),),
         obligations=("hide-from-parents",),
-        valid_until=turns(12, 16),
     ),
     Decided(
         name="confidential-15-under-care-order-still-child",
@@ -382,7 +383,6 @@ DECIDED = [
         reference=CONFIDENTIAL_REF,
         groups=(the_child(),),
         obligations=("hide-from-parents",),
-        valid_until=turns(15, 16),
     ),
     Decided(
         name="nasjonalt-forlop-14-child-and-parents",
@@ -391,8 +391,6 @@ DECIDED = [
         rule="nasjonalt-forlop",
         reference=FORLOP_REF,
         groups=(the_child(), parents()),
-        child_view="mandatory",
-        valid_until=turns(14, 15),
     ),
     Decided(
         name="nasjonalt-forlop-14-daily-care-still-both-parents",
@@ -402,8 +400,6 @@ DECIDED = [
         rule="nasjonalt-forlop",
         reference=FORLOP_REF,
         groups=(the_child(), parents()),
-        child_view="mandatory",
-        valid_until=turns(14, 15),
     ),
     Decided(
         name="nasjonalt-forlop-15-child-only",
@@ -428,18 +424,72 @@ DECIDED = [
         rule="nasjonalt-forlop",
         reference=FORLOP_REF,
         groups=(the_child(), care_order_holder()),
-        child_view="required",
-        valid_until=turns(10, 15),
     ),
     Decided(
-        name="nasjonalt-forlop-5-recommended",
+        name="nasjonalt-forlop-5-the-childs-signature-is-its-view",
         facts=child(5),
         purpose=FORLOP,
         rule="nasjonalt-forlop",
         reference=FORLOP_REF,
         groups=(the_child(), parents()),
-        child_view="recommended",
-        valid_until=turns(5, 15),
+    ),
+    Decided(
+        name="to-barnevern-15-youth-and-parents",
+        facts=child(15),
+        purpose=INFODELING,
+        flags=TO_BARNEVERN,
+        rule="barnevern-sharing-from-15",
+        reference=BARNEVERN_15_REF,
+        groups=(the_child(), parents()),
+    ),
+    Decided(
+        name="to-barnevern-15-youth-and-care-order-holder",
+        facts=child(15, care_orders=(ACTIVE_ORDER,)),
+        purpose=Purpose.ANSVARSGRUPPE,
+        flags=TO_BARNEVERN,
+        rule="barnevern-sharing-from-15",
+        reference=BARNEVERN_15_REF,
+        groups=(the_child(), care_order_holder()),
+    ),
+    Decided(
+        name="to-barnevern-15-daily-care-youth-and-one-parent",
+        facts=child(15),
+        purpose=INFODELING,
+        flags=ConsentFlags(daily_care=True, to_barnevern=True),
+        rule="barnevern-sharing-from-15",
+        reference=BARNEVERN_15_REF,
+        groups=(the_child(), parents(need="one")),
+        hear_other=True,
+    ),
+    Decided(
+        name="to-barnevern-14-parents-alone",
+        facts=child(14),
+        purpose=INFODELING,
+        flags=TO_BARNEVERN,
+        rule="parents",
+        reference=PARENTS_REF,
+        groups=(parents(),),
+        child_view="mandatory",
+        valid_until=turns(14, 16),
+    ),
+    Decided(
+        name="to-barnevern-15-health-care-is-not-sharing",
+        facts=child(15),
+        flags=TO_BARNEVERN,
+        rule="parents",
+        reference=PARENTS_REF,
+        groups=(parents(),),
+        child_view="mandatory",
+        valid_until=turns(15, 16),
+    ),
+    Decided(
+        name="to-barnevern-16-youth-alone",
+        facts=child(16),
+        purpose=INFODELING,
+        flags=TO_BARNEVERN,
+        rule="youth-16",
+        reference=YOUTH_REF,
+        groups=(the_child(),),
     ),
 ]
 
@@ -991,6 +1041,38 @@ SCENARIOS = [
         status=Status.REJECTED,
     ),
     Scenario(
+        name="nasjonalt-forlop-14-no-separate-view",
+        facts=child(14),
+        purpose=FORLOP,
+        signatures=consents(CHILD, P1, P2),
+        status=Status.ACTIVE,
+    ),
+    Scenario(
+        name="to-barnevern-15-parents-without-the-youth",
+        facts=child(15),
+        purpose=INFODELING,
+        flags=TO_BARNEVERN,
+        signatures=consents(P1, P2),
+        status=Status.PROPOSED,
+        missing=(f"consent from {CHILD}",),
+    ),
+    Scenario(
+        name="to-barnevern-15-the-youth-refuses",
+        facts=child(15),
+        purpose=INFODELING,
+        flags=TO_BARNEVERN,
+        signatures=(sign(CHILD, Decision.REFUSE), sign(P1), sign(P2)),
+        status=Status.REJECTED,
+    ),
+    Scenario(
+        name="to-barnevern-15-all-consent",
+        facts=child(15),
+        purpose=INFODELING,
+        flags=TO_BARNEVERN,
+        signatures=consents(CHILD, P1, P2),
+        status=Status.ACTIVE,
+    ),
+    Scenario(
         name="nasjonalt-forlop-15-child-alone",
         facts=child(15),
         purpose=FORLOP,
@@ -1122,7 +1204,7 @@ def test_confidential_consent_carries_hide_from_parents() -> None:
     evaluation = evaluate(authority, consent, DAY)
     assert evaluation.status is Status.ACTIVE
     assert evaluation.obligations == ("hide-from-parents",)
-    assert evaluation.valid_until == turns(13, 16)
+    assert evaluation.valid_until is None, "the child stays entitled to this consent"
     assert "Information under this consent must be withheld from the parents." in (
         evaluation.reasons
     )
@@ -1156,16 +1238,33 @@ def test_turning_16_ends_a_parents_consent() -> None:
     assert who_may_consent(facts, HELSEHJELP, date(2026, 3, 15)).rule == "youth-16"
 
 
-def test_turning_15_ends_the_parents_part_of_nasjonalt_forlop() -> None:
+def test_a_nasjonalt_forlop_consent_the_child_gave_outlives_the_15th_birthday() -> None:
+    """From 15 the child's own consent is enough, and the child gave it: the parents'
+    part falling away ends nothing."""
     facts = ChildFacts(CHILD, birth_date=date(2011, 3, 15), parents_with_responsibility=(P1, P2))
     authority = who_may_consent(facts, FORLOP, date(2026, 3, 1))
-    consent = ConsentFacts(FORLOP, signatures=consents(CHILD, P1, P2), child_view=HEARD)
-    assert evaluate(authority, consent, date(2026, 3, 14)).status is Status.ACTIVE
-    on_birthday = evaluate(authority, consent, date(2026, 3, 15))
-    assert on_birthday.status is Status.INACTIVE
-    assert on_birthday.reasons[0].startswith("The child turned 15 on 2026-03-15")
-    again = who_may_consent(facts, FORLOP, date(2026, 3, 15))
-    assert evaluate(again, consent, date(2026, 3, 15)).status is Status.ACTIVE
+    assert authority.valid_until is None
+    consent = ConsentFacts(FORLOP, signatures=consents(CHILD, P1, P2))
+    for day in (date(2026, 3, 14), date(2026, 3, 15), date(2029, 3, 15)):
+        assert evaluate(authority, consent, day).status is Status.ACTIVE
+
+
+def test_a_confidential_consent_outlives_the_16th_and_18th_birthdays() -> None:
+    facts = ChildFacts(CHILD, birth_date=date(2011, 3, 15), parents_with_responsibility=(P1, P2))
+    authority = who_may_consent(facts, HELSEHJELP, date(2025, 1, 1), CONFIDENTIAL)
+    consent = ConsentFacts(HELSEHJELP, flags=CONFIDENTIAL, signatures=consents(CHILD))
+    for day in (date(2027, 3, 15), date(2029, 3, 15)):
+        assert evaluate(authority, consent, day).status is Status.ACTIVE
+    youth = who_may_consent(facts, HELSEHJELP, date(2027, 3, 15), CONFIDENTIAL)
+    assert evaluate(youth, consent, date(2027, 3, 15)).status is Status.ACTIVE
+
+
+def test_a_parents_consent_to_share_with_barnevern_still_ends_at_16_without_the_youth() -> None:
+    """Under 15 the parents alone consent to sharing with barnevern; at 16 that ends."""
+    facts = ChildFacts(CHILD, birth_date=date(2012, 3, 15), parents_with_responsibility=(P1, P2))
+    authority = who_may_consent(facts, INFODELING, date(2026, 3, 1), TO_BARNEVERN)
+    assert authority.rule == "parents"
+    assert authority.valid_until == date(2028, 3, 14)
 
 
 def test_youth_consent_outlives_the_18th_birthday() -> None:

@@ -29,6 +29,9 @@ PARENTS = ("RelatedPerson/r1", "RelatedPerson/r2")
 CATEGORIES = (DataCategory.REFERRAL.value, DataCategory.CAREPLAN.value, DataCategory.JOURNAL.value)
 PURPOSES = ("TREAT", "COC")
 DOCUMENTS = tuple(f"DocumentReference/d{i}" for i in range(8))
+VERSIONS = (1, 2, 3)
+DISCLOSED = tuple(f"{d}/_history/{v}" for d in DOCUMENTS for v in VERSIONS)
+"""What an hpl §33 disclosure names: single versions (a stored resource is at one)."""
 
 
 def subsets(values: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
@@ -47,6 +50,7 @@ grants = st.builds(
     purposes_of_use=subsets(PURPOSES),
     start=days,
     end=days,
+    on_behalf=st.booleans(),
 )
 
 
@@ -77,7 +81,7 @@ def states(draw: st.DrawFn, patient: str) -> PatientAccessState:
                     record=st.just("AuditEvent/a1"),
                     basis=st.just("hpl-33"),
                     recipients=subsets(ORGS),
-                    resources=subsets(DOCUMENTS),
+                    resources=st.lists(st.sampled_from(DISCLOSED), unique=True, max_size=6),
                 ),
                 max_size=2,
             )
@@ -104,6 +108,7 @@ def resources(draw: st.DrawFn) -> list[ResourceFacts]:
             category=draw(st.sampled_from(CATEGORIES)),
             author=draw(st.one_of(st.none(), st.sampled_from(ORGS))),
             parties=tuple(draw(subsets(ORGS))),
+            version=draw(st.sampled_from(VERSIONS)),
         )
         for reference in DOCUMENTS
     ]
@@ -115,15 +120,15 @@ def kept_by_sql(facts: list[ResourceFacts], category: str, context: AccessContex
     where, args = access_clause(visibility(known, category, context))
     db = sqlite3.connect(":memory:")
     db.execute(
-        "CREATE TABLE resources (res_type TEXT, res_id TEXT, patient TEXT, category TEXT,"
-        " author TEXT, parties TEXT)"
+        "CREATE TABLE resources (res_type TEXT, res_id TEXT, version INTEGER, patient TEXT,"
+        " category TEXT, author TEXT, parties TEXT)"
     )
     for fact in facts:
         res_type, res_id = fact.reference.split("/")
         columns = ResourceAccess(fact.patient, fact.category, fact.author, fact.parties)
         db.execute(
-            "INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?)",
-            (res_type, res_id, columns.patient, columns.category, columns.author,
+            "INSERT INTO resources VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (res_type, res_id, fact.version, columns.patient, columns.category, columns.author,
              columns.parties_text),
         )  # fmt: skip
     rows = db.execute(
@@ -175,3 +180,50 @@ def test_a_role_in_a_token_reaches_a_role_consent_only_where_the_organisation_ta
         context = AccessContext(caller, day=DAY)
         assert decide(state, plan, context).permit is expected, orgnr
         assert (plan.reference in kept_by_sql([plan], "careplan", context, [state])) is expected
+
+
+def test_a_consent_on_the_childs_behalf_releases_nothing_the_child_keeps_from_the_parents() -> None:
+    """pbrl §3-4 second ledd: what BUP holds under the child's own consent is hidden from
+    the parents, so a consent the parents (or a care-order holder) gave does not pass it
+    on; one the child gave itself does. Read and search agree."""
+    bup, school, other = ORGS[0], ORGS[1], ORGS[2]
+    hidden = HiddenFromParents(consent="Consent/h1", orgs=[bup], categories=["journal"])
+    kept = ResourceFacts("DocumentReference/d0", "p1", "journal", author=bup)
+    shared = ResourceFacts("DocumentReference/d1", "p1", "journal", author=other)
+    context = AccessContext(Caller(orgnr=school, org_kind="skole"), day=DAY)
+    for on_behalf, kept_released in ((True, False), (False, True)):
+        grant = Grant(
+            consent="Consent/c1", categories=["journal"], orgs=[school], on_behalf=on_behalf
+        )
+        state = PatientAccessState(patient="p1", grants=[grant], hidden_from_parents=[hidden])
+        assert decide(state, kept, context).permit is kept_released
+        assert decide(state, shared, context).permit is True
+        expected = {shared.reference} | ({kept.reference} if kept_released else set())
+        assert kept_by_sql([kept, shared], "journal", context, [state]) == expected
+
+
+def test_a_disclosure_releases_the_reported_version_only() -> None:
+    """An hpl §33 disclosure names the version reported: that version is released, to its
+    recipient only; a later (or earlier) version of the same resource is not, by `decide`
+    and by the search filter alike."""
+    state = PatientAccessState(
+        patient="p1",
+        disclosures=[
+            Disclosure(
+                record="AuditEvent/a1",
+                basis="hpl-33",
+                recipients=[ORGS[2]],
+                resources=["DocumentReference/d0/_history/2"],
+            )
+        ],
+    )
+    recipient = AccessContext(Caller(orgnr=ORGS[2], org_kind="barnevernstjeneste"), day=DAY)
+    other = AccessContext(Caller(orgnr=ORGS[1], org_kind="barnevernstjeneste"), day=DAY)
+    category = DataCategory.JOURNAL.value
+    for version, expected in ((1, False), (2, True), (3, False)):
+        note = ResourceFacts("DocumentReference/d0", "p1", category, ORGS[0], version=version)
+        assert decide(state, note, recipient).permit is expected, version
+        assert (note.reference in kept_by_sql([note], category, recipient, [state])) is expected
+        assert not decide(state, note, other).permit
+    unversioned = ResourceFacts("DocumentReference/d0", "p1", category, ORGS[0])
+    assert not decide(state, unversioned, recipient).permit

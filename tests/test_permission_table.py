@@ -862,15 +862,23 @@ def consent_create() -> Scenario:
 
 
 def consent_change(name: str) -> Scenario:
-    """Signing and withdrawing: an organisation changes a consent it may see (its own,
-    here); a parent answers only as themselves."""
+    """Signing, withdrawing and recording the child's view, a hearing or an objection: an
+    organisation changes a consent it may see (its own, here); a parent answers only as
+    themselves."""
 
     def answer(ctx: Ctx, consent: str, grantor: str) -> Probe:
+        body: dict[str, Any]
         if name == "consent-sign":
-            body: dict[str, Any] = {"grantor": grantor, "decision": "consent",
-                                    "method": "in-person", "collected_by": "Lege Li"}  # fmt: skip
-        else:
+            body = {"grantor": grantor, "decision": "consent",
+                    "method": "in-person", "collected_by": "Lege Li"}  # fmt: skip
+        elif name == "consent-withdraw":
             body = {"by": grantor, "reason": "Vil ikke dele"}
+        elif name == "consent-hearing":
+            body = {"parent": grantor}
+        else:
+            body = {"heard": True, "statement": "Vil ikke", "heard_by": "Lege Li"}
+            if name == "consent-objection":
+                body.pop("heard")
         return api_probe(
             ctx,
             name,
@@ -886,14 +894,13 @@ def consent_change(name: str) -> Scenario:
         mother, father = child.parents
         if ctx.rule is Rule.NO:
             return answer(ctx, world.proposed, mother)
-        signing = name == "consent-sign"
-        grantors = (father,) if signing else None
+        proposed = name != "consent-withdraw"
+        grantors = (father,) if proposed else None
         recorder = world.outsider if ctx.caller.person else ctx.caller.token
-        consent = await world.consent(
-            world.consent_body(child, grantors=grantors),
-            recorder,
-            "proposed" if signing else "active",
-        )
+        body = world.consent_body(child, grantors=grantors)
+        if name == "consent-hearing":
+            body["daily_care"] = True
+        consent = await world.consent(body, recorder, "proposed" if proposed else "active")
         return answer(ctx, consent, mother)
 
     async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
@@ -911,6 +918,16 @@ def consent_change(name: str) -> Scenario:
     return Scenario(build, hidden=hidden, not_own=not_own)
 
 
+REPORTER_HPR = "9144889"
+"""The health person a §33 report names (opplysningsplikt is a person's duty)."""
+
+
+def reporting(ctx: Ctx) -> str | None:
+    """The caller's organisation token naming a health person (None: the caller's own)."""
+    caller = ctx.caller
+    return ctx.world.org_token(caller.orgnr, hpr=REPORTER_HPR) if caller.orgnr else None
+
+
 async def disclosure(ctx: Ctx) -> Probe:
     world = ctx.world
     text = marker()
@@ -921,7 +938,11 @@ async def disclosure(ctx: Ctx) -> Probe:
         "reason": text,
     }
     return api_probe(
-        ctx, "disclosure-hpl33", body=body, watch=Watch("consent", "AuditEvent", text=text)
+        ctx,
+        "disclosure-hpl33",
+        body=body,
+        watch=Watch("consent", "AuditEvent", text=text),
+        token=reporting(ctx),
     )
 
 
@@ -940,6 +961,7 @@ async def disclosure_hidden(ctx: Ctx) -> tuple[Probe, Probe]:
             body=body,
             watch=Watch("consent", "AuditEvent", text=text),
             secrets=(child_id, referral),
+            token=reporting(ctx),
         )
 
     other = ctx.world.unrelated
@@ -947,6 +969,69 @@ async def disclosure_hidden(ctx: Ctx) -> tuple[Probe, Probe]:
         probe(other.child.id, other.id("ServiceRequest")),
         probe(made_up(), made_up()),
     )
+
+
+def disclosure_list() -> Scenario:
+    """A child's §33 disclosures: only with a relation to it (the operator: any child)."""
+
+    def probe(ctx: Ctx, child_id: str) -> Probe:
+        return api_probe(ctx, "disclosure-list", path_id=child_id, secrets=(child_id,))
+
+    async def build(ctx: Ctx) -> Probe:
+        return probe(ctx, ctx.world.related.child.id)
+
+    async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
+        return probe(ctx, ctx.world.unrelated.child.id), probe(ctx, made_up())
+
+    def answered(ctx: Ctx, reply: Reply, probe: Probe) -> None:
+        succeeded(ctx, reply, probe)
+        assert isinstance(reply.json()["disclosures"], list), reply.body
+
+    return Scenario(build, ok=answered, hidden=hidden)
+
+
+def disclosure_close() -> Scenario:
+    """`own`: a health organisation closes the §33 disclosures it reported; another's
+    answers exactly as one that does not exist. The operator closes any."""
+
+    async def reported(ctx: Ctx, token: str) -> str:
+        """A new disclosure about the related child, reported with `token`: its id."""
+        world = ctx.world
+        body = {
+            "patient": f"Patient/{world.related.child.id}",
+            "recipient": BARNEVERNSTJENESTE,
+            "resources": [world.related.refs["ServiceRequest"]],
+            "reason": marker(),
+        }
+        reply = await world.call("POST", api(ctx, "disclosure-hpl33"), body, token=token)
+        assert reply.status == 201, reply.body
+        return str(reply.json()["audit_event"]["id"])
+
+    def probe(ctx: Ctx, disclosure_id: str) -> Probe:
+        return api_probe(
+            ctx,
+            "disclosure-close",
+            path_id=disclosure_id,
+            body={"reason": "Meldt ved en feil"},
+            watch=Watch("consent", "AuditEvent", res_id=disclosure_id),
+            secrets=(disclosure_id,),
+        )
+
+    def outsiders(ctx: Ctx) -> str:
+        return ctx.world.org_token(OUTSIDER, hpr=REPORTER_HPR)
+
+    async def build(ctx: Ctx) -> Probe:
+        own = reporting(ctx) if ctx.rule is Rule.OWN else None
+        return probe(ctx, await reported(ctx, own or outsiders(ctx)))
+
+    async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
+        return probe(ctx, await reported(ctx, outsiders(ctx))), probe(ctx, made_up())
+
+    def closed(ctx: Ctx, reply: Reply, probe: Probe) -> None:
+        succeeded(ctx, reply, probe)
+        assert reply.json()["status"] == "closed", reply.body
+
+    return Scenario(build, ok=closed, hidden=hidden)
 
 
 # -- the audit trail -----------------------------------------------------------------------
@@ -1327,9 +1412,12 @@ def scenarios() -> dict[tuple[str, str], Scenario]:
     for name in ("consent-authority", "consent-list", "access-decide"):
         found[(CONSENT_API, name)] = about_child(name)
     found[(CONSENT_API, "consent-create")] = consent_create()
-    for name in ("consent-sign", "consent-withdraw"):
+    for name in ("consent-sign", "consent-withdraw", "consent-child-view", "consent-hearing",
+                 "consent-objection"):  # fmt: skip
         found[(CONSENT_API, name)] = consent_change(name)
     found[(CONSENT_API, "disclosure-hpl33")] = Scenario(disclosure, hidden=disclosure_hidden)
+    found[(CONSENT_API, "disclosure-list")] = disclosure_list()
+    found[(CONSENT_API, "disclosure-close")] = disclosure_close()
     for resource_type in ("ServiceRequest", "DocumentReference"):
         for action in ("create", "update"):
             found[(resource_type, action)] = referral_write(resource_type, action)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from services.consent.admin_api import ConsentAdministration
 from services.consent.audit_trail import AuditTrail
+from services.consent.authority_warnings import AuthorityWarnings
 from services.consent.authority_watch import AuthorityWatch
 from services.consent.code_systems import CodeSystemDefinition, publish_code_systems
 from services.consent.directory import DirectoryReader
@@ -47,6 +48,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
         register_audit(fhir, nc, settings),
         RelationWatch(handlers, nc, settings),
         AuthorityWatch(handlers, nc, settings, settings.consent_sweep_interval),
+        AuthorityWarnings(handlers, settings.consent_warning_days, settings.consent_sweep_interval),
     ]
 
 

@@ -1,10 +1,11 @@
 """What a patient's consent records add up to: the access state every service mirrors.
 
-Active consents become grants (their recipients, categories, purposes of use and days);
-consents a child of 12-15 gave alone keep what the recipients hold from the parents, also
-after they end (what was told in confidence stays confidential); hpl §33 disclosures let
-the named barnevernstjeneste see the named resources. Parents see by parental
-responsibility until the day before the child turns 16. The organisations with a
+Active consents become grants (their recipients, categories, purposes of use and days,
+and whether others gave them on the child's behalf); consents a child of 12-15 gave alone
+keep what the recipients hold from the parents, and from anyone a consent on the child's
+behalf names, also after they end (what was told in confidence stays confidential); open
+hpl §33 disclosures let the named barnevernstjeneste see the versions reported. Parents
+see by parental responsibility until the day before the child turns 16. The organisations with a
 relation to the child (a record about it anywhere, or its care order) are listed too:
 the directory releases the child's record only to them.
 """
@@ -14,7 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from services.consent.domain.authority import HEALTH_MAJORITY_AGE, HIDE_FROM_PARENTS, birthday
+from services.consent.domain.authority import (
+    HEALTH_MAJORITY_AGE,
+    HIDE_FROM_PARENTS,
+    ON_BEHALF_RULES,
+    birthday,
+)
 from services.consent.domain.model import ChildFacts, Status
 from services.consent.records import ConsentRecord
 from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
@@ -47,6 +53,7 @@ def patient_state(
             purposes_of_use=record.purposes_of_use,
             start=record.start,
             end=record.grant_end,
+            on_behalf=record.rule in ON_BEHALF_RULES,
         )
         for record in consents
         if record.status is Status.ACTIVE

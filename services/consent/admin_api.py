@@ -13,6 +13,10 @@ answers exactly as one that is not registered, so nothing about who may consent 
 order, the parents, the child's age) or what was consented is learnt without a basis, not
 even from a consent the rules refuse. An organisation that starts its part in a child's
 care before it has any record of it declares so first (`POST Patient/{id}/$start-care`).
+
+`/authority` (query parameter `as_of`) and `/decisions` (body field `as_of`) also answer
+as the directory and the consent records stood at an earlier instant, to answer a
+complaint (`services.consent.as_of`); the relation is still asked as of now.
 """
 
 from __future__ import annotations
@@ -21,22 +25,49 @@ import datetime as dt
 import re
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from services.consent.answers import (
     AccessDecisionAnswer,
+    AccessDecisionAsOfAnswer,
     AuthorityAnswer,
+    AuthorityAsOfAnswer,
     ConsentList,
     ConsentOutcome,
     DisclosureAnswer,
+    DisclosureList,
     ListedConsent,
+    ListedDisclosure,
 )
+from services.consent.as_of import (
+    INSTANT,
+    Situation,
+    child_at,
+    day_of,
+    parse_as_of,
+    situation_at,
+)
+from services.consent.audit_events import disclosure_json
 from services.consent.directory import DirectoryReader
-from services.consent.domain.authority import who_may_consent
-from services.consent.domain.model import Authority, ConsentFlags, Decision, Purpose
+from services.consent.disclosures import Disclosures
+from services.consent.domain.authority import ADULT_AGE, age_on, who_may_consent
+from services.consent.domain.model import (
+    Authority,
+    ChildFacts,
+    ConsentFlags,
+    Decision,
+    Purpose,
+)
 from services.consent.handlers import OPEN_STATUSES, ConsentHandlers, Outcome, reassessed
 from services.consent.records import (
     ChildViewRecord,
@@ -60,6 +91,7 @@ from shared.codes import (
     DataCategory,
     OrganisationKind,
 )
+from shared.fhir.answers import not_found
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.resources import ID_PATTERN
 from shared.transport.wire import Caller, Emergency, FhirRequest, FhirResponse
@@ -81,6 +113,20 @@ class Strict(BaseModel):
 def _items(schema: dict[str, Any]) -> dict[str, Any]:
     """What a list's validator checks of each item, for the OpenAPI document."""
     return {"items": {"type": "string", **schema}}
+
+
+def _past_instant(text: str) -> str:
+    parse_as_of(text)  # a ValueError says what is wrong
+    return text
+
+
+AsOf = Annotated[
+    str,
+    AfterValidator(_past_instant),
+    Field(json_schema_extra={"format": "date-time", "pattern": f"^{INSTANT.pattern}$"}),
+]
+"""An earlier instant to answer as of (`services.consent.as_of.parse_as_of`): a date-time
+with seconds and a time zone, not in the future; kept as given, as the answer repeats it."""
 
 
 class SignatureInput(Strict):
@@ -172,6 +218,9 @@ class ConsentInput(Strict):
             raise ValueError("purposes_of_use are v3-ActReason codes such as TREAT")
         if any(not _matches(RELATED_PERSON, p) for p in self.other_parent_heard):
             raise ValueError("other_parent_heard lists RelatedPerson/<id> references")
+        grantors = [signature.grantor for signature in self.signatures]
+        if len(set(grantors)) != len(grantors):
+            raise ValueError("each grantor answers once: signatures name a grantor twice")
         sharing = self.purpose is not Purpose.HELSEHJELP
         recipients = self.recipients
         if sharing and not (recipients.organizations or recipients.kinds or recipients.roles):
@@ -214,6 +263,31 @@ class SignInput(SignatureInput):
     child_view: ChildViewInput | None = None
 
 
+class HearingInput(Strict):
+    """That the holder of parental responsibility who did not sign was heard."""
+
+    parent: str = Field(pattern=RELATED_PERSON, description="RelatedPerson/<id> who was heard")
+
+
+class ObjectionInput(Strict):
+    """The child objects to the consent: its refusal where it is a grantor, otherwise its
+    view, which the grantors must weigh."""
+
+    statement: str = Field(min_length=1, max_length=4000, description="What the child said")
+    heard_by: str = Field(min_length=1, max_length=200, description="Who heard the child")
+    method: Literal["in-person", "phone", "digital"] = "in-person"
+    date: dt.date | None = Field(None, description="Defaults to today")
+
+    def record(self) -> ChildViewRecord:
+        return ChildViewRecord(
+            heard=True,
+            statement=self.statement,
+            heard_by=self.heard_by,
+            date=self.date,
+            objects=True,
+        )
+
+
 class WithdrawInput(Strict):
     by: str = Field(pattern=GRANTOR, description="The grantor withdrawing")
     reason: str = Field("", max_length=1000)
@@ -232,10 +306,18 @@ class AuthorityQuery(BaseModel):
 
     patient: str = Field(pattern=PATIENT, description="Patient/<id>")
     purpose: Purpose
-    date: dt.date | None = Field(None, description="Default: today")
+    date: dt.date | None = Field(None, description="Default: today (with as_of: that day)")
     daily_care: bool = False
     necessary_to_avoid_harm: bool = False
     confidential_from_parents: bool = False
+    to_barnevern: bool = Field(
+        False, description="The consent would share with a barnevernstjeneste"
+    )
+    as_of: AsOf | None = Field(
+        None,
+        description="Answer as the directory stood at this past date-time (with a time"
+        " zone; a + is written %2B): to answer a complaint. The answer repeats it",
+    )
 
 
 class DecisionInput(Strict):
@@ -250,15 +332,24 @@ class DecisionInput(Strict):
     author: str | None = Field(
         None, pattern=ORGNR, description="orgnr of the organisation that wrote the information"
     )
+    as_of: AsOf | None = Field(
+        None,
+        description="Decide as the directory and the consent records stood at this past"
+        " date-time (with a time zone, e.g. 2026-03-01T12:00:00Z): to answer a complaint",
+    )
 
 
 class DisclosureInput(Strict):
-    """An hpl §33 disclosure: a health organisation informs barnevern without consent."""
+    """An hpl §33 disclosure: a health organisation informs barnevern without consent. The
+    version of each resource the reporter reads now is what is disclosed, and only that."""
 
     patient: str = Field(pattern=PATIENT)
     recipient: str = Field(pattern=ORGNR, description="orgnr of the barnevernstjeneste")
     resources: list[str] = Field(
-        min_length=1, max_length=50, json_schema_extra=_items({"pattern": RESOURCE})
+        min_length=1,
+        max_length=50,
+        description="Type/id; the current version is disclosed",
+        json_schema_extra=_items({"pattern": RESOURCE}),
     )
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -267,6 +358,12 @@ class DisclosureInput(Strict):
         if any(not _matches(RESOURCE, r) for r in self.resources):
             raise ValueError("resources lists Type/id references")
         return self
+
+
+class CloseDisclosureInput(Strict):
+    """Why an hpl §33 disclosure is closed (e.g. reported in error, the case is closed)."""
+
+    reason: str = Field(min_length=1, max_length=1000)
 
 
 def _matches(pattern: str, text: str) -> bool:
@@ -291,20 +388,20 @@ def _query(model: type[M], request: FhirRequest) -> M:
     try:
         return model.model_validate_strings(given, strict=True)
     except ValidationError as exc:
-        raise _invalid(exc) from exc
+        raise _invalid(exc, located=True) from exc
 
 
-def _invalid(exc: ValidationError) -> FhirError:
-    """A 400 naming each field (or query parameter) that fails."""
-    return FhirError(
-        400,
-        [
-            Issue(
-                "invalid", f"{'.'.join(str(p) for p in problem['loc']) or 'body'}: {problem['msg']}"
-            )
-            for problem in exc.errors()
-        ],
-    )
+def _invalid(exc: ValidationError, located: bool = False) -> FhirError:
+    """A 400 naming each field (or query parameter) that fails; `located`: each issue's
+    expression is the query parameter's name too."""
+    issues = []
+    for problem in exc.errors():
+        where = ".".join(str(p) for p in problem["loc"])
+        expression = (where,) if located and where else ()
+        issues.append(
+            Issue("invalid", f"{where or 'body'}: {problem['msg']}", expression=expression)
+        )
+    return FhirError(400, issues)
 
 
 def _json(status: int, data: Any) -> FhirResponse:
@@ -332,10 +429,6 @@ def outcome_json(outcome: Outcome) -> dict[str, Any]:
     ).json_body()
 
 
-def _param(request: FhirRequest, name: str) -> str | None:
-    return next((value for key, value in request.params if key == name), None)
-
-
 class ConsentAdministration:
     """The operations of the API, registered on the consent service's FhirService."""
 
@@ -343,6 +436,7 @@ class ConsentAdministration:
         self, handlers: ConsentHandlers, directory: DirectoryReader, view: ConsentView
     ) -> None:
         self.handlers = handlers
+        self.disclosures = Disclosures(handlers)
         self.directory = directory
         self.view = view
 
@@ -352,21 +446,36 @@ class ConsentAdministration:
             "consent-create": self.create,
             "consent-sign": self.sign,
             "consent-withdraw": self.withdraw,
+            "consent-child-view": self.child_view,
+            "consent-hearing": self.hearing,
+            "consent-objection": self.objection,
             "consent-list": self.list_consents,
             "access-decide": self.decide,
             "disclosure-hpl33": self.disclose,
+            "disclosure-list": self.list_disclosures,
+            "disclosure-close": self.close_disclosure,
         }
 
     async def authority(self, request: FhirRequest, body: bytes) -> FhirResponse:
         query = _query(AuthorityQuery, request)
-        await self.directory.require_relation(request.caller, query.patient.partition("/")[2])
+        patient_id = query.patient.partition("/")[2]
+        await self.directory.require_relation(request.caller, patient_id)
         flags = ConsentFlags(
             daily_care=query.daily_care,
             necessary_to_avoid_harm=query.necessary_to_avoid_harm,
             confidential_from_parents=query.confidential_from_parents,
+            to_barnevern=query.to_barnevern,
         )
-        authority = await self.handlers.authority(query.patient, query.purpose, query.date, flags)
-        return _json(200, authority_json(authority))
+        if query.as_of is None:
+            authority = await self.handlers.authority(
+                query.patient, query.purpose, query.date, flags
+            )
+            return _json(200, authority_json(authority))
+        moment = parse_as_of(query.as_of)
+        child = await child_at(self.directory, patient_id, moment)
+        authority = who_may_consent(child, query.purpose, query.date or day_of(moment), flags)
+        answer = AuthorityAsOfAnswer(**dict(AuthorityAnswer.of(authority)), as_of=query.as_of)
+        return _json(200, answer.json_body())
 
     async def create(self, request: FhirRequest, body: bytes) -> FhirResponse:
         consent = _parse(ConsentInput, body)
@@ -383,6 +492,26 @@ class ConsentAdministration:
             signature.record(self.handlers.clock()),
             signature.other_parent_heard,
             signature.child_view.record() if signature.child_view else None,
+        )
+        return _json(200, outcome_json(outcome))
+
+    async def child_view(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        consent_id = _consent_id(request)
+        view = _parse(ChildViewInput, body)
+        outcome = await self.handlers.record_child_view(request, consent_id, view.record())
+        return _json(200, outcome_json(outcome))
+
+    async def hearing(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        consent_id = _consent_id(request)
+        hearing = _parse(HearingInput, body)
+        outcome = await self.handlers.record_hearing(request, consent_id, hearing.parent)
+        return _json(200, outcome_json(outcome))
+
+    async def objection(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        consent_id = _consent_id(request)
+        objection = _parse(ObjectionInput, body)
+        outcome = await self.handlers.record_objection(
+            request, consent_id, objection.record(), objection.method
         )
         return _json(200, outcome_json(outcome))
 
@@ -441,7 +570,12 @@ class ConsentAdministration:
             authorize(request.caller, "AuditEvent", "read")
         patient_id = question.patient.partition("/")[2]
         await self.directory.require_relation(caller, patient_id)
-        self.view.ready()
+        then = None
+        if question.as_of is not None:
+            moment = parse_as_of(question.as_of)
+            then = await situation_at(self.handlers.fhir, self.directory, patient_id, moment)
+        else:
+            self.view.ready()
         actor = Caller(
             orgnr=question.actor.orgnr,
             org_kind=question.actor.kind.value if question.actor.kind else None,
@@ -460,25 +594,49 @@ class ConsentAdministration:
             category=question.category.value,
             author=question.author,
         )
-        context = AccessContext(actor, question.purpose_of_use, emergency)
-        decision = decide(self.view.state(patient_id), facts, context)
+        if then is None:
+            context = AccessContext(actor, question.purpose_of_use, emergency)
+            decision = decide(self.view.state(patient_id), facts, context)
+        else:
+            context = AccessContext(actor, question.purpose_of_use, emergency, day=then.day)
+            decision = decide(then.state, facts, context)
         if about_itself and request.caller.fhir_user and decision.basis == "hidden-from-parents":
             # Telling a parent why would tell them what the child keeps from them.
             decision = AccessDecision(False, "none", ("No basis permits this",))
-        return _json(200, AccessDecisionAnswer.of(decision).json_body())
+        if then is None:
+            return _json(200, AccessDecisionAnswer.of(decision).json_body())
+        answer = AccessDecisionAsOfAnswer(
+            **dict(AccessDecisionAnswer.of(decision)),
+            as_of=question.as_of,
+            consent_versions=_versions(then, decision),
+        )
+        return _json(200, answer.json_body())
 
     async def disclose(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Record an hpl §33 disclosure: the versions of the named resources the reporter
+        reads now are released to the barnevernstjeneste, and nothing later."""
         disclosure = _parse(DisclosureInput, body)
-        if request.caller.org_kind not in HEALTH_KINDS or request.caller.fhir_user:
+        caller = request.caller
+        if caller.org_kind not in HEALTH_KINDS or caller.fhir_user:
             raise error(
                 403,
                 "forbidden",
                 "Only health organisations report under helsepersonelloven §33;"
-                f" this client is {request.caller.org_kind or 'of unknown kind'}",
+                f" this client is {caller.org_kind or 'of unknown kind'}",
+            )
+        if not caller.hpr:
+            raise error(
+                403,
+                "forbidden",
+                "Opplysningsplikt (helsepersonelloven §33) is a duty of health personnel: the"
+                " token must name the health person reporting (HPR number); a system"
+                " without a person cannot report",
             )
         patient_id = disclosure.patient.partition("/")[2]
-        for reference in disclosure.resources:
-            if not await self.directory.about_patient_as(request.caller, reference, patient_id):
+        released = []
+        for reference in dict.fromkeys(disclosure.resources):
+            version = await self.directory.version_about(caller, reference, patient_id)
+            if version is None:
                 raise error(
                     422,
                     "business-rule",
@@ -486,6 +644,8 @@ class ConsentAdministration:
                     " organisation may read; only what the reporter holds can be disclosed",
                     "resources",
                 )
+            released.append(f"{reference}/_history/{version}")
+        _refuse_unless_child(await self.directory.child_facts(patient_id), self.handlers.clock())
         kind = await self.directory.organisation_kind(disclosure.recipient)
         if kind != OrganisationKind.BARNEVERNSTJENESTE:
             raise error(
@@ -495,14 +655,90 @@ class ConsentAdministration:
                 f" {kind or 'not registered in the directory'}",
                 "recipient",
             )
-        event = await self.handlers.record_disclosure(
+        event = await self.disclosures.record(
             request,
             disclosure.patient,
             disclosure.recipient,
-            disclosure.resources,
+            released,
             disclosure.reason,
         )
-        return _json(201, DisclosureAnswer(basis="hpl-33", audit_event=event).json_body())
+        answer = DisclosureAnswer(
+            basis="hpl-33",
+            disclosure=ListedDisclosure.model_validate(disclosure_json(event, patient_id)),
+            audit_event=event,
+        )
+        return _json(201, answer.json_body())
+
+    async def list_disclosures(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """A child's §33 disclosures, to the organisation that reported and the one that
+        received each, and to the operator. Without a relation to the child, the child
+        answers as one that is not registered."""
+        patient_id = request.id or ""
+        if not ID_PATTERN.fullmatch(patient_id):
+            raise error(400, "invalid", f"{patient_id!r} is not a valid Patient id")
+        if request.caller.credential == "operator":
+            if not await self.directory.registered(patient_id):
+                raise not_found("Patient", patient_id)
+        else:
+            await self.directory.require_relation(request.caller, patient_id)
+        listed = await self.disclosures.of_patient(request, patient_id)
+        answer = DisclosureList(
+            patient=f"Patient/{patient_id}",
+            disclosures=[ListedDisclosure.model_validate(d) for d in listed],
+        )
+        return _json(200, answer.json_body())
+
+    async def close_disclosure(self, request: FhirRequest, body: bytes) -> FhirResponse:
+        """Close a §33 disclosure (the reporting organisation or the operator): the
+        recipient sees nothing more through it; the record stays."""
+        event_id = request.id or ""
+        if not ID_PATTERN.fullmatch(event_id):
+            raise error(400, "invalid", f"{event_id!r} is not a valid disclosure id")
+        closing = _parse(CloseDisclosureInput, body)
+        closed = await self.disclosures.close(request, event_id, closing.reason)
+        return _json(200, ListedDisclosure.model_validate(closed).json_body())
+
+
+def _refuse_unless_child(child: ChildFacts, day: date) -> None:
+    """hpl §33 is about children: refused for a person of 18 or older on `day`, and for one
+    whose age cannot be known (no confirmed birth date: a D-nummer or none recorded), as
+    every rule here that depends on age refuses to guess it."""
+    born = child.birth_date
+    if born is None or not child.birth_date_confirmed:
+        raise error(
+            422,
+            "business-rule",
+            f"{child.patient} has no confirmed birth date, and helsepersonelloven §33 is about"
+            " children under 18; a D-nummer or an unknown birth date never gives an age."
+            f" Record a confirmed birth date on {child.patient} (Patient.birthDate) first",
+            "patient",
+        )
+    if born > day:
+        raise error(
+            422,
+            "business-rule",
+            f"The birth date recorded for {child.patient} ({born.isoformat()}) is after"
+            f" {day.isoformat()}; correct it (Patient.birthDate) first",
+            "patient",
+        )
+    age = age_on(born, day)
+    if age >= ADULT_AGE:
+        raise error(
+            422,
+            "business-rule",
+            f"{child.patient} is {age}: helsepersonelloven §33 (opplysningsplikt to barnevern)"
+            " is about children under 18; sharing an adult's information needs the person's"
+            " consent or another legal basis",
+            "patient",
+        )
+
+
+def _versions(then: Situation, decision: AccessDecision) -> list[str]:
+    """The versions of the consents a past decision rested on (`Consent/<id>/_history/<v>`),
+    so the answer names exactly which record was in force."""
+    named = set(decision.consents)
+    return [v for stored, v in zip(then.consents, then.versions, strict=True)
+            if stored.reference in named]  # fmt: skip
 
 
 def _consent_id(request: FhirRequest) -> str:

@@ -38,6 +38,10 @@ def _resource(resource_type: str, what: str) -> Any:
     )
 
 
+def _instant(what: str) -> Any:
+    return Field(description=what, json_schema_extra={"format": "date-time"})
+
+
 class GrantorGroupAnswer(Answer):
     """Grantors of whom `need` ("all" or "one") must consent; any refusal rejects."""
 
@@ -86,6 +90,13 @@ class AuthorityAnswer(Answer):
                 "valid_until": authority.valid_until,
             }
         )
+
+
+class AuthorityAsOfAnswer(AuthorityAnswer):
+    """Who could consent for the child at an earlier instant (`as_of`), as the directory
+    stood then; the day is that instant's unless `date` was asked."""
+
+    as_of: str = _instant("The instant asked, as it was asked")
 
 
 class ConsentOutcome(Answer):
@@ -142,11 +153,68 @@ class AccessDecisionAnswer(Answer):
         )
 
 
+class AccessDecisionAsOfAnswer(AccessDecisionAnswer):
+    """The decision as the directory and the consent records stood at an earlier instant
+    (`as_of`), with the versions of the consents it rested on."""
+
+    as_of: str = _instant("The instant asked, as it was asked")
+    consent_versions: list[str] = Field(
+        description="The versions (Consent/<id>/_history/<n>) of the consents the decision"
+        " rested on, as they stood then"
+    )
+
+
+class DisclosureReporter(Answer):
+    """Who reported: the organisation and the health person (HPR number)."""
+
+    orgnr: str | None
+    hpr: str | None
+
+
+class DisclosureClosure(Answer):
+    """When, why and by whom a §33 disclosure was closed: the reporting organisation and
+    its health person, or the operator."""
+
+    date: str = _instant("When it was closed")
+    reason: str
+    organization: str | None = Field(None, description="orgnr of the organisation closing it")
+    practitioner: str | None = Field(None, description="HPR number of the person closing it")
+    operator: str | None = Field(None, description="The operator's client, when it closed it")
+
+
+class ListedDisclosure(Answer):
+    """An hpl §33 disclosure: what was released (the versions reported), to whom, by whom
+    and why, and whether it is still open."""
+
+    id: str = Field(description="The id of the AuditEvent that records it")
+    audit_event: str = Field(description="AuditEvent/<id>")
+    basis: Literal["hpl-33"]
+    patient: str = Field(description="Patient/<id>")
+    recorded: str = _instant("When it was reported")
+    reporter: DisclosureReporter
+    recipients: list[str] = Field(description="orgnr of the barnevernstjeneste")
+    resources: list[str] = Field(description="The versions released: Type/id/_history/<n>")
+    reason: str
+    status: Literal["open", "closed"] = Field(
+        description="A closed disclosure releases nothing more to its recipient"
+    )
+    closed: DisclosureClosure | None
+
+
 class DisclosureAnswer(Answer):
-    """The recorded hpl §33 disclosure."""
+    """The recorded hpl §33 disclosure, and the AuditEvent that records it."""
 
     basis: Literal["hpl-33"]
+    disclosure: ListedDisclosure
     audit_event: dict[str, Any] = _resource("AuditEvent", "The AuditEvent recording it")
+
+
+class DisclosureList(Answer):
+    """A child's hpl §33 disclosures the caller reported or received (the operator: all),
+    open and closed, oldest first."""
+
+    patient: str = Field(description="Patient/<id>")
+    disclosures: list[ListedDisclosure]
 
 
 class OperationOutcomeIssue(BaseModel):

@@ -11,7 +11,12 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from services.consent.resources import AUDIT_DETAIL_BASIS, HPL33_SUBTYPE, WITHHELD_PATIENT
+from services.consent.resources import (
+    AUDIT_DETAIL_BASIS,
+    DISCLOSURE_CLOSED_EXT,
+    HPL33_SUBTYPE,
+    WITHHELD_PATIENT,
+)
 from shared.access.audit import AuditRecord
 from shared.codes import ACT_REASON_SYSTEM, EMERGENCY_PURPOSE_OF_USE, LEGAL_BASIS_SYSTEM
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
@@ -20,6 +25,7 @@ AUDIT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 INTERACTION_SYSTEM = "http://hl7.org/fhir/restful-interaction"
 OBJECT_ROLE_SYSTEM = "http://terminology.hl7.org/CodeSystem/object-role"
 SUCCESS, MINOR_FAILURE = "0", "4"
+HPL33_TEXT = "Opplysningsplikt (helsepersonelloven §33): "
 
 
 def _agents(
@@ -115,7 +121,11 @@ def disclosure_event(
     resources: list[str],
     reason: str,
 ) -> dict[str, Any]:
-    """The AuditEvent that records an hpl §33 disclosure to barnevern (never a consent)."""
+    """The AuditEvent that records an hpl §33 disclosure to barnevern (never a consent).
+
+    `resources` are the versions released (`Type/id/_history/<version>`), each an entity;
+    the reporting organisation and the health person (HPR number) are its requestors, the
+    barnevernstjeneste the agent that is not."""
     entities: list[dict[str, Any]] = [_patient_entity(patient)]
     entities += [
         {
@@ -133,7 +143,7 @@ def disclosure_event(
         "action": "C",
         "recorded": recorded,
         "outcome": SUCCESS,
-        "outcomeDesc": f"Opplysningsplikt (helsepersonelloven §33): {reason}"[:1000],
+        "outcomeDesc": f"{HPL33_TEXT}{reason}"[:1000],
         "agent": [
             *_agents(reporter_orgnr, reporter_hpr, None, None),
             {
@@ -146,19 +156,101 @@ def disclosure_event(
     }
 
 
-def disclosure_of(event: dict[str, Any]) -> tuple[str, list[str], list[str]]:
-    """(AuditEvent id, recipients, resources) of a §33 disclosure AuditEvent."""
-    recipients = [
-        agent["who"]["identifier"]["value"]
+def is_disclosure(event: dict[str, Any]) -> bool:
+    return any(
+        isinstance(coding, dict) and coding.get("code") == HPL33_SUBTYPE
+        for coding in event.get("subtype") or []
+    )
+
+
+def identified(event: dict[str, Any], system: str, requestor: bool) -> list[str]:
+    return [
+        str(agent["who"]["identifier"]["value"])
         for agent in event.get("agent") or []
-        if agent.get("requestor") is False
+        if agent.get("requestor") is requestor
+        and ((agent.get("who") or {}).get("identifier") or {}).get("system") == system
     ]
+
+
+def disclosure_of(event: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(AuditEvent id, recipients, versions released) of a §33 disclosure AuditEvent. A
+    resource recorded without its version (before versions were recorded) is left out:
+    what was reported of it is not known, so nothing of it is released."""
     resources = [
         entity["what"]["reference"]
         for entity in event.get("entity") or []
         if (entity.get("role") or {}).get("code") == "4"
+        and "/_history/" in entity["what"]["reference"]
     ]
-    return str(event["id"]), recipients, resources
+    return str(event["id"]), identified(event, ORGNR_SYSTEM, False), resources
+
+
+def closure_of(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The closing of a §33 disclosure, once recorded: when, why and by whom."""
+    closing = next(
+        (e for e in event.get("extension") or [] if e.get("url") == DISCLOSURE_CLOSED_EXT), None
+    )
+    if closing is None:
+        return None
+    return {
+        str(part.get("url")): part.get("valueString")
+        or part.get("valueDateTime")
+        or (part.get("valueIdentifier") or {}).get("value")
+        for part in closing.get("extension") or []
+    }
+
+
+def closed_disclosure(
+    event: dict[str, Any],
+    closed: str,
+    reason: str,
+    orgnr: str | None,
+    hpr: str | None,
+    operator: str | None,
+) -> dict[str, Any]:
+    """`event` with its closing recorded (`disclosure-closed`: date, reason, who)."""
+    parts: list[dict[str, Any]] = [
+        {"url": "date", "valueDateTime": closed},
+        {"url": "reason", "valueString": reason},
+    ]
+    if orgnr:
+        identifier = {"system": ORGNR_SYSTEM, "value": orgnr}
+        parts.append({"url": "organization", "valueIdentifier": identifier})
+    if hpr:
+        parts.append({"url": "practitioner", "valueIdentifier": {"system": HPR_SYSTEM,
+                                                                  "value": hpr}})  # fmt: skip
+    if operator:
+        parts.append({"url": "operator", "valueString": operator})
+    return {
+        **event,
+        "extension": [
+            *(event.get("extension") or []),
+            {"url": DISCLOSURE_CLOSED_EXT, "extension": parts},
+        ],
+    }
+
+
+def disclosure_json(event: dict[str, Any], patient: str) -> dict[str, Any]:
+    """A §33 disclosure as the administration API lists it."""
+    record, recipients, resources = disclosure_of(event)
+    description = str(event.get("outcomeDesc") or "")
+    closed = closure_of(event)
+    return {
+        "id": record,
+        "audit_event": f"AuditEvent/{record}",
+        "basis": HPL33_SUBTYPE,
+        "patient": f"Patient/{patient}",
+        "recorded": event.get("recorded"),
+        "reporter": {
+            "orgnr": next(iter(identified(event, ORGNR_SYSTEM, True)), None),
+            "hpr": next(iter(identified(event, HPR_SYSTEM, True)), None),
+        },
+        "recipients": recipients,
+        "resources": resources,
+        "reason": description.removeprefix(HPL33_TEXT),
+        "status": "closed" if closed else "open",
+        "closed": closed,
+    }
 
 
 def _base64(text: str) -> str:

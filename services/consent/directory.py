@@ -4,6 +4,13 @@ The child's birth date, the holders of parental responsibility (RelatedPerson wi
 no-basis parental-responsibility code) and the care orders recorded on the Patient become
 `ChildFacts`; an organisation's kind is read from `Organization.type`. Each answer is
 read fresh: who may consent must follow the directory at once when it changes.
+
+For a complaint, the same facts as they stood at an earlier instant
+(`child_facts_as_of`) come from the directory's version history of the Patient and of
+each RelatedPerson (`GET <type>/<id>/_history`): the version current at that instant.
+What the history cannot show is a RelatedPerson deleted since then, or one that named
+another child now: the register ends parental responsibility with `period.end` or
+`active: false`, which the history keeps.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import re
 from datetime import date
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from services.consent.domain.model import CareOrderFact, ChildFacts
 from shared.clock import today
@@ -33,17 +41,19 @@ def _date(text: Any) -> date | None:
     return None
 
 
-def child_facts(patient: dict[str, Any], related: list[dict[str, Any]]) -> ChildFacts:
-    """The facts of a Patient and its RelatedPersons (directory JSON). Parental
-    responsibility the register says has ended (`RelatedPerson.period.end`, or
-    `active: false`) is no longer held."""
+def child_facts(
+    patient: dict[str, Any], related: list[dict[str, Any]], day: date | None = None
+) -> ChildFacts:
+    """The facts of a Patient and its RelatedPersons (directory JSON) on `day` (today).
+    Parental responsibility the register says has ended (`RelatedPerson.period.end`
+    before that day, or `active: false`) is no longer held."""
     birth = patient.get("birthDate")
     with_responsibility: list[str] = []
     without: list[str] = []
-    day = today().isoformat()
+    on = (day or today()).isoformat()
     for person in related:
         ended = (person.get("period") or {}).get("end")
-        if person.get("active") is False or (isinstance(ended, str) and ended[:10] < day):
+        if person.get("active") is False or (isinstance(ended, str) and ended[:10] < on):
             continue
         reference = f"RelatedPerson/{person['id']}"
         codes = set(parental_responsibility(person)) - NO_RESPONSIBILITY
@@ -61,6 +71,21 @@ def child_facts(patient: dict[str, Any], related: list[dict[str, Any]]) -> Child
         parents_without_responsibility=tuple(sorted(without)),
         care_orders=tuple(orders),
     )
+
+
+def version_at(entries: list[dict[str, Any]], instant: str) -> dict[str, Any] | None:
+    """The resource as it stood at `instant` (FHIR instant text, UTC) among the entries of
+    a history Bundle: the newest version written at or before it; None when it did not
+    exist yet or was deleted then."""
+    newest: tuple[str, dict[str, Any]] | None = None
+    for entry in entries:
+        written = str((entry.get("response") or {}).get("lastModified") or "")
+        if written and written <= instant and (newest is None or written > newest[0]):
+            newest = (written, entry)
+    if newest is None:
+        return None
+    resource = newest[1].get("resource")
+    return resource if isinstance(resource, dict) else None
 
 
 class DirectoryReader(DirectoryClient):
@@ -87,19 +112,76 @@ class DirectoryReader(DirectoryClient):
         )
         return child_facts(patient, related)
 
-    async def about_patient_as(self, caller: Caller, reference: str, patient_id: str) -> bool:
-        """Whether `caller` may read `reference` (asked of the service that owns it, so
-        its own consent step decides and audits) and it is about the patient."""
+    async def versions(self, resource_type: str, res_id: str) -> list[dict[str, Any]]:
+        """Every entry of a directory resource's history (newest first); none when the
+        directory never held it."""
+        entries: list[dict[str, Any]] = []
+        params = [("_count", "1000")]
+        while True:
+            status, bundle = await self.ask(
+                self.request(
+                    interaction="history-instance",
+                    resource_type=resource_type,
+                    id=res_id,
+                    params=params,
+                )
+            )
+            if status == 404:
+                return entries
+            if status != 200 or not isinstance(bundle, dict):
+                raise error(503, "transient", f"The directory could not read {resource_type}")
+            entries += bundle.get("entry") or []
+            following = [
+                link["url"] for link in bundle.get("link") or [] if link.get("relation") == "next"
+            ]
+            if not following:
+                return entries
+            cursor = dict(parse_qsl(urlsplit(following[0]).query)).get("_cursor")
+            if cursor is None:
+                return entries
+            params = [("_count", "1000"), ("_cursor", cursor)]
+
+    async def child_facts_as_of(self, patient_id: str, instant: str, day: date) -> ChildFacts:
+        """The child's facts as the directory held them at `instant` (FHIR instant text,
+        UTC), on `day` (the Norwegian calendar day of that instant)."""
+        patient = version_at(await self.versions("Patient", patient_id), instant)
+        if patient is None:
+            raise error(
+                422,
+                "business-rule",
+                f"Patient/{patient_id} was not registered in the directory at {instant}",
+                "as_of",
+            )
+        now = await self.search(
+            "RelatedPerson", [("patient", f"Patient/{patient_id}"), ("_count", "100")]
+        )
+        related = []
+        for person in now:
+            then = version_at(await self.versions("RelatedPerson", str(person["id"])), instant)
+            if then is not None and reference_target(then.get("patient")) == (
+                "Patient",
+                patient_id,
+            ):
+                related.append(then)
+        return child_facts(patient, related, day)
+
+    async def version_about(self, caller: Caller, reference: str, patient_id: str) -> int | None:
+        """The version of `reference` that `caller` reads now (asked of the service that
+        owns it, so its own consent step decides and audits), if it may read it and it is
+        about the patient; None otherwise."""
         res_type, _, res_id = reference.partition("/")
         if not is_resource_type(res_type):  # no service to ask: nothing the caller holds
-            return False
+            return None
         status, resource = await self.ask(
             self.request(caller, interaction="read", resource_type=res_type, id=res_id)
         )
         if status != 200 or not isinstance(resource, dict):
-            return False
+            return None
+        version = str((resource.get("meta") or {}).get("versionId") or "")
+        if not version.isdigit():
+            return None
         for element in ("subject", "patient", "for"):
             target = reference_target(resource.get(element))
             if target is not None:
-                return target == ("Patient", patient_id)
-        return False
+                return int(version) if target == ("Patient", patient_id) else None
+        return None

@@ -1,9 +1,10 @@
 """The consent service's use cases, each one unit of work.
 
-Recording a consent, adding a signature, withdrawing, reassessing a child's consents when
-the directory or the calendar changes who may consent, and recording an hpl §33
-disclosure. Each runs in one database transaction that writes the Consent (or AuditEvent),
-its events and the patient's new access state to the outbox, under the patient's lock, so
+Recording a consent, adding a grantor's answer, the child's view, a hearing or the
+child's objection, withdrawing, and reassessing a child's consents when the directory or
+the calendar changes who may consent (hpl §33 disclosures are `disclosures.py`, in the
+same units of work). Each runs in one database transaction that writes the Consent, its
+events and the patient's new access state to the outbox, under the patient's lock, so
 concurrent changes to one child are applied one after another and the state every service
 mirrors is never older than the records.
 """
@@ -21,22 +22,33 @@ from typing import Any
 import orjson
 
 from services.consent.access_state import patient_state
-from services.consent.audit_events import disclosure_event, disclosure_of
 from services.consent.directory import DirectoryReader
-from services.consent.domain.authority import who_may_consent
+from services.consent.disclosures import open_disclosures
+from services.consent.domain.authority import HIDE_FROM_PARENTS, who_may_consent
 from services.consent.domain.lifecycle import authority_error, evaluate, unauthorised_grantors
-from services.consent.domain.model import Authority, ChildFacts, ConsentFlags, Purpose, Status
+from services.consent.domain.model import (
+    Authority,
+    ChildFacts,
+    ConsentFlags,
+    Decision,
+    Purpose,
+    Status,
+)
 from services.consent.records import (
+    TO_BARNEVERN,
     ChildViewRecord,
     ConsentRecord,
+    Recipients,
     SignatureRecord,
     WithdrawalRecord,
     from_fhir,
+    patient_id_of,
     to_fhir,
 )
 from services.consent.relation_table import related
-from shared.access.state import Disclosure, PatientAccessState
+from shared.access.state import PatientAccessState
 from shared.clock import now_instant, today
+from shared.codes import OrganisationKind
 from shared.events import subject_token
 from shared.fhir import writes
 from shared.fhir.answers import not_found
@@ -48,6 +60,8 @@ from shared.transport.wire import Caller, FhirRequest
 
 log = logging.getLogger(__name__)
 
+BARNEVERN = OrganisationKind.BARNEVERNSTJENESTE.value
+BARNEVERN_CASE_WORKER = "saksbehandler"
 SERVICE_CALLER = Caller(credential="service", client_id="barnebro-consent")
 
 
@@ -75,13 +89,6 @@ class Outcome:
     consent: dict[str, Any]
 
 
-def _patient_id(reference: str) -> str:
-    kind, _, patient_id = reference.partition("/")
-    if kind != "Patient" or not patient_id:
-        raise error(400, "invalid", f"{reference!r} is not a Patient reference", "patient")
-    return patient_id
-
-
 def _refuse_unauthorised(authority: Authority, signatures: list[SignatureRecord]) -> None:
     if not authority.decidable:
         raise FhirError(
@@ -101,6 +108,9 @@ def _refuse_unauthorised(authority: Authority, signatures: list[SignatureRecord]
 def judged(record: ConsentRecord, authority: Authority, day: date) -> ConsentRecord:
     """`record` with the status, reasons and rule the consent rules give it today."""
     evaluation = evaluate(authority, record.facts(), day)
+    obligations = list(evaluation.obligations)
+    if HIDE_FROM_PARENTS in record.obligations and HIDE_FROM_PARENTS not in obligations:
+        obligations.append(HIDE_FROM_PARENTS)  # what was told in confidence stays so
     ended_because = record.ended_because
     if evaluation.status is Status.INACTIVE and ended_because is None:
         ended_because = "withdrawn" if record.withdrawal else "expired"
@@ -109,7 +119,7 @@ def judged(record: ConsentRecord, authority: Authority, day: date) -> ConsentRec
             "status": evaluation.status,
             "reasons": list(evaluation.reasons),
             "missing": list(evaluation.missing),
-            "obligations": list(evaluation.obligations),
+            "obligations": obligations,
             "valid_until": evaluation.valid_until,
             "rule": authority.rule,
             "legal_reference": authority.legal_reference,
@@ -145,6 +155,16 @@ def reassessed(record: ConsentRecord, authority: Authority, day: date) -> Consen
     )
 
 
+def _latest_answer(record: ConsentRecord, grantor: str) -> Decision | None:
+    answers = [s for s in record.signatures if s.grantor == grantor]
+    return sorted(answers, key=lambda s: s.date)[-1].decision if answers else None
+
+
+def _judgement(record: ConsentRecord) -> tuple[Any, ...]:
+    """What the rules decide about a record: a reassessment stores it when any of it moves."""
+    return (record.status, record.reasons, record.valid_until, record.rule, record.obligations)
+
+
 class ConsentHandlers:
     def __init__(
         self,
@@ -168,13 +188,13 @@ class ConsentHandlers:
     async def authority(
         self, patient: str, purpose: Purpose, day: date | None, flags: ConsentFlags
     ) -> Authority:
-        child = await self.directory.child_facts(_patient_id(patient))
+        child = await self.directory.child_facts(patient_id_of(patient))
         return who_may_consent(child, purpose, day or self.clock(), flags)
 
     # -- changes --------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def _child_unit(
+    async def child_unit(
         self, patient_id: str, request: FhirRequest
     ) -> AsyncIterator[tuple[StoreUnitOfWork, ChildFacts]]:
         """One unit of work under the child's lock, with the child's facts read under it
@@ -233,12 +253,26 @@ class ConsentHandlers:
                     found[grantor] = orgnr
         return found
 
+    async def _to_barnevern(self, recipients: Recipients) -> bool:
+        """Whether a consent shares with a barnevernstjeneste: by kind, by the case
+        worker's role, or an organisation the register says is one."""
+        if BARNEVERN in recipients.kinds or BARNEVERN_CASE_WORKER in recipients.roles:
+            return True
+        for orgnr in recipients.organizations:
+            if await self.directory.organisation_kind(orgnr) == BARNEVERN:
+                return True
+        return False
+
     async def create(self, request: FhirRequest, record: ConsentRecord) -> Outcome:
-        patient_id = _patient_id(record.patient)
+        patient_id = patient_id_of(record.patient)
+        flags = [flag for flag in record.flags if flag != TO_BARNEVERN]
+        if await self._to_barnevern(record.recipients):
+            flags.append(TO_BARNEVERN)
+        record = record.model_copy(update={"flags": flags})
         collector = None if request.caller.fhir_user else request.caller.orgnr
         grantors = [s.grantor for s in record.signatures]
         answered = await self._answerers(request, grantors, collector, {})
-        async with self._child_unit(patient_id, request) as (uow, child):
+        async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, record.signatures)
@@ -274,12 +308,15 @@ class ConsentHandlers:
         current = await self.fhir.repository(request).read("Consent", consent_id)
         if current is None or current.deleted:
             raise not_found("Consent", consent_id)
-        patient_id = _patient_id(from_fhir(current.json()).patient)
-        async with self._child_unit(patient_id, request) as (uow, child):
+        patient_id = patient_id_of(from_fhir(current.json()).patient)
+        async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             latest = await uow.read_for_update("Consent", consent_id)
             assert latest is not None
-            record, authority = await change(from_fhir(latest.json()), child, day)
+            before = from_fhir(latest.json())
+            record, authority = await change(before, child, day)
+            if record == before:  # an answer already recorded: merged, not counted twice
+                return Outcome(before, authority, latest.json())
             sub = request.model_copy(
                 update={
                     "interaction": "update",
@@ -319,9 +356,12 @@ class ConsentHandlers:
                 )
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, [signature])
+            signatures = record.signatures
+            if _latest_answer(record, signature.grantor) is not signature.decision:
+                signatures = [*signatures, signature]
             updated = record.model_copy(
                 update={
-                    "signatures": [*record.signatures, signature],
+                    "signatures": signatures,
                     "other_parent_heard": sorted({*record.other_parent_heard, *other_parent_heard}),
                     "child_view": child_view or record.child_view,
                 }
@@ -329,6 +369,102 @@ class ConsentHandlers:
             return judged(updated, authority, day), authority
 
         return await self._change(request, consent_id, add)
+
+    async def _while_proposed(
+        self,
+        request: FhirRequest,
+        consent_id: str,
+        what: str,
+        answer: Callable[[ConsentRecord, Authority], ConsentRecord],
+    ) -> Outcome:
+        """Record `what` on a proposed consent, as the organisation that collected it."""
+
+        async def add(record: ConsentRecord, child: ChildFacts, day: date) -> Judged:
+            collector = record.collected_by_organization
+            caller = request.caller
+            if caller.fhir_user or caller.orgnr is None or caller.orgnr != collector:
+                raise error(
+                    403,
+                    "forbidden",
+                    f"Only the organisation that collected the consent ({collector}) records"
+                    f" {what}",
+                )
+            if record.status is not Status.PROPOSED:
+                raise error(
+                    409,
+                    "business-rule",
+                    f"Consent/{consent_id} is {record.status.value}: {what} can only be"
+                    " recorded while it is proposed",
+                )
+            authority = who_may_consent(child, record.purpose, day, record.consent_flags())
+            return judged(answer(record, authority), authority, day), authority
+
+        return await self._change(request, consent_id, add)
+
+    async def record_child_view(
+        self, request: FhirRequest, consent_id: str, view: ChildViewRecord
+    ) -> Outcome:
+        """The child's view (medvirkning), on its own: no grantor signs again."""
+
+        def add(record: ConsentRecord, authority: Authority) -> ConsentRecord:
+            if authority.child_view == "not-applicable" and authority.decidable:
+                raise error(
+                    422,
+                    "business-rule",
+                    f"The child is a grantor under the rule {authority.rule}: its own answer"
+                    " (a signature, or an objection) is its view",
+                    "heard",
+                )
+            return record.model_copy(update={"child_view": view})
+
+        return await self._while_proposed(request, consent_id, "the child's view", add)
+
+    async def record_hearing(self, request: FhirRequest, consent_id: str, parent: str) -> Outcome:
+        """That the holder of parental responsibility who did not sign was heard."""
+
+        def add(record: ConsentRecord, authority: Authority) -> ConsentRecord:
+            signed = {s.grantor for s in record.signatures}
+            parents = [m for g in authority.groups if g.role == "parents" for m in g.members]
+            if not authority.one_parent_must_hear_other or parent not in parents:
+                raise error(
+                    422,
+                    "business-rule",
+                    f"{parent} is not a holder of parental responsibility who must be heard"
+                    f" under the rule {authority.rule}",
+                    "parent",
+                )
+            if parent in signed:
+                raise error(
+                    422, "business-rule", f"{parent} answered the consent; nothing to hear",
+                    "parent",
+                )  # fmt: skip
+            heard = sorted({*record.other_parent_heard, parent})
+            return record.model_copy(update={"other_parent_heard": heard})
+
+        return await self._while_proposed(request, consent_id, "a hearing", add)
+
+    async def record_objection(
+        self, request: FhirRequest, consent_id: str, objection: ChildViewRecord, method: str
+    ) -> Outcome:
+        """The child objects. Where the child is a grantor, that is its refusal (recorded
+        once) and it blocks; otherwise it is the child's view, which the grantors weigh."""
+
+        def add(record: ConsentRecord, authority: Authority) -> ConsentRecord:
+            child = record.patient
+            if child in authority.grantors:
+                if _latest_answer(record, child) is Decision.REFUSE:
+                    return record
+                refusal = SignatureRecord(
+                    grantor=child,
+                    decision=Decision.REFUSE,
+                    method=method,
+                    collected_by=objection.heard_by,
+                    date=objection.date or self.clock(),
+                )
+                return record.model_copy(update={"signatures": [*record.signatures, refusal]})
+            return record.model_copy(update={"child_view": objection})
+
+        return await self._while_proposed(request, consent_id, "the child's objection", add)
 
     async def withdraw(
         self, request: FhirRequest, consent_id: str, by: str, reason: str
@@ -372,7 +508,7 @@ class ConsentHandlers:
             return []
         changed: list[ConsentRecord] = []
         request = service_update("Consent", patient_id)
-        async with self._child_unit(patient_id, request) as (uow, child):
+        async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
             for stored in await uow.of_patient("Consent", patient_id):
                 record = from_fhir(stored.json())
@@ -380,7 +516,7 @@ class ConsentHandlers:
                     continue
                 authority = who_may_consent(child, record.purpose, day, record.consent_flags())
                 again = reassessed(record, authority, day)
-                if (again.status, again.reasons) == (record.status, record.reasons):
+                if _judgement(again) == _judgement(record):
                     continue
                 await writes.update(
                     uow.bound(service_update("Consent", stored.res_id)),
@@ -391,49 +527,17 @@ class ConsentHandlers:
                 changed.append(again)
         return changed
 
-    async def record_disclosure(
-        self,
-        request: FhirRequest,
-        patient: str,
-        recipient: str,
-        resources: list[str],
-        reason: str,
-    ) -> dict[str, Any]:
-        patient_id = _patient_id(patient)
-        event = disclosure_event(
-            str(uuid.uuid4()),
-            now_instant(),
-            patient=patient_id,
-            reporter_orgnr=request.caller.orgnr,
-            reporter_hpr=request.caller.hpr,
-            recipient_orgnr=recipient,
-            resources=resources,
-            reason=reason,
-        )
-        async with self._child_unit(patient_id, request) as (uow, _):
-            sub = request.model_copy(
-                update={
-                    "interaction": "update",
-                    "resource_type": "AuditEvent",
-                    "id": event["id"],
-                    "prefer_return": None,
-                }
-            )
-            response = await writes.update(uow.bound(sub), self.audit_events, event)
-        stored: dict[str, Any] = orjson.loads(response.body)
-        return stored
-
     # -- the replicated state -------------------------------------------------------------
 
     async def republish(self, patient_id: str) -> None:
         """Publish the child's access state again (its relations changed)."""
-        async with self._child_unit(patient_id, service_update("Consent", patient_id)):
+        async with self.child_unit(patient_id, service_update("Consent", patient_id)):
             pass
 
     async def publish_state(self, uow: StoreUnitOfWork, patient_id: str, child: ChildFacts) -> None:
         """Queue the child's access state for the consent-view bucket, in this unit of work."""
         consents = [from_fhir(s.json()) for s in await uow.of_patient("Consent", patient_id)]
-        disclosures = await self._disclosures(uow, patient_id)
+        disclosures = await open_disclosures(uow, patient_id)
         day = self.clock()
         holders = [
             await self.directory.orgnr_of(order.organization)
@@ -468,20 +572,3 @@ class ConsentHandlers:
         async with self.fhir.unit_of_work(request) as uow:
             await uow.lock_patient(patient_id)
             await self._queue_state(uow, PatientAccessState(patient=patient_id))
-
-    async def _disclosures(self, uow: StoreUnitOfWork, patient_id: str) -> list[Disclosure]:
-        found = await uow.carrying_all(
-            "AuditEvent", [("subtype", "hpl-33"), ("patient", f"Patient/{patient_id}")], 1000
-        )
-        disclosures = []
-        for stored in found:
-            record, recipients, resources = disclosure_of(stored.json())
-            disclosures.append(
-                Disclosure(
-                    record=f"AuditEvent/{record}",
-                    basis="hpl-33",
-                    recipients=recipients,
-                    resources=resources,
-                )
-            )
-        return disclosures

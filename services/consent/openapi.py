@@ -4,8 +4,9 @@ the document cannot drift from the code.
 
 Served by the gateway at `GET /consent/v1/openapi.json`. Each route of the API
 (`shared.access.permissions.CONSENT_API_ROUTES`, which gives its method and path) has one
-entry in `ROUTES`: its input model (body or query), its answer model and status, and the
-refusals that are its own. The refusals every route can give (`COMMON`, and `BODY` for a
+entry in `ROUTES`: its input model (body or query), its answer model and status (and the
+answer's model when asked as of an earlier instant, `as_of`), and the refusals that are
+its own. The refusals every route can give (`COMMON`, and `BODY` for a
 route that takes a body) are added to each. A route without an entry is left out of the
 document, and `tests/test_consent_openapi.py` fails until it has one.
 """
@@ -23,18 +24,26 @@ from pydantic_core import core_schema
 
 from services.consent.admin_api import (
     AuthorityQuery,
+    ChildViewInput,
+    CloseDisclosureInput,
     ConsentInput,
     DecisionInput,
     DisclosureInput,
+    HearingInput,
+    ObjectionInput,
     SignInput,
     WithdrawInput,
 )
 from services.consent.answers import (
     AccessDecisionAnswer,
+    AccessDecisionAsOfAnswer,
     AuthorityAnswer,
+    AuthorityAsOfAnswer,
     ConsentList,
     ConsentOutcome,
     DisclosureAnswer,
+    DisclosureList,
+    ListedDisclosure,
     OperationOutcome,
 )
 from shared.access.permissions import CONSENT_API_ROUTES, CONSENT_API_SCOPES
@@ -67,6 +76,10 @@ ANSWERER = (
     " for themselves, an organisation for itself, and the organisation that collected a"
     " consent for the persons who gave it)"
 )
+UNKNOWN_CONSENT = "No such consent, or one the caller may not see (the two answer alike)"
+COLLECTOR = f"{COMMON[403]}; or the caller is not the organisation that collected the consent"
+NOT_PROPOSED = "The consent is no longer proposed: record a new one instead"
+NOT_REGISTERED_THEN = "Asked as of an instant when the child was not registered in the directory"
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,8 @@ class Route:
     query: type[BaseModel] | None = None
     path_id: str = ""
     """What the path's `{id}` names, for a route that has one."""
+    as_of: type[BaseModel] | None = None
+    """The answer instead of `answer` when asked as of an earlier instant (`as_of`)."""
     refusals: dict[int, str] = field(default_factory=dict)
     """The refusals of this route beyond `COMMON` (and `BODY`)."""
     description: str = ""
@@ -90,7 +105,10 @@ ROUTES: dict[str, Route] = {
         "Who may consent for this child, for this purpose, on this date?",
         AuthorityAnswer,
         query=AuthorityQuery,
-        refusals={404: UNKNOWN_CHILD},
+        as_of=AuthorityAsOfAnswer,
+        refusals={404: UNKNOWN_CHILD, 422: NOT_REGISTERED_THEN},
+        description="With as_of: who could consent then, as the directory stood (the"
+        " relation to the child is asked as of now).",
     ),
     "consent-create": Route(
         "Record a consent or a refusal; the status is computed and explained",
@@ -110,8 +128,8 @@ ROUTES: dict[str, Route] = {
         path_id="The Consent id",
         refusals={
             403: ANSWERER,
-            404: "No such consent, or one the caller may not see (the two answer alike)",
-            409: "The consent is no longer proposed: record a new one instead",
+            404: UNKNOWN_CONSENT,
+            409: NOT_PROPOSED,
             422: "A rule refuses it: the grantor has no authority (the message says who has)",
         },
         description="A person's answer is recorded by the organisation that collected the"
@@ -124,10 +142,52 @@ ROUTES: dict[str, Route] = {
         path_id="The Consent id",
         refusals={
             403: ANSWERER,
-            404: "No such consent, or one the caller may not see (the two answer alike)",
+            404: UNKNOWN_CONSENT,
             409: "The consent is neither proposed nor active",
             422: "`by` is not a grantor whose consent was required",
         },
+    ),
+    "consent-child-view": Route(
+        "Record the child's view (medvirkning), without anyone signing again",
+        ConsentOutcome,
+        body=ChildViewInput,
+        path_id="The Consent id",
+        refusals={
+            403: COLLECTOR,
+            404: UNKNOWN_CONSENT,
+            409: "The consent is no longer proposed: the child's view is recorded while it is",
+            422: "The child is a grantor under the rule: its own answer (a signature, or an"
+            " objection) is its view",
+        },
+        description="The organisation that collected the consent, while it is proposed.",
+    ),
+    "consent-hearing": Route(
+        "Record that the parent who did not sign was heard",
+        ConsentOutcome,
+        body=HearingInput,
+        path_id="The Consent id",
+        refusals={
+            403: COLLECTOR,
+            404: UNKNOWN_CONSENT,
+            409: "The consent is no longer proposed: a hearing is recorded while it is",
+            422: "`parent` is not a holder of parental responsibility who must be heard under"
+            " the rule, or answered the consent",
+        },
+        description="The organisation that collected the consent, while it is proposed.",
+    ),
+    "consent-objection": Route(
+        "Record the child's objection: its refusal where it is a grantor, otherwise its view",
+        ConsentOutcome,
+        body=ObjectionInput,
+        path_id="The Consent id",
+        refusals={
+            403: COLLECTOR,
+            404: UNKNOWN_CONSENT,
+            409: "The consent is no longer proposed: an objection is recorded while it is",
+        },
+        description="The organisation that collected the consent, while it is proposed. Where"
+        " the child is a grantor, its objection is its refusal (recorded once) and the consent"
+        " is rejected; otherwise it is the child's view, which the grantors must weigh.",
     ),
     "consent-list": Route(
         "A child's consents the caller may see, with the status each has today",
@@ -139,12 +199,16 @@ ROUTES: dict[str, Route] = {
         "Decide and explain: may this actor see this information, and why?",
         AccessDecisionAnswer,
         body=DecisionInput,
+        as_of=AccessDecisionAsOfAnswer,
         refusals={
             403: f"{COMMON[403]}; or a question about another actor than the caller without"
             " the scope system/AuditEvent.rs",
             404: UNKNOWN_CHILD,
+            422: NOT_REGISTERED_THEN,
         },
-        description="About another actor than the caller only with the scope system/AuditEvent.rs.",
+        description="About another actor than the caller only with the scope"
+        " system/AuditEvent.rs. With as_of: the decision as the directory and the consent"
+        " records stood then, and the consent versions it rested on.",
     ),
     "disclosure-hpl33": Route(
         "Record an hpl §33 disclosure to a barnevernstjeneste (never a consent)",
@@ -152,11 +216,34 @@ ROUTES: dict[str, Route] = {
         status=201,
         body=DisclosureInput,
         refusals={
-            403: f"{COMMON[403]}; or the caller is not a health organisation",
+            403: f"{COMMON[403]}; or the caller is not a health organisation, or its token"
+            " names no health person (HPR number)",
             422: "A resource that is not information about the child the reporter may read,"
-            " or a recipient that is not a registered barnevernstjeneste",
+            " a child who is 18 or older or whose age is not known, or a recipient that is"
+            " not a registered barnevernstjeneste",
         },
-        description="Health organisations only.",
+        description="A health person (HPR number in the token) at a health organisation,"
+        " about a child under 18. The version of each resource the reporter reads now is"
+        " disclosed, and only that version.",
+    ),
+    "disclosure-list": Route(
+        "A child's hpl §33 disclosures the caller reported or received (operator: all),"
+        " open and closed",
+        DisclosureList,
+        path_id="The Patient id",
+        refusals={404: UNKNOWN_CHILD},
+    ),
+    "disclosure-close": Route(
+        "Close an hpl §33 disclosure: its recipient sees nothing more through it",
+        ListedDisclosure,
+        body=CloseDisclosureInput,
+        path_id="The disclosure id (its AuditEvent id)",
+        refusals={
+            403: f"{COMMON[403]}; or the caller is the disclosure's recipient",
+            404: "No such disclosure, or one the caller takes no part in (the two answer alike)",
+            409: "The disclosure is closed already",
+        },
+        description="The reporting organisation or the operator. The record stays.",
     ),
 }
 """Every route of `CONSENT_API_ROUTES`, by its operation name."""
@@ -183,7 +270,7 @@ def schemas() -> dict[str, Any]:
     models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(OperationOutcome, "validation")]
     for route in ROUTES.values():
         models += [(m, "validation") for m in (route.body, route.query) if m is not None]
-        models.append((route.answer, "serialization"))
+        models += [(m, "serialization") for m in (route.answer, route.as_of) if m is not None]
     unique = list(dict.fromkeys(models))
     _, found = models_json_schema(unique, ref_template=REF, schema_generator=_AnswersInFull)
     named: dict[str, Any] = found.get("$defs", {})
@@ -226,11 +313,14 @@ def _outcome(description: str) -> dict[str, Any]:
 def _operation(name: str, route: Route, named: dict[str, Any]) -> dict[str, Any]:
     scope = required_scope(*CONSENT_API_SCOPES[name])
     refusals = {**COMMON, **(BODY if route.body else {}), **route.refusals}
+    description = inspect.cleandoc(route.answer.__doc__ or "")
+    schema: dict[str, Any] = _ref(route.answer)
+    if route.as_of is not None:
+        as_of = inspect.cleandoc(route.as_of.__doc__ or "")
+        description += f" With as_of: {as_of[0].lower()}{as_of[1:]}"
+        schema = {"oneOf": [schema, _ref(route.as_of)]}
     responses: dict[str, Any] = {
-        str(route.status): {
-            "description": inspect.cleandoc(route.answer.__doc__ or ""),
-            "content": {JSON: {"schema": _ref(route.answer)}},
-        }
+        str(route.status): {"description": description, "content": {JSON: {"schema": schema}}}
     }
     responses.update({str(status): _outcome(refusals[status]) for status in sorted(refusals)})
     operation: dict[str, Any] = {

@@ -34,6 +34,7 @@ from shared.codes import (
     ROLE_SYSTEM,
     STRUCTURE_DEFINITION_BASE,
 )
+from shared.fhir.errors import error
 from shared.identifiers import ORGNR_SYSTEM
 
 EXT = STRUCTURE_DEFINITION_BASE
@@ -50,6 +51,9 @@ WITHDRAWAL_EXT = f"{EXT}/withdrawal"
 RECIPIENT_KIND_EXT = f"{EXT}/recipient-kind"
 RECIPIENT_ROLE_EXT = f"{EXT}/recipient-role"
 GRANTOR_ORGANIZATION_EXT = f"{EXT}/grantor-organization"
+COLLECTION_EXT = f"{EXT}/consent-collection"
+TO_BARNEVERN = "to-barnevern"
+"""The circumstance the consent service records when a recipient is a barnevernstjeneste."""
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"
 PARTICIPATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 
@@ -71,10 +75,16 @@ class ChildViewRecord(BaseModel):
     heard_by: str = ""
     date: dt.date | None = None
     not_heard_reason: str = ""
+    objects: bool = False
 
     def facts(self) -> ChildView:
         return ChildView(
-            self.heard, self.statement, self.heard_by, self.date, self.not_heard_reason
+            self.heard,
+            self.statement,
+            self.heard_by,
+            self.date,
+            self.not_heard_reason,
+            self.objects,
         )
 
 
@@ -125,6 +135,7 @@ class ConsentRecord(BaseModel):
             daily_care="daily-care" in self.flags,
             necessary_to_avoid_harm="necessary-to-avoid-harm" in self.flags,
             confidential_from_parents="confidential-from-parents" in self.flags,
+            to_barnevern=TO_BARNEVERN in self.flags,
         )
 
     def facts(self) -> ConsentFacts:
@@ -187,6 +198,7 @@ def to_fhir(record: ConsentRecord) -> dict[str, Any]:
                     ("heardBy", "valueString", view.heard_by),
                     ("date", "valueDate", view.date.isoformat() if view.date else None),
                     ("notHeardReason", "valueString", view.not_heard_reason),
+                    ("objects", "valueBoolean", view.objects or None),
                 ],
             )
         )
@@ -224,7 +236,8 @@ def to_fhir(record: ConsentRecord) -> dict[str, Any]:
             )
         )
     scope = "treatment" if record.purpose is Purpose.HELSEHJELP else "patient-privacy"
-    provision: dict[str, Any] = {"type": "permit"}
+    refused = record.status is Status.REJECTED
+    provision: dict[str, Any] = {"type": "deny" if refused else "permit"}
     period = {
         key: value.isoformat()
         for key, value in (("start", record.start), ("end", record.end))
@@ -266,11 +279,10 @@ def to_fhir(record: ConsentRecord) -> dict[str, Any]:
     }
     if record.recorded:
         resource["dateTime"] = record.recorded
-    performers = [
-        {"reference": s.grantor} for s in record.signatures if s.decision is Decision.CONSENT
-    ]
+    answer = Decision.REFUSE if refused else Decision.CONSENT
+    performers = list(dict.fromkeys(s.grantor for s in record.signatures if s.decision is answer))
     if performers:
-        resource["performer"] = performers
+        resource["performer"] = [{"reference": grantor} for grantor in performers]
     if record.collected_by_organization:
         resource["organization"] = [
             {"identifier": {"system": ORGNR_SYSTEM, "value": record.collected_by_organization}}
@@ -280,8 +292,33 @@ def to_fhir(record: ConsentRecord) -> dict[str, Any]:
             "coding": [_coding(LEGAL_BASIS_SYSTEM, record.rule)],
             "text": record.legal_reference,
         }
+    verification = [_verification(signature) for signature in record.signatures]
+    if verification:
+        resource["verification"] = verification
     resource["provision"] = provision
     return resource
+
+
+def _verification(signature: SignatureRecord) -> dict[str, Any]:
+    """A grantor's answer as `Consent.verification`: with whom, when, and (extension) who
+    collected it and how; the signature extension remains the record the rules read."""
+    entry: dict[str, Any] = {
+        "extension": [
+            _complex(
+                COLLECTION_EXT,
+                [
+                    ("decision", "valueCode", signature.decision.value),
+                    ("method", "valueCode", signature.method),
+                    ("collectedBy", "valueString", signature.collected_by),
+                ],
+            )
+        ],
+        "verified": True,
+    }
+    if signature.grantor.startswith(("Patient/", "RelatedPerson/")):
+        entry["verifiedWith"] = {"reference": signature.grantor}
+    entry["verificationDate"] = signature.date.isoformat()
+    return entry
 
 
 def _extensions(node: dict[str, Any], url: str) -> list[dict[str, Any]]:
@@ -327,6 +364,7 @@ def from_fhir(resource: dict[str, Any]) -> ConsentRecord:
             heard_by=str(_part(view, "heardBy") or ""),
             date=_day(_part(view, "date")),
             not_heard_reason=str(_part(view, "notHeardReason") or ""),
+            objects=bool(_part(view, "objects")),
         )
     withdrawals = _extensions(resource, WITHDRAWAL_EXT)
     withdrawal = None
@@ -387,3 +425,10 @@ def from_fhir(resource: dict[str, Any]) -> ConsentRecord:
         ended_because=ended[0] if ended else None,
         withdrawal=withdrawal,
     )
+
+
+def patient_id_of(reference: str) -> str:
+    kind, _, patient_id = reference.partition("/")
+    if kind != "Patient" or not patient_id:
+        raise error(400, "invalid", f"{reference!r} is not a Patient reference", "patient")
+    return patient_id

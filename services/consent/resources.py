@@ -9,6 +9,12 @@ organisations, parental responsibility, care orders). Consents are patient infor
 only its own accesses (category `audit`: it is their agent); the operator sees every one,
 lists the emergency accesses awaiting review (`review=pending`) and records the review
 (`$review`).
+
+Every stored version of a Consent says who made that change and what it was, in
+`meta.extension` (`changed-by`): the organisation, the health person (HPR) or the person
+logged in as themselves (`fhirUser`), or barnebro itself for a reassessment; so the
+history (`GET Consent/{id}/_history`, vread) shows who changed what, and when
+(`meta.lastUpdated`).
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ import orjson
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
 from shared.codes import AUDIT_CATEGORY, DataCategory
-from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition
-from shared.fhir.errors import error
+from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
+from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
 from shared.fhir.search_query import SearchQuery
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest
 
 CONSENT_ADMIN = "the consent administration API (/consent/v1)"
@@ -34,6 +40,7 @@ AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
 HPL33_SUBTYPE = "hpl-33"
 EMERGENCY_BASIS = "emergency"
 REVIEW_EXT = "https://fhir.barnebro.no/StructureDefinition/emergency-review"
+DISCLOSURE_CLOSED_EXT = "https://fhir.barnebro.no/StructureDefinition/disclosure-closed"
 REVIEW_OPERATION = "$review"
 REVIEW_CONCLUSIONS = ("justified", "unjustified")
 AUDIT_DETAIL_BASIS = "basis"
@@ -56,6 +63,37 @@ def own_view(event: dict[str, Any]) -> dict[str, Any]:
 
 
 TOKEN, REFERENCE = ParamType.TOKEN, ParamType.REFERENCE
+CHANGED_BY_EXT = "https://fhir.barnebro.no/StructureDefinition/changed-by"
+CHANGES = {
+    "consent-create": "recorded",
+    "consent-sign": "answered",
+    "consent-withdraw": "withdrawn",
+}
+"""The administration API's operations → what the change to the consent was."""
+
+
+def changed_by(request: FhirRequest) -> dict[str, Any]:
+    """Who makes this change to a consent, and what it is: `change` (recorded, answered,
+    withdrawn, reassessed), `organization` (orgnr), `practitioner` (HPR number),
+    `person` (the `fhirUser` acting as themselves) or `system` (barnebro itself)."""
+    caller = request.caller
+    parts: list[dict[str, Any]] = []
+    change = (
+        "reassessed" if caller.credential == "service" else CHANGES.get(request.operation or "")
+    )
+    if change:
+        parts.append({"url": "change", "valueCode": change})
+    if caller.credential == "service":
+        parts.append({"url": "system", "valueString": "barnebro"})
+    if caller.fhir_user:
+        parts.append({"url": "person", "valueReference": {"reference": caller.fhir_user}})
+    if caller.orgnr and caller.credential != "service":
+        identifier = {"system": ORGNR_SYSTEM, "value": caller.orgnr}
+        parts.append({"url": "organization", "valueIdentifier": identifier})
+    if caller.hpr and not caller.fhir_user:
+        identifier = {"system": HPR_SYSTEM, "value": caller.hpr}
+        parts.append({"url": "practitioner", "valueIdentifier": identifier})
+    return {"url": CHANGED_BY_EXT, "extension": parts}
 
 
 def _patient_id(reference: Any) -> str | None:
@@ -95,6 +133,14 @@ class ConsentDefinition(ResourceDefinition):
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         return _patient_id(resource.get("patient"))
+
+    async def check_write(self, resource: dict[str, Any], context: WriteContext) -> list[Issue]:
+        """Each version says who made it (`changed-by` in `meta.extension`)."""
+        meta = dict(resource.get("meta") or {})
+        others = [e for e in meta.get("extension") or [] if e.get("url") != CHANGED_BY_EXT]
+        meta["extension"] = [*others, changed_by(context.request)]
+        resource["meta"] = meta
+        return []
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
         """Recipient organisations and organisations that are grantors (the holder of a
@@ -164,6 +210,11 @@ def _withheld_bases(resource: dict[str, Any]) -> Iterator[Any]:
 def review_of(resource: dict[str, Any]) -> dict[str, Any] | None:
     """The operator's review of an emergency access, once recorded."""
     return next((e for e in resource.get("extension") or [] if e.get("url") == REVIEW_EXT), None)
+
+
+def _closed(resource: dict[str, Any]) -> bool:
+    """Whether an hpl §33 disclosure has been closed (`disclosure-closed`)."""
+    return any(e.get("url") == DISCLOSURE_CLOSED_EXT for e in resource.get("extension") or [])
 
 
 def _review_state(resource: dict[str, Any]) -> Iterator[str]:
@@ -273,11 +324,13 @@ class AuditEventDefinition(ResourceDefinition):
         )
 
     def events(self, change: Change) -> list[EventSpec]:
-        """Only what someone must act on: emergency access and §33 disclosures, and the
-        review of an emergency access."""
+        """Only what someone must act on: emergency access and §33 disclosures, the review
+        of an emergency access and the closing of a disclosure."""
         if change.after is not None and change.before is not None:
             if review_of(change.after) is not None and review_of(change.before) is None:
                 return [EventSpec("emergency-reviewed", {})]
+            if _closed(change.after) and not _closed(change.before):
+                return [EventSpec("opplysningsplikt-closed", {})]
             return []
         if change.after is None:
             return []

@@ -51,6 +51,7 @@ class ConsentGate:
             access.category,
             access.author,
             tuple(access.parties),
+            int(event.version_id) if event.version_id.isdigit() else None,
         )
         if facts.category is None:
             return NOT_PATIENT_DATA

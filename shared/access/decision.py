@@ -6,7 +6,9 @@ a read by id releases never disagree. Default deny: patient information crosses 
 organisation boundary only under an active consent covering the recipient, the data
 category, the purpose of use and the day, or under a named basis without consent
 (emergency, hpl §33), and parents see what their parental responsibility covers minus
-what a child of 12-15 keeps from them.
+what a child of 12-15 keeps from them. An hpl §33 disclosure releases exactly the versions
+it reported (`Type/id/_history/<version>`): a vread of one, and a read or search only while
+the resource is still at that version; a later version and the earlier history stay closed.
 
 The directory's records of a child (category `person`) follow other rules: an
 organisation sees them only with a relation to the child (it wrote or is named on a
@@ -57,6 +59,14 @@ class ResourceFacts:
     category: str | None
     author: str | None = None
     parties: tuple[str, ...] = ()
+    version: int | None = None
+    """The version decided on (a disclosure releases single versions); None when the
+    question is about information in general, not a stored version."""
+
+    @property
+    def versioned(self) -> str | None:
+        """`Type/id/_history/<version>`, as a disclosure names what it released."""
+        return None if self.version is None else f"{self.reference}/_history/{self.version}"
 
     @property
     def holders(self) -> tuple[str, ...]:
@@ -165,6 +175,20 @@ def _matching_grants(state: PatientAccessState, context: AccessContext, category
     return [g.consent for g in _naming_grants(state, context) if category in g.categories]
 
 
+def _releasing_grants(
+    state: PatientAccessState, context: AccessContext, category: str, holders: Iterable[str]
+) -> list[str]:
+    """The grants that release `category` held by `holders` to the caller: a consent
+    given on the child's behalf releases nothing the child keeps from the parents (what
+    the parents may not know, they cannot pass on)."""
+    hidden = bool(_hidden_from_parents(state, category, holders))
+    return [
+        g.consent
+        for g in _naming_grants(state, context)
+        if category in g.categories and not (hidden and g.on_behalf)
+    ]
+
+
 def _partner_without_consent(state: PatientAccessState | None, context: AccessContext) -> bool:
     """A school, kindergarten, PPT or NAV takes part in a child's care only under an active
     consent that names it: without one, being named on a record (or having been) gives it
@@ -221,6 +245,21 @@ def _hidden_from_parents(
     ]
 
 
+def _hidden_orgs(state: PatientAccessState, category: str) -> tuple[str, ...]:
+    """The organisations whose `category` information about the child is kept from the
+    parents (for the SQL filter; `_hidden_from_parents` is the same rule for one row)."""
+    return tuple(
+        sorted(
+            {
+                org
+                for entry in state.hidden_from_parents
+                if category in entry.categories
+                for org in entry.orgs
+            }
+        )
+    )
+
+
 def _is_parent(state: PatientAccessState, context: AccessContext) -> bool:
     return (
         context.caller.fhir_user is not None
@@ -269,7 +308,7 @@ def decide(
         )
     subject = f"Patient/{resource.patient}"
     if state is not None:
-        consents = _matching_grants(state, context, category)
+        consents = _releasing_grants(state, context, category, resource.holders)
         if consents:
             return AccessDecision(
                 True,
@@ -280,14 +319,16 @@ def decide(
                 ),
                 consents=tuple(consents),
             )
+        versioned = resource.versioned
         for disclosure in state.disclosures:
-            if resource.reference in disclosure.resources and caller.orgnr in (
-                disclosure.recipients
-            ):
+            if versioned in disclosure.resources and caller.orgnr in disclosure.recipients:
                 return AccessDecision(
                     True,
                     disclosure.basis,
-                    (f"Disclosed without consent under {disclosure.basis} ({disclosure.record})",),
+                    (
+                        f"{versioned} was disclosed without consent under {disclosure.basis}"
+                        f" ({disclosure.record})",
+                    ),
                     legal_reference="helsepersonelloven §33",
                 )
     emergency = context.emergency
@@ -418,18 +459,18 @@ def visibility(
     for state in states:
         if named_within is not None and not _partner_without_consent(state, context):
             named_within.append(state.patient)
-        if not person and _matching_grants(state, context, category):
-            patients.append(state.patient)
-            continue
+        if not person:
+            grants = [g for g in _naming_grants(state, context) if category in g.categories]
+            hidden_orgs = _hidden_orgs(state, category)
+            if any(not g.on_behalf for g in grants) or (grants and not hidden_orgs):
+                patients.append(state.patient)
+                continue
+            if grants:  # given on the child's behalf: not what the child keeps hidden
+                excepting.append((state.patient, hidden_orgs))
         if _is_parent(state, context):
-            hidden = {
-                org
-                for entry in state.hidden_from_parents
-                if category in entry.categories
-                for org in entry.orgs
-            }
-            if hidden:
-                excepting.append((state.patient, tuple(sorted(hidden))))
+            hidden_orgs = _hidden_orgs(state, category)
+            if hidden_orgs:
+                excepting.append((state.patient, hidden_orgs))
             else:
                 patients.append(state.patient)
             continue

@@ -61,7 +61,12 @@ class AuditSink(Protocol):
 def facts_of(stored: StoredResource) -> ResourceFacts:
     access = stored.access
     return ResourceFacts(
-        stored.reference, access.patient, access.category, access.author, access.parties
+        stored.reference,
+        access.patient,
+        access.category,
+        access.author,
+        access.parties,
+        stored.version,
     )
 
 

@@ -78,27 +78,24 @@ class Rule(StrEnum):
 
 CONSENT_API = "consent API"
 SERVER = "server"
-CONSENT_API_ROUTES = {
-    "consent-authority": ("GET", "/authority"),
-    "consent-create": ("POST", "/consents"),
-    "consent-sign": ("POST", "/consents/{id}/signatures"),
-    "consent-withdraw": ("POST", "/consents/{id}/withdrawal"),
-    "consent-list": ("GET", "/patients/{id}/consents"),
-    "access-decide": ("POST", "/decisions"),
-    "disclosure-hpl33": ("POST", "/disclosures"),
+_CONSENT_API = {  # operation: (method, path under /consent/v1, its Consent scope)
+    "consent-authority": ("GET", "/authority", "read"),
+    "consent-create": ("POST", "/consents", "create"),
+    "consent-sign": ("POST", "/consents/{id}/signatures", "update"),
+    "consent-withdraw": ("POST", "/consents/{id}/withdrawal", "update"),
+    "consent-child-view": ("POST", "/consents/{id}/child-view", "update"),
+    "consent-hearing": ("POST", "/consents/{id}/hearings", "update"),
+    "consent-objection": ("POST", "/consents/{id}/objections", "update"),
+    "consent-list": ("GET", "/patients/{id}/consents", "search"),
+    "access-decide": ("POST", "/decisions", "read"),
+    "disclosure-hpl33": ("POST", "/disclosures", "create"),
+    "disclosure-list": ("GET", "/patients/{id}/disclosures", "search"),
+    "disclosure-close": ("POST", "/disclosures/{id}/closure", "update"),
 }
+CONSENT_API_ROUTES = {name: (method, path) for name, (method, path, _) in _CONSENT_API.items()}
 """The consent administration API (under `/consent/v1`): each route is one operation of
 the consent service, named here, and a row of the table."""
-
-CONSENT_API_SCOPES = {
-    "consent-authority": ("Consent", "read"),
-    "consent-create": ("Consent", "create"),
-    "consent-sign": ("Consent", "update"),
-    "consent-withdraw": ("Consent", "update"),
-    "consent-list": ("Consent", "search"),
-    "access-decide": ("Consent", "read"),
-    "disclosure-hpl33": ("Consent", "create"),
-}
+CONSENT_API_SCOPES = {name: ("Consent", scope) for name, (_, _, scope) in _CONSENT_API.items()}
 """The SMART scope each route of the consent API needs, as (resource type, interaction)
 (`shared.auth.scopes.required_scope`)."""
 
@@ -213,9 +210,16 @@ TABLE: dict[str, dict[str, Row]] = {
         "consent-create": cells(Rule.RELATED, *_CARE),
         "consent-sign": cells(Rule.CONSENT, *_CARE, person=Rule.OWN),
         "consent-withdraw": cells(Rule.CONSENT, *_CARE, person=Rule.OWN),
+        "consent-child-view": cells(Rule.CONSENT, *_CARE),
+        "consent-hearing": cells(Rule.CONSENT, *_CARE),
+        "consent-objection": cells(Rule.CONSENT, *_CARE),
         "consent-list": cells(Rule.RELATED, *_CARE, person=Rule.RELATED),
         "access-decide": cells(Rule.RELATED, *_ORGS, person=Rule.RELATED),
         "disclosure-hpl33": cells(Rule.RELATED, Actor.HEALTH),
+        "disclosure-list": cells(
+            Rule.RELATED, Actor.HEALTH, Actor.BARNEVERNSTJENESTE, operator=Rule.ALL
+        ),
+        "disclosure-close": cells(Rule.OWN, Actor.HEALTH, operator=Rule.ALL),
     },
     "ServiceRequest": _patient_data(
         create=cells(Rule.ALL, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
@@ -262,7 +266,7 @@ OWNERSHIP: dict[str, str] = {
     "ServiceRequest": "is the referrer (amends its referral)",
     "DocumentReference": "wrote the attachment",
     "Subscription": "owns the subscription",
-    CONSENT_API: "a person answers only as itself",
+    CONSENT_API: "a person answers only as itself; a §33 disclosure is closed by its reporter",
 }
 """What `OWN` means for each type: the caller's organisation (or person) …"""
 

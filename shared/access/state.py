@@ -32,6 +32,9 @@ class Grant(BaseModel):
     purposes_of_use: list[str] = Field(default_factory=list)
     start: date | None = None
     end: date | None = None
+    on_behalf: bool = False
+    """Given by the parents or a care-order holder on the child's behalf, without the
+    child's own consent: it releases nothing the child keeps from the parents."""
 
     def covers_day(self, day: date) -> bool:
         return (self.start is None or self.start <= day) and (self.end is None or day <= self.end)
@@ -39,7 +42,8 @@ class Grant(BaseModel):
 
 class HiddenFromParents(BaseModel):
     """Information a child of 12-15 consented to alone, to be kept from the parents
-    (pbrl §3-4 second ledd): what these organisations hold in these categories."""
+    (pbrl §3-4 second ledd): what these organisations hold in these categories. Neither
+    the parents nor anyone under a consent given on the child's behalf see it."""
 
     consent: str
     orgs: list[str]
@@ -48,7 +52,10 @@ class HiddenFromParents(BaseModel):
 
 class Disclosure(BaseModel):
     """A disclosure without consent under a named legal basis (hpl §33 opplysningsplikt):
-    these recipients may see exactly these resources (`Type/id`)."""
+    these recipients may see exactly these versions (`Type/id/_history/<version>`), the
+    ones current when it was reported: not a later version, not the earlier history. A
+    closed disclosure is not in the state; an entry without a version (a state stored
+    before versions were recorded) releases nothing."""
 
     record: str
     basis: str

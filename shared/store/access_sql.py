@@ -42,7 +42,7 @@ class AccessFilter:
     Rows it wrote or is named on (`orgs`; named on only for rows about `named_within`,
     when that is given); every row about `patients`; rows about each patient of
     `patients_except` except those written by or naming the listed organisations; single
-    resources (`Type/id`) in `resources`; and those `disclosed` about each patient.
+    resources (`Type/id`) in `resources`; and the versions `disclosed` about each patient.
     """
 
     orgs: tuple[str, ...] = ()
@@ -51,9 +51,9 @@ class AccessFilter:
     patients_except: tuple[tuple[str, tuple[str, ...]], ...] = ()
     resources: tuple[str, ...] = ()
     disclosed: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    """Single resources (`Type/id`) disclosed about each patient: released only while the
-    resource is about that patient (a disclosure about one child opens nothing of
-    another's)."""
+    """Single versions (`Type/id/_history/<version>`) disclosed about each patient: a row
+    is released only at that version and while it is about that patient (a disclosure
+    about one child opens nothing of another's, and a later version nothing at all)."""
     by_category: tuple[tuple[str, AccessFilter], ...] = ()
     """For a type whose rows hold several categories: each category's own filter (the
     fields above are then unused)."""
@@ -114,7 +114,8 @@ def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, l
     if access.resources:
         alternatives.append(f"{reference} IN ({_marks(access.resources)})")
         args += access.resources
+    versioned = f"({reference} || '/_history/' || CAST({alias}.version AS TEXT))"
     for patient, disclosed in access.disclosed:
-        alternatives.append(f"({alias}.patient = ? AND {reference} IN ({_marks(disclosed)}))")
+        alternatives.append(f"({alias}.patient = ? AND {versioned} IN ({_marks(disclosed)}))")
         args += [patient, *disclosed]
     return "(" + " OR ".join(alternatives) + ")", args

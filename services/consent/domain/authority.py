@@ -4,10 +4,13 @@ Consent authority moves with the child's age and with care orders (pasient- og
 brukerrettighetsloven, pbrl §4-3 and §4-4; DOMAIN.md §4): the parents with foreldreansvar
 consent for a child under 16, both of them unless the help is daily care or needed to avoid
 harm; a barnevernstjeneste holding a care order consents instead of the parents; from 12 a
-child may consent alone to help the parents are not to be told about; from 16 the youth
-decides. Getting this wrong either lets the wrong person open a child's records or blocks
-care, so the answer never guesses: without a confirmed birth date or a registered holder of
-parental responsibility it says what must be recorded first.
+child may consent alone to help the parents are not to be told about; sharing with
+barnevern needs the child's own consent too from 15; from 16 the youth decides. A consent
+the child gave itself holds as long as the child stays entitled to give it (a birthday
+only ends consents others gave on the child's behalf). Getting this wrong either lets the
+wrong person open a child's records or blocks care, so the answer never guesses: without a
+confirmed birth date or a registered holder of parental responsibility it says what must
+be recorded first.
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ ADULT_AGE = 18
 HEALTH_MAJORITY_AGE = 16  # helserettslig myndighetsalder
 CONFIDENTIAL_FROM_AGE = 12
 NASJONALT_FORLOP_PARENTS_BELOW_AGE = 15
+BARNEVERN_SHARING_CHILD_FROM_AGE = 15
 CHILD_VIEW_MANDATORY_FROM_AGE = 12
 CHILD_VIEW_REQUIRED_FROM_AGE = 7
 
 CONFIDENTIAL_PURPOSES = frozenset({Purpose.HELSEHJELP, Purpose.INFORMASJONSDELING})
+SHARING_PURPOSES = frozenset(Purpose) - {Purpose.HELSEHJELP, Purpose.NASJONALT_FORLOP}
+"""Purposes that share information with recipients (Nasjonalt forløp has its own rule)."""
 HIDE_FROM_PARENTS = "hide-from-parents"
 
 RULE_BIRTH_DATE_NEEDED = "birth-date-needed"
@@ -45,19 +51,22 @@ RULE_PARENTS = "parents"
 RULE_PARENTS_ONE_DAILY_CARE = "parents-one-daily-care"
 RULE_PARENTS_ONE_NECESSARY = "parents-one-necessary"
 RULE_NASJONALT_FORLOP = "nasjonalt-forlop"
+RULE_BARNEVERN_FROM_15 = "barnevern-sharing-from-15"
 
 PARENTS_RULES = frozenset({RULE_PARENTS, RULE_PARENTS_ONE_DAILY_CARE, RULE_PARENTS_ONE_NECESSARY})
 
 # The age at which an authority given under the rule stops holding (its valid_until is
-# the day before that birthday).
+# the day before that birthday). Only consents given on the child's behalf end at a
+# birthday: under the other rules the child itself consented and stays entitled to.
 AUTHORITY_ENDS_AT_AGE = {
     RULE_PARENTS: HEALTH_MAJORITY_AGE,
     RULE_PARENTS_ONE_DAILY_CARE: HEALTH_MAJORITY_AGE,
     RULE_PARENTS_ONE_NECESSARY: HEALTH_MAJORITY_AGE,
     RULE_CARE_ORDER: HEALTH_MAJORITY_AGE,
-    RULE_CHILD_CONFIDENTIAL: HEALTH_MAJORITY_AGE,
-    RULE_NASJONALT_FORLOP: NASJONALT_FORLOP_PARENTS_BELOW_AGE,
 }
+ON_BEHALF_RULES = PARENTS_RULES | {RULE_CARE_ORDER}
+"""Rules under which others consent on the child's behalf, without the child: such a
+consent cannot release what the child keeps from the parents (pbrl §3-4 second ledd)."""
 
 REF_ADULT = "pbrl §4-3 første ledd bokstav a"
 REF_YOUTH = "pbrl §4-3 første ledd bokstav b"
@@ -66,6 +75,7 @@ REF_CHILD_CONFIDENTIAL = "pbrl §3-4 andre ledd, §4-3 første ledd bokstav c"
 REF_PARENTS = "pbrl §4-4 første ledd"
 REF_PARENTS_ONE = "pbrl §4-4 første og andre ledd"
 REF_NASJONALT_FORLOP = "Nasjonalt forløp for barnevern (Helsedirektoratet); pbrl §4-4"
+REF_BARNEVERN_FROM_15 = "pbrl §4-4; hpl §22; samtykke fra barn over 15 ved kontakt med barnevernet"
 REF_BIRTH_DATE = "pbrl §4-3, §4-4"
 
 REGISTER_HOLDERS = (
@@ -112,9 +122,9 @@ def who_may_consent(
     if age < HEALTH_MAJORITY_AGE and flags.confidential_from_parents:
         # The child's own right to confidential help (pbrl §4-3 c) is checked before care
         # orders: a care order moves the parents' authority, not the child's.
-        return _confidential(child, child.birth_date, purpose, age)
+        return _confidential(child, purpose, age)
     if purpose is Purpose.NASJONALT_FORLOP:
-        forlop = _nasjonalt_forlop(child, child.birth_date, age, on)
+        forlop = _nasjonalt_forlop(child, age, on)
         return _until_care_orders_change(forlop, child, on)
     if age >= HEALTH_MAJORITY_AGE:
         return _youth(child, age)
@@ -123,6 +133,12 @@ def who_may_consent(
         authority = _care_order(child, child.birth_date, age, care_order_holders)
     else:
         authority = _parents(child, child.birth_date, age, flags)
+    if (
+        flags.to_barnevern
+        and purpose in SHARING_PURPOSES
+        and age >= BARNEVERN_SHARING_CHILD_FROM_AGE
+    ):
+        authority = _with_youth_to_barnevern(authority, child)
     return _until_care_orders_change(authority, child, on)
 
 
@@ -231,7 +247,7 @@ def _youth(child: ChildFacts, age: int) -> Authority:
     )
 
 
-def _confidential(child: ChildFacts, birth_date: date, purpose: Purpose, age: int) -> Authority:
+def _confidential(child: ChildFacts, purpose: Purpose, age: int) -> Authority:
     if age < CONFIDENTIAL_FROM_AGE or purpose not in CONFIDENTIAL_PURPOSES:
         return Authority(
             decidable=False,
@@ -262,9 +278,32 @@ def _confidential(child: ChildFacts, birth_date: date, purpose: Purpose, age: in
         age=age,
         groups=(GrantorGroup(role="child", members=(child.patient,), need="all"),),
         obligations=(HIDE_FROM_PARENTS,),
-        valid_until=_day_before(birthday(birth_date, HEALTH_MAJORITY_AGE)),
         patient=child.patient,
         parents_without_responsibility=child.parents_without_responsibility,
+    )
+
+
+def _with_youth_to_barnevern(authority: Authority, child: ChildFacts) -> Authority:
+    """`authority` for sharing with barnevern when the child is 15: the youth consents as
+    well as whoever consents on its behalf, and a refusal by the youth blocks. The youth's
+    own signature is its view; at 16 the youth alone is entitled, and has consented."""
+    if not authority.decidable:
+        return authority
+    return replace(
+        authority,
+        rule=RULE_BARNEVERN_FROM_15,
+        legal_reference=REF_BARNEVERN_FROM_15,
+        explanation=(
+            f"{authority.explanation} Sharing with a barnevernstjeneste that is not mandatory"
+            f" needs the consent of a child of {BARNEVERN_SHARING_CHILD_FROM_AGE} or more as"
+            f" well: {child.patient} must consent too."
+        ),
+        groups=(
+            GrantorGroup(role="child", members=(child.patient,), need="all"),
+            *authority.groups,
+        ),
+        child_view="not-applicable",
+        valid_until=None,
     )
 
 
@@ -361,7 +400,7 @@ def _parents(child: ChildFacts, birth_date: date, age: int, flags: ConsentFlags)
     )
 
 
-def _nasjonalt_forlop(child: ChildFacts, birth_date: date, age: int, on: date) -> Authority:
+def _nasjonalt_forlop(child: ChildFacts, age: int, on: date) -> Authority:
     child_group = GrantorGroup(role="child", members=(child.patient,), need="all")
     if age >= NASJONALT_FORLOP_PARENTS_BELOW_AGE:
         return Authority(
@@ -415,8 +454,6 @@ def _nasjonalt_forlop(child: ChildFacts, birth_date: date, age: int, on: date) -
         ),
         age=age,
         groups=(child_group, others),
-        child_view=child_view_on_behalf(age),
-        valid_until=_day_before(birthday(birth_date, NASJONALT_FORLOP_PARENTS_BELOW_AGE)),
         patient=child.patient,
         parents_without_responsibility=child.parents_without_responsibility,
     )

@@ -185,11 +185,6 @@ def _ended(authority: Authority, reason: str) -> Evaluation:
 def _authority_ended_reason(authority: Authority, valid_until: date) -> str:
     changed_on = (valid_until + timedelta(days=1)).isoformat()
     age = AUTHORITY_ENDS_AT_AGE.get(authority.rule)
-    if authority.rule == RULE_NASJONALT_FORLOP:
-        return (
-            f"The child turned {age} on {changed_on}: the child's own consent is now enough,"
-            " so who may consent must be evaluated again."
-        )
     if age is not None:
         return (
             f"The child turned {age} on {changed_on}: the youth must now decide, so a consent"
@@ -267,6 +262,11 @@ def _complete_reason(authority: Authority, decisions: dict[str, Decision]) -> st
 
 
 def _child_view_reasons(authority: Authority, view: ChildView | None) -> list[str]:
+    if view is not None and view.objects:
+        return [
+            f"The child objected (recorded by {view.heard_by}); the grantors decided, and the"
+            " child's view must be given weight, great weight from 12 (pbrl §4-4)."
+        ]
     if authority.child_view not in ("mandatory", "required") or view is None:
         return []
     if view.heard:

@@ -110,12 +110,16 @@ class ConsentFlags:
     `necessary_to_avoid_harm`: qualified health personnel consider it necessary so the
     child is not harmed (one parent is enough). `confidential_from_parents`: a child of
     12-15 consents alone to help the child, for reasons that should be respected, does not
-    want the parents told about (pbrl §3-4 second ledd, §4-3 c).
+    want the parents told about (pbrl §3-4 second ledd, §4-3 c). `to_barnevern`: the
+    consent shares information with a barnevernstjeneste (a recipient is one, by kind or
+    by organisation), which from 15 needs the child's own consent too (DOMAIN §4, NKVTS).
+    The consent service sets it from the recipients; a client never states it.
     """
 
     daily_care: bool = False
     necessary_to_avoid_harm: bool = False
     confidential_from_parents: bool = False
+    to_barnevern: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,13 +181,15 @@ class ChildView:
     """The child's view (medvirkning), recorded separately from any consent on its behalf.
 
     Either `heard` with what was said and by whom, or not heard with the reason why the
-    child could not be heard."""
+    child could not be heard. `objects`: the child, heard, objects to the consent; where
+    the child is not a grantor this does not decide, but the grantors must weigh it."""
 
     heard: bool
     statement: str = ""
     heard_by: str = ""
     when: date | None = None
     not_heard_reason: str = ""
+    objects: bool = False
 
 
 @dataclass(frozen=True)
