@@ -1,8 +1,8 @@
 """Every cell of the permission table (`shared.access.permissions.TABLE`), against the
 running system, and the table in the README.
 
-`test_cell` is one case per (row, action, actor column), generated from `TABLE` (100 rows
-x 7 columns = 700 cases per backend); each asks the real stack (gateway, directory,
+`test_cell` is one case per (row, action, actor column), generated from `TABLE` (105 rows
+x 7 columns = 735 cases per backend); each asks the real stack (gateway, directory,
 consent, referral, care plan and subscriptions services on real NATS and a database,
 `tests/permission_world.py`) as every caller of its column: one organisation of each kind
 of the group, a parent logged in as themselves (`fhirUser`), the operator credential,
