@@ -148,6 +148,19 @@ async def test_a_disclosure_releases_the_reported_version_and_nothing_later(
     assert answered["disclosure"]["resources"] == [f"{note}/_history/1"]
 
 
+async def test_a_resource_of_a_type_no_service_holds_is_not_disclosed(world: World) -> None:
+    """Beside a note the reporter holds, a reference of a type no service serves: nothing
+    of it is held, so the disclosure is refused, and none is stored."""
+    child = await world.child(9)
+    note = await world.note(child, "Mistanke om mishandling", by=GP)
+    body = report(child, note, "Unknowntype/x1")
+    refused = await world.api("POST", "disclosures", body, token=reporter(world))
+    assert refused.status == 422, refused.body
+    assert "Unknowntype/x1" in diagnostics(refused)
+    listed = await world.api("GET", f"patients/{child.id}/disclosures", token=reporter(world))
+    assert listed.json()["disclosures"] == [], "nothing is stored"
+
+
 # -- 3. listed per child, closed -----------------------------------------------------------
 
 
