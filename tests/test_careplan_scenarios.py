@@ -202,3 +202,31 @@ async def test_every_statement_keeps_who_said_it(careplans: CarePlanWorld) -> No
     assert provenance(reply.json()["note"][2])["organization"]["value"] == BUP
     changed = with_reason(reply.json(), "unused for other plans")
     assert (await careplans.put(f"CarePlan/{changed['id']}", changed, by=BUP)).status == 200
+
+
+async def test_a_statement_carries_its_writers_regime_not_the_plans(
+    careplans: CarePlanWorld,
+) -> None:
+    """A note barnevern writes into a plan under health law is barnevern's statement,
+    under barnevern law; BUP's note in the same plan is made under health law; and a Goal
+    carries the regime of its writer too."""
+    world = careplans.world
+    child = await world.child(age=8)
+    health_plan = plan(child, "behandlingsplan", status="active", regime="helse",
+                       contributors=(BUP,))  # fmt: skip
+    health_plan["note"] = [{"text": "Kan være grunn til å tro at barnet er utsatt for vold av far"}]
+    reply = await careplans.create(health_plan, by=BVT)
+    assert reply.status == 201, reply.body
+    stored = reply.json()
+    said = provenance(stored["note"][0])
+    assert (said["organization"]["value"], said["regime"]) == (BVT, "barnevern")
+    stored["note"].append({"text": "Vurdering: angstsymptomer"})
+    reply = await careplans.put(f"CarePlan/{stored['id']}", stored, by=BUP)
+    assert reply.status == 200, reply.body
+    theirs, ours = reply.json()["note"]
+    assert provenance(theirs)["regime"] == "barnevern"
+    assert (provenance(ours)["organization"]["value"], provenance(ours)["regime"]) == (
+        BUP, "helse")  # fmt: skip
+    created = await careplans.create(goal(child), by=BVT)
+    assert created.status == 201, created.body
+    assert provenance(created.json())["regime"] == "barnevern"

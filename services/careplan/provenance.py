@@ -2,9 +2,11 @@
 
 Each activity and note of a plan, and each Goal, carries who wrote it (organisation,
 practitioner), in which role and under which legal regime, and when (extension
-statement-provenance), set by the server. A statement copied unchanged into a new version
-keeps its original provenance; a changed one gets the changer's. So a suspicion recorded
-by barnevern stays barnevern's suspicion wherever the plan travels (the Gutt 8 case).
+statement-provenance), set by the server. The regime is the writer's, not the plan's: a
+barnevernstjeneste writes under barnevern law, health personnel under health law, also in
+a plan of the other regime. A statement copied unchanged into a new version keeps its
+original provenance; a changed one gets the changer's. So a suspicion recorded by
+barnevern stays barnevern's suspicion wherever the plan travels (the Gutt 8 case).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from typing import Any
 
 import orjson
 
-from services.careplan.domain.vocabulary import PROVENANCE_EXT
+from services.careplan.domain.vocabulary import PROVENANCE_EXT, Regime
+from shared.access.permissions import ACTOR_KINDS, Actor
 from shared.clock import now_instant
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import Caller
@@ -30,6 +33,17 @@ def _provenance(statement: dict[str, Any]) -> dict[str, Any] | None:
     )
 
 
+def writers_regime(caller: Caller) -> str | None:
+    """The law the caller's organisation writes under: health personnel under health law,
+    barnevern (the service, its institutions, Bufetat) under barnevern law; None for
+    others (schools, NAV ...), whose statements carry no regime of these two."""
+    if caller.org_kind in ACTOR_KINDS[Actor.HEALTH]:
+        return Regime.HELSE.value
+    if caller.org_kind in ACTOR_KINDS[Actor.BARNEVERNSTJENESTE] | ACTOR_KINDS[Actor.BARNEVERN]:
+        return Regime.BARNEVERN.value
+    return None
+
+
 def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:
     parts: list[dict[str, Any]] = [{"url": "at", "valueDateTime": now_instant()}]
     if caller.orgnr:
@@ -44,15 +58,16 @@ def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:
     return {"url": PROVENANCE_EXT, "extension": parts}
 
 
-def stamp(statements: list[Any], earlier: list[Any], caller: Caller, regime: str | None) -> None:
+def stamp(statements: list[Any], earlier: list[Any], caller: Caller) -> None:
     """Give each statement its provenance: the stored one when it is unchanged, the
-    caller's otherwise (a client's own provenance extension is never taken)."""
+    caller's otherwise, under the caller's regime (a client's own provenance extension is
+    never taken)."""
     known = {
         _without_provenance(s): _provenance(s)
         for s in earlier
         if isinstance(s, dict) and _provenance(s) is not None
     }
-    fresh = provenance_of(caller, regime)
+    fresh = provenance_of(caller, writers_regime(caller))
     for statement in statements:
         if not isinstance(statement, dict):
             continue

@@ -256,7 +256,7 @@ class CarePlanDefinition(ResourceDefinition):
         set_extension(resource, CHANGE_REASON_EXT, "valueString", None)  # kept in changed-by
         for element in ("activity", "note"):
             earlier = (before or {}).get(element) or []
-            stamp(resource.get(element) or [], earlier, caller, regime_of(resource))
+            stamp(resource.get(element) or [], earlier, caller)
         if category == PlanCategory.FORLOPSPLAN:
             await self._forlop(resource, write)
         if category != IP:
@@ -449,7 +449,7 @@ class GoalDefinition(ResourceDefinition):
             )
         else:
             keep_unchanged(resource, write.before, ("subject",), same_reference=True)
-        stamp([resource], [write.before] if write.before else [], write.request.caller, None)
+        stamp([resource], [write.before] if write.before else [], write.request.caller)
         return []
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from services.consent.access_state import patient_state
-from services.consent.audit_events import disclosure_of
 from services.consent.directory import DirectoryReader
+from services.consent.disclosures import disclosed
 from services.consent.domain.model import ChildFacts
 from services.consent.records import ConsentRecord, from_fhir
 from services.consent.relation_table import related
@@ -121,18 +121,19 @@ async def situation_at(
         found = await fhir.store.carrying_all(
             conn, "AuditEvent", [("subtype", "hpl-33"), ("patient", f"Patient/{patient_id}")], 1000
         )
-        for stored in found:
-            if stored.last_updated > instant:
-                continue
-            record, recipients, resources = disclosure_of(stored.json())
-            disclosures.append(
-                Disclosure(
-                    record=f"AuditEvent/{record}",
-                    basis="hpl-33",
-                    recipients=recipients,
-                    resources=resources,
-                )
+        for stored in found:  # each as it stood then: recorded by then, not yet closed
+            versions, _ = await fhir.store.history(
+                conn,
+                "AuditEvent",
+                stored.res_id,
+                since=None,
+                count=MAX_VERSIONS,
+                before_seq=None,
             )
+            then = version_current_at(versions, instant)
+            released = disclosed(then.json()) if then is not None else None
+            if released is not None:
+                disclosures.append(released)
         relations = await related(conn, patient_id)
     holders = [
         await directory.orgnr_of(order.organization)

@@ -146,21 +146,19 @@ class Disclosures:
 
 async def open_disclosures(uow: StoreUnitOfWork, patient_id: str) -> list[Disclosure]:
     """The child's open §33 disclosures (a closed one releases nothing)."""
-    disclosures = []
-    for stored in await _disclosure_events(uow, patient_id):
-        event = stored.json()
-        if closure_of(event) is not None:
-            continue
-        record, recipients, resources = disclosure_of(event)
-        disclosures.append(
-            Disclosure(
-                record=f"AuditEvent/{record}",
-                basis="hpl-33",
-                recipients=recipients,
-                resources=resources,
-            )
-        )
-    return disclosures
+    found = [disclosed(stored.json()) for stored in await _disclosure_events(uow, patient_id)]
+    return [disclosure for disclosure in found if disclosure is not None]
+
+
+def disclosed(event: dict[str, Any]) -> Disclosure | None:
+    """What a §33 disclosure's AuditEvent (one version of it) releases: its versions to
+    its recipients while it is open; nothing once closed."""
+    if closure_of(event) is not None:
+        return None
+    record, recipients, resources = disclosure_of(event)
+    return Disclosure(
+        record=f"AuditEvent/{record}", basis="hpl-33", recipients=recipients, resources=resources
+    )
 
 
 async def _disclosure_events(uow: StoreUnitOfWork, patient_id: str) -> list[StoredResource]:
