@@ -1,6 +1,7 @@
 """Table tests of the care plan rules (services/careplan/domain): the nine points of an
 individual plan, the periods of care team participants, who may coordinate and who is the
-coordinator of record. Pure functions, no database.
+coordinator of record and one open individual plan per person.
+Pure functions, no database.
 
 DOMAIN.md §2 (organisation kinds and roles) and §6 (individual plan, care team, coordinator).
 """
@@ -20,6 +21,12 @@ from services.careplan.domain.coordination import (
     NEVER_COORDINATE,
     coordinator_of_record,
     team_problems,
+)
+from services.careplan.domain.lifecycle import (
+    CLOSED_STATUSES,
+    ONE_PER_PERSON,
+    is_open,
+    one_per_person,
 )
 from services.careplan.domain.model import Activity, Participant, PlanFacts
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, PlanCategory, Point
@@ -689,3 +696,26 @@ def test_a_coordinator_acts_for_a_registered_organisation(role: str) -> None:
     unknown = problems([], [member(A, role, None)], age=10)
     assert 422 in statuses(unknown)
     assert any("registered organisation" in p.message for p in unknown)
+
+
+# --- one open individual plan per person -------------------------------------------------
+
+
+@pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown"])
+def test_an_open_plan_beside_another_is_refused_alike_seen_or_not(status: str) -> None:
+    unseen = one_per_person(status, [None])
+    seen = one_per_person(status, ["CarePlan/a"])
+    assert [p.status for p in unseen] == [409]
+    assert unseen[0] == seen[0]  # the same words whether or not the caller may read it
+    assert unseen[0].message == ONE_PER_PERSON and "CarePlan/" not in ONE_PER_PERSON
+    assert [p.message for p in seen[1:]] == ["The child's open individual plan is CarePlan/a"]
+
+
+@pytest.mark.parametrize("status", sorted(CLOSED_STATUSES))
+def test_a_closed_plan_never_counts(status: str) -> None:
+    assert one_per_person(status, ["CarePlan/a", None]) == []
+    assert not is_open(status)
+
+
+def test_the_only_open_plan_is_no_problem() -> None:
+    assert one_per_person("active", []) == []
