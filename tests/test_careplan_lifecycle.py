@@ -1,5 +1,7 @@
 """An individual plan's life over HTTP: one open plan per child (also when two writers
-create at once, and without telling a caller that may not read it which plan it is)."""
+create at once, and without telling a caller that may not read it which plan it is), and
+a plan whose consent is withdrawn goes on hold, says `samtykke` is missing and tells the
+care team once, across instances and restarts."""
 
 from __future__ import annotations
 
@@ -7,11 +9,22 @@ import asyncio
 from datetime import date
 from typing import Any
 
+from services.careplan import careplan_spec
 from services.careplan.domain.lifecycle import ONE_PER_PERSON
+from services.careplan.domain.vocabulary import MISSING_POINT_EXT, PHASE_SYSTEM
 from shared.access.decision import purpose_consents
+from shared.runtime import ServiceRuntime
 from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team, with_reason
-from tests.referral_world import BUP, GP, KOMMUNE, Child
-from tests.support import wait_for
+from tests.referral_world import BUP, BVT, GP, KOMMUNE, Child, org_reference
+from tests.support import stream_events, wait_for
+
+
+def codes(resource: dict[str, Any]) -> list[str]:
+    return [
+        e["valueCoding"]["code"]
+        for e in resource.get("extension", [])
+        if e["url"] == MISSING_POINT_EXT
+    ]
 
 
 def first_issue(reply: Any) -> str:
@@ -57,6 +70,24 @@ async def changed(
     return reply.json()  # type: ignore[no-any-return]
 
 
+async def withdraw(careplans: CarePlanWorld, child: Child, consent: str, by: str) -> None:
+    reply = await careplans.world.consent_api(
+        "POST", f"consents/{consent.split('/')[1]}/withdrawal",
+        {"by": child.parents[0], "reason": "Vil ikke dele"}, by=by,
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+
+
+async def plan_events(careplans: CarePlanWorld, reference: str, name: str) -> list[Any]:
+    plan_id = reference.split("/")[1]
+    return [
+        event
+        for _, event in await stream_events(careplans.world.stack)
+        if event.resource_type == "CarePlan" and event.resource_id == plan_id
+        and event.type.endswith(f".{name}")
+    ]  # fmt: skip
+
+
 async def test_a_child_has_one_open_individual_plan(careplans: CarePlanWorld) -> None:
     """A plan on hold or a draft counts as the child's plan as much as an active one; a
     completed one does not. The refusal reads the same to a writer that may not read the
@@ -98,3 +129,107 @@ async def test_two_creates_at_once_make_one_plan(careplans: CarePlanWorld) -> No
         assert all(first_issue(r) == ONE_PER_PERSON for r in replies if r.status == 409)
         made = next(r.json() for r in replies if r.status == 201)
         await changed(careplans, f"CarePlan/{made['id']}", "revoked", "Opprettet ved en feil")
+
+
+async def test_a_withdrawn_consent_puts_the_active_plan_on_hold_once(
+    careplans: CarePlanWorld,
+) -> None:
+    """With two instances of the service consuming the consent events, the plan goes on
+    hold once, with one event; it is active again only by an update under a new consent."""
+    world = careplans.world
+    child = await world.child(age=12)
+    reference, consent = await complete_plan(careplans, child)
+    versions = len((await world.fhir("GET", f"{reference}/_history", by=KOMMUNE)).json()["entry"])
+    settings = world.stack.settings
+    second = ServiceRuntime(careplan_spec(settings), settings)
+    await second.start()
+    try:
+        await withdraw(careplans, child, consent, by=GP)
+
+        async def on_hold() -> bool:
+            stored = (await careplans.read(reference, by=KOMMUNE)).json()
+            return stored["status"] == "on-hold" and codes(stored) == ["samtykke"]
+
+        await wait_for(on_hold)
+
+        async def told() -> bool:
+            return bool(await plan_events(careplans, reference, "consent-lost"))
+
+        await wait_for(told)
+        await asyncio.sleep(1)  # time for a second handling, were there one
+    finally:
+        await second.stop()
+    [event] = await plan_events(careplans, reference, "consent-lost")
+    assert event.data["status"] == "on-hold" and event.data["previousStatus"] == "active"
+    assert event.data["purpose"] == "individuell-plan"
+    assert event.data["careTeam"] and event.data["careTeam"][0].startswith("CareTeam/")
+    history = (await world.fhir("GET", f"{reference}/_history", by=KOMMUNE)).json()["entry"]
+    assert len(history) == versions + 1
+    found = await world.fhir(
+        "GET", f"CarePlan?patient=Patient/{child.id}&missing=samtykke", by=KOMMUNE
+    )
+    assert [e["resource"]["id"] for e in found.json()["entry"]] == [reference.split("/")[1]]
+    # Active again only under a new consent, by an explicit update.
+    refused = await changed(careplans, reference, "active", "Vi fortsetter", expect=422)
+    assert "individuell-plan" in refused["issue"][0]["diagnostics"]
+    await careplans.consent(child, "individuell-plan", BUP, ("individuell-plan",), by=GP)
+    await consented(careplans, child, "individuell-plan", True)
+    again = await changed(careplans, reference, "active", "Nytt samtykke fra foreldrene")
+    assert codes(again) == []
+    assert len(await plan_events(careplans, reference, "consent-lost")) == 1
+
+
+async def test_a_consent_lost_while_the_service_was_down(careplans: CarePlanWorld) -> None:
+    """The consumer continues where it stopped: a draft individual plan keeps its status
+    and says the consent is missing; an active forløp plan goes on hold."""
+    world = careplans.world
+    child = await world.child(age=12)
+    ip_consent = await careplans.consent(
+        child, "individuell-plan", BUP, ("individuell-plan",), by=KOMMUNE
+    )
+    everyone = (*child.parents, f"Patient/{child.id}")  # under 15: the child and the parents
+    forlop_consent = await world.consent(
+        child, "nasjonalt-forlop", BVT, ("careplan",), grantors=everyone, by=BVT
+    )
+    await consented(careplans, child, "individuell-plan", True)
+    await consented(careplans, child, "nasjonalt-forlop", True)
+    draft = await careplans.create(plan(child, complete=False), by=KOMMUNE)
+    assert draft.status == 201, draft.body
+    assert "samtykke" not in codes(draft.json())
+    draft_ref = f"CarePlan/{draft.json()['id']}"
+    forlop = plan(child, "forlopsplan", status="active", regime="barnevern", complete=False)
+    forlop["activity"] = [{"detail": {
+        "status": "scheduled", "description": "Avklaringsmøte",
+        "code": {"coding": [{"system": PHASE_SYSTEM, "code": "avklaringsmote"}]},
+        "scheduledPeriod": {"start": "2026-09-01"}, "performer": [org_reference(BVT)],
+    }}]  # fmt: skip
+    made = await careplans.create(forlop, by=BVT)
+    assert made.status == 201, made.body
+    assert codes(made.json()) == []
+    forlop_ref = f"CarePlan/{made.json()['id']}"
+
+    await careplans.careplan.stop()
+    await withdraw(careplans, child, ip_consent, by=KOMMUNE)
+    await withdraw(careplans, child, forlop_consent, by=BVT)
+    settings = world.stack.settings
+    careplans.careplan = ServiceRuntime(careplans.careplan.spec, settings)
+    await careplans.careplan.start()
+
+    async def marked() -> bool:
+        ip = (await careplans.read(draft_ref, by=KOMMUNE)).json()
+        fp = (await careplans.read(forlop_ref, by=BVT)).json()
+        return "samtykke" in codes(ip) and fp["status"] == "on-hold"
+
+    await wait_for(marked)
+    ip = (await careplans.read(draft_ref, by=KOMMUNE)).json()
+    assert ip["status"] == "draft"
+    assert codes((await careplans.read(forlop_ref, by=BVT)).json()) == ["samtykke"]
+
+    async def told() -> bool:
+        lost = [*await plan_events(careplans, draft_ref, "consent-lost"),
+                *await plan_events(careplans, forlop_ref, "consent-lost")]  # fmt: skip
+        return len(lost) == 2
+
+    await wait_for(told)
+    [event] = await plan_events(careplans, forlop_ref, "consent-lost")
+    assert event.data["purpose"] == "nasjonalt-forlop" and event.data["status"] == "on-hold"

@@ -1,6 +1,6 @@
 """Table tests of the care plan rules (services/careplan/domain): the nine points of an
 individual plan, the periods of care team participants, who may coordinate and who is the
-coordinator of record and one open individual plan per person.
+coordinator of record, one open individual plan per person and what a lost consent does.
 Pure functions, no database.
 
 DOMAIN.md §2 (organisation kinds and roles) and §6 (individual plan, care team, coordinator).
@@ -24,7 +24,10 @@ from services.careplan.domain.coordination import (
 )
 from services.careplan.domain.lifecycle import (
     CLOSED_STATUSES,
+    CONSENT_PURPOSES,
     ONE_PER_PERSON,
+    ConsentLoss,
+    consent_lost,
     is_open,
     one_per_person,
 )
@@ -698,7 +701,7 @@ def test_a_coordinator_acts_for_a_registered_organisation(role: str) -> None:
     assert any("registered organisation" in p.message for p in unknown)
 
 
-# --- one open individual plan per person -------------------------------------------------
+# --- one open individual plan per person, and a lost consent ----------------------------
 
 
 @pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown"])
@@ -719,3 +722,25 @@ def test_a_closed_plan_never_counts(status: str) -> None:
 
 def test_the_only_open_plan_is_no_problem() -> None:
     assert one_per_person("active", []) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "missing", "expected"),
+    [
+        ("active", (), ConsentLoss("on-hold", (Point.SAMTYKKE,))),
+        ("draft", (Point.MAL,), ConsentLoss("draft", (Point.MAL, Point.SAMTYKKE))),
+        ("on-hold", (Point.SAMARBEID,), ConsentLoss("on-hold", (Point.SAMTYKKE, Point.SAMARBEID))),
+        ("on-hold", (Point.SAMTYKKE,), None),
+        ("draft", (Point.MAL, Point.SAMTYKKE), None),
+        ("completed", (), None),
+        ("revoked", (), None),
+    ],
+)
+def test_what_a_lost_consent_does(
+    status: str, missing: tuple[Point, ...], expected: ConsentLoss | None
+) -> None:
+    assert consent_lost(status, missing) == expected
+
+
+def test_the_plans_that_rest_on_a_consent() -> None:
+    assert CONSENT_PURPOSES == {IP: "individuell-plan", FORLOP: "nasjonalt-forlop"}

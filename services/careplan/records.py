@@ -53,6 +53,16 @@ def regime_of(plan: dict[str, Any]) -> str | None:
     return value if value in set(Regime) else None
 
 
+def missing_of(plan: dict[str, Any]) -> tuple[Point, ...]:
+    """The points a plan's markers (extension individuell-plan-missing) say it lacks."""
+    codes = {
+        (e.get("valueCoding") or {}).get("code")
+        for e in plan.get("extension") or []
+        if e.get("url") == MISSING_POINT_EXT
+    }
+    return tuple(point for point in Point if point.value in codes)
+
+
 def set_missing(plan: dict[str, Any], missing: tuple[Point, ...] | list[Point]) -> None:
     """Replace a plan's markers with one per point it lacks."""
     plan["extension"] = [

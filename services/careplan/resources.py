@@ -16,7 +16,7 @@ from typing import Any
 from services.careplan.domain.completeness import WHAT_IS_MISSING, missing_points
 from services.careplan.domain.coordination import coordinator_of_record, team_problems
 from services.careplan.domain.forlop import phase_problems
-from services.careplan.domain.lifecycle import is_open, one_per_person
+from services.careplan.domain.lifecycle import CONSENT_PURPOSES, is_open, one_per_person
 from services.careplan.domain.model import Participant, PlanFacts
 from services.careplan.domain.vocabulary import (
     CATEGORY_SYSTEM,
@@ -30,6 +30,7 @@ from services.careplan.domain.vocabulary import (
     REGIME_EXT,
     REVISION_DUE_EXT,
     PlanCategory,
+    Point,
     Regime,
 )
 from services.careplan.events import plan_events, team_events
@@ -62,8 +63,8 @@ from shared.rules import Problem, refuse
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 IP = PlanCategory.INDIVIDUELL_PLAN
-IP_PURPOSE = "individuell-plan"
-FORLOP_PURPOSE = "nasjonalt-forlop"
+IP_PURPOSE = CONSENT_PURPOSES[IP]
+FORLOP_PURPOSE = CONSENT_PURPOSES[PlanCategory.FORLOPSPLAN]
 TEAM_PURPOSE = "ansvarsgruppe"
 SERVER_PLAN_EXTENSIONS = frozenset({REVISION_DUE_EXT, CHANGED_BY_EXT, MISSING_POINT_EXT})
 
@@ -158,7 +159,7 @@ class CarePlanDefinition(ResourceDefinition):
         SearchParam(
             "missing",
             TOKEN,
-            documentation="Points an individual plan still lacks",
+            documentation="Points an individual plan still lacks (a forløp plan: its consent)",
             extract=extension_values(MISSING_POINT_EXT, "valueCoding"),
         ),
     )
@@ -303,9 +304,11 @@ class CarePlanDefinition(ResourceDefinition):
         by the barnevernstjeneste."""
         patient = patient_id(resource.get("subject")) or ""
         problems = phase_problems(phases(resource))
-        if resource.get("status") == "active" and not purpose_consents(
-            self.reads.require_view().state(patient), FORLOP_PURPOSE, today()
-        ):
+        consented = bool(
+            purpose_consents(self.reads.require_view().state(patient), FORLOP_PURPOSE, today())
+        )
+        set_missing(resource, [] if consented else [Point.SAMTYKKE])
+        if resource.get("status") == "active" and not consented:
             problems.append(
                 Problem(
                     422,

@@ -1,15 +1,39 @@
-"""Where an individual plan may be in its life, as pure rules.
+"""Where an individual plan (and a forløp plan) may be in its life, as pure rules.
 
 One individual plan per person: at most one that is open (draft, active, on hold) at a
-time; a completed or revoked plan is a record and no longer counts.
+time; a completed or revoked plan is a record and no longer counts. A plan that rests on
+a consent (the individual plan on purpose individuell-plan, the forløp plan on
+nasjonalt-forlop) leaves `active` when that consent is gone: it goes on hold, says that
+the consent (`samtykke`) is missing, and comes back only by an explicit update once a new
+consent exists.
+
+```
+draft ──► active ──► completed | revoked
+  ▲         │ ▲
+  │  consent│ │explicit update under a new consent
+  │     lost▼ │
+  └─────── on-hold
+```
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from services.careplan.domain.vocabulary import PlanCategory, Point
 from shared.rules import Problem
 
 CLOSED_STATUSES = frozenset({"completed", "revoked", "entered-in-error"})
 """A plan in one of these is a record: it no longer counts as the person's plan."""
+
+CONSENT_PURPOSES: dict[str, str] = {
+    PlanCategory.INDIVIDUELL_PLAN: "individuell-plan",
+    PlanCategory.FORLOPSPLAN: "nasjonalt-forlop",
+}
+"""The plans that rest on a consent, and the consent purpose each needs."""
+
+WITHOUT_CONSENT: dict[str, str] = {"active": "on-hold"}
+"""The status a plan takes when its consent is gone; the others stay as they are."""
 
 ONE_PER_PERSON = (
     "The child already has an individual plan that is not completed or revoked; a person"
@@ -36,3 +60,24 @@ def one_per_person(status: str | None, others: list[str | None]) -> list[Problem
         if reference is not None
     ]
     return found
+
+
+@dataclass(frozen=True)
+class ConsentLoss:
+    """What becomes of a plan whose consent is gone."""
+
+    status: str
+    """its status from now on"""
+    missing: tuple[Point, ...]
+    """the points it lacks from now on, samtykke among them"""
+
+
+def consent_lost(status: str, missing: tuple[Point, ...]) -> ConsentLoss | None:
+    """A plan (in `status`, lacking `missing`) whose consent is no longer there: None when
+    nothing changes (closed, or already on hold or a draft that says so)."""
+    if not is_open(status):
+        return None
+    after = WITHOUT_CONSENT.get(status, status)
+    if after == status and Point.SAMTYKKE in missing:
+        return None
+    return ConsentLoss(after, tuple(p for p in Point if p in missing or p is Point.SAMTYKKE))
