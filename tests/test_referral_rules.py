@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from services.referral.domain.completeness import markers, missing, missing_coordinators
 from services.referral.domain.deadlines import assessment_deadline, breaches_due
@@ -19,7 +20,7 @@ from services.referral.domain.referrers import receiver_problem, referrer_proble
 from services.referral.domain.rejection import care_situation_only, rejection_problems
 from services.referral.domain.vocabulary import (
     CLOSE_REASON_SYSTEM,
-    MIN_NO_SHOWS_TO_CLOSE,
+    NO_SHOW_CLOSURE_DEFAULT,
     REJECTION_REASON_SYSTEM,
     Attachment,
     Breach,
@@ -38,6 +39,7 @@ from services.referral.domain.working_days import (
     working_days_between,
 )
 from shared.codes import OrganisationKind as K
+from shared.config import Settings
 
 S = TaskStatus
 
@@ -758,11 +760,12 @@ CLOSE_CASES = [
     # (no_shows, warned, expected statuses)
     (0, None, [422, 409]),
     (1, None, [422, 409]),
-    (MIN_NO_SHOWS_TO_CLOSE, None, [409]),
+    (NO_SHOW_CLOSURE_DEFAULT, None, [409]),
     (0, TODAY - timedelta(days=14), [422]),
-    (MIN_NO_SHOWS_TO_CLOSE - 1, TODAY - timedelta(days=14), [422]),
-    (MIN_NO_SHOWS_TO_CLOSE, TODAY - timedelta(days=14), []),
-    (MIN_NO_SHOWS_TO_CLOSE + 3, TODAY - timedelta(days=1), []),
+    (2, TODAY - timedelta(days=14), [422]),  # DOMAIN §5: repeated is 3, not 2
+    (NO_SHOW_CLOSURE_DEFAULT - 1, TODAY - timedelta(days=14), [422]),
+    (NO_SHOW_CLOSURE_DEFAULT, TODAY - timedelta(days=14), []),
+    (NO_SHOW_CLOSURE_DEFAULT + 3, TODAY - timedelta(days=1), []),
 ]
 
 
@@ -790,9 +793,74 @@ def test_closing_after_no_shows_needs_repeated_no_shows_and_a_warning(
         assert problems[-1].expression == "Task.businessStatus"
 
 
+def closure(no_shows: int) -> tuple[TaskState, TaskState]:
+    """A warned referral in care with `no_shows`, and its closure after no-shows."""
+    before = replace(
+        task(S.IN_PROGRESS),
+        no_shows=no_shows,
+        closure_warned=TODAY - timedelta(days=14),
+        step=Step.AVSLUTNING_VARSLET,
+    )
+    after = replace(
+        before,
+        status=S.CANCELLED,
+        step=Step.AVSLUTTET,
+        reason_system=CLOSE_REASON_SYSTEM,
+        reason_code=CloseReason.GJENTATTE_UTEBLIVELSER,
+    )
+    return before, after
+
+
+@pytest.mark.parametrize(
+    ("threshold", "no_shows", "expected"),
+    [
+        (3, 2, [422]),
+        (3, 3, []),
+        (4, 3, [422]),
+        (4, 4, []),
+        (5, 4, [422]),
+        (5, 7, []),
+        (10, 9, [422]),
+        (10, 10, []),
+    ],
+)
+def test_the_no_show_threshold_is_the_deployments(
+    threshold: int, no_shows: int, expected: list[int]
+) -> None:
+    before, after = closure(no_shows)
+    problems = check_change(TaskChange(before, after, OWNER, TODAY, no_show_closure=threshold))
+    assert statuses(problems) == expected
+    if expected:
+        assert f"at least {threshold}" in problems[0].message
+
+
+def test_the_default_no_show_threshold_is_three() -> None:
+    assert NO_SHOW_CLOSURE_DEFAULT == 3
+    for no_shows, expected in ((2, [422]), (3, [])):
+        before, after = closure(no_shows)
+        assert statuses(check_change(TaskChange(before, after, OWNER, TODAY))) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 3), ("3", 3), ("5", 5), ("10", 10), ("2", None), ("0", None), ("11", None)],
+)
+def test_the_no_show_setting_and_its_bounds(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int | None
+) -> None:
+    """BARNEBRO_REFERRAL_NO_SHOW_CLOSURE: never below DOMAIN §5's three."""
+    if value is not None:
+        monkeypatch.setenv("BARNEBRO_REFERRAL_NO_SHOW_CLOSURE", value)
+    if expected is None:
+        with pytest.raises(ValidationError):
+            Settings()
+    else:
+        assert Settings().referral_no_show_closure == expected
+
+
 def test_the_warning_must_precede_the_closure_not_come_with_it() -> None:
     # closure_warned set only on the new version does not count.
-    before = replace(task(S.IN_PROGRESS), no_shows=MIN_NO_SHOWS_TO_CLOSE)
+    before = replace(task(S.IN_PROGRESS), no_shows=NO_SHOW_CLOSURE_DEFAULT)
     after = replace(
         before,
         status=S.CANCELLED,

@@ -67,7 +67,7 @@ CONTACT_DETAILS_PURPOSE = "kontaktinfo-videreformidling"
 
 
 async def check_task_update(
-    resource: dict[str, Any], write: WriteContext, context: OutsideReads
+    resource: dict[str, Any], write: WriteContext, context: OutsideReads, no_show_closure: int
 ) -> None:
     before = write.before
     if before is None:
@@ -95,7 +95,7 @@ async def check_task_update(
         resource["businessStatus"] = step_concept(step)
         new = task_state(resource)
     day = today()
-    refuse(check_change(TaskChange(old, new, actor, day)))
+    refuse(check_change(TaskChange(old, new, actor, day, no_show_closure)))
     if new.status != old.status and new.status in (TaskStatus.REJECTED, TaskStatus.COMPLETED):
         await _handover(resource, new, context)
     _derive(resource, old, new, actor, write)

@@ -158,9 +158,11 @@ APPEAL_TEXT = (
 )
 """Added by the server to every rejection: the patient's right to appeal."""
 
-MIN_NO_SHOWS_TO_CLOSE = 2
-"""'Repeated' no-shows: the fewest after which treatment may be closed. Services close
-after 3 in their rules and 4-5 in practice; the law only asks that it be repeated and
-warned."""
+NO_SHOW_CLOSURE_DEFAULT = 3
+"""DOMAIN §5: treatment is closed after repeated no-shows, 3 in the services' rules and
+4-5 in practice. The fewest recorded no-shows before closure after no-shows; a deployment
+may ask for more (`BARNEBRO_REFERRAL_NO_SHOW_CLOSURE`), never fewer."""
+NO_SHOW_CLOSURE_MAX = 10
+"""The most no-shows a deployment may require before closure."""
 ASSESSMENT_WORKING_DAYS = 10
 """pbrl §2-2: the referral is assessed within 10 working days of its receipt."""

@@ -12,7 +12,8 @@ requested ──► received ──► accepted ──► in-progress ──► 
 The receiving organisation (the Task owner) moves the referral; the referring one (the
 requester) may only withdraw it (trukket) before care starts. Closed referrals (rejected,
 completed, cancelled) are never reopened: a new referral replaces them. Pure rules: the
-caller supplies both versions and the day.
+caller supplies both versions, the day and the deployment's settings (how many no-shows
+close a referral).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.rejection import rejection_problems
 from services.referral.domain.vocabulary import (
     CLOSE_REASON_SYSTEM,
-    MIN_NO_SHOWS_TO_CLOSE,
+    NO_SHOW_CLOSURE_DEFAULT,
     CloseReason,
     Step,
     TaskStatus,
@@ -75,6 +76,8 @@ class TaskChange:
     after: TaskState
     actor: Actor
     day: date
+    no_show_closure: int = NO_SHOW_CLOSURE_DEFAULT
+    """The fewest recorded no-shows before closure after no-shows (a setting)."""
 
 
 def roles_of(actor: Actor, task: TaskState) -> set[str]:
@@ -288,7 +291,7 @@ def _requirements(change: TaskChange, roles: set[str]) -> list[Problem]:
         case S.COMPLETED:
             problems += _discharge_problems(after)
         case S.CANCELLED:
-            problems += _cancel_problems(before, after, roles)
+            problems += _cancel_problems(change, roles)
     return problems
 
 
@@ -317,9 +320,10 @@ def _discharge_problems(after: TaskState) -> list[Problem]:
     return problems
 
 
-def _cancel_problems(before: TaskState, after: TaskState, roles: set[str]) -> list[Problem]:
+def _cancel_problems(change: TaskChange, roles: set[str]) -> list[Problem]:
     """The referrer withdraws (trukket) before care starts; the receiver closes
     (avsluttet) with a reason."""
+    before, after = change.before, change.after
     if (after.step or default_step(S.CANCELLED, roles)) == Step.TRUKKET:
         if REQUESTER not in roles:
             return [
@@ -352,10 +356,10 @@ def _cancel_problems(before: TaskState, after: TaskState, roles: set[str]) -> li
                 "Task.businessStatus",
             )
         ]
-    return _closure_problems(before, after)
+    return _closure_problems(before, after, change.no_show_closure)
 
 
-def _closure_problems(before: TaskState, after: TaskState) -> list[Problem]:
+def _closure_problems(before: TaskState, after: TaskState, no_show_closure: int) -> list[Problem]:
     if after.reason_system != CLOSE_REASON_SYSTEM or after.reason_code not in set(CloseReason):
         return [
             Problem(
@@ -369,13 +373,14 @@ def _closure_problems(before: TaskState, after: TaskState) -> list[Problem]:
     if after.reason_code != CloseReason.GJENTATTE_UTEBLIVELSER:
         return []
     problems = []
-    if after.no_shows < MIN_NO_SHOWS_TO_CLOSE:
+    if after.no_shows < no_show_closure:
         problems.append(
             Problem(
                 422,
                 "business-rule",
-                f"Closing after repeated no-shows needs at least {MIN_NO_SHOWS_TO_CLOSE}"
-                f" recorded (referral-no-show-count is {after.no_shows})",
+                f"Closing after repeated no-shows needs at least {no_show_closure}"
+                f" recorded (referral-no-show-count is {after.no_shows}): record each"
+                " no-show as it happens, then close",
                 "Task.extension",
             )
         )
