@@ -161,7 +161,7 @@ async def test_the_patient_must_be_registered_with_a_valid_identifier(
     assert "does not receive referrals" in diagnostics(reply)
 
 
-async def test_receipt_sets_the_ansiennitetsdato_and_the_assessment_deadline(
+async def test_receipt_keeps_the_dates_and_a_client_cannot_move_them(
     referrals: ReferralWorld,
 ) -> None:
     referral = await referrals.submit(await referrals.child())

@@ -342,7 +342,8 @@ class TaskDefinition(ResourceDefinition):
         SearchParam(
             "ansiennitetsdato",
             DATE,
-            documentation="First receipt by the receiver",
+            documentation="The day the referral reached its receiver: its submission, or an"
+            " earlier arrival the receiver recorded (referral-arrival)",
             extract=extension_values(ANSIENNITETSDATO_EXT, "valueDate"),
         ),
         SearchParam(

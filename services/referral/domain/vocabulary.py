@@ -111,6 +111,18 @@ class Completeness(StrEnum):
     MANGLER_FORLOPSKOORDINATOR_BUP = "mangler-forlopskoordinator-bup"
 
 
+class ArrivalSource(StrEnum):
+    """How a referral reached its receiver (CodeSystem referral-arrival-source): the
+    source of its ansiennitetsdato."""
+
+    BARNEBRO = "barnebro"
+    """submitted here: the submission is the arrival (recorded by the server)"""
+    NHN_MELDING = "nhn-melding"
+    """an electronic referral message over Norsk Helsenett, named by its message id"""
+    PAPIR = "papir"
+    """on paper (post, fax, by hand), stamped mottatt on arrival"""
+
+
 class Output(StrEnum):
     """Task.output.type (CodeSystem referral-output)."""
 
@@ -135,9 +147,14 @@ ATTACHMENT_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-attachment"
 COMPLETENESS_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-completeness"
 OUTPUT_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-output"
 BREACH_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-deadline-breach"
+ARRIVAL_SOURCE_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-arrival-source"
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 
 ANSIENNITETSDATO_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-ansiennitetsdato"
+ARRIVAL_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-arrival"
+"""When and how the referral reached its receiver: `at` (dateTime), `source` (Coding from
+referral-arrival-source), `identifier` (the NHN message id, a paper's journal number) and,
+from the server, `recorded` (when) and `by` (the receiver's organisasjonsnummer)."""
 ASSESSMENT_DEADLINE_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-assessment-deadline"
 FRIST_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-frist"
 BREACH_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-deadline-breach"

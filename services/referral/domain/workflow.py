@@ -11,9 +11,10 @@ requested ──► received ──► accepted ──► in-progress ──► 
 
 The receiving organisation (the Task owner) moves the referral; the referring one (the
 requester) may only withdraw it (trukket) before care starts. Closed referrals (rejected,
-completed, cancelled) are never reopened: a new referral replaces them. Pure rules: the
-caller supplies both versions, the day and the deployment's settings (how many no-shows
-close a referral).
+completed, cancelled) are never reopened: a new referral replaces them. The receiver may
+record an earlier arrival of the referral, once (`arrival.py`). Pure rules: the caller
+supplies both versions, the day and the deployment's settings (how many no-shows close a
+referral).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from services.referral.domain.arrival import arrival_problems
 from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.rejection import rejection_problems
 from services.referral.domain.vocabulary import (
@@ -130,6 +132,19 @@ def check_change(change: TaskChange) -> list[Problem]:
                 "Task.status",
             )
         ]
+    if after.arrival != before.arrival:
+        if before.status in CLOSED:
+            return [
+                Problem(
+                    409,
+                    "business-rule",
+                    f"The referral is {before.status}: its dates no longer change",
+                    "Task.extension",
+                )
+            ]
+        problems = arrival_problems(before, after, OWNER in roles, change.day)
+        if problems:
+            return problems
     if before.frist is not None and after.frist != before.frist:
         return [
             Problem(
