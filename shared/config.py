@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     referral_deadline_interval: float = Field(
         900.0, gt=0, validation_alias=AliasChoices("BARNEBRO_REFERRAL_DEADLINE_SECONDS")
     )
+    referral_no_show_closure: int = Field(
+        3, ge=3, le=10, validation_alias=AliasChoices("BARNEBRO_REFERRAL_NO_SHOW_CLOSURE")
+    )
+    """The fewest recorded no-shows before a referral is closed after no-shows: 3 as the
+    services' rules have it (DOMAIN §5), up to 10 for a service that waits longer."""
     careplan_revision_interval: float = Field(
         3600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_CAREPLAN_REVISION_SECONDS")
     )

@@ -1,6 +1,7 @@
 """Table tests of the care plan rules (services/careplan/domain): the nine points of an
 individual plan, the periods of care team participants, who may coordinate and who is the
-coordinator of record. Pure functions, no database.
+coordinator of record, one open individual plan per person and what a lost consent does.
+Pure functions, no database.
 
 DOMAIN.md §2 (organisation kinds and roles) and §6 (individual plan, care team, coordinator).
 """
@@ -20,6 +21,15 @@ from services.careplan.domain.coordination import (
     NEVER_COORDINATE,
     coordinator_of_record,
     team_problems,
+)
+from services.careplan.domain.lifecycle import (
+    CLOSED_STATUSES,
+    CONSENT_PURPOSES,
+    ONE_PER_PERSON,
+    ConsentLoss,
+    consent_lost,
+    is_open,
+    one_per_person,
 )
 from services.careplan.domain.model import Activity, Participant, PlanFacts
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, PlanCategory, Point
@@ -689,3 +699,48 @@ def test_a_coordinator_acts_for_a_registered_organisation(role: str) -> None:
     unknown = problems([], [member(A, role, None)], age=10)
     assert 422 in statuses(unknown)
     assert any("registered organisation" in p.message for p in unknown)
+
+
+# --- one open individual plan per person, and a lost consent ----------------------------
+
+
+@pytest.mark.parametrize("status", ["draft", "active", "on-hold", "unknown"])
+def test_an_open_plan_beside_another_is_refused_alike_seen_or_not(status: str) -> None:
+    unseen = one_per_person(status, [None])
+    seen = one_per_person(status, ["CarePlan/a"])
+    assert [p.status for p in unseen] == [409]
+    assert unseen[0] == seen[0]  # the same words whether or not the caller may read it
+    assert unseen[0].message == ONE_PER_PERSON and "CarePlan/" not in ONE_PER_PERSON
+    assert [p.message for p in seen[1:]] == ["The child's open individual plan is CarePlan/a"]
+
+
+@pytest.mark.parametrize("status", sorted(CLOSED_STATUSES))
+def test_a_closed_plan_never_counts(status: str) -> None:
+    assert one_per_person(status, ["CarePlan/a", None]) == []
+    assert not is_open(status)
+
+
+def test_the_only_open_plan_is_no_problem() -> None:
+    assert one_per_person("active", []) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "missing", "expected"),
+    [
+        ("active", (), ConsentLoss("on-hold", (Point.SAMTYKKE,))),
+        ("draft", (Point.MAL,), ConsentLoss("draft", (Point.MAL, Point.SAMTYKKE))),
+        ("on-hold", (Point.SAMARBEID,), ConsentLoss("on-hold", (Point.SAMTYKKE, Point.SAMARBEID))),
+        ("on-hold", (Point.SAMTYKKE,), None),
+        ("draft", (Point.MAL, Point.SAMTYKKE), None),
+        ("completed", (), None),
+        ("revoked", (), None),
+    ],
+)
+def test_what_a_lost_consent_does(
+    status: str, missing: tuple[Point, ...], expected: ConsentLoss | None
+) -> None:
+    assert consent_lost(status, missing) == expected
+
+
+def test_the_plans_that_rest_on_a_consent() -> None:
+    assert CONSENT_PURPOSES == {IP: "individuell-plan", FORLOP: "nasjonalt-forlop"}

@@ -9,6 +9,7 @@ import random
 from datetime import date, timedelta
 from typing import Any
 
+from services.referral import referral_spec
 from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     APPEAL_EXT,
@@ -19,6 +20,7 @@ from services.referral.domain.vocabulary import (
 )
 from services.referral.domain.working_days import add_working_days
 from shared.clock import today
+from shared.runtime import ServiceRuntime
 from tests.referral_world import (
     BUP,
     BUP2,
@@ -29,6 +31,7 @@ from tests.referral_world import (
     LEGEVAKT,
     SKOLE,
     VALID_JUSTIFICATION,
+    Referral,
     ReferralWorld,
     attachment,
     closing,
@@ -158,7 +161,7 @@ async def test_the_patient_must_be_registered_with_a_valid_identifier(
     assert "does not receive referrals" in diagnostics(reply)
 
 
-async def test_receipt_sets_the_ansiennitetsdato_and_the_assessment_deadline(
+async def test_receipt_keeps_the_dates_and_a_client_cannot_move_them(
     referrals: ReferralWorld,
 ) -> None:
     referral = await referrals.submit(await referrals.child())
@@ -375,6 +378,46 @@ async def test_closure_after_no_shows_is_warned_first(referrals: ReferralWorld) 
     reply = await referrals.move(referral, "cancelled", **closing("gjentatte-uteblivelser"))
     assert reply.status == 200, reply.body
     assert reply.json()["businessStatus"]["coding"][0]["code"] == "avsluttet"
+
+
+async def close_after(referrals: ReferralWorld, count: int) -> tuple[Referral, Any]:
+    """A referral in care, warned after `count` no-shows, and the answer to closing it."""
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.accept(referral)).status == 200
+    assert (await referrals.move(referral, "in-progress")).status == 200
+    reply = await referrals.move(
+        referral,
+        "in-progress",
+        extension=[no_shows(count)],
+        businessStatus=step("avslutning-varslet"),
+    )
+    assert reply.status == 200, reply.body
+    return referral, await referrals.move(
+        referral, "cancelled", **closing("gjentatte-uteblivelser")
+    )
+
+
+async def test_closure_after_no_shows_needs_three(referrals: ReferralWorld) -> None:
+    referral, reply = await close_after(referrals, 2)
+    assert reply.status == 422, reply.body
+    assert "at least 3" in diagnostics(reply)
+    assert (await referrals.move(referral, "in-progress", extension=[no_shows(3)])).status == 200
+    reply = await referrals.move(referral, "cancelled", **closing("gjentatte-uteblivelser"))
+    assert reply.status == 200, reply.body
+    assert reply.json()["businessStatus"]["coding"][0]["code"] == "avsluttet"
+
+
+async def test_the_no_show_threshold_is_a_setting(referrals: ReferralWorld) -> None:
+    settings = referrals.stack.settings.model_copy(update={"referral_no_show_closure": 5})
+    await referrals.referral.stop()
+    referrals.referral = ServiceRuntime(referral_spec(settings), settings)
+    await referrals.referral.start()
+    referral, reply = await close_after(referrals, 4)
+    assert reply.status == 422, reply.body
+    assert "at least 5" in diagnostics(reply)
+    assert (await referrals.move(referral, "in-progress", extension=[no_shows(5)])).status == 200
+    reply = await referrals.move(referral, "cancelled", **closing("gjentatte-uteblivelser"))
+    assert reply.status == 200, reply.body
 
 
 async def test_a_re_referral_inherits_the_history_for_its_receiver(

@@ -1,6 +1,7 @@
 """Table tests of the referral rules (services/referral/domain): the Norwegian working-day
 calendar, the Task state machine, what a rejection must say, referral completeness, who
-may refer to whom, and when a legal deadline is breached. Pure functions, no I/O.
+may refer to whom, when a legal deadline is breached, and where the referral's clock
+starts (its arrival). Pure functions, no I/O.
 
 pbrl = pasient- og brukerrettighetsloven; DOMAIN §5 and §8.
 """
@@ -8,19 +9,26 @@ pbrl = pasient- og brukerrettighetsloven; DOMAIN §5 and §8.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from services.referral.domain.completeness import markers, missing, missing_coordinators
-from services.referral.domain.deadlines import assessment_deadline, breaches_due
-from services.referral.domain.model import Actor, Problem, TaskState
+from services.referral.domain.deadlines import (
+    assessment_deadline,
+    breaches_due,
+    clock_start,
+    dated,
+)
+from services.referral.domain.model import Actor, Arrival, Problem, TaskState
 from services.referral.domain.referrers import receiver_problem, referrer_problem
 from services.referral.domain.rejection import care_situation_only, rejection_problems
 from services.referral.domain.vocabulary import (
     CLOSE_REASON_SYSTEM,
-    MIN_NO_SHOWS_TO_CLOSE,
+    NO_SHOW_CLOSURE_DEFAULT,
     REJECTION_REASON_SYSTEM,
+    ArrivalSource,
     Attachment,
     Breach,
     CloseReason,
@@ -37,7 +45,9 @@ from services.referral.domain.working_days import (
     public_holidays,
     working_days_between,
 )
+from shared.clock import NORWAY
 from shared.codes import OrganisationKind as K
+from shared.config import Settings
 
 S = TaskStatus
 
@@ -758,11 +768,12 @@ CLOSE_CASES = [
     # (no_shows, warned, expected statuses)
     (0, None, [422, 409]),
     (1, None, [422, 409]),
-    (MIN_NO_SHOWS_TO_CLOSE, None, [409]),
+    (NO_SHOW_CLOSURE_DEFAULT, None, [409]),
     (0, TODAY - timedelta(days=14), [422]),
-    (MIN_NO_SHOWS_TO_CLOSE - 1, TODAY - timedelta(days=14), [422]),
-    (MIN_NO_SHOWS_TO_CLOSE, TODAY - timedelta(days=14), []),
-    (MIN_NO_SHOWS_TO_CLOSE + 3, TODAY - timedelta(days=1), []),
+    (2, TODAY - timedelta(days=14), [422]),  # DOMAIN §5: repeated is 3, not 2
+    (NO_SHOW_CLOSURE_DEFAULT - 1, TODAY - timedelta(days=14), [422]),
+    (NO_SHOW_CLOSURE_DEFAULT, TODAY - timedelta(days=14), []),
+    (NO_SHOW_CLOSURE_DEFAULT + 3, TODAY - timedelta(days=1), []),
 ]
 
 
@@ -790,9 +801,74 @@ def test_closing_after_no_shows_needs_repeated_no_shows_and_a_warning(
         assert problems[-1].expression == "Task.businessStatus"
 
 
+def closure(no_shows: int) -> tuple[TaskState, TaskState]:
+    """A warned referral in care with `no_shows`, and its closure after no-shows."""
+    before = replace(
+        task(S.IN_PROGRESS),
+        no_shows=no_shows,
+        closure_warned=TODAY - timedelta(days=14),
+        step=Step.AVSLUTNING_VARSLET,
+    )
+    after = replace(
+        before,
+        status=S.CANCELLED,
+        step=Step.AVSLUTTET,
+        reason_system=CLOSE_REASON_SYSTEM,
+        reason_code=CloseReason.GJENTATTE_UTEBLIVELSER,
+    )
+    return before, after
+
+
+@pytest.mark.parametrize(
+    ("threshold", "no_shows", "expected"),
+    [
+        (3, 2, [422]),
+        (3, 3, []),
+        (4, 3, [422]),
+        (4, 4, []),
+        (5, 4, [422]),
+        (5, 7, []),
+        (10, 9, [422]),
+        (10, 10, []),
+    ],
+)
+def test_the_no_show_threshold_is_the_deployments(
+    threshold: int, no_shows: int, expected: list[int]
+) -> None:
+    before, after = closure(no_shows)
+    problems = check_change(TaskChange(before, after, OWNER, TODAY, no_show_closure=threshold))
+    assert statuses(problems) == expected
+    if expected:
+        assert f"at least {threshold}" in problems[0].message
+
+
+def test_the_default_no_show_threshold_is_three() -> None:
+    assert NO_SHOW_CLOSURE_DEFAULT == 3
+    for no_shows, expected in ((2, [422]), (3, [])):
+        before, after = closure(no_shows)
+        assert statuses(check_change(TaskChange(before, after, OWNER, TODAY))) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, 3), ("3", 3), ("5", 5), ("10", 10), ("2", None), ("0", None), ("11", None)],
+)
+def test_the_no_show_setting_and_its_bounds(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: int | None
+) -> None:
+    """BARNEBRO_REFERRAL_NO_SHOW_CLOSURE: never below DOMAIN §5's three."""
+    if value is not None:
+        monkeypatch.setenv("BARNEBRO_REFERRAL_NO_SHOW_CLOSURE", value)
+    if expected is None:
+        with pytest.raises(ValidationError):
+            Settings()
+    else:
+        assert Settings().referral_no_show_closure == expected
+
+
 def test_the_warning_must_precede_the_closure_not_come_with_it() -> None:
     # closure_warned set only on the new version does not count.
-    before = replace(task(S.IN_PROGRESS), no_shows=MIN_NO_SHOWS_TO_CLOSE)
+    before = replace(task(S.IN_PROGRESS), no_shows=NO_SHOW_CLOSURE_DEFAULT)
     after = replace(
         before,
         status=S.CANCELLED,
@@ -1070,7 +1146,9 @@ def accepted(
         (unassessed(S.RECEIVED, TOMORROW), []),
         (replace(BASE, status=S.RECEIVED), []),  # no deadline recorded
         (unassessed(S.ON_HOLD, YESTERDAY), [A]),  # on hold does not stop the clock
-        (unassessed(S.REQUESTED, YESTERDAY), []),
+        (unassessed(S.REQUESTED, YESTERDAY), [A]),  # nobody marked it received
+        (unassessed(S.REQUESTED, YESTERDAY, A), []),
+        (unassessed(S.REQUESTED, DAY), []),
         (unassessed(S.REJECTED, YESTERDAY), []),
         (unassessed(S.CANCELLED, YESTERDAY), []),
         (accepted(S.ACCEPTED, YESTERDAY), [F]),
@@ -1123,3 +1201,145 @@ def test_a_referral_within_a_forlop_names_its_two_coordinators(
     receiver: str, in_forlop: bool, roles: list[str], expected: list[Completeness]
 ) -> None:
     assert [code for code, _ in missing_coordinators(receiver, in_forlop, roles)] == expected
+
+
+# --------------------------------------------------------------------------------------
+# 8. The referral clock: from the arrival at the receiver
+# --------------------------------------------------------------------------------------
+
+SUBMITTED = datetime(2026, 3, 2, 10, 30, tzinfo=NORWAY)
+"""A Monday; the referral was submitted here then."""
+SUBMITTED_DAY = SUBMITTED.date()
+SUBMITTED_HERE = Arrival(SUBMITTED_DAY, SUBMITTED, ArrivalSource.BARNEBRO)
+NHN = ArrivalSource.NHN_MELDING
+MSG_ID = "urn:uuid:6f1c8d3e-2b7a-4c55-9e0f-0d1a2b3c4d5e"
+SENT = replace(BASE, step=Step.SENDT, submitted=SUBMITTED, submitted_day=SUBMITTED_DAY,
+               arrival=SUBMITTED_HERE)  # fmt: skip
+"""A referral nobody has touched since it was submitted here."""
+
+
+def arriving(
+    day: date, at: datetime | None = None, source: str = NHN, ident: str | None = MSG_ID
+) -> Arrival:
+    return Arrival(day, at, source, ident)
+
+
+EARLIER = arriving(date(2026, 2, 20), datetime(2026, 2, 20, 14, 5, tzinfo=NORWAY))
+"""The NHN message that brought the same referral, a week before it was submitted here."""
+
+
+@pytest.mark.parametrize(
+    ("state", "start", "deadline"),
+    [
+        (SENT, SUBMITTED_DAY, date(2026, 3, 16)),
+        (replace(SENT, status=S.RECEIVED), SUBMITTED_DAY, date(2026, 3, 16)),
+        (replace(SENT, arrival=EARLIER), date(2026, 2, 20), date(2026, 3, 6)),
+        # Before arrivals were recorded: the receipt's date stays, else the submission.
+        (replace(SENT, arrival=None, ansiennitetsdato=date(2026, 3, 9)), date(2026, 3, 9),
+         date(2026, 3, 23)),
+        (replace(SENT, arrival=None), SUBMITTED_DAY, date(2026, 3, 16)),
+        (replace(BASE, status=S.RECEIVED), None, None),
+        # Submitted on a Saturday before Easter: the days count from the next working day.
+        (replace(SENT, arrival=arriving(date(2026, 3, 28), None, ArrivalSource.PAPIR, None)),
+         date(2026, 3, 28), date(2026, 4, 15)),
+    ],
+)  # fmt: skip
+def test_the_clock_starts_at_the_arrival(
+    state: TaskState, start: date | None, deadline: date | None
+) -> None:
+    assert clock_start(state) == start
+    timed = dated(state)
+    assert (timed.ansiennitetsdato, timed.assessment_deadline) == (start, deadline)
+
+
+def test_a_deadline_given_is_kept() -> None:
+    given = replace(SENT, ansiennitetsdato=SUBMITTED_DAY, assessment_deadline=date(2026, 3, 20))
+    assert dated(given) == given
+    # ... unless the receiver records an earlier arrival: it starts a new clock.
+    earlier = replace(given, arrival=EARLIER)
+    assert dated(earlier).assessment_deadline == date(2026, 3, 6)
+
+
+@pytest.mark.parametrize(
+    ("state", "day", "expected"),
+    [
+        (SENT, date(2026, 3, 16), []),  # the deadline day is still in time
+        (SENT, date(2026, 3, 17), [A]),  # nobody received it: overdue all the same
+        (replace(SENT, status=S.RECEIVED), date(2026, 3, 17), [A]),
+        (replace(SENT, breaches=(A,)), date(2026, 3, 30), []),  # once
+        (replace(SENT, arrival=EARLIER), date(2026, 3, 9), [A]),
+        (replace(SENT, arrival=None), date(2026, 3, 17), [A]),  # an undated older Task
+        (replace(SENT, status=S.CANCELLED), date(2026, 3, 17), []),
+    ],
+)
+def test_an_untouched_referral_becomes_overdue_once(
+    state: TaskState, day: date, expected: list[Breach]
+) -> None:
+    assert breaches_due(state, day) == expected
+
+
+def recording(
+    arrival: Arrival | None,
+    before: TaskState = SENT,
+    actor: Actor = OWNER,
+    day: date = SUBMITTED_DAY,
+) -> list[int]:
+    change = TaskChange(before, replace(before, arrival=arrival), actor, day)
+    return statuses(check_change(change))
+
+
+RECORDED = replace(SENT, arrival=EARLIER)
+
+
+@pytest.mark.parametrize(
+    ("arrival", "before", "actor", "expected"),
+    [
+        (EARLIER, SENT, OWNER, []),
+        (SUBMITTED_HERE, SENT, OWNER, []),  # unchanged
+        (arriving(date(2026, 2, 20), source=ArrivalSource.PAPIR, ident=None), SENT, OWNER, []),
+        (arriving(SUBMITTED_DAY), SENT, OWNER, []),  # the day of the submission
+        (arriving(SUBMITTED_DAY, SUBMITTED), SENT, OWNER, []),  # the submission itself
+        (EARLIER, SENT, REQUESTER, [403]),
+        (EARLIER, SENT, OUTSIDER, [403]),
+        # Recorded once, it does not move; the same record again is no change.
+        (EARLIER, RECORDED, OWNER, []),
+        (replace(EARLIER, at=datetime(2026, 2, 20, 13, 5, tzinfo=UTC)), RECORDED, OWNER, []),
+        (arriving(date(2026, 2, 19)), RECORDED, OWNER, [409]),
+        (replace(EARLIER, identifier="urn:uuid:other"), RECORDED, OWNER, [409]),
+        (SUBMITTED_HERE, RECORDED, OWNER, [409]),
+        (None, RECORDED, OWNER, [409]),
+        # What it must say.
+        (arriving(date(2026, 2, 20), source=ArrivalSource.BARNEBRO), SENT, OWNER, [422]),
+        (arriving(date(2026, 2, 20), source="telefon"), SENT, OWNER, [422]),
+        (arriving(date(2026, 2, 20), ident=None), SENT, OWNER, [422]),
+        # Never later than the submission, never in the future.
+        (arriving(SUBMITTED_DAY, SUBMITTED + timedelta(minutes=1)), SENT, OWNER, [422]),
+        (arriving(date(2026, 3, 3)), SENT, OWNER, [422]),
+        (arriving(date(2026, 3, 3)), replace(SENT, submitted=None, submitted_day=None,
+                                             arrival=None), OWNER, [422]),
+        # A closed referral's dates no longer change.
+        (EARLIER, replace(SENT, status=S.CANCELLED, step=Step.TRUKKET), OWNER, [409]),
+    ],
+)  # fmt: skip
+def test_recording_an_earlier_arrival(
+    arrival: Arrival | None, before: TaskState, actor: Actor, expected: list[int]
+) -> None:
+    assert recording(arrival, before, actor) == expected
+
+
+def test_an_arrival_in_the_future_says_so() -> None:
+    undated = replace(SENT, submitted=None, submitted_day=None, arrival=None)
+    change = TaskChange(undated, replace(undated, arrival=arriving(date(2026, 3, 3))), OWNER,
+                        SUBMITTED_DAY)  # fmt: skip
+    assert "future" in check_change(change)[0].message
+    later = arriving(SUBMITTED_DAY, SUBMITTED + timedelta(minutes=1))
+    change = TaskChange(SENT, replace(SENT, arrival=later), OWNER, SUBMITTED_DAY)
+    assert "submitted here" in check_change(change)[0].message
+
+
+def test_an_arrival_comes_with_a_move_or_alone() -> None:
+    """Recording the arrival and receiving the referral in one change is one change."""
+    after = replace(SENT, status=S.RECEIVED, step=Step.MOTTATT, arrival=EARLIER)
+    assert check_change(TaskChange(SENT, after, OWNER, SUBMITTED_DAY)) == []
+    after = replace(SENT, status=S.CANCELLED, step=Step.TRUKKET, arrival=EARLIER)
+    assert statuses(check_change(TaskChange(SENT, after, REQUESTER, SUBMITTED_DAY))) == [403]

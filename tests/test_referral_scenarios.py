@@ -52,7 +52,7 @@ async def test_every_state_change_raises_an_event_with_its_parties(
     assert (await referrals.move(referral, "on-hold")).status == 200
     assert (await referrals.move(referral, "in-progress")).status == 200
     reply = await referrals.move(
-        referral, "in-progress", extension=[no_shows(2)], businessStatus=step("avslutning-varslet")
+        referral, "in-progress", extension=[no_shows(3)], businessStatus=step("avslutning-varslet")
     )
     assert reply.status == 200, reply.body
     reply = await referrals.move(referral, "cancelled", **closing("gjentatte-uteblivelser"))

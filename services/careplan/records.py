@@ -14,9 +14,12 @@ from services.careplan.domain.model import Activity, Participant
 from services.careplan.domain.vocabulary import (
     CATEGORY_SYSTEM,
     EXTENT_EXT,
+    MISSING_POINT_EXT,
     PHASE_SYSTEM,
+    POINT_SYSTEM,
     REGIME_EXT,
     SUBSTITUTE_EXT,
+    Point,
     Regime,
 )
 from shared.codes import ROLE_SYSTEM
@@ -48,6 +51,28 @@ def category_of(plan: dict[str, Any]) -> str | None:
 def regime_of(plan: dict[str, Any]) -> str | None:
     value = extension_value(plan, REGIME_EXT, "valueCode")
     return value if value in set(Regime) else None
+
+
+def missing_of(plan: dict[str, Any]) -> tuple[Point, ...]:
+    """The points a plan's markers (extension individuell-plan-missing) say it lacks."""
+    codes = {
+        (e.get("valueCoding") or {}).get("code")
+        for e in plan.get("extension") or []
+        if e.get("url") == MISSING_POINT_EXT
+    }
+    return tuple(point for point in Point if point.value in codes)
+
+
+def set_missing(plan: dict[str, Any], missing: tuple[Point, ...] | list[Point]) -> None:
+    """Replace a plan's markers with one per point it lacks."""
+    plan["extension"] = [
+        e for e in plan.get("extension") or [] if e.get("url") != MISSING_POINT_EXT
+    ] + [
+        {"url": MISSING_POINT_EXT, "valueCoding": {"system": POINT_SYSTEM, "code": point.value}}
+        for point in missing
+    ]
+    if not plan["extension"]:
+        del plan["extension"]
 
 
 def activities(plan: dict[str, Any]) -> tuple[Activity, ...]:

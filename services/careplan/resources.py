@@ -16,6 +16,7 @@ from typing import Any
 from services.careplan.domain.completeness import WHAT_IS_MISSING, missing_points
 from services.careplan.domain.coordination import coordinator_of_record, team_problems
 from services.careplan.domain.forlop import phase_problems
+from services.careplan.domain.lifecycle import CONSENT_PURPOSES, is_open, one_per_person
 from services.careplan.domain.model import Participant, PlanFacts
 from services.careplan.domain.vocabulary import (
     CATEGORY_SYSTEM,
@@ -26,10 +27,10 @@ from services.careplan.domain.vocabulary import (
     HANDOVER_EXT,
     MISSING_POINT_EXT,
     NEXT_REVISION_EXT,
-    POINT_SYSTEM,
     REGIME_EXT,
     REVISION_DUE_EXT,
     PlanCategory,
+    Point,
     Regime,
 )
 from services.careplan.events import plan_events, team_events
@@ -45,6 +46,7 @@ from services.careplan.records import (
     phases,
     regime_of,
     set_extension,
+    set_missing,
 )
 from shared.access.decision import consents_covering, consents_for, purpose_consents
 from shared.access.permissions import ACTOR_KINDS, Actor
@@ -61,8 +63,8 @@ from shared.rules import Problem, refuse
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 IP = PlanCategory.INDIVIDUELL_PLAN
-IP_PURPOSE = "individuell-plan"
-FORLOP_PURPOSE = "nasjonalt-forlop"
+IP_PURPOSE = CONSENT_PURPOSES[IP]
+FORLOP_PURPOSE = CONSENT_PURPOSES[PlanCategory.FORLOPSPLAN]
 TEAM_PURPOSE = "ansvarsgruppe"
 SERVER_PLAN_EXTENSIONS = frozenset({REVISION_DUE_EXT, CHANGED_BY_EXT, MISSING_POINT_EXT})
 
@@ -157,7 +159,7 @@ class CarePlanDefinition(ResourceDefinition):
         SearchParam(
             "missing",
             TOKEN,
-            documentation="Points an individual plan still lacks",
+            documentation="Points an individual plan still lacks (a forløp plan: its consent)",
             extract=extension_values(MISSING_POINT_EXT, "valueCoding"),
         ),
     )
@@ -184,9 +186,12 @@ class CarePlanDefinition(ResourceDefinition):
         return sorted(p for p in found if p)
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
+        """One open individual plan per person: the guard under concurrency behind the
+        check in `_one_per_person` (which answers without naming what the caller may not
+        read)."""
         patient = patient_id(resource.get("subject"))
-        if category_of(resource) == IP and resource.get("status") == "active" and patient:
-            return [("active-individuell-plan", patient)]
+        if category_of(resource) == IP and is_open(resource.get("status")) and patient:
+            return [("open-individuell-plan", patient)]
         return []
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
@@ -299,9 +304,11 @@ class CarePlanDefinition(ResourceDefinition):
         by the barnevernstjeneste."""
         patient = patient_id(resource.get("subject")) or ""
         problems = phase_problems(phases(resource))
-        if resource.get("status") == "active" and not purpose_consents(
-            self.reads.require_view().state(patient), FORLOP_PURPOSE, today()
-        ):
+        consented = bool(
+            purpose_consents(self.reads.require_view().state(patient), FORLOP_PURPOSE, today())
+        )
+        set_missing(resource, [] if consented else [Point.SAMTYKKE])
+        if resource.get("status") == "active" and not consented:
             problems.append(
                 Problem(
                     422,
@@ -340,14 +347,9 @@ class CarePlanDefinition(ResourceDefinition):
         consented = bool(purpose_consents(view.state(patient), IP_PURPOSE, today()))
         facts = await self._facts(resource, write, consented)
         missing = missing_points(facts)
-        resource["extension"] = [
-            e for e in resource.get("extension") or [] if e.get("url") != MISSING_POINT_EXT
-        ] + [
-            {"url": MISSING_POINT_EXT, "valueCoding": {"system": POINT_SYSTEM, "code": point.value}}
-            for point in missing
-        ]
+        set_missing(resource, missing)
+        await self._one_per_person(resource, write, patient)
         if resource.get("status") == "active":
-            await self._only_active_plan(resource, write)
             if not consented:
                 raise error(
                     422,
@@ -372,26 +374,33 @@ class CarePlanDefinition(ResourceDefinition):
             for p in missing
         ]
 
-    async def _only_active_plan(self, resource: dict[str, Any], write: WriteContext) -> None:
-        """One individual plan per person: a second active one is refused, pointing to the
-        first when the caller may see it (the unique key is the guard under concurrency)."""
-        patient = patient_id(resource.get("subject")) or ""
-        active = await write.uow.find(
+    async def _one_per_person(
+        self, resource: dict[str, Any], write: WriteContext, patient: str
+    ) -> None:
+        """One individual plan per person: an open plan (draft, active, on hold) beside
+        another open one is refused, alike whether or not the caller may read the other,
+        which is named only to a caller that may. The patient's lock serialises the writers
+        (a create takes it here), so two at once cannot both pass; the unique key stands
+        behind it."""
+        if not is_open(resource.get("status")):
+            return
+        await write.uow.lock_patient(patient)
+        plans = await write.uow.find(
             "CarePlan",
-            [("patient", f"Patient/{patient}"), ("category", f"{CATEGORY_SYSTEM}|{IP}"),
-             ("status", "active")],
-        )  # fmt: skip
-        others = [p for p in active if p.res_id != resource.get("id")]
+            [("patient", f"Patient/{patient}"), ("category", f"{CATEGORY_SYSTEM}|{IP}")],
+        )
+        others = [
+            p for p in plans if p.res_id != resource.get("id") and is_open(p.json().get("status"))
+        ]
         if not others:
             return
-        visible = await write.uow.visible()("CarePlan", others[0].res_id)
-        where = f": {others[0].reference}; revise that plan" if visible else ""
-        raise error(
-            409,
-            "duplicate",
-            f"The child already has an active individual plan (one per person){where}",
-            "CarePlan.status",
-        )
+        visible = write.uow.visible()
+        shown: list[str | None] = []
+        for other in others:
+            # A plan the caller may not read is absent from `visible`, and audited so.
+            seen = await visible("CarePlan", other.res_id) is not None
+            shown.append(other.reference if seen else None)
+        refuse(one_per_person(resource.get("status"), shown))
 
     async def _facts(
         self, resource: dict[str, Any], write: WriteContext, consented: bool

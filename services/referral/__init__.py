@@ -26,4 +26,5 @@ def referral_spec(settings: Settings) -> ServiceSpec:
         fhir = runtime.fhir
         return [DeadlineMonitor(fhir, settings.base_url, settings.referral_deadline_interval)]
 
-    return ServiceSpec(NAME, referral_definitions(context), extend=extend)
+    definitions = referral_definitions(context, settings.referral_no_show_closure)
+    return ServiceSpec(NAME, definitions, extend=extend)

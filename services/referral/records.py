@@ -2,17 +2,22 @@
 
 The rules (`domain/`) see a Task as a `TaskState`; this module reads one from the Task's
 JSON, builds the workflow Task of a new referral, and sets the elements the server keeps
-(extensions it derives, the businessStatus default, the periods).
+(extensions it derives, the businessStatus default, the periods, the dates its arrival
+gives it).
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
-from services.referral.domain.model import TaskState
+from services.referral.domain.deadlines import dated
+from services.referral.domain.model import Arrival, TaskState
 from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     APPEAL_EXT,
+    ARRIVAL_EXT,
+    ARRIVAL_SOURCE_SYSTEM,
     ASSESSMENT_DEADLINE_EXT,
     BREACH_EXT,
     BREACH_SYSTEM,
@@ -26,11 +31,13 @@ from services.referral.domain.vocabulary import (
     STEP_SYSTEM,
     TASK_CODE_SYSTEM,
     TRANSITION_EXT,
+    ArrivalSource,
     Breach,
     Output,
     Step,
     TaskStatus,
 )
+from shared.clock import NORWAY
 from shared.fhir.elements import (
     a_date,
     add_extension,
@@ -83,6 +90,66 @@ def follow_up_orgnr(task: dict[str, Any]) -> str | None:
     return None
 
 
+def _moment(text: Any, where: str) -> tuple[date, datetime | None]:
+    """The Norwegian day and, when it has a time, the instant of a FHIR date or dateTime
+    (a time needs its zone)."""
+    if isinstance(text, str) and len(text) == 10:
+        try:
+            return date.fromisoformat(text), None
+        except ValueError:
+            pass
+    elif isinstance(text, str) and "T" in text:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is not None:
+            return moment.astimezone(NORWAY).date(), moment
+    raise error(
+        422,
+        "value",
+        "The arrival's `at` is a valueDateTime: a day (2026-03-02) or a time with its zone"
+        f" (2026-03-02T09:14:00+01:00); it is {text!r}",
+        where,
+    )
+
+
+def arrival_of(task: dict[str, Any]) -> Arrival | None:
+    """The arrival a Task records (extension referral-arrival), if any."""
+    found = extensions(task, ARRIVAL_EXT)
+    if not found:
+        return None
+    where = "Task.extension"
+    if len(found) > 1:
+        raise error(422, "structure", "A referral has one arrival (referral-arrival)", where)
+    parts = {
+        str(part.get("url")): part
+        for part in found[0].get("extension") or []
+        if isinstance(part, dict)
+    }
+    day, at = _moment(parts.get("at", {}).get("valueDateTime"), where)
+    coding = parts.get("source", {}).get("valueCoding")
+    if not isinstance(coding, dict) or coding.get("system") != ARRIVAL_SOURCE_SYSTEM:
+        raise error(
+            422,
+            "required",
+            f"The arrival names its source: `source` with a valueCoding from"
+            f" {ARRIVAL_SOURCE_SYSTEM} (nhn-melding, papir)",
+            where,
+        )
+    identifier = parts.get("identifier", {}).get("valueIdentifier")
+    value = identifier.get("value") if isinstance(identifier, dict) else None
+    return Arrival(day, at, str(coding.get("code")), str(value) if value else None)
+
+
+def _submitted(task: dict[str, Any]) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(str(task.get("authoredOn")))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
 def task_state(task: dict[str, Any]) -> TaskState:
     """The rules' view of one version of a referral's Task."""
     reason = task.get("statusReason") if isinstance(task.get("statusReason"), dict) else {}
@@ -119,6 +186,9 @@ def task_state(task: dict[str, Any]) -> TaskState:
         follow_up=follow_up_orgnr(task),
         follow_up_plan=bool(outputs(task, Output.OPPFOLGINGSPLAN)),
         frist=a_date(extension_value(task, FRIST_EXT, "valueDate")),
+        submitted=(submitted := _submitted(task)),
+        submitted_day=submitted.astimezone(NORWAY).date() if submitted else None,
+        arrival=arrival_of(task),
         ansiennitetsdato=a_date(extension_value(task, ANSIENNITETSDATO_EXT, "valueDate")),
         assessment_deadline=a_date(extension_value(task, ASSESSMENT_DEADLINE_EXT, "valueDate")),
         care_started=a_date((task.get("executionPeriod") or {}).get("start")),
@@ -136,9 +206,39 @@ def breach_coding(breach: Breach) -> dict[str, Any]:
     return {"system": BREACH_SYSTEM, "code": breach.value}
 
 
+def arrival_extension(
+    at: str, source: ArrivalSource | str, identifier: Any = None, **recorded: Any
+) -> list[dict[str, Any]]:
+    """The parts of a referral-arrival extension; `recorded` adds the server's parts
+    (`recorded`: valueDateTime, `by`: valueIdentifier)."""
+    parts: list[dict[str, Any]] = [
+        {"url": "at", "valueDateTime": at},
+        {"url": "source", "valueCoding": {"system": ARRIVAL_SOURCE_SYSTEM, "code": str(source)}},
+    ]
+    if identifier:
+        parts.append({"url": "identifier", "valueIdentifier": identifier})
+    for name, value in recorded.items():
+        key = "valueIdentifier" if isinstance(value, dict) else "valueDateTime"
+        parts.append({"url": name, key: value})
+    return parts
+
+
+def start_clock(task: dict[str, Any]) -> TaskState:
+    """Set the ansiennitetsdato and assessment deadline the Task's arrival gives it (only
+    when they change); the Task's state with them."""
+    state = task_state(task)
+    timed = dated(state)
+    if timed != state:
+        start, deadline = timed.ansiennitetsdato, timed.assessment_deadline
+        set_extension(task, ANSIENNITETSDATO_EXT, "valueDate", start and start.isoformat())
+        set_extension(task, ASSESSMENT_DEADLINE_EXT, "valueDate", deadline and deadline.isoformat())
+    return timed
+
+
 def new_task(service_request: dict[str, Any], authored: str) -> dict[str, Any]:
-    """The workflow Task of a new referral: requested, owned by the receiver."""
-    return {
+    """The workflow Task of a new referral: requested, owned by the receiver, its clock
+    running from its submission (`authored`), its arrival at the receiver."""
+    task = {
         "resourceType": "Task",
         "status": TaskStatus.REQUESTED.value,
         "businessStatus": step_concept(Step.SENDT),
@@ -151,7 +251,12 @@ def new_task(service_request: dict[str, Any], authored: str) -> dict[str, Any]:
         "lastModified": authored,
         "requester": service_request["requester"],
         "owner": service_request["performer"][0],
+        "extension": [
+            {"url": ARRIVAL_EXT, "extension": arrival_extension(authored, ArrivalSource.BARNEBRO)}
+        ],
     }
+    start_clock(task)
+    return task
 
 
 def shared_with(resource: dict[str, Any]) -> list[str]:

@@ -17,6 +17,7 @@ from services.referral.domain.vocabulary import (
     BREACH_EXT,
     COMPLETENESS_EXT,
     FRIST_EXT,
+    NO_SHOW_CLOSURE_DEFAULT,
     TaskStatus,
 )
 from services.referral.domain.workflow import CLOSED
@@ -341,7 +342,8 @@ class TaskDefinition(ResourceDefinition):
         SearchParam(
             "ansiennitetsdato",
             DATE,
-            documentation="First receipt by the receiver",
+            documentation="The day the referral reached its receiver: its submission, or an"
+            " earlier arrival the receiver recorded (referral-arrival)",
             extract=extension_values(ANSIENNITETSDATO_EXT, "valueDate"),
         ),
         SearchParam(
@@ -364,8 +366,9 @@ class TaskDefinition(ResourceDefinition):
         ),
     )
 
-    def __init__(self, context: OutsideReads) -> None:
+    def __init__(self, context: OutsideReads, no_show_closure: int) -> None:
         self.context = context
+        self.no_show_closure = no_show_closure
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         return patient_id(resource.get("for"))
@@ -383,7 +386,7 @@ class TaskDefinition(ResourceDefinition):
                 ' based on (e.g. If-Match: W/"3"): two organisations must not overwrite each'
                 " other's decisions",
             )
-        await check_task_update(resource, write, self.context)
+        await check_task_update(resource, write, self.context, self.no_show_closure)
         return []
 
     async def after_write(self, change: Change, write: WriteContext) -> None:
@@ -494,10 +497,14 @@ class AttachmentDefinition(ResourceDefinition):
         return []
 
 
-def referral_definitions(context: OutsideReads) -> list[ResourceDefinition]:
+def referral_definitions(
+    context: OutsideReads, no_show_closure: int = NO_SHOW_CLOSURE_DEFAULT
+) -> list[ResourceDefinition]:
+    """The service's resource types; `no_show_closure`: the fewest recorded no-shows
+    before closure after no-shows (`BARNEBRO_REFERRAL_NO_SHOW_CLOSURE`)."""
     return [
         ServiceRequestDefinition(context),
-        TaskDefinition(context),
+        TaskDefinition(context, no_show_closure),
         AttachmentDefinition(context),
     ]
 

@@ -5,21 +5,21 @@ what it owns (who the Task is for, its focus, owner and requester, the dates it 
 asks the rules (`domain/workflow.py`) whether the change is legal for this organisation,
 checks what needs the directory or the consent view (the follow-up service is municipal;
 a redirect has a consent to pass contact details on) and fills in what follows: the
-ansiennitetsdato and assessment deadline on receipt, the start and end of care, the
-appeal notice of a rejection, who made the change and when.
+ansiennitetsdato and assessment deadline of an earlier arrival the receiver records, the
+start and end of care, the appeal notice of a rejection, who made the change and when.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
-from services.referral.domain.deadlines import assessment_deadline, breaches_due
+from services.referral.domain.deadlines import breaches_due
 from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.vocabulary import (
-    ANSIENNITETSDATO_EXT,
     APPEAL_EXT,
     APPEAL_TEXT,
-    ASSESSMENT_DEADLINE_EXT,
+    ARRIVAL_EXT,
     BREACH_EXT,
     CLOSURE_WARNED_EXT,
     CRITERION_EXT,
@@ -38,13 +38,16 @@ from services.referral.domain.workflow import (
 )
 from services.referral.records import (
     add_extension,
+    arrival_extension,
     breach_coding,
+    extensions,
     keep_server_extensions,
     keep_unchanged,
     orgnr_of,
     patient_id,
     set_extension,
     share,
+    start_clock,
     step_concept,
     task_state,
 )
@@ -67,7 +70,7 @@ CONTACT_DETAILS_PURPOSE = "kontaktinfo-videreformidling"
 
 
 async def check_task_update(
-    resource: dict[str, Any], write: WriteContext, context: OutsideReads
+    resource: dict[str, Any], write: WriteContext, context: OutsideReads, no_show_closure: int
 ) -> None:
     before = write.before
     if before is None:
@@ -83,6 +86,8 @@ async def check_task_update(
     if "executionPeriod" in before:
         resource["executionPeriod"] = dict(before["executionPeriod"])
     keep_server_extensions(resource, before)
+    if not extensions(resource, ARRIVAL_EXT):  # left out: the recorded one stays
+        _keep_arrival(resource, before)
     caller = write.request.caller
     actor = Actor(caller.orgnr, caller.org_kind)
     old, new = task_state(before), task_state(resource)
@@ -95,10 +100,36 @@ async def check_task_update(
         resource["businessStatus"] = step_concept(step)
         new = task_state(resource)
     day = today()
-    refuse(check_change(TaskChange(old, new, actor, day)))
+    refuse(check_change(TaskChange(old, new, actor, day, no_show_closure)))
     if new.status != old.status and new.status in (TaskStatus.REJECTED, TaskStatus.COMPLETED):
         await _handover(resource, new, context)
     _derive(resource, old, new, actor, write)
+
+
+def _keep_arrival(resource: dict[str, Any], stored: dict[str, Any]) -> None:
+    """Replace the client's arrival by the stored one."""
+    resource["extension"] = [
+        *(e for e in resource.get("extension") or [] if e.get("url") != ARRIVAL_EXT),
+        *extensions(stored, ARRIVAL_EXT),
+    ]
+    if not resource["extension"]:
+        del resource["extension"]
+
+
+def _record_arrival(resource: dict[str, Any], actor: Actor, moment: str) -> None:
+    """Keep what the receiver sent of an earlier arrival (its time, source and identifier)
+    and add when and by whom it was recorded."""
+    given = {str(p.get("url")): p for p in extensions(resource, ARRIVAL_EXT)[0]["extension"]}
+    recorded: dict[str, Any] = {"recorded": moment}
+    if actor.orgnr:
+        recorded["by"] = {"system": ORGNR_SYSTEM, "value": actor.orgnr}
+    parts = arrival_extension(
+        given["at"]["valueDateTime"],
+        given["source"]["valueCoding"]["code"],
+        given.get("identifier", {}).get("valueIdentifier"),
+        **recorded,
+    )
+    set_extension(resource, ARRIVAL_EXT, "extension", parts)
 
 
 def _check_extension_values(resource: dict[str, Any]) -> None:
@@ -175,13 +206,18 @@ def _derive(
 ) -> None:
     moment, day = now_instant(), today()
     resource["lastModified"] = moment
-    # A deadline that passed since the monitor last looked is marked by this change.
-    for breach in breaches_due(old, day):
+    if new.arrival == old.arrival:
+        _keep_arrival(resource, write.before or {})
+    else:
+        _record_arrival(resource, actor, moment)
+    # The dates run from the arrival; a Task from before arrivals were recorded gets them
+    # from its submission. A deadline that passed since the monitor last looked (or that
+    # an earlier arrival has passed) is marked by this change.
+    timed = start_clock(resource)
+    clocked = replace(old, arrival=timed.arrival, ansiennitetsdato=timed.ansiennitetsdato,
+                      assessment_deadline=timed.assessment_deadline)  # fmt: skip
+    for breach in breaches_due(clocked, day):
         add_extension(resource, BREACH_EXT, "valueCoding", breach_coding(breach))
-    if new.status is TaskStatus.RECEIVED and old.ansiennitetsdato is None:
-        set_extension(resource, ANSIENNITETSDATO_EXT, "valueDate", day.isoformat())
-        deadline = assessment_deadline(day).isoformat()
-        set_extension(resource, ASSESSMENT_DEADLINE_EXT, "valueDate", deadline)
     period = dict(resource.get("executionPeriod") or {})
     if new.status is TaskStatus.IN_PROGRESS and "start" not in period:
         period["start"] = moment

@@ -89,6 +89,11 @@ class UnitOfWork(Protocol):
         """Give every version of a resource the parties of its current one."""
         ...
 
+    async def lock_patient(self, patient: str) -> None:
+        """Serialise the writes about one patient until the transaction ends (a rule that
+        counts the patient's resources before a create takes it first)."""
+        ...
+
 
 @dataclass(frozen=True)
 class WriteContext:

@@ -111,6 +111,18 @@ class Completeness(StrEnum):
     MANGLER_FORLOPSKOORDINATOR_BUP = "mangler-forlopskoordinator-bup"
 
 
+class ArrivalSource(StrEnum):
+    """How a referral reached its receiver (CodeSystem referral-arrival-source): the
+    source of its ansiennitetsdato."""
+
+    BARNEBRO = "barnebro"
+    """submitted here: the submission is the arrival (recorded by the server)"""
+    NHN_MELDING = "nhn-melding"
+    """an electronic referral message over Norsk Helsenett, named by its message id"""
+    PAPIR = "papir"
+    """on paper (post, fax, by hand), stamped mottatt on arrival"""
+
+
 class Output(StrEnum):
     """Task.output.type (CodeSystem referral-output)."""
 
@@ -135,9 +147,14 @@ ATTACHMENT_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-attachment"
 COMPLETENESS_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-completeness"
 OUTPUT_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-output"
 BREACH_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-deadline-breach"
+ARRIVAL_SOURCE_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-arrival-source"
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 
 ANSIENNITETSDATO_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-ansiennitetsdato"
+ARRIVAL_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-arrival"
+"""When and how the referral reached its receiver: `at` (dateTime), `source` (Coding from
+referral-arrival-source), `identifier` (the NHN message id, a paper's journal number) and,
+from the server, `recorded` (when) and `by` (the receiver's organisasjonsnummer)."""
 ASSESSMENT_DEADLINE_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-assessment-deadline"
 FRIST_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-frist"
 BREACH_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-deadline-breach"
@@ -158,9 +175,11 @@ APPEAL_TEXT = (
 )
 """Added by the server to every rejection: the patient's right to appeal."""
 
-MIN_NO_SHOWS_TO_CLOSE = 2
-"""'Repeated' no-shows: the fewest after which treatment may be closed. Services close
-after 3 in their rules and 4-5 in practice; the law only asks that it be repeated and
-warned."""
+NO_SHOW_CLOSURE_DEFAULT = 3
+"""DOMAIN §5: treatment is closed after repeated no-shows, 3 in the services' rules and
+4-5 in practice. The fewest recorded no-shows before closure after no-shows; a deployment
+may ask for more (`BARNEBRO_REFERRAL_NO_SHOW_CLOSURE`), never fewer."""
+NO_SHOW_CLOSURE_MAX = 10
+"""The most no-shows a deployment may require before closure."""
 ASSESSMENT_WORKING_DAYS = 10
 """pbrl §2-2: the referral is assessed within 10 working days of its receipt."""

@@ -11,8 +11,10 @@ requested ──► received ──► accepted ──► in-progress ──► 
 
 The receiving organisation (the Task owner) moves the referral; the referring one (the
 requester) may only withdraw it (trukket) before care starts. Closed referrals (rejected,
-completed, cancelled) are never reopened: a new referral replaces them. Pure rules: the
-caller supplies both versions and the day.
+completed, cancelled) are never reopened: a new referral replaces them. The receiver may
+record an earlier arrival of the referral, once (`arrival.py`). Pure rules: the caller
+supplies both versions, the day and the deployment's settings (how many no-shows close a
+referral).
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
+from services.referral.domain.arrival import arrival_problems
 from services.referral.domain.model import Actor, Problem, TaskState
 from services.referral.domain.rejection import rejection_problems
 from services.referral.domain.vocabulary import (
     CLOSE_REASON_SYSTEM,
-    MIN_NO_SHOWS_TO_CLOSE,
+    NO_SHOW_CLOSURE_DEFAULT,
     CloseReason,
     Step,
     TaskStatus,
@@ -75,6 +78,8 @@ class TaskChange:
     after: TaskState
     actor: Actor
     day: date
+    no_show_closure: int = NO_SHOW_CLOSURE_DEFAULT
+    """The fewest recorded no-shows before closure after no-shows (a setting)."""
 
 
 def roles_of(actor: Actor, task: TaskState) -> set[str]:
@@ -127,6 +132,19 @@ def check_change(change: TaskChange) -> list[Problem]:
                 "Task.status",
             )
         ]
+    if after.arrival != before.arrival:
+        if before.status in CLOSED:
+            return [
+                Problem(
+                    409,
+                    "business-rule",
+                    f"The referral is {before.status}: its dates no longer change",
+                    "Task.extension",
+                )
+            ]
+        problems = arrival_problems(before, after, OWNER in roles, change.day)
+        if problems:
+            return problems
     if before.frist is not None and after.frist != before.frist:
         return [
             Problem(
@@ -288,7 +306,7 @@ def _requirements(change: TaskChange, roles: set[str]) -> list[Problem]:
         case S.COMPLETED:
             problems += _discharge_problems(after)
         case S.CANCELLED:
-            problems += _cancel_problems(before, after, roles)
+            problems += _cancel_problems(change, roles)
     return problems
 
 
@@ -317,9 +335,10 @@ def _discharge_problems(after: TaskState) -> list[Problem]:
     return problems
 
 
-def _cancel_problems(before: TaskState, after: TaskState, roles: set[str]) -> list[Problem]:
+def _cancel_problems(change: TaskChange, roles: set[str]) -> list[Problem]:
     """The referrer withdraws (trukket) before care starts; the receiver closes
     (avsluttet) with a reason."""
+    before, after = change.before, change.after
     if (after.step or default_step(S.CANCELLED, roles)) == Step.TRUKKET:
         if REQUESTER not in roles:
             return [
@@ -352,10 +371,10 @@ def _cancel_problems(before: TaskState, after: TaskState, roles: set[str]) -> li
                 "Task.businessStatus",
             )
         ]
-    return _closure_problems(before, after)
+    return _closure_problems(before, after, change.no_show_closure)
 
 
-def _closure_problems(before: TaskState, after: TaskState) -> list[Problem]:
+def _closure_problems(before: TaskState, after: TaskState, no_show_closure: int) -> list[Problem]:
     if after.reason_system != CLOSE_REASON_SYSTEM or after.reason_code not in set(CloseReason):
         return [
             Problem(
@@ -369,13 +388,14 @@ def _closure_problems(before: TaskState, after: TaskState) -> list[Problem]:
     if after.reason_code != CloseReason.GJENTATTE_UTEBLIVELSER:
         return []
     problems = []
-    if after.no_shows < MIN_NO_SHOWS_TO_CLOSE:
+    if after.no_shows < no_show_closure:
         problems.append(
             Problem(
                 422,
                 "business-rule",
-                f"Closing after repeated no-shows needs at least {MIN_NO_SHOWS_TO_CLOSE}"
-                f" recorded (referral-no-show-count is {after.no_shows})",
+                f"Closing after repeated no-shows needs at least {no_show_closure}"
+                f" recorded (referral-no-show-count is {after.no_shows}): record each"
+                " no-show as it happens, then close",
                 "Task.extension",
             )
         )
