@@ -105,6 +105,13 @@ async def test_a_quotation_the_server_cannot_prove_is_refused(careplans: CarePla
         for reply, ref in ((unreadable, hidden.id), (missing, made_up))
     ]
     assert texts[0] == texts[1], texts
+    # A record about another child, though BUP may read it, is not a source.
+    sibling = await world.child(age=7)
+    theirs = await world.submit(sibling, by=BVT, note=[{"text": SUSPICION}])
+    assert (await world.fhir("GET", f"ServiceRequest/{theirs.id}", by=BUP)).status == 200
+    crossed = await write(quoting(SUSPICION, f"ServiceRequest/{theirs.id}"))
+    assert crossed.status == 422, crossed.body
+    assert "not about the same child" in crossed.json()["issue"][0]["diagnostics"]
     # A claimed provenance without a quotation is the writer's own, as always.
     forged = {"text": SUSPICION, "extension": [{"url": PROVENANCE_EXT, "extension": [
         {"url": "organization", "valueIdentifier": {

@@ -25,6 +25,7 @@ from services.careplan.domain.vocabulary import PROVENANCE_EXT, QUOTATION_EXT
 from services.careplan.provenance import changed, kind_regime
 from shared.clock import now_instant
 from shared.directory_client import DirectoryClient
+from shared.fhir.elements import patient_id
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
 from shared.identifiers import ORGNR_SYSTEM
@@ -108,15 +109,25 @@ class Quotations:
         self.directory = directory
 
     async def origin(
-        self, statement: dict[str, Any], caller: Caller, where: str
+        self, statement: dict[str, Any], caller: Caller, where: str, patient: str | None
     ) -> dict[str, Any] | None:
         """The provenance a quoting statement gets, or None when it quotes nothing; a
-        422 (naming `where`) when the quotation cannot be proven."""
+        422 (naming `where`) when the quotation cannot be proven. The source must be about
+        the same child (`patient`, a Patient id): a quotation never carries one child's
+        information into another's record."""
         quoted = quotation_of(statement)
         if quoted is None:
             return None
         reference, element = quoted
         source = await self._read_as(caller, reference, where)
+        if patient is None or patient_id(source.get("subject")) != patient:
+            raise error(
+                422,
+                "business-rule",
+                f"{where}: {reference} is not about the same child; a quotation's source is a"
+                " record about the child this one is about",
+                where,
+            )
         node = found_in(source, element, statement_text(statement))
         if node is None:
             raise error(
@@ -192,6 +203,7 @@ async def quoted_origins(
     earlier: list[Any],
     caller: Caller,
     where: str,
+    patient: str | None,
 ) -> dict[int, dict[str, Any]]:
     """The proven origin of each new or changed statement that quotes a source, by its
     position in `statements` (for `provenance.stamp`); `where` names the element list
@@ -203,7 +215,7 @@ async def quoted_origins(
         if id(statement) not in fresh:
             continue
         path = f"{where}[{position}]" if "." in where else where
-        origin = await quotations.origin(statement, caller, path)
+        origin = await quotations.origin(statement, caller, path, patient)
         if origin is not None:
             origins[position] = origin
     return origins

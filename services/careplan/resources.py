@@ -264,7 +264,12 @@ class CarePlanDefinition(ResourceDefinition):
             earlier = (before or {}).get(element) or []
             statements = resource.get(element) or []
             quoted = await quoted_origins(
-                self.reads.require_directory(), statements, earlier, caller, f"CarePlan.{element}"
+                self.reads.require_directory(),
+                statements,
+                earlier,
+                caller,
+                f"CarePlan.{element}",
+                patient_id(resource.get("subject")),
             )
             stamp(statements, earlier, caller, quoted)
         if category == PlanCategory.FORLOPSPLAN:
@@ -466,7 +471,12 @@ class GoalDefinition(ResourceDefinition):
         earlier = [write.before] if write.before else []
         caller = write.request.caller
         quoted = await quoted_origins(
-            self.reads.require_directory(), [resource], earlier, caller, "Goal"
+            self.reads.require_directory(),
+            [resource],
+            earlier,
+            caller,
+            "Goal",
+            patient_id(resource.get("subject")),
         )
         stamp([resource], earlier, caller, quoted)
         return []
