@@ -33,13 +33,13 @@ def _provenance(statement: dict[str, Any]) -> dict[str, Any] | None:
     )
 
 
-def writers_regime(caller: Caller) -> str | None:
-    """The law the caller's organisation writes under: health personnel under health law,
+def kind_regime(kind: str | None) -> str | None:
+    """The law an organisation of `kind` writes under: health personnel under health law,
     barnevern (the service, its institutions, Bufetat) under barnevern law; None for
     others (schools, NAV ...), whose statements carry no regime of these two."""
-    if caller.org_kind in ACTOR_KINDS[Actor.HEALTH]:
+    if kind in ACTOR_KINDS[Actor.HEALTH]:
         return Regime.HELSE.value
-    if caller.org_kind in ACTOR_KINDS[Actor.BARNEVERNSTJENESTE] | ACTOR_KINDS[Actor.BARNEVERN]:
+    if kind in ACTOR_KINDS[Actor.BARNEVERNSTJENESTE] | ACTOR_KINDS[Actor.BARNEVERN]:
         return Regime.BARNEVERN.value
     return None
 
@@ -58,19 +58,31 @@ def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:
     return {"url": PROVENANCE_EXT, "extension": parts}
 
 
-def stamp(statements: list[Any], earlier: list[Any], caller: Caller) -> None:
-    """Give each statement its provenance: the stored one when it is unchanged, the
-    caller's otherwise, under the caller's regime (a client's own provenance extension is
-    never taken)."""
+def changed(statements: list[Any], earlier: list[Any]) -> list[dict[str, Any]]:
+    """The statements that are new or changed since `earlier` (their provenance aside)."""
+    known = {_without_provenance(s) for s in earlier if isinstance(s, dict)}
+    return [s for s in statements if isinstance(s, dict) and _without_provenance(s) not in known]
+
+
+def stamp(
+    statements: list[Any],
+    earlier: list[Any],
+    caller: Caller,
+    quoted: dict[int, dict[str, Any]] | None = None,
+) -> None:
+    """Give each statement its provenance: the stored one when it is unchanged; for a new
+    or changed one, the origin its quotation proved (`quoted`, by position in
+    `statements`, from `quotations.Quotations`) or else the caller's, under the caller's
+    regime. A client's own provenance extension is never taken."""
     known = {
         _without_provenance(s): _provenance(s)
         for s in earlier
         if isinstance(s, dict) and _provenance(s) is not None
     }
-    fresh = provenance_of(caller, writers_regime(caller))
-    for statement in statements:
+    fresh = provenance_of(caller, kind_regime(caller.org_kind))
+    for position, statement in enumerate(statements):
         if not isinstance(statement, dict):
             continue
-        origin = known.get(_without_provenance(statement)) or fresh
+        origin = known.get(_without_provenance(statement)) or (quoted or {}).get(position) or fresh
         kept = [e for e in statement.get("extension") or [] if e.get("url") != PROVENANCE_EXT]
         statement["extension"] = [*kept, origin]

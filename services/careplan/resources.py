@@ -36,6 +36,7 @@ from services.careplan.domain.vocabulary import (
 from services.careplan.events import plan_events, team_events
 from services.careplan.members import check_members
 from services.careplan.provenance import stamp
+from services.careplan.quotations import quoted_origins
 from services.careplan.records import (
     a_date,
     activities,
@@ -261,7 +262,16 @@ class CarePlanDefinition(ResourceDefinition):
         set_extension(resource, CHANGE_REASON_EXT, "valueString", None)  # kept in changed-by
         for element in ("activity", "note"):
             earlier = (before or {}).get(element) or []
-            stamp(resource.get(element) or [], earlier, caller)
+            statements = resource.get(element) or []
+            quoted = await quoted_origins(
+                self.reads.require_directory(),
+                statements,
+                earlier,
+                caller,
+                f"CarePlan.{element}",
+                patient_id(resource.get("subject")),
+            )
+            stamp(statements, earlier, caller, quoted)
         if category == PlanCategory.FORLOPSPLAN:
             await self._forlop(resource, write)
         if category != IP:
@@ -458,7 +468,17 @@ class GoalDefinition(ResourceDefinition):
             )
         else:
             keep_unchanged(resource, write.before, ("subject",), same_reference=True)
-        stamp([resource], [write.before] if write.before else [], write.request.caller)
+        earlier = [write.before] if write.before else []
+        caller = write.request.caller
+        quoted = await quoted_origins(
+            self.reads.require_directory(),
+            [resource],
+            earlier,
+            caller,
+            "Goal",
+            patient_id(resource.get("subject")),
+        )
+        stamp([resource], earlier, caller, quoted)
         return []
 
 
