@@ -228,8 +228,10 @@ async def test_an_individual_plan_is_a_draft_until_complete_and_consented(
     assert draft.status == 201, draft.body
     missing = [e for e in draft.body["extension"] if e["url"] == MISSING_POINT_EXT]
     assert len(missing) == 9
+    other = as_child(await local.child(14))  # the first child has an open plan already
+    local.consent_state(PatientAccessState(patient=other.id, related=[KOMMUNE]))
     active = await local.call(caller(KOMMUNE), "create", "CarePlan",
-                              plan(child, status="active"))  # fmt: skip
+                              plan(other, status="active"))  # fmt: skip
     assert active.status == 422 and "consent" in active.diagnostics
 
 
