@@ -1,11 +1,12 @@
 """What real clients ask of searches and reads beyond criteria: `_summary`, `_elements`,
-`_count=0` and fhirpy's `_totalMethod`; through the HTTP API on both databases, within
-the access rules."""
+`_count=0`, fhirpy's `_totalMethod`, and an emergency reason in Norwegian in a header;
+through the HTTP API on both databases, within the access rules."""
 
 from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import quote
 
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from tests.consent_world import BUP, BVT, GP, LEGEVAKT, SKOLE, World
@@ -206,3 +207,42 @@ async def test_a_look_up_by_number_may_be_cut_but_not_counted(
     for asked in ("_summary=count", "_count=0"):
         reply = await referrals.fhir("GET", f"{by_number}&{asked}", by=by)
         assert reply.status == 200 and reply.json()["total"] == 0, (asked, reply.body)
+
+
+async def test_an_emergency_reason_in_norwegian_travels_encoded(world: World) -> None:
+    child = await world.child(9)
+    journal = await world.note(child, "Allergi", by=BVT)
+    doctor = world.token(LEGEVAKT, hpr="9144889")
+    reason = "Bevisstløs på gården, må se journalen (ærlig grunn)"
+    encoded = "UTF-8''" + quote(reason, safe="")
+    assert encoded.isascii()
+    glass = {"Barnebro-Emergency-Patient": child.ref, "Barnebro-Emergency-Reason": encoded}
+    read = await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=glass)
+    assert read.status == 200, read.body
+
+    plain = {**glass, "Barnebro-Emergency-Reason": "Bevisstlos, akutt"}
+    assert (await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=plain)).status == (
+        200
+    )
+    for malformed in ("UTF-8''%C3", "UTF-8''%ZZ%20grunn", "UTF-8''ikke kodet", "latin1''x",
+                      "UTF-8''%0Alinje"):  # fmt: skip
+        bad = {**glass, "Barnebro-Emergency-Reason": malformed}
+        refused = await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=bad)
+        assert refused.status == 400, (malformed, refused.body)
+        assert "Barnebro-Emergency-Reason" in diagnostics(refused), malformed
+
+    operator = world.stack.operator_token()
+    pending = f"AuditEvent?patient={child.ref}&review=pending"
+
+    async def reasons() -> set[str]:
+        events = matches(await world.fhir("GET", pending, by=BVT, token=operator))
+        return {e.get("outcomeDesc", "") for e in events}
+
+    async def both_audited() -> bool:
+        return len(await reasons()) >= 2
+
+    await wait_for(both_audited, 5)
+    assert await reasons() == {
+        f"Emergency access: {reason}",
+        "Emergency access: Bevisstlos, akutt",
+    }
