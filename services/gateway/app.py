@@ -23,6 +23,7 @@ from services.gateway import consent_admin
 from services.gateway.bodies import BODY_LIMIT, FORM, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
+from services.gateway.header_values import decoded
 from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
@@ -149,9 +150,11 @@ def negotiate(request: web.Request) -> None:
 
 def emergency(request: web.Request) -> Emergency | None:
     """Emergency access ("break the glass") asked for by the two headers: the patient, and
-    the reason, which is mandatory."""
+    the reason, which is mandatory (beyond ASCII as an RFC 8187 ext-value,
+    `UTF-8''%C3%A6rlig%20grunn`)."""
     patient = header(request, EMERGENCY_PATIENT_HEADER)
-    reason = (header(request, EMERGENCY_REASON_HEADER) or "").strip()
+    reason = decoded(EMERGENCY_REASON_HEADER, header(request, EMERGENCY_REASON_HEADER) or "")
+    reason = reason.strip()
     if patient is None and not reason:
         return None
     patient = (patient or "").removeprefix("Patient/")

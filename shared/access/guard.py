@@ -46,7 +46,8 @@ MAX_CACHED_FILTERS = 4096
 NOTHING = AccessFilter()
 """Matches no patient data at all."""
 OWN_BASES = frozenset({"own-data", "party", "self"})
-LOOKUP_PARAMS = frozenset({"_count", "_format", "_total"})
+LOOKUP_PARAMS = frozenset({"_count", "_format", "_total", "_totalMethod", "_summary", "_elements"})
+"""Parameters that shape a look-up's answer without changing what it selects."""
 READING = frozenset(
     {"read", "vread", "search", "history-instance", "history-type", "read-operation"}
 )
@@ -73,10 +74,17 @@ def facts_of(stored: StoredResource) -> ResourceFacts:
 def is_identifier_lookup(request: FhirRequest) -> bool:
     """A search (or a conditional create) of Patient by exactly one full person
     identifier (`identifier=<fødselsnummer system>|<number>`) and nothing else that
-    selects: it finds at most one child (person numbers are unique keys)."""
+    selects: it finds at most one child (person numbers are unique keys). A search for
+    the total alone (`_summary=count`, `_count=0`) is none: it would tell whether the
+    child is registered without releasing (and so without auditing) the child."""
     if request.resource_type != "Patient":
         return False
     if request.interaction == "search":
+        if any(
+            (k == "_summary" and v == "count") or (k == "_count" and v and set(v) == {"0"})
+            for k, v in request.params
+        ):
+            return False
         params = [(k, v) for k, v in request.params if k not in LOOKUP_PARAMS]
     elif request.interaction == "create" and request.if_none_exist:
         params = parse_qsl(request.if_none_exist, keep_blank_values=True)

@@ -27,7 +27,8 @@ def _entry(stored: StoredResource, base: str, mode: str) -> dict[str, Any]:
 def searchset(
     resource_type: str, query: SearchQuery, page: SearchPage, base: str
 ) -> dict[str, Any]:
-    """One page of a search: its matches, what they include, warnings and paging links."""
+    """One page of a search: its matches, what they include, warnings and paging links;
+    a search for the total alone (`_summary=count`, `_count=0`) has no entries."""
     self_params = list(query.link_params)
     if query.cursor_token is not None:
         self_params.append(("_cursor", query.cursor_token))
@@ -55,7 +56,8 @@ def searchset(
     if page.total is not None:
         bundle["total"] = page.total
     bundle["link"] = links
-    bundle["entry"] = entries
+    if entries or query.count:
+        bundle["entry"] = entries
     return bundle
 
 

@@ -16,6 +16,21 @@ from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
 INTERACTIONS = [*READ_INTERACTIONS, "update", "delete", "create"]
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
+RESULT_PARAMS = [
+    {
+        "name": "_summary",
+        "type": "token",
+        "documentation": "true | text | data | count | false, on searches and reads"
+        " (count: searches only); a subset is tagged SUBSETTED",
+    },
+    {
+        "name": "_elements",
+        "type": "string",
+        "documentation": "Top-level elements to return (with id, meta and the mandatory"
+        " ones), on searches and reads; tagged SUBSETTED",
+    },
+]
+"""Result parameters every type takes (`shared.fhir.subsets`)."""
 
 
 def service_capability(service: str, definitions: list[ResourceDefinition]) -> dict[str, Any]:
@@ -103,6 +118,7 @@ def capability_statement(
                     " scopes such as system/Patient.cruds",
                 },
                 "resource": resources,
+                "searchParam": RESULT_PARAMS,
                 "interaction": [{"code": "batch"}, {"code": "transaction"}],
             }
         ],

@@ -35,7 +35,8 @@ def version_number(text: str | None) -> int | None:
 
 
 @lru_cache(maxsize=512)
-def _model_class(resource_type: str) -> type[Resource] | None:
+def model_class(resource_type: str) -> type[Resource] | None:
+    """The R4B model of a resource type; None when it names none."""
     if not resource_type.isalpha() or not resource_type[:1].isupper():
         return None
     try:
@@ -49,7 +50,7 @@ def _model_class(resource_type: str) -> type[Resource] | None:
 
 def is_resource_type(name: str) -> bool:
     """Whether `name` is a resource type of FHIR R4."""
-    return _model_class(name) is not None
+    return model_class(name) is not None
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
             f"resourceType is {resource_type!r} but the URL is for {expected_type!r}",
             "resourceType",
         )
-    cls = _model_class(resource_type)
+    cls = model_class(resource_type)
     if cls is None:
         raise error(400, "not-supported", f"{resource_type!r} is not a FHIR R4 resource type")
     try:

@@ -22,6 +22,7 @@ from shared.fhir.errors import error
 from shared.fhir.resources import parse_json, version_number
 from shared.fhir.search_query import MAX_COUNT, parse_date_value, small_integer
 from shared.fhir.service import FhirService
+from shared.fhir.subsets import Subset, cut, parse_subset
 from shared.fhir.transaction import run_transaction
 from shared.fhir.validate import validate
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -63,7 +64,9 @@ class FhirRouter:
     async def read(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         resource_type = self.service.definition(request.resource_type).resource_type
         res_id = checked_id(request.id)
+        subset = read_subset(resource_type, request)
         stored = await self.service.repository(request).read(resource_type, res_id)
+        stored = cut(stored, subset) if stored is not None else None
         return resource_response(stored, resource_type, res_id, request.base_url)
 
     async def vread(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
@@ -72,12 +75,16 @@ class FhirRouter:
         version = version_number(request.version)
         if version is None:
             raise error(404, "not-found", f"Version {request.version!r} does not exist")
+        subset = read_subset(resource_type, request)
         stored = await self.service.repository(request).vread(resource_type, res_id, version)
+        stored = cut(stored, subset) if stored is not None else None
         return resource_response(stored, resource_type, res_id, request.base_url)
 
     async def search(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
         query, page = await self.service.repository(request).search(definition)
+        page.resources[:] = [cut(r, query.subset) for r in page.resources]
+        page.included[:] = [cut(r, query.subset.for_included) for r in page.included]
         bundle = bundles.searchset(definition.resource_type, query, page, request.base_url)
         return json_response(200, bundle)
 
@@ -131,3 +138,12 @@ class FhirRouter:
         ):
             raise error(405, "not-supported", f"{request.operation} changes data: use POST")
         return await operation(request, body)
+
+
+def read_subset(resource_type: str, request: FhirRequest) -> Subset:
+    """What of the resource a read returns (`_summary`, `_elements`); a count is a
+    search's answer."""
+    subset = parse_subset(resource_type, request.params)
+    if subset.count_only:
+        raise error(400, "invalid", "_summary=count is for searches", "_summary")
+    return subset

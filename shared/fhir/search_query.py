@@ -16,6 +16,7 @@ import orjson
 
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import ParamType, SearchParam, date_bounds
+from shared.fhir.subsets import WHOLE, Subset, parse_subset
 
 ID_PARAM = SearchParam("_id", ParamType.TOKEN, documentation="Logical id of the resource")
 LAST_UPDATED_PARAM = SearchParam(
@@ -69,6 +70,7 @@ class SearchQuery:
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     total: bool = False
+    subset: Subset = WHOLE
     link_params: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
 
@@ -183,6 +185,12 @@ def parse_search(
             if raw not in ("none", "estimate", "accurate"):
                 raise error(400, "invalid", "_total must be none, estimate or accurate", "_total")
             query.total = raw != "none"
+        elif key == "_totalMethod":  # fhirpy's name for _total=accurate
+            if raw != "count":
+                raise error(400, "invalid", "_totalMethod takes count", "_totalMethod")
+            query.total = True
+        elif key in ("_summary", "_elements"):
+            continue  # read together below
         elif key in ("_include", "_revinclude"):
             include = _parse_include(key, raw, resource_type, declared)
             if include is None:
@@ -199,6 +207,11 @@ def parse_search(
             reject(f"Unknown search parameter {key!r} for {resource_type}", key)
     if problems:
         raise FhirError(400, problems)
+    query.subset = parse_subset(resource_type, params)
+    if query.subset.count_only:
+        query.count = 0
+    if query.count == 0:  # the total alone (_summary=count, _count=0)
+        query.total = True
     return query
 
 
