@@ -462,7 +462,7 @@ DECIDED = [
         hear_other=True,
     ),
     Decided(
-        name="to-barnevern-14-parents-alone",
+        name="to-barnevern-14-parents-alone-until-15",
         facts=child(14),
         purpose=INFODELING,
         flags=TO_BARNEVERN,
@@ -470,17 +470,15 @@ DECIDED = [
         reference=PARENTS_REF,
         groups=(parents(),),
         child_view="mandatory",
-        valid_until=turns(14, 16),
+        valid_until=turns(14, 15),
     ),
     Decided(
-        name="to-barnevern-15-health-care-is-not-sharing",
+        name="to-barnevern-15-whatever-the-purpose",
         facts=child(15),
         flags=TO_BARNEVERN,
-        rule="parents",
-        reference=PARENTS_REF,
-        groups=(parents(),),
-        child_view="mandatory",
-        valid_until=turns(15, 16),
+        rule="barnevern-sharing-from-15",
+        reference=BARNEVERN_15_REF,
+        groups=(the_child(), parents()),
     ),
     Decided(
         name="to-barnevern-16-youth-alone",
@@ -1259,12 +1257,28 @@ def test_a_confidential_consent_outlives_the_16th_and_18th_birthdays() -> None:
     assert evaluate(youth, consent, date(2027, 3, 15)).status is Status.ACTIVE
 
 
-def test_a_parents_consent_to_share_with_barnevern_still_ends_at_16_without_the_youth() -> None:
-    """Under 15 the parents alone consent to sharing with barnevern; at 16 that ends."""
+def test_a_parents_consent_to_share_with_barnevern_ends_at_15_without_the_youth() -> None:
+    """Under 15 the parents alone consent to sharing with barnevern; on the 15th birthday
+    that consent ends, since the youth must now consent as well."""
     facts = ChildFacts(CHILD, birth_date=date(2012, 3, 15), parents_with_responsibility=(P1, P2))
     authority = who_may_consent(facts, INFODELING, date(2026, 3, 1), TO_BARNEVERN)
-    assert authority.rule == "parents"
-    assert authority.valid_until == date(2028, 3, 14)
+    assert (authority.rule, authority.valid_until) == ("parents", date(2027, 3, 14))
+    consent = ConsentFacts(
+        INFODELING, flags=TO_BARNEVERN, signatures=consents(P1, P2), child_view=HEARD
+    )
+    assert evaluate(authority, consent, date(2027, 3, 14)).status is Status.ACTIVE
+    on_birthday = evaluate(authority, consent, date(2027, 3, 15))
+    assert on_birthday.status is Status.INACTIVE
+    assert on_birthday.reasons[0].startswith("The child turned 15 on 2027-03-15")
+    again = who_may_consent(facts, INFODELING, date(2027, 3, 15), TO_BARNEVERN)
+    assert again.rule == "barnevern-sharing-from-15"
+
+
+def test_a_care_order_ending_first_says_so_not_a_birthday() -> None:
+    order = CareOrderFact(BV, start=date(2020, 1, 1), end=date(2026, 6, 30))
+    facts = ChildFacts(CHILD, birth_date=date(2012, 3, 15), care_orders=(order,))
+    authority = who_may_consent(facts, HELSEHJELP, date(2026, 3, 1))
+    assert (authority.valid_until, authority.ends_at_age) == (date(2026, 6, 30), None)
 
 
 def test_youth_consent_outlives_the_18th_birthday() -> None:

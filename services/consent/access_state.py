@@ -25,6 +25,7 @@ from services.consent.domain.model import ChildFacts, Status
 from services.consent.records import ConsentRecord
 from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
 from shared.codes import DataCategory
+from shared.transport.wire import Caller
 
 
 def _collector(record: ConsentRecord) -> list[str]:
@@ -80,4 +81,31 @@ def patient_state(
         care_order_holders=sorted(set(care_order_holders)),
         hidden_from_parents=hidden,
         disclosures=disclosures,
+    )
+
+
+def as_seen_by(state: PatientAccessState | None, caller: Caller) -> PatientAccessState | None:
+    """`state` as a question from `caller` may reveal it (`/decisions`). What a child of
+    12-15 keeps from its parents is known only to the organisations that hold it (the
+    consent's recipients and its collector): to anyone else (the parents, whoever a consent
+    on the child's behalf names, another organisation's audit role) the answer is the one
+    they would get if the child's confidential consent did not exist. Reads of the
+    information itself are refused all the same."""
+    if state is None:
+        return None
+    entitled = caller.credential == "organisation" and not caller.fhir_user and caller.orgnr
+    unknown = {
+        hidden.consent
+        for hidden in state.hidden_from_parents
+        if not (entitled and caller.orgnr in hidden.orgs)
+    }
+    if not unknown:
+        return state
+    return state.model_copy(
+        update={
+            "hidden_from_parents": [
+                h for h in state.hidden_from_parents if h.consent not in unknown
+            ],
+            "grants": [g for g in state.grants if g.consent not in unknown],
+        }
     )

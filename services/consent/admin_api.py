@@ -37,6 +37,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.consent.access_state import as_seen_by
 from services.consent.answers import (
     AccessDecisionAnswer,
     AccessDecisionAsOfAnswer,
@@ -596,13 +597,10 @@ class ConsentAdministration:
         )
         if then is None:
             context = AccessContext(actor, question.purpose_of_use, emergency)
-            decision = decide(self.view.state(patient_id), facts, context)
+            decision = decide(as_seen_by(self.view.state(patient_id), caller), facts, context)
         else:
             context = AccessContext(actor, question.purpose_of_use, emergency, day=then.day)
-            decision = decide(then.state, facts, context)
-        if about_itself and request.caller.fhir_user and decision.basis == "hidden-from-parents":
-            # Telling a parent why would tell them what the child keeps from them.
-            decision = AccessDecision(False, "none", ("No basis permits this",))
+            decision = decide(as_seen_by(then.state, caller), facts, context)
         if then is None:
             return _json(200, AccessDecisionAnswer.of(decision).json_body())
         answer = AccessDecisionAsOfAnswer(

@@ -46,9 +46,9 @@ from services.consent.records import (
     to_fhir,
 )
 from services.consent.relation_table import related
+from shared.access.permissions import ACTOR_KINDS, Actor
 from shared.access.state import PatientAccessState
 from shared.clock import now_instant, today
-from shared.codes import OrganisationKind
 from shared.events import subject_token
 from shared.fhir import writes
 from shared.fhir.answers import not_found
@@ -60,8 +60,7 @@ from shared.transport.wire import Caller, FhirRequest
 
 log = logging.getLogger(__name__)
 
-BARNEVERN = OrganisationKind.BARNEVERNSTJENESTE.value
-BARNEVERN_CASE_WORKER = "saksbehandler"
+BARNEVERN_KINDS = frozenset(ACTOR_KINDS[Actor.BARNEVERNSTJENESTE] | ACTOR_KINDS[Actor.BARNEVERN])
 SERVICE_CALLER = Caller(credential="service", client_id="barnebro-consent")
 
 
@@ -254,12 +253,13 @@ class ConsentHandlers:
         return found
 
     async def _to_barnevern(self, recipients: Recipients) -> bool:
-        """Whether a consent shares with a barnevernstjeneste: by kind, by the case
-        worker's role, or an organisation the register says is one."""
-        if BARNEVERN in recipients.kinds or BARNEVERN_CASE_WORKER in recipients.roles:
+        """Whether a consent can reach barnevern: a recipient kind or organisation the
+        register lists as a barnevernstjeneste, barneverninstitusjon or Bufetat, or any
+        care role (a role names whoever holds it for the child, barnevern staff too)."""
+        if recipients.roles or BARNEVERN_KINDS & set(recipients.kinds):
             return True
         for orgnr in recipients.organizations:
-            if await self.directory.organisation_kind(orgnr) == BARNEVERN:
+            if await self.directory.organisation_kind(orgnr) in BARNEVERN_KINDS:
                 return True
         return False
 

@@ -36,8 +36,6 @@ CHILD_VIEW_MANDATORY_FROM_AGE = 12
 CHILD_VIEW_REQUIRED_FROM_AGE = 7
 
 CONFIDENTIAL_PURPOSES = frozenset({Purpose.HELSEHJELP, Purpose.INFORMASJONSDELING})
-SHARING_PURPOSES = frozenset(Purpose) - {Purpose.HELSEHJELP, Purpose.NASJONALT_FORLOP}
-"""Purposes that share information with recipients (Nasjonalt forløp has its own rule)."""
 HIDE_FROM_PARENTS = "hide-from-parents"
 
 RULE_BIRTH_DATE_NEEDED = "birth-date-needed"
@@ -55,15 +53,6 @@ RULE_BARNEVERN_FROM_15 = "barnevern-sharing-from-15"
 
 PARENTS_RULES = frozenset({RULE_PARENTS, RULE_PARENTS_ONE_DAILY_CARE, RULE_PARENTS_ONE_NECESSARY})
 
-# The age at which an authority given under the rule stops holding (its valid_until is
-# the day before that birthday). Only consents given on the child's behalf end at a
-# birthday: under the other rules the child itself consented and stays entitled to.
-AUTHORITY_ENDS_AT_AGE = {
-    RULE_PARENTS: HEALTH_MAJORITY_AGE,
-    RULE_PARENTS_ONE_DAILY_CARE: HEALTH_MAJORITY_AGE,
-    RULE_PARENTS_ONE_NECESSARY: HEALTH_MAJORITY_AGE,
-    RULE_CARE_ORDER: HEALTH_MAJORITY_AGE,
-}
 ON_BEHALF_RULES = PARENTS_RULES | {RULE_CARE_ORDER}
 """Rules under which others consent on the child's behalf, without the child: such a
 consent cannot release what the child keeps from the parents (pbrl §3-4 second ledd)."""
@@ -133,12 +122,15 @@ def who_may_consent(
         authority = _care_order(child, child.birth_date, age, care_order_holders)
     else:
         authority = _parents(child, child.birth_date, age, flags)
-    if (
-        flags.to_barnevern
-        and purpose in SHARING_PURPOSES
-        and age >= BARNEVERN_SHARING_CHILD_FROM_AGE
-    ):
+    if flags.to_barnevern and age >= BARNEVERN_SHARING_CHILD_FROM_AGE:
         authority = _with_youth_to_barnevern(authority, child)
+    elif flags.to_barnevern and authority.decidable:
+        # On the child's behalf only until 15: from then the youth must consent as well.
+        authority = replace(
+            authority,
+            valid_until=_day_before(birthday(child.birth_date, BARNEVERN_SHARING_CHILD_FROM_AGE)),
+            ends_at_age=BARNEVERN_SHARING_CHILD_FROM_AGE,
+        )
     return _until_care_orders_change(authority, child, on)
 
 
@@ -157,7 +149,9 @@ def _until_care_orders_change(authority: Authority, child: ChildFacts, on: date)
     if not bounds:
         return authority
     ends = [*bounds, *([authority.valid_until] if authority.valid_until else [])]
-    return replace(authority, valid_until=min(ends))
+    if min(ends) == authority.valid_until:
+        return authority
+    return replace(authority, valid_until=min(ends), ends_at_age=None)
 
 
 def child_view_on_behalf(age: int) -> str:
@@ -304,6 +298,7 @@ def _with_youth_to_barnevern(authority: Authority, child: ChildFacts) -> Authori
         ),
         child_view="not-applicable",
         valid_until=None,
+        ends_at_age=None,
     )
 
 
@@ -322,6 +317,7 @@ def _care_order(
         groups=(GrantorGroup(role="care-order-holder", members=holders, need="one"),),
         child_view=child_view_on_behalf(age),
         valid_until=_day_before(birthday(birth_date, HEALTH_MAJORITY_AGE)),
+        ends_at_age=HEALTH_MAJORITY_AGE,
         patient=child.patient,
         parents_without_responsibility=child.parents_without_responsibility,
     )
@@ -379,6 +375,7 @@ def _parents(child: ChildFacts, birth_date: date, age: int, flags: ConsentFlags)
             child_view=child_view_on_behalf(age),
             one_parent_must_hear_other=must_hear_other,
             valid_until=_day_before(birthday(birth_date, HEALTH_MAJORITY_AGE)),
+            ends_at_age=HEALTH_MAJORITY_AGE,
             patient=child.patient,
             parents_without_responsibility=child.parents_without_responsibility,
         )
@@ -395,6 +392,7 @@ def _parents(child: ChildFacts, birth_date: date, age: int, flags: ConsentFlags)
         groups=(GrantorGroup(role="parents", members=holders, need="all"),),
         child_view=child_view_on_behalf(age),
         valid_until=_day_before(birthday(birth_date, HEALTH_MAJORITY_AGE)),
+        ends_at_age=HEALTH_MAJORITY_AGE,
         patient=child.patient,
         parents_without_responsibility=child.parents_without_responsibility,
     )

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from datetime import date, timedelta
 
 from services.consent.domain.authority import (
-    AUTHORITY_ENDS_AT_AGE,
     CHILD_VIEW_MANDATORY_FROM_AGE,
     CHILD_VIEW_REQUIRED_FROM_AGE,
     HIDE_FROM_PARENTS,
@@ -184,7 +183,7 @@ def _ended(authority: Authority, reason: str) -> Evaluation:
 
 def _authority_ended_reason(authority: Authority, valid_until: date) -> str:
     changed_on = (valid_until + timedelta(days=1)).isoformat()
-    age = AUTHORITY_ENDS_AT_AGE.get(authority.rule)
+    age = authority.ends_at_age
     if age is not None:
         return (
             f"The child turned {age} on {changed_on}: the youth must now decide, so a consent"

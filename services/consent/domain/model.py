@@ -155,6 +155,9 @@ class Authority:
     one_parent_must_hear_other: bool = False
     obligations: tuple[str, ...] = ()
     valid_until: date | None = None
+    ends_at_age: int | None = None
+    """The birthday at which the grantors' authority ends (`valid_until` is the day before
+    it, unless a care order ends it earlier); None when no birthday ends it."""
     # The child the answer is about and the registered parents who hold no parental
     # responsibility, so that a refusal to a non-grantor can say who and why.
     patient: str = ""
