@@ -335,3 +335,40 @@ async def test_every_way_of_reaching_barnevern_needs_the_youth_from_15(world: Wo
     assert reply.status == 201 and reply.json()["status"] == "active", reply.body
     turns_15 = date.today() + timedelta(days=30)
     assert reply.json()["consent"]["valid_until"] == (turns_15 - timedelta(days=1)).isoformat()
+
+
+async def test_parents_keep_their_own_consents_when_the_child_confides_in_the_recipient(
+    world: World,
+) -> None:
+    """The parents' consent naming BUP stays theirs to read and withdraw after the child
+    (13) consents alone to BUP's help; only the child's own consent is kept from them."""
+    child = await world.child(13)
+    await world.start_care(child, BUP)
+    parents = {
+        "patient": child.ref,
+        "purpose": "informasjonsdeling",
+        "recipients": {"organizations": [BUP]},
+        "categories": ["careteam"],
+        "signatures": [signature(child.mother), signature(child.father)],
+        "child_view": HEARD,
+    }
+    theirs = await world.api("POST", "consents", parents)
+    assert theirs.status == 201 and theirs.json()["status"] == "active", theirs.body
+    own = await world.api("POST", "consents", confidential(child), by=BUP)
+    assert own.status == 201 and own.json()["status"] == "active", own.body
+    mother = world.token(SKOLE, fhir_user=child.mother)
+
+    async def settled() -> bool:
+        hidden = await world.fhir("GET", f"Consent/{own.json()['id']}", by=SKOLE, token=mother)
+        return hidden.status == 404
+
+    await wait_for(settled, 5)
+    seen = await world.fhir("GET", f"Consent/{theirs.json()['id']}", by=SKOLE, token=mother)
+    assert seen.status == 200, "the parents' own consent stays theirs to read"
+    listed = await world.fhir("GET", f"Consent?patient={child.ref}", by=SKOLE, token=mother)
+    found = {e["resource"]["id"] for e in listed.json().get("entry", [])}
+    assert found == {theirs.json()["id"]}, found
+    withdrawn = await world.api(
+        "POST", f"consents/{theirs.json()['id']}/withdrawal", {"by": child.mother}, token=mother
+    )
+    assert withdrawn.status == 200, withdrawn.body

@@ -227,3 +227,20 @@ def test_a_disclosure_releases_the_reported_version_only() -> None:
         assert not decide(state, note, other).permit
     unversioned = ResourceFacts("DocumentReference/d0", "p1", category, ORGS[0])
     assert not decide(state, unversioned, recipient).permit
+
+
+def test_of_the_consents_only_the_childs_confidential_ones_are_kept_from_the_parents() -> None:
+    """A parent sees the consents of the child they hold parental responsibility for, the
+    ones they gave included, even when the child later confided in the same organisation;
+    only the child's confidential consent itself is kept from them. Read and search agree."""
+    ppt = ORGS[1]
+    hidden = HiddenFromParents(consent="Consent/h1", orgs=[ppt], categories=["journal"])
+    state = PatientAccessState(
+        patient="p1", parents=[PARENTS[0]], parents_until=DAY, hidden_from_parents=[hidden]
+    )
+    theirs = ResourceFacts("Consent/c1", "p1", "consent", author=ORGS[0], parties=(ppt,))
+    childs = ResourceFacts("Consent/h1", "p1", "consent", author=ppt, parties=(ppt,))
+    context = AccessContext(Caller(fhir_user=PARENTS[0]), day=DAY)
+    assert decide(state, theirs, context).permit
+    assert not decide(state, childs, context).permit
+    assert kept_by_sql([theirs, childs], "consent", context, [state]) == {"Consent/c1"}

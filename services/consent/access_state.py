@@ -24,7 +24,6 @@ from services.consent.domain.authority import (
 from services.consent.domain.model import ChildFacts, Status
 from services.consent.records import ConsentRecord
 from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
-from shared.codes import DataCategory
 from shared.transport.wire import Caller
 
 
@@ -63,7 +62,7 @@ def patient_state(
         HiddenFromParents(
             consent=f"Consent/{record.id}",
             orgs=sorted({*record.recipients.organizations, *_collector(record)}),
-            categories=sorted({*record.categories, DataCategory.CONSENT.value}),
+            categories=sorted(record.categories),
         )
         for record in consents
         if HIDE_FROM_PARENTS in record.obligations

@@ -31,7 +31,13 @@ from datetime import date
 from shared.access.permissions import ACTOR_KINDS, Actor, may_know_care_orders
 from shared.access.state import Grant, PatientAccessState
 from shared.clock import today
-from shared.codes import AUDIT_CATEGORY, DEFAULT_PURPOSE_OF_USE, HEALTH_KINDS, PERSON_CATEGORY
+from shared.codes import (
+    AUDIT_CATEGORY,
+    DEFAULT_PURPOSE_OF_USE,
+    HEALTH_KINDS,
+    PERSON_CATEGORY,
+    DataCategory,
+)
 from shared.store.access_sql import AccessFilter
 from shared.transport.wire import Caller, Emergency
 
@@ -48,6 +54,7 @@ RELATION_BASES = frozenset(
      "parental-responsibility", "emergency", "service"}
 )  # fmt: skip
 """Bases on which a child's directory record is released in full: a relation."""
+CONSENT_CATEGORY = DataCategory.CONSENT.value
 
 
 @dataclass(frozen=True)
@@ -176,12 +183,13 @@ def _matching_grants(state: PatientAccessState, context: AccessContext, category
 
 
 def _releasing_grants(
-    state: PatientAccessState, context: AccessContext, category: str, holders: Iterable[str]
+    state: PatientAccessState, context: AccessContext, resource: ResourceFacts
 ) -> list[str]:
-    """The grants that release `category` held by `holders` to the caller: a consent
-    given on the child's behalf releases nothing the child keeps from the parents (what
-    the parents may not know, they cannot pass on)."""
-    hidden = bool(_hidden_from_parents(state, category, holders))
+    """The grants that release `resource` to the caller: a consent given on the child's
+    behalf releases nothing the child keeps from the parents (what the parents may not
+    know, they cannot pass on)."""
+    category = resource.category or ""
+    hidden = bool(_hidden_from_parents(state, resource))
     return [
         g.consent
         for g in _naming_grants(state, context)
@@ -234,30 +242,27 @@ def purpose_consents(state: PatientAccessState | None, purpose: str, day: date) 
     return [g.consent for g in state.grants if g.purpose == purpose and g.covers_day(day)]
 
 
-def _hidden_from_parents(
-    state: PatientAccessState, category: str, holders: Iterable[str]
-) -> list[str]:
-    held = set(holders)
+def _hidden_from_parents(state: PatientAccessState, resource: ResourceFacts) -> list[str]:
+    """The child's confidential consents that keep `resource` from the parents: of its
+    consents, the confidential ones themselves; of every other category, what the
+    organisations the child confided in hold in the categories it named."""
+    if resource.category == CONSENT_CATEGORY:
+        return [h.consent for h in state.hidden_from_parents if h.consent == resource.reference]
+    held = set(resource.holders)
     return [
         hidden.consent
         for hidden in state.hidden_from_parents
-        if category in hidden.categories and held & set(hidden.orgs)
+        if resource.category in hidden.categories and held & set(hidden.orgs)
     ]
 
 
-def _hidden_orgs(state: PatientAccessState, category: str) -> tuple[str, ...]:
-    """The organisations whose `category` information about the child is kept from the
-    parents (for the SQL filter; `_hidden_from_parents` is the same rule for one row)."""
-    return tuple(
-        sorted(
-            {
-                org
-                for entry in state.hidden_from_parents
-                if category in entry.categories
-                for org in entry.orgs
-            }
-        )
-    )
+def _hidden(state: PatientAccessState, category: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What `_hidden_from_parents` keeps from the parents in `category`, for the SQL
+    filter: (the organisations whose rows, the single records)."""
+    if category == CONSENT_CATEGORY:
+        return (), tuple(sorted(h.consent for h in state.hidden_from_parents))
+    orgs = {org for h in state.hidden_from_parents if category in h.categories for org in h.orgs}
+    return tuple(sorted(orgs)), ()
 
 
 def _is_parent(state: PatientAccessState, context: AccessContext) -> bool:
@@ -308,7 +313,7 @@ def decide(
         )
     subject = f"Patient/{resource.patient}"
     if state is not None:
-        consents = _releasing_grants(state, context, category, resource.holders)
+        consents = _releasing_grants(state, context, resource)
         if consents:
             return AccessDecision(
                 True,
@@ -399,9 +404,9 @@ def _decide_for_person(
 ) -> AccessDecision:
     """A person logged in as themselves (`fhirUser`) acts for no organisation: only what
     they hold personally counts (today: parental responsibility)."""
-    caller, category = context.caller, resource.category or ""
+    caller = context.caller
     if state is not None and resource.patient is not None and _is_parent(state, context):
-        hidden = _hidden_from_parents(state, category, resource.holders)
+        hidden = _hidden_from_parents(state, resource)
         if hidden:
             return AccessDecision(
                 False,
@@ -454,23 +459,24 @@ def visibility(
     person = caller.fhir_user is not None
     patients: list[str] = []
     excepting: list[tuple[str, tuple[str, ...]]] = []
+    excepting_records: list[tuple[str, tuple[str, ...]]] = []
     disclosed: dict[str, set[str]] = {}
     named_within: list[str] | None = [] if caller.org_kind in PARTNER_KINDS else None
     for state in states:
         if named_within is not None and not _partner_without_consent(state, context):
             named_within.append(state.patient)
+        hidden_orgs, hidden_records = _hidden(state, category)
+        withheld = bool(hidden_orgs or hidden_records)
         if not person:
             grants = [g for g in _naming_grants(state, context) if category in g.categories]
-            hidden_orgs = _hidden_orgs(state, category)
-            if any(not g.on_behalf for g in grants) or (grants and not hidden_orgs):
+            if any(not g.on_behalf for g in grants) or (grants and not withheld):
                 patients.append(state.patient)
                 continue
             if grants:  # given on the child's behalf: not what the child keeps hidden
-                excepting.append((state.patient, hidden_orgs))
+                _except(state.patient, hidden_orgs, hidden_records, excepting, excepting_records)
         if _is_parent(state, context):
-            hidden_orgs = _hidden_orgs(state, category)
-            if hidden_orgs:
-                excepting.append((state.patient, hidden_orgs))
+            if withheld:
+                _except(state.patient, hidden_orgs, hidden_records, excepting, excepting_records)
             else:
                 patients.append(state.patient)
             continue
@@ -487,8 +493,23 @@ def visibility(
         named_within=tuple(sorted(set(named_within))) if named_within is not None else None,
         patients=tuple(sorted(set(patients))),
         patients_except=tuple(excepting),
+        patients_except_records=tuple(excepting_records),
         disclosed=tuple((p, tuple(sorted(refs))) for p, refs in sorted(disclosed.items()) if refs),
     )
+
+
+def _except(
+    patient: str,
+    orgs: tuple[str, ...],
+    records: tuple[str, ...],
+    by_orgs: list[tuple[str, tuple[str, ...]]],
+    by_records: list[tuple[str, tuple[str, ...]]],
+) -> None:
+    """Add the patient's rows except what is withheld: by holder, or single records."""
+    if orgs:
+        by_orgs.append((patient, orgs))
+    else:
+        by_records.append((patient, records))
 
 
 def _directory_visibility(

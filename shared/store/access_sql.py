@@ -49,6 +49,8 @@ class AccessFilter:
     named_within: tuple[str, ...] | None = None
     patients: tuple[str, ...] = ()
     patients_except: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    patients_except_records: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Rows about each patient except these single records (`Type/id`)."""
     resources: tuple[str, ...] = ()
     disclosed: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """Single versions (`Type/id/_history/<version>`) disclosed about each patient: a row
@@ -111,6 +113,9 @@ def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, l
         alternatives.append(f"({alias}.patient = ? AND NOT {held})")
         args += [patient, *more]
     reference = f"({alias}.res_type || '/' || {alias}.res_id)"
+    for patient, records in access.patients_except_records:
+        alternatives.append(f"({alias}.patient = ? AND {reference} NOT IN ({_marks(records)}))")
+        args += [patient, *records]
     if access.resources:
         alternatives.append(f"{reference} IN ({_marks(access.resources)})")
         args += access.resources
