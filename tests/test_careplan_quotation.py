@@ -12,6 +12,7 @@ from typing import Any
 from services.careplan.domain.vocabulary import PROVENANCE_EXT, QUOTATION_EXT
 from tests.careplan_world import CarePlanWorld, goal, plan
 from tests.referral_world import BUP, BVT, GP, KOMMUNE
+from tests.support import wait_for
 
 SUSPICION = "Kan være grunn til å tro at barnet er utsatt for vold av far"
 
@@ -67,6 +68,13 @@ async def test_gutt_8_a_quoted_suspicion_stays_barneverns(careplans: CarePlanWor
     assert again.status == 200, again.body
     assert origin(again.json()["note"][0])["organization"] == BVT
 
+    # A copy of the quoted note is a new statement: its quotation is proven again, by its
+    # writer (the GP may read the plan, not barnevern's referral).
+    copied = again.json()
+    copied["note"].append(copied["note"][0])
+    by_gp = await careplans.put(plan_ref, copied, by=GP)
+    assert by_gp.status == 422, by_gp.body
+
     # A Goal may quote too: the referral's reason.
     aim = goal(child, "Angst og skolevegring over tid")
     aim["extension"] = quoting("x", source, "reasonCode[0]")["extension"]
@@ -119,3 +127,42 @@ async def test_a_quotation_the_server_cannot_prove_is_refused(careplans: CarePla
     own = await write(forged)
     assert own.status == 201, own.body
     assert origin(own.json()["note"][0])["organization"] == BUP
+
+
+async def test_what_a_child_keeps_from_its_parents_is_not_quoted_out_of_the_mark(
+    careplans: CarePlanWorld,
+) -> None:
+    """A 13-year-old confides in BUP (pbrl §3-4 second ledd); BUP refers it on to the
+    municipal health service. BUP may quote its own referral into its own plan; the
+    municipality, outside the mark, may not carry BUP's words into a plan the parents read."""
+    world = careplans.world
+    child = await world.child(age=13)
+    await world.start_care(child, BUP)
+    confidential = {
+        "patient": f"Patient/{child.id}", "purpose": "helsehjelp",
+        "recipients": {"organizations": [BUP]}, "categories": ["referral", "careplan"],
+        "confidential_from_parents": True,
+        "signatures": [{"grantor": f"Patient/{child.id}", "decision": "consent",
+                        "method": "in-person", "collected_by": "Lege Li"}],
+    }  # fmt: skip
+    reply = await world.consent_api("POST", "consents", confidential, by=BUP)
+    assert reply.status == 201 and reply.json()["status"] == "active", reply.body
+    view = careplans.careplan.consent_view
+    assert view is not None
+
+    async def marked() -> bool:
+        state = view.state(child.id)
+        return state is not None and bool(state.hidden_from_parents)
+
+    await wait_for(marked, 5)
+    referral = await world.submit(child, by=BUP, to=KOMMUNE, note=[{"text": "Selvskading"}])
+    source = f"ServiceRequest/{referral.id}"
+    outside = plan(child, "behandlingsplan", status="active", regime="helse")
+    outside["note"] = [quoting("Selvskading", source, "note[0]")]
+    refused = await careplans.create(outside, by=KOMMUNE)
+    assert refused.status == 422, refused.body
+    assert "kept from the child's parents" in refused.json()["issue"][0]["diagnostics"]
+    inside = plan(child, "behandlingsplan", status="active", regime="helse")
+    inside["note"] = [quoting("Selvskading", source, "note[0]")]
+    allowed = await careplans.create(inside, by=BUP)
+    assert allowed.status == 201, allowed.body

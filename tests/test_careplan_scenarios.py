@@ -40,14 +40,15 @@ async def test_jente_15(careplans: CarePlanWorld) -> None:
         "child_view": {"heard": True, "statement": "Ok", "heard_by": "Saksbehandler Hansen"},
     }, by=BVT)  # fmt: skip
     assert refused.status == 422, refused.body
-    for orgnr in (BUP, INSTITUSJON):
-        await world.consent(child, "ansvarsgruppe", orgnr, ("careteam",), grantors=(bvt,), by=BVT)
+    # Sharing that reaches barnevern (the institution) needs the girl's own consent too.
+    for orgnr, grantors in ((BUP, (bvt,)), (INSTITUSJON, (bvt, f"Patient/{child.id}"))):
+        await world.consent(child, "ansvarsgruppe", orgnr, ("careteam",), grantors=grantors, by=BVT)
         await world.consent(
             child,
             "individuell-plan",
             orgnr,
             ("individuell-plan", "careteam"),
-            grantors=(bvt,),
+            grantors=grantors,
             by=BVT,
         )
     # The ansvarsgruppe: barnevern coordinates; the girl herself is a member.

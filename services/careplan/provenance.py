@@ -11,6 +11,7 @@ barnevern stays barnevern's suspicion wherever the plan travels (the Gutt 8 case
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -59,9 +60,19 @@ def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:
 
 
 def changed(statements: list[Any], earlier: list[Any]) -> list[dict[str, Any]]:
-    """The statements that are new or changed since `earlier` (their provenance aside)."""
-    known = {_without_provenance(s) for s in earlier if isinstance(s, dict)}
-    return [s for s in statements if isinstance(s, dict) and _without_provenance(s) not in known]
+    """The statements that are new or changed since `earlier` (their provenance aside); a
+    copy of an earlier statement is new (each earlier one stands for one statement)."""
+    known = Counter(_without_provenance(s) for s in earlier if isinstance(s, dict))
+    fresh = []
+    for statement in statements:
+        if not isinstance(statement, dict):
+            continue
+        key = _without_provenance(statement)
+        if known[key] > 0:
+            known[key] -= 1
+        else:
+            fresh.append(statement)
+    return fresh
 
 
 def stamp(
@@ -74,15 +85,16 @@ def stamp(
     or changed one, the origin its quotation proved (`quoted`, by position in
     `statements`, from `quotations.Quotations`) or else the caller's, under the caller's
     regime. A client's own provenance extension is never taken."""
-    known = {
-        _without_provenance(s): _provenance(s)
-        for s in earlier
-        if isinstance(s, dict) and _provenance(s) is not None
-    }
+    known: dict[bytes, list[dict[str, Any]]] = {}
+    for before in earlier:  # each earlier statement lends its provenance to one statement
+        stored = _provenance(before) if isinstance(before, dict) else None
+        if stored is not None:
+            known.setdefault(_without_provenance(before), []).append(stored)
     fresh = provenance_of(caller, kind_regime(caller.org_kind))
     for position, statement in enumerate(statements):
         if not isinstance(statement, dict):
             continue
-        origin = known.get(_without_provenance(statement)) or (quoted or {}).get(position) or fresh
+        carried = known.get(_without_provenance(statement))
+        origin = (carried.pop(0) if carried else None) or (quoted or {}).get(position) or fresh
         kept = [e for e in statement.get("extension") or [] if e.get("url") != PROVENANCE_EXT]
         statement["extension"] = [*kept, origin]

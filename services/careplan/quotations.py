@@ -23,6 +23,7 @@ from typing import Any
 
 from services.careplan.domain.vocabulary import PROVENANCE_EXT, QUOTATION_EXT
 from services.careplan.provenance import changed, kind_regime
+from shared.access.state import PatientAccessState
 from shared.clock import now_instant
 from shared.directory_client import DirectoryClient
 from shared.fhir.elements import patient_id
@@ -105,8 +106,9 @@ def _author_orgnr(source: dict[str, Any]) -> str | None:
 class Quotations:
     """Checks a statement's quotation and gives the provenance it proves."""
 
-    def __init__(self, directory: DirectoryClient) -> None:
+    def __init__(self, directory: DirectoryClient, state: PatientAccessState | None) -> None:
         self.directory = directory
+        self.state = state
 
     async def origin(
         self, statement: dict[str, Any], caller: Caller, where: str, patient: str | None
@@ -146,6 +148,7 @@ class Quotations:
         parts = [p for p in (own or {}).get("extension") or [] if _original(p)]
         if not parts:
             parts = await self._author_parts(source)
+        self._refuse_if_kept_from_parents(parts, caller, reference, where)
         parts += [
             {"url": "source", "valueReference": {"reference": cited}},
             {"url": "quotedAt", "valueDateTime": now_instant()},
@@ -154,6 +157,29 @@ class Quotations:
             by = {"system": ORGNR_SYSTEM, "value": caller.orgnr}
             parts.append({"url": "quotedBy", "valueIdentifier": by})
         return {"url": PROVENANCE_EXT, "extension": parts}
+
+    def _refuse_if_kept_from_parents(
+        self, parts: list[dict[str, Any]], caller: Caller, reference: str, where: str
+    ) -> None:
+        """What a child of 12-15 keeps from its parents stays with the organisations it
+        confided in: quoted into a record of anyone else, the parents (and those their
+        consents name) could read it (pbrl §3-4 second ledd)."""
+        author = next(
+            (p["valueIdentifier"].get("value") for p in parts if p.get("url") == "organization"),
+            None,
+        )
+        marks = [
+            h for h in (self.state.hidden_from_parents if self.state else []) if author in h.orgs
+        ]
+        if marks and not any(caller.orgnr in h.orgs for h in marks):
+            raise error(
+                422,
+                "business-rule",
+                f"{where}: {reference} is kept from the child's parents (pbrl §3-4 andre ledd);"
+                " it cannot be quoted into a record outside the organisations the child"
+                " confided in",
+                where,
+            )
 
     async def _read_as(self, caller: Caller, reference: str, where: str) -> dict[str, Any]:
         """The source as the writer may read it; a 422 alike for a source that is not
@@ -204,12 +230,13 @@ async def quoted_origins(
     caller: Caller,
     where: str,
     patient: str | None,
+    state: PatientAccessState | None,
 ) -> dict[int, dict[str, Any]]:
     """The proven origin of each new or changed statement that quotes a source, by its
     position in `statements` (for `provenance.stamp`); `where` names the element list
     (`CarePlan.note`) or the resource (`Goal`) in a refusal."""
     fresh = {id(statement) for statement in changed(statements, earlier)}
-    quotations = Quotations(directory)
+    quotations = Quotations(directory, state)
     origins: dict[int, dict[str, Any]] = {}
     for position, statement in enumerate(statements):
         if id(statement) not in fresh:

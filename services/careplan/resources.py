@@ -270,6 +270,7 @@ class CarePlanDefinition(ResourceDefinition):
                 caller,
                 f"CarePlan.{element}",
                 patient_id(resource.get("subject")),
+                self.reads.require_view().state(patient_id(resource.get("subject")) or ""),
             )
             stamp(statements, earlier, caller, quoted)
         if category == PlanCategory.FORLOPSPLAN:
@@ -477,6 +478,7 @@ class GoalDefinition(ResourceDefinition):
             caller,
             "Goal",
             patient_id(resource.get("subject")),
+            self.reads.require_view().state(patient_id(resource.get("subject")) or ""),
         )
         stamp([resource], earlier, caller, quoted)
         return []
