@@ -205,6 +205,8 @@ async def test_a_disclosure_is_listed_to_its_parties_and_closed_by_its_reporter(
     )
     assert bad.status == 400, bad.body
 
+    nobody_named = await world.api("POST", f"disclosures/{disclosure_id}/closure", closing, by=GP)
+    assert nobody_named.status == 403, "a health person of the reporter closes it"
     closed = await world.api(
         "POST", f"disclosures/{disclosure_id}/closure", closing, token=reporter(world)
     )

@@ -1317,6 +1317,12 @@ RECORDED = replace(SENT, arrival=EARLIER)
         (arriving(date(2026, 3, 3)), SENT, OWNER, [422]),
         (arriving(date(2026, 3, 3)), replace(SENT, submitted=None, submitted_day=None,
                                              arrival=None), OWNER, [422]),
+        # Never months before the submission: 90 days is the earliest.
+        (arriving(SUBMITTED_DAY - timedelta(days=90), source=ArrivalSource.PAPIR, ident=None),
+         SENT, OWNER, []),
+        (arriving(SUBMITTED_DAY - timedelta(days=91), source=ArrivalSource.PAPIR, ident=None),
+         SENT, OWNER, [422]),
+        (arriving(date(1990, 1, 1)), SENT, OWNER, [422]),
         # A closed referral's dates no longer change.
         (EARLIER, replace(SENT, status=S.CANCELLED, step=Step.TRUKKET), OWNER, [409]),
     ],

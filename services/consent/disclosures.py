@@ -122,9 +122,16 @@ class Disclosures:
                     "A §33 disclosure is closed by the organisation that reported it, or by"
                     " the operator; its recipient cannot close it",
                 )
+            caller = request.caller
+            if caller.credential != "operator" and not caller.hpr:
+                raise error(
+                    403,
+                    "forbidden",
+                    "A §33 disclosure is closed by a health person of the organisation that"
+                    " reported it (the token's HPR number), or by the operator",
+                )
             if closure_of(event) is not None:
                 raise error(409, "business-rule", f"The disclosure {event_id} is closed already")
-            caller = request.caller
             operator = (caller.client_id or "operator") if caller.credential == "operator" else None
             closed = closed_disclosure(
                 event, now_instant(), reason, caller.orgnr, caller.hpr, operator

@@ -239,11 +239,13 @@ ROUTES: dict[str, Route] = {
         body=CloseDisclosureInput,
         path_id="The disclosure id (its AuditEvent id)",
         refusals={
-            403: f"{COMMON[403]}; or the caller is the disclosure's recipient",
+            403: f"{COMMON[403]}; or the caller is the disclosure's recipient, or its token"
+            " names no health person (HPR number)",
             404: "No such disclosure, or one the caller takes no part in (the two answer alike)",
             409: "The disclosure is closed already",
         },
-        description="The reporting organisation or the operator. The record stays.",
+        description="A health person of the reporting organisation, or the operator. The"
+        " record stays.",
     ),
 }
 """Every route of `CONSENT_API_ROUTES`, by its operation name."""

@@ -4,15 +4,18 @@ The receiver assesses a referral within 10 working days of the day it arrived, t
 ansiennitetsdato. A referral submitted here arrived when it was submitted, and the server
 records that arrival with the referral. The receiver may instead record, once, an earlier
 arrival it can document: the NHN message that brought the same referral first (by its
-message id), or the paper stamped mottatt. An arrival is never later than the submission
-and never in the future; once the receiver has recorded it, it does not move (the same
-record sent again is no change). Pure rules: the caller supplies both versions and the
+message id), or the paper stamped mottatt. An arrival is never later than the submission,
+never in the future, and never more than `EARLIEST_BEFORE_SUBMISSION` before the
+submission (a referral is registered here within days or weeks of arriving; a date months
+earlier is a mistake that would jump the queue, and a recorded arrival cannot be
+corrected); once the receiver has recorded it, it does not move (the same record sent
+again is no change). Pure rules: the caller supplies both versions and the
 day.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from services.referral.domain.model import Problem, TaskState
 from services.referral.domain.vocabulary import ARRIVAL_SOURCE_SYSTEM, ArrivalSource
@@ -24,6 +27,8 @@ RECORDED_BY_RECEIVER: dict[ArrivalSource, str | None] = {
 """The sources a receiver records an arrival from, each with the identifier it needs
 (None: an identifier, such as a journal number, is optional)."""
 WHERE = "Task.extension"
+EARLIEST_BEFORE_SUBMISSION = timedelta(days=90)
+"""How long before its submission here a referral may have arrived by NHN or on paper."""
 
 
 def recorded_by_receiver(task: TaskState) -> bool:
@@ -130,5 +135,19 @@ def _time_problems(before: TaskState, after: TaskState, day: date) -> list[Probl
     elif new.day > day:
         problems.append(
             Problem(422, "business-rule", f"The arrival {new.day} is in the future", WHERE)
+        )
+    elif (
+        before.submitted_day is not None
+        and new.day < before.submitted_day - EARLIEST_BEFORE_SUBMISSION
+    ):
+        problems.append(
+            Problem(
+                422,
+                "business-rule",
+                f"The arrival {new.day} is more than {EARLIEST_BEFORE_SUBMISSION.days} days"
+                f" before the referral was submitted here ({before.submitted_day}); a referral"
+                " is registered within days or weeks of arriving",
+                WHERE,
+            )
         )
     return problems
