@@ -166,3 +166,12 @@ async def test_what_a_child_keeps_from_its_parents_is_not_quoted_out_of_the_mark
     inside["note"] = [quoting("Selvskading", source, "note[0]")]
     allowed = await careplans.create(inside, by=BUP)
     assert allowed.status == 201, allowed.body
+    # Not even BUP carries it into a record of a category the child's consent does not
+    # keep hidden (an individual plan), and no other record claims a quotation at all.
+    individual = plan(child, "individuell-plan", regime="helse", complete=False)
+    individual["note"] = [quoting("Selvskading", source, "note[0]")]
+    other_category = await careplans.create(individual, by=BUP)
+    assert other_category.status == 422, other_category.body
+    aim = goal(child, "Trygg hverdag")
+    aim["note"] = [quoting("Selvskading", source, "note[0]")]
+    assert (await careplans.create(aim, by=BUP)).status == 422

@@ -225,11 +225,18 @@ async def test_an_emergency_reason_in_norwegian_travels_encoded(world: World) ->
         200
     )
     for malformed in ("UTF-8''%C3", "UTF-8''%ZZ%20grunn", "UTF-8''ikke kodet", "latin1''x",
-                      "UTF-8''%0Alinje"):  # fmt: skip
+                      "UTF-8''%0Alinje", "med\ttab", "UTF-8''abc%E2%80%AEdef",
+                      "UTF-8''abc%E2%80%A8def", "x" * 1001):  # fmt: skip
         bad = {**glass, "Barnebro-Emergency-Reason": malformed}
         refused = await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=bad)
         assert refused.status == 400, (malformed, refused.body)
         assert "Barnebro-Emergency-Reason" in diagnostics(refused), malformed
+
+    longest = "Bevisstløs, " + "ø" * 982 + " slutt"  # 1000 characters, stored whole
+    whole = {**glass, "Barnebro-Emergency-Reason": "UTF-8''" + quote(longest, safe="")}
+    assert (await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=whole)).status == (
+        200
+    )
 
     operator = world.stack.operator_token()
     pending = f"AuditEvent?patient={child.ref}&review=pending"
@@ -238,11 +245,12 @@ async def test_an_emergency_reason_in_norwegian_travels_encoded(world: World) ->
         events = matches(await world.fhir("GET", pending, by=BVT, token=operator))
         return {e.get("outcomeDesc", "") for e in events}
 
-    async def both_audited() -> bool:
-        return len(await reasons()) >= 2
+    async def all_audited() -> bool:
+        return len(await reasons()) >= 3
 
-    await wait_for(both_audited, 5)
+    await wait_for(all_audited, 5)
     assert await reasons() == {
         f"Emergency access: {reason}",
         "Emergency access: Bevisstlos, akutt",
+        f"Emergency access: {longest}",
     }

@@ -1015,6 +1015,7 @@ def disclosure_close() -> Scenario:
             body={"reason": "Meldt ved en feil"},
             watch=Watch("consent", "AuditEvent", res_id=disclosure_id),
             secrets=(disclosure_id,),
+            token=reporting(ctx),  # a health person of the organisation closes it
         )
 
     def outsiders(ctx: Ctx) -> str:

@@ -106,9 +106,13 @@ def _author_orgnr(source: dict[str, Any]) -> str | None:
 class Quotations:
     """Checks a statement's quotation and gives the provenance it proves."""
 
-    def __init__(self, directory: DirectoryClient, state: PatientAccessState | None) -> None:
+    def __init__(
+        self, directory: DirectoryClient, state: PatientAccessState | None, category: str | None
+    ) -> None:
         self.directory = directory
         self.state = state
+        self.category = category
+        """The data category of the record being written (what its readers see)."""
 
     async def origin(
         self, statement: dict[str, Any], caller: Caller, where: str, patient: str | None
@@ -161,9 +165,10 @@ class Quotations:
     def _refuse_if_kept_from_parents(
         self, parts: list[dict[str, Any]], caller: Caller, reference: str, where: str
     ) -> None:
-        """What a child of 12-15 keeps from its parents stays with the organisations it
-        confided in: quoted into a record of anyone else, the parents (and those their
-        consents name) could read it (pbrl §3-4 second ledd)."""
+        """What a child of 12-15 keeps from its parents stays where the child's consent
+        keeps it: quoted into any record outside the mark (another organisation's, or one
+        of a category the consent does not name), the parents and those their consents name
+        could read it (pbrl §3-4 second ledd)."""
         author = next(
             (p["valueIdentifier"].get("value") for p in parts if p.get("url") == "organization"),
             None,
@@ -171,13 +176,14 @@ class Quotations:
         marks = [
             h for h in (self.state.hidden_from_parents if self.state else []) if author in h.orgs
         ]
-        if marks and not any(caller.orgnr in h.orgs for h in marks):
+        inside = any(caller.orgnr in h.orgs and self.category in h.categories for h in marks)
+        if marks and not inside:
             raise error(
                 422,
                 "business-rule",
                 f"{where}: {reference} is kept from the child's parents (pbrl §3-4 andre ledd);"
-                " it cannot be quoted into a record outside the organisations the child"
-                " confided in",
+                " it is quoted only into records the child's consent keeps from them (its"
+                " organisations, its categories)",
                 where,
             )
 
@@ -231,12 +237,13 @@ async def quoted_origins(
     where: str,
     patient: str | None,
     state: PatientAccessState | None,
+    category: str | None,
 ) -> dict[int, dict[str, Any]]:
     """The proven origin of each new or changed statement that quotes a source, by its
     position in `statements` (for `provenance.stamp`); `where` names the element list
     (`CarePlan.note`) or the resource (`Goal`) in a refusal."""
     fresh = {id(statement) for statement in changed(statements, earlier)}
-    quotations = Quotations(directory, state)
+    quotations = Quotations(directory, state, category)
     origins: dict[int, dict[str, Any]] = {}
     for position, statement in enumerate(statements):
         if id(statement) not in fresh:
@@ -246,3 +253,17 @@ async def quoted_origins(
         if origin is not None:
             origins[position] = origin
     return origins
+
+
+def refuse_quotations(statements: list[Any], where: str) -> None:
+    """A record that does not prove quotations carries none: a 422 for a statement that
+    claims one (what its writer writes there is the writer's own)."""
+    for position, statement in enumerate(statements):
+        if isinstance(statement, dict) and quotation_of(statement) is not None:
+            raise error(
+                422,
+                "business-rule",
+                f"{where}[{position}]: a quotation is recorded on a plan's notes and"
+                " activities and on a Goal; here a statement is its writer's own",
+                f"{where}[{position}]",
+            )

@@ -36,7 +36,7 @@ from services.careplan.domain.vocabulary import (
 from services.careplan.events import plan_events, team_events
 from services.careplan.members import check_members
 from services.careplan.provenance import stamp
-from services.careplan.quotations import quoted_origins
+from services.careplan.quotations import quoted_origins, refuse_quotations
 from services.careplan.records import (
     a_date,
     activities,
@@ -271,6 +271,7 @@ class CarePlanDefinition(ResourceDefinition):
                 f"CarePlan.{element}",
                 patient_id(resource.get("subject")),
                 self.reads.require_view().state(patient_id(resource.get("subject")) or ""),
+                self.category_of(resource),
             )
             stamp(statements, earlier, caller, quoted)
         if category == PlanCategory.FORLOPSPLAN:
@@ -469,6 +470,7 @@ class GoalDefinition(ResourceDefinition):
             )
         else:
             keep_unchanged(resource, write.before, ("subject",), same_reference=True)
+        refuse_quotations(resource.get("note") or [], "Goal.note")
         earlier = [write.before] if write.before else []
         caller = write.request.caller
         quoted = await quoted_origins(
@@ -479,6 +481,7 @@ class GoalDefinition(ResourceDefinition):
             "Goal",
             patient_id(resource.get("subject")),
             self.reads.require_view().state(patient_id(resource.get("subject")) or ""),
+            self.category_of(resource),
         )
         stamp([resource], earlier, caller, quoted)
         return []
@@ -538,6 +541,7 @@ class CareTeamDefinition(ResourceDefinition):
         return sorted({p.orgnr for p in participants(resource) if p.orgnr})
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        refuse_quotations(resource.get("note") or [], "CareTeam.note")
         directory = self.reads.require_directory()
         before = write.before
         if before is None:

@@ -103,7 +103,7 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
         "entity": entities,
     }
     if record.emergency_reason:
-        event["outcomeDesc"] = f"Emergency access: {record.emergency_reason}"[:1000]
+        event["outcomeDesc"] = f"Emergency access: {record.emergency_reason}"  # bounded at the edge
         event["purposeOfEvent"] = [
             {"coding": [{"system": ACT_REASON_SYSTEM, "code": EMERGENCY_PURPOSE_OF_USE}]}
         ]
@@ -143,7 +143,7 @@ def disclosure_event(
         "action": "C",
         "recorded": recorded,
         "outcome": SUCCESS,
-        "outcomeDesc": f"{HPL33_TEXT}{reason}"[:1000],
+        "outcomeDesc": f"{HPL33_TEXT}{reason}",  # bounded by the API (2000 characters)
         "agent": [
             *_agents(reporter_orgnr, reporter_hpr, None, None),
             {

@@ -15,6 +15,7 @@ from services.consent.handlers import SERVICE_CALLER
 from shared.codes import CONSENT_PURPOSE_SYSTEM
 from shared.fhir.code_systems import SHARED_CODE_SYSTEMS, CodeSystemSource, code_system_resource
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
+from shared.fhir.fixed_resources import publish_fixed
 from shared.fhir.search_params import ParamType, SearchParam
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest
@@ -49,16 +50,5 @@ class CodeSystemDefinition(ResourceDefinition):
 async def publish_code_systems(fhir: FhirService) -> int:
     """Write the code systems that differ from the stored ones; how many were written."""
     request = FhirRequest(interaction="update", base_url="", caller=SERVICE_CALLER)
-    written = 0
-    async with fhir.unit_of_work(request) as uow:
-        await uow.lock_patient(CODE_SYSTEM_LOCK)
-        for source in CODE_SYSTEMS:
-            wanted = code_system_resource(source)
-            stored = await uow.read_for_update("CodeSystem", source.id)
-            if stored is not None and not stored.deleted:
-                current = {k: v for k, v in stored.json().items() if k != "meta"}
-                if current == wanted:
-                    continue
-            await uow.save(wanted, previous=stored)
-            written += 1
-    return written
+    wanted = [code_system_resource(source) for source in CODE_SYSTEMS]
+    return await publish_fixed(fhir, request, CODE_SYSTEM_LOCK, "CodeSystem", wanted)

@@ -43,6 +43,7 @@ tracer = trace.get_tracer("barnebro.gateway")
 OPEN_PATHS = frozenset({"/fhir/metadata", "/healthz", "/readyz", consent_admin.OPENAPI_PATH})
 EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
 EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
+MAX_EMERGENCY_REASON = 1000
 PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
 
 
@@ -168,7 +169,14 @@ def emergency(request: web.Request) -> Emergency | None:
             "required",
             f"Emergency access needs a reason: set {EMERGENCY_REASON_HEADER}",
         )
-    return Emergency(patient=patient, reason=reason[:1000])
+    if len(reason) > MAX_EMERGENCY_REASON:
+        raise error(
+            400,
+            "too-long",
+            f"{EMERGENCY_REASON_HEADER} is at most {MAX_EMERGENCY_REASON} characters; the"
+            " reason is stored whole for the review",
+        )
+    return Emergency(patient=patient, reason=reason)
 
 
 def purpose_of_use(request: web.Request) -> str | None:

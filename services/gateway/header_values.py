@@ -21,12 +21,24 @@ VALUE_CHARS = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9!#$&+\-.^_`|~])*")
 
 def decoded(name: str, value: str) -> str:
     """The text a header value carries: an RFC 8187 ext-value decoded, any other value as
-    it is. A malformed ext-value, another charset than UTF-8, or control characters in
-    the text are a 400 naming the header."""
+    it is. A malformed ext-value, another charset than UTF-8, or control, format or
+    line-separating characters in the text (which change how it reads where it is shown)
+    are a 400 naming the header."""
     match = EXT_VALUE.fullmatch(value.strip())
-    if match is None:
-        return value
-    charset, _, encoded = match.groups()
+    text = value if match is None else _ext_value(name, *match.groups())
+    if any(unicodedata.category(char) in UNSHOWN for char in text):
+        raise error(
+            400, "invalid", f"{name} must not contain control, format or separator characters"
+        )
+    return text
+
+
+UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Unicode categories a reason may not hold: controls (tab, NUL), format characters (bidi
+overrides, zero-width) and line or paragraph separators."""
+
+
+def _ext_value(name: str, charset: str, _language: str, encoded: str) -> str:
     example = f"{name}: UTF-8''%C3%A6rlig%20grunn"
     if charset.upper() != "UTF-8":
         raise error(400, "invalid", f"{name} is encoded as UTF-8 (e.g. {example}), not {charset}")
@@ -38,9 +50,6 @@ def decoded(name: str, value: str) -> str:
             f" letters, digits and !#$&+-.^_`|~ (e.g. {example})",
         )
     try:
-        text = unquote_to_bytes(encoded).decode("utf-8")
+        return unquote_to_bytes(encoded).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise error(400, "invalid", f"{name} does not decode as UTF-8 (e.g. {example})") from exc
-    if any(unicodedata.category(char) == "Cc" for char in text):
-        raise error(400, "invalid", f"{name} must not contain control characters")
-    return text
