@@ -407,8 +407,10 @@ async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
         "Patient",
         "Practitioner",
         "PractitionerRole",
+        "Provenance",  # derived at the edge, whichever services run
         "RelatedPerson",
     }
+    assert [i["code"] for i in resources["Provenance"]["interaction"]] == ["read", "search-type"]
     patient = resources["Patient"]
     params = {p["name"] for p in patient["searchParam"]}
     assert {"identifier", "birthdate", "_id", "_lastUpdated", "care-order-organization"} <= params

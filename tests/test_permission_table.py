@@ -374,6 +374,7 @@ SERVICES = {
     "CarePlan": "careplan",
     "Goal": "careplan",
     "CareTeam": "careplan",
+    "Provenance": "careplan",  # derived at the edge; nothing of it is ever stored
     "Subscription": "subscriptions",
     "SubscriptionTopic": "subscriptions",
 }
@@ -472,6 +473,23 @@ def of_child(resource_type: str) -> tuple[Target, Target]:
 
     async def unrelated(ctx: Ctx) -> str:
         return ctx.world.unrelated.refs[resource_type]
+
+    return related, unrelated
+
+
+def goal_provenance() -> tuple[Target, Target]:
+    """The Provenance of the Goal about the related child, and about the other: derived
+    from its target, so it answers as the Goal does."""
+
+    async def of(ctx: Ctx, goal: str) -> str:
+        version = (await ctx.world.current(goal))["meta"]["versionId"]
+        return f"Provenance/Goal.{goal.split('/')[1]}.{version}.self"
+
+    async def related(ctx: Ctx) -> str:
+        return await of(ctx, ctx.world.related.refs["Goal"])
+
+    async def unrelated(ctx: Ctx) -> str:
+        return await of(ctx, ctx.world.unrelated.refs["Goal"])
 
     return related, unrelated
 
@@ -1433,6 +1451,11 @@ def scenarios() -> dict[tuple[str, str], Scenario]:
         for action in ("create", "update"):
             found[(resource_type, action)] = plan_write(resource_type, action)
     found[("CareTeam", "$assign-coordinator")] = assign_coordinator()
+    for action in ("read", "search"):
+        scenario = reading if action == "read" else searching
+        found[("Provenance", action)] = scenario(*goal_provenance())
+    for action in ("create", "update", "delete"):
+        found[("Provenance", action)] = never_written("Provenance", action, goal_provenance()[0])
     found[("Subscription", "read")] = reading(own_subscription, others_subscription)
     found[("Subscription", "search")] = searching(own_subscription, others_subscription)
     for name in ("$status", "$events"):

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from services.careplan.domain.vocabulary import PROVENANCE_EXT, Regime
-from shared.access.permissions import ACTOR_KINDS, Actor
+from services.careplan.domain.vocabulary import PROVENANCE_EXT
 from shared.clock import now_instant
+from shared.fhir.statements import kind_regime
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import Caller
 
@@ -32,17 +32,6 @@ def _provenance(statement: dict[str, Any]) -> dict[str, Any] | None:
     return next(
         (e for e in statement.get("extension") or [] if e.get("url") == PROVENANCE_EXT), None
     )
-
-
-def kind_regime(kind: str | None) -> str | None:
-    """The law an organisation of `kind` writes under: health personnel under health law,
-    barnevern (the service, its institutions, Bufetat) under barnevern law; None for
-    others (schools, NAV ...), whose statements carry no regime of these two."""
-    if kind in ACTOR_KINDS[Actor.HEALTH]:
-        return Regime.HELSE.value
-    if kind in ACTOR_KINDS[Actor.BARNEVERNSTJENESTE] | ACTOR_KINDS[Actor.BARNEVERN]:
-        return Regime.BARNEVERN.value
-    return None
 
 
 def provenance_of(caller: Caller, regime: str | None) -> dict[str, Any]:

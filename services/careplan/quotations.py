@@ -22,13 +22,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from services.careplan.domain.vocabulary import PROVENANCE_EXT, QUOTATION_EXT
-from services.careplan.provenance import changed, kind_regime
+from services.careplan.provenance import changed
 from shared.access.state import PatientAccessState
 from shared.clock import now_instant
 from shared.directory_client import DirectoryClient
 from shared.fhir.elements import patient_id
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
+from shared.fhir.statements import kind_regime
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.wire import Caller
 

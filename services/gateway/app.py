@@ -24,6 +24,7 @@ from services.gateway.bodies import BODY_LIMIT, FORM, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
 from services.gateway.header_values import decoded
+from services.gateway.provenance import CAPABILITY as PROVENANCE_CAPABILITY
 from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
@@ -233,7 +234,7 @@ async def metadata(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     await gateway.registry.refresh()
     statement = capability_statement(
-        list(gateway.registry.fragments.values()),
+        [*gateway.registry.fragments.values(), {"resources": [PROVENANCE_CAPABILITY]}],
         software_version=version("barnebro"),
         base_url=gateway.base_url(request),
     )

@@ -16,6 +16,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from services.gateway.callers import OrganisationKinds
+from services.gateway.provenance import REVINCLUDE, TARGET_TYPES, ProvenanceView
 from services.gateway.registry import ServiceRegistry
 from shared.auth.scopes import authorize_request
 from shared.auth.tokens import Verifiers
@@ -42,6 +43,9 @@ class Gateway:
         self.registry = ServiceRegistry(nc, settings.registry_bucket, settings.event_replicas)
         self.forwarder = Forwarder(nc, settings.request_timeout)
         self.kinds = OrganisationKinds(self.dispatch)
+        self.provenance = ProvenanceView(
+            self.dispatch, lambda orgnr: self.kinds.kind_of(orgnr, settings.base_url)
+        )
 
     def base_url(self, request: web.Request) -> str:
         """The FHIR base of every link (`self`, `next`, `fullUrl`, `Location`): the
@@ -74,10 +78,20 @@ class Gateway:
         return "ready" if answer.get("ready") is True else "starting"
 
     async def dispatch(self, request: FhirRequest, body: bytes) -> FhirResponse:
-        """Check the caller's scope and send one interaction to its service."""
+        """Check the caller's scope and send one interaction to its service (Provenance is
+        derived here, from the statements the caller may read)."""
         resource_type = request.resource_type or ""
+        if resource_type == "Provenance":
+            authorize_request(request)
+            return await self.provenance.answer(request)
         subject = await self.owner_subject(resource_type)
         authorize_request(request)
+        if (
+            request.interaction == "search"
+            and resource_type in TARGET_TYPES
+            and ("_revinclude", REVINCLUDE) in request.params
+        ):
+            return await self.provenance.revinclude(request, body)
         return await self.forwarder.send(subject, request, body)
 
 

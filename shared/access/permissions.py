@@ -232,6 +232,7 @@ TABLE: dict[str, dict[str, Row]] = {
         create=cells(Rule.ALL, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
         update=cells(Rule.OWN, Actor.HEALTH, Actor.BARNEVERNSTJENESTE),
     ),
+    "Provenance": _patient_data(create=NEVER, update=NEVER),
     "CarePlan": _PLAN,
     "Goal": _PLAN,
     "CareTeam": {**_PLAN, "$assign-coordinator": cells(Rule.CONSENT, *_CARE)},

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 from shared.codes import CODE_SYSTEM_BASE, STRUCTURE_DEFINITION_BASE
+from shared.fhir.statements import PROVENANCE_EXT as STATEMENT_PROVENANCE_EXT
 
 
 class PlanCategory(StrEnum):
@@ -85,5 +86,5 @@ EXTENT_EXT = f"{STRUCTURE_DEFINITION_BASE}/careplan-activity-extent"
 HANDOVER_EXT = f"{STRUCTURE_DEFINITION_BASE}/coordinator-handover"
 SUBSTITUTE_EXT = f"{STRUCTURE_DEFINITION_BASE}/coordinator-substitute-for"
 PHASE_SYSTEM = f"{CODE_SYSTEM_BASE}/forlop-phase"
-PROVENANCE_EXT = f"{STRUCTURE_DEFINITION_BASE}/statement-provenance"
+PROVENANCE_EXT = STATEMENT_PROVENANCE_EXT
 QUOTATION_EXT = f"{STRUCTURE_DEFINITION_BASE}/statement-quotation"

@@ -1,0 +1,99 @@
+"""FHIR Provenance of every statement (DOMAIN §9, Gutt 8), through the public API on both
+databases: derived from the statements a caller may read, so it says who made each, when,
+under which regime and what it quotes, and never more than its target; a target the caller
+may not see answers exactly as a missing one."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from tests.careplan_world import CarePlanWorld, plan
+from tests.referral_world import BUP, BVT, GP, KOMMUNE
+from tests.test_careplan_quotation import SUSPICION, quoting
+
+TARGET_PATH = "http://hl7.org/fhir/StructureDefinition/targetPath"
+REGIME = "https://fhir.barnebro.no/StructureDefinition/legal-regime"
+
+
+def entries(reply: Any, mode: str = "match") -> list[dict[str, Any]]:
+    assert reply.status == 200, reply.body
+    return [e["resource"] for e in reply.json().get("entry", []) if e["search"]["mode"] == mode]
+
+
+def author(provenance: dict[str, Any]) -> tuple[str, str | None]:
+    who = next(a for a in provenance["agent"] if a["type"]["coding"][0]["code"] == "author")
+    regime = next((e["valueCode"] for e in provenance.get("extension", [])
+                   if e["url"] == REGIME), None)  # fmt: skip
+    return who["who"]["identifier"]["value"], regime
+
+
+def path(provenance: dict[str, Any]) -> str:
+    return str(provenance["target"][0]["extension"][0]["valueString"])
+
+
+async def test_gutt_8_each_reader_sees_who_said_it_as_provenance(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=8)
+    referral = await world.submit(child, by=BVT, note=[{"text": SUSPICION}])
+    await careplans.start_care(child, BUP)
+    source = f"ServiceRequest/{referral.id}"
+    treatment = plan(child, "behandlingsplan", status="active", regime="helse")
+    treatment["note"] = [quoting(SUSPICION, source, "note[0]"), {"text": "Vurdering: angst"}]
+    created = await careplans.create(treatment, by=BUP)
+    assert created.status == 201, created.body
+    plan_ref = f"CarePlan/{created.json()['id']}"
+    await careplans.consent(child, "informasjonsdeling", BVT, ("careplan",), by=BUP)
+    await careplans.consent(child, "informasjonsdeling", GP, ("careplan",), by=BUP)
+
+    for reader in (BUP, BVT, GP):
+        found = entries(await world.fhir("GET", f"Provenance?target={plan_ref}", by=reader))
+        by_path = {path(p): p for p in found}
+        quoted = by_path["CarePlan.note[0]"]
+        assert author(quoted) == (BVT, "barnevern"), reader
+        assert quoted["entity"][0]["role"] == "quotation"
+        assert quoted["entity"][0]["what"]["reference"] == f"{source}/_history/1"
+        assert author(by_path["CarePlan.note[1]"]) == (BUP, "helse"), reader
+        read = await world.fhir("GET", f"Provenance/{quoted['id']}", by=reader)
+        assert read.status == 200 and read.json() == quoted, read.body
+        with_plans = await world.fhir(
+            "GET", f"CarePlan?_id={created.json()['id']}&_revinclude=Provenance:target", by=reader
+        )
+        assert {p["id"] for p in entries(with_plans, "include")} == set(p["id"] for p in found), (
+            reader
+        )
+
+    # The referral's own statements are barnevern's, the requester's; BUP reads them.
+    referral_provenance = entries(await world.fhir("GET", f"Provenance?target={source}", by=BUP))
+    note = next(p for p in referral_provenance if path(p) == "ServiceRequest.note[0]")
+    assert author(note) == (BVT, "barnevern")
+    by_child = entries(await world.fhir("GET", f"Provenance?patient=Patient/{child.id}", by=BUP))
+    assert {p["id"] for p in found} | {note["id"]} <= {p["id"] for p in by_child}
+
+
+async def test_provenance_never_says_more_than_its_target(careplans: CarePlanWorld) -> None:
+    world = careplans.world
+    child = await world.child(age=9)
+    referral = await world.submit(child, by=GP, to=KOMMUNE, note=[{"text": "Hodepine"}])
+    hidden = f"ServiceRequest/{referral.id}"
+    assert (await world.fhir("GET", hidden, by=BUP)).status == 404
+    answer = entries(await world.fhir("GET", f"Provenance?target={hidden}", by=BUP))
+    made_up = entries(
+        await world.fhir("GET", f"Provenance?target=ServiceRequest/{uuid.uuid4()}", by=BUP)
+    )
+    assert answer == made_up == []
+    seen = entries(await world.fhir("GET", f"Provenance?target={hidden}", by=KOMMUNE))
+    assert seen, "the receiver sees it"
+    own = await world.fhir("GET", f"Provenance/{seen[0]['id']}", by=BUP)
+    missing_id = seen[0]["id"].replace(referral.id, str(uuid.uuid4()))
+    missing = await world.fhir("GET", f"Provenance/{missing_id}", by=BUP)
+    assert own.status == missing.status == 404
+    assert own.json()["issue"][0]["diagnostics"].replace(seen[0]["id"], "x") == missing.json()[
+        "issue"
+    ][0]["diagnostics"].replace(missing_id, "x")
+    written = await world.fhir("POST", "Provenance", seen[0], by=KOMMUNE)
+    assert written.status == 405, written.body
+    bad = await world.fhir("GET", "Provenance?agent=x", by=KOMMUNE)
+    assert bad.status == 400, bad.body
