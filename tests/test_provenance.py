@@ -97,3 +97,19 @@ async def test_provenance_never_says_more_than_its_target(careplans: CarePlanWor
     assert written.status == 405, written.body
     bad = await world.fhir("GET", "Provenance?agent=x", by=KOMMUNE)
     assert bad.status == 400, bad.body
+
+
+async def test_provenance_needs_the_scope_of_its_target(careplans: CarePlanWorld) -> None:
+    world = careplans.world
+    child = await world.child(age=10)
+    referral = await world.submit(child, by=GP, to=KOMMUNE, note=[{"text": "Hodepine"}])
+    only = world.token(KOMMUNE, scope="system/Provenance.rs")
+    reply = await world.fhir(
+        "GET", f"Provenance?target=ServiceRequest/{referral.id}", by=KOMMUNE, token=only
+    )
+    assert reply.status == 403, reply.body
+    both = world.token(KOMMUNE, scope="system/Provenance.rs system/ServiceRequest.rs")
+    reply = await world.fhir(
+        "GET", f"Provenance?target=ServiceRequest/{referral.id}", by=KOMMUNE, token=both
+    )
+    assert reply.status == 200 and reply.json()["total"] >= 1, reply.body

@@ -129,9 +129,9 @@ class ProvenanceView:
     async def _read(
         self, request: FhirRequest, res_type: str, res_id: str, version: str | None
     ) -> dict[str, Any] | None:
-        """The target as the caller reads it; None for one it may not see or that is not
-        there (the two alike)."""
-        reader = request.caller.model_copy(update={"scopes": [f"system/{res_type}.r"]})
+        """The target as the caller reads it, with its own scopes (a token that may not
+        read the target's type may not read its provenance); None for one it may not see
+        or that is not there (the two alike)."""
         read = request.model_copy(
             update={
                 "interaction": "vread" if version else "read",
@@ -139,7 +139,6 @@ class ProvenanceView:
                 "id": res_id,
                 "version": version,
                 "params": [],
-                "caller": reader,
             }
         )
         answer = await self._dispatch(read, b"")
@@ -148,14 +147,12 @@ class ProvenanceView:
     async def _targets(
         self, request: FhirRequest, res_type: str, patient: str
     ) -> list[dict[str, Any]]:
-        searcher = request.caller.model_copy(update={"scopes": [f"system/{res_type}.s"]})
         search = request.model_copy(
             update={
                 "interaction": "search",
                 "resource_type": res_type,
                 "id": None,
                 "params": [("patient", patient), ("_count", str(MAX_TARGETS))],
-                "caller": searcher,
             }
         )
         answer = await self._dispatch(search, b"")
