@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from tests.careplan_world import CarePlanWorld, plan
+from tests.careplan_world import CarePlanWorld, goal, member, plan, team
 from tests.referral_world import BUP, BVT, GP, KOMMUNE
 from tests.test_careplan_quotation import SUSPICION, quoting
 
@@ -113,3 +113,25 @@ async def test_provenance_needs_the_scope_of_its_target(careplans: CarePlanWorld
         "GET", f"Provenance?target=ServiceRequest/{referral.id}", by=KOMMUNE, token=both
     )
     assert reply.status == 200 and reply.json()["total"] >= 1, reply.body
+
+
+async def test_a_care_teams_reasons_and_a_goals_notes_are_statements_too(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=11)
+    await careplans.start_care(child, BUP)
+    made = team(child, member(BUP, "behandler"))
+    made["reasonCode"] = [{"text": "Angst og skolevegring"}]
+    made["note"] = [{"text": "Møtes hver fjerde uke"}]
+    team_ref = await careplans.created(made, by=BUP)
+    aim = goal(child, "Trygg skolehverdag")
+    aim["note"] = [{"text": "Eleven ønsker færre møter"}]
+    goal_ref = await careplans.created(aim, by=BUP)
+    for target, paths in (
+        (team_ref, {"CareTeam.reasonCode[0]", "CareTeam.note[0]"}),
+        (goal_ref, {"Goal", "Goal.note[0]"}),
+    ):
+        found = entries(await world.fhir("GET", f"Provenance?target={target}", by=BUP))
+        assert {path(p) for p in found} == paths, found
+        assert {author(p) for p in found} == {(BUP, "helse")}

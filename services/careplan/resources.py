@@ -484,6 +484,7 @@ class GoalDefinition(ResourceDefinition):
             self.category_of(resource),
         )
         stamp([resource], earlier, caller, quoted)
+        stamp(resource.get("note") or [], (write.before or {}).get("note") or [], caller)
         return []
 
 
@@ -579,6 +580,8 @@ class CareTeamDefinition(ResourceDefinition):
         )
         problems += self._consent_problems(patient, old, new, caller.orgnr)
         refuse(problems)
+        for element in ("reasonCode", "note"):
+            stamp(resource.get(element) or [], (before or {}).get(element) or [], caller)
         return []
 
     def _consent_problems(

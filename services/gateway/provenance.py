@@ -1,6 +1,6 @@
 """FHIR `Provenance`, derived at the edge from the statements a caller may read.
 
-Who made each statement of a plan, a Goal or a referral, when and under which legal
+Who made each statement of a plan, a Goal, a care team or a referral, when and under which legal
 regime is already part of the statement (`shared.fhir.statements`): the care plan service
 stamps it on every write, a referral's statements are its requester's. A Provenance
 resource is that answer in FHIR's own shape, one per statement of one version of its
@@ -27,9 +27,11 @@ from shared.fhir.statements import kind_regime, stamp_of, statements
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest, FhirResponse
 
-TARGET_TYPES = ("CarePlan", "Goal", "ServiceRequest")
+TARGET_TYPES = ("CarePlan", "Goal", "CareTeam", "ServiceRequest")
 REVINCLUDE = "Provenance:target"
-ID = re.compile(r"(CarePlan|Goal|ServiceRequest)\.([A-Za-z0-9\-]{1,40})\.(\d{1,6})\.([a-z]+-?\d*)")
+ID = re.compile(
+    r"(CarePlan|Goal|CareTeam|ServiceRequest)\.([A-Za-z0-9\-]{1,40})\.(\d{1,6})\.([a-z]+-?\d*)"
+)
 TARGET_PATH_EXT = "http://hl7.org/fhir/StructureDefinition/targetPath"
 REGIME_EXT = "https://fhir.barnebro.no/StructureDefinition/legal-regime"
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
@@ -109,7 +111,7 @@ class ProvenanceView:
             return [found] if found else []
         if "target" in params:
             reference = params["target"]
-            parsed = re.fullmatch(r"(CarePlan|Goal|ServiceRequest)/([A-Za-z0-9\-.]{1,64})"
+            parsed = re.fullmatch(r"(CarePlan|Goal|CareTeam|ServiceRequest)/([A-Za-z0-9\-.]{1,64})"
                                   r"(?:/_history/(\d{1,6}))?", reference)  # fmt: skip
             if parsed is None:
                 return []

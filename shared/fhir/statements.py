@@ -1,10 +1,11 @@
 """Statements and their provenance, as every service and the gateway read them.
 
 A statement is an element that says something about a child: a plan's note or activity,
-a Goal, a referral's reason or note. The care plan service stamps each with who made it
-(extension `statement-provenance`: organisation, practitioner, roles, regime, time, and
-for a quotation its source and who quoted it); a referral's statements are its
-requester's. `kind_regime` is the law an organisation kind writes under.
+a Goal and its notes, a care team's reasons and notes, a referral's reason or note. The
+care plan service stamps each with who made it (extension `statement-provenance`:
+organisation, practitioner, roles, regime, time, and for a quotation its source and who
+quoted it); a referral's statements are its requester's. `kind_regime` is the law an
+organisation kind writes under.
 """
 
 from __future__ import annotations
@@ -31,13 +32,17 @@ def kind_regime(kind: str | None) -> str | None:
 
 
 def statements(resource: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each statement of a resource with its FHIRPath (`CarePlan.note[0]`; a Goal is one
-    statement itself)."""
+    """Each statement of a resource with its FHIRPath (`CarePlan.note[0]`; a Goal is a
+    statement itself, its description, and its notes are others)."""
     resource_type = str(resource.get("resourceType") or "")
     if resource_type == "Goal":
         yield "Goal", resource
-        return
-    elements = {"CarePlan": ("note", "activity"), "ServiceRequest": ("reasonCode", "note")}
+    elements = {
+        "CarePlan": ("note", "activity"),
+        "Goal": ("note",),
+        "CareTeam": ("reasonCode", "note"),
+        "ServiceRequest": ("reasonCode", "note"),
+    }
     for element in elements.get(resource_type, ()):
         for index, node in enumerate(resource.get(element) or []):
             if isinstance(node, dict):
