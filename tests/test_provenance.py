@@ -135,3 +135,40 @@ async def test_a_care_teams_reasons_and_a_goals_notes_are_statements_too(
         found = entries(await world.fhir("GET", f"Provenance?target={target}", by=BUP))
         assert {path(p) for p in found} == paths, found
         assert {author(p) for p in found} == {(BUP, "helse")}
+
+
+async def test_revincluded_provenance_needs_its_own_scope_and_whole_statements(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=12)
+    await careplans.start_care(child, BUP)
+    aim = await careplans.created(goal(child, "Sove bedre"), by=BUP)
+    query = f"Goal?_id={aim.split('/')[1]}&_revinclude=Provenance:target"
+    narrow = world.token(BUP, scope="system/Goal.rs")
+    refused = await world.fhir("GET", query, by=BUP, token=narrow)
+    assert refused.status == 403, refused.body
+    assert (await world.fhir("GET", f"{query}&_summary=true", by=BUP)).status == 400
+    assert entries(await world.fhir("GET", query, by=BUP), "include")
+
+
+async def test_a_quotation_may_name_the_version_it_quotes_and_names_the_person(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    child = await world.child(age=8)
+    referral = await world.submit(child, by=BVT, note=[{"text": SUSPICION}])
+    await careplans.start_care(child, BUP)
+    source = f"ServiceRequest/{referral.id}/_history/1"
+    treatment = plan(child, "behandlingsplan", status="active", regime="helse")
+    treatment["note"] = [quoting(SUSPICION, source, "note[0]")]
+    token = world.token(BUP, hpr="9144889")
+    reply = await world.fhir("POST", "CarePlan", treatment, by=BUP, token=token)
+    assert reply.status == 201, reply.body
+    target = f"CarePlan/{reply.json()['id']}"
+    found = entries(await world.fhir("GET", f"Provenance?target={target}", by=BUP))
+    quoted = next(p for p in found if path(p) == "CarePlan.note[0]")
+    assert quoted["entity"][0]["what"]["reference"] == source
+    enterers = {a["who"]["identifier"]["value"] for a in quoted["agent"]
+                if a["type"]["coding"][0]["code"] == "enterer"}  # fmt: skip
+    assert enterers == {BUP, "9144889"}

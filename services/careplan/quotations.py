@@ -30,7 +30,7 @@ from shared.fhir.elements import patient_id
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
 from shared.fhir.statements import kind_regime
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import Caller
 
 QUOTABLE_TYPES = frozenset({"ServiceRequest", "CarePlan", "Goal", "DocumentReference"})
@@ -161,6 +161,9 @@ class Quotations:
         if caller.orgnr:
             by = {"system": ORGNR_SYSTEM, "value": caller.orgnr}
             parts.append({"url": "quotedBy", "valueIdentifier": by})
+        if caller.hpr:
+            person = {"system": HPR_SYSTEM, "value": caller.hpr}
+            parts.append({"url": "quotedByPractitioner", "valueIdentifier": person})
         return {"url": PROVENANCE_EXT, "extension": parts}
 
     def _refuse_if_kept_from_parents(
@@ -191,7 +194,8 @@ class Quotations:
     async def _read_as(self, caller: Caller, reference: str, where: str) -> dict[str, Any]:
         """The source as the writer may read it; a 422 alike for a source that is not
         there and one the writer may not read."""
-        target = reference_target({"reference": reference.split("/_history/")[0]})
+        plain, _, version = reference.partition("/_history/")
+        target = reference_target({"reference": plain})
         unreadable = error(
             422,
             "business-rule",
@@ -202,10 +206,17 @@ class Quotations:
         if target is None or target[0] not in QUOTABLE_TYPES:
             raise unreadable
         res_type, res_id = target
-        reader = caller.model_copy(update={"scopes": [f"system/{res_type}.r"]})
-        status, source = await self.directory.ask(
-            self.directory.request(reader, interaction="read", resource_type=res_type, id=res_id)
+        reader = caller  # with its own scopes: a token that may not read the type may not quote it
+        if version and not version.isdigit():
+            raise unreadable
+        asked = self.directory.request(
+            reader,
+            interaction="vread" if version else "read",
+            resource_type=res_type,
+            id=res_id,
+            version=version or None,
         )
+        status, source = await self.directory.ask(asked)
         if status != 200 or not isinstance(source, dict):
             raise unreadable
         return source

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from shared.access.permissions import permission
+from shared.auth.scopes import authorize_request
 from shared.fhir.answers import not_found
 from shared.fhir.errors import error
 from shared.fhir.statements import kind_regime, stamp_of, statements
@@ -61,7 +62,10 @@ class ProvenanceView:
             permission(request.caller, "Provenance", request.interaction)  # writes: 405
         if request.interaction not in ("read", "search"):
             raise error(
-                405, "not-supported", "Provenance is derived from the statements; never written"
+                405,
+                "not-supported",
+                "Provenance is derived from the statements, each of one version of its target:"
+                " it is never written and has no history of its own",
             )
         if request.interaction == "read":
             found = await self._by_id(request, request.id or "")
@@ -73,6 +77,18 @@ class ProvenanceView:
     async def revinclude(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """A search of plans, Goals or referrals with `_revinclude=Provenance:target`: the
         matches, then the Provenance of each as included entries."""
+        as_provenance = request.model_copy(
+            update={"resource_type": "Provenance", "interaction": "search", "id": None}
+        )
+        authorize_request(as_provenance)  # the included type's scope, as for any include
+        permission(request.caller, "Provenance", "search")
+        if any(key in ("_summary", "_elements") for key, _ in request.params):
+            raise error(
+                400,
+                "not-supported",
+                "_revinclude=Provenance:target is derived from whole statements; it is not"
+                " combined with _summary or _elements",
+            )
         params = [(k, v) for k, v in request.params if (k, v) != ("_revinclude", REVINCLUDE)]
         answer = await self._dispatch(request.model_copy(update={"params": params}), body)
         if answer.status != 200:
@@ -218,6 +234,8 @@ def _provenance(
         agents.append(_agent("performer", HPR_SYSTEM, said["practitioner"], None))
     if said.get("quotedBy"):
         agents.append(_agent("enterer", ORGNR_SYSTEM, said["quotedBy"], None))
+    if said.get("quotedByPractitioner"):
+        agents.append(_agent("enterer", HPR_SYSTEM, said["quotedByPractitioner"], None))
     resource: dict[str, Any] = {
         "resourceType": "Provenance",
         "id": res_id,
