@@ -9,7 +9,6 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from services.referral import referral_spec
 from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     ARRIVAL_EXT,
@@ -19,10 +18,9 @@ from services.referral.domain.vocabulary import (
 )
 from services.referral.domain.working_days import add_working_days
 from shared.clock import NORWAY, today
-from shared.runtime import ServiceRuntime
 from tests.referral_world import BUP, GP, Referral, ReferralWorld
 from tests.support import wait_for
-from tests.test_referral_scenarios import monitor_of, referral_events
+from tests.test_referral_scenarios import monitor_of, overdue_once, referral_events
 
 NHN_MESSAGE = {
     "system": "urn:ietf:rfc:3986",
@@ -114,21 +112,7 @@ async def test_an_untouched_referral_is_overdue_once_across_restarts_and_instanc
     task, _ = await referrals.task(referral)
     start, deadline_text = dates(task)
     deadline = date.fromisoformat(deadline_text)
-    monitor = monitor_of(referrals.referral)
-    assert await monitor.scan(deadline) == 0  # the deadline day itself is still in time
-    second = ServiceRuntime(referral_spec(referrals.stack.settings), referrals.stack.settings)
-    await second.start()
-    try:
-        day = deadline + timedelta(days=1)
-        marked = await asyncio.gather(monitor.scan(day), monitor_of(second).scan(day))
-        assert sorted(marked) == [0, 1]
-    finally:
-        await second.stop()
-    await referrals.referral.stop()  # a restart of the only instance
-    restarted = ServiceRuntime(referral_spec(referrals.stack.settings), referrals.stack.settings)
-    await restarted.start()
-    referrals.referral = restarted
-    assert await monitor_of(restarted).scan(deadline + timedelta(days=5)) == 0
+    await overdue_once(referrals, deadline)
     found = await referrals.fhir(
         "GET", "Task?deadline-breach=assessment-overdue&status=requested", by=BUP
     )
@@ -141,7 +125,7 @@ async def test_an_untouched_referral_is_overdue_once_across_restarts_and_instanc
     assert reply.status == 200, reply.body
     assert dates(reply.json()) == (start, deadline_text)
     assert breaches(reply.json()) == ["assessment-overdue"]
-    assert await monitor_of(restarted).scan(deadline + timedelta(days=6)) == 0
+    assert await monitor_of(referrals.referral).scan(deadline + timedelta(days=6)) == 0
 
     async def published() -> bool:
         names = [e.name for e in await referral_events(referrals, referral)]

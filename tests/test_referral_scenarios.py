@@ -42,6 +42,26 @@ def monitor_of(service: ServiceRuntime) -> DeadlineMonitor:
     return next(c for c in service.components if isinstance(c, DeadlineMonitor))
 
 
+async def overdue_once(referrals: ReferralWorld, deadline: date) -> None:
+    """The monitor marks a referral overdue once: not on its deadline day, once the day
+    after with two instances scanning at the same time, and not again after a restart."""
+    monitor = monitor_of(referrals.referral)
+    assert await monitor.scan(deadline) == 0  # the deadline day itself is still in time
+    second = ServiceRuntime(referral_spec(referrals.stack.settings), referrals.stack.settings)
+    await second.start()
+    try:
+        day = deadline + timedelta(days=1)
+        marked = await asyncio.gather(monitor.scan(day), monitor_of(second).scan(day))
+        assert sorted(marked) == [0, 1]
+    finally:
+        await second.stop()
+    await referrals.referral.stop()  # a restart of the only instance
+    restarted = ServiceRuntime(referral_spec(referrals.stack.settings), referrals.stack.settings)
+    await restarted.start()
+    referrals.referral = restarted
+    assert await monitor_of(referrals.referral).scan(deadline + timedelta(days=5)) == 0
+
+
 async def test_every_state_change_raises_an_event_with_its_parties(
     referrals: ReferralWorld,
 ) -> None:
@@ -92,21 +112,7 @@ async def test_deadline_breaches_are_raised_exactly_once_across_restarts_and_ins
             e["valueDate"] for e in reply.json()["extension"] if e["url"] == ASSESSMENT_DEADLINE_EXT
         )
     )
-    monitor = monitor_of(referrals.referral)
-    assert await monitor.scan(deadline) == 0  # the deadline day itself is still in time
-    second = ServiceRuntime(referral_spec(referrals.stack.settings), referrals.stack.settings)
-    await second.start()
-    try:
-        day = deadline + timedelta(days=1)
-        marked = await asyncio.gather(monitor.scan(day), monitor_of(second).scan(day))
-        assert sorted(marked) == [0, 1]
-    finally:
-        await second.stop()
-    await referrals.referral.stop()  # a restart of the only instance
-    restarted = ServiceRuntime(referral_spec(referrals.stack.settings), referrals.stack.settings)
-    await restarted.start()
-    referrals.referral = restarted
-    assert await monitor_of(restarted).scan(deadline + timedelta(days=5)) == 0
+    await overdue_once(referrals, deadline)
     found = await referrals.fhir(
         "GET", "Task?deadline-breach=assessment-overdue&status=received", by=BUP
     )
@@ -121,8 +127,8 @@ async def test_deadline_breaches_are_raised_exactly_once_across_restarts_and_ins
     )
     assert reply.status == 200, reply.body
     late = date.today() + timedelta(days=4)
-    assert await monitor_of(restarted).scan(late) == 1
-    assert await monitor_of(restarted).scan(late) == 0
+    assert await monitor_of(referrals.referral).scan(late) == 1
+    assert await monitor_of(referrals.referral).scan(late) == 0
 
     async def published() -> bool:
         names = [e.name for e in await referral_events(referrals, referral)]
