@@ -26,7 +26,7 @@ from services.careplan.provenance import changed
 from shared.access.state import PatientAccessState
 from shared.clock import now_instant
 from shared.directory_client import DirectoryClient
-from shared.fhir.elements import patient_id
+from shared.fhir.elements import orgnr_of, patient_id
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
 from shared.fhir.statements import kind_regime
@@ -98,9 +98,9 @@ def _author_orgnr(source: dict[str, Any]) -> str | None:
     for key in ("requester", "author", "custodian"):
         value = source.get(key)
         for reference in value if isinstance(value, list) else [value]:
-            identifier = (reference or {}).get("identifier") or {}
-            if identifier.get("system") == ORGNR_SYSTEM and identifier.get("value"):
-                return str(identifier["value"])
+            orgnr = orgnr_of(reference)
+            if orgnr is not None:
+                return orgnr
     return None
 
 
@@ -206,11 +206,10 @@ class Quotations:
         if target is None or target[0] not in QUOTABLE_TYPES:
             raise unreadable
         res_type, res_id = target
-        reader = caller  # with its own scopes: a token that may not read the type may not quote it
         if version and not version.isdigit():
             raise unreadable
         asked = self.directory.request(
-            reader,
+            caller,  # its own scopes: a token that may not read the type may not quote it
             interaction="vread" if version else "read",
             resource_type=res_type,
             id=res_id,

@@ -23,6 +23,7 @@ import orjson
 from shared.access.permissions import permission
 from shared.auth.scopes import authorize_request
 from shared.fhir.answers import not_found
+from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import error
 from shared.fhir.statements import kind_regime, stamp_of, statements
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
@@ -30,9 +31,9 @@ from shared.transport.wire import FhirRequest, FhirResponse
 
 TARGET_TYPES = ("CarePlan", "Goal", "CareTeam", "ServiceRequest")
 REVINCLUDE = "Provenance:target"
-ID = re.compile(
-    r"(CarePlan|Goal|CareTeam|ServiceRequest)\.([A-Za-z0-9\-]{1,40})\.(\d{1,6})\.([a-z]+-?\d*)"
-)
+TYPES = "|".join(TARGET_TYPES)
+ID = re.compile(rf"({TYPES})\.([A-Za-z0-9\-]{{1,40}})\.(\d{{1,6}})\.([a-z]+-?\d*)")
+TARGET = re.compile(rf"({TYPES})/([A-Za-z0-9\-.]{{1,64}})(?:/_history/(\d{{1,6}}))?")
 TARGET_PATH_EXT = "http://hl7.org/fhir/StructureDefinition/targetPath"
 REGIME_EXT = "https://fhir.barnebro.no/StructureDefinition/legal-regime"
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
@@ -127,8 +128,7 @@ class ProvenanceView:
             return [found] if found else []
         if "target" in params:
             reference = params["target"]
-            parsed = re.fullmatch(r"(CarePlan|Goal|CareTeam|ServiceRequest)/([A-Za-z0-9\-.]{1,64})"
-                                  r"(?:/_history/(\d{1,6}))?", reference)  # fmt: skip
+            parsed = TARGET.fullmatch(reference)
             if parsed is None:
                 return []
             target = await self._read(request, *parsed.groups())
@@ -184,10 +184,14 @@ class ProvenanceView:
         res_type, res_id = str(target.get("resourceType")), str(target.get("id"))
         version = str((target.get("meta") or {}).get("versionId") or "1")
         found = []
+        writer: dict[str, Any] | None = None  # asked once, for the statements without a stamp
         for path, statement in statements(target):
             if slot is not None and _slot(path) != slot:
                 continue
-            said = stamp_of(statement) or await self._requesters(target)
+            said = stamp_of(statement)
+            if not said:
+                writer = await self._requesters(target) if writer is None else writer
+                said = writer
             found.append(
                 _provenance(f"{res_type}.{res_id}.{version}.{_slot(path)}",
                             f"{res_type}/{res_id}/_history/{version}", path, said,
@@ -198,10 +202,9 @@ class ProvenanceView:
     async def _requesters(self, target: dict[str, Any]) -> dict[str, Any]:
         """A statement without a stamp of its own is its record's writer's: a referral's
         requester, under the law of its kind."""
-        requester = (target.get("requester") or {}).get("identifier") or {}
-        if requester.get("system") != ORGNR_SYSTEM or not requester.get("value"):
+        orgnr = orgnr_of(target.get("requester"))
+        if orgnr is None:
             return {}
-        orgnr = str(requester["value"])
         said: dict[str, Any] = {"organization": orgnr}
         regime = kind_regime(await self._kind_of(orgnr))
         if regime:
