@@ -25,7 +25,12 @@ from services.consent.access_state import patient_state
 from services.consent.directory import DirectoryReader
 from services.consent.disclosures import open_disclosures
 from services.consent.domain.authority import HIDE_FROM_PARENTS, who_may_consent
-from services.consent.domain.lifecycle import authority_error, evaluate, unauthorised_grantors
+from services.consent.domain.lifecycle import (
+    authority_error,
+    evaluate,
+    latest_answers,
+    unauthorised_grantors,
+)
 from services.consent.domain.model import (
     Authority,
     ChildFacts,
@@ -155,8 +160,7 @@ def reassessed(record: ConsentRecord, authority: Authority, day: date) -> Consen
 
 
 def _latest_answer(record: ConsentRecord, grantor: str) -> Decision | None:
-    answers = [s for s in record.signatures if s.grantor == grantor]
-    return sorted(answers, key=lambda s: s.date)[-1].decision if answers else None
+    return latest_answers([s.facts() for s in record.signatures]).get(grantor)
 
 
 def _judgement(record: ConsentRecord) -> tuple[Any, ...]:

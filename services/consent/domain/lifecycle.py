@@ -192,14 +192,19 @@ def _authority_ended_reason(authority: Authority, valid_until: date) -> str:
     return f"The authority under the rule {authority.rule} ended on {valid_until.isoformat()}."
 
 
-def _latest_decisions(authority: Authority, signatures: Sequence[Signature]) -> dict[str, Decision]:
-    """Each authorised grantor's latest answer (a grantor may change their mind)."""
-    allowed = set(authority.grantors)
+def latest_answers(signatures: Sequence[Signature]) -> dict[str, Decision]:
+    """Each grantor's latest answer: the one that counts (a grantor may change their mind;
+    of answers on one day, the one recorded last)."""
     decisions: dict[str, Decision] = {}
     for signature in sorted(signatures, key=lambda signature: signature.when):
-        if signature.grantor in allowed:
-            decisions[signature.grantor] = signature.decision
+        decisions[signature.grantor] = signature.decision
     return decisions
+
+
+def _latest_decisions(authority: Authority, signatures: Sequence[Signature]) -> dict[str, Decision]:
+    """Each authorised grantor's latest answer."""
+    allowed = set(authority.grantors)
+    return {g: d for g, d in latest_answers(signatures).items() if g in allowed}
 
 
 def _consented(member: str, decisions: dict[str, Decision]) -> bool:
