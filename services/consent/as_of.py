@@ -106,46 +106,37 @@ async def situation_at(
     consents: list[StoredResource] = []
     disclosures: list[Disclosure] = []
     async with fhir.db.reader() as conn:
-        for current in await fhir.store.of_patient(conn, "Consent", patient_id):
+
+        async def as_it_stood(stored: StoredResource) -> StoredResource | None:
             versions, _ = await fhir.store.history(
                 conn,
-                "Consent",
-                current.res_id,
+                stored.res_type,
+                stored.res_id,
                 since=None,
                 count=MAX_VERSIONS,
                 before_seq=None,
             )
-            then = version_current_at(versions, instant)
+            return version_current_at(versions, instant)
+
+        for current in await fhir.store.of_patient(conn, "Consent", patient_id):
+            then = await as_it_stood(current)
             if then is not None:
                 consents.append(then)
         found = await fhir.store.carrying_all(
             conn, "AuditEvent", [("subtype", "hpl-33"), ("patient", f"Patient/{patient_id}")], 1000
         )
         for stored in found:  # each as it stood then: recorded by then, not yet closed
-            versions, _ = await fhir.store.history(
-                conn,
-                "AuditEvent",
-                stored.res_id,
-                since=None,
-                count=MAX_VERSIONS,
-                before_seq=None,
-            )
-            then = version_current_at(versions, instant)
+            then = await as_it_stood(stored)
             released = disclosed(then.json()) if then is not None else None
             if released is not None:
                 disclosures.append(released)
         relations = await related(conn, patient_id)
-    holders = [
-        await directory.orgnr_of(order.organization)
-        for order in child.care_orders
-        if order.end is None or order.end >= day
-    ]
     state = patient_state(
         patient_id,
         child,
         [from_fhir(v.json()) for v in consents],
         disclosures,
         related=relations,
-        care_order_holders=[orgnr for orgnr in holders if orgnr],
+        care_order_holders=await directory.care_order_holders(child, day),
     )
     return Situation(instant, day, child, consents, state)

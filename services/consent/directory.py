@@ -94,6 +94,16 @@ class DirectoryReader(DirectoryClient):
     def __init__(self, forwarder: Forwarder, prefix: str, base_url: str) -> None:
         super().__init__(forwarder, prefix, base_url, CONSENT_SERVICE_CALLER)
 
+    async def care_order_holders(self, child: ChildFacts, day: date) -> list[str]:
+        """organisasjonsnummer of the holders of the child's care orders not ended by
+        `day` (the access state lists them: the directory releases the child to them)."""
+        holders = [
+            await self.orgnr_of(order.organization)
+            for order in child.care_orders
+            if order.end is None or order.end >= day
+        ]
+        return [orgnr for orgnr in holders if orgnr]
+
     async def registered(self, patient_id: str) -> bool:
         """Whether the directory holds the child's record (not deleted)."""
         return await self.read("Patient", patient_id) is not None

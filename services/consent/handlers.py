@@ -542,19 +542,13 @@ class ConsentHandlers:
         """Queue the child's access state for the consent-view bucket, in this unit of work."""
         consents = [from_fhir(s.json()) for s in await uow.of_patient("Consent", patient_id)]
         disclosures = await open_disclosures(uow, patient_id)
-        day = self.clock()
-        holders = [
-            await self.directory.orgnr_of(order.organization)
-            for order in child.care_orders
-            if order.end is None or order.end >= day
-        ]
         state = patient_state(
             patient_id,
             child,
             consents,
             disclosures,
             related=await related(uow.conn, patient_id),
-            care_order_holders=[orgnr for orgnr in holders if orgnr],
+            care_order_holders=await self.directory.care_order_holders(child, self.clock()),
         )
         await self._queue_state(uow, state)
 
