@@ -526,9 +526,7 @@ class ConsentAdministration:
     async def list_consents(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """A child's consents the caller may see, with the status the rules give each today
         (`effective_status`) next to the stored one."""
-        patient_id = request.id or ""
-        if not ID_PATTERN.fullmatch(patient_id):
-            raise error(400, "invalid", f"{patient_id!r} is not a valid Patient id")
+        patient_id = _path_id(request, "Patient")
         await self.directory.require_relation(request.caller, patient_id)
         child = await self.directory.child_facts(patient_id)
         day = self.handlers.clock()
@@ -671,9 +669,7 @@ class ConsentAdministration:
         """A child's §33 disclosures, to the organisation that reported and the one that
         received each, and to the operator. Without a relation to the child, the child
         answers as one that is not registered."""
-        patient_id = request.id or ""
-        if not ID_PATTERN.fullmatch(patient_id):
-            raise error(400, "invalid", f"{patient_id!r} is not a valid Patient id")
+        patient_id = _path_id(request, "Patient")
         if request.caller.credential == "operator":
             if not await self.directory.registered(patient_id):
                 raise not_found("Patient", patient_id)
@@ -689,9 +685,7 @@ class ConsentAdministration:
     async def close_disclosure(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """Close a §33 disclosure (the reporting organisation or the operator): the
         recipient sees nothing more through it; the record stays."""
-        event_id = request.id or ""
-        if not ID_PATTERN.fullmatch(event_id):
-            raise error(400, "invalid", f"{event_id!r} is not a valid disclosure id")
+        event_id = _path_id(request, "disclosure")
         closing = _parse(CloseDisclosureInput, body)
         closed = await self.disclosures.close(request, event_id, closing.reason)
         return _json(200, ListedDisclosure.model_validate(closed).json_body())
@@ -739,7 +733,12 @@ def _versions(then: Situation, decision: AccessDecision) -> list[str]:
             if stored.reference in named]  # fmt: skip
 
 
-def _consent_id(request: FhirRequest) -> str:
+def _path_id(request: FhirRequest, what: str) -> str:
+    """The id in the route's path, or a 400 saying it is not a valid `what` id."""
     if request.id is None or not ID_PATTERN.fullmatch(request.id):
-        raise error(400, "invalid", f"{request.id!r} is not a valid Consent id")
+        raise error(400, "invalid", f"{request.id!r} is not a valid {what} id")
     return request.id
+
+
+def _consent_id(request: FhirRequest) -> str:
+    return _path_id(request, "Consent")
