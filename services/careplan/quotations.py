@@ -253,6 +253,8 @@ async def quoted_origins(
     """The proven origin of each new or changed statement that quotes a source, by its
     position in `statements` (for `provenance.stamp`); `where` names the element list
     (`CarePlan.note`) or the resource (`Goal`) in a refusal."""
+    if not any(isinstance(s, dict) and quotation_of(s) is not None for s in statements):
+        return {}  # the usual write: nothing to prove, nothing to compare
     fresh = {id(statement) for statement in changed(statements, earlier)}
     quotations = Quotations(directory, state, category)
     origins: dict[int, dict[str, Any]] = {}
