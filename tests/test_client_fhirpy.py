@@ -194,3 +194,33 @@ async def test_fhirpy_writes_a_care_plan_that_cannot_be_deleted(careplans: CareP
     with pytest.raises(OperationOutcome) as kept:  # a plan's record is kept: 405
         await kommune.delete(draft)
     assert kept.value.resource["issue"][0]["severity"] == "error"
+
+
+async def test_fhirpy_conditional_create_needs_if_none_exist(referrals: ReferralWorld) -> None:
+    """fhirpy's `create(**criteria)` and `get_or_create` send the criteria in the query of
+    the POST. A create refuses query parameters rather than dropping them, so they cannot
+    create a duplicate child; the criteria go in If-None-Exist."""
+    fnr = fodselsnummer(date.today() - timedelta(days=6 * 365), 800)
+    criteria = f"{FNR_SYSTEM}|{fnr}"
+    fhir = client(referrals, BVT)
+    patients = fhir.resources("Patient").search(identifier=criteria)
+
+    def child(fhir: AsyncFHIRClient) -> AsyncFHIRResource:
+        return fhir.resource(
+            "Patient",
+            identifier=[{"system": FNR_SYSTEM, "value": fnr}],
+            name=[{"family": "Nordmann", "given": ["Nora"]}],
+        )
+
+    with pytest.raises(OperationOutcome, match="If-None-Exist") as refused:
+        await child(fhir).create(identifier=criteria)
+    assert refused.value.resource["issue"][0]["code"] == "not-supported"
+    with pytest.raises(OperationOutcome, match="If-None-Exist"):
+        await patients.get_or_create(child(fhir))
+    assert await patients.fetch_all() == []
+
+    conditional = client(referrals, BVT, **{"If-None-Exist": f"identifier={criteria}"})
+    first = await child(conditional).save()
+    again = await child(conditional).save()
+    assert again.id == first.id
+    assert [p.id for p in await patients.fetch_all()] == [first.id]

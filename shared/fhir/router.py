@@ -20,7 +20,7 @@ from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
 from shared.fhir.resources import parse_json, version_number
-from shared.fhir.search_query import MAX_COUNT, parse_date_value, small_integer
+from shared.fhir.search_query import IGNORED_PARAMS, MAX_COUNT, parse_date_value, small_integer
 from shared.fhir.service import FhirService
 from shared.fhir.subsets import Subset, cut, parse_subset
 from shared.fhir.transaction import run_transaction
@@ -114,6 +114,7 @@ class FhirRouter:
     async def create(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
+        refuse_create_criteria(request)
         async with self.service.unit_of_work(request) as uow:
             return await writes.create(uow, definition, parse_json(body), rule=rule)
 
@@ -138,6 +139,21 @@ class FhirRouter:
         ):
             raise error(405, "not-supported", f"{request.operation} changes data: use POST")
         return await operation(request, body)
+
+
+def refuse_create_criteria(request: FhirRequest) -> None:
+    """A create's parameters would be dropped silently, and a client that sends its
+    conditional-create criteria in the query (fhirpy's `get_or_create`) would create a
+    duplicate each time: they are refused, as in a Bundle entry."""
+    names = sorted({name for name, _ in request.params} - IGNORED_PARAMS)
+    if names:
+        raise error(
+            400,
+            "not-supported",
+            f"A create takes no query parameters (got {', '.join(names)}): a conditional"
+            " create sends its criteria in If-None-Exist (e.g. If-None-Exist:"
+            " identifier=<system>|<value>)",
+        )
 
 
 def read_subset(resource_type: str, request: FhirRequest) -> Subset:
