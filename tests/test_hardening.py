@@ -15,7 +15,7 @@ from services.stack import free_port
 from shared.auth.tokens import TokenVerifier
 from shared.events import subject_token
 from shared.fhir.errors import FhirError
-from tests.support import Stack
+from tests.support import FHIR_JSON, Stack
 from tests.test_gateway_routing import claims, sign
 
 KIND = "https://fhir.barnebro.no/CodeSystem/organisation-kind"
@@ -326,6 +326,12 @@ async def test_formats_and_search_forms(stack: Stack) -> None:
     xml_only = await stack.call("GET", "Practitioner", headers={"Accept": "application/fhir+xml"})
     assert xml_only.status == 406
     assert (await stack.call("GET", "Practitioner?_format=json")).status == 200
+    # _format overrides Accept, as a browser sends it (FHIR R4 http.html).
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    assert (await stack.call("GET", "Practitioner?_format=json", headers=html)).status == 200
+    assert (await stack.call("GET", "Practitioner", headers=html)).status == 406
+    json_only = {"Accept": FHIR_JSON}
+    assert (await stack.call("GET", "Practitioner?_format=xml", headers=json_only)).status == 406
     json_body = await stack.call("POST", "Practitioner/_search", {"family": "x"})
     assert json_body.status == 415
     for i in range(3):

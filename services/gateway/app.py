@@ -139,14 +139,19 @@ JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
 
 
 def negotiate(request: web.Request) -> None:
-    """Only JSON is served: asking for anything else (XML, Turtle) is a 406."""
+    """Only JSON is served: asking for anything else (XML, Turtle) is a 406. `_format`,
+    when given, overrides the Accept header (FHIR R4 http.html), so a browser's
+    `Accept: text/html` with `_format=json` is served JSON."""
     wanted = request.query.get("_format")
-    accept = header(request, "Accept") or ""
-    accepted = not accept or any(
-        part.split(";")[0].strip() in ("*/*", "application/*", *JSON_FORMATS)
-        for part in accept.split(",")
-    )
-    if (wanted is not None and wanted.split(";")[0] not in JSON_FORMATS) or not accepted:
+    if wanted is not None:
+        accepted = wanted.split(";")[0].strip() in JSON_FORMATS
+    else:
+        accept = header(request, "Accept") or ""
+        accepted = not accept or any(
+            part.split(";")[0].strip() in ("*/*", "application/*", *JSON_FORMATS)
+            for part in accept.split(",")
+        )
+    if not accepted:
         raise error(406, "not-supported", f"Only JSON is served ({FHIR_JSON})")
 
 
