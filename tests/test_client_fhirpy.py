@@ -140,6 +140,10 @@ async def test_fhirpy_follows_a_referral_from_task_to_request(referrals: Referra
     assert await tasks.count() == 1
     task = await tasks.get()
     assert task["status"] == "requested"
+    # elements() asks for `resourceType` and `id` besides the ones named.
+    (subset,) = await tasks.elements("status", "focus").fetch_all()
+    assert set(subset) == {"resourceType", "id", "meta", "status", "focus", "intent"}
+    assert at(subset, "meta", "tag", 0, "code") == "SUBSETTED"
     request = await task["focus"].to_resource()
     assert request["id"] == service_request["id"]
     assert at(request, "subject", "reference") == f"Patient/{child.id}"

@@ -151,6 +151,8 @@ def parse_subset(resource_type: str, params: Iterable[tuple[str, str]]) -> Subse
     wanted: set[str] = set()
     unknown: list[str] = []
     for name in (n.strip() for value in listed for n in value.split(",")):
+        if name == "resourceType":  # always there; fhirpy's elements() names it
+            continue
         keys = shape.names.get(name.removeprefix(f"{resource_type}."))
         if keys is None:
             unknown.append(name)
