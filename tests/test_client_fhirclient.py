@@ -18,6 +18,7 @@ from fhirclient.models.careplan import CarePlan
 from fhirclient.models.consent import Consent
 from fhirclient.models.organization import Organization
 from fhirclient.models.patient import Patient
+from fhirclient.models.practitioner import Practitioner
 from fhirclient.models.provenance import Provenance
 from fhirclient.models.relatedperson import RelatedPerson
 from fhirclient.models.servicerequest import ServiceRequest
@@ -193,3 +194,32 @@ async def test_fhirclient_writes_a_draft_care_plan(careplans: CarePlanWorld) -> 
         await run(lambda: created.delete(kommune))
     assert kept.value.response is not None
     assert kept.value.response.status_code == 405
+
+
+async def test_fhirclient_cannot_write_back_a_subset(referrals: ReferralWorld) -> None:
+    """A resource read with `_elements` is tagged SUBSETTED; updated and sent back, it would
+    drop everything it left out, so the update is refused and the whole stays."""
+    fhir = server(referrals, GP)
+    doctor = Practitioner(
+        {
+            "resourceType": "Practitioner",
+            "name": [{"family": "Lege", "given": ["Liv"]}],
+            "telecom": [{"system": "phone", "value": "22334455"}],
+            "gender": "female",
+        }
+    )
+    created = Practitioner(await run(lambda: doctor.create(fhir)))
+    (partial,) = await run(lambda: search(Practitioner, fhir, _id=created.id, _elements="name"))
+    assert partial.telecom is None
+    assert [t.code for t in partial.meta.tag] == ["SUBSETTED"]
+    partial.name[0].given = ["Liv", "Marie"]
+    with pytest.raises(HTTPError) as refused:
+        await run(lambda: partial.update(fhir))
+    assert refused.value.response is not None
+    assert refused.value.response.status_code == 422
+    assert "SUBSETTED" in refused.value.response.json()["issue"][0]["diagnostics"]
+    whole = await run(lambda: Practitioner.read(created.id, fhir))
+    assert whole.meta.versionId == "1"
+    assert whole.meta.tag is None
+    assert whole.telecom[0].value == "22334455"
+    assert whole.gender == "female"

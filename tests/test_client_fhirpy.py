@@ -97,6 +97,20 @@ async def test_fhirpy_saves_updates_and_deletes_a_child(referrals: ReferralWorld
     assert read.id == child.id
     assert at(read, "name", 0, "given") == ["Ola", "Kristian"]
 
+    # A part of the child (elements()) is tagged SUBSETTED: saving it back would drop the
+    # rest, so it is refused and nothing changes.
+    partial = await fhir.resources("Patient").search(_id=child.id).elements("name").get()
+    partial["name"] = [{"family": "Hansen"}]
+    with pytest.raises(OperationOutcome, match="SUBSETTED") as subset:
+        await partial.save()
+    assert subset.value.resource["issue"][0]["expression"] == ["Patient.meta.tag"]
+    whole = await fhir.get("Patient", child.id)
+    assert at(whole, "meta", "versionId") == "2"
+    assert (
+        at(whole, "generalPractitioner", 0, "reference")
+        == f"Organization/{referrals.organisations[GP]}"
+    )
+
     gp = await child["generalPractitioner"][0].to_resource()
     assert gp["resourceType"] == "Organization"
     assert at(gp, "identifier", 0, "value") == GP

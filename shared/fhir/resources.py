@@ -146,6 +146,7 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
         ) from exc
     problems = list(json_type_mismatches(data, model, resource_type))
     problems += _contained_parties(data, resource_type)
+    problems += _subsetted(data, resource_type)
     problems += list(_misspelt_systems(data, resource_type))
     if problems:
         raise FhirError(422, problems)
@@ -158,6 +159,26 @@ CONTAINED_PARTIES = frozenset(
 """Who a record names decides who sees it and who may act on it, so a party is named by
 reference to its registered record, never as a contained resource the client invents (a
 contained one would escape every check made of the registered organisation or person)."""
+
+
+SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
+
+
+def _subsetted(data: dict[str, Any], resource_type: str) -> list[Issue]:
+    """A resource tagged SUBSETTED is a part of one (`_summary`, `_elements`, a look-up):
+    written back, it would silently drop all the rest (FHIR R4 search.html#summary)."""
+    tags = (data.get("meta") or {}).get("tag") or []
+    if not any(t.get("system") == SUBSETTED_SYSTEM and t.get("code") == "SUBSETTED" for t in tags):
+        return []
+    return [
+        Issue(
+            "business-rule",
+            f"This {resource_type} is tagged SUBSETTED: it is a part of the resource (from"
+            " _summary, _elements or a look-up), and writing it would drop the rest. Read the"
+            " whole resource and send that",
+            expression=(f"{resource_type}.meta.tag",),
+        )
+    ]
 
 
 def _contained_parties(data: dict[str, Any], resource_type: str) -> list[Issue]:

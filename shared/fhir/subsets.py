@@ -26,11 +26,11 @@ from fhir.resources.R4B.backboneelement import BackboneElement
 from pydantic import BaseModel
 
 from shared.fhir.errors import error
-from shared.fhir.resources import model_class
+from shared.fhir.resources import SUBSETTED_SYSTEM, model_class
 from shared.store.stored import StoredResource
 
 SUBSETTED = {
-    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "system": SUBSETTED_SYSTEM,
     "code": "SUBSETTED",
     "display": "Resource encoded in summary mode",
 }
