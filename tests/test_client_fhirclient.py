@@ -115,6 +115,12 @@ async def test_fhirclient_creates_reads_and_updates_a_child(referrals: ReferralW
     assert updated.name[0].given == ["Kari", "Elise"]
     found = await run(lambda: search(Patient, fhir, identifier=f"{FNR_SYSTEM}|{fnr}"))
     assert [p.id for p in found] == [created.id]
+    history = f"Patient/{created.id}/_history"
+    versions = await run(lambda: Bundle.read_from(history, fhir))
+    assert [e.resource.meta.versionId for e in versions.entry] == ["2", "1"]
+    assert [(link.relation, link.url) for link in versions.link] == [
+        ("self", f"{referrals.stack.base}/{history}")
+    ]
 
     # The school has no relation to the child: fhirclient sees no child, and may create none.
     school = server(referrals, SKOLE)

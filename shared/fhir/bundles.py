@@ -84,7 +84,7 @@ def history(
 ) -> dict[str, Any]:
     """One page of a type's or an instance's history (`path`: its URL), newest first."""
     kept = [(k, v) for k, v in params if k != "_cursor"]
-    links = [{"relation": "self", "url": f"{path}?{urlencode(params)}"}]
+    links = [{"relation": "self", "url": f"{path}?{urlencode(params)}" if params else path}]
     if next_seq is not None:
         links.append(
             {"relation": "next", "url": f"{path}?{urlencode([*kept, ('_cursor', next_seq)])}"}
