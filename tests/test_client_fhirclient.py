@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import pytest
@@ -16,6 +17,7 @@ from fhirclient.models.bundle import Bundle
 from fhirclient.models.capabilitystatement import CapabilityStatement
 from fhirclient.models.careplan import CarePlan
 from fhirclient.models.consent import Consent
+from fhirclient.models.fhirelementfactory import FHIRElementFactory
 from fhirclient.models.organization import Organization
 from fhirclient.models.patient import Patient
 from fhirclient.models.practitioner import Practitioner
@@ -32,7 +34,7 @@ from requests import HTTPError
 
 from shared.codes import ORGANISATION_KIND_SYSTEM
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
-from tests.careplan_world import CarePlanWorld, plan
+from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team
 from tests.referral_world import (
     BUP,
     BUP2,
@@ -65,6 +67,15 @@ async def run(step: Callable[[], T]) -> T:
 def search(model: Any, fhir: FHIRServer, **params: str) -> list[Any]:
     """Every match of a search, following the `next` links page by page."""
     return list(model.where(struct=params).perform_resources_iter(fhir))
+
+
+def parsed(fhir: FHIRServer, path: str, lenient: bool = False) -> Any:
+    """The answer to GET `path`, whatever its status, as fhirclient's strict R4 model."""
+    headers = {"Accept": "application/fhir+json"}
+    if lenient:
+        headers["Prefer"] = "handling=lenient"
+    answer = fhir.session.get(f"{fhir.base_uri}{path}", headers=headers).json()
+    return FHIRElementFactory.instantiate(answer["resourceType"], answer)
 
 
 def orgnr(organization: Organization) -> str:
@@ -229,3 +240,47 @@ async def test_fhirclient_cannot_write_back_a_subset(referrals: ReferralWorld) -
     assert whole.meta.tag is None
     assert whole.telecom[0].value == "22334455"
     assert whole.gender == "female"
+
+
+async def test_fhirclient_models_parse_every_kind_of_answer(careplans: CarePlanWorld) -> None:
+    """The strict R4 models take every kind of answer a care team's members read: resources
+    with the project's extensions, searchsets with includes and an outcome entry, histories,
+    derived Provenance, the CapabilityStatement, CodeSystems, and refusals' outcomes."""
+    world = careplans.world
+    child = await world.child(age=15)
+    ordered = await world.child(age=10, care_order=True)
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
+    await careplans.consent(child, "individuell-plan", BUP, ("individuell-plan", "careteam"), by=GP)
+    goal_ref = await careplans.created(goal(child), by=KOMMUNE)
+    members = (member(KOMMUNE, "koordinator"), member(BUP, "behandler"),
+               person(f"Patient/{child.id}", "pasient"))  # fmt: skip
+    team_ref = await careplans.created(team(child, *members), by=KOMMUNE)
+    active = plan(child, status="active", goals=(goal_ref,), care_team=team_ref)
+    plan_ref = await careplans.created(active, by=KOMMUNE)
+    referral = await world.submit(child)
+    await world.accept(referral)
+    paths = (
+        plan_ref, goal_ref, team_ref, f"{plan_ref}/_history", f"Provenance?target={plan_ref}",
+        f"CarePlan?patient={child.id}&_revinclude=Provenance:target&_include=CarePlan:care-team",
+        f"Patient/{child.id}", f"Patient/{child.id}/_history", f"RelatedPerson?patient={child.id}",
+        f"Task/{referral.task_id}", f"Task/{referral.task_id}/_history", referral.ref,
+        f"ServiceRequest?patient={child.id}&_include=ServiceRequest:supporting-info",
+        f"Task?focus={referral.ref}&_include=Task:focus", f"Consent?patient={child.id}",
+        "metadata", "CodeSystem", "Organization?_elements=name", "Organization/_history",
+        "Patient/no-such-child", "NoSuchType",
+    )  # fmt: skip
+    kinds: set[str] = set()
+    for orgnr_, more in ((BUP, ()), (KOMMUNE, ()), (BVT, (f"Patient/{ordered.id}",))):
+        fhir = server(world, orgnr_)
+        for path in (*paths, *more):
+            answer = await run(partial(parsed, fhir, path))
+            kinds.add(answer.resource_type)
+            for entry in getattr(answer, "entry", None) or []:
+                kinds.add(entry.resource.resource_type)
+        lenient = await run(partial(parsed, fhir, "Organization?unknown=1", lenient=True))
+        assert lenient.entry[-1].search.mode == "outcome"
+    assert kinds >= {
+        "CarePlan", "Goal", "CareTeam", "Provenance", "Patient", "RelatedPerson", "Task",
+        "ServiceRequest", "DocumentReference", "Consent", "CapabilityStatement", "CodeSystem",
+        "Organization", "Bundle", "OperationOutcome",
+    }  # fmt: skip
