@@ -20,7 +20,7 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 
 from services.gateway import consent_admin
-from services.gateway.bodies import BODY_LIMIT, FORM, read_body
+from services.gateway.bodies import BODY_LIMIT, FORM, JSON_TYPES, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
 from services.gateway.header_values import decoded
@@ -28,6 +28,7 @@ from services.gateway.provenance import CAPABILITY as PROVENANCE_CAPABILITY
 from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
+from shared.fhir.patch import JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
@@ -46,6 +47,8 @@ EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
 EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
 MAX_EMERGENCY_REASON = 1000
 PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
+PATCH_TYPES = JSON_TYPES | {JSON_PATCH}
+"""A PATCH body: a JSON Patch; a FHIRPath Patch (a Parameters resource) is refused (400)."""
 
 
 def fhir_response(response: FhirResponse) -> web.Response:
@@ -300,6 +303,15 @@ async def instance(request: web.Request) -> web.Response:
         return await _forward(request, "read", resource_type=resource_type, res_id=res_id)
     if request.method == "DELETE":
         return await _forward(request, "delete", resource_type=resource_type, res_id=res_id)
+    if request.method == "PATCH":
+        body = await read_body(request, PATCH_TYPES, JSON_PATCH)
+        if request.content_type in JSON_TYPES:
+            raise error(
+                400,
+                "not-supported",
+                f"FHIRPath Patch is not supported: send a JSON Patch (RFC 6902) as {JSON_PATCH}",
+            )
+        return await _forward(request, "patch", body, resource_type=resource_type, res_id=res_id)
     body = await read_body(request)
     return await _forward(request, "update", body, resource_type=resource_type, res_id=res_id)
 
@@ -383,6 +395,7 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_post("/fhir/{type}/$validate", validate)
     routes.add_get("/fhir/{type}/{id}", instance)
     routes.add_put("/fhir/{type}/{id}", instance)
+    routes.add_patch("/fhir/{type}/{id}", instance)
     routes.add_delete("/fhir/{type}/{id}", instance)
     routes.add_post("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)
     routes.add_get("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)

@@ -61,6 +61,14 @@ def _invalid(index: int, message: str) -> Exception:
 
 def parse_entry(index: int, entry: Any) -> EntryRequest:
     request = entry.get("request") if isinstance(entry, dict) else None
+    if isinstance(request, dict) and request.get("method") == "PATCH":
+        raise error(
+            400,
+            "not-supported",
+            "PATCH is not supported in a batch or transaction: send PATCH /fhir/{type}/{id}"
+            " on its own",
+            f"Bundle.entry[{index}].request.method",
+        )
     if not isinstance(request, dict) or request.get("method") not in METHOD_ORDER:
         raise _invalid(index, "Each entry needs request.method GET, POST, PUT or DELETE")
     method, url = request["method"], request.get("url")

@@ -14,7 +14,7 @@ from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
-INTERACTIONS = [*READ_INTERACTIONS, "update", "delete", "create"]
+INTERACTIONS = [*READ_INTERACTIONS, "update", "patch", "delete", "create"]
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
 RESULT_PARAMS = [
     {

@@ -19,6 +19,7 @@ from shared.auth.scopes import authorize_request
 from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
+from shared.fhir.patch import parse_json_patch
 from shared.fhir.resources import parse_json, version_number
 from shared.fhir.search_query import MAX_COUNT, parse_date_value, small_integer
 from shared.fhir.service import FhirService
@@ -45,6 +46,7 @@ class FhirRouter:
             "validate": self.validate,
             "create": self.create,
             "update": self.update,
+            "patch": self.patch,
             "delete": self.delete,
             "operation": self.operation,
             "read-operation": self.operation,
@@ -122,6 +124,13 @@ class FhirRouter:
         definition.refuse_client_writes()
         async with self.service.unit_of_work(request) as uow:
             return await writes.update(uow, definition, parse_json(body), rule=rule)
+
+    async def patch(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        definition.refuse_client_writes()
+        operations = parse_json_patch(body)
+        async with self.service.unit_of_work(request) as uow:
+            return await writes.patch(uow, definition, operations, rule=rule)
 
     async def delete(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)

@@ -14,11 +14,14 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from jsonpatch import JsonPatch
+
 from shared.access.permissions import Rule
 from shared.auth.scopes import granted
 from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
+from shared.fhir.patch import apply_json_patch
 from shared.fhir.resources import FHIR_JSON, validate_resource
 from shared.fhir.search_query import parse_search
 from shared.fhir.unit_of_work import StoreUnitOfWork
@@ -103,15 +106,7 @@ async def update(
     resource_type = validate_resource(resource, definition.resource_type)
     warnings = definition.prepare(resource, request.caller)
     await definition.verify_references(resource, uow.lookup())
-    if definition.data_category is not None:
-        # The patient before the row, as every writer of patient data does: a write
-        # that goes on to change a related record must not wait for it crosswise. The
-        # stored version names the patient (the body may leave it out).
-        stored_now = await uow.read(resource_type, res_id)
-        patient = stored_now.access.patient if stored_now is not None else None
-        if patient is not None:
-            await uow.lock_patient(patient)
-    previous = await uow.read_for_update(resource_type, res_id)
+    previous = await _locked(uow, definition, res_id)
     if await _hidden(uow, previous, check_access, (resource_type, res_id)):
         if definition.update_create:
             raise not_found(resource_type, res_id)
@@ -142,6 +137,51 @@ async def update(
         definition, resource, res_id=res_id, previous=previous, context=context
     )
     return written(request, stored, 201 if previous is None else 200, warnings)
+
+
+async def patch(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    operations: JsonPatch,
+    *,
+    rule: Rule = Rule.ALL,
+) -> FhirResponse:
+    """A JSON Patch: applied to the current version as the caller may read it (one it may
+    not see answers exactly as a missing one, 404), then written by `update`, so that it
+    passes every check a PUT of the patched resource would. The row stays locked from
+    the read to the write, so concurrent patches apply one after the other."""
+    request = uow.request
+    resource_type, res_id = definition.resource_type, checked_id(request.id)
+    previous = await _locked(uow, definition, res_id)
+    if previous is None:
+        await _hidden(uow, None, True, (resource_type, res_id))
+        raise not_found(resource_type, res_id)
+    current: StoredResource | None = previous
+    if request.caller.credential != "service":
+        current = await uow.data.guard.release(request, previous)
+    if current is None:
+        raise not_found(resource_type, res_id)
+    if previous.deleted:
+        raise error(410, "deleted", f"{resource_type}/{res_id} was deleted")
+    patched = apply_json_patch(current.json(), operations)
+    return await update(uow, definition, patched, check_access=False, rule=rule)
+
+
+async def _locked(
+    uow: StoreUnitOfWork, definition: ResourceDefinition, res_id: str
+) -> StoredResource | None:
+    """The current version of a resource about to be changed, its row locked until the
+    write commits."""
+    resource_type = definition.resource_type
+    if definition.data_category is not None:
+        # The patient before the row, as every writer of patient data does: a write
+        # that goes on to change a related record must not wait for it crosswise. The
+        # stored version names the patient (the body may leave it out).
+        stored_now = await uow.read(resource_type, res_id)
+        patient = stored_now.access.patient if stored_now is not None else None
+        if patient is not None:
+            await uow.lock_patient(patient)
+    return await uow.read_for_update(resource_type, res_id)
 
 
 async def delete(

@@ -22,6 +22,7 @@ Interaction = Literal[
     "vread",
     "create",
     "update",
+    "patch",
     "delete",
     "search",
     "history-instance",
