@@ -48,11 +48,12 @@ async def test_directory_records(referrals: ReferralWorld) -> None:
     """Practitioner, PractitionerRole and HealthcareService, by the organisation that
     registered them."""
     organization = {"reference": f"Organization/{referrals.organisations[BUP]}"}
-    for resource in (
+    records: list[dict[str, Any]] = [
         {"resourceType": "Practitioner", "name": [{"family": "Hansen"}]},
         {"resourceType": "PractitionerRole", "organization": organization},
         {"resourceType": "HealthcareService", "name": "Poliklinikk", "providedBy": organization},
-    ):
+    ]
+    for resource in records:
         created = await referrals.fhir("POST", resource["resourceType"], resource, by=BUP)
         assert created.status == 201, created.body
         reference = f"{resource['resourceType']}/{created.json()['id']}"

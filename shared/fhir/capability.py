@@ -20,14 +20,14 @@ RESULT_PARAMS = [
     {
         "name": "_summary",
         "type": "token",
-        "documentation": "true | text | data | count | false, on searches and reads"
-        " (count: searches only); a subset is tagged SUBSETTED",
+        "documentation": "true | text | data | count | false, on searches, reads and"
+        " histories (count: searches and histories); a subset is tagged SUBSETTED",
     },
     {
         "name": "_elements",
         "type": "string",
         "documentation": "Top-level elements to return (with id, meta and the mandatory"
-        " ones), on searches and reads; tagged SUBSETTED",
+        " ones), on searches, reads and histories; tagged SUBSETTED",
     },
 ]
 """Result parameters every type takes (`shared.fhir.subsets`)."""

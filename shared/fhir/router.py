@@ -29,7 +29,7 @@ from shared.fhir.validate import validate
 from shared.transport.wire import FhirRequest, FhirResponse
 
 Handler = Callable[[FhirRequest, bytes, Rule], Awaitable[FhirResponse]]
-HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format"})
+HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format", "_summary", "_elements"})
 
 
 class FhirRouter:
@@ -101,11 +101,17 @@ class FhirRouter:
         cursor = params.get("_cursor")
         before_seq = small_integer(cursor, "_cursor", 2**62) if cursor is not None else None
         res_id = checked_id(request.id) if request.interaction == "history-instance" else None
-        versions, next_seq = await self.service.repository(request).history(
-            resource_type, res_id, since=since, count=count, before_seq=before_seq
-        )
+        subset = parse_subset(resource_type, request.params)
+        repository = self.service.repository(request)
         path = f"{request.base_url}/{resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
+        if subset.count_only:
+            total = await repository.history_total(resource_type, res_id, since=since)
+            return json_response(200, bundles.history_total(path, request.params, total))
+        versions, next_seq = await repository.history(
+            resource_type, res_id, since=since, count=count, before_seq=before_seq
+        )
+        versions = [cut(version, subset) for version in versions]
         bundle = bundles.history(path, request.params, versions, next_seq, request.base_url)
         return json_response(200, bundle)
 
