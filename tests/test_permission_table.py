@@ -1598,6 +1598,7 @@ def test_the_readme_has_the_table() -> None:
 ROUTE_INTERACTIONS = {
     ("GET", "/fhir/{type}"): "search",
     ("POST", "/fhir/{type}"): "create",
+    ("PUT", "/fhir/{type}"): "update",
     ("POST", "/fhir/{type}/_search"): "search",
     ("GET", "/fhir/{type}/_history"): "history-type",
     ("POST", "/fhir/{type}/$validate"): "validate",

@@ -274,6 +274,16 @@ async def type_level(request: web.Request) -> web.Response:
     resource_type = request.match_info["type"]
     if request.method in ("GET", "HEAD"):
         return await _forward(request, "search", resource_type=resource_type)
+    if request.method == "PUT":  # a conditional update: the query says which resource
+        if not request.query:
+            raise error(
+                400,
+                "invalid",
+                f"PUT takes {resource_type}/<id>, or search criteria for a conditional update"
+                f" ({resource_type}?identifier=system|value)",
+            )
+        body = await read_body(request)
+        return await _forward(request, "update", body, resource_type=resource_type)
     return await _forward(request, "create", await read_body(request), resource_type=resource_type)
 
 
@@ -390,6 +400,7 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_post("/fhir/", system_level)
     routes.add_get("/fhir/{type}", type_level)
     routes.add_post("/fhir/{type}", type_level)
+    routes.add_put("/fhir/{type}", type_level)
     routes.add_post("/fhir/{type}/_search", search_post)
     routes.add_get("/fhir/{type}/_history", type_history)
     routes.add_post("/fhir/{type}/$validate", validate)

@@ -50,7 +50,7 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
                 "readHistory": True,
                 "updateCreate": definition.update_create and not definition.written_by,
                 "conditionalCreate": not definition.written_by,
-                "conditionalUpdate": False,
+                "conditionalUpdate": not definition.written_by,
                 "conditionalDelete": "not-supported",
                 "searchInclude": [f"{definition.resource_type}:{p.name}" for p in reference_params],
                 "searchParam": [

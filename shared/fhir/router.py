@@ -129,6 +129,8 @@ class FhirRouter:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
         async with self.service.unit_of_work(request) as uow:
+            if request.id is None:  # PUT Type?criteria
+                return await writes.conditional_update(uow, definition, parse_json(body), rule=rule)
             return await writes.update(uow, definition, parse_json(body), rule=rule)
 
     async def patch(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from jsonpatch import JsonPatch
 
-from shared.access.permissions import Rule
-from shared.auth.scopes import granted
+from shared.access.permissions import Rule, request_rule
+from shared.auth.scopes import authorize_request, granted
 from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
@@ -214,6 +214,43 @@ async def delete(
     return FhirResponse(status=204, headers={"ETag": stored.etag})
 
 
+async def conditional_update(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    resource: dict[str, Any],
+    *,
+    rule: Rule = Rule.ALL,
+) -> FhirResponse:
+    """`PUT Type?criteria`: one match is updated (as `PUT Type/id`, `If-Match` honoured),
+    none is a create (if the caller may create the type; 201), several a 412. As for
+    If-None-Exist, only what the caller may see matches, and the conditional writes of a
+    type are serialised on its claim row, so two concurrent requests cannot both create."""
+    request = uow.request
+    criteria = [(k, v) for k, v in request.params if k != "_format"]
+    asked = f"The conditional update {definition.resource_type}?{urlencode(criteria)}"
+    found = await _matching(uow, definition, criteria, "A conditional update", asked)
+    if found is not None:
+        if resource.get("id") not in (None, found.res_id):
+            raise error(
+                400, "invalid", f"Resource id {resource.get('id')!r} is not the match's", "id"
+            )
+        matched = uow.bound(request.model_copy(update={"id": found.res_id, "params": []}))
+        return await update(matched, definition, resource, rule=rule)
+    if request.if_match is not None:
+        raise error(412, "conflict", f"If-Match {request.if_match}: nothing matches")
+    if resource.get("id") is not None:
+        raise error(
+            400,
+            "invalid",
+            "Nothing matches, so this creates: ids are assigned by the server, leave id out",
+            "id",
+        )
+    creating = request.model_copy(update={"interaction": "create", "params": []})
+    authorize_request(creating)
+    create_rule = request_rule(creating)
+    return await create(uow.bound(creating), definition, resource, rule=create_rule)
+
+
 async def _conditional_match(
     uow: StoreUnitOfWork, definition: ResourceDefinition
 ) -> StoredResource | None:
@@ -222,22 +259,32 @@ async def _conditional_match(
         raise error(
             400, "invalid", "If-None-Exist is not a query string: a % begins two hex digits"
         )
-    criteria = sorted(parse_qsl(request.if_none_exist or "", keep_blank_values=True))
-    query = parse_search(definition.resource_type, criteria, uow.data.search_params)
+    criteria = parse_qsl(request.if_none_exist or "", keep_blank_values=True)
+    asked = f"If-None-Exist {request.if_none_exist!r}"
+    return await _matching(uow, definition, criteria, "If-None-Exist", asked)
+
+
+async def _matching(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    criteria: list[tuple[str, str]],
+    name: str,
+    asked: str,
+) -> StoredResource | None:
+    """The one resource the caller may see that `criteria` match (None for none; 412 for
+    several), once the type's claim row is held."""
+    request = uow.request
+    query = parse_search(definition.resource_type, sorted(criteria), uow.data.search_params)
     if not query.criteria:
-        raise error(400, "invalid", "If-None-Exist needs at least one search criterion")
+        raise error(400, "invalid", f"{name} needs at least one search criterion")
     await uow.data.store.claim_conditional(uow.conn, definition.resource_type)
     query.count = 2
     # Only what the caller may see can match: a hidden resource must not answer (not
-    # even by refusing), or If-None-Exist would be a way to search hidden data.
+    # even by refusing), or a conditional write would be a way to search hidden data.
     access = uow.data.guard.filter_for(request)
     page = await uow.data.store.search(uow.conn, query, access_for=access)
     if len(page.resources) > 1:
-        raise error(
-            412,
-            "multiple-matches",
-            f"If-None-Exist {request.if_none_exist!r} matches more than one resource",
-        )
+        raise error(412, "multiple-matches", f"{asked} matches more than one resource")
     return page.resources[0] if page.resources else None
 
 
