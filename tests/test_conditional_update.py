@@ -170,3 +170,31 @@ async def test_the_capability_statement_offers_conditional_update(
     for resource_type in ("Practitioner", "Patient", "Task", "DocumentReference"):
         assert by_type[resource_type]["conditionalUpdate"] is True, resource_type
     assert by_type["Consent"].get("conditionalUpdate") is False
+
+
+async def test_conditional_update_in_a_batch_and_a_transaction(referrals: ReferralWorld) -> None:
+    def entry(value: str, family: str) -> dict[str, Any]:
+        return {
+            "resource": practitioner(value, family),
+            "request": {"method": "PUT", "url": f"Practitioner?identifier={SYSTEM}|{value}"},
+        }
+
+    first = {"resourceType": "Bundle", "type": "transaction",
+             "entry": [entry("hpr-tx", "Ny"), entry("hpr-tx2", "Annen")]}  # fmt: skip
+    reply = await referrals.fhir("POST", "", first, by=BUP)
+    assert reply.status == 200, reply.body
+    statuses = [e["response"]["status"] for e in reply.json()["entry"]]
+    assert statuses == ["201", "201"], reply.body
+    created = reply.json()["entry"][0]["resource"]["id"]
+    again = {"resourceType": "Bundle", "type": "batch", "entry": [entry("hpr-tx", "Endret")]}
+    reply = await referrals.fhir("POST", "", again, by=BUP)
+    assert reply.status == 200, reply.body
+    answer = reply.json()["entry"][0]
+    assert answer["response"]["status"] == "200", reply.body
+    assert answer["resource"]["id"] == created
+    assert answer["resource"]["name"][0]["family"] == "Endret"
+    bare = {"resourceType": "Bundle", "type": "transaction",
+            "entry": [{"resource": practitioner("x", "Y"),
+                       "request": {"method": "PUT", "url": "Practitioner"}}]}  # fmt: skip
+    refused = await referrals.fhir("POST", "", bare, by=BUP)
+    assert refused.status == 400, refused.body
