@@ -133,7 +133,7 @@ async def test_if_match_and_a_failed_test_and_bad_patches(referrals: ReferralWor
         token=referrals.token(BUP),
     )
     assert fhirpath.status == 400, fhirpath.body
-    assert "FHIRPath Patch is not supported" in diagnostics(fhirpath)
+    assert "at least one operation" in diagnostics(fhirpath)
     other_type = await referrals.stack.call(
         "PATCH", path, raw=b"x", token=referrals.token(BUP), headers={"Content-Type": "text/plain"}
     )
@@ -196,6 +196,7 @@ async def test_the_capability_statement_offers_patch(referrals: ReferralWorld) -
         codes = {i["code"] for i in by_type[resource_type]["interaction"]}
         assert {"update", "patch"} <= codes, (resource_type, codes)
     assert "patch" not in {i["code"] for i in by_type["Consent"]["interaction"]}
+    assert statement["patchFormat"] == ["application/json-patch+json", "application/fhir+json"]
 
 
 async def test_a_patch_in_a_bundle_is_refused_clearly(referrals: ReferralWorld) -> None:
@@ -209,3 +210,86 @@ async def test_a_patch_in_a_bundle_is_refused_clearly(referrals: ReferralWorld) 
     reply = await referrals.fhir("POST", "", bundle, by=BUP)
     assert reply.status == 400, reply.body
     assert "PATCH is not supported in a batch or transaction" in diagnostics(reply)
+
+
+def operation(kind: str, path: str, **parts: Any) -> dict[str, Any]:
+    """One FHIRPath Patch operation; `parts` as name → (value[x] key, value)."""
+    part = [{"name": "type", "valueCode": kind}, {"name": "path", "valueString": path}]
+    part += [{"name": name, key: value} for name, (key, value) in parts.items()]
+    return {"name": "operation", "part": part}
+
+
+async def fhirpath_patch(
+    referrals: ReferralWorld, path: str, *operations: dict[str, Any], **more: Any
+) -> Reply:
+    body = {"resourceType": "Parameters", "parameter": list(operations)}
+    return await referrals.stack.call("PATCH", path, body, token=referrals.token(BUP), **more)
+
+
+async def test_a_fhirpath_patch_on_plain_element_paths(referrals: ReferralWorld) -> None:
+    practitioner = {"resourceType": "Practitioner", "name": [{"family": "Hansen"}]}
+    created = await referrals.fhir("POST", "Practitioner", practitioner, by=BUP)
+    assert created.status == 201, created.body
+    path = f"Practitioner/{created.json()['id']}"
+    reply = await fhirpath_patch(
+        referrals,
+        path,
+        operation("add", "Practitioner", name=("valueString", "name"),
+                  value=("valueHumanName", {"family": "Berg"})),
+        operation("add", "Practitioner", name=("valueString", "gender"),
+                  value=("valueCode", "female")),
+        operation("add", "Practitioner.name[0]", name=("valueString", "given"),
+                  value=("valueString", "Kari")),
+        operation("insert", "Practitioner.name", index=("valueInteger", 0),
+                  value=("valueHumanName", {"family": "Dal"})),
+        operation("replace", "Practitioner.name[1].family", value=("valueString", "Hansen-Li")),
+        operation("move", "Practitioner.name", source=("valueInteger", 2),
+                  destination=("valueInteger", 0)),
+        operation("delete", "Practitioner.birthDate"),
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+    stored = reply.json()
+    assert stored["gender"] == "female"
+    assert [n["family"] for n in stored["name"]] == ["Berg", "Dal", "Hansen-Li"]
+    assert stored["name"][2]["given"] == ["Kari"]
+    deleted = await fhirpath_patch(referrals, path, operation("delete", "Practitioner.gender"))
+    assert deleted.status == 200 and "gender" not in deleted.json(), deleted.body
+
+    for refused in (
+        operation("replace", "Practitioner.name.where(family='Dal').family",
+                  value=("valueString", "X")),
+        operation("replace", "Patient.gender", value=("valueCode", "male")),
+        operation("replace", "Practitioner.nosuch", value=("valueString", "x")),
+        operation("insert", "Practitioner.gender", index=("valueInteger", 0),
+                  value=("valueCode", "male")),
+        operation("add", "Practitioner", name=("valueString", "qualification"),
+                  value=("part", [])),
+        operation("frobnicate", "Practitioner.gender"),
+        {"name": "operation", "part": [{"name": "type", "valueCode": "replace"}]},
+    ):  # fmt: skip
+        answer = await fhirpath_patch(referrals, path, refused)
+        assert answer.status == 400, (refused, answer.body)
+    missing = await fhirpath_patch(
+        referrals, path, operation("replace", "Practitioner.name[7].family",
+                                   value=("valueString", "X"))
+    )  # fmt: skip
+    assert missing.status == 422, missing.body
+    stale = await fhirpath_patch(
+        referrals, path, operation("replace", "Practitioner.gender", value=("valueCode", "male")),
+        headers={"If-Match": 'W/"1"'},
+    )  # fmt: skip
+    assert stale.status == 412, stale.body
+
+
+async def test_a_fhirpath_patch_moves_a_task(referrals: ReferralWorld) -> None:
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    _, etag = await referrals.task(referral)
+    reply = await fhirpath_patch(
+        referrals,
+        f"Task/{referral.task_id}",
+        operation("replace", "Task.status", value=("valueCode", "received")),
+        headers={"If-Match": etag},
+    )
+    assert reply.status == 200, reply.body
+    assert reply.json()["businessStatus"]["coding"][0]["code"] == "mottatt"

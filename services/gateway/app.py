@@ -28,7 +28,7 @@ from services.gateway.provenance import CAPABILITY as PROVENANCE_CAPABILITY
 from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
-from shared.fhir.patch import JSON_PATCH
+from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
@@ -48,7 +48,7 @@ EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
 MAX_EMERGENCY_REASON = 1000
 PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
 PATCH_TYPES = JSON_TYPES | {JSON_PATCH}
-"""A PATCH body: a JSON Patch; a FHIRPath Patch (a Parameters resource) is refused (400)."""
+"""A PATCH body: a JSON Patch, or a FHIRPath Patch (a Parameters resource) as FHIR JSON."""
 
 
 def fhir_response(response: FhirResponse) -> web.Response:
@@ -314,14 +314,11 @@ async def instance(request: web.Request) -> web.Response:
     if request.method == "DELETE":
         return await _forward(request, "delete", resource_type=resource_type, res_id=res_id)
     if request.method == "PATCH":
-        body = await read_body(request, PATCH_TYPES, JSON_PATCH)
+        body = await read_body(request, PATCH_TYPES, f"{JSON_PATCH} or {FHIR_JSON}")
+        fhir_request = build_request(request, "patch", resource_type=resource_type, res_id=res_id)
         if request.content_type in JSON_TYPES:
-            raise error(
-                400,
-                "not-supported",
-                f"FHIRPath Patch is not supported: send a JSON Patch (RFC 6902) as {JSON_PATCH}",
-            )
-        return await _forward(request, "patch", body, resource_type=resource_type, res_id=res_id)
+            fhir_request.patch_format = FHIRPATH_PATCH
+        return fhir_response(await request.app[GATEWAY_KEY].dispatch(fhir_request, body))
     body = await read_body(request)
     return await _forward(request, "update", body, resource_type=resource_type, res_id=res_id)
 

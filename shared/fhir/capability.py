@@ -99,6 +99,7 @@ def capability_statement(
         "implementation": {"description": "barnebro FHIR endpoint", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",

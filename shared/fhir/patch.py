@@ -1,5 +1,6 @@
 """JSON Patch (RFC 6902) for `PATCH /fhir/{type}/{id}`: reading the patch document and
-applying it to a resource as the caller sees it.
+applying it to a resource as the caller sees it (a FHIRPath Patch is turned into a JSON
+Patch first, `shared.fhir.fhirpath_patch`).
 
 What is written afterwards is decided by the update path every PUT takes
 (`shared.fhir.writes.patch`); this module only turns (resource, patch) into the resource a
@@ -12,6 +13,7 @@ keeps (`id`, `resourceType`, `meta.versionId`, `meta.lastUpdated`) is a 400.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import jsonpatch
@@ -19,8 +21,11 @@ import jsonpointer
 import orjson
 
 from shared.fhir.errors import error
+from shared.fhir.fhirpath_patch import as_json_patch, parse_fhirpath_patch
 
 JSON_PATCH = "application/json-patch+json"
+FHIRPATH_PATCH = "fhirpath"
+"""`FhirRequest.patch_format` of a FHIRPath Patch (sent as application/fhir+json)."""
 OPERATIONS = {
     "add": ("path", "value"),
     "remove": ("path",),
@@ -67,6 +72,20 @@ def _check_operation(index: int, operation: Any) -> None:
             pointer = operation[member]
             if not isinstance(pointer, str) or (pointer and not pointer.startswith("/")):
                 raise error(400, "invalid", f"{where}: {member} {pointer!r} is no JSON Pointer")
+
+
+def patcher(
+    resource_type: str, body: bytes, fhirpath: bool
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The patch in `body` (a FHIRPath Patch when `fhirpath`, else a JSON Patch), checked
+    now (400 for one that is not a patch), as the function that applies it."""
+    if not fhirpath:
+        operations = parse_json_patch(body)
+        return lambda resource: apply_json_patch(resource, operations)
+    parsed = parse_fhirpath_patch(resource_type, body)
+    return lambda resource: apply_json_patch(
+        resource, jsonpatch.JsonPatch(as_json_patch(resource, parsed))
+    )
 
 
 def apply_json_patch(resource: dict[str, Any], patch: jsonpatch.JsonPatch) -> dict[str, Any]:

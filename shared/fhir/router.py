@@ -19,7 +19,7 @@ from shared.auth.scopes import authorize_request
 from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
-from shared.fhir.patch import parse_json_patch
+from shared.fhir.patch import FHIRPATH_PATCH, patcher
 from shared.fhir.resources import parse_json, version_number
 from shared.fhir.search_query import MAX_COUNT, parse_date_value, small_integer
 from shared.fhir.service import FhirService
@@ -136,9 +136,9 @@ class FhirRouter:
     async def patch(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
-        operations = parse_json_patch(body)
+        apply = patcher(definition.resource_type, body, request.patch_format == FHIRPATH_PATCH)
         async with self.service.unit_of_work(request) as uow:
-            return await writes.patch(uow, definition, operations, rule=rule)
+            return await writes.patch(uow, definition, apply, rule=rule)
 
     async def delete(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)

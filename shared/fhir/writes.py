@@ -11,17 +11,15 @@ same functions with `check_access=False` when they have checked first.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
-
-from jsonpatch import JsonPatch
 
 from shared.access.permissions import Rule, request_rule
 from shared.auth.scopes import authorize_request, granted
 from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
-from shared.fhir.patch import apply_json_patch
 from shared.fhir.resources import FHIR_JSON, validate_resource
 from shared.fhir.search_query import parse_search
 from shared.fhir.unit_of_work import StoreUnitOfWork
@@ -114,15 +112,7 @@ async def update(
     if rule is Rule.OWN:
         live = previous if previous is not None and not previous.deleted else None
         await _require_owner(uow, definition, resource, live)
-    if request.if_match is not None:
-        expected = parse_etag(request.if_match)
-        if previous is None or previous.version != expected:
-            current = f'W/"{previous.version}"' if previous else "none"
-            raise error(
-                412,
-                "conflict",
-                f"If-Match {request.if_match} does not match the current version ({current})",
-            )
+    _check_if_match(request, previous)
     if previous is None and not definition.update_create:
         raise error(
             405,
@@ -142,12 +132,13 @@ async def update(
 async def patch(
     uow: StoreUnitOfWork,
     definition: ResourceDefinition,
-    operations: JsonPatch,
+    apply: Callable[[dict[str, Any]], dict[str, Any]],
     *,
     rule: Rule = Rule.ALL,
 ) -> FhirResponse:
-    """A JSON Patch: applied to the current version as the caller may read it (one it may
-    not see answers exactly as a missing one, 404), then written by `update`, so that it
+    """A patch (`apply` gives the resource as patched, `shared.fhir.patch`): applied to
+    the current version as the caller may read it (one it may not see answers exactly as
+    a missing one, 404), then written by `update`, so that it
     passes every check a PUT of the patched resource would. The row stays locked from
     the read to the write, so concurrent patches apply one after the other."""
     request = uow.request
@@ -163,8 +154,21 @@ async def patch(
         raise not_found(resource_type, res_id)
     if previous.deleted:
         raise error(410, "deleted", f"{resource_type}/{res_id} was deleted")
-    patched = apply_json_patch(current.json(), operations)
+    _check_if_match(request, previous)  # before the patch: it is based on that version
+    patched = apply(current.json())
     return await update(uow, definition, patched, check_access=False, rule=rule)
+
+
+def _check_if_match(request: FhirRequest, previous: StoredResource | None) -> None:
+    if request.if_match is not None:
+        expected = parse_etag(request.if_match)
+        if previous is None or previous.version != expected:
+            current = f'W/"{previous.version}"' if previous else "none"
+            raise error(
+                412,
+                "conflict",
+                f"If-Match {request.if_match} does not match the current version ({current})",
+            )
 
 
 async def _locked(
