@@ -1,11 +1,13 @@
-"""A client's create, update and delete: every check a write must pass, then the store.
+"""A client's create, update (also as a patch or a conditional update) and delete: every
+check a write must pass, then the store.
 
 In order: the FHIR model and the type's rules (`prepare`, `verify_references`), the
 permission table's `own`, a resource the caller may not see treated exactly as a missing
 one (so a write can neither reveal nor touch it), the preconditions (`If-Match`,
 `If-None-Exist`), the type's checks that need the replaced version (`check_write`), and
-then one new version in the caller's unit of work. A service's own operations use the
-same functions with `check_access=False` when they have checked first.
+then one new version in the caller's unit of work. A patch and a conditional update find
+the version to replace and then take the update's path whole. A service's own operations
+use the same functions with `check_access=False` when they have checked first.
 """
 
 from __future__ import annotations
@@ -138,9 +140,9 @@ async def patch(
 ) -> FhirResponse:
     """A patch (`apply` gives the resource as patched, `shared.fhir.patch`): applied to
     the current version as the caller may read it (one it may not see answers exactly as
-    a missing one, 404), then written by `update`, so that it
-    passes every check a PUT of the patched resource would. The row stays locked from
-    the read to the write, so concurrent patches apply one after the other."""
+    a missing one, 404), then written by `update`, so that it passes every check a PUT of
+    the patched resource would. The row stays locked from the read to the write, so
+    concurrent patches apply one after the other."""
     request = uow.request
     resource_type, res_id = definition.resource_type, checked_id(request.id)
     previous = await _locked(uow, definition, res_id)
