@@ -196,6 +196,13 @@ FAILURES: dict[str, tuple[str, Any]] = {
         ),
     ),
     "not a JWT": ("JWT", lambda k: "not-a-proof"),
+    "not ASCII": ("JWT", lambda k: "æøå.æøå.æøå"),
+    "claims not an object": (
+        "JSON object",
+        lambda k: jwt.api_jws.encode(
+            b"[1]", k, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": public_jwk(k)}
+        ),
+    ),
 }
 
 

@@ -127,7 +127,7 @@ def check_proof(
     and §7.1), all but replay; the key's thumbprint must be the token's `cnf.jkt`."""
     try:
         header = jwt.get_unverified_header(proof)
-    except jwt.PyJWTError as exc:
+    except (jwt.PyJWTError, ValueError) as exc:  # ValueError: not even ASCII
         raise InvalidProof("the proof is not a JWT") from exc
     if header.get("typ") != PROOF_TYPE:
         raise InvalidProof(f"the proof's typ must be {PROOF_TYPE}")
@@ -140,10 +140,13 @@ def check_proof(
             key,
             algorithms=[header["alg"]],
             options={"verify_exp": False, "verify_nbf": False, "verify_iat": False,
-                     "verify_aud": False, "verify_iss": False},
+                     "verify_aud": False, "verify_iss": False, "verify_sub": False,
+                     "verify_jti": False},
         )  # fmt: skip
-    except jwt.PyJWTError as exc:
+    except jwt.InvalidSignatureError as exc:
         raise InvalidProof("the proof's signature does not verify with its jwk") from exc
+    except (jwt.PyJWTError, ValueError) as exc:
+        raise InvalidProof("the proof's claims are not a JSON object") from exc
     jti, htm, htu, iat = (claims.get(name) for name in ("jti", "htm", "htu", "iat"))
     if not isinstance(jti, str) or not 8 <= len(jti) <= 256:
         raise InvalidProof("the proof needs a unique jti")
