@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from multidict import CIMultiDict
 
 from services.cli import main
+from services.gateway.authentication import public_url
 from services.gateway.server import GatewayServer
 from services.stack import free_port
 from shared.auth.dpop import (
@@ -224,6 +225,18 @@ def test_a_small_rsa_key_is_refused() -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     with pytest.raises(InvalidProof, match="bits"):
         check(forge(private, alg="RS256"), thumbprint(public_jwk(private)))
+
+
+def test_htu_is_the_public_url_behind_a_proxy() -> None:
+    base = "https://api.example.no/barnebro/fhir"
+    assert public_url(base, "/fhir/Patient/1") == f"{base}/Patient/1"
+    assert public_url(base, "/fhir") == base
+    assert public_url(base, "/consent/v1/decisions") == (
+        "https://api.example.no/barnebro/consent/v1/decisions"
+    )
+    assert (
+        public_url("https://fhir.example.no/R4", "/fhir/Task") == "https://fhir.example.no/R4/Task"
+    )
 
 
 async def test_a_proof_is_accepted_once() -> None:

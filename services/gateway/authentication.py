@@ -47,14 +47,13 @@ def refused(mode: Mode, used: str, code: str, message: str) -> FhirError:
     )
 
 
-def request_url(gateway: Gateway, request: web.Request) -> str:
-    """The URL the client called, as its proof's `htu` must name it: the public base URL
-    (which ends with the gateway's `/fhir`, or stands for it behind a proxy) and the path."""
-    base = gateway.settings.base_url
-    path = request.rel_url.raw_path
+def public_url(base_url: str, path: str) -> str:
+    """The URL the client called, as its proof's `htu` must name it: the public FHIR base
+    URL (which ends with the gateway's `/fhir`, or stands for it behind a proxy) and the
+    path the gateway received."""
     if path == "/fhir" or path.startswith("/fhir/"):
-        return base + path.removeprefix("/fhir")
-    return base.removesuffix("/fhir") + path
+        return base_url + path.removeprefix("/fhir")
+    return base_url.removesuffix("/fhir") + path
 
 
 async def authenticate(gateway: Gateway, request: web.Request, authorization: str) -> Verified:
@@ -92,7 +91,7 @@ async def authenticate(gateway: Gateway, request: web.Request, authorization: st
         await verify_proof(
             proofs[0],
             method=request.method,
-            url=request_url(gateway, request),
+            url=public_url(settings.base_url, request.rel_url.raw_path),
             access_token=token,
             jkt=verified.jkt,
             max_age=settings.dpop_max_age,
