@@ -150,7 +150,9 @@ async def drop_test_resources(settings: Settings) -> None:
             await js.delete_stream(settings.partner_stream_name)
         with contextlib.suppress(Exception):
             await js.delete_stream(settings.dead_letter_stream_name)
-        for bucket in (settings.registry_bucket, settings.consent_view_bucket):
+        buckets = (settings.registry_bucket, settings.consent_view_bucket,
+                   settings.dpop_replay_bucket)  # fmt: skip
+        for bucket in buckets:
             with contextlib.suppress(Exception):
                 await js.delete_key_value(bucket)
         await nc.close()

@@ -2,7 +2,8 @@
 OperationOutcomes, and forwarding to services.
 
 Request path: error middleware (every failure becomes an OperationOutcome with the right
-status) → tracing span → authentication (bearer JWT, then SMART scope per interaction)
+status) → tracing span → authentication (bearer or DPoP-bound JWT, `authentication`; then SMART
+scope per interaction)
 → routing to the owning service over NATS. No FHIR resource is parsed here except Bundles.
 """
 
@@ -20,12 +21,12 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 
 from services.gateway import consent_admin
+from services.gateway.authentication import authenticate
 from services.gateway.bodies import BODY_LIMIT, FORM, JSON_TYPES, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
 from services.gateway.header_values import decoded
 from services.gateway.provenance import CAPABILITY as PROVENANCE_CAPABILITY
-from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
@@ -105,12 +106,9 @@ async def auth_middleware(
 ) -> web.StreamResponse:
     if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
         return await handler(request)
-    scheme, _, token = (header(request, "Authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("A bearer token is required (Authorization: Bearer <JWT>)")
     gateway = request.app[GATEWAY_KEY]
-    caller = await gateway.verifier.verify(token.strip())
-    request[CALLER_KEY] = await gateway.kinds.complete(caller, gateway.base_url(request))
+    verified = await authenticate(gateway, request, header(request, "Authorization") or "")
+    request[CALLER_KEY] = await gateway.kinds.complete(verified.caller, gateway.base_url(request))
     return await handler(request)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.auth.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
@@ -115,8 +116,12 @@ def capability_statement(
                             ]
                         }
                     ],
-                    "description": "Bearer JWT (HelseID in production) with SMART v2 system"
-                    " scopes such as system/Patient.cruds",
+                    "description": "JWT access token (HelseID in production) with SMART v2"
+                    " system scopes such as system/Patient.cruds, sent as Authorization: Bearer"
+                    " or, bound to the client's key, as Authorization: DPoP with a DPoP proof"
+                    f" header (RFC 9449; algs {' '.join(DPOP_ALGORITHMS)}). A token with"
+                    " cnf.jkt is accepted only with DPoP; the server"
+                    " may require DPoP for every integration token.",
                 },
                 "resource": resources,
                 "searchParam": RESULT_PARAMS,
