@@ -1,5 +1,6 @@
-"""Test helpers: the real NATS and PostgreSQL this machine runs, an in-process stack,
-and an HTTP client that talks to it over a real socket.
+"""Test helpers: the real NATS and PostgreSQL the tests use (the machine's, or those the
+session started, `tests/servers.py`), an in-process stack, and an HTTP client that talks to
+it over a real socket.
 
 Each stack gets its own NATS subject prefix (and so its own stream and registry bucket)
 and its own PostgreSQL schema or SQLite file, and removes them when it stops. In CI
@@ -45,12 +46,8 @@ from shared.config import Settings
 from shared.events import DomainEvent
 from shared.identifiers import KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
-from tests.servers import (
-    DEFAULT_NATS,
-    DEFAULT_PG,
-    STARTED,
-    reachable,
-)
+from tests import servers
+from tests.servers import reachable
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 FHIR_JSON = "application/fhir+json"
@@ -58,7 +55,7 @@ FHIR_JSON = "application/fhir+json"
 
 def unreachable(variable: str, message: str) -> None:
     """Fail (in CI) or skip the test, saying why the session could not start its own."""
-    problem = STARTED.problems.get(variable)
+    problem = servers.STARTED.problems.get(variable)
     if problem is not None:
         message = f"{message} ({problem})"
     if IN_CI:
@@ -67,14 +64,14 @@ def unreachable(variable: str, message: str) -> None:
 
 
 def nats_url() -> str:
-    url = os.environ.get("NATS_URL", DEFAULT_NATS)
+    url = os.environ.get("NATS_URL", servers.DEFAULT_NATS)
     if not reachable(url, 4222):
         unreachable("NATS_URL", f"NATS is not reachable at {url}")
     return url
 
 
 def postgres_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+    url = os.environ.get("TEST_DATABASE_URL", servers.DEFAULT_PG)
     if not reachable(url, 5432):
         unreachable("TEST_DATABASE_URL", f"PostgreSQL is not reachable at {url}")
     return url
