@@ -5,6 +5,8 @@ barnebro up [--port 8080] [--data-dir DIR]       the whole stack on this machine
 barnebro serve SERVICE                           one process, configured by environment
 barnebro token (--kind KIND | --org ORGNR) …     a signed JWT for the local stack
 barnebro token --credential operator|register    an operator or register credential
+barnebro token … --dpop                          the token bound to the local DPoP key
+barnebro dpop-proof --method M --url U [--token T]  a DPoP proof for one request
 barnebro org add --orgnr N --name T --kind K …   register one organisation
 barnebro org import FILE                         register organisations from a file
 barnebro register import FILE                    parental responsibility from the register
@@ -24,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from shared.auth.local_keys import CREDENTIAL_SCOPES, issue_credential, issue_token
+from shared.auth.local_keys import CREDENTIAL_SCOPES, dpop_proof, issue_credential, issue_token
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
@@ -99,7 +101,7 @@ def _token(args: argparse.Namespace) -> str:
     from services.operator.demo import demo_orgnr
 
     if args.credential:
-        return issue_credential(args.data_dir, args.credential, ttl=args.ttl)
+        return issue_credential(args.data_dir, args.credential, ttl=args.ttl, dpop=args.dpop)
     if args.kind and args.org:
         raise SystemExit(
             "barnebro token: give --org or --kind, not both: an organisation's kind is the"
@@ -116,6 +118,7 @@ def _token(args: argparse.Namespace) -> str:
         roles=args.role,
         scope=args.scope,
         ttl=args.ttl,
+        dpop=args.dpop,
     )
 
 
@@ -243,7 +246,18 @@ def main(argv: list[str] | None = None) -> None:
     token.add_argument("--role", action="append", help="a care role the person acts in")
     token.add_argument("--scope", default=ALL_SYSTEM_SCOPES, help="space-separated scopes")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    token.add_argument(
+        "--dpop", action="store_true", help="bind it to the local DPoP key (see dpop-proof)"
+    )
     token.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
+
+    proof = commands.add_parser(
+        "dpop-proof", help="print a DPoP proof for one request, signed with the local DPoP key"
+    )
+    proof.add_argument("--method", required=True, help="the request's method, e.g. GET")
+    proof.add_argument("--url", required=True, help="the request's URL (its query is left out)")
+    proof.add_argument("--token", help="the access token the proof goes with (its hash: ath)")
+    proof.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
 
     org = commands.add_parser("org", help="the operator's register of organisations")
     org_actions = org.add_subparsers(dest="action", required=True)
@@ -282,6 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "token":
         print(_token(args))
+    elif args.command == "dpop-proof":
+        print(dpop_proof(args.data_dir, args.method.upper(), args.url, args.token))
     elif args.command == "serve":
         asyncio.run(serve(args.service))
     elif args.command in ("org", "register"):

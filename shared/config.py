@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,18 @@ class Settings(BaseSettings):
     )
     operator_issuer: str = Field(
         "barnebro-operator", validation_alias=AliasChoices("BARNEBRO_OPERATOR_ISSUER")
+    )
+    dpop: Literal["bound", "required"] = Field(
+        "bound", validation_alias=AliasChoices("BARNEBRO_DPOP")
+    )
+    """`bound`: a token bound to a key (`cnf.jkt`) must come with a DPoP proof, one bound to
+    none may be a bearer token; `required`: integration tokens must all be DPoP-bound
+    (operator credentials follow `bound`). See the README's DPoP section."""
+    dpop_max_age: float = Field(
+        60.0, gt=0, le=3600, validation_alias=AliasChoices("BARNEBRO_DPOP_MAX_AGE_SECONDS")
+    )
+    dpop_clock_skew: float = Field(
+        5.0, ge=0, le=300, validation_alias=AliasChoices("BARNEBRO_DPOP_CLOCK_SKEW_SECONDS")
     )
     max_bundle_entries: int = Field(
         500, gt=0, validation_alias=AliasChoices("BARNEBRO_MAX_BUNDLE_ENTRIES")
@@ -157,6 +170,11 @@ class Settings(BaseSettings):
     def consent_view_bucket(self) -> str:
         """The key-value bucket of per-patient access state that every service mirrors."""
         return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix) + "_consent_view"
+
+    @property
+    def dpop_replay_bucket(self) -> str:
+        """The key-value bucket of DPoP proofs already used, shared by gateway instances."""
+        return re.sub(r"[^A-Za-z0-9_-]", "_", self.nats_prefix) + "_dpop_jti"
 
     @property
     def base_url(self) -> str:

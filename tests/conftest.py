@@ -4,7 +4,8 @@ Every test is in one of two tiers, marked at collection: `unit` needs nothing bu
 (domain rules, decisions, parsing, the store on SQLite files); `services` needs NATS with
 JetStream and PostgreSQL, or starts a whole stack of processes (any test that uses a
 fixture of `SERVICE_FIXTURES`, or is marked `services`). `pytest -m unit` runs the
-first in seconds on a bare machine.
+first in seconds on a bare machine. When the session will run a `services` test and the
+machine runs no NATS or PostgreSQL, the session starts its own (`tests/servers.py`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.journal_service import journal_spec
 from tests.referral_world import KINDS as REFERRAL_KINDS
 from tests.referral_world import ReferralWorld
 from tests.referral_world import organisation as referral_organisation
+from tests.servers import STARTED, start_missing, stop_all
 from tests.subscription_world import SubscriptionWorld, subscription_settings
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack
 from tests.support import test_settings as make_settings
@@ -44,6 +46,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.services)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the servers the `services` tests need and the machine does not run, once,
+    before the first test."""
+    if session.config.option.collectonly:
+        return
+    if any(item.get_closest_marker("services") is not None for item in session.items):
+        start_missing()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stop_all()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if STARTED.notes:
+        terminalreporter.write_line("servers started for this session: " + ", ".join(STARTED.notes))
+    for problem in STARTED.problems.values():
+        terminalreporter.write_line(problem)
 
 
 @pytest.fixture(autouse=True)

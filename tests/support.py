@@ -1,5 +1,6 @@
-"""Test helpers: the real NATS and PostgreSQL this machine runs, an in-process stack,
-and an HTTP client that talks to it over a real socket.
+"""Test helpers: the real NATS and PostgreSQL the tests use (the machine's, or those the
+session started, `tests/servers.py`), an in-process stack, and an HTTP client that talks to
+it over a real socket.
 
 Each stack gets its own NATS subject prefix (and so its own stream and registry bucket)
 and its own PostgreSQL schema or SQLite file, and removes them when it stops. In CI
@@ -11,15 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
-import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import aiohttp
 import asyncpg
@@ -32,7 +30,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from services.consent import consent_spec
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
-from services.stack import free_port, nats_server_binary, wait_for_port
+from services.stack import free_port
 from shared.auth.local_keys import (
     ensure_local_keys,
     ensure_operator_keys,
@@ -48,67 +46,34 @@ from shared.config import Settings
 from shared.events import DomainEvent
 from shared.identifiers import KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
+from tests import servers
+from tests.servers import reachable
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 FHIR_JSON = "application/fhir+json"
 
 
-def reachable(url: str, default_port: int) -> bool:
-    parsed = urlparse(url)
-    try:
-        with socket.create_connection((parsed.hostname, parsed.port or default_port), 1):
-            return True
-    except OSError:
-        return False
-
-
-class NatsProcess:
-    """A nats-server of the test's own, for fault tests that stop and restart it."""
-
-    def __init__(self, store_dir: Path, port: int | None = None) -> None:
-        self.store_dir = store_dir
-        self.port = port or free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
-             "-sd", str(self.store_dir)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        if not wait_for_port(self.port, 10):
-            raise RuntimeError("nats-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
+def unreachable(variable: str, message: str) -> None:
+    """Fail (in CI) or skip the test, saying why the session could not start its own."""
+    problem = servers.STARTED.problems.get(variable)
+    if problem is not None:
+        message = f"{message} ({problem})"
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def nats_url() -> str:
-    url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
+    url = os.environ.get("NATS_URL", servers.DEFAULT_NATS)
     if not reachable(url, 4222):
-        message = f"NATS is not reachable at {url}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unreachable("NATS_URL", f"NATS is not reachable at {url}")
     return url
 
 
 def postgres_url() -> str:
-    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_PG)
+    url = os.environ.get("TEST_DATABASE_URL", servers.DEFAULT_PG)
     if not reachable(url, 5432):
-        message = f"PostgreSQL is not reachable at {url}"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+        unreachable("TEST_DATABASE_URL", f"PostgreSQL is not reachable at {url}")
     return url
 
 
@@ -150,7 +115,9 @@ async def drop_test_resources(settings: Settings) -> None:
             await js.delete_stream(settings.partner_stream_name)
         with contextlib.suppress(Exception):
             await js.delete_stream(settings.dead_letter_stream_name)
-        for bucket in (settings.registry_bucket, settings.consent_view_bucket):
+        buckets = (settings.registry_bucket, settings.consent_view_bucket,
+                   settings.dpop_replay_bucket)  # fmt: skip
+        for bucket in buckets:
             with contextlib.suppress(Exception):
                 await js.delete_key_value(bucket)
         await nc.close()

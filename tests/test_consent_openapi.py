@@ -357,7 +357,8 @@ def call_strategy(
     def about(family: Family | None) -> st.SearchStrategy[Call]:
         path_ids: st.SearchStrategy[str] = st.just("")
         if path_schemas and family is None:
-            path_ids = from_schema(path_schemas[0], doc)
+            # `.` and `..` are valid ids, but an HTTP client resolves them as path segments.
+            path_ids = from_schema(path_schemas[0], doc).filter(lambda i: i not in (".", ".."))
         elif path_schemas and family is not None:
             path_ids = st.just(family.named_in(name, path).partition("/")[2])
         query: st.SearchStrategy[tuple[tuple[str, str], ...]] = st.just(())
@@ -535,9 +536,17 @@ async def test_every_answer_is_documented(world: World) -> None:
     seen: dict[str, set[int]] = {}
     for name in CONSENT_API_ROUTES:
         strategy = call_strategy(doc, name, planted, [*tokens, NO_TOKEN])
-        for call in examples(strategy, EXAMPLES_PER_ROUTE):
-            status, _ = await answered(call)
-            seen.setdefault(name, set()).add(status)
+        sent: set[Call] = set()
+        # Which calls a derandomized run draws shifts with any constant in the imported
+        # code, so a route that has not yet succeeded is given more calls of the same kind.
+        for count in (EXAMPLES_PER_ROUTE, 4 * EXAMPLES_PER_ROUTE):
+            for call in examples(strategy, count):
+                if call not in sent:
+                    sent.add(call)
+                    status, _ = await answered(call)
+                    seen.setdefault(name, set()).add(status)
+            if ROUTES[name].status in seen[name]:
+                break
     for name, statuses in seen.items():
         success = ROUTES[name].status
         assert success in statuses, f"{name} never succeeded, only {sorted(statuses)}"

@@ -756,6 +756,12 @@ def subscription_reads() -> set[str]:
     return {trigger.split(".")[1] for topic in TOPICS for trigger in topic.triggers}
 
 
+def test_only_the_gateway_writes_the_dpop_replay_bucket(nats_users: dict[str, NatsUser]) -> None:
+    subject = f"$KV.{Settings(nats_prefix=GUIDE_PREFIX).dpop_replay_bucket}.a-used-proof"
+    writers = sorted(name for name, user in nats_users.items() if user.publish.permits(subject))
+    assert writers == ["barnebro-gateway"], writers
+
+
 def test_only_the_gateway_sends_requests(nats_users: dict[str, NatsUser]) -> None:
     prefix = GUIDE_PREFIX
     gateway = user_of(nats_users, "gateway")

@@ -14,8 +14,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from shared.transport.wire import Caller, FhirRequest
+from tests.servers import NatsProcess
 from tests.support import (
-    NatsProcess,
     Stack,
     drop_test_resources,
     outbox_ids,

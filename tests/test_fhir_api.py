@@ -262,8 +262,10 @@ async def test_bad_input_gets_operation_outcomes_not_500(stack: Stack) -> None:
     assert wrong_media.status == 415
     bad_id = await stack.call("GET", "Practitioner/has%20space")
     assert bad_id.status == 400
-    wrong_method = await stack.call("PATCH", "Practitioner/x", practitioner())
+    wrong_method = await stack.call("DELETE", "Practitioner")  # no conditional delete
     assert wrong_method.status == 405
+    not_a_patch = await stack.call("PATCH", "Practitioner/x", practitioner())
+    assert not_a_patch.status == 400, not_a_patch.body
     empty = (await stack.call("GET", "Practitioner?_total=accurate")).json()
     assert empty["total"] == 0, "no rejected request may leave a resource behind"
 

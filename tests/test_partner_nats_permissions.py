@@ -35,7 +35,8 @@ from shared.config import Settings
 from shared.runtime import ServiceRuntime, ServiceSpec
 from shared.transport.nats_connection import close, connect
 from shared.transport.wire import request_subject
-from tests.support import NatsProcess, wait_for
+from tests.servers import NatsProcess
+from tests.support import wait_for
 from tests.test_deploy import GUIDE_PREFIX, readme, section
 
 GUIDE_PARTNER = "974760673"

@@ -1477,6 +1477,48 @@ SCENARIOS = scenarios()
 # -- the tests -----------------------------------------------------------------------------
 
 
+PATCH_ACTION = "update (PATCH)"
+"""A PATCH takes the update cell: each update row is exercised a second time with its
+requests sent as PATCH."""
+
+
+def as_patch(probe: Probe) -> Probe:
+    """A PUT sent as the PATCH that makes the same change: a JSON Patch replacing the
+    resource with the PUT's body (other requests, such as a delete, are left as they are)."""
+    if probe.method != "PUT":
+        return probe
+    return replace(
+        probe,
+        method="PATCH",
+        body=[{"op": "replace", "path": "", "value": probe.body}],
+        headers={**(probe.headers or {}), "Content-Type": "application/json-patch+json"},
+    )
+
+
+def patched(scenario: Scenario) -> Scenario:
+    """The update scenario `scenario` with every PUT it sends made a PATCH."""
+
+    async def basis(ctx: Ctx) -> Probe:
+        return as_patch(await scenario.basis(ctx))
+
+    async def hidden(ctx: Ctx) -> tuple[Probe, Probe]:
+        assert scenario.hidden is not None
+        one, other = await scenario.hidden(ctx)
+        return as_patch(one), as_patch(other)
+
+    async def not_own(ctx: Ctx) -> tuple[Probe, str]:
+        assert scenario.not_own is not None
+        probe, refusal = await scenario.not_own(ctx)
+        return as_patch(probe), refusal
+
+    return replace(
+        scenario,
+        basis=basis,
+        hidden=hidden if scenario.hidden is not None else None,
+        not_own=not_own if scenario.not_own is not None else None,
+    )
+
+
 def cell_id(row: str, action: str, actor: Actor) -> str:
     names = {"GET /fhir/metadata": "metadata", "POST /fhir (batch, transaction)": "batch"}
     return "-".join((row.replace(" ", "_"), names.get(action, action), actor.value))
@@ -1486,6 +1528,11 @@ CELLS = [
     pytest.param(row, action, actor, id=cell_id(row, action, actor))
     for row, actions in TABLE.items()
     for action in actions
+    for actor in Actor
+] + [
+    pytest.param(row, PATCH_ACTION, actor, id=cell_id(row, "update_PATCH", actor))
+    for row, actions in TABLE.items()
+    if "update" in actions
     for actor in Actor
 ]
 
@@ -1504,8 +1551,12 @@ async def permissions(
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize(("row", "action", "actor"), CELLS)
 async def test_cell(permissions: PermissionWorld, row: str, action: str, actor: Actor) -> None:
-    rule = TABLE[row][action].get(actor, Rule.NO)
-    scenario = SCENARIOS[(row, action)]
+    if action == PATCH_ACTION:
+        rule = TABLE[row]["update"].get(actor, Rule.NO)
+        scenario = patched(SCENARIOS[(row, "update")])
+    else:
+        rule = TABLE[row][action].get(actor, Rule.NO)
+        scenario = SCENARIOS[(row, action)]
     for caller in permissions.callers(actor):
         await check_caller(Ctx(permissions, caller, row, action, rule), scenario)
 
@@ -1519,7 +1570,9 @@ def markdown_table() -> str:
     """The table as Markdown, for the README (a test keeps the two the same)."""
     actors = list(Actor)
     lines = [
-        "| resource or route | action | " + " | ".join(a.value for a in actors) + " |",
+        "| resource or route | action (update: PUT, PATCH) | "
+        + " | ".join(a.value for a in actors)
+        + " |",
         "| --- | --- | " + " | ".join("---" for _ in actors) + " |",
     ]
     for resource_type, actions in TABLE.items():
@@ -1545,11 +1598,13 @@ def test_the_readme_has_the_table() -> None:
 ROUTE_INTERACTIONS = {
     ("GET", "/fhir/{type}"): "search",
     ("POST", "/fhir/{type}"): "create",
+    ("PUT", "/fhir/{type}"): "update",
     ("POST", "/fhir/{type}/_search"): "search",
     ("GET", "/fhir/{type}/_history"): "history-type",
     ("POST", "/fhir/{type}/$validate"): "validate",
     ("GET", "/fhir/{type}/{id}"): "read",
     ("PUT", "/fhir/{type}/{id}"): "update",
+    ("PATCH", "/fhir/{type}/{id}"): "patch",
     ("DELETE", "/fhir/{type}/{id}"): "delete",
     ("GET", "/fhir/{type}/{id}/_history"): "history-instance",
     ("GET", "/fhir/{type}/{id}/_history/{vid}"): "vread",

@@ -10,7 +10,7 @@ import pytest
 from services.directory import directory_spec
 from shared.patience import transient
 from shared.runtime import ServiceRuntime
-from tests.support import NatsProcess
+from tests.servers import NatsProcess
 from tests.support import test_settings as make_settings
 
 pytestmark = pytest.mark.services

@@ -23,9 +23,9 @@ from services.subscriptions import subscriptions_spec
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
 from tests.referral_world import BUP, ReferralWorld
+from tests.servers import NatsProcess
 from tests.subscription_world import Partner, SubscriptionWorld, subscription, subscription_settings
 from tests.support import (
-    NatsProcess,
     drop_test_resources,
     start_stack,
     stop_stack,

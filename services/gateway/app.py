@@ -2,7 +2,8 @@
 OperationOutcomes, and forwarding to services.
 
 Request path: error middleware (every failure becomes an OperationOutcome with the right
-status) → tracing span → authentication (bearer JWT, then SMART scope per interaction)
+status) → tracing span → authentication (bearer or DPoP-bound JWT, `authentication`; then SMART
+scope per interaction)
 → routing to the owning service over NATS. No FHIR resource is parsed here except Bundles.
 """
 
@@ -20,14 +21,15 @@ from aiohttp import web
 from opentelemetry import propagate, trace
 
 from services.gateway import consent_admin
-from services.gateway.bodies import BODY_LIMIT, FORM, read_body
+from services.gateway.authentication import authenticate
+from services.gateway.bodies import BODY_LIMIT, FORM, JSON_TYPES, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
 from services.gateway.header_values import decoded
 from services.gateway.provenance import CAPABILITY as PROVENANCE_CAPABILITY
-from shared.auth.tokens import unauthorized
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
+from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
@@ -46,6 +48,8 @@ EMERGENCY_PATIENT_HEADER = "Barnebro-Emergency-Patient"
 EMERGENCY_REASON_HEADER = "Barnebro-Emergency-Reason"
 MAX_EMERGENCY_REASON = 1000
 PURPOSE_OF_USE_HEADER = "Barnebro-Purpose-Of-Use"
+PATCH_TYPES = JSON_TYPES | {JSON_PATCH}
+"""A PATCH body: a JSON Patch, or a FHIRPath Patch (a Parameters resource) as FHIR JSON."""
 
 
 def fhir_response(response: FhirResponse) -> web.Response:
@@ -102,12 +106,9 @@ async def auth_middleware(
 ) -> web.StreamResponse:
     if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
         return await handler(request)
-    scheme, _, token = (header(request, "Authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise unauthorized("A bearer token is required (Authorization: Bearer <JWT>)")
     gateway = request.app[GATEWAY_KEY]
-    caller = await gateway.verifier.verify(token.strip())
-    request[CALLER_KEY] = await gateway.kinds.complete(caller, gateway.base_url(request))
+    verified = await authenticate(gateway, request, header(request, "Authorization") or "")
+    request[CALLER_KEY] = await gateway.kinds.complete(verified.caller, gateway.base_url(request))
     return await handler(request)
 
 
@@ -276,6 +277,16 @@ async def type_level(request: web.Request) -> web.Response:
     resource_type = request.match_info["type"]
     if request.method in ("GET", "HEAD"):
         return await _forward(request, "search", resource_type=resource_type)
+    if request.method == "PUT":  # a conditional update: the query says which resource
+        if not request.query:
+            raise error(
+                400,
+                "invalid",
+                f"PUT takes {resource_type}/<id>, or search criteria for a conditional update"
+                f" ({resource_type}?identifier=system|value)",
+            )
+        body = await read_body(request)
+        return await _forward(request, "update", body, resource_type=resource_type)
     return await _forward(request, "create", await read_body(request), resource_type=resource_type)
 
 
@@ -305,6 +316,12 @@ async def instance(request: web.Request) -> web.Response:
         return await _forward(request, "read", resource_type=resource_type, res_id=res_id)
     if request.method == "DELETE":
         return await _forward(request, "delete", resource_type=resource_type, res_id=res_id)
+    if request.method == "PATCH":
+        body = await read_body(request, PATCH_TYPES, f"{JSON_PATCH} or {FHIR_JSON}")
+        fhir_request = build_request(request, "patch", resource_type=resource_type, res_id=res_id)
+        if request.content_type in JSON_TYPES:
+            fhir_request.patch_format = FHIRPATH_PATCH
+        return fhir_response(await request.app[GATEWAY_KEY].dispatch(fhir_request, body))
     body = await read_body(request)
     return await _forward(request, "update", body, resource_type=resource_type, res_id=res_id)
 
@@ -383,11 +400,13 @@ def create_app(gateway: Gateway) -> web.Application:
     routes.add_post("/fhir/", system_level)
     routes.add_get("/fhir/{type}", type_level)
     routes.add_post("/fhir/{type}", type_level)
+    routes.add_put("/fhir/{type}", type_level)
     routes.add_post("/fhir/{type}/_search", search_post)
     routes.add_get("/fhir/{type}/_history", type_history)
     routes.add_post("/fhir/{type}/$validate", validate)
     routes.add_get("/fhir/{type}/{id}", instance)
     routes.add_put("/fhir/{type}/{id}", instance)
+    routes.add_patch("/fhir/{type}/{id}", instance)
     routes.add_delete("/fhir/{type}/{id}", instance)
     routes.add_post("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)
     routes.add_get("/fhir/{type}/{id}/{operation:\\$[A-Za-z][A-Za-z-]*}", instance_operation)

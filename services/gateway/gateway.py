@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 from services.gateway.callers import OrganisationKinds
 from services.gateway.provenance import REVINCLUDE, TARGET_TYPES, ProvenanceView
 from services.gateway.registry import ServiceRegistry
+from shared.auth.dpop_replay import NatsReplayStore
 from shared.auth.scopes import authorize_request
 from shared.auth.tokens import Verifiers
 from shared.config import Settings
@@ -42,6 +43,12 @@ class Gateway:
         self.verifier = verifier
         self.registry = ServiceRegistry(nc, settings.registry_bucket, settings.event_replicas)
         self.forwarder = Forwarder(nc, settings.request_timeout)
+        self.replays = NatsReplayStore(
+            nc,
+            settings.dpop_replay_bucket,
+            settings.dpop_max_age + settings.dpop_clock_skew,
+            settings.event_replicas,
+        )
         self.kinds = OrganisationKinds(self.dispatch)
         self.provenance = ProvenanceView(
             self.dispatch, lambda orgnr: self.kinds.kind_of(orgnr, settings.base_url)

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from shared.access.permissions import permission
+from shared.access.permissions import action_of, permission
 from shared.auth.scopes import authorize_request
 from shared.fhir.answers import not_found
 from shared.fhir.elements import orgnr_of
@@ -59,8 +59,8 @@ class ProvenanceView:
         self._kind_of = kind_of
 
     async def answer(self, request: FhirRequest) -> FhirResponse:
-        if request.interaction in ("read", "search", "create", "update", "delete"):
-            permission(request.caller, "Provenance", request.interaction)  # writes: 405
+        if request.interaction in ("read", "search", "create", "update", "patch", "delete"):
+            permission(request.caller, "Provenance", action_of(request))  # writes: 405
         if request.interaction not in ("read", "search"):
             raise error(
                 405,

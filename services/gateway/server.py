@@ -30,6 +30,7 @@ class GatewayServer:
         self.nc = nc
         gateway = self.gateway = Gateway(settings, nc, verifiers(settings))
         await patiently("the service registry", gateway.registry.start)
+        await patiently("the DPoP replay store", gateway.replays.start)
         await gateway.kinds.follow(nc, settings.nats_prefix)
         self._runner = web.AppRunner(
             create_app(self.gateway), access_log=None, auto_decompress=False

@@ -91,7 +91,9 @@ async def check_task_update(
     caller = write.request.caller
     actor = Actor(caller.orgnr, caller.org_kind)
     old, new = task_state(before), task_state(resource)
-    if new.step is None:
+    if new.step is None or (new.step == old.step and new.status != old.status):
+        # Left out, or the stored step sent back unchanged with a new status (a client
+        # that read the Task and changed its status alone): the server's step follows.
         step = (
             Step(old.step)
             if new.status == old.status and old.step is not None

@@ -297,9 +297,11 @@ INTERACTION_ACTIONS = {
     "create": "create",
     "validate": "create",
     "update": "update",
+    "patch": "update",
     "delete": "delete",
 }
-"""FHIR interactions → table actions (`$validate` needs what a create needs)."""
+"""FHIR interactions → table actions (`$validate` needs what a create needs; a PATCH is an
+update, `update (PUT, PATCH)` in the README's table)."""
 
 
 def actor_of(caller: Caller) -> Actor | None:

@@ -6,6 +6,10 @@
 - the operator key signs operator and register credentials. In production the operator
   keeps this private key apart from every integration and gives the gateway only its
   public JWKS (`BARNEBRO_OPERATOR_JWKS_FILE`).
+
+A third key stands for a client's DPoP key (RFC 9449): `barnebro token --dpop` binds a
+token to it (`cnf.jkt`) and `barnebro dpop-proof` signs the proof of one request with it.
+In production each client holds its own DPoP key and HelseID binds its tokens.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from shared.auth.dpop import make_proof, public_jwk, thumbprint
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
 from shared.auth.tokens import (
+    CONFIRMATION_CLAIM,
     CREDENTIAL_CLAIM,
     FHIR_USER_CLAIM,
     HPR_CLAIMS,
@@ -36,6 +42,7 @@ OPERATOR_KEY_FILE = "operator-key.pem"
 OPERATOR_JWKS_FILE = "operator-jwks.json"
 OPERATOR_KEY_ID = "barnebro-operator-1"
 OPERATOR_ISSUER = "barnebro-operator"
+DPOP_KEY_FILE = "dpop-key.pem"
 CREDENTIAL_SCOPES = {
     "operator": "system/*.cruds system/AuditEvent.cruds",
     "register": "system/*.cruds system/AuditEvent.cruds",
@@ -48,10 +55,8 @@ def key_dir(data_dir: Path) -> Path:
     return data_dir / "auth"
 
 
-def _ensure_key_pair(data_dir: Path, key_file: str, jwks_file: str, key_id: str) -> Path:
-    directory = key_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    key_path, jwks_path = directory / key_file, directory / jwks_file
+def _ensure_private_key(key_path: Path) -> None:
+    key_path.parent.mkdir(parents=True, exist_ok=True)
     if not key_path.exists():
         private = ec.generate_private_key(ec.SECP256R1())
         pem = private.private_bytes(
@@ -62,6 +67,12 @@ def _ensure_key_pair(data_dir: Path, key_file: str, jwks_file: str, key_id: str)
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
             handle.write(pem)
+
+
+def _ensure_key_pair(data_dir: Path, key_file: str, jwks_file: str, key_id: str) -> Path:
+    directory = key_dir(data_dir)
+    key_path, jwks_path = directory / key_file, directory / jwks_file
+    _ensure_private_key(key_path)
     if not jwks_path.exists():
         private_key = serialization.load_pem_private_key(key_path.read_bytes(), None)
         jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private_key.public_key()))  # type: ignore[arg-type]
@@ -78,6 +89,25 @@ def ensure_local_keys(data_dir: Path) -> Path:
 def ensure_operator_keys(data_dir: Path) -> Path:
     """Create the operator key pair if missing; return its JWKS file path."""
     return _ensure_key_pair(data_dir, OPERATOR_KEY_FILE, OPERATOR_JWKS_FILE, OPERATOR_KEY_ID)
+
+
+def dpop_key(data_dir: Path) -> ec.EllipticCurvePrivateKey:
+    """The local DPoP key (P-256), created if missing."""
+    key_path = key_dir(data_dir) / DPOP_KEY_FILE
+    _ensure_private_key(key_path)
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def dpop_jkt(data_dir: Path) -> str:
+    """The RFC 7638 thumbprint of the local DPoP key: the `cnf.jkt` of tokens bound to it."""
+    return thumbprint(public_jwk(dpop_key(data_dir)))
+
+
+def dpop_proof(data_dir: Path, method: str, url: str, token: str | None = None) -> str:
+    """A DPoP proof for one request, signed with the local DPoP key."""
+    return make_proof(dpop_key(data_dir), method=method, url=url, access_token=token)
 
 
 def _sign(key_path: Path, key_id: str, claims: dict[str, object]) -> str:
@@ -100,6 +130,7 @@ def issue_token(
     ttl: int = 3600,
     issuer: str = "barnebro-local",
     audience: str = "barnebro",
+    dpop: bool = False,
 ) -> str:
     """A signed development token for an organisation (and the person acting), with the
     local and HelseID-style claim names. It says nothing about the organisation's kind:
@@ -121,6 +152,8 @@ def issue_token(
         claims[FHIR_USER_CLAIM] = fhir_user
     if roles:
         claims[ROLES_CLAIM] = roles
+    if dpop:
+        claims[CONFIRMATION_CLAIM] = {"jkt": dpop_jkt(data_dir)}
     return _sign(key_dir(data_dir) / KEY_FILE, KEY_ID, claims)
 
 
@@ -132,6 +165,7 @@ def issue_credential(
     issuer: str = OPERATOR_ISSUER,
     audience: str = "barnebro",
     subject: str = "barnebro-operator",
+    dpop: bool = False,
 ) -> str:
     """An operator (`operator`) or population-register (`register`) credential signed
     with the operator key in the data directory."""
@@ -147,4 +181,6 @@ def issue_credential(
         "scope": CREDENTIAL_SCOPES[credential],
         CREDENTIAL_CLAIM: credential,
     }
+    if dpop:
+        claims[CONFIRMATION_CLAIM] = {"jkt": dpop_jkt(data_dir)}
     return _sign(key_dir(data_dir) / OPERATOR_KEY_FILE, OPERATOR_KEY_ID, claims)

@@ -20,6 +20,7 @@ INTERACTION_PERMISSION = {
     "search": "s",
     "create": "c",
     "update": "u",
+    "patch": "u",
     "delete": "d",
     "validate": "c",
     "operation": "u",

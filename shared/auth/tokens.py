@@ -11,7 +11,10 @@ Two kinds of token reach the gateway, told apart by their issuer:
   (`barnebro:credential` = `operator` or `register`).
 
 Signature (RS256 or ES256), issuer, audience and expiry are checked; verified tokens are
-cached until they expire, so a client reusing its token costs one dictionary look-up.
+cached until they expire, so a client reusing its token costs one dictionary look-up. A
+token bound to a DPoP key (`cnf.jkt`, RFC 9449) is verified the same way and comes with its
+key's thumbprint: the gateway then checks a fresh proof on every request
+(`shared.auth.dpop`), cached token or not.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +40,7 @@ HPR_CLAIMS = ("helseid://claims/hpr/hpr_number", "barnebro:hpr")
 FHIR_USER_CLAIM = "fhirUser"
 ROLES_CLAIM = "barnebro:roles"
 CREDENTIAL_CLAIM = "barnebro:credential"
+CONFIRMATION_CLAIM = "cnf"
 OPERATOR_CREDENTIALS = frozenset({"operator", "register"})
 
 
@@ -43,6 +48,27 @@ def unauthorized(message: str) -> FhirError:
     return FhirError(
         401, [Issue("login", message)], headers={"WWW-Authenticate": 'Bearer realm="barnebro"'}
     )
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A verified token's caller and, when the token is bound to a DPoP key, that key's
+    RFC 7638 thumbprint (`cnf.jkt`)."""
+
+    caller: Caller
+    jkt: str | None = None
+
+
+def _binding(claims: dict[str, Any]) -> str | None:
+    confirmation = claims.get(CONFIRMATION_CLAIM)
+    if confirmation is None:
+        return None
+    jkt = confirmation.get("jkt") if isinstance(confirmation, dict) else None
+    if not isinstance(jkt, str) or not jkt:
+        # e.g. bound to a TLS client certificate (x5t#S256): a binding that cannot be
+        # checked here must not be ignored
+        raise unauthorized("The token is bound to a key in a way this server cannot check")
+    return jkt
 
 
 def _scopes(claims: dict[str, Any]) -> list[str]:
@@ -103,7 +129,7 @@ class TokenVerifier:
         self._keys: dict[str, Any] = {}
         self._fetched_at = -float("inf")
         self._lock = asyncio.Lock()
-        self._cache: dict[str, tuple[float, Caller]] = {}
+        self._cache: dict[str, tuple[float, Verified]] = {}
 
     async def _load_keys(self) -> None:
         if self._jwks_file:
@@ -141,12 +167,15 @@ class TokenVerifier:
             raise unauthorized("The token is signed with an unknown key")
         return key
 
-    def cached(self, token: str) -> Caller | None:
-        """The caller of a token this verifier has verified and that has not expired."""
+    def cached(self, token: str) -> Verified | None:
+        """A token this verifier has verified and that has not expired."""
         cached = self._cache.get(token)
         return cached[1] if cached is not None and cached[0] > time.time() else None
 
     async def verify(self, token: str) -> Caller:
+        return (await self.verified(token)).caller
+
+    async def verified(self, token: str) -> Verified:
         cached = self.cached(token)
         if cached is not None:
             return cached
@@ -168,13 +197,13 @@ class TokenVerifier:
                 issuer=self.issuer,
                 options={"require": ["exp", "iss", "aud"]},
             )
-            caller = self._caller_of(claims)
+            verified = Verified(self._caller_of(claims), _binding(claims))
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise unauthorized(f"The bearer token was rejected: {exc}") from exc
         if len(self._cache) > 10_000:
             self._cache.clear()
-        self._cache[token] = (float(claims["exp"]), caller)
-        return caller
+        self._cache[token] = (float(claims["exp"]), verified)
+        return verified
 
 
 class Verifiers:
@@ -192,6 +221,9 @@ class Verifiers:
         self.operator = operator
 
     async def verify(self, token: str) -> Caller:
+        return (await self.verified(token)).caller
+
+    async def verified(self, token: str) -> Verified:
         if self.operator is not None:
             cached = self.integration.cached(token) or self.operator.cached(token)
             if cached is not None:
@@ -201,5 +233,5 @@ class Verifiers:
             except jwt.PyJWTError as exc:
                 raise unauthorized(f"The bearer token is malformed: {exc}") from exc
             if issuer == self.operator.issuer:
-                return await self.operator.verify(token)
-        return await self.integration.verify(token)
+                return await self.operator.verified(token)
+        return await self.integration.verified(token)

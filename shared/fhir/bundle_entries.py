@@ -61,6 +61,14 @@ def _invalid(index: int, message: str) -> Exception:
 
 def parse_entry(index: int, entry: Any) -> EntryRequest:
     request = entry.get("request") if isinstance(entry, dict) else None
+    if isinstance(request, dict) and request.get("method") == "PATCH":
+        raise error(
+            400,
+            "not-supported",
+            "PATCH is not supported in a batch or transaction: send PATCH /fhir/{type}/{id}"
+            " on its own",
+            f"Bundle.entry[{index}].request.method",
+        )
     if not isinstance(request, dict) or request.get("method") not in METHOD_ORDER:
         raise _invalid(index, "Each entry needs request.method GET, POST, PUT or DELETE")
     method, url = request["method"], request.get("url")
@@ -80,15 +88,17 @@ def parse_entry(index: int, entry: Any) -> EntryRequest:
         raise _invalid(index, f"{res_id!r} is not a valid FHIR id")
     if version is not None and method != "GET":
         raise _invalid(index, "Only GET may name a version")
-    if query and (method != "GET" or res_id is not None):
+    conditional_update = method == "PUT" and res_id is None and bool(query)
+    if query and (method != "GET" or res_id is not None) and not conditional_update:
         raise error(
             400,
             "not-supported",
-            "Conditional update, delete and query URLs other than a search are not supported",
+            "Conditional delete and query URLs other than a search or a conditional update"
+            " (PUT Type?criteria) are not supported",
             f"Bundle.entry[{index}].request",
         )
-    if method in ("PUT", "DELETE") and res_id is None:
-        raise _invalid(index, f"{method} needs Type/id")
+    if method in ("PUT", "DELETE") and res_id is None and not conditional_update:
+        raise _invalid(index, f"{method} needs Type/id" + (" or Type?criteria" * (method == "PUT")))
     if method == "POST" and res_id is not None:
         raise _invalid(index, "POST takes the resource type only; ids are assigned")
     if method in ("POST", "PUT") and not isinstance(entry.get("resource"), dict):

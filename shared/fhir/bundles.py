@@ -93,6 +93,12 @@ def history(
     return {"resourceType": "Bundle", "type": "history", "link": links, "entry": entries}
 
 
+def history_total(path: str, params: list[tuple[str, str]], total: int) -> dict[str, Any]:
+    """A history asked for its total alone (`_summary=count`): the total, no entries."""
+    link = [{"relation": "self", "url": f"{path}?{urlencode(params)}"}]
+    return {"resourceType": "Bundle", "type": "history", "total": total, "link": link}
+
+
 def batch_response(results: list[dict[str, Any]]) -> bytes:
     """A batch's answer: one result per entry, in the Bundle's order."""
     return orjson.dumps({"resourceType": "Bundle", "type": "batch-response", "entry": results})

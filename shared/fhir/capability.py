@@ -10,24 +10,25 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.auth.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
-INTERACTIONS = [*READ_INTERACTIONS, "update", "delete", "create"]
+INTERACTIONS = [*READ_INTERACTIONS, "update", "patch", "delete", "create"]
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
 RESULT_PARAMS = [
     {
         "name": "_summary",
         "type": "token",
-        "documentation": "true | text | data | count | false, on searches and reads"
-        " (count: searches only); a subset is tagged SUBSETTED",
+        "documentation": "true | text | data | count | false, on searches, reads and"
+        " histories (count: searches and histories); a subset is tagged SUBSETTED",
     },
     {
         "name": "_elements",
         "type": "string",
         "documentation": "Top-level elements to return (with id, meta and the mandatory"
-        " ones), on searches and reads; tagged SUBSETTED",
+        " ones), on searches, reads and histories; tagged SUBSETTED",
     },
 ]
 """Result parameters every type takes (`shared.fhir.subsets`)."""
@@ -50,7 +51,7 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
                 "readHistory": True,
                 "updateCreate": definition.update_create and not definition.written_by,
                 "conditionalCreate": not definition.written_by,
-                "conditionalUpdate": False,
+                "conditionalUpdate": not definition.written_by,
                 "conditionalDelete": "not-supported",
                 "searchInclude": [f"{definition.resource_type}:{p.name}" for p in reference_params],
                 "searchParam": [
@@ -99,6 +100,7 @@ def capability_statement(
         "implementation": {"description": "barnebro FHIR endpoint", "url": base_url},
         "fhirVersion": "4.0.1",
         "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json", "application/fhir+json"],
         "rest": [
             {
                 "mode": "server",
@@ -114,8 +116,12 @@ def capability_statement(
                             ]
                         }
                     ],
-                    "description": "Bearer JWT (HelseID in production) with SMART v2 system"
-                    " scopes such as system/Patient.cruds",
+                    "description": "JWT access token (HelseID in production) with SMART v2"
+                    " system scopes such as system/Patient.cruds, sent as Authorization: Bearer"
+                    " or, bound to the client's key, as Authorization: DPoP with a DPoP proof"
+                    f" header (RFC 9449; algs {' '.join(DPOP_ALGORITHMS)}). A token with"
+                    " cnf.jkt is accepted only with DPoP; the server"
+                    " may require DPoP for every integration token.",
                 },
                 "resource": resources,
                 "searchParam": RESULT_PARAMS,

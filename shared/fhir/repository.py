@@ -17,6 +17,7 @@ from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import SearchQuery, parse_search
 from shared.fhir.service_data import ServiceData
 from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.store.database import Connection
 from shared.store.resource_store import SearchPage, StoredResource
 from shared.transport.wire import FhirRequest
 
@@ -98,10 +99,7 @@ class Repository:
         request = self.request
         access = self.data.guard.filter_for(request)(resource_type)
         async with self.data.db.reader() as conn:
-            if res_id is not None:
-                current = await self.data.store.read(conn, resource_type, res_id)
-                if await self.disclose(current, (resource_type, res_id)) is None:
-                    raise not_found(resource_type, res_id)
+            await self._visible_history(conn, resource_type, res_id)
             page, next_seq = await self.data.store.history(
                 conn,
                 resource_type,
@@ -115,3 +113,29 @@ class Repository:
             request, page, urlencode(request.params), searched=resource_type
         )
         return released, next_seq
+
+    async def history_total(
+        self, resource_type: str, res_id: str | None, *, since: str | None
+    ) -> int:
+        """How many versions the history holds that the caller may see (`_summary=count`);
+        audited as a history page that releases nothing is."""
+        request = self.request
+        access = self.data.guard.filter_for(request)(resource_type)
+        async with self.data.db.reader() as conn:
+            await self._visible_history(conn, resource_type, res_id)
+            total = await self.data.store.history_total(
+                conn, resource_type, res_id, since=since, access=access
+            )
+        await self.data.guard.released(
+            request, [], urlencode(request.params), searched=resource_type
+        )
+        return total
+
+    async def _visible_history(
+        self, conn: Connection, resource_type: str, res_id: str | None
+    ) -> None:
+        """The history of a resource the caller may not see answers as a missing one's."""
+        if res_id is not None:
+            current = await self.data.store.read(conn, resource_type, res_id)
+            if await self.disclose(current, (resource_type, res_id)) is None:
+                raise not_found(resource_type, res_id)

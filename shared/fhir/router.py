@@ -19,6 +19,7 @@ from shared.auth.scopes import authorize_request
 from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
+from shared.fhir.patch import FHIRPATH_PATCH, patcher
 from shared.fhir.resources import parse_json, version_number
 from shared.fhir.search_query import IGNORED_PARAMS, MAX_COUNT, parse_date_value, small_integer
 from shared.fhir.service import FhirService
@@ -28,7 +29,7 @@ from shared.fhir.validate import validate
 from shared.transport.wire import FhirRequest, FhirResponse
 
 Handler = Callable[[FhirRequest, bytes, Rule], Awaitable[FhirResponse]]
-HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format"})
+HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format", "_summary", "_elements"})
 
 
 class FhirRouter:
@@ -45,6 +46,7 @@ class FhirRouter:
             "validate": self.validate,
             "create": self.create,
             "update": self.update,
+            "patch": self.patch,
             "delete": self.delete,
             "operation": self.operation,
             "read-operation": self.operation,
@@ -99,11 +101,17 @@ class FhirRouter:
         cursor = params.get("_cursor")
         before_seq = small_integer(cursor, "_cursor", 2**62) if cursor is not None else None
         res_id = checked_id(request.id) if request.interaction == "history-instance" else None
-        versions, next_seq = await self.service.repository(request).history(
-            resource_type, res_id, since=since, count=count, before_seq=before_seq
-        )
+        subset = parse_subset(resource_type, request.params)
+        repository = self.service.repository(request)
         path = f"{request.base_url}/{resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
+        if subset.count_only:
+            total = await repository.history_total(resource_type, res_id, since=since)
+            return json_response(200, bundles.history_total(path, request.params, total))
+        versions, next_seq = await repository.history(
+            resource_type, res_id, since=since, count=count, before_seq=before_seq
+        )
+        versions = [cut(version, subset) for version in versions]
         bundle = bundles.history(path, request.params, versions, next_seq, request.base_url)
         return json_response(200, bundle)
 
@@ -122,7 +130,16 @@ class FhirRouter:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
         async with self.service.unit_of_work(request) as uow:
+            if request.id is None:  # PUT Type?criteria
+                return await writes.conditional_update(uow, definition, parse_json(body), rule=rule)
             return await writes.update(uow, definition, parse_json(body), rule=rule)
+
+    async def patch(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+        definition = self.service.definition(request.resource_type)
+        definition.refuse_client_writes()
+        apply = patcher(definition.resource_type, body, request.patch_format == FHIRPATH_PATCH)
+        async with self.service.unit_of_work(request) as uow:
+            return await writes.patch(uow, definition, apply, rule=rule)
 
     async def delete(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)

@@ -79,14 +79,14 @@ class _Shape:
     backbones: dict[str, type[BaseModel]]
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
+def model_of(annotation: Any) -> type[BaseModel] | None:
     """The FHIR model an element's annotation holds (through Optional and List)."""
     klass = getattr(annotation, "get_model_klass", None)
     if callable(klass):
         found = klass()
         return found if isinstance(found, type) and issubclass(found, BaseModel) else None
     for arg in typing.get_args(annotation):
-        model = _model_of(arg)
+        model = model_of(arg)
         if model is not None:
             return model
     return None
@@ -113,7 +113,7 @@ def _shape(model: type[BaseModel]) -> _Shape:
         required = extra.get("element_required") or extra.get("one_of_many_required")
         if field.is_required() or required:
             mandatory.add(key)
-        inner = _model_of(field.annotation)
+        inner = model_of(field.annotation)
         if inner is not None and issubclass(inner, BackboneElement):
             backbones[key] = inner
     return _Shape(

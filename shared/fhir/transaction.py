@@ -174,9 +174,11 @@ async def _run_entry(
             location = answer.headers["Location"].split("/_history/")[0]
             assigned[full_url] = "/".join(location.rsplit("/", 2)[-2:])
     elif entry_request.method == "PUT":
-        answer = await writes.update(
-            entry_uow, definition, _rewrite(entry["resource"], assigned), rule=rule
-        )
+        resource = _rewrite(entry["resource"], assigned)
+        if res_id is None:  # PUT Type?criteria
+            answer = await writes.conditional_update(entry_uow, definition, resource, rule=rule)
+        else:
+            answer = await writes.update(entry_uow, definition, resource, rule=rule)
     else:
         answer = await writes.delete(entry_uow, definition, rule=rule)
     return entry_result(answer)

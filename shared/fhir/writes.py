@@ -1,21 +1,24 @@
-"""A client's create, update and delete: every check a write must pass, then the store.
+"""A client's create, update (also as a patch or a conditional update) and delete: every
+check a write must pass, then the store.
 
 In order: the FHIR model and the type's rules (`prepare`, `verify_references`), the
 permission table's `own`, a resource the caller may not see treated exactly as a missing
 one (so a write can neither reveal nor touch it), the preconditions (`If-Match`,
 `If-None-Exist`), the type's checks that need the replaced version (`check_write`), and
-then one new version in the caller's unit of work. A service's own operations use the
-same functions with `check_access=False` when they have checked first.
+then one new version in the caller's unit of work. A patch and a conditional update find
+the version to replace and then take the update's path whole. A service's own operations
+use the same functions with `check_access=False` when they have checked first.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
-from shared.access.permissions import Rule
-from shared.auth.scopes import granted
+from shared.access.permissions import Rule, request_rule
+from shared.auth.scopes import authorize_request, granted
 from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
@@ -103,15 +106,7 @@ async def update(
     resource_type = validate_resource(resource, definition.resource_type)
     warnings = definition.prepare(resource, request.caller)
     await definition.verify_references(resource, uow.lookup())
-    if definition.data_category is not None:
-        # The patient before the row, as every writer of patient data does: a write
-        # that goes on to change a related record must not wait for it crosswise. The
-        # stored version names the patient (the body may leave it out).
-        stored_now = await uow.read(resource_type, res_id)
-        patient = stored_now.access.patient if stored_now is not None else None
-        if patient is not None:
-            await uow.lock_patient(patient)
-    previous = await uow.read_for_update(resource_type, res_id)
+    previous = await _locked(uow, definition, res_id)
     if await _hidden(uow, previous, check_access, (resource_type, res_id)):
         if definition.update_create:
             raise not_found(resource_type, res_id)
@@ -119,15 +114,7 @@ async def update(
     if rule is Rule.OWN:
         live = previous if previous is not None and not previous.deleted else None
         await _require_owner(uow, definition, resource, live)
-    if request.if_match is not None:
-        expected = parse_etag(request.if_match)
-        if previous is None or previous.version != expected:
-            current = f'W/"{previous.version}"' if previous else "none"
-            raise error(
-                412,
-                "conflict",
-                f"If-Match {request.if_match} does not match the current version ({current})",
-            )
+    _check_if_match(request, previous)
     if previous is None and not definition.update_create:
         raise error(
             405,
@@ -142,6 +129,65 @@ async def update(
         definition, resource, res_id=res_id, previous=previous, context=context
     )
     return written(request, stored, 201 if previous is None else 200, warnings)
+
+
+async def patch(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    apply: Callable[[dict[str, Any]], dict[str, Any]],
+    *,
+    rule: Rule = Rule.ALL,
+) -> FhirResponse:
+    """A patch (`apply` gives the resource as patched, `shared.fhir.patch`): applied to
+    the current version as the caller may read it (one it may not see answers exactly as
+    a missing one, 404), then written by `update`, so that it passes every check a PUT of
+    the patched resource would. The row stays locked from the read to the write, so
+    concurrent patches apply one after the other."""
+    request = uow.request
+    resource_type, res_id = definition.resource_type, checked_id(request.id)
+    previous = await _locked(uow, definition, res_id)
+    if previous is None:
+        await _hidden(uow, None, True, (resource_type, res_id))
+        raise not_found(resource_type, res_id)
+    current: StoredResource | None = previous
+    if request.caller.credential != "service":
+        current = await uow.data.guard.release(request, previous)
+    if current is None:
+        raise not_found(resource_type, res_id)
+    if previous.deleted:
+        raise error(410, "deleted", f"{resource_type}/{res_id} was deleted")
+    _check_if_match(request, previous)  # before the patch: it is based on that version
+    patched = apply(current.json())
+    return await update(uow, definition, patched, check_access=False, rule=rule)
+
+
+def _check_if_match(request: FhirRequest, previous: StoredResource | None) -> None:
+    if request.if_match is not None:
+        expected = parse_etag(request.if_match)
+        if previous is None or previous.version != expected:
+            current = f'W/"{previous.version}"' if previous else "none"
+            raise error(
+                412,
+                "conflict",
+                f"If-Match {request.if_match} does not match the current version ({current})",
+            )
+
+
+async def _locked(
+    uow: StoreUnitOfWork, definition: ResourceDefinition, res_id: str
+) -> StoredResource | None:
+    """The current version of a resource about to be changed, its row locked until the
+    write commits."""
+    resource_type = definition.resource_type
+    if definition.data_category is not None:
+        # The patient before the row, as every writer of patient data does: a write
+        # that goes on to change a related record must not wait for it crosswise. The
+        # stored version names the patient (the body may leave it out).
+        stored_now = await uow.read(resource_type, res_id)
+        patient = stored_now.access.patient if stored_now is not None else None
+        if patient is not None:
+            await uow.lock_patient(patient)
+    return await uow.read_for_update(resource_type, res_id)
 
 
 async def delete(
@@ -174,6 +220,43 @@ async def delete(
     return FhirResponse(status=204, headers={"ETag": stored.etag})
 
 
+async def conditional_update(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    resource: dict[str, Any],
+    *,
+    rule: Rule = Rule.ALL,
+) -> FhirResponse:
+    """`PUT Type?criteria`: one match is updated (as `PUT Type/id`, `If-Match` honoured),
+    none is a create (if the caller may create the type; 201), several a 412. As for
+    If-None-Exist, only what the caller may see matches, and the conditional writes of a
+    type are serialised on its claim row, so two concurrent requests cannot both create."""
+    request = uow.request
+    criteria = [(k, v) for k, v in request.params if k != "_format"]
+    asked = f"The conditional update {definition.resource_type}?{urlencode(criteria)}"
+    found = await _matching(uow, definition, criteria, "A conditional update", asked)
+    if found is not None:
+        if resource.get("id") not in (None, found.res_id):
+            raise error(
+                400, "invalid", f"Resource id {resource.get('id')!r} is not the match's", "id"
+            )
+        matched = uow.bound(request.model_copy(update={"id": found.res_id, "params": []}))
+        return await update(matched, definition, resource, rule=rule)
+    if request.if_match is not None:
+        raise error(412, "conflict", f"If-Match {request.if_match}: nothing matches")
+    if resource.get("id") is not None:
+        raise error(
+            400,
+            "invalid",
+            "Nothing matches, so this creates: ids are assigned by the server, leave id out",
+            "id",
+        )
+    creating = request.model_copy(update={"interaction": "create", "params": []})
+    authorize_request(creating)
+    create_rule = request_rule(creating)
+    return await create(uow.bound(creating), definition, resource, rule=create_rule)
+
+
 async def _conditional_match(
     uow: StoreUnitOfWork, definition: ResourceDefinition
 ) -> StoredResource | None:
@@ -182,22 +265,32 @@ async def _conditional_match(
         raise error(
             400, "invalid", "If-None-Exist is not a query string: a % begins two hex digits"
         )
-    criteria = sorted(parse_qsl(request.if_none_exist or "", keep_blank_values=True))
-    query = parse_search(definition.resource_type, criteria, uow.data.search_params)
+    criteria = parse_qsl(request.if_none_exist or "", keep_blank_values=True)
+    asked = f"If-None-Exist {request.if_none_exist!r}"
+    return await _matching(uow, definition, criteria, "If-None-Exist", asked)
+
+
+async def _matching(
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    criteria: list[tuple[str, str]],
+    name: str,
+    asked: str,
+) -> StoredResource | None:
+    """The one resource the caller may see that `criteria` match (None for none; 412 for
+    several), once the type's claim row is held."""
+    request = uow.request
+    query = parse_search(definition.resource_type, sorted(criteria), uow.data.search_params)
     if not query.criteria:
-        raise error(400, "invalid", "If-None-Exist needs at least one search criterion")
+        raise error(400, "invalid", f"{name} needs at least one search criterion")
     await uow.data.store.claim_conditional(uow.conn, definition.resource_type)
     query.count = 2
     # Only what the caller may see can match: a hidden resource must not answer (not
-    # even by refusing), or If-None-Exist would be a way to search hidden data.
+    # even by refusing), or a conditional write would be a way to search hidden data.
     access = uow.data.guard.filter_for(request)
     page = await uow.data.store.search(uow.conn, query, access_for=access)
     if len(page.resources) > 1:
-        raise error(
-            412,
-            "multiple-matches",
-            f"If-None-Exist {request.if_none_exist!r} matches more than one resource",
-        )
+        raise error(412, "multiple-matches", f"{asked} matches more than one resource")
     return page.resources[0] if page.resources else None
 
 

@@ -24,10 +24,10 @@ from shared.store.access_sql import (
     NO_ACCESS_COLUMNS,
     AccessFilter,
     ResourceAccess,
-    access_clause,
     parties_of,
 )
 from shared.store.database import Connection
+from shared.store.history_sql import history_where
 from shared.store.outbox import Message
 from shared.store.search_sql import (
     COLUMNS,
@@ -290,23 +290,10 @@ class ResourceStore:
         """Versions newest first of the resources `access` allows; returns the page (at
         most `count` versions and about `max_bytes` of resources) and the cursor (seq) of
         the next page."""
-        allowed, args = access_clause(access, alias="h")
-        where = [allowed]
-        if res_type is not None:
-            where.append("h.res_type = ?")
-            args.append(res_type)
-        if res_id is not None:
-            where.append("h.res_id = ?")
-            args.append(res_id)
-        if since is not None:
-            where.append("h.last_updated >= ?")
-            args.append(since)
-        if before_seq is not None:
-            where.append("h.seq < ?")
-            args.append(before_seq)
+        where, args = history_where(access, res_type, res_id, since, before_seq)
         rows = await conn.fetch(
             f"SELECT {_HISTORY_COLUMNS}, h.seq FROM {_HISTORY_FROM}"
-            f" WHERE {' AND '.join(where)} ORDER BY h.seq DESC LIMIT ?",
+            f" WHERE {where} ORDER BY h.seq DESC LIMIT ?",
             *args,
             count + 1,
         )
@@ -314,6 +301,20 @@ class ResourceStore:
         page = [_row(r) for r in kept]
         next_seq = kept[-1][10] if len(rows) > len(kept) and kept else None
         return page, next_seq
+
+    async def history_total(
+        self,
+        conn: Connection,
+        res_type: str | None,
+        res_id: str | None,
+        *,
+        since: str | None,
+        access: AccessFilter | None = None,
+    ) -> int:
+        """How many versions `history` would page through."""
+        where, args = history_where(access, res_type, res_id, since)
+        row = await conn.fetchrow(f"SELECT COUNT(*) FROM {_HISTORY_FROM} WHERE {where}", *args)
+        return int(row[0]) if row else 0
 
     async def search(
         self,

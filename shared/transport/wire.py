@@ -22,6 +22,7 @@ Interaction = Literal[
     "vread",
     "create",
     "update",
+    "patch",
     "delete",
     "search",
     "history-instance",
@@ -90,6 +91,9 @@ class FhirRequest(BaseModel):
     purpose_of_use: str | None = None
     """v3-ActReason code the caller states (header Barnebro-Purpose-Of-Use); TREAT if unset."""
     emergency: Emergency | None = None
+    patch_format: str | None = None
+    """For `patch`: `fhirpath` for a FHIRPath Patch (a Parameters resource); a JSON Patch
+    otherwise."""
 
 
 class FhirResponse(BaseModel):
