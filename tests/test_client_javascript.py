@@ -119,11 +119,8 @@ async def test_javascript_client_moves_a_referral_task(referrals: ReferralWorld)
     assert seen["hidden"]["status"] == 404
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="PATCH with application/json-patch+json is being added on another branch",
-)
 async def test_javascript_client_patches_a_referral_task(referrals: ReferralWorld) -> None:
+    """fhir-kit-client's patch() sends a JSON Patch (application/json-patch+json)."""
     referral = await referrals.submit(await referrals.child())
     seen = await scenario("patch", referrals, BUP, task_id=referral.task_id)
     assert seen["patched"] == {"status": "received", "version": "2", "businessStatus": "mottatt"}
