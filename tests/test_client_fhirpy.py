@@ -240,3 +240,33 @@ async def test_fhirpy_conditional_create_needs_if_none_exist(referrals: Referral
     again = await child(conditional).save()
     assert again.id == first.id
     assert [p.id for p in await patients.fetch_all()] == [first.id]
+
+
+async def test_fhirpy_updates_by_identifier_and_cannot_merge_patch(
+    referrals: ReferralWorld,
+) -> None:
+    """fhirpy's `search(identifier=…).update(resource)` is a conditional update: the first
+    creates, the next updates the one match. Its `patch()` sends a partial resource as
+    plain JSON (a merge patch), which is not a JSON Patch: refused, nothing written."""
+    fhir = client(referrals, GP)
+    hpr = {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "9144889"}
+    doctors = fhir.resources("Practitioner").search(identifier=f"{hpr['system']}|{hpr['value']}")
+
+    def doctor(*given: str) -> AsyncFHIRResource:
+        return fhir.resource(
+            "Practitioner", identifier=[hpr], name=[{"family": "Lege", "given": list(given)}]
+        )
+
+    first, created = await doctors.update(doctor("Liv"))
+    assert created
+    second, created = await doctors.update(doctor("Liv", "Marie"))
+    assert not created
+    assert second.id == first.id
+    assert at(second, "meta", "versionId") == "2"
+    assert at(second, "name", 0, "given") == ["Liv", "Marie"]
+    assert await doctors.count() == 1
+
+    with pytest.raises(OperationOutcome) as refused:
+        await fhir.patch("Practitioner", first.id, gender="female")
+    assert "application/json-patch+json" in str(refused.value)
+    assert "gender" not in await fhir.get("Practitioner", first.id)

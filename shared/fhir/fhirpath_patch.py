@@ -61,7 +61,13 @@ def parse_fhirpath_patch(resource_type: str, body: bytes) -> list[Operation]:
     except orjson.JSONDecodeError as exc:
         raise error(400, "invalid", f"The FHIRPath Patch is not valid JSON: {exc}") from exc
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
-        raise error(400, "invalid", "A FHIRPath Patch is a Parameters resource")
+        raise error(
+            400,
+            "invalid",
+            "A FHIRPath Patch is a Parameters resource; a JSON Patch is sent as"
+            " application/json-patch+json. A part of the resource to merge (a merge patch, as"
+            " fhirpy's patch() sends) is not supported",
+        )
     operations = parameters.get("parameter")
     if not isinstance(operations, list) or not operations:
         raise error(400, "invalid", "A FHIRPath Patch has at least one operation parameter")
