@@ -329,6 +329,9 @@ async def test_formats_and_search_forms(stack: Stack) -> None:
     # _format overrides Accept, as a browser sends it (FHIR R4 http.html).
     html = {"Accept": "text/html,application/xhtml+xml"}
     assert (await stack.call("GET", "Practitioner?_format=json", headers=html)).status == 200
+    # As the specification writes it, the + unescaped (decoded as a space).
+    fhir_json = "Practitioner?_format=application/fhir+json"
+    assert (await stack.call("GET", fhir_json, headers=html)).status == 200
     assert (await stack.call("GET", "Practitioner", headers=html)).status == 406
     json_only = {"Accept": FHIR_JSON}
     assert (await stack.call("GET", "Practitioner?_format=xml", headers=json_only)).status == 406

@@ -145,7 +145,8 @@ def negotiate(request: web.Request) -> None:
     `Accept: text/html` with `_format=json` is served JSON."""
     wanted = request.query.get("_format")
     if wanted is not None:
-        accepted = wanted.split(";")[0].strip() in JSON_FORMATS
+        # An unescaped `+` (`_format=application/fhir+json`) arrives decoded as a space.
+        accepted = wanted.split(";")[0].strip().replace(" ", "+") in JSON_FORMATS
     else:
         accept = header(request, "Accept") or ""
         accepted = not accept or any(
