@@ -22,12 +22,12 @@ import contextlib
 import os
 import signal
 import sys
-from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
 from shared.auth.local_keys import CREDENTIAL_SCOPES, dpop_proof, issue_credential, issue_token
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
+from shared.clock import today
 from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
 from shared.metrics import setup_metrics
@@ -168,7 +168,7 @@ async def _register(args: argparse.Namespace) -> int:
                     rows, check_digit=not args.no_check_digit
                 )
             else:
-                report = await client.import_responsibilities(rows, date.today())
+                report = await client.import_responsibilities(rows, today())
         except aiohttp.ClientError as exc:
             print(f"barnebro {args.command}: cannot reach {args.url}: {exc}", file=sys.stderr)
             return 2

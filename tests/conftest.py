@@ -10,7 +10,9 @@ machine runs no NATS or PostgreSQL, the session starts its own (`tests/servers.p
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,11 @@ from tests.servers import STARTED, start_missing, stop_all
 from tests.subscription_world import SubscriptionWorld, subscription_settings
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack
 from tests.support import test_settings as make_settings
+
+# The services count calendar days in Norway (`shared.clock.today`); the tests' own
+# `date.today()` must name the same day, also in the hour around midnight UTC.
+os.environ["TZ"] = "Europe/Oslo"
+time.tzset()
 
 SERVICE_FIXTURES = frozenset(
     {"backend", "stack", "world", "referrals", "careplans", "subscriptions",
