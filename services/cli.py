@@ -147,7 +147,7 @@ async def _register(args: argparse.Namespace) -> int:
                     "navn": args.name,
                     "kind": args.kind,
                     "kommunenummer": args.kommune,
-                    "herId": args.her_id,
+                    "herId": args.her_id or [],
                     "overordnetEnhet": args.part_of,
                 }
             ]
@@ -266,7 +266,12 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--name", required=True)
     add.add_argument("--kind", required=True, choices=sorted(ORGANISATION_KINDS))
     add.add_argument("--kommune", help="kommunenummer (required for a barneverninstitusjon)")
-    add.add_argument("--her-id", help="HER-id in NHN's address register")
+    add.add_argument(
+        "--her-id",
+        action="append",
+        help="the organisation's HER-id in NHN's address register (repeat for several);"
+        " referrals may name it by HER-id",
+    )
     add.add_argument("--part-of", help="organisasjonsnummer of the parent unit")
     org_import = org_actions.add_parser("import", help="register organisations from a file")
     org_import.add_argument("file", help="JSON or CSV (see the deploy guide)")

@@ -438,7 +438,7 @@ class OrganizationDefinition(_Directory):
         return []
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
-        return organisations.orgnr_keys(resource)
+        return organisations.organisation_keys(resource)
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]
