@@ -34,6 +34,10 @@ from shared.stack_clock import (
     parse_step,
 )
 from tests.conftest import register
+from tests.consent_world import BVT, HEARD, World, sharing, signature
+from tests.consent_world import KINDS as CONSENT_KINDS
+from tests.consent_world import organisation as consent_organisation
+from tests.journal_service import journal_spec
 from tests.referral_world import BUP, KINDS, ReferralWorld, organisation
 from tests.support import Stack, drop_test_resources, nats_url, start_stack, stop_stack, wait_for
 from tests.support import test_settings as make_settings
@@ -169,6 +173,27 @@ async def clocked(tmp_path: Path, backend: str) -> AsyncIterator[ReferralWorld]:
         await drop_test_resources(settings)
 
 
+@pytest.fixture
+async def clocked_world(tmp_path: Path, backend: str) -> AsyncIterator[World]:
+    """The consent world (the journal service, one organisation of each kind) on a test
+    clock started at `start_at()`."""
+    settings = make_settings(tmp_path, backend, nats_url(), test_clock=True)
+    try:
+        await set_clock(settings, start_at())
+        stack = await start_stack(settings)
+        journal = ServiceRuntime(journal_spec(), settings)
+        try:
+            await journal.start()
+            organisations = [consent_organisation(orgnr) for orgnr in CONSENT_KINDS]
+            yield World(stack, journal, await register(stack, organisations))
+        finally:
+            await journal.stop()
+            await stop_stack(stack)
+    finally:
+        await delete_clock(settings)
+        await drop_test_resources(settings)
+
+
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     """`barnebro clock …` against the test stack's NATS and prefix."""
     env = {**os.environ, "NATS_URL": settings.nats_url,
@@ -218,6 +243,32 @@ async def test_a_referral_deadline_passes_when_the_clock_is_advanced(
     task, _ = await clocked.task(referral)
     assert [e["valueCoding"]["code"] for e in ext(task, BREACH_EXT)] == ["assessment-overdue"]
     assert task["lastModified"][:10] == (start + timedelta(days=20)).date().isoformat()
+
+
+async def test_a_parents_consent_ends_when_the_clock_passes_the_16th_birthday(
+    clocked_world: World,
+) -> None:
+    world = clocked_world
+    child = await world.child(16, days=10)  # 16 ten days after the clock's start
+    both = sharing(child, signature(child.mother), signature(child.father), child_view=HEARD)
+    granted = await world.api("POST", "consents", both)
+    assert granted.status == 201 and granted.json()["status"] == "active", granted.body
+    last_day = (start_at() + timedelta(days=9)).date().isoformat()
+    assert granted.json()["consent"]["valid_until"] == last_day
+    consent = f"Consent/{granted.json()['id']}"
+    assert (await world.fhir("GET", consent, by=BVT)).json()["status"] == "active"
+
+    moved = cli(world.stack.settings, "advance", "10d")
+    assert moved.returncode == 0, moved.stderr
+
+    # The consent sweep (which would otherwise wait its hour) ends it at once.
+    async def ended() -> bool:
+        reply = await world.fhir("GET", consent, by=BVT)
+        return reply.status == 200 and reply.json()["status"] == "inactive"
+
+    await wait_for(ended)
+    listed = (await world.api("GET", f"patients/{child.id}/consents")).json()["consents"]
+    assert listed[0]["ended_because"] == "authority-changed"
 
 
 async def test_the_clock_is_never_moved_back(clocked: ReferralWorld) -> None:
