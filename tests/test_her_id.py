@@ -4,13 +4,16 @@ receiver by HER-id, reaching the same receiver as by organisasjonsnummer."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.operator.client import RegisterClient
 from services.operator.organisations import RowError, organisation_row
+from shared.fhir.migrations import migrate
 from shared.identifiers import HERID_SYSTEM, ORGNR_SYSTEM
+from tests.local_services import OPERATOR, local_services
 from tests.referral_world import BUP, BUP2, GP, ReferralWorld, referral_bundle
 
 BUP_HER = "8142519"
@@ -116,3 +119,25 @@ def test_register_rows_carry_one_or_several_her_ids() -> None:
     assert organisation_row(base).her_ids == ()
     with pytest.raises(RowError, match="1 to 9 digits"):
         organisation_row({**base, "herId": "1234567890"})
+
+
+async def test_organisations_stored_before_her_ids_were_unique_get_their_keys(
+    tmp_path: Path,
+) -> None:
+    """A HER-id registered before the directory held HER-ids unique is made unique by a
+    migration at start, so no other organisation can take it afterwards."""
+    async with local_services(tmp_path) as local:
+        first = organisation_row({"organisasjonsnummer": BUP, "navn": "BUP", "kind": "bup",
+                                  "herId": BUP_HER}).resource()  # fmt: skip
+        await local.created(OPERATOR, first)
+        directory = local.services["directory"]
+        async with directory.db.transaction() as conn:  # as stored before the change
+            await conn.execute("DELETE FROM unique_keys WHERE key_name = 'her-id'")
+        ran = await migrate(directory)
+        assert ran["unique-keys:Organization:her-id"] == 1
+        assert (await migrate(directory)) == {}, "once"
+        second = organisation_row({"organisasjonsnummer": BUP2, "navn": "BUP 2", "kind": "bup",
+                                   "herId": BUP_HER}).resource()  # fmt: skip
+        answer = await local.call(OPERATOR, "create", "Organization", second)
+        assert answer.status == 409, answer.body
+        assert f"her-id {BUP_HER} is already registered" in answer.diagnostics

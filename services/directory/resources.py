@@ -437,6 +437,8 @@ class OrganizationDefinition(_Directory):
         organisations.check_institution_location(resource)
         return []
 
+    added_keys = ("her-id",)
+
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         return organisations.organisation_keys(resource)
 
