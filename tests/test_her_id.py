@@ -83,6 +83,18 @@ async def test_a_referral_addressed_by_her_id_reaches_the_same_receiver(
     read = await referrals.fhir("GET", f"ServiceRequest/{service_request['id']}", by=BUP)
     assert read.status == 200, read.body
 
+    # The referrer amends it, naming the receiver by HER-id as when it submitted it.
+    mine = await referrals.fhir("GET", f"ServiceRequest/{service_request['id']}", by=GP)
+    amended = {**mine.json(), "priority": "urgent", "performer": [
+        {"identifier": {"system": HERID_SYSTEM, "value": BUP_HER}, "display": "BUP"}]}  # fmt: skip
+    reply = await referrals.fhir(
+        "PUT", f"ServiceRequest/{service_request['id']}", amended, by=GP,
+        headers={"If-Match": mine.headers["ETag"]},
+    )  # fmt: skip
+    assert reply.status == 200, reply.body
+    assert reply.json()["priority"] == "urgent"
+    assert reply.json()["performer"] == service_request["performer"]
+
     # A literal reference beside the HER-id must name the same organisation.
     other = f"Organization/{referrals.organisations[BUP2]}"
     reply = await submit_to(
