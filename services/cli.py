@@ -2,6 +2,8 @@
 and the operator's register commands.
 
 barnebro up [--port 8080] [--data-dir DIR]       the whole stack on this machine
+barnebro up --clock 2027-03-19T09:00             … on a test clock starting then
+barnebro clock [advance 3d | set INSTANT]        show or move a test clock forward
 barnebro serve SERVICE                           one process, configured by environment
 barnebro token (--kind KIND | --org ORGNR) …     a signed JWT for the local stack
 barnebro token --credential operator|register    an operator or register credential
@@ -147,7 +149,7 @@ async def _register(args: argparse.Namespace) -> int:
                     "navn": args.name,
                     "kind": args.kind,
                     "kommunenummer": args.kommune,
-                    "herId": args.her_id,
+                    "herId": args.her_id or [],
                     "overordnetEnhet": args.part_of,
                 }
             ]
@@ -216,6 +218,38 @@ async def _dead_letters(consumer: str | None, replaying: bool) -> int:
         await close(nc)
 
 
+async def _clock(args: argparse.Namespace) -> int:
+    """Show the test clock of the stack NATS_URL names (else the local stack in
+    `--data-dir`), or move it forward; refused for a stack without a test clock."""
+    from services.stack import local_nats_url
+    from shared.clock import NORWAY
+    from shared.stack_clock import ClockRefused, move, parse_moment, parse_step, shown
+    from shared.transport.nats_connection import close, connect
+
+    url = os.environ.get("NATS_URL") or local_nats_url(args.data_dir)
+    if url is None:
+        print(f"barnebro clock: no local stack runs in {args.data_dir}, and NATS_URL is not"
+              " set", file=sys.stderr)  # fmt: skip
+        return 2
+    settings = Settings(nats_url=url)
+    try:
+        step = parse_step(args.value) if args.action == "advance" else None
+        to = parse_moment(args.value) if args.action == "set" else None
+        nc = await connect(settings, "barnebro-clock")
+        try:
+            if args.action in ("advance", "set"):
+                moment = await move(nc, settings, step=step, to=to)
+            else:
+                moment = await shown(nc, settings)
+        finally:
+            await close(nc)
+    except ClockRefused as exc:
+        print(f"barnebro clock: {exc}", file=sys.stderr)
+        return 1
+    print(moment.astimezone(NORWAY).isoformat(timespec="seconds"))
+    return 0
+
+
 def _register_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help="the FHIR base URL of barnebro")
     parser.add_argument(
@@ -231,6 +265,23 @@ def main(argv: list[str] | None = None) -> None:
     up = commands.add_parser("up", help="run NATS, every service and the gateway locally")
     up.add_argument("--port", type=int, default=8080, help="HTTP port of the FHIR endpoint")
     up.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
+    up.add_argument(
+        "--clock",
+        metavar="INSTANT",
+        help="run on a test clock starting at this instant (e.g. 2027-03-19T09:00, Norwegian"
+        " time), moved forward with `barnebro clock`; never for production",
+    )
+
+    clock = commands.add_parser(
+        "clock", help="show the test clock of a stack run with --clock, or move it forward"
+    )
+    clock.add_argument(
+        "action", nargs="?", choices=("show", "advance", "set"), default="show",
+        help="show it (default); advance it by a step; set it to a later instant",
+    )  # fmt: skip
+    clock.add_argument("value", nargs="?", help="a step (3d, 1d12h, 2w, 90m) or an instant")
+    clock.add_argument("--data-dir", type=Path, default=Path("barnebro-data"),
+                       help="the local stack's (unless NATS_URL is set)")  # fmt: skip
 
     run = commands.add_parser("serve", help="run one service (configured by environment)")
     run.add_argument("service", choices=SERVICES)
@@ -266,7 +317,12 @@ def main(argv: list[str] | None = None) -> None:
     add.add_argument("--name", required=True)
     add.add_argument("--kind", required=True, choices=sorted(ORGANISATION_KINDS))
     add.add_argument("--kommune", help="kommunenummer (required for a barneverninstitusjon)")
-    add.add_argument("--her-id", help="HER-id in NHN's address register")
+    add.add_argument(
+        "--her-id",
+        action="append",
+        help="the organisation's HER-id in NHN's address register (repeat for several);"
+        " referrals may name it by HER-id",
+    )
     add.add_argument("--part-of", help="organisasjonsnummer of the parent unit")
     org_import = org_actions.add_parser("import", help="register organisations from a file")
     org_import.add_argument("file", help="JSON or CSV (see the deploy guide)")
@@ -294,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     args = parser.parse_args(argv)
+    if args.command == "clock" and (args.action == "show") != (args.value is None):
+        parser.error("barnebro clock: give `advance STEP` or `set INSTANT`, or nothing to show")
     if args.command == "token":
         print(_token(args))
     elif args.command == "dpop-proof":
@@ -304,15 +362,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_register(args)))
     elif args.command == "status":
         raise SystemExit(asyncio.run(_status()))
+    elif args.command == "clock":
+        raise SystemExit(asyncio.run(_clock(args)))
     elif args.command == "dead-letters":
         raise SystemExit(asyncio.run(_dead_letters(args.consumer, args.replay)))
     else:
         from services.stack import LocalStack, StackError
+        from shared.stack_clock import ClockRefused, parse_moment
 
         try:
+            start = parse_moment(args.clock) if args.clock else None
             with contextlib.suppress(KeyboardInterrupt):
-                LocalStack(args.data_dir, args.port, SERVICES).run()
-        except StackError as exc:
+                LocalStack(args.data_dir, args.port, SERVICES, start).run()
+        except (StackError, ClockRefused) as exc:
             print(f"barnebro: {exc}", file=sys.stderr)
             raise SystemExit(1) from exc
 

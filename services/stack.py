@@ -7,13 +7,20 @@ by environment variables, exactly as `barnebro serve` runs them in production. O
 answer, it registers the demonstration organisations (one of each kind, as the operator;
 `services.operator.demo`). Ctrl-C or SIGTERM stops them all; the data directory keeps the
 data for the next start.
+
+`--clock <instant>` runs every process on the test clock (`shared.stack_clock`), set to
+that instant before any of them starts; `barnebro clock` moves it forward. A data
+directory once run on a test clock stays on it (its records are stamped with that time,
+and real time would be earlier).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -24,9 +31,12 @@ import sysconfig
 import time
 import urllib.request
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO
+
+from shared.clock import NORWAY
 
 
 class StackError(Exception):
@@ -73,11 +83,34 @@ def wait_for_port(port: int, timeout: float) -> bool:
     return False
 
 
+def local_nats_url(data_dir: Path) -> str | None:
+    """The URL (with its password) of the NATS server a local stack in `data_dir` runs."""
+    try:
+        config = (data_dir / "nats.conf").read_text()
+    except OSError:
+        return None
+    listen = re.search(r"^listen: (\S+)$", config, re.MULTILINE)
+    password = re.search(r'password: "([^"]+)"', config)
+    if listen is None or password is None:
+        return None
+    return f"nats://barnebro:{password[1]}@{listen[1]}"
+
+
 class LocalStack:
-    def __init__(self, data_dir: Path, port: int, services: Sequence[str]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        services: Sequence[str],
+        clock: datetime | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.services = services
+        self.clock = clock
+        """Where the test clock starts, if the stack runs on one."""
+        self.shown: datetime | None = None
+        """What the test clock showed at start, if the stack runs on one."""
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.own_nats_url: str | None = None
         """The URL (with its password) of the NATS server this stack started, if it did."""
@@ -197,6 +230,33 @@ class LocalStack:
 
         asyncio.run(register())
 
+    def _set_clock(self, nats_url: str) -> datetime | None:
+        """Set the test clock to `self.clock` before any process starts (forward only: not
+        before what it showed when this stack last ran); what it shows, or None for a
+        stack that has never run on one."""
+        import asyncio
+
+        from shared.config import Settings
+        from shared.stack_clock import ClockRefused, move, shown
+        from shared.transport.nats_connection import close, connect
+
+        async def set_clock() -> datetime | None:
+            settings = Settings(nats_url=nats_url)
+            nc = await connect(settings, "barnebro-up")
+            try:
+                if self.clock is not None:
+                    return await move(nc, settings, to=self.clock, create=True)
+                with contextlib.suppress(ClockRefused):
+                    return await shown(nc, settings)
+                return None
+            finally:
+                await close(nc)
+
+        try:
+            return asyncio.run(set_clock())
+        except ClockRefused as exc:
+            raise StackError(f"--clock: {exc}; start it later, or with a new --data-dir") from exc
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True
 
@@ -212,6 +272,8 @@ class LocalStack:
         try:
             nats_url = os.environ.get("NATS_URL") or self._start_nats()
             env = self._environment(nats_url)
+            self.shown = self._set_clock(nats_url)
+            env["BARNEBRO_TEST_CLOCK"] = "true" if self.shown else "false"
             for service in self.services:
                 if service != "gateway":
                     self._spawn(service, env)
@@ -240,6 +302,13 @@ class LocalStack:
 
     def _announce(self) -> None:
         base = f"http://127.0.0.1:{self.port}/fhir"
+        clock = ""
+        if self.shown is not None:
+            clock = (
+                f"  test clock:    {self.shown.astimezone(NORWAY).isoformat(timespec='minutes')};"
+                " move it forward with\n"
+                f"                 barnebro clock advance 3d --data-dir {self.data_dir}\n"
+            )
         print(
             f"\nbarnebro is running.\n"
             f"  FHIR base URL: {base}\n"
@@ -248,6 +317,7 @@ class LocalStack:
             f"                 (any kind; demo organisations of every kind are registered)\n"
             f"  operator:      barnebro token --credential operator --data-dir {self.data_dir}\n"
             f'  try:           curl -H "Authorization: Bearer $TOKEN" {base}/Patient\n'
+            f"{clock}"
             f"Press Ctrl-C to stop.\n",
             flush=True,
         )

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     partner_retention_hours: float = Field(
         168.0, gt=0, validation_alias=AliasChoices("BARNEBRO_PARTNER_RETENTION_HOURS")
     )
+    test_clock: bool = Field(False, validation_alias=AliasChoices("BARNEBRO_TEST_CLOCK"))
+    """Follow the stack's test clock (`shared.stack_clock`); set only by `barnebro up
+    --clock` and the tests, never in production."""
     log_level: str = Field("INFO", validation_alias=AliasChoices("BARNEBRO_LOG_LEVEL"))
     log_format: str = Field("json", validation_alias=AliasChoices("BARNEBRO_LOG_FORMAT"))
     otlp_endpoint: str = Field("", validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT"))

@@ -19,10 +19,17 @@ import orjson
 from shared.access.permissions import Rule, permission
 from shared.codes import organisation_kinds
 from shared.fhir.answers import not_found
+from shared.fhir.elements import her_id_of, organisation_reference
 from shared.fhir.elements import orgnr_of as orgnr_of_reference
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
-from shared.identifiers import ORGNR_SYSTEM, PERSON_SYSTEMS, InvalidIdentifier, validate_identifier
+from shared.identifiers import (
+    HERID_SYSTEM,
+    ORGNR_SYSTEM,
+    PERSON_SYSTEMS,
+    InvalidIdentifier,
+    validate_identifier,
+)
 from shared.transport.forwarding import Sender
 from shared.transport.wire import Caller, FhirRequest, request_subject
 
@@ -114,6 +121,42 @@ class DirectoryClient:
         """The Organization registered under `orgnr`."""
         found = await self.search("Organization", [("identifier", token(ORGNR_SYSTEM, orgnr))])
         return next((o for o in found if orgnr_in(o) == orgnr), None)
+
+    async def addressed_orgnr(self, reference: Any, where: str) -> str | None:
+        """The organisasjonsnummer of the organisation a Reference names by identifier:
+        an organisasjonsnummer as given, or a HER-id (NHN's address register) looked up in
+        the directory. A HER-id is rewritten to the organisasjonsnummer it is registered
+        with, so every stored reference names organisations one way; an invalid or unknown
+        HER-id is a 422, as an unknown organisasjonsnummer is."""
+        her_id = her_id_of(reference)
+        if her_id is None:
+            return orgnr_of_reference(reference)
+        try:
+            validate_identifier(HERID_SYSTEM, her_id)
+        except InvalidIdentifier as exc:
+            raise error(422, "value", f"{where}.identifier: {exc}", f"{where}.identifier") from exc
+        found = await self.search("Organization", [("identifier", token(HERID_SYSTEM, her_id))])
+        registered = [o for o in found if her_id in _identifier_values(o, HERID_SYSTEM)]
+        orgnr = orgnr_in(registered[0]) if len(registered) == 1 else None
+        if orgnr is None:
+            raise error(
+                422,
+                "business-rule",
+                f"No organisation is registered in the directory with HER-id {her_id}",
+                f"{where}.identifier",
+            )
+        given = reference_target(reference)
+        if given is not None and given != ("Organization", registered[0].get("id")):
+            raise error(
+                422,
+                "business-rule",
+                f"{where}.reference names another organisation than its identifier"
+                f" (HER-id {her_id})",
+                where,
+            )
+        reference["identifier"] = organisation_reference(orgnr)["identifier"]
+        reference.setdefault("type", "Organization")
+        return orgnr
 
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
@@ -222,6 +265,12 @@ class DirectoryClient:
         subject["reference"] = f"Patient/{patient['id']}"
         subject.setdefault("type", "Patient")
         return str(patient["id"])
+
+
+def _identifier_values(resource: dict[str, Any], system: str) -> list[str]:
+    return [
+        str(i.get("value")) for i in resource.get("identifier") or [] if i.get("system") == system
+    ]
 
 
 def _subset(patient: dict[str, Any]) -> bool:

@@ -13,10 +13,11 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
+
+from shared import clock
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class DomainEvent(BaseModel):
     id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     type: str
     source: str
-    time: str = Field(default_factory=lambda: datetime.now(UTC).isoformat())
+    time: str = Field(default_factory=lambda: clock.now().isoformat())
     resource_type: str
     resource_id: str
     version_id: str

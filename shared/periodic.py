@@ -2,6 +2,8 @@
 
 Sweeps and deadline monitors are idempotent jobs over the service's own data; a run that
 fails is logged and tried again within a minute rather than waiting a whole interval.
+When the test clock is moved (`shared.clock.moved`) the job runs at once, so what the new
+date brings (a deadline passed, a 16th birthday) shows without waiting an interval.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+
+from shared import clock
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +31,17 @@ class Periodic:
         self._interval = interval
         self._done = done
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._unlisten: Callable[[], None] | None = None
 
     async def start(self) -> None:
+        self._unlisten = clock.on_moved(self._wake.set)
         self._task = asyncio.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
+        if self._unlisten is not None:
+            self._unlisten()
+            self._unlisten = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -50,4 +60,6 @@ class Periodic:
             except Exception:
                 log.exception("%s failed; it runs again within a minute", self.name)
                 delay = min(delay, RETRY_SECONDS)
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
+            self._wake.clear()

@@ -31,6 +31,7 @@ from shared.fhir.migrations import migrate
 from shared.fhir.router import FhirRouter
 from shared.fhir.service import FhirService
 from shared.patience import patiently
+from shared.stack_clock import ClockFollower
 from shared.store.database import Database, open_database
 from shared.store.outbox import OutboxRelay
 from shared.store.schema import create_schema
@@ -94,6 +95,7 @@ class ServiceRuntime:
         self._relay_task: asyncio.Task[None] | None = None
         self.consent_view: ConsentView | None = None
         self.components: list[Component] = []
+        self._clock: ClockFollower | None = None
 
     async def start(self) -> None:
         settings, name = self.settings, self.spec.name
@@ -106,6 +108,8 @@ class ServiceRuntime:
         )  # fmt: skip
         db, nc = self.db, await patiently("NATS", lambda: connect(settings, f"barnebro-{name}"))
         self.nc = nc
+        self._clock = ClockFollower(nc, settings)
+        await self._clock.start()  # before anything is stamped with the time
         await patiently("the database schema", lambda: create_schema(db))
         await patiently("JetStream", lambda: ensure_event_stream(nc, settings))
         self.relay = outbox_relay(self.db, self.nc, settings)
@@ -189,6 +193,8 @@ class ServiceRuntime:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
+        if self._clock is not None:
+            await self._clock.stop()
         if self.nc is not None:
             await close(self.nc)
         if self.db is not None:

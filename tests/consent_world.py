@@ -5,9 +5,10 @@ and helpers for the consent administration API."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
+from shared import clock
 from shared.codes import (
     CARE_ORDER_CODE,
     CONTACT_RELATIONSHIP_SYSTEM,
@@ -22,8 +23,9 @@ KINDS = {BUP: "bup", BVT: "barnevernstjeneste", GP: "fastlege", LEGEVAKT: "legev
 
 
 def born_years_ago(years: int, days: int = 0) -> date:
-    """A birth date `years` ago today, moved `days` later (so the birthday is `days` away)."""
-    today = date.today()
+    """A birth date `years` ago today, moved `days` later (so the birthday is `days` away).
+    Today is the machine's date, moved as far as a test clock is (`shared.clock.offset`)."""
+    today = (datetime.now() + clock.offset()).date()
     try:
         anniversary = today.replace(year=today.year - years)
     except ValueError:  # 29 February

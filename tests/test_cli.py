@@ -26,9 +26,9 @@ def embedded_env() -> dict[str, str]:
     return env
 
 
-def start_up(data_dir: Path, port: int) -> subprocess.Popen[str]:
+def start_up(data_dir: Path, port: int, *options: str) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(data_dir)],
+        [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(data_dir), *options],
         env=embedded_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ from services.directory.domain.organisations import (
     hpr_keys,
     is_institution,
     municipality_codes,
-    orgnr_keys,
+    organisation_keys,
 )
 from services.directory.domain.people import (
     care_order_changes,
@@ -796,9 +796,9 @@ def test_orgnr_and_hpr_keys() -> None:
             ident("urn:example", "1"),
         ]
     }
-    assert orgnr_keys(resource) == [("organisasjonsnummer", ORGNR)]
+    assert organisation_keys(resource) == [("organisasjonsnummer", ORGNR)]
     assert hpr_keys(resource) == [("hpr-nummer", HPR)]
-    assert orgnr_keys({}) == []
+    assert organisation_keys({}) == []
 
 
 def test_patient_unique_keys_are_system_qualified() -> None:

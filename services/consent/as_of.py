@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 
 from services.consent.access_state import patient_state
 from services.consent.directory import DirectoryReader
@@ -28,6 +28,7 @@ from services.consent.disclosures import disclosed
 from services.consent.domain.model import ChildFacts
 from services.consent.records import ConsentRecord, from_fhir
 from services.consent.relation_table import related
+from shared import clock
 from shared.access.state import Disclosure, PatientAccessState
 from shared.clock import NORWAY
 from shared.fhir.search_params import format_instant
@@ -51,7 +52,7 @@ def parse_as_of(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid date-time") from exc
-    if moment > (now or datetime.now(UTC)):
+    if moment > (now or clock.now()):
         raise ValueError(f"{text} is in the future: a complaint is about what has happened")
     return moment
 

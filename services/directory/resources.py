@@ -437,8 +437,10 @@ class OrganizationDefinition(_Directory):
         organisations.check_institution_location(resource)
         return []
 
+    added_keys = ("her-id",)
+
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
-        return organisations.orgnr_keys(resource)
+        return organisations.organisation_keys(resource)
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]

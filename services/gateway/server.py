@@ -12,6 +12,7 @@ from services.gateway.gateway import Gateway
 from shared.auth.tokens import TokenVerifier, Verifiers, operator_caller_from_claims
 from shared.config import Settings
 from shared.patience import patiently
+from shared.stack_clock import ClockFollower
 from shared.transport.nats_connection import close, connect
 
 log = logging.getLogger(__name__)
@@ -23,11 +24,14 @@ class GatewayServer:
         self.nc: NATS | None = None
         self.gateway: Gateway | None = None
         self._runner: web.AppRunner | None = None
+        self._clock: ClockFollower | None = None
 
     async def start(self) -> None:
         settings = self.settings
         nc = await patiently("NATS", lambda: connect(settings, "barnebro-gateway"))
         self.nc = nc
+        self._clock = ClockFollower(nc, settings)
+        await self._clock.start()
         gateway = self.gateway = Gateway(settings, nc, verifiers(settings))
         await patiently("the service registry", gateway.registry.start)
         await patiently("the DPoP replay store", gateway.replays.start)
@@ -46,6 +50,8 @@ class GatewayServer:
         if self.gateway is not None:
             await self.gateway.kinds.stop()
             await self.gateway.registry.stop()
+        if self._clock is not None:
+            await self._clock.stop()
         if self.nc is not None:
             await close(self.nc)
 

@@ -1,11 +1,12 @@
 """The register of organisations, read from a file shaped like the public registers.
 
 Rows carry what Enhetsregisteret states (`organisasjonsnummer`, `navn`, the municipality
-of the business address, `overordnetEnhet`), the HER-id from NHN's address register
-(`herId`), and barnebro's own classification (`kind`), which the operator decides. JSON
-(an array, or Enhetsregisteret's `{"_embedded": {"enheter": [...]}}`) or CSV with a
-header and `;` or `,` between fields. `aktiv: false` takes an organisation out of use
-without deleting it (its kind is then no longer given to its tokens).
+of the business address, `overordnetEnhet`), the organisation's HER-id from NHN's address
+register (`herId`; several separated by commas, or a JSON array), and barnebro's own
+classification (`kind`), which the operator decides. JSON (an array, or
+Enhetsregisteret's `{"_embedded": {"enheter": [...]}}`) or CSV with a header and `;` or
+`,` between fields. `aktiv: false` takes an organisation out of use without deleting it
+(its kind is then no longer given to its tokens).
 """
 
 from __future__ import annotations
@@ -41,15 +42,14 @@ class OrganisationRow:
     name: str
     kind: str
     kommunenummer: str | None = None
-    her_id: str | None = None
+    her_ids: tuple[str, ...] = ()
     parent: str | None = None
     active: bool = True
 
     def resource(self, parent_id: str | None = None) -> dict[str, Any]:
         """The Organization this row registers (`parent_id`: the parent's resource id)."""
         identifiers = [{"system": ORGNR_SYSTEM, "value": self.orgnr}]
-        if self.her_id:
-            identifiers.append({"system": HERID_SYSTEM, "value": self.her_id})
+        identifiers += [{"system": HERID_SYSTEM, "value": her_id} for her_id in self.her_ids]
         resource: dict[str, Any] = {
             "resourceType": "Organization",
             "active": self.active,
@@ -87,6 +87,12 @@ def _active(value: str | None) -> bool:
     raise RowError(f"aktiv must be true or false, not {value!r}")
 
 
+def _her_ids(value: Any) -> tuple[str, ...]:
+    """The HER-ids of a row: one, several separated by commas, or a JSON array."""
+    values = value if isinstance(value, list) else str(value or "").split(",")
+    return tuple(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
+
+
 def organisation_row(row: dict[str, Any], *, check_digit: bool = True) -> OrganisationRow:
     orgnr = _text(row, "organisasjonsnummer")
     name = _text(row, "navn", "name")
@@ -101,7 +107,7 @@ def organisation_row(row: dict[str, Any], *, check_digit: bool = True) -> Organi
         "forretningsadresse.kommunenummer",
         "beliggenhetsadresse.kommunenummer",
     )
-    her_id = _text(row, "herId", "her_id")
+    her_ids = _her_ids(row.get("herId", row.get("her_id")))
     parent = _text(row, "overordnetEnhet", "parent")
     try:
         validate_identifier(ORGNR_SYSTEM, orgnr, enforce_orgnr_check_digit=check_digit)
@@ -109,11 +115,11 @@ def organisation_row(row: dict[str, Any], *, check_digit: bool = True) -> Organi
             validate_identifier(ORGNR_SYSTEM, parent, enforce_orgnr_check_digit=check_digit)
         if municipality:
             validate_identifier(KOMMUNENUMMER_SYSTEM, municipality)
-        if her_id:
+        for her_id in her_ids:
             validate_identifier(HERID_SYSTEM, her_id)
     except InvalidIdentifier as exc:
         raise RowError(str(exc)) from exc
-    return OrganisationRow(orgnr, name, kind, municipality, her_id, parent, _active(
+    return OrganisationRow(orgnr, name, kind, municipality, her_ids, parent, _active(
         _text(row, "aktiv", "active")))  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from services.referral.domain.vocabulary import (
     COMPLETENESS_SYSTEM,
     FORLOP_COORDINATOR_EXT,
 )
-from services.referral.records import organisation_reference, orgnr_of, patient_id
+from services.referral.records import organisation_reference, patient_id
 from shared.fhir.definitions import Lookup
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
@@ -44,7 +44,9 @@ class Parties:
 
 async def check_parties(resource: dict[str, Any], caller: Caller, context: OutsideReads) -> Parties:
     directory = context.require_directory()
-    requester = orgnr_of(resource.get("requester"))
+    requester = await directory.addressed_orgnr(
+        resource.get("requester"), "ServiceRequest.requester"
+    )
     if requester is None:
         requester = caller.orgnr
         if requester is None:
@@ -52,7 +54,7 @@ async def check_parties(resource: dict[str, Any], caller: Caller, context: Outsi
                 422,
                 "required",
                 "ServiceRequest.requester must name the referring organisation by"
-                " organisasjonsnummer",
+                " organisasjonsnummer or HER-id",
                 "ServiceRequest.requester",
             )
         resource["requester"] = organisation_reference(requester)
@@ -66,13 +68,17 @@ async def check_parties(resource: dict[str, Any], caller: Caller, context: Outsi
         )
     requester_kind = caller.org_kind or await directory.organisation_kind(requester)
     performers = resource.get("performer") or []
-    performer = orgnr_of(performers[0]) if len(performers) == 1 else None
+    performer = (
+        await directory.addressed_orgnr(performers[0], "ServiceRequest.performer[0]")
+        if len(performers) == 1
+        else None
+    )
     if performer is None:
         raise error(
             422,
             "required",
             "ServiceRequest.performer must name exactly one receiving organisation by"
-            " organisasjonsnummer",
+            " organisasjonsnummer or HER-id",
             "ServiceRequest.performer",
         )
     performer_kind = await directory.organisation_kind(performer)

@@ -252,6 +252,14 @@ class ServiceRequestDefinition(ResourceDefinition):
                 f"The referral is {status}: it is no longer amended; send the receiver what"
                 " it needs through the care team or a new referral",
             )
+        directory = self.context.require_directory()
+        parties = [("ServiceRequest.requester", resource.get("requester"))]
+        parties += [
+            (f"ServiceRequest.performer[{i}]", p)
+            for i, p in enumerate(resource.get("performer") or [])
+        ]
+        for where, named in parties:  # named by HER-id, as when it was submitted
+            await directory.addressed_orgnr(named, where)
         keep_unchanged(resource, before, SUBMITTED)
         resource["status"] = before.get("status", "active")
         check_form(resource)
@@ -259,7 +267,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         patient = patient_id(before.get("subject")) or ""
         _, types = await attachment_types(resource, patient, write.uow.visible(PASS_ON))
         performer = orgnr_of((before.get("performer") or [{}])[0])
-        kind = await self.context.require_directory().organisation_kind(performer or "")
+        kind = await directory.organisation_kind(performer or "")
         return mark_completeness(resource, kind, types)
 
     async def after_write(self, change: Change, write: WriteContext) -> None:

@@ -10,15 +10,13 @@ facts is withheld (fail closed). Every release of a patient's event is audited.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
+from shared import clock
 from shared.access.audit import AuditEntity, AuditRecord, audit_id
 from shared.access.decision import AccessContext, AccessDecision, ResourceFacts, decide
 from shared.access.guard import AccessGuard
 from shared.access.permissions import permits
 from shared.codes import DEFAULT_PURPOSE_OF_USE
 from shared.events import DomainEvent
-from shared.fhir.search_params import format_instant
 from shared.transport.wire import Caller
 
 NOT_PATIENT_DATA = AccessDecision(True, "not-patient-data", ("Not information about a patient",))
@@ -87,7 +85,7 @@ class ConsentGate:
         await self._guard.audit.record(
             AuditRecord.model_construct(
                 id=audit_id(),
-                recorded=format_instant(datetime.now(UTC)),
+                recorded=clock.now_instant(),
                 service=self._service,
                 interaction=interaction,
                 orgnr=subscriber.orgnr,

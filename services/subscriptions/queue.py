@@ -30,6 +30,8 @@ _TABLES = {
 
 
 def instant(moment: datetime | None = None) -> str:
+    """Real time, not the test clock (`shared.clock`): when a delivery is due, retried or
+    given up concerns the partners' endpoints, which keep real time."""
     return format_instant(moment or datetime.now(UTC))
 
 

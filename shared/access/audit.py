@@ -16,13 +16,12 @@ import hashlib
 import itertools
 import os
 import time
-from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, Field
 
+from shared import clock
 from shared.fhir.errors import FhirError, Issue
-from shared.fhir.search_params import format_instant
 from shared.metrics import audit_publish_duration
 
 _KEY = os.urandom(32)
@@ -51,7 +50,7 @@ class AuditEntity(BaseModel):
 
 class AuditRecord(BaseModel):
     id: str = Field(default_factory=audit_id)
-    recorded: str = Field(default_factory=lambda: format_instant(datetime.now(UTC)))
+    recorded: str = Field(default_factory=clock.now_instant)
     service: str
     interaction: str
     orgnr: str | None = None

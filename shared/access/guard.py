@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Protocol
 from urllib.parse import parse_qsl
 
+from shared import clock
 from shared.access.audit import AuditEntity, AuditRecord, audit_id
 from shared.access.decision import (
     AccessContext,
@@ -36,7 +36,6 @@ from shared.access.view import ConsentView
 from shared.codes import DEFAULT_PURPOSE_OF_USE
 from shared.fhir.answers import not_found
 from shared.fhir.errors import FhirError
-from shared.fhir.search_params import format_instant
 from shared.identifiers import PERSON_SYSTEMS
 from shared.store.access_sql import AccessFilter
 from shared.store.resource_store import AccessFor, StoredResource
@@ -345,7 +344,7 @@ class AccessGuard:
         await self.audit.record(
             AuditRecord.model_construct(
                 id=audit_id(),
-                recorded=format_instant(datetime.now(UTC)),
+                recorded=clock.now_instant(),
                 service=self.service,
                 interaction=request.interaction,
                 orgnr=caller.orgnr,

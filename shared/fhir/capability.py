@@ -7,9 +7,9 @@ services that are registered into the CapabilityStatement at `/fhir/metadata`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from shared import clock
 from shared.auth.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
@@ -94,7 +94,7 @@ def capability_statement(
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": datetime.now(UTC).date().isoformat(),
+        "date": clock.today().isoformat(),
         "kind": "instance",
         "software": {"name": "barnebro", "version": software_version},
         "implementation": {"description": "barnebro FHIR endpoint", "url": base_url},

@@ -168,6 +168,10 @@ class ResourceDefinition:
                 f" by {self.written_by}",
             )
 
+    added_keys: tuple[str, ...] = ()
+    """Kinds of business key (`unique_keys` names) added after resources of the type were
+    stored: a migration gives the stored ones theirs (`shared.fhir.migrations`)."""
+
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         """Business keys that no other resource may hold (e.g. a fødselsnummer)."""
         return []

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.fhir.errors import error
 from shared.fhir.references import reference_target
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import HERID_SYSTEM, ORGNR_SYSTEM
 
 
 def extensions(element: dict[str, Any], url: str) -> list[dict[str, Any]]:
@@ -101,6 +101,14 @@ def orgnr_of(reference: Any) -> str | None:
         value = identifier.get("value")
         if isinstance(value, str) and len(value) == 9 and value.isdigit():
             return value
+    return None
+
+
+def her_id_of(reference: Any) -> str | None:
+    """The HER-id (NHN's address register) a Reference names by identifier, as given."""
+    identifier = reference.get("identifier") if isinstance(reference, dict) else None
+    if isinstance(identifier, dict) and identifier.get("system") == HERID_SYSTEM:
+        return str(identifier.get("value") or "")
     return None
 
 

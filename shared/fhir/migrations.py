@@ -8,10 +8,15 @@ them too.
 stored versions of a type written before it held patient data: until then they would
 count as not being about a patient. It runs once per type and category and is recorded
 (`shared.store.migrations`), so a start scans nothing that was migrated before.
+
+`unique-keys:<Type>:<key name>` gives stored resources a kind of business key declared
+after they were stored (`ResourceDefinition.added_keys`), so that it is unique for them
+too.
 """
 
 from __future__ import annotations
 
+import logging
 from functools import partial
 
 import orjson
@@ -22,6 +27,8 @@ from shared.fhir.service_data import ServiceData
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
 from shared.store.migrations import Migration, apply_once
+
+log = logging.getLogger(__name__)
 
 
 async def fill_access_columns(conn: Connection, *, definition: ResourceDefinition) -> int:
@@ -84,6 +91,38 @@ async def index_param(conn: Connection, *, resource_type: str, param: SearchPara
     return len(rows)
 
 
+async def fill_unique_keys(
+    conn: Connection, *, definition: ResourceDefinition, key_name: str
+) -> int:
+    """Give the stored resources of a type their keys of a kind added later; where two
+    already hold the same key, the first keeps it (logged: the operator resolves it)."""
+    stored = await conn.fetch(
+        "SELECT res_id, body FROM resources WHERE res_type = ? AND deleted = 0 ORDER BY res_id",
+        definition.resource_type,
+    )
+    filled = 0
+    for res_id, body in stored:
+        for name, value in definition.unique_keys(orjson.loads(body)):
+            if name != key_name:
+                continue
+            added = await conn.execute(
+                "INSERT INTO unique_keys (key_name, key_value, res_type, res_id)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (key_name, key_value) DO NOTHING",
+                name, value, definition.resource_type, res_id,
+            )  # fmt: skip
+            holder = await conn.fetchrow(
+                "SELECT res_type, res_id FROM unique_keys WHERE key_name = ? AND key_value = ?",
+                name, value,
+            )  # fmt: skip
+            if holder is not None and tuple(holder) != (definition.resource_type, res_id):
+                log.warning(
+                    "%s/%s holds %s %s that %s/%s holds too; only one may",
+                    definition.resource_type, res_id, name, value, holder[0], holder[1],
+                )  # fmt: skip
+            filled += added
+    return filled
+
+
 def _migrations(definitions: dict[str, ResourceDefinition]) -> dict[str, Migration]:
     """Every migration the definitions call for, by name."""
     found: dict[str, Migration] = {}
@@ -94,6 +133,9 @@ def _migrations(definitions: dict[str, ResourceDefinition]) -> dict[str, Migrati
         for param in definition.search_params:
             name = f"search-index:{definition.resource_type}:{param.name}:{param.paths}"
             found[name] = partial(index_param, resource_type=definition.resource_type, param=param)
+        for key_name in definition.added_keys:
+            name = f"unique-keys:{definition.resource_type}:{key_name}"
+            found[name] = partial(fill_unique_keys, definition=definition, key_name=key_name)
     return found
 
 

@@ -15,11 +15,12 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import orjson
 from opentelemetry import propagate, trace
 
+from shared import clock
 from shared.clock import now_instant, seconds_since
 from shared.events import DomainEvent
 from shared.fhir.search_params import format_instant
@@ -153,7 +154,7 @@ class OutboxRelay:
     async def prune(self) -> int:
         """Forget events published longer ago than the retention period."""
         self._pruned_at = time.monotonic()
-        cutoff = format_instant(datetime.now(UTC) - self._retention)
+        cutoff = format_instant(clock.now() - self._retention)
         async with self._db.transaction() as conn:
             return await conn.execute(
                 "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", cutoff

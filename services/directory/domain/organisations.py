@@ -20,6 +20,7 @@ from shared.codes import (
 )
 from shared.fhir.errors import FhirError, Issue, error
 from shared.identifiers import (
+    HERID_SYSTEM,
     HPR_SYSTEM,
     ORGNR_SYSTEM,
     InvalidIdentifier,
@@ -101,9 +102,11 @@ def identifier_keys(resource: dict[str, Any], system: str, key_name: str) -> lis
     ]
 
 
-def orgnr_keys(organization: dict[str, Any]) -> list[tuple[str, str]]:
-    """One Organization per organisasjonsnummer."""
-    return identifier_keys(organization, ORGNR_SYSTEM, "organisasjonsnummer")
+def organisation_keys(organization: dict[str, Any]) -> list[tuple[str, str]]:
+    """One Organization per organisasjonsnummer, and per HER-id: a referral addressed by
+    HER-id must reach exactly one receiver."""
+    return identifier_keys(organization, ORGNR_SYSTEM, "organisasjonsnummer") + (
+        identifier_keys(organization, HERID_SYSTEM, "her-id"))  # fmt: skip
 
 
 def hpr_keys(practitioner: dict[str, Any]) -> list[tuple[str, str]]:
