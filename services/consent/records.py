@@ -32,26 +32,25 @@ from shared.codes import (
     LEGAL_BASIS_SYSTEM,
     ORGANISATION_KIND_SYSTEM,
     ROLE_SYSTEM,
-    STRUCTURE_DEFINITION_BASE,
 )
+from shared.fhir import extensions as ext
 from shared.fhir.errors import error
 from shared.identifiers import ORGNR_SYSTEM
 
-EXT = STRUCTURE_DEFINITION_BASE
-SIGNATURE_EXT = f"{EXT}/consent-signature"
-CHILD_VIEW_EXT = f"{EXT}/child-view"
-CIRCUMSTANCE_EXT = f"{EXT}/consent-circumstance"
-OTHER_PARENT_HEARD_EXT = f"{EXT}/other-parent-heard"
-STATUS_REASON_EXT = f"{EXT}/status-reason"
-MISSING_EXT = f"{EXT}/status-missing"
-OBLIGATION_EXT = f"{EXT}/obligation"
-VALID_UNTIL_EXT = f"{EXT}/authority-valid-until"
-ENDED_BECAUSE_EXT = f"{EXT}/ended-because"
-WITHDRAWAL_EXT = f"{EXT}/withdrawal"
-RECIPIENT_KIND_EXT = f"{EXT}/recipient-kind"
-RECIPIENT_ROLE_EXT = f"{EXT}/recipient-role"
-GRANTOR_ORGANIZATION_EXT = f"{EXT}/grantor-organization"
-COLLECTION_EXT = f"{EXT}/consent-collection"
+SIGNATURE_EXT = ext.CONSENT_SIGNATURE.url
+CHILD_VIEW_EXT = ext.CHILD_VIEW.url
+CIRCUMSTANCE_EXT = ext.CONSENT_CIRCUMSTANCE.url
+OTHER_PARENT_HEARD_EXT = ext.OTHER_PARENT_HEARD.url
+STATUS_REASON_EXT = ext.STATUS_REASON.url
+MISSING_EXT = ext.STATUS_MISSING.url
+OBLIGATION_EXT = ext.OBLIGATION.url
+VALID_UNTIL_EXT = ext.AUTHORITY_VALID_UNTIL.url
+ENDED_BECAUSE_EXT = ext.ENDED_BECAUSE.url
+WITHDRAWAL_EXT = ext.WITHDRAWAL.url
+RECIPIENT_KIND_EXT = ext.RECIPIENT_KIND.url
+RECIPIENT_ROLE_EXT = ext.RECIPIENT_ROLE.url
+GRANTOR_ORGANIZATION_EXT = ext.GRANTOR_ORGANIZATION.url
+COLLECTION_EXT = ext.CONSENT_COLLECTION.url
 TO_BARNEVERN = "to-barnevern"
 """The circumstance the consent service records when a recipient is a barnevernstjeneste."""
 CONSENT_SCOPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/consentscope"

@@ -27,6 +27,7 @@ import orjson
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
 from shared.codes import AUDIT_CATEGORY, DataCategory
+from shared.fhir import extensions as ext
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
@@ -39,8 +40,8 @@ CONSENT_ADMIN = "the consent administration API (/consent/v1)"
 AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
 HPL33_SUBTYPE = "hpl-33"
 EMERGENCY_BASIS = "emergency"
-REVIEW_EXT = "https://fhir.barnebro.no/StructureDefinition/emergency-review"
-DISCLOSURE_CLOSED_EXT = "https://fhir.barnebro.no/StructureDefinition/disclosure-closed"
+REVIEW_EXT = ext.EMERGENCY_REVIEW.url
+DISCLOSURE_CLOSED_EXT = ext.DISCLOSURE_CLOSED.url
 REVIEW_OPERATION = "$review"
 REVIEW_CONCLUSIONS = ("justified", "unjustified")
 AUDIT_DETAIL_BASIS = "basis"
@@ -63,7 +64,7 @@ def own_view(event: dict[str, Any]) -> dict[str, Any]:
 
 
 TOKEN, REFERENCE = ParamType.TOKEN, ParamType.REFERENCE
-CHANGED_BY_EXT = "https://fhir.barnebro.no/StructureDefinition/changed-by"
+CHANGED_BY_EXT = ext.CHANGED_BY.url
 CHANGES = {
     "consent-create": "recorded",
     "consent-sign": "answered",

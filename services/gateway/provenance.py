@@ -25,6 +25,7 @@ from shared.auth.scopes import authorize_request
 from shared.fhir.answers import not_found
 from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import error
+from shared.fhir.extensions import LEGAL_REGIME
 from shared.fhir.statements import kind_regime, stamp_of, statements
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -35,7 +36,7 @@ TYPES = "|".join(TARGET_TYPES)
 ID = re.compile(rf"({TYPES})\.([A-Za-z0-9\-]{{1,40}})\.(\d{{1,6}})\.([a-z]+-?\d*)")
 TARGET = re.compile(rf"({TYPES})/([A-Za-z0-9\-.]{{1,64}})(?:/_history/(\d{{1,6}}))?")
 TARGET_PATH_EXT = "http://hl7.org/fhir/StructureDefinition/targetPath"
-REGIME_EXT = "https://fhir.barnebro.no/StructureDefinition/legal-regime"
+REGIME_EXT = LEGAL_REGIME.url
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 FHIR_JSON = "application/fhir+json"
 MAX_TARGETS = 100

@@ -22,13 +22,14 @@ from shared.auth.scopes import granted
 from shared.fhir.definitions import Change, ResourceDefinition, WriteContext
 from shared.fhir.elements import set_extension
 from shared.fhir.errors import Issue, error
+from shared.fhir.extensions import SUBSCRIPTION_NATS_SUBJECT
 from shared.fhir.search_params import ParamType, SearchParam
 from shared.rules import refuse
 from shared.transport.egress import EgressPolicy, Refused
 from shared.transport.wire import Caller
 
 SUBSCRIPTION_CATEGORY = "subscription"
-NATS_SUBJECT_EXT = "https://barnebro.no/fhir/StructureDefinition/subscription-nats-subject"
+NATS_SUBJECT_EXT = SUBSCRIPTION_NATS_SUBJECT.url
 BACKPORT_OPERATIONS = "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
 TOPIC_WRITER = "the subscriptions service (the topics are fixed)"
 

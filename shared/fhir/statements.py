@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from shared.access.permissions import ACTOR_KINDS, Actor
-from shared.codes import STRUCTURE_DEFINITION_BASE
+from shared.fhir.extensions import STATEMENT_PROVENANCE
 
-PROVENANCE_EXT = f"{STRUCTURE_DEFINITION_BASE}/statement-provenance"
+PROVENANCE_EXT = STATEMENT_PROVENANCE.url
 HELSE, BARNEVERN = "helse", "barnevern"
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from shared.codes import CODE_SYSTEM_BASE, STRUCTURE_DEFINITION_BASE
+from shared.codes import CODE_SYSTEM_BASE
+from shared.fhir import extensions as ext
 
 
 class TaskStatus(StrEnum):
@@ -150,22 +151,22 @@ BREACH_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-deadline-breach"
 ARRIVAL_SOURCE_SYSTEM = f"{CODE_SYSTEM_BASE}/referral-arrival-source"
 TASK_CODE_SYSTEM = "http://hl7.org/fhir/CodeSystem/task-code"
 
-ANSIENNITETSDATO_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-ansiennitetsdato"
-ARRIVAL_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-arrival"
+ANSIENNITETSDATO_EXT = ext.REFERRAL_ANSIENNITETSDATO.url
+ARRIVAL_EXT = ext.REFERRAL_ARRIVAL.url
 """When and how the referral reached its receiver: `at` (dateTime), `source` (Coding from
 referral-arrival-source), `identifier` (the NHN message id, a paper's journal number) and,
 from the server, `recorded` (when) and `by` (the receiver's organisasjonsnummer)."""
-ASSESSMENT_DEADLINE_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-assessment-deadline"
-FRIST_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-frist"
-BREACH_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-deadline-breach"
-CRITERION_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-legal-criterion"
-APPEAL_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-appeal-information"
-NO_SHOWS_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-no-show-count"
-CLOSURE_WARNED_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-closure-warned"
-TRANSITION_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-transition"
-COMPLETENESS_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-completeness"
-SHARED_WITH_EXT = f"{STRUCTURE_DEFINITION_BASE}/shared-with"
-FORLOP_COORDINATOR_EXT = f"{STRUCTURE_DEFINITION_BASE}/referral-forlopskoordinator"
+ASSESSMENT_DEADLINE_EXT = ext.REFERRAL_ASSESSMENT_DEADLINE.url
+FRIST_EXT = ext.REFERRAL_FRIST.url
+BREACH_EXT = ext.REFERRAL_DEADLINE_BREACH.url
+CRITERION_EXT = ext.REFERRAL_LEGAL_CRITERION.url
+APPEAL_EXT = ext.REFERRAL_APPEAL_INFORMATION.url
+NO_SHOWS_EXT = ext.REFERRAL_NO_SHOW_COUNT.url
+CLOSURE_WARNED_EXT = ext.REFERRAL_CLOSURE_WARNED.url
+TRANSITION_EXT = ext.REFERRAL_TRANSITION.url
+COMPLETENESS_EXT = ext.REFERRAL_COMPLETENESS.url
+SHARED_WITH_EXT = ext.SHARED_WITH.url
+FORLOP_COORDINATOR_EXT = ext.REFERRAL_FORLOPSKOORDINATOR.url
 """A forløpskoordinator of a referral in a pakkeforløp: `role`
 (forlopskoordinator-kommune | forlopskoordinator-bup) and `coordinator` (a Reference)."""
 

@@ -3,6 +3,8 @@ and barnebro's own (the nats channel, the signing secret, the delivery state).""
 
 from __future__ import annotations
 
+from shared.fhir.extensions import SUBSCRIPTION_SIGNING_SECRET
+
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
 FILTER_CRITERIA_EXT = BACKPORT + "backport-filter-criteria"
 CHANNEL_TYPE_EXT = BACKPORT + "backport-channel-type"
@@ -11,7 +13,7 @@ HEARTBEAT_EXT = BACKPORT + "backport-heartbeat-period"
 TIMEOUT_EXT = BACKPORT + "backport-timeout"
 MAX_COUNT_EXT = BACKPORT + "backport-max-count"
 
-SIGNING_SECRET_EXT = "https://barnebro.no/fhir/StructureDefinition/subscription-signing-secret"
+SIGNING_SECRET_EXT = SUBSCRIPTION_SIGNING_SECRET.url
 """On Subscription.channel: the partner's secret for the HMAC-SHA256 signature."""
 CHANNEL_TYPE_SYSTEM = "https://barnebro.no/fhir/CodeSystem/subscription-channel-type"
 ERROR_SYSTEM = "https://barnebro.no/fhir/CodeSystem/subscription-error"
