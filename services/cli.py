@@ -14,6 +14,7 @@ barnebro org import FILE                         register organisations from a f
 barnebro register import FILE                    parental responsibility from the register
 barnebro dead-letters [--consumer C] [--replay]  messages a consumer set aside: list, replay
 barnebro status                                  how the deployment stands (NATS_URL)
+barnebro package export [--out DIR]              the conformance resources as a FHIR package
 """
 
 from __future__ import annotations
@@ -250,6 +251,19 @@ async def _clock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_package(out: Path) -> Path:
+    from services.catalogue import project_conformance
+    from services.consent.code_systems import CODE_SYSTEMS
+    from shared.fhir.code_systems import code_system_resource
+    from shared.fhir.package import write_package
+
+    resources = [
+        *project_conformance(Settings()).all(),
+        *(code_system_resource(source) for source in CODE_SYSTEMS),
+    ]
+    return write_package(resources, out)
+
+
 def _register_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help="the FHIR base URL of barnebro")
     parser.add_argument(
@@ -349,6 +363,14 @@ def main(argv: list[str] | None = None) -> None:
         "status", help="services and instances, outbox backlog, consumer lag, dead letters"
     )
 
+    package = commands.add_parser("package", help="the FHIR package of the conformance resources")
+    package_actions = package.add_subparsers(dest="action", required=True)
+    export = package_actions.add_parser(
+        "export", help="write barnebro.fhir-<version>.tgz: profiles, extensions, value sets,"
+        " code systems, search parameters and operation definitions"
+    )  # fmt: skip
+    export.add_argument("--out", type=Path, default=Path("."), help="the directory to write to")
+
     args = parser.parse_args(argv)
     if args.command == "clock" and (args.action == "show") != (args.value is None):
         parser.error("barnebro clock: give `advance STEP` or `set INSTANT`, or nothing to show")
@@ -364,6 +386,8 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(asyncio.run(_status()))
     elif args.command == "clock":
         raise SystemExit(asyncio.run(_clock(args)))
+    elif args.command == "package":
+        print(_export_package(args.out))
     elif args.command == "dead-letters":
         raise SystemExit(asyncio.run(_dead_letters(args.consumer, args.replay)))
     else:

@@ -27,7 +27,9 @@ import pytest
 from multidict import CIMultiDict
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from services.catalogue import all_definitions
 from services.consent import consent_spec
+from services.consent.code_systems import CODE_SYSTEMS
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
 from services.stack import free_port
@@ -44,6 +46,7 @@ from shared.codes import (
 )
 from shared.config import Settings
 from shared.events import DomainEvent
+from shared.fhir.conformance_check import ConformanceChecker
 from shared.identifiers import KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 from tests import servers
@@ -148,6 +151,25 @@ class Reply:
         assert data["resourceType"] == "OperationOutcome", data
         issues: list[dict[str, Any]] = data["issue"]
         return issues
+
+
+_CHECKERS: dict[int, ConformanceChecker] = {}
+
+
+def conforms(reply: Reply, settings: Settings) -> None:
+    """Fail the test when a FHIR resource in a successful answer breaks its profile (see
+    `shared.fhir.conformance_check`): every scenario test checks what it is answered."""
+    if not 200 <= reply.status < 300 or not reply.body.startswith(b"{"):
+        return
+    if "json" not in reply.headers.get("Content-Type", ""):
+        return
+    checker = _CHECKERS.get(0)
+    if checker is None:
+        checker = _CHECKERS[0] = ConformanceChecker.of(all_definitions(settings), CODE_SYSTEMS)
+    data = reply.json()
+    if isinstance(data, dict) and "resourceType" in data:
+        violations = checker.violations(data)
+        assert violations == [], violations
 
 
 @dataclass
@@ -255,7 +277,9 @@ class Stack:
         all_headers.update(headers or {})
         url = path if path.startswith("http") else f"{self.base}/{path.lstrip('/')}"
         async with self.session.request(method, url, data=data, headers=all_headers) as resp:
-            return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+            reply = Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+        conforms(reply, self.settings)
+        return reply
 
 
 async def start_stack(settings: Settings) -> Stack:

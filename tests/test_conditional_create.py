@@ -84,6 +84,10 @@ NOT_CREATED_BY_ORGANISATIONS = {
     "Task": "made by the referral service with its referral; 405 for everyone",
     "SubscriptionTopic": "the topics are fixed; 405 for everyone",
     "CodeSystem": "generated from the project's own code declarations; 405 for everyone",
+    "StructureDefinition": "generated from the project's own code declarations; 405 for everyone",
+    "ValueSet": "generated from the project's own code declarations; 405 for everyone",
+    "SearchParameter": "generated from the project's own code declarations; 405 for everyone",
+    "OperationDefinition": "generated from the project's own code declarations; 405 for everyone",
     "Provenance": "derived from the statements it describes; 405 for everyone",
 }
 """Every type of the table that no organisation creates through the FHIR API, and why:

@@ -405,12 +405,16 @@ async def test_metadata_lists_what_the_services_register(stack: Stack) -> None:
         "CodeSystem",
         "Consent",
         "HealthcareService",
+        "OperationDefinition",
         "Organization",
         "Patient",
         "Practitioner",
         "PractitionerRole",
         "Provenance",  # derived at the edge, whichever services run
         "RelatedPerson",
+        "SearchParameter",
+        "StructureDefinition",
+        "ValueSet",
     }
     assert [i["code"] for i in resources["Provenance"]["interaction"]] == ["read", "search-type"]
     patient = resources["Patient"]

@@ -43,6 +43,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +369,10 @@ SERVICES = {
     "Consent": "consent",
     "AuditEvent": "consent",
     "CodeSystem": "consent",
+    "StructureDefinition": "consent",
+    "ValueSet": "consent",
+    "SearchParameter": "consent",
+    "OperationDefinition": "consent",
     "ServiceRequest": "referral",
     "Task": "referral",
     "DocumentReference": "referral",
@@ -1345,6 +1350,13 @@ def subscription_operation(name: str) -> Scenario:
 
 TOPIC = "SubscriptionTopic/referral-status"
 CODE_SYSTEM = "CodeSystem/consent-purpose"
+GENERATED = (
+    "StructureDefinition/barnebro-Patient",
+    "ValueSet/consent-purpose",
+    "SearchParameter/Consent-purpose",
+    "OperationDefinition/start-care",
+)
+"""A conformance resource of each type, generated from the code like the code systems."""
 
 
 def topic_write(action: str) -> Scenario:
@@ -1468,6 +1480,13 @@ def scenarios() -> dict[tuple[str, str], Scenario]:
     found[("CodeSystem", "search")] = searching(code_system, code_system)
     for action in ("create", "update", "delete"):
         found[("CodeSystem", action)] = never_written("CodeSystem", action, code_system)
+    for reference in GENERATED:
+        kind = type_of(reference)
+        generated = fixed(partial(lambda reference, w: reference, reference))
+        found[(kind, "read")] = reading(generated, generated)
+        found[(kind, "search")] = searching(generated, generated)
+        for action in ("create", "update", "delete"):
+            found[(kind, action)] = never_written(kind, action, generated)
     return found
 
 

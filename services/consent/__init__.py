@@ -1,7 +1,8 @@
 """The consent service: who may consent for a child (pbrl §4-4), consent records and
 their lifecycle, the consent administration API, the access state every service mirrors,
-the audit trail of disclosures (AuditEvent), and the project's code systems
-(CodeSystem)."""
+the audit trail of disclosures (AuditEvent), the project's code systems (CodeSystem) and
+its conformance resources (StructureDefinition, ValueSet, SearchParameter,
+OperationDefinition)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from services.consent.audit_trail import AuditTrail
 from services.consent.authority_warnings import AuthorityWarnings
 from services.consent.authority_watch import AuthorityWatch
 from services.consent.code_systems import CodeSystemDefinition, publish_code_systems
+from services.consent.conformance import publish_conformance
+from services.consent.conformance_types import conformance_type_definitions
 from services.consent.directory import DirectoryReader
 from services.consent.emergency_review import EmergencyReview
 from services.consent.handlers import ConsentHandlers
@@ -43,6 +46,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     fhir.operations.update(ConsentAdministration(handlers, directory, view).operations())
     fhir.operations.update(EmergencyReview(fhir).operations())
     await publish_code_systems(fhir)
+    await publish_conformance(fhir, settings)
     return [
         AuditTrail(fhir, nc, settings),
         register_audit(fhir, nc, settings),
@@ -55,7 +59,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
 def consent_spec(settings: Settings) -> ServiceSpec:
     return ServiceSpec(
         NAME,
-        [*consent_definitions(), CodeSystemDefinition()],
+        [*consent_definitions(), CodeSystemDefinition(), *conformance_type_definitions()],
         extend=_extend,
         openapi=lambda: openapi_document(ADMIN_API_PATH),
     )

@@ -26,10 +26,11 @@ import orjson
 
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
-from shared.codes import AUDIT_CATEGORY, DataCategory
+from shared.codes import AUDIT_CATEGORY, DATA_CATEGORY_SYSTEM, DataCategory
 from shared.fhir import extensions as ext
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import Issue, error
+from shared.fhir.profiles import ProfileRules
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
 from shared.fhir.search_query import SearchQuery
@@ -110,6 +111,7 @@ class ConsentDefinition(ResourceDefinition):
     )
     written_by = CONSENT_ADMIN
     data_category = DataCategory.CONSENT.value
+    profile = ProfileRules(bindings=(("provision.class", DATA_CATEGORY_SYSTEM),))  # to_fhir
     search_params = (
         SearchParam("patient", REFERENCE, ("patient",), "The child", targets=("Patient",)),
         SearchParam("status", TOKEN, ("status",), "proposed | active | rejected | inactive"),

@@ -41,6 +41,7 @@ from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.profiles import ProfileRules
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import (
     IDENTIFIER_PARAM,
@@ -415,6 +416,7 @@ class RelatedPersonDefinition(_Directory):
 class OrganizationDefinition(_Directory):
     resource_type = "Organization"
     documentation = "An organisation with its kind and kommunenummer; no-basis-Organization"
+    profile = ProfileRules(required=("type",))  # organisations.check_organisation_kind
     search_params = (
         IDENTIFIER_PARAM,
         _active(),

@@ -11,12 +11,18 @@ from typing import Any
 
 from shared import clock
 from shared.auth.dpop import ALGORITHMS as DPOP_ALGORITHMS
+from shared.fhir.conformance import search_parameter_url
 from shared.fhir.definitions import ResourceDefinition
+from shared.fhir.profiles import profile_url
 from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
 INTERACTIONS = [*READ_INTERACTIONS, "update", "patch", "delete", "create"]
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
+COMMON_DEFINITIONS = {
+    ID_PARAM.name: "http://hl7.org/fhir/SearchParameter/Resource-id",
+    LAST_UPDATED_PARAM.name: "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+}
 RESULT_PARAMS = [
     {
         "name": "_summary",
@@ -42,6 +48,8 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
         resources.append(
             {
                 "type": definition.resource_type,
+                "profile": profile_url(definition.resource_type),
+                "supportedProfile": [profile_url(definition.resource_type)],
                 "documentation": definition.documentation or None,
                 "interaction": [
                     {"code": code}
@@ -55,8 +63,24 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
                 "conditionalDelete": "not-supported",
                 "searchInclude": [f"{definition.resource_type}:{p.name}" for p in reference_params],
                 "searchParam": [
-                    {"name": p.name, "type": str(p.type), "documentation": p.documentation or None}
-                    for p in [*COMMON_SEARCH, *own]
+                    *(
+                        {
+                            "name": p.name,
+                            "definition": COMMON_DEFINITIONS[p.name],
+                            "type": str(p.type),
+                            "documentation": p.documentation or None,
+                        }
+                        for p in COMMON_SEARCH
+                    ),
+                    *(
+                        {
+                            "name": p.name,
+                            "definition": search_parameter_url(definition.resource_type, p),
+                            "type": str(p.type),
+                            "documentation": p.documentation or None,
+                        }
+                        for p in own
+                    ),
                 ],
                 "operation": [
                     {

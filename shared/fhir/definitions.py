@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from shared.fhir.errors import Issue, error
+from shared.fhir.profiles import ProfileRules
 from shared.fhir.search_params import SearchParam
 from shared.fhir.search_query import DEFAULT_COUNT, SearchQuery
 from shared.store.database import Connection
@@ -140,6 +141,9 @@ class ResourceDefinition:
     operations: tuple[tuple[str, str], ...] = ()
     """Operations on this type beyond `$validate`, for the CapabilityStatement: (name
     without `$`, canonical URL of the OperationDefinition)."""
+
+    profile: ProfileRules = ProfileRules()
+    """What the type's profile declares beyond the FHIR model (`shared.fhir.profiles`)."""
 
     deletable: bool = True
     """False for types whose history is a record that must stay (a referral): DELETE

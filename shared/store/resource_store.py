@@ -18,6 +18,7 @@ import orjson
 
 from shared.clock import now_instant
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.profiles import with_profile
 from shared.fhir.search_params import IndexValue, SearchParam, index_values
 from shared.fhir.search_query import SearchQuery, encode_cursor
 from shared.store.access_sql import (
@@ -200,7 +201,7 @@ class ResourceStore:
         body: bytes | None = None
         if resource is not None:
             resource["id"] = res_id
-            meta = dict(resource.get("meta") or {})
+            meta = with_profile(dict(resource.get("meta") or {}), res_type)
             meta["versionId"] = str(version)
             meta["lastUpdated"] = last_updated
             resource["meta"] = meta

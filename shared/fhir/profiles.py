@@ -1,0 +1,55 @@
+"""What a resource type's profile declares beyond the FHIR model, and where profiles live.
+
+A service's `ResourceDefinition` carries a `ProfileRules` (the elements every stored
+resource has, the project code systems an element is bound to, the identifier systems
+it uses); `shared.fhir.conformance` turns it, the type's extensions
+(`shared.fhir.extensions`) and its base into a StructureDefinition at `profile_url`.
+Every resource the store saves names that profile in `meta.profile`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from shared.codes import NO_BASIS_PROFILE, STRUCTURE_DEFINITION_BASE
+
+CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition/{}"
+NO_BASIS_TYPES = frozenset(
+    {"Patient", "Practitioner", "PractitionerRole", "Organization", "RelatedPerson"}
+)
+"""The types the HL7 Norway no-basis IG (hl7.fhir.no.basis) profiles; the others are
+based on the core definition."""
+NO_BASIS_PACKAGE = ("hl7.fhir.no.basis", "2.2.0")
+CORE_PACKAGE = ("hl7.fhir.r4.core", "4.0.1")
+
+
+@dataclass(frozen=True)
+class ProfileRules:
+    """What every resource of a type has, as the type's rules make sure."""
+
+    required: tuple[str, ...] = ()
+    """Elements (dotted paths from the resource) that every stored resource has."""
+    bindings: tuple[tuple[str, str], ...] = ()
+    """(element path, project code system URL): the element's codings from that system
+    (required binding to its ValueSet)."""
+    identifier_systems: tuple[str, ...] = ()
+    """The identifier systems the type's identifiers use."""
+
+
+def profile_url(resource_type: str) -> str:
+    """The canonical URL of barnebro's profile of `resource_type`."""
+    return f"{STRUCTURE_DEFINITION_BASE}/barnebro-{resource_type}"
+
+
+def base_definition(resource_type: str) -> str:
+    """The profile barnebro's profile of `resource_type` constrains."""
+    template = NO_BASIS_PROFILE if resource_type in NO_BASIS_TYPES else CORE_PROFILE
+    return template.format(resource_type)
+
+
+def with_profile(meta: dict[str, object], resource_type: str) -> dict[str, object]:
+    """`meta` naming barnebro's profile of `resource_type` first (others kept after it)."""
+    own = profile_url(resource_type)
+    given = meta.get("profile")
+    others = [p for p in given if p != own] if isinstance(given, list) else []
+    return {**meta, "profile": [own, *others]}

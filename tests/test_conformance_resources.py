@@ -1,0 +1,237 @@
+"""The conformance resources generated from the code: profiles, extension definitions,
+value sets, search parameters and operation definitions, served read-only, referenced
+from the CapabilityStatement, packed as a FHIR package, and what every answer of the API
+is checked against (`tests.support.conforms`)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from services.catalogue import all_definitions, project_conformance
+from services.cli import main
+from services.consent.code_systems import CODE_SYSTEMS
+from shared.codes import CONSENT_PURPOSE_SYSTEM, DATA_CATEGORY_SYSTEM
+from shared.config import Settings
+from shared.fhir.conformance import OPERATION_BASE
+from shared.fhir.conformance_check import ConformanceChecker
+from shared.fhir.extensions import CONSENT_CIRCUMSTANCE, EXTENSIONS, SUBSCRIPTION_BASE
+from shared.fhir.profiles import CORE_PROFILE, NO_BASIS_TYPES, profile_url
+from shared.fhir.resources import validate_resource
+from tests.support import Stack
+
+ROOT = Path(__file__).resolve().parent.parent
+OWN_BASES = ("https://fhir.barnebro.no/StructureDefinition/", f"{SUBSCRIPTION_BASE}/")
+KNOWN_BASES = {CORE_PROFILE.format(t) for t in ("Resource", "DomainResource")} | {
+    f"http://hl7.no/fhir/StructureDefinition/no-basis-{t}" for t in NO_BASIS_TYPES
+}
+GENERATED_TYPES = ("StructureDefinition", "ValueSet", "SearchParameter", "OperationDefinition")
+
+
+def resources() -> list[dict[str, Any]]:
+    return project_conformance(Settings()).all()
+
+
+def test_every_conformance_resource_is_valid_r4() -> None:
+    for resource in resources():
+        validate_resource(resource, resource["resourceType"])
+    ids = [(r["resourceType"], r["id"]) for r in resources()]
+    assert len(ids) == len(set(ids))
+
+
+def test_each_type_has_a_constraint_profile_on_a_known_base() -> None:
+    definitions = {d.resource_type: d for d in all_definitions(Settings())}
+    profiles = {
+        r["type"]: r
+        for r in resources()
+        if r["resourceType"] == "StructureDefinition" and r["kind"] == "resource"
+    }
+    assert set(profiles) == set(definitions)
+    for kind, profile in profiles.items():
+        assert profile["url"] == profile_url(kind)
+        assert profile["derivation"] == "constraint"
+        assert profile["baseDefinition"] in KNOWN_BASES | {CORE_PROFILE.format(kind)}, kind
+        if kind in NO_BASIS_TYPES:
+            assert "no-basis" in profile["baseDefinition"]
+        paths = [e["path"] for e in profile["differential"]["element"]]
+        assert paths[0] == kind
+    organization = profiles["Organization"]["differential"]["element"]
+    assert {"id": "Organization.type", "path": "Organization.type", "min": 1} in organization
+    consent = json.dumps(profiles["Consent"])
+    assert "ValueSet/data-category" in consent and CONSENT_CIRCUMSTANCE.url in consent
+
+
+def own_urls_in_source() -> set[str]:
+    """Every extension URL of the project the code names: literals under our bases, and
+    module constants named *_EXT that hold one."""
+    found: set[str] = set()
+    pattern = re.compile(
+        r"https://(?:fhir\.barnebro\.no|barnebro\.no/fhir)/StructureDefinition/[\w-]+"
+    )
+    for path in [*ROOT.glob("shared/**/*.py"), *ROOT.glob("services/**/*.py")]:
+        text = path.read_text()
+        found.update(pattern.findall(text))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Assign) and isinstance(node.value, ast.JoinedStr):
+                for target in node.targets:
+                    if isinstance(target, ast.Name) and target.id.endswith("_EXT"):
+                        found.add(f"unregistered f-string constant {path.name}:{target.id}")
+    return found
+
+
+def test_every_extension_url_the_code_uses_has_a_structure_definition() -> None:
+    defined = {
+        r["url"]
+        for r in resources()
+        if r["resourceType"] == "StructureDefinition" and r["type"] == "Extension"
+    }
+    assert defined == {declaration.url for declaration in EXTENSIONS}
+    used = own_urls_in_source()
+    assert used - defined == set()
+    for declaration in EXTENSIONS:
+        assert declaration.url.startswith(OWN_BASES)
+
+
+def test_value_sets_search_parameters_and_operations_follow_the_declarations() -> None:
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for resource in resources():
+        by_type.setdefault(resource["resourceType"], []).append(resource)
+    assert {v["compose"]["include"][0]["system"] for v in by_type["ValueSet"]} == {
+        source.url for source in CODE_SYSTEMS
+    }
+    params = {p["url"]: p for p in by_type["SearchParameter"]}
+    purpose = params["https://fhir.barnebro.no/SearchParameter/Consent-purpose"]
+    assert (purpose["code"], purpose["base"], purpose["type"]) == ("purpose", ["Consent"], "token")
+    assert "expression" in params["https://fhir.barnebro.no/SearchParameter/Patient-identifier"]
+    operations = {o["code"]: o for o in by_type["OperationDefinition"]}
+    assert set(operations) == {"assign-coordinator", "care-order", "start-care", "review"}
+    start = operations["start-care"]
+    assert (start["resource"], start["instance"], start["affectsState"]) == (
+        ["Patient"], True, True,
+    )  # fmt: skip
+    assert all(o["url"].startswith(OPERATION_BASE) for o in operations.values())
+
+
+def test_the_checker_finds_what_breaks_a_profile() -> None:
+    checker = ConformanceChecker.of(all_definitions(Settings()), CODE_SYSTEMS)
+    consent: dict[str, Any] = {
+        "resourceType": "Consent",
+        "id": "c1",
+        "meta": {"profile": [profile_url("Consent")]},
+        "extension": [{"url": CONSENT_CIRCUMSTANCE.url, "valueCode": "to-barnevern"}],
+        "provision": {"class": [{"system": DATA_CATEGORY_SYSTEM, "code": "journal"}]},
+    }
+    assert checker.violations(consent) == []
+    assert checker.violations({"resourceType": "Bundle", "entry": [{"resource": consent}]}) == []
+    broken = json.loads(json.dumps(consent))
+    broken["meta"] = {}
+    broken["extension"] = [
+        {"url": CONSENT_CIRCUMSTANCE.url, "valueString": "to-barnevern"},
+        {"url": "https://fhir.barnebro.no/StructureDefinition/made-up", "valueString": "x"},
+    ]
+    broken["provision"]["class"] = [
+        {"system": DATA_CATEGORY_SYSTEM, "code": "no-such-category"},
+        {"system": CONSENT_PURPOSE_SYSTEM, "code": "helsehjelp"},
+    ]
+    found = checker.violations(broken)
+    assert len(found) == 5, found
+    assert any("meta.profile" in v for v in found)
+    assert any("no-such-category" in v for v in found)
+    assert any("made-up has no declaration" in v for v in found)
+    assert any("valueString" in v for v in found)
+    assert any("bound to" in v for v in found)
+    organization = {
+        "resourceType": "Organization",
+        "meta": {"profile": [profile_url("Organization")]},
+    }
+    assert checker.violations(organization) == [
+        "Organization/None: type is required by its profile"
+    ]
+
+
+async def test_conformance_resources_are_served_and_found_by_url(stack: Stack) -> None:
+    wanted = {(r["resourceType"], r["url"]): r for r in resources()}
+    samples = [
+        ("StructureDefinition", profile_url("Patient")),
+        ("StructureDefinition", CONSENT_CIRCUMSTANCE.url),
+        ("ValueSet", "https://fhir.barnebro.no/ValueSet/consent-purpose"),
+        ("SearchParameter", "https://fhir.barnebro.no/SearchParameter/Consent-purpose"),
+        ("OperationDefinition", f"{OPERATION_BASE}start-care"),
+    ]
+    for kind, url in samples:
+        reply = await stack.call("GET", f"{kind}?url={quote(url, safe='')}")
+        assert reply.status == 200, reply.body
+        entries = reply.json()["entry"]
+        assert len(entries) == 1
+        served = entries[0]["resource"]
+        assert {k: v for k, v in served.items() if k != "meta"} == wanted[(kind, url)]
+        assert served["meta"]["profile"] == [profile_url(kind)]
+        read = await stack.call("GET", f"{kind}/{served['id']}")
+        assert read.status == 200 and read.json()["url"] == url
+    by_type = await stack.call("GET", "SearchParameter?base=Patient&code=identifier")
+    assert [e["resource"]["id"] for e in by_type.json()["entry"]] == ["Patient-identifier"]
+    extensions = await stack.call("GET", "StructureDefinition?type=Extension&_count=100")
+    assert len(extensions.json()["entry"]) == len(EXTENSIONS)
+    write = await stack.call("POST", "ValueSet", wanted[samples[2]])
+    assert write.status == 405
+
+
+async def test_metadata_references_the_profiles_parameters_and_operations(stack: Stack) -> None:
+    statement = (await stack.call("GET", "metadata", authenticated=False)).json()
+    resources_ = {r["type"]: r for r in statement["rest"][0]["resource"]}
+    assert set(GENERATED_TYPES) <= set(resources_)
+    patient = resources_["Patient"]
+    assert patient["profile"] == profile_url("Patient")
+    assert patient["supportedProfile"] == [profile_url("Patient")]
+    served = {(r["resourceType"], r["url"]) for r in resources()}
+    for entry in resources_.values():
+        if entry["type"] == "Provenance":
+            continue  # derived at the edge, not stored
+        assert ("StructureDefinition", entry["profile"]) in served
+        for param in entry["searchParam"]:
+            definition = param["definition"]
+            assert definition.startswith("http://hl7.org/fhir/SearchParameter/Resource-") or (
+                ("SearchParameter", definition) in served
+            ), definition
+        for operation in entry["operation"]:
+            if operation["definition"].startswith(OPERATION_BASE):
+                assert ("OperationDefinition", operation["definition"]) in served
+    patient_ops = {o["name"]: o["definition"] for o in patient["operation"]}
+    assert patient_ops["start-care"] == f"{OPERATION_BASE}start-care"
+
+
+async def test_stored_resources_name_their_profile(stack: Stack) -> None:
+    organization = await stack.call("GET", "Organization?_count=1")
+    found = organization.json()["entry"][0]["resource"]
+    assert found["meta"]["profile"] == [profile_url("Organization")]
+
+
+def test_the_package_export_writes_a_fhir_package(tmp_path: Path, capsys: Any) -> None:
+    main(["package", "export", "--out", str(tmp_path)])
+    written = Path(capsys.readouterr().out.strip())
+    assert written.parent == tmp_path and written.name.endswith(".tgz")
+    with tarfile.open(written) as archive:
+        files = {
+            member.name: json.loads(archive.extractfile(member).read())  # type: ignore[union-attr]
+            for member in archive.getmembers()
+        }
+    manifest = files["package/package.json"]
+    assert manifest["name"] == "barnebro.fhir"
+    assert manifest["fhirVersions"] == ["4.0.1"]
+    assert {"hl7.fhir.r4.core", "hl7.fhir.no.basis"} <= set(manifest["dependencies"])
+    assert manifest["version"]
+    index = files["package/.index.json"]
+    assert index["index-version"] == 1
+    listed = {f"package/{row['filename']}" for row in index["files"]}
+    assert listed == set(files) - {"package/package.json", "package/.index.json"}
+    kinds = {row["resourceType"] for row in index["files"]}
+    assert kinds == {"CodeSystem", *GENERATED_TYPES}
+    for row in index["files"]:
+        content = files[f"package/{row['filename']}"]
+        assert (content["resourceType"], content["id"]) == (row["resourceType"], row["id"])
+        validate_resource(content, content["resourceType"])
