@@ -51,7 +51,7 @@ from shared.fhir.search_params import (
     walk,
 )
 from shared.fhir.search_query import SearchQuery
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM, PERSON_SYSTEMS
 from shared.rules import refuse
 from shared.transport.wire import Caller, FhirRequest
 
@@ -179,6 +179,7 @@ HIDDEN_FROM_PARTNERS = frozenset({"contact", "managingOrganization"})
 class PatientDefinition(_Directory):
     resource_type = "Patient"
     documentation = "The child (or adult) receiving care; no-basis-Patient"
+    profile = ProfileRules(identifier_systems=tuple(sorted(PERSON_SYSTEMS)))
     data_category = PERSON_CATEGORY
     operations = (
         ("care-order", "https://fhir.barnebro.no/OperationDefinition/care-order"),
@@ -416,7 +417,7 @@ class RelatedPersonDefinition(_Directory):
 class OrganizationDefinition(_Directory):
     resource_type = "Organization"
     documentation = "An organisation with its kind and kommunenummer; no-basis-Organization"
-    profile = ProfileRules(required=("type",))  # organisations.check_organisation_kind
+    profile = ProfileRules(required=("type",), identifier_systems=(ORGNR_SYSTEM,))
     search_params = (
         IDENTIFIER_PARAM,
         _active(),
@@ -459,6 +460,7 @@ class OrganizationDefinition(_Directory):
 class PractitionerDefinition(_Directory):
     resource_type = "Practitioner"
     documentation = "Health personnel and others who take part in care; no-basis-Practitioner"
+    profile = ProfileRules(identifier_systems=(HPR_SYSTEM,))
     search_params = (
         IDENTIFIER_PARAM,
         _active(),

@@ -157,6 +157,18 @@ def _register(owners: tuple[Actor, ...], create: Rule = Rule.OWN) -> dict[str, R
 _PLAN = _patient_data(create=cells(Rule.RELATED, *_CARE), update=cells(Rule.CONSENT, *_CARE))
 _PERSON_READ = cells(Rule.RELATED, *_ORGS, person=Rule.RELATED, register=Rule.ALL)
 
+WRITES = ("create", "update", "delete")
+
+
+def _fixed(readers: Row) -> dict[str, Row]:
+    """A type the server writes from its code: `readers` read and search, no one writes."""
+    return dict.fromkeys(("read", "search"), readers) | dict.fromkeys(WRITES, NEVER)
+
+
+GENERATED_TYPES = ("CodeSystem", "StructureDefinition", "ValueSet", "SearchParameter",
+                   "OperationDefinition")  # fmt: skip
+"""Generated from the code: nothing about a patient, read by all, written by no one."""
+
 TABLE: dict[str, dict[str, Row]] = {
     SERVER: {
         "GET /fhir/metadata": cells(Rule.ALL, *_EVERYONE),
@@ -240,48 +252,8 @@ TABLE: dict[str, dict[str, Row]] = {
         action: cells(Rule.OWN, *_ORGS)
         for action in ("read", "search", "create", "update", "delete", "$status", "$events")
     },
-    "CodeSystem": {
-        "read": cells(Rule.ALL, *_EVERYONE),
-        "search": cells(Rule.ALL, *_EVERYONE),
-        "create": NEVER,
-        "update": NEVER,
-        "delete": NEVER,
-    },
-    "StructureDefinition": {
-        "read": cells(Rule.ALL, *_EVERYONE),
-        "search": cells(Rule.ALL, *_EVERYONE),
-        "create": NEVER,
-        "update": NEVER,
-        "delete": NEVER,
-    },
-    "ValueSet": {
-        "read": cells(Rule.ALL, *_EVERYONE),
-        "search": cells(Rule.ALL, *_EVERYONE),
-        "create": NEVER,
-        "update": NEVER,
-        "delete": NEVER,
-    },
-    "SearchParameter": {
-        "read": cells(Rule.ALL, *_EVERYONE),
-        "search": cells(Rule.ALL, *_EVERYONE),
-        "create": NEVER,
-        "update": NEVER,
-        "delete": NEVER,
-    },
-    "OperationDefinition": {
-        "read": cells(Rule.ALL, *_EVERYONE),
-        "search": cells(Rule.ALL, *_EVERYONE),
-        "create": NEVER,
-        "update": NEVER,
-        "delete": NEVER,
-    },
-    "SubscriptionTopic": {
-        "read": cells(Rule.ALL, *_ORGS, person=Rule.ALL),
-        "search": cells(Rule.ALL, *_ORGS, person=Rule.ALL),
-        "create": NEVER,
-        "update": NEVER,
-        "delete": NEVER,
-    },
+    **dict.fromkeys(GENERATED_TYPES, _fixed(cells(Rule.ALL, *_EVERYONE))),
+    "SubscriptionTopic": _fixed(cells(Rule.ALL, *_ORGS, person=Rule.ALL)),
 }
 """Resource type (or the consent API, or the server's own routes) → action → actor → rule.
 An actor missing from a row may not do it (`NO`)."""

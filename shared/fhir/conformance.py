@@ -137,7 +137,7 @@ def profile_definition(definition: ResourceDefinition) -> dict[str, Any]:
             {
                 "id": f"{kind}.identifier.system",
                 "path": f"{kind}.identifier.system",
-                "short": "One of: " + ", ".join(rules.identifier_systems),
+                "short": "Systems barnebro keys on: " + ", ".join(rules.identifier_systems),
             }
         )
     for declaration in extensions_of(kind):

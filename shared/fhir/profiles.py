@@ -33,7 +33,7 @@ class ProfileRules:
     """(element path, project code system URL): the element's codings from that system
     (required binding to its ValueSet)."""
     identifier_systems: tuple[str, ...] = ()
-    """The identifier systems the type's identifiers use."""
+    """The identifier systems the type's rules key on (a person number, an orgnr)."""
 
 
 def profile_url(resource_type: str) -> str:
