@@ -51,7 +51,7 @@ from shared.fhir.search_params import (
     walk,
 )
 from shared.fhir.search_query import SearchQuery
-from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM, PERSON_SYSTEMS
+from shared.identifiers import HERID_SYSTEM, HPR_SYSTEM, ORGNR_SYSTEM, PERSON_SYSTEMS
 from shared.rules import refuse
 from shared.transport.wire import Caller, FhirRequest
 
@@ -417,7 +417,7 @@ class RelatedPersonDefinition(_Directory):
 class OrganizationDefinition(_Directory):
     resource_type = "Organization"
     documentation = "An organisation with its kind and kommunenummer; no-basis-Organization"
-    profile = ProfileRules(required=("type",), identifier_systems=(ORGNR_SYSTEM,))
+    profile = ProfileRules(required=("type",), identifier_systems=(ORGNR_SYSTEM, HERID_SYSTEM))
     search_params = (
         IDENTIFIER_PARAM,
         _active(),

@@ -157,17 +157,15 @@ def _register(owners: tuple[Actor, ...], create: Rule = Rule.OWN) -> dict[str, R
 _PLAN = _patient_data(create=cells(Rule.RELATED, *_CARE), update=cells(Rule.CONSENT, *_CARE))
 _PERSON_READ = cells(Rule.RELATED, *_ORGS, person=Rule.RELATED, register=Rule.ALL)
 
-WRITES = ("create", "update", "delete")
-
 
 def _fixed(readers: Row) -> dict[str, Row]:
     """A type the server writes from its code: `readers` read and search, no one writes."""
-    return dict.fromkeys(("read", "search"), readers) | dict.fromkeys(WRITES, NEVER)
+    writes = dict.fromkeys(("create", "update", "delete"), NEVER)
+    return dict.fromkeys(("read", "search"), readers) | writes
 
 
 GENERATED_TYPES = ("CodeSystem", "StructureDefinition", "ValueSet", "SearchParameter",
                    "OperationDefinition")  # fmt: skip
-"""Generated from the code: nothing about a patient, read by all, written by no one."""
 
 TABLE: dict[str, dict[str, Row]] = {
     SERVER: {
