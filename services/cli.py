@@ -252,14 +252,13 @@ async def _clock(args: argparse.Namespace) -> int:
 
 
 def _export_package(out: Path) -> Path:
-    from services.catalogue import project_conformance
-    from services.consent.code_systems import CODE_SYSTEMS
+    from services.catalogue import PROJECT_CODE_SYSTEMS, project_conformance
     from shared.fhir.code_systems import code_system_resource
     from shared.fhir.package import write_package
 
     resources = [
         *project_conformance(Settings()).all(),
-        *(code_system_resource(source) for source in CODE_SYSTEMS),
+        *(code_system_resource(source) for source in PROJECT_CODE_SYSTEMS),
     ]
     return write_package(resources, out)
 

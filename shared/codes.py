@@ -219,7 +219,6 @@ accesses; no consent releases them."""
 
 DATA_CATEGORY_SYSTEM = f"{CODE_SYSTEM_BASE}/data-category"
 CONSENT_PURPOSE_SYSTEM = f"{CODE_SYSTEM_BASE}/consent-purpose"
-LEGAL_BASIS_SYSTEM = f"{CODE_SYSTEM_BASE}/legal-basis"
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 DEFAULT_PURPOSE_OF_USE = "TREAT"
 EMERGENCY_PURPOSE_OF_USE = "ETREAT"

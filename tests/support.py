@@ -27,9 +27,8 @@ import pytest
 from multidict import CIMultiDict
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from services.catalogue import all_definitions
+from services.catalogue import PROJECT_CODE_SYSTEMS, all_definitions
 from services.consent import consent_spec
-from services.consent.code_systems import CODE_SYSTEMS
 from services.directory import directory_spec
 from services.gateway.server import GatewayServer
 from services.stack import free_port
@@ -165,7 +164,9 @@ def conforms(reply: Reply, settings: Settings) -> None:
         return
     checker = _CHECKERS.get(0)
     if checker is None:
-        checker = _CHECKERS[0] = ConformanceChecker.of(all_definitions(settings), CODE_SYSTEMS)
+        checker = _CHECKERS[0] = ConformanceChecker.of(
+            all_definitions(settings), PROJECT_CODE_SYSTEMS
+        )
     data = reply.json()
     if isinstance(data, dict) and "resourceType" in data:
         violations = checker.violations(data)

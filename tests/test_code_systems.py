@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from fhir.resources.R4B.codesystem import CodeSystem
 
-from services.consent.code_systems import CODE_SYSTEMS
+from services.catalogue import PROJECT_CODE_SYSTEMS
 from services.consent.domain.model import Purpose
 from shared.codes import (
     CONSENT_PURPOSE_SYSTEM,
@@ -29,7 +29,7 @@ FHIR_JSON = "application/fhir+json"
 
 
 def by_url() -> dict[str, dict[str, Any]]:
-    return {source.url: code_system_resource(source) for source in CODE_SYSTEMS}
+    return {source.url: code_system_resource(source) for source in PROJECT_CODE_SYSTEMS}
 
 
 def test_every_code_system_is_a_complete_r4_code_system() -> None:
@@ -53,7 +53,7 @@ def test_the_code_systems_are_the_codes_themselves() -> None:
     assert codes(DATA_CATEGORY_SYSTEM) == [c.value for c in DataCategory]
     assert codes(ORGANISATION_KIND_SYSTEM) == [k.value for k in OrganisationKind]
     assert set(codes(ROLE_SYSTEM)) == ROLES
-    assert len({source.id for source in CODE_SYSTEMS}) == len(CODE_SYSTEMS)
+    assert len({source.id for source in PROJECT_CODE_SYSTEMS}) == len(PROJECT_CODE_SYSTEMS)
 
 
 async def test_each_system_is_found_by_its_canonical_url(stack: Stack) -> None:

@@ -6,16 +6,23 @@ is checked against (`tests.support.conforms`)."""
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import pkgutil
 import re
 import tarfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from services.catalogue import all_definitions, project_conformance
+import services
+import shared
+from services.careplan.domain.vocabulary import CATEGORY_SYSTEM
+from services.catalogue import PROJECT_CODE_SYSTEMS, all_definitions, project_conformance
 from services.cli import main
-from services.consent.code_systems import CODE_SYSTEMS
+from services.consent.domain.model import LEGAL_BASIS_SYSTEM
+from services.referral.domain.vocabulary import STEP_SYSTEM
+from services.subscriptions.domain.vocabulary import CHANNEL_TYPE_SYSTEM
 from shared.codes import CONSENT_PURPOSE_SYSTEM, DATA_CATEGORY_SYSTEM
 from shared.config import Settings
 from shared.fhir.conformance import OPERATION_BASE
@@ -30,6 +37,7 @@ OWN_BASES = ("https://fhir.barnebro.no/StructureDefinition/", f"{SUBSCRIPTION_BA
 KNOWN_BASES = {CORE_PROFILE.format(t) for t in ("Resource", "DomainResource")} | {
     f"http://hl7.no/fhir/StructureDefinition/no-basis-{t}" for t in NO_BASIS_TYPES
 }
+OWN_SYSTEM = re.compile(r"^https://(fhir\.)?barnebro\.no/(fhir/)?CodeSystem/")
 GENERATED_TYPES = ("StructureDefinition", "ValueSet", "SearchParameter", "OperationDefinition")
 
 
@@ -102,7 +110,7 @@ def test_value_sets_search_parameters_and_operations_follow_the_declarations() -
     for resource in resources():
         by_type.setdefault(resource["resourceType"], []).append(resource)
     assert {v["compose"]["include"][0]["system"] for v in by_type["ValueSet"]} == {
-        source.url for source in CODE_SYSTEMS
+        source.url for source in PROJECT_CODE_SYSTEMS
     }
     params = {p["url"]: p for p in by_type["SearchParameter"]}
     purpose = params["https://fhir.barnebro.no/SearchParameter/Consent-purpose"]
@@ -117,8 +125,33 @@ def test_value_sets_search_parameters_and_operations_follow_the_declarations() -
     assert all(o["url"].startswith(OPERATION_BASE) for o in operations.values())
 
 
+def _system_constants() -> dict[str, str]:
+    """Every `..._SYSTEM` constant of the project's code that names a barnebro code system."""
+    found: dict[str, str] = {}
+    for package in (services, shared):
+        for module_info in pkgutil.walk_packages(package.__path__, f"{package.__name__}."):
+            module = importlib.import_module(module_info.name)
+            for name, value in vars(module).items():
+                if name.endswith("_SYSTEM") and isinstance(value, str) and OWN_SYSTEM.search(value):
+                    found[f"{module_info.name}.{name}"] = value
+    return found
+
+
+def test_every_code_system_the_project_writes_is_served() -> None:
+    """A `system` URL the code declares is a CodeSystem with a ValueSet: none is left out."""
+    served = {source.url: source for source in PROJECT_CODE_SYSTEMS}
+    constants = _system_constants()
+    assert len(constants) >= 20, constants
+    missing = {name: url for name, url in constants.items() if url not in served}
+    assert missing == {}
+    value_sets = {r["compose"]["include"][0]["system"] for r in resources() if "compose" in r}
+    assert value_sets == set(served)
+    for url in (STEP_SYSTEM, CATEGORY_SYSTEM, LEGAL_BASIS_SYSTEM, CHANNEL_TYPE_SYSTEM):
+        assert all(code.display and code.definition for code in served[url].codes), url
+
+
 def test_the_checker_finds_what_breaks_a_profile() -> None:
-    checker = ConformanceChecker.of(all_definitions(Settings()), CODE_SYSTEMS)
+    checker = ConformanceChecker.of(all_definitions(Settings()), PROJECT_CODE_SYSTEMS)
     consent: dict[str, Any] = {
         "resourceType": "Consent",
         "id": "c1",

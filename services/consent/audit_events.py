@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+from services.consent.domain.model import LEGAL_BASIS_SYSTEM
 from services.consent.resources import (
     AUDIT_DETAIL_BASIS,
     DISCLOSURE_CLOSED_EXT,
@@ -18,7 +19,7 @@ from services.consent.resources import (
     WITHHELD_PATIENT,
 )
 from shared.access.audit import AuditRecord
-from shared.codes import ACT_REASON_SYSTEM, EMERGENCY_PURPOSE_OF_USE, LEGAL_BASIS_SYSTEM
+from shared.codes import ACT_REASON_SYSTEM, EMERGENCY_PURPOSE_OF_USE
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 
 AUDIT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/audit-event-type"

@@ -1,6 +1,7 @@
 """The project's code systems as FHIR CodeSystem resources, read-only at
-`/fhir/CodeSystem`: the consent purposes (`Purpose`) and those declared in `shared.codes`
-(data categories, organisation kinds, care roles, contact relationships).
+`/fhir/CodeSystem`: the consent service's own (consent purposes, legal bases), those
+declared in `shared.codes` (data categories, organisation kinds, care roles, contact
+relationships) and every other service's, gathered by `services.catalogue`.
 
 They hold nothing about a patient, so every registered caller reads them. They are
 written at start-up from the code (created when missing, updated when the code's version
@@ -10,7 +11,7 @@ FHIR API.
 
 from __future__ import annotations
 
-from services.consent.domain.model import Purpose
+from services.consent.domain.model import LEGAL_BASIS_SYSTEM, LegalBasis, Purpose
 from services.consent.handlers import SERVICE_CALLER
 from shared.codes import CONSENT_PURPOSE_SYSTEM
 from shared.fhir.code_systems import SHARED_CODE_SYSTEMS, CodeSystemSource, code_system_resource
@@ -22,8 +23,10 @@ from shared.transport.wire import FhirRequest
 
 CODE_SYSTEMS = (
     CodeSystemSource(CONSENT_PURPOSE_SYSTEM, "Consent purposes", Purpose),
+    CodeSystemSource(LEGAL_BASIS_SYSTEM, "Legal bases", LegalBasis),
     *SHARED_CODE_SYSTEMS,
 )
+"""The consent service's own code systems and those of `shared.codes`."""
 CODE_SYSTEM_WRITER = "barnebro itself, from the codes it is built with"
 CODE_SYSTEM_LOCK = "code-systems"
 
@@ -31,8 +34,9 @@ CODE_SYSTEM_LOCK = "code-systems"
 class CodeSystemDefinition(ResourceDefinition):
     resource_type = "CodeSystem"
     documentation = (
-        "The project's code systems (consent purposes, data categories, organisation kinds,"
-        " care roles, contact relationships), each at its canonical URL"
+        "The project's code systems (consent purposes and legal bases, data categories,"
+        " organisation kinds, care roles, the referral, care plan and subscription"
+        " vocabularies), each at its canonical URL"
     )
     written_by = CODE_SYSTEM_WRITER
     search_params = (
@@ -49,6 +53,10 @@ class CodeSystemDefinition(ResourceDefinition):
 
 async def publish_code_systems(fhir: FhirService) -> int:
     """Write the code systems that differ from the stored ones; how many were written."""
+    # The catalogue reads every service's declarations, this one's among them: imported
+    # once this package has loaded.
+    from services.catalogue import PROJECT_CODE_SYSTEMS
+
     request = FhirRequest(interaction="update", base_url="", caller=SERVICE_CALLER)
-    wanted = [code_system_resource(source) for source in CODE_SYSTEMS]
+    wanted = [code_system_resource(source) for source in PROJECT_CODE_SYSTEMS]
     return await publish_fixed(fhir, request, CODE_SYSTEM_LOCK, "CodeSystem", wanted)

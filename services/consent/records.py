@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from services.consent.domain.model import (
+    LEGAL_BASIS_SYSTEM,
     ChildView,
     ConsentFacts,
     ConsentFlags,
@@ -29,7 +30,6 @@ from shared.codes import (
     ACT_REASON_SYSTEM,
     CONSENT_PURPOSE_SYSTEM,
     DATA_CATEGORY_SYSTEM,
-    LEGAL_BASIS_SYSTEM,
     ORGANISATION_KIND_SYSTEM,
     ROLE_SYSTEM,
 )

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 
+from services.consent.domain.model import LegalBasis
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
 from shared.codes import AUDIT_CATEGORY, DATA_CATEGORY_SYSTEM, DataCategory
@@ -39,7 +40,7 @@ from shared.transport.wire import FhirRequest
 
 CONSENT_ADMIN = "the consent administration API (/consent/v1)"
 AUDIT_WRITER = "barnebro itself: one AuditEvent for every disclosure decision"
-HPL33_SUBTYPE = "hpl-33"
+HPL33_SUBTYPE = LegalBasis.HPL_33.value
 EMERGENCY_BASIS = "emergency"
 REVIEW_EXT = ext.EMERGENCY_REVIEW.url
 DISCLOSURE_CLOSED_EXT = ext.DISCLOSURE_CLOSED.url

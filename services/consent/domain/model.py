@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
-from shared.codes import CodedEnum
+from shared.codes import CODE_SYSTEM_BASE, CodedEnum
 
 
 class Purpose(CodedEnum):
@@ -51,6 +51,84 @@ class Purpose(CodedEnum):
         "Videreformidling av kontaktinformasjon",
         "Consent to pass the child's contact details on to another service, e.g. when a"
         " referral is redirected",
+    )
+
+
+LEGAL_BASIS_SYSTEM = f"{CODE_SYSTEM_BASE}/legal-basis"
+
+
+class LegalBasis(CodedEnum):
+    """The rule a consent was judged by, or the basis of a disclosure without consent
+    (project CodeSystem legal-basis): `Consent.policyRule`, `AuditEvent.subtype`."""
+
+    BIRTH_DATE_NEEDED = (
+        "birth-date-needed",
+        "Fødselsdato mangler",
+        "No rule can be applied yet: the child has no confirmed birth date (pbrl §4-3, §4-4)",
+    )
+    BIRTH_DATE_AFTER_DAY = (
+        "birth-date-after-day",
+        "Født etter dagen",
+        "No rule can be applied: the child's recorded birth date is after the day asked about",
+    )
+    ADULT = "adult", "Myndig", "The person is 18 or older and consents alone (pbrl §4-3 a)"
+    YOUTH_16 = (
+        "youth-16",
+        "Helserettslig myndig",
+        "The youth is 16 or older and consents alone to health care (pbrl §4-3 b)",
+    )
+    CARE_ORDER = (
+        "care-order",
+        "Omsorgsovertakelse",
+        "The barnevernstjeneste holding a care order consents instead of the parents"
+        " (pbrl §4-4 fjerde ledd)",
+    )
+    CHILD_CONFIDENTIAL = (
+        "child-confidential",
+        "Barnet samtykker alene",
+        "A child of 12 or more consents alone to help the parents are not to be told about"
+        " (pbrl §3-4 andre ledd, §4-3 c)",
+    )
+    CHILD_CONFIDENTIAL_NOT_APPLICABLE = (
+        "child-confidential-not-applicable",
+        "Barnet kan ikke samtykke alene",
+        "The child asked to consent alone, but the rule for help kept from the parents does"
+        " not apply (pbrl §3-4 andre ledd)",
+    )
+    PARENTS = (
+        "parents",
+        "Foreldrene",
+        "Both holders of parental responsibility consent (pbrl §4-4 første ledd)",
+    )
+    PARENTS_ONE_DAILY_CARE = (
+        "parents-one-daily-care",
+        "Én forelder, daglig omsorg",
+        "One holder of parental responsibility is enough: the help is part of daily and"
+        " ordinary care (pbrl §4-4 andre ledd)",
+    )
+    PARENTS_ONE_NECESSARY = (
+        "parents-one-necessary",
+        "Én forelder, nødvendig",
+        "One holder of parental responsibility is enough: qualified health personnel find"
+        " the help necessary so the child is not harmed (pbrl §4-4 andre ledd)",
+    )
+    NASJONALT_FORLOP = (
+        "nasjonalt-forlop",
+        "Nasjonalt forløp",
+        "The consent of the national pathway for children in barnevern: the child, and the"
+        " parents or the care-order holder while the child is under 15",
+    )
+    BARNEVERN_SHARING_FROM_15 = (
+        "barnevern-sharing-from-15",
+        "Deling med barnevernet fra 15 år",
+        "Sharing with a barnevernstjeneste needs the child's own consent too from 15"
+        " (pbrl §4-4; hpl §22)",
+    )
+    HPL_33 = (
+        "hpl-33",
+        "Helsepersonelloven §33",
+        "Health personnel's duty to inform the barnevernstjeneste (helsepersonelloven §33):"
+        " a disclosure without consent",
     )
 
 

@@ -1,8 +1,11 @@
 """The URLs and codes of subscriptions: the R5 Backport extensions on the R4B Subscription
-and barnebro's own (the nats channel, the signing secret, the delivery state)."""
+and barnebro's own (the channel types with the nats channel, the signing secret, the
+delivery state). `CODE_SYSTEMS` lists the code system for the consent service to serve."""
 
 from __future__ import annotations
 
+from shared.codes import CodedEnum
+from shared.fhir.code_systems import CodeSystemSource
 from shared.fhir.extensions import SUBSCRIPTION_SIGNING_SECRET
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -16,11 +19,30 @@ MAX_COUNT_EXT = BACKPORT + "backport-max-count"
 SIGNING_SECRET_EXT = SUBSCRIPTION_SIGNING_SECRET.url
 """On Subscription.channel: the partner's secret for the HMAC-SHA256 signature."""
 CHANNEL_TYPE_SYSTEM = "https://barnebro.no/fhir/CodeSystem/subscription-channel-type"
-ERROR_SYSTEM = "https://barnebro.no/fhir/CodeSystem/subscription-error"
 
-REST_HOOK = "rest-hook"
-NATS = "nats"
-CHANNELS = (REST_HOOK, NATS)
+
+class ChannelType(CodedEnum):
+    """How notifications reach a subscriber: the backport-channel-type codes barnebro
+    takes (CodeSystem subscription-channel-type)."""
+
+    REST_HOOK = (
+        "rest-hook",
+        "REST hook",
+        "An HTTPS POST of each notification Bundle to the subscriber's endpoint, signed"
+        " with HMAC-SHA256 by the subscription's secret",
+    )
+    NATS = (
+        "nats",
+        "NATS",
+        "Each notification Bundle published on the subscribing organisation's own NATS subject",
+    )
+
+
+REST_HOOK = ChannelType.REST_HOOK.value
+NATS = ChannelType.NATS.value
+CHANNELS = tuple(kind.value for kind in ChannelType)
+CODE_SYSTEMS = (CodeSystemSource(CHANNEL_TYPE_SYSTEM, "Subscription channel types", ChannelType),)
+"""The subscriptions service's code system, served by the consent service."""
 CONTENTS = ("empty", "id-only", "full-resource")
 
 SIGNATURE_HEADER = "X-Barnebro-Signature"
