@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import pytest
+
 import services
 import shared
 from services.careplan.domain.vocabulary import CATEGORY_SYSTEM
@@ -30,6 +32,8 @@ from shared.fhir.conformance_check import ConformanceChecker
 from shared.fhir.extensions import CONSENT_CIRCUMSTANCE, EXTENSIONS, SUBSCRIPTION_BASE
 from shared.fhir.profiles import CORE_PROFILE, NO_BASIS_TYPES, profile_url
 from shared.fhir.resources import validate_resource
+from tests.careplan_world import CarePlanWorld
+from tests.referral_world import BVT
 from tests.support import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,6 +152,70 @@ def test_every_code_system_the_project_writes_is_served() -> None:
     assert value_sets == set(served)
     for url in (STEP_SYSTEM, CATEGORY_SYSTEM, LEGAL_BASIS_SYSTEM, CHANNEL_TYPE_SYSTEM):
         assert all(code.display and code.definition for code in served[url].codes), url
+
+
+def test_operation_definitions_list_what_each_operation_takes_and_answers() -> None:
+    operations = {o["code"]: o for o in resources() if o["resourceType"] == "OperationDefinition"}
+
+    def listed(code: str, use: str) -> dict[str, tuple[str, int, str]]:
+        return {
+            p["name"]: (p["type"], p["min"], p["max"])
+            for p in operations[code]["parameter"]
+            if p["use"] == use
+        }
+
+    assert listed("care-order", "in") == {
+        "action": ("code", 1, "1"),
+        "date": ("date", 0, "1"),
+        "successor": ("Identifier", 0, "1"),
+    }
+    assert listed("start-care", "in") == {"reason": ("string", 1, "1")}
+    assert listed("assign-coordinator", "in") == {
+        "coordinator": ("Reference", 1, "1"),
+        "onBehalfOf": ("Reference", 0, "1"),
+        "role": ("code", 0, "1"),
+        "start": ("date", 0, "1"),
+        "reason": ("string", 1, "1"),
+        "substituteFor": ("string", 0, "1"),
+    }
+    assert listed("review", "in") == {
+        "conclusion": ("code", 1, "1"),
+        "reviewer": ("string", 1, "1"),
+        "note": ("string", 0, "1"),
+    }
+    answers = {code: listed(code, "out") for code in operations}
+    assert answers == {
+        "care-order": {"return": ("OperationOutcome", 1, "1")},
+        "start-care": {"return": ("OperationOutcome", 1, "1")},
+        "assign-coordinator": {"return": ("CareTeam", 1, "1")},
+        "review": {"return": ("AuditEvent", 1, "1")},
+    }
+    for operation in operations.values():
+        assert all(p["documentation"] for p in operation["parameter"]), operation["code"]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_each_operation_takes_only_the_parameters_it_declares(
+    careplans: CarePlanWorld,
+) -> None:
+    """The handlers read what they accept from the same declaration: a parameter the
+    OperationDefinition does not list is refused (400), naming those it does."""
+    world = careplans.world
+    child = await world.child(age=10)
+    patient = f"Patient/{child.id}"
+    bogus = {"resourceType": "Parameters", "parameter": [{"name": "bogus", "valueString": "x"}]}
+    calls = [
+        (f"{patient}/$care-order", "action, date, successor", world.token(BVT)),
+        (f"{patient}/$start-care", "reason", world.token(BVT)),
+        ("CareTeam/no-such-team/$assign-coordinator", "coordinator", world.token(BVT)),
+        ("AuditEvent/no-such-event/$review", "conclusion, note, reviewer", None),
+    ]
+    for path, takes, token in calls:
+        token = token or world.stack.operator_token()
+        reply = await world.stack.call("POST", path, bogus, token=token)
+        assert reply.status == 400, (path, reply.body)
+        assert takes in reply.json()["issue"][0]["diagnostics"], (path, reply.body)
+        assert "bogus" in reply.json()["issue"][0]["diagnostics"], (path, reply.body)
 
 
 def test_the_checker_finds_what_breaks_a_profile() -> None:

@@ -21,13 +21,13 @@ from typing import Any
 
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, HANDOVER_EXT, SUBSTITUTE_EXT
 from services.careplan.records import a_date, participants
-from services.careplan.resources import ASSIGN_OPERATION
+from services.careplan.resources import ASSIGN_OPERATION, ASSIGN_PARAMETERS
 from shared.clock import now_instant, today
 from shared.codes import ROLE_SYSTEM
 from shared.fhir import writes
 from shared.fhir.answers import not_found
 from shared.fhir.errors import error
-from shared.fhir.parameters import operation_parameters
+from shared.fhir.parameters import accepted, operation_parameters
 from shared.fhir.service import FhirService
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -52,7 +52,7 @@ class CoordinatorAssignment:
     async def assign(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "CareTeam" or not request.id:
             raise error(404, "not-supported", f"{OPERATION} is an operation on a CareTeam")
-        found = operation_parameters(body, OPERATION)
+        found = operation_parameters(body, OPERATION, accepted(ASSIGN_PARAMETERS))
         member = _required(found, "coordinator", dict)
         reason = _required(found, "reason", str)
         role = found.get("role", "koordinator")

@@ -11,6 +11,7 @@ under the emergency basis. Team members see their team.
 from __future__ import annotations
 
 from datetime import date
+from types import MappingProxyType
 from typing import Any
 
 from services.careplan.domain.completeness import WHAT_IS_MISSING, missing_points
@@ -56,6 +57,7 @@ from shared.codes import DataCategory, OrganisationKind
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, WriteContext
 from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
 from shared.fhir.errors import Issue, error
+from shared.fhir.parameters import OperationParameter
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam, extension_values
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
@@ -497,6 +499,24 @@ def _coordinator_periods(resource: dict[str, Any]) -> Any:
             yield participant["period"]
 
 
+ASSIGN_OPERATION = "$assign-coordinator"
+ASSIGN_PARAMETERS = (
+    OperationParameter(
+        "coordinator",
+        "Reference",
+        "The new coordinator: an Organization by organisasjonsnummer, or a Practitioner or"
+        " PractitionerRole",
+        min=1,
+    ),
+    OperationParameter("onBehalfOf", "Reference", "The organisation a person acts for"),
+    OperationParameter("role", "code", "The coordinator role (default koordinator)"),
+    OperationParameter("start", "date", "The first day of the appointment (default today)"),
+    OperationParameter("reason", "string", "Why the coordinator is appointed", min=1),
+    OperationParameter("substituteFor", "string", "The member a substitute stands in for"),
+    OperationParameter("return", "CareTeam", "The care team as updated", min=1, use="out"),
+)
+
+
 class CareTeamDefinition(ResourceDefinition):
     resource_type = "CareTeam"
     documentation = (
@@ -508,6 +528,7 @@ class CareTeamDefinition(ResourceDefinition):
     operations = (
         ("assign-coordinator", "https://fhir.barnebro.no/OperationDefinition/assign-coordinator"),
     )
+    operation_parameters = MappingProxyType({"assign-coordinator": ASSIGN_PARAMETERS})
     search_params = (
         IDENTIFIER_PARAM,
         _patient_param("subject"),
@@ -621,9 +642,6 @@ class CareTeamDefinition(ResourceDefinition):
 
     def events(self, change: Change) -> list[EventSpec]:
         return team_events(change, self.parties(change.after or change.before or {}))
-
-
-ASSIGN_OPERATION = "$assign-coordinator"
 
 
 def _keep_handovers(

@@ -20,6 +20,7 @@ history (`GET Consent/{id}/_history`, vread) shows who changed what, and when
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -31,6 +32,7 @@ from shared.codes import AUDIT_CATEGORY, DATA_CATEGORY_SYSTEM, DataCategory
 from shared.fhir import extensions as ext
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import Issue, error
+from shared.fhir.parameters import OperationParameter
 from shared.fhir.profiles import ProfileRules
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import ParamType, SearchParam, extension_values, walk
@@ -46,6 +48,12 @@ REVIEW_EXT = ext.EMERGENCY_REVIEW.url
 DISCLOSURE_CLOSED_EXT = ext.DISCLOSURE_CLOSED.url
 REVIEW_OPERATION = "$review"
 REVIEW_CONCLUSIONS = ("justified", "unjustified")
+REVIEW_PARAMETERS = (
+    OperationParameter("conclusion", "code", "justified or unjustified", min=1),
+    OperationParameter("reviewer", "string", "Who reviewed the access (at most 200)", min=1),
+    OperationParameter("note", "string", "What the review found (at most 2000)"),
+    OperationParameter("return", "AuditEvent", "The AuditEvent with its review", min=1, use="out"),
+)
 AUDIT_DETAIL_BASIS = "basis"
 WITHHELD_PATIENT = "withheld-patient"
 WITHHELD = "withheld"
@@ -244,6 +252,7 @@ class AuditEventDefinition(ResourceDefinition):
     data_category = AUDIT_CATEGORY
     update_create = True
     operations = (("review", "https://fhir.barnebro.no/OperationDefinition/review"),)
+    operation_parameters = MappingProxyType({"review": REVIEW_PARAMETERS})
     search_params = (
         SearchParam(
             "patient",

@@ -27,12 +27,12 @@ from services.directory.domain.care_orders import (
     care_order_contacts,
     with_care_orders,
 )
-from services.directory.resources import CARE_ORDER_OPERATION
+from services.directory.resources import CARE_ORDER_OPERATION, CARE_ORDER_PARAMETERS
 from shared.clock import today
 from shared.codes import OrganisationKind, organisation_kinds
 from shared.fhir.answers import json_response
 from shared.fhir.errors import error, information, operation_outcome
-from shared.fhir.parameters import operation_parameters
+from shared.fhir.parameters import accepted, operation_parameters
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.service import FhirService
 from shared.fhir.unit_of_work import StoreUnitOfWork
@@ -71,7 +71,7 @@ class CareOrderOperation:
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(request.id or ""):
             raise error(400, "invalid", f"{CARE_ORDER_OPERATION} is an operation on Patient/<id>")
-        found = operation_parameters(body, CARE_ORDER_OPERATION, ("action", "date", "successor"))
+        found = operation_parameters(body, CARE_ORDER_OPERATION, accepted(CARE_ORDER_PARAMETERS))
         action = found.get("action")
         if action not in CARE_ORDER_ACTIONS:
             raise error(

@@ -15,6 +15,7 @@ the child (`shared.access.decision`), shaped by what each may know (`shaped`).
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.parameters import OperationParameter
 from shared.fhir.profiles import ProfileRules
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import (
@@ -94,6 +96,21 @@ SUBSET_ELEMENTS = ("resourceType", "id", "meta", "identifier", "name", "birthDat
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
              "code": "SUBSETTED"}  # fmt: skip
 CARE_ORDER_OPERATION = "$care-order"
+CARE_ORDER_PARAMETERS = (
+    OperationParameter("action", "code", "start, end or transfer the caller's care order", min=1),
+    OperationParameter(
+        "date", "date", "The first day (start, transfer) or the last day (end); default today"
+    ),
+    OperationParameter(
+        "successor", "Identifier", "The new holder's organisasjonsnummer, for a transfer"
+    ),
+    OperationParameter("return", "OperationOutcome", "What was recorded", min=1, use="out"),
+)
+START_CARE_OPERATION = "$start-care"
+START_CARE_PARAMETERS = (
+    OperationParameter("reason", "string", "Why the child is taken into care (3-1000)", min=1),
+    OperationParameter("return", "OperationOutcome", "What was recorded", min=1, use="out"),
+)
 
 
 async def own_organization(write: WriteContext) -> str | None:
@@ -184,6 +201,9 @@ class PatientDefinition(_Directory):
     operations = (
         ("care-order", "https://fhir.barnebro.no/OperationDefinition/care-order"),
         ("start-care", "https://fhir.barnebro.no/OperationDefinition/start-care"),
+    )
+    operation_parameters = MappingProxyType(
+        {"care-order": CARE_ORDER_PARAMETERS, "start-care": START_CARE_PARAMETERS}
     )
     search_params = (
         IDENTIFIER_PARAM,

@@ -17,16 +17,15 @@ from __future__ import annotations
 from typing import Any
 
 from services.directory.child_record import locked_child
+from services.directory.resources import START_CARE_OPERATION, START_CARE_PARAMETERS
 from shared.access.relations import note_relations
 from shared.events import DomainEvent, EventAccess
 from shared.fhir.answers import json_response
 from shared.fhir.errors import error, information, operation_outcome
-from shared.fhir.parameters import operation_parameters
+from shared.fhir.parameters import accepted, operation_parameters
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
-
-START_CARE_OPERATION = "$start-care"
 
 
 class StartCare:
@@ -40,7 +39,8 @@ class StartCare:
         patient_id = request.id or ""
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(patient_id):
             raise error(400, "invalid", f"{START_CARE_OPERATION} is an operation on Patient/<id>")
-        reason = operation_parameters(body, START_CARE_OPERATION, ("reason",)).get("reason")
+        found = operation_parameters(body, START_CARE_OPERATION, accepted(START_CARE_PARAMETERS))
+        reason = found.get("reason")
         if not isinstance(reason, str) or not 3 <= len(reason.strip()) <= 1000:
             raise error(
                 400, "required", "Say why the child is taken into care (reason, 3-1000)", "reason"

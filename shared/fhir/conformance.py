@@ -20,6 +20,7 @@ from shared.codes import STRUCTURE_DEFINITION_BASE
 from shared.fhir.code_systems import PUBLISHER, CodeSystemSource
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.extensions import EXTENSIONS, ExtensionDeclaration
+from shared.fhir.parameters import OperationParameter
 from shared.fhir.profiles import base_definition, profile_url
 from shared.fhir.search_params import SearchParam
 
@@ -222,13 +223,16 @@ class OperationSource:
     resource_type: str
     name: str
     url: str
+    parameters: tuple[OperationParameter, ...] = ()
 
 
 def own_operations(definitions: Iterable[ResourceDefinition]) -> list[OperationSource]:
     """The operations the project defines (not those of other guides, like the
     subscriptions backport's), from each type's declaration."""
     return [
-        OperationSource(definition.resource_type, name, url)
+        OperationSource(
+            definition.resource_type, name, url, definition.operation_parameters.get(name, ())
+        )
         for definition in definitions
         for name, url in definition.operations
         if url.startswith(OPERATION_BASE)
@@ -236,7 +240,8 @@ def own_operations(definitions: Iterable[ResourceDefinition]) -> list[OperationS
 
 
 def operation_definition(source: OperationSource) -> dict[str, Any]:
-    """One operation: on an instance of its type (each handler acts on `Type/<id>`)."""
+    """One operation: on an instance of its type (each handler acts on `Type/<id>`), with
+    the parameters it takes and what it answers."""
     reads = (source.resource_type, f"${source.name}") in READING_OPERATIONS
     return {
         **_common(
@@ -253,6 +258,17 @@ def operation_definition(source: OperationSource) -> dict[str, Any]:
         "system": False,
         "type": False,
         "instance": True,
+        "parameter": [
+            {
+                "name": parameter.name,
+                "use": parameter.use,
+                "min": parameter.min,
+                "max": parameter.max,
+                "documentation": parameter.documentation,
+                "type": parameter.type,
+            }
+            for parameter in source.parameters
+        ],
     }
 
 

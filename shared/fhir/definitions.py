@@ -8,11 +8,13 @@ only its rules and reaches its stored data only through that.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from shared.fhir.errors import Issue, error
+from shared.fhir.parameters import OperationParameter
 from shared.fhir.profiles import ProfileRules
 from shared.fhir.search_params import SearchParam
 from shared.fhir.search_query import DEFAULT_COUNT, SearchQuery
@@ -141,6 +143,10 @@ class ResourceDefinition:
     operations: tuple[tuple[str, str], ...] = ()
     """Operations on this type beyond `$validate`, for the CapabilityStatement: (name
     without `$`, canonical URL of the OperationDefinition)."""
+
+    operation_parameters: Mapping[str, tuple[OperationParameter, ...]] = MappingProxyType({})
+    """What each of `operations` takes and answers, by name: its handler reads the names
+    it accepts from here, and its OperationDefinition lists them."""
 
     profile: ProfileRules = ProfileRules()
     """What the type's profile declares beyond the FHIR model (`shared.fhir.profiles`)."""

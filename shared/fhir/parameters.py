@@ -3,16 +3,38 @@
 Each parameter is a name with exactly one `value[x]`; anything else in the body, a
 parameter without a name or value, or (when the operation says what it takes) one it
 does not take, is the client's error (400), so an operation's own code sees only names
-and values.
+and values. What an operation takes and answers is declared once (`OperationParameter`):
+its handler reads the names it accepts from the declaration, and its OperationDefinition
+(`shared.fhir.conformance`) lists it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from shared.fhir.errors import error
 from shared.fhir.resources import parse_json
+
+
+@dataclass(frozen=True)
+class OperationParameter:
+    """One parameter of an operation as its OperationDefinition states it: `type` is the
+    FHIR type of its value (`string`, `code`, `date`, `Reference`, `Identifier`) or, for
+    the `return` of an operation, the resource type answered."""
+
+    name: str
+    type: str
+    documentation: str
+    min: int = 0
+    max: str = "1"
+    use: Literal["in", "out"] = "in"
+
+
+def accepted(declared: Sequence[OperationParameter]) -> tuple[str, ...]:
+    """The names an operation takes, from its declaration."""
+    return tuple(parameter.name for parameter in declared if parameter.use == "in")
 
 
 def operation_parameters(
