@@ -11,6 +11,7 @@ import json
 import pkgutil
 import re
 import tarfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -23,7 +24,7 @@ from services.careplan.domain.vocabulary import CATEGORY_SYSTEM
 from services.catalogue import PROJECT_CODE_SYSTEMS, all_definitions, project_conformance
 from services.cli import main
 from services.consent.domain.model import LEGAL_BASIS_SYSTEM
-from services.referral.domain.vocabulary import STEP_SYSTEM
+from services.referral.domain.vocabulary import ATTACHMENT_SYSTEM, STEP_SYSTEM
 from services.subscriptions.domain.vocabulary import CHANNEL_TYPE_SYSTEM
 from shared.codes import CONSENT_PURPOSE_SYSTEM, DATA_CATEGORY_SYSTEM
 from shared.config import Settings
@@ -32,9 +33,9 @@ from shared.fhir.conformance_check import ConformanceChecker
 from shared.fhir.extensions import CONSENT_CIRCUMSTANCE, EXTENSIONS, SUBSCRIPTION_BASE
 from shared.fhir.profiles import CORE_PROFILE, NO_BASIS_TYPES, profile_url
 from shared.fhir.resources import validate_resource
-from tests.careplan_world import CarePlanWorld
-from tests.referral_world import BVT
-from tests.support import Stack
+from tests.careplan_world import CarePlanWorld, plan
+from tests.referral_world import BUP, BVT, GP, KOMMUNE, attachment, referral_bundle
+from tests.support import Reply, Stack
 
 ROOT = Path(__file__).resolve().parent.parent
 OWN_BASES = ("https://fhir.barnebro.no/StructureDefinition/", f"{SUBSCRIPTION_BASE}/")
@@ -72,8 +73,22 @@ def test_each_type_has_a_constraint_profile_on_a_known_base() -> None:
             assert "no-basis" in profile["baseDefinition"]
         paths = [e["path"] for e in profile["differential"]["element"]]
         assert paths[0] == kind
+        ids = [e["id"] for e in profile["differential"]["element"]]
+        assert len(ids) == len(set(ids)), kind  # one element per path, every rule on it
     organization = profiles["Organization"]["differential"]["element"]
-    assert {"id": "Organization.type", "path": "Organization.type", "min": 1} in organization
+    assert {
+        "id": "Organization.type",
+        "path": "Organization.type",
+        "min": 1,
+        "binding": {
+            "strength": "required",
+            "valueSet": "https://fhir.barnebro.no/ValueSet/organisation-kind",
+        },
+    } in organization
+    task = {e["id"]: e for e in profiles["Task"]["differential"]["element"]}
+    assert (task["Task.intent"]["min"], task["Task.intent"]["fixedCode"]) == (1, "order")
+    assert task["Task.focus"]["min"] == 1
+    assert task["Task.businessStatus"]["binding"]["valueSet"].endswith("/referral-step")
     consent = json.dumps(profiles["Consent"])
     assert "ValueSet/data-category" in consent and CONSENT_CIRCUMSTANCE.url in consent
 
@@ -225,6 +240,7 @@ def test_the_checker_finds_what_breaks_a_profile() -> None:
         "id": "c1",
         "meta": {"profile": [profile_url("Consent")]},
         "extension": [{"url": CONSENT_CIRCUMSTANCE.url, "valueCode": "to-barnevern"}],
+        "category": [{"coding": [{"system": CONSENT_PURPOSE_SYSTEM, "code": "helsehjelp"}]}],
         "provision": {"class": [{"system": DATA_CATEGORY_SYSTEM, "code": "journal"}]},
     }
     assert checker.violations(consent) == []
@@ -253,6 +269,76 @@ def test_the_checker_finds_what_breaks_a_profile() -> None:
     assert checker.violations(organization) == [
         "Organization/None: type is required by its profile"
     ]
+    task = {
+        "resourceType": "Task",
+        "id": "t1",
+        "meta": {"profile": [profile_url("Task")]},
+        "intent": "plan",
+        "businessStatus": {"coding": [{"system": STEP_SYSTEM, "code": "sendt"}]},
+        **{path: {"reference": "x"} for path in ("focus", "for", "owner", "requester")},
+        "authoredOn": "2026-01-01",
+        "code": {"text": "fulfill"},
+    }
+    assert checker.violations(task) == ["Task/t1: intent is fixed to 'order', not 'plan'"]
+    loinc = {"system": "http://loinc.org", "code": "11488-4"}
+    document = {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "meta": {"profile": [profile_url("DocumentReference")]},
+        "type": {"coding": [loinc, {"system": ATTACHMENT_SYSTEM, "code": "annet"}]},
+    }
+    assert checker.violations(document) == []  # a required binding: one coding from it
+    document["type"] = {"coding": [loinc]}
+    assert checker.violations(document) == [
+        f"DocumentReference/d1: type is bound to {ATTACHMENT_SYSTEM}, not {document['type']}"
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_every_declared_rule_is_enforced_by_the_api(careplans: CarePlanWorld) -> None:
+    """Each element a profile requires or fixes, taken out of (or changed in) a write the
+    server otherwise accepts, gets the write refused with a 4xx, or (an element the server
+    keeps, such as a referral Task's) kept as it was: the profiles declare nothing the
+    server does not hold to."""
+    world = careplans.world
+    child = await world.child()
+    await world.start_care(child, KOMMUNE)
+    referral = await world.submit(child)
+    task, _ = await world.task(referral)
+
+    async def update_task(body: dict[str, Any]) -> Reply:
+        _, etag = await world.task(referral)  # the current version: a kept write moves it on
+        path = f"Task/{task['id']}"
+        return await world.fhir("PUT", path, body, by=BUP, headers={"If-Match": etag})
+
+    request = referral_bundle(child, by=GP, attachments=())["entry"][-1]["resource"]
+    writes: dict[str, tuple[dict[str, Any], Callable[[dict[str, Any]], Awaitable[Reply]]]] = {
+        "ServiceRequest": (request, lambda body: world.fhir("POST", "ServiceRequest", body, by=GP)),
+        "DocumentReference": (
+            attachment(child, "annet"),
+            lambda body: world.fhir("POST", "DocumentReference", body, by=GP),
+        ),
+        "CarePlan": (plan(child, "kriseplan"), lambda body: careplans.create(body, by=KOMMUNE)),
+        "Task": (task, update_task),
+    }
+    profiles = {d.resource_type: d.profile for d in all_definitions(Settings())}
+    for kind, (valid, write) in writes.items():
+        rules = profiles[kind]
+        broken = [(path, _without(valid, path)) for path in rules.required]
+        broken += [(path, {**valid, path: "plan"}) for path, _ in rules.fixed]
+        assert broken, kind
+        for path, body in broken:
+            reply = await write(body)
+            if reply.status in (200, 201):
+                assert reply.json()[path] == valid[path], (kind, path, reply.body)
+            else:
+                assert 400 <= reply.status < 500 and reply.status != 412, (kind, path, reply.body)
+        accepted = await write(valid)
+        assert accepted.status in (200, 201), (kind, accepted.body)
+
+
+def _without(resource: dict[str, Any], path: str) -> dict[str, Any]:
+    return {key: value for key, value in resource.items() if key != path}
 
 
 async def test_conformance_resources_are_served_and_found_by_url(stack: Stack) -> None:

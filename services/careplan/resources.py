@@ -58,6 +58,7 @@ from shared.fhir.definitions import Change, EventSpec, ResourceDefinition, Write
 from shared.fhir.elements import keep_server_extensions, keep_unchanged, patient_id
 from shared.fhir.errors import Issue, error
 from shared.fhir.parameters import OperationParameter
+from shared.fhir.profiles import ProfileRules
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam, extension_values
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
@@ -130,6 +131,7 @@ class CarePlanDefinition(ResourceDefinition):
     )
     data_category = DataCategory.CAREPLAN.value
     other_categories = (DataCategory.INDIVIDUELL_PLAN.value,)
+    profile = ProfileRules(required=("category",), bindings=(("category", CATEGORY_SYSTEM),))
     deletable = False
     search_params = (
         IDENTIFIER_PARAM,

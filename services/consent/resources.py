@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from services.consent.domain.model import LegalBasis
+from services.consent.domain.model import LEGAL_BASIS_SYSTEM, LegalBasis
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
-from shared.codes import AUDIT_CATEGORY, DATA_CATEGORY_SYSTEM, DataCategory
+from shared.codes import AUDIT_CATEGORY, CONSENT_PURPOSE_SYSTEM, DATA_CATEGORY_SYSTEM, DataCategory
 from shared.fhir import extensions as ext
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import Issue, error
@@ -120,7 +120,14 @@ class ConsentDefinition(ResourceDefinition):
     )
     written_by = CONSENT_ADMIN
     data_category = DataCategory.CONSENT.value
-    profile = ProfileRules(bindings=(("provision.class", DATA_CATEGORY_SYSTEM),))  # to_fhir
+    profile = ProfileRules(  # as `records.to_fhir` writes every Consent
+        required=("category", "provision"),
+        bindings=(
+            ("category", CONSENT_PURPOSE_SYSTEM),
+            ("provision.class", DATA_CATEGORY_SYSTEM),
+            ("policyRule", LEGAL_BASIS_SYSTEM),
+        ),
+    )
     search_params = (
         SearchParam("patient", REFERENCE, ("patient",), "The child", targets=("Patient",)),
         SearchParam("status", TOKEN, ("status",), "proposed | active | rejected | inactive"),

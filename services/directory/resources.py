@@ -33,6 +33,7 @@ from shared.codes import (
     CONTACT_RELATIONSHIP_SYSTEM,
     HEALTH_KINDS,
     MUNICIPALITY_EXTENSION,
+    ORGANISATION_KIND_SYSTEM,
     PERSON_CATEGORY,
     OrganisationKind,
     organisation_kinds,
@@ -437,7 +438,11 @@ class RelatedPersonDefinition(_Directory):
 class OrganizationDefinition(_Directory):
     resource_type = "Organization"
     documentation = "An organisation with its kind and kommunenummer; no-basis-Organization"
-    profile = ProfileRules(required=("type",), identifier_systems=(ORGNR_SYSTEM, HERID_SYSTEM))
+    profile = ProfileRules(
+        required=("type",),
+        bindings=(("type", ORGANISATION_KIND_SYSTEM),),
+        identifier_systems=(ORGNR_SYSTEM, HERID_SYSTEM),
+    )
     search_params = (
         IDENTIFIER_PARAM,
         _active(),

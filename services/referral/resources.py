@@ -13,11 +13,14 @@ from typing import Any
 from services.referral.domain.vocabulary import (
     ANSIENNITETSDATO_EXT,
     ASSESSMENT_DEADLINE_EXT,
+    ATTACHMENT_PROFILE,
     ATTACHMENT_SYSTEM,
     BREACH_EXT,
     COMPLETENESS_EXT,
     FRIST_EXT,
     NO_SHOW_CLOSURE_DEFAULT,
+    SERVICE_REQUEST_PROFILE,
+    TASK_PROFILE,
     TaskStatus,
 )
 from services.referral.domain.workflow import CLOSED
@@ -130,6 +133,7 @@ class ServiceRequestDefinition(ResourceDefinition):
     )
     data_category = REFERRAL
     deletable = False
+    profile = SERVICE_REQUEST_PROFILE
     search_params = (
         IDENTIFIER_PARAM,
         _patient_param("subject"),
@@ -336,6 +340,7 @@ class TaskDefinition(ResourceDefinition):
     )
     data_category = REFERRAL
     deletable = False
+    profile = TASK_PROFILE
     search_params = (
         _patient_param("for"),
         SearchParam("focus", REFERENCE, ("focus",), "The referral", targets=("ServiceRequest",)),
@@ -438,6 +443,7 @@ class AttachmentDefinition(ResourceDefinition):
     )
     data_category = REFERRAL
     deletable = False
+    profile = ATTACHMENT_PROFILE
     search_params = (
         IDENTIFIER_PARAM,
         _patient_param("subject"),

@@ -122,17 +122,21 @@ def profile_definition(definition: ResourceDefinition) -> dict[str, Any]:
     elements: list[dict[str, Any]] = [
         {"id": kind, "path": kind, "short": definition.documentation or kind}
     ]
-    elements += [
-        {"id": f"{kind}.{path}", "path": f"{kind}.{path}", "min": 1} for path in rules.required
-    ]
-    elements += [
-        {
-            "id": f"{kind}.{path}",
-            "path": f"{kind}.{path}",
-            "binding": {"strength": "required", "valueSet": value_set_url(system)},
-        }
-        for path, system in rules.bindings
-    ]
+    constrained: dict[str, dict[str, Any]] = {}
+
+    def element(path: str) -> dict[str, Any]:
+        if path not in constrained:
+            constrained[path] = {"id": f"{kind}.{path}", "path": f"{kind}.{path}"}
+            elements.append(constrained[path])
+        return constrained[path]
+
+    for path in rules.required:
+        element(path)["min"] = 1
+    for path, code in rules.fixed:
+        element(path).update(min=1, fixedCode=code)
+    for path, system in rules.bindings:
+        binding = {"strength": "required", "valueSet": value_set_url(system)}
+        element(path)["binding"] = binding
     if rules.identifier_systems:
         elements.append(
             {

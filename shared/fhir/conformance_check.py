@@ -1,7 +1,8 @@
 """Does a resource conform to barnebro's profile of its type? A cheap check of what the
 generated profiles fix (`shared.fhir.conformance`): it names the profile in
-`meta.profile`, has the elements the profile requires, codes from the project's code
-systems are codes of those systems (and bound elements use their system), and every
+`meta.profile`, has the elements the profile requires with their fixed values, codes
+from the project's code systems are codes of those systems (and bound elements use their
+system), and every
 project extension is declared and carries the declared value type.
 
 It is no general FHIR validator: the shape of each element is checked where the resource
@@ -66,13 +67,20 @@ class ConformanceChecker:
                 found.append(f"{where}: meta.profile does not name {profile_url(str(kind))}")
             found += [
                 f"{where}: {path} is required by its profile"
-                for path in rules.required
+                for path in (*rules.required, *(path for path, _ in rules.fixed))
                 if next(walk(resource, path.split(".")), None) is None
             ]
+        for path, code in rules.fixed:
+            found += [
+                f"{where}: {path} is fixed to {code!r}, not {value!r}"
+                for value in walk(resource, path.split("."))
+                if value != code
+            ]
         for path, system in rules.bindings:
-            for coding in _codings(list(walk(resource, path.split(".")))):
-                if coding.get("system") != system:
-                    found.append(f"{where}: {path} is bound to {system}, not {coding}")
+            for value in walk(resource, path.split(".")):
+                codings = value.get("coding", []) if isinstance(value, dict) else []
+                if not any(c.get("system") == system for c in codings or [value]):
+                    found.append(f"{where}: {path} is bound to {system}, not {value}")
         for coding in _codings(resource):
             known = self.codes.get(str(coding.get("system")))
             if known is not None and coding.get("code") not in known:

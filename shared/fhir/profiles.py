@@ -1,9 +1,10 @@
 """What a resource type's profile declares beyond the FHIR model, and where profiles live.
 
 A service's `ResourceDefinition` carries a `ProfileRules` (the elements every stored
-resource has, the project code systems an element is bound to, the identifier systems
-it uses); `shared.fhir.conformance` turns it, the type's extensions
-(`shared.fhir.extensions`) and its base into a StructureDefinition at `profile_url`.
+resource has, the codes an element is fixed to, the project code systems an element is
+bound to, the identifier systems it uses), declaring only what the type's rules enforce;
+`shared.fhir.conformance` turns it, the type's extensions (`shared.fhir.extensions`) and
+its base into a StructureDefinition at `profile_url`.
 Every resource the store saves names that profile in `meta.profile`.
 """
 
@@ -28,12 +29,20 @@ class ProfileRules:
     """What every resource of a type has, as the type's rules make sure."""
 
     required: tuple[str, ...] = ()
-    """Elements (dotted paths from the resource) that every stored resource has."""
+    """Elements (dotted paths from the resource) that every stored resource has: a write
+    without one is refused."""
+    fixed: tuple[tuple[str, str], ...] = ()
+    """(element path, code): a `code` element every stored resource has with that value."""
     bindings: tuple[tuple[str, str], ...] = ()
-    """(element path, project code system URL): the element's codings from that system
-    (required binding to its ValueSet)."""
+    """(element path, project code system URL): the element (a Coding, or a
+    CodeableConcept with at least one coding) takes its code from that system (required
+    binding to its ValueSet)."""
     identifier_systems: tuple[str, ...] = ()
     """The identifier systems the type's rules key on (a person number, an orgnr)."""
+
+    def fixed_value(self, path: str) -> str:
+        """The code `path` is fixed to (for the code that sets it)."""
+        return dict(self.fixed)[path]
 
 
 def profile_url(resource_type: str) -> str:

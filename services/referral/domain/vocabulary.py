@@ -13,6 +13,7 @@ from enum import StrEnum
 from shared.codes import CODE_SYSTEM_BASE, CodedEnum
 from shared.fhir import extensions as ext
 from shared.fhir.code_systems import CodeSystemSource
+from shared.fhir.profiles import ProfileRules
 
 
 class TaskStatus(StrEnum):
@@ -230,6 +231,18 @@ CODE_SYSTEMS = (
     CodeSystemSource(ARRIVAL_SOURCE_SYSTEM, "Referral arrival sources", ArrivalSource),
 )
 """The referral service's code systems, served by the consent service."""
+
+TASK_PROFILE = ProfileRules(
+    required=("focus", "for", "owner", "requester", "authoredOn", "code"),
+    fixed=(("intent", "order"),),
+    bindings=(("businessStatus", STEP_SYSTEM),),
+)
+"""What every referral Task has: the server makes it with the referral (`new_task`: its
+intent from here, its step from the status) and no update changes those elements."""
+SERVICE_REQUEST_PROFILE = ProfileRules(required=("subject", "performer"))
+"""What every referral names: the child and exactly one receiver (`intake`)."""
+ATTACHMENT_PROFILE = ProfileRules(required=("type",), bindings=(("type", ATTACHMENT_SYSTEM),))
+"""What every attachment says: what it is, by a referral-attachment code."""
 
 ANSIENNITETSDATO_EXT = ext.REFERRAL_ANSIENNITETSDATO.url
 ARRIVAL_EXT = ext.REFERRAL_ARRIVAL.url
