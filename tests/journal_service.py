@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from services.referral.domain.vocabulary import ATTACHMENT_SYSTEM, Attachment
 from shared.codes import DataCategory
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.references import reference_target
@@ -47,6 +48,9 @@ def note(patient_id: str, text: str, relates_to: str | None = None) -> dict[str,
     resource: dict[str, Any] = {
         "resourceType": "DocumentReference",
         "status": "current",
+        # Every DocumentReference answered is held to barnebro's profile of the type (the
+        # referral attachment's), which requires a type from referral-attachment.
+        "type": {"coding": [{"system": ATTACHMENT_SYSTEM, "code": Attachment.ANNET.value}]},
         "subject": {"reference": f"Patient/{patient_id}"},
         "description": text,
         "content": [{"attachment": {"contentType": "text/plain", "url": "urn:note"}}],

@@ -840,14 +840,14 @@ async def test_a_care_team_names_only_who_its_members_are(careplans: CarePlanWor
         {"reference": doctor},  # a practitioner acts for an organisation it names
         {"display": "Rektor"},
     ):
-        entry = {**person(child.parents[0], "deltaker"), "member": stranger}
+        entry = {**person(child.parents[0], "forelder"), "member": stranger}
         added = {**stored, "participant": [*stored["participant"], entry]}
         reply = await careplans.put(reference, added, by=KOMMUNE)
         assert reply.status == 422, (stranger, reply.body)
-    own = {**stored, "participant": [*stored["participant"], person(child.parents[0], "deltaker")]}
+    own = {**stored, "participant": [*stored["participant"], person(child.parents[0], "forelder")]}
     assert (await careplans.put(reference, own, by=KOMMUNE)).status == 200
     contained = {
-        **team(child, member(KOMMUNE, "deltaker")),
+        **team(child, member(KOMMUNE, "behandler")),
         "contained": [
             {
                 "resourceType": "Organization",
@@ -907,7 +907,7 @@ async def test_a_school_takes_part_only_while_a_consent_names_it(
     child = await world.child(age=12)
     consent = await careplans.consent(child, "ansvarsgruppe", SKOLE, ("careteam",), by=KOMMUNE)
     reference = await careplans.created(
-        team(child, member(KOMMUNE, "koordinator"), member(SKOLE, "medlem")), by=KOMMUNE
+        team(child, member(KOMMUNE, "koordinator"), member(SKOLE, "hovedkontakt")), by=KOMMUNE
     )
     reads = (f"Patient/{child.id}", reference)
     searches = (f"RelatedPerson?patient=Patient/{child.id}", f"CareTeam?patient=Patient/{child.id}")
