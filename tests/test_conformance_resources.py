@@ -326,6 +326,10 @@ async def test_every_declared_rule_is_enforced_by_the_api(careplans: CarePlanWor
         rules = profiles[kind]
         broken = [(path, _without(valid, path)) for path in rules.required]
         broken += [(path, {**valid, path: "plan"}) for path, _ in rules.fixed]
+        broken += [
+            (path, {**valid, path: _unknown_code(valid[path], system)})
+            for path, system in rules.bindings
+        ]
         assert broken, kind
         for path, body in broken:
             reply = await write(body)
@@ -335,6 +339,12 @@ async def test_every_declared_rule_is_enforced_by_the_api(careplans: CarePlanWor
                 assert 400 <= reply.status < 500 and reply.status != 412, (kind, path, reply.body)
         accepted = await write(valid)
         assert accepted.status in (200, 201), (kind, accepted.body)
+
+
+def _unknown_code(value: Any, system: str) -> Any:
+    """`value` (a CodeableConcept, or a list of them) with a code its system does not hold."""
+    concept = {"coding": [{"system": system, "code": "no-such-code"}]}
+    return [concept] if isinstance(value, list) else concept
 
 
 def _without(resource: dict[str, Any], path: str) -> dict[str, Any]:

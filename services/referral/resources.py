@@ -21,6 +21,7 @@ from services.referral.domain.vocabulary import (
     NO_SHOW_CLOSURE_DEFAULT,
     SERVICE_REQUEST_PROFILE,
     TASK_PROFILE,
+    Attachment,
     TaskStatus,
 )
 from services.referral.domain.workflow import CLOSED
@@ -466,7 +467,7 @@ class AttachmentDefinition(ResourceDefinition):
             for c in (resource.get("type") or {}).get("coding") or []
             if c.get("system") == ATTACHMENT_SYSTEM
         ]
-        if not types:
+        if not types or any(c.get("code") not in set(Attachment) for c in types):
             raise error(
                 422,
                 "required",
