@@ -33,7 +33,7 @@ from shared.fhir.conformance_check import ConformanceChecker
 from shared.fhir.extensions import CONSENT_CIRCUMSTANCE, EXTENSIONS, SUBSCRIPTION_BASE
 from shared.fhir.profiles import CORE_PROFILE, NO_BASIS_TYPES, profile_url
 from shared.fhir.resources import validate_resource
-from tests.careplan_world import CarePlanWorld, plan
+from tests.careplan_world import CarePlanWorld, member, plan, team
 from tests.referral_world import BUP, BVT, GP, KOMMUNE, attachment, referral_bundle
 from tests.support import Reply, Stack
 
@@ -339,6 +339,20 @@ async def test_every_declared_rule_is_enforced_by_the_api(careplans: CarePlanWor
                 assert 400 <= reply.status < 500 and reply.status != 412, (kind, path, reply.body)
         accepted = await write(valid)
         assert accepted.status in (200, 201), (kind, accepted.body)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_care_team_role_must_be_a_code_of_care_role(careplans: CarePlanWorld) -> None:
+    """A role from the care-role system that the CodeSystem does not hold is refused, so
+    no answer carries a code of a project system that its CodeSystem does not define."""
+    world = careplans.world
+    child = await world.child()
+    await world.start_care(child, KOMMUNE)
+    made_up = await careplans.create(team(child, member(KOMMUNE, "deltaker")), by=KOMMUNE)
+    assert made_up.status == 422, made_up.body
+    assert "deltaker" in made_up.json()["issue"][0]["diagnostics"]
+    real = await careplans.create(team(child, member(KOMMUNE, "behandler")), by=KOMMUNE)
+    assert real.status == 201, real.body
 
 
 def _unknown_code(value: Any, system: str) -> Any:

@@ -16,6 +16,7 @@ from datetime import date
 
 from services.careplan.domain.model import Participant
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, PlanCategory
+from shared.codes import ROLE_SYSTEM, ROLES
 from shared.codes import OrganisationKind as K
 from shared.rules import Problem
 
@@ -63,6 +64,16 @@ def team_problems(
                     "CareTeam.participant",
                 )
             )
+    problems += [
+        Problem(
+            422,
+            "code-invalid",
+            f"{p.role!r} is no code of {ROLE_SYSTEM} ({', '.join(sorted(ROLES))})",
+            "CareTeam.participant.role",
+        )
+        for p in added
+        if p.role and p.role not in ROLES
+    ]
     for participant in added:
         if participant.role not in COORDINATOR_ROLES:
             continue
