@@ -146,6 +146,74 @@ def test_htu_is_compared_normalised_without_query() -> None:
         check(forge(private, htu="http://barnebro.example/fhir/Patient"), jkt)
 
 
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        (
+            "https://barnebro.example/fhir/Organization/1",
+            "https://barnebro.example/fhir/Organization%2F1",
+        ),
+        (
+            "https://barnebro.example/fhir/Organization%2F1",
+            "https://barnebro.example/fhir/Organization/1",
+        ),
+        ("https://barnebro.example/fhir/Patient%3F", "https://barnebro.example/fhir/Patient?"),
+        ("https://barnebro.example/fhir/Patient%23", "https://barnebro.example/fhir/Patient"),
+        ("https://barnebro.example/fhir/Patient", "https://barnebro.example/fhir/Patient/"),
+        ("https://barnebro.example:8443/fhir/Patient", "https://barnebro.example/fhir/Patient"),
+    ],
+)
+def test_percent_encoded_reserved_characters_stay_distinct(htu: str, url: str) -> None:
+    private = key()
+    with pytest.raises(InvalidProof, match="htu is not the request's URL"):
+        check(forge(private, htu=htu), thumbprint(public_jwk(private)), url=url)
+
+
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        (
+            "https://barnebro.example/fhir/Organization%2f1",
+            "https://barnebro.example/fhir/Organization%2F1",
+        ),
+        ("https://barnebro.example/fhir/%7Eteam/%41b", "https://barnebro.example/fhir/~team/Ab"),
+        ("https://barnebro.example/fhir/x/../Patient", "https://barnebro.example/fhir/Patient"),
+        (
+            "https://barnebro.example/fhir/./%2E%2E/fhir/Patient",
+            "https://barnebro.example/fhir/Patient",
+        ),
+        ("http://Barnebro.Example:80", "http://barnebro.example/"),
+        ("http://barnebro.example:/fhir", "http://barnebro.example/fhir"),
+        ("http://[::1]:8080/fhir/Patient#top", "http://[::1]:8080/fhir/Patient"),
+    ],
+)
+def test_htu_is_compared_after_rfc_3986_normalisation(htu: str, url: str) -> None:
+    private = key()
+    check(forge(private, htu=htu), thumbprint(public_jwk(private)), url=url)
+
+
+@pytest.mark.parametrize(
+    ("htu", "said"),
+    [
+        (" " + URL, "not an absolute"),
+        (URL + " ", "not an absolute"),
+        (URL + "\n", "not an absolute"),
+        (URL.replace("/fhir", "/fh\tir"), "not an absolute"),
+        (URL.replace("Patient", "Pati%ent"), "not an absolute"),
+        (URL.replace("Patient", "Pasiënt"), "not an absolute"),
+        ("https://barnebro.example:99999/fhir/Patient", "not an absolute"),
+        ("ftp://barnebro.example/fhir/Patient", "not an absolute"),
+        ("https:///fhir/Patient", "not an absolute"),
+        ("https://user@barnebro.example/fhir/Patient", "user-info"),
+        ("https://user:secret@barnebro.example/fhir/Patient", "user-info"),
+    ],
+)
+def test_an_htu_that_is_no_plain_url_is_refused(htu: str, said: str) -> None:
+    private = key()
+    with pytest.raises(InvalidProof, match=said):
+        check(forge(private, htu=htu), thumbprint(public_jwk(private)))
+
+
 FAILURES: dict[str, tuple[str, Any]] = {
     "wrong htm": ("htm", lambda k: forge(k, htm="POST")),
     "wrong htu": ("htu", lambda k: forge(k, htu="https://barnebro.example/fhir/Consent")),
@@ -165,6 +233,22 @@ FAILURES: dict[str, tuple[str, Any]] = {
     "jwk not fitting alg": (
         "alg",
         lambda k: forge(k, header={"jwk": {**public_jwk(k), "crv": "P-384"}}),
+    ),
+    "jwk for encryption": (
+        "use",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "use": "enc"}}),
+    ),
+    "jwk key_ops without verify": (
+        "key_ops",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "key_ops": ["encrypt"]}}),
+    ),
+    "jwk key_ops not a list": (
+        "key_ops",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "key_ops": "verify"}}),
+    ),
+    "jwk naming another alg": (
+        "another alg",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "alg": "ES384"}}),
     ),
     "alg none": (
         "alg",
@@ -213,6 +297,12 @@ def test_each_bad_proof_is_refused(case: str) -> None:
     said, make = FAILURES[case]
     with pytest.raises(InvalidProof, match=said):
         check(make(private), thumbprint(public_jwk(private)))
+
+
+def test_a_jwk_declared_for_signatures_with_the_proofs_alg_is_accepted() -> None:
+    private = key()
+    jwk = {**public_jwk(private), "use": "sig", "key_ops": ["verify"], "alg": "ES256"}
+    check(forge(private, header={"jwk": jwk}), thumbprint(jwk))
 
 
 def test_a_proof_by_another_key_than_the_tokens_is_refused() -> None:
