@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from multidict import CIMultiDict
 
-from shared.auth.local_keys import issue_token
+from shared.auth.local_keys import dpop_proof, issue_token
 from tests.support import FHIR_JSON, Reply, Stack
 
 ORGNR = "974760673"
@@ -53,3 +53,31 @@ async def test_refusals_are_told_in_the_gateways_own_words(stack: Stack) -> None
         challenge = reply.headers["WWW-Authenticate"]
         assert 'Bearer realm="barnebro", error="invalid_token"' in challenge, challenge
     assert (await get(stack, "Organization", [f"Bearer {valid}"])).status == 200
+
+
+async def test_two_authorization_headers_are_refused_whatever_their_order(stack: Stack) -> None:
+    await stack.admit(ORGNR, "bup")
+    valid = f"Bearer {stack.token(orgnr=ORGNR)}"
+    data_dir = stack.settings.data_dir
+    bound = issue_token(data_dir, orgnr=ORGNR, dpop=True)
+    url = f"{stack.base}/Organization"
+    assert (await get(stack, "Organization", [valid])).status == 200
+    pairs = [
+        [valid, "Bearer garbage"],
+        ["Bearer garbage", valid],
+        [valid, valid],
+        [f"DPoP {bound}", valid],
+    ]
+    for pair in pairs:
+        reply = await get(stack, "Organization", pair, (dpop_proof(data_dir, "GET", url, bound),))
+        assert reply.status == 400, (pair, reply.body)
+        issue = reply.issues()[0]
+        assert issue["code"] == "invalid"
+        assert issue["diagnostics"] == "Exactly one Authorization header is allowed"
+        assert 'error="invalid_request"' in reply.headers["WWW-Authenticate"]
+    # one bound token with its proof is fine; two proofs stay refused
+    proof = dpop_proof(data_dir, "GET", url, bound)
+    assert (await get(stack, "Organization", [f"DPoP {bound}"], (proof,))).status == 200
+    twice = await get(stack, "Organization", [f"DPoP {bound}"], (proof, proof))
+    assert twice.status == 401
+    assert 'error="invalid_dpop_proof"' in twice.headers["WWW-Authenticate"]
