@@ -19,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from multidict import CIMultiDict
+from yarl import URL as YarlURL
 
 from services.cli import main
 from services.gateway.authentication import public_url
@@ -447,6 +448,12 @@ async def test_dpop_bound_tokens_at_the_gateway(stack: Stack) -> None:
             algorithm="HS256",
             headers={"typ": "dpop+jwt", "jwk": public_jwk(dpop_key(data_dir))},
         ),
+        ("jwk for encryption", "use"): jwt.encode(
+            jwt.decode(proof(), options={"verify_signature": False}),
+            dpop_key(data_dir),
+            algorithm="ES256",
+            headers={"typ": "dpop+jwt", "jwk": {**public_jwk(dpop_key(data_dir)), "use": "enc"}},
+        ),
         ("private key in jwk", "private"): jwt.encode(
             jwt.decode(proof(), options={"verify_signature": False}),
             dpop_key(data_dir),
@@ -482,6 +489,29 @@ async def test_dpop_bound_tokens_at_the_gateway(stack: Stack) -> None:
     assert missing.status == 401
     assert missing.headers["WWW-Authenticate"].startswith('Bearer realm="barnebro", DPoP')
     assert "error=" not in missing.headers["WWW-Authenticate"]
+
+
+async def test_an_encoded_slash_is_not_the_slash_a_proof_names(stack: Stack) -> None:
+    """`/fhir/Organization%2F<id>` is another URL than `/fhir/Organization/<id>` (RFC 3986
+    §6.2.2.2): a proof for the one does not pass for the other."""
+    organization = await stack.admit(ORGNR, "bup")
+    data_dir = stack.settings.data_dir
+    token = issue_token(data_dir, orgnr=ORGNR, dpop=True)
+    plain = f"{stack.base}/Organization/{organization}"
+    encoded = f"{stack.base}/Organization%2F{organization}"
+
+    async def read(url: str, proof_for: str) -> Reply:
+        headers = {"Accept": FHIR_JSON, "Authorization": f"DPoP {token}",
+                   "DPoP": dpop_proof(data_dir, "GET", proof_for, token)}  # fmt: skip
+        async with stack.session.get(YarlURL(url, encoded=True), headers=headers) as resp:
+            return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+
+    for url, proof_for in ((encoded, plain), (plain, encoded)):
+        reply = await read(url, proof_for)
+        assert_refused(reply, "invalid_dpop_proof")
+        assert "htu" in reply.issues()[0]["diagnostics"], reply.body
+    assert (await read(plain, plain)).status == 200
+    assert (await read(encoded, encoded)).status != 401, "a proof naming the URL sent passes"
 
 
 async def test_dpop_on_the_consent_api_and_for_operator_credentials(stack: Stack) -> None:
