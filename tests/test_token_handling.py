@@ -7,16 +7,22 @@ only.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+
 import jwt
 import pytest
+from aiohttp.http_exceptions import BadHttpMessage
 from cryptography.hazmat.primitives.asymmetric import ec
 from multidict import CIMultiDict
 
+from services.gateway.bad_requests import BadRequestFilter
 from shared.auth.local_keys import dpop_proof, issue_token
 from tests.support import FHIR_JSON, Reply, Stack
 
 ORGNR = "974760673"
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
 
 
 async def get(
@@ -32,6 +38,7 @@ async def get(
         return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
 
 
+@SQLITE_ONLY
 async def test_refusals_are_told_in_the_gateways_own_words(stack: Stack) -> None:
     await stack.admit(ORGNR, "bup")
     valid = stack.token(orgnr=ORGNR)
@@ -55,6 +62,7 @@ async def test_refusals_are_told_in_the_gateways_own_words(stack: Stack) -> None
     assert (await get(stack, "Organization", [f"Bearer {valid}"])).status == 200
 
 
+@SQLITE_ONLY
 async def test_two_authorization_headers_are_refused_whatever_their_order(stack: Stack) -> None:
     await stack.admit(ORGNR, "bup")
     valid = f"Bearer {stack.token(orgnr=ORGNR)}"
@@ -81,3 +89,56 @@ async def test_two_authorization_headers_are_refused_whatever_their_order(stack:
     twice = await get(stack, "Organization", [f"DPoP {bound}"], (proof, proof))
     assert twice.status == 401
     assert 'error="invalid_dpop_proof"' in twice.headers["WWW-Authenticate"]
+
+
+MALFORMED = {
+    "a repeated Host header": b"GET /fhir/metadata HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "a header over 8190 bytes": (
+        b"GET /fhir/metadata HTTP/1.1\r\nHost: a\r\nX-Long: " + b"x" * 9000 + b"\r\n\r\n"
+    ),
+}
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_malformed_http_is_a_400_and_one_warning_line(
+    stack: Stack, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.gateway.http")
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.settings.http_port)
+    try:
+        writer.write(MALFORMED[case])
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+    assert status_line.split()[1:2] == [b"400"], status_line
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    records = [r for r in caplog.records if r.name == "services.gateway.http"]
+    assert records, "the malformed request is logged"
+    for record in records:
+        assert record.levelno == logging.WARNING, record.getMessage()
+        assert record.exc_info is None and record.exc_text is None
+        assert "\n" not in record.getMessage()
+        assert "answered 400" in record.getMessage()
+
+
+def test_other_http_server_errors_keep_their_level_and_traceback() -> None:
+    def record_of(exc: Exception) -> logging.LogRecord:
+        try:
+            raise exc
+        except Exception:
+            info = sys.exc_info()
+        return logging.LogRecord(
+            "services.gateway.http", logging.ERROR, __file__, 1, "Unhandled exception", (), info
+        )
+
+    failure = record_of(RuntimeError("a bug"))
+    assert BadRequestFilter().filter(failure)
+    assert failure.levelno == logging.ERROR and failure.exc_info is not None
+    malformed = record_of(BadHttpMessage("Duplicate 'Host' header found."))
+    assert BadRequestFilter().filter(malformed)
+    assert malformed.levelno == logging.WARNING and malformed.exc_info is None
+    assert malformed.getMessage() == (
+        "Unhandled exception answered 400: Duplicate 'Host' header found."
+    )
