@@ -107,21 +107,27 @@ async def auth_middleware(
     if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
         return await handler(request)
     gateway = request.app[GATEWAY_KEY]
-    verified = await authenticate(gateway, request, header(request, "Authorization") or "")
+    verified = await authenticate(gateway, request, header_values(request, "Authorization"))
     request[CALLER_KEY] = await gateway.kinds.complete(verified.caller, gateway.base_url(request))
     return await handler(request)
 
 
 def header(request: web.Request, name: str) -> str | None:
-    """A request header's value, which must be UTF-8 (a header carrying other bytes is the
-    client's error, never a crash further on)."""
-    value = request.headers.get(name)
-    if value is not None:
+    """A request header's (first) value, which must be UTF-8 (a header carrying other bytes
+    is the client's error, never a crash further on)."""
+    values = header_values(request, name)
+    return values[0] if values else None
+
+
+def header_values(request: web.Request, name: str) -> list[str]:
+    """Every value of a request header, each of which must be UTF-8."""
+    values = request.headers.getall(name, [])
+    for value in values:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise error(400, "invalid", f"The {name} header is not UTF-8 text") from exc
-    return value
+    return values
 
 
 def prefer(request: web.Request) -> tuple[str | None, bool]:
