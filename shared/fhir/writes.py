@@ -111,9 +111,18 @@ async def update(
         if definition.update_create:
             raise not_found(resource_type, res_id)
         previous = None  # from here on, exactly as if it did not exist
+    if previous is not None and previous.deleted:
+        # FHIR allows an update to bring a deleted resource back; here it would come back
+        # as a new record under the old id without the old one's identity (a person
+        # number, an HPR number), passing none of the rules an update keeps.
+        raise error(
+            410,
+            "deleted",
+            f"{resource_type}/{res_id} was deleted and is not brought back by an update:"
+            " register it anew with POST",
+        )
     if rule is Rule.OWN:
-        live = previous if previous is not None and not previous.deleted else None
-        await _require_owner(uow, definition, resource, live)
+        await _require_owner(uow, definition, resource, previous)
     _check_if_match(request, previous)
     if previous is None and not definition.update_create:
         raise error(
@@ -122,7 +131,7 @@ async def update(
             f"{resource_type}/{res_id} does not exist and {resource_type} ids are assigned"
             " by the server: use POST to create",
         )
-    before = previous.json() if previous and not previous.deleted else None
+    before = previous.json() if previous is not None else None
     context = uow.context(before, previous.access.author if previous is not None else None)
     warnings += await definition.check_write(resource, context)
     stored = await uow.commit_version(
