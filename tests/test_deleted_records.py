@@ -97,3 +97,28 @@ async def test_a_record_that_is_kept_answers_an_update_as_before(stack: Stack) -
     reply = await stack.call("PUT", f"Patient/{res_id}", renamed, token=fastlege)
     assert reply.status == 200, reply.body
     assert reply.json()["identifier"] == child["identifier"]
+
+
+async def test_a_deleted_child_another_may_not_see_answers_as_a_missing_one(
+    stack: Stack,
+) -> None:
+    """Whether a deleted record was there is told only to who may see it: to another
+    organisation an update of it answers exactly as one of an id never used."""
+    fastlege = stack.token(orgnr=ORGNR_GP, kind="fastlege")
+    child = {
+        "resourceType": "Patient",
+        "identifier": [{"system": FNR_SYSTEM, "value": FNR}],
+        "name": [{"family": "Nordmann"}],
+    }
+    res_id = await _created(stack, child, fastlege)
+    assert (await stack.call("DELETE", f"Patient/{res_id}", token=fastlege)).status == 204
+    stranger = stack.token(orgnr=ORGNR_OTHER, kind="bup")
+    never = "0" * 8 + res_id[8:]
+    answers = []
+    for some_id in (res_id, never):
+        body = {"resourceType": "Patient", "id": some_id}
+        reply = await stack.call("PUT", f"Patient/{some_id}", body, token=stranger)
+        text = reply.body.decode().replace(some_id, "<id>")
+        answers.append((reply.status, text, reply.headers.get("ETag")))
+    assert answers[0] == answers[1]
+    assert answers[0][0] == 405, answers[0]
