@@ -4,7 +4,8 @@ check a write must pass, then the store.
 In order: the FHIR model and the type's rules (`prepare`, `verify_references`), the
 permission table's `own`, a resource the caller may not see treated exactly as a missing
 one (so a write can neither reveal nor touch it), the preconditions (`If-Match`,
-`If-None-Exist`), the type's checks that need the replaced version (`check_write`), and
+`If-None-Exist`), the notes the write adds naming only the writer as their author
+(`note_authors`), the type's checks that need the replaced version (`check_write`), and
 then one new version in the caller's unit of work. A patch and a conditional update find
 the version to replace and then take the update's path whole. A service's own operations
 use the same functions with `check_access=False` when they have checked first.
@@ -22,9 +23,11 @@ from shared.auth.scopes import authorize_request, granted
 from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
+from shared.fhir.note_authors import foreign_authors
 from shared.fhir.resources import FHIR_JSON, validate_resource
 from shared.fhir.search_query import parse_search
 from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.rules import refuse
 from shared.store.resource_store import DuplicateKey, StoredResource, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
 
@@ -54,6 +57,7 @@ async def create(
         if existing is not None:
             released = await uow.data.guard.require(request, existing)
             return found_instead(request, existing, released)
+    refuse(foreign_authors(resource, None, request.caller))
     context = uow.context(None, None)
     warnings += await definition.check_write(resource, context)
     try:
@@ -111,9 +115,18 @@ async def update(
         if definition.update_create:
             raise not_found(resource_type, res_id)
         previous = None  # from here on, exactly as if it did not exist
+    if previous is not None and previous.deleted:
+        # FHIR allows an update to bring a deleted resource back; here it would come back
+        # as a new record under the old id without the old one's identity (a person
+        # number, an HPR number), passing none of the rules an update keeps.
+        raise error(
+            410,
+            "deleted",
+            f"{resource_type}/{res_id} was deleted and is not brought back by an update:"
+            " register it anew with POST",
+        )
     if rule is Rule.OWN:
-        live = previous if previous is not None and not previous.deleted else None
-        await _require_owner(uow, definition, resource, live)
+        await _require_owner(uow, definition, resource, previous)
     _check_if_match(request, previous)
     if previous is None and not definition.update_create:
         raise error(
@@ -122,7 +135,8 @@ async def update(
             f"{resource_type}/{res_id} does not exist and {resource_type} ids are assigned"
             " by the server: use POST to create",
         )
-    before = previous.json() if previous and not previous.deleted else None
+    before = previous.json() if previous is not None else None
+    refuse(foreign_authors(resource, before, request.caller))
     context = uow.context(before, previous.access.author if previous is not None else None)
     warnings += await definition.check_write(resource, context)
     stored = await uow.commit_version(
