@@ -130,11 +130,12 @@ class DirectoryClient:
         HER-id is a 422, as an unknown organisasjonsnummer is."""
         her_id = her_id_of(reference)
         if her_id is None:
-            return orgnr_of_reference(reference)
-        try:
-            validate_identifier(HERID_SYSTEM, her_id)
-        except InvalidIdentifier as exc:
-            raise error(422, "value", f"{where}.identifier: {exc}", f"{where}.identifier") from exc
+            orgnr = orgnr_of_reference(reference)
+            if orgnr is not None:
+                check_organisation_type(reference, where)
+            return orgnr
+        check_organisation_type(reference, where)
+        check_her_id_at(her_id, where)
         found = await self.search("Organization", [("identifier", token(HERID_SYSTEM, her_id))])
         registered = [o for o in found if her_id in _identifier_values(o, HERID_SYSTEM)]
         orgnr = orgnr_in(registered[0]) if len(registered) == 1 else None
@@ -161,6 +162,16 @@ class DirectoryClient:
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
         kinds = organisation_kinds(await self.organisation(orgnr))
+        return kinds[0] if kinds else None
+
+    async def kind_in_use(self, orgnr: str) -> str | None:
+        """The kind of the organisation registered under `orgnr` if it is in use; None for
+        one the register has taken out of use (`active: false`), as for one not there: a
+        new referral or party cannot be addressed to it."""
+        organisation = await self.organisation(orgnr)
+        if organisation is None or organisation.get("active") is False:
+            return None
+        kinds = organisation_kinds(organisation)
         return kinds[0] if kinds else None
 
     async def check_organisation_references(self, references: list[tuple[Any, str]]) -> None:
@@ -265,6 +276,28 @@ class DirectoryClient:
         subject["reference"] = f"Patient/{patient['id']}"
         subject.setdefault("type", "Patient")
         return str(patient["id"])
+
+
+def check_her_id_at(her_id: str, where: str) -> None:
+    """A HER-id a reference at `where` gives is well formed (422 otherwise)."""
+    try:
+        validate_identifier(HERID_SYSTEM, her_id)
+    except InvalidIdentifier as exc:
+        raise error(422, "value", f"{where}.identifier: {exc}", f"{where}.identifier") from exc
+
+
+def check_organisation_type(reference: Any, where: str) -> None:
+    """A reference naming an organisation by identifier is of type Organization: stored
+    under another type it would be read as, and found as, something else."""
+    stated = reference.get("type") if isinstance(reference, dict) else None
+    if stated is not None and stated != "Organization":
+        raise error(
+            422,
+            "value",
+            f"{where}.type is {stated!r}; an organisation is named here, so it is Organization"
+            " (or left out)",
+            f"{where}.type",
+        )
 
 
 def _identifier_values(resource: dict[str, Any], system: str) -> list[str]:

@@ -36,10 +36,10 @@ from shared.codes import (
     OrganisationKind,
     organisation_kinds,
 )
-from shared.directory_client import orgnr_in
+from shared.directory_client import check_her_id_at, check_organisation_type, orgnr_in
 from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
-from shared.fhir.elements import orgnr_of
+from shared.fhir.elements import her_id_of, orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.profiles import ProfileRules
 from shared.fhir.references import reference_target
@@ -110,26 +110,36 @@ async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteC
     referral service tells the GP of a discharge, so naming another organisation there
     would make it a party to the child's referrals."""
     for index, reference in enumerate(resource.get("generalPractitioner") or []):
-        orgnr = orgnr_of(reference)
+        where = f"Patient.generalPractitioner[{index}]"
+        orgnr, her_id = orgnr_of(reference), her_id_of(reference)
         target = local_reference(reference.get("reference"), "Organization")
-        if orgnr is not None:
+        if orgnr is not None or her_id is not None:
+            check_organisation_type(reference, where)
+        if her_id is not None:
+            check_her_id_at(her_id, where)
+            criterion = ("identifier", f"{HERID_SYSTEM}|{her_id}")
+        elif orgnr is not None:
             criterion = ("identifier", f"{ORGNR_SYSTEM}|{orgnr}")
         elif target is not None:
             criterion = ("_id", target[1])
         else:
             continue  # a Practitioner or PractitionerRole
         found = await write.uow.find("Organization", [criterion])
-        named = found[0] if found else None
-        kinds = organisation_kinds(named.json()) if named else []
-        mismatch = named is not None and target is not None and target[1] != named.res_id
-        if kinds != [OrganisationKind.FASTLEGE.value] or mismatch:
+        named = found[0].json() if found else None
+        kinds = organisation_kinds(named) if named else []
+        mismatch = named is not None and target is not None and target[1] != named.get("id")
+        in_use = named is not None and named.get("active") is not False
+        if kinds != [OrganisationKind.FASTLEGE.value] or mismatch or not in_use:
             raise error(
                 422,
                 "business-rule",
-                "Patient.generalPractitioner names a registered fastlege office (or a"
+                "Patient.generalPractitioner names a registered fastlege office in use (or a"
                 " practitioner); this organisation is not one",
-                f"Patient.generalPractitioner[{index}]",
+                where,
             )
+        if her_id is not None:  # stored as every organisation reference is: by orgnr
+            reference["identifier"] = {"system": ORGNR_SYSTEM, "value": orgnr_in(named)}
+            reference.setdefault("type", "Organization")
 
 
 async def _orgnr_at(reference: Any, lookup: Lookup, where: str) -> str | None:
@@ -140,6 +150,14 @@ async def _orgnr_at(reference: Any, lookup: Lookup, where: str) -> str | None:
         return None
     target = local_reference(reference.get("reference"), "Organization")
     orgnr = orgnr_in(await lookup(*target)) if target else None
+    her_id = her_id_of(reference)
+    if her_id is not None:
+        raise error(
+            422,
+            "business-rule",
+            f"{where} names its organisation by reference (and organisasjonsnummer), not by HER-id",
+            f"{where}.identifier",
+        )
     stated = orgnr_of(reference)
     if stated is not None and stated != orgnr:
         raise error(
