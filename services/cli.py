@@ -150,10 +150,11 @@ async def _register(args: argparse.Namespace) -> int:
                     "navn": args.name,
                     "kind": args.kind,
                     "kommunenummer": args.kommune,
-                    "herId": args.her_id or [],
                     "overordnetEnhet": args.part_of,
                 }
             ]
+            if args.her_id is not None:  # without --her-id, the stored ones are kept
+                rows[0]["herId"] = args.her_id
         else:
             data = await asyncio.to_thread(Path(args.file).read_bytes)
             rows = read_rows(data, args.file) if args.command == "org" else (
@@ -335,7 +336,8 @@ def main(argv: list[str] | None = None) -> None:
         "--her-id",
         action="append",
         help="the organisation's HER-id in NHN's address register (repeat for several);"
-        " referrals may name it by HER-id",
+        " referrals may name it by HER-id. Without it the stored HER-ids are kept;"
+        ' --her-id "" removes them',
     )
     add.add_argument("--part-of", help="organisasjonsnummer of the parent unit")
     org_import = org_actions.add_parser("import", help="register organisations from a file")

@@ -21,13 +21,24 @@ def orgnr(value: str, **more: Any) -> dict[str, Any]:
     return {"identifier": {"system": ORGNR_SYSTEM, "value": value}, **more}
 
 
-async def register(world: ReferralWorld, number: str, *her_ids: str, active: bool = True) -> Any:
+async def register(
+    world: ReferralWorld, number: str, *her_ids: str, active: bool = True, **row: Any
+) -> Any:
     """The operator imports the organisation again, with HER-ids (and `aktiv`)."""
     client = RegisterClient(world.stack.session, world.stack.base, world.stack.operator_token())
     row = {"organisasjonsnummer": number, "navn": f"{KINDS[number]} {number}",
            "kind": KINDS[number], "kommunenummer": "0301", "herId": list(her_ids),
-           "aktiv": active}  # fmt: skip
+           "aktiv": active, **row}  # fmt: skip
     return await client.import_organisations([row])
+
+
+async def her_ids_of(world: ReferralWorld, number: str) -> list[str]:
+    found = await world.stack.call(
+        "GET", f"Organization?identifier={ORGNR_SYSTEM}|{number}",
+        token=world.stack.operator_token(),
+    )  # fmt: skip
+    (organisation,) = [e["resource"] for e in found.json()["entry"]]
+    return [i["value"] for i in organisation["identifier"] if i["system"] == HERID_SYSTEM]
 
 
 async def submit_to(world: ReferralWorld, performer: dict[str, Any]) -> Any:
@@ -123,3 +134,27 @@ async def test_an_organisation_is_named_as_an_organization(referrals: ReferralWo
         assert "ServiceRequest.performer[0].type" in str(reply.body)
     reply = await submit_to(referrals, orgnr(BUP, type="Organization"))
     assert reply.status == 200, reply.body
+
+
+async def test_a_register_row_without_her_ids_keeps_the_stored_ones(
+    referrals: ReferralWorld,
+) -> None:
+    await register(referrals, BUP, BUP_HER)
+    client = RegisterClient(
+        referrals.stack.session, referrals.stack.base, referrals.stack.operator_token()
+    )
+    renamed = {"organisasjonsnummer": BUP, "navn": "BUP Oslo", "kind": "bup",
+               "kommunenummer": "0301"}  # fmt: skip
+    report = await client.import_organisations([renamed])
+    assert report.rows == [(BUP, "updated", "")], report.rows
+    assert await her_ids_of(referrals, BUP) == [BUP_HER]
+    # Still held: no other organisation may take it.
+    report = await register(referrals, BUP2, BUP_HER)
+    assert report.rows[0][:2] == (BUP2, "failed"), report.rows
+
+    # An explicit empty value removes them, and frees them for another.
+    report = await client.import_organisations([{**renamed, "herId": []}])
+    assert report.rows == [(BUP, "updated", "")], report.rows
+    assert await her_ids_of(referrals, BUP) == []
+    report = await register(referrals, BUP2, BUP_HER)
+    assert report.rows == [(BUP2, "updated", "")], report.rows
