@@ -159,6 +159,13 @@ class DirectoryClient:
         reference.setdefault("type", "Organization")
         return orgnr
 
+    async def address_organisations(self, references: list[tuple[Any, str]]) -> None:
+        """Every organisation these references (reference, FHIRPath) name by HER-id, named
+        by organisasjonsnummer instead, as `addressed_orgnr` does for one; an organisation
+        named by either is of type Organization (422 otherwise)."""
+        for reference, where in references:
+            await self.addressed_orgnr(reference, where)
+
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
         kinds = organisation_kinds(await self.organisation(orgnr))

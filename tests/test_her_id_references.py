@@ -7,10 +7,23 @@ from __future__ import annotations
 from typing import Any
 
 from services.operator.client import RegisterClient
+from services.referral.domain.vocabulary import SHARED_WITH_EXT
 from shared.identifiers import HERID_SYSTEM, ORGNR_SYSTEM
-from tests.referral_world import BUP, BUP2, BVT, GP, KINDS, ReferralWorld, referral_bundle
+from tests.careplan_world import CarePlanWorld, member, team
+from tests.careplan_world import plan as plan_of
+from tests.referral_world import (
+    BUP,
+    BUP2,
+    BVT,
+    GP,
+    KINDS,
+    KOMMUNE,
+    ReferralWorld,
+    output,
+    referral_bundle,
+)
 
-GP_HER, BUP_HER, BUP2_HER = "8142501", "8142519", "8142527"
+GP_HER, BUP_HER, BUP2_HER, KOMMUNE_HER = "8142501", "8142519", "8142527", "8142535"
 
 
 def her(value: str, **more: Any) -> dict[str, Any]:
@@ -158,3 +171,91 @@ async def test_a_register_row_without_her_ids_keeps_the_stored_ones(
     assert await her_ids_of(referrals, BUP) == []
     report = await register(referrals, BUP2, BUP_HER)
     assert report.rows == [(BUP2, "updated", "")], report.rows
+
+
+async def test_a_gp_and_a_follow_up_named_by_her_id_are_told_of_a_discharge(
+    referrals: ReferralWorld,
+) -> None:
+    await register(referrals, GP, GP_HER)
+    await register(referrals, KOMMUNE, KOMMUNE_HER)
+    child = await referrals.child(gp=None, care_order=True)
+    assert (await name_gp(referrals, child.id, her(GP_HER))).status == 200
+    referral = await referrals.submit(child, by=BVT)
+    assert (await referrals.accept(referral)).status == 200
+    assert (await referrals.move(referral, "in-progress")).status == 200
+    plan = output("oppfolgingsplan", {"valueString": "Kommunepsykolog hver 14. dag"})
+    by_her = output("ansvarlig-oppfolging", {"valueReference": her(KOMMUNE_HER)})
+    reply = await referrals.move(referral, "completed", output=[plan, by_her])
+    assert reply.status == 200, reply.body
+    task = reply.json()
+    assert task["output"][1]["valueReference"] == {
+        "identifier": {"system": ORGNR_SYSTEM, "value": KOMMUNE},
+        "type": "Organization",
+    }
+    shared = {
+        e["valueIdentifier"]["value"]
+        for e in task.get("extension", [])
+        if e["url"] == SHARED_WITH_EXT
+    }
+    assert shared == {GP, KOMMUNE}
+    for number in (GP, KOMMUNE):
+        assert (await referrals.fhir("GET", referral.ref, by=number)).status == 200
+
+
+async def test_a_follow_up_out_of_use_is_refused(referrals: ReferralWorld) -> None:
+    referral = await referrals.submit(await referrals.child())
+    assert (await referrals.accept(referral)).status == 200
+    assert (await referrals.move(referral, "in-progress")).status == 200
+    await register(referrals, KOMMUNE, KOMMUNE_HER, active=False)
+    plan = output("oppfolgingsplan", {"valueString": "Kommunepsykolog hver 14. dag"})
+    refusals = [
+        (her(KOMMUNE_HER), "it is not registered, or out of use"),
+        (orgnr(KOMMUNE), "it is not registered, or out of use"),
+        (her(KOMMUNE_HER, type="Patient"), "Task.output[1].valueReference.type"),
+    ]
+    for named, message in refusals:
+        by = output("ansvarlig-oppfolging", {"valueReference": named})
+        reply = await referrals.move(referral, "completed", output=[plan, by])
+        assert reply.status == 422, reply.body
+        assert message in str(reply.body), reply.body
+
+
+async def test_care_plans_and_teams_name_organisations_by_her_id(
+    careplans: CarePlanWorld,
+) -> None:
+    world = careplans.world
+    await register(world, GP, GP_HER)
+    await register(world, KOMMUNE, KOMMUNE_HER)
+    child = await world.child(age=9)
+    await careplans.start_care(child, BUP)
+    crisis = plan_of(child, "behandlingsplan", status="active")
+    crisis["contributor"] = [her(GP_HER)]
+    reply = await careplans.create(crisis, by=BUP)
+    assert reply.status == 201, reply.body
+    assert reply.json()["contributor"] == [
+        {"identifier": {"system": ORGNR_SYSTEM, "value": GP}, "type": "Organization"}
+    ]
+    crisis["contributor"] = [her("999")]
+    reply = await careplans.create(crisis, by=BUP)
+    assert reply.status == 422, reply.body
+    assert "No organisation is registered in the directory with HER-id 999" in str(reply.body)
+
+    await careplans.consent(child, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
+    coordinator = member(KOMMUNE, "koordinator")
+    coordinator["member"] = her(KOMMUNE_HER)
+    reply = await careplans.create(team(child, coordinator), by=KOMMUNE)
+    assert reply.status == 201, reply.body
+    assert reply.json()["participant"][0]["member"] == {
+        "identifier": {"system": ORGNR_SYSTEM, "value": KOMMUNE},
+        "type": "Organization",
+    }
+    # An organisation the register has taken out of use does not join a team.
+    current = reply.json()
+    await register(world, BUP, active=False)
+    handover = {**current, "participant": [
+        {**current["participant"][0], "period": {"start": "2026-01-01", "end": "2026-06-30"}},
+        member(BUP, "koordinator", start="2026-07-01"),
+    ]}  # fmt: skip
+    reply = await careplans.put(f"CareTeam/{current['id']}", handover, by=KOMMUNE)
+    assert reply.status == 422, reply.body
+    assert "must act for a registered organisation" in str(reply.body)

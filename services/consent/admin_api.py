@@ -642,13 +642,13 @@ class ConsentAdministration:
                 )
             released.append(f"{reference}/_history/{version}")
         _refuse_unless_child(await self.directory.child_facts(patient_id), self.handlers.clock())
-        kind = await self.directory.organisation_kind(disclosure.recipient)
+        kind = await self.directory.kind_in_use(disclosure.recipient)
         if kind != OrganisationKind.BARNEVERNSTJENESTE:
             raise error(
                 422,
                 "business-rule",
                 f"§33 disclosures go to a barnevernstjeneste; {disclosure.recipient} is"
-                f" {kind or 'not registered in the directory'}",
+                f" {kind or 'not registered in the directory, or out of use'}",
                 "recipient",
             )
         event = await self.disclosures.record(
