@@ -259,3 +259,50 @@ async def test_care_plans_and_teams_name_organisations_by_her_id(
     reply = await careplans.put(f"CareTeam/{current['id']}", handover, by=KOMMUNE)
     assert reply.status == 422, reply.body
     assert "must act for a registered organisation" in str(reply.body)
+
+
+def matches(reply: Any) -> list[str]:
+    assert reply.status == 200, reply.body
+    return [e["resource"]["id"] for e in reply.json().get("entry", [])
+            if e["search"]["mode"] == "match"]  # fmt: skip
+
+
+async def test_a_search_by_her_id_finds_what_names_the_organisation(
+    referrals: ReferralWorld,
+) -> None:
+    await register(referrals, BUP, BUP_HER)
+    await register(referrals, GP, GP_HER)
+    referral = await referrals.submit(await referrals.child())
+    searches = [
+        ("ServiceRequest", "performer", BUP_HER, referral.id),
+        ("ServiceRequest", "requester", GP_HER, referral.id),
+        ("Task", "owner", BUP_HER, referral.task_id),
+        ("Task", "requester", GP_HER, referral.task_id),
+    ]
+    for resource_type, param, her_id, expected in searches:
+        found = await referrals.fhir(
+            "GET", f"{resource_type}?{param}:identifier={HERID_SYSTEM}|{her_id}", by=BUP
+        )
+        assert matches(found) == [expected], (resource_type, param, found.body)
+        # An unknown HER-id finds nothing, as an unknown organisasjonsnummer does.
+        found = await referrals.fhir(
+            "GET", f"{resource_type}?{param}:identifier={HERID_SYSTEM}|999", by=BUP
+        )
+        assert matches(found) == []
+        found = await referrals.fhir(
+            "GET", f"{resource_type}?{param}:identifier={HERID_SYSTEM}|0{her_id}", by=BUP
+        )
+        assert found.status == 400, found.body
+        assert "without leading zeros" in str(found.body)
+
+    operator = referrals.stack.operator_token()
+    found = await referrals.stack.call(
+        "GET", f"Organization?identifier={HERID_SYSTEM}|0{BUP_HER}", token=operator
+    )
+    assert found.status == 400, found.body
+    assert "without leading zeros" in str(found.body)
+
+    # The consent service cannot ask the directory: it says to search by orgnr.
+    found = await referrals.fhir("GET", f"Consent?actor:identifier={HERID_SYSTEM}|{BUP_HER}", by=GP)
+    assert found.status == 400, found.body
+    assert "searched here by organisasjonsnummer" in str(found.body)

@@ -36,7 +36,12 @@ from shared.codes import (
     OrganisationKind,
     organisation_kinds,
 )
-from shared.directory_client import check_her_id_at, check_organisation_type, orgnr_in
+from shared.directory_client import (
+    check_her_id_at,
+    check_her_id_searches,
+    check_organisation_type,
+    orgnr_in,
+)
 from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.elements import her_id_of, orgnr_of
@@ -184,6 +189,10 @@ class _Directory(ResourceDefinition):
         organisations.check_municipalities(resource)
         return []
 
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A HER-id searched for is well formed (400), as where it is registered."""
+        check_her_id_searches(query)
+
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
         """The organisation a resource belongs to is named consistently, whoever writes it."""
         if self.owner_element:
@@ -317,6 +326,7 @@ class PatientDefinition(_Directory):
         """Who holds a care order is searched only by the holder, for itself: a search by
         it would tell anyone else which children are under one (barnevernsloven §13-1). The
         managing organisation is not searched by those who may not know of barnevern."""
+        check_her_id_searches(query)
         for criterion in query.criteria:
             caller = request.caller
             if criterion.param.name == "organization" and not may_know_care_orders(caller):

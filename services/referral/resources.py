@@ -44,6 +44,7 @@ from shared.codes import DataCategory
 from shared.fhir.definitions import (
     Change,
     EventSpec,
+    Lookup,
     ResourceDefinition,
     UnitOfWork,
     WriteContext,
@@ -51,8 +52,10 @@ from shared.fhir.definitions import (
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam, extension_values
+from shared.fhir.search_query import SearchQuery
 from shared.outside_reads import OutsideReads
 from shared.store.resource_store import StoredResource
+from shared.transport.wire import FhirRequest
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 REFERRAL = DataCategory.REFERRAL.value
@@ -178,6 +181,10 @@ class ServiceRequestDefinition(ResourceDefinition):
         found = [orgnr_of(resource.get("requester"))]
         found += [orgnr_of(p) for p in resource.get("performer") or []]
         return sorted({p for p in found if p} | set(shared_with(resource)))
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A party searched for by HER-id is found as by organisasjonsnummer."""
+        await self.context.require_directory().search_by_orgnr(query)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is not None:
@@ -384,6 +391,10 @@ class TaskDefinition(ResourceDefinition):
     def parties(self, resource: dict[str, Any]) -> list[str]:
         found = {orgnr_of(resource.get("requester")), orgnr_of(resource.get("owner"))}
         return sorted({p for p in found if p} | set(shared_with(resource)))
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A party searched for by HER-id is found as by organisasjonsnummer."""
+        await self.context.require_directory().search_by_orgnr(query)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is not None and write.request.if_match is None:
