@@ -8,6 +8,7 @@ from typing import Any
 
 from services.operator.client import RegisterClient
 from services.referral.domain.vocabulary import SHARED_WITH_EXT
+from shared.codes import ROLE_SYSTEM
 from shared.identifiers import HERID_SYSTEM, ORGNR_SYSTEM
 from tests.careplan_world import CarePlanWorld, member, team
 from tests.careplan_world import plan as plan_of
@@ -306,3 +307,41 @@ async def test_a_search_by_her_id_finds_what_names_the_organisation(
     found = await referrals.fhir("GET", f"Consent?actor:identifier={HERID_SYSTEM}|{BUP_HER}", by=GP)
     assert found.status == 400, found.body
     assert "searched here by organisasjonsnummer" in str(found.body)
+
+
+async def test_a_managing_organisation_named_by_her_id_is_stored_by_orgnr(
+    referrals: ReferralWorld,
+) -> None:
+    await register(referrals, GP, GP_HER)
+    child = await referrals.child(care_order=True)
+    seen = await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)
+    assert seen.status == 200, seen.body
+    for named, status in ((her("999"), 422), (her(GP_HER, type="Patient"), 422),
+                          (her(GP_HER), 200)):  # fmt: skip
+        reply = await referrals.fhir(
+            "PUT", f"Patient/{child.id}", {**seen.json(), "managingOrganization": named},
+            by=BVT,
+        )  # fmt: skip
+        assert reply.status == status, (named, reply.body)
+    stored = await referrals.stack.call("GET", f"Patient/{child.id}")
+    assert stored.json()["managingOrganization"] == {
+        "identifier": {"system": ORGNR_SYSTEM, "value": GP},
+        "type": "Organization",
+    }
+
+
+async def test_an_organisation_named_by_reference_takes_no_her_id_beside_it(
+    referrals: ReferralWorld,
+) -> None:
+    await register(referrals, BUP, BUP_HER)
+    role = {
+        "resourceType": "PractitionerRole",
+        "organization": {"reference": f"Organization/{referrals.organisations[BUP]}"},
+        "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "barnevernansvarlig"}]}],
+    }
+    reply = await referrals.fhir("POST", "PractitionerRole", role, by=BUP)
+    assert reply.status == 201, reply.body
+    role["organization"]["identifier"] = her(BUP_HER)["identifier"]
+    reply = await referrals.fhir("POST", "PractitionerRole", role, by=BUP)
+    assert reply.status == 422, reply.body
+    assert "not by HER-id" in str(reply.body)

@@ -110,6 +110,39 @@ async def own_organization(write: WriteContext) -> str | None:
     return found[0].reference if found else None
 
 
+async def _organisations_by_orgnr(resource: dict[str, Any], write: WriteContext) -> None:
+    """An organisation a Patient names by HER-id (`managingOrganization`, a contact's
+    `organization`) is stored by the organisasjonsnummer of the one registered with it, as
+    every organisation reference is; an unknown HER-id is a 422."""
+    named = [("Patient.managingOrganization", resource.get("managingOrganization"))]
+    named += [
+        (f"Patient.contact[{index}].organization", contact.get("organization"))
+        for index, contact in enumerate(resource.get("contact") or [])
+        if isinstance(contact, dict)
+    ]
+    for where, reference in named:
+        her_id = her_id_of(reference)
+        if orgnr_of(reference) is not None or her_id is not None:
+            check_organisation_type(reference, where)
+        if her_id is None or not isinstance(reference, dict):
+            continue
+        check_her_id_at(her_id, where)
+        found = await write.uow.find("Organization", [("identifier", f"{HERID_SYSTEM}|{her_id}")])
+        orgnr = orgnr_in(found[0].json()) if found else None
+        target = local_reference(reference.get("reference"), "Organization")
+        if orgnr is None or (target is not None and target[1] != found[0].res_id):
+            raise error(
+                422,
+                "business-rule",
+                f"No organisation is registered in the directory with HER-id {her_id}"
+                if orgnr is None
+                else f"{where}.reference names another organisation than its identifier",
+                f"{where}.identifier",
+            )
+        reference["identifier"] = {"system": ORGNR_SYSTEM, "value": orgnr}
+        reference.setdefault("type", "Organization")
+
+
 async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteContext) -> None:
     """An organisation named as the child's GP is a registered fastlege office: the
     referral service tells the GP of a discharge, so naming another organisation there
@@ -293,6 +326,7 @@ class PatientDefinition(_Directory):
                 numbers = people.person_numbers(resource)
                 refuse(people.unconfirmed_birth_date(resource, numbers))
         refuse(people.wrong_reference_targets(resource))
+        await _organisations_by_orgnr(resource, write)
         await _general_practitioners_are_gps(resource, write)
         kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
         merged = merge_on_write(
