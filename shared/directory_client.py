@@ -313,17 +313,7 @@ def her_id_values(criterion: Criterion) -> list[str]:
     the HER-id system); a malformed one is a 400."""
     if criterion.modifier != "identifier" or "Organization" not in criterion.param.targets:
         return []
-    found = []
-    for system, value in criterion.values:
-        if system != HERID_SYSTEM or not value:
-            continue
-        try:
-            validate_identifier(HERID_SYSTEM, value)
-        except InvalidIdentifier as exc:
-            name = f"{criterion.param.name}:identifier"
-            raise error(400, "value", f"{name}: {exc}", name) from exc
-        found.append(value)
-    return found
+    return _searched_her_ids(criterion)
 
 
 def check_her_id_searches(query: SearchQuery) -> None:
@@ -331,12 +321,21 @@ def check_her_id_searches(query: SearchQuery) -> None:
     formed: a malformed one is a 400, as a malformed organisasjonsnummer would be."""
     for criterion in query.criteria:
         if criterion.param.type is ParamType.TOKEN or criterion.modifier == "identifier":
-            for system, value in criterion.values:
-                if system == HERID_SYSTEM and value:
-                    try:
-                        validate_identifier(HERID_SYSTEM, value)
-                    except InvalidIdentifier as exc:
-                        raise error(400, "value", f"{criterion.param.name}: {exc}") from exc
+            _searched_her_ids(criterion)
+
+
+def _searched_her_ids(criterion: Criterion) -> list[str]:
+    found = []
+    for system, value in criterion.values:
+        if system != HERID_SYSTEM or not value:
+            continue
+        try:
+            validate_identifier(HERID_SYSTEM, value)
+        except InvalidIdentifier as exc:
+            name = criterion.param.name + (f":{criterion.modifier}" if criterion.modifier else "")
+            raise error(400, "value", f"{name}: {exc}", name) from exc
+        found.append(value)
+    return found
 
 
 def refuse_her_id_searches(query: SearchQuery) -> None:

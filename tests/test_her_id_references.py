@@ -334,14 +334,15 @@ async def test_an_organisation_named_by_reference_takes_no_her_id_beside_it(
     referrals: ReferralWorld,
 ) -> None:
     await register(referrals, BUP, BUP_HER)
+    organisation: dict[str, Any] = {"reference": f"Organization/{referrals.organisations[BUP]}"}
     role = {
         "resourceType": "PractitionerRole",
-        "organization": {"reference": f"Organization/{referrals.organisations[BUP]}"},
+        "organization": organisation,
         "code": [{"coding": [{"system": ROLE_SYSTEM, "code": "barnevernansvarlig"}]}],
     }
     reply = await referrals.fhir("POST", "PractitionerRole", role, by=BUP)
     assert reply.status == 201, reply.body
-    role["organization"]["identifier"] = her(BUP_HER)["identifier"]
+    organisation["identifier"] = her(BUP_HER)["identifier"]
     reply = await referrals.fhir("POST", "PractitionerRole", role, by=BUP)
     assert reply.status == 422, reply.body
     assert "not by HER-id" in str(reply.body)
