@@ -41,6 +41,7 @@ from services.referral.records import (
 from services.referral.transitions import check_task_update
 from shared.clock import now_instant
 from shared.codes import DataCategory
+from shared.directory_client import her_id_values
 from shared.fhir.definitions import (
     Change,
     EventSpec,
@@ -92,6 +93,12 @@ def _org_param(name: str, path: str, what: str) -> SearchParam:
 
 def _without_shared_with(resource: dict[str, Any]) -> None:
     keep_server_extensions(resource, None)
+
+
+async def _parties_by_orgnr(query: SearchQuery, context: OutsideReads) -> None:
+    """Only a search naming a party by HER-id needs the directory."""
+    if any(her_id_values(criterion) for criterion in query.criteria):
+        await context.require_directory().search_by_orgnr(query)
 
 
 async def task_of(uow: UnitOfWork, referral_id: str) -> StoredResource | None:
@@ -184,7 +191,7 @@ class ServiceRequestDefinition(ResourceDefinition):
 
     async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
         """A party searched for by HER-id is found as by organisasjonsnummer."""
-        await self.context.require_directory().search_by_orgnr(query)
+        await _parties_by_orgnr(query, self.context)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is not None:
@@ -394,7 +401,7 @@ class TaskDefinition(ResourceDefinition):
 
     async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
         """A party searched for by HER-id is found as by organisasjonsnummer."""
-        await self.context.require_directory().search_by_orgnr(query)
+        await _parties_by_orgnr(query, self.context)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is not None and write.request.if_match is None:
