@@ -12,6 +12,7 @@ from shared.codes import ROLE_SYSTEM
 from shared.identifiers import HERID_SYSTEM, ORGNR_SYSTEM
 from tests.careplan_world import CarePlanWorld, member, team
 from tests.careplan_world import plan as plan_of
+from tests.consent_world import World
 from tests.referral_world import (
     BUP,
     BUP2,
@@ -346,3 +347,16 @@ async def test_an_organisation_named_by_reference_takes_no_her_id_beside_it(
     reply = await referrals.fhir("POST", "PractitionerRole", role, by=BUP)
     assert reply.status == 422, reply.body
     assert "not by HER-id" in str(reply.body)
+
+
+async def test_a_disclosure_to_a_barnevernstjeneste_out_of_use_is_refused(world: World) -> None:
+    client = RegisterClient(world.stack.session, world.stack.base, world.stack.operator_token())
+    row = {"organisasjonsnummer": BVT, "navn": "Barnevernstjenesten", "kind": KINDS[BVT],
+           "kommunenummer": "0301", "aktiv": False}  # fmt: skip
+    child = await world.child(10)
+    note = await world.note(child, "Mistanke om vold i hjemmet", by=GP)
+    assert (await client.import_organisations([row])).rows == [(BVT, "updated", "")]
+    body = {"patient": child.ref, "recipient": BVT, "resources": [note], "reason": "Blåmerker"}
+    refused = await world.api("POST", "disclosures", body, token=world.token(GP, hpr="9144889"))
+    assert refused.status == 422, refused.body
+    assert "not registered in the directory, or out of use" in str(refused.body)
