@@ -19,7 +19,13 @@ from urllib.parse import parse_qsl, urlencode
 
 from shared.access.permissions import Rule, request_rule
 from shared.auth.scopes import authorize_request, granted
-from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
+from shared.fhir.answers import (
+    checked_id,
+    not_found,
+    parse_if_match,
+    version_headers,
+    written,
+)
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
 from shared.fhir.resources import FHIR_JSON, validate_resource
@@ -162,15 +168,16 @@ async def patch(
 
 
 def _check_if_match(request: FhirRequest, previous: StoredResource | None) -> None:
-    if request.if_match is not None:
-        expected = parse_etag(request.if_match)
-        if previous is None or previous.version != expected:
-            current = f'W/"{previous.version}"' if previous else "none"
-            raise error(
-                412,
-                "conflict",
-                f"If-Match {request.if_match} does not match the current version ({current})",
-            )
+    if request.if_match is not None and not parse_if_match(request.if_match).matches(previous):
+        if previous is None:
+            current = "none"
+        else:
+            current = f'W/"{previous.version}"' + (", deleted" if previous.deleted else "")
+        raise error(
+            412,
+            "conflict",
+            f"If-Match {request.if_match} does not match the current version ({current})",
+        )
 
 
 async def _locked(
@@ -208,7 +215,7 @@ async def delete(
         raise not_found(definition.resource_type, res_id)
     if rule is Rule.OWN and not previous.deleted:
         await _require_owner(uow, definition, None, previous)
-    if request.if_match is not None and parse_etag(request.if_match) != previous.version:
+    if request.if_match is not None and not parse_if_match(request.if_match).matches(previous):
         raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
     if previous.deleted:
         return FhirResponse(status=204)
@@ -232,6 +239,8 @@ async def conditional_update(
     If-None-Exist, only what the caller may see matches, and the conditional writes of a
     type are serialised on its claim row, so two concurrent requests cannot both create."""
     request = uow.request
+    if request.if_match is not None:
+        parse_if_match(request.if_match)  # a malformed one is a 400 whether or not one matches
     criteria = [(k, v) for k, v in request.params if k != "_format"]
     asked = f"The conditional update {definition.resource_type}?{urlencode(criteria)}"
     found = await _matching(uow, definition, criteria, "A conditional update", asked)
