@@ -12,10 +12,9 @@ use the same functions with `check_access=False` when they have checked first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from shared.access.permissions import Rule, request_rule
 from shared.auth.scopes import authorize_request, granted
@@ -29,14 +28,10 @@ from shared.fhir.answers import (
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
 from shared.fhir.resources import FHIR_JSON, validate_resource
-from shared.fhir.search_query import parse_search
+from shared.fhir.search_query import parse_search, query_criteria
 from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.store.resource_store import DuplicateKey, StoredResource, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
-
-BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-"""A percent sign that does not begin an escape: the criteria are not what the client
-meant, and matching them as text would create where it meant to find."""
 
 
 async def create(
@@ -270,11 +265,7 @@ async def _conditional_match(
     uow: StoreUnitOfWork, definition: ResourceDefinition
 ) -> StoredResource | None:
     request = uow.request
-    if BROKEN_ESCAPE.search(request.if_none_exist or ""):
-        raise error(
-            400, "invalid", "If-None-Exist is not a query string: a % begins two hex digits"
-        )
-    criteria = parse_qsl(request.if_none_exist or "", keep_blank_values=True)
+    criteria = query_criteria(request.if_none_exist or "", "If-None-Exist")
     asked = f"If-None-Exist {request.if_none_exist!r}"
     return await _matching(uow, definition, criteria, "If-None-Exist", asked)
 
