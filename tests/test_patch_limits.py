@@ -112,14 +112,15 @@ async def test_a_patch_that_does_not_apply_is_told_in_our_words(
         reply = await json_patch(referrals, path, [{"op": "test", "path": where, "value": "male"}])
         assert reply.status == 422, reply.body
         assert diagnostics(reply) == f"{message} (JSON Patch operation 0 (test))"
-    failing: dict[str, tuple[dict[str, Any], str]] = {
-        "remove": ({"path": "/nothing"}, "nothing is at /nothing"),
-        "replace": ({"path": "/name/7", "value": {}}, "nothing is at /name/7"),
-        "add": ({"path": "/gender/x", "value": 1}, "/gender/x is no place in the resource"),
-        "copy": ({"from": "/nothing", "path": "/x"}, "nothing is at from /nothing"),
-        "move": ({"from": "/name", "path": "/name/0/x"}, "cannot be moved into itself"),
-    }
-    for op, (members, message) in failing.items():
+    failing: list[tuple[str, dict[str, Any], str]] = [
+        ("remove", {"path": "/nothing"}, "nothing is at /nothing"),
+        ("replace", {"path": "/name/7", "value": {}}, "nothing is at /name/7"),
+        ("add", {"path": "/gender/x", "value": 1}, "/gender/x is no place in the resource"),
+        ("copy", {"from": "/nothing", "path": "/x"}, "nothing is at from /nothing"),
+        ("copy", {"from": "/name/-", "path": "/x"}, "nothing is at from /name/-"),
+        ("move", {"from": "/name", "path": "/name/0/x"}, "cannot be moved into itself"),
+    ]
+    for op, members, message in failing:
         reply = await json_patch(referrals, path, [{"op": op, **members}])
         assert reply.status == 422, reply.body
         assert f"JSON Patch operation 0 ({op}) does not apply: " in diagnostics(reply)

@@ -198,10 +198,12 @@ def _charge(document: Any, operation: dict[str, Any], index: int, budget: int) -
 
 
 def _resolved(document: Any, pointer: str) -> Any:
+    """The value at `pointer`, or MISSING (also for `-`, the place past a list's end)."""
     try:
-        return jsonpointer.resolve_pointer(document, pointer, MISSING)
+        value = jsonpointer.resolve_pointer(document, pointer, MISSING)
     except (jsonpointer.JsonPointerException, TypeError, ValueError, KeyError, IndexError):
         return MISSING
+    return MISSING if isinstance(value, jsonpointer.EndOfList) else value
 
 
 def _not_applied(document: Any, operation: dict[str, Any], index: int, exc: Exception) -> FhirError:
