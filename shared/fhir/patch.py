@@ -81,7 +81,7 @@ def _check_operation(index: int, operation: Any) -> None:
     op = operation.get("op")
     if not isinstance(op, str) or op not in OPERATIONS:
         raise error(
-            400, "invalid", f"{where}: op {shown(op)} is not one of {', '.join(OPERATIONS)}"
+            400, "invalid", f"{where}: op {_shown(op)} is not one of {', '.join(OPERATIONS)}"
         )
     for member in OPERATIONS[op]:
         if member not in operation:
@@ -89,7 +89,7 @@ def _check_operation(index: int, operation: Any) -> None:
         if member in ("path", "from"):
             pointer = operation[member]
             if not isinstance(pointer, str) or not _is_pointer(pointer):
-                message = f"{where}: {member} {shown(pointer)} is no JSON Pointer"
+                message = f"{where}: {member} {_shown(pointer)} is no JSON Pointer"
                 raise error(400, "invalid", message)
 
 
@@ -101,7 +101,7 @@ def _is_pointer(text: str) -> bool:
     return True
 
 
-def shown(value: Any) -> str:
+def _shown(value: Any) -> str:
     """A value of the caller's as JSON in a message (cut short: it is for recognising)."""
     try:
         text = orjson.dumps(value).decode()
