@@ -41,6 +41,7 @@ from services.referral.records import (
 from services.referral.transitions import check_task_update
 from shared.clock import now_instant
 from shared.codes import DataCategory
+from shared.fhir.answers import parse_if_match
 from shared.fhir.definitions import (
     Change,
     EventSpec,
@@ -386,7 +387,10 @@ class TaskDefinition(ResourceDefinition):
         return sorted({p for p in found if p} | set(shared_with(resource)))
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
-        if write.before is not None and write.request.if_match is None:
+        if_match = write.request.if_match
+        if write.before is not None and (
+            if_match is None or parse_if_match(if_match).versions is None
+        ):
             raise error(
                 428,
                 "required",
