@@ -64,8 +64,9 @@ async def test_a_star_and_a_list_match_on_put_patch_and_delete(referrals: Referr
     assert unmatched.status == 412, unmatched.body
     deleted = await referrals.fhir("DELETE", path, by=BUP, headers={"If-Match": 'W/"9", W/"5"'})
     assert deleted.status == 204, deleted.body
-    # `*` asks for a current version: a deleted resource has none.
-    assert (await put(referrals, path, "Gran", "*")).status == 412
+    # An update never brings a deleted resource back, whatever If-Match says (410); a
+    # delete's `*` asks for a current version, and a deleted resource has none (412).
+    assert (await put(referrals, path, "Gran", "*")).status == 410
     again = await referrals.fhir("DELETE", path, by=BUP, headers={"If-Match": "*"})
     assert again.status == 412, again.body
 
