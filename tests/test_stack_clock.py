@@ -3,6 +3,7 @@ telling the same time; refused backwards and for a stack not run in test mode.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 
 from services.referral import referral_spec
 from services.referral.domain.vocabulary import ASSESSMENT_DEADLINE_EXT, BREACH_EXT
-from services.stack import free_port
+from services.stack import free_port, local_nats_url
 from shared import clock
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
@@ -444,3 +445,39 @@ def test_up_refuses_a_clock_beyond_its_last_year(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "no later than the year 2199" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.services
+def test_only_up_with_a_clock_puts_a_data_directory_on_a_test_clock(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    process = start_up(data_dir, port)
+    try:
+        # The commands that talk to the stack find its port in the data directory.
+        added = subprocess.run(
+            [*BARNEBRO, "org", "add", "--orgnr", "910000152", "--name", "BUP Test",
+             "--kind", "bup", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, env=embedded_env(), timeout=60,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert "910000152: created" in added.stdout
+        # One with the stack's NATS credentials makes the clock's bucket: the data
+        # directory still does not run on a test clock.
+        url = local_nats_url(data_dir)
+        assert url is not None
+        asyncio.run(set_clock(Settings(nats_url=url), start_at()))
+        refused = subprocess.run(
+            [*BARNEBRO, "clock", "advance", "3d", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, env=embedded_env(), timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "does not run with a test clock" in refused.stderr
+    finally:
+        assert stop(process) == 0
+    restarted = start_up(data_dir, port)
+    try:
+        status, metadata = request("GET", f"{base}/metadata", token(data_dir))
+        assert status == 200 and isinstance(metadata, dict)
+        assert metadata["date"] == clock.today().isoformat(), "real time, not the bucket's"
+    finally:
+        assert stop(restarted) == 0
