@@ -153,6 +153,39 @@ async def test_the_sweep_ends_a_parents_consent_on_the_16th_birthday(world: Worl
     await wait_for(announced, 5)
 
 
+async def test_the_sweep_ends_a_consent_the_day_after_its_own_end(world: World) -> None:
+    """A consent given until a day reads active through that day and inactive (expired,
+    with its event) from the first sweep after it, though its grantors' authority goes on."""
+    child = await world.child(10)
+    tomorrow = date.today() + timedelta(days=1)
+    given = sharing(child, signature(child.mother), signature(child.father),
+                    child_view=HEARD, end=tomorrow.isoformat())  # fmt: skip
+    granted = await world.api("POST", "consents", given)
+    assert granted.json()["status"] == "active", granted.body
+    consent = f"Consent/{granted.json()['id']}"
+    watch = next(c for c in world.stack.consent.components if isinstance(c, AuthorityWatch))
+    handlers = watch._handlers
+    handlers.clock = lambda: tomorrow
+    try:
+        assert await watch.sweep() == 0, "its last day"
+        handlers.clock = lambda: tomorrow + timedelta(days=1)
+        assert await watch.sweep() == 1
+    finally:
+        handlers.clock = date.today
+    read = await world.fhir("GET", consent, by=BVT)
+    assert read.json()["status"] == "inactive"
+    active = await world.fhir("GET", f"Consent?patient={child.ref}&status=active", by=BVT)
+    assert active.json().get("entry", []) == []
+    listed = (await world.api("GET", f"patients/{child.id}/consents")).json()["consents"]
+    assert listed[0]["status"] == "inactive" and listed[0]["ended_because"] == "expired"
+
+    async def announced() -> bool:
+        events = await stream_events(world.stack)
+        return any(e.type == "consent.Consent.expired" for _, e in events)
+
+    await wait_for(announced, 5)
+
+
 async def test_the_sweep_ends_the_holders_consent_when_its_care_order_ends(
     world: World,
 ) -> None:
