@@ -279,8 +279,9 @@ class LocalStack:
         try:
             return asyncio.run(set_clock())
         except ClockRefused as exc:
-            what = "--clock" if self.clock is not None else "the test clock"
-            raise StackError(f"{what}: {exc}; start it later, or with a new --data-dir") from exc
+            if self.clock is None:
+                raise StackError(f"the test clock: {exc}; start with a new --data-dir") from exc
+            raise StackError(f"--clock: {exc}; start it later, or with a new --data-dir") from exc
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self._stopping = True

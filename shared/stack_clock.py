@@ -80,9 +80,12 @@ def parse_moment(text: str) -> datetime:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=clock.NORWAY)
     try:
-        return within_bound(moment.astimezone(UTC), text)
-    except OverflowError:
-        raise _too_late(text) from None
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # at the very ends of the calendar
+        raise ClockRefused(
+            f"{text!r} is not an instant the test clock can show (years up to {LATEST_YEAR})"
+        ) from None
+    return within_bound(utc, text)
 
 
 def within_bound(moment: datetime, what: str) -> datetime:
