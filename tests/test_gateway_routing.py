@@ -286,6 +286,7 @@ async def test_a_register_that_cannot_answer_gives_503_never_not_registered(
     try:
         reply = await stack.call("GET", "Consent", token=bearer)
         assert reply.status == 503, reply.body
+        assert reply.headers.get("Retry-After") == "1"
         assert "register of organisations cannot answer" in reply.issues()[0]["diagnostics"]
     finally:
         await stack.directory.start()

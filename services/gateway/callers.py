@@ -103,6 +103,7 @@ def _unavailable(orgnr: str, cause: str) -> FhirError:
     return FhirError(
         503,
         [Issue("transient", "The register of organisations cannot answer now; try again")],
+        {"Retry-After": "1"},
     )
 
 
