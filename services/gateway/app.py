@@ -31,6 +31,7 @@ from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
+from shared.fhir.search_query import query_criteria
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
@@ -292,8 +293,10 @@ async def type_level(request: web.Request) -> web.Response:
                 f"PUT takes {resource_type}/<id>, or search criteria for a conditional update"
                 f" ({resource_type}?identifier=system|value)",
             )
+        # The raw query, parsed as If-None-Exist is: a broken escape is refused, not matched.
+        criteria = query_criteria(request.rel_url.raw_query_string, "The conditional update's URL")
         body = await read_body(request)
-        return await _forward(request, "update", body, resource_type=resource_type)
+        return await _forward(request, "update", body, resource_type=resource_type, params=criteria)
     return await _forward(request, "create", await read_body(request), resource_type=resource_type)
 
 

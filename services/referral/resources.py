@@ -42,6 +42,7 @@ from services.referral.transitions import check_task_update
 from shared.clock import now_instant
 from shared.codes import DataCategory
 from shared.directory_client import her_id_values
+from shared.fhir.answers import parse_if_match
 from shared.fhir.definitions import (
     Change,
     EventSpec,
@@ -404,7 +405,10 @@ class TaskDefinition(ResourceDefinition):
         await _parties_by_orgnr(query, self.context)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
-        if write.before is not None and write.request.if_match is None:
+        if_match = write.request.if_match
+        if write.before is not None and (
+            if_match is None or parse_if_match(if_match).versions is None
+        ):
             raise error(
                 428,
                 "required",

@@ -13,27 +13,28 @@ use the same functions with `check_access=False` when they have checked first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from shared.access.permissions import Rule, request_rule
 from shared.auth.scopes import authorize_request, granted
-from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
+from shared.fhir.answers import (
+    checked_id,
+    not_found,
+    parse_if_match,
+    version_headers,
+    written,
+)
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
 from shared.fhir.note_authors import foreign_authors
 from shared.fhir.resources import FHIR_JSON, validate_resource
-from shared.fhir.search_query import parse_search
+from shared.fhir.search_query import parse_search, query_criteria
 from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.rules import refuse
 from shared.store.resource_store import DuplicateKey, StoredResource, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
-
-BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-"""A percent sign that does not begin an escape: the criteria are not what the client
-meant, and matching them as text would create where it meant to find."""
 
 
 async def create(
@@ -176,15 +177,16 @@ async def patch(
 
 
 def _check_if_match(request: FhirRequest, previous: StoredResource | None) -> None:
-    if request.if_match is not None:
-        expected = parse_etag(request.if_match)
-        if previous is None or previous.version != expected:
-            current = f'W/"{previous.version}"' if previous else "none"
-            raise error(
-                412,
-                "conflict",
-                f"If-Match {request.if_match} does not match the current version ({current})",
-            )
+    if request.if_match is not None and not parse_if_match(request.if_match).matches(previous):
+        if previous is None:
+            current = "none"
+        else:
+            current = f'W/"{previous.version}"' + (", deleted" if previous.deleted else "")
+        raise error(
+            412,
+            "conflict",
+            f"If-Match {request.if_match} does not match the current version ({current})",
+        )
 
 
 async def _locked(
@@ -222,7 +224,7 @@ async def delete(
         raise not_found(definition.resource_type, res_id)
     if rule is Rule.OWN and not previous.deleted:
         await _require_owner(uow, definition, None, previous)
-    if request.if_match is not None and parse_etag(request.if_match) != previous.version:
+    if request.if_match is not None and not parse_if_match(request.if_match).matches(previous):
         raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
     if previous.deleted:
         return FhirResponse(status=204)
@@ -246,6 +248,8 @@ async def conditional_update(
     If-None-Exist, only what the caller may see matches, and the conditional writes of a
     type are serialised on its claim row, so two concurrent requests cannot both create."""
     request = uow.request
+    if request.if_match is not None:
+        parse_if_match(request.if_match)  # a malformed one is a 400 whether or not one matches
     criteria = [(k, v) for k, v in request.params if k != "_format"]
     asked = f"The conditional update {definition.resource_type}?{urlencode(criteria)}"
     found = await _matching(uow, definition, criteria, "A conditional update", asked)
@@ -275,11 +279,7 @@ async def _conditional_match(
     uow: StoreUnitOfWork, definition: ResourceDefinition
 ) -> StoredResource | None:
     request = uow.request
-    if BROKEN_ESCAPE.search(request.if_none_exist or ""):
-        raise error(
-            400, "invalid", "If-None-Exist is not a query string: a % begins two hex digits"
-        )
-    criteria = parse_qsl(request.if_none_exist or "", keep_blank_values=True)
+    criteria = query_criteria(request.if_none_exist or "", "If-None-Exist")
     asked = f"If-None-Exist {request.if_none_exist!r}"
     return await _matching(uow, definition, criteria, "If-None-Exist", asked)
 
