@@ -133,6 +133,13 @@ def _operator_token(args: argparse.Namespace, credential: str) -> str:
     return given or issue_credential(args.data_dir, credential, ttl=600)
 
 
+def _base_url(args: argparse.Namespace) -> str:
+    """`--url`, else the one the last `barnebro up` in `--data-dir` served, else :8080."""
+    from services.stack import local_base_url
+
+    return args.url or local_base_url(args.data_dir) or DEFAULT_URL
+
+
 async def _register(args: argparse.Namespace) -> int:
     import aiohttp
 
@@ -150,10 +157,11 @@ async def _register(args: argparse.Namespace) -> int:
                     "navn": args.name,
                     "kind": args.kind,
                     "kommunenummer": args.kommune,
-                    "herId": args.her_id or [],
                     "overordnetEnhet": args.part_of,
                 }
             ]
+            if args.her_id is not None:  # without --her-id, the stored ones are kept
+                rows[0]["herId"] = args.her_id
         else:
             data = await asyncio.to_thread(Path(args.file).read_bytes)
             rows = read_rows(data, args.file) if args.command == "org" else (
@@ -162,8 +170,9 @@ async def _register(args: argparse.Namespace) -> int:
         print(f"barnebro {args.command}: {exc}", file=sys.stderr)
         return 2
     timeout = aiohttp.ClientTimeout(total=30)
+    url = _base_url(args)
     async with aiohttp.ClientSession(timeout=timeout) as session:
-        client = RegisterClient(session, args.url, token)
+        client = RegisterClient(session, url, token)
         report: Report
         try:
             if args.command == "org":
@@ -173,7 +182,7 @@ async def _register(args: argparse.Namespace) -> int:
             else:
                 report = await client.import_responsibilities(rows, today())
         except aiohttp.ClientError as exc:
-            print(f"barnebro {args.command}: cannot reach {args.url}: {exc}", file=sys.stderr)
+            print(f"barnebro {args.command}: cannot reach {url}: {exc}", file=sys.stderr)
             return 2
     for key, outcome, detail in report.rows:
         print(f"{key}: {outcome}" + (f" ({detail})" if detail else ""))
@@ -221,8 +230,9 @@ async def _dead_letters(consumer: str | None, replaying: bool) -> int:
 
 async def _clock(args: argparse.Namespace) -> int:
     """Show the test clock of the stack NATS_URL names (else the local stack in
-    `--data-dir`), or move it forward; refused for a stack without a test clock."""
-    from services.stack import local_nats_url
+    `--data-dir`), or move it forward; refused for a stack without a test clock (a local
+    one: a data directory `up --clock` did not start)."""
+    from services.stack import local_nats_url, runs_on_test_clock
     from shared.clock import NORWAY
     from shared.stack_clock import ClockRefused, move, parse_moment, parse_step, shown
     from shared.transport.nats_connection import close, connect
@@ -234,6 +244,11 @@ async def _clock(args: argparse.Namespace) -> int:
         return 2
     settings = Settings(nats_url=url)
     try:
+        if not os.environ.get("NATS_URL") and not runs_on_test_clock(args.data_dir):
+            raise ClockRefused(
+                f"the local stack in {args.data_dir} does not run with a test clock: only one"
+                " started with `barnebro up --clock <instant>` can be moved"
+            )
         step = parse_step(args.value) if args.action == "advance" else None
         to = parse_moment(args.value) if args.action == "set" else None
         nc = await connect(settings, "barnebro-clock")
@@ -264,7 +279,11 @@ def _export_package(out: Path) -> Path:
 
 
 def _register_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=DEFAULT_URL, help="the FHIR base URL of barnebro")
+    parser.add_argument(
+        "--url",
+        help="the FHIR base URL of barnebro (default: that of the last `barnebro up` with"
+        f" --data-dir, else {DEFAULT_URL})",
+    )
     parser.add_argument(
         "--token", help="an operator credential (default: signed with --data-dir's key)"
     )
@@ -334,7 +353,8 @@ def main(argv: list[str] | None = None) -> None:
         "--her-id",
         action="append",
         help="the organisation's HER-id in NHN's address register (repeat for several);"
-        " referrals may name it by HER-id",
+        " referrals may name it by HER-id. Without it the stored HER-ids are kept;"
+        ' --her-id "" removes them',
     )
     add.add_argument("--part-of", help="organisasjonsnummer of the parent unit")
     org_import = org_actions.add_parser("import", help="register organisations from a file")

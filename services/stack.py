@@ -11,12 +11,14 @@ data for the next start.
 `--clock <instant>` runs every process on the test clock (`shared.stack_clock`), set to
 that instant before any of them starts; `barnebro clock` moves it forward. A data
 directory once run on a test clock stays on it (its records are stamped with that time,
-and real time would be earlier).
+and real time would be earlier): `up --clock` writes `DIR/test-clock`, and only that file
+(never the clock's NATS bucket, which anyone with the stack's NATS credentials could
+create) puts a later `up` on the test clock. `DIR/url` holds the FHIR base URL of the
+last `up`, for the commands that talk to it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import os
@@ -81,6 +83,24 @@ def wait_for_port(port: int, timeout: float) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+TEST_CLOCK_FILE = "test-clock"
+URL_FILE = "url"
+
+
+def runs_on_test_clock(data_dir: Path) -> bool:
+    """Whether the local stack in `data_dir` was started on a test clock (`up --clock`)."""
+    return (data_dir / TEST_CLOCK_FILE).is_file()
+
+
+def local_base_url(data_dir: Path) -> str | None:
+    """The FHIR base URL the last `barnebro up` in `data_dir` served."""
+    try:
+        url = (data_dir / URL_FILE).read_text().strip()
+    except OSError:
+        return None
+    return url if re.fullmatch(r"http://127\.0\.0\.1:\d{1,5}/fhir", url) else None
 
 
 def local_nats_url(data_dir: Path) -> str | None:
@@ -233,7 +253,7 @@ class LocalStack:
     def _set_clock(self, nats_url: str) -> datetime | None:
         """Set the test clock to `self.clock` before any process starts (forward only: not
         before what it showed when this stack last ran); what it shows, or None for a
-        stack that has never run on one."""
+        data directory that has never run on one (whatever NATS holds)."""
         import asyncio
 
         from shared.config import Settings
@@ -245,16 +265,22 @@ class LocalStack:
             nc = await connect(settings, "barnebro-up")
             try:
                 if self.clock is not None:
-                    return await move(nc, settings, to=self.clock, create=True)
-                with contextlib.suppress(ClockRefused):
-                    return await shown(nc, settings)
-                return None
+                    moment = await move(nc, settings, to=self.clock, create=True)
+                    (self.data_dir / TEST_CLOCK_FILE).write_text(
+                        "This data directory runs on a test clock (barnebro up --clock).\n"
+                    )
+                    return moment
+                return await shown(nc, settings)
             finally:
                 await close(nc)
 
+        if self.clock is None and not runs_on_test_clock(self.data_dir):
+            return None
         try:
             return asyncio.run(set_clock())
         except ClockRefused as exc:
+            if self.clock is None:
+                raise StackError(f"the test clock: {exc}; start with a new --data-dir") from exc
             raise StackError(f"--clock: {exc}; start it later, or with a new --data-dir") from exc
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -269,6 +295,7 @@ class LocalStack:
                 " stop it or choose another with --port"
             )
         self._lock_data_dir()
+        (self.data_dir / URL_FILE).write_text(f"http://127.0.0.1:{self.port}/fhir\n")
         try:
             nats_url = os.environ.get("NATS_URL") or self._start_nats()
             env = self._environment(nats_url)

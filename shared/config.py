@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_MAX_BODY_BYTES = 900_000
+
 
 class Settings(BaseSettings):
     """All configuration, with the environment variable that sets each field."""
@@ -41,7 +43,7 @@ class Settings(BaseSettings):
         10.0, gt=0, validation_alias=AliasChoices("BARNEBRO_REQUEST_TIMEOUT")
     )
     max_body_bytes: int = Field(
-        900_000, gt=0, validation_alias=AliasChoices("BARNEBRO_MAX_BODY_BYTES")
+        DEFAULT_MAX_BODY_BYTES, gt=0, validation_alias=AliasChoices("BARNEBRO_MAX_BODY_BYTES")
     )
     jwks_url: str = Field("", validation_alias=AliasChoices("BARNEBRO_JWKS_URL"))
     jwks_file: str = Field("", validation_alias=AliasChoices("BARNEBRO_JWKS_FILE"))

@@ -12,6 +12,7 @@ place, and a child without one answers exactly as a missing child.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -23,6 +24,8 @@ from shared.fhir.elements import her_id_of, organisation_reference
 from shared.fhir.elements import orgnr_of as orgnr_of_reference
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.references import reference_target
+from shared.fhir.search_params import ParamType
+from shared.fhir.search_query import Criterion, SearchQuery
 from shared.identifiers import (
     HERID_SYSTEM,
     ORGNR_SYSTEM,
@@ -130,15 +133,15 @@ class DirectoryClient:
         HER-id is a 422, as an unknown organisasjonsnummer is."""
         her_id = her_id_of(reference)
         if her_id is None:
-            return orgnr_of_reference(reference)
-        try:
-            validate_identifier(HERID_SYSTEM, her_id)
-        except InvalidIdentifier as exc:
-            raise error(422, "value", f"{where}.identifier: {exc}", f"{where}.identifier") from exc
-        found = await self.search("Organization", [("identifier", token(HERID_SYSTEM, her_id))])
-        registered = [o for o in found if her_id in _identifier_values(o, HERID_SYSTEM)]
-        orgnr = orgnr_in(registered[0]) if len(registered) == 1 else None
-        if orgnr is None:
+            orgnr = orgnr_of_reference(reference)
+            if orgnr is not None:
+                check_organisation_type(reference, where)
+            return orgnr
+        check_organisation_type(reference, where)
+        check_her_id_at(her_id, where)
+        registered = await self.organisation_with_her_id(her_id)
+        orgnr = orgnr_in(registered)
+        if registered is None or orgnr is None:
             raise error(
                 422,
                 "business-rule",
@@ -146,7 +149,7 @@ class DirectoryClient:
                 f"{where}.identifier",
             )
         given = reference_target(reference)
-        if given is not None and given != ("Organization", registered[0].get("id")):
+        if given is not None and given != ("Organization", registered.get("id")):
             raise error(
                 422,
                 "business-rule",
@@ -158,9 +161,47 @@ class DirectoryClient:
         reference.setdefault("type", "Organization")
         return orgnr
 
+    async def organisation_with_her_id(self, her_id: str) -> dict[str, Any] | None:
+        """The Organization registered with this HER-id."""
+        found = await self.search("Organization", [("identifier", token(HERID_SYSTEM, her_id))])
+        registered = [o for o in found if her_id in _identifier_values(o, HERID_SYSTEM)]
+        return registered[0] if len(registered) == 1 else None
+
+    async def search_by_orgnr(self, query: SearchQuery) -> None:
+        """An organisation searched for by HER-id (`performer:identifier=<HER-id system>|
+        <id>`) is found as by its organisasjonsnummer, the way references store it; an
+        unknown HER-id finds nothing, as an unknown organisasjonsnummer does."""
+        for index, criterion in enumerate(query.criteria):
+            her_ids = her_id_values(criterion)
+            if not her_ids:
+                continue
+            values = list(criterion.values)
+            for her_id in her_ids:
+                orgnr = orgnr_in(await self.organisation_with_her_id(her_id))
+                if orgnr is not None:
+                    values.append((ORGNR_SYSTEM, orgnr))
+            query.criteria[index] = replace(criterion, values=tuple(values))
+
+    async def address_organisations(self, references: list[tuple[Any, str]]) -> None:
+        """Every organisation these references (reference, FHIRPath) name by HER-id, named
+        by organisasjonsnummer instead, as `addressed_orgnr` does for one; an organisation
+        named by either is of type Organization (422 otherwise)."""
+        for reference, where in references:
+            await self.addressed_orgnr(reference, where)
+
     async def organisation_kind(self, orgnr: str) -> str | None:
         """The kind (`Organization.type`) of the organisation registered under `orgnr`."""
         kinds = organisation_kinds(await self.organisation(orgnr))
+        return kinds[0] if kinds else None
+
+    async def kind_in_use(self, orgnr: str) -> str | None:
+        """The kind of the organisation registered under `orgnr` if it is in use; None for
+        one the register has taken out of use (`active: false`), as for one not there: a
+        new referral or party cannot be addressed to it."""
+        organisation = await self.organisation(orgnr)
+        if organisation is None or organisation.get("active") is False:
+            return None
+        kinds = organisation_kinds(organisation)
         return kinds[0] if kinds else None
 
     async def check_organisation_references(self, references: list[tuple[Any, str]]) -> None:
@@ -265,6 +306,74 @@ class DirectoryClient:
         subject["reference"] = f"Patient/{patient['id']}"
         subject.setdefault("type", "Patient")
         return str(patient["id"])
+
+
+def her_id_values(criterion: Criterion) -> list[str]:
+    """The HER-ids a search criterion names an organisation by (`<param>:identifier` with
+    the HER-id system); a malformed one is a 400."""
+    if criterion.modifier != "identifier" or "Organization" not in criterion.param.targets:
+        return []
+    return _searched_her_ids(criterion)
+
+
+def check_her_id_searches(query: SearchQuery) -> None:
+    """Every HER-id a search names (an `identifier` token or `<param>:identifier`) is well
+    formed: a malformed one is a 400, as a malformed organisasjonsnummer would be."""
+    for criterion in query.criteria:
+        if criterion.param.type is ParamType.TOKEN or criterion.modifier == "identifier":
+            _searched_her_ids(criterion)
+
+
+def _searched_her_ids(criterion: Criterion) -> list[str]:
+    found = []
+    for system, value in criterion.values:
+        if system != HERID_SYSTEM or not value:
+            continue
+        try:
+            validate_identifier(HERID_SYSTEM, value)
+        except InvalidIdentifier as exc:
+            name = criterion.param.name + (f":{criterion.modifier}" if criterion.modifier else "")
+            raise error(400, "value", f"{name}: {exc}", name) from exc
+        found.append(value)
+    return found
+
+
+def refuse_her_id_searches(query: SearchQuery) -> None:
+    """Where a service cannot ask the directory, a reference searched by HER-id is a 400
+    saying to search by organisasjonsnummer (which is how references are stored), not an
+    empty answer that looks like none."""
+    for criterion in query.criteria:
+        if her_id_values(criterion):
+            name = f"{criterion.param.name}:identifier"
+            raise error(
+                400,
+                "not-supported",
+                f"{name}: an organisation is searched here by organisasjonsnummer"
+                f" ({ORGNR_SYSTEM}|<orgnr>), not by HER-id",
+                name,
+            )
+
+
+def check_her_id_at(her_id: str, where: str) -> None:
+    """A HER-id a reference at `where` gives is well formed (422 otherwise)."""
+    try:
+        validate_identifier(HERID_SYSTEM, her_id)
+    except InvalidIdentifier as exc:
+        raise error(422, "value", f"{where}.identifier: {exc}", f"{where}.identifier") from exc
+
+
+def check_organisation_type(reference: Any, where: str) -> None:
+    """A reference naming an organisation by identifier is of type Organization: stored
+    under another type it would be read as, and found as, something else."""
+    stated = reference.get("type") if isinstance(reference, dict) else None
+    if stated is not None and stated != "Organization":
+        raise error(
+            422,
+            "value",
+            f"{where}.type is {stated!r}; an organisation is named here, so it is Organization"
+            " (or left out)",
+            f"{where}.type",
+        )
 
 
 def _identifier_values(resource: dict[str, Any], system: str) -> list[str]:

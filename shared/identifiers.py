@@ -335,8 +335,14 @@ def check_hpr(value: str) -> None:
 
 
 def check_her_id(value: str) -> None:
-    """Validate a HER-id: digits only, 1 to 9 digits, no check digit."""
+    """Validate a HER-id: a positive whole number of 1 to 9 digits, no check digit. It is
+    written without leading zeros, so that one number has one spelling (`08142519` is not a
+    second HER-id beside `8142519`)."""
     _check_short_digits(HERID_SYSTEM, value)
+    if value.startswith("0"):
+        raise InvalidIdentifier(
+            HERID_SYSTEM, value, "must be a positive number without leading zeros"
+        )
 
 
 def check_resh(value: str) -> None:

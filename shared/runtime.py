@@ -123,7 +123,7 @@ class ServiceRuntime:
         )
         self.fhir.announcer = RelationAnnouncer(self.nc, settings.nats_prefix, self.consent_view)
         await migrate(self.fhir)
-        self.router = FhirRouter(self.fhir)
+        self.router = FhirRouter(self.fhir, body_limit=settings.max_body_bytes)
         if self.spec.extend is not None:
             self.components = await self.spec.extend(self)
         self._host = ServiceHost(

@@ -12,7 +12,10 @@ the bucket, so a production deployment cannot be moved by anyone who can write t
 and the `clock` command refuses a stack that has no such bucket.
 
 The clock only moves forward: records are ordered by the instants they are stamped with
-(versions, events, audit), so a clock moved back would write history out of order.
+(versions, events, audit), so a clock moved back would write history out of order. And it
+never shows a year after `LATEST_YEAR`: the services add years to what it shows (the 18th
+birthday, deadlines, retention), and a clock near year 9999 would make that arithmetic
+overflow in every process, with no way back. A stored offset beyond it is ignored.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from shared.patience import patiently
 log = logging.getLogger(__name__)
 
 KEY = "offset"
+LATEST_YEAR = 2199
+"""The last year the test clock may show (a wide margin below datetime's year 9999)."""
+LATEST = datetime(LATEST_YEAR + 1, 1, 1, tzinfo=clock.NORWAY).astimezone(UTC)
 _STEP = re.compile(r"(\d+)([wdhms])")
 _UNITS = {"w": "weeks", "d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 
@@ -52,7 +58,10 @@ def parse_step(text: str) -> timedelta:
     parts = _STEP.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise ClockRefused(f"{text!r} is not a step such as 3d, 1d12h, 2w, 6h or 90m")
-    step = sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta(0))
+    try:
+        step = sum((timedelta(**{_UNITS[unit]: int(n)}) for n, unit in parts), timedelta(0))
+    except (OverflowError, ValueError):  # more days than a timedelta holds, or digits
+        raise _too_late(f"a step of {text}") from None
     if step <= timedelta(0):
         raise ClockRefused("the clock moves forward only: give a step greater than zero")
     return step
@@ -70,26 +79,60 @@ def parse_moment(text: str) -> datetime:
         ) from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=clock.NORWAY)
-    return moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:  # at the very ends of the calendar
+        raise ClockRefused(
+            f"{text!r} is not an instant the test clock can show (years up to {LATEST_YEAR})"
+        ) from None
+    return within_bound(utc, text)
+
+
+def within_bound(moment: datetime, what: str) -> datetime:
+    """`moment`, refused if it is later than the test clock may ever show."""
+    if moment >= LATEST:
+        raise _too_late(what)
+    return moment
+
+
+def showing(offset: timedelta, real_now: datetime) -> datetime:
+    """What a clock moved by `offset` shows at `real_now`; refused beyond the bound."""
+    try:
+        return within_bound(real_now + offset, "the clock's stored offset")
+    except OverflowError:
+        raise _too_late("the clock's stored offset") from None
+
+
+def _too_late(what: str) -> ClockRefused:
+    return ClockRefused(
+        f"{what} is too late: the test clock shows no later than the year {LATEST_YEAR}"
+    )
 
 
 def offset_to(target: datetime, current: timedelta, real_now: datetime) -> timedelta:
     """The offset that makes the clock show `target` now; refused if that is earlier than
     it shows (`real_now` + `current`)."""
-    showing = real_now + current
-    if target < showing:
+    shown_now = showing(current, real_now)
+    if target < shown_now:
         raise ClockRefused(
-            f"the clock moves forward only: it shows {_shown(showing)}, and"
+            f"the clock moves forward only: it shows {_shown(shown_now)}, and"
             f" {_shown(target)} is earlier (records are ordered by when they were written)"
         )
+    within_bound(target, _shown(target))
     return target - real_now
 
 
-def advanced(current: timedelta, step: timedelta) -> timedelta:
-    """The offset `step` further on; refused unless `step` is forward."""
+def advanced(current: timedelta, step: timedelta, real_now: datetime) -> timedelta:
+    """The offset `step` further on; refused unless `step` is forward and the clock then
+    shows no later than `LATEST_YEAR`."""
     if step <= timedelta(0):
         raise ClockRefused("the clock moves forward only: give a step greater than zero")
-    return current + step
+    try:
+        offset = current + step
+        within_bound(showing(current, real_now) + step, f"{step} later")
+    except OverflowError:
+        raise _too_late(f"a step of {step}") from None
+    return offset
 
 
 def encode(offset: timedelta) -> bytes:
@@ -141,6 +184,7 @@ class ClockFollower:
     def __init__(self, nc: NATS, settings: Settings) -> None:
         self._nc = nc
         self._settings = settings
+        self._refused: timedelta | None = None
         self._watcher: Any = None
         self._task: asyncio.Task[None] | None = None
 
@@ -152,14 +196,27 @@ class ClockFollower:
         )
         assert kv is not None
         self._watcher = await patiently("the test clock", lambda: kv.watch(KEY))
-        clock.moved((await _entry(kv))[0])  # before the first request is served
+        self._follow_to((await _entry(kv))[0])  # before the first request is served
         self._task = asyncio.create_task(self._follow(), name="test clock")
         log.warning("the test clock is on: this process tells time %s from real", clock.offset())
 
     async def _follow(self) -> None:
         async for entry in self._watcher:
             if entry is not None and entry.operation not in ("DEL", "PURGE"):
-                clock.moved(decode(entry.value))
+                self._follow_to(decode(entry.value))
+
+    def _follow_to(self, offset: timedelta) -> None:
+        """Move this process's clock by `offset`, unless that would show a time beyond the
+        bound (written by hand into NATS, or by an older `barnebro clock`): then the clock
+        stays where it is, and that is logged once per such offset."""
+        try:
+            showing(offset, datetime.now(UTC))
+        except ClockRefused as exc:
+            if self._refused != offset:
+                self._refused = offset
+                log.error("ignoring the test clock entry: %s", exc)
+            return
+        clock.moved(offset)
 
     async def stop(self) -> None:
         if self._watcher is not None:
@@ -176,7 +233,7 @@ async def shown(nc: NATS, settings: Settings) -> datetime:
     kv = await _bucket(nc, settings, create=False)
     if kv is None:
         raise _not_a_test_stack()
-    return datetime.now(UTC) + (await _entry(kv))[0]
+    return showing((await _entry(kv))[0], datetime.now(UTC))
 
 
 async def move(
@@ -199,7 +256,7 @@ async def move(
         if to is not None:
             offset = offset_to(to, current, real_now)
         else:
-            offset = advanced(current, step or timedelta(0))
+            offset = advanced(current, step or timedelta(0), real_now)
         try:  # compare-and-set: two moves at once cannot undo each other
             if revision is None:
                 await kv.create(KEY, encode(offset))

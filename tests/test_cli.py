@@ -16,6 +16,7 @@ import urllib3
 
 from services.stack import free_port
 from shared.codes import ORGANISATION_KINDS
+from shared.identifiers import HERID_SYSTEM, ORGNR_SYSTEM
 
 BARNEBRO = [sys.executable, "-m", "services.cli"]
 
@@ -139,6 +140,28 @@ def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
         while request("GET", f"{base}/Organization", stranger)[0] != 200:
             assert time.monotonic() < deadline, "the new registration did not take effect"
             time.sleep(0.1)
+
+        # `org add` without --her-id keeps the stored HER-ids; --her-id "" removes them.
+        def org_add(*her_id: str) -> list[str]:
+            added = subprocess.run(
+                [*BARNEBRO, "org", "add", "--orgnr", "910000152", "--name", "Ny BUP",
+                 "--kind", "bup", *her_id, "--url", base, "--data-dir", str(data_dir)],
+                capture_output=True, text=True, env=embedded_env(),
+            )  # fmt: skip
+            assert added.returncode == 0, added.stdout + added.stderr
+            status, found = request(
+                "GET", f"{base}/Organization?identifier={ORGNR_SYSTEM}|910000152", operator
+            )
+            assert status == 200 and isinstance(found, dict)
+            return [
+                i["value"]
+                for i in found["entry"][0]["resource"]["identifier"]
+                if i["system"] == HERID_SYSTEM
+            ]
+
+        assert org_add("--her-id", "8142519") == ["8142519"]
+        assert org_add() == ["8142519"]
+        assert org_add("--her-id", "") == []
 
         second = subprocess.run(
             [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(tmp_path / "other")],

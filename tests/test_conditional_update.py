@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
+from multidict import CIMultiDict
+from yarl import URL
+
 from shared.identifiers import FNR_SYSTEM
 from tests.referral_world import BUP, BUP2, GP, ReferralWorld, attachment
 from tests.support import Reply
@@ -198,3 +202,41 @@ async def test_conditional_update_in_a_batch_and_a_transaction(referrals: Referr
                        "request": {"method": "PUT", "url": "Practitioner"}}]}  # fmt: skip
     refused = await referrals.fhir("POST", "", bare, by=BUP)
     assert refused.status == 400, refused.body
+
+
+async def test_criteria_that_are_no_query_string_are_refused_as_if_none_exist_is(
+    referrals: ReferralWorld,
+) -> None:
+    """`%ZZ` is not what the client meant: a conditional update refuses it exactly as a
+    conditional create does (400), in the URL and in a Bundle entry, and creates nothing."""
+    stack = referrals.stack
+    token = referrals.token(BUP)
+    body = practitioner("%ZZ", "Prosent")
+    by_header = await stack.call(
+        "POST", "Practitioner", body, token=token, headers={"If-None-Exist": "identifier=%ZZ"}
+    )
+    assert by_header.status == 400, by_header.body
+    assert diagnostics(by_header) == (
+        "If-None-Exist is not a query string: a % begins two hex digits"
+    )
+    for query in ("identifier=%ZZ", f"identifier={SYSTEM}|%", "identifier=Half%4"):
+        # As sent on the wire: a client library would escape the % itself.
+        url = URL(f"{stack.base}/Practitioner?{query}", encoded=True)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/fhir+json"}
+        async with stack.session.put(url, data=orjson.dumps(body), headers=headers) as resp:
+            reply = Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+        assert reply.status == 400, (query, reply.body)
+        assert diagnostics(reply) == (
+            "The conditional update's URL is not a query string: a % begins two hex digits"
+        )
+    entry = {"resource": body, "request": {"method": "PUT", "url": "Practitioner?identifier=%ZZ"}}
+    for kind in ("batch", "transaction"):
+        bundle = {"resourceType": "Bundle", "type": kind, "entry": [entry]}
+        reply = await referrals.fhir("POST", "", bundle, by=BUP)
+        assert reply.status == 400, reply.body
+        assert "is not a query string: a % begins two hex digits" in diagnostics(reply)
+    # The literal text, escaped as it should be, is matched as text: nothing was created.
+    found = await referrals.fhir("GET", "Practitioner?identifier=%25ZZ&_summary=count", by=BUP)
+    assert found.json()["total"] == 0, found.body
+    escaped = await referrals.fhir("PUT", "Practitioner?identifier=%25ZZ", body, by=BUP)
+    assert escaped.status == 201, escaped.body

@@ -153,6 +153,39 @@ async def test_the_sweep_ends_a_parents_consent_on_the_16th_birthday(world: Worl
     await wait_for(announced, 5)
 
 
+async def test_the_sweep_ends_a_consent_the_day_after_its_own_end(world: World) -> None:
+    """A consent given until a day reads active through that day and inactive (expired,
+    with its event) from the first sweep after it, though its grantors' authority goes on."""
+    child = await world.child(10)
+    tomorrow = date.today() + timedelta(days=1)
+    given = sharing(child, signature(child.mother), signature(child.father),
+                    child_view=HEARD, end=tomorrow.isoformat())  # fmt: skip
+    granted = await world.api("POST", "consents", given)
+    assert granted.json()["status"] == "active", granted.body
+    consent = f"Consent/{granted.json()['id']}"
+    watch = next(c for c in world.stack.consent.components if isinstance(c, AuthorityWatch))
+    handlers = watch._handlers
+    handlers.clock = lambda: tomorrow
+    try:
+        assert await watch.sweep() == 0, "its last day"
+        handlers.clock = lambda: tomorrow + timedelta(days=1)
+        assert await watch.sweep() == 1
+    finally:
+        handlers.clock = date.today
+    read = await world.fhir("GET", consent, by=BVT)
+    assert read.json()["status"] == "inactive"
+    active = await world.fhir("GET", f"Consent?patient={child.ref}&status=active", by=BVT)
+    assert active.json().get("entry", []) == []
+    listed = (await world.api("GET", f"patients/{child.id}/consents")).json()["consents"]
+    assert listed[0]["status"] == "inactive" and listed[0]["ended_because"] == "expired"
+
+    async def announced() -> bool:
+        events = await stream_events(world.stack)
+        return any(e.type == "consent.Consent.expired" for _, e in events)
+
+    await wait_for(announced, 5)
+
+
 async def test_the_sweep_ends_the_holders_consent_when_its_care_order_ends(
     world: World,
 ) -> None:
@@ -178,3 +211,47 @@ async def test_the_sweep_ends_the_holders_consent_when_its_care_order_ends(
         handlers.clock = date.today
     consent = await world.fhir("GET", f"Consent/{granted.json()['id']}", by=BVT)
     assert consent.json()["status"] == "inactive"
+
+
+async def test_consents_and_signatures_with_absurd_dates_are_refused(world: World) -> None:
+    """A signature is dated the day it was given (today at the latest, not before the
+    child's birth); a consent neither ends more than ten years ahead nor starts before the
+    child was born. Nothing is written for a refused one."""
+    child = await world.child(10)
+    today = date.today()
+
+    def signed(on: str) -> dict[str, object]:
+        return {**signature(child.mother), "date": on}
+
+    for wrong, expected in (
+        (sharing(child, signed("9999-12-31"), signature(child.father), child_view=HEARD,
+                 start="9999-12-31", end="9999-12-31"), "more than 10 years ahead"),
+        (sharing(child, signed("9999-12-31"), signature(child.father), child_view=HEARD),
+         "is after today"),
+        (sharing(child, signed("0001-01-01"), signature(child.father), child_view=HEARD),
+         "before the child was born"),
+        (sharing(child, signature(child.mother), signature(child.father), child_view=HEARD,
+                 end=(today + timedelta(days=3660)).isoformat()), "more than 10 years ahead"),
+        (sharing(child, signature(child.mother), signature(child.father), child_view=HEARD,
+                 start="2000-01-01"), "before the child was born"),
+        (sharing(child, signature(child.mother), signature(child.father),
+                 child_view={**HEARD, "date": "0001-01-01"}), "before the child was born"),
+    ):  # fmt: skip
+        refused = await world.api("POST", "consents", wrong)
+        assert refused.status == 422, refused.body
+        assert expected in refused.body.decode(), refused.body
+    listed = (await world.api("GET", f"patients/{child.id}/consents")).json()["consents"]
+    assert listed == [], "nothing was written"
+
+    first = await world.api(
+        "POST", "consents",
+        sharing(child, signed(today.isoformat()), child_view=HEARD,
+                end=(today + timedelta(days=3650)).isoformat()),
+    )  # fmt: skip
+    assert first.status == 201 and first.json()["status"] == "proposed", first.body
+    added = f"consents/{first.json()['id']}/signatures"
+    for on in ((today + timedelta(days=1)).isoformat(), "0001-01-01"):
+        late = await world.api("POST", added, {**signature(child.father), "date": on})
+        assert late.status == 422, late.body
+    signed_today = await world.api("POST", added, signature(child.father))
+    assert signed_today.status == 200 and signed_today.json()["status"] == "active"

@@ -1424,3 +1424,39 @@ def test_authority_error_when_nobody_can_consent_yet() -> None:
     assert authority_error(authority, P1) == (
         f"{P1} cannot consent for {CHILD} yet: {authority.explanation}"
     )
+
+
+# --- the dates a consent may carry ---------------------------------------------------------
+
+
+def test_signatures_are_dated_from_the_birth_to_today_and_periods_ten_years_ahead() -> None:
+    from services.consent.domain.dates import consent_date_problems, signature_date_problems
+
+    today, born = date(2027, 2, 28), date(2017, 5, 1)
+    assert signature_date_problems(today, born, today) == []
+    assert signature_date_problems(born, born, today) == []
+    assert signature_date_problems(today, None, today) == []
+    after = signature_date_problems(today + timedelta(days=1), born, today)
+    assert [(p.status, p.expression) for p in after] == [(422, "date")]
+    assert "after today" in after[0].message
+    before = signature_date_problems(born - timedelta(days=1), born, today)
+    assert "before the child was born" in before[0].message
+    assert signature_date_problems(date(1, 1, 1), None, today) == [], "no birth date known"
+
+    def problems(
+        start: date | None = None,
+        end: date | None = None,
+        signed: tuple[date, ...] = (),
+        heard: date | None = None,
+    ) -> list[str | None]:
+        found = consent_date_problems(
+            start=start, end=end, signed=signed, heard=heard, born=born, today=today
+        )
+        return [p.expression for p in found]
+
+    assert problems(start=born, end=date(2037, 2, 28), signed=(today,), heard=today) == []
+    assert problems(end=date(2037, 3, 1)) == ["end"]
+    assert problems(start=date(9999, 12, 31), end=date(9999, 12, 31)) == ["start", "end"]
+    assert problems(start=born - timedelta(days=1)) == ["start"]
+    assert problems(signed=(today, date(9999, 12, 31))) == ["signatures[1].date"]
+    assert problems(heard=date(1, 1, 1)) == ["child_view.date"]

@@ -19,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from multidict import CIMultiDict
+from yarl import URL as YarlURL
 
 from services.cli import main
 from services.gateway.authentication import public_url
@@ -146,6 +147,74 @@ def test_htu_is_compared_normalised_without_query() -> None:
         check(forge(private, htu="http://barnebro.example/fhir/Patient"), jkt)
 
 
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        (
+            "https://barnebro.example/fhir/Organization/1",
+            "https://barnebro.example/fhir/Organization%2F1",
+        ),
+        (
+            "https://barnebro.example/fhir/Organization%2F1",
+            "https://barnebro.example/fhir/Organization/1",
+        ),
+        ("https://barnebro.example/fhir/Patient%3F", "https://barnebro.example/fhir/Patient?"),
+        ("https://barnebro.example/fhir/Patient%23", "https://barnebro.example/fhir/Patient"),
+        ("https://barnebro.example/fhir/Patient", "https://barnebro.example/fhir/Patient/"),
+        ("https://barnebro.example:8443/fhir/Patient", "https://barnebro.example/fhir/Patient"),
+    ],
+)
+def test_percent_encoded_reserved_characters_stay_distinct(htu: str, url: str) -> None:
+    private = key()
+    with pytest.raises(InvalidProof, match="htu is not the request's URL"):
+        check(forge(private, htu=htu), thumbprint(public_jwk(private)), url=url)
+
+
+@pytest.mark.parametrize(
+    ("htu", "url"),
+    [
+        (
+            "https://barnebro.example/fhir/Organization%2f1",
+            "https://barnebro.example/fhir/Organization%2F1",
+        ),
+        ("https://barnebro.example/fhir/%7Eteam/%41b", "https://barnebro.example/fhir/~team/Ab"),
+        ("https://barnebro.example/fhir/x/../Patient", "https://barnebro.example/fhir/Patient"),
+        (
+            "https://barnebro.example/fhir/./%2E%2E/fhir/Patient",
+            "https://barnebro.example/fhir/Patient",
+        ),
+        ("http://Barnebro.Example:80", "http://barnebro.example/"),
+        ("http://barnebro.example:/fhir", "http://barnebro.example/fhir"),
+        ("http://[::1]:8080/fhir/Patient#top", "http://[::1]:8080/fhir/Patient"),
+    ],
+)
+def test_htu_is_compared_after_rfc_3986_normalisation(htu: str, url: str) -> None:
+    private = key()
+    check(forge(private, htu=htu), thumbprint(public_jwk(private)), url=url)
+
+
+@pytest.mark.parametrize(
+    ("htu", "said"),
+    [
+        (" " + URL, "not an absolute"),
+        (URL + " ", "not an absolute"),
+        (URL + "\n", "not an absolute"),
+        (URL.replace("/fhir", "/fh\tir"), "not an absolute"),
+        (URL.replace("Patient", "Pati%ent"), "not an absolute"),
+        (URL.replace("Patient", "Pasiënt"), "not an absolute"),
+        ("https://barnebro.example:99999/fhir/Patient", "not an absolute"),
+        ("ftp://barnebro.example/fhir/Patient", "not an absolute"),
+        ("https:///fhir/Patient", "not an absolute"),
+        ("https://user@barnebro.example/fhir/Patient", "user-info"),
+        ("https://user:secret@barnebro.example/fhir/Patient", "user-info"),
+    ],
+)
+def test_an_htu_that_is_no_plain_url_is_refused(htu: str, said: str) -> None:
+    private = key()
+    with pytest.raises(InvalidProof, match=said):
+        check(forge(private, htu=htu), thumbprint(public_jwk(private)))
+
+
 FAILURES: dict[str, tuple[str, Any]] = {
     "wrong htm": ("htm", lambda k: forge(k, htm="POST")),
     "wrong htu": ("htu", lambda k: forge(k, htu="https://barnebro.example/fhir/Consent")),
@@ -165,6 +234,22 @@ FAILURES: dict[str, tuple[str, Any]] = {
     "jwk not fitting alg": (
         "alg",
         lambda k: forge(k, header={"jwk": {**public_jwk(k), "crv": "P-384"}}),
+    ),
+    "jwk for encryption": (
+        "use",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "use": "enc"}}),
+    ),
+    "jwk key_ops without verify": (
+        "key_ops",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "key_ops": ["encrypt"]}}),
+    ),
+    "jwk key_ops not a list": (
+        "key_ops",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "key_ops": "verify"}}),
+    ),
+    "jwk naming another alg": (
+        "another alg",
+        lambda k: forge(k, header={"jwk": {**public_jwk(k), "alg": "ES384"}}),
     ),
     "alg none": (
         "alg",
@@ -213,6 +298,12 @@ def test_each_bad_proof_is_refused(case: str) -> None:
     said, make = FAILURES[case]
     with pytest.raises(InvalidProof, match=said):
         check(make(private), thumbprint(public_jwk(private)))
+
+
+def test_a_jwk_declared_for_signatures_with_the_proofs_alg_is_accepted() -> None:
+    private = key()
+    jwk = {**public_jwk(private), "use": "sig", "key_ops": ["verify"], "alg": "ES256"}
+    check(forge(private, header={"jwk": jwk}), thumbprint(jwk))
 
 
 def test_a_proof_by_another_key_than_the_tokens_is_refused() -> None:
@@ -357,6 +448,12 @@ async def test_dpop_bound_tokens_at_the_gateway(stack: Stack) -> None:
             algorithm="HS256",
             headers={"typ": "dpop+jwt", "jwk": public_jwk(dpop_key(data_dir))},
         ),
+        ("jwk for encryption", "use"): jwt.encode(
+            jwt.decode(proof(), options={"verify_signature": False}),
+            dpop_key(data_dir),
+            algorithm="ES256",
+            headers={"typ": "dpop+jwt", "jwk": {**public_jwk(dpop_key(data_dir)), "use": "enc"}},
+        ),
         ("private key in jwk", "private"): jwt.encode(
             jwt.decode(proof(), options={"verify_signature": False}),
             dpop_key(data_dir),
@@ -392,6 +489,29 @@ async def test_dpop_bound_tokens_at_the_gateway(stack: Stack) -> None:
     assert missing.status == 401
     assert missing.headers["WWW-Authenticate"].startswith('Bearer realm="barnebro", DPoP')
     assert "error=" not in missing.headers["WWW-Authenticate"]
+
+
+async def test_an_encoded_slash_is_not_the_slash_a_proof_names(stack: Stack) -> None:
+    """`/fhir/Organization%2F<id>` is another URL than `/fhir/Organization/<id>` (RFC 3986
+    §6.2.2.2): a proof for the one does not pass for the other."""
+    organization = await stack.admit(ORGNR, "bup")
+    data_dir = stack.settings.data_dir
+    token = issue_token(data_dir, orgnr=ORGNR, dpop=True)
+    plain = f"{stack.base}/Organization/{organization}"
+    encoded = f"{stack.base}/Organization%2F{organization}"
+
+    async def read(url: str, proof_for: str) -> Reply:
+        headers = {"Accept": FHIR_JSON, "Authorization": f"DPoP {token}",
+                   "DPoP": dpop_proof(data_dir, "GET", proof_for, token)}  # fmt: skip
+        async with stack.session.get(YarlURL(url, encoded=True), headers=headers) as resp:
+            return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+
+    for url, proof_for in ((encoded, plain), (plain, encoded)):
+        reply = await read(url, proof_for)
+        assert_refused(reply, "invalid_dpop_proof")
+        assert "htu" in reply.issues()[0]["diagnostics"], reply.body
+    assert (await read(plain, plain)).status == 200
+    assert (await read(encoded, encoded)).status != 401, "a proof naming the URL sent passes"
 
 
 async def test_dpop_on_the_consent_api_and_for_operator_credentials(stack: Stack) -> None:

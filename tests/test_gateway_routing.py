@@ -269,3 +269,26 @@ async def test_many_concurrent_requests_are_all_answered(stack: Stack) -> None:
     assert [r.status for r in replies] == [201] * 100
     total = (await stack.call("GET", "Practitioner?_total=accurate&_count=0")).json()["total"]
     assert total == 100
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_register_that_cannot_answer_gives_503_never_not_registered(
+    stack: Stack,
+) -> None:
+    """The caller's kind comes from the directory; a directory that fails is the
+    deployment's trouble (503, try again), never the caller's "not registered" (403)."""
+    bearer = stack.token(orgnr="974760673", kind="bup")
+    # Consents are the consent service's, which keeps running without the directory.
+    assert (await stack.call("GET", "Consent", token=bearer)).status == 200
+    assert stack.gateway.gateway is not None
+    stack.gateway.gateway.kinds._cache.clear()
+    await stack.directory.stop()
+    try:
+        reply = await stack.call("GET", "Consent", token=bearer)
+        assert reply.status == 503, reply.body
+        assert reply.headers.get("Retry-After") == "1"
+        assert "register of organisations cannot answer" in reply.issues()[0]["diagnostics"]
+    finally:
+        await stack.directory.start()
+    await stack.gateway.gateway.registry.refresh()
+    assert (await stack.call("GET", "Consent", token=bearer)).status == 200

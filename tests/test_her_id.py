@@ -128,7 +128,8 @@ def test_register_rows_carry_one_or_several_her_ids() -> None:
         {"system": ORGNR_SYSTEM, "value": BUP},
         {"system": HERID_SYSTEM, "value": BUP_HER},
     ]
-    assert organisation_row(base).her_ids == ()
+    assert organisation_row(base).her_ids is None  # says nothing: the stored ones stay
+    assert organisation_row({**base, "herId": ""}).her_ids == ()
     with pytest.raises(RowError, match="1 to 9 digits"):
         organisation_row({**base, "herId": "1234567890"})
 

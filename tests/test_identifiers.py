@@ -473,7 +473,6 @@ def test_orgnr_format_always_enforced(value: str, enforce: bool) -> None:
     ("value", "valid"),
     [
         ("1", True),
-        ("0012", True),
         ("9144900", True),
         ("123456789", True),
         ("", False),
@@ -495,6 +494,21 @@ def test_digit_only_identifiers(
             check(value)
         assert excinfo.value.reason == "must be 1 to 9 digits"
         assert excinfo.value.system == system
+
+
+@pytest.mark.parametrize("check", [check_hpr, check_resh])
+def test_hpr_and_resh_may_start_with_zero(check: Callable[[str], None]) -> None:
+    check("0012")
+
+
+@pytest.mark.parametrize("value", ["0", "000000000", "08142519", "0012"])
+def test_her_ids_are_positive_numbers_without_leading_zeros(value: str) -> None:
+    """One HER-id has one spelling: `08142519` would otherwise be a second holder beside
+    `8142519`, and 0 is no HER-id."""
+    with pytest.raises(InvalidIdentifier) as excinfo:
+        check_her_id(value)
+    assert excinfo.value.reason == "must be a positive number without leading zeros"
+    assert excinfo.value.system == HERID_SYSTEM
 
 
 @pytest.mark.parametrize("value", ["0301", "5001", "4601"])

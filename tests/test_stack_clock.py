@@ -3,6 +3,7 @@ telling the same time; refused backwards and for a stack not run in test mode.""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -18,11 +19,12 @@ import pytest
 
 from services.referral import referral_spec
 from services.referral.domain.vocabulary import ASSESSMENT_DEADLINE_EXT, BREACH_EXT
-from services.stack import free_port
+from services.stack import free_port, local_nats_url
 from shared import clock
 from shared.config import Settings
 from shared.runtime import ServiceRuntime
 from shared.stack_clock import (
+    LATEST,
     ClockRefused,
     advanced,
     bucket_name,
@@ -32,6 +34,7 @@ from shared.stack_clock import (
     offset_to,
     parse_moment,
     parse_step,
+    showing,
 )
 from tests.conftest import register
 from tests.consent_world import BVT, HEARD, World, sharing, signature
@@ -88,10 +91,10 @@ def test_offsets_move_forward_only() -> None:
         offset_to(target - timedelta(seconds=1), moved, REAL)
     with pytest.raises(ClockRefused, match="forward only"):
         offset_to(REAL - timedelta(days=1), timedelta(0), REAL)
-    assert advanced(moved, timedelta(days=3)) == moved + timedelta(days=3)
+    assert advanced(moved, timedelta(days=3), REAL) == moved + timedelta(days=3)
     for backwards in (timedelta(0), timedelta(days=-1)):
         with pytest.raises(ClockRefused):
-            advanced(moved, backwards)
+            advanced(moved, backwards, REAL)
 
 
 def test_the_stored_offset_reads_back_and_junk_reads_as_none() -> None:
@@ -364,5 +367,120 @@ def test_up_with_a_clock_runs_every_process_on_it(tmp_path: Path) -> None:
     try:
         status, metadata = request("GET", f"{base}/metadata", token(data_dir))
         assert isinstance(metadata, dict) and metadata["date"] == later.isoformat()
+    finally:
+        assert stop(restarted) == 0
+
+
+# --- how far the clock may go --------------------------------------------------------------
+
+
+def test_the_clock_shows_no_later_than_its_last_year() -> None:
+    assert parse_moment("2199-12-31T23:59") < LATEST
+    for too_late in ("2200-01-01T00:00", "9999-12-31T23:59"):
+        with pytest.raises(ClockRefused, match="no later than the year 2199"):
+            parse_moment(too_late)
+    for beyond in ("9999-12-31T23:59-05:00", "0001-01-01T00:00+01:00"):
+        with pytest.raises(ClockRefused, match="not an instant the test clock can show"):
+            parse_moment(beyond)
+    for huge in ("100000w", "99999999999999999999w", "1" * 5000 + "d"):
+        step_or_refusal: Any
+        try:
+            step_or_refusal = advanced(timedelta(0), parse_step(huge), REAL)
+        except ClockRefused as exc:
+            step_or_refusal = exc
+        assert isinstance(step_or_refusal, ClockRefused), huge
+        assert "no later than the year 2199" in str(step_or_refusal)
+    near = LATEST - REAL - timedelta(days=1)
+    assert advanced(timedelta(0), timedelta(hours=23), REAL + near) == timedelta(hours=23)
+    with pytest.raises(ClockRefused, match="no later than"):
+        advanced(near, timedelta(days=2), REAL)
+    with pytest.raises(ClockRefused, match="no later than"):
+        offset_to(LATEST, timedelta(0), REAL)
+    stored = timedelta(days=700_000)  # what an unbounded clock could have written
+    with pytest.raises(ClockRefused, match="stored offset is too late"):
+        showing(stored, REAL)
+    with pytest.raises(ClockRefused, match="stored offset is too late"):
+        offset_to(REAL + timedelta(days=1), stored, REAL)
+
+
+async def test_a_clock_beyond_its_last_year_is_refused_and_ignored(
+    clocked: ReferralWorld, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = clocked.stack.settings
+    for args in (
+        ("advance", "100000w"),
+        ("set", "9999-12-31T23:59"),
+        ("advance", "99999999999999999999w"),
+    ):
+        refused = cli(settings, *args)
+        assert refused.returncode == 1, (args, refused.stdout)
+        assert "no later than the year 2199" in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert cli(settings).stdout.startswith(start_at().date().isoformat())
+
+    # An entry beyond the bound written straight into NATS: every process keeps its time.
+    nc = await nats.connect(settings.nats_url)
+    try:
+        kv = await nc.jetstream().key_value(bucket_name(settings))
+        await kv.put("offset", encode(timedelta(days=2_900_000)))
+    finally:
+        await nc.close()
+    await wait_for(lambda: _said(caplog, "ignoring the test clock entry"))
+    metadata = await clocked.stack.call("GET", "metadata")
+    assert metadata.status == 200 and metadata.json()["date"] == start_at().date().isoformat()
+    search = await clocked.fhir("GET", "Task", by=BUP)
+    assert search.status == 200, search.body
+    shown = cli(settings)
+    assert shown.returncode == 1 and "stored offset is too late" in shown.stderr, shown.stderr
+    assert "Traceback" not in shown.stderr
+
+
+async def _said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(text in record.getMessage() for record in caplog.records)
+
+
+def test_up_refuses_a_clock_beyond_its_last_year(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [*BARNEBRO, "up", "--port", str(free_port()), "--data-dir", str(tmp_path / "data"),
+         "--clock", "9999-12-31T23:59"],
+        capture_output=True, text=True, env=embedded_env(), timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "no later than the year 2199" in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+@pytest.mark.services
+def test_only_up_with_a_clock_puts_a_data_directory_on_a_test_clock(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    base = f"http://127.0.0.1:{port}/fhir"
+    process = start_up(data_dir, port)
+    try:
+        # The commands that talk to the stack find its port in the data directory.
+        added = subprocess.run(
+            [*BARNEBRO, "org", "add", "--orgnr", "910000152", "--name", "BUP Test",
+             "--kind", "bup", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, env=embedded_env(), timeout=60,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stdout + added.stderr
+        assert "910000152: created" in added.stdout
+        # One with the stack's NATS credentials makes the clock's bucket: the data
+        # directory still does not run on a test clock.
+        url = local_nats_url(data_dir)
+        assert url is not None
+        asyncio.run(set_clock(Settings(nats_url=url), start_at()))
+        refused = subprocess.run(
+            [*BARNEBRO, "clock", "advance", "3d", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, env=embedded_env(), timeout=60,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert "does not run with a test clock" in refused.stderr
+    finally:
+        assert stop(process) == 0
+    restarted = start_up(data_dir, port)
+    try:
+        status, metadata = request("GET", f"{base}/metadata", token(data_dir))
+        assert status == 200 and isinstance(metadata, dict)
+        assert metadata["date"] == clock.today().isoformat(), "real time, not the bucket's"
     finally:
         assert stop(restarted) == 0

@@ -244,12 +244,12 @@ class CarePlanDefinition(ResourceDefinition):
                     f"Every change of an individual plan says why (extension {CHANGE_REASON_EXT})",
                     "CarePlan.extension",
                 )
-        await self.reads.require_directory().check_organisation_references(
-            [
-                (c, f"CarePlan.contributor[{i}]")
-                for i, c in enumerate(resource.get("contributor") or [])
-            ]
-        )
+        contributors = [
+            (c, f"CarePlan.contributor[{i}]")
+            for i, c in enumerate(resource.get("contributor") or [])
+        ]
+        await self.reads.require_directory().address_organisations(contributors)
+        await self.reads.require_directory().check_organisation_references(contributors)
         for index, contributor in enumerate(resource.get("contributor") or []):
             target = reference_target(contributor)
             if target is not None and target[0] == "Organization" and not orgnr_of(contributor):
@@ -573,22 +573,31 @@ class CareTeamDefinition(ResourceDefinition):
         else:
             keep_unchanged(resource, before, ("subject",), same_reference=True)
             patient = patient_id(before.get("subject")) or ""
+        organisations = [
+            (entry.get(element), f"CareTeam.participant[{index}].{element}")
+            for index, entry in enumerate(resource.get("participant") or [])
+            if isinstance(entry, dict)
+            for element in ("member", "onBehalfOf")
+        ]
+        await directory.address_organisations(organisations)
         _keep_handovers(resource, before, write.request.operation == ASSIGN_OPERATION)
         _organisations_by_number(resource)
         await check_members(resource, before, patient, directory)
-        await directory.check_organisation_references(
-            [
-                (entry.get(element), f"CareTeam.participant[{index}].{element}")
-                for index, entry in enumerate(resource.get("participant") or [])
-                for element in ("member", "onBehalfOf")
-            ]
-        )
+        await directory.check_organisation_references(organisations)
         old = participants(before) if before else []
         new = participants(resource)
         kinds: dict[str, str | None] = {}
+        taking_part = {p.orgnr for p in old}
         for participant in new:
             if participant.orgnr and participant.orgnr not in kinds:
-                kinds[participant.orgnr] = await directory.organisation_kind(participant.orgnr)
+                # An organisation joining the team must be in use; one already in it stays
+                # what it is, even if the register has since taken it out of use.
+                kind_of = (
+                    directory.organisation_kind
+                    if participant.orgnr in taking_part
+                    else directory.kind_in_use
+                )
+                kinds[participant.orgnr] = await kind_of(participant.orgnr)
         new = [_with_kind(p, kinds) for p in new]
         old = [_with_kind(p, kinds) for p in old]
         caller = write.request.caller

@@ -139,7 +139,9 @@ class SignatureInput(Strict):
     collected_by: str = Field(
         min_length=1, max_length=200, description="Who collected it (name, HPR or reference)"
     )
-    date: dt.date | None = Field(None, description="Defaults to today")
+    date: dt.date | None = Field(
+        None, description="Defaults to today; not after today nor before the child's birth"
+    )
 
     def record(self, today: dt.date) -> SignatureRecord:
         return SignatureRecord(
@@ -277,7 +279,9 @@ class ObjectionInput(Strict):
     statement: str = Field(min_length=1, max_length=4000, description="What the child said")
     heard_by: str = Field(min_length=1, max_length=200, description="Who heard the child")
     method: Literal["in-person", "phone", "digital"] = "in-person"
-    date: dt.date | None = Field(None, description="Defaults to today")
+    date: dt.date | None = Field(
+        None, description="Defaults to today; not after today nor before the child's birth"
+    )
 
     def record(self) -> ChildViewRecord:
         return ChildViewRecord(
@@ -642,13 +646,13 @@ class ConsentAdministration:
                 )
             released.append(f"{reference}/_history/{version}")
         _refuse_unless_child(await self.directory.child_facts(patient_id), self.handlers.clock())
-        kind = await self.directory.organisation_kind(disclosure.recipient)
+        kind = await self.directory.kind_in_use(disclosure.recipient)
         if kind != OrganisationKind.BARNEVERNSTJENESTE:
             raise error(
                 422,
                 "business-rule",
                 f"§33 disclosures go to a barnevernstjeneste; {disclosure.recipient} is"
-                f" {kind or 'not registered in the directory'}",
+                f" {kind or 'not registered in the directory, or out of use'}",
                 "recipient",
             )
         event = await self.disclosures.record(

@@ -6,8 +6,11 @@ Two triggers make the consent service judge a child's open consents again
   order started or ended, parental responsibility changed, the birth date corrected); the
   consumer starts from the beginning of the stream, so children registered before the
   consent service first ran get their state too;
-- the calendar: once an hour (and at start) the consents whose grantors' authority has
-  ended (`valid-until` before today: the child turned 15, 16 or 18) are found.
+- the calendar: once an hour (and at start, and at once after a test-clock move) the open
+  consents whose grantors' authority has ended (`valid-until` before today: the child
+  turned 15, 16 or 18) or whose own period has ended (`end` before today, Norwegian
+  calendar days) are found, so a consent past its end reads `inactive` (`expired`, with
+  its event) from the first sweep after that day, as the access state already treats it.
 A consent whose grantors lost their authority ends (`authority-changed`), and its event
 tells the care team that the youth (or the new holder) must now decide. Decisions do not
 wait for this: the access state already ends such a grant on its last valid day.
@@ -48,7 +51,7 @@ class AuthorityWatch:
             "the consent sweep",
             self.sweep,
             sweep_interval,
-            "reassessed the consents of %d children after a birthday",
+            "reassessed the consents of %d children after an authority or a consent ended",
         )
 
     async def start(self) -> None:
@@ -70,15 +73,16 @@ class AuthorityWatch:
             await self._handlers.reassess(patient)
 
     async def sweep(self) -> int:
-        """Reassess every child with an open consent whose authority has run out."""
+        """Reassess every child with an open consent whose authority or period has run
+        out."""
         fhir = self._handlers.fhir
         day = self._handlers.clock().isoformat()
-        criteria = [("status", "active,proposed"), ("valid-until", f"lt{day}")]
-        patients = {
-            stored.access.patient
-            async for stored in fhir.matches("Consent", criteria)
-            if stored.access.patient
-        }
+        open_consents = ("status", "active,proposed")
+        patients: set[str] = set()
+        for ended in (("valid-until", f"lt{day}"), ("period", f"eb{day}")):
+            async for stored in fhir.matches("Consent", [open_consents, ended]):
+                if stored.access.patient:
+                    patients.add(stored.access.patient)
         for patient in sorted(patients):
             await self._handlers.reassess(patient)
         return len(patients)

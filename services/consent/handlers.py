@@ -25,6 +25,11 @@ from services.consent.access_state import patient_state
 from services.consent.directory import DirectoryReader
 from services.consent.disclosures import open_disclosures
 from services.consent.domain.authority import HIDE_FROM_PARENTS, who_may_consent
+from services.consent.domain.dates import (
+    consent_date_problems,
+    heard_date_problems,
+    signature_date_problems,
+)
 from services.consent.domain.lifecycle import (
     authority_error,
     evaluate,
@@ -60,6 +65,7 @@ from shared.fhir.answers import not_found
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.service import FhirService
 from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.rules import refuse
 from shared.store.outbox import add_message
 from shared.transport.wire import Caller, FhirRequest
 
@@ -278,6 +284,16 @@ class ConsentHandlers:
         answered = await self._answerers(request, grantors, collector, {})
         async with self.child_unit(patient_id, request) as (uow, child):
             day = self.clock()
+            refuse(
+                consent_date_problems(
+                    start=record.start,
+                    end=record.end,
+                    signed=[signature.date for signature in record.signatures],
+                    heard=record.child_view.date if record.child_view else None,
+                    born=child.birth_date,
+                    today=day,
+                )
+            )
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, record.signatures)
             organizations = await self._grantor_organizations(authority, answered)
@@ -358,6 +374,11 @@ class ConsentHandlers:
                     f"Consent/{consent_id} is {record.status.value}: signatures can only be"
                     " added while it is proposed; record a new consent instead",
                 )
+            heard = child_view.date if child_view else None
+            refuse(
+                signature_date_problems(signature.date, child.birth_date, day)
+                + (heard_date_problems(heard, child.birth_date, day) if heard else [])
+            )
             authority = who_may_consent(child, record.purpose, day, record.consent_flags())
             _refuse_unauthorised(authority, [signature])
             signatures = record.signatures

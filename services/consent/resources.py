@@ -29,6 +29,7 @@ from services.consent.domain.model import LEGAL_BASIS_SYSTEM, LegalBasis
 from services.consent.records import VALID_UNTIL_EXT, from_fhir
 from shared.access.decision import OWN_AUDIT
 from shared.codes import AUDIT_CATEGORY, CONSENT_PURPOSE_SYSTEM, DATA_CATEGORY_SYSTEM, DataCategory
+from shared.directory_client import refuse_her_id_searches
 from shared.fhir import extensions as ext
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.errors import Issue, error
@@ -166,6 +167,10 @@ class ConsentDefinition(ResourceDefinition):
         care order) see the consent that names them."""
         record = from_fhir(resource)
         return sorted({*record.recipients.organizations, *record.grantor_organizations.values()})
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A recipient is searched by organisasjonsnummer, as consents store it."""
+        refuse_her_id_searches(query)
 
     def events(self, change: Change) -> list[EventSpec]:
         after = from_fhir(change.after) if change.after else None

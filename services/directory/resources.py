@@ -38,10 +38,15 @@ from shared.codes import (
     OrganisationKind,
     organisation_kinds,
 )
-from shared.directory_client import orgnr_in
+from shared.directory_client import (
+    check_her_id_at,
+    check_her_id_searches,
+    check_organisation_type,
+    orgnr_in,
+)
 from shared.family import indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
-from shared.fhir.elements import orgnr_of
+from shared.fhir.elements import her_id_of, orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.parameters import OperationParameter
 from shared.fhir.profiles import ProfileRules
@@ -123,31 +128,74 @@ async def own_organization(write: WriteContext) -> str | None:
     return found[0].reference if found else None
 
 
+async def _organisations_by_orgnr(resource: dict[str, Any], write: WriteContext) -> None:
+    """An organisation a Patient names by HER-id (`managingOrganization`, a contact's
+    `organization`) is stored by the organisasjonsnummer of the one registered with it, as
+    every organisation reference is; an unknown HER-id is a 422."""
+    named = [("Patient.managingOrganization", resource.get("managingOrganization"))]
+    named += [
+        (f"Patient.contact[{index}].organization", contact.get("organization"))
+        for index, contact in enumerate(resource.get("contact") or [])
+        if isinstance(contact, dict)
+    ]
+    for where, reference in named:
+        her_id = her_id_of(reference)
+        if orgnr_of(reference) is not None or her_id is not None:
+            check_organisation_type(reference, where)
+        if her_id is None or not isinstance(reference, dict):
+            continue
+        check_her_id_at(her_id, where)
+        found = await write.uow.find("Organization", [("identifier", f"{HERID_SYSTEM}|{her_id}")])
+        orgnr = orgnr_in(found[0].json()) if found else None
+        target = local_reference(reference.get("reference"), "Organization")
+        if orgnr is None or (target is not None and target[1] != found[0].res_id):
+            raise error(
+                422,
+                "business-rule",
+                f"No organisation is registered in the directory with HER-id {her_id}"
+                if orgnr is None
+                else f"{where}.reference names another organisation than its identifier",
+                f"{where}.identifier",
+            )
+        reference["identifier"] = {"system": ORGNR_SYSTEM, "value": orgnr}
+        reference.setdefault("type", "Organization")
+
+
 async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteContext) -> None:
     """An organisation named as the child's GP is a registered fastlege office: the
     referral service tells the GP of a discharge, so naming another organisation there
     would make it a party to the child's referrals."""
     for index, reference in enumerate(resource.get("generalPractitioner") or []):
-        orgnr = orgnr_of(reference)
+        where = f"Patient.generalPractitioner[{index}]"
+        orgnr, her_id = orgnr_of(reference), her_id_of(reference)
         target = local_reference(reference.get("reference"), "Organization")
-        if orgnr is not None:
+        if orgnr is not None or her_id is not None:
+            check_organisation_type(reference, where)
+        if her_id is not None:
+            check_her_id_at(her_id, where)
+            criterion = ("identifier", f"{HERID_SYSTEM}|{her_id}")
+        elif orgnr is not None:
             criterion = ("identifier", f"{ORGNR_SYSTEM}|{orgnr}")
         elif target is not None:
             criterion = ("_id", target[1])
         else:
             continue  # a Practitioner or PractitionerRole
         found = await write.uow.find("Organization", [criterion])
-        named = found[0] if found else None
-        kinds = organisation_kinds(named.json()) if named else []
-        mismatch = named is not None and target is not None and target[1] != named.res_id
-        if kinds != [OrganisationKind.FASTLEGE.value] or mismatch:
+        named = found[0].json() if found else None
+        kinds = organisation_kinds(named) if named else []
+        mismatch = named is not None and target is not None and target[1] != named.get("id")
+        in_use = named is not None and named.get("active") is not False
+        if kinds != [OrganisationKind.FASTLEGE.value] or mismatch or not in_use:
             raise error(
                 422,
                 "business-rule",
-                "Patient.generalPractitioner names a registered fastlege office (or a"
+                "Patient.generalPractitioner names a registered fastlege office in use (or a"
                 " practitioner); this organisation is not one",
-                f"Patient.generalPractitioner[{index}]",
+                where,
             )
+        if her_id is not None:  # stored as every organisation reference is: by orgnr
+            reference["identifier"] = {"system": ORGNR_SYSTEM, "value": orgnr_in(named)}
+            reference.setdefault("type", "Organization")
 
 
 async def _orgnr_at(reference: Any, lookup: Lookup, where: str) -> str | None:
@@ -158,6 +206,14 @@ async def _orgnr_at(reference: Any, lookup: Lookup, where: str) -> str | None:
         return None
     target = local_reference(reference.get("reference"), "Organization")
     orgnr = orgnr_in(await lookup(*target)) if target else None
+    her_id = her_id_of(reference)
+    if her_id is not None:
+        raise error(
+            422,
+            "business-rule",
+            f"{where} names its organisation by reference (and organisasjonsnummer), not by HER-id",
+            f"{where}.identifier",
+        )
     stated = orgnr_of(reference)
     if stated is not None and stated != orgnr:
         raise error(
@@ -183,6 +239,10 @@ class _Directory(ResourceDefinition):
         )
         organisations.check_municipalities(resource)
         return []
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A HER-id searched for is well formed (400), as where it is registered."""
+        check_her_id_searches(query)
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
         """The organisation a resource belongs to is named consistently, whoever writes it."""
@@ -287,6 +347,7 @@ class PatientDefinition(_Directory):
                 numbers = people.person_numbers(resource)
                 refuse(people.unconfirmed_birth_date(resource, numbers))
         refuse(people.wrong_reference_targets(resource))
+        await _organisations_by_orgnr(resource, write)
         await _general_practitioners_are_gps(resource, write)
         kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value
         merged = merge_on_write(
@@ -320,6 +381,7 @@ class PatientDefinition(_Directory):
         """Who holds a care order is searched only by the holder, for itself: a search by
         it would tell anyone else which children are under one (barnevernsloven §13-1). The
         managing organisation is not searched by those who may not know of barnevern."""
+        check_her_id_searches(query)
         for criterion in query.criteria:
             caller = request.caller
             if criterion.param.name == "organization" and not may_know_care_orders(caller):

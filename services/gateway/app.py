@@ -31,6 +31,7 @@ from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
+from shared.fhir.search_query import query_criteria
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
@@ -107,21 +108,27 @@ async def auth_middleware(
     if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
         return await handler(request)
     gateway = request.app[GATEWAY_KEY]
-    verified = await authenticate(gateway, request, header(request, "Authorization") or "")
+    verified = await authenticate(gateway, request, header_values(request, "Authorization"))
     request[CALLER_KEY] = await gateway.kinds.complete(verified.caller, gateway.base_url(request))
     return await handler(request)
 
 
 def header(request: web.Request, name: str) -> str | None:
-    """A request header's value, which must be UTF-8 (a header carrying other bytes is the
-    client's error, never a crash further on)."""
-    value = request.headers.get(name)
-    if value is not None:
+    """A request header's (first) value, which must be UTF-8 (a header carrying other bytes
+    is the client's error, never a crash further on)."""
+    values = header_values(request, name)
+    return values[0] if values else None
+
+
+def header_values(request: web.Request, name: str) -> list[str]:
+    """Every value of a request header, each of which must be UTF-8."""
+    values = request.headers.getall(name, [])
+    for value in values:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as exc:
             raise error(400, "invalid", f"The {name} header is not UTF-8 text") from exc
-    return value
+    return values
 
 
 def prefer(request: web.Request) -> tuple[str | None, bool]:
@@ -286,8 +293,10 @@ async def type_level(request: web.Request) -> web.Response:
                 f"PUT takes {resource_type}/<id>, or search criteria for a conditional update"
                 f" ({resource_type}?identifier=system|value)",
             )
+        # The raw query, parsed as If-None-Exist is: a broken escape is refused, not matched.
+        criteria = query_criteria(request.rel_url.raw_query_string, "The conditional update's URL")
         body = await read_body(request)
-        return await _forward(request, "update", body, resource_type=resource_type)
+        return await _forward(request, "update", body, resource_type=resource_type, params=criteria)
     return await _forward(request, "create", await read_body(request), resource_type=resource_type)
 
 

@@ -8,7 +8,8 @@ as bearer tokens is `BARNEBRO_DPOP`'s: never one bound to a key (RFC 9449 §7.2)
 `required` no integration token at all.
 
 Every refusal is a 401 whose `WWW-Authenticate` offers the schemes the client may use
-(DPoP with its algorithms), the error on the scheme it used.
+(DPoP with its algorithms), the error on the scheme it used; a request with more than one
+`Authorization` header is a 400 with the same challenges.
 """
 
 from __future__ import annotations
@@ -56,10 +57,21 @@ def public_url(base_url: str, path: str) -> str:
     return base_url.removesuffix("/fhir") + path
 
 
-async def authenticate(gateway: Gateway, request: web.Request, authorization: str) -> Verified:
-    """The verified token of a request whose `Authorization` header is `authorization`."""
+async def authenticate(
+    gateway: Gateway, request: web.Request, authorizations: list[str]
+) -> Verified:
+    """The verified token of a request whose `Authorization` headers are `authorizations`:
+    none or one. More than one is a malformed request (RFC 6750 §3.1 `invalid_request`,
+    400), whichever comes first: a server that read only one would let a client (or a proxy
+    that adds its own) choose which token counts."""
     mode: Mode = gateway.settings.dpop
-    scheme, _, token = authorization.partition(" ")
+    if len(authorizations) > 1:
+        raise FhirError(
+            400,
+            [Issue("invalid", "Exactly one Authorization header is allowed")],
+            headers={"WWW-Authenticate": challenge(mode, "", "invalid_request")},
+        )
+    scheme, _, token = (authorizations[0] if authorizations else "").partition(" ")
     token = token.strip()
     used = {"bearer": "Bearer", "dpop": "DPoP"}.get(scheme.lower(), "")
     if not used or not token:

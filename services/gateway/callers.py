@@ -6,9 +6,10 @@ operator registered as `Organization.type` in the directory. Only the operator w
 Organizations, so no integration can make itself another kind. A kind is cached for a
 minute (an unknown organisation for a second) and every cached answer is dropped as soon
 as the directory reports a change to an Organization (its events), so a change to the
-register takes effect within about a second. If the directory cannot answer, the caller
-goes on without a kind, which the permission table refuses (an unregistered organisation
-may do nothing).
+register takes effect within about a second. An organisation the register does not hold
+has no kind, which the permission table refuses (an unregistered organisation may do
+nothing); but if the directory cannot answer (an error, a timeout), the request is
+answered 503 and nothing is cached: a failing register must not read as "not registered".
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import orjson
 from nats.aio.client import Client as NATS
 
 from shared.codes import organisation_kinds
-from shared.fhir.errors import FhirError
+from shared.fhir.errors import FhirError, Issue
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.wire import Caller, FhirRequest, FhirResponse
 
@@ -88,19 +89,26 @@ class OrganisationKinds:
         try:
             response = await self._dispatch(request, b"")
         except FhirError as exc:
-            log.warning("could not look up the kind of organisation %s: %s", orgnr, exc)
-            self._cache[orgnr] = (time.monotonic() + self._miss_ttl, None, None)
-            return None
+            raise _unavailable(orgnr, str(exc)) from exc
+        if response.status != 200:
+            raise _unavailable(orgnr, f"HTTP {response.status}")
         kind, res_id = _kind_in(response, orgnr)
         lifetime = self._ttl if kind else self._miss_ttl
         self._cache[orgnr] = (time.monotonic() + lifetime, kind, res_id)
         return kind
 
 
+def _unavailable(orgnr: str, cause: str) -> FhirError:
+    log.warning("could not look up the kind of organisation %s: %s", orgnr, cause)
+    return FhirError(
+        503,
+        [Issue("transient", "The register of organisations cannot answer now; try again")],
+        {"Retry-After": "1"},
+    )
+
+
 def _kind_in(response: FhirResponse, orgnr: str) -> tuple[str | None, str | None]:
     """The registered kind of the organisation and its resource id."""
-    if response.status != 200:
-        return None, None
     for entry in orjson.loads(response.body).get("entry", []):
         resource = entry.get("resource") or {}
         numbers = [

@@ -8,6 +8,7 @@ from aiohttp import web
 from nats.aio.client import Client as NATS
 
 from services.gateway.app import create_app
+from services.gateway.bad_requests import http_logger
 from services.gateway.gateway import Gateway
 from shared.auth.tokens import TokenVerifier, Verifiers, operator_caller_from_claims
 from shared.config import Settings
@@ -37,7 +38,7 @@ class GatewayServer:
         await patiently("the DPoP replay store", gateway.replays.start)
         await gateway.kinds.follow(nc, settings.nats_prefix)
         self._runner = web.AppRunner(
-            create_app(self.gateway), access_log=None, auto_decompress=False
+            create_app(self.gateway), access_log=None, auto_decompress=False, logger=http_logger()
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)

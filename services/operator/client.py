@@ -130,7 +130,8 @@ class RegisterClient:
                         raise RowError(f"the parent unit {row.parent} is not registered")
                     parent_id = str(parent["id"])
                 existing = await self.organisation(row.orgnr)
-                report.add(row.orgnr, await self.upsert(row.resource(parent_id), existing))
+                desired = row.resource(parent_id, existing)
+                report.add(row.orgnr, await self.upsert(desired, existing))
             except (RowError, RequestFailed) as exc:
                 report.add(row.orgnr, "failed", str(exc))
         return report

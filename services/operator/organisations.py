@@ -42,14 +42,26 @@ class OrganisationRow:
     name: str
     kind: str
     kommunenummer: str | None = None
-    her_ids: tuple[str, ...] = ()
+    her_ids: tuple[str, ...] | None = None
+    """None: the row says nothing of HER-ids (no such field), and the stored ones stay."""
     parent: str | None = None
     active: bool = True
 
-    def resource(self, parent_id: str | None = None) -> dict[str, Any]:
-        """The Organization this row registers (`parent_id`: the parent's resource id)."""
+    def resource(
+        self, parent_id: str | None = None, stored: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The Organization this row registers (`parent_id`: the parent's resource id;
+        `stored`: the organisation as registered now, whose HER-ids a row without any
+        keeps)."""
+        her_ids = self.her_ids
+        if her_ids is None:
+            her_ids = tuple(
+                str(i["value"])
+                for i in (stored or {}).get("identifier") or []
+                if i.get("system") == HERID_SYSTEM and i.get("value")
+            )
         identifiers = [{"system": ORGNR_SYSTEM, "value": self.orgnr}]
-        identifiers += [{"system": HERID_SYSTEM, "value": her_id} for her_id in self.her_ids]
+        identifiers += [{"system": HERID_SYSTEM, "value": her_id} for her_id in her_ids]
         resource: dict[str, Any] = {
             "resourceType": "Organization",
             "active": self.active,
@@ -87,8 +99,14 @@ def _active(value: str | None) -> bool:
     raise RowError(f"aktiv must be true or false, not {value!r}")
 
 
-def _her_ids(value: Any) -> tuple[str, ...]:
-    """The HER-ids of a row: one, several separated by commas, or a JSON array."""
+_ABSENT = object()
+
+
+def _her_ids(value: Any) -> tuple[str, ...] | None:
+    """The HER-ids of a row: one, several separated by commas, or a JSON array; an empty
+    value (`""`, `[]`, null) says it has none; None when the row has no such field."""
+    if value is _ABSENT:
+        return None
     values = value if isinstance(value, list) else str(value or "").split(",")
     return tuple(dict.fromkeys(str(v).strip() for v in values if str(v).strip()))
 
@@ -107,7 +125,7 @@ def organisation_row(row: dict[str, Any], *, check_digit: bool = True) -> Organi
         "forretningsadresse.kommunenummer",
         "beliggenhetsadresse.kommunenummer",
     )
-    her_ids = _her_ids(row.get("herId", row.get("her_id")))
+    her_ids = _her_ids(row.get("herId", row.get("her_id", _ABSENT)))
     parent = _text(row, "overordnetEnhet", "parent")
     try:
         validate_identifier(ORGNR_SYSTEM, orgnr, enforce_orgnr_check_digit=check_digit)
@@ -115,7 +133,7 @@ def organisation_row(row: dict[str, Any], *, check_digit: bool = True) -> Organi
             validate_identifier(ORGNR_SYSTEM, parent, enforce_orgnr_check_digit=check_digit)
         if municipality:
             validate_identifier(KOMMUNENUMMER_SYSTEM, municipality)
-        for her_id in her_ids:
+        for her_id in her_ids or ():
             validate_identifier(HERID_SYSTEM, her_id)
     except InvalidIdentifier as exc:
         raise RowError(str(exc)) from exc

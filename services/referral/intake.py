@@ -66,7 +66,7 @@ async def check_parties(resource: dict[str, Any], caller: Caller, context: Outsi
             f" requester is {requester}",
             "ServiceRequest.requester",
         )
-    requester_kind = caller.org_kind or await directory.organisation_kind(requester)
+    requester_kind = caller.org_kind or await directory.kind_in_use(requester)
     performers = resource.get("performer") or []
     performer = (
         await directory.addressed_orgnr(performers[0], "ServiceRequest.performer[0]")
@@ -81,7 +81,7 @@ async def check_parties(resource: dict[str, Any], caller: Caller, context: Outsi
             " organisasjonsnummer or HER-id",
             "ServiceRequest.performer",
         )
-    performer_kind = await directory.organisation_kind(performer)
+    performer_kind = await directory.kind_in_use(performer)
     await directory.check_organisation_references(
         [(resource.get("requester"), "ServiceRequest.requester"),
          (performers[0], "ServiceRequest.performer[0]")]
@@ -94,7 +94,8 @@ async def check_parties(resource: dict[str, Any], caller: Caller, context: Outsi
             Problem(
                 422,
                 "business-rule",
-                f"The receiving organisation {performer} is not registered in the directory",
+                f"The receiving organisation {performer} is not registered in the directory,"
+                " or is out of use there (active: false)",
                 "ServiceRequest.performer",
             )
         ]

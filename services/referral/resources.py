@@ -45,9 +45,12 @@ from services.referral.records import (
 from services.referral.transitions import check_task_update
 from shared.clock import now_instant
 from shared.codes import DataCategory
+from shared.directory_client import her_id_values
+from shared.fhir.answers import parse_if_match
 from shared.fhir.definitions import (
     Change,
     EventSpec,
+    Lookup,
     ResourceDefinition,
     UnitOfWork,
     WriteContext,
@@ -55,8 +58,10 @@ from shared.fhir.definitions import (
 from shared.fhir.errors import Issue, error
 from shared.fhir.references import reference_target
 from shared.fhir.search_params import IDENTIFIER_PARAM, ParamType, SearchParam, extension_values
+from shared.fhir.search_query import SearchQuery
 from shared.outside_reads import OutsideReads
 from shared.store.resource_store import StoredResource
+from shared.transport.wire import FhirRequest
 
 TOKEN, REFERENCE, DATE = ParamType.TOKEN, ParamType.REFERENCE, ParamType.DATE
 REFERRAL = DataCategory.REFERRAL.value
@@ -93,6 +98,12 @@ def _org_param(name: str, path: str, what: str) -> SearchParam:
 
 def _without_shared_with(resource: dict[str, Any]) -> None:
     keep_server_extensions(resource, None)
+
+
+async def _parties_by_orgnr(query: SearchQuery, context: OutsideReads) -> None:
+    """Only a search naming a party by HER-id needs the directory."""
+    if any(her_id_values(criterion) for criterion in query.criteria):
+        await context.require_directory().search_by_orgnr(query)
 
 
 async def task_of(uow: UnitOfWork, referral_id: str) -> StoredResource | None:
@@ -183,6 +194,10 @@ class ServiceRequestDefinition(ResourceDefinition):
         found = [orgnr_of(resource.get("requester"))]
         found += [orgnr_of(p) for p in resource.get("performer") or []]
         return sorted({p for p in found if p} | set(shared_with(resource)))
+
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A party searched for by HER-id is found as by organisasjonsnummer."""
+        await _parties_by_orgnr(query, self.context)
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         if write.before is not None:
@@ -391,8 +406,15 @@ class TaskDefinition(ResourceDefinition):
         found = {orgnr_of(resource.get("requester")), orgnr_of(resource.get("owner"))}
         return sorted({p for p in found if p} | set(shared_with(resource)))
 
+    async def check_search(self, query: SearchQuery, request: FhirRequest, lookup: Lookup) -> None:
+        """A party searched for by HER-id is found as by organisasjonsnummer."""
+        await _parties_by_orgnr(query, self.context)
+
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
-        if write.before is not None and write.request.if_match is None:
+        if_match = write.request.if_match
+        if write.before is not None and (
+            if_match is None or parse_if_match(if_match).versions is None
+        ):
             raise error(
                 428,
                 "required",

@@ -80,6 +80,14 @@ async def check_task_update(
             "A referral's Task is created by the server with its ServiceRequest: submit the"
             " ServiceRequest, then update the Task it gets",
         )
+    await context.require_directory().address_organisations(
+        [(resource.get("owner"), "Task.owner"), (resource.get("requester"), "Task.requester")]
+        + [
+            (entry.get("valueReference"), f"Task.output[{index}].valueReference")
+            for index, entry in enumerate(resource.get("output") or [])
+            if isinstance(entry, dict)
+        ]
+    )
     keep_unchanged(resource, before, IMMUTABLE)
     _check_extension_values(resource)
     resource.pop("executionPeriod", None)  # the server's: when care started and ended
@@ -151,7 +159,7 @@ async def _handover(resource: dict[str, Any], new: TaskState, context: OutsideRe
     redirect needs a consent to pass contact details on; a discharge tells the GP."""
     directory = context.require_directory()
     follow_up = new.follow_up or ""
-    kind = await directory.organisation_kind(follow_up)
+    kind = await directory.kind_in_use(follow_up)
     if kind not in MUNICIPAL_FOLLOW_UP:
         refuse(
             [
@@ -160,7 +168,7 @@ async def _handover(resource: dict[str, Any], new: TaskState, context: OutsideRe
                     "business-rule",
                     f"The follow-up service {follow_up} must be a registered municipal"
                     f" service ({', '.join(sorted(MUNICIPAL_FOLLOW_UP))}); it is"
-                    f" {kind or 'not registered'}",
+                    f" {kind or 'not registered, or out of use'}",
                     "Task.output",
                 )
             ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -78,15 +79,66 @@ def token_hash(access_token: str) -> str:
     return b64url(hashlib.sha256(access_token.encode("ascii")).digest())
 
 
+URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#]*)([^?#]*)(?:\?[^#]*)?(?:#.*)?")
+"""scheme://authority path [?query] [#fragment] (RFC 3986 Appendix B, authority required)."""
+URI_CHARACTERS = re.compile(r"(?:[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*")
+"""Unreserved and reserved characters and percent-encodings: nothing else is in a URI."""
+UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def normalised_url(url: str) -> str:
-    """A URL as proofs compare it (RFC 9449 §4.3): no query or fragment, scheme and host
-    in lower case, no default port, the path percent-decoded."""
-    parsed = URL(url)
-    if not parsed.absolute or parsed.scheme.lower() not in ("http", "https"):
-        raise InvalidProof("htu is not an absolute http(s) URL")
-    port = "" if parsed.port is None or parsed.is_default_port() else f":{parsed.port}"
-    host = (parsed.raw_host or "").lower()
-    return f"{parsed.scheme.lower()}://{host}{port}{parsed.path or '/'}"
+    """A URL as proofs compare it (RFC 9449 §4.3): scheme, host, port and path only, after
+    RFC 3986 syntax-based normalisation (§6.2.2): scheme and host in lower case, no default
+    port, percent-encodings in upper case and decoded only where they stand for unreserved
+    characters (`%2F` stays distinct from `/`), no dot segments. A string that is not a URI
+    (whitespace, control characters, a stray `%`) or that has user-info is refused."""
+    match = URI.fullmatch(url) if URI_CHARACTERS.fullmatch(url) else None
+    if match is None or match[1].lower() not in DEFAULT_PORTS:
+        raise InvalidProof("the proof's htu is not an absolute http(s) URL")
+    scheme, authority, path = match[1].lower(), match[2], match[3]
+    if "@" in authority:
+        raise InvalidProof("the proof's htu must not have user-info")
+    host, port = _host_and_port(authority)
+    if not host:
+        raise InvalidProof("the proof's htu is not an absolute http(s) URL")
+    shown_port = "" if port in (None, DEFAULT_PORTS[scheme]) else f":{port}"
+    return f"{scheme}://{_percent_normalised(host.lower())}{shown_port}" + _without_dot_segments(
+        _percent_normalised(path) or "/"
+    )
+
+
+def _host_and_port(authority: str) -> tuple[str, int | None]:
+    literal_end = authority.rfind("]") + 1  # an IP literal holds colons of its own
+    host, _, port = authority[literal_end:].partition(":")
+    host = authority[:literal_end] + host
+    if not port:
+        return host, None
+    if not port.isdigit() or int(port) > 65535:
+        raise InvalidProof("the proof's htu is not an absolute http(s) URL")
+    return host, int(port)
+
+
+def _percent_normalised(text: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        char = chr(int(match[1], 16))
+        return char if char in UNRESERVED else f"%{match[1].upper()}"
+
+    return re.sub(r"%([0-9A-Fa-f]{2})", one, text)
+
+
+def _without_dot_segments(path: str) -> str:
+    """RFC 3986 §5.2.4 for an absolute path: `.` and `..` segments resolved."""
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment != ".":
+            kept.append(segment)
+    trailing = segments[-1] in (".", "..")
+    return "/" + "/".join(kept) + ("/" if trailing and kept else "")
 
 
 def _public_key(header: dict[str, Any]) -> Any:
@@ -99,6 +151,7 @@ def _public_key(header: dict[str, Any]) -> Any:
     expected = "EC" if alg.startswith("ES") else "OKP" if alg == "EdDSA" else "RSA"
     if kty != expected or (alg in CURVES and jwk.get("crv") != CURVES[alg]):
         raise InvalidProof("the proof's jwk does not fit its alg")
+    _check_intended_use(jwk, alg)
     try:
         key = jwt.PyJWK(jwk, algorithm=alg).key
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
@@ -110,6 +163,18 @@ def _public_key(header: dict[str, Any]) -> Any:
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise InvalidProof(f"the proof's RSA key must have at least {MIN_RSA_BITS} bits")
     return key
+
+
+def _check_intended_use(jwk: dict[str, Any], alg: str) -> None:
+    """A key whose own members say it is not for verifying signatures with `alg` (RFC 7517
+    §4.2-4.4: `use`, `key_ops`, `alg`) does not sign a proof."""
+    if "use" in jwk and jwk["use"] != "sig":
+        raise InvalidProof("the proof's jwk has a use other than sig")
+    key_ops = jwk.get("key_ops", ["verify"])
+    if not isinstance(key_ops, list) or "verify" not in key_ops:
+        raise InvalidProof("the proof's jwk has key_ops without verify")
+    if "alg" in jwk and jwk["alg"] != alg:
+        raise InvalidProof("the proof's jwk names another alg than the proof")
 
 
 def check_proof(
@@ -152,7 +217,9 @@ def check_proof(
         raise InvalidProof("the proof needs a unique jti")
     if htm != method:
         raise InvalidProof("the proof's htm is not the request's method")
-    if not isinstance(htu, str) or normalised_url(htu) != normalised_url(url):
+    if not isinstance(htu, str):
+        raise InvalidProof("the proof needs an htu")
+    if normalised_url(htu) != _request_url(url):
         raise InvalidProof("the proof's htu is not the request's URL")
     if isinstance(iat, bool) or not isinstance(iat, int | float):
         raise InvalidProof("the proof needs an iat")
@@ -165,6 +232,13 @@ def check_proof(
     if not hmac.compare_digest(key_thumbprint, jkt):
         raise InvalidProof("the proof's key is not the key the token is bound to")
     return Proof(jkt=key_thumbprint, jti=jti)
+
+
+def _request_url(url: str) -> str:
+    try:
+        return normalised_url(url)
+    except InvalidProof as exc:  # no proof can name a URL that is not one
+        raise InvalidProof("the proof's htu is not the request's URL") from exc
 
 
 async def verify_proof(

@@ -20,6 +20,7 @@ key's thumbprint: the gateway then checks a fresh proof on every request
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,10 +44,42 @@ CREDENTIAL_CLAIM = "barnebro:credential"
 CONFIRMATION_CLAIM = "cnf"
 OPERATOR_CREDENTIALS = frozenset({"operator", "register"})
 
+log = logging.getLogger(__name__)
+
+
+REJECTIONS: tuple[tuple[type[Exception], str], ...] = (
+    (jwt.InvalidSignatureError, "The token's signature does not verify"),
+    (jwt.ExpiredSignatureError, "The token has expired"),
+    (jwt.ImmatureSignatureError, "The token is not valid yet"),
+    (jwt.InvalidIssuerError, "The token's issuer is not accepted here"),
+    (jwt.InvalidAudienceError, "The token's audience is not this server"),
+    (jwt.InvalidIssuedAtError, "The token's iat is not a time"),
+    (jwt.DecodeError, "The token is malformed"),
+    (jwt.InvalidAlgorithmError, "The token's algorithm is not accepted"),
+)
+"""What each verification failure is called in a refusal: our own words, never the JWT
+library's, which change between versions and say more than a caller needs."""
+
+
+class InvalidClaims(ValueError):
+    """A token whose claims are well-formed but cannot name a caller; the message is ours."""
+
 
 def unauthorized(message: str) -> FhirError:
     return FhirError(
         401, [Issue("login", message)], headers={"WWW-Authenticate": 'Bearer realm="barnebro"'}
+    )
+
+
+def rejection(exc: Exception) -> str:
+    """The one short message for a token that failed verification with `exc`."""
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"The token has no {exc.claim} claim"
+    if isinstance(exc, InvalidClaims):
+        return f"The token's claims are not valid: {exc}"
+    return next(
+        (message for kind, message in REJECTIONS if isinstance(exc, kind)),
+        "The token's claims are not valid",
     )
 
 
@@ -99,7 +132,7 @@ def operator_caller_from_claims(claims: dict[str, Any]) -> Caller:
     """The caller of an operator credential: `operator` or `register`, for no organisation."""
     credential = claims.get(CREDENTIAL_CLAIM)
     if credential not in OPERATOR_CREDENTIALS:
-        raise ValueError(f"{CREDENTIAL_CLAIM} must be one of {sorted(OPERATOR_CREDENTIALS)}")
+        raise InvalidClaims(f"{CREDENTIAL_CLAIM} must be one of {sorted(OPERATOR_CREDENTIALS)}")
     return Caller(
         credential=credential,
         client_id=claims.get("client_id") or claims.get("sub"),
@@ -154,9 +187,10 @@ class TokenVerifier:
                         await self._load_keys()
                     except (OSError, aiohttp.ClientError, ValueError, jwt.PyJWTError) as exc:
                         self._fetched_at = time.monotonic()  # do not hammer a failing JWKS
+                        log.warning("cannot load the signing keys of %s: %s", self.issuer, exc)
                         failure = FhirError(
                             503,
-                            [Issue("transient", f"The signing keys cannot be loaded: {exc}")],
+                            [Issue("transient", "The signing keys cannot be loaded now")],
                             headers={"Retry-After": "5"},
                         )
                         raise failure from exc
@@ -181,10 +215,10 @@ class TokenVerifier:
             return cached
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise unauthorized(f"The bearer token is malformed: {exc}") from exc
+        except (jwt.PyJWTError, ValueError) as exc:
+            raise unauthorized("The token is malformed") from exc
         if header.get("alg") not in ALGORITHMS:
-            raise unauthorized(f"Token algorithm {header.get('alg')!r} is not accepted")
+            raise unauthorized("The token's algorithm is not accepted")
         key = await self._key(str(header.get("kid") or ""))
         if key.algorithm_name != header["alg"]:
             raise unauthorized("The token's algorithm does not match its signing key")
@@ -199,7 +233,7 @@ class TokenVerifier:
             )
             verified = Verified(self._caller_of(claims), _binding(claims))
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
-            raise unauthorized(f"The bearer token was rejected: {exc}") from exc
+            raise unauthorized(rejection(exc)) from exc
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[token] = (float(claims["exp"]), verified)
@@ -230,8 +264,8 @@ class Verifiers:
                 return cached  # verified before: no need to read its issuer again
             try:
                 issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-            except jwt.PyJWTError as exc:
-                raise unauthorized(f"The bearer token is malformed: {exc}") from exc
+            except (jwt.PyJWTError, ValueError) as exc:
+                raise unauthorized("The token is malformed") from exc
             if issuer == self.operator.issuer:
                 return await self.operator.verified(token)
         return await self.integration.verified(token)

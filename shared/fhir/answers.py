@@ -7,6 +7,7 @@ the answer is separate from deciding it, so the router and a transaction answer 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 
 from shared.fhir.errors import FhirError, Issue, error, information, operation_outcome
-from shared.fhir.resources import FHIR_JSON, ID_PATTERN
+from shared.fhir.resources import FHIR_JSON, ID_PATTERN, version_number
 from shared.store.resource_store import StoredResource
 from shared.transport.wire import FhirRequest, FhirResponse
 
@@ -31,11 +32,38 @@ def version_headers(stored: StoredResource, base_url: str) -> dict[str, str]:
     }
 
 
-def parse_etag(value: str) -> int:
-    match = re.fullmatch(r'(?:W/)?"(\d+)"', value.strip())
-    if match is None:
-        raise error(400, "invalid", f'If-Match {value!r} is not an ETag such as W/"3"')
-    return int(match.group(1))
+ENTITY_TAG = r'(?:W/)?"([^"\x00-\x20\x7f]*)"'
+ENTITY_TAGS = re.compile(rf"\s*{ENTITY_TAG}\s*(?:,\s*{ENTITY_TAG}\s*)*")
+
+
+@dataclass(frozen=True)
+class IfMatch:
+    """An `If-Match` precondition (RFC 9110 §13.1.1), from a header or a Bundle entry's
+    `request.ifMatch`: `*` (any current version) or a list of entity tags, which match
+    when one of them names the current version (`W/"3"`; the server's ETags are weak
+    and compared weakly, as FHIR does)."""
+
+    versions: frozenset[int] | None
+    """The versions named; None for `*`."""
+
+    def matches(self, current: StoredResource | None) -> bool:
+        if current is None:
+            return False
+        if self.versions is None:
+            return not current.deleted
+        return current.version in self.versions
+
+
+def parse_if_match(value: str) -> IfMatch:
+    """`*` or a list of entity tags (400 for anything else); a tag that is no version of
+    ours (`"abc"`) is a valid one that never matches."""
+    if value.strip() == "*":
+        return IfMatch(None)
+    if ENTITY_TAGS.fullmatch(value) is None:
+        quoted = orjson.dumps(value if len(value) <= 60 else f"{value[:57]}...").decode()
+        raise error(400, "invalid", f'If-Match {quoted} is not * or a list of ETags such as W/"3"')
+    tags = re.findall(ENTITY_TAG, value)
+    return IfMatch(frozenset(v for v in map(version_number, tags) if v is not None))
 
 
 def checked_id(res_id: str | None) -> str:

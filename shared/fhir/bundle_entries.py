@@ -16,6 +16,7 @@ import orjson
 
 from shared.fhir.errors import error
 from shared.fhir.resources import ID_PATTERN
+from shared.fhir.search_query import query_criteria
 from shared.transport.wire import FhirRequest, FhirResponse, Interaction
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
@@ -103,12 +104,17 @@ def parse_entry(index: int, entry: Any) -> EntryRequest:
         raise _invalid(index, "POST takes the resource type only; ids are assigned")
     if method in ("POST", "PUT") and not isinstance(entry.get("resource"), dict):
         raise error(400, "invalid", "The entry has no resource", f"Bundle.entry[{index}]")
+    if conditional_update:
+        where = f"Bundle.entry[{index}].request.url"
+        params = query_criteria(query, f"The conditional update's {where}", where)
+    else:
+        params = parse_qsl(query, keep_blank_values=True)
     return EntryRequest(
         method,
         resource_type,
         res_id,
         version,
-        parse_qsl(query, keep_blank_values=True),
+        params,
         request.get("ifMatch"),
         request.get("ifNoneExist"),
     )

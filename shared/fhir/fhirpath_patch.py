@@ -17,12 +17,11 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-import jsonpatch
 import orjson
 from pydantic import BaseModel
 
 from shared.fhir.errors import error
-from shared.fhir.resources import model_class
+from shared.fhir.resources import check_body, model_class
 from shared.fhir.subsets import model_of
 
 SEGMENT = re.compile(r"([A-Za-z][A-Za-z0-9]*)(?:\[(\d+)\])?")
@@ -55,11 +54,13 @@ class Operation:
     destination: int | None = None
 
 
-def parse_fhirpath_patch(resource_type: str, body: bytes) -> list[Operation]:
+def parse_fhirpath_patch(resource_type: str, body: bytes, most: int) -> list[Operation]:
+    """The operations of the patch in `body` (at most `most`), checked against the model."""
     try:
         parameters = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise error(400, "invalid", f"The FHIRPath Patch is not valid JSON: {exc}") from exc
+    check_body(parameters, body)
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise error(
             400,
@@ -71,6 +72,8 @@ def parse_fhirpath_patch(resource_type: str, body: bytes) -> list[Operation]:
     operations = parameters.get("parameter")
     if not isinstance(operations, list) or not operations:
         raise error(400, "invalid", "A FHIRPath Patch has at least one operation parameter")
+    if len(operations) > most:
+        raise error(400, "too-costly", f"A FHIRPath Patch has at most {most} operations")
     return [_operation(resource_type, index, p) for index, p in enumerate(operations)]
 
 
@@ -171,42 +174,35 @@ def _index(named: dict[Any, Any], name: str, where: str) -> int | None:
     return value
 
 
-def as_json_patch(resource: dict[str, Any], operations: list[Operation]) -> list[dict[str, Any]]:
-    """The JSON Patch that does what `operations` do to `resource` (whether an element
-    that repeats is there yet decides how an add is written)."""
-    patch: list[dict[str, Any]] = []
-    for op in operations:
-        if op.type == "add":
-            target = f"{op.pointer}/{op.name}"
-            if op.is_list and _present(resource, patch, target):
-                patch.append({"op": "add", "path": f"{target}/-", "value": op.value})
-            elif op.is_list:
-                patch.append({"op": "add", "path": target, "value": [op.value]})
-            else:
-                patch.append({"op": "add", "path": target, "value": op.value})
-        elif op.type == "insert":
-            if op.index == 0 and not _present(resource, patch, op.pointer):
-                patch.append({"op": "add", "path": op.pointer, "value": [op.value]})
-            else:
-                patch.append({"op": "add", "path": f"{op.pointer}/{op.index}", "value": op.value})
-        elif op.type == "delete":
-            if _present(resource, patch, op.pointer):  # deleting what is not there: no change
-                patch.append({"op": "remove", "path": op.pointer})
-        elif op.type == "replace":
-            patch.append({"op": "replace", "path": op.pointer, "value": op.value})
-        else:
-            patch.append({"op": "move", "from": f"{op.pointer}/{op.source}",
-                          "path": f"{op.pointer}/{op.destination}"})  # fmt: skip
-    return patch
+def as_json_operation(op: Operation, document: Any) -> dict[str, Any] | None:
+    """The JSON Patch operation that does what `op` does to `document`, the resource as
+    the operations before it left it (whether an element that repeats is there yet
+    decides how an add is written); None for a delete of what is not there."""
+    if op.type == "add":
+        target = f"{op.pointer}/{op.name}"
+        if op.is_list and _present(document, target):
+            return {"op": "add", "path": f"{target}/-", "value": op.value}
+        if op.is_list:
+            return {"op": "add", "path": target, "value": [op.value]}
+        return {"op": "add", "path": target, "value": op.value}
+    if op.type == "insert":
+        if op.index == 0 and not _present(document, op.pointer):
+            return {"op": "add", "path": op.pointer, "value": [op.value]}
+        return {"op": "add", "path": f"{op.pointer}/{op.index}", "value": op.value}
+    if op.type == "delete":  # deleting what is not there: no change
+        return {"op": "remove", "path": op.pointer} if _present(document, op.pointer) else None
+    if op.type == "replace":
+        return {"op": "replace", "path": op.pointer, "value": op.value}
+    return {"op": "move", "from": f"{op.pointer}/{op.source}",
+            "path": f"{op.pointer}/{op.destination}"}  # fmt: skip
 
 
-def _present(resource: dict[str, Any], earlier: list[dict[str, Any]], pointer: str) -> bool:
-    """Whether `pointer` is there once the `earlier` operations have run."""
+def _present(document: Any, pointer: str) -> bool:
+    """Whether something other than null is at `pointer`."""
+    node: Any = document
     try:
-        current = jsonpatch.apply_patch(resource, earlier) if earlier else resource
-        node: Any = current
         for key in pointer.strip("/").split("/"):
             node = node[int(key)] if isinstance(node, list) else node[key]
-    except (KeyError, IndexError, ValueError, TypeError, jsonpatch.JsonPatchException):
+    except (KeyError, IndexError, ValueError, TypeError):
         return False
     return node is not None

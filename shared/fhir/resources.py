@@ -63,28 +63,35 @@ def parse_json(body: bytes) -> dict[str, Any]:
         raise error(400, "structure", f"The body is not valid JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise error(400, "structure", "The body must be a JSON object (a FHIR resource)")
-    if _too_deep(data):
-        raise error(400, "too-costly", f"The body is nested deeper than {MAX_DEPTH} levels")
-    if b"\\u0000" in body:
-        raise error(400, "invalid", "The body contains a NUL character (\\u0000)")
+    check_body(data, body)
     return data
 
 
 MAX_DEPTH = 64
 
 
-def _too_deep(data: Any) -> bool:
-    """Whether JSON nests deeper than MAX_DEPTH (checked without recursion)."""
+def check_body(data: Any, body: bytes) -> None:
+    """What no JSON body may carry, whatever it holds (a resource, a patch): nesting
+    deeper than MAX_DEPTH, which would exhaust the recursion of whatever reads it next, and
+    a NUL character, which no database stores in text."""
+    if height(data) > MAX_DEPTH:
+        raise error(400, "too-costly", f"The body is nested deeper than {MAX_DEPTH} levels")
+    if b"\\u0000" in body:
+        raise error(400, "invalid", "The body contains a NUL character (\\u0000)")
+
+
+def height(data: Any) -> int:
+    """How many levels JSON nests (a scalar is one; counted without recursion)."""
+    deepest = 0
     stack: list[tuple[Any, int]] = [(data, 1)]
     while stack:
         node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            return True
+        deepest = max(deepest, depth)
         if isinstance(node, dict):
             stack.extend((child, depth + 1) for child in node.values())
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node)
-    return False
+    return deepest
 
 
 def fhirpath_of(resource_type: str, location: tuple[int | str, ...]) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 
 from shared.access.permissions import READING_OPERATIONS, Rule, request_rule
 from shared.auth.scopes import authorize_request
+from shared.config import DEFAULT_MAX_BODY_BYTES
 from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
@@ -35,8 +36,11 @@ HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format", "_summary"
 class FhirRouter:
     """Answers the FHIR requests of one service."""
 
-    def __init__(self, service: FhirService) -> None:
+    def __init__(self, service: FhirService, *, body_limit: int = DEFAULT_MAX_BODY_BYTES) -> None:
+        """`body_limit`: the most bytes a request body may have (`BARNEBRO_MAX_BODY_BYTES`),
+        which bounds what a patch may make."""
         self.service = service
+        self.body_limit = body_limit
         self._handlers: dict[str, Handler] = {
             "read": self.read,
             "vread": self.vread,
@@ -137,7 +141,8 @@ class FhirRouter:
     async def patch(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
-        apply = patcher(definition.resource_type, body, request.patch_format == FHIRPATH_PATCH)
+        fhirpath = request.patch_format == FHIRPATH_PATCH
+        apply = patcher(definition.resource_type, body, fhirpath, self.body_limit)
         async with self.service.unit_of_work(request) as uow:
             return await writes.patch(uow, definition, apply, rule=rule)
 

@@ -9,14 +9,32 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
 from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.search_params import ParamType, SearchParam, date_bounds
 from shared.fhir.subsets import WHOLE, Subset, parse_subset
+
+BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+"""A percent sign that does not begin an escape: the criteria are not what the client
+meant, and matching them as text would create where it meant to find."""
+
+
+def query_criteria(text: str, name: str, *expression: str) -> list[tuple[str, str]]:
+    """The criteria of a conditional write, sent as a query string (`If-None-Exist`, a
+    conditional update's URL), parsed as one: `name` says which in the 400 for a `%` that
+    begins no escape."""
+    if BROKEN_ESCAPE.search(text):
+        raise error(
+            400, "invalid", f"{name} is not a query string: a % begins two hex digits", *expression
+        )
+    return parse_qsl(text, keep_blank_values=True)
+
 
 ID_PARAM = SearchParam("_id", ParamType.TOKEN, documentation="Logical id of the resource")
 LAST_UPDATED_PARAM = SearchParam(

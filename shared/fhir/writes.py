@@ -4,7 +4,8 @@ check a write must pass, then the store.
 In order: the FHIR model and the type's rules (`prepare`, `verify_references`), the
 permission table's `own`, a resource the caller may not see treated exactly as a missing
 one (so a write can neither reveal nor touch it), the preconditions (`If-Match`,
-`If-None-Exist`), the type's checks that need the replaced version (`check_write`), and
+`If-None-Exist`), the notes the write adds naming only the writer as their author
+(`note_authors`), the type's checks that need the replaced version (`check_write`), and
 then one new version in the caller's unit of work. A patch and a conditional update find
 the version to replace and then take the update's path whole. A service's own operations
 use the same functions with `check_access=False` when they have checked first.
@@ -12,25 +13,28 @@ use the same functions with `check_access=False` when they have checked first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 from shared.access.permissions import Rule, request_rule
 from shared.auth.scopes import authorize_request, granted
-from shared.fhir.answers import checked_id, not_found, parse_etag, version_headers, written
+from shared.fhir.answers import (
+    checked_id,
+    not_found,
+    parse_if_match,
+    version_headers,
+    written,
+)
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
+from shared.fhir.note_authors import foreign_authors
 from shared.fhir.resources import FHIR_JSON, validate_resource
-from shared.fhir.search_query import parse_search
+from shared.fhir.search_query import parse_search, query_criteria
 from shared.fhir.unit_of_work import StoreUnitOfWork
+from shared.rules import refuse
 from shared.store.resource_store import DuplicateKey, StoredResource, new_id
 from shared.transport.wire import FhirRequest, FhirResponse
-
-BROKEN_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
-"""A percent sign that does not begin an escape: the criteria are not what the client
-meant, and matching them as text would create where it meant to find."""
 
 
 async def create(
@@ -54,6 +58,7 @@ async def create(
         if existing is not None:
             released = await uow.data.guard.require(request, existing)
             return found_instead(request, existing, released)
+    refuse(foreign_authors(resource, None, request.caller))
     context = uow.context(None, None)
     warnings += await definition.check_write(resource, context)
     try:
@@ -111,9 +116,18 @@ async def update(
         if definition.update_create:
             raise not_found(resource_type, res_id)
         previous = None  # from here on, exactly as if it did not exist
+    if previous is not None and previous.deleted:
+        # FHIR allows an update to bring a deleted resource back; here it would come back
+        # as a new record under the old id without the old one's identity (a person
+        # number, an HPR number), passing none of the rules an update keeps.
+        raise error(
+            410,
+            "deleted",
+            f"{resource_type}/{res_id} was deleted and is not brought back by an update:"
+            " register it anew with POST",
+        )
     if rule is Rule.OWN:
-        live = previous if previous is not None and not previous.deleted else None
-        await _require_owner(uow, definition, resource, live)
+        await _require_owner(uow, definition, resource, previous)
     _check_if_match(request, previous)
     if previous is None and not definition.update_create:
         raise error(
@@ -122,7 +136,8 @@ async def update(
             f"{resource_type}/{res_id} does not exist and {resource_type} ids are assigned"
             " by the server: use POST to create",
         )
-    before = previous.json() if previous and not previous.deleted else None
+    before = previous.json() if previous is not None else None
+    refuse(foreign_authors(resource, before, request.caller))
     context = uow.context(before, previous.access.author if previous is not None else None)
     warnings += await definition.check_write(resource, context)
     stored = await uow.commit_version(
@@ -162,15 +177,16 @@ async def patch(
 
 
 def _check_if_match(request: FhirRequest, previous: StoredResource | None) -> None:
-    if request.if_match is not None:
-        expected = parse_etag(request.if_match)
-        if previous is None or previous.version != expected:
-            current = f'W/"{previous.version}"' if previous else "none"
-            raise error(
-                412,
-                "conflict",
-                f"If-Match {request.if_match} does not match the current version ({current})",
-            )
+    if request.if_match is not None and not parse_if_match(request.if_match).matches(previous):
+        if previous is None:
+            current = "none"
+        else:
+            current = f'W/"{previous.version}"' + (", deleted" if previous.deleted else "")
+        raise error(
+            412,
+            "conflict",
+            f"If-Match {request.if_match} does not match the current version ({current})",
+        )
 
 
 async def _locked(
@@ -208,7 +224,7 @@ async def delete(
         raise not_found(definition.resource_type, res_id)
     if rule is Rule.OWN and not previous.deleted:
         await _require_owner(uow, definition, None, previous)
-    if request.if_match is not None and parse_etag(request.if_match) != previous.version:
+    if request.if_match is not None and not parse_if_match(request.if_match).matches(previous):
         raise error(412, "conflict", f"If-Match {request.if_match} is not the current version")
     if previous.deleted:
         return FhirResponse(status=204)
@@ -232,6 +248,8 @@ async def conditional_update(
     If-None-Exist, only what the caller may see matches, and the conditional writes of a
     type are serialised on its claim row, so two concurrent requests cannot both create."""
     request = uow.request
+    if request.if_match is not None:
+        parse_if_match(request.if_match)  # a malformed one is a 400 whether or not one matches
     criteria = [(k, v) for k, v in request.params if k != "_format"]
     asked = f"The conditional update {definition.resource_type}?{urlencode(criteria)}"
     found = await _matching(uow, definition, criteria, "A conditional update", asked)
@@ -261,11 +279,7 @@ async def _conditional_match(
     uow: StoreUnitOfWork, definition: ResourceDefinition
 ) -> StoredResource | None:
     request = uow.request
-    if BROKEN_ESCAPE.search(request.if_none_exist or ""):
-        raise error(
-            400, "invalid", "If-None-Exist is not a query string: a % begins two hex digits"
-        )
-    criteria = parse_qsl(request.if_none_exist or "", keep_blank_values=True)
+    criteria = query_criteria(request.if_none_exist or "", "If-None-Exist")
     asked = f"If-None-Exist {request.if_none_exist!r}"
     return await _matching(uow, definition, criteria, "If-None-Exist", asked)
 

@@ -1,0 +1,144 @@
+"""How the gateway reads a request's token: one `Authorization` header, refusals in its
+own words, and malformed HTTP answered without alarm.
+
+Real requests to a running stack; the storage backend does not matter here, so SQLite
+only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import jwt
+import pytest
+from aiohttp.http_exceptions import BadHttpMessage
+from cryptography.hazmat.primitives.asymmetric import ec
+from multidict import CIMultiDict
+
+from services.gateway.bad_requests import BadRequestFilter
+from shared.auth.local_keys import dpop_proof, issue_token
+from tests.support import FHIR_JSON, Reply, Stack
+
+ORGNR = "974760673"
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"])
+
+
+async def get(
+    stack: Stack, path: str, authorizations: list[str], proofs: tuple[str, ...] = ()
+) -> Reply:
+    """A GET with exactly the given `Authorization` and `DPoP` headers, in that order."""
+    headers: CIMultiDict[str] = CIMultiDict({"Accept": FHIR_JSON})
+    for value in authorizations:
+        headers.add("Authorization", value)
+    for proof in proofs:
+        headers.add("DPoP", proof)
+    async with stack.session.get(f"{stack.base}/{path}", headers=headers) as resp:
+        return Reply(resp.status, CIMultiDict(resp.headers), await resp.read())
+
+
+@SQLITE_ONLY
+async def test_refusals_are_told_in_the_gateways_own_words(stack: Stack) -> None:
+    await stack.admit(ORGNR, "bup")
+    valid = stack.token(orgnr=ORGNR)
+    header, claims, _ = valid.split(".")
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    decoded = jwt.decode(valid, options={"verify_signature": False})
+    forged = jwt.encode(decoded, other_key, algorithm="ES256", headers={"kid": "barnebro-local-1"})
+    expired = issue_token(stack.settings.data_dir, orgnr=ORGNR, ttl=-10)
+    told = {
+        "garbage": "The token is malformed",
+        f"{header}.{claims}": "The token is malformed",
+        forged: "The token's signature does not verify",
+        expired: "The token has expired",
+    }
+    for token, said in told.items():
+        reply = await get(stack, "Organization", [f"Bearer {token}"])
+        assert reply.status == 401, (token, reply.body)
+        assert [issue["diagnostics"] for issue in reply.issues()] == [said], reply.body
+        challenge = reply.headers["WWW-Authenticate"]
+        assert 'Bearer realm="barnebro", error="invalid_token"' in challenge, challenge
+    assert (await get(stack, "Organization", [f"Bearer {valid}"])).status == 200
+
+
+@SQLITE_ONLY
+async def test_two_authorization_headers_are_refused_whatever_their_order(stack: Stack) -> None:
+    await stack.admit(ORGNR, "bup")
+    valid = f"Bearer {stack.token(orgnr=ORGNR)}"
+    data_dir = stack.settings.data_dir
+    bound = issue_token(data_dir, orgnr=ORGNR, dpop=True)
+    url = f"{stack.base}/Organization"
+    assert (await get(stack, "Organization", [valid])).status == 200
+    pairs = [
+        [valid, "Bearer garbage"],
+        ["Bearer garbage", valid],
+        [valid, valid],
+        [f"DPoP {bound}", valid],
+    ]
+    for pair in pairs:
+        reply = await get(stack, "Organization", pair, (dpop_proof(data_dir, "GET", url, bound),))
+        assert reply.status == 400, (pair, reply.body)
+        issue = reply.issues()[0]
+        assert issue["code"] == "invalid"
+        assert issue["diagnostics"] == "Exactly one Authorization header is allowed"
+        assert 'error="invalid_request"' in reply.headers["WWW-Authenticate"]
+    # one bound token with its proof is fine; two proofs stay refused
+    proof = dpop_proof(data_dir, "GET", url, bound)
+    assert (await get(stack, "Organization", [f"DPoP {bound}"], (proof,))).status == 200
+    twice = await get(stack, "Organization", [f"DPoP {bound}"], (proof, proof))
+    assert twice.status == 401
+    assert 'error="invalid_dpop_proof"' in twice.headers["WWW-Authenticate"]
+
+
+MALFORMED = {
+    "a repeated Host header": b"GET /fhir/metadata HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+    "a header over 8190 bytes": (
+        b"GET /fhir/metadata HTTP/1.1\r\nHost: a\r\nX-Long: " + b"x" * 9000 + b"\r\n\r\n"
+    ),
+}
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_malformed_http_is_a_400_and_one_warning_line(
+    stack: Stack, case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="services.gateway.http")
+    reader, writer = await asyncio.open_connection("127.0.0.1", stack.settings.http_port)
+    try:
+        writer.write(MALFORMED[case])
+        await writer.drain()
+        status_line = await reader.readline()
+    finally:
+        writer.close()
+    assert status_line.split()[1:2] == [b"400"], status_line
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    records = [r for r in caplog.records if r.name == "services.gateway.http"]
+    assert records, "the malformed request is logged"
+    for record in records:
+        assert record.levelno == logging.WARNING, record.getMessage()
+        assert record.exc_info is None and record.exc_text is None
+        assert "\n" not in record.getMessage()
+        assert "answered 400" in record.getMessage()
+
+
+def test_other_http_server_errors_keep_their_level_and_traceback() -> None:
+    def record_of(exc: Exception) -> logging.LogRecord:
+        try:
+            raise exc
+        except Exception:
+            info = sys.exc_info()
+        return logging.LogRecord(
+            "services.gateway.http", logging.ERROR, __file__, 1, "Unhandled exception", (), info
+        )
+
+    failure = record_of(RuntimeError("a bug"))
+    assert BadRequestFilter().filter(failure)
+    assert failure.levelno == logging.ERROR and failure.exc_info is not None
+    malformed = record_of(BadHttpMessage("Duplicate 'Host' header found."))
+    assert BadRequestFilter().filter(malformed)
+    assert malformed.levelno == logging.WARNING and malformed.exc_info is None
+    assert malformed.getMessage() == (
+        "Unhandled exception answered 400: Duplicate 'Host' header found."
+    )
