@@ -1,0 +1,85 @@
+"""FHIR API consistency, as an outside tester probes it: an operation on a resource the
+caller may not see answers exactly as on a missing one, and the same request answers the
+same way on every path (format negotiation, unknown parameters, subsetted tags, history
+counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from multidict import CIMultiDict
+
+from shared.identifiers import ORGNR_SYSTEM
+from tests.referral_world import BUP, BVT, ReferralWorld
+from tests.subscription_world import SubscriptionWorld, subscription
+from tests.support import Reply
+
+MISSING = "no-such-id"
+VARYING = frozenset({"date", "content-length", "x-request-id", "traceparent", "x-trace-id"})
+"""Headers that vary per request (the length follows the id, masked in the body)."""
+
+
+def comparable(reply: Reply, res_id: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """Status, body with the id masked, and headers but for those that vary per request."""
+    headers: CIMultiDict[str] = reply.headers
+    kept = sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in VARYING)
+    return reply.status, reply.body.replace(res_id.encode(), b"<id>"), kept
+
+
+def assert_as_missing(hidden: Reply, hidden_id: str, missing: Reply) -> None:
+    assert comparable(hidden, hidden_id) == comparable(missing, MISSING), (
+        hidden.status,
+        hidden.body,
+        missing.status,
+        missing.body,
+    )
+
+
+def care_order(action: str, successor: str | None = None) -> dict[str, Any]:
+    given: list[dict[str, Any]] = [{"name": "action", "valueCode": action}]
+    if successor:
+        given.append(
+            {"name": "successor", "valueIdentifier": {"system": ORGNR_SYSTEM, "value": successor}}
+        )
+    return {"resourceType": "Parameters", "parameter": given}
+
+
+async def test_a_care_order_of_a_hidden_child_answers_as_for_a_missing_one(
+    referrals: ReferralWorld,
+) -> None:
+    """Ending or transferring a care order of a child the barnevernstjeneste has no relation
+    to tells nothing about the child: the answer is the one for an id that is not known."""
+    stack = referrals.stack
+    child = await referrals.child(care_order=True)
+    stranger = stack.token(orgnr="910000187", kind="barnevernstjeneste")
+    assert (await stack.call("GET", f"Patient/{child.id}", token=stranger)).status == 404
+    for body in (care_order("end"), care_order("transfer", successor=BVT)):
+        hidden = await stack.call("POST", f"Patient/{child.id}/$care-order", body, token=stranger)
+        missing = await stack.call("POST", f"Patient/{MISSING}/$care-order", body, token=stranger)
+        assert hidden.status == 404, hidden.body
+        assert_as_missing(hidden, child.id, missing)
+    # The holder still ends its own; nothing was changed by the probes.
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    assert seen["meta"]["versionId"] == "1"
+    ended = await referrals.fhir("POST", f"Patient/{child.id}/$care-order", care_order("end"),
+                                 by=BVT)  # fmt: skip
+    assert ended.status == 200, ended.body
+
+
+async def test_subscription_operations_on_another_owners_answer_as_for_a_missing_one(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    world = subscriptions.referrals
+    body = subscription("referral-status", endpoint="https://partner.example/hook")
+    sub_id = await subscriptions.subscribe(body, by=BUP)
+    stranger = world.stack.token(orgnr="910000187", kind="barnevernstjeneste")
+    for operation in ("$status", "$events"):
+        for method, payload in (("GET", None), ("POST", {"resourceType": "Parameters"})):
+            hidden = await world.stack.call(
+                method, f"Subscription/{sub_id}/{operation}", payload, token=stranger
+            )
+            missing = await world.stack.call(
+                method, f"Subscription/{MISSING}/{operation}", payload, token=stranger
+            )
+            assert hidden.status == 404, hidden.body
+            assert_as_missing(hidden, sub_id, missing)
