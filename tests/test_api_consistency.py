@@ -10,6 +10,9 @@ from typing import Any
 from multidict import CIMultiDict
 
 from shared.identifiers import ORGNR_SYSTEM
+from tests.consent_world import BVT as CONSENT_BVT
+from tests.consent_world import GP, World
+from tests.journal_service import note
 from tests.referral_world import BUP, BVT, ReferralWorld
 from tests.subscription_world import SubscriptionWorld, subscription
 from tests.support import Reply
@@ -83,3 +86,35 @@ async def test_subscription_operations_on_another_owners_answer_as_for_a_missing
             )
             assert hidden.status == 404, hidden.body
             assert_as_missing(hidden, sub_id, missing)
+
+
+async def test_a_history_with_count_zero_answers_its_total_as_a_search_does(
+    world: World,
+) -> None:
+    child = await world.child(9)
+    own = await world.fhir("POST", "DocumentReference", note(child.id, "Fastlegens"), by=GP)
+    assert own.status == 201, own.body
+    hidden = await world.note(child, "Bekymring", by=CONSENT_BVT)
+    for path, by in (
+        ("DocumentReference/_history", GP),
+        (f"{own.json()['resourceType']}/{own.json()['id']}/_history", GP),
+        (f"{hidden}/_history", CONSENT_BVT),
+    ):
+        counted = await world.fhir("GET", f"{path}?_summary=count", by=by)
+        zero = await world.fhir("GET", f"{path}?_count=0", by=by)
+        assert zero.status == 200, zero.body
+        bundle = zero.json()
+        assert "entry" not in bundle, bundle
+        assert (bundle["type"], bundle["total"]) == ("history", counted.json()["total"])
+    seen = await world.fhir("GET", "DocumentReference/_history", by=GP)
+    assert world_total(seen) == (await world.fhir(
+        "GET", "DocumentReference/_history?_count=0", by=GP)).json()["total"]  # fmt: skip
+    hidden_zero = await world.fhir("GET", f"{hidden}/_history?_count=0", by=GP)
+    missing = await world.fhir("GET", f"DocumentReference/{MISSING}/_history?_count=0", by=GP)
+    assert_as_missing(hidden_zero, hidden.split("/")[1], missing)
+
+
+def world_total(reply: Reply) -> int:
+    """The versions a history page holds (a page of at most 50: the world is small)."""
+    assert reply.status == 200, reply.body
+    return len(reply.json().get("entry", []))

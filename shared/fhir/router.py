@@ -109,7 +109,7 @@ class FhirRouter:
         repository = self.service.repository(request)
         path = f"{request.base_url}/{resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
-        if subset.count_only:
+        if subset.count_only or count == 0:  # `_count=0` asks for the total, as on a search
             total = await repository.history_total(resource_type, res_id, since=since)
             return json_response(200, bundles.history_total(path, request.params, total))
         versions, next_seq = await repository.history(
