@@ -15,7 +15,7 @@ from tests.consent_world import GP, World
 from tests.journal_service import note
 from tests.referral_world import BUP, BVT, ReferralWorld
 from tests.subscription_world import SubscriptionWorld, subscription
-from tests.support import Reply
+from tests.support import Reply, Stack
 
 MISSING = "no-such-id"
 VARYING = frozenset({"date", "content-length", "x-request-id", "traceparent", "x-trace-id"})
@@ -118,3 +118,39 @@ def world_total(reply: Reply) -> int:
     """The versions a history page holds (a page of at most 50: the world is small)."""
     assert reply.status == 200, reply.body
     return len(reply.json().get("entry", []))
+
+
+SUBSETTED_LOOKALIKES = [
+    ("tag", {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+             "code": "subsetted"}),
+    ("tag", {"code": "SUBSETTED"}),
+    ("tag", {"system": "http://hl7.org/fhir/v3/ObservationValue", "code": "SUBSETTED"}),
+    ("tag", {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue/",
+             "code": "SUBSETTED"}),
+    ("security", {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                  "code": "SUBSETTED"}),
+]  # fmt: skip
+
+
+async def test_every_subsetted_lookalike_is_refused_on_write_and_in_validate(
+    stack: Stack,
+) -> None:
+    created = await stack.call("POST", "Practitioner", {"resourceType": "Practitioner"})
+    assert created.status == 201, created.body
+    current = created.json()
+    for element, coding in SUBSETTED_LOOKALIKES:
+        meta = {element: [coding]}
+        body = {"resourceType": "Practitioner", "meta": meta, "gender": "female"}
+        for method, path, sent in (
+            ("POST", "Practitioner", body),
+            ("PUT", f"Practitioner/{current['id']}", {**body, "id": current["id"]}),
+        ):
+            reply = await stack.call(method, path, sent)
+            assert reply.status == 422, (coding, method, reply.body)
+            assert reply.issues()[0]["expression"] == [f"Practitioner.meta.{element}"]
+        checked = await stack.call("POST", "Practitioner/$validate", body)
+        assert checked.status == 200, checked.body
+        assert "SUBSETTED" in checked.issues()[0]["diagnostics"], (coding, checked.body)
+    after = await stack.call("GET", f"Practitioner/{current['id']}")
+    assert after.json()["meta"]["versionId"] == "1"
+    assert "gender" not in after.json()
