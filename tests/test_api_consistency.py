@@ -154,3 +154,35 @@ async def test_every_subsetted_lookalike_is_refused_on_write_and_in_validate(
     after = await stack.call("GET", f"Practitioner/{current['id']}")
     assert after.json()["meta"]["versionId"] == "1"
     assert "gender" not in after.json()
+
+
+NEGOTIATED = [
+    ("_format=xml", {}, 406),
+    ("", {"Accept": "application/fhir+xml"}, 406),
+    ("_format=json&_format=xml", {}, 400),
+    ("_format=json&_format=json", {}, 400),
+    ("_format=application/fhir+json;fhirVersion=5.0", {}, 406),
+    ("", {"Accept": "application/fhir+json; fhirVersion=5.0"}, 406),
+    ("", {"Accept": "application/fhir+json; fhirVersion=4.0"}, 200),
+    ("_format=application/fhir+json;fhirVersion=4.0", {}, 200),
+    ("", {"Accept": "application/fhir+json; fhirVersion=5.0, application/json"}, 200),
+    ("_format=json", {"Accept": "text/html"}, 200),
+]
+
+
+async def test_every_path_negotiates_the_format_alike(stack: Stack) -> None:
+    """The CapabilityStatement, a search, a read and a write answer a format request the
+    same way: XML or another FHIR version is a 406, two `_format`s a 400."""
+    created = await stack.call("POST", "Practitioner", {"resourceType": "Practitioner"})
+    assert created.status == 201, created.body
+    read = f"Practitioner/{created.json()['id']}"
+    for query, headers, status in NEGOTIATED:
+        answers = []
+        for method, path in (("GET", "metadata"), ("GET", "Practitioner"), ("GET", read),
+                             ("POST", "Practitioner/$validate")):  # fmt: skip
+            body = {"resourceType": "Practitioner"} if method == "POST" else None
+            reply = await stack.call(method, f"{path}?{query}", body, headers=headers)
+            assert reply.status == status, (path, query, headers, reply.body)
+            if status != 200:
+                answers.append(reply.body)
+        assert len(set(answers)) <= 1, (query, headers, answers)

@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 from opentelemetry import propagate, trace
 
-from services.gateway import consent_admin
+from services.gateway import consent_admin, negotiation
 from services.gateway.authentication import authenticate
 from services.gateway.bodies import BODY_LIMIT, FORM, JSON_TYPES, read_body
 from services.gateway.bundles import run_batch, run_transaction
@@ -143,25 +143,9 @@ def prefer(request: web.Request) -> tuple[str | None, bool]:
     return returned, lenient
 
 
-JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
-
-
 def negotiate(request: web.Request) -> None:
-    """Only JSON is served: asking for anything else (XML, Turtle) is a 406. `_format`,
-    when given, overrides the Accept header (FHIR R4 http.html), so a browser's
-    `Accept: text/html` with `_format=json` is served JSON."""
-    wanted = request.query.get("_format")
-    if wanted is not None:
-        # An unescaped `+` (`_format=application/fhir+json`) arrives decoded as a space.
-        accepted = wanted.split(";")[0].strip().replace(" ", "+") in JSON_FORMATS
-    else:
-        accept = header(request, "Accept") or ""
-        accepted = not accept or any(
-            part.split(";")[0].strip() in ("*/*", "application/*", *JSON_FORMATS)
-            for part in accept.split(",")
-        )
-    if not accepted:
-        raise error(406, "not-supported", f"Only JSON is served ({FHIR_JSON})")
+    """The answer's format, decided once for every path (`negotiation.negotiate`)."""
+    negotiation.negotiate(request.query.getall("_format", []), header(request, "Accept"))
 
 
 def emergency(request: web.Request) -> Emergency | None:
@@ -245,6 +229,7 @@ async def _forward(
 
 
 async def metadata(request: web.Request) -> web.Response:
+    negotiate(request)
     gateway = request.app[GATEWAY_KEY]
     await gateway.registry.refresh()
     statement = capability_statement(
