@@ -186,3 +186,59 @@ async def test_every_path_negotiates_the_format_alike(stack: Stack) -> None:
             if status != 200:
                 answers.append(reply.body)
         assert len(set(answers)) <= 1, (query, headers, answers)
+
+
+async def test_every_write_path_refuses_unknown_query_parameters_alike(
+    referrals: ReferralWorld,
+) -> None:
+    """A parameter a write would drop is a 400 on every write path, as on a create; nothing
+    is written. `_format` and `_pretty` are taken everywhere, and `$validate` takes
+    `profile` naming the type's own profile."""
+    stack = referrals.stack
+    child = await referrals.child(care_order=True)
+    created = await stack.call("POST", "Practitioner", {"resourceType": "Practitioner"})
+    assert created.status == 201, created.body
+    practitioner = created.json()
+    path = f"Practitioner/{practitioner['id']}"
+    bundle = {"resourceType": "Bundle", "type": "batch", "entry": [{
+        "request": {"method": "POST", "url": "Practitioner"},
+        "resource": {"resourceType": "Practitioner"}}]}  # fmt: skip
+    end = care_order("end")
+    writes: list[tuple[str, str, Any, str | None]] = [
+        ("POST", "Practitioner", {"resourceType": "Practitioner"}, None),
+        ("PUT", path, {**practitioner, "gender": "male"}, None),
+        ("DELETE", path, None, None),
+        ("POST", "", bundle, None),
+        ("POST", "", {**bundle, "type": "transaction"}, None),
+        ("POST", "Practitioner/$validate", {"resourceType": "Practitioner"}, None),
+        ("POST", f"Patient/{child.id}/$care-order", end, BVT),
+    ]
+    for method, target, body, by in writes:
+        token = referrals.token(by) if by else None
+        reply = await stack.call(method, f"{target}?foo=1&_pretty=true", body, token=token)
+        assert reply.status == 400, (method, target, reply.body)
+        [issue] = reply.issues()
+        assert issue["code"] == "not-supported", issue
+        assert "takes no query parameters (got foo)" in issue["diagnostics"], issue
+    patched = await stack.call(
+        "PATCH", f"{path}?foo=1", raw=b"[]", headers={"Content-Type": "application/json-patch+json"}
+    )
+    assert patched.status == 400, patched.body
+    assert "takes no query parameters (got foo)" in patched.issues()[0]["diagnostics"]
+    assert (await stack.call("GET", path)).json()["meta"]["versionId"] == "1"
+    seen = (await referrals.fhir("GET", f"Patient/{child.id}", by=BVT)).json()
+    assert seen["meta"]["versionId"] == "1", "the care order was not ended"
+
+    own_profile = "https://fhir.barnebro.no/StructureDefinition/barnebro-Practitioner"
+    checked = await stack.call(
+        "POST", f"Practitioner/$validate?profile={own_profile}", {"resourceType": "Practitioner"}
+    )
+    assert checked.status == 200, checked.body
+    assert "Validation successful" in checked.issues()[0]["diagnostics"]
+    other = await stack.call(
+        "POST", "Practitioner/$validate?profile=http://x", {"resourceType": "Practitioner"}
+    )
+    assert other.status == 400, other.body
+    assert other.issues()[0]["expression"] == ["profile"]
+    pretty = await stack.call("PUT", f"{path}?_format=json&_pretty=true", practitioner)
+    assert pretty.status == 200, pretty.body

@@ -13,9 +13,10 @@ The answer is an OperationOutcome with the new version's ETag (the caller reads 
 Patient as its relation allows). Any barnevernstjeneste may `start` one (that is how it
 takes a child into care); `end` and `transfer` by one that has no relation to the child
 (it may not see the Patient and holds no care order of it) answer exactly as for a child
-that is not registered, so they tell nothing about one it may not see. The change is a new version of the
-Patient with the directory's `care-order-started` / `care-order-ended` events, which the
-consent service follows (who may consent changes at once) and records in the audit trail.
+that is not registered, so they tell nothing about one it may not see. The change is a
+new version of the Patient with the directory's `care-order-started` / `care-order-ended`
+events, which the consent service follows (who may consent changes at once) and records in
+the audit trail.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
-from shared.fhir.search_query import query_criteria
+from shared.fhir.search_query import query_criteria, refuse_parameters
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
@@ -360,6 +360,7 @@ async def system_level(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     bundle = parse_json(await read_body(request))
     base = build_request(request, "transaction", resource_type="Bundle")
+    refuse_parameters(base.params, "A batch or transaction")
     if bundle.get("resourceType") != "Bundle":
         raise error(400, "invalid", "POST to the base URL takes a batch or transaction Bundle")
     entries = bundle.get("entry")
