@@ -9,11 +9,12 @@ from typing import Any
 
 from multidict import CIMultiDict
 
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
+from tests.careplan_world import CarePlanWorld
 from tests.consent_world import BVT as CONSENT_BVT
 from tests.consent_world import GP, World
 from tests.journal_service import note
-from tests.referral_world import BUP, BVT, ReferralWorld
+from tests.referral_world import BUP, BVT, KOMMUNE, ReferralWorld
 from tests.subscription_world import SubscriptionWorld, subscription
 from tests.support import Reply, Stack
 
@@ -242,3 +243,23 @@ async def test_every_write_path_refuses_unknown_query_parameters_alike(
     assert other.issues()[0]["expression"] == ["profile"]
     pretty = await stack.call("PUT", f"{path}?_format=json&_pretty=true", practitioner)
     assert pretty.status == 200, pretty.body
+
+
+async def test_a_coordinator_of_a_hidden_team_answers_as_for_a_missing_one(
+    careplans: CarePlanWorld,
+) -> None:
+    referrals = careplans.world
+    child = await referrals.child()
+    await careplans.start_care(child, KOMMUNE)
+    team = {"resourceType": "CareTeam", "status": "active",
+            "subject": {"identifier": {"system": FNR_SYSTEM, "value": child.fnr}}}  # fmt: skip
+    hidden = (await careplans.created(team, KOMMUNE)).split("/")[1]
+    assign = {"resourceType": "Parameters", "parameter": [
+        {"name": "coordinator", "valueReference": {"identifier": {"system": ORGNR_SYSTEM,
+                                                                   "value": BUP}}},
+        {"name": "reason", "valueString": "Overtar"}]}  # fmt: skip
+    path = "CareTeam/{}/$assign-coordinator"
+    seen = await referrals.fhir("POST", path.format(hidden), assign, by=BUP)
+    missing = await referrals.fhir("POST", path.format(MISSING), assign, by=BUP)
+    assert seen.status == 404, seen.body
+    assert_as_missing(seen, hidden, missing)
