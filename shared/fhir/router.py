@@ -187,8 +187,11 @@ def refuse_create_criteria(request: FhirRequest) -> None:
 
 
 def refuse_operation_parameters(request: FhirRequest) -> None:
-    """An operation that writes takes its parameters in its Parameters body; the reading
-    operations (asked by GET too) check their own, from the URL and the body."""
+    """A FHIR operation that writes takes its parameters in its Parameters body; the
+    reading operations (asked by GET too) check their own, from the URL and the body, and
+    the consent API (operations on no resource type) takes its query as its own."""
+    if not request.resource_type:
+        return
     if (request.resource_type, request.operation) in READING_OPERATIONS:
         return
     operation = request.operation or "An operation"
