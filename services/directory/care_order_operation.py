@@ -10,9 +10,13 @@ Parameters resource:
 - `successor` (valueIdentifier, organisasjonsnummer): the new holder, for `transfer`.
 
 The answer is an OperationOutcome with the new version's ETag (the caller reads the
-Patient as its relation allows). The change is a new version of the
-Patient with the directory's `care-order-started` / `care-order-ended` events, which the
-consent service follows (who may consent changes at once) and records in the audit trail.
+Patient as its relation allows). Any barnevernstjeneste may `start` one (that is how it
+takes a child into care); `end` and `transfer` by one that has no relation to the child
+(it may not see the Patient and holds no care order of it) answer exactly as for a child
+that is not registered, so they tell nothing about one it may not see. The change is a
+new version of the Patient with the directory's `care-order-started` / `care-order-ended`
+events, which the consent service follows (who may consent changes at once) and records in
+the audit trail.
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from services.directory.domain.care_orders import (
     CARE_ORDER_ACTIONS,
     apply_action,
     care_order_contacts,
+    holder_of,
     with_care_orders,
 )
 from services.directory.resources import CARE_ORDER_OPERATION, CARE_ORDER_PARAMETERS
 from shared.clock import today
 from shared.codes import OrganisationKind, organisation_kinds
-from shared.fhir.answers import json_response
+from shared.fhir.answers import json_response, not_found
 from shared.fhir.errors import error, information, operation_outcome
 from shared.fhir.parameters import accepted, operation_parameters
 from shared.fhir.resources import ID_PATTERN
@@ -68,6 +73,16 @@ class CareOrderOperation:
         found = await uow.find("Organization", [("identifier", f"{ORGNR_SYSTEM}|{orgnr}")])
         return found[0] if found else None
 
+    @staticmethod
+    async def _related(
+        uow: StoreUnitOfWork, stored: StoredResource, holder: StoredResource | None
+    ) -> bool:
+        """Whether the caller holds (or held) a care order of the child, or may see it."""
+        orders = care_order_contacts(stored.json())
+        if holder is not None and any(holder_of(c) == holder.reference for c in orders):
+            return True
+        return await uow.data.guard.permits(uow.request, stored)
+
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(request.id or ""):
             raise error(400, "invalid", f"{CARE_ORDER_OPERATION} is an operation on Patient/<id>")
@@ -93,6 +108,8 @@ class CareOrderOperation:
         async with self.fhir.unit_of_work(request) as uow:
             stored = await locked_child(uow, patient_id)
             holder = await self._organization(uow, request.caller.orgnr or "")
+            if action != "start" and not await self._related(uow, stored, holder):
+                raise not_found("Patient", patient_id)
             if holder is None:
                 raise error(403, "forbidden", "The caller's organisation is not registered")
             successor_ref = None

@@ -20,7 +20,7 @@ import orjson
 from aiohttp import web
 from opentelemetry import propagate, trace
 
-from services.gateway import consent_admin
+from services.gateway import consent_admin, negotiation
 from services.gateway.authentication import authenticate
 from services.gateway.bodies import BODY_LIMIT, FORM, JSON_TYPES, read_body
 from services.gateway.bundles import run_batch, run_transaction
@@ -31,7 +31,7 @@ from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
-from shared.fhir.search_query import query_criteria
+from shared.fhir.search_query import query_criteria, refuse_parameters
 from shared.metrics import http_request_duration
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
@@ -143,25 +143,9 @@ def prefer(request: web.Request) -> tuple[str | None, bool]:
     return returned, lenient
 
 
-JSON_FORMATS = frozenset({"json", "application/json", "application/fhir+json"})
-
-
 def negotiate(request: web.Request) -> None:
-    """Only JSON is served: asking for anything else (XML, Turtle) is a 406. `_format`,
-    when given, overrides the Accept header (FHIR R4 http.html), so a browser's
-    `Accept: text/html` with `_format=json` is served JSON."""
-    wanted = request.query.get("_format")
-    if wanted is not None:
-        # An unescaped `+` (`_format=application/fhir+json`) arrives decoded as a space.
-        accepted = wanted.split(";")[0].strip().replace(" ", "+") in JSON_FORMATS
-    else:
-        accept = header(request, "Accept") or ""
-        accepted = not accept or any(
-            part.split(";")[0].strip() in ("*/*", "application/*", *JSON_FORMATS)
-            for part in accept.split(",")
-        )
-    if not accepted:
-        raise error(406, "not-supported", f"Only JSON is served ({FHIR_JSON})")
+    """The answer's format, decided once for every path (`negotiation.negotiate`)."""
+    negotiation.negotiate(request.query.getall("_format", []), header(request, "Accept"))
 
 
 def emergency(request: web.Request) -> Emergency | None:
@@ -245,6 +229,7 @@ async def _forward(
 
 
 async def metadata(request: web.Request) -> web.Response:
+    negotiate(request)
     gateway = request.app[GATEWAY_KEY]
     await gateway.registry.refresh()
     statement = capability_statement(
@@ -375,6 +360,7 @@ async def system_level(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     bundle = parse_json(await read_body(request))
     base = build_request(request, "transaction", resource_type="Bundle")
+    refuse_parameters(base.params, "A batch or transaction")
     if bundle.get("resourceType") != "Bundle":
         raise error(400, "invalid", "POST to the base URL takes a batch or transaction Bundle")
     entries = bundle.get("entry")

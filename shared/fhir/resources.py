@@ -173,9 +173,19 @@ SUBSETTED_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"
 
 def _subsetted(data: dict[str, Any], resource_type: str) -> list[Issue]:
     """A resource tagged SUBSETTED is a part of one (`_summary`, `_elements`, a look-up):
-    written back, it would silently drop all the rest (FHIR R4 search.html#summary)."""
-    tags = (data.get("meta") or {}).get("tag") or []
-    if not any(t.get("system") == SUBSETTED_SYSTEM and t.get("code") == "SUBSETTED" for t in tags):
+    written back, it would silently drop all the rest (FHIR R4 search.html#summary). Any
+    coding that reads as the tag (whatever its system or case, in `meta.tag` or
+    `meta.security`) is refused: stored, it would mark the whole resource as a part."""
+    meta = data.get("meta") or {}
+    where = [
+        f"{resource_type}.meta.{element}"
+        for element in ("tag", "security")
+        if any(
+            isinstance(coding, dict) and str(coding.get("code") or "").casefold() == "subsetted"
+            for coding in meta.get(element) or []
+        )
+    ]
+    if not where:
         return []
     return [
         Issue(
@@ -183,7 +193,7 @@ def _subsetted(data: dict[str, Any], resource_type: str) -> list[Issue]:
             f"This {resource_type} is tagged SUBSETTED: it is a part of the resource (from"
             " _summary, _elements or a look-up), and writing it would drop the rest. Read the"
             " whole resource and send that",
-            expression=(f"{resource_type}.meta.tag",),
+            expression=tuple(where),
         )
     ]
 

@@ -21,8 +21,14 @@ from shared.fhir import bundles, writes
 from shared.fhir.answers import checked_id, json_response, resource_response
 from shared.fhir.errors import error
 from shared.fhir.patch import FHIRPATH_PATCH, patcher
+from shared.fhir.profiles import profile_url
 from shared.fhir.resources import parse_json, version_number
-from shared.fhir.search_query import IGNORED_PARAMS, MAX_COUNT, parse_date_value, small_integer
+from shared.fhir.search_query import (
+    MAX_COUNT,
+    parse_date_value,
+    refuse_parameters,
+    small_integer,
+)
 from shared.fhir.service import FhirService
 from shared.fhir.subsets import Subset, cut, parse_subset
 from shared.fhir.transaction import run_transaction
@@ -109,7 +115,7 @@ class FhirRouter:
         repository = self.service.repository(request)
         path = f"{request.base_url}/{resource_type}"
         path += f"/{res_id}/_history" if res_id else "/_history"
-        if subset.count_only:
+        if subset.count_only or count == 0:  # `_count=0` asks for the total, as on a search
             total = await repository.history_total(resource_type, res_id, since=since)
             return json_response(200, bundles.history_total(path, request.params, total))
         versions, next_seq = await repository.history(
@@ -121,6 +127,7 @@ class FhirRouter:
 
     async def validate(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
+        validation_profile(request, definition.resource_type)
         return await validate(self.service, definition, request, body)
 
     async def create(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
@@ -136,11 +143,13 @@ class FhirRouter:
         async with self.service.unit_of_work(request) as uow:
             if request.id is None:  # PUT Type?criteria
                 return await writes.conditional_update(uow, definition, parse_json(body), rule=rule)
+            refuse_parameters(request.params, "An update")
             return await writes.update(uow, definition, parse_json(body), rule=rule)
 
     async def patch(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
+        refuse_parameters(request.params, "A patch")
         fhirpath = request.patch_format == FHIRPATH_PATCH
         apply = patcher(definition.resource_type, body, fhirpath, self.body_limit)
         async with self.service.unit_of_work(request) as uow:
@@ -149,6 +158,7 @@ class FhirRouter:
     async def delete(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
+        refuse_parameters(request.params, "A delete")
         async with self.service.unit_of_work(request) as uow:
             return await writes.delete(uow, definition, rule=rule)
 
@@ -160,22 +170,48 @@ class FhirRouter:
             (request.resource_type, request.operation) not in READING_OPERATIONS
         ):
             raise error(405, "not-supported", f"{request.operation} changes data: use POST")
+        refuse_operation_parameters(request)
         return await operation(request, body)
 
 
 def refuse_create_criteria(request: FhirRequest) -> None:
-    """A create's parameters would be dropped silently, and a client that sends its
-    conditional-create criteria in the query (fhirpy's `get_or_create`) would create a
-    duplicate each time: they are refused, as in a Bundle entry."""
-    names = sorted({name for name, _ in request.params} - IGNORED_PARAMS)
-    if names:
-        raise error(
-            400,
-            "not-supported",
-            f"A create takes no query parameters (got {', '.join(names)}): a conditional"
-            " create sends its criteria in If-None-Exist (e.g. If-None-Exist:"
-            " identifier=<system>|<value>)",
-        )
+    """A client that sends its conditional-create criteria in the query (fhirpy's
+    `get_or_create`) would create a duplicate each time: they are refused, as in a Bundle
+    entry, with where they go instead."""
+    refuse_parameters(
+        request.params,
+        "A create",
+        hint=": a conditional create sends its criteria in If-None-Exist (e.g. If-None-Exist:"
+        " identifier=<system>|<value>)",
+    )
+
+
+def refuse_operation_parameters(request: FhirRequest) -> None:
+    """A FHIR operation that writes takes its parameters in its Parameters body; the
+    reading operations (asked by GET too) check their own, from the URL and the body, and
+    the consent API (operations on no resource type) takes its query as its own."""
+    if not request.resource_type:
+        return
+    if (request.resource_type, request.operation) in READING_OPERATIONS:
+        return
+    operation = request.operation or "An operation"
+    refuse_parameters(request.params, operation, hint=": send its parameters in a Parameters body")
+
+
+def validation_profile(request: FhirRequest, resource_type: str) -> None:
+    """`$validate` checks against barnebro's profile of the type, which `profile` may name;
+    any other profile would be a validation it does not do."""
+    refuse_parameters(request.params, "$validate", allowed=frozenset({"profile"}))
+    own = profile_url(resource_type)
+    for name, value in request.params:
+        if name == "profile" and value != own:
+            raise error(
+                400,
+                "not-supported",
+                f"$validate checks {resource_type} against its profile {own} only"
+                f" (got profile {value})",
+                "profile",
+            )
 
 
 def read_subset(resource_type: str, request: FhirRequest) -> Subset:

@@ -48,6 +48,7 @@ MODIFIERS: dict[ParamType, tuple[str, ...]] = {
     ParamType.REFERENCE: ("identifier",),
 }
 IGNORED_PARAMS = frozenset({"_format", "_pretty"})
+"""The parameters every interaction takes: they shape the answer, never what is done."""
 MAX_VALUES = 100
 MAX_CRITERIA = 30
 DEFAULT_COUNT = 20
@@ -249,3 +250,22 @@ def _parse_include(
     if len(parts) == 3 and parts[2] not in param.targets:
         return None
     return Include(parts[0], param, parts[2] if len(parts) == 3 else None)
+
+
+def refuse_parameters(
+    params: list[tuple[str, str]],
+    what: str,
+    *,
+    allowed: frozenset[str] = frozenset(),
+    hint: str = "",
+) -> None:
+    """A write's query parameters would be dropped silently, so any but `_format`, `_pretty`
+    (and `allowed`) is a 400, the same on every write path: a create, an update, a patch, a
+    delete, `$validate`, an operation, a batch or transaction."""
+    names = sorted({name for name, _ in params} - IGNORED_PARAMS - allowed)
+    if names:
+        raise error(
+            400,
+            "not-supported",
+            f"{what} takes no query parameters (got {', '.join(names)}){hint}",
+        )
