@@ -21,7 +21,6 @@ overflow in every process, with no way back. A stored offset beyond it is ignore
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from datetime import UTC, datetime, timedelta
@@ -36,6 +35,7 @@ from nats.js.kv import KeyValue
 from shared import clock
 from shared.config import Settings
 from shared.patience import patiently
+from shared.transport.stopping import stop_watch
 
 log = logging.getLogger(__name__)
 
@@ -219,13 +219,7 @@ class ClockFollower:
         clock.moved(offset)
 
     async def stop(self) -> None:
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_watch(self._watcher, self._task)
 
 
 async def shown(nc: NATS, settings: Settings) -> datetime:

@@ -386,3 +386,8 @@ def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
         "name": [{"family": "Nordmann", "given": [given]}],
         "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],
     }
+
+
+def diagnostics(reply: Reply) -> str:
+    """Every issue's diagnostics of an OperationOutcome answer, in one line to search."""
+    return " | ".join(str(issue.get("diagnostics", "")) for issue in reply.issues())

@@ -31,16 +31,12 @@ from tests.referral_world import (
     Child,
     org_reference,
 )
-from tests.support import fodselsnummer, stream_events, wait_for
+from tests.support import diagnostics, fodselsnummer, stream_events, wait_for
 from tests.test_bad_input_fuzz import VALUES
 
 
 def codes(resource: dict[str, Any], url: str) -> list[str]:
     return [e["valueCoding"]["code"] for e in resource.get("extension", []) if e["url"] == url]
-
-
-def diagnostics(reply: Any) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 async def test_an_individual_plan_needs_consent_and_all_nine_points(

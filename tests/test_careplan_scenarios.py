@@ -10,11 +10,7 @@ from services.careplan.domain.vocabulary import PHASE_SYSTEM, PROVENANCE_EXT
 from services.referral.domain.vocabulary import COMPLETENESS_EXT, FORLOP_COORDINATOR_EXT
 from tests.careplan_world import CarePlanWorld, goal, member, person, plan, team, with_reason
 from tests.referral_world import BUP, BVT, GP, INSTITUSJON, KOMMUNE, LEGEVAKT, org_reference
-from tests.support import stream_events, wait_for
-
-
-def diagnostics(reply: Any) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
+from tests.support import diagnostics, stream_events, wait_for
 
 
 def provenance(statement: dict[str, Any]) -> dict[str, Any]:

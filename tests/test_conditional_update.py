@@ -15,7 +15,7 @@ from yarl import URL
 
 from shared.identifiers import FNR_SYSTEM
 from tests.referral_world import BUP, BUP2, GP, ReferralWorld, attachment
-from tests.support import Reply
+from tests.support import Reply, diagnostics
 
 SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.9999"
 
@@ -26,10 +26,6 @@ def practitioner(value: str, family: str) -> dict[str, Any]:
         "identifier": [{"system": SYSTEM, "value": value}],
         "name": [{"family": family}],
     }
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 async def test_no_match_creates_one_match_updates_several_refuse(

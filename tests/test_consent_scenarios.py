@@ -25,7 +25,7 @@ from tests.consent_world import (
     sharing,
     signature,
 )
-from tests.support import Reply, stream_events, wait_for
+from tests.support import Reply, diagnostics, stream_events, wait_for
 
 AUDIT_SCOPE = "system/AuditEvent.rs"
 EMERGENCY_PATIENT = "Barnebro-Emergency-Patient"
@@ -46,10 +46,6 @@ def ids(reply: Reply, mode: str | None = "match") -> list[str]:
         and e["resource"]["resourceType"] != "OperationOutcome"
         and (mode is None or e.get("search", {}).get("mode") == mode)
     ]
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(str(issue.get("diagnostics", "")) for issue in reply.issues())
 
 
 def bvt_org(world: World) -> str:

@@ -56,6 +56,17 @@ def key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+def proof_claims() -> dict[str, Any]:
+    """The claims of a valid proof for GET `URL` with `TOKEN`."""
+    return {
+        "jti": "a-unique-proof-id",
+        "htm": "GET",
+        "htu": URL,
+        "iat": int(time.time()),
+        "ath": token_hash(TOKEN),
+    }
+
+
 def forge(
     private: Any,
     *,
@@ -65,14 +76,7 @@ def forge(
     **claims: Any,
 ) -> str:
     """A proof for GET `URL` with `TOKEN`, with claims or header members changed."""
-    body = {
-        "jti": "a-unique-proof-id",
-        "htm": "GET",
-        "htu": URL,
-        "iat": int(time.time()),
-        "ath": token_hash(TOKEN),
-        **claims,
-    }
+    body = {**proof_claims(), **claims}
     for name in drop:
         body.pop(name)
     headers = {"typ": "dpop+jwt", "jwk": public_jwk(private), **(header or {})}
@@ -254,13 +258,7 @@ FAILURES: dict[str, tuple[str, Any]] = {
     "alg none": (
         "alg",
         lambda k: jwt.encode(
-            {
-                "jti": "a-unique-proof-id",
-                "htm": "GET",
-                "htu": URL,
-                "iat": int(time.time()),
-                "ath": token_hash(TOKEN),
-            },
+            proof_claims(),
             "",
             algorithm="none",
             headers={"typ": "dpop+jwt", "jwk": public_jwk(k)},
@@ -269,13 +267,7 @@ FAILURES: dict[str, tuple[str, Any]] = {
     "alg HS256": (
         "alg",
         lambda k: jwt.encode(
-            {
-                "jti": "a-unique-proof-id",
-                "htm": "GET",
-                "htu": URL,
-                "iat": int(time.time()),
-                "ath": token_hash(TOKEN),
-            },
+            proof_claims(),
             "a shared secret that proves nothing at all",
             algorithm="HS256",
             headers={"typ": "dpop+jwt", "jwk": public_jwk(k)},

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from tests.referral_world import BUP, BUP2, ReferralWorld, frist
-from tests.support import Reply, Stack
+from tests.support import Reply, Stack, diagnostics
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 UNSTABLE_HEADERS = ("Date", "traceparent", "Server", "Content-Length")
@@ -33,10 +33,6 @@ async def patch(
         token=referrals.token(by),
         headers={**JSON_PATCH, **(headers or {})},
     )
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 async def test_a_patch_moves_a_task_along_its_state_machine(referrals: ReferralWorld) -> None:

@@ -12,7 +12,7 @@ from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from tests.consent_world import BUP, BVT, GP, LEGEVAKT, SKOLE, World
 from tests.journal_service import note
 from tests.referral_world import ReferralWorld
-from tests.support import Reply, Stack, wait_for
+from tests.support import Reply, Stack, diagnostics, wait_for
 
 SUBSETTED = "SUBSETTED"
 NARRATIVE = {
@@ -39,10 +39,6 @@ def tagged(resource: dict[str, Any]) -> bool:
 def matches(reply: Reply) -> list[dict[str, Any]]:
     assert reply.status == 200, reply.body
     return [e["resource"] for e in reply.json().get("entry", []) if e["search"]["mode"] == "match"]
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(str(issue.get("diagnostics", "")) for issue in reply.issues())
 
 
 async def test_summary_count_and_count_zero_answer_the_total_alone(stack: Stack) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from tests.consent_world import BUP, BVT, GP, Child, World
-from tests.support import Reply, wait_for
+from tests.support import Reply, diagnostics, wait_for
 
 HPR = "9144889"
 UNSTABLE_HEADERS = frozenset({"date", "x-request-id", "traceparent", "content-length"})
@@ -26,10 +26,6 @@ def report(
     child: Child, *resources: str, reason: str = "Blåmerker som ikke er forklart"
 ) -> dict[str, Any]:
     return {"patient": child.ref, "recipient": BVT, "resources": list(resources), "reason": reason}
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(str(issue.get("diagnostics", "")) for issue in reply.issues())
 
 
 def answer(reply: Reply, *secrets: str) -> tuple[int, str, dict[str, str]]:

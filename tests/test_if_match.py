@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from tests.referral_world import BUP, BUP2, ReferralWorld
-from tests.support import Reply
+from tests.support import Reply, diagnostics
 
 SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.9999"
 UNSTABLE_HEADERS = ("Date", "traceparent", "Server", "Content-Length")
@@ -23,10 +23,6 @@ def practitioner(family: str, value: str = "hpr-if-match") -> dict[str, Any]:
         "identifier": [{"system": SYSTEM, "value": value}],
         "name": [{"family": family}],
     }
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 async def put(referrals: ReferralWorld, path: str, family: str, if_match: str) -> Reply:

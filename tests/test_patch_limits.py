@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from tests.referral_world import BUP, ReferralWorld
-from tests.support import Reply
+from tests.support import Reply, diagnostics
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 
@@ -31,10 +31,6 @@ async def send(referrals: ReferralWorld, path: str, raw: bytes, fhirpath: bool =
 
 async def json_patch(referrals: ReferralWorld, path: str, operations: Any) -> Reply:
     return await send(referrals, path, orjson.dumps(operations))
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 def codes(reply: Reply) -> list[str]:

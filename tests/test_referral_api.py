@@ -43,15 +43,12 @@ from tests.referral_world import (
     rejection,
     step,
 )
+from tests.support import diagnostics
 from tests.test_bad_input_fuzz import VALUES
 
 
 def ext(resource: dict[str, Any], url: str) -> list[Any]:
     return [e for e in resource.get("extension", []) if e["url"] == url]
-
-
-def diagnostics(reply: Any) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 async def test_a_referral_submitted_as_a_transaction_gets_its_task(

@@ -19,7 +19,7 @@ from services.referral.domain.vocabulary import (
 from services.referral.domain.working_days import add_working_days
 from shared.clock import NORWAY, today
 from tests.referral_world import BUP, GP, Referral, ReferralWorld
-from tests.support import wait_for
+from tests.support import diagnostics, wait_for
 from tests.test_referral_scenarios import monitor_of, overdue_once, referral_events
 
 NHN_MESSAGE = {
@@ -58,10 +58,6 @@ def arrival(at: str, source: str = "nhn-melding", identifier: Any = None) -> dic
     if identifier is not None:
         found.append({"url": "identifier", "valueIdentifier": identifier})
     return {"url": ARRIVAL_EXT, "extension": found}
-
-
-def diagnostics(reply: Any) -> str:
-    return " | ".join(i.get("diagnostics", "") for i in reply.issues())
 
 
 async def record(

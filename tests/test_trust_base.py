@@ -16,7 +16,7 @@ from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, ORGANISAT
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from tests.careplan_world import CarePlanWorld, member, person, plan, team
 from tests.referral_world import BUP, BVT, GP, KOMMUNE, LEGEVAKT, SKOLE, Child, ReferralWorld
-from tests.support import Reply, Stack, parent, wait_for
+from tests.support import Reply, Stack, diagnostics, parent, wait_for
 
 HEARD = {"heard": True, "statement": "Greit", "heard_by": "Lege Li"}
 GLASS = "Barnebro-Emergency-Patient"
@@ -25,10 +25,6 @@ REASON = "Barnebro-Emergency-Reason"
 
 async def _nonempty(found: Any) -> bool:
     return bool(await found)
-
-
-def diagnostics(reply: Reply) -> str:
-    return " | ".join(str(i.get("diagnostics", "")) for i in reply.issues())
 
 
 def matches(reply: Reply) -> list[dict[str, Any]]:

@@ -10,8 +10,8 @@ from services.consent.admin_api import ConsentAdministration
 from services.consent.audit_trail import AuditTrail
 from services.consent.authority_warnings import AuthorityWarnings
 from services.consent.authority_watch import AuthorityWatch
-from services.consent.code_systems import CodeSystemDefinition, publish_code_systems
-from services.consent.conformance import publish_conformance
+from services.consent.code_systems import CodeSystemDefinition
+from services.consent.conformance import publish_code_systems, publish_conformance
 from services.consent.conformance_types import conformance_type_definitions
 from services.consent.directory import DirectoryReader
 from services.consent.emergency_review import EmergencyReview

@@ -4,22 +4,17 @@ declared in `shared.codes` (data categories, organisation kinds, care roles, con
 relationships) and every other service's, gathered by `services.catalogue`.
 
 They hold nothing about a patient, so every registered caller reads them. They are
-written at start-up from the code (created when missing, updated when the code's version
-differs, left alone otherwise; instances that start together take turns), never over the
-FHIR API.
+written at start-up from the code (`services.consent.conformance`), never over the FHIR
+API.
 """
 
 from __future__ import annotations
 
 from services.consent.domain.model import LEGAL_BASIS_SYSTEM, LegalBasis, Purpose
-from services.consent.handlers import SERVICE_CALLER
 from shared.codes import CONSENT_PURPOSE_SYSTEM
-from shared.fhir.code_systems import SHARED_CODE_SYSTEMS, CodeSystemSource, code_system_resource
+from shared.fhir.code_systems import SHARED_CODE_SYSTEMS, CodeSystemSource
 from shared.fhir.definitions import Change, EventSpec, ResourceDefinition
-from shared.fhir.fixed_resources import publish_fixed
 from shared.fhir.search_params import ParamType, SearchParam
-from shared.fhir.service import FhirService
-from shared.transport.wire import FhirRequest
 
 CODE_SYSTEMS = (
     CodeSystemSource(CONSENT_PURPOSE_SYSTEM, "Consent purposes", Purpose),
@@ -28,7 +23,6 @@ CODE_SYSTEMS = (
 )
 """The consent service's own code systems and those of `shared.codes`."""
 CODE_SYSTEM_WRITER = "barnebro itself, from the codes it is built with"
-CODE_SYSTEM_LOCK = "code-systems"
 
 
 class CodeSystemDefinition(ResourceDefinition):
@@ -49,14 +43,3 @@ class CodeSystemDefinition(ResourceDefinition):
 
     def events(self, change: Change) -> list[EventSpec]:
         return []  # they change only with the code, which says so itself
-
-
-async def publish_code_systems(fhir: FhirService) -> int:
-    """Write the code systems that differ from the stored ones; how many were written."""
-    # The catalogue reads every service's declarations, this one's among them: imported
-    # once this package has loaded.
-    from services.catalogue import PROJECT_CODE_SYSTEMS
-
-    request = FhirRequest(interaction="update", base_url="", caller=SERVICE_CALLER)
-    wanted = [code_system_resource(source) for source in PROJECT_CODE_SYSTEMS]
-    return await publish_fixed(fhir, request, CODE_SYSTEM_LOCK, "CodeSystem", wanted)

@@ -24,6 +24,7 @@ from shared.events import subject_token
 from shared.fhir.errors import FhirError, Issue
 from shared.patience import patiently
 from shared.transport.service_host import ensure_bucket
+from shared.transport.stopping import stop_watch
 
 log = logging.getLogger(__name__)
 LOAD_TIMEOUT = 30.0
@@ -62,13 +63,7 @@ class ConsentView:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_watch(self._watcher, self._task)
 
     async def _follow_for_ever(self) -> None:
         """Follow the bucket; if the watch breaks, refuse decisions (`ready`) until a new

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import Any
 
 STOP_WAIT_SECONDS = 5.0
 
@@ -21,3 +22,12 @@ async def stop_task(task: asyncio.Task[None] | None) -> None:
     with contextlib.suppress(asyncio.CancelledError, TimeoutError):
         async with asyncio.timeout(STOP_WAIT_SECONDS):
             await task
+
+
+async def stop_watch(watcher: Any, task: asyncio.Task[None] | None) -> None:
+    """Stop a key-value `watcher` (its errors do not matter once stopping) and the task that
+    follows it."""
+    if watcher is not None:
+        with contextlib.suppress(Exception):
+            await watcher.stop()
+    await stop_task(task)
