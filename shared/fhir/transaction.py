@@ -2,7 +2,8 @@
 
 Entries run in the FHIR order (DELETE, POST, PUT, GET) in a single database transaction,
 a created resource before the entries that refer to it; `urn:uuid:` references between
-entries are rewritten to the ids the server assigns. Any
+entries are rewritten to the ids the server assigns, and a resource that another created
+entry will share (a referral's attachment) is created already shared. Any
 failing entry rolls back the whole Bundle and the error names the entry. (The gateway
 sends here only Bundles whose entries all belong to this service.)
 """
