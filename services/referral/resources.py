@@ -290,6 +290,28 @@ class ServiceRequestDefinition(ResourceDefinition):
         kind = await directory.organisation_kind(performer or "")
         return mark_completeness(resource, kind, types)
 
+    shares_on_create = True
+
+    def shares_created(self, resource: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """A new referral shares its attachments with its requester and receiver: when
+        both are named by organisasjonsnummer, the attachments the same transaction
+        creates are created shared with them (a HER-id is looked up only by the checks)."""
+        performers = resource.get("performer")
+        named = (
+            resource.get("requester"),
+            performers[0] if isinstance(performers, list) and len(performers) == 1 else None,
+        )
+        parties = {orgnr_of(reference) for reference in named}
+        infos = resource.get("supportingInfo")
+        if None in parties or not isinstance(infos, list):
+            return {}
+        targets = [reference_target(info) for info in infos if isinstance(info, dict)]
+        return {
+            "/".join(target): tuple(sorted(p for p in parties if p))
+            for target in targets
+            if target is not None and target[0] == "DocumentReference"
+        }
+
     async def after_write(self, change: Change, write: WriteContext) -> None:
         """A new referral gets its Task; its receiver gets its attachments and, for a
         re-referral, the earlier referrals' history."""
@@ -303,8 +325,19 @@ class ServiceRequestDefinition(ResourceDefinition):
         if created or referral.get("supportingInfo") != (change.before or {}).get("supportingInfo"):
             for info in referral.get("supportingInfo") or []:
                 target = reference_target(info)
-                if target is not None and target[0] == "DocumentReference":
-                    await share_stored(write.uow, "/".join(target), parties)
+                if target is None or target[0] != "DocumentReference":
+                    continue
+                reference = "/".join(target)
+                already = write.uow.shared_at_creation(reference)
+                if created and already and already != set(parties):
+                    raise error(
+                        500,
+                        "exception",
+                        f"{reference} was created shared with {sorted(already)}, the referral's"
+                        f" parties are {parties}: nothing was stored",
+                    )
+                if not set(parties) <= already:
+                    await share_stored(write.uow, reference, parties)
         if not created:
             return
         await write.uow.save(new_task(referral, now_instant()))
@@ -482,6 +515,9 @@ class AttachmentDefinition(ResourceDefinition):
 
     def parties(self, resource: dict[str, Any]) -> list[str]:
         return shared_with(resource)
+
+    def share_created(self, resource: dict[str, Any], orgnrs: tuple[str, ...]) -> None:
+        share(resource, list(orgnrs))
 
     async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
         types = [

@@ -97,6 +97,11 @@ class UnitOfWork(Protocol):
         counts the patient's resources before a create takes it first)."""
         ...
 
+    def shared_at_creation(self, reference: str) -> frozenset[str]:
+        """The organisations a resource this transaction created was created shared with
+        (`ResourceDefinition.shares_created`); empty for any other."""
+        ...
+
 
 @dataclass(frozen=True)
 class WriteContext:
@@ -211,6 +216,23 @@ class ResourceDefinition:
     async def after_write(self, change: Change, context: WriteContext) -> None:
         """Writes that follow from a client's write or delete (`change.after` is None), in
         the same transaction (e.g. the workflow Task of a new referral)."""
+
+    shares_on_create: bool = False
+    """True for types whose `shares_created` may name anything."""
+
+    def shares_created(self, resource: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        """For a resource a transaction creates: the resources it names (`Type/id`) that its
+        `after_write` will share, and with which organisations, as far as the resource as
+        sent makes that certain. Those the same transaction creates are created already
+        shared (`share_created`): the transaction stores all of it or nothing, so they are
+        never stored unshared, and a second version only to share them is not written.
+        `after_write` still shares whatever they lack and must check they got no more."""
+        return {}
+
+    def share_created(self, resource: dict[str, Any], orgnrs: tuple[str, ...]) -> None:
+        """Share a resource about to be created (after `check_write`) with `orgnrs`, which
+        another entry of the same transaction will share it with (`shares_created`)."""
+        raise NotImplementedError(f"{self.resource_type} is not shared by a transaction")
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         """The id of the Patient this resource is about, the events' partition key."""

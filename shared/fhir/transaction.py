@@ -2,7 +2,8 @@
 
 Entries run in the FHIR order (DELETE, POST, PUT, GET) in a single database transaction,
 a created resource before the entries that refer to it; `urn:uuid:` references between
-entries are rewritten to the ids the server assigns. Any
+entries are rewritten to the ids the server assigns, and a resource that another created
+entry will share (a referral's attachment) is created already shared. Any
 failing entry rolls back the whole Bundle and the error names the entry. (The gateway
 sends here only Bundles whose entries all belong to this service.)
 """
@@ -95,6 +96,36 @@ def _referenced_first(
     return placed
 
 
+def _planned_shares(
+    uow: StoreUnitOfWork,
+    entries: list[tuple[dict[str, Any], EntryRequest]],
+    assigned: dict[str, str],
+) -> dict[str, tuple[str, ...]]:
+    """Resources the Bundle creates that another entry it certainly creates will share
+    (`ResourceDefinition.shares_created`): they are created already shared. A conditional
+    create may create nothing, and a resource two entries share is left to them."""
+    creates = [
+        (entry, request)
+        for entry, request in entries
+        if request.method == "POST" and not request.if_none_exist
+    ]
+    created = {assigned[e["fullUrl"]] for e, _ in creates if e.get("fullUrl") in assigned}
+    planned: dict[str, tuple[str, ...]] = {}
+    named: dict[str, int] = {}
+    for entry, request in creates:
+        definition = uow.data.definitions.get(request.resource_type)
+        if definition is None or not definition.shares_on_create:
+            continue  # shares nothing (or the entry itself answers for its type)
+        resource = _rewrite(entry.get("resource"), assigned)
+        if not isinstance(resource, dict):
+            continue
+        for reference, orgnrs in definition.shares_created(resource).items():
+            named[reference] = named.get(reference, 0) + 1
+            if reference in created and orgnrs:
+                planned[reference] = orgnrs
+    return {ref: orgnrs for ref, orgnrs in planned.items() if named[ref] == 1}
+
+
 async def run_transaction(service: FhirService, request: FhirRequest, body: bytes) -> FhirResponse:
     entries = bundle_entries(parse_json(body), "transaction")
     assigned = _assign_ids(entries)
@@ -104,6 +135,7 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
     results: dict[int, dict[str, Any]] = {}
     read_sizes: list[int] = []
     async with service.unit_of_work(request) as uow:
+        uow.plan_shares(_planned_shares(uow, entries, assigned))
         for index in order:
             entry, entry_request = entries[index]
             try:

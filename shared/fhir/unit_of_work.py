@@ -31,14 +31,35 @@ class StoreUnitOfWork:
     """Reads and writes of one service inside one open transaction (`conn`), made for
     `request`."""
 
-    def __init__(self, data: ServiceData, conn: Connection, request: FhirRequest) -> None:
+    def __init__(
+        self,
+        data: ServiceData,
+        conn: Connection,
+        request: FhirRequest,
+        planned: dict[str, tuple[str, ...]] | None = None,
+        created_shared: dict[str, frozenset[str]] | None = None,
+    ) -> None:
         self.data = data
         self.conn = conn
         self.request = request
+        self.planned: dict[str, tuple[str, ...]] = {} if planned is None else planned
+        """`Type/id` of resources this transaction will create → the organisations another
+        of its entries shares them with (`ResourceDefinition.shares_created`)."""
+        self.created_shared: dict[str, frozenset[str]] = (
+            {} if created_shared is None else created_shared
+        )
+        """`Type/id` of resources created shared by plan → with whom."""
 
     def bound(self, request: FhirRequest) -> StoreUnitOfWork:
         """The same transaction, made for another request (an entry of a transaction)."""
-        return StoreUnitOfWork(self.data, self.conn, request)
+        return StoreUnitOfWork(self.data, self.conn, request, self.planned, self.created_shared)
+
+    def plan_shares(self, planned: dict[str, tuple[str, ...]]) -> None:
+        """Create these resources (`Type/id`) already shared with these organisations."""
+        self.planned.update(planned)
+
+    def shared_at_creation(self, reference: str) -> frozenset[str]:
+        return self.created_shared.get(reference, frozenset())
 
     # -- reads for the service's own rules ------------------------------------------------
 
@@ -144,6 +165,10 @@ class StoreUnitOfWork:
         """Store a new version (a deletion marker when `resource` is None), its events,
         and the writes that follow from it."""
         before = context.before
+        planned = self.planned.pop(f"{definition.resource_type}/{res_id}", None)
+        if planned and previous is None and resource is not None:
+            definition.share_created(resource, planned)
+            self.created_shared[f"{definition.resource_type}/{res_id}"] = frozenset(planned)
         if resource is not None:
             access = access_of(definition, resource, res_id, self.request, previous)
         else:
