@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from importlib.metadata import version
 from typing import Any
 
 from pydantic import BaseModel
@@ -49,6 +48,7 @@ from services.consent.answers import (
 from shared.access.permissions import CONSENT_API_ROUTES, CONSENT_API_SCOPES
 from shared.auth.scopes import required_scope
 from shared.fhir.resources import ID_PATTERN
+from shared.version import software_version
 
 REF = "#/components/schemas/{model}"
 JSON = "application/json"
@@ -366,7 +366,7 @@ def openapi_document(server_url: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {
             "title": "barnebro consent administration API",
-            "version": version("barnebro"),
+            "version": software_version(),
             "description": "Who may consent for a child (pasient- og brukerrettighetsloven"
             " §4-4), consent records and their status, access decisions with explanations,"
             " and hpl §33 disclosures. Bearer token as for the FHIR API. Every error is a"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from importlib.metadata import version
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -40,6 +39,7 @@ from shared.transport.wire import (
     FhirResponse,
     Interaction,
 )
+from shared.version import software_version
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.gateway")
@@ -234,7 +234,7 @@ async def metadata(request: web.Request) -> web.Response:
     await gateway.registry.refresh()
     statement = capability_statement(
         [*gateway.registry.fragments.values(), {"resources": [PROVENANCE_CAPABILITY]}],
-        software_version=version("barnebro"),
+        software_version=software_version(),
         base_url=gateway.base_url(request),
     )
     return web.Response(body=orjson.dumps(statement), headers={"Content-Type": FHIR_JSON})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 from shared.codes import (
@@ -25,6 +24,7 @@ from shared.codes import (
     DataCategory,
     OrganisationKind,
 )
+from shared.version import software_version
 
 PUBLISHER = "barnebro"
 
@@ -68,7 +68,7 @@ def code_system_resource(source: CodeSystemSource) -> dict[str, Any]:
         "resourceType": "CodeSystem",
         "id": source.id,
         "url": source.url,
-        "version": version("barnebro"),
+        "version": software_version(),
         "name": source.name,
         "title": source.title,
         "status": "active",

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from typing import Any
 
 from shared.access.permissions import READING_OPERATIONS
@@ -23,6 +22,7 @@ from shared.fhir.extensions import EXTENSIONS, ExtensionDeclaration
 from shared.fhir.parameters import OperationParameter
 from shared.fhir.profiles import base_definition, profile_url
 from shared.fhir.search_params import SearchParam
+from shared.version import software_version
 
 CANONICAL_BASE = STRUCTURE_DEFINITION_BASE.rsplit("/", 1)[0]
 OPERATION_BASE = f"{CANONICAL_BASE}/OperationDefinition/"
@@ -36,7 +36,7 @@ def _common(resource_type: str, rid: str, url: str, name: str, title: str) -> di
         "resourceType": resource_type,
         "id": rid,
         "url": url,
-        "version": version("barnebro"),
+        "version": software_version(),
         "name": name,
         "title": title,
         "status": "active",

@@ -8,12 +8,12 @@ import io
 import json
 import tarfile
 from collections.abc import Sequence
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 from shared.fhir.conformance import CANONICAL_BASE, FHIR_VERSION
 from shared.fhir.profiles import CORE_PACKAGE, NO_BASIS_PACKAGE
+from shared.version import software_version
 
 PACKAGE_NAME = "barnebro.fhir"
 INDEX_FIELDS = ("resourceType", "id", "url", "version", "kind", "type")
@@ -24,7 +24,7 @@ def package_manifest() -> dict[str, Any]:
     """`package/package.json`: name, version (the software's), FHIR version, dependencies."""
     return {
         "name": PACKAGE_NAME,
-        "version": version("barnebro"),
+        "version": software_version(),
         "description": "barnebro's profiles, extensions, value sets, code systems, search"
         " parameters and operations, generated from its code",
         "canonical": CANONICAL_BASE,
@@ -73,6 +73,6 @@ def package_bytes(resources: Sequence[dict[str, Any]]) -> bytes:
 def write_package(resources: Sequence[dict[str, Any]], out: Path) -> Path:
     """Write the package into the directory `out`; the path of the `.tgz`."""
     out.mkdir(parents=True, exist_ok=True)
-    target = out / f"{PACKAGE_NAME}-{version('barnebro')}.tgz"
+    target = out / f"{PACKAGE_NAME}-{software_version()}.tgz"
     target.write_bytes(package_bytes(resources))
     return target
