@@ -391,3 +391,18 @@ def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
 def diagnostics(reply: Reply) -> str:
     """Every issue's diagnostics of an OperationOutcome answer, in one line to search."""
     return " | ".join(str(issue.get("diagnostics", "")) for issue in reply.issues())
+
+
+PER_REQUEST_HEADERS = frozenset(
+    {"date", "content-length", "traceparent", "x-request-id", "x-trace-id"}
+)
+"""Headers that differ between any two answers (the length follows the masked id)."""
+
+
+def comparable(reply: Reply, secret: str) -> tuple[int, bytes, list[tuple[str, str]]]:
+    """An answer as a hidden-versus-missing comparison sees it: status, body with `secret`
+    (the id asked for) masked, and every header but those that differ per request."""
+    headers = sorted(
+        (k.lower(), v) for k, v in reply.headers.items() if k.lower() not in PER_REQUEST_HEADERS
+    )
+    return reply.status, reply.body.replace(secret.encode(), b"<id>"), headers

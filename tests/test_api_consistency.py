@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from multidict import CIMultiDict
-
 from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from tests.careplan_world import CarePlanWorld
 from tests.consent_world import BVT as CONSENT_BVT
@@ -16,18 +14,9 @@ from tests.consent_world import GP, World
 from tests.journal_service import note
 from tests.referral_world import BUP, BVT, KOMMUNE, ReferralWorld
 from tests.subscription_world import SubscriptionWorld, subscription
-from tests.support import Reply, Stack
+from tests.support import Reply, Stack, comparable
 
 MISSING = "no-such-id"
-VARYING = frozenset({"date", "content-length", "x-request-id", "traceparent", "x-trace-id"})
-"""Headers that vary per request (the length follows the id, masked in the body)."""
-
-
-def comparable(reply: Reply, res_id: str) -> tuple[int, bytes, list[tuple[str, str]]]:
-    """Status, body with the id masked, and headers but for those that vary per request."""
-    headers: CIMultiDict[str] = reply.headers
-    kept = sorted((k.lower(), v) for k, v in headers.items() if k.lower() not in VARYING)
-    return reply.status, reply.body.replace(res_id.encode(), b"<id>"), kept
 
 
 def assert_as_missing(hidden: Reply, hidden_id: str, missing: Reply) -> None:

@@ -11,10 +11,9 @@ from typing import Any
 import orjson
 
 from tests.referral_world import BUP, BUP2, ReferralWorld, frist
-from tests.support import Reply, Stack, diagnostics
+from tests.support import Reply, Stack, comparable, diagnostics
 
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
-UNSTABLE_HEADERS = ("Date", "traceparent", "Server", "Content-Length")
 
 
 async def patch(
@@ -137,11 +136,6 @@ async def test_if_match_and_a_failed_test_and_bad_patches(referrals: ReferralWor
     after, _ = await referrals.task(referral)
     assert after["status"] == "requested"
     assert after["meta"]["versionId"] == "1"
-
-
-def comparable(reply: Reply, secret: str) -> tuple[int, bytes, dict[str, str]]:
-    headers = {k: v for k, v in reply.headers.items() if k not in UNSTABLE_HEADERS}
-    return reply.status, reply.body.replace(secret.encode(), b"<id>"), headers
 
 
 async def test_a_patch_of_a_hidden_resource_answers_as_a_missing_one(

@@ -11,10 +11,9 @@ from typing import Any
 import orjson
 
 from tests.referral_world import BUP, BUP2, ReferralWorld
-from tests.support import Reply, diagnostics
+from tests.support import Reply, comparable, diagnostics
 
 SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.9999"
-UNSTABLE_HEADERS = ("Date", "traceparent", "Server", "Content-Length")
 
 
 def practitioner(family: str, value: str = "hpr-if-match") -> dict[str, Any]:
@@ -101,11 +100,6 @@ async def test_a_star_on_a_conditional_update_and_in_a_transaction(
     reply = await referrals.fhir("POST", "", transaction, by=BUP)
     assert reply.status == 200, reply.body
     assert reply.json()["entry"][0]["response"]["etag"] == 'W/"4"'
-
-
-def comparable(reply: Reply, secret: str) -> tuple[int, bytes, dict[str, str]]:
-    headers = {k: v for k, v in reply.headers.items() if k not in UNSTABLE_HEADERS}
-    return reply.status, reply.body.replace(secret.encode(), b"<id>"), headers
 
 
 async def test_a_hidden_resource_answers_a_star_as_a_missing_one(
