@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 import asyncpg
 import pytest
 
 from shared.fhir.errors import FhirError
-from shared.store.database import PostgresDatabase
+from shared.store.database import PostgresDatabase, SqliteDatabase
 from tests.support import postgres_url
 
 pytestmark = pytest.mark.services
@@ -97,5 +98,42 @@ async def test_a_database_that_refuses_connections_is_a_503_with_retry_after(
             assert caught.value.status == 503
             assert caught.value.headers["Retry-After"] == "2"
             assert caught.value.issues[0].code == "transient"
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize("moment", ["begin", "body", "commit"])
+async def test_a_cancelled_sqlite_writer_leaves_no_transaction_open(
+    tmp_path: Path, moment: str
+) -> None:
+    """SQLite runs each statement on its own thread to the end even when the caller is
+    cancelled while it waits; the next writer still gets a transaction of its own."""
+    db = await SqliteDatabase.connect(tmp_path / "cancelled.sqlite")
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE t (n INTEGER)")
+        entered = asyncio.Event()
+
+        async def writer() -> None:
+            async with db.transaction() as conn:
+                await conn.execute("INSERT INTO t VALUES (1)")
+                if moment == "body":
+                    entered.set()
+                    await asyncio.sleep(60)
+
+        task = asyncio.create_task(writer())
+        if moment == "body":
+            await entered.wait()
+        else:  # the task waits on BEGIN after its first step, on COMMIT after a few
+            for _ in range(1 if moment == "begin" else 4):
+                await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO t VALUES (2)")
+        async with db.reader() as conn:
+            rows = [row[0] for row in await conn.fetch("SELECT n FROM t ORDER BY n")]
+        assert rows[-1] == 2 and rows in ([2], [1, 2])
     finally:
         await db.close()

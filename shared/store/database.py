@@ -288,6 +288,11 @@ class _SqliteConnection:
         return rows[0] if rows else None
 
 
+async def _rollback_if_open_sqlite(conn: aiosqlite.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):  # "no transaction is active"
+        await conn.execute("ROLLBACK")
+
+
 class SqliteDatabase:
     """One writer connection (SQLite allows one writer) and one reader (WAL snapshots)."""
 
@@ -314,15 +319,19 @@ class SqliteDatabase:
     async def transaction(self) -> AsyncIterator[Connection]:
         async with self._write_lock:
             try:
-                await self._writer.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:  # another process holds the write lock
-                raise _contention(exc) from exc
-            try:
+                try:
+                    await self._writer.execute("BEGIN IMMEDIATE")
+                except sqlite3.OperationalError as exc:  # another process holds the lock
+                    raise _contention(exc) from exc
                 yield _SqliteConnection(self._writer)
+                await self._writer.execute("COMMIT")
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                # aiosqlite runs a statement to its end on its own thread even when the
+                # caller was cancelled while waiting for it, a BEGIN or COMMIT among them.
+                # The rollback is queued behind it, so the next holder of the lock finds
+                # the writer outside any transaction.
+                await asyncio.shield(_rollback_if_open_sqlite(self._writer))
                 raise
-            await self._writer.execute("COMMIT")
 
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:
