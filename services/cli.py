@@ -190,6 +190,20 @@ async def _register(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+async def _import(args: argparse.Namespace) -> int:
+    from services.operator.bulk_import import import_files
+
+    token = args.token or os.environ.get("BARNEBRO_TOKEN")
+    if not token:
+        print("barnebro import: give --token (or BARNEBRO_TOKEN): the import writes as its"
+              " caller", file=sys.stderr)  # fmt: skip
+        return 2
+    return await import_files(
+        _base_url(args), token, args.files, batch=args.batch, parallel=args.parallel,
+        state=args.state,
+    )  # fmt: skip
+
+
 async def _status() -> int:
     """Print how the deployment NATS_URL and BARNEBRO_NATS_PREFIX name stands; 1 if it is
     not healthy."""
@@ -370,6 +384,27 @@ def main(argv: list[str] | None = None) -> None:
     parents.add_argument("file", help="JSON array or JSON lines (see the deploy guide)")
     _register_options(parents)
 
+    bulk = commands.add_parser(
+        "import", help="create resources from FHIR NDJSON files, as the token's caller"
+    )
+    bulk.add_argument("files", nargs="+", type=Path, help="NDJSON files, in dependency order")
+    bulk.add_argument(
+        "--url",
+        help="the FHIR base URL of barnebro (default: that of the last `barnebro up` with"
+        f" --data-dir, else {DEFAULT_URL})",
+    )
+    bulk.add_argument("--token", help="the caller's access token (or BARNEBRO_TOKEN)")
+    bulk.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
+    bulk.add_argument("--batch", type=int, default=100, choices=range(1, 501),
+                      metavar="1-500", help="resources per transaction (100)")  # fmt: skip
+    bulk.add_argument("--parallel", type=int, default=4, choices=range(1, 33),
+                      metavar="1-32", help="transactions at a time (4)")  # fmt: skip
+    bulk.add_argument(
+        "--state",
+        type=Path,
+        help="a file recording what was imported; with it, running again skips that",
+    )
+
     dead = commands.add_parser(
         "dead-letters", help="messages a consumer could not handle: list them, or replay them"
     )
@@ -401,6 +436,8 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve(args.service))
     elif args.command in ("org", "register"):
         raise SystemExit(asyncio.run(_register(args)))
+    elif args.command == "import":
+        raise SystemExit(asyncio.run(_import(args)))
     elif args.command == "status":
         raise SystemExit(asyncio.run(_status()))
     elif args.command == "clock":

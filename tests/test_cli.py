@@ -163,6 +163,23 @@ def test_up_token_restart_and_port_conflict(tmp_path: Path) -> None:
         assert org_add() == ["8142519"]
         assert org_add("--her-id", "") == []
 
+        # `import` finds the stack from --data-dir and writes as the token's caller.
+        practitioners = tmp_path / "Practitioner.ndjson"
+        practitioners.write_bytes(
+            b"".join(
+                orjson.dumps({"resourceType": "Practitioner", "id": f"p{n}", "identifier": [
+                    {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": hpr}]}) + b"\n"
+                for n, hpr in enumerate(("9144900", "9144889"))
+            )
+        )  # fmt: skip
+        for expected in ("2 created, 0 already there", "0 created, 2 already there"):
+            imported = subprocess.run(
+                [*BARNEBRO, "import", str(practitioners), "--data-dir", str(data_dir)],
+                capture_output=True, text=True, env={**embedded_env(), "BARNEBRO_TOKEN": bearer},
+            )  # fmt: skip
+            assert imported.returncode == 0, imported.stdout + imported.stderr
+            assert expected in imported.stdout
+
         second = subprocess.run(
             [*BARNEBRO, "up", "--port", str(port), "--data-dir", str(tmp_path / "other")],
             capture_output=True, text=True, timeout=60, env=embedded_env(),
