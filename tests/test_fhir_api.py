@@ -375,6 +375,30 @@ async def test_transaction_is_atomic_and_resolves_references(stack: Stack) -> No
     assert left["total"] == 0, "a failed transaction must leave nothing behind"
 
 
+async def test_a_transaction_with_prefer_minimal_answers_each_entry_without_its_body(
+    stack: Stack,
+) -> None:
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": practitioner(f"Minimal{n}"),
+             "request": {"method": "POST", "url": "Practitioner"}}
+            for n in range(2)
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle, headers={"Prefer": "return=minimal"})
+    assert reply.status == 200, reply.body
+    responses = [(set(e), e["response"]) for e in reply.json()["entry"]]
+    assert [(keys, r["status"], r["etag"]) for keys, r in responses] == [
+        ({"response"}, "201", 'W/"1"'),
+        ({"response"}, "201", 'W/"1"'),
+    ]
+    for _, response in responses:
+        read = await stack.call("GET", response["location"].split("/fhir/")[-1])
+        assert read.status == 200 and read.json()["name"][0]["family"].startswith("Minimal")
+
+
 async def test_transaction_with_an_unsupported_type_is_refused_before_anything_runs(
     stack: Stack,
 ) -> None:

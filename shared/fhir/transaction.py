@@ -170,7 +170,10 @@ async def _run_entry(
     """One entry's result; a GET adds the size of what it read to `read_sizes`."""
     res_type, res_id = entry_request.resource_type, entry_request.id
     definition = uow.data.definition(res_type)
-    sub = entry_request.to_request(uow.request).model_copy(update={"prefer_return": None})
+    # `Prefer: return=minimal` on the Bundle applies to every entry (FHIR R4 §3.1.0.11);
+    # the other forms of it describe an answer of one interaction, not a Bundle's entry.
+    minimal = "minimal" if uow.request.prefer_return == "minimal" else None
+    sub = entry_request.to_request(uow.request).model_copy(update={"prefer_return": minimal})
     rule = request_rule(sub)
     entry_uow = uow.bound(sub)
     if entry_request.method == "GET":
