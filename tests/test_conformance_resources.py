@@ -28,6 +28,7 @@ from services.referral.domain.vocabulary import ATTACHMENT_SYSTEM, STEP_SYSTEM
 from services.subscriptions.domain.vocabulary import CHANNEL_TYPE_SYSTEM
 from shared.codes import CONSENT_PURPOSE_SYSTEM, DATA_CATEGORY_SYSTEM
 from shared.config import Settings
+from shared.fhir.code_systems import code_system_resource
 from shared.fhir.conformance import OPERATION_BASE
 from shared.fhir.conformance_check import ConformanceChecker
 from shared.fhir.extensions import CONSENT_CIRCUMSTANCE, EXTENSIONS, SUBSCRIPTION_BASE
@@ -50,9 +51,12 @@ def resources() -> list[dict[str, Any]]:
     return project_conformance(Settings()).all()
 
 
-def test_every_conformance_resource_is_valid_r4() -> None:
+def test_every_conformance_resource_and_code_system_is_valid_r4() -> None:
+    """The consent service writes them at start-up without validating them again."""
     for resource in resources():
         validate_resource(resource, resource["resourceType"])
+    for source in PROJECT_CODE_SYSTEMS:
+        validate_resource(code_system_resource(source), "CodeSystem")
     ids = [(r["resourceType"], r["id"]) for r in resources()]
     assert len(ids) == len(set(ids))
 

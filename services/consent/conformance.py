@@ -1,7 +1,9 @@
 """The code systems and the conformance resources (profiles, extension definitions, value
 sets, search parameters, operation definitions), written at start-up from the code of
 every service (`services.catalogue`): created when missing, updated when the code's
-version differs, left alone otherwise (instances that start together take turns)."""
+version differs, left alone otherwise (instances that start together take turns). They
+are not validated against the FHIR model at each start:
+tests/test_conformance_resources.py validates every one of them."""
 
 from __future__ import annotations
 
@@ -24,7 +26,9 @@ async def publish_code_systems(fhir: FhirService) -> int:
 
     request = FhirRequest(interaction="update", base_url="", caller=SERVICE_CALLER)
     wanted = [code_system_resource(source) for source in PROJECT_CODE_SYSTEMS]
-    return await publish_fixed(fhir, request, CODE_SYSTEM_LOCK, "CodeSystem", wanted)
+    return await publish_fixed(
+        fhir, request, CODE_SYSTEM_LOCK, "CodeSystem", wanted, validated=True
+    )
 
 
 async def publish_conformance(fhir: FhirService, settings: Settings) -> int:
@@ -36,5 +40,7 @@ async def publish_conformance(fhir: FhirService, settings: Settings) -> int:
     request = FhirRequest(interaction="update", base_url="", caller=SERVICE_CALLER)
     written = 0
     for resource_type, wanted in project_conformance(settings).by_type.items():
-        written += await publish_fixed(fhir, request, CONFORMANCE_LOCK, resource_type, wanted)
+        written += await publish_fixed(
+            fhir, request, CONFORMANCE_LOCK, resource_type, wanted, validated=True
+        )
     return written

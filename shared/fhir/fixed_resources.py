@@ -18,9 +18,12 @@ async def publish_fixed(
     lock: str,
     resource_type: str,
     wanted: Iterable[dict[str, Any]],
+    *,
+    validated: bool = False,
 ) -> int:
     """Write the `resource_type` resources of `wanted` (each with its `id`) that differ
-    from the stored ones, under the lock named `lock`; how many were written."""
+    from the stored ones, under the lock named `lock`; how many were written.
+    `validated`: the tests validate every one of them (see `StoreUnitOfWork.save`)."""
     written = 0
     async with fhir.unit_of_work(request) as uow:
         await uow.lock_patient(lock)
@@ -30,6 +33,6 @@ async def publish_fixed(
                 current = {k: v for k, v in stored.json().items() if k != "meta"}
                 if current == resource:
                     continue
-            await uow.save(resource, previous=stored)
+            await uow.save(resource, previous=stored, validated=validated)
             written += 1
     return written
