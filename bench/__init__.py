@@ -16,6 +16,8 @@ Modules:
 * ``bench.limits`` — the HTTP limit (bare aiohttp server) and the storage limit (bare
   insert + select by primary key);
 * ``bench.report`` — latency percentiles, the JSON result file and the printed tables.
+* ``bench.command_line``, ``bench.benchmarks`` — every command's options, and each
+  benchmark's options, ``run``, report and window errors.
 
 See ``bench/README.md`` for how to run them and what every number means.
 """
