@@ -1,8 +1,8 @@
 """Every benchmark as the command line runs it: its options made from the parsed
 arguments, its ``run``, its printed report and how many errors its measured windows had.
 
-One table, so that every way of running a benchmark from its command line builds the
-same options from the same arguments and calls the same function.
+One table, so that ``python -m bench NAME …`` and each run of ``python -m bench all`` build
+the same options from the same arguments and call the same function.
 """
 
 from __future__ import annotations

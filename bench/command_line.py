@@ -1,7 +1,8 @@
 """The command line of the benchmarks: every command's options, parsed by one parser.
 
-Apart from ``bench.__main__`` so that a command line can be parsed into a benchmark's
-arguments (and so its options) without running the command.
+Apart from ``bench.__main__`` so that ``python -m bench all`` can turn each of its runs,
+written as the command line it stands for, into the same arguments (and so the same
+options) that running that command alone would give.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from bench.subscriptions import CHANNELS
 
 DESCRIPTION = (
     "The command line of the benchmarks:"
-    " python -m bench crud|consent|referral|careplan|subscriptions [options]."
+    " python -m bench crud|consent|referral|careplan|subscriptions|all|table [options]."
 )
+BENCHMARK_NAMES = ("crud", "consent", "referral", "careplan", "subscriptions")
 
 
 def _positive(value: str) -> float:
@@ -145,6 +147,8 @@ def parser() -> argparse.ArgumentParser:
     _add_referral(commands)
     _add_careplan(commands)
     _add_subscriptions(commands)
+    _add_all(commands)
+    _add_table(commands)
     return main
 
 
@@ -315,3 +319,63 @@ def _add_subscriptions(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
     )
     subscriptions.add_argument("--seed", type=int, help="seed of the identifiers")
+
+
+def _benchmark_names(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = set(names) - set(BENCHMARK_NAMES)
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: name some of {','.join(BENCHMARK_NAMES)}, separated by commas"
+        )
+    return names
+
+
+def _add_all(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    every = commands.add_parser(
+        "all",
+        help="every figure of the performance table: each benchmark in turn, one JSON result",
+        description="Run each benchmark in turn on PostgreSQL with the settings the"
+        " README's performance summary names, write the seven figures, their targets and"
+        " whether each is met to bench/results/all-<timestamp>.json, and optionally"
+        " rewrite the README's table from it. Exits with status 1 when a benchmark failed"
+        " or had errors in its measured windows (the others still run).",
+    )
+    every.add_argument(
+        "--quick",
+        action="store_true",
+        help="short windows and small worlds: a smoke run of a few minutes, not a measurement",
+    )
+    every.add_argument(
+        "--only",
+        type=_benchmark_names,
+        help=f"comma-separated benchmarks to run (of {','.join(BENCHMARK_NAMES)}); default all",
+    )
+    every.add_argument(
+        "--list", action="store_true", help="print the commands it would run, and run nothing"
+    )
+    every.add_argument(
+        "--readme",
+        type=Path,
+        help="rewrite the performance summary between the markers of this README (not with"
+        " --quick)",
+    )
+    every.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="directory of the JSON results, each benchmark's and the summary (bench/results)",
+    )
+
+
+def _add_table(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    table = commands.add_parser(
+        "table",
+        help="the performance summary of a `bench all` result, as a markdown table",
+        description="Print the markdown table of a `python -m bench all` result and, with"
+        " --readme, rewrite it between the README's performance summary markers.",
+    )
+    table.add_argument("file", type=Path, help="a bench/results/all-<timestamp>.json")
+    table.add_argument(
+        "--readme", type=Path, help="rewrite the table between the markers of this README"
+    )
