@@ -3,7 +3,7 @@
 
     python3 dev.py up [--port 8080] [--data-dir DIR]   install if needed, run the stack
     python3 dev.py test [pytest arguments]             install if needed, lint, type-check, test
-    python3 dev.py bench crud [arguments]              install if needed, run a benchmark
+    python3 dev.py bench NAME [arguments]              install if needed, run a benchmark, or all
     python3 dev.py barnebro ARGS                       install if needed, run the barnebro CLI
 
 The first run creates `.venv` beside this file and installs the project with its

@@ -15,7 +15,12 @@ Modules:
 * ``bench.cpu``    — CPU accounting from ``/proc`` (per process, per program, machine-wide);
 * ``bench.limits`` — the HTTP limit (bare aiohttp server) and the storage limit (bare
   insert + select by primary key);
-* ``bench.report`` — latency percentiles, the JSON result file and the printed tables.
+* ``bench.report`` — latency percentiles, the JSON result file and the printed tables;
+* ``bench.command_line``, ``bench.benchmarks`` — every command's options, and each
+  benchmark's options, ``run``, report and window errors, shared by ``python -m bench NAME``
+  and ``python -m bench all``;
+* ``bench.overall`` — ``python -m bench all``: every figure of the README's performance
+  summary in one run, one JSON record and the README's table.
 
 See ``bench/README.md`` for how to run them and what every number means.
 """

