@@ -35,7 +35,7 @@ def _agents(
     agent: dict[str, Any] = {"requestor": True}
     if orgnr:
         agent["who"] = {"identifier": {"system": ORGNR_SYSTEM, "value": orgnr}}
-    if client_id:
+    if client_id and client_id.strip():
         agent["altId"] = client_id
     agents = [agent]
     if fhir_user:
@@ -83,8 +83,9 @@ def audit_event(record: AuditRecord) -> dict[str, Any]:
             "role": {"system": OBJECT_ROLE_SYSTEM, "code": "4"},
             "detail": details,
         }
-        if entity.reasons:
-            described["description"] = "; ".join(entity.reasons)[:1000]
+        reasons = "; ".join(reason for reason in entity.reasons if reason.strip())[:1000]
+        if reasons.strip():
+            described["description"] = reasons
         entities.append(described)
     if record.query:
         query_role = {"system": OBJECT_ROLE_SYSTEM, "code": "24"}

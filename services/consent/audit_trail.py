@@ -21,7 +21,6 @@ from services.consent.handlers import service_update
 from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.events import audit_subject_filter
-from shared.fhir import writes
 from shared.fhir.errors import FhirError
 from shared.fhir.service import FhirService
 from shared.transport.consumer import DurableConsumer
@@ -56,27 +55,26 @@ class AuditTrail:
                 # Only barnebro services publish here; an unreadable message stays on the
                 # stream for inspection rather than blocking the trail.
                 continue
-        await store_audit_events(self._fhir, [audit_event(record) for record in records])
+        # `audit_event` makes only valid AuditEvents (tests/test_audit_event_shape.py)
+        events = [audit_event(record) for record in records]
+        await store_audit_events(self._fhir, events, validated=True)
 
 
-async def store_audit_events(fhir: FhirService, events: list[dict[str, Any]]) -> None:
+async def store_audit_events(
+    fhir: FhirService, events: list[dict[str, Any]], *, validated: bool = False
+) -> None:
     """Store AuditEvents under their own ids, in one transaction: one already stored (a
     redelivery) is left as it is. One that cannot be stored must not hold back the trail:
-    it stays on its stream, and the error is logged for an operator."""
+    it stays on its stream, and the error is logged for an operator. `validated`: made by
+    code that makes only valid ones, so not parsed against the FHIR model again."""
     if not events:
         return
-    definition = fhir.definitions["AuditEvent"]
     async with fhir.unit_of_work(service_update("AuditEvent", events[0]["id"])) as uow:
         stored = await uow.existing("AuditEvent", [event["id"] for event in events])
         for event in events:
             if event["id"] in stored:
                 continue
             try:
-                await writes.create(
-                    uow.bound(service_update("AuditEvent", event["id"])),
-                    definition,
-                    event,
-                    res_id=event["id"],
-                )
+                await uow.save(event, validated=validated)
             except FhirError as exc:
                 log.error("AuditEvent %s cannot be stored: %s", event["id"], exc.issues)
