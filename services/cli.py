@@ -25,6 +25,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -292,6 +293,15 @@ def _export_package(out: Path) -> Path:
     return write_package(resources, out)
 
 
+def _within(low: int, high: int) -> Callable[[str], int]:
+    def number(text: str) -> int:
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from {low} to {high}")
+        return int(text)
+
+    return number
+
+
 def _register_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
@@ -395,10 +405,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     bulk.add_argument("--token", help="the caller's access token (or BARNEBRO_TOKEN)")
     bulk.add_argument("--data-dir", type=Path, default=Path("barnebro-data"))
-    bulk.add_argument("--batch", type=int, default=100, choices=range(1, 501),
-                      metavar="1-500", help="resources per transaction (100)")  # fmt: skip
-    bulk.add_argument("--parallel", type=int, default=4, choices=range(1, 33),
-                      metavar="1-32", help="transactions at a time (4)")  # fmt: skip
+    bulk.add_argument("--batch", type=_within(1, 500), default=100,
+                      help="resources per transaction, 1-500 (100)")  # fmt: skip
+    bulk.add_argument("--parallel", type=_within(1, 32), default=4,
+                      help="transactions at a time, 1-32 (4)")  # fmt: skip
     bulk.add_argument(
         "--state",
         type=Path,

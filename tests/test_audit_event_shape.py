@@ -25,7 +25,7 @@ entities = st.builds(
         lambda t, i: f"{t}/{i}",
         st.sampled_from(["Patient", "Consent", "ServiceRequest", "CarePlan"]),
         ids,
-    ),  # fmt: skip
+    ),
     patient=st.none() | ids,
     category=st.none() | st.sampled_from(["helse", "barnevern", "skole"]),
     permit=st.booleans(),

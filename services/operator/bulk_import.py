@@ -9,12 +9,16 @@ There is no second write path to keep equivalent.
 - Batches hold one resource type each (a type belongs to one service, and a transaction
   stays within one) and are sent `parallel` at a time, level by level of
   `ndjson.in_dependency_order`; a reference to a resource of the import is rewritten to
-  the id the server gave it.
-- A resource with an identifier is created with `ifNoneExist` on it, so a resource that
-  is already there is matched, not duplicated.
+  the id the server gave it. A reference to one not written yet is refused, not sent.
+- Nothing is matched: a resource is created as a POST would create it, and a business
+  key the server keeps unique (a fødselsnummer, an organisasjonsnummer) refuses a
+  second one. Resuming is the state file's job.
 - A refused batch is narrowed down: the entry the server names (or, when it names none,
   each half in turn) is set aside with the server's reason and the rest is sent again. A
   resource that refers to one that was refused is refused too, without being sent.
+- A batch is sent again only when the server answered that nothing was written (503,
+  429). Without an answer, or with a 504, it may have been written: its resources are
+  reported as such, never sent twice.
 - The state file records each source `Type/id` and the id it got, after each committed
   batch: running the same files again with it skips what was imported.
 """
@@ -22,6 +26,8 @@ There is no second write path to keep equivalent.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -33,32 +39,57 @@ import aiohttp
 import orjson
 
 from services.operator.client import FHIR_JSON, RequestFailed
-from services.operator.ndjson import Line, in_dependency_order, read_chunks, references, rewrite
+from services.operator.ndjson import (
+    Line,
+    in_dependency_order,
+    keys_in,
+    read_chunks,
+    references,
+    rewrite,
+)
 
 MAX_BATCH_BYTES = 800_000
 """Below the gateway's default body limit (BARNEBRO_MAX_BODY_BYTES, 900 000)."""
 RETRIES = 4
-"""Attempts at a batch the server could not take (5xx, 429; no answer, when every entry
-is conditional) before its resources are reported failed."""
+"""Attempts at a batch the server answered it wrote nothing of (503, 429) before its
+resources are reported failed."""
+BACKOFF_SECONDS = 0.5
+"""Before the first retry; doubled before each next one."""
+NOTHING_WRITTEN = frozenset({429, 503})
+KEPT_META = ("tag", "security")
+"""What of `meta` a create takes from the client (a SUBSETTED tag is refused as on any
+POST); versions, dates and profiles are the server's."""
+
+
+class ImportAborted(Exception):
+    """The import cannot go on at all (the token is refused, the state file unreadable)."""
 
 
 @dataclass
 class ImportReport:
     created: int = 0
-    matched: int = 0
     skipped: int = 0
-    failures: list[tuple[str, str]] = field(default_factory=list)
+    unsent: int = 0
+    failures: list[tuple[tuple[int, int], str, str]] = field(default_factory=list)
+    warnings: list[tuple[tuple[int, int], str, str]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
     def failed(self, line: Line, reason: str) -> None:
-        self.failures.append((line.where, reason))
+        self.failures.append((line.position, line.where, reason))
+
+    def lines(self) -> list[str]:
+        """Each failure and warning, in the files' order."""
+        notes = [(p, f"{w}: failed ({r})") for p, w, r in self.failures]
+        notes += [(p, f"{w}: warning ({r})") for p, w, r in self.warnings]
+        return [text for _, text in sorted(notes)]
 
     def summary(self) -> str:
         seconds = max(time.monotonic() - self.started, 1e-9)
-        rate = (self.created + self.matched) / seconds
+        interrupted = f", {self.unsent} not sent (interrupted)" if self.unsent else ""
         return (
-            f"{self.created} created, {self.matched} already there, {self.skipped} skipped"
-            f" (in the state file), {len(self.failures)} failed; {rate:.0f} resources/s"
+            f"{self.created} created, {self.skipped} skipped (in the state file),"
+            f" {len(self.failures)} failed{interrupted}; {self.created / seconds:.0f}"
+            " resources/s"
         )
 
 
@@ -68,17 +99,33 @@ class StateFile:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.ids: dict[str, str] = {}
-        if path is not None and path.exists():
-            for text in path.read_bytes().splitlines():
-                if text.strip():
-                    source, target = orjson.loads(text)
-                    self.ids[source] = target
+        if path is None or not path.exists():
+            return
+        try:
+            lines = path.read_bytes().splitlines()
+        except OSError as exc:
+            raise ImportAborted(f"cannot read the state file {path}: {exc}") from exc
+        for number, text in enumerate(lines, start=1):
+            try:
+                source, target = orjson.loads(text)
+                if not (isinstance(source, str) and isinstance(target, str)):
+                    raise ValueError
+            except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+                raise ImportAborted(
+                    f"{path}:{number} is not a line this command wrote (a pair of"
+                    ' "Type/id" strings); a crash while recording leaves the last line'
+                    " incomplete: look up what that batch wrote before going on"
+                ) from exc
+            self.ids[source] = target
 
     def record(self, pairs: list[tuple[str, str]]) -> None:
         self.ids.update(pairs)
-        if self.path is not None and pairs:
-            with self.path.open("ab") as out:
-                out.write(b"".join(orjson.dumps(pair) + b"\n" for pair in pairs))
+        if self.path is None or not pairs:
+            return
+        with self.path.open("ab") as out:
+            out.write(b"".join(orjson.dumps(pair) + b"\n" for pair in pairs))
+            out.flush()
+            os.fsync(out.fileno())
 
 
 def _batches(lines: list[Line], size: int) -> Iterable[list[Line]]:
@@ -111,6 +158,14 @@ def _refused_entry(failure: RequestFailed) -> int | None:
     return int(number) if number.isdigit() else None
 
 
+def _unknown_outcome(what: str) -> RequestFailed:
+    return RequestFailed(
+        504,
+        f"{what[:120]}; whether the batch was written is unknown: look before importing"
+        " these again".encode(),
+    )
+
+
 class NdjsonImporter:
     def __init__(
         self,
@@ -134,28 +189,21 @@ class NdjsonImporter:
         self._slots = asyncio.Semaphore(parallel)
         self.state = state or StateFile(None)
         self.report = ImportReport()
-        self._identified: set[str] = set()
+        self._in_import: set[str] = set()
         self._refused: set[str] = set()
         self._seen: set[str] = set()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Send nothing more; what is in flight is finished and recorded."""
+        self._stopping = True
 
     async def run(self, files: list[Path]) -> ImportReport:
-        self._identified = await self._types_searchable_by_identifier()
-        for path in files:
-            for chunk in read_chunks(path, self._batch * 20):
+        self._in_import = await asyncio.to_thread(keys_in, files)
+        for index, path in enumerate(files):
+            for chunk in read_chunks(path, self._batch * 20, index):
                 await self._chunk(chunk)
         return self.report
-
-    async def _types_searchable_by_identifier(self) -> set[str]:
-        async with self._session.get(f"{self._base}/metadata", headers=self._headers) as reply:
-            body = await reply.read()
-            if reply.status != 200:
-                raise RequestFailed(reply.status, body)
-        rest = orjson.loads(body).get("rest") or [{}]
-        return {
-            str(resource.get("type"))
-            for resource in rest[0].get("resource") or []
-            if any(p.get("name") == "identifier" for p in resource.get("searchParam") or [])
-        }
 
     async def _chunk(self, chunk: list[Line]) -> None:
         wanted: list[Line] = []
@@ -165,44 +213,57 @@ class NdjsonImporter:
             elif line.key in self.state.ids:
                 self.report.skipped += 1
             elif line.key in self._seen:
-                self.report.failed(line, f"{line.key} appears more than once in the import")
+                self._refuse(line, f"{line.key} appears more than once in the import", key=False)
             else:
                 if line.key:
                     self._seen.add(line.key)
                 wanted.append(line)
         ordered = in_dependency_order(wanted)
-        for line in ordered.cyclic:
-            self._refuse(line, "its references to other resources of the import form a cycle")
+        for line, reason in ordered.refused:
+            self._refuse(line, reason)
         for level in ordered.levels:
             sendable = [line for line in level if self._sendable(line)]
             await asyncio.gather(*(self._send(b) for b in _batches(sendable, self._batch)))
 
     def _sendable(self, line: Line) -> bool:
-        refused = references(line.resource) & self._refused
+        named = references(line.resource)
+        refused = named & self._refused
         if refused:
             self._refuse(line, f"it refers to {min(refused)}, which was not imported")
-        return not refused
+            return False
+        ahead = (named & self._in_import) - self.state.ids.keys()
+        if ahead:
+            self._refuse(
+                line,
+                f"it refers to {min(ahead)}, which comes later in the import: give the files"
+                " in dependency order (within a file, the one referred to first or at most"
+                f" {self._batch * 20} lines later)",
+            )
+            return False
+        return True
 
-    def _refuse(self, line: Line, reason: str) -> None:
+    def _refuse(self, line: Line, reason: str, *, key: bool = True) -> None:
         self.report.failed(line, reason)
-        if line.key:
+        if key and line.key:
             self._refused.add(line.key)
 
     async def _send(self, batch: list[Line]) -> None:
         """Send the batch; narrow a refusal down to the entries that cause it."""
         while batch:
+            if self._stopping:
+                self.report.unsent += len(batch)
+                return
             try:
-                locations = await self._transaction(batch)
+                answers = await self._transaction(batch)
             except RequestFailed as failure:
-                if failure.status >= 500 or failure.status == 429:
+                named = _refused_entry(failure)
+                if failure.status in (*NOTHING_WRITTEN, 504):
                     for line in batch:
                         self._refuse(line, str(failure))
                     return
-                named = _refused_entry(failure)
                 if named is not None and named < len(batch):
-                    self._refuse(
-                        batch.pop(named), str(failure).replace(f"Bundle.entry[{named}]: ", "")
-                    )
+                    reason = str(failure).replace(f"Bundle.entry[{named}]: ", "")
+                    self._refuse(batch.pop(named), reason)
                 elif len(batch) == 1:
                     self._refuse(batch[0], str(failure))
                     return
@@ -211,42 +272,36 @@ class NdjsonImporter:
                     await self._send(batch[:half])
                     batch = batch[half:]
                 continue
-            self._recorded(batch, locations)
+            self._recorded(batch, answers)
             return
 
-    def _recorded(self, batch: list[Line], answers: list[tuple[str, str]]) -> None:
+    def _recorded(self, batch: list[Line], answers: list[dict[str, Any]]) -> None:
         pairs = []
-        for line, (status, location) in zip(batch, answers, strict=True):
-            if status.startswith("201"):
-                self.report.created += 1
-            else:
-                self.report.matched += 1
+        for line, answer in zip(batch, answers, strict=True):
+            self.report.created += 1
+            for issue in (answer.get("outcome") or {}).get("issue") or []:
+                text = str(issue.get("diagnostics", ""))
+                self.report.warnings.append((line.position, line.where, text))
             if line.key:
-                pairs.append((line.key, "/".join(location.split("/_history/")[0].split("/")[-2:])))
+                location = str(answer.get("location", "")).split("/_history/")[0]
+                pairs.append((line.key, "/".join(location.split("/")[-2:])))
         self.state.record(pairs)
 
     def _entry(self, line: Line) -> dict[str, Any]:
         resource = rewrite(line.resource, self.state.ids)
         resource.pop("id", None)
-        resource.pop("meta", None)
-        request: dict[str, str] = {"method": "POST", "url": resource["resourceType"]}
-        identifier = (resource.get("identifier") or [None])[0]
-        if (
-            resource["resourceType"] in self._identified
-            and isinstance(identifier, dict)
-            and identifier.get("system")
-            and identifier.get("value")
-        ):
-            request["ifNoneExist"] = f"identifier={identifier['system']}|{identifier['value']}"
-        return {"resource": resource, "request": request}
+        meta = {k: v for k, v in (resource.pop("meta", None) or {}).items() if k in KEPT_META}
+        if meta:
+            resource["meta"] = meta
+        return {
+            "resource": resource,
+            "request": {"method": "POST", "url": resource["resourceType"]},
+        }
 
-    async def _transaction(self, batch: list[Line]) -> list[tuple[str, str]]:
-        """(status, location) of each entry of the committed transaction."""
+    async def _transaction(self, batch: list[Line]) -> list[dict[str, Any]]:
+        """The `response` of each entry of the committed transaction."""
         entries = [self._entry(line) for line in batch]
         body = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
-        # Without an answer the batch may have been written; sending it again is safe only
-        # when every entry would match what it wrote.
-        repeatable = all("ifNoneExist" in entry["request"] for entry in entries)
         for attempt in range(RETRIES):
             async with self._slots:
                 try:
@@ -256,21 +311,16 @@ class NdjsonImporter:
                         answer = await reply.read()
                         status = reply.status
                 except (TimeoutError, aiohttp.ClientError) as exc:
-                    if not repeatable:
-                        raise RequestFailed(
-                            503,
-                            f"no answer ({exc or type(exc).__name__}); whether the batch was"
-                            " written is unknown: look before importing these again".encode(),
-                        ) from exc
-                    answer, status = str(exc).encode(), 503
+                    raise _unknown_outcome(f"no answer ({exc or type(exc).__name__})") from exc
             if status < 300:
-                return [
-                    (str(e["response"]["status"]), str(e["response"].get("location", "")))
-                    for e in orjson.loads(answer).get("entry") or []
-                ]
-            if (status < 500 and status != 429) or attempt == RETRIES - 1:
+                return [dict(e["response"]) for e in orjson.loads(answer).get("entry") or []]
+            if status == 401:
+                raise ImportAborted(f"the server refused the token: {RequestFailed(401, answer)}")
+            if status == 504:
+                raise _unknown_outcome(str(RequestFailed(504, answer)).removeprefix("HTTP 504: "))
+            if status not in NOTHING_WRITTEN or attempt == RETRIES - 1:
                 raise RequestFailed(status, answer)
-            await asyncio.sleep(0.5 * 2**attempt)
+            await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
 
 
@@ -278,22 +328,33 @@ async def import_files(
     url: str, token: str, files: list[Path], *, batch: int, parallel: int, state: Path | None
 ) -> int:
     """Import the files and print what failed and a summary: 0 when every resource is in,
-    1 when some failed, 2 when the import could not run at all."""
-    missing = [str(path) for path in files if not path.is_file()]
-    if missing:
-        print(f"barnebro import: no such file: {', '.join(missing)}", file=sys.stderr)
-        return 2
-    timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        importer = NdjsonImporter(
-            session, url, token, batch=batch, parallel=parallel, state=StateFile(state)
-        )
-        try:
-            report = await importer.run(files)
-        except (aiohttp.ClientError, RequestFailed) as exc:
-            print(f"barnebro import: cannot use {url}: {exc}", file=sys.stderr)
+    1 when some failed or the import was interrupted, 2 when it could not run at all. The
+    first Ctrl-C (or SIGTERM) stops sending and lets what is in flight finish."""
+    for path in files:
+        if not path.is_file():
+            print(f"barnebro import: {path} is not a file", file=sys.stderr)
             return 2
-    for where, reason in report.failures:
-        print(f"{where}: failed ({reason})")
+    timeout = aiohttp.ClientTimeout(total=300)
+    loop = asyncio.get_running_loop()
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            importer = NdjsonImporter(
+                session, url, token, batch=batch, parallel=parallel, state=StateFile(state)
+            )
+            for stopping in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(stopping, importer.stop)
+            try:
+                report = await importer.run(files)
+            finally:
+                for stopping in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(stopping)
+    except ImportAborted as exc:
+        print(f"barnebro import: {exc}", file=sys.stderr)
+        return 2
+    except aiohttp.ClientError as exc:
+        print(f"barnebro import: cannot reach {url}: {exc}", file=sys.stderr)
+        return 2
+    for text in report.lines():
+        print(text)
     print(report.summary())
-    return 1 if report.failures else 0
+    return 1 if report.failures or report.unsent else 0

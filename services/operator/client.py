@@ -33,7 +33,7 @@ class RequestFailed(Exception):
             issues = orjson.loads(body).get("issue", [])
             text = "; ".join(str(i.get("diagnostics", "")) for i in issues)
         except (orjson.JSONDecodeError, AttributeError):
-            text = body[:200].decode(errors="replace")
+            text = body[:300].decode(errors="replace")
         super().__init__(f"HTTP {status}: {text}")
 
 

@@ -1,0 +1,108 @@
+"""What `barnebro import` does when the server cannot say whether a batch was written.
+
+A stand-in server on loopback answers every transaction with the status under test and
+counts what it is sent: a batch is sent again only after an answer that says nothing was
+written (503, 429), never after a 504 or no answer, which may follow a commit."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiohttp import web
+
+from services.operator import bulk_import
+from services.operator.bulk_import import NdjsonImporter
+
+Answer = tuple[int, bytes]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, list[bytes], list[Answer]]]:
+    """(base URL, the bodies received, the answers still to give: the last one repeats)."""
+    received: list[bytes] = []
+    answers: list[Answer] = []
+
+    async def transaction(request: web.Request) -> web.Response:
+        received.append(await request.read())
+        status, body = answers.pop(0) if len(answers) > 1 else answers[0]
+        if status == 0:  # no answer: the connection is closed
+            assert request.transport is not None
+            request.transport.close()
+        return web.Response(status=status or 500, body=body, content_type="application/fhir+json")
+
+    app = web.Application()
+    app.router.add_post("/fhir", transaction)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://127.0.0.1:{port}/fhir", received, answers
+    finally:
+        await runner.cleanup()
+
+
+def outcome(text: str) -> bytes:
+    return orjson.dumps({"resourceType": "OperationOutcome", "issue": [{"diagnostics": text}]})
+
+
+async def imported(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> NdjsonImporter:
+    monkeypatch.setattr(bulk_import, "BACKOFF_SECONDS", 0.0)
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(b'{"resourceType": "Practitioner", "id": "a"}\n')
+    async with aiohttp.ClientSession() as session:
+        importer = NdjsonImporter(session, url, "token")
+        await importer.run([path])
+    return importer
+
+
+@pytest.mark.parametrize("status", [504, 0])
+async def test_a_batch_that_may_have_been_written_is_never_sent_again(
+    server: tuple[str, list[bytes], list[Answer]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    url, received, answers = server
+    answers.append((status, outcome("The service did not answer within 10.0s")))
+    importer = await imported(url, tmp_path, monkeypatch)
+    assert len(received) == 1
+    [(_, where, reason)] = importer.report.failures
+    assert where == "Practitioner.ndjson:1"
+    assert "whether the batch was written is unknown" in reason
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_a_batch_the_server_wrote_nothing_of_is_sent_again(
+    server: tuple[str, list[bytes], list[Answer]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+) -> None:
+    url, received, answers = server
+    created = {"resourceType": "Bundle", "type": "transaction-response", "entry": [
+        {"response": {"status": "201", "location": "Practitioner/new/_history/1"}}]}  # fmt: skip
+    answers += [(status, outcome("busy")), (200, orjson.dumps(created))]
+    importer = await imported(url, tmp_path, monkeypatch)
+    assert len(received) == 2 and received[0] == received[1]
+    assert importer.report.created == 1 and importer.report.failures == []
+    assert importer.state.ids == {"Practitioner/a": "Practitioner/new"}
+
+
+async def test_an_interrupted_import_sends_nothing_more(
+    server: tuple[str, list[bytes], list[Answer]], tmp_path: Path
+) -> None:
+    url, received, _ = server
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(b'{"resourceType": "Practitioner"}\n' * 3)
+    async with aiohttp.ClientSession() as session:
+        importer = NdjsonImporter(session, url, "token")
+        importer.stop()
+        report = await importer.run([path])
+    assert received == [] and report.unsent == 3
+    assert "3 not sent (interrupted)" in report.summary()
