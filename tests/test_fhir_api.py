@@ -399,6 +399,31 @@ async def test_a_transaction_with_prefer_minimal_answers_each_entry_without_its_
         assert read.status == 200 and read.json()["name"][0]["family"].startswith("Minimal")
 
 
+async def test_a_transaction_refers_by_urn_uuid_only_to_its_own_created_entries(
+    stack: Stack,
+) -> None:
+    role = {
+        "resourceType": "PractitionerRole",
+        "practitioner": {"reference": "urn:uuid:nowhere"},
+    }
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": practitioner("Dangling"),
+             "request": {"method": "POST", "url": "Practitioner"}},
+            {"resource": role, "request": {"method": "POST", "url": "PractitionerRole"}},
+        ],
+    }  # fmt: skip
+    reply = await stack.call("POST", "", bundle)
+    assert reply.status == 400
+    assert reply.issues()[0]["diagnostics"].startswith(
+        "Bundle.entry[1]: the reference urn:uuid:nowhere names no entry"
+    )
+    left = (await stack.call("GET", "Practitioner?family=Dangling&_total=accurate")).json()
+    assert left["total"] == 0
+
+
 async def test_transaction_with_an_unsupported_type_is_refused_before_anything_runs(
     stack: Stack,
 ) -> None:

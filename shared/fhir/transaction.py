@@ -56,6 +56,24 @@ def _assign_ids(entries: list[tuple[dict[str, Any], EntryRequest]]) -> dict[str,
     return assigned
 
 
+def _refuse_unresolved(
+    entries: list[tuple[dict[str, Any], EntryRequest]], assigned: dict[str, str]
+) -> None:
+    """A `urn:uuid:` reference names an entry of the Bundle (FHIR R4 §3.1.0.11.2): one
+    that names none, or an entry that creates nothing, would be stored as a reference to
+    nothing."""
+    for index, (entry, _) in enumerate(entries):
+        for reference in sorted(_references(entry.get("resource"))):
+            if reference.startswith("urn:uuid:") and reference not in assigned:
+                raise error(
+                    400,
+                    "invalid",
+                    f"Bundle.entry[{index}]: the reference {reference} names no entry of"
+                    " this Bundle that creates a resource (POST with that fullUrl)",
+                    f"Bundle.entry[{index}].resource",
+                )
+
+
 def _references(node: Any) -> set[str]:
     if isinstance(node, dict):
         found = {v for k, v in node.items() if k == "reference" and isinstance(v, str)}
@@ -129,6 +147,7 @@ def _planned_shares(
 async def run_transaction(service: FhirService, request: FhirRequest, body: bytes) -> FhirResponse:
     entries = bundle_entries(parse_json(body), "transaction")
     assigned = _assign_ids(entries)
+    _refuse_unresolved(entries, assigned)
     order = _referenced_first(
         entries, sorted(range(len(entries)), key=lambda i: METHOD_ORDER[entries[i][1].method])
     )
