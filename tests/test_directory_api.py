@@ -878,3 +878,24 @@ async def test_parental_responsibility_needs_a_registered_patient_by_relative_re
     [(subject, created)] = events.named("directory.RelatedPerson.created")
     assert created.patient == pid
     assert subject == f"{stack.settings.nats_prefix}.events.directory.RelatedPerson.created.{pid}"
+
+
+async def test_a_person_is_related_to_a_child_by_one_record(stack: Stack) -> None:
+    """A second record of the same parent for the same child would let one parent count
+    as both holders of parental responsibility; for another child it is that child's."""
+    child = await create(stack, patient(FNR))
+    other_child = await create(stack, patient(FNR_2))
+    holder = {"identifier": [{"system": FNR_SYSTEM, "value": FNR_ADULT}]}
+    first = await create(stack, related_person(child["id"], "felles") | holder)
+    again = await stack.call(
+        "POST",
+        "RelatedPerson",
+        related_person(child["id"], "mor") | holder,
+        token=stack.register_token(),
+    )
+    assert again.status == 409, again.body
+    assert first["id"] not in again.body.decode(), "the holder is not named"
+    await create(stack, related_person(other_child["id"], "felles") | holder)
+    without_number = related_person(child["id"], "far")
+    await create(stack, without_number)
+    assert len(await matches(stack, f"RelatedPerson?patient={child['id']}")) == 2

@@ -463,10 +463,25 @@ class RelatedPersonDefinition(_Directory):
         SearchParam("name", STRING, ("name",), "Any part of the name"),
     )
 
+    added_keys = ("related-person",)
+
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         super().prepare(resource, caller)
         refuse(people.parental_responsibility_problems(resource))
         return []
+
+    def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
+        """One record per person and child: the consent rules count the holders of
+        parental responsibility by record, so a second record of the same parent would
+        let one parent count as both, and outlive the first one's end."""
+        target = reference_target(resource.get("patient"))
+        if target is None or target[0] != "Patient":
+            return []
+        systems = people.person_number_systems(resource)
+        return [
+            ("related-person", f"Patient/{target[1]}|{system}|{value}")
+            for value, system in systems.items()
+        ]
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
         """Parental responsibility is read for one child: the Patient must be registered
