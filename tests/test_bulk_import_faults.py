@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 
 from services.operator import bulk_import
-from services.operator.bulk_import import NdjsonImporter
+from services.operator.bulk_import import NdjsonImporter, import_files
+from services.operator.import_state import StateFile
 
 Answer = tuple[int, bytes]
 
@@ -61,7 +62,7 @@ async def imported(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     return importer
 
 
-@pytest.mark.parametrize("status", [504, 0])
+@pytest.mark.parametrize("status", [504, 502, 500, 0])
 async def test_a_batch_that_may_have_been_written_is_never_sent_again(
     server: tuple[str, list[bytes], list[Answer]],
     tmp_path: Path,
@@ -106,3 +107,51 @@ async def test_an_interrupted_import_sends_nothing_more(
         report = await importer.run([path])
     assert received == [] and report.unsent == 3
     assert "3 not sent (interrupted)" in report.summary()
+
+
+async def test_an_answer_that_does_not_list_the_batch_says_nothing_certain(
+    server: tuple[str, list[bytes], list[Answer]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, received, answers = server
+    elsewhere = {"resourceType": "Bundle", "type": "transaction-response", "entry": [
+        {"response": {"status": "201", "location": "Patient/../x y/_history/1"}}]}  # fmt: skip
+    answers.append((200, orjson.dumps(elsewhere)))
+    importer = await imported(url, tmp_path, monkeypatch)
+    assert len(received) == 1 and importer.state.ids == {}
+    [(_, _, reason)] = importer.report.failures
+    assert "does not list the batch's resources" in reason
+
+
+async def test_an_unusable_state_file_stops_the_import_before_anything_is_sent(
+    server: tuple[str, list[bytes], list[Answer]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url, received, _ = server
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(b'{"resourceType": "Practitioner", "id": "a"}\n')
+    mixed = tmp_path / "mixed.ndjson"
+    mixed.write_bytes(b'["CarePlan/s1", "Goal/g1"]\n')
+    held = tmp_path / "held.ndjson"
+    with StateFile(held):  # another import holds it
+        for state, expected in (
+            (tmp_path / "missing" / "state.ndjson", "cannot use"),
+            (mixed, "mixed.ndjson:1 is not a line this command wrote"),
+            (held, "another import is using the state file"),
+        ):
+            status = await import_files(url, "t", [path], batch=1, parallel=1, state=state)
+            assert status == 2 and expected in capsys.readouterr().err
+    assert received == []
+
+
+async def test_a_server_that_cannot_be_reached_stops_the_import(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk_import, "BACKOFF_SECONDS", 0.0)
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(b'{"resourceType": "Practitioner", "id": "a"}\n')
+    status = await import_files(
+        "http://127.0.0.1:9/fhir", "t", [path], batch=1, parallel=1, state=None
+    )
+    assert status == 2
+    assert "cannot reach http://127.0.0.1:9/fhir" in capsys.readouterr().err

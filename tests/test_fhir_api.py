@@ -420,6 +420,9 @@ async def test_a_transaction_refers_by_urn_uuid_only_to_its_own_created_entries(
     assert reply.issues()[0]["diagnostics"].startswith(
         "Bundle.entry[1]: the reference urn:uuid:nowhere names no entry"
     )
+    for spelt in ("URN:UUID:nowhere", " urn:uuid:nowhere"):
+        role["practitioner"] = {"reference": spelt}
+        assert (await stack.call("POST", "", bundle)).status == 400
     left = (await stack.call("GET", "Practitioner?family=Dangling&_total=accurate")).json()
     assert left["total"] == 0
 

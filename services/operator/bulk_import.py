@@ -26,7 +26,6 @@ There is no second write path to keep equivalent.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 import time
@@ -39,7 +38,9 @@ import aiohttp
 import orjson
 
 from services.operator.client import FHIR_JSON, RequestFailed
+from services.operator.import_state import ImportAborted, StateFile
 from services.operator.ndjson import (
+    RELATIVE_REFERENCE,
     Line,
     in_dependency_order,
     keys_in,
@@ -59,10 +60,6 @@ NOTHING_WRITTEN = frozenset({429, 503})
 KEPT_META = ("tag", "security")
 """What of `meta` a create takes from the client (a SUBSETTED tag is refused as on any
 POST); versions, dates and profiles are the server's."""
-
-
-class ImportAborted(Exception):
-    """The import cannot go on at all (the token is refused, the state file unreadable)."""
 
 
 @dataclass
@@ -93,41 +90,6 @@ class ImportReport:
         )
 
 
-class StateFile:
-    """Source `Type/id` → the `Type/id` barnebro gave it, one JSON line per resource."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.ids: dict[str, str] = {}
-        if path is None or not path.exists():
-            return
-        try:
-            lines = path.read_bytes().splitlines()
-        except OSError as exc:
-            raise ImportAborted(f"cannot read the state file {path}: {exc}") from exc
-        for number, text in enumerate(lines, start=1):
-            try:
-                source, target = orjson.loads(text)
-                if not (isinstance(source, str) and isinstance(target, str)):
-                    raise ValueError
-            except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-                raise ImportAborted(
-                    f"{path}:{number} is not a line this command wrote (a pair of"
-                    ' "Type/id" strings); a crash while recording leaves the last line'
-                    " incomplete: look up what that batch wrote before going on"
-                ) from exc
-            self.ids[source] = target
-
-    def record(self, pairs: list[tuple[str, str]]) -> None:
-        self.ids.update(pairs)
-        if self.path is None or not pairs:
-            return
-        with self.path.open("ab") as out:
-            out.write(b"".join(orjson.dumps(pair) + b"\n" for pair in pairs))
-            out.flush()
-            os.fsync(out.fileno())
-
-
 def _batches(lines: list[Line], size: int) -> Iterable[list[Line]]:
     """Consecutive runs of one resource type, at most `size` entries and about
     MAX_BATCH_BYTES each."""
@@ -156,6 +118,25 @@ def _refused_entry(failure: RequestFailed) -> int | None:
         return None
     number = text[marker + len("Bundle.entry[") :].split("]", 1)[0]
     return int(number) if number.isdigit() else None
+
+
+def _committed(batch: list[Line], answer: bytes) -> list[dict[str, Any]]:
+    """The `response` of each entry of a committed transaction, checked against the batch:
+    one entry each, at `Type/id` of its type. An answer that is not that (a proxy's?)
+    says nothing certain of what was written."""
+    try:
+        responses = [dict(e["response"]) for e in orjson.loads(answer).get("entry") or []]
+    except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+        responses = []
+    for line, response in zip(batch, responses, strict=False):
+        location = str(response.get("location", "")).split("/_history/")[0]
+        target = RELATIVE_REFERENCE.fullmatch("/".join(location.split("/")[-2:]))
+        if target is None or line.resource is None or target[1] != line.resource["resourceType"]:
+            responses = []
+            break
+    if len(responses) != len(batch):
+        raise _unknown_outcome("the answer does not list the batch's resources")
+    return responses
 
 
 def _unknown_outcome(what: str) -> RequestFailed:
@@ -192,11 +173,14 @@ class NdjsonImporter:
         self._in_import: set[str] = set()
         self._refused: set[str] = set()
         self._seen: set[str] = set()
+        self._found: dict[str, bool] = {}
         self._stopping = False
 
-    def stop(self) -> None:
-        """Send nothing more; what is in flight is finished and recorded."""
-        self._stopping = True
+    def stop(self) -> bool:
+        """Send nothing more; what is in flight is finished and recorded. False when it
+        was asked before: then the caller gives up waiting."""
+        stopped_before, self._stopping = self._stopping, True
+        return not stopped_before
 
     async def run(self, files: list[Path]) -> ImportReport:
         self._in_import = await asyncio.to_thread(keys_in, files)
@@ -222,10 +206,10 @@ class NdjsonImporter:
         for line, reason in ordered.refused:
             self._refuse(line, reason)
         for level in ordered.levels:
-            sendable = [line for line in level if self._sendable(line)]
+            sendable = [line for line in level if await self._sendable(line)]
             await asyncio.gather(*(self._send(b) for b in _batches(sendable, self._batch)))
 
-    def _sendable(self, line: Line) -> bool:
+    async def _sendable(self, line: Line) -> bool:
         named = references(line.resource)
         refused = named & self._refused
         if refused:
@@ -240,7 +224,28 @@ class NdjsonImporter:
                 f" {self._batch * 20} lines later)",
             )
             return False
+        for reference in sorted(named - self._in_import - self.state.ids.keys()):
+            if not await self._on_server(reference):
+                self._refuse(
+                    line,
+                    f"it refers to {reference}, which is neither in the import, nor in the"
+                    " state file, nor on the server (a resource of an earlier run that"
+                    " failed?)",
+                )
+                return False
         return True
+
+    async def _on_server(self, reference: str) -> bool:
+        """Whether the caller finds `reference` on the server; a reference the caller may
+        not check (403) is left to the server's own checks on the write."""
+        if reference not in self._found:
+            url = f"{self._base}/{reference}?_summary=true"
+            async with self._session.get(url, headers=self._headers) as reply:
+                await reply.read()
+                if reply.status == 401:
+                    raise ImportAborted("the server refused the token (HTTP 401)")
+                self._found[reference] = reply.status not in (404, 410)
+        return self._found[reference]
 
     def _refuse(self, line: Line, reason: str, *, key: bool = True) -> None:
         self.report.failed(line, reason)
@@ -257,7 +262,7 @@ class NdjsonImporter:
                 answers = await self._transaction(batch)
             except RequestFailed as failure:
                 named = _refused_entry(failure)
-                if failure.status in (*NOTHING_WRITTEN, 504):
+                if failure.status >= 500:
                     for line in batch:
                         self._refuse(line, str(failure))
                     return
@@ -310,14 +315,19 @@ class NdjsonImporter:
                     ) as reply:
                         answer = await reply.read()
                         status = reply.status
+                except aiohttp.ClientConnectorError as exc:  # not connected: nothing sent
+                    if attempt == RETRIES - 1:
+                        raise ImportAborted(f"cannot reach {self._base}: {exc}") from exc
+                    answer, status = b"", 503
                 except (TimeoutError, aiohttp.ClientError) as exc:
                     raise _unknown_outcome(f"no answer ({exc or type(exc).__name__})") from exc
             if status < 300:
-                return [dict(e["response"]) for e in orjson.loads(answer).get("entry") or []]
+                return _committed(batch, answer)
             if status == 401:
                 raise ImportAborted(f"the server refused the token: {RequestFailed(401, answer)}")
-            if status == 504:
-                raise _unknown_outcome(str(RequestFailed(504, answer)).removeprefix("HTTP 504: "))
+            if status >= 500 and status not in NOTHING_WRITTEN:
+                text = str(RequestFailed(status, answer)).removeprefix(f"HTTP {status}: ")
+                raise _unknown_outcome(f"HTTP {status} ({text})")
             if status not in NOTHING_WRITTEN or attempt == RETRIES - 1:
                 raise RequestFailed(status, answer)
             await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
@@ -328,33 +338,47 @@ async def import_files(
     url: str, token: str, files: list[Path], *, batch: int, parallel: int, state: Path | None
 ) -> int:
     """Import the files and print what failed and a summary: 0 when every resource is in,
-    1 when some failed or the import was interrupted, 2 when it could not run at all. The
-    first Ctrl-C (or SIGTERM) stops sending and lets what is in flight finish."""
+    1 when some failed or were not sent, 2 when the import could not run or go on. The
+    first Ctrl-C (or SIGTERM) stops sending and lets what is in flight finish; a second
+    stops waiting for it."""
     for path in files:
         if not path.is_file():
             print(f"barnebro import: {path} is not a file", file=sys.stderr)
             return 2
-    timeout = aiohttp.ClientTimeout(total=300)
-    loop = asyncio.get_running_loop()
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            importer = NdjsonImporter(
-                session, url, token, batch=batch, parallel=parallel, state=StateFile(state)
-            )
-            for stopping in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(stopping, importer.stop)
-            try:
-                report = await importer.run(files)
-            finally:
-                for stopping in (signal.SIGINT, signal.SIGTERM):
-                    loop.remove_signal_handler(stopping)
+        recorded = StateFile(state)
     except ImportAborted as exc:
         print(f"barnebro import: {exc}", file=sys.stderr)
         return 2
-    except aiohttp.ClientError as exc:
-        print(f"barnebro import: cannot reach {url}: {exc}", file=sys.stderr)
-        return 2
+    loop, running = asyncio.get_running_loop(), asyncio.current_task()
+    problem, status = "", 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        importer = NdjsonImporter(
+            session, url, token, batch=batch, parallel=parallel, state=recorded
+        )
+
+        def stop() -> None:
+            if not importer.stop() and running is not None:
+                running.cancel()
+
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, stop)
+        try:
+            await importer.run(files)
+        except ImportAborted as exc:
+            problem, status = str(exc), 2
+        except asyncio.CancelledError:
+            problem, status = "stopped: the batches in flight may or may not be written", 1
+        except aiohttp.ClientError as exc:
+            problem, status = f"cannot reach {url}: {exc}", 2
+        finally:
+            for signal_number in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signal_number)
+            recorded.close()
+    report = importer.report
     for text in report.lines():
         print(text)
     print(report.summary())
-    return 1 if report.failures or report.unsent else 0
+    if problem:
+        print(f"barnebro import: {problem}", file=sys.stderr)
+    return status or (1 if report.failures or report.unsent else 0)

@@ -64,7 +64,7 @@ def _refuse_unresolved(
     nothing."""
     for index, (entry, _) in enumerate(entries):
         for reference in sorted(_references(entry.get("resource"))):
-            if reference.startswith("urn:uuid:") and reference not in assigned:
+            if reference.strip().lower().startswith("urn:uuid:") and reference not in assigned:
                 raise error(
                     400,
                     "invalid",
