@@ -15,7 +15,10 @@ Modules:
 * ``bench.cpu``    — CPU accounting from ``/proc`` (per process, per program, machine-wide);
 * ``bench.limits`` — the HTTP limit (bare aiohttp server) and the storage limit (bare
   insert + select by primary key);
-* ``bench.report`` — latency percentiles, the JSON result file and the printed tables.
+* ``bench.report`` — latency percentiles, the JSON result file and the printed tables;
+* ``bench.tables`` — VACUUM ANALYZE of the tables a benchmark loaded, their rows and size;
+* ``bench.scale``  — reads and searches at a million imported resources against ten
+  thousand, the data brought in with ``barnebro import`` as each party.
 
 See ``bench/README.md`` for how to run them and what every number means.
 """

@@ -1,13 +1,13 @@
 """The command line of the benchmarks:
-``python -m bench crud|consent|referral|careplan|subscriptions [options]``.
+``python -m bench crud|consent|referral|careplan|subscriptions|scale [options]``.
 
 A thin layer over ``bench.crud.run``, ``bench.consent.run``, ``bench.referral.run``,
-``bench.careplan.run`` and ``bench.subscriptions.run``: it parses the options, makes SIGTERM
-stop the run as cleanly as Ctrl-C does (the stack's child processes, the database schemas
-and the NATS streams are removed either way), prints the summary table and says where the
-JSON result was written. ``referral``, ``careplan`` and ``subscriptions`` exit with status 1
-when requests failed (or events were lost or late) in their measured windows, so a run with
-errors cannot pass for a clean one.
+``bench.careplan.run``, ``bench.subscriptions.run`` and ``bench.scale.run``: it parses the
+options, makes SIGTERM stop the run as cleanly as Ctrl-C does (the stack's child processes,
+the database schemas and the NATS streams are removed either way), prints the summary table
+and says where the JSON result was written. ``referral``, ``careplan``, ``subscriptions`` and
+``scale`` exit with status 1 when requests failed (or events were lost or late, or imported
+resources were refused), so a run with errors cannot pass for a clean one.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from bench.event_source import SOURCES
 from bench.referral import ReferralOptions, format_referral_report
 from bench.referral import run as run_referral
 from bench.report import format_report
+from bench.scale import ScaleOptions, format_scale_report
+from bench.scale import run as run_scale
 from bench.subscriptions import CHANNELS, SubscriptionsOptions, format_subscriptions_report
 from bench.subscriptions import run as run_subscriptions
 
@@ -163,6 +165,7 @@ def parser() -> argparse.ArgumentParser:
     _add_referral(commands)
     _add_careplan(commands)
     _add_subscriptions(commands)
+    _add_scale(commands)
     return main
 
 
@@ -335,6 +338,51 @@ def _add_subscriptions(commands: argparse._SubParsersAction[argparse.ArgumentPar
     subscriptions.add_argument("--seed", type=int, help="seed of the identifiers")
 
 
+def _add_scale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    scale = commands.add_parser(
+        "scale",
+        help="read and search p95 at a million imported resources versus at ten thousand",
+        description="Import a mix of children, parents, referrals, care teams and plans"
+        " with barnebro import as each party, to --baseline resources and then to"
+        " --resources, and measure reads and searches at both sizes in one run: p95 at the"
+        " large size over p95 at the baseline, per query.",
+    )
+    scale.add_argument(
+        "--baseline", type=_count, default=10_000, help="resources of the first size (10000)"
+    )
+    scale.add_argument(
+        "--resources", type=_count, default=1_000_000, help="resources of the second (1000000)"
+    )
+    scale.add_argument(
+        "--requests", type=_count, default=2_000, help="measured requests per query and size (2000)"
+    )
+    scale.add_argument(
+        "--concurrency", type=_clients, default=8, help="requests under way at once (8)"
+    )
+    scale.add_argument(
+        "--warmup-requests",
+        type=int,
+        default=100,
+        help="unmeasured requests per query and size (100)",
+    )
+    scale.add_argument(
+        "--batch", type=_count, default=100, help="resources per import transaction (100)"
+    )
+    scale.add_argument("--parallel", type=_count, default=4, help="import transactions at once (4)")
+    scale.add_argument("--gps", type=_count, default=20, help="GP offices (20)")
+    scale.add_argument("--bups", type=_count, default=4, help="BUPs (4)")
+    scale.add_argument("--kommuner", type=_count, default=10, help="kommune-helse (10)")
+    scale.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"the PostgreSQL to use ({DEFAULT_DATABASE_URL})",
+    )
+    scale.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
+    )
+    scale.add_argument("--seed", type=int, help="seed of the identifiers and the choices")
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
@@ -373,6 +421,28 @@ def _execute(
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.command == "scale":
+        return _execute(
+            "scale",
+            lambda: ScaleOptions(
+                baseline=args.baseline,
+                resources=args.resources,
+                requests=args.requests,
+                concurrency=args.concurrency,
+                warmup_requests=args.warmup_requests,
+                batch=args.batch,
+                parallel=args.parallel,
+                gps=args.gps,
+                bups=args.bups,
+                kommuner=args.kommuner,
+                database_url=args.database_url,
+                out_dir=args.out,
+                seed=args.seed,
+            ),
+            run_scale,
+            format_scale_report,
+            errors="errors (refused imports, failed or wrong answers)",
+        )
     if args.command == "subscriptions":
         return _execute(
             "subscriptions",
