@@ -21,6 +21,9 @@ Modules:
   and ``python -m bench all``;
 * ``bench.overall`` — ``python -m bench all``: every figure of the README's performance
   summary in one run, one JSON record and the README's table.
+* ``bench.tables`` — VACUUM ANALYZE of the tables a benchmark loaded, their rows and size;
+* ``bench.scale``  — reads and searches at a million imported resources against ten
+  thousand, the data brought in with ``barnebro import`` as each party.
 
 See ``bench/README.md`` for how to run them and what every number means.
 """

@@ -1,16 +1,18 @@
 """The command line of the benchmarks:
-``python -m bench crud|consent|referral|careplan|subscriptions|all|table [options]``.
+``python -m bench crud|consent|referral|careplan|subscriptions|scale|all|table [options]``.
 
 A thin layer over ``bench.crud.run``, ``bench.consent.run``, ``bench.referral.run``,
-``bench.careplan.run`` and ``bench.subscriptions.run`` (``bench.benchmarks``; the options
+``bench.careplan.run``, ``bench.subscriptions.run`` and ``bench.scale.run``
+(``bench.benchmarks``; the options
 are parsed by ``bench.command_line``): it makes SIGTERM stop the run as cleanly as Ctrl-C
 does (the stack's child processes, the database schemas and the NATS streams are removed
 either way), prints the summary table and says where the JSON result was written.
-``referral``, ``careplan`` and ``subscriptions`` exit with status 1 when requests failed (or
-events were lost or late) in their measured windows, so a run with errors cannot pass for a
-clean one. ``all`` runs every benchmark the README's performance summary needs
-(``bench.overall``) and exits with status 1 when any of them failed or had errors in its
-windows; ``table`` prints that summary as markdown, and rewrites it in the README.
+``referral``, ``careplan``, ``subscriptions`` and ``scale`` exit with status 1 when requests
+failed (or events were lost or late, or imported resources were refused) in their measured
+windows, so a run with errors cannot pass for a clean one. ``all`` runs every benchmark the
+README's performance summary needs (``bench.overall``) and exits with status 1 when any of
+them failed or had errors in its windows; ``table`` prints that summary as markdown, and
+rewrites it in the README.
 """
 
 from __future__ import annotations

@@ -22,6 +22,8 @@ from bench.crud import run as run_crud
 from bench.referral import ReferralOptions, format_referral_report
 from bench.referral import run as run_referral
 from bench.report import format_report
+from bench.scale import ScaleOptions, format_scale_report
+from bench.scale import run as run_scale
 from bench.subscriptions import SubscriptionsOptions, format_subscriptions_report
 from bench.subscriptions import run as run_subscriptions
 
@@ -149,6 +151,24 @@ def _subscriptions(args: argparse.Namespace) -> SubscriptionsOptions:
     )
 
 
+def _scale(args: argparse.Namespace) -> ScaleOptions:
+    return ScaleOptions(
+        baseline=args.baseline,
+        resources=args.resources,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        warmup_requests=args.warmup_requests,
+        batch=args.batch,
+        parallel=args.parallel,
+        gps=args.gps,
+        bups=args.bups,
+        kommuner=args.kommuner,
+        database_url=args.database_url,
+        out_dir=args.out,
+        seed=args.seed,
+    )
+
+
 BENCHMARKS: dict[str, Benchmark] = {
     "crud": Benchmark(_crud, run_crud, format_report, crud_errors),
     "consent": Benchmark(
@@ -178,5 +198,12 @@ BENCHMARKS: dict[str, Benchmark] = {
         format_subscriptions_report,
         errors_total,
         "errors (failed writes, lost or late events) in the measured windows",
+    ),
+    "scale": Benchmark(
+        _scale,
+        run_scale,
+        format_scale_report,
+        errors_total,
+        "errors (refused imports, failed or wrong answers)",
     ),
 }

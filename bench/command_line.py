@@ -147,6 +147,7 @@ def parser() -> argparse.ArgumentParser:
     _add_referral(commands)
     _add_careplan(commands)
     _add_subscriptions(commands)
+    _add_scale(commands)
     _add_all(commands)
     _add_table(commands)
     return main
@@ -379,3 +380,48 @@ def _add_table(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     table.add_argument(
         "--readme", type=Path, help="rewrite the table between the markers of this README"
     )
+
+
+def _add_scale(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    scale = commands.add_parser(
+        "scale",
+        help="read and search p95 at a million imported resources versus at ten thousand",
+        description="Import a mix of children, parents, referrals, care teams and plans"
+        " with barnebro import as each party, to --baseline resources and then to"
+        " --resources, and measure reads and searches at both sizes in one run: p95 at the"
+        " large size over p95 at the baseline, per query.",
+    )
+    scale.add_argument(
+        "--baseline", type=_count, default=10_000, help="resources of the first size (10000)"
+    )
+    scale.add_argument(
+        "--resources", type=_count, default=1_000_000, help="resources of the second (1000000)"
+    )
+    scale.add_argument(
+        "--requests", type=_count, default=2_000, help="measured requests per query and size (2000)"
+    )
+    scale.add_argument(
+        "--concurrency", type=_clients, default=8, help="requests under way at once (8)"
+    )
+    scale.add_argument(
+        "--warmup-requests",
+        type=int,
+        default=100,
+        help="unmeasured requests per query and size (100)",
+    )
+    scale.add_argument(
+        "--batch", type=_count, default=100, help="resources per import transaction (100)"
+    )
+    scale.add_argument("--parallel", type=_count, default=4, help="import transactions at once (4)")
+    scale.add_argument("--gps", type=_count, default=20, help="GP offices (20)")
+    scale.add_argument("--bups", type=_count, default=4, help="BUPs (4)")
+    scale.add_argument("--kommuner", type=_count, default=10, help="kommune-helse (10)")
+    scale.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"the PostgreSQL to use ({DEFAULT_DATABASE_URL})",
+    )
+    scale.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="directory of the JSON result (bench/results)"
+    )
+    scale.add_argument("--seed", type=int, help="seed of the identifiers and the choices")

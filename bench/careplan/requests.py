@@ -20,8 +20,10 @@ from bench.careplan.world import (
     Organisations,
     SeededChild,
     activity,
+    child_member,
     coordinator_path,
     found_coordinator,
+    member,
 )
 from bench.crud import (
     Identifiers,
@@ -51,11 +53,17 @@ def registered_patient(fnr: str) -> dict[str, Any]:
     }
 
 
-def api_plan(fnr: str, orgs: Organisations, day: date) -> dict[str, Any]:
-    """A behandlingsplan as a BUP posts it (the service resolves the child, sets the
-    author), shared with the kommune-helse (a school would need the family's consent)."""
-    kommune = orgs.kommuner[0]
-    return {
+def api_plan(
+    subject: Mapping[str, Any],
+    bup: str,
+    kommune: str,
+    day: date,
+    care_team: str | None = None,
+) -> dict[str, Any]:
+    """A behandlingsplan as the BUP `bup` posts it (the service resolves the child
+    `subject`, sets the author), shared with the kommune-helse `kommune` (a school would
+    need the family's consent), with its ansvarsgruppe `care_team` (a reference) if given."""
+    plan: dict[str, Any] = {
         "resourceType": "CarePlan",
         "extension": [
             {"url": REGIME_EXT, "valueCode": "helse"},
@@ -66,10 +74,25 @@ def api_plan(fnr: str, orgs: Organisations, day: date) -> dict[str, Any]:
         "category": [
             {"coding": [{"system": CATEGORY_SYSTEM, "code": PlanCategory.BEHANDLINGSPLAN.value}]}
         ],
-        "subject": {"identifier": {"system": FNR_SYSTEM, "value": fnr}},
+        "subject": dict(subject),
         "period": {"start": day.isoformat()},
         "contributor": [org_reference(kommune)],
-        "activity": [activity("Samtaler hos BUP", orgs.bups[0], "1 time i uka")],
+        "activity": [activity("Samtaler hos BUP", bup, "1 time i uka")],
+    }
+    if care_team is not None:
+        plan["careTeam"] = [{"reference": care_team}]
+    return plan
+
+
+def api_team(subject: Mapping[str, Any], child: str, coordinator: str, day: date) -> dict[str, Any]:
+    """An ansvarsgruppe as its coordinator posts it: about the child `subject`, with the
+    organisation `coordinator` (the team's author, which needs no consent to take part)
+    and the child itself (`child`: its Patient reference) as members from `day`."""
+    return {
+        "resourceType": "CareTeam",
+        "status": "active",
+        "subject": dict(subject),
+        "participant": [member(coordinator, "koordinator", day), child_member(child, day)],
     }
 
 
@@ -165,7 +188,10 @@ async def populate(
     async def one(fnr: str) -> PlanState:
         async with gate:
             await _create(client, registered_patient(fnr))
-            plan, version = await _create(client, api_plan(fnr, orgs, day))
+            subject = {"identifier": {"system": FNR_SYSTEM, "value": fnr}}
+            plan, version = await _create(
+                client, api_plan(subject, orgs.bups[0], orgs.kommuner[0], day)
+            )
             return PlanState(plan, version)
 
     return list(await asyncio.gather(*(one(ids.fnr()) for _ in range(count))))

@@ -8,8 +8,6 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-import asyncpg
-
 from bench.actors import organisation_caller
 from bench.careplan.world import (
     SEED_CONNECTIONS,
@@ -24,6 +22,7 @@ from bench.crud import (
     Identifiers,
     with_application_name,
 )
+from bench.tables import vacuum_and_count
 from services.careplan import NAME
 from services.careplan.resources import careplan_definitions
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
@@ -109,7 +108,7 @@ async def seed(
     finally:
         await db.close()
     vacuum_started = time.perf_counter()
-    tables = await _vacuum_and_count(options.database_url, schema)
+    tables = await vacuum_and_count(options.database_url, schema, TABLES)
     return {
         "plans": len(children),
         "care_teams": len(children),
@@ -122,21 +121,3 @@ async def seed(
         "vacuum_analyze_s": round(time.perf_counter() - vacuum_started, 2),
         "tables": tables,
     }
-
-
-async def _vacuum_and_count(url: str, schema: str) -> dict[str, Any]:
-    """VACUUM ANALYZE the service's tables (what autovacuum does to a table that grew);
-    their rows and size on disk, indexes included."""
-    conn = await asyncpg.connect(url)
-    try:
-        for table in TABLES:
-            await conn.execute(f'VACUUM (ANALYZE) "{schema}".{table}')
-        tables: dict[str, Any] = {}
-        for table in TABLES:
-            rows = await conn.fetchval(f'SELECT count(*) FROM "{schema}".{table}')
-            size = await conn.fetchval("SELECT pg_total_relation_size($1::regclass)",
-                                       f'"{schema}".{table}')  # fmt: skip
-            tables[table] = {"rows": int(rows), "total_mb": round(int(size) / 2**20, 1)}
-        return tables
-    finally:
-        await conn.close()

@@ -164,12 +164,22 @@ class SeededChild:
     plan: str
 
 
-def _member(orgnr: str, role: str, start: date, end: date | None = None) -> dict[str, Any]:
+def member(orgnr: str, role: str, start: date, end: date | None = None) -> dict[str, Any]:
+    """An organisation on a care team, by organisasjonsnummer, in `role` from `start`."""
     period = {"start": start.isoformat(), **({"end": end.isoformat()} if end else {})}
     return {
         "role": [{"coding": [{"system": ROLE_SYSTEM, "code": role}]}],
         "member": org_reference(orgnr),
         "period": period,
+    }
+
+
+def child_member(reference: str, start: date) -> dict[str, Any]:
+    """The child itself on its care team (`reference`: its Patient) from `start`."""
+    return {
+        "role": [{"coding": [{"system": ROLE_SYSTEM, "code": "pasient"}]}],
+        "member": {"reference": reference},
+        "period": {"start": start.isoformat()},
     }
 
 
@@ -191,18 +201,12 @@ def seeded_team(index: int, child: SeededChild, orgs: Organisations, day: date) 
     if index % HANDOVER_SHARE == 0:
         current_from = day - timedelta(days=30 + index % 300)
         former_to = current_from - timedelta(days=1)
-        members.append(
-            _member(orgs.former_coordinator_of(index), "koordinator", started, former_to)
-        )
+        members.append(member(orgs.former_coordinator_of(index), "koordinator", started, former_to))
     members += [
-        _member(orgs.coordinator_of(index), "koordinator", current_from),
-        _member(orgs.bup_of(index), "behandler", started),
-        _member(orgs.school_of(index), "tillitsperson", started),
-        {
-            "role": [{"coding": [{"system": ROLE_SYSTEM, "code": "pasient"}]}],
-            "member": {"reference": f"Patient/{child.patient}"},
-            "period": {"start": started.isoformat()},
-        },
+        member(orgs.coordinator_of(index), "koordinator", current_from),
+        member(orgs.bup_of(index), "behandler", started),
+        member(orgs.school_of(index), "tillitsperson", started),
+        child_member(f"Patient/{child.patient}", started),
     ]
     return {
         "resourceType": "CareTeam",

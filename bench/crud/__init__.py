@@ -24,6 +24,7 @@ everything (also on error or Ctrl-C) and returns the result for ``bench.report``
 
 from bench.crud.identifiers import Identifiers
 from bench.crud.running import (
+    BACKENDS,
     CrudOptions,
     backend_lookup,
     bench_environment,
@@ -44,6 +45,7 @@ from bench.crud.world import (
 )
 
 __all__ = [
+    "BACKENDS",
     "CHAIN",
     "CLIENT_KIND",
     "CLIENT_ORGNR",

@@ -95,12 +95,16 @@ def with_application_name(url: str, name: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+BACKENDS = "postgres backends of this run"
+"""The informational CPU group of the PostgreSQL backends `backend_lookup` finds."""
+
+
 def backend_lookup(conn: asyncpg.Connection[Any], application_name: str) -> PidLookup:
     async def lookup() -> Mapping[str, Iterable[int]]:
         rows = await conn.fetch(
             "SELECT pid FROM pg_stat_activity WHERE application_name = $1", application_name
         )
-        return {"postgres backends of this run": [int(row["pid"]) for row in rows]}
+        return {BACKENDS: [int(row["pid"]) for row in rows]}
 
     return lookup
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -83,17 +83,11 @@ def attachment(fnr: str, kind: Attachment) -> dict[str, Any]:
     }
 
 
-def referral_bundle(fnr: str, gp: str, bup: str) -> dict[str, Any]:
-    """A transaction: the three attachments and the ServiceRequest that points to them."""
-    entries = [
-        {
-            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-            "resource": attachment(fnr, kind),
-            "request": {"method": "POST", "url": "DocumentReference"},
-        }
-        for kind in ATTACHMENTS
-    ]
-    service_request = {
+def referral(fnr: str, gp: str, bup: str, attachments: Sequence[str] = ()) -> dict[str, Any]:
+    """The ServiceRequest a GP office `gp` sends to the BUP `bup` about the child `fnr`,
+    pointing to its `attachments` (references); without them it is incomplete, which the
+    server accepts with warnings."""
+    service_request: dict[str, Any] = {
         "resourceType": "ServiceRequest",
         "status": "active",
         "intent": "order",
@@ -102,8 +96,23 @@ def referral_bundle(fnr: str, gp: str, bup: str) -> dict[str, Any]:
         "requester": org_reference(gp),
         "performer": [org_reference(bup)],
         "reasonCode": [{"text": "Angst og skolevegring over tid"}],
-        "supportingInfo": [{"reference": entry["fullUrl"]} for entry in entries],
     }
+    if attachments:
+        service_request["supportingInfo"] = [{"reference": ref} for ref in attachments]
+    return service_request
+
+
+def referral_bundle(fnr: str, gp: str, bup: str) -> dict[str, Any]:
+    """A transaction: the three attachments and the ServiceRequest that points to them."""
+    entries: list[dict[str, Any]] = [
+        {
+            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+            "resource": attachment(fnr, kind),
+            "request": {"method": "POST", "url": "DocumentReference"},
+        }
+        for kind in ATTACHMENTS
+    ]
+    service_request = referral(fnr, gp, bup, [entry["fullUrl"] for entry in entries])
     entries.append(
         {
             "fullUrl": f"urn:uuid:{uuid.uuid4()}",

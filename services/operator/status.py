@@ -50,8 +50,8 @@ class Status:
         )
 
 
-async def instances(nc: NATS, subject: str) -> list[dict[str, Any]]:
-    """Every answer to one status request that arrives within the window."""
+async def instances(nc: NATS, subject: str, window: float = ANSWER_WINDOW) -> list[dict[str, Any]]:
+    """Every answer to one status request that arrives within `window` seconds."""
     inbox = nc.new_inbox()
     answers: list[dict[str, Any]] = []
 
@@ -63,13 +63,15 @@ async def instances(nc: NATS, subject: str) -> list[dict[str, Any]]:
     try:
         await nc.publish(subject, b"", reply=inbox)
         await nc.flush()
-        await asyncio.sleep(ANSWER_WINDOW)
+        await asyncio.sleep(window)
     finally:
         await subscription.unsubscribe()
     return answers
 
 
-async def gather(nc: NATS, settings: Settings) -> Status:
+async def gather(nc: NATS, settings: Settings, window: float = ANSWER_WINDOW) -> Status:
+    """How the deployment stands; each service's instances are those that answered within
+    `window` seconds."""
     status = Status()
     js = nc.jetstream()
     registry = await ensure_bucket(js, settings.registry_bucket, settings.event_replicas)
@@ -78,7 +80,7 @@ async def gather(nc: NATS, settings: Settings) -> Status:
     except nats.js.errors.NoKeysError:
         services = []
     subjects = [status_subject(settings.nats_prefix, service) for service in services]
-    answers = await asyncio.gather(*(instances(nc, subject) for subject in subjects))
+    answers = await asyncio.gather(*(instances(nc, subject, window) for subject in subjects))
     status.instances = dict(zip(services, answers, strict=True))
     for stream in (settings.stream_name, settings.audit_stream_name):
         with contextlib.suppress(nats.js.errors.NotFoundError):
