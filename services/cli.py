@@ -192,7 +192,7 @@ async def _register(args: argparse.Namespace) -> int:
 
 
 async def _import(args: argparse.Namespace) -> int:
-    from services.operator.bulk_import import import_files
+    from services.operator.import_command import import_files
 
     token = args.token or os.environ.get("BARNEBRO_TOKEN")
     if not token:

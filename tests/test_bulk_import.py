@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import pytest
 
-from services.operator.bulk_import import NdjsonImporter, import_files
+from services.operator.bulk_import import NdjsonImporter
+from services.operator.import_command import import_files
 from services.operator.import_state import StateFile
 from tests.support import Stack
 from tests.test_directory_api import (

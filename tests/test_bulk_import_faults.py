@@ -6,8 +6,10 @@ written (503, 429), never after a 504 or no answer, which may follow a commit.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
@@ -15,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from services.operator import bulk_import
-from services.operator.bulk_import import NdjsonImporter, import_files
+from services.operator.bulk_import import NdjsonImporter
+from services.operator.import_command import import_files
 from services.operator.import_state import StateFile
 
 Answer = tuple[int, bytes]
@@ -155,3 +158,107 @@ async def test_a_server_that_cannot_be_reached_stops_the_import(
     )
     assert status == 2
     assert "cannot reach http://127.0.0.1:9/fhir" in capsys.readouterr().err
+
+
+def created(*ids: str) -> bytes:
+    return orjson.dumps({"resourceType": "Bundle", "type": "transaction-response", "entry": [
+        {"response": {"status": "201", "location": f"Practitioner/{i}/_history/1"}}
+        for i in ids]})  # fmt: skip
+
+
+async def test_what_may_have_been_written_is_not_sent_by_a_later_run(
+    server: tuple[str, list[bytes], list[Answer]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, received, answers = server
+    answers.append((504, outcome("The service did not answer within 10.0s")))
+    monkeypatch.setattr(bulk_import, "BACKOFF_SECONDS", 0.0)
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(b'{"resourceType": "Practitioner", "id": "a"}\n')
+    state = tmp_path / "state.ndjson"
+    for _ in range(2):
+        with StateFile(state) as recorded:
+            async with aiohttp.ClientSession() as session:
+                importer = NdjsonImporter(session, url, "t", state=recorded)
+                await importer.run([path])
+    assert len(received) == 1, "the second run sent nothing"
+    assert state.read_bytes() == b'["Practitioner/a",null]\n'
+    [(_, _, reason)] = importer.report.failures
+    assert reason.startswith("an earlier run may have written it")
+
+
+async def test_a_busy_server_is_asked_four_times_in_all_without_narrowing(
+    server: tuple[str, list[bytes], list[Answer]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url, received, answers = server
+    answers.append((429, outcome("slow down")))
+    monkeypatch.setattr(bulk_import, "BACKOFF_SECONDS", 0.0)
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(
+        b"".join(b'{"resourceType": "Practitioner", "id": "p%d"}\n' % n for n in range(16))
+    )
+    async with aiohttp.ClientSession() as session:
+        importer = NdjsonImporter(session, url, "t", batch=16)
+        await importer.run([path])
+    assert len(received) == bulk_import.RETRIES
+    assert len(importer.report.failures) == 16
+
+
+async def test_a_stop_sends_no_batch_that_was_waiting_for_its_turn(
+    server: tuple[str, list[bytes], list[Answer]], tmp_path: Path
+) -> None:
+    url, received, answers = server
+    answers.append((200, created("x")))
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(
+        b"".join(b'{"resourceType": "Practitioner", "id": "p%d"}\n' % n for n in range(3))
+    )
+    async with aiohttp.ClientSession() as session:
+        importer = NdjsonImporter(session, url, "t", batch=1, parallel=1)
+        original = importer._recorded
+
+        def stop_after_first(*args: Any) -> None:
+            original(*args)
+            importer.stop()
+
+        importer._recorded = stop_after_first  # type: ignore[method-assign,assignment]
+        report = await importer.run([path])
+    assert len(received) == 1
+    assert (report.created, report.unsent) == (1, 2)
+
+
+async def test_a_batch_in_flight_when_the_import_is_stopped_for_good_is_recorded_as_unknown(
+    tmp_path: Path,
+) -> None:
+    arrived = asyncio.Event()
+
+    async def never(request: web.Request) -> web.Response:
+        arrived.set()
+        await asyncio.sleep(60)
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_post("/fhir", never)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    path = tmp_path / "Practitioner.ndjson"
+    path.write_bytes(b'{"resourceType": "Practitioner", "id": "a"}\n')
+    state = tmp_path / "state.ndjson"
+    try:
+        with StateFile(state) as recorded:
+            async with aiohttp.ClientSession() as session:
+                importer = NdjsonImporter(
+                    session, f"http://127.0.0.1:{port}/fhir", "t", state=recorded
+                )
+                running = asyncio.create_task(importer.run([path]))
+                await arrived.wait()
+                running.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await running
+    finally:
+        await runner.cleanup()
+    assert state.read_bytes() == b'["Practitioner/a",null]\n'
+    [(_, _, reason)] = importer.report.failures
+    assert "stopped while in flight" in reason

@@ -26,8 +26,6 @@ There is no second write path to keep equivalent.
 from __future__ import annotations
 
 import asyncio
-import signal
-import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -57,6 +55,22 @@ resources are reported failed."""
 BACKOFF_SECONDS = 0.5
 """Before the first retry; doubled before each next one."""
 NOTHING_WRITTEN = frozenset({429, 503})
+UNKNOWN_OUTCOME = 504
+"""The status a batch that may or may not have been written is reported with."""
+UNCONFIRMED = (
+    "an earlier run may have written it (its batch got no certain answer): look it up, then"
+    " remove its line from the state file"
+)
+
+
+class NotSent(Exception):
+    """The import was stopped before the batch was sent."""
+
+
+class LookupFailed(Exception):
+    """Whether a referenced resource is on the server could not be found out."""
+
+
 KEPT_META = ("tag", "security")
 """What of `meta` a create takes from the client (a SUBSETTED tag is refused as on any
 POST); versions, dates and profiles are the server's."""
@@ -141,7 +155,7 @@ def _committed(batch: list[Line], answer: bytes) -> list[dict[str, Any]]:
 
 def _unknown_outcome(what: str) -> RequestFailed:
     return RequestFailed(
-        504,
+        UNKNOWN_OUTCOME,
         f"{what[:120]}; whether the batch was written is unknown: look before importing"
         " these again".encode(),
     )
@@ -196,6 +210,8 @@ class NdjsonImporter:
                 self.report.failed(line, line.problem)
             elif line.key in self.state.ids:
                 self.report.skipped += 1
+            elif line.key in self.state.unknown:
+                self._refuse(line, UNCONFIRMED)
             elif line.key in self._seen:
                 self._refuse(line, f"{line.key} appears more than once in the import", key=False)
             else:
@@ -224,8 +240,18 @@ class NdjsonImporter:
                 f" {self._batch * 20} lines later)",
             )
             return False
+        unconfirmed = named & self.state.unknown
+        if unconfirmed:
+            self._refuse(line, f"it refers to {min(unconfirmed)}: {UNCONFIRMED}")
+            return False
         for reference in sorted(named - self._in_import - self.state.ids.keys()):
-            if not await self._on_server(reference):
+            try:
+                found = await self._on_server(reference)
+            except LookupFailed as exc:
+                self._refuse(line, f"it refers to {reference}, which could not be looked up"
+                             f" ({exc}): try again")  # fmt: skip
+                return False
+            if not found:
                 self._refuse(
                     line,
                     f"it refers to {reference}, which is neither in the import, nor in the"
@@ -240,11 +266,17 @@ class NdjsonImporter:
         not check (403) is left to the server's own checks on the write."""
         if reference not in self._found:
             url = f"{self._base}/{reference}?_summary=true"
-            async with self._session.get(url, headers=self._headers) as reply:
-                await reply.read()
-                if reply.status == 401:
-                    raise ImportAborted("the server refused the token (HTTP 401)")
-                self._found[reference] = reply.status not in (404, 410)
+            try:
+                async with self._session.get(url, headers=self._headers) as reply:
+                    await reply.read()
+                    status = reply.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise LookupFailed(f"no answer: {exc or type(exc).__name__}") from exc
+            if status == 401:
+                raise ImportAborted("the server refused the token (HTTP 401)")
+            if status not in (200, 403, 404, 410):
+                raise LookupFailed(f"HTTP {status}")
+            self._found[reference] = status in (200, 403)
         return self._found[reference]
 
     def _refuse(self, line: Line, reason: str, *, key: bool = True) -> None:
@@ -255,14 +287,17 @@ class NdjsonImporter:
     async def _send(self, batch: list[Line]) -> None:
         """Send the batch; narrow a refusal down to the entries that cause it."""
         while batch:
-            if self._stopping:
-                self.report.unsent += len(batch)
-                return
             try:
                 answers = await self._transaction(batch)
+            except NotSent:
+                self.report.unsent += len(batch)
+                return
             except RequestFailed as failure:
                 named = _refused_entry(failure)
-                if failure.status >= 500:
+                if failure.status == UNKNOWN_OUTCOME:
+                    self._unconfirmed(batch, str(failure))
+                    return
+                if failure.status >= 500 or failure.status in NOTHING_WRITTEN:
                     for line in batch:
                         self._refuse(line, str(failure))
                     return
@@ -279,6 +314,13 @@ class NdjsonImporter:
                 continue
             self._recorded(batch, answers)
             return
+
+    def _unconfirmed(self, batch: list[Line], reason: str) -> None:
+        """The batch may or may not have been written: reported, and kept from being sent
+        again by a later run (`StateFile.unknown`)."""
+        for line in batch:
+            self._refuse(line, reason)
+        self.state.record_unknown([str(line.key) for line in batch if line.key])
 
     def _recorded(self, batch: list[Line], answers: list[dict[str, Any]]) -> None:
         pairs = []
@@ -309,12 +351,17 @@ class NdjsonImporter:
         body = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
         for attempt in range(RETRIES):
             async with self._slots:
+                if self._stopping:
+                    raise NotSent
                 try:
                     async with self._session.post(
                         self._base, data=body, headers=self._headers
                     ) as reply:
                         answer = await reply.read()
                         status = reply.status
+                except asyncio.CancelledError:  # stopped for good while in flight
+                    self._unconfirmed(batch, str(_unknown_outcome("stopped while in flight")))
+                    raise
                 except aiohttp.ClientConnectorError as exc:  # not connected: nothing sent
                     if attempt == RETRIES - 1:
                         raise ImportAborted(f"cannot reach {self._base}: {exc}") from exc
@@ -332,53 +379,3 @@ class NdjsonImporter:
                 raise RequestFailed(status, answer)
             await asyncio.sleep(BACKOFF_SECONDS * 2**attempt)
         raise AssertionError("unreachable")
-
-
-async def import_files(
-    url: str, token: str, files: list[Path], *, batch: int, parallel: int, state: Path | None
-) -> int:
-    """Import the files and print what failed and a summary: 0 when every resource is in,
-    1 when some failed or were not sent, 2 when the import could not run or go on. The
-    first Ctrl-C (or SIGTERM) stops sending and lets what is in flight finish; a second
-    stops waiting for it."""
-    for path in files:
-        if not path.is_file():
-            print(f"barnebro import: {path} is not a file", file=sys.stderr)
-            return 2
-    try:
-        recorded = StateFile(state)
-    except ImportAborted as exc:
-        print(f"barnebro import: {exc}", file=sys.stderr)
-        return 2
-    loop, running = asyncio.get_running_loop(), asyncio.current_task()
-    problem, status = "", 0
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
-        importer = NdjsonImporter(
-            session, url, token, batch=batch, parallel=parallel, state=recorded
-        )
-
-        def stop() -> None:
-            if not importer.stop() and running is not None:
-                running.cancel()
-
-        for signal_number in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signal_number, stop)
-        try:
-            await importer.run(files)
-        except ImportAborted as exc:
-            problem, status = str(exc), 2
-        except asyncio.CancelledError:
-            problem, status = "stopped: the batches in flight may or may not be written", 1
-        except aiohttp.ClientError as exc:
-            problem, status = f"cannot reach {url}: {exc}", 2
-        finally:
-            for signal_number in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signal_number)
-            recorded.close()
-    report = importer.report
-    for text in report.lines():
-        print(text)
-    print(report.summary())
-    if problem:
-        print(f"barnebro import: {problem}", file=sys.stderr)
-    return status or (1 if report.failures or report.unsent else 0)

@@ -2,15 +2,18 @@
 
 One JSON line per resource, `["Type/source-id", "Type/barnebro-id"]`, appended and written
 through to disk after each committed batch, so that a later run skips what was imported
-and resolves references to it. The file is locked for the whole run: two imports sharing
-it would each write every resource. It is checked line by line when opened, since it
-decides what the import's references are rewritten to.
+and resolves references to it. `["Type/source-id", null]` records a resource whose batch
+got no certain answer (it may have been written): a later run does not send it again
+until someone has looked and removed that line. The file is locked for the whole run: two
+imports sharing it would each write every resource. It is checked line by line when
+opened, since it decides what the import's references are rewritten to.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -23,15 +26,20 @@ class ImportAborted(Exception):
     """The import cannot go on at all (the token is refused, the state file unusable)."""
 
 
-def _pair(text: bytes) -> tuple[str, str] | None:
+def _pair(text: bytes) -> tuple[str, str | None] | None:
     try:
         source, target = orjson.loads(text)
     except (orjson.JSONDecodeError, ValueError, TypeError):
         return None
-    if not (isinstance(source, str) and isinstance(target, str)):
+    if not (isinstance(source, str) and isinstance(target, str | None)):
         return None
-    found, given = RELATIVE_REFERENCE.fullmatch(source), RELATIVE_REFERENCE.fullmatch(target)
-    if found is None or given is None or "/_history/" in source + target:
+    found = RELATIVE_REFERENCE.fullmatch(source)
+    if found is None or "/_history/" in source:
+        return None
+    if target is None:
+        return source, None
+    given = RELATIVE_REFERENCE.fullmatch(target)
+    if given is None or "/_history/" in target:
         return None
     return (source, target) if found[1] == given[1] else None
 
@@ -42,6 +50,8 @@ class StateFile:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self.ids: dict[str, str] = {}
+        self.unknown: set[str] = set()
+        """Source `Type/id`s an earlier run may or may not have written."""
         self._file: BinaryIO | None = None
         if path is None:
             return
@@ -67,10 +77,24 @@ class StateFile:
                     ' "Type/id" strings of one type); a crash while recording leaves the'
                     " last line incomplete: look up what that batch wrote before going on"
                 )
-            self.ids[pair[0]] = pair[1]
+            if pair[0] in self.ids or pair[0] in self.unknown:
+                self.close()
+                raise ImportAborted(f"{path}:{number} names {pair[0]} a second time")
+            if pair[1] is None:
+                self.unknown.add(pair[0])
+            else:
+                self.ids[pair[0]] = pair[1]
 
     def record(self, pairs: list[tuple[str, str]]) -> None:
         self.ids.update(pairs)
+        self._write(pairs)
+
+    def record_unknown(self, sources: list[str]) -> None:
+        """Resources whose batch may or may not have been written."""
+        self.unknown.update(sources)
+        self._write([(source, None) for source in sources])
+
+    def _write(self, pairs: Sequence[tuple[str, str | None]]) -> None:
         if self._file is None or not pairs:
             return
         self._file.write(b"".join(orjson.dumps(pair) + b"\n" for pair in pairs))
