@@ -420,11 +420,17 @@ async def test_a_transaction_refers_by_urn_uuid_only_to_its_own_created_entries(
     assert reply.issues()[0]["diagnostics"].startswith(
         "Bundle.entry[1]: the reference urn:uuid:nowhere names no entry"
     )
+    left = (await stack.call("GET", "Practitioner?family=Dangling&_total=accurate")).json()
+    assert left["total"] == 0
     for spelt in ("URN:UUID:nowhere", " urn:uuid:nowhere"):
         role["practitioner"] = {"reference": spelt}
         assert (await stack.call("POST", "", bundle)).status == 400
-    left = (await stack.call("GET", "Practitioner?family=Dangling&_total=accurate")).json()
-    assert left["total"] == 0
+        alone = await stack.call("POST", "PractitionerRole", role)
+        assert alone.status == 422, alone.body
+        assert alone.issues()[0]["expression"] == ["PractitionerRole.practitioner.reference"]
+        batch = {**bundle, "type": "batch"}
+        entries = (await stack.call("POST", "", batch)).json()["entry"]
+        assert [e["response"]["status"] for e in entries] == ["201", "422"]
 
 
 async def test_transaction_with_an_unsupported_type_is_refused_before_anything_runs(
