@@ -463,3 +463,36 @@ async def test_random_bad_care_plan_input_never_gets_a_500(careplans: CarePlanWo
         assert reply.status < 500, (kind, body, reply.body)
         if reply.status >= 400:
             assert reply.json()["resourceType"] == "OperationOutcome", reply.body
+
+
+async def test_a_plan_names_only_records_of_the_same_child_that_its_writer_may_see(
+    careplans: CarePlanWorld,
+) -> None:
+    """A plan of any category: its goals, care teams and the plans it builds on, replaces
+    or is part of are the child's own, and one absent answers as one of another child."""
+    world = careplans.world
+    child, other = await world.child(age=12), await world.child(age=12)
+    for someone in (child, other):
+        await careplans.consent(someone, "ansvarsgruppe", BUP, ("careteam",), by=KOMMUNE)
+    others_goal = await careplans.created(goal(other), by=KOMMUNE)
+    others_plan = await careplans.created(plan(other, "kriseplan"), by=KOMMUNE)
+    nowhere = "00000000-0000-4000-8000-000000000000"
+    for element, reference in (
+        ("goal", others_goal),
+        ("goal", f"Goal/{nowhere}"),
+        ("goal", others_plan),
+        ("careTeam", f"CareTeam/{nowhere}"),
+        ("basedOn", others_plan),
+        ("basedOn", f"CarePlan/{nowhere}"),
+        ("replaces", f"CarePlan/{nowhere}"),
+        ("partOf", others_plan),
+    ):
+        body = {**plan(child, "kriseplan"), element: [{"reference": reference}]}
+        reply = await careplans.create(body, by=KOMMUNE)
+        assert reply.status == 422, (element, reference, reply.body)
+        assert reply.issues()[0]["expression"] == [f"CarePlan.{element}"]
+        assert diagnostics(reply).startswith(f"{reference} is not a")
+    own_goal = await careplans.created(goal(child), by=KOMMUNE)
+    own_plan = await careplans.created(plan(child, "kriseplan", goals=(own_goal,)), by=KOMMUNE)
+    based = {**plan(child, "kriseplan"), "basedOn": [{"reference": own_plan}]}
+    assert (await careplans.create(based, by=KOMMUNE)).status == 201

@@ -101,6 +101,17 @@ def _changed_by(write: WriteContext, resource: dict[str, Any]) -> list[dict[str,
     return parts
 
 
+LINKED_RECORDS = (
+    ("goal", "Goal", "a goal"),
+    ("careTeam", "CareTeam", "a care team"),
+    ("basedOn", "CarePlan", "a plan"),
+    ("replaces", "CarePlan", "a plan"),
+    ("partOf", "CarePlan", "a plan"),
+)
+"""The records a plan of any category names that must be the same child's and visible to
+its writer: a plan cannot point at another child's records, or at nothing."""
+
+
 async def _linked(
     resource: dict[str, Any], write: WriteContext, element: str, resource_type: str, what: str
 ) -> list[dict[str, Any]]:
@@ -244,6 +255,8 @@ class CarePlanDefinition(ResourceDefinition):
                     f"Every change of an individual plan says why (extension {CHANGE_REASON_EXT})",
                     "CarePlan.extension",
                 )
+        for element, linked_type, what in LINKED_RECORDS:
+            await _linked(resource, write, element, linked_type, what)
         contributors = [
             (c, f"CarePlan.contributor[{i}]")
             for i, c in enumerate(resource.get("contributor") or [])
