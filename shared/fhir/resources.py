@@ -155,7 +155,6 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
     problems += _contained_parties(data, resource_type)
     problems += _subsetted(data, resource_type)
     problems += list(_misspelt_systems(data, resource_type))
-    problems += list(_unresolved_entry_references(data, resource_type))
     if problems:
         raise FhirError(422, problems)
     return resource_type
@@ -269,23 +268,3 @@ def _misspelt_systems(value: Any, path: str) -> Iterator[Issue]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _misspelt_systems(item, f"{path}[{index}]")
-
-
-def _unresolved_entry_references(node: Any, where: str) -> Iterator[Issue]:
-    """A `urn:uuid:` reference names an entry of the transaction Bundle it is sent in, and
-    is replaced by that entry's resource id; one left over names nothing."""
-    if isinstance(node, dict):
-        for name, value in node.items():
-            if name == "reference" and isinstance(value, str):
-                if value.strip().lower().startswith("urn:uuid:"):
-                    yield Issue(
-                        "invalid",
-                        f"The reference {value} names an entry of a transaction Bundle: sent"
-                        " alone, or naming no entry of its Bundle, it names nothing",
-                        expression=(f"{where}.reference",),
-                    )
-            else:
-                yield from _unresolved_entry_references(value, f"{where}.{name}")
-    elif isinstance(node, list):
-        for item in node:
-            yield from _unresolved_entry_references(item, where)

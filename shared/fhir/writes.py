@@ -29,6 +29,7 @@ from shared.fhir.answers import (
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
 from shared.fhir.note_authors import foreign_authors
+from shared.fhir.references import refuse_unresolved_entry_references
 from shared.fhir.resources import FHIR_JSON, validate_resource
 from shared.fhir.search_query import parse_search, query_criteria
 from shared.fhir.unit_of_work import StoreUnitOfWork
@@ -49,6 +50,7 @@ async def create(
     none: `all`); `res_id`: the id a transaction assigned."""
     request = uow.request
     validate_resource(resource, definition.resource_type)
+    refuse_unresolved_entry_references(resource, definition.resource_type)
     warnings = definition.prepare(resource, request.caller)
     await definition.verify_references(resource, uow.lookup())
     if rule is Rule.OWN:
@@ -109,6 +111,7 @@ async def update(
     if resource.get("id") not in (None, res_id):
         raise error(400, "invalid", f"Resource id {resource.get('id')!r} differs from URL", "id")
     resource_type = validate_resource(resource, definition.resource_type)
+    refuse_unresolved_entry_references(resource, resource_type)
     warnings = definition.prepare(resource, request.caller)
     await definition.verify_references(resource, uow.lookup())
     previous = await _locked(uow, definition, res_id)
