@@ -134,6 +134,14 @@ async def _linked(
     return found
 
 
+Team = tuple[str, list[Participant]]
+"""A care team of a plan (`CareTeam/<id>`) with its participants."""
+
+
+def _teams(linked: list[dict[str, Any]]) -> list[Team]:
+    return [(f"CareTeam/{team['id']}", participants(team)) for team in linked]
+
+
 class CarePlanDefinition(ResourceDefinition):
     resource_type = "CarePlan"
     documentation = (
@@ -255,8 +263,10 @@ class CarePlanDefinition(ResourceDefinition):
                     f"Every change of an individual plan says why (extension {CHANGE_REASON_EXT})",
                     "CarePlan.extension",
                 )
-        for element, linked_type, what in LINKED_RECORDS:
-            await _linked(resource, write, element, linked_type, what)
+        linked = {
+            element: await _linked(resource, write, element, linked_type, what)
+            for element, linked_type, what in LINKED_RECORDS
+        }
         contributors = [
             (c, f"CarePlan.contributor[{i}]")
             for i, c in enumerate(resource.get("contributor") or [])
@@ -291,11 +301,12 @@ class CarePlanDefinition(ResourceDefinition):
                 self.category_of(resource),
             )
             stamp(statements, earlier, caller, quoted)
+        teams = _teams(linked["careTeam"])
         if category == PlanCategory.FORLOPSPLAN:
-            await self._forlop(resource, write)
+            await self._forlop(resource, teams)
         if category != IP:
             return []
-        return await self._individual_plan(resource, write)
+        return await self._individual_plan(resource, write, len(linked["goal"]), teams)
 
     async def _contributors_may_see(
         self, resource: dict[str, Any], before: dict[str, Any] | None
@@ -328,7 +339,7 @@ class CarePlanDefinition(ResourceDefinition):
                 "CarePlan.contributor",
             )
 
-    async def _forlop(self, resource: dict[str, Any], write: WriteContext) -> None:
+    async def _forlop(self, resource: dict[str, Any], teams: list[Team]) -> None:
         """Nasjonalt forløp: started only under its consent, phases in order, coordinated
         by the barnevernstjeneste."""
         patient = patient_id(resource.get("subject")) or ""
@@ -347,7 +358,7 @@ class CarePlanDefinition(ResourceDefinition):
                     "CarePlan.status",
                 )
             )
-        for _, members in await self._teams(resource, write):
+        for _, members in teams:
             coordinator = coordinator_of_record(members, today())
             if coordinator is not None and coordinator.orgnr is not None:
                 kind = await self.reads.require_directory().organisation_kind(coordinator.orgnr)
@@ -363,18 +374,13 @@ class CarePlanDefinition(ResourceDefinition):
                     )
         refuse(problems)
 
-    async def _teams(
-        self, resource: dict[str, Any], write: WriteContext
-    ) -> list[tuple[str, list[Participant]]]:
-        """The plan's care teams with their participants."""
-        teams = await _linked(resource, write, "careTeam", "CareTeam", "a care team")
-        return [(f"CareTeam/{team['id']}", participants(team)) for team in teams]
-
-    async def _individual_plan(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+    async def _individual_plan(
+        self, resource: dict[str, Any], write: WriteContext, goals: int, teams: list[Team]
+    ) -> list[Issue]:
         patient = patient_id(resource.get("subject")) or ""
         view = self.reads.require_view()
         consented = bool(purpose_consents(view.state(patient), IP_PURPOSE, today()))
-        facts = await self._facts(resource, write, consented)
+        facts = self._facts(resource, consented, goals, teams)
         missing = missing_points(facts)
         set_missing(resource, missing)
         await self._one_per_person(resource, write, patient)
@@ -431,11 +437,10 @@ class CarePlanDefinition(ResourceDefinition):
             shown.append(other.reference if seen else None)
         refuse(one_per_person(resource.get("status"), shown))
 
-    async def _facts(
-        self, resource: dict[str, Any], write: WriteContext, consented: bool
+    @staticmethod
+    def _facts(
+        resource: dict[str, Any], consented: bool, goals: int, teams: list[Team]
     ) -> PlanFacts:
-        goals = len(await _linked(resource, write, "goal", "Goal", "a goal"))
-        teams = await self._teams(resource, write)
         team_ref = teams[0][0] if teams else None
         team_members, has_coordinator = 0, False
         for _, members in teams:
