@@ -22,11 +22,17 @@ def reference_target(reference: Any) -> tuple[str, str] | None:
     return parts[-2], parts[-1]
 
 
+def names_bundle_entry(reference: str) -> bool:
+    """Whether a reference is a `urn:uuid:` one, in any spelling: it names an entry of the
+    transaction Bundle it is sent in, and nothing else."""
+    return reference.strip().lower().startswith("urn:uuid:")
+
+
 def _unresolved_entry_references(node: Any, where: str) -> Iterator[Issue]:
     if isinstance(node, dict):
         for name, value in node.items():
             if name == "reference" and isinstance(value, str):
-                if value.strip().lower().startswith("urn:uuid:"):
+                if names_bundle_entry(value):
                     yield Issue(
                         "invalid",
                         f"The reference {value} names an entry of a transaction Bundle: sent"

@@ -19,6 +19,7 @@ from shared.fhir import bundles, writes
 from shared.fhir.answers import not_found
 from shared.fhir.bundle_entries import METHOD_ORDER, EntryRequest, bundle_entries, entry_result
 from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.references import names_bundle_entry
 from shared.fhir.repository import Repository
 from shared.fhir.resources import FHIR_JSON, parse_json, version_number
 from shared.fhir.service import FhirService
@@ -64,7 +65,7 @@ def _refuse_unresolved(
     nothing."""
     for index, (entry, _) in enumerate(entries):
         for reference in sorted(_references(entry.get("resource"))):
-            if reference.strip().lower().startswith("urn:uuid:") and reference not in assigned:
+            if names_bundle_entry(reference) and reference not in assigned:
                 raise error(
                     400,
                     "invalid",
