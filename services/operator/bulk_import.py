@@ -38,7 +38,7 @@ import orjson
 from services.operator.client import FHIR_JSON, RequestFailed
 from services.operator.import_state import ImportAborted, StateFile
 from services.operator.ndjson import (
-    RELATIVE_REFERENCE,
+    RESOURCE_KEY,
     Line,
     in_dependency_order,
     keys_in,
@@ -104,22 +104,34 @@ class ImportReport:
         )
 
 
-def _batches(lines: list[Line], size: int) -> Iterable[list[Line]]:
+@dataclass(frozen=True)
+class Outgoing:
+    """A line with its transaction entry as sent: encoded once, weighed, and sent again
+    unchanged when its batch is narrowed down or retried."""
+
+    line: Line
+    entry: bytes
+
+    @property
+    def resource_type(self) -> str:
+        return str(self.line.resource and self.line.resource["resourceType"])
+
+
+def _batches(outgoing: list[Outgoing], size: int) -> Iterable[list[Outgoing]]:
     """Consecutive runs of one resource type, at most `size` entries and about
     MAX_BATCH_BYTES each."""
-    by_type: dict[str, list[Line]] = {}
-    for line in lines:
-        by_type.setdefault(str(line.resource and line.resource["resourceType"]), []).append(line)
+    by_type: dict[str, list[Outgoing]] = {}
+    for one in outgoing:
+        by_type.setdefault(one.resource_type, []).append(one)
     for same_type in by_type.values():
-        batch: list[Line] = []
+        batch: list[Outgoing] = []
         weight = 0
-        for line in same_type:
-            size_of = len(orjson.dumps(line.resource))
-            if batch and (len(batch) >= size or weight + size_of > MAX_BATCH_BYTES):
+        for one in same_type:
+            if batch and (len(batch) >= size or weight + len(one.entry) > MAX_BATCH_BYTES):
                 yield batch
                 batch, weight = [], 0
-            batch.append(line)
-            weight += size_of
+            batch.append(one)
+            weight += len(one.entry)
         if batch:
             yield batch
 
@@ -134,7 +146,11 @@ def _refused_entry(failure: RequestFailed) -> int | None:
     return int(number) if number.isdigit() else None
 
 
-def _committed(batch: list[Line], answer: bytes) -> list[dict[str, Any]]:
+Committed = list[tuple[dict[str, Any], str]]
+"""Each entry's `response` in a transaction-response, with the `Type/id` it names."""
+
+
+def _committed(batch: list[Outgoing], answer: bytes) -> Committed:
     """The `response` of each entry of a committed transaction, checked against the batch:
     one entry each, at `Type/id` of its type. An answer that is not that (a proxy's?)
     says nothing certain of what was written."""
@@ -142,15 +158,17 @@ def _committed(batch: list[Line], answer: bytes) -> list[dict[str, Any]]:
         responses = [dict(e["response"]) for e in orjson.loads(answer).get("entry") or []]
     except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
         responses = []
-    for line, response in zip(batch, responses, strict=False):
+    committed: Committed = []
+    for one, response in zip(batch, responses, strict=False):
         location = str(response.get("location", "")).split("/_history/")[0]
-        target = RELATIVE_REFERENCE.fullmatch("/".join(location.split("/")[-2:]))
-        if target is None or line.resource is None or target[1] != line.resource["resourceType"]:
-            responses = []
+        key = "/".join(location.split("/")[-2:])
+        target = RESOURCE_KEY.fullmatch(key)
+        if target is None or target[1] != one.resource_type:
             break
-    if len(responses) != len(batch):
+        committed.append((response, key))
+    if len(committed) != len(batch) or len(responses) != len(batch):
         raise _unknown_outcome("the answer does not list the batch's resources")
-    return responses
+    return committed
 
 
 def _unknown_outcome(what: str) -> RequestFailed:
@@ -222,8 +240,10 @@ class NdjsonImporter:
         for line, reason in ordered.refused:
             self._refuse(line, reason)
         for level in ordered.levels:
-            sendable = [line for line in level if await self._sendable(line)]
-            await asyncio.gather(*(self._send(b) for b in _batches(sendable, self._batch)))
+            outgoing = [
+                Outgoing(line, self._entry(line)) for line in level if await self._sendable(line)
+            ]
+            await asyncio.gather(*(self._send(b) for b in _batches(outgoing, self._batch)))
 
     async def _sendable(self, line: Line) -> bool:
         named = references(line.resource)
@@ -284,7 +304,7 @@ class NdjsonImporter:
         if key and line.key:
             self._refused.add(line.key)
 
-    async def _send(self, batch: list[Line]) -> None:
+    async def _send(self, batch: list[Outgoing]) -> None:
         """Send the batch; narrow a refusal down to the entries that cause it."""
         while batch:
             try:
@@ -298,14 +318,14 @@ class NdjsonImporter:
                     self._unconfirmed(batch, str(failure))
                     return
                 if failure.status >= 500 or failure.status in NOTHING_WRITTEN:
-                    for line in batch:
-                        self._refuse(line, str(failure))
+                    for one in batch:
+                        self._refuse(one.line, str(failure))
                     return
                 if named is not None and named < len(batch):
                     reason = str(failure).replace(f"Bundle.entry[{named}]: ", "")
-                    self._refuse(batch.pop(named), reason)
+                    self._refuse(batch.pop(named).line, reason)
                 elif len(batch) == 1:
-                    self._refuse(batch[0], str(failure))
+                    self._refuse(batch[0].line, str(failure))
                     return
                 else:
                     half = len(batch) // 2
@@ -315,40 +335,39 @@ class NdjsonImporter:
             self._recorded(batch, answers)
             return
 
-    def _unconfirmed(self, batch: list[Line], reason: str) -> None:
+    def _unconfirmed(self, batch: list[Outgoing], reason: str) -> None:
         """The batch may or may not have been written: reported, and kept from being sent
         again by a later run (`StateFile.unknown`)."""
-        for line in batch:
-            self._refuse(line, reason)
-        self.state.record_unknown([str(line.key) for line in batch if line.key])
+        for one in batch:
+            self._refuse(one.line, reason)
+        self.state.record_unknown([str(one.line.key) for one in batch if one.line.key])
 
-    def _recorded(self, batch: list[Line], answers: list[dict[str, Any]]) -> None:
+    def _recorded(self, batch: list[Outgoing], committed: Committed) -> None:
         pairs = []
-        for line, answer in zip(batch, answers, strict=True):
+        for one, (answer, key) in zip(batch, committed, strict=True):
+            line = one.line
             self.report.created += 1
             for issue in (answer.get("outcome") or {}).get("issue") or []:
                 text = str(issue.get("diagnostics", ""))
                 self.report.warnings.append((line.position, line.where, text))
             if line.key:
-                location = str(answer.get("location", "")).split("/_history/")[0]
-                pairs.append((line.key, "/".join(location.split("/")[-2:])))
+                pairs.append((line.key, key))
         self.state.record(pairs)
 
-    def _entry(self, line: Line) -> dict[str, Any]:
+    def _entry(self, line: Line) -> bytes:
+        """The line's transaction entry, its references resolved by what is recorded."""
         resource = rewrite(line.resource, self.state.ids)
         resource.pop("id", None)
         meta = {k: v for k, v in (resource.pop("meta", None) or {}).items() if k in KEPT_META}
         if meta:
             resource["meta"] = meta
-        return {
-            "resource": resource,
-            "request": {"method": "POST", "url": resource["resourceType"]},
-        }
+        request = {"method": "POST", "url": resource["resourceType"]}
+        return orjson.dumps({"resource": resource, "request": request})
 
-    async def _transaction(self, batch: list[Line]) -> list[dict[str, Any]]:
-        """The `response` of each entry of the committed transaction."""
-        entries = [self._entry(line) for line in batch]
-        body = orjson.dumps({"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    async def _transaction(self, batch: list[Outgoing]) -> Committed:
+        """The `response` of each entry of the committed transaction, with its `Type/id`."""
+        entries = b",".join(one.entry for one in batch)
+        body = b'{"resourceType":"Bundle","type":"transaction","entry":[%s]}' % entries
         for attempt in range(RETRIES):
             async with self._slots:
                 if self._stopping:

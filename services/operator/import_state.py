@@ -19,7 +19,7 @@ from typing import BinaryIO
 
 import orjson
 
-from services.operator.ndjson import RELATIVE_REFERENCE
+from services.operator.ndjson import RESOURCE_KEY
 
 
 class ImportAborted(Exception):
@@ -33,15 +33,13 @@ def _pair(text: bytes) -> tuple[str, str | None] | None:
         return None
     if not (isinstance(source, str) and isinstance(target, str | None)):
         return None
-    found = RELATIVE_REFERENCE.fullmatch(source)
-    if found is None or "/_history/" in source:
+    found = RESOURCE_KEY.fullmatch(source)
+    if found is None:
         return None
     if target is None:
         return source, None
-    given = RELATIVE_REFERENCE.fullmatch(target)
-    if given is None or "/_history/" in target:
-        return None
-    return (source, target) if found[1] == given[1] else None
+    given = RESOURCE_KEY.fullmatch(target)
+    return (source, target) if given is not None and found[1] == given[1] else None
 
 
 class StateFile:

@@ -25,7 +25,9 @@ from shared.fhir.resources import ID_PATTERN
 MAX_LINE_BYTES = 900_000
 """The gateway's default body limit (BARNEBRO_MAX_BODY_BYTES): a longer resource cannot
 be written, so it is not read whole either."""
-RELATIVE_REFERENCE = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")
+RESOURCE_KEY = re.compile(r"([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})")
+"""`Type/id`: how the import names a resource, the source's or the server's."""
+RELATIVE_REFERENCE = re.compile(RESOURCE_KEY.pattern + r"(?:/_history/[^/]+)?")
 
 
 @dataclass(frozen=True)
