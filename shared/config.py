@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = Field(
         168.0, gt=0, validation_alias=AliasChoices("BARNEBRO_OUTBOX_RETENTION_HOURS")
     )
+    table_upkeep_interval: float = Field(
+        15.0, gt=0, validation_alias=AliasChoices("BARNEBRO_TABLE_UPKEEP_SECONDS")
+    )
+    """Seconds between checks of whether a table needs ANALYZE or VACUUM (only while the
+    PostgreSQL server's autovacuum is off; `shared.store.upkeep`)."""
     consent_sweep_interval: float = Field(
         3600.0, gt=0, validation_alias=AliasChoices("BARNEBRO_CONSENT_SWEEP_SECONDS")
     )

@@ -31,10 +31,12 @@ from shared.fhir.migrations import migrate
 from shared.fhir.router import FhirRouter
 from shared.fhir.service import FhirService
 from shared.patience import patiently
+from shared.periodic import Periodic
 from shared.stack_clock import ClockFollower
 from shared.store.database import Database, open_database
 from shared.store.outbox import OutboxRelay
 from shared.store.schema import create_schema
+from shared.store.upkeep import UPKEEP_DONE, keep_tables
 from shared.transport.nats_connection import close, connect, ensure_event_stream
 from shared.transport.service_host import ServiceHost, register_capabilities
 
@@ -96,6 +98,9 @@ class ServiceRuntime:
         self.consent_view: ConsentView | None = None
         self.components: list[Component] = []
         self._clock: ClockFollower | None = None
+        self._upkeep = Periodic(
+            "table upkeep", self._keep_tables, settings.table_upkeep_interval, UPKEEP_DONE
+        )
 
     async def start(self) -> None:
         settings, name = self.settings, self.spec.name
@@ -137,6 +142,7 @@ class ServiceRuntime:
         )
         await self._host.start()
         self._relay_task = asyncio.create_task(self.relay.run())
+        await self._upkeep.start()
         for component in self.components:
             await component.start()
         capability = service_capability(name, self.spec.definitions)
@@ -158,6 +164,9 @@ class ServiceRuntime:
         if self.spec.status is not None:
             answer.update(await self.spec.status())
         return answer
+
+    async def _keep_tables(self) -> int:
+        return 0 if self.db is None else await keep_tables(self.db)
 
     def ready(self) -> bool:
         """Whether the service can serve: its consent mirror (if it has one) is loaded."""
@@ -189,6 +198,7 @@ class ServiceRuntime:
             await self._host.stop()
         if self.consent_view is not None:
             await self.consent_view.stop()
+        await self._upkeep.stop()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
