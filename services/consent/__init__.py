@@ -42,6 +42,7 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
         directory,
         prefix=settings.nats_prefix,
         view_bucket=settings.consent_view_bucket,
+        children_at_once=max(1, settings.db_pool_size // 3),
     )
     fhir.operations.update(ConsentAdministration(handlers, directory, view).operations())
     fhir.operations.update(EmergencyReview(fhir).operations())

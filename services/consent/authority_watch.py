@@ -69,8 +69,7 @@ class AuthorityWatch:
                 patients.append(event.patient)
         # Every child gets an access state, consents or not: it is also what lets the
         # holders of parental responsibility see their child's information.
-        for patient in dict.fromkeys(patients):
-            await self._handlers.reassess(patient)
+        await self._handlers.reassess_all(dict.fromkeys(patients))
 
     async def sweep(self) -> int:
         """Reassess every child with an open consent whose authority or period has run
@@ -83,6 +82,5 @@ class AuthorityWatch:
             async for stored in fhir.matches("Consent", [open_consents, ended]):
                 if stored.access.patient:
                     patients.add(stored.access.patient)
-        for patient in sorted(patients):
-            await self._handlers.reassess(patient)
+        await self._handlers.reassess_all(sorted(patients))
         return len(patients)

@@ -24,7 +24,7 @@ from services.consent.domain.model import CareOrderFact, ChildFacts
 from shared.clock import today
 from shared.directory_client import DirectoryClient, service_caller
 from shared.family import care_orders, parental_responsibility
-from shared.fhir.errors import error
+from shared.fhir.errors import FhirError, error
 from shared.fhir.references import reference_target
 from shared.fhir.resources import is_resource_type
 from shared.transport.forwarding import Forwarder
@@ -88,6 +88,16 @@ def version_at(entries: list[dict[str, Any]], instant: str) -> dict[str, Any] | 
     return resource if isinstance(resource, dict) else None
 
 
+class ChildNotRegistered(FhirError):
+    """The directory does not hold the child's record (never did, or it was deleted)."""
+
+    @classmethod
+    def of(cls, patient_id: str) -> ChildNotRegistered:
+        message = f"Patient/{patient_id} is not registered in the directory"
+        found = error(422, "business-rule", message, "patient")
+        return cls(found.status, found.issues)
+
+
 class DirectoryReader(DirectoryClient):
     """The directory as the consent service reads it: the child's facts."""
 
@@ -111,12 +121,7 @@ class DirectoryReader(DirectoryClient):
     async def child_facts(self, patient_id: str) -> ChildFacts:
         patient = await self.read("Patient", patient_id)
         if patient is None:
-            raise error(
-                422,
-                "business-rule",
-                f"Patient/{patient_id} is not registered in the directory",
-                "patient",
-            )
+            raise ChildNotRegistered.of(patient_id)
         related = await self.search(
             "RelatedPerson", [("patient", f"Patient/{patient_id}"), ("_count", "100")]
         )

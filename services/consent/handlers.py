@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from services.consent.access_state import patient_state
-from services.consent.directory import DirectoryReader
+from services.consent.directory import ChildNotRegistered, DirectoryReader
 from services.consent.disclosures import open_disclosures
 from services.consent.domain.authority import HIDE_FROM_PARENTS, who_may_consent
 from services.consent.domain.dates import (
@@ -58,6 +58,7 @@ from services.consent.records import (
 from services.consent.relation_table import related
 from shared.access.permissions import ACTOR_KINDS, Actor
 from shared.access.state import PatientAccessState
+from shared.bounded import each_at_most
 from shared.clock import now_instant, today
 from shared.events import subject_token
 from shared.fhir import writes
@@ -183,8 +184,12 @@ class ConsentHandlers:
         prefix: str,
         view_bucket: str,
         clock: Callable[[], date] = today,
+        children_at_once: int = 1,
     ) -> None:
+        """`children_at_once`: how many children a consumer's batch works on at once (each
+        holds a database connection while it reads the directory)."""
         self.fhir = fhir
+        self.children_at_once = children_at_once
         self.directory = directory
         self.prefix = prefix
         self.view_bucket = view_bucket
@@ -525,12 +530,20 @@ class ConsentHandlers:
 
         return await self._change(request, consent_id, end)
 
+    async def reassess_all(self, patient_ids: Iterable[str]) -> None:
+        await each_at_most(self.children_at_once, patient_ids, self.reassess)
+
     async def reassess(self, patient_id: str) -> list[ConsentRecord]:
         """Judge a child's open consents again with today's facts; store those whose status
-        changes and publish the child's access state. Returns the changed consents."""
-        if not await self.directory.registered(patient_id):
+        changes and publish the child's access state. Returns the changed consents. A
+        child the directory no longer holds has its access state revoked."""
+        try:
+            return await self._reassess(patient_id)
+        except ChildNotRegistered:
             await self.revoke(patient_id)
             return []
+
+    async def _reassess(self, patient_id: str) -> list[ConsentRecord]:
         changed: list[ConsentRecord] = []
         request = service_update("Consent", patient_id)
         async with self.child_unit(patient_id, request) as (uow, child):
@@ -553,6 +566,9 @@ class ConsentHandlers:
         return changed
 
     # -- the replicated state -------------------------------------------------------------
+
+    async def republish_all(self, patient_ids: Iterable[str]) -> None:
+        await each_at_most(self.children_at_once, patient_ids, self.republish)
 
     async def republish(self, patient_id: str) -> None:
         """Publish the child's access state again (its relations changed)."""

@@ -75,5 +75,4 @@ class RelationWatch:
             return
         async with self._handlers.fhir.db.transaction() as conn:
             gained = await add_relations(conn, pairs)
-        for patient in gained:
-            await self._handlers.republish(patient)
+        await self._handlers.republish_all(gained)
