@@ -22,6 +22,7 @@ from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.events import audit_subject_filter
 from shared.fhir.errors import FhirError
+from shared.fhir.resources import validate_resource
 from shared.fhir.service import FhirService
 from shared.transport.consumer import DurableConsumer
 
@@ -71,10 +72,16 @@ async def store_audit_events(
         return
     async with fhir.unit_of_work(service_update("AuditEvent", events[0]["id"])) as uow:
         stored = await uow.existing("AuditEvent", [event["id"] for event in events])
-        for event in events:
-            if event["id"] in stored:
-                continue
-            try:
-                await uow.save(event, validated=validated)
-            except FhirError as exc:
-                log.error("AuditEvent %s cannot be stored: %s", event["id"], exc.issues)
+        new = [event for event in events if event["id"] not in stored]
+        if not validated:
+            new = [event for event in new if _valid(event)]
+        await uow.save_new(new, validated=True)
+
+
+def _valid(event: dict[str, Any]) -> bool:
+    try:
+        validate_resource(event, "AuditEvent")
+    except FhirError as exc:
+        log.error("AuditEvent %s cannot be stored: %s", event["id"], exc.issues)
+        return False
+    return True

@@ -38,7 +38,7 @@ from shared.store.search_sql import (
     revinclude_sql,
 )
 from shared.store.stored import StoredResource as StoredResource
-from shared.store.version_write import UniqueKey, store_version
+from shared.store.version_write import NewVersion, UniqueKey, store_new_versions, store_version
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,21 @@ class ResourceStore:
             )
         named = name_holder and conflict.holder != ("", "")
         raise _duplicate(*conflict.key, conflict.holder, named)
+
+    async def write_new(
+        self,
+        conn: Connection,
+        versions: Sequence[tuple[StoredResource, dict[str, Any], Sequence[Message]]],
+    ) -> None:
+        """Store first versions of resources without unique keys, each with its index rows
+        and messages, in one batch (`shared.store.version_write.store_new_versions`)."""
+        await store_new_versions(
+            conn,
+            [
+                NewVersion(stored, self._index_values(stored.res_type, resource), messages)
+                for stored, resource, messages in versions
+            ],
+        )
 
     async def share_history(
         self, conn: Connection, res_type: str, res_id: str, parties: Iterable[str]

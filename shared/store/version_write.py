@@ -11,6 +11,9 @@ messages. So the outcome is the same: the version and everything with it, or a c
 the whole transaction back. SQLite runs in the process, with no round trips to save, and
 takes the same steps as separate statements.
 
+Many first versions without unique keys (the audit trail's AuditEvents) are stored by
+`store_new_versions` as one pipelined batch of such calls: one round trip for the batch.
+
 Unique keys are released and claimed again only when they change: a version with the
 keys of the one before holds them already.
 """
@@ -117,10 +120,65 @@ async def store_version(
     return await _in_statements(conn, row, previous_version, index, claim, release, messages)
 
 
+@dataclass(frozen=True)
+class NewVersion:
+    """The first version of a resource without unique keys, with its index rows and
+    messages: what `store_new_versions` stores in a batch."""
+
+    row: StoredResource
+    index: Sequence[tuple[str, IndexValue]]
+    messages: Sequence[Message]
+
+
+async def store_new_versions(conn: Connection, versions: Sequence[NewVersion]) -> None:
+    """Store many first versions at once: on PostgreSQL one pipelined round trip for the
+    whole batch instead of one per version. Such a version has nothing to conflict with
+    but a resource of the same id, and that is the primary key's violation, raised; so no
+    outcome of `store_version` is lost by not reading it."""
+    if conn.dialect != "postgresql":
+        for version in versions:
+            conflict = await _in_statements(
+                conn, version.row, 0, version.index, (), False, version.messages
+            )
+            assert conflict is None, "a first version without keys has nothing to conflict with"
+        return
+    await conn.executemany(
+        f"SELECT {_STORE_VERSION_CALL}",
+        [_call_arguments(v.row, 0, v.index, (), False, v.messages) for v in versions],
+    )
+
+
 def _columns(row: StoredResource) -> tuple[str | None, ...]:
     """The access columns: patient, category, author, parties."""
     access = row.access
     return access.patient, access.category, access.author, access.parties_text
+
+
+_STORE_VERSION_CALL = (
+    "store_version(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _call_arguments(
+    row: StoredResource,
+    previous_version: int,
+    index: Sequence[tuple[str, IndexValue]],
+    keys: Sequence[UniqueKey],
+    release: bool,
+    messages: Sequence[Message],
+) -> tuple[object, ...]:
+    patients = {m.patient for m in messages if m.patient is not None}
+    return (
+        row.res_type, row.res_id, row.version, previous_version, row.last_updated,
+        int(row.deleted), row.body, *_columns(row), release,
+        [name + value.qualifier for name, value in index],
+        [value.system for _, value in index], [value.value for _, value in index],
+        [value.lo for _, value in index], [value.hi for _, value in index],
+        [name for name, _ in keys], [value for _, value in keys],
+        min(patients) if patients else None,
+        [m.message_id for m in messages], [m.subject for m in messages],
+        [m.payload for m in messages], now_instant(),
+    )  # fmt: skip
 
 
 async def _in_one_call(
@@ -132,20 +190,10 @@ async def _in_one_call(
     release: bool,
     messages: Sequence[Message],
 ) -> Conflict | None:
-    patients = {m.patient for m in messages if m.patient is not None}
     outcome = await conn.fetchrow(
-        "SELECT store_version(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-        " ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        row.res_type, row.res_id, row.version, previous_version, row.last_updated,
-        int(row.deleted), row.body, *_columns(row), release,
-        [name + value.qualifier for name, value in index],
-        [value.system for _, value in index], [value.value for _, value in index],
-        [value.lo for _, value in index], [value.hi for _, value in index],
-        [name for name, _ in keys], [value for _, value in keys],
-        min(patients) if patients else None,
-        [m.message_id for m in messages], [m.subject for m in messages],
-        [m.payload for m in messages], now_instant(),
-    )  # fmt: skip
+        f"SELECT {_STORE_VERSION_CALL}",
+        *_call_arguments(row, previous_version, index, keys, release, messages),
+    )
     result = outcome[0] if outcome is not None else None
     if not result:
         return None
