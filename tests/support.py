@@ -14,6 +14,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -48,6 +49,7 @@ from shared.events import DomainEvent
 from shared.fhir.conformance_check import ConformanceChecker
 from shared.identifiers import KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
+from shared.store.database import PostgresDatabase
 from tests import servers
 from tests.servers import reachable
 
@@ -77,6 +79,22 @@ def postgres_url() -> str:
     if not reachable(url, 5432):
         unreachable("TEST_DATABASE_URL", f"PostgreSQL is not reachable at {url}")
     return url
+
+
+@contextlib.asynccontextmanager
+async def schema_database(prefix: str) -> AsyncIterator[PostgresDatabase]:
+    """A database of the test's own PostgreSQL schema, dropped afterwards."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    db = await PostgresDatabase.connect(postgres_url(), schema, pool_size=2)
+    try:
+        yield db
+    finally:
+        await db.close()
+        admin = await asyncpg.connect(postgres_url())
+        try:
+            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        finally:
+            await admin.close()
 
 
 def test_settings(tmp_path: Path, backend: str, nats: str, **overrides: Any) -> Settings:

@@ -8,18 +8,16 @@ and that a batch with a clash writes nothing.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from shared.fhir.service import FhirService
-from shared.store.database import Database, PostgresDatabase, SqliteDatabase
+from shared.store.database import Database, SqliteDatabase
 from shared.store.schema import create_schema
-from tests.support import postgres_url
+from tests.support import schema_database
 from tests.test_engine import BasicDefinition, basic, request
 
 
@@ -33,18 +31,9 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         finally:
             await db.close()
         return
-    schema = f"savenew_{uuid.uuid4().hex[:10]}"
-    db = await PostgresDatabase.connect(postgres_url(), schema, pool_size=2)
-    await create_schema(db)
-    try:
+    async with schema_database("savenew") as db:
+        await create_schema(db)
         yield db
-    finally:
-        await db.close()
-        admin = await asyncpg.connect(postgres_url())
-        try:
-            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        finally:
-            await admin.close()
 
 
 def resources() -> list[dict[str, Any]]:

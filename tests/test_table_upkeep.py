@@ -9,8 +9,7 @@ with many dead rows is vacuumed, and that nothing is done below autovacuum's thr
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -18,25 +17,16 @@ import pytest
 
 from shared.store.database import PostgresDatabase
 from shared.store.upkeep import TableCounts, keep_tables, upkeep_due, upkeep_statement
-from tests.support import postgres_url
+from tests.support import postgres_url, schema_database
 
 
 @pytest.fixture
 async def database() -> AsyncIterator[PostgresDatabase]:
-    schema = f"upkeep_{uuid.uuid4().hex[:10]}"
-    db = await PostgresDatabase.connect(postgres_url(), schema, pool_size=2)
-    try:
+    async with schema_database("upkeep") as db:
         async with db.transaction() as conn:
             await conn.execute("CREATE TABLE items (id TEXT PRIMARY KEY, kind TEXT)")
             await conn.execute("CREATE INDEX items_by_kind ON items (kind)")
         yield db
-    finally:
-        await db.close()
-        admin = await asyncpg.connect(postgres_url())
-        try:
-            await admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        finally:
-            await admin.close()
 
 
 async def server_autovacuum() -> str:
@@ -58,15 +48,19 @@ async def counts(db: PostgresDatabase) -> dict[str, Any]:
     return {"changed": row[0], "dead": row[1], "analyzed": row[2], "vacuumed": row[3]}
 
 
-async def flushed(db: PostgresDatabase, **expected: int) -> None:
-    """Wait until the statistics collector shows at least the expected counts (a backend
-    reports them shortly after its transaction ends)."""
+async def shown(db: PostgresDatabase, condition: Callable[[dict[str, Any]], bool]) -> None:
+    """Wait until the statistics collector's counts meet `condition` (a backend reports
+    them shortly after its transaction or its VACUUM ends)."""
     for _ in range(100):
-        now = await counts(db)
-        if all(now[name] >= value for name, value in expected.items()):
+        if condition(await counts(db)):
             return
         await asyncio.sleep(0.1)
-    raise AssertionError(f"the collector never showed {expected}: {await counts(db)}")
+    raise AssertionError(f"the collector never showed it: {await counts(db)}")
+
+
+async def flushed(db: PostgresDatabase, **expected: int) -> None:
+    """Wait until the collector shows at least the expected counts."""
+    await shown(db, lambda now: all(now[name] >= value for name, value in expected.items()))
 
 
 async def planner_rows(db: PostgresDatabase) -> float:
@@ -95,8 +89,7 @@ async def test_a_grown_table_is_analyzed_and_then_planned_by_its_index(
     assert (await counts(database))["analyzed"] is None
     assert await planner_rows(database) == -1
     assert await keep_tables(database) == 1
-    after = await counts(database)
-    assert after["analyzed"] is not None and after["changed"] == 0
+    await shown(database, lambda now: now["analyzed"] is not None and now["changed"] == 0)
     assert await planner_rows(database) == 20_000
     # Nothing changed since: the next round does nothing.
     assert await keep_tables(database) == 0
@@ -111,8 +104,9 @@ async def test_a_table_with_many_dead_rows_is_vacuumed(database: PostgresDatabas
         await conn.execute("SELECT pg_stat_force_next_flush()")
     await flushed(database, dead=999)
     assert await keep_tables(database) == 1
-    after = await counts(database)
-    assert after["vacuumed"] is not None and after["dead"] == 0
+    # Whether VACUUM can remove the rows depends on the oldest transaction of the whole
+    # server (other sessions on this machine), so what is checked is that it ran.
+    await shown(database, lambda now: now["vacuumed"] is not None)
 
 
 async def test_a_few_changes_leave_the_table_alone(database: PostgresDatabase) -> None:

@@ -115,9 +115,24 @@ async def store_version(
     claimed again if they differ from `previous_keys`) and its messages."""
     release = bool(previous_keys) and set(previous_keys) != set(keys)
     claim = keys if release or not previous_keys else ()
+    write = _Write(row, previous_version, index, claim, release, messages)
     if conn.dialect == "postgresql":
-        return await _in_one_call(conn, row, previous_version, index, claim, release, messages)
-    return await _in_statements(conn, row, previous_version, index, claim, release, messages)
+        return await _in_one_call(conn, write)
+    return await _in_statements(conn, write)
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One call of `store_version`: the version, the one it follows (0: none), its index
+    rows, the unique keys it claims, whether it releases the keys held before, and its
+    messages."""
+
+    row: StoredResource
+    previous_version: int
+    index: Sequence[tuple[str, IndexValue]]
+    keys: Sequence[UniqueKey]
+    release: bool
+    messages: Sequence[Message]
 
 
 @dataclass(frozen=True)
@@ -135,16 +150,14 @@ async def store_new_versions(conn: Connection, versions: Sequence[NewVersion]) -
     whole batch instead of one per version. Such a version has nothing to conflict with
     but a resource of the same id, and that is the primary key's violation, raised; so no
     outcome of `store_version` is lost by not reading it."""
+    writes = [_Write(v.row, 0, v.index, (), False, v.messages) for v in versions]
     if conn.dialect != "postgresql":
-        for version in versions:
-            conflict = await _in_statements(
-                conn, version.row, 0, version.index, (), False, version.messages
-            )
+        for write in writes:
+            conflict = await _in_statements(conn, write)
             assert conflict is None, "a first version without keys has nothing to conflict with"
         return
     await conn.executemany(
-        f"SELECT {_STORE_VERSION_CALL}",
-        [_call_arguments(v.row, 0, v.index, (), False, v.messages) for v in versions],
+        f"SELECT {_STORE_VERSION_CALL}", [_call_arguments(write) for write in writes]
     )
 
 
@@ -159,18 +172,12 @@ _STORE_VERSION_CALL = (
 )
 
 
-def _call_arguments(
-    row: StoredResource,
-    previous_version: int,
-    index: Sequence[tuple[str, IndexValue]],
-    keys: Sequence[UniqueKey],
-    release: bool,
-    messages: Sequence[Message],
-) -> tuple[object, ...]:
+def _call_arguments(write: _Write) -> tuple[object, ...]:
+    row, index, keys, messages = write.row, write.index, write.keys, write.messages
     patients = {m.patient for m in messages if m.patient is not None}
     return (
-        row.res_type, row.res_id, row.version, previous_version, row.last_updated,
-        int(row.deleted), row.body, *_columns(row), release,
+        row.res_type, row.res_id, row.version, write.previous_version, row.last_updated,
+        int(row.deleted), row.body, *_columns(row), write.release,
         [name + value.qualifier for name, value in index],
         [value.system for _, value in index], [value.value for _, value in index],
         [value.lo for _, value in index], [value.hi for _, value in index],
@@ -181,19 +188,8 @@ def _call_arguments(
     )  # fmt: skip
 
 
-async def _in_one_call(
-    conn: Connection,
-    row: StoredResource,
-    previous_version: int,
-    index: Sequence[tuple[str, IndexValue]],
-    keys: Sequence[UniqueKey],
-    release: bool,
-    messages: Sequence[Message],
-) -> Conflict | None:
-    outcome = await conn.fetchrow(
-        f"SELECT {_STORE_VERSION_CALL}",
-        *_call_arguments(row, previous_version, index, keys, release, messages),
-    )
+async def _in_one_call(conn: Connection, write: _Write) -> Conflict | None:
+    outcome = await conn.fetchrow(f"SELECT {_STORE_VERSION_CALL}", *_call_arguments(write))
     result = outcome[0] if outcome is not None else None
     if not result:
         return None
@@ -202,15 +198,9 @@ async def _in_one_call(
     return Conflict("duplicate", (result[1], result[2]), (result[3], result[4]))
 
 
-async def _in_statements(
-    conn: Connection,
-    row: StoredResource,
-    previous_version: int,
-    index: Sequence[tuple[str, IndexValue]],
-    keys: Sequence[UniqueKey],
-    release: bool,
-    messages: Sequence[Message],
-) -> Conflict | None:
+async def _in_statements(conn: Connection, write: _Write) -> Conflict | None:
+    row, previous_version, index = write.row, write.previous_version, write.index
+    keys, release, messages = write.keys, write.release, write.messages
     values = (row.version, row.last_updated, int(row.deleted), row.body, *_columns(row))
     if previous_version == 0:
         await conn.execute(
