@@ -32,7 +32,11 @@ class OutsideReads:
         settings, nc = runtime.settings, runtime.nc
         assert nc is not None
         self.directory = DirectoryClient(
-            Forwarder(nc, settings.request_timeout), settings.nats_prefix, settings.base_url, caller
+            Forwarder(nc, settings.request_timeout),
+            settings.nats_prefix,
+            settings.base_url,
+            caller,
+            runtime.organisations,
         )
         self.view = runtime.consent_view
 

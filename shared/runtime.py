@@ -30,6 +30,7 @@ from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.migrations import migrate
 from shared.fhir.router import FhirRouter
 from shared.fhir.service import FhirService
+from shared.organisation_register import OrganisationRegister, announce_register_change
 from shared.patience import patiently
 from shared.periodic import Periodic
 from shared.stack_clock import ClockFollower
@@ -98,6 +99,8 @@ class ServiceRuntime:
         self.consent_view: ConsentView | None = None
         self.components: list[Component] = []
         self._clock: ClockFollower | None = None
+        self.organisations = OrganisationRegister()
+        """What the service's directory clients read of the register of organisations."""
         self._upkeep = Periodic(
             "table upkeep", self._keep_tables, settings.table_upkeep_interval, UPKEEP_DONE
         )
@@ -113,6 +116,7 @@ class ServiceRuntime:
         )  # fmt: skip
         db, nc = self.db, await patiently("NATS", lambda: connect(settings, f"barnebro-{name}"))
         self.nc = nc
+        await self.organisations.follow(nc, settings.nats_prefix)
         self._clock = ClockFollower(nc, settings)
         await self._clock.start()  # before anything is stamped with the time
         await patiently("the database schema", lambda: create_schema(db))
@@ -127,6 +131,7 @@ class ServiceRuntime:
             guard=await self._access_guard() or UNGUARDED,
         )
         self.fhir.announcer = RelationAnnouncer(self.nc, settings.nats_prefix, self.consent_view)
+        self.fhir.after_commit.append(lambda: announce_register_change(nc, settings.nats_prefix))
         await migrate(self.fhir)
         self.router = FhirRouter(self.fhir, body_limit=settings.max_body_bytes)
         if self.spec.extend is not None:
@@ -203,6 +208,7 @@ class ServiceRuntime:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
+        await self.organisations.stop()
         if self._clock is not None:
             await self._clock.stop()
         if self.nc is not None:

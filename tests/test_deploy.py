@@ -27,6 +27,7 @@ from services.subscriptions.domain.topics import TOPICS
 from shared.access.relations import relations_subject
 from shared.config import ENVIRONMENT_VARIABLES, Settings
 from shared.events import audit_subject_filter, events_subject_filter
+from shared.organisation_register import register_changed_subject
 from shared.transport.wire import bundle_subject, operation_subject, request_subject
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -838,4 +839,9 @@ def test_only_services_announce_relations_and_the_directory_takes_them(
         assert user_of(nats_users, process).publish.permits(subject), process
     assert user_of(nats_users, "directory").subscribe.permits(subject)
     organisation_event = f"{GUIDE_PREFIX}.events.directory.Organization.updated._"
-    assert gateway.subscribe.permits(organisation_event), "the gateway's kind cache goes stale"
+    changed = register_changed_subject(GUIDE_PREFIX)
+    for process in ("gateway", *DATA_SERVICES):
+        user = user_of(nats_users, process)
+        for subject in (organisation_event, changed):
+            assert user.subscribe.permits(subject), f"{process}'s kept register goes stale"
+        assert user.publish.permits(changed) == (process == "directory"), process

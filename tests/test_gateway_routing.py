@@ -121,7 +121,7 @@ async def test_helseid_claim_names_reach_the_service_with_the_kind_from_the_dire
     registered = await stack.call("POST", "Organization", bup, token=stack.operator_token())
     assert registered.status == 201
     assert stack.gateway.gateway is not None
-    stack.gateway.gateway.kinds._cache.clear()
+    stack.gateway.gateway.kinds.forget()
     again = claims(**{**helseid, "jti": "second"})
     created = await stack.call(
         "POST", "Practitioner", {"resourceType": "Practitioner"}, token=sign(stack, again)
@@ -281,7 +281,7 @@ async def test_a_register_that_cannot_answer_gives_503_never_not_registered(
     # Consents are the consent service's, which keeps running without the directory.
     assert (await stack.call("GET", "Consent", token=bearer)).status == 200
     assert stack.gateway.gateway is not None
-    stack.gateway.gateway.kinds._cache.clear()
+    stack.gateway.gateway.kinds.forget()
     await stack.directory.stop()
     try:
         reply = await stack.call("GET", "Consent", token=bearer)

@@ -35,7 +35,10 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     fhir, nc, view = runtime.fhir, runtime.nc, runtime.consent_view
     assert fhir is not None and nc is not None and view is not None
     directory = DirectoryReader(
-        Forwarder(nc, settings.request_timeout), settings.nats_prefix, settings.base_url
+        Forwarder(nc, settings.request_timeout),
+        settings.nats_prefix,
+        settings.base_url,
+        runtime.organisations,
     )
     handlers = ConsentHandlers(
         fhir,

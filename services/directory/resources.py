@@ -60,6 +60,7 @@ from shared.fhir.search_params import (
 )
 from shared.fhir.search_query import SearchQuery
 from shared.identifiers import HERID_SYSTEM, HPR_SYSTEM, ORGNR_SYSTEM, PERSON_SYSTEMS
+from shared.organisation_register import note_register_change
 from shared.rules import refuse
 from shared.transport.wire import Caller, FhirRequest
 
@@ -546,6 +547,10 @@ class OrganizationDefinition(_Directory):
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         return organisations.organisation_keys(resource)
+
+    async def after_write(self, change: Change, context: WriteContext) -> None:
+        # Services forget what they kept of the register once this commits.
+        note_register_change()
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]

@@ -47,6 +47,9 @@ class FhirService(ServiceData):
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
         self._on_commit = on_commit
         self.announcer: RelationAnnouncer | None = None
+        self.after_commit: list[Callable[[], Awaitable[None]]] = []
+        """Further announcements after a commit, before the answer (they must not raise:
+        the write is done)."""
         """Set by the runtime: tells the directory of new relations (`committed`)."""
 
     def repository(self, request: FhirRequest) -> Repository:
@@ -97,3 +100,5 @@ class FhirService(ServiceData):
         made = take_relations()
         if made and self.announcer is not None:
             await self.announcer.announce(made)
+        for announce in self.after_commit:
+            await announce()

@@ -1,0 +1,172 @@
+"""A service keeps what it read of the register of organisations only until it changes.
+
+The answers come from a stand-in for the directory (counting how often it is asked); the
+change reports travel over the real NATS, on the subject the directory's events use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import nats
+import orjson
+import pytest
+from nats.aio.client import Client as NATS
+
+from shared.organisation_register import (
+    MAX_ANSWERS,
+    Answer,
+    OrganisationRegister,
+    announce_register_change,
+    note_register_change,
+)
+from tests.support import nats_url
+
+FOUND = (200, orjson.dumps({"resourceType": "Organization", "id": "o1"}))
+MATCHED = (
+    200,
+    orjson.dumps(
+        {"resourceType": "Bundle", "type": "searchset", "entry": [{"search": {"mode": "match"}}]}
+    ),
+)
+NO_MATCH = (200, orjson.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}))
+MISSING = (404, b"")
+
+
+class Directory:
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.asked = 0
+
+    async def ask(self) -> Answer:
+        self.asked += 1
+        return self.answer
+
+
+@pytest.fixture
+async def connection() -> AsyncIterator[NATS]:
+    nc = await nats.connect(nats_url())
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+async def test_a_found_organisation_is_asked_for_once() -> None:
+    register = OrganisationRegister()
+    for answer in (FOUND, MATCHED):
+        directory = Directory(answer)
+        for _ in range(3):
+            assert await register.answer(("key", answer), directory.ask) == answer
+        assert directory.asked == 1
+
+
+@pytest.mark.parametrize("answer", [MISSING, NO_MATCH])
+async def test_not_found_is_kept_only_briefly(answer: Answer) -> None:
+    register = OrganisationRegister(found_seconds=60, missed_seconds=0.2)
+    directory = Directory(answer)
+    await register.answer("key", directory.ask)
+    await register.answer("key", directory.ask)
+    assert directory.asked == 1
+    await asyncio.sleep(0.25)
+    await register.answer("key", directory.ask)
+    assert directory.asked == 2
+
+
+@pytest.mark.parametrize("status", [500, 503, 504, 403])
+async def test_a_failing_directory_is_never_kept(status: int) -> None:
+    register = OrganisationRegister()
+    directory = Directory((status, b""))
+    for _ in range(3):
+        assert (await register.answer("key", directory.ask))[0] == status
+    assert directory.asked == 3
+
+
+async def test_a_change_to_any_organisation_forgets_every_answer(connection: NATS) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    register = OrganisationRegister()
+    await register.follow(connection, prefix)
+    try:
+        directory = Directory(FOUND)
+        await register.answer("a", directory.ask)
+        await register.answer("b", directory.ask)
+        # Another service's events and another prefix's change nothing.
+        await connection.publish(f"{prefix}.events.directory.Patient.updated", b"{}")
+        await connection.publish(f"x{prefix}.events.directory.Organization.updated", b"{}")
+        await connection.flush()
+        await asyncio.sleep(0.2)
+        await register.answer("a", directory.ask)
+        assert directory.asked == 2
+        await connection.publish(f"{prefix}.events.directory.Organization.updated", b"{}")
+        await connection.flush()
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            await register.answer("a", directory.ask)
+            if directory.asked > 2:
+                break
+        assert directory.asked == 3
+        await register.answer("b", directory.ask)
+        assert directory.asked == 4
+    finally:
+        await register.stop()
+
+
+async def test_an_answer_under_way_when_the_register_changes_is_not_kept() -> None:
+    register = OrganisationRegister()
+    directory = Directory(FOUND)
+
+    async def slow() -> Answer:
+        register.forget()  # the change is reported while the directory answers
+        return await directory.ask()
+
+    await register.answer("key", slow)
+    await register.answer("key", directory.ask)
+    assert directory.asked == 2
+
+
+async def test_the_kept_answers_are_bounded() -> None:
+    register = OrganisationRegister()
+    directory = Directory(FOUND)
+    for n in range(MAX_ANSWERS + 1):
+        await register.answer(n, directory.ask)
+    await register.answer(0, directory.ask)
+    assert directory.asked == MAX_ANSWERS + 2
+    await register.answer(MAX_ANSWERS, directory.ask)
+    assert directory.asked == MAX_ANSWERS + 2
+
+
+async def test_a_committed_change_is_announced_before_the_answer(connection: NATS) -> None:
+    """A unit of work that changed an Organization announces it after its commit; the
+    announcement is flushed, so a register following it has forgotten what it kept by the
+    time the writer could ask again."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    register = OrganisationRegister()
+    other = await nats.connect(nats_url())
+    await register.follow(other, prefix)
+    try:
+        directory = Directory(FOUND)
+        await register.answer("a", directory.ask)
+
+        async def request_without_a_change() -> None:
+            await announce_register_change(connection, prefix)
+
+        async def request_with_a_change() -> None:
+            note_register_change()
+            await announce_register_change(connection, prefix)
+            # Announced once: a second look after the same request says nothing new.
+            await announce_register_change(connection, prefix)
+
+        await asyncio.create_task(request_without_a_change())
+        await asyncio.sleep(0.1)
+        await register.answer("a", directory.ask)
+        assert directory.asked == 1
+        await asyncio.create_task(request_with_a_change())
+        await other.flush()
+        await asyncio.sleep(0.05)
+        await register.answer("a", directory.ask)
+        assert directory.asked == 2
+    finally:
+        await register.stop()
+        await other.close()
