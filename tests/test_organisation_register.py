@@ -25,12 +25,16 @@ from shared.organisation_register import (
 from tests.support import nats_url
 
 FOUND = (200, orjson.dumps({"resourceType": "Organization", "id": "o1"}))
-MATCHED = (
-    200,
-    orjson.dumps(
-        {"resourceType": "Bundle", "type": "searchset", "entry": [{"search": {"mode": "match"}}]}
-    ),
-)
+
+
+def matched(*ids: str) -> Answer:
+    entries = [{"resource": {"id": i}, "search": {"mode": "match"}} for i in ids]
+    included = {"resource": {"id": "inc"}, "search": {"mode": "include"}}
+    bundle = {"resourceType": "Bundle", "type": "searchset", "entry": [*entries, included]}
+    return 200, orjson.dumps(bundle)
+
+
+MATCHED = matched("o1")
 NO_MATCH = (200, orjson.dumps({"resourceType": "Bundle", "type": "searchset", "entry": []}))
 MISSING = (404, b"")
 
@@ -84,31 +88,42 @@ async def test_a_failing_directory_is_never_kept(status: int) -> None:
     assert directory.asked == 3
 
 
-async def test_a_change_to_any_organisation_forgets_every_answer(connection: NATS) -> None:
+async def test_a_change_forgets_the_answers_holding_the_organisation_and_every_miss(
+    connection: NATS,
+) -> None:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     register = OrganisationRegister()
     await register.follow(connection, prefix)
     try:
-        directory = Directory(FOUND)
-        await register.answer("a", directory.ask)
-        await register.answer("b", directory.ask)
-        # Another service's events and another prefix's change nothing.
-        await connection.publish(f"{prefix}.events.directory.Patient.updated", b"{}")
-        await connection.publish(f"x{prefix}.events.directory.Organization.updated", b"{}")
+        directories = {
+            "o1": Directory(matched("o1")),
+            "o1-and-o2": Directory(matched("o1", "o2")),
+            "o2": Directory(matched("o2")),
+            "miss": Directory(NO_MATCH),
+        }
+
+        async def ask_all() -> dict[str, int]:
+            for key, directory in directories.items():
+                await register.answer(key, directory.ask)
+            return {key: directory.asked for key, directory in directories.items()}
+
+        assert await ask_all() == {"o1": 1, "o1-and-o2": 1, "o2": 1, "miss": 1}
+        # Another type's events and another prefix's change nothing.
+        event = orjson.dumps({"resource_id": "o1"})
+        await connection.publish(f"{prefix}.events.directory.Patient.updated", event)
+        await connection.publish(f"x{prefix}.events.directory.Organization.updated", event)
         await connection.flush()
         await asyncio.sleep(0.2)
-        await register.answer("a", directory.ask)
-        assert directory.asked == 2
-        await connection.publish(f"{prefix}.events.directory.Organization.updated", b"{}")
+        assert await ask_all() == {"o1": 1, "o1-and-o2": 1, "o2": 1, "miss": 1}
+        await connection.publish(f"{prefix}.events.directory.Organization.updated._", event)
         await connection.flush()
-        for _ in range(50):
-            await asyncio.sleep(0.02)
-            await register.answer("a", directory.ask)
-            if directory.asked > 2:
-                break
-        assert directory.asked == 3
-        await register.answer("b", directory.ask)
-        assert directory.asked == 4
+        await asyncio.sleep(0.2)
+        assert await ask_all() == {"o1": 2, "o1-and-o2": 2, "o2": 1, "miss": 2}
+        # A report that cannot be read forgets everything.
+        await connection.publish(f"{prefix}.register.changed", b"not json")
+        await connection.flush()
+        await asyncio.sleep(0.2)
+        assert await ask_all() == {"o1": 3, "o1-and-o2": 3, "o2": 2, "miss": 3}
     finally:
         await register.stop()
 
@@ -117,13 +132,17 @@ async def test_an_answer_under_way_when_the_register_changes_is_not_kept() -> No
     register = OrganisationRegister()
     directory = Directory(FOUND)
 
-    async def slow() -> Answer:
-        register.forget()  # the change is reported while the directory answers
+    async def slow(changed: str) -> Answer:
+        register.forget(frozenset({changed}))  # reported while the directory answers
         return await directory.ask()
 
-    await register.answer("key", slow)
+    await register.answer("key", lambda: slow("another"))
     await register.answer("key", directory.ask)
-    assert directory.asked == 2
+    assert directory.asked == 1, "a change to another organisation does not matter"
+    register.forget()
+    await register.answer("key", lambda: slow("o1"))
+    await register.answer("key", directory.ask)
+    assert directory.asked == 3
 
 
 async def test_the_kept_answers_are_bounded() -> None:
@@ -153,7 +172,7 @@ async def test_a_committed_change_is_announced_before_the_answer(connection: NAT
             await announce_register_change(connection, prefix)
 
         async def request_with_a_change() -> None:
-            note_register_change()
+            note_register_change("o1")
             await announce_register_change(connection, prefix)
             # Announced once: a second look after the same request says nothing new.
             await announce_register_change(connection, prefix)

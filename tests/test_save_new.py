@@ -104,3 +104,11 @@ async def test_a_batch_with_a_clash_writes_nothing(database: Database) -> None:
         async with service.unit_of_work(request("create")) as uow:
             await uow.save_new(clashing)
     assert await snapshot(database) == before
+
+
+async def test_an_empty_batch_writes_nothing(database: Database) -> None:
+    service = FhirService("unit", [BasicDefinition()], database, prefix="unit")
+    before = await snapshot(database)
+    async with service.unit_of_work(request("create")) as uow:
+        assert await uow.save_new([]) == []
+    assert await snapshot(database) == before

@@ -549,8 +549,8 @@ class OrganizationDefinition(_Directory):
         return organisations.organisation_keys(resource)
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
-        # Services forget what they kept of the register once this commits.
-        note_register_change()
+        # Services forget what they kept of this Organization once this commits.
+        note_register_change(change.resource_id)
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]

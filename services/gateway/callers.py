@@ -48,7 +48,7 @@ class OrganisationKinds:
         await self._register.stop()
 
     def forget(self) -> None:
-        """Forget every kept answer (as a change to the register does)."""
+        """Forget every kept answer."""
         self._register.forget()
 
     async def complete(self, caller: Caller, base_url: str) -> Caller:

@@ -151,6 +151,8 @@ async def store_new_versions(conn: Connection, versions: Sequence[NewVersion]) -
     but a resource of the same id, and that is the primary key's violation, raised; so no
     outcome of `store_version` is lost by not reading it."""
     writes = [_Write(v.row, 0, v.index, (), False, v.messages) for v in versions]
+    if not writes:
+        return
     if conn.dialect != "postgresql":
         for write in writes:
             conflict = await _in_statements(conn, write)
