@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.support import Stack
+from services.consent.relations import RelationWatch
+from shared.access.state import PatientAccessState
+from tests.support import Stack, wait_for
 
 FNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 HPR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.4"
@@ -122,3 +124,33 @@ async def test_a_deleted_child_another_may_not_see_answers_as_a_missing_one(
         answers.append((reply.status, text, reply.headers.get("ETag")))
     assert answers[0] == answers[1]
     assert answers[0][0] == 405, answers[0]
+
+
+async def test_relations_learnt_after_a_child_was_deleted_revoke_its_state(stack: Stack) -> None:
+    """A record's events may reach the consent service after its child was deleted (the
+    relation watch then publishes the child's state again): the child's access state is
+    revoked, as a reassessment does, rather than the events being retried until they are
+    set aside as dead letters."""
+    fastlege = stack.token(orgnr=ORGNR_GP, kind="fastlege")
+    child = {
+        "resourceType": "Patient",
+        "identifier": [{"system": FNR_SYSTEM, "value": FNR}],
+        "name": [{"family": "Nordmann"}],
+    }
+    res_id = await _created(stack, child, fastlege)
+    view = stack.consent.consent_view
+    assert view is not None
+
+    async def related() -> bool:
+        state = view.state(res_id)
+        return state is not None and ORGNR_GP in state.related
+
+    async def revoked() -> bool:
+        return view.state(res_id) == PatientAccessState(patient=res_id)
+
+    await wait_for(related)
+    assert (await stack.call("DELETE", f"Patient/{res_id}", token=fastlege)).status == 204
+    await wait_for(revoked)  # the directory's deletion event is reassessed
+    watch = next(c for c in stack.consent.components if isinstance(c, RelationWatch))
+    await watch.handlers.republish_all([res_id])
+    assert await revoked()

@@ -190,7 +190,7 @@ async def _cleanup(
         await attempt("stop the consent view", view.stop)
     if nc is not None and nc.is_connected:
         js = nc.jetstream()
-        for stream in (settings.stream_name, settings.audit_stream_name):
+        for stream in result_streams(settings):
             if await attempt(
                 f"delete stream {stream}", functools.partial(js.delete_stream, stream)
             ):
@@ -238,6 +238,11 @@ async def drop_schemas(url: str, prefix: str) -> list[str]:
     finally:
         await conn.close()
     return schemas
+
+
+def result_streams(settings: Settings) -> list[str]:
+    """The streams a run's services create (and its cleanup deletes)."""
+    return [settings.stream_name, settings.audit_stream_name, settings.dead_letter_stream_name]
 
 
 async def nats_objects_left(url: str, settings_names: Mapping[str, Any]) -> list[str]:
@@ -316,7 +321,7 @@ async def _run(options: ConsentOptions, result: dict[str, Any]) -> None:
     result["nats"] = {
         "url": options.nats_url,
         "prefix": tag,
-        "streams": [settings.stream_name, settings.audit_stream_name],
+        "streams": result_streams(settings),
         "buckets": [settings.consent_view_bucket, settings.registry_bucket],
     }
     result["database"] = {

@@ -571,9 +571,14 @@ class ConsentHandlers:
         await each_at_most(self.children_at_once, patient_ids, self.republish)
 
     async def republish(self, patient_id: str) -> None:
-        """Publish the child's access state again (its relations changed)."""
-        async with self.child_unit(patient_id, service_update("Consent", patient_id)):
-            pass
+        """Publish the child's access state again (its relations changed); a child the
+        directory no longer holds has its access state revoked instead (a record about it
+        may outlive it, and its events arrive after the deletion)."""
+        try:
+            async with self.child_unit(patient_id, service_update("Consent", patient_id)):
+                pass
+        except ChildNotRegistered:
+            await self.revoke(patient_id)
 
     async def publish_state(self, uow: StoreUnitOfWork, patient_id: str, child: ChildFacts) -> None:
         """Queue the child's access state for the consent-view bucket, in this unit of work."""

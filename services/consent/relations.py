@@ -49,7 +49,7 @@ def relations_of(event: DomainEvent) -> set[str]:
 
 class RelationWatch:
     def __init__(self, handlers: ConsentHandlers, nc: NATS, settings: Settings) -> None:
-        self._handlers = handlers
+        self.handlers = handlers
         self.consumer = DurableConsumer(
             nc,
             stream=settings.stream_name,
@@ -60,7 +60,7 @@ class RelationWatch:
         )
 
     async def start(self) -> None:
-        await create_table(self._handlers.fhir.db)
+        await create_table(self.handlers.fhir.db)
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -73,6 +73,6 @@ class RelationWatch:
                 pairs[(str(event.patient), orgnr)] = None
         if not pairs:
             return
-        async with self._handlers.fhir.db.transaction() as conn:
+        async with self.handlers.fhir.db.transaction() as conn:
             gained = await add_relations(conn, pairs)
-        await self._handlers.republish_all(gained)
+        await self.handlers.republish_all(gained)
