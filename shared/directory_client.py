@@ -33,7 +33,6 @@ from shared.identifiers import (
     InvalidIdentifier,
     validate_identifier,
 )
-from shared.organisation_register import OrganisationRegister
 from shared.transport.forwarding import Sender
 from shared.transport.wire import Caller, FhirRequest, request_subject
 
@@ -66,38 +65,16 @@ def orgnr_in(organization: dict[str, Any] | None) -> str | None:
 
 
 class DirectoryClient:
-    def __init__(
-        self,
-        forwarder: Sender,
-        prefix: str,
-        base_url: str,
-        caller: Caller,
-        organisations: OrganisationRegister | None = None,
-    ) -> None:
-        """`organisations`: where reads and searches of Organizations are kept between
-        changes to the register (`shared.organisation_register`); None asks every time."""
+    def __init__(self, forwarder: Sender, prefix: str, base_url: str, caller: Caller) -> None:
         self._forwarder = forwarder
         self._prefix = prefix
         self._base_url = base_url
         self._caller = caller
-        self._organisations = organisations
 
     async def ask(self, request: FhirRequest) -> tuple[int, Any]:
-        if (
-            self._organisations is not None
-            and request.resource_type == "Organization"
-            and request.interaction in ("read", "search")
-        ):
-            key = request.model_dump_json()
-            status, body = await self._organisations.answer(key, lambda: self._send(request))
-        else:
-            status, body = await self._send(request)
-        return status, orjson.loads(body) if body else None
-
-    async def _send(self, request: FhirRequest) -> tuple[int, bytes]:
         subject = request_subject(self._prefix, request.resource_type or "")
         response = await self._forwarder.send(subject, request, b"")
-        return response.status, response.body
+        return response.status, orjson.loads(response.body) if response.body else None
 
     def request(self, caller: Caller | None = None, **fields: Any) -> FhirRequest:
         return FhirRequest(base_url=self._base_url, caller=caller or self._caller, **fields)

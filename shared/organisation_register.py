@@ -3,7 +3,8 @@
 Writes that name an organisation ask the directory what it is: registered, in use, of which
 kind, under which HER-id (a referral submit asks four or five times). The register changes
 rarely and only by the operator, so a service keeps the directory's answers to its reads
-and searches of Organizations instead of asking over NATS each time:
+and searches of Organizations instead of asking over NATS each time (`RegisterSender`,
+beneath its directory client):
 
 - an answer is kept for a minute, "not found" or "no match" for a second;
 - an answer is forgotten as soon as the directory reports a change to an Organization it
@@ -35,6 +36,9 @@ from typing import Any
 import orjson
 from nats.aio.client import Client as NATS
 
+from shared.transport.forwarding import Sender
+from shared.transport.wire import FhirRequest, FhirResponse
+
 log = logging.getLogger(__name__)
 
 Answer = tuple[int, bytes]
@@ -42,6 +46,8 @@ Answer = tuple[int, bytes]
 ANNOUNCE_TIMEOUT = 1
 MAX_ANSWERS = 10_000
 RECENT_CHANGES = 256
+KEPT = ("read", "search")
+"""The interactions on Organizations whose answers are kept."""
 FOUND_SECONDS = 60.0
 MISSED_SECONDS = 1.0
 
@@ -178,3 +184,23 @@ class OrganisationRegister:
             if (entry.get("search") or {}).get("mode") == "match"
         )
         return (self._found_seconds if held else self._missed_seconds), held
+
+
+class RegisterSender:
+    """A `Sender` to the directory that answers reads and searches of Organizations from
+    what the register keeps, and sends everything else on."""
+
+    def __init__(self, sender: Sender, register: OrganisationRegister) -> None:
+        self._sender = sender
+        self._register = register
+
+    async def send(self, subject: str, request: FhirRequest, body: bytes) -> FhirResponse:
+        if request.resource_type != "Organization" or request.interaction not in KEPT:
+            return await self._sender.send(subject, request, body)
+
+        async def ask() -> Answer:
+            response = await self._sender.send(subject, request, body)
+            return response.status, response.body
+
+        status, answer = await self._register.answer(request.model_dump_json(), ask)
+        return FhirResponse(status=status, body=answer)

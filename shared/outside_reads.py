@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from shared.access.view import ConsentView
 from shared.directory_client import DirectoryClient
 from shared.fhir.errors import error
+from shared.organisation_register import RegisterSender
 from shared.transport.forwarding import Forwarder
 from shared.transport.wire import Caller
 
@@ -32,11 +33,10 @@ class OutsideReads:
         settings, nc = runtime.settings, runtime.nc
         assert nc is not None
         self.directory = DirectoryClient(
-            Forwarder(nc, settings.request_timeout),
+            RegisterSender(Forwarder(nc, settings.request_timeout), runtime.organisations),
             settings.nats_prefix,
             settings.base_url,
             caller,
-            runtime.organisations,
         )
         self.view = runtime.consent_view
 

@@ -19,9 +19,11 @@ from shared.organisation_register import (
     MAX_ANSWERS,
     Answer,
     OrganisationRegister,
+    RegisterSender,
     announce_register_change,
     note_register_change,
 )
+from shared.transport.wire import Caller, FhirRequest, FhirResponse
 from tests.support import nats_url
 
 FOUND = (200, orjson.dumps({"resourceType": "Organization", "id": "o1"}))
@@ -189,3 +191,46 @@ async def test_a_committed_change_is_announced_before_the_answer(connection: NAT
     finally:
         await register.stop()
         await other.close()
+
+
+class Forwarded:
+    """A stand-in for the forwarder to the directory, counting what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, subject: str, request: FhirRequest, body: bytes) -> FhirResponse:
+        self.sent.append(f"{request.interaction} {request.resource_type}")
+        return FhirResponse(status=FOUND[0], body=FOUND[1])
+
+
+async def test_only_reads_and_searches_of_organisations_are_kept() -> None:
+    forwarded = Forwarded()
+    sender = RegisterSender(forwarded, OrganisationRegister())
+    caller = Caller(credential="service", client_id="unit")
+    asked = [
+        FhirRequest(interaction="read", resource_type="Organization", id="o1", base_url=""),
+        FhirRequest(interaction="search", resource_type="Organization", base_url=""),
+        FhirRequest(interaction="read", resource_type="Patient", id="p1", base_url=""),
+        FhirRequest(
+            interaction="history-instance", resource_type="Organization", id="o1", base_url=""
+        ),
+        FhirRequest(
+            interaction="read", resource_type="Organization", id="o1", base_url="", caller=caller
+        ),
+    ]
+    for _ in range(3):
+        for request in asked:
+            answer = await sender.send("subject", request, b"")
+            assert (answer.status, answer.body) == FOUND
+    assert forwarded.sent == [
+        "read Organization",
+        "search Organization",
+        "read Patient",
+        "history-instance Organization",
+        "read Organization",  # another caller's read is its own
+        "read Patient",
+        "history-instance Organization",
+        "read Patient",
+        "history-instance Organization",
+    ]

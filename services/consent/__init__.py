@@ -21,6 +21,7 @@ from services.consent.register_audit import register_audit
 from services.consent.relations import RelationWatch
 from services.consent.resources import consent_definitions
 from shared.config import Settings
+from shared.organisation_register import RegisterSender
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
 from shared.transport.forwarding import Forwarder
 
@@ -35,10 +36,9 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     fhir, nc, view = runtime.fhir, runtime.nc, runtime.consent_view
     assert fhir is not None and nc is not None and view is not None
     directory = DirectoryReader(
-        Forwarder(nc, settings.request_timeout),
+        RegisterSender(Forwarder(nc, settings.request_timeout), runtime.organisations),
         settings.nats_prefix,
         settings.base_url,
-        runtime.organisations,
     )
     handlers = ConsentHandlers(
         fhir,

@@ -27,8 +27,7 @@ from shared.family import care_orders, parental_responsibility
 from shared.fhir.errors import FhirError, error
 from shared.fhir.references import reference_target
 from shared.fhir.resources import is_resource_type
-from shared.organisation_register import OrganisationRegister
-from shared.transport.forwarding import Forwarder
+from shared.transport.forwarding import Sender
 from shared.transport.wire import Caller
 
 CONSENT_SERVICE_CALLER = service_caller("consent", "Patient", "RelatedPerson", "Organization")
@@ -102,14 +101,8 @@ class ChildNotRegistered(FhirError):
 class DirectoryReader(DirectoryClient):
     """The directory as the consent service reads it: the child's facts."""
 
-    def __init__(
-        self,
-        forwarder: Forwarder,
-        prefix: str,
-        base_url: str,
-        organisations: OrganisationRegister | None = None,
-    ) -> None:
-        super().__init__(forwarder, prefix, base_url, CONSENT_SERVICE_CALLER, organisations)
+    def __init__(self, forwarder: Sender, prefix: str, base_url: str) -> None:
+        super().__init__(forwarder, prefix, base_url, CONSENT_SERVICE_CALLER)
 
     async def care_order_holders(self, child: ChildFacts, day: date) -> list[str]:
         """organisasjonsnummer of the holders of the child's care orders not ended by
