@@ -23,6 +23,14 @@ ORGNR_GP = "974760738"
 ORGNR_OTHER = "974760711"
 
 
+def a_child() -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "identifier": [{"system": FNR_SYSTEM, "value": FNR}],
+        "name": [{"family": "Nordmann"}],
+    }
+
+
 async def _created(stack: Stack, resource: dict[str, Any], token: str) -> str:
     reply = await stack.call("POST", resource["resourceType"], resource, token=token)
     assert reply.status == 201, reply.body
@@ -89,11 +97,7 @@ async def test_a_deleted_practitioner_or_organisation_is_not_brought_back(
 async def test_a_record_that_is_kept_answers_an_update_as_before(stack: Stack) -> None:
     """A live record is updated as before (the refusal is for deleted ones only)."""
     fastlege = stack.token(orgnr=ORGNR_GP, kind="fastlege")
-    child = {
-        "resourceType": "Patient",
-        "identifier": [{"system": FNR_SYSTEM, "value": FNR}],
-        "name": [{"family": "Nordmann"}],
-    }
+    child = a_child()
     res_id = await _created(stack, child, fastlege)
     renamed = {**child, "id": res_id, "name": [{"family": "Endret"}]}
     reply = await stack.call("PUT", f"Patient/{res_id}", renamed, token=fastlege)
@@ -107,11 +111,7 @@ async def test_a_deleted_child_another_may_not_see_answers_as_a_missing_one(
     """Whether a deleted record was there is told only to who may see it: to another
     organisation an update of it answers exactly as one of an id never used."""
     fastlege = stack.token(orgnr=ORGNR_GP, kind="fastlege")
-    child = {
-        "resourceType": "Patient",
-        "identifier": [{"system": FNR_SYSTEM, "value": FNR}],
-        "name": [{"family": "Nordmann"}],
-    }
+    child = a_child()
     res_id = await _created(stack, child, fastlege)
     assert (await stack.call("DELETE", f"Patient/{res_id}", token=fastlege)).status == 204
     stranger = stack.token(orgnr=ORGNR_OTHER, kind="bup")
@@ -132,11 +132,7 @@ async def test_relations_learnt_after_a_child_was_deleted_revoke_its_state(stack
     revoked, as a reassessment does, rather than the events being retried until they are
     set aside as dead letters."""
     fastlege = stack.token(orgnr=ORGNR_GP, kind="fastlege")
-    child = {
-        "resourceType": "Patient",
-        "identifier": [{"system": FNR_SYSTEM, "value": FNR}],
-        "name": [{"family": "Nordmann"}],
-    }
+    child = a_child()
     res_id = await _created(stack, child, fastlege)
     view = stack.consent.consent_view
     assert view is not None
