@@ -90,6 +90,7 @@ async def test_a_failing_directory_is_never_kept(status: int) -> None:
     assert directory.asked == 3
 
 
+@pytest.mark.services
 async def test_a_change_forgets_the_answers_holding_the_organisation_and_every_miss(
     connection: NATS,
 ) -> None:
@@ -158,6 +159,7 @@ async def test_the_kept_answers_are_bounded() -> None:
     assert directory.asked == MAX_ANSWERS + 2
 
 
+@pytest.mark.services
 async def test_a_committed_change_is_announced_before_the_answer(connection: NATS) -> None:
     """A unit of work that changed an Organization announces it after its commit; the
     announcement is flushed, so a register following it has forgotten what it kept by the

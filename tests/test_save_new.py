@@ -21,7 +21,7 @@ from tests.support import schema_database
 from tests.test_engine import BasicDefinition, basic, request
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
     if request.param == "sqlite":
         db: Database = await SqliteDatabase.connect(tmp_path / "unit.sqlite")

@@ -80,6 +80,7 @@ async def fill(db: PostgresDatabase, rows: int) -> None:
         await conn.execute("SELECT pg_stat_force_next_flush()")
 
 
+@pytest.mark.services
 async def test_a_grown_table_is_analyzed_and_then_planned_by_its_index(
     database: PostgresDatabase,
 ) -> None:
@@ -95,6 +96,7 @@ async def test_a_grown_table_is_analyzed_and_then_planned_by_its_index(
     assert await keep_tables(database) == 0
 
 
+@pytest.mark.services
 async def test_a_table_with_many_dead_rows_is_vacuumed(database: PostgresDatabase) -> None:
     await fill(database, 1_000)
     await flushed(database, changed=1_000)
@@ -109,6 +111,7 @@ async def test_a_table_with_many_dead_rows_is_vacuumed(database: PostgresDatabas
     await shown(database, lambda now: now["vacuumed"] is not None)
 
 
+@pytest.mark.services
 async def test_a_few_changes_leave_the_table_alone(database: PostgresDatabase) -> None:
     await fill(database, 40)
     await flushed(database, changed=40)
