@@ -5,9 +5,9 @@ Tokens name the organisation (organisasjonsnummer) but never decide what it is: 
 operator registered as `Organization.type` in the directory. Only the operator writes
 Organizations, so no integration can make itself another kind. The directory's answers are
 kept as every service keeps them (`shared.organisation_register`): for a minute (an
-unknown organisation for a second), and all are dropped as soon as the directory reports a
-change to an Organization (its events), so a change to the register takes effect within
-about a second. An organisation the register does not hold
+unknown organisation for a second), and an organisation's kind is dropped as soon as the
+directory reports a change to it (every unknown one at any change), so a change to the
+register takes effect with the operator's answer. An organisation the register does not hold
 has no kind, which the permission table refuses (an unregistered organisation may do
 nothing); but if the directory cannot answer (an error, a timeout), the request is
 answered 503 and nothing is cached: a failing register must not read as "not registered".

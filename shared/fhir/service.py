@@ -47,10 +47,10 @@ class FhirService(ServiceData):
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
         self._on_commit = on_commit
         self.announcer: RelationAnnouncer | None = None
+        """Set by the runtime: tells the directory of new relations (`committed`)."""
         self.after_commit: list[Callable[[], Awaitable[None]]] = []
         """Further announcements after a commit, before the answer (they must not raise:
         the write is done)."""
-        """Set by the runtime: tells the directory of new relations (`committed`)."""
 
     def repository(self, request: FhirRequest) -> Repository:
         """The service's data as `request`'s caller may read it."""

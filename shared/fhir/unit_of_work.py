@@ -174,14 +174,7 @@ class StoreUnitOfWork:
                 continue
             if not validated:
                 validate_resource(resource, definition.resource_type)
-            stored = self.data.store.next_version(
-                resource,
-                res_type=definition.resource_type,
-                res_id=res_id,
-                previous=None,
-                access=access_of(definition, resource, res_id, self.request, None),
-            )
-            change = Change(stored.res_type, stored.res_id, stored.version, None, resource)
+            stored, change = self._next_version(definition, resource, res_id, None, None)
             batch.append((definition, stored, resource, change))
             saved.append(stored)
         await self.data.store.write_new(
@@ -192,8 +185,7 @@ class StoreUnitOfWork:
             ],
         )
         for definition, stored, _, change in batch:
-            self.note_relations(definition, stored, change)
-            await definition.after_write(change, self.context(None, None))
+            await self._followed(definition, stored, change, self.context(None, None))
         return saved
 
     async def share_history(self, resource_type: str, res_id: str, parties: list[str]) -> None:
@@ -215,21 +207,8 @@ class StoreUnitOfWork:
         if planned and previous is None and resource is not None:
             definition.share_created(resource, planned)
             self.created_shared[f"{definition.resource_type}/{res_id}"] = frozenset(planned)
-        if resource is not None:
-            access = access_of(definition, resource, res_id, self.request, previous)
-        else:
-            assert previous is not None, "only a stored resource is deleted"
-            access = previous.access
-        store = self.data.store
-        stored = store.next_version(
-            resource,
-            res_type=definition.resource_type,
-            res_id=res_id,
-            previous=previous,
-            access=access,
-        )
-        change = Change(stored.res_type, stored.res_id, stored.version, before, resource)
-        await store.write(
+        stored, change = self._next_version(definition, resource, res_id, previous, before)
+        await self.data.store.write(
             self.conn,
             stored,
             resource,
@@ -239,9 +218,42 @@ class StoreUnitOfWork:
             name_holder=definition.data_category is None,
             messages=self.events(definition, stored, change),
         )
+        await self._followed(definition, stored, change, context)
+        return stored
+
+    def _next_version(
+        self,
+        definition: ResourceDefinition,
+        resource: dict[str, Any] | None,
+        res_id: str,
+        previous: StoredResource | None,
+        before: dict[str, Any] | None,
+    ) -> tuple[StoredResource, Change]:
+        """The version to store after `previous`, with its access columns, and the change."""
+        if resource is not None:
+            access = access_of(definition, resource, res_id, self.request, previous)
+        else:
+            assert previous is not None, "only a stored resource is deleted"
+            access = previous.access
+        stored = self.data.store.next_version(
+            resource,
+            res_type=definition.resource_type,
+            res_id=res_id,
+            previous=previous,
+            access=access,
+        )
+        return stored, Change(stored.res_type, stored.res_id, stored.version, before, resource)
+
+    async def _followed(
+        self,
+        definition: ResourceDefinition,
+        stored: StoredResource,
+        change: Change,
+        context: WriteContext,
+    ) -> None:
+        """What follows a stored version: the relations it makes, and its type's writes."""
         self.note_relations(definition, stored, change)
         await definition.after_write(change, context)
-        return stored
 
     def note_relations(
         self, definition: ResourceDefinition, stored: StoredResource, change: Change
