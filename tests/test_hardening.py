@@ -174,6 +174,37 @@ async def test_transaction_with_a_repeated_full_url_is_refused(stack: Stack) -> 
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
+async def test_transaction_writing_one_resource_twice_is_refused(stack: Stack) -> None:
+    first = (await stack.call("POST", "Practitioner", practitioner("Once"))).json()
+    ref = f"Practitioner/{first['id']}"
+
+    def put(family: str, url: str = ref) -> dict[str, Any]:
+        body = practitioner(family) | ({"id": first["id"]} if url == ref else {})
+        return {"resource": body, "request": {"method": "PUT", "url": url}}
+
+    delete = {"request": {"method": "DELETE", "url": ref}}
+    by_criteria = put("Resolved", "Practitioner?family=Once")
+    for entries in ([put("A"), put("B")], [put("A"), delete], [by_criteria, put("B")]):
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        reply = await stack.call("POST", "", bundle)
+        assert reply.status == 400, entries
+        assert f"{ref} is written by Bundle.entry[" in reply.issues()[0]["diagnostics"]
+        read = await stack.call("GET", ref)
+        assert (read.json()["name"], read.json()["meta"]["versionId"]) == (
+            [{"family": "Once"}],
+            "1",
+        )
+    other = (await stack.call("POST", "Practitioner", practitioner("Other"))).json()
+    apart = [
+        put("A"),
+        {**put("B"), "request": {"method": "PUT", "url": f"Practitioner/{other['id']}"}},
+    ]
+    apart[1]["resource"]["id"] = other["id"]
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": apart}
+    assert (await stack.call("POST", "", bundle)).status == 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
 async def test_tokens_with_mismatched_keys_or_odd_claims_are_401(stack: Stack) -> None:
     forged = jwt.encode(claims(), rsa_pem(), algorithm="RS256", headers={"kid": "barnebro-local-1"})
     assert (await stack.call("GET", "Patient", token=forged)).status == 401

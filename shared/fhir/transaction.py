@@ -154,12 +154,14 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
     )
     results: dict[int, dict[str, Any]] = {}
     read_sizes: list[int] = []
+    written = _refuse_named_twice(entries)
     async with service.unit_of_work(request) as uow:
         uow.plan_shares(_planned_shares(uow, entries, assigned))
         for index in order:
             entry, entry_request = entries[index]
             try:
                 results[index] = await _run_entry(uow, entry, entry_request, assigned, read_sizes)
+                _refuse_resolved_twice(written, index, entry_request, results[index])
                 if sum(read_sizes) > DEFAULT_PAGE_BYTES:
                     raise error(
                         413,
@@ -178,6 +180,41 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
                 ) from exc
     answer = bundles.transaction_response([results[i] for i in range(len(entries))])
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=answer)
+
+
+def _written_twice(identity: str, index: int, written: dict[str, int]) -> None:
+    """Record that entry `index` writes `identity`; a resource written twice fails the Bundle."""
+    earlier = written.setdefault(identity, index)
+    if earlier != index:
+        raise error(
+            400,
+            "invalid",
+            f"{identity} is written by Bundle.entry[{earlier}] and Bundle.entry[{index}];"
+            " a transaction may write a resource once. Nothing was written",
+            f"Bundle.entry[{index}].request",
+        )
+
+
+def _refuse_named_twice(entries: list[tuple[dict[str, Any], EntryRequest]]) -> dict[str, int]:
+    """The resources the write entries name by id, each once; before anything runs, so the
+    answer does not depend on which of two writes ran first."""
+    written: dict[str, int] = {}
+    for index, (_, request) in enumerate(entries):
+        if request.method != "GET" and request.id is not None:
+            _written_twice(f"{request.resource_type}/{request.id}", index, written)
+    return written
+
+
+def _refuse_resolved_twice(
+    written: dict[str, int], index: int, entry_request: EntryRequest, result: dict[str, Any]
+) -> None:
+    """A conditional write's resource, once resolved, is not one another entry writes."""
+    location = result["response"].get("location")
+    if entry_request.method == "GET" or entry_request.id is not None:
+        return
+    if isinstance(location, str):
+        identity = "/".join(location.split("/_history/")[0].rsplit("/", 2)[-2:])
+        _written_twice(identity, index, written)
 
 
 async def _run_entry(
