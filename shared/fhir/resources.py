@@ -151,7 +151,7 @@ def validate_resource(data: dict[str, Any], expected_type: str | None = None) ->
             f"Invalid {resource_type}: a value has the wrong JSON type for its element",
             resource_type,
         ) from exc
-    problems = list(json_type_mismatches(data, model, resource_type))
+    problems = list(element_mismatches(data, model, resource_type))
     problems += _contained_parties(data, resource_type)
     problems += _subsetted(data, resource_type)
     problems += list(_misspelt_systems(data, resource_type))
@@ -227,28 +227,61 @@ def _json_kind(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def json_type_mismatches(given: Any, parsed: Any, path: str) -> Iterator[Issue]:
-    """Primitives whose JSON type is wrong although the model coerced them (a boolean sent
-    as "true", a date sent as a number): FHIR JSON requires the exact type, and storing the
-    coerced value would silently change what the client sent. `parsed` is the validated
-    model, walked alongside the client's JSON."""
+@lru_cache(maxsize=2048)
+def _bound_codes(cls: type[BaseModel]) -> dict[str, tuple[str, ...]]:
+    """JSON element name → its codes, for each `code` element of a model whose required
+    binding the model lists in full (`enum_values`; a list ending in `+` is partial and
+    is not checked)."""
+    bound: dict[str, tuple[str, ...]] = {}
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra
+        codes = extra.get("enum_values") if isinstance(extra, dict) else None
+        if isinstance(codes, list) and codes and "+" not in codes:
+            bound[field.alias or name] = tuple(str(code) for code in codes)
+    return bound
+
+
+def element_mismatches(given: Any, parsed: Any, path: str) -> Iterator[Issue]:
+    """What the model accepts but FHIR does not, walking the validated model alongside the
+    client's JSON:
+    - a primitive whose JSON type is wrong although the model coerced it (a boolean sent
+      as "true", a date sent as a number): FHIR JSON requires the exact type, and storing
+      the coerced value would silently change what the client sent;
+    - a code outside its element's required binding (`CarePlan.status` "paused"): every
+      rule that reads the element would meet a value it does not know."""
     if isinstance(given, dict) and isinstance(parsed, BaseModel):
         names = _json_names(type(parsed))
+        bound = _bound_codes(type(parsed))
         for key, value in given.items():
+            if key in bound:
+                yield from _unknown_codes(value, bound[key], f"{path}.{key}")
             attribute = names.get(key)
             if attribute is not None:
                 child = getattr(parsed, attribute, None)
                 if child is not None:
-                    yield from json_type_mismatches(value, child, f"{path}.{key}")
+                    yield from element_mismatches(value, child, f"{path}.{key}")
     elif isinstance(given, list) and isinstance(parsed, list):
         for index, (value, other) in enumerate(zip(given, parsed, strict=False)):
-            yield from json_type_mismatches(value, other, f"{path}[{index}]")
+            yield from element_mismatches(value, other, f"{path}[{index}]")
     elif _json_kind(given) != _json_kind(parsed):
         yield Issue(
             "invalid",
             f"Expected a JSON {_json_kind(parsed)}, got {_json_kind(given)}",
             expression=(path,),
         )
+
+
+def _unknown_codes(value: Any, codes: tuple[str, ...], path: str) -> Iterator[Issue]:
+    listed = value if isinstance(value, list) else [value]
+    for index, code in enumerate(listed):
+        if isinstance(code, str) and code not in codes:
+            where = f"{path}[{index}]" if isinstance(value, list) else path
+            yield Issue(
+                "code-invalid",
+                f"{where}: {code!r} is not one of the codes its required binding allows:"
+                f" {' | '.join(codes)}",
+                expression=(where,),
+            )
 
 
 def _misspelt_systems(value: Any, path: str) -> Iterator[Issue]:
