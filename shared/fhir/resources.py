@@ -68,16 +68,29 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 
 MAX_DEPTH = 64
+WRAPPER_DEPTH = 3
+"""The levels a batch or transaction Bundle (`entry`, its item, `resource`) or a
+Parameters body (`parameter`, its item, `resource`) adds above the resources it carries."""
+WRAPPERS = {"Bundle": ("batch", "transaction"), "Parameters": None}
 
 
 def check_body(data: Any, body: bytes) -> None:
     """What no JSON body may carry, whatever it holds (a resource, a patch): nesting
     deeper than MAX_DEPTH, which would exhaust the recursion of whatever reads it next, and
-    a NUL character, which no database stores in text."""
-    if height(data) > MAX_DEPTH:
+    a NUL character, which no database stores in text. A resource sent in a batch or
+    transaction, or as a parameter, may nest as deep as it may on its own."""
+    limit = MAX_DEPTH + WRAPPER_DEPTH if _wraps_resources(data) else MAX_DEPTH
+    if height(data) > limit:
         raise error(400, "too-costly", f"The body is nested deeper than {MAX_DEPTH} levels")
     if b"\\u0000" in body:
         raise error(400, "invalid", "The body contains a NUL character (\\u0000)")
+
+
+def _wraps_resources(data: Any) -> bool:
+    if not isinstance(data, dict) or data.get("resourceType") not in WRAPPERS:
+        return False
+    types = WRAPPERS[data["resourceType"]]
+    return types is None or data.get("type") in types
 
 
 def height(data: Any) -> int:
