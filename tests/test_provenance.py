@@ -95,6 +95,19 @@ async def test_provenance_never_says_more_than_its_target(careplans: CarePlanWor
     ][0]["diagnostics"].replace(missing_id, "x")
     written = await world.fhir("POST", "Provenance", seen[0], by=KOMMUNE)
     assert written.status == 405, written.body
+    # In a transaction as on its own: a write is 405; a read is sent alone or in a batch.
+    for method, url in (("POST", "Provenance"), ("PUT", "Provenance/Goal.x.1.self")):
+        entry = {"resource": seen[0], "request": {"method": method, "url": url}}
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [entry]}
+        in_transaction = await world.fhir("POST", "", bundle, by=KOMMUNE)
+        assert in_transaction.status == 405, in_transaction.body
+        assert in_transaction.json()["issue"][0]["diagnostics"].startswith("Bundle.entry[0]: ")
+    read = {"request": {"method": "GET", "url": f"Provenance?target={hidden}"}}
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [read]}
+    assert (await world.fhir("POST", "", bundle, by=KOMMUNE)).status == 400
+    bundle["type"] = "batch"
+    in_batch = (await world.fhir("POST", "", bundle, by=KOMMUNE)).json()
+    assert in_batch["entry"][0]["response"]["status"] == "200"
     bad = await world.fhir("GET", "Provenance?agent=x", by=KOMMUNE)
     assert bad.status == 400, bad.body
 

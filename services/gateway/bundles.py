@@ -15,9 +15,10 @@ from typing import Any
 import orjson
 
 from services.gateway.gateway import Gateway
+from services.gateway.provenance import refused_in_transaction
 from shared.auth.scopes import authorize_request
 from shared.fhir import bundles
-from shared.fhir.bundle_entries import bundle_entries, entry_result
+from shared.fhir.bundle_entries import at_entry, bundle_entries, entry_result
 from shared.fhir.errors import FhirError, error, operation_outcome
 from shared.fhir.resources import FHIR_JSON
 from shared.transport.wire import FhirRequest, FhirResponse, bundle_subject
@@ -56,8 +57,14 @@ async def run_transaction(
     gateway: Gateway, base: FhirRequest, bundle: dict[str, Any]
 ) -> FhirResponse:
     services: set[str] = set()
-    for _, entry_request in bundle_entries(bundle, "transaction"):
+    for index, (_, entry_request) in enumerate(bundle_entries(bundle, "transaction")):
         resource_type = entry_request.resource_type
+        if resource_type == "Provenance":
+            authorize_request(entry_request.to_request(base))
+            try:
+                refused_in_transaction(entry_request.to_request(base))
+            except FhirError as exc:
+                raise at_entry(index, exc) from exc
         await gateway.owner_subject(resource_type)
         authorize_request(entry_request.to_request(base))
         services.add(await gateway.registry.owner(resource_type) or "")

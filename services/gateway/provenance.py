@@ -52,6 +52,31 @@ def _slot(path: str) -> str:
     return f"{found.group(1).lower()}-{found.group(2)}" if found else "self"
 
 
+def _refuse_writes(request: FhirRequest) -> None:
+    if request.interaction in ("read", "search", "create", "update", "patch", "delete"):
+        permission(request.caller, "Provenance", action_of(request))  # writes: 405
+    if request.interaction not in ("read", "search"):
+        raise error(
+            405,
+            "not-supported",
+            "Provenance is derived from the statements, each of one version of its target:"
+            " it is never written and has no history of its own",
+        )
+
+
+def refused_in_transaction(request: FhirRequest) -> None:
+    """A transaction runs in the one service that stores its entries, and Provenance is
+    derived here: a write of it is refused as on its own (405), a read is sent on its own
+    or in a batch (400)."""
+    _refuse_writes(request)
+    raise error(
+        400,
+        "not-supported",
+        "Provenance is derived from its targets, not stored: read it on its own or in a"
+        " batch, not in a transaction",
+    )
+
+
 class ProvenanceView:
     """Answers every interaction on `Provenance` from the targets as the caller reads them."""
 
@@ -60,15 +85,7 @@ class ProvenanceView:
         self._kind_of = kind_of
 
     async def answer(self, request: FhirRequest) -> FhirResponse:
-        if request.interaction in ("read", "search", "create", "update", "patch", "delete"):
-            permission(request.caller, "Provenance", action_of(request))  # writes: 405
-        if request.interaction not in ("read", "search"):
-            raise error(
-                405,
-                "not-supported",
-                "Provenance is derived from the statements, each of one version of its target:"
-                " it is never written and has no history of its own",
-            )
+        _refuse_writes(request)
         if request.interaction == "read":
             found = await self._by_id(request, request.id or "")
             if found is None:

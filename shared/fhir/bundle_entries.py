@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 
-from shared.fhir.errors import error
+from shared.fhir.errors import FhirError, Issue, error
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.search_query import query_criteria
 from shared.transport.wire import FhirRequest, FhirResponse, Interaction
@@ -54,6 +54,15 @@ class EntryRequest:
                 "if_none_exist": self.if_none_exist,
             }
         )
+
+
+def at_entry(index: int, exc: FhirError) -> FhirError:
+    """`exc` of one entry, each issue prefixed with the entry it is about."""
+    where = f"Bundle.entry[{index}]"
+    issues = [
+        Issue(i.code, f"{where}: {i.diagnostics}", i.severity, i.expression) for i in exc.issues
+    ]
+    return FhirError(exc.status, issues)
 
 
 def _invalid(index: int, message: str) -> Exception:

@@ -17,8 +17,14 @@ import orjson
 from shared.access.permissions import request_rule
 from shared.fhir import bundles, writes
 from shared.fhir.answers import not_found
-from shared.fhir.bundle_entries import METHOD_ORDER, EntryRequest, bundle_entries, entry_result
-from shared.fhir.errors import FhirError, Issue, error
+from shared.fhir.bundle_entries import (
+    METHOD_ORDER,
+    EntryRequest,
+    at_entry,
+    bundle_entries,
+    entry_result,
+)
+from shared.fhir.errors import FhirError, error
 from shared.fhir.references import names_bundle_entry
 from shared.fhir.repository import Repository
 from shared.fhir.resources import FHIR_JSON, parse_json, version_number
@@ -170,14 +176,7 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
                         " bytes; nothing was written: read them with separate requests",
                     )
             except FhirError as exc:
-                where = f"Bundle.entry[{index}]"
-                raise FhirError(
-                    exc.status,
-                    [
-                        Issue(i.code, f"{where}: {i.diagnostics}", i.severity, i.expression)
-                        for i in exc.issues
-                    ],
-                ) from exc
+                raise at_entry(index, exc) from exc
     answer = bundles.transaction_response([results[i] for i in range(len(entries))])
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=answer)
 
