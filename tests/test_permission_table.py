@@ -488,7 +488,7 @@ def goal_provenance() -> tuple[Target, Target]:
 
     async def of(ctx: Ctx, goal: str) -> str:
         version = (await ctx.world.current(goal))["meta"]["versionId"]
-        return f"Provenance/Goal.{goal.split('/')[1]}.{version}.self"
+        return f"Provenance/goal.{goal.split('/')[1]}.{version}.self"
 
     async def related(ctx: Ctx) -> str:
         return await of(ctx, ctx.world.related.refs["Goal"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from shared.fhir.resources import ID_PATTERN
 from tests.careplan_world import CarePlanWorld, goal, member, plan, team
 from tests.referral_world import BUP, BVT, GP, KOMMUNE
 from tests.test_careplan_quotation import SUSPICION, quoting
@@ -71,6 +72,10 @@ async def test_gutt_8_each_reader_sees_who_said_it_as_provenance(
     assert author(note) == (BVT, "barnevern")
     by_child = entries(await world.fhir("GET", f"Provenance?patient=Patient/{child.id}", by=BUP))
     assert {p["id"] for p in found} | {note["id"]} <= {p["id"] for p in by_child}
+    # Every id is a FHIR id (at most 64 characters), also a referral's reasons'.
+    assert any(path(p).startswith("ServiceRequest.reasonCode[") for p in referral_provenance)
+    for provenance in found + referral_provenance + by_child:
+        assert ID_PATTERN.fullmatch(provenance["id"]), provenance["id"]
 
 
 async def test_provenance_never_says_more_than_its_target(careplans: CarePlanWorld) -> None:

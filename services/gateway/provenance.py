@@ -4,7 +4,8 @@ Who made each statement of a plan, a Goal, a care team or a referral, when and u
 regime is already part of the statement (`shared.fhir.statements`): the care plan service
 stamps it on every write, a referral's statements are its requester's. A Provenance
 resource is that answer in FHIR's own shape, one per statement of one version of its
-target (`Provenance/<Type>.<id>.<version>.<element>`), made from the target as the caller
+target (`Provenance/<type code>.<id>.<version>.<element>`, the type code short so that the
+id stays within FHIR's 64 characters), made from the target as the caller
 reads it from the service that holds it. So it can never say more than its target: its
 access is its target's (that service's consent step decides and audits the read), a
 target the caller may not see answers exactly as a missing one, and there is nothing to
@@ -33,7 +34,14 @@ from shared.transport.wire import FhirRequest, FhirResponse
 TARGET_TYPES = ("CarePlan", "Goal", "CareTeam", "ServiceRequest")
 REVINCLUDE = "Provenance:target"
 TYPES = "|".join(TARGET_TYPES)
-ID = re.compile(rf"({TYPES})\.([A-Za-z0-9\-]{{1,40}})\.(\d{{1,6}})\.([a-z]+-?\d*)")
+ID_CODES = {"CarePlan": "cp", "Goal": "goal", "CareTeam": "ct", "ServiceRequest": "sr"}
+"""The target's type in a Provenance id, short so that the id is a FHIR id (at most 64
+characters): `sr.<uuid>.<version>.reasoncode-<n>` with six-digit version and index is 64;
+with `ServiceRequest` in full, the first reason of a referral's first version was 66."""
+ID_TYPES = {code: res_type for res_type, code in ID_CODES.items()}
+ID = re.compile(
+    rf"({'|'.join(ID_TYPES)})\.([A-Za-z0-9\-]{{1,36}})\.(\d{{1,6}})\.([a-z]+-?\d{{0,6}})"
+)
 TARGET = re.compile(rf"({TYPES})/([A-Za-z0-9\-.]{{1,64}})(?:/_history/(\d{{1,6}}))?")
 TARGET_PATH_EXT = "http://hl7.org/fhir/StructureDefinition/targetPath"
 REGIME_EXT = LEGAL_REGIME.url
@@ -125,7 +133,8 @@ class ProvenanceView:
         parsed = ID.fullmatch(res_id)
         if parsed is None:
             return None
-        res_type, target_id, version, slot = parsed.groups()
+        code, target_id, version, slot = parsed.groups()
+        res_type = ID_TYPES[code]
         target = await self._read(request, res_type, target_id, version)
         if target is None:
             return None
@@ -211,7 +220,7 @@ class ProvenanceView:
                 writer = await self._requesters(target) if writer is None else writer
                 said = writer
             found.append(
-                _provenance(f"{res_type}.{res_id}.{version}.{_slot(path)}",
+                _provenance(f"{ID_CODES[res_type]}.{res_id}.{version}.{_slot(path)}",
                             f"{res_type}/{res_id}/_history/{version}", path, said,
                             str((target.get("meta") or {}).get("lastUpdated") or ""))
             )  # fmt: skip
