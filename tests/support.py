@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,7 @@ from shared.codes import (
 from shared.config import Settings
 from shared.events import DomainEvent
 from shared.fhir.conformance_check import ConformanceChecker
-from shared.identifiers import KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
+from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 from shared.store.database import PostgresDatabase
 from tests import servers
@@ -396,10 +397,18 @@ def organisation(kind: str, name: str, orgnr: str, kommune: str | None = None) -
     return resource
 
 
+def holder_number(child_id: str, given: str) -> str:
+    """A fødselsnummer of the parent `given` of the child, the same each time it is asked."""
+    digest = int.from_bytes(hashlib.blake2b(f"{child_id}/{given}".encode()).digest()[:8], "big")
+    return fodselsnummer(date(1970, 1, 1) + timedelta(days=digest % 10_000), digest % 400)
+
+
 def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
-    """A RelatedPerson holding parental responsibility (`code`) for the child."""
+    """A RelatedPerson holding parental responsibility (`code`) for the child, named by
+    a fødselsnummer of its own."""
     return {
         "resourceType": "RelatedPerson",
+        "identifier": [{"system": FNR_SYSTEM, "value": holder_number(child_id, given)}],
         "patient": {"reference": f"Patient/{child_id}"},
         "name": [{"family": "Nordmann", "given": [given]}],
         "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],

@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
 from shared.events import DomainEvent
-from tests.support import Reply, Stack
+from tests.support import Reply, Stack, holder_number
 
 Json = dict[str, Any]
 
@@ -124,6 +124,7 @@ def care_order(organization_id: str, start: str | None, end: str | None = None) 
 def related_person(patient_id: str, code: str = "felles") -> Json:
     return {
         "resourceType": "RelatedPerson",
+        "identifier": [{"system": FNR_SYSTEM, "value": holder_number(patient_id, code)}],
         "patient": {"reference": f"Patient/{patient_id}"},
         "relationship": [{"coding": [{"system": PARENTAL_RESPONSIBILITY_SYSTEM, "code": code}]}],
         "name": [{"family": "Nordmann", "given": ["Ola"]}],
@@ -896,6 +897,11 @@ async def test_a_person_is_related_to_a_child_by_one_record(stack: Stack) -> Non
     assert again.status == 409, again.body
     assert first["id"] not in again.body.decode(), "the holder is not named"
     await create(stack, related_person(other_child["id"], "felles") | holder)
+    # A holder without a person number would escape the key: it is refused.
     without_number = related_person(child["id"], "far")
-    await create(stack, without_number)
+    del without_number["identifier"]
+    reply = await stack.call("POST", "RelatedPerson", without_number, token=stack.register_token())
+    assert_outcome(reply, 422, "business-rule", ["RelatedPerson.identifier"])
+    without_responsibility = {k: v for k, v in without_number.items() if k != "relationship"}
+    await create(stack, without_responsibility)
     assert len(await matches(stack, f"RelatedPerson?patient={child['id']}")) == 2

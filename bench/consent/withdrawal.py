@@ -42,7 +42,7 @@ from shared.codes import (
     PARENTAL_RESPONSIBILITY_SYSTEM,
 )
 from shared.config import Settings
-from shared.identifiers import ORGNR_SYSTEM
+from shared.identifiers import FNR_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 from shared.store.outbox import OutboxRelay
 from shared.transport.wire import Caller, FhirRequest
@@ -159,9 +159,10 @@ def _organisation(orgnr: str, kind: str) -> dict[str, Any]:
     }
 
 
-def _parent(child: str, given: str) -> dict[str, Any]:
+def _parent(child: str, given: str, fnr: str) -> dict[str, Any]:
     return {
         "resourceType": "RelatedPerson",
+        "identifier": [{"system": FNR_SYSTEM, "value": fnr}],
         "patient": {"reference": f"Patient/{child}"},
         "name": [{"family": "Nordmann", "given": [given]}],
         "relationship": [
@@ -189,8 +190,8 @@ async def _create_family(bench: ConsentBench, directory: ServiceRuntime) -> Fami
     register = credential_caller("register")
     born = (today() - timedelta(days=CHILD_AGE_DAYS)).isoformat()
     await _create_in_directory(directory, register, {**patient, "birthDate": born}, child)
-    mother = await _create_in_directory(directory, register, _parent(child, "Mor"))
-    father = await _create_in_directory(directory, register, _parent(child, "Far"))
+    mother = await _create_in_directory(directory, register, _parent(child, "Mor", ids.fnr()))
+    father = await _create_in_directory(directory, register, _parent(child, "Far", ids.fnr()))
     return Family(collector, recipient, child, f"RelatedPerson/{mother}", f"RelatedPerson/{father}")
 
 

@@ -469,12 +469,14 @@ class RelatedPersonDefinition(_Directory):
     def prepare(self, resource: dict[str, Any], caller: Caller) -> list[Issue]:
         super().prepare(resource, caller)
         refuse(people.parental_responsibility_problems(resource))
+        refuse(people.unnamed_holder_problems(resource))
         return []
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         """One record per person and child: the consent rules count the holders of
         parental responsibility by record, so a second record of the same parent would
-        let one parent count as both, and outlive the first one's end."""
+        let one parent count as both, and outlive the first one's end. A holder always has
+        a person number (`people.unnamed_holder_problems`), so every holder has a key."""
         target = reference_target(resource.get("patient"))
         if target is None or target[0] != "Patient":
             return []

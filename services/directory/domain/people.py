@@ -290,6 +290,24 @@ def parental_responsibility_problems(related_person: dict[str, Any]) -> list[Pro
     ]
 
 
+def unnamed_holder_problems(related_person: dict[str, Any]) -> list[Problem]:
+    """A holder of parental responsibility is named by a person number: the population
+    register knows it, and one record per person and child is kept by that number
+    (`related-person` key). Without one, a second record of the same parent would count
+    as a second holder."""
+    if not parental_responsibility(related_person) or person_number_systems(related_person):
+        return []
+    return [
+        Problem(
+            422,
+            "business-rule",
+            "A RelatedPerson holding parental responsibility names the holder by person"
+            " number (fødselsnummer, D-nummer or felles hjelpenummer) in identifier",
+            "RelatedPerson.identifier",
+        )
+    ]
+
+
 REGISTER_ELEMENTS = ("_birthDate", "deceasedBoolean", "deceasedDateTime", "link")
 """Facts of the population register besides the numbers and the birth date: the birth
 date's extensions (a time of birth), whether the person has died, and which records are
