@@ -251,7 +251,9 @@ class NdjsonImporter:
         if refused:
             self._refuse(line, f"it refers to {min(refused)}, which was not imported")
             return False
-        ahead = (named & self._in_import) - self.state.ids.keys()
+        # Each check looks up this line's references only: `set - dict.keys()` would copy
+        # every id imported so far, for every line.
+        ahead = {ref for ref in named & self._in_import if ref not in self.state.ids}
         if ahead:
             self._refuse(
                 line,
@@ -264,7 +266,8 @@ class NdjsonImporter:
         if unconfirmed:
             self._refuse(line, f"it refers to {min(unconfirmed)}: {UNCONFIRMED}")
             return False
-        for reference in sorted(named - self._in_import - self.state.ids.keys()):
+        elsewhere = {ref for ref in named - self._in_import if ref not in self.state.ids}
+        for reference in sorted(elsewhere):
             try:
                 found = await self._on_server(reference)
             except LookupFailed as exc:
