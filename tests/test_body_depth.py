@@ -60,3 +60,9 @@ def test_a_stored_bundle_gets_no_allowance() -> None:
     assert height(body) == MAX_DEPTH + 1
     with pytest.raises(FhirError):
         parse_json(orjson.dumps(body))
+
+
+def test_a_body_whose_resource_type_is_not_a_string_is_told_as_a_resource_is() -> None:
+    """Read before the model is: whatever `resourceType` holds, the check does not fail."""
+    for odd in ({"a": 1}, ["Bundle"], 7, None):
+        assert parse_json(orjson.dumps({"resourceType": odd, "type": "transaction"}))

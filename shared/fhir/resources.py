@@ -87,9 +87,10 @@ def check_body(data: Any, body: bytes) -> None:
 
 
 def _wraps_resources(data: Any) -> bool:
-    if not isinstance(data, dict) or data.get("resourceType") not in WRAPPERS:
+    resource_type = data.get("resourceType") if isinstance(data, dict) else None
+    if not isinstance(resource_type, str) or resource_type not in WRAPPERS:
         return False
-    types = WRAPPERS[data["resourceType"]]
+    types = WRAPPERS[resource_type]
     return types is None or data.get("type") in types
 
 
