@@ -28,6 +28,10 @@ from shared.transport.stopping import stop_watch
 
 log = logging.getLogger(__name__)
 LOAD_TIMEOUT = 30.0
+REPLAY_PATIENCE = 10.0
+"""How long a watch may take to say it has replayed every state before it is begun again:
+a delivery lost while the watch was being set up (its client gives up on the set-up
+after a few seconds under load) leaves it without that word for ever."""
 RETRY_SECONDS = 1.0
 
 
@@ -51,7 +55,8 @@ class ConsentView:
         self.listeners: list[Callable[[PatientAccessState], None]] = []
 
     async def start(self) -> None:
-        """Watch the bucket and wait until every state present at start is loaded."""
+        """Watch the bucket and wait until every state present at start is loaded; a watch
+        that has not finished its replay within REPLAY_PATIENCE is begun again."""
         self._kv = await patiently(
             "the consent state bucket",
             lambda: ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas),
@@ -59,7 +64,16 @@ class ConsentView:
         self._watcher = await patiently("the consent state bucket", self._kv.watchall)
         self._task = asyncio.create_task(self._follow_for_ever())
         async with asyncio.timeout(LOAD_TIMEOUT):
-            await self._loaded.wait()
+            while not self._loaded.is_set():
+                try:
+                    async with asyncio.timeout(REPLAY_PATIENCE):
+                        await self._loaded.wait()
+                except TimeoutError:
+                    log.warning(
+                        "the consent-view watch has not finished its replay; watching again"
+                    )
+                    with contextlib.suppress(Exception):
+                        await self._watcher.stop()  # `_follow_for_ever` then watches again
 
     async def stop(self) -> None:
         self._stopping = True
