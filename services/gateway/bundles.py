@@ -59,14 +59,15 @@ async def run_transaction(
     services: set[str] = set()
     for index, (_, entry_request) in enumerate(bundle_entries(bundle, "transaction")):
         resource_type = entry_request.resource_type
+        entry_as_request = entry_request.to_request(base)
         if resource_type == "Provenance":
-            authorize_request(entry_request.to_request(base))
+            authorize_request(entry_as_request)
             try:
-                refused_in_transaction(entry_request.to_request(base))
+                refused_in_transaction(entry_as_request)
             except FhirError as exc:
                 raise at_entry(index, exc) from exc
         await gateway.owner_subject(resource_type)
-        authorize_request(entry_request.to_request(base))
+        authorize_request(entry_as_request)
         services.add(await gateway.registry.owner(resource_type) or "")
     if len(services) > 1:
         raise error(

@@ -181,6 +181,11 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=answer)
 
 
+def _named_by(location: str) -> str:
+    """`Type/id` of a `Location` (`<base>/Type/id`, with or without `/_history/v`)."""
+    return "/".join(location.split("/_history/")[0].rsplit("/", 2)[-2:])
+
+
 def _written_twice(identity: str, index: int, written: dict[str, int]) -> None:
     """Record that entry `index` writes `identity`; a resource written twice fails the Bundle."""
     earlier = written.setdefault(identity, index)
@@ -212,8 +217,7 @@ def _refuse_resolved_twice(
     if entry_request.method == "GET" or entry_request.id is not None:
         return
     if isinstance(location, str):
-        identity = "/".join(location.split("/_history/")[0].rsplit("/", 2)[-2:])
-        _written_twice(identity, index, written)
+        _written_twice(_named_by(location), index, written)
 
 
 async def _run_entry(
@@ -262,8 +266,7 @@ async def _run_entry(
         if new_ref and answer.status == 200:
             # A conditional create matched: later entries refer to the resource it found
             # (named by Location, which is there whether or not the answer has a body).
-            location = answer.headers["Location"].split("/_history/")[0]
-            assigned[full_url] = "/".join(location.rsplit("/", 2)[-2:])
+            assigned[full_url] = _named_by(answer.headers["Location"])
     elif entry_request.method == "PUT":
         resource = _rewrite(entry["resource"], assigned)
         if res_id is None:  # PUT Type?criteria
