@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from shared.access.decision import AccessContext, ResourceFacts, decide, visibility
 from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
 from shared.codes import DataCategory
-from shared.store.access_sql import ResourceAccess, access_clause
+from shared.store.access_sql import AccessFilter, ResourceAccess, access_clause
 from shared.transport.wire import Caller, Emergency
 
 DAY = date(2026, 6, 1)
@@ -117,7 +117,12 @@ def resources(draw: st.DrawFn) -> list[ResourceFacts]:
 def kept_by_sql(facts: list[ResourceFacts], category: str, context: AccessContext,
                 known: list[PatientAccessState]) -> set[str]:  # fmt: skip
     """The references the search filter keeps, run by SQLite on the access columns."""
-    where, args = access_clause(visibility(known, category, context))
+    return kept_by_filter(facts, category, visibility(known, category, context))
+
+
+def kept_by_filter(facts: list[ResourceFacts], category: str, allowed: AccessFilter) -> set[str]:
+    """The references a search filter keeps, run by SQLite on the access columns."""
+    where, args = access_clause(allowed)
     db = sqlite3.connect(":memory:")
     db.execute(
         "CREATE TABLE resources (res_type TEXT, res_id TEXT, version INTEGER, patient TEXT,"
@@ -166,6 +171,52 @@ def test_decide_and_visibility_agree(
             f.reference for f in mine if decide(by_patient.get(f.patient or ""), f, context).permit
         }
         assert kept_by_sql(mine, category, context, present) == permitted
+
+
+def _filters(depth: int = 1) -> st.SearchStrategy[AccessFilter]:
+    by_orgs = st.tuples(st.sampled_from(PATIENTS), st.tuples(*[st.sampled_from(ORGS)]))
+    by_records = st.tuples(
+        st.sampled_from(PATIENTS), st.lists(st.sampled_from(DOCUMENTS)).map(tuple)
+    )
+    disclosed = st.tuples(
+        st.sampled_from(PATIENTS),
+        st.lists(st.sampled_from(DISCLOSED), min_size=8, max_size=24).map(tuple),
+    )
+    return st.builds(
+        AccessFilter,
+        orgs=subsets(ORGS).map(tuple),
+        named_within=st.one_of(st.none(), subsets(PATIENTS).map(tuple)),
+        patients=subsets(PATIENTS).map(tuple),
+        patients_except=st.lists(by_orgs, max_size=2).map(tuple),
+        patients_except_records=st.lists(by_records, max_size=2).map(tuple),
+        resources=subsets(DOCUMENTS[:2]).map(tuple),
+        disclosed=st.lists(disclosed, max_size=2).map(tuple),
+        by_category=st.just(())
+        if depth == 0
+        else st.lists(st.tuples(st.sampled_from(CATEGORIES), _filters(0)), max_size=2).map(tuple),
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(allowed=_filters(), facts=resources(), searched=subsets(PATIENTS))
+def test_the_filter_of_a_search_by_patient_keeps_what_the_whole_filter_keeps_of_them(
+    allowed: AccessFilter, facts: list[ResourceFacts], searched: list[str]
+) -> None:
+    """A search by patient is sent only the part of the filter about its patients: of the
+    rows about them it keeps exactly what the whole filter keeps, of the others nothing
+    more, and it names no other patient."""
+    narrowed = allowed.within(searched)
+    for category in CATEGORIES:
+        mine = [f for f in facts if f.category == category]
+        about = {f.reference for f in mine if f.patient in searched}
+        whole = kept_by_filter(mine, category, allowed)
+        part = kept_by_filter(mine, category, narrowed)
+        assert part & about == whole & about
+        assert part <= whole
+    for inner in [narrowed, *(f for _, f in narrowed.by_category)]:
+        named = {*inner.patients, *(inner.named_within or ())}
+        named |= {p for p, _ in (*inner.patients_except, *inner.patients_except_records)}
+        assert named | {p for p, _ in inner.disclosed} <= set(searched)
 
 
 def test_a_role_in_a_token_reaches_a_role_consent_only_where_the_organisation_takes_part() -> None:

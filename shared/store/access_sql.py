@@ -9,8 +9,12 @@ matches, the `_total` count, included resources and history alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
+
+from shared.store.database import IN_TEXT_LIST, text_list
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,36 @@ class AccessFilter:
     """For a type whose rows hold several categories: each category's own filter (the
     fields above are then unused)."""
 
+    def within(self, patients: Collection[str]) -> AccessFilter:
+        """The filter for a search that matches only rows about `patients`: it allows the
+        same rows about them as this one. What this one allows about other patients by
+        patient (parents, consents, disclosures) is left out, so its size is that of the
+        search, not of all the patients the caller may see."""
+        wanted = sorted(set(patients))
+        return replace(
+            self,
+            named_within=(
+                None
+                if self.named_within is None
+                else tuple(p for p in wanted if p in self._named_set)
+            ),
+            patients=tuple(p for p in wanted if p in self._patient_set),
+            patients_except=tuple(e for e in self.patients_except if e[0] in wanted),
+            patients_except_records=tuple(
+                e for e in self.patients_except_records if e[0] in wanted
+            ),
+            disclosed=tuple(d for d in self.disclosed if d[0] in wanted),
+            by_category=tuple((c, inner.within(wanted)) for c, inner in self.by_category),
+        )
+
+    @cached_property
+    def _patient_set(self) -> frozenset[str]:
+        return frozenset(self.patients)
+
+    @cached_property
+    def _named_set(self) -> frozenset[str]:
+        return frozenset(self.named_within or ())
+
 
 def _marks(values: tuple[str, ...] | list[str]) -> str:
     return ", ".join("?" * len(values))
@@ -80,9 +114,9 @@ def _held_by(
     if named_within is None:
         conditions += named
     else:
-        within = f"{alias}.patient IN ({_marks(named_within)})"
+        within = f"{alias}.patient {IN_TEXT_LIST}"
         conditions.append(f"(({' OR '.join(named)}) AND {within})")
-        named_args += named_within
+        named_args.append(text_list(named_within))
     return "(" + " OR ".join(conditions) + ")", args + named_args
 
 
@@ -106,8 +140,8 @@ def access_clause(access: AccessFilter | None, alias: str = "r") -> tuple[str, l
         alternatives.append(sql)
         args += more
     if access.patients:
-        alternatives.append(f"{alias}.patient IN ({_marks(access.patients)})")
-        args += access.patients
+        alternatives.append(f"{alias}.patient {IN_TEXT_LIST}")
+        args.append(text_list(access.patients))
     for patient, excluded in access.patients_except:
         held, more = _held_by(excluded, alias)
         alternatives.append(f"({alias}.patient = ? AND NOT {held})")

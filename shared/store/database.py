@@ -1,7 +1,9 @@
 """One database interface over PostgreSQL (asyncpg) and SQLite (aiosqlite).
 
 Services write SQL once, with `?` placeholders; this module adapts it to each dialect,
-owns transactions and wraps every statement in a tracing span. PostgreSQL is the
+owns transactions and wraps every statement in a tracing span. A set of strings of any
+size is one parameter (`IN_TEXT_LIST`, `text_list`), so a statement's text and its number
+of parameters do not grow with the set. PostgreSQL is the
 production database; SQLite is the embedded default that needs no server.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
@@ -54,9 +58,21 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
+IN_TEXT_LIST = "IN (SELECT value FROM json_each(?))"
+"""`column IN_TEXT_LIST`: the column is one of the strings of a `text_list` parameter.
+Written in SQLite's spelling; PostgreSQL's (`json_array_elements_text`) is put in by
+`_to_numbered`."""
+
+
+def text_list(values: Sequence[str]) -> str:
+    """The parameter of an `IN_TEXT_LIST` condition (a JSON array of strings)."""
+    return json.dumps(list(values))
+
+
 @lru_cache(maxsize=1024)
 def _to_numbered(sql: str) -> str:
-    counter = iter(range(1, 10_000))
+    counter = itertools.count(1)
+    sql = sql.replace("json_each(?)", "json_array_elements_text(?)")
     return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
 
 

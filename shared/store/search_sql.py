@@ -132,6 +132,35 @@ def _reference_by_identifier(
     return "(" + " OR ".join(alternatives) + ")", args
 
 
+PATIENT_PARAMS = ("patient",)
+"""The search parameters that name the patient a row is about: the patient of its access
+columns (`ResourceDefinition.patient_of`) for every type that has them."""
+
+
+def searched_patients(query: SearchQuery) -> set[str] | None:
+    """The patients (ids) a search's matches must be about, if one of its criteria says:
+    `patient=Patient/<id>` (or a bare id where only a Patient is a target). None when the
+    search may match rows about anyone."""
+    found: set[str] | None = None
+    for criterion in query.criteria:
+        param = criterion.param
+        if param.name not in PATIENT_PARAMS or param.type is not ParamType.REFERENCE:
+            continue
+        if criterion.modifier:
+            continue
+        ids: set[str] = set()
+        for value in criterion.values:
+            target = reference_target(value)
+            if target is None and param.targets == ("Patient",):
+                target = ("Patient", value)
+            if target is None or target[0] != "Patient":
+                break
+            ids.add(target[1])
+        else:
+            found = ids if found is None else found & ids
+    return found
+
+
 def build_search(
     query: SearchQuery,
     params: dict[str, dict[str, SearchParam]],
@@ -139,6 +168,9 @@ def build_search(
     access: AccessFilter | None = None,
     count_only: bool = False,
 ) -> tuple[str, list[Any]]:
+    patients = searched_patients(query) if access is not None else None
+    if access is not None and patients is not None:
+        access = access.within(patients)
     allowed, args = access_clause(access)
     where = ["r.res_type = ?", "r.deleted = 0", allowed]
     args = [query.resource_type, *args]
