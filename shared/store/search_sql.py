@@ -134,7 +134,9 @@ def _reference_by_identifier(
 
 PATIENT_PARAMS = ("patient",)
 """The search parameters that name the patient a row is about: the patient of its access
-columns (`ResourceDefinition.patient_of`) for every type that has them."""
+columns (`ResourceDefinition.patient_of`). AuditEvent's names every patient of a record,
+not only the first that its columns hold, but its filter names organisations only, which
+`AccessFilter.within` keeps whole."""
 
 
 def searched_patients(query: SearchQuery) -> set[str] | None:
