@@ -56,7 +56,9 @@ def _agent(actor: dict[str, Any]) -> dict[str, Any]:
 
 
 def register_event(event: DomainEvent) -> dict[str, Any] | None:
-    """The AuditEvent of one directory event, or None for what is not audited here."""
+    """The AuditEvent of one directory event, or None for what is not audited here.
+    Always a valid AuditEvent (tests/test_audit_event_shape.py), so it is stored without
+    being parsed against the FHIR model again."""
     interaction = AUDITED.get((event.resource_type, event.name))
     if interaction is None:
         return None
@@ -96,7 +98,9 @@ def register_audit(fhir: FhirService, nc: NATS, settings: Settings) -> DurableCo
 
     async def store(messages: list[Msg]) -> None:
         audits = (register_event(e) for e in readable_events(m.data for m in messages))
-        await store_audit_events(fhir, [audit for audit in audits if audit is not None])
+        await store_audit_events(
+            fhir, [audit for audit in audits if audit is not None], validated=True
+        )
 
     return DurableConsumer(
         nc,
