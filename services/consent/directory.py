@@ -119,12 +119,33 @@ class DirectoryReader(DirectoryClient):
         return await self.read("Patient", patient_id) is not None
 
     async def child_facts(self, patient_id: str) -> ChildFacts:
-        patient = await self.read("Patient", patient_id)
+        """The child's facts from one search: the Patient and, included, every
+        RelatedPerson that names it (one request and one audit record per look, and a
+        child is looked at whenever its record, its parents or its consents change)."""
+        params = [("_id", patient_id), ("_revinclude", "RelatedPerson:patient")]
+        status, bundle = await self.ask(
+            self.request(interaction="search", resource_type="Patient", params=params)
+        )
+        if status != 200 or not isinstance(bundle, dict):
+            raise error(503, "transient", "The directory could not read the child's record")
+        found: dict[str, list[dict[str, Any]]] = {}
+        for entry in bundle.get("entry") or []:
+            resource, mode = entry.get("resource") or {}, (entry.get("search") or {}).get("mode")
+            found.setdefault(f"{mode} {resource.get('resourceType')}", []).append(resource)
+        warnings = found.get("outcome OperationOutcome", [])
+        if any(i.get("code") == "too-costly" for w in warnings for i in w.get("issue") or []):
+            raise error(503, "transient", "The directory left some of the child's people out")
+        patient = next(
+            (p for p in found.get("match Patient", []) if p.get("id") == patient_id), None
+        )
         if patient is None:
             raise ChildNotRegistered.of(patient_id)
-        related = await self.search(
-            "RelatedPerson", [("patient", f"Patient/{patient_id}"), ("_count", "100")]
-        )
+        about_child = ("Patient", patient_id)
+        related = [
+            person
+            for person in found.get("include RelatedPerson", [])
+            if reference_target(person.get("patient")) == about_child
+        ]
         return child_facts(patient, related)
 
     async def versions(self, resource_type: str, res_id: str) -> list[dict[str, Any]]:
