@@ -295,3 +295,34 @@ def test_of_the_consents_only_the_childs_confidential_ones_are_kept_from_the_par
     assert decide(state, theirs, context).permit
     assert not decide(state, childs, context).permit
     assert kept_by_sql([theirs, childs], "consent", context, [state]) == {"Consent/c1"}
+
+
+@settings(max_examples=250, deadline=None)
+@given(
+    known=st.tuples(*(states(p) for p in PATIENTS)).map(list),
+    caller=st.one_of(organisation_callers, person_callers),
+    purpose=st.sampled_from(PURPOSES),
+    facts=resources(),
+    emergency_for=st.one_of(st.none(), st.sampled_from(PATIENTS)),
+    searched=subsets(PATIENTS),
+)
+def test_the_filter_of_a_search_by_patient_needs_only_their_states(
+    known: list[PatientAccessState],
+    caller: Caller,
+    purpose: str,
+    facts: list[ResourceFacts],
+    emergency_for: str | None,
+    searched: list[str],
+) -> None:
+    """A search by patient has its filter made from the searched patients' states alone
+    (`AccessGuard.filter_for`): it keeps what the filter made from every state keeps."""
+    emergency = Emergency(patient=emergency_for, reason="akutt") if emergency_for else None
+    context = AccessContext(caller, purpose_of_use=purpose, emergency=emergency, day=DAY)
+    theirs = [s for s in known if s.patient in searched]
+    for category in CATEGORIES:
+        mine = [f for f in facts if f.category == category]
+        from_all = visibility(known, category, context).within(searched)
+        from_theirs = visibility(theirs, category, context).within(searched)
+        assert kept_by_filter(mine, category, from_theirs) == kept_by_filter(
+            mine, category, from_all
+        )

@@ -8,7 +8,7 @@ patients it is about. Run on PostgreSQL and on SQLite, with the store's own sear
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from pathlib import Path
 
 import pytest
@@ -64,8 +64,12 @@ async def _parents_of(db: Database, *children: str) -> None:
 
 async def _found(db: Database, params: list[tuple[str, str]], access: AccessFilter) -> set[str]:
     query = parse_search("RelatedPerson", params, PARAMS)
+
+    def whole(res_type: str, patients: Collection[str] | None = None) -> AccessFilter:
+        return access
+
     async with db.reader() as conn:
-        page = await STORE.search(conn, query, access_for=lambda _: access)
+        page = await STORE.search(conn, query, access_for=whole)
     return {r.res_id for r in page.resources}
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -436,7 +436,7 @@ async def measure_checked_parts(bench: ConsentBench) -> dict[str, Any]:
     query = parse_search(resource_type, search.params, bench.checked.service.search_params)
     access = guard.filter_for(search)(resource_type)
 
-    def only_this(res_type: str) -> AccessFilter | None:
+    def only_this(res_type: str, patients: Collection[str] | None = None) -> AccessFilter | None:
         return access
 
     async def plain_search() -> SearchPage:

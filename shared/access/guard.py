@@ -17,7 +17,7 @@ record without its care orders) through its type's `ResourceDefinition.shaped`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Protocol
 from urllib.parse import parse_qsl
 
@@ -234,7 +234,10 @@ class AccessGuard:
 
         A filter depends only on the caller, the category, the purpose, an emergency, the
         day and the states that concern the caller; it is kept until one of those states
-        changes (`ConsentView.versions`)."""
+        changes (`ConsentView.versions`). The filter of a search by patient is made from
+        those patients' states alone: the same rows about them (`visibility` takes each
+        state on its own), at the cost of the search rather than of every child the
+        caller may see."""
         context = context_of(request)
         caller = context.caller
         emergency = context.emergency.patient if context.emergency else None
@@ -242,7 +245,10 @@ class AccessGuard:
                     caller.hpr, tuple(caller.roles))  # fmt: skip
         keys = actor_keys(caller)
 
-        def for_category(category: str) -> AccessFilter:
+        def for_category(category: str, patients: Collection[str] | None) -> AccessFilter:
+            if patients is not None:  # computed from their states alone, not kept
+                states = self.view.states_among(keys, patients)
+                return visibility(states, category, context).within(patients)
             key = (identity, category, context.purpose_of_use, emergency, context.day,
                    self.view.versions(keys))  # fmt: skip
             found = self._filters.get(key)
@@ -253,7 +259,9 @@ class AccessGuard:
                 found = self._filters[key] = visibility(states, category, context)
             return found
 
-        def access_for(res_type: str) -> AccessFilter | None:
+        def access_for(
+            res_type: str, patients: Collection[str] | None = None
+        ) -> AccessFilter | None:
             category = self.categories.get(res_type)
             if category is None:
                 return None
@@ -270,8 +278,9 @@ class AccessGuard:
             self.view.ready()
             several = self.type_categories.get(res_type, ())
             if len(several) > 1:
-                return AccessFilter(by_category=tuple((c, for_category(c)) for c in several))
-            return for_category(category)
+                narrowed = tuple((c, for_category(c, patients)) for c in several)
+                return AccessFilter(by_category=narrowed)
+            return for_category(category, patients)
 
         return access_for
 

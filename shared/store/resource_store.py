@@ -10,9 +10,9 @@ on the trigger that keeps history and the index in step (`shared.store.schema`).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -36,6 +36,7 @@ from shared.store.search_sql import (
     include_references_sql,
     resources_by_id_sql,
     revinclude_sql,
+    searched_patients,
 )
 from shared.store.stored import StoredResource as StoredResource
 from shared.store.version_write import NewVersion, UniqueKey, store_new_versions, store_version
@@ -81,8 +82,15 @@ _HISTORY_FROM = "resource_history h"
 """Each version is released by its own access columns: a resource whose patient was
 corrected keeps its old version with the patient it was then about."""
 
-AccessFor = Callable[[str], AccessFilter | None]
-"""The access filter for the resources of one type (None: no filter)."""
+
+class AccessFor(Protocol):
+    """The access filter for the resources of one type (None: no filter). Given
+    `patients`, the rows looked for are about those patients only, and the filter may
+    leave out what it allows about anyone else (`AccessFilter.within`)."""
+
+    def __call__(
+        self, res_type: str, patients: Collection[str] | None = None
+    ) -> AccessFilter | None: ...
 
 
 def _row(row: Any) -> StoredResource:
@@ -98,7 +106,7 @@ def _row(row: Any) -> StoredResource:
     )
 
 
-def no_filter(res_type: str) -> AccessFilter | None:
+def no_filter(res_type: str, patients: Collection[str] | None = None) -> AccessFilter | None:
     """No access filter for any type (an unguarded service)."""
     return None
 
@@ -344,7 +352,7 @@ class ResourceStore:
 
         Matches, `_total` and included resources are all limited to what
         `access_for(type)` allows, in SQL, so nothing filtered out is counted."""
-        access = access_for(query.resource_type)
+        access = access_for(query.resource_type, searched_patients(query))
         sql, args = build_search(query, self.search_params, access=access)
         rows = await conn.fetch(sql, *args)
         resources = [_row(r) for r in _within_budget(rows[: query.count], max_bytes)]
