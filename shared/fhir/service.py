@@ -60,10 +60,11 @@ class FhirService(ServiceData):
     async def unit_of_work(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
         """One transaction for `request`: every write in it, its events and its follow-on
         writes commit together or not at all; after the commit the outbox relay wakes
-        and the directory hears of new relations."""
+        (if the transaction gave it anything to publish) and the directory hears of new
+        relations."""
         async with self.db.transaction() as conn:
             yield StoreUnitOfWork(self, conn, request)
-        await self.committed()
+        await self.committed(outbox_written=conn.outbox_written)
 
     @contextlib.asynccontextmanager
     async def reading(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
@@ -93,10 +94,14 @@ class FhirService(ServiceData):
         """Wake the outbox relay after a committed write."""
         self._on_commit()
 
-    async def committed(self) -> None:
+    async def committed(self, *, outbox_written: bool = True) -> None:
         """After a unit of work commits, before its answer: wake the outbox relay and tell
-        the directory of the relations to children the writes made."""
-        self.notify_commit()
+        the directory of the relations to children the writes made. A transaction that
+        put nothing in the outbox (the audit trail's AuditEvents) leaves the relay asleep:
+        waking it costs a transaction that finds nothing, and a message missed here would
+        still be found by the relay's next poll."""
+        if outbox_written:
+            self.notify_commit()
         made = take_relations()
         if made and self.announcer is not None:
             await self.announcer.announce(made)

@@ -38,6 +38,9 @@ class Connection(Protocol):
     """A connection inside a transaction (or a read-only snapshot)."""
 
     dialect: Dialect
+    outbox_written: bool
+    """Set by what puts a message in the outbox (`shared.store.outbox.add_message`, the
+    version writes): the committer wakes the outbox relay only then."""
 
     async def execute(self, sql: str, *args: Any) -> int: ...
 
@@ -99,6 +102,7 @@ class _PgConnection:
 
     def __init__(self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any]) -> None:
         self._conn = conn
+        self.outbox_written = False
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _traced(self.dialect, sql):
@@ -282,6 +286,7 @@ class _SqliteConnection:
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
+        self.outbox_written = False
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _traced(self.dialect, sql):

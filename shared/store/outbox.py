@@ -71,6 +71,7 @@ async def add_message(
     keeps the order of messages whose subjects end in the same token (the patient's).
     """
     values = (message_id, subject, payload, now_instant())
+    conn.outbox_written = True
     if patient is not None and conn.dialect == "postgresql":
         # One round trip: the lock is taken before the row (and its seq) is made.
         await conn.execute(

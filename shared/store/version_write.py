@@ -116,6 +116,7 @@ async def store_version(
     release = bool(previous_keys) and set(previous_keys) != set(keys)
     claim = keys if release or not previous_keys else ()
     write = _Write(row, previous_version, index, claim, release, messages)
+    conn.outbox_written |= bool(messages)
     if conn.dialect == "postgresql":
         return await _in_one_call(conn, write)
     return await _in_statements(conn, write)
@@ -153,6 +154,7 @@ async def store_new_versions(conn: Connection, versions: Sequence[NewVersion]) -
     writes = [_Write(v.row, 0, v.index, (), False, v.messages) for v in versions]
     if not writes:
         return
+    conn.outbox_written |= any(write.messages for write in writes)
     if conn.dialect != "postgresql":
         for write in writes:
             conflict = await _in_statements(conn, write)
