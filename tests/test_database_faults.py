@@ -91,13 +91,49 @@ async def test_a_database_that_refuses_connections_is_a_503_with_retry_after(
         name = urlparse(url).path.lstrip("/")
         await as_admin(admin, f"ALTER DATABASE {name} ALLOW_CONNECTIONS false")
         await terminate(admin, url)
-        for opening in (db.transaction, db.reader):
+        for opening in (db.transaction, db.reader, db.single):
             with pytest.raises(FhirError) as caught:
                 async with opening() as open_conn:
                     await open_conn.execute("SELECT 1")
             assert caught.value.status == 503
             assert caught.value.headers["Retry-After"] == "2"
             assert caught.value.issues[0].code == "transient"
+    finally:
+        await db.close()
+
+
+async def test_a_statement_that_loses_its_connection_is_an_unknown_outcome(
+    own_database: tuple[str, str],
+) -> None:
+    """A statement on `single` commits by itself: lost while it runs, it may or may not
+    have been stored, which the answer says (504), rather than that nothing was (503)."""
+    admin, url = own_database
+    db = await PostgresDatabase.connect(url, "faults", pool_size=2)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)")
+
+        async def write() -> None:
+            async with db.single() as conn:
+                await conn.execute(
+                    "INSERT INTO notes (id) SELECT 1 FROM (SELECT pg_sleep(5)) AS slow"
+                )
+
+        writing = asyncio.create_task(write())
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            status = await as_admin(
+                admin,
+                "SELECT 1 FROM pg_stat_activity WHERE datname = $1 AND query LIKE '%pg_sleep(5)%'"
+                " AND pid <> pg_backend_pid()",
+                urlparse(url).path.lstrip("/"),
+            )
+            if status != "SELECT 0":
+                break
+        assert await terminate(admin, url) >= 1
+        with pytest.raises(FhirError) as caught:
+            await writing
+        assert caught.value.status == 504
     finally:
         await db.close()
 

@@ -136,10 +136,13 @@ class Dispatcher:
                 for subscription in await self._queue.due(64):
                     if subscription in self._running:
                         continue
-                    if not await self._queue.claim(subscription, self._worker, self._timings.lease):
+                    claimed = await self._queue.claim(
+                        subscription, self._worker, self._timings.lease
+                    )
+                    if claimed is None:
                         continue
                     await self._slots.acquire()
-                    task = asyncio.create_task(self._turn(subscription))
+                    task = asyncio.create_task(self._turn(claimed))
                     self._running[subscription] = task
                     task.add_done_callback(self._finished(subscription))
             except asyncio.CancelledError:
@@ -158,9 +161,10 @@ class Dispatcher:
 
         return done
 
-    async def _turn(self, subscription: str) -> None:
-        """Deliver one subscription while holding its lease; always give the lease back
-        with when it is next due."""
+    async def _turn(self, claimed: Delivery) -> None:
+        """Deliver one subscription (its row as claimed) while holding its lease; always
+        give the lease back with when it is next due."""
+        subscription = claimed.subscription
         due_at: str | None = None
         try:
             with tracer.start_as_current_span(
@@ -168,7 +172,7 @@ class Dispatcher:
             ):
                 renew = partial(self._queue.extend, subscription, self._worker, self._timings.lease)
                 async with KeptLease(renew, self._timings.lease) as lease:
-                    due_at = await self._deliver(subscription, lease)
+                    due_at = await self._deliver(claimed, lease)
         except asyncio.CancelledError:
             due_at = instant()
             raise
@@ -179,10 +183,9 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await self._queue.release(subscription, self._worker, due_at)
 
-    async def _deliver(self, subscription: str, lease: KeptLease) -> str | None:
-        async with self._queue.db.reader() as conn:
-            row = await self._queue.load(conn, subscription)
-        if row is None or row.status == "off":
+    async def _deliver(self, row: Delivery, lease: KeptLease) -> str | None:
+        subscription = row.subscription
+        if row.status == "off":
             return None
         settings, _ = read_settings(row.resource, allow_http=True)
         if settings is None:
@@ -205,10 +208,10 @@ class Dispatcher:
                     return instant()  # another instance carries on at once
                 if not lease.held:
                     return None
-                sent = await self._next_notification(row, settings)
-                if sent is None:
+                after = await self._next_notification(row, settings)
+                if after is None:
                     break
-                row = await self._reload(subscription)
+                row = after
                 if row.status in ("off", "requested") or asked(row.resource) != asking:
                     return instant()  # changed by the partner meanwhile: start a new turn
             else:
@@ -234,9 +237,12 @@ class Dispatcher:
         last = parse_instant(row.last_sent) if row.last_sent else datetime.now(UTC)
         return instant(last + timedelta(seconds=settings.heartbeat))
 
-    async def _next_notification(self, row: Delivery, settings: SubscriptionSettings) -> int | None:
+    async def _next_notification(
+        self, row: Delivery, settings: SubscriptionSettings
+    ) -> Delivery | None:
         """Send the next batch of queued events (or a heartbeat when one is due and nothing
-        is queued). How many events went; None when there was nothing to send."""
+        is queued). The subscription's row after the batch; None when there was nothing
+        to send."""
         queued = await self._queue.pending(row.subscription, settings.max_count)
         if not queued:
             if settings.heartbeat and _seconds_since(row.last_sent) >= settings.heartbeat:
@@ -281,10 +287,14 @@ class Dispatcher:
             await self._gate.record(
                 subscriber, [(event, decision) for _, event, decision in passing], "notify"
             )
-            await self._queue.delivered(row.subscription, [item.seq for item, _, _ in passing])
+            after = await self._queue.delivered(
+                row.subscription, [item.seq for item, _, _ in passing]
+            )
             self.sent += len(notified)
             subscription_notifications.add(len(notified), {"channel": settings.channel})
-        return len(queued)
+            if after is not None:
+                return after
+        return await self._reload(row.subscription)  # every event was withheld
 
     async def _send(
         self, row: Delivery, settings: SubscriptionSettings, kind: str, events: list[NotifiedEvent]

@@ -357,23 +357,25 @@ class DeliveryQueue:
             )
         return [str(row[0]) for row in rows]
 
-    async def claim(self, subscription: str, worker: str, lease_seconds: float) -> bool:
-        """Take the subscription's lease unless another live worker holds it."""
+    async def claim(self, subscription: str, worker: str, lease_seconds: float) -> Delivery | None:
+        """Take the subscription's lease unless another live worker holds it; the row as
+        it is when taken, or None."""
         now = instant()
-        async with self.db.transaction() as conn:
-            changed = await conn.execute(
+        async with self.db.single() as conn:
+            row = await conn.fetchrow(
                 "UPDATE subscription_delivery SET lease_owner = ?, lease_until = ?"
-                " WHERE subscription = ? AND (lease_until IS NULL OR lease_until < ?)",
+                " WHERE subscription = ? AND (lease_until IS NULL OR lease_until < ?)"
+                f" RETURNING {_DELIVERY_COLUMNS}",
                 worker,
                 later(lease_seconds),
                 subscription,
                 now,
             )
-        return changed == 1
+        return _delivery(row) if row is not None else None
 
     async def extend(self, subscription: str, worker: str, lease_seconds: float) -> bool:
         """Keep the lease while delivering; False if it was lost (taken over)."""
-        async with self.db.transaction() as conn:
+        async with self.db.single() as conn:
             changed = await conn.execute(
                 "UPDATE subscription_delivery SET lease_until = ?"
                 " WHERE subscription = ? AND lease_owner = ?",
@@ -384,7 +386,7 @@ class DeliveryQueue:
         return changed == 1
 
     async def release(self, subscription: str, worker: str, due_at: str | None) -> None:
-        async with self.db.transaction() as conn:
+        async with self.db.single() as conn:
             await conn.execute(
                 "UPDATE subscription_delivery SET lease_owner = NULL, lease_until = NULL,"
                 " due_at = CASE WHEN failures = 0 AND (status = 'requested' OR EXISTS"
@@ -441,7 +443,8 @@ class DeliveryQueue:
             )
         return numbers
 
-    async def delivered(self, subscription: str, seqs: list[int]) -> None:
+    async def delivered(self, subscription: str, seqs: list[int]) -> Delivery | None:
+        """Mark events sent and the subscription as not failing; its row as it is now."""
         now = instant()
         async with self.db.transaction() as conn:
             if seqs:
@@ -452,12 +455,14 @@ class DeliveryQueue:
                     now,
                     *seqs,
                 )
-            await conn.execute(
+            row = await conn.fetchrow(
                 "UPDATE subscription_delivery SET failures = 0, failing_since = NULL,"
-                " last_error = NULL, last_sent = ? WHERE subscription = ?",
+                " last_error = NULL, last_sent = ? WHERE subscription = ?"
+                f" RETURNING {_DELIVERY_COLUMNS}",
                 now,
                 subscription,
             )
+        return _delivery(row) if row is not None else None
 
     async def failed(self, subscription: str, reason: str, retry_in: float) -> Delivery | None:
         """Count a failure and when to try again; the row as it is now."""

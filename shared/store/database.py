@@ -58,6 +58,12 @@ class Database(Protocol):
 
     def reader(self) -> contextlib.AbstractAsyncContextManager[Connection]: ...
 
+    def single(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A connection for one write statement that commits by itself: on PostgreSQL one
+        round trip instead of three (BEGIN, the statement, COMMIT). Each statement on it
+        is a transaction of its own, so it is for writes that are one statement."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -277,6 +283,18 @@ class PostgresDatabase:
         finally:
             await _release_broken(self._pool, conn)
 
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[Connection]:
+        conn, _ = await self._begun(write=False)
+        try:
+            yield _PgConnection(conn)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+            raise _contention(exc) from exc
+        except OUTAGE as exc:
+            raise _outcome_unknown(exc) from exc  # lost while the statement committed
+        finally:
+            await _release_broken(self._pool, conn)
+
     async def close(self) -> None:
         await self._pool.close()
 
@@ -357,6 +375,11 @@ class SqliteDatabase:
     @contextlib.asynccontextmanager
     async def reader(self) -> AsyncIterator[Connection]:
         yield _SqliteConnection(self._reader)
+
+    @contextlib.asynccontextmanager
+    async def single(self) -> AsyncIterator[Connection]:
+        async with self._write_lock:  # the writer in autocommit: each statement commits
+            yield _SqliteConnection(self._writer)
 
     async def close(self) -> None:
         await self._writer.close()
