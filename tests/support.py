@@ -400,7 +400,11 @@ def organisation(kind: str, name: str, orgnr: str, kommune: str | None = None) -
 def holder_number(child_id: str, given: str) -> str:
     """A fødselsnummer of the parent `given` of the child, the same each time it is asked."""
     digest = int.from_bytes(hashlib.blake2b(f"{child_id}/{given}".encode()).digest()[:8], "big")
-    return fodselsnummer(date(1970, 1, 1) + timedelta(days=digest % 10_000), digest % 400)
+    # The day and the individual number from different digits: as `digest % 400` is
+    # `digest % 10_000 % 400`, taking both from the same ones left 10,000 numbers, and one
+    # child in 10,000 had two parents of the same number.
+    days, individual = digest % 10_000, digest // 10_000 % 400
+    return fodselsnummer(date(1970, 1, 1) + timedelta(days=days), individual)
 
 
 def parent(child_id: str, given: str, code: str = "felles") -> dict[str, Any]:
