@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+KNOWN_PAIRS_LIMIT = 500_000
+"""Pairs remembered as recorded (about 100 bytes each); past this the memory starts again."""
+
 
 def relations_of(event: DomainEvent) -> set[str]:
     """The organisations an event shows to have a record about its patient."""
@@ -58,6 +61,10 @@ class RelationWatch:
             handler=self.on_events,
             dead_letters=settings.nats_prefix,
         )
+        self._known: set[tuple[str, str]] = set()
+        """Pairs this instance has seen recorded. A relation is never taken back, so an
+        event that shows only known pairs needs no transaction: most events are about
+        children and organisations already related (every change of a referral)."""
 
     async def start(self) -> None:
         await create_table(self.handlers.fhir.db)
@@ -70,9 +77,19 @@ class RelationWatch:
         pairs: dict[tuple[str, str], None] = {}
         for event in readable_events(message.data for message in messages):
             for orgnr in relations_of(event):
-                pairs[(str(event.patient), orgnr)] = None
+                pair = (str(event.patient), orgnr)
+                if pair not in self._known:
+                    pairs[pair] = None
         if not pairs:
             return
         async with self.handlers.fhir.db.transaction() as conn:
             gained = await add_relations(conn, pairs)
+        if any((message.metadata.num_delivered or 1) > 1 for message in messages):
+            # Handed over again: its relations may be recorded already by a try whose
+            # republishing failed, so none shows as gained; republish all its children.
+            gained = list(dict.fromkeys(patient for patient, _ in pairs))
         await self.handlers.republish_all(gained)
+        # Remembered only now: a batch whose republishing failed comes again, unknown.
+        if len(self._known) + len(pairs) > KNOWN_PAIRS_LIMIT:
+            self._known.clear()
+        self._known.update(pairs)
