@@ -133,6 +133,34 @@ class QueuedEvent:
     state: str
 
 
+_NUMBER = """WITH withheld AS (
+    UPDATE subscription_event SET state = 'withheld' WHERE seq = ANY($1::BIGINT[])
+), counted AS (
+    UPDATE subscription_delivery SET events_since_start = events_since_start + $2
+    WHERE subscription = $3 AND lease_owner = $4 AND $2 > 0
+    RETURNING events_since_start
+), numbered AS (
+    UPDATE subscription_event AS e SET number = c.events_since_start - $2 + u.ord
+    FROM counted AS c, unnest($5::BIGINT[]) WITH ORDINALITY AS u(seq, ord)
+    WHERE e.seq = u.seq
+)
+SELECT events_since_start FROM counted"""
+"""`number` on PostgreSQL in one round trip (its parameters numbered: some are used
+twice): the withheld marked, the count raised if the worker holds the lease, and the
+events numbered from it. Its one row is the count after numbering; none if the lease is
+lost or there is nothing to number. (The parts touch different events, so one snapshot
+for all of them is right.)"""
+
+_DELIVERED_ROW = (
+    "UPDATE subscription_delivery SET failures = 0, failing_since = NULL, last_error = NULL,"
+    f" last_sent = ? WHERE subscription = ? RETURNING {_DELIVERY_COLUMNS}"
+)
+_DELIVERED = f"""WITH sent AS (
+    UPDATE subscription_event SET state = 'sent', sent_at = ? WHERE seq = ANY(?::BIGINT[])
+) {_DELIVERED_ROW}"""
+"""`delivered` on PostgreSQL, one statement."""
+
+
 class DeliveryQueue:
     """The queue's SQL. Its database is set when the service's runtime has opened it
     (`db`); the Subscription definition needs the queue before that."""
@@ -417,35 +445,64 @@ class DeliveryQueue:
         (the events stay unnumbered) if `worker` no longer holds the subscription's lease. Only the
         holder numbers, and the numbers are stored before anything is sent, so an event is
         numbered once even when a lease changes hands in the middle of a turn."""
-        async with self.db.transaction() as conn:
-            if withheld:
-                marks = ", ".join("?" * len(withheld))
-                await conn.execute(
-                    f"UPDATE subscription_event SET state = 'withheld' WHERE seq IN ({marks})",
-                    *withheld,
+        if self.db.dialect == "postgresql":
+            async with self.db.single() as conn:
+                row = await conn.fetchrow(
+                    _NUMBER, withheld, len(unnumbered), subscription, worker, unnumbered
                 )
-            if not unnumbered:
-                return {}
-            row = await conn.fetchrow(
-                "UPDATE subscription_delivery SET events_since_start = events_since_start + ?"
-                " WHERE subscription = ? AND lease_owner = ? RETURNING events_since_start",
-                len(unnumbered),
-                subscription,
-                worker,
+            since = row[0] if row is not None else None
+        else:
+            async with self.db.transaction() as conn:
+                since = await self._number_in_statements(
+                    conn, subscription, worker, withheld, unnumbered
+                )
+        if not unnumbered:
+            return {}
+        if since is None:
+            return None
+        first = int(since) - len(unnumbered) + 1
+        return {seq: first + i for i, seq in enumerate(unnumbered)}
+
+    async def _number_in_statements(
+        self,
+        conn: Connection,
+        subscription: str,
+        worker: str,
+        withheld: list[int],
+        unnumbered: list[int],
+    ) -> int | None:
+        """`number` as SQLite takes it: the count after numbering, or None."""
+        if withheld:
+            marks = ", ".join("?" * len(withheld))
+            await conn.execute(
+                f"UPDATE subscription_event SET state = 'withheld' WHERE seq IN ({marks})",
+                *withheld,
             )
-            if row is None:
-                return None
-            first = int(row[0]) - len(unnumbered) + 1
-            numbers = {seq: first + i for i, seq in enumerate(unnumbered)}
-            await conn.executemany(
-                "UPDATE subscription_event SET number = ? WHERE seq = ?",
-                [(number, seq) for seq, number in numbers.items()],
-            )
-        return numbers
+        if not unnumbered:
+            return None
+        row = await conn.fetchrow(
+            "UPDATE subscription_delivery SET events_since_start = events_since_start + ?"
+            " WHERE subscription = ? AND lease_owner = ? RETURNING events_since_start",
+            len(unnumbered),
+            subscription,
+            worker,
+        )
+        if row is None:
+            return None
+        first = int(row[0]) - len(unnumbered) + 1
+        await conn.executemany(
+            "UPDATE subscription_event SET number = ? WHERE seq = ?",
+            [(first + i, seq) for i, seq in enumerate(unnumbered)],
+        )
+        return int(row[0])
 
     async def delivered(self, subscription: str, seqs: list[int]) -> Delivery | None:
         """Mark events sent and the subscription as not failing; its row as it is now."""
         now = instant()
+        if self.db.dialect == "postgresql":
+            async with self.db.single() as conn:
+                row = await conn.fetchrow(_DELIVERED, now, seqs, now, subscription)
+            return _delivery(row) if row is not None else None
         async with self.db.transaction() as conn:
             if seqs:
                 marks = ", ".join("?" * len(seqs))
@@ -455,13 +512,7 @@ class DeliveryQueue:
                     now,
                     *seqs,
                 )
-            row = await conn.fetchrow(
-                "UPDATE subscription_delivery SET failures = 0, failing_since = NULL,"
-                " last_error = NULL, last_sent = ? WHERE subscription = ?"
-                f" RETURNING {_DELIVERY_COLUMNS}",
-                now,
-                subscription,
-            )
+            row = await conn.fetchrow(_DELIVERED_ROW, now, subscription)
         return _delivery(row) if row is not None else None
 
     async def failed(self, subscription: str, reason: str, retry_in: float) -> Delivery | None:
