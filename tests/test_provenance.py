@@ -65,6 +65,14 @@ async def test_gutt_8_each_reader_sees_who_said_it_as_provenance(
         assert {p["id"] for p in entries(with_plans, "include")} == set(p["id"] for p in found), (
             reader
         )
+        links = {link["relation"]: link["url"] for link in with_plans.json()["link"]}
+        assert "_revinclude=Provenance%3Atarget" in links["self"], links
+
+    # A search's answer says what was searched, as any search's does, in the same type.
+    searched = await world.fhir("GET", f"Provenance?target={plan_ref}", by=BUP)
+    assert searched.headers["Content-Type"] == "application/fhir+json; charset=utf-8"
+    self_link = next(link["url"] for link in searched.json()["link"] if link["relation"] == "self")
+    assert self_link.endswith(f"/Provenance?target={plan_ref.replace('/', '%2F')}"), self_link
 
     # The referral's own statements are barnevern's, the requester's; BUP reads them.
     referral_provenance = entries(await world.fhir("GET", f"Provenance?target={source}", by=BUP))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import orjson
 
@@ -27,6 +28,7 @@ from shared.fhir.answers import not_found
 from shared.fhir.elements import orgnr_of
 from shared.fhir.errors import error
 from shared.fhir.extensions import LEGAL_REGIME
+from shared.fhir.resources import FHIR_JSON
 from shared.fhir.statements import kind_regime, stamp_of, statements
 from shared.identifiers import HPR_SYSTEM, ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -46,7 +48,6 @@ TARGET = re.compile(rf"({TYPES})/([A-Za-z0-9\-.]{{1,64}})(?:/_history/(\d{{1,6}}
 TARGET_PATH_EXT = "http://hl7.org/fhir/StructureDefinition/targetPath"
 REGIME_EXT = LEGAL_REGIME.url
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
-FHIR_JSON = "application/fhir+json"
 MAX_TARGETS = 100
 """Targets of one type a `patient` search derives Provenance from (the first page)."""
 
@@ -127,6 +128,10 @@ class ProvenanceView:
                 included += await self._derived(entry["resource"], None)
         bundle["entry"] = [*(bundle.get("entry") or []), *(_entry(request, p, "include")
                                                            for p in included)]  # fmt: skip
+        for link in bundle.get("link") or []:  # the next page includes them too
+            link["url"] += ("&" if "?" in link["url"] else "?") + urlencode(
+                [("_revinclude", REVINCLUDE)]
+            )
         return FhirResponse(status=200, headers=answer.headers, body=orjson.dumps(bundle))
 
     async def _by_id(self, request: FhirRequest, res_id: str) -> dict[str, Any] | None:
@@ -306,9 +311,14 @@ def _bundle(request: FhirRequest, found: list[dict[str, Any]]) -> dict[str, Any]
         "resourceType": "Bundle",
         "type": "searchset",
         "total": len(found),
-        "link": [{"relation": "self", "url": f"{request.base_url}/Provenance"}],
+        "link": [{"relation": "self", "url": _self_url(request)}],
         "entry": [_entry(request, p, "match") for p in found],
     }
+
+
+def _self_url(request: FhirRequest) -> str:
+    path = f"{request.base_url}/Provenance"
+    return f"{path}?{urlencode(request.params)}" if request.params else path
 
 
 def _json(status: int, data: dict[str, Any]) -> FhirResponse:

@@ -45,7 +45,9 @@ MAX_CACHED_FILTERS = 4096
 NOTHING = AccessFilter()
 """Matches no patient data at all."""
 OWN_BASES = frozenset({"own-data", "party", "self"})
-LOOKUP_PARAMS = frozenset({"_count", "_format", "_total", "_totalMethod", "_summary", "_elements"})
+LOOKUP_PARAMS = frozenset(
+    {"_count", "_format", "_pretty", "_total", "_totalMethod", "_summary", "_elements"}
+)
 """Parameters that shape a look-up's answer without changing what it selects."""
 READING = frozenset(
     {"read", "vread", "search", "history-instance", "history-type", "read-operation"}
