@@ -123,6 +123,11 @@ class Settings(BaseSettings):
     subscription_lease_seconds: float = Field(
         3.0, gt=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_LEASE_SECONDS")
     )
+    subscription_linger_seconds: float = Field(
+        0.01, ge=0, le=1, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_LINGER_SECONDS")
+    )
+    """How long a delivery waits for more events before it reads its first batch: the
+    events of those milliseconds go in one notification, numbered, audited and sent once."""
     subscription_allow_http: bool = Field(
         False, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP")
     )

@@ -399,6 +399,27 @@ async def test_a_long_backlog_is_delivered_complete_and_in_order(
     assert [f.split("/")[-3] for f in partner.focus()][:1000] == [f"t{i}" for i in range(1000)]
 
 
+@pytest.mark.parametrize("linger", [1.0, 0.0])
+async def test_events_that_follow_closely_share_a_notification(
+    subscriptions: SubscriptionWorld, linger: float
+) -> None:
+    """Five events 50 ms apart: within the linger they go in one notification; without
+    it each goes as soon as it is queued, so in more than one."""
+    await subscriptions.restart(subscription_linger_seconds=linger)
+    partner = await subscriptions.partner()
+    body = subscription(
+        "referral-status", endpoint=partner.url, filters=(f"performer={BUP}",), max_count=100
+    )
+    await subscriptions.active(body, BUP)
+    for i in range(5):
+        await publish_task_events(subscriptions.settings, 1, prefix=f"close{i}-")
+        await asyncio.sleep(0.05)
+    numbers = await partner.wait_for_numbers(5)
+    assert first_arrivals(numbers) == [1, 2, 3, 4, 5]
+    notifications = len(partner.notifications())
+    assert notifications == 1 if linger else notifications > 1, notifications
+
+
 async def test_an_event_stream_made_anew_is_followed_from_its_start(
     subscriptions: SubscriptionWorld,
 ) -> None:

@@ -62,6 +62,9 @@ class DispatchTimings:
     poll: float
     lease: float
     retry: RetryPolicy
+    linger: float = 0.0
+    """Seconds a turn waits before its first batch, for the events that follow closely to
+    share its notification (`BARNEBRO_SUBSCRIPTION_LINGER_SECONDS`)."""
 
 
 def _seconds_since(moment: str | None) -> float:
@@ -203,6 +206,11 @@ class Dispatcher:
                     subscription, ("requested", "error"), "active", None, as_delivered=asking
                 )
                 row = await self._reload(subscription)
+            if self._timings.linger and not row.failures:
+                # Events come in bursts (a referral's Task and its plan change together):
+                # those of the next moment share this notification, its number, audit
+                # record and send, instead of each having its own turn.
+                await asyncio.sleep(self._timings.linger)
             for _ in range(MAX_BATCHES_PER_TURN):
                 if self._stopping:
                     return instant()  # another instance carries on at once
