@@ -39,8 +39,31 @@ async def queued(queue: DeliveryQueue, events: int) -> list[int]:
     async with queue.db.transaction() as conn:
         resource = {"resourceType": "Subscription", "status": "active"}
         await queue.sync(conn, SUBSCRIPTION, "910000012", "bup", resource, restart=True)
-        await queue.enqueue(conn, [(SUBSCRIPTION, f"e{n}", b"{}") for n in range(events)])
+    assert await queue.lead_fanout("fan-out", 30, 1) == 0
+    matched = [(SUBSCRIPTION, f"e{n}", b"{}") for n in range(events)]
+    assert await queue.queue_matched("fan-out", 30, 1, matched)
     return [event.seq for event in await queue.pending(SUBSCRIPTION, 100)]
+
+
+async def test_matched_events_are_queued_once_in_order_by_the_leader_only(
+    queue: DeliveryQueue,
+) -> None:
+    seqs = await queued(queue, 3)
+    async with queue.db.reader() as conn:
+        order = [
+            r[0] for r in await conn.fetch("SELECT event_id FROM subscription_event ORDER BY seq")
+        ]
+    assert order == ["e0", "e1", "e2"] and len(seqs) == 3
+    again = [(SUBSCRIPTION, "e2", b"{}"), (SUBSCRIPTION, "e3", b"{}")]
+    assert await queue.queue_matched("fan-out", 30, 2, again)
+    assert len(await queue.pending(SUBSCRIPTION, 100)) == 4, "e2 once, e3 added"
+    assert not await queue.queue_matched("fan-out", 30, 2, []), "a watermark moves forward only"
+    assert not await queue.queue_matched("another", 30, 3, [(SUBSCRIPTION, "e4", b"{}")])
+    assert len(await queue.pending(SUBSCRIPTION, 100)) == 4, "not the leader: nothing queued"
+    async with queue.db.reader() as conn:
+        watermark = await conn.fetchrow("SELECT watermark FROM fanout_state")
+    assert watermark is not None and int(watermark[0]) == 2
+    assert await queue.due(10) == [SUBSCRIPTION]
 
 
 async def states(queue: DeliveryQueue) -> dict[int, tuple[str, int | None]]:

@@ -74,7 +74,7 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
             nc,
             settings,
             queue,
-            dispatcher.wake,
+            dispatcher.queued,
             lease=settings.subscription_lease_seconds,
             poll=settings.subscription_poll_seconds,
         )

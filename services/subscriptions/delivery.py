@@ -114,6 +114,13 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def queued(self, subscriptions: set[str]) -> None:
+        """Events were queued for `subscriptions`. A turn under way reads its queue again
+        before it ends, and one that ends wakes the loop, so the loop need look for due
+        subscriptions only if some of these have no turn under way."""
+        if not subscriptions <= self._running.keys():
+            self._wake.set()
+
     async def start(self) -> None:
         await self._rest_hook.start()
         self._task = asyncio.create_task(self._run())

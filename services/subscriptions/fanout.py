@@ -32,7 +32,7 @@ from services.subscriptions.domain.settings import (
     read_settings,
 )
 from services.subscriptions.lease import KeptLease
-from services.subscriptions.queue import Delivery, DeliveryQueue, parse_instant
+from services.subscriptions.queue import Delivery, DeliveryQueue, Matched, parse_instant
 from shared.config import Settings
 from shared.events import DomainEvent, events_subject_filter
 from shared.transport.stopping import stop_task
@@ -55,7 +55,7 @@ class FanOut:
         nc: NATS,
         settings: Settings,
         queue: DeliveryQueue,
-        queued: Callable[[], None],
+        queued: Callable[[set[str]], None],
         *,
         lease: float,
         poll: float,
@@ -189,27 +189,26 @@ class FanOut:
             events.append((event, raised, message.data))
         if last == watermark:
             return watermark
-        async with self._queue.db.transaction() as conn:
-            if not await self._queue.advance(conn, self._worker, self._lease, last):
-                raise LostLease
-            matched = []
-            for delivery in await self._queue.matching_candidates(conn):
-                settings = self._settings(delivery)
-                if settings is None:
-                    continue
-                created = parse_instant(delivery.created)
-                end = instant_of(delivery.resource.get("end"))
-                for event, raised, body in events:
-                    if (
-                        raised >= created
-                        and (end is None or raised <= end)
-                        and matches(settings.topic, list(settings.criteria), event)
-                    ):
-                        matched.append((delivery.subscription, event.id, body))
-            if matched:
-                await self._queue.enqueue(conn, matched)
+        async with self._queue.db.reader() as conn:
+            candidates = await self._queue.matching_candidates(conn)
+        matched: list[Matched] = []
+        for delivery in candidates:
+            settings = self._settings(delivery)
+            if settings is None:
+                continue
+            created = parse_instant(delivery.created)
+            end = instant_of(delivery.resource.get("end"))
+            for event, raised, body in events:
+                if (
+                    raised >= created
+                    and (end is None or raised <= end)
+                    and matches(settings.topic, list(settings.criteria), event)
+                ):
+                    matched.append((delivery.subscription, event.id, body))
+        if not await self._queue.queue_matched(self._worker, self._lease, last, matched):
+            raise LostLease
         self.handled += len(events)
         self.matched += len(matched)
         if matched:
-            self._queued()
+            self._queued({subscription for subscription, _, _ in matched})
         return last

@@ -161,6 +161,32 @@ _DELIVERED = f"""WITH sent AS (
 """`delivered` on PostgreSQL, one statement."""
 
 
+Matched = tuple[str, str, bytes]
+"""(subscription, event id, event): an event matched to a subscription."""
+
+_QUEUE_MATCHED = """WITH advanced AS (
+    UPDATE fanout_state SET watermark = $1, lease_until = $2
+    WHERE name = 'fanout' AND lease_owner = $3 AND watermark < $1
+    RETURNING 1
+), queued AS (
+    INSERT INTO subscription_event (subscription, event_id, event, state, matched)
+    SELECT m.subscription, m.event_id, m.event, 'pending', $4
+    FROM unnest($5::TEXT[], $6::TEXT[], $7::BYTEA[]) WITH ORDINALITY
+        AS m(subscription, event_id, event, n)
+    WHERE EXISTS (SELECT 1 FROM advanced)
+    ORDER BY m.n
+    ON CONFLICT (subscription, event_id) DO NOTHING
+), due AS (
+    UPDATE subscription_delivery SET due_at = $4
+    WHERE subscription = ANY($8::TEXT[]) AND failures = 0 AND (due_at IS NULL OR due_at > $4)
+    AND EXISTS (SELECT 1 FROM advanced)
+)
+SELECT count(*) FROM advanced"""
+"""`queue_matched` on PostgreSQL in one round trip: the watermark advanced if the worker
+leads, and only then the events queued (in their order) and the subscriptions made due.
+Its row counts the watermarks advanced: 1, or 0 when the lease is lost."""
+
+
 class DeliveryQueue:
     """The queue's SQL. Its database is set when the service's runtime has opened it
     (`db`); the Subscription definition needs the queue before that."""
@@ -340,25 +366,46 @@ class DeliveryQueue:
                 worker,
             )
 
-    async def enqueue(self, conn: Connection, matched: list[tuple[str, str, bytes]]) -> set[str]:
+    async def queue_matched(
+        self, worker: str, lease_seconds: float, watermark: int, matched: list[Matched]
+    ) -> bool:
         """Queue (subscription, event id, event) rows, each once however often the event
-        is handed over; make the subscriptions that are not backing off due now."""
+        is handed over, make the subscriptions that are not backing off due now, and
+        record `watermark` as the last stream sequence handled: all or nothing, and only
+        if `worker` still leads the fan-out (False, nothing written, if it does not).
+        On PostgreSQL one statement, on SQLite a transaction."""
         now = instant()
-        await conn.executemany(
-            "INSERT INTO subscription_event (subscription, event_id, event, state, matched)"
-            " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (subscription, event_id) DO NOTHING",
-            [(sub, event_id, body, now) for sub, event_id, body in matched],
-        )
-        subscriptions = {sub for sub, _, _ in matched}
-        for sub in sorted(subscriptions):
-            await conn.execute(
-                "UPDATE subscription_delivery SET due_at = ? WHERE subscription = ?"
-                " AND failures = 0 AND (due_at IS NULL OR due_at > ?)",
-                now,
-                sub,
-                now,
+        if self.db.dialect == "postgresql":
+            async with self.db.single() as conn:
+                row = await conn.fetchrow(
+                    _QUEUE_MATCHED,
+                    watermark,
+                    later(lease_seconds),
+                    worker,
+                    now,
+                    [sub for sub, _, _ in matched],
+                    [event_id for _, event_id, _ in matched],
+                    [body for _, _, body in matched],
+                    sorted({sub for sub, _, _ in matched}),
+                )
+            return row is not None and int(row[0]) == 1
+        async with self.db.transaction() as conn:
+            if not await self.advance(conn, worker, lease_seconds, watermark):
+                return False
+            await conn.executemany(
+                "INSERT INTO subscription_event (subscription, event_id, event, state, matched)"
+                " VALUES (?, ?, ?, 'pending', ?) ON CONFLICT (subscription, event_id) DO NOTHING",
+                [(sub, event_id, body, now) for sub, event_id, body in matched],
             )
-        return subscriptions
+            for sub in sorted({sub for sub, _, _ in matched}):
+                await conn.execute(
+                    "UPDATE subscription_delivery SET due_at = ? WHERE subscription = ?"
+                    " AND failures = 0 AND (due_at IS NULL OR due_at > ?)",
+                    now,
+                    sub,
+                    now,
+                )
+        return True
 
     # -- delivery -----------------------------------------------------------------------
 
