@@ -73,6 +73,12 @@ def _port_in_use(host: str, port: int) -> bool:
     return False
 
 
+READY_TIMEOUT_SECONDS = 300.0
+"""How long `start` waits for every service to be ready. A service applies its migrations
+before it is (a new search parameter indexes every stored resource: a minute for 50,000
+care plans on a busy 2-core machine); one that exits ends the wait at once."""
+
+
 def wait_for_port(port: int, timeout: float) -> bool:
     """Whether something accepts connections on 127.0.0.1:`port` within `timeout` s."""
     deadline = time.monotonic() + timeout
@@ -203,24 +209,27 @@ class LocalStack:
         command = [sys.executable, "-m", "services.cli", "serve", service]
         self.children.append((service, subprocess.Popen(command, env=env)))
 
-    def _gateway_ready(self, timeout: float) -> bool:
+    def _gateway_ready(self, timeout: float) -> set[str]:
         """Wait until the gateway answers and every service started says it is ready (its
-        consent mirror loaded): only then does the first request get an answer."""
+        consent mirror loaded, its migrations applied): only then does the first request
+        get an answer. The services not ready (all of them if one exited), or none."""
         expected = {s for s in self.services if s != "gateway"}
+        waiting = {"gateway", *expected}
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port}/readyz"
         while time.monotonic() < deadline:
             if any(p.poll() is not None for _, p in self.children):
-                return False
+                return {service for service, p in self.children if p.poll() is not None}
             try:
                 with urllib.request.urlopen(url, timeout=5) as response:
                     states = json.loads(response.read())["services"]
-                    if all(states.get(service) == "ready" for service in expected):
-                        return True
+                    waiting = {s for s in expected if states.get(s) != "ready"}
+                    if not waiting:
+                        return set()
             except OSError:
                 pass  # 503 (HTTPError) while not ready, or not listening yet
             time.sleep(0.1)
-        return False
+        return waiting
 
     def _register_demo_organisations(self) -> None:
         """One organisation of each kind, registered as the operator (an import: what is
@@ -305,8 +314,12 @@ class LocalStack:
                 if service != "gateway":
                     self._spawn(service, env)
             self._spawn("gateway", env)
-            if not self._gateway_ready(60):
-                raise StackError("the stack did not start; see the messages above")
+            not_ready = self._gateway_ready(READY_TIMEOUT_SECONDS)
+            if not_ready:
+                raise StackError(
+                    f"the stack did not start ({', '.join(sorted(not_ready))} not ready);"
+                    " see the messages above"
+                )
             self._register_demo_organisations()
         except BaseException:
             self.stop()
