@@ -50,7 +50,7 @@ from shared.events import DomainEvent
 from shared.fhir.conformance_check import ConformanceChecker
 from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
-from shared.store.database import PostgresDatabase
+from shared.store.database import Database, PostgresDatabase, SqliteDatabase
 from tests import servers
 from tests.servers import reachable
 
@@ -96,6 +96,25 @@ async def schema_database(prefix: str) -> AsyncIterator[PostgresDatabase]:
             await admin.execute(f"DROP SCHEMA {schema} CASCADE")
         finally:
             await admin.close()
+
+
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
+"""`params` of a fixture that gives each test a database of each backend."""
+
+
+@contextlib.asynccontextmanager
+async def backend_database(backend: str, tmp_path: Path, name: str) -> AsyncIterator[Database]:
+    """A database of `backend`: a SQLite file in `tmp_path`, or a PostgreSQL schema of
+    its own (`schema_database`), closed (and the schema dropped) afterwards."""
+    if backend != "sqlite":
+        async with schema_database(name) as postgres:
+            yield postgres
+        return
+    db = await SqliteDatabase.connect(tmp_path / f"{name}.sqlite")
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 def test_settings(tmp_path: Path, backend: str, nats: str, **overrides: Any) -> Settings:

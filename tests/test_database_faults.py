@@ -9,6 +9,7 @@ database that refuses connections is a 503 with Retry-After, never a 500.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -59,14 +60,23 @@ async def terminate(admin: str, url: str) -> int:
     return int(status.split()[-1])  # "SELECT <rows>"
 
 
+@contextlib.asynccontextmanager
+async def with_notes(url: str, pool_size: int) -> AsyncIterator[PostgresDatabase]:
+    """The service's database layer on the test's database, with a table `notes`."""
+    db = await PostgresDatabase.connect(url, "faults", pool_size=pool_size)
+    try:
+        async with db.transaction() as conn:
+            await conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)")
+        yield db
+    finally:
+        await db.close()
+
+
 async def test_terminated_connections_are_replaced_before_anything_is_written(
     own_database: tuple[str, str],
 ) -> None:
     admin, url = own_database
-    db = await PostgresDatabase.connect(url, "faults", pool_size=4)
-    try:
-        async with db.transaction() as conn:
-            await conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)")
+    async with with_notes(url, pool_size=4) as db:
 
         async def busy() -> None:
             async with db.reader() as conn:
@@ -78,8 +88,6 @@ async def test_terminated_connections_are_replaced_before_anything_is_written(
             await conn.execute("INSERT INTO notes (id) VALUES (1)")
         async with db.reader() as conn:
             assert await conn.fetch("SELECT id FROM notes") == [(1,)]
-    finally:
-        await db.close()
 
 
 async def test_a_database_that_refuses_connections_is_a_503_with_retry_after(
@@ -108,10 +116,7 @@ async def test_a_statement_that_loses_its_connection_is_an_unknown_outcome(
     """A statement on `single` commits by itself: lost while it runs, it may or may not
     have been stored, which the answer says (504), rather than that nothing was (503)."""
     admin, url = own_database
-    db = await PostgresDatabase.connect(url, "faults", pool_size=2)
-    try:
-        async with db.transaction() as conn:
-            await conn.execute("CREATE TABLE IF NOT EXISTS notes (id INTEGER PRIMARY KEY)")
+    async with with_notes(url, pool_size=2) as db:
 
         async def write() -> None:
             async with db.single() as conn:
@@ -134,8 +139,6 @@ async def test_a_statement_that_loses_its_connection_is_an_unknown_outcome(
         with pytest.raises(FhirError) as caught:
             await writing
         assert caught.value.status == 504
-    finally:
-        await db.close()
 
 
 @pytest.mark.parametrize("moment", ["begin", "body", "commit"])

@@ -11,25 +11,15 @@ from pathlib import Path
 import pytest
 
 from services.subscriptions.queue import DeliveryQueue, create_queue_tables
-from shared.store.database import Database, SqliteDatabase
-from tests.support import schema_database
+from tests.support import BACKENDS, backend_database
 
 SUBSCRIPTION = "s1"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+@pytest.fixture(params=BACKENDS)
 async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[DeliveryQueue]:
-    made = DeliveryQueue()
-    if request.param == "sqlite":
-        db: Database = await SqliteDatabase.connect(tmp_path / "queue.sqlite")
-        made.db = db
-        await create_queue_tables(db)
-        try:
-            yield made
-        finally:
-            await db.close()
-        return
-    async with schema_database("queue") as db:
+    async with backend_database(request.param, tmp_path, "queue") as db:
+        made = DeliveryQueue()
         made.db = db
         await create_queue_tables(db)
         yield made

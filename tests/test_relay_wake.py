@@ -14,9 +14,9 @@ import pytest
 from shared.events import DomainEvent
 from shared.fhir.definitions import Change, EventSpec
 from shared.fhir.service import FhirService
-from shared.store.database import Database, SqliteDatabase
+from shared.store.database import Database
 from shared.store.schema import create_schema
-from tests.support import schema_database
+from tests.support import BACKENDS, backend_database
 from tests.test_engine import BasicDefinition, basic, request
 
 
@@ -27,17 +27,9 @@ class SilentBasic(BasicDefinition):
         return []
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+@pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db: Database = await SqliteDatabase.connect(tmp_path / "unit.sqlite")
-        await create_schema(db)
-        try:
-            yield db
-        finally:
-            await db.close()
-        return
-    async with schema_database("relaywake") as db:
+    async with backend_database(request.param, tmp_path, "relaywake") as db:
         await create_schema(db)
         yield db
 

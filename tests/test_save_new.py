@@ -17,21 +17,13 @@ import pytest
 from shared.fhir.service import FhirService
 from shared.store.database import Database, SqliteDatabase
 from shared.store.schema import create_schema
-from tests.support import schema_database
+from tests.support import BACKENDS, backend_database
 from tests.test_engine import BasicDefinition, basic, request
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+@pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db: Database = await SqliteDatabase.connect(tmp_path / "unit.sqlite")
-        await create_schema(db)
-        try:
-            yield db
-        finally:
-            await db.close()
-        return
-    async with schema_database("savenew") as db:
+    async with backend_database(request.param, tmp_path, "savenew") as db:
         await create_schema(db)
         yield db
 

@@ -8,20 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.store.database import Database, SqliteDatabase
-from tests.support import schema_database
+from shared.store.database import Database
+from tests.support import BACKENDS, backend_database
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
+@pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    if request.param == "sqlite":
-        db: Database = await SqliteDatabase.connect(tmp_path / "single.sqlite")
-        try:
-            yield db
-        finally:
-            await db.close()
-        return
-    async with schema_database("single") as db:
+    async with backend_database(request.param, tmp_path, "single") as db:
         yield db
 
 
