@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -87,7 +86,6 @@ async def test_a_write_without_events_leaves_the_relay_asleep(database: Database
         await uow.save_new([basic("a", id="a"), basic("b", id="b")])
     async with fhir.unit_of_work(request("create")):
         pass
-    stored: Any
     async with database.reader() as conn:
         stored = await conn.fetchrow("SELECT COUNT(*) FROM resources")
     assert stored is not None and int(stored[0]) == 3

@@ -111,9 +111,6 @@ class Dispatcher:
         self._running: dict[str, asyncio.Task[None]] = {}
         self.sent = 0
 
-    def wake(self) -> None:
-        self._wake.set()
-
     def queued(self, subscriptions: set[str]) -> None:
         """Events were queued for `subscriptions`. A turn under way reads its queue again
         before it ends, and one that ends wakes the loop, so the loop need look for due

@@ -187,6 +187,12 @@ leads, and only then the events queued (in their order) and the subscriptions ma
 Its row counts the watermarks advanced: 1, or 0 when the lease is lost."""
 
 
+def _numbered_from(since: int, unnumbered: list[int]) -> dict[int, int]:
+    """The numbers of `unnumbered` (in order) that end at the count `since`."""
+    first = since - len(unnumbered) + 1
+    return {seq: first + i for i, seq in enumerate(unnumbered)}
+
+
 class DeliveryQueue:
     """The queue's SQL. Its database is set when the service's runtime has opened it
     (`db`); the Subscription definition needs the queue before that."""
@@ -507,8 +513,7 @@ class DeliveryQueue:
             return {}
         if since is None:
             return None
-        first = int(since) - len(unnumbered) + 1
-        return {seq: first + i for i, seq in enumerate(unnumbered)}
+        return _numbered_from(int(since), unnumbered)
 
     async def _number_in_statements(
         self,
@@ -536,10 +541,10 @@ class DeliveryQueue:
         )
         if row is None:
             return None
-        first = int(row[0]) - len(unnumbered) + 1
+        numbers = _numbered_from(int(row[0]), unnumbered)
         await conn.executemany(
             "UPDATE subscription_event SET number = ? WHERE seq = ?",
-            [(first + i, seq) for i, seq in enumerate(unnumbered)],
+            [(number, seq) for seq, number in numbers.items()],
         )
         return int(row[0])
 
