@@ -41,6 +41,13 @@ RETRY_DELAYS = (0.5, 2.0, 8.0, 30.0, 120.0, 300.0)
 first, about eight minutes in all, so that a service the handler reads may restart."""
 
 
+def _waiting_after(message: Msg) -> int:
+    """How many messages were waiting for the consumer behind `message` when the server
+    sent it (if it does not say, assume some)."""
+    pending = message.metadata.num_pending
+    return 1 if pending is None else int(pending)
+
+
 class DurableConsumer:
     def __init__(
         self,
@@ -98,11 +105,15 @@ class DurableConsumer:
 
     async def _next_batch(self) -> list[Msg]:
         """Wait (up to a second) for one message, then take what else is waiting. A single
-        fetch of a whole batch would hold the first message until the batch is full."""
+        fetch of a whole batch would hold the first message until the batch is full. The
+        first message tells how many more were waiting when it was sent: when none were,
+        there is nothing to ask the server for (asking costs it a probe, a 'no messages'
+        answer and a waiting request)."""
         messages: list[Msg] = await self._subscription.fetch(1, timeout=1)
-        if self._batch > 1:
+        waiting = min(_waiting_after(messages[0]), self._batch - 1)
+        if waiting > 0:
             with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
-                messages += await self._subscription.fetch(self._batch - 1, timeout=0.005)
+                messages += await self._subscription.fetch(waiting, timeout=0.005)
         return messages
 
     async def _run(self) -> None:
