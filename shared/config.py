@@ -128,6 +128,11 @@ class Settings(BaseSettings):
     )
     """How long a delivery waits for more events before it reads its first batch: the
     events of those milliseconds go in one notification, numbered, audited and sent once."""
+    subscription_hold_seconds: float = Field(
+        0.25, ge=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_HOLD_SECONDS")
+    )
+    """How long a delivery with nothing left to send keeps the subscription for the next
+    events (at most the poll interval), instead of giving it back and claiming it again."""
     subscription_allow_http: bool = Field(
         False, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP")
     )

@@ -1,7 +1,8 @@
 """The delivery queue's lease and numbering statements, on both backends (PostgreSQL
 takes `number` and `delivered` as one statement each, SQLite as several): only the
 lease's holder numbers, numbers run on without gaps, withheld events are never numbered,
-and what is delivered is marked sent with the subscription's row given back."""
+what is delivered is marked sent with the subscription's row given back, and a batch is
+read with the row as it is then."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.subscriptions.queue import DeliveryQueue, create_queue_tables
+from services.subscriptions.queue import DeliveryQueue, QueuedEvent, create_queue_tables
 from tests.support import BACKENDS, backend_database
 
 SUBSCRIPTION = "s1"
@@ -25,6 +26,12 @@ async def queue(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield made
 
 
+async def _pending(queue: DeliveryQueue, limit: int = 100) -> list[QueuedEvent]:
+    found = await queue.next_batch(SUBSCRIPTION, limit)
+    assert found is not None
+    return found[1]
+
+
 async def queued(queue: DeliveryQueue, events: int) -> list[int]:
     async with queue.db.transaction() as conn:
         resource = {"resourceType": "Subscription", "status": "active"}
@@ -32,7 +39,7 @@ async def queued(queue: DeliveryQueue, events: int) -> list[int]:
     assert await queue.lead_fanout("fan-out", 30, 1) == 0
     matched = [(SUBSCRIPTION, f"e{n}", b"{}") for n in range(events)]
     assert await queue.queue_matched("fan-out", 30, 1, matched)
-    return [event.seq for event in await queue.pending(SUBSCRIPTION, 100)]
+    return [event.seq for event in await _pending(queue)]
 
 
 async def test_matched_events_are_queued_once_in_order_by_the_leader_only(
@@ -46,10 +53,10 @@ async def test_matched_events_are_queued_once_in_order_by_the_leader_only(
     assert order == ["e0", "e1", "e2"] and len(seqs) == 3
     again = [(SUBSCRIPTION, "e2", b"{}"), (SUBSCRIPTION, "e3", b"{}")]
     assert await queue.queue_matched("fan-out", 30, 2, again)
-    assert len(await queue.pending(SUBSCRIPTION, 100)) == 4, "e2 once, e3 added"
+    assert len(await _pending(queue)) == 4, "e2 once, e3 added"
     assert not await queue.queue_matched("fan-out", 30, 2, []), "a watermark moves forward only"
     assert not await queue.queue_matched("another", 30, 3, [(SUBSCRIPTION, "e4", b"{}")])
-    assert len(await queue.pending(SUBSCRIPTION, 100)) == 4, "not the leader: nothing queued"
+    assert len(await _pending(queue)) == 4, "not the leader: nothing queued"
     async with queue.db.reader() as conn:
         watermark = await conn.fetchrow("SELECT watermark FROM fanout_state")
     assert watermark is not None and int(watermark[0]) == 2
@@ -99,3 +106,25 @@ async def test_delivered_clears_failures(queue: DeliveryQueue) -> None:
     row = await queue.delivered(SUBSCRIPTION, [])
     assert row is not None and (row.failures, row.last_error, row.failing_since) == (0, None, None)
     assert await queue.delivered("no-such-subscription", []) is None
+
+
+async def test_a_batch_comes_with_the_row_as_it_is_now(queue: DeliveryQueue) -> None:
+    seqs = await queued(queue, 4)
+    assert [event.seq for event in await _pending(queue, 3)] == seqs[:3], "first, in order"
+    async with queue.db.transaction() as conn:
+        resource = {"resourceType": "Subscription", "status": "off"}
+        await queue.sync(conn, SUBSCRIPTION, "910000012", "bup", resource, restart=False)
+    found = await queue.next_batch(SUBSCRIPTION, 10)
+    assert found is not None
+    row, events = found
+    assert row.status == "off" and row.resource["status"] == "off", "the partner's change"
+    assert [event.seq for event in events] == seqs
+
+    claimed = await queue.claim(SUBSCRIPTION, "a", 30)
+    assert claimed is not None
+    assert await queue.number(SUBSCRIPTION, "a", [seqs[0]], seqs[1:]) is not None
+    await queue.delivered(SUBSCRIPTION, seqs[1:])
+    emptied = await queue.next_batch(SUBSCRIPTION, 10)
+    assert emptied is not None and emptied[1] == [], "nothing pending: the row alone"
+    assert emptied[0].events_since_start == 3
+    assert await queue.next_batch("no-such-subscription", 10) is None

@@ -420,6 +420,49 @@ async def test_events_that_follow_closely_share_a_notification(
     assert notifications == 1 if linger else notifications > 1, notifications
 
 
+async def _lease_owner(subscriptions: SubscriptionWorld, sub_id: str) -> str | None:
+    assert subscriptions.service.db is not None
+    async with subscriptions.service.db.reader() as conn:
+        row = await conn.fetchrow(
+            "SELECT lease_owner FROM subscription_delivery WHERE subscription = ?", sub_id
+        )
+    assert row is not None
+    return None if row[0] is None else str(row[0])
+
+
+async def test_a_delivery_holds_its_subscription_for_the_events_that_follow(
+    subscriptions: SubscriptionWorld,
+) -> None:
+    """With a hold (and a poll) of 8 s: after its notification the instance keeps the
+    subscription, and an event queued meanwhile goes at once, in the same turn, not when
+    the hold or the poll runs out."""
+    partner = await subscriptions.partner()
+    body = subscription("referral-status", endpoint=partner.url, filters=(f"performer={BUP}",))
+    sub_id = await subscriptions.active(body, BUP)
+    await subscriptions.restart(
+        subscription_hold_seconds=8.0,
+        subscription_poll_seconds=8.0,
+        subscription_linger_seconds=0.0,
+    )
+    await publish_task_events(subscriptions.settings, 1, prefix="held-a")
+    await partner.wait_for_numbers(1)
+    await asyncio.sleep(1.0)
+    assert await _lease_owner(subscriptions, sub_id) is not None, "kept after its notification"
+    queued = time.monotonic()
+    await publish_task_events(subscriptions.settings, 1, prefix="held-b")
+    assert first_arrivals(await partner.wait_for_numbers(2)) == [1, 2]
+    assert time.monotonic() - queued < 3.0, "woken by the event, not by the hold's end"
+
+    await subscriptions.restart(subscription_hold_seconds=0.0)
+    await publish_task_events(subscriptions.settings, 1, prefix="held-c")
+    assert first_arrivals(await partner.wait_for_numbers(3)) == [1, 2, 3]
+
+    async def given_back() -> bool:
+        return await _lease_owner(subscriptions, sub_id) is None
+
+    await wait_for(given_back, limit=3)
+
+
 async def test_an_event_stream_made_anew_is_followed_from_its_start(
     subscriptions: SubscriptionWorld,
 ) -> None:

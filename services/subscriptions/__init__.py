@@ -62,6 +62,7 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
                 poll=settings.subscription_poll_seconds,
                 lease=settings.subscription_lease_seconds,
                 linger=settings.subscription_linger_seconds,
+                hold=settings.subscription_hold_seconds,
                 retry=RetryPolicy(
                     first=settings.subscription_retry_first_seconds,
                     ceiling=settings.subscription_retry_max_seconds,

@@ -7,9 +7,12 @@ background while the instance delivers, and a crashed instance's lease runs out 
 `BARNEBRO_SUBSCRIPTION_LEASE_SECONDS` and another takes over), and then, for up to
 `max_count` events at a time: decides each with the consent gate (withheld events are never
 sent and never numbered), numbers the rest, sends one Bundle, and marks them sent only after
-the partner has it. A failure leaves them queued, with the same numbers, for a retry after
-an exponential, jittered backoff; after the retry period the subscription shows `error` and
-is still retried, so it resumes by itself when the endpoint returns.
+the partner has it. Each batch is read with the subscription's row as it is then, so a
+partner's change ends the turn before the next send. With nothing left to send, a turn
+keeps the lease for a moment (`hold`) and is woken by the next events queued for it. A
+failure leaves them queued, with the same numbers, for a retry after an exponential,
+jittered backoff; after the retry period the subscription shows `error` and is still
+retried, so it resumes by itself when the endpoint returns.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 import orjson
 from opentelemetry import trace
@@ -65,6 +69,11 @@ class DispatchTimings:
     linger: float = 0.0
     """Seconds a turn waits before its first batch, for the events that follow closely to
     share its notification (`BARNEBRO_SUBSCRIPTION_LINGER_SECONDS`)."""
+    hold: float = 0.0
+    """Seconds a turn with nothing left to send keeps its lease for the next events (at
+    most `poll`; `BARNEBRO_SUBSCRIPTION_HOLD_SECONDS`): at a steady rate a subscription's
+    notifications follow one another in one turn, instead of each being looked for,
+    claimed and given back."""
 
 
 def _seconds_since(moment: str | None) -> float:
@@ -79,6 +88,17 @@ class Failed(Exception):
 
 class LostLease(Exception):
     """Another instance delivers this subscription now."""
+
+
+class Changed(Exception):
+    """The partner changed its Subscription during the turn (`off`, a new endpoint that
+    needs its handshake): the turn ends, and the next one starts from the change."""
+
+
+def _unchanged(now: Delivery, asking: dict[str, Any]) -> None:
+    """Raise `Changed` unless `now` is still on and asks for `asking`."""
+    if now.status in ("off", "requested") or asked(now.resource) != asking:
+        raise Changed
 
 
 class Dispatcher:
@@ -109,12 +129,16 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._arrived: dict[str, asyncio.Event] = {}
+        """Per turn under way: set when events are queued for its subscription."""
         self.sent = 0
 
     def queued(self, subscriptions: set[str]) -> None:
         """Events were queued for `subscriptions`. A turn under way reads its queue again
-        before it ends, and one that ends wakes the loop, so the loop need look for due
-        subscriptions only if some of these have no turn under way."""
+        before it ends (one that holds on, at once), and one that ends wakes the loop, so
+        the loop need look for due subscriptions only if some of these have no turn."""
+        for subscription in subscriptions & self._arrived.keys():
+            self._arrived[subscription].set()
         if not subscriptions <= self._running.keys():
             self._wake.set()
 
@@ -127,6 +151,8 @@ class Dispatcher:
         sending (a few seconds at most): a batch cut off between the partner receiving it
         and its being marked sent would go to the partner again from the next instance."""
         self._stopping = True
+        for arrived in self._arrived.values():
+            arrived.set()  # a turn holding on ends now
         await stop_task(self._task)
         running = list(self._running.values())
         if running:
@@ -149,6 +175,7 @@ class Dispatcher:
                     if claimed is None:
                         continue
                     await self._slots.acquire()
+                    self._arrived[subscription] = asyncio.Event()
                     task = asyncio.create_task(self._turn(claimed))
                     self._running[subscription] = task
                     task.add_done_callback(self._finished(subscription))
@@ -163,6 +190,7 @@ class Dispatcher:
     def _finished(self, subscription: str) -> Callable[[asyncio.Task[None]], None]:
         def done(_: asyncio.Task[None]) -> None:
             self._running.pop(subscription, None)
+            self._arrived.pop(subscription, None)
             self._slots.release()
             self._wake.set()  # its queue may have grown meanwhile
 
@@ -215,19 +243,32 @@ class Dispatcher:
                 # those of the next moment share this notification, its number, audit
                 # record and send, instead of each having its own turn.
                 await asyncio.sleep(self._timings.linger)
+            arrived = self._arrived[subscription]
+            idle = False  # this read follows a hold that brought nothing
             for _ in range(MAX_BATCHES_PER_TURN):
                 if self._stopping:
                     return instant()  # another instance carries on at once
                 if not lease.held:
                     return None
-                after = await self._next_notification(row, settings)
+                arrived.clear()
+                after = await self._next_notification(row, settings, asking)
                 if after is None:
                     break
-                row = after
-                if row.status in ("off", "requested") or asked(row.resource) != asking:
-                    return instant()  # changed by the partner meanwhile: start a new turn
+                row, read = after
+                if read == settings.max_count or arrived.is_set():
+                    idle = False
+                    continue  # more may be queued already
+                if idle and not read:
+                    break
+                # Nothing more was queued here. Another instance's fan-out may have queued
+                # some, so a hold that brings nothing is followed by one more read.
+                idle = not await self._held_on(arrived)
+                if idle and not read:
+                    break
             else:
                 return instant()
+        except Changed:
+            return instant()  # start a new turn with the partner's change
         except Failed as exc:
             return await self._failed(row, str(exc))
         except LostLease:
@@ -236,6 +277,22 @@ class Dispatcher:
             # What failed was withheld meanwhile (its consent ended): nothing is failing.
             await self._queue.delivered(subscription, [])
         return self._heartbeat_due(row, settings)
+
+    async def _held_on(self, arrived: asyncio.Event) -> bool:
+        """Nothing is queued: wait a while for more while no other subscription needs the
+        slot. True if events arrived meanwhile (after the linger, so they share one
+        notification with those that follow closely)."""
+        hold = min(self._timings.hold, self._timings.poll)
+        if hold <= 0 or self._stopping or self._slots.locked():
+            return False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(hold):
+                await arrived.wait()
+        if not arrived.is_set() or self._stopping:
+            return False
+        if self._timings.linger:
+            await asyncio.sleep(self._timings.linger)
+        return True
 
     async def _reload(self, subscription: str) -> Delivery:
         async with self._queue.db.reader() as conn:
@@ -250,17 +307,22 @@ class Dispatcher:
         return instant(last + timedelta(seconds=settings.heartbeat))
 
     async def _next_notification(
-        self, row: Delivery, settings: SubscriptionSettings
-    ) -> Delivery | None:
+        self, row: Delivery, settings: SubscriptionSettings, asking: dict[str, Any]
+    ) -> tuple[Delivery, int] | None:
         """Send the next batch of queued events (or a heartbeat when one is due and nothing
-        is queued). The subscription's row after the batch; None when there was nothing
-        to send."""
-        queued = await self._queue.pending(row.subscription, settings.max_count)
+        is queued): the subscription's row after it, and how many queued events it read
+        (sent or withheld; 0 if none were). None if the subscription is gone; `Changed`
+        if the partner changed what it asks for (`asking`) since the turn began."""
+        found = await self._queue.next_batch(row.subscription, settings.max_count)
+        if found is None:
+            return None
+        row, queued = found
+        _unchanged(row, asking)
         if not queued:
             if settings.heartbeat and _seconds_since(row.last_sent) >= settings.heartbeat:
                 await self._send(row, settings, "heartbeat", [])
-                await self._queue.delivered(row.subscription, [])
-            return None
+                row = await self._queue.delivered(row.subscription, []) or row
+            return row, 0
         subscriber = subscriber_caller(row.owner, row.owner_kind)
         withheld: list[int] = []
         passing = []
@@ -305,8 +367,8 @@ class Dispatcher:
             self.sent += len(notified)
             subscription_notifications.add(len(notified), {"channel": settings.channel})
             if after is not None:
-                return after
-        return await self._reload(row.subscription)  # every event was withheld
+                return after, len(queued)
+        return row, len(queued)  # every event was withheld
 
     async def _send(
         self, row: Delivery, settings: SubscriptionSettings, kind: str, events: list[NotifiedEvent]

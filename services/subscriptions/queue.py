@@ -161,6 +161,16 @@ _DELIVERED = f"""WITH sent AS (
 """`delivered` on PostgreSQL, one statement."""
 
 
+_NEXT_BATCH = (
+    f"SELECT {', '.join('d.' + c for c in _DELIVERY_COLUMNS.split(', '))},"
+    " e.seq, e.event, e.number, e.state FROM subscription_delivery AS d"
+    " LEFT JOIN subscription_event AS e ON e.seq IN (SELECT seq FROM subscription_event"
+    " WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT ?)"
+    " WHERE d.subscription = ? ORDER BY e.seq"
+)
+"""`next_batch`: the row once per pending event (once, with no event, if none)."""
+
+
 Matched = tuple[str, str, bytes]
 """(subscription, event id, event): an event matched to a subscription."""
 
@@ -481,15 +491,22 @@ class DeliveryQueue:
                 worker,
             )
 
-    async def pending(self, subscription: str, limit: int) -> list[QueuedEvent]:
+    async def next_batch(
+        self, subscription: str, limit: int
+    ) -> tuple[Delivery, list[QueuedEvent]] | None:
+        """The subscription's row as it is now and its first `limit` pending events, in
+        one round trip: a delivery sees a partner's change (`off`, a new endpoint) before
+        its next batch. None if the row is gone."""
         async with self.db.reader() as conn:
-            rows = await conn.fetch(
-                "SELECT seq, event, number, state FROM subscription_event"
-                " WHERE subscription = ? AND state = 'pending' ORDER BY seq LIMIT ?",
-                subscription,
-                limit,
-            )
-        return [QueuedEvent(int(r[0]), bytes(r[1]), r[2], str(r[3])) for r in rows]
+            rows = await conn.fetch(_NEXT_BATCH, subscription, limit, subscription)
+        if not rows:
+            return None
+        events = [
+            QueuedEvent(int(r[-4]), bytes(r[-3]), r[-2], str(r[-1]))
+            for r in rows
+            if r[-4] is not None
+        ]
+        return _delivery(rows[0]), events
 
     async def number(
         self, subscription: str, worker: str, withheld: list[int], unnumbered: list[int]
