@@ -1,14 +1,22 @@
-"""The outbox relay stops when asked, whenever the request comes."""
+"""The outbox relay stops when asked, whenever the request comes; reads again at once
+only after a full batch; and, beside another instance that is publishing, tries again
+soon instead of at its next poll."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
-from shared.store.database import SqliteDatabase
-from shared.store.outbox import OutboxRelay
+import pytest
+
+from shared.events import DomainEvent
+from shared.store.database import Database, SqliteDatabase
+from shared.store.outbox import OutboxRelay, add_event
 from shared.store.schema import create_schema
+from tests.support import BACKENDS, backend_database, wait_for
 
 
 async def test_relay_stops_on_cancel_even_as_a_wake_up_arrives(tmp_path: Path) -> None:
@@ -35,3 +43,108 @@ async def test_relay_stops_on_cancel_even_as_a_wake_up_arrives(tmp_path: Path) -
             assert done == {task} and task.cancelled()
     finally:
         await db.close()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with backend_database(request.param, tmp_path, "relay") as db:
+        await create_schema(db)
+        yield db
+
+
+class Published:
+    """The subjects the relay published."""
+
+    def __init__(self) -> None:
+        self.subjects: list[str] = []
+
+    async def __call__(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        self.subjects.append(subject)
+
+
+async def _committed(db: Database, relay: OutboxRelay, count: int, tag: str) -> None:
+    """`count` events committed in one transaction, the relay told as a unit of work
+    tells it."""
+    async with db.transaction() as conn:
+        for n in range(count):
+            event = DomainEvent(type="unit.Basic.created", source="unit", resource_type="Basic",
+                                resource_id=f"{tag}{n}", version_id="1")  # fmt: skip
+            await add_event(conn, event, "unit")
+    relay.notify()
+
+
+@asynccontextmanager
+async def _running(relay: OutboxRelay) -> AsyncIterator[list[int]]:
+    """The relay at work; yields how many rows each of its rounds sent (-1: another
+    instance was publishing)."""
+    rounds: list[int] = []
+    publish_pending = relay.publish_pending
+
+    async def counted() -> int | None:
+        sent = await publish_pending()
+        rounds.append(-1 if sent is None else sent)
+        return sent
+
+    relay.publish_pending = counted  # type: ignore[method-assign]
+    task = asyncio.create_task(relay.run())
+    try:
+        yield rounds
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_only_a_full_batch_is_followed_at_once_by_another_round(
+    database: Database,
+) -> None:
+    """With a 30 s poll: a commit is published at once, in one round; a burst larger than a
+    batch goes in full batches one after another, without waiting for the poll."""
+    published = Published()
+    relay = OutboxRelay(database, published, poll_interval=30, max_backoff=0.5, batch_size=3,
+                        linger=0)  # fmt: skip
+    async with _running(relay) as rounds:
+
+        async def rounds_were(expected: list[int]) -> bool:
+            return rounds == expected
+
+        await wait_for(lambda: rounds_were([0]), 5)  # at start: nothing
+        await _committed(database, relay, 1, "a")
+        await wait_for(lambda: rounds_were([0, 1]), 5)
+        await asyncio.sleep(0.2)
+        assert rounds == [0, 1], "no round after the one that took everything"
+        await _committed(database, relay, 7, "b")
+        await wait_for(lambda: rounds_were([0, 1, 3, 3, 1]), 5)
+        await asyncio.sleep(0.2)
+        assert rounds == [0, 1, 3, 3, 1]
+    assert len(published.subjects) == 8
+
+
+@pytest.mark.services
+async def test_a_relay_that_finds_another_publishing_tries_again_soon(tmp_path: Path) -> None:
+    """PostgreSQL, two instances: while another holds the outbox's publisher lock, this
+    relay's commit waits; once the lock is free it is published soon, not at the next
+    poll (30 s)."""
+    async with backend_database("postgresql", tmp_path, "relaybusy") as db:
+        await create_schema(db)
+        published = Published()
+        relay = OutboxRelay(db, published, poll_interval=30, max_backoff=0.5, linger=0)
+        async with _running(relay) as rounds:
+
+            async def started() -> bool:
+                return rounds == [0]
+
+            async def busy() -> bool:
+                return -1 in rounds
+
+            async def sent() -> bool:
+                return len(published.subjects) == 1
+
+            await wait_for(started, 5)
+            async with db.transaction() as other:
+                await other.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
+                )
+                await _committed(db, relay, 1, "c")
+                await wait_for(busy, 5)
+                assert published.subjects == [], "not while another publishes"
+            await wait_for(sent, 5)

@@ -3,7 +3,10 @@
 `add_event` inserts the event in the caller's transaction, so a resource write and its
 event commit or roll back together. `OutboxRelay` publishes unsent rows to JetStream in
 order, with the event id as `Nats-Msg-Id` (JetStream drops a duplicate within its window),
-marks a row sent only after the publish ack, and backs off while NATS is unavailable.
+marks a row sent only after the publish ack, and backs off while NATS is unavailable. It
+reads again at once only after a full batch; otherwise it waits for the next commit in
+its process (which wakes it) or its poll (another instance's commits). On PostgreSQL one
+instance publishes at a time; one that finds another publishing tries again shortly.
 """
 
 from __future__ import annotations
@@ -93,6 +96,16 @@ async def lock_patient(conn: Connection, patient: str) -> None:
         await conn.execute(f"SELECT {PATIENT_LOCK}", patient)
 
 
+_UNSENT = (
+    "SELECT seq, event_id, subject, payload, created FROM outbox"
+    " WHERE sent_at IS NULL ORDER BY seq LIMIT ?"
+)
+BUSY_RETRY_SECONDS = 0.01
+"""How soon a relay that found another instance publishing tries again (the other may
+have read its rows before this instance's commit), doubling while it stays busy, up to
+the poll interval."""
+
+
 class OutboxRelay:
     """Publishes the outbox of one service's database, oldest first."""
 
@@ -123,7 +136,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def run(self) -> None:
-        failures = 0
+        failures = busy = 0
         while True:
             try:
                 sent = await self.publish_pending()
@@ -136,8 +149,16 @@ class OutboxRelay:
                 log.warning("outbox publish failed (%s); retrying in %.2fs", exc, delay)
                 await asyncio.sleep(delay)
                 continue
-            if sent:
+            if sent is None:
+                await asyncio.sleep(min(self._poll_interval, BUSY_RETRY_SECONDS * 2**busy))
+                busy = min(busy + 1, 16)
                 continue
+            busy = 0
+            if sent == self._batch_size:
+                continue  # more may be waiting already
+            # A batch that was not full took every row committed before it was read. A
+            # row committed since is either this process's (its commit set the wake, so
+            # the wait below ends at once) or another instance's (the poll finds it).
             if time.monotonic() - self._pruned_at > PRUNE_EVERY_SECONDS:
                 with contextlib.suppress(Exception):  # pruning is housekeeping only
                     await self.prune()
@@ -161,17 +182,20 @@ class OutboxRelay:
                 "DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < ?", cutoff
             )
 
-    async def publish_pending(self) -> int:
-        """Publish one batch; return how many rows were sent."""
+    async def publish_pending(self) -> int | None:
+        """Publish one batch; return how many rows were sent, or None if another instance
+        is publishing this outbox (PostgreSQL)."""
         if self._db.dialect == "postgresql":
             # The transaction-scoped advisory lock makes one instance the publisher at a
-            # time; the others find it taken and wait for the next round.
+            # time; the others find it taken and try again shortly. The rows are read in
+            # a statement of their own, after the lock: one that began before it was
+            # taken would not see what the previous holder marked sent.
             async with self._db.transaction() as conn:
                 row = await conn.fetchrow(
                     "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
                 )
                 if row is None or not row[0]:
-                    return 0
+                    return None
                 rows = await self._unsent(conn)
                 sent, failure = await self._publish_rows(rows)
                 await self._mark_sent(conn, sent)
@@ -206,11 +230,7 @@ class OutboxRelay:
         outbox_backlog.set(left)
 
     async def _unsent(self, conn: Connection) -> list[Row]:
-        return await conn.fetch(
-            "SELECT seq, event_id, subject, payload, created FROM outbox"
-            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
-            self._batch_size,
-        )
+        return await conn.fetch(_UNSENT, self._batch_size)
 
     async def _mark_sent(self, conn: Connection, sent: list[int]) -> None:
         if sent:
