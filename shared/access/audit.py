@@ -3,10 +3,12 @@ patient information, stored in JetStream before the answer leaves the service.
 
 Records go to the audit stream (`<prefix>.audit.<service>.<access|emergency>`) and the
 request waits for JetStream's acknowledgement: if the trail cannot be written, nothing is
-released (503). Records of concurrent requests share one message (`AuditBatch`): while
-one publish is in flight, the next records gather for the following one, so under load a
-service pays one acknowledged publish per batch rather than per request. The consent
-service turns each record into a FHIR `AuditEvent`.
+released (503). Records of concurrent requests share one message (`AuditBatch`): the first
+record of a batch waits a millisecond for others, so under load a service pays one
+acknowledged publish per batch rather than per request. A few batches may be in flight at
+once, so that the requests whose records gather meanwhile do not wait for the batch ahead
+of theirs to be acknowledged first. The consent service turns each record into a FHIR
+`AuditEvent`.
 """
 
 from __future__ import annotations
@@ -87,20 +89,65 @@ MAX_BATCH_BYTES = 400_000
 LINGER_SECONDS = 0.001
 """How long the first record of a batch waits for others: a millisecond of latency for
 far fewer acknowledged publishes under load."""
+IN_FLIGHT = 4
+"""Batches published and not yet acknowledged, at most: the records that come while all
+are in flight gather for the next."""
+
+
+Pending = tuple[AuditRecord, bytes, asyncio.Future[None]]
+"""A record, as JSON, and the future its request waits on."""
+
+
+def _batches(pending: list[Pending]) -> list[list[Pending]]:
+    """`pending` in order, cut into messages of at most `MAX_BATCH_BYTES` (a record larger
+    than that goes alone)."""
+    batches: list[list[Pending]] = []
+    size = 0
+    for entry in pending:
+        if not batches or size + len(entry[1]) >= MAX_BATCH_BYTES:
+            batches.append([])
+            size = 0
+        batches[-1].append(entry)
+        size += len(entry[1])
+    return batches
+
+
+def _unavailable(reason: str) -> FhirError:
+    message = f"The audit trail cannot be written; nothing released: {reason}"
+    return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
+
+
+def _answer(pending: list[Pending], failure: FhirError | None) -> None:
+    """Answer each request still waiting: stored (None) or `failure`."""
+    for _, _, future in pending:
+        if future.done():  # answered, or the request was cancelled meanwhile
+            continue
+        if failure is None:
+            future.set_result(None)
+        else:
+            future.set_exception(failure)
 
 
 class AuditPublisher:
     """Writes audit records to the audit stream; `record` returns once they are stored."""
 
     def __init__(
-        self, nc: NATS, prefix: str, timeout: float = 5.0, linger: float = LINGER_SECONDS
+        self,
+        nc: NATS,
+        prefix: str,
+        timeout: float = 5.0,
+        linger: float = LINGER_SECONDS,
+        in_flight: int = IN_FLIGHT,
     ) -> None:
         self._linger = linger
+        self._slots = asyncio.Semaphore(in_flight)
         self._js = nc.jetstream()
         self._prefix = prefix
         self._timeout = timeout
-        self._pending: list[tuple[AuditRecord, bytes, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._pending: list[Pending] = []
+        self._gathering = False
+        """A batch is gathering: the records that come now go in it."""
+        self._flushing: set[asyncio.Task[None]] = set()
         self.published = 0
         """Messages (batches) acknowledged."""
         self.records = 0
@@ -109,31 +156,32 @@ class AuditPublisher:
     async def record(self, record: AuditRecord) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((record, record.model_dump_json().encode(), future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+        if not self._gathering:
+            self._gathering = True
+            task = asyncio.create_task(self._flush())
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
         await future
 
     async def _flush(self) -> None:
-        if self._linger:
-            await asyncio.sleep(self._linger)
-        while self._pending:
-            batch: list[tuple[AuditRecord, bytes, asyncio.Future[None]]] = []
-            size = 0
-            while self._pending and (
-                not batch or size + len(self._pending[0][1]) < MAX_BATCH_BYTES
-            ):
-                entry = self._pending.pop(0)
-                batch.append(entry)
-                size += len(entry[1])
-            records, encoded, _ = zip(*batch, strict=True)
-            failure = await self._publish(list(records), list(encoded))
-            for _, _, future in batch:
-                if future.done():  # the request was cancelled meanwhile
-                    continue
-                if failure is None:
-                    future.set_result(None)
-                else:
-                    future.set_exception(failure)
+        taken: list[Pending] = []
+        try:
+            async with self._slots:
+                if self._linger:
+                    await asyncio.sleep(self._linger)
+                self._gathering = False
+                taken, self._pending = self._pending, []
+                for batch in _batches(taken):
+                    records, encoded, _ = zip(*batch, strict=True)
+                    _answer(batch, await self._publish(list(records), list(encoded)))
+        except BaseException:
+            # Stopped (cancelled) midway: no request may wait for ever, nor be answered
+            # as stored. A batch still gathering is this task's to answer.
+            if not taken:
+                self._gathering = False
+                taken, self._pending = self._pending, []
+            _answer(taken, _unavailable("the service is stopping"))
+            raise
 
     async def _publish(self, records: list[AuditRecord], encoded: list[bytes]) -> FhirError | None:
         kind = "emergency" if any(r.kind == "emergency" for r in records) else "access"
@@ -150,8 +198,7 @@ class AuditPublisher:
             )
         except Exception as exc:
             audit_publish_duration.record(time.perf_counter() - began, {"outcome": "failed"})
-            message = f"The audit trail cannot be written; nothing released: {exc}"
-            return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
+            return _unavailable(str(exc))
         audit_publish_duration.record(time.perf_counter() - began, {"outcome": "stored"})
         self.published += 1
         self.records += len(encoded)
