@@ -58,21 +58,33 @@ class AuditTrail:
                 continue
         # `audit_event` makes only valid AuditEvents (tests/test_audit_event_shape.py)
         events = [audit_event(record) for record in records]
-        await store_audit_events(self._fhir, events, validated=True)
+        # A batch delivered for the first time was never stored: it is not looked for. (A
+        # record stored all the same, by a message republished, fails the batch; its
+        # redelivery looks.)
+        again = any((message.metadata.num_delivered or 1) > 1 for message in messages)
+        await store_audit_events(self._fhir, events, validated=True, maybe_stored=again)
 
 
 async def store_audit_events(
-    fhir: FhirService, events: list[dict[str, Any]], *, validated: bool = False
+    fhir: FhirService,
+    events: list[dict[str, Any]],
+    *,
+    validated: bool = False,
+    maybe_stored: bool = True,
 ) -> None:
     """Store AuditEvents under their own ids, in one transaction: one already stored (a
     redelivery) is left as it is. One that cannot be stored must not hold back the trail:
     it stays on its stream, and the error is logged for an operator. `validated`: made by
-    code that makes only valid ones, so not parsed against the FHIR model again."""
+    code that makes only valid ones, so not parsed against the FHIR model again.
+    `maybe_stored`: False when none can have been stored before, so none is looked for (one
+    that was after all makes the transaction fail, and nothing is stored)."""
     if not events:
         return
     async with fhir.unit_of_work(service_update("AuditEvent", events[0]["id"])) as uow:
-        stored = await uow.existing("AuditEvent", [event["id"] for event in events])
-        new = [event for event in events if event["id"] not in stored]
+        new = events
+        if maybe_stored:
+            stored = await uow.existing("AuditEvent", [event["id"] for event in events])
+            new = [event for event in events if event["id"] not in stored]
         if not validated:
             new = [event for event in new if _valid(event)]
         await uow.save_new(new, validated=True)
