@@ -132,7 +132,8 @@ class Settings(BaseSettings):
         0.25, ge=0, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_HOLD_SECONDS")
     )
     """How long a delivery with nothing left to send keeps the subscription for the next
-    events (at most the poll interval), instead of giving it back and claiming it again."""
+    events (at most the poll interval), instead of giving it back and claiming it again; in
+    the instance that leads the fan-out, which hears of new events at once."""
     subscription_allow_http: bool = Field(
         False, validation_alias=AliasChoices("BARNEBRO_SUBSCRIPTION_ALLOW_HTTP")
     )

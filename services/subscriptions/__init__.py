@@ -70,6 +70,7 @@ def subscriptions_spec(settings: Settings) -> ServiceSpec:
                 ),
             ),
             base_url=settings.base_url,
+            hears_of_events=lambda: fanout.leading,
         )
         fanout = FanOut(
             nc,

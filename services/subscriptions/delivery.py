@@ -9,7 +9,8 @@ background while the instance delivers, and a crashed instance's lease runs out 
 sent and never numbered), numbers the rest, sends one Bundle, and marks them sent only after
 the partner has it. Each batch is read with the subscription's row as it is then, so a
 partner's change ends the turn before the next send. With nothing left to send, a turn
-keeps the lease for a moment (`hold`) and is woken by the next events queued for it. A
+keeps the lease for a moment (`hold`) and is woken by the next events queued for it, in
+the instance that leads the fan-out (which queues them, so hears of them at once). A
 failure leaves them queued, with the same numbers, for a retry after an exponential,
 jittered backoff; after the retry period the subscription shows `error` and is still
 retried, so it resumes by itself when the endpoint returns.
@@ -114,7 +115,10 @@ class Dispatcher:
         timings: DispatchTimings,
         base_url: str,
         max_parallel: int = 64,
+        hears_of_events: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`hears_of_events`: whether `queued` is told of the events queued now (this
+        instance leads the fan-out); a turn holds on for more only while it is."""
         self._queue = queue
         self._gate = gate
         self._reader = reader
@@ -123,6 +127,7 @@ class Dispatcher:
         self._status = status
         self._timings = timings
         self._base_url = base_url
+        self._hears_of_events = hears_of_events
         self._slots = asyncio.Semaphore(max_parallel)
         self._wake = asyncio.Event()
         self._worker = f"{uuid.uuid4()}"
@@ -283,7 +288,7 @@ class Dispatcher:
         slot. True if events arrived meanwhile (after the linger, so they share one
         notification with those that follow closely)."""
         hold = min(self._timings.hold, self._timings.poll)
-        if hold <= 0 or self._stopping or self._slots.locked():
+        if hold <= 0 or self._stopping or self._slots.locked() or not self._hears_of_events():
             return False
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(hold):

@@ -75,6 +75,8 @@ class FanOut:
         self._stream_identity = ""
         self.matched = 0
         self.handled = 0
+        self.leading = False
+        """This instance follows the stream now: it queues the matches, and hears of them."""
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -98,7 +100,11 @@ class FanOut:
                         log.warning("the event stream was made anew; following it from its start")
                         watermark = 0
                     async with KeptLease(self._renew, self._lease) as lease:
-                        await self._follow(watermark, lease)
+                        self.leading = True
+                        try:
+                            await self._follow(watermark, lease)
+                        finally:
+                            self.leading = False
             except asyncio.CancelledError:
                 raise
             except LostLease:
