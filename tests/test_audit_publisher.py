@@ -4,44 +4,25 @@ sharing messages; a trail that cannot be written refuses the release."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
 
 import orjson
 import pytest
-from nats.js.errors import NotFoundError
 
-from shared.access.audit import MAX_BATCH_BYTES, AuditEntity, AuditPublisher, AuditRecord
+from shared.access.audit import MAX_BATCH_BYTES, AuditPublisher, AuditRecord
 from shared.access.audit import _batches as batches
 from shared.config import Settings
 from shared.fhir.errors import FhirError
 from shared.transport.nats_connection import close, connect, ensure_event_stream
-from tests.support import nats_url
+from tests.nats_streams import audit_record, own_streams
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 async def settings() -> AsyncIterator[Settings]:
-    made = Settings(nats_url=nats_url(), nats_prefix=f"ap{uuid.uuid4().hex[:8]}")
-    yield made
-    nc = await connect(made, "barnebro-test-cleanup")
-    try:
-        js = nc.jetstream()
-        for stream in (made.stream_name, made.audit_stream_name, made.dead_letter_stream_name):
-            with contextlib.suppress(NotFoundError):
-                await js.delete_stream(stream)
-    finally:
-        await close(nc)
-
-
-def _record(n: int) -> AuditRecord:
-    entity = AuditEntity(
-        reference=f"Task/t{n}", patient="p1", category="referral", permit=True, basis="party"
-    )
-    return AuditRecord(service="referral", interaction="read", purpose_of_use="TREAT",
-                       entities=[entity])  # fmt: skip
+    async with own_streams("ap") as made:
+        yield made
 
 
 async def _stored(settings: Settings) -> list[list[str]]:
@@ -67,7 +48,7 @@ async def test_concurrent_records_are_stored_once_each_before_they_return(
     try:
         await ensure_event_stream(nc, settings)
         publisher = AuditPublisher(nc, settings.nats_prefix)
-        records = [_record(n) for n in range(40)]
+        records = [audit_record(n) for n in range(40)]
         missing_when_returned: list[str] = []
 
         async def request(record: AuditRecord) -> None:
@@ -92,7 +73,7 @@ async def test_a_trail_that_cannot_be_written_releases_nothing(settings: Setting
     try:
         publisher = AuditPublisher(nc, settings.nats_prefix, timeout=1.0)
         with pytest.raises(FhirError) as refused:
-            await publisher.record(_record(1))
+            await publisher.record(audit_record(1))
         assert refused.value.status == 503
         assert "nothing released" in (refused.value.issues[0].diagnostics or "")
     finally:
@@ -103,7 +84,9 @@ def test_batches_keep_order_and_stay_under_the_message_size() -> None:
     loop = asyncio.new_event_loop()
     try:
         sizes = [100, MAX_BATCH_BYTES // 2, MAX_BATCH_BYTES // 2, MAX_BATCH_BYTES + 5, 10, 10]
-        pending = [(_record(n), b"x" * size, loop.create_future()) for n, size in enumerate(sizes)]
+        pending = [
+            (audit_record(n), b"x" * size, loop.create_future()) for n, size in enumerate(sizes)
+        ]
         cut = batches(pending)
     finally:
         loop.close()
@@ -124,14 +107,14 @@ async def test_a_batch_stopped_while_gathering_answers_its_requests(settings: Se
     try:
         await ensure_event_stream(nc, settings)
         publisher = AuditPublisher(nc, settings.nats_prefix, linger=0.5)
-        waiting = asyncio.create_task(publisher.record(_record(1)))
+        waiting = asyncio.create_task(publisher.record(audit_record(1)))
         await asyncio.sleep(0.05)
         for flushing in list(publisher._flushing):
             flushing.cancel()
         with pytest.raises(FhirError) as refused:
             await waiting
         assert refused.value.status == 503
-        later = _record(2)
+        later = audit_record(2)
         await publisher.record(later)
         assert await _stored(settings) == [[later.id]]
     finally:

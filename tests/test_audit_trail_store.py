@@ -5,23 +5,21 @@ nothing aside."""
 
 from __future__ import annotations
 
-import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from nats.js.errors import NotFoundError
 
 from services.consent.audit_trail import AuditTrail
 from services.consent.resources import consent_definitions
-from shared.access.audit import AuditBatch, AuditEntity, AuditRecord
+from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.fhir.service import FhirService
 from shared.store.database import Database
 from shared.store.schema import create_schema
 from shared.transport.nats_connection import close, connect, ensure_event_stream
-from tests.support import BACKENDS, backend_database, nats_url, wait_for
+from tests.nats_streams import audit_record, own_streams
+from tests.support import BACKENDS, backend_database, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -35,28 +33,12 @@ async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
 @pytest.fixture
 async def settings() -> AsyncIterator[Settings]:
-    made = Settings(nats_url=nats_url(), nats_prefix=f"at{uuid.uuid4().hex[:8]}")
-    yield made
-    nc = await connect(made, "barnebro-test-cleanup")
-    try:
-        js = nc.jetstream()
-        for stream in (made.stream_name, made.audit_stream_name, made.dead_letter_stream_name):
-            with contextlib.suppress(NotFoundError):
-                await js.delete_stream(stream)
-    finally:
-        await close(nc)
+    async with own_streams("at") as made:
+        yield made
 
 
 def _batch(*records: AuditRecord) -> bytes:
     return AuditBatch(records=list(records)).model_dump_json().encode()
-
-
-def _record(n: int) -> AuditRecord:
-    entity = AuditEntity(
-        reference=f"Task/t{n}", patient="p1", category="referral", permit=True, basis="party"
-    )
-    return AuditRecord(service="referral", interaction="read", purpose_of_use="TREAT",
-                       orgnr="910000012", entities=[entity])  # fmt: skip
 
 
 async def _stored_ids(db: Database) -> list[str]:
@@ -78,7 +60,7 @@ async def test_each_record_is_stored_once_also_when_its_message_comes_again(
     try:
         js = nc.jetstream()
         subject = f"{settings.nats_prefix}.audit.referral.access"
-        first, second, third = _record(1), _record(2), _record(3)
+        first, second, third = audit_record(1), audit_record(2), audit_record(3)
         await js.publish(subject, _batch(first, second))
 
         async def stored(expected: list[str]) -> bool:

@@ -3,7 +3,6 @@ child's access state is emptied instead of failing for ever."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,22 +13,16 @@ from shared.transport.consumer import DurableConsumer
 from shared.transport.dead_letters import dead_letters, replay
 from shared.transport.nats_connection import close, connect, ensure_event_stream
 from tests.consent_world import BVT, World
-from tests.support import nats_url, wait_for
+from tests.nats_streams import own_streams
+from tests.support import wait_for
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 async def settings() -> AsyncIterator[Settings]:
-    made = Settings(nats_url=nats_url(), nats_prefix=f"dl{uuid.uuid4().hex[:8]}")
-    yield made
-    nc = await connect(made, "barnebro-test-cleanup")
-    try:
-        js = nc.jetstream()
-        for stream in (made.stream_name, made.audit_stream_name, made.dead_letter_stream_name):
-            await js.delete_stream(stream)
-    finally:
-        await close(nc)
+    async with own_streams("dl") as made:
+        yield made
 
 
 async def test_a_message_that_keeps_failing_is_set_aside_and_can_be_replayed(

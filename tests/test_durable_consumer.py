@@ -3,7 +3,6 @@ than the first message only when the first says more are waiting."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,20 +12,16 @@ from nats.aio.msg import Msg
 from shared.config import Settings
 from shared.transport.consumer import DurableConsumer
 from shared.transport.nats_connection import close, connect, ensure_event_stream
-from tests.support import nats_url, wait_for
+from tests.nats_streams import own_streams
+from tests.support import wait_for
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 async def settings() -> AsyncIterator[Settings]:
-    made = Settings(nats_url=nats_url(), nats_prefix=f"dc{uuid.uuid4().hex[:8]}")
-    yield made
-    nc = await connect(made, "barnebro-test-cleanup")
-    try:
-        await nc.jetstream().delete_stream(made.stream_name)
-    finally:
-        await close(nc)
+    async with own_streams("dc") as made:
+        yield made
 
 
 async def test_what_is_waiting_comes_in_one_batch_and_a_lone_message_alone(
