@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import logging
 import os
 import time
 
@@ -25,6 +26,8 @@ from pydantic import BaseModel, Field
 from shared import clock
 from shared.fhir.errors import FhirError, Issue
 from shared.metrics import audit_publish_duration
+
+log = logging.getLogger(__name__)
 
 _KEY = os.urandom(32)
 _SEQUENCE = itertools.count(1)
@@ -113,7 +116,10 @@ def _batches(pending: list[Pending]) -> list[list[Pending]]:
 
 
 def _unavailable(reason: str) -> FhirError:
-    message = f"The audit trail cannot be written; nothing released: {reason}"
+    """The answer to a request whose record could not be stored. Why is logged for the
+    operator, not told to the client (it names the broker's internals)."""
+    log.warning("the audit trail cannot be written; nothing released: %s", reason)
+    message = "The audit trail cannot be written; nothing released"
     return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
 
 
