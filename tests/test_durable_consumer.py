@@ -1,5 +1,6 @@
 """A durable consumer hands on what is waiting in one batch, and asks the server for more
-than the first message only when the first says more are waiting."""
+than the first message only when the first says more are waiting (or was delivered
+again, since the count leaves those out)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from nats.aio.msg import Msg
 
 from shared.config import Settings
 from shared.transport.consumer import DurableConsumer
+from shared.transport.consumer import _waiting_after as waiting_after
 from shared.transport.nats_connection import close, connect, ensure_event_stream
 from tests.nats_streams import own_streams
 from tests.support import wait_for
@@ -76,3 +78,17 @@ async def test_what_is_waiting_comes_in_one_batch_and_a_lone_message_alone(
     finally:
         await consumer.stop()
         await close(nc)
+
+
+def _delivered(times: int, pending: int) -> Msg:
+    """A message as JetStream hands it over: its metadata is in the reply subject."""
+    reply = f"$JS.ACK.S.c.{times}.10.11.1700000000000000000.{pending}"
+    return Msg(_client=None, subject="x", reply=reply, data=b"")  # type: ignore[arg-type]
+
+
+def test_more_is_asked_for_when_waiting_or_after_a_redelivery() -> None:
+    assert waiting_after(_delivered(1, 0), 99) == 0, "nothing waiting behind it"
+    assert waiting_after(_delivered(1, 5), 99) == 5
+    assert waiting_after(_delivered(1, 500), 99) == 99, "at most a batch"
+    # num_pending leaves out messages due again: after a redelivery, ask for a batch.
+    assert waiting_after(_delivered(2, 0), 99) == 99

@@ -41,11 +41,15 @@ RETRY_DELAYS = (0.5, 2.0, 8.0, 30.0, 120.0, 300.0)
 first, about eight minutes in all, so that a service the handler reads may restart."""
 
 
-def _waiting_after(message: Msg) -> int:
-    """How many messages were waiting for the consumer behind `message` when the server
-    sent it (if it does not say, assume some)."""
+def _waiting_after(message: Msg, batch: int) -> int:
+    """How many more messages to ask for after `message`, at most `batch`: those that were
+    waiting for the consumer behind it when the server sent it. That count leaves out
+    messages due again (unacknowledged after a restart, or retried), so after a message
+    delivered again, or one that does not say, ask for a whole batch."""
     pending = message.metadata.num_pending
-    return 1 if pending is None else int(pending)
+    if pending is None or (message.metadata.num_delivered or 1) > 1:
+        return batch
+    return min(int(pending), batch)
 
 
 class DurableConsumer:
@@ -110,7 +114,7 @@ class DurableConsumer:
         there is nothing to ask the server for (asking costs it a probe, a 'no messages'
         answer and a waiting request)."""
         messages: list[Msg] = await self._subscription.fetch(1, timeout=1)
-        waiting = min(_waiting_after(messages[0]), self._batch - 1)
+        waiting = _waiting_after(messages[0], self._batch - 1)
         if waiting > 0:
             with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
                 messages += await self._subscription.fetch(waiting, timeout=0.005)
