@@ -41,17 +41,6 @@ RETRY_DELAYS = (0.5, 2.0, 8.0, 30.0, 120.0, 300.0)
 first, about eight minutes in all, so that a service the handler reads may restart."""
 
 
-def _waiting_after(message: Msg, batch: int) -> int:
-    """How many more messages to ask for after `message`, at most `batch`: those that were
-    waiting for the consumer behind it when the server sent it. That count leaves out
-    messages due again (unacknowledged after a restart, or retried), so after a message
-    delivered again, or one that does not say, ask for a whole batch."""
-    pending = message.metadata.num_pending
-    if pending is None or (message.metadata.num_delivered or 1) > 1:
-        return batch
-    return min(int(pending), batch)
-
-
 class DurableConsumer:
     def __init__(
         self,
@@ -109,15 +98,11 @@ class DurableConsumer:
 
     async def _next_batch(self) -> list[Msg]:
         """Wait (up to a second) for one message, then take what else is waiting. A single
-        fetch of a whole batch would hold the first message until the batch is full. The
-        first message tells how many more were waiting when it was sent: when none were,
-        there is nothing to ask the server for (asking costs it a probe, a 'no messages'
-        answer and a waiting request)."""
+        fetch of a whole batch would hold the first message until the batch is full."""
         messages: list[Msg] = await self._subscription.fetch(1, timeout=1)
-        waiting = _waiting_after(messages[0], self._batch - 1)
-        if waiting > 0:
+        if self._batch > 1:
             with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
-                messages += await self._subscription.fetch(waiting, timeout=0.005)
+                messages += await self._subscription.fetch(self._batch - 1, timeout=0.005)
         return messages
 
     async def _run(self) -> None:
