@@ -96,10 +96,6 @@ async def lock_patient(conn: Connection, patient: str) -> None:
         await conn.execute(f"SELECT {PATIENT_LOCK}", patient)
 
 
-_UNSENT = (
-    "SELECT seq, event_id, subject, payload, created FROM outbox"
-    " WHERE sent_at IS NULL ORDER BY seq LIMIT ?"
-)
 BUSY_RETRY_SECONDS = 0.01
 """How soon a relay that found another instance publishing tries again (the other may
 have read its rows before this instance's commit), doubling while it stays busy, up to
@@ -230,7 +226,11 @@ class OutboxRelay:
         outbox_backlog.set(left)
 
     async def _unsent(self, conn: Connection) -> list[Row]:
-        return await conn.fetch(_UNSENT, self._batch_size)
+        return await conn.fetch(
+            "SELECT seq, event_id, subject, payload, created FROM outbox"
+            " WHERE sent_at IS NULL ORDER BY seq LIMIT ?",
+            self._batch_size,
+        )
 
     async def _mark_sent(self, conn: Connection, sent: list[int]) -> None:
         if sent:
