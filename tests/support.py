@@ -51,6 +51,7 @@ from shared.fhir.conformance_check import ConformanceChecker
 from shared.identifiers import FNR_SYSTEM, KOMMUNENUMMER_SYSTEM, ORGNR_SYSTEM
 from shared.runtime import ServiceRuntime
 from shared.store.database import Database, PostgresDatabase, SqliteDatabase
+from shared.store.schema import create_schema
 from tests import servers
 from tests.servers import reachable
 
@@ -115,6 +116,14 @@ async def backend_database(backend: str, tmp_path: Path, name: str) -> AsyncIter
         yield db
     finally:
         await db.close()
+
+
+@contextlib.asynccontextmanager
+async def store_database(backend: str, tmp_path: Path, name: str) -> AsyncIterator[Database]:
+    """`backend_database` with the resource store's tables made."""
+    async with backend_database(backend, tmp_path, name) as db:
+        await create_schema(db)
+        yield db
 
 
 def test_settings(tmp_path: Path, backend: str, nats: str, **overrides: Any) -> Settings:

@@ -16,18 +16,16 @@ from shared.access.audit import AuditBatch, AuditRecord
 from shared.config import Settings
 from shared.fhir.service import FhirService
 from shared.store.database import Database
-from shared.store.schema import create_schema
 from shared.transport.nats_connection import close, connect, ensure_event_stream
 from tests.nats_streams import audit_record, own_streams
-from tests.support import BACKENDS, backend_database, wait_for
+from tests.support import BACKENDS, store_database, wait_for
 
 pytestmark = pytest.mark.services
 
 
 @pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with backend_database(request.param, tmp_path, "audittrail") as db:
-        await create_schema(db)
+    async with store_database(request.param, tmp_path, "audittrail") as db:
         yield db
 
 

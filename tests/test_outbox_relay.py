@@ -16,7 +16,7 @@ from shared.events import DomainEvent
 from shared.store.database import Database, SqliteDatabase
 from shared.store.outbox import OutboxRelay, add_event
 from shared.store.schema import create_schema
-from tests.support import BACKENDS, backend_database, wait_for
+from tests.support import BACKENDS, store_database, wait_for
 
 
 async def test_relay_stops_on_cancel_even_as_a_wake_up_arrives(tmp_path: Path) -> None:
@@ -47,8 +47,7 @@ async def test_relay_stops_on_cancel_even_as_a_wake_up_arrives(tmp_path: Path) -
 
 @pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with backend_database(request.param, tmp_path, "relay") as db:
-        await create_schema(db)
+    async with store_database(request.param, tmp_path, "relay") as db:
         yield db
 
 
@@ -124,8 +123,7 @@ async def test_a_relay_that_finds_another_publishing_tries_again_soon(tmp_path: 
     """PostgreSQL, two instances: while another holds the outbox's publisher lock, this
     relay's commit waits; once the lock is free it is published soon, not at the next
     poll (30 s)."""
-    async with backend_database("postgresql", tmp_path, "relaybusy") as db:
-        await create_schema(db)
+    async with store_database("postgresql", tmp_path, "relaybusy") as db:
         published = Published()
         relay = OutboxRelay(db, published, poll_interval=30, max_backoff=0.5, linger=0)
         async with _running(relay) as rounds:

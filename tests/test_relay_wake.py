@@ -14,8 +14,7 @@ from shared.events import DomainEvent
 from shared.fhir.definitions import Change, EventSpec
 from shared.fhir.service import FhirService
 from shared.store.database import Database
-from shared.store.schema import create_schema
-from tests.support import BACKENDS, backend_database
+from tests.support import BACKENDS, store_database
 from tests.test_engine import BasicDefinition, basic, request
 
 
@@ -28,8 +27,7 @@ class SilentBasic(BasicDefinition):
 
 @pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with backend_database(request.param, tmp_path, "relaywake") as db:
-        await create_schema(db)
+    async with store_database(request.param, tmp_path, "relaywake") as db:
         yield db
 
 

@@ -17,14 +17,13 @@ import pytest
 from shared.fhir.service import FhirService
 from shared.store.database import Database, SqliteDatabase
 from shared.store.schema import create_schema
-from tests.support import BACKENDS, backend_database
+from tests.support import BACKENDS, store_database
 from tests.test_engine import BasicDefinition, basic, request
 
 
 @pytest.fixture(params=BACKENDS)
 async def database(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
-    async with backend_database(request.param, tmp_path, "savenew") as db:
-        await create_schema(db)
+    async with store_database(request.param, tmp_path, "savenew") as db:
         yield db
 
 
