@@ -15,6 +15,7 @@ answered 503 and nothing is cached: a failing register must not read as "not reg
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -60,15 +61,14 @@ class OrganisationKinds:
         return caller.model_copy(update={"org_kind": kind})
 
     async def kind_of(self, orgnr: str, base_url: str) -> str | None:
-        request = FhirRequest(
-            interaction="search",
-            resource_type="Organization",
-            params=[("identifier", f"{ORGNR_SYSTEM}|{orgnr}")],
-            base_url=base_url,
-            caller=GATEWAY_CALLER,
-        )
-
         async def ask() -> tuple[int, bytes]:
+            request = FhirRequest(
+                interaction="search",
+                resource_type="Organization",
+                params=[("identifier", f"{ORGNR_SYSTEM}|{orgnr}")],
+                base_url=base_url,
+                caller=GATEWAY_CALLER,
+            )
             try:
                 response = await self._dispatch(request, b"")
             except FhirError as exc:
@@ -90,8 +90,10 @@ def _unavailable(orgnr: str, cause: str) -> FhirError:
     )
 
 
+@functools.lru_cache(maxsize=1024)
 def _kind_in(body: bytes, orgnr: str) -> str | None:
-    """The registered kind of the organisation, if it is in use."""
+    """The registered kind of the organisation, if it is in use. Remembered per answer: a
+    kept answer is the same bytes on every request until the register changes."""
     for entry in orjson.loads(body).get("entry", []):
         resource = entry.get("resource") or {}
         numbers = [
