@@ -11,7 +11,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 
 from shared.config import Settings
-from shared.telemetry import JsonFormatter, setup_tracing
+from shared.telemetry import JsonFormatter, setup_tracing, span, trace_context, tracing
 
 
 def test_no_endpoint_means_no_tracer_provider() -> None:
@@ -45,3 +45,32 @@ def test_json_log_lines_carry_the_trace_and_span_ids() -> None:
     assert line["span_id"] == format(context.span_id, "016x")
     outside = orjson.loads(formatter.format(record))
     assert "trace_id" not in outside
+
+
+def test_without_a_provider_no_span_is_made_and_no_context_is_carried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    assert not tracing()
+    parent = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    with span(trace.get_tracer("test"), "work", parent=parent) as current:
+        assert not current.is_recording()
+        assert not current.get_span_context().is_valid
+        assert trace_context() == {}
+
+
+def test_with_a_provider_a_span_continues_the_trace_it_is_given_and_carries_it_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    provider = TracerProvider()
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
+    assert tracing()
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    parent = {"traceparent": f"00-{trace_id}-b7ad6b7169203331-01"}
+    with span(provider.get_tracer("test"), "work", parent=parent) as current:
+        assert current.is_recording()
+        assert format(current.get_span_context().trace_id, "032x") == trace_id
+        carried = trace_context()["traceparent"]
+        assert carried.split("-")[1] == trace_id
+        assert carried.split("-")[2] == format(current.get_span_context().span_id, "016x")
+    provider.shutdown()

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from services.gateway import consent_admin, negotiation
 from services.gateway.authentication import authenticate
@@ -32,6 +32,7 @@ from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
 from shared.fhir.resources import FHIR_JSON, ID_PATTERN, parse_json
 from shared.fhir.search_query import query_criteria, refuse_parameters
 from shared.metrics import http_request_duration
+from shared.telemetry import span
 from shared.transport.service_host import internal_error_issue
 from shared.transport.wire import (
     Emergency,
@@ -70,12 +71,13 @@ async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     began = time.perf_counter()
-    with tracer.start_as_current_span(
+    with span(
+        tracer,
         f"{request.method} {request.path}",
-        context=propagate.extract(request.headers),
         kind=trace.SpanKind.SERVER,
+        parent=request.headers,
         attributes={"http.request.method": request.method, "url.path": request.path},
-    ) as span:
+    ) as current:
         try:
             response = await handler(request)
         except FhirError as exc:
@@ -89,8 +91,8 @@ async def error_middleware(
             response = outcome_response(error(exc.status, code, exc.reason or "HTTP error"))
         except Exception:
             log.exception("internal error on %s %s", request.method, request.path)
-            response = outcome_response(FhirError(500, [internal_error_issue(span)]))
-        span.set_attribute("http.response.status_code", response.status)
+            response = outcome_response(FhirError(500, [internal_error_issue(current)]))
+        current.set_attribute("http.response.status_code", response.status)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         http_request_duration.record(

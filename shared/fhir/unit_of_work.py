@@ -12,8 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry import propagate
-
 from shared.access.relations import note_relations, related_orgs
 from shared.events import DomainEvent, EventAccess
 from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteContext
@@ -24,6 +22,7 @@ from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
 from shared.store.outbox import Message, add_event, event_message, lock_patient
 from shared.store.resource_store import StoredResource, new_id
+from shared.telemetry import trace_context
 from shared.transport.wire import FhirRequest
 
 
@@ -284,8 +283,7 @@ class StoreUnitOfWork:
         """The change's events, for the outbox in the transaction that stores it."""
         patient = self._patient(definition, stored, change)
         actor = self.request.caller.model_dump(exclude_defaults=True)
-        carrier: dict[str, str] = {}
-        propagate.inject(carrier)
+        carrier = trace_context()
         return [
             event_message(
                 DomainEvent(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import orjson
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from shared import clock
 from shared.clock import now_instant, seconds_since
@@ -29,6 +29,7 @@ from shared.events import DomainEvent
 from shared.fhir.search_params import format_instant
 from shared.metrics import exporting, outbox_backlog, outbox_publish_lag, outbox_published
 from shared.store.database import Connection, Database, Row
+from shared.telemetry import span, trace_context, tracing
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.outbox")
@@ -263,13 +264,14 @@ class OutboxRelay:
         return sent, next((failure for _, failure in results if failure is not None), None)
 
     async def _publish_one(self, event_id: str, subject: str, payload: bytes) -> None:
-        parent = propagate.extract(orjson.loads(payload).get("trace_context") or {})
-        with tracer.start_as_current_span(
+        if not tracing():  # the payload is not parsed for a trace context nobody records
+            await self._publish(subject, payload, {"Nats-Msg-Id": event_id})
+            return
+        with span(
+            tracer,
             "outbox publish",
-            context=parent,
             kind=trace.SpanKind.PRODUCER,
+            parent=orjson.loads(payload).get("trace_context") or {},
             attributes={"messaging.destination.name": subject, "messaging.message.id": event_id},
         ):
-            headers = {"Nats-Msg-Id": event_id}
-            propagate.inject(headers)
-            await self._publish(subject, payload, headers)
+            await self._publish(subject, payload, {"Nats-Msg-Id": event_id, **trace_context()})

@@ -12,10 +12,11 @@ from typing import Protocol
 
 import nats.errors
 from nats.aio.client import Client as NATS
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from shared.fhir.errors import FhirError, error
 from shared.metrics import nats_request_duration
+from shared.telemetry import span, trace_context
 from shared.transport.wire import REQUEST_HEADER, FhirRequest, FhirResponse, decode_response
 
 tracer = trace.get_tracer("barnebro.transport")
@@ -34,13 +35,16 @@ class Forwarder:
         self._timeout = timeout
 
     async def send(self, subject: str, request: FhirRequest, body: bytes) -> FhirResponse:
-        with tracer.start_as_current_span(
+        with span(
+            tracer,
             f"send {request.interaction}",
             kind=trace.SpanKind.CLIENT,
             attributes={"messaging.destination.name": subject},
         ):
-            headers = {REQUEST_HEADER: request.model_dump_json(exclude_defaults=True)}
-            propagate.inject(headers)
+            headers = {
+                REQUEST_HEADER: request.model_dump_json(exclude_defaults=True),
+                **trace_context(),
+            }
             began = time.perf_counter()
             outcome = "ok"
             try:

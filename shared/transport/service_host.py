@@ -24,11 +24,12 @@ from nats.js.api import KeyValueConfig
 from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 
 from shared.fhir.errors import FhirError, Issue, operation_outcome_bytes
 from shared.fhir.resources import FHIR_JSON
 from shared.metrics import fhir_request_duration
+from shared.telemetry import span
 from shared.transport.wire import (
     REQUEST_HEADER,
     FhirRequest,
@@ -142,13 +143,14 @@ class ServiceHost:
     async def _serve(self, msg: Msg) -> None:
         try:
             headers = msg.headers or {}
-            with tracer.start_as_current_span(
+            with span(
+                tracer,
                 f"{self._service} handle",
-                context=propagate.extract(headers),
                 kind=trace.SpanKind.SERVER,
+                parent=headers,
                 attributes={"messaging.destination.name": msg.subject},
-            ) as span:
-                response = await self._respond(headers, msg.data, span)
+            ) as current:
+                response = await self._respond(headers, msg.data, current)
             payload, reply_headers = encode_response(response)
             if len(payload) + 4096 > self._nc.max_payload:
                 log.error("reply of %d bytes exceeds the NATS max_payload", len(payload))
