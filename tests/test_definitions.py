@@ -20,6 +20,7 @@ from services.subscriptions.queue import DeliveryQueue
 from services.subscriptions.resources import subscription_definitions
 from shared.access.state import PatientAccessState
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM
+from shared.fhir.resources import validate_resource
 from shared.identifiers import FNR_SYSTEM
 from shared.outside_reads import OutsideReads
 from shared.transport.egress import EgressPolicy
@@ -158,6 +159,7 @@ async def test_a_referral_gets_its_task_and_the_receiver_moves_it(local: LocalSe
     made = await local.created(caller(GP), referral(child))
     task = await the_task(local, made["id"])
     assert task["status"] == "requested"
+    assert validate_resource(task, "Task") == "Task", "the Task the service built is valid R4"
     by_requester = await moved(local, task, "received", by=GP)
     assert by_requester.status == 403, "only the receiver receives"
     received = await moved(local, task, "received")

@@ -340,7 +340,9 @@ class ServiceRequestDefinition(ResourceDefinition):
                     await share_stored(write.uow, reference, parties)
         if not created:
             return
-        await write.uow.save(new_task(referral, now_instant()))
+        # The Task is built here from the referral just validated (`new_task`, whose
+        # output tests/test_referral_task_record.py validates): not parsed again.
+        await write.uow.save(new_task(referral, now_instant()), validated=True)
         await self._inherit(referral, parties, write)
 
     async def _inherit(
