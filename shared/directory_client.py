@@ -2,8 +2,9 @@
 
 Services ask the directory (Patient, RelatedPerson, Organization, …) the way the gateway
 does, as a FHIR request with the service's own system caller, so the directory's scope
-checks apply. Each answer is read fresh: rules about who may do what must follow the
-directory at once when it changes.
+checks apply. Each answer is read fresh for each unit of work (and asked once in it,
+`one_answer_per_question`): rules about who may do what must follow the directory at
+once when it changes.
 
 Whether a client has a relation to a child is asked of the directory as that client
 (`relation`, `resolve_subject(..., as_caller=...)`): the directory decides it in one
@@ -12,6 +13,9 @@ place, and a child without one answers exactly as a missing child.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -64,6 +68,24 @@ def orgnr_in(organization: dict[str, Any] | None) -> str | None:
     )
 
 
+_kept: contextvars.ContextVar[dict[str, tuple[int, bytes]] | None] = contextvars.ContextVar(
+    "directory_answers", default=None
+)
+
+
+@contextlib.contextmanager
+def one_answer_per_question() -> Iterator[None]:
+    """Within this block (a unit of work), each read or search of the directory is sent
+    once and its answer used again: a referral with three attachments names its child four
+    times, and the child is one child in one transaction. Only successful answers are
+    kept, and only until the block ends, so a later transaction asks afresh."""
+    token = _kept.set({})
+    try:
+        yield
+    finally:
+        _kept.reset(token)
+
+
 class DirectoryClient:
     def __init__(self, forwarder: Sender, prefix: str, base_url: str, caller: Caller) -> None:
         self._forwarder = forwarder
@@ -72,9 +94,26 @@ class DirectoryClient:
         self._caller = caller
 
     async def ask(self, request: FhirRequest) -> tuple[int, Any]:
+        """The directory's status and answer (parsed anew for each caller, who may change
+        it); within `one_answer_per_question`, a read or search answered before is not
+        sent again."""
+        kept = _kept.get()
+        if kept is None or request.interaction not in ("read", "search"):
+            status, body = await self._send(request)
+        else:
+            key = request.model_dump_json()
+            answer = kept.get(key)
+            if answer is None:
+                answer = await self._send(request)
+                if answer[0] == 200:
+                    kept[key] = answer
+            status, body = answer
+        return status, orjson.loads(body) if body else None
+
+    async def _send(self, request: FhirRequest) -> tuple[int, bytes]:
         subject = request_subject(self._prefix, request.resource_type or "")
         response = await self._forwarder.send(subject, request, b"")
-        return response.status, orjson.loads(response.body) if response.body else None
+        return response.status, response.body
 
     def request(self, caller: Caller | None = None, **fields: Any) -> FhirRequest:
         return FhirRequest(base_url=self._base_url, caller=caller or self._caller, **fields)

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from shared.access.relations import RelationAnnouncer, take_relations
 from shared.access.step import UNGUARDED, Guard
+from shared.directory_client import one_answer_per_question
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.repository import Repository
 from shared.fhir.search_query import parse_search
@@ -61,9 +62,11 @@ class FhirService(ServiceData):
         """One transaction for `request`: every write in it, its events and its follow-on
         writes commit together or not at all; after the commit the outbox relay wakes
         (if the transaction gave it anything to publish) and the directory hears of new
-        relations."""
-        async with self.db.transaction() as conn:
-            yield StoreUnitOfWork(self, conn, request)
+        relations. The directory is asked each question once in it
+        (`one_answer_per_question`)."""
+        with one_answer_per_question():
+            async with self.db.transaction() as conn:
+                yield StoreUnitOfWork(self, conn, request)
         await self.committed(outbox_written=conn.outbox_written)
 
     @contextlib.asynccontextmanager
