@@ -93,6 +93,6 @@ def trace_context() -> dict[str, str]:
     """The current span's trace context, to carry in a message's headers or an event (empty
     when nothing is traced)."""
     carrier: dict[str, str] = {}
-    if tracing():
+    if trace.get_current_span().get_span_context().is_valid:  # cheaper than `tracing()`
         propagate.inject(carrier)
     return carrier
