@@ -146,8 +146,7 @@ async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
 
 
 ACQUIRE_TIMEOUT = 10.0
-"""Seconds a request waits for a pooled connection before it is answered 503, and that
-returning one to the pool may take."""
+"""Seconds a request waits for a pooled connection before it is answered 503."""
 OUTAGE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -190,10 +189,9 @@ def _outcome_unknown(exc: BaseException) -> FhirError:
 
 async def _release_broken(pool: asyncpg.Pool[Any], conn: Any) -> None:
     """Return a connection to the pool, whatever state the database left it in (a pool
-    that cannot reset a connection within `ACQUIRE_TIMEOUT` closes it and opens another
-    when one is wanted)."""
+    that cannot reset a connection closes it and opens another when one is wanted)."""
     with contextlib.suppress(Exception):
-        await pool.release(conn, timeout=ACQUIRE_TIMEOUT)
+        await pool.release(conn)
 
 
 class PostgresDatabase:
@@ -230,10 +228,7 @@ class PostgresDatabase:
         is written: it is tried once more on a fresh one, then answered 503."""
         for attempt in (1, 2):
             try:
-                # asyncio.timeout, not acquire(timeout=): asyncpg runs a timed acquire
-                # as a task of its own, which cost every request a task.
-                async with asyncio.timeout(ACQUIRE_TIMEOUT):
-                    conn = await self._pool.acquire()
+                conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
             except REFUSED as exc:
                 if attempt == 2:
                     raise _unavailable(exc) from exc
