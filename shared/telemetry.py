@@ -3,8 +3,9 @@
 Spans are exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set and are
 otherwise not recorded at all: then the request path does not even make them (`span`,
 `trace_context`), which would cost every request and event a few per cent of its CPU for
-spans that record nothing. Logs are one JSON object per line carrying the current
-trace and span ids, so a log line can be found from a trace and the other way round.
+spans that record nothing; a `traceparent` a caller sends is still carried on. Logs are
+one JSON object per line carrying the current trace and span ids, so a log line can be
+found from a trace and the other way round.
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ def setup_tracing(settings: Settings, service_name: str) -> TracerProvider | Non
     return provider
 
 
+TRACEPARENT = "traceparent"
+"""The W3C Trace Context header a caller continues its trace with."""
+
+
 def tracing() -> bool:
     """Whether this process records spans: a tracer provider is installed (by
     `setup_tracing`, or by a test). Without one, every span would be a no-op."""
@@ -81,17 +86,24 @@ def span(
     attributes: dict[str, Any] | None = None,
 ) -> contextlib.AbstractContextManager[trace.Span]:
     """`tracer.start_as_current_span(name, ...)`, its parent read from the trace context in
-    `parent` (headers, or an event's `trace_context`) when given; when nothing is traced,
-    a span that records nothing, without making one."""
+    `parent` (headers, or an event's `trace_context`) when given. When nothing is traced,
+    no span is made: a trace the caller sent (`traceparent`) is made current as it came,
+    so that logs, error texts and the requests and events this one causes still carry it,
+    as they did with the no-op tracer; otherwise nothing changes."""
     if not tracing():
-        return contextlib.nullcontext(trace.INVALID_SPAN)
+        if parent is None or TRACEPARENT not in parent:
+            return contextlib.nullcontext(trace.INVALID_SPAN)
+        sent = trace.get_current_span(propagate.extract(parent))
+        if not sent.get_span_context().is_valid:
+            return contextlib.nullcontext(trace.INVALID_SPAN)
+        return trace.use_span(sent, end_on_exit=False)
     context = propagate.extract(parent) if parent is not None else None
     return tracer.start_as_current_span(name, context=context, kind=kind, attributes=attributes)
 
 
 def trace_context() -> dict[str, str]:
     """The current span's trace context, to carry in a message's headers or an event (empty
-    when nothing is traced)."""
+    when no trace is current)."""
     carrier: dict[str, str] = {}
     if trace.get_current_span().get_span_context().is_valid:  # cheaper than `tracing()`
         propagate.inject(carrier)

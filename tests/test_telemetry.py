@@ -47,16 +47,31 @@ def test_json_log_lines_carry_the_trace_and_span_ids() -> None:
     assert "trace_id" not in outside
 
 
-def test_without_a_provider_no_span_is_made_and_no_context_is_carried(
+def test_without_a_provider_no_span_is_made_and_nothing_is_carried_without_a_trace(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
     assert not tracing()
-    parent = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-    with span(trace.get_tracer("test"), "work", parent=parent) as current:
+    for parent in (None, {}, {"traceparent": "not a trace"}):
+        with span(trace.get_tracer("test"), "work", parent=parent) as current:
+            assert not current.is_recording()
+            assert not current.get_span_context().is_valid
+            assert trace_context() == {}
+
+
+def test_without_a_provider_a_trace_the_caller_sent_is_carried_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As the no-op tracer did: logs, a 500's text and what the request causes name the
+    caller's trace, though nothing is recorded."""
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    sent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with span(trace.get_tracer("test"), "work", parent={"traceparent": sent}) as current:
         assert not current.is_recording()
-        assert not current.get_span_context().is_valid
-        assert trace_context() == {}
+        assert format(current.get_span_context().trace_id, "032x") == sent.split("-")[1]
+        assert trace.get_current_span() is current
+        assert trace_context()["traceparent"] == sent
+    assert not trace.get_current_span().get_span_context().is_valid
 
 
 def test_with_a_provider_a_span_continues_the_trace_it_is_given_and_carries_it_on(
