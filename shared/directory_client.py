@@ -68,7 +68,15 @@ def orgnr_in(organization: dict[str, Any] | None) -> str | None:
     )
 
 
-_kept: contextvars.ContextVar[dict[str, tuple[int, bytes]] | None] = contextvars.ContextVar(
+class _Answers:
+    """The successful answers of one unit of work, by request; closed when it ends."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self.by_request: dict[str, tuple[int, bytes]] = {}
+
+
+_kept: contextvars.ContextVar[_Answers | None] = contextvars.ContextVar(
     "directory_answers", default=None
 )
 
@@ -78,11 +86,15 @@ def one_answer_per_question() -> Iterator[None]:
     """Within this block (a unit of work), each read or search of the directory is sent
     once and its answer used again: a referral with three attachments names its child four
     times, and the child is one child in one transaction. Only successful answers are
-    kept, and only until the block ends, so a later transaction asks afresh."""
-    token = _kept.set({})
+    kept, and only until the block ends (a task started in it that outlives it asks
+    afresh), so a later transaction asks the directory again."""
+    answers = _Answers()
+    token = _kept.set(answers)
     try:
         yield
     finally:
+        answers.open = False
+        answers.by_request.clear()
         _kept.reset(token)
 
 
@@ -98,15 +110,15 @@ class DirectoryClient:
         it); within `one_answer_per_question`, a read or search answered before is not
         sent again."""
         kept = _kept.get()
-        if kept is None or request.interaction not in ("read", "search"):
+        if kept is None or not kept.open or request.interaction not in ("read", "search"):
             status, body = await self._send(request)
         else:
             key = request.model_dump_json()
-            answer = kept.get(key)
+            answer = kept.by_request.get(key)
             if answer is None:
                 answer = await self._send(request)
-                if answer[0] == 200:
-                    kept[key] = answer
+                if answer[0] == 200 and kept.open:
+                    kept.by_request[key] = answer
             status, body = answer
         return status, orjson.loads(body) if body else None
 

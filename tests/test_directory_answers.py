@@ -5,6 +5,7 @@ next one, every question is asked afresh; an answer that failed is never used ag
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
@@ -103,3 +104,24 @@ async def test_a_unit_of_work_is_one_block(tmp_path: Path, units: int) -> None:
     finally:
         await db.close()
     assert len(directory.sent) == units
+
+
+async def test_a_task_started_in_a_unit_of_work_asks_afresh_once_it_has_ended() -> None:
+    directory = CountingDirectory()
+    reads = client(directory)
+    go_on = asyncio.Event()
+
+    async def later() -> None:
+        await reads.patient_by_identifier(FNR_SYSTEM, FNR, GP)
+        await go_on.wait()
+        await reads.patient_by_identifier(FNR_SYSTEM, FNR, GP)
+        await reads.patient_by_identifier(FNR_SYSTEM, FNR, GP)
+
+    with one_answer_per_question():
+        await reads.patient_by_identifier(FNR_SYSTEM, FNR, GP)
+        task = asyncio.create_task(later())
+        await asyncio.sleep(0.01)
+        assert len(directory.sent) == 1, "within the block the task shares its answers"
+    go_on.set()
+    await task
+    assert len(directory.sent) == 3, "after the block, each question is sent"

@@ -3,7 +3,8 @@
 The child's birth date, the holders of parental responsibility (RelatedPerson with a
 no-basis parental-responsibility code) and the care orders recorded on the Patient become
 `ChildFacts`; an organisation's kind is read from `Organization.type`. Each answer is
-read fresh: who may consent must follow the directory at once when it changes.
+read fresh for each unit of work (asked once in it, `one_answer_per_question`): who may
+consent must follow the directory at once when it changes.
 
 For a complaint, the same facts as they stood at an earlier instant
 (`child_facts_as_of`) come from the directory's version history of the Patient and of
@@ -120,8 +121,9 @@ class DirectoryReader(DirectoryClient):
 
     async def child_facts(self, patient_id: str) -> ChildFacts:
         """The child's facts from one search: the Patient and, included, every
-        RelatedPerson that names it (one request and one audit record per look, and a
-        child is looked at whenever its record, its parents or its consents change)."""
+        RelatedPerson that names it (one request and one audit record per look and unit
+        of work, and a child is looked at whenever its record, its parents or its
+        consents change)."""
         params = [("_id", patient_id), ("_revinclude", "RelatedPerson:patient")]
         status, bundle = await self.ask(
             self.request(interaction="search", resource_type="Patient", params=params)
