@@ -1,11 +1,11 @@
 """The consent service reads a child's facts from the directory in one search.
 
 A child is looked at again whenever its record, its parents or its consents change, and
-every look (the first in a unit of work) is a directory request and an AuditEvent. One search (the Patient, with every
-RelatedPerson that names it included) gives the same facts as a read and a search did,
-at half the requests and half the audit trail. What it found is the facts: the parents
-registered hold parental responsibility, and a parent whose responsibility the register
-ended has none.
+every look (the first in a unit of work) is a directory request and an AuditEvent. One
+search (the Patient, with every RelatedPerson that names it included) gives the same facts
+as a read and a search did, at half the requests and half the audit trail. What it found
+is the facts: the parents registered hold parental responsibility, and a parent whose
+responsibility the register ended has none.
 """
 
 from __future__ import annotations
