@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-import pytest
+import contextlib
 
-from services.operator.status import gather, report
+import pytest
+from nats.js.errors import NotFoundError
+
+from services.operator.status import gather, registered_services, report
+from shared.transport.nats_connection import close, connect
+from shared.transport.service_host import register_capabilities
+from tests.nats_streams import own_streams
 from tests.support import Stack
 
 pytestmark = pytest.mark.services
@@ -24,3 +30,21 @@ async def test_status_shows_every_service_and_consumer(stack: Stack) -> None:
     assert found.dead_letters == 0 and found.healthy
     printed = report(found)
     assert "directory: ready, outbox backlog" in printed and printed.endswith("healthy")
+
+
+async def test_the_registered_services_are_its_keys_less_those_deleted() -> None:
+    async with own_streams("status") as settings:
+        nc = await connect(settings, "barnebro-test-status")
+        js = nc.jetstream()
+        try:
+            for service in ("referral", "careplan", "directory"):
+                await register_capabilities(nc, settings.registry_bucket, service, {"types": []})
+            kv = await js.key_value(settings.registry_bucket)
+            await kv.delete("careplan")
+            assert await registered_services(js, settings) == ["directory", "referral"]
+            await kv.purge("referral")
+            assert await registered_services(js, settings) == ["directory"]
+        finally:
+            with contextlib.suppress(NotFoundError):
+                await js.delete_key_value(settings.registry_bucket)
+            await close(nc)

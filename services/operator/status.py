@@ -17,6 +17,8 @@ from typing import Any
 import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
+from nats.js.client import JetStreamContext
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 
 from shared.config import Settings
 from shared.transport.service_host import ensure_bucket
@@ -69,16 +71,27 @@ async def instances(nc: NATS, subject: str, window: float = ANSWER_WINDOW) -> li
     return answers
 
 
+async def registered_services(js: JetStreamContext, settings: Settings) -> list[str]:
+    """The services in the registry, from its stream's subjects (one per key) less the
+    deleted keys. Not `KeyValue.keys()`: its watch can end before the first key arrives
+    when the messages are delivered but not yet read as the consumer is asked how many
+    are pending, which on a busy machine listed no service at all."""
+    registry = await ensure_bucket(js, settings.registry_bucket, settings.event_replicas)
+    bucket_subjects = f"$KV.{settings.registry_bucket}."
+    info = await js.stream_info(f"KV_{settings.registry_bucket}", subjects_filter=">")
+    services = []
+    for subject in sorted(info.state.subjects or {}):
+        with contextlib.suppress(KeyNotFoundError, KeyDeletedError):  # purged, deleted
+            services.append((await registry.get(subject.removeprefix(bucket_subjects))).key)
+    return services
+
+
 async def gather(nc: NATS, settings: Settings, window: float = ANSWER_WINDOW) -> Status:
     """How the deployment stands; each service's instances are those that answered within
     `window` seconds."""
     status = Status()
     js = nc.jetstream()
-    registry = await ensure_bucket(js, settings.registry_bucket, settings.event_replicas)
-    try:
-        services = sorted(await registry.keys())
-    except nats.js.errors.NoKeysError:
-        services = []
+    services = await registered_services(js, settings)
     subjects = [status_subject(settings.nats_prefix, service) for service in services]
     answers = await asyncio.gather(*(instances(nc, subject, window) for subject in subjects))
     status.instances = dict(zip(services, answers, strict=True))
