@@ -3,7 +3,7 @@
 Services ask the directory (Patient, RelatedPerson, Organization, …) the way the gateway
 does, as a FHIR request with the service's own system caller, so the directory's scope
 checks apply. Each answer is read fresh for each unit of work (and asked once in it,
-`one_answer_per_question`): rules about who may do what must follow the directory at
+`shared.directory_answers`): rules about who may do what must follow the directory at
 once when it changes.
 
 Whether a client has a relation to a child is asked of the directory as that client
@@ -13,9 +13,6 @@ place, and a child without one answers exactly as a missing child.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -23,6 +20,7 @@ import orjson
 
 from shared.access.permissions import Rule, permission
 from shared.codes import organisation_kinds
+from shared.directory_answers import answered_once
 from shared.fhir.answers import not_found
 from shared.fhir.elements import her_id_of, organisation_reference
 from shared.fhir.elements import orgnr_of as orgnr_of_reference
@@ -68,36 +66,6 @@ def orgnr_in(organization: dict[str, Any] | None) -> str | None:
     )
 
 
-class _Answers:
-    """The successful answers of one unit of work, by request; closed when it ends."""
-
-    def __init__(self) -> None:
-        self.open = True
-        self.by_request: dict[str, tuple[int, bytes]] = {}
-
-
-_kept: contextvars.ContextVar[_Answers | None] = contextvars.ContextVar(
-    "directory_answers", default=None
-)
-
-
-@contextlib.contextmanager
-def one_answer_per_question() -> Iterator[None]:
-    """Within this block (a unit of work), each read or search of the directory is sent
-    once and its answer used again: a referral with three attachments names its child four
-    times, and the child is one child in one transaction. Only successful answers are
-    kept, and only until the block ends (a task started in it that outlives it asks
-    afresh), so a later transaction asks the directory again."""
-    answers = _Answers()
-    token = _kept.set(answers)
-    try:
-        yield
-    finally:
-        answers.open = False
-        answers.by_request.clear()
-        _kept.reset(token)
-
-
 class DirectoryClient:
     def __init__(self, forwarder: Sender, prefix: str, base_url: str, caller: Caller) -> None:
         self._forwarder = forwarder
@@ -109,17 +77,7 @@ class DirectoryClient:
         """The directory's status and answer (parsed anew for each caller, who may change
         it); within `one_answer_per_question`, a read or search answered before is not
         sent again."""
-        kept = _kept.get()
-        if kept is None or not kept.open or request.interaction not in ("read", "search"):
-            status, body = await self._send(request)
-        else:
-            key = request.model_dump_json()
-            answer = kept.by_request.get(key)
-            if answer is None:
-                answer = await self._send(request)
-                if answer[0] == 200 and kept.open:
-                    kept.by_request[key] = answer
-            status, body = answer
+        status, body = await answered_once(request, self._send)
         return status, orjson.loads(body) if body else None
 
     async def _send(self, request: FhirRequest) -> tuple[int, bytes]:

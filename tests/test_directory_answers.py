@@ -11,7 +11,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shared.directory_client import DirectoryClient, one_answer_per_question, service_caller
+from shared.directory_answers import one_answer_per_question
+from shared.directory_client import DirectoryClient, service_caller
 from shared.fhir.service import FhirService
 from shared.identifiers import FNR_SYSTEM
 from shared.store.database import SqliteDatabase

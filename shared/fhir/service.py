@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from shared.access.relations import RelationAnnouncer, take_relations
 from shared.access.step import UNGUARDED, Guard
-from shared.directory_client import one_answer_per_question
+from shared.directory_answers import one_answer_per_question
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.repository import Repository
 from shared.fhir.search_query import parse_search
