@@ -37,6 +37,7 @@ class StoreUnitOfWork:
         request: FhirRequest,
         planned: dict[str, tuple[str, ...]] | None = None,
         created_shared: dict[str, frozenset[str]] | None = None,
+        written: dict[tuple[str, str], StoredResource] | None = None,
     ) -> None:
         self.data = data
         self.conn = conn
@@ -48,10 +49,18 @@ class StoreUnitOfWork:
             {} if created_shared is None else created_shared
         )
         """`Type/id` of resources created shared by plan → with whom."""
+        self.written: dict[tuple[str, str], StoredResource] = {} if written is None else written
+        """The current version of each resource this transaction wrote, as stored: read
+        back from here, not from the database (a referral's check reads the attachments
+        its transaction has just created). Resource rows change only through
+        `commit_version` and `save_new`, and a failed write ends the transaction, so this
+        is what the database would answer within it."""
 
     def bound(self, request: FhirRequest) -> StoreUnitOfWork:
         """The same transaction, made for another request (an entry of a transaction)."""
-        return StoreUnitOfWork(self.data, self.conn, request, self.planned, self.created_shared)
+        return StoreUnitOfWork(
+            self.data, self.conn, request, self.planned, self.created_shared, self.written
+        )
 
     def plan_shares(self, planned: dict[str, tuple[str, ...]]) -> None:
         """Create these resources (`Type/id`) already shared with these organisations."""
@@ -63,6 +72,9 @@ class StoreUnitOfWork:
     # -- reads for the service's own rules ------------------------------------------------
 
     async def read(self, resource_type: str, res_id: str) -> StoredResource | None:
+        written = self.written.get((resource_type, res_id))
+        if written is not None:
+            return written
         return await self.data.store.read(self.conn, resource_type, res_id)
 
     async def read_for_update(self, resource_type: str, res_id: str) -> StoredResource | None:
@@ -217,6 +229,7 @@ class StoreUnitOfWork:
             name_holder=definition.data_category is None,
             messages=self.events(definition, stored, change),
         )
+        self.written[(stored.res_type, stored.res_id)] = stored
         await self._followed(definition, stored, change, context)
         return stored
 
