@@ -108,7 +108,8 @@ async def test_as_of_refuses_bad_input_and_hides_children_without_a_relation(
     child = await world.child(12)
     query = f"authority?patient={child.ref}&purpose=helsehjelp"
     future = format_instant(datetime.now(UTC) + timedelta(days=1))
-    for bad in ("yesterday", "2026-02-30T10:00:00Z", "2025-01-01T10:00:00", "2025-01-01", future):
+    for bad in ("yesterday", "2026-02-30T10:00:00Z", "2025-01-01T10:00:00", "2025-01-01", future,
+                "0001-01-01T00:00:00+14:00"):  # fmt: skip
         reply = await world.api("GET", f"{query}&as_of={quote(bad)}")
         assert reply.status == 400, (bad, reply.body)
         issue = reply.issues()[0]

@@ -52,6 +52,11 @@ def parse_as_of(text: str, now: datetime | None = None) -> datetime:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError(f"{text!r} is not a valid date-time") from exc
+    try:
+        format_instant(moment)  # in UTC, as versions are stored
+        day_of(moment)
+    except OverflowError as exc:  # 0001-01-01T00:00:00+14:00 is before the year 1 in UTC
+        raise ValueError(f"{text} is before the first date-time that can be compared") from exc
     if moment > (now or clock.now()):
         raise ValueError(f"{text} is in the future: a complaint is about what has happened")
     return moment
