@@ -249,6 +249,14 @@ async def test_a_conditional_create_finds_instead_of_creating(service: FhirServi
     assert await ids(service, [("code", "once")]) == ["once"]
 
 
+async def test_an_empty_if_none_exist_is_refused_not_ignored(service: FhirService) -> None:
+    for empty in ("", "_count=0"):
+        reply = await call(service, "create", basic("cond"), if_none_exist=empty)
+        assert reply.status == 400, (empty, reply.body)
+        assert b"needs at least one search criterion" in reply.body
+    assert await ids(service, [("code", "cond")]) == []
+
+
 async def test_a_business_key_is_held_by_one_resource(service: FhirService) -> None:
     keyed = basic("k")
     keyed["code"]["coding"].append({"system": "urn:unique", "code": "K-1"})

@@ -55,7 +55,7 @@ async def create(
     await definition.verify_references(resource, uow.lookup())
     if rule is Rule.OWN:
         await _require_owner(uow, definition, resource)
-    if request.if_none_exist:
+    if request.if_none_exist is not None:  # an empty one is refused, not ignored
         existing = await _conditional_match(uow, definition)
         if existing is not None:
             released = await uow.data.guard.require(request, existing)
