@@ -212,7 +212,11 @@ async def _status() -> int:
     from shared.transport.nats_connection import close, connect
 
     settings = Settings()
-    nc = await connect(settings, "barnebro-status")
+    try:
+        nc = await connect(settings, "barnebro-status", one_shot=True)
+    except Exception as exc:  # no server answered, or it refused the credentials
+        print(f"NATS cannot be reached ({exc or type(exc).__name__}): status unknown")
+        return 1
     try:
         found = await gather(nc, settings)
     finally:
@@ -228,7 +232,11 @@ async def _dead_letters(consumer: str | None, replaying: bool) -> int:
     from shared.transport.nats_connection import close, connect
 
     settings = Settings()
-    nc = await connect(settings, "barnebro-dead-letters")
+    try:
+        nc = await connect(settings, "barnebro-dead-letters", one_shot=True)
+    except Exception as exc:
+        print(f"NATS cannot be reached ({exc or type(exc).__name__})")
+        return 1
     try:
         stream = settings.dead_letter_stream_name
         if replaying:

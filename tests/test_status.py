@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 import pytest
 from nats.js.errors import NotFoundError
 
+from services.cli import main
 from services.operator.status import gather, registered_services, report
+from services.stack import free_port
 from shared.transport.nats_connection import close, connect
 from shared.transport.service_host import register_capabilities
 from tests.nats_streams import own_streams
@@ -48,3 +51,17 @@ async def test_the_registered_services_are_its_keys_less_those_deleted() -> None
             with contextlib.suppress(NotFoundError):
                 await js.delete_key_value(settings.registry_bucket)
             await close(nc)
+
+
+def test_status_answers_at_once_when_nats_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A probe running `barnebro status` gets an answer, not a command that waits for
+    ever (it used to retry the connection without end)."""
+    monkeypatch.setenv("NATS_URL", f"nats://127.0.0.1:{free_port()}")
+    began = time.monotonic()
+    with pytest.raises(SystemExit) as ended:
+        main(["status"])
+    assert ended.value.code == 1
+    assert time.monotonic() - began < 30
+    assert "NATS cannot be reached" in capsys.readouterr().out

@@ -28,7 +28,14 @@ def nats_servers(url: str) -> list[str]:
     return servers
 
 
-async def connect(settings: Settings, name: str) -> NATS:
+ONE_SHOT_CONNECT_SECONDS = 5
+"""How long a command that asks once (`barnebro status`) tries to reach NATS."""
+
+
+async def connect(settings: Settings, name: str, *, one_shot: bool = False) -> NATS:
+    """A connection that reconnects for ever (a service's); `one_shot`: a command's, which
+    tries each server twice and raises when none answers (or one refuses its
+    credentials), so that it ends with an answer instead of waiting for ever."""
     client = NATS()
 
     async def on_disconnect() -> None:
@@ -49,7 +56,10 @@ async def connect(settings: Settings, name: str) -> NATS:
         # Replies to this process arrive under its own prefix, so NATS permissions can
         # give each user only its own replies (`_INBOX.<name>.>`).
         inbox_prefix=f"_INBOX.{name}",
-        max_reconnect_attempts=-1,
+        # nats-py reads 0 as "no limit": 1 tries each server twice, a second apart.
+        max_reconnect_attempts=1 if one_shot else -1,
+        allow_reconnect=not one_shot,
+        connect_timeout=ONE_SHOT_CONNECT_SECONDS if one_shot else 2,
         reconnect_time_wait=1,
         disconnected_cb=on_disconnect,
         reconnected_cb=on_reconnect,
