@@ -27,7 +27,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.auth.local_keys import CREDENTIAL_SCOPES, dpop_proof, issue_credential, issue_token
 from shared.auth.scopes import ALL_SYSTEM_SCOPES
@@ -36,6 +36,9 @@ from shared.codes import ORGANISATION_KINDS
 from shared.config import Settings
 from shared.metrics import setup_metrics
 from shared.telemetry import setup_logging, setup_tracing
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
 
 SERVICES = ("gateway", "directory", "consent", "referral", "careplan", "subscriptions")
 DEFAULT_URL = "http://127.0.0.1:8080/fhir"
@@ -205,17 +208,28 @@ async def _import(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+async def _command_connection(settings: Settings, name: str) -> NATS | None:
+    """An operator command's connection (`one_shot`: it gives up rather than wait for
+    ever), or None, said on stdout, when no server answers or the credentials are
+    refused."""
+    from shared.transport.nats_connection import connect
+
+    try:
+        return await connect(settings, name, one_shot=True)
+    except Exception as exc:
+        print(f"NATS cannot be reached ({exc or type(exc).__name__})")
+        return None
+
+
 async def _status() -> int:
     """Print how the deployment NATS_URL and BARNEBRO_NATS_PREFIX name stands; 1 if it is
-    not healthy."""
+    not healthy, or if NATS cannot be reached."""
     from services.operator.status import gather, report
-    from shared.transport.nats_connection import close, connect
+    from shared.transport.nats_connection import close
 
     settings = Settings()
-    try:
-        nc = await connect(settings, "barnebro-status", one_shot=True)
-    except Exception as exc:  # no server answered, or it refused the credentials
-        print(f"NATS cannot be reached ({exc or type(exc).__name__}): status unknown")
+    nc = await _command_connection(settings, "barnebro-status")
+    if nc is None:
         return 1
     try:
         found = await gather(nc, settings)
@@ -229,13 +243,11 @@ async def _dead_letters(consumer: str | None, replaying: bool) -> int:
     """List (or replay) the dead letters of the deployment NATS_URL and BARNEBRO_NATS_PREFIX
     name."""
     from shared.transport.dead_letters import dead_letters, replay
-    from shared.transport.nats_connection import close, connect
+    from shared.transport.nats_connection import close
 
     settings = Settings()
-    try:
-        nc = await connect(settings, "barnebro-dead-letters", one_shot=True)
-    except Exception as exc:
-        print(f"NATS cannot be reached ({exc or type(exc).__name__})")
+    nc = await _command_connection(settings, "barnebro-dead-letters")
+    if nc is None:
         return 1
     try:
         stream = settings.dead_letter_stream_name
