@@ -53,8 +53,9 @@ class StoreUnitOfWork:
         """The current version of each resource this transaction wrote, as stored: read
         back from here, not from the database (a referral's check reads the attachments
         its transaction has just created). Resource rows change only through
-        `commit_version` and `save_new`, and a failed write ends the transaction, so this
-        is what the database would answer within it."""
+        `commit_version` and `save_new`, and a write that fails fails its transaction, so
+        this is what the database answers within it. (A caller that catches the failure
+        and goes on reads the version before it here.)"""
 
     def bound(self, request: FhirRequest) -> StoreUnitOfWork:
         """The same transaction, made for another request (an entry of a transaction)."""
