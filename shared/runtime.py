@@ -128,6 +128,7 @@ class ServiceRuntime:
             self.db,
             prefix=settings.nats_prefix,
             on_commit=self.relay.notify,
+            published=self.relay.drained,
             guard=await self._access_guard() or UNGUARDED,
         )
         self.fhir.announcer = RelationAnnouncer(self.nc, settings.nats_prefix, self.consent_view)

@@ -24,6 +24,7 @@ from services.cli import SERVICES
 from services.consent.directory import CONSENT_SERVICE_CALLER
 from services.referral import REFERRAL_SERVICE_CALLER
 from services.subscriptions.domain.topics import TOPICS
+from shared.access.authority import authority_subject
 from shared.access.relations import relations_subject
 from shared.config import ENVIRONMENT_VARIABLES, Settings
 from shared.events import audit_subject_filter, events_subject_filter
@@ -845,3 +846,15 @@ def test_only_services_announce_relations_and_the_directory_takes_them(
         for subject in (organisation_event, changed):
             assert user.subscribe.permits(subject), f"{process}'s kept register goes stale"
         assert user.publish.permits(changed) == (process == "directory"), process
+
+
+def test_only_the_directory_asks_the_consent_service_to_judge_changed_authority(
+    nats_users: dict[str, NatsUser],
+) -> None:
+    """The directory waits on `<prefix>.consent.authority-changed` for the consent service
+    before it answers the register: both must be allowed, and nobody else needs it."""
+    subject = authority_subject(GUIDE_PREFIX)
+    for process in ("gateway", *DATA_SERVICES):
+        user = user_of(nats_users, process)
+        assert user.publish.permits(subject) == (process == "directory"), process
+        assert user.subscribe.permits(subject) == (process == "consent"), process

@@ -146,3 +146,53 @@ async def test_a_relay_that_finds_another_publishing_tries_again_soon(tmp_path: 
                 await wait_for(busy, 5)
                 assert published.subjects == [], "not while another publishes"
             await wait_for(sent, 5)
+
+
+async def test_drained_returns_once_what_was_committed_before_it_is_published(
+    database: Database,
+) -> None:
+    """`drained` waits for the rows committed before it, however long publishing takes,
+    and not for the poll (30 s)."""
+    published = Published()
+    gate = asyncio.Event()
+
+    async def held(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        await gate.wait()
+        await published(subject, payload, headers)
+
+    relay = OutboxRelay(database, held, poll_interval=30, max_backoff=0.5, linger=0)
+    async with _running(relay):
+        await asyncio.wait_for(relay.drained(), 5)  # nothing committed: at once
+        await _committed(database, relay, 3, "d")
+        draining = asyncio.create_task(relay.drained())
+        await asyncio.sleep(0.2)
+        assert not draining.done(), "returned before its rows were published"
+        assert published.subjects == []
+        gate.set()
+        await asyncio.wait_for(draining, 5)
+        assert len(published.subjects) == 3
+
+
+async def test_drained_does_not_take_a_round_begun_before_it_for_one_after(
+    database: Database,
+) -> None:
+    """A round that read its rows before this commit does not count: `drained` waits for
+    one begun after it."""
+    published = Published()
+    gate, holding = asyncio.Event(), asyncio.Event()
+
+    async def held(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        holding.set()
+        await gate.wait()
+        await published(subject, payload, headers)
+
+    relay = OutboxRelay(database, held, poll_interval=30, max_backoff=0.5, linger=0)
+    async with _running(relay):
+        await _committed(database, relay, 1, "early")
+
+        await asyncio.wait_for(holding.wait(), 5)  # a round holds the early row
+        await _committed(database, relay, 1, "late")
+        draining = asyncio.create_task(relay.drained())
+        gate.set()
+        await asyncio.wait_for(draining, 5)
+        assert len(published.subjects) == 2, "returned before the late row was published"

@@ -6,6 +6,8 @@ OperationDefinition)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from services.consent.admin_api import ConsentAdministration
 from services.consent.audit_trail import AuditTrail
 from services.consent.authority_warnings import AuthorityWarnings
@@ -20,6 +22,7 @@ from services.consent.openapi import openapi_document
 from services.consent.register_audit import register_audit
 from services.consent.relations import RelationWatch
 from services.consent.resources import consent_definitions
+from shared.access.authority import AuthorityListener
 from shared.config import Settings
 from shared.organisation_register import RegisterSender
 from shared.runtime import Component, ServiceRuntime, ServiceSpec
@@ -51,7 +54,13 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     fhir.operations.update(EmergencyReview(fhir).operations())
     await publish_code_systems(fhir)
     await publish_conformance(fhir, settings)
+
+    async def judge(patients: Iterable[str]) -> None:
+        await handlers.reassess_all(patients)
+        await fhir.outbox_published()
+
     return [
+        AuthorityListener(nc, settings.nats_prefix, judge, queue=NAME),
         AuditTrail(fhir, nc, settings),
         register_audit(fhir, nc, settings),
         RelationWatch(handlers, nc, settings),

@@ -602,6 +602,7 @@ class ConsentHandlers:
             f"$KV.{self.view_bucket}.{key}",
             state.model_dump_json().encode(),
             state.patient,
+            before_answer=True,
         )
 
     async def revoke(self, patient_id: str) -> None:

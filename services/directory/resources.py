@@ -26,6 +26,7 @@ from services.directory.domain.care_orders import (
     merge_on_write,
     with_care_orders,
 )
+from shared.access.authority import note_authority_change
 from shared.access.decision import HIDE_CARE_ORDERS, SUBSET
 from shared.access.permissions import may_know_care_orders
 from shared.codes import (
@@ -434,6 +435,11 @@ class PatientDefinition(_Directory):
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         return resource_id
 
+    async def after_write(self, change: Change, context: WriteContext) -> None:
+        # A care order ended or a birth date corrected takes effect before the answer.
+        if change.before is not None:
+            note_authority_change(change.resource_id)
+
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]
         events += [
@@ -503,6 +509,14 @@ class RelatedPersonDefinition(_Directory):
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         target = reference_target(resource.get("patient"))
         return target[1] if target and target[0] == "Patient" else None
+
+    async def after_write(self, change: Change, context: WriteContext) -> None:
+        # Parental responsibility ended or moved takes effect before the answer.
+        if change.before is not None:
+            for version in (change.before, change.after):
+                patient = self.patient_of(version, change.resource_id) if version else None
+                if patient is not None:
+                    note_authority_change(patient)
 
     def events(self, change: Change) -> list[EventSpec]:
         events = [EventSpec(change.kind, {})]

@@ -331,6 +331,10 @@ class Dispatcher:
         subscriber = subscriber_caller(row.owner, row.owner_kind)
         withheld: list[int] = []
         passing = []
+        try:
+            await self._gate.current()
+        except FhirError as exc:
+            raise Failed("The consent state is not available yet") from exc
         for item in queued:
             event = DomainEvent.model_validate_json(item.event)
             try:

@@ -36,6 +36,12 @@ class ConsentGate:
         self._guard = guard
         self._service = service
 
+    async def current(self) -> None:
+        """Before a batch is decided: the consent view holds every change answered before
+        it (a withdrawal answered before the delivery began withholds its events). Raises
+        a 503 FhirError when it cannot be brought up to date."""
+        await self._guard.view.caught_up()
+
     def decide(self, subscriber: Caller, event: DomainEvent) -> AccessDecision:
         """Raises a 503 FhirError while the consent view is not loaded (try later)."""
         access = event.access

@@ -164,6 +164,13 @@ class AccessGuard:
         self.shapers = shapers or {}
         self._filters: dict[tuple[object, ...], AccessFilter] = {}
 
+    async def current(self, request: FhirRequest) -> None:
+        """Bring the consent view up to the bucket as it stood when `request` arrived
+        (`ConsentView.caught_up`). A barnebro service's own request is decided by the
+        table alone: it waits for nothing."""
+        if request.caller.credential != "service":
+            await self.view.caught_up()
+
     def decide(
         self, request: FhirRequest, stored: StoredResource, action: str | None = None
     ) -> AccessDecision:

@@ -17,6 +17,11 @@ from shared.transport.wire import FhirRequest
 class Guard(Protocol):
     """What the repository asks of the consent step (see `AccessGuard` for the rules)."""
 
+    async def current(self, request: FhirRequest) -> None:
+        """Before anything of `request` is decided: the consent state it is decided on
+        holds every change answered before it arrived (503 when that cannot be made so)."""
+        ...
+
     async def release(self, request: FhirRequest, stored: StoredResource) -> StoredResource | None:
         """The resource as released to the caller (audited), or None when it is withheld."""
         ...
@@ -62,6 +67,9 @@ class Guard(Protocol):
 class Unguarded:
     """Releases everything and audits nothing: for resource types that hold no
     information about a patient, and for measuring the storage path alone."""
+
+    async def current(self, request: FhirRequest) -> None:
+        return None
 
     async def release(self, request: FhirRequest, stored: StoredResource) -> StoredResource | None:
         return stored

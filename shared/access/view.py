@@ -5,7 +5,9 @@ bucket (through its outbox, so no change is lost and one patient's states arrive
 order). Every service watches the bucket: a withdrawal reaches every service's decisions
 as soon as the watch delivers it, with no request to the consent service on the read
 path. An index from recipient (organisation, kind, role, parent) to patients lets a
-search find the few patients a caller may see without scanning every state.
+search find the few patients a caller may see without scanning every state. A request is
+decided only once the mirror holds every revision the bucket held when it arrived
+(`caught_up`, `shared.access.freshness`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from nats.aio.client import Client as NATS
 from pydantic import ValidationError
 
+from shared.access.freshness import BucketRevision, BucketUnreadable
 from shared.access.state import PatientAccessState
 from shared.events import subject_token
 from shared.fhir.errors import FhirError, Issue
@@ -33,6 +36,11 @@ REPLAY_PATIENCE = 10.0
 a delivery lost while the watch was being set up (its client gives up on the set-up
 after a few seconds under load) leaves it without that word for ever."""
 RETRY_SECONDS = 1.0
+CATCH_UP_PATIENCE = 2.0
+"""How long a request waits for the watch to deliver the revisions the bucket held when it
+arrived before it is refused (503): a watch that far behind is not deciding on the law
+as it stands."""
+MAX_WAITING = 1024
 
 
 class ConsentView:
@@ -53,6 +61,11 @@ class ConsentView:
         self._overlay: dict[str, set[str]] = {}
         """Relations a service announced that the published state does not show yet."""
         self.listeners: list[Callable[[PatientAccessState], None]] = []
+        self._revision = 0
+        """The last revision of the bucket the watch has delivered (applied or not)."""
+        self._behind: list[tuple[int, asyncio.Future[None]]] = []
+        """Requests waiting for the watch to deliver a revision."""
+        self._bucket_revision = BucketRevision(nc, bucket)
 
     async def start(self) -> None:
         """Watch the bucket and wait until every state present at start is loaded; a watch
@@ -77,7 +90,50 @@ class ConsentView:
 
     async def stop(self) -> None:
         self._stopping = True
+        await self._bucket_revision.stop()
         await stop_watch(self._watcher, self._task)
+
+    async def caught_up(self) -> None:
+        """Wait until the mirror holds every revision the bucket held at this call, so that
+        a decision after it sees every change answered before the request came. Refuses
+        (503) when the bucket cannot be asked or the watch does not deliver within
+        CATCH_UP_PATIENCE. Nothing is waited for while the mirror is not loaded: `ready`
+        refuses every decision then."""
+        if not self.loaded():
+            return
+        try:
+            async with asyncio.timeout(CATCH_UP_PATIENCE):
+                target = await self._bucket_revision.last()
+                if target <= self._revision:
+                    return
+                arrived = asyncio.get_running_loop().create_future()
+                if len(self._behind) > MAX_WAITING:  # requests that gave up
+                    self._behind = [w for w in self._behind if not w[1].done()]
+                self._behind.append((target, arrived))
+                await arrived
+        except (TimeoutError, BucketUnreadable) as exc:
+            log.warning("the consent view could not be brought up to date: %r", exc)
+            raise FhirError(
+                503,
+                [Issue("transient", "Consent state is being brought up to date; retry shortly")],
+                headers={"Retry-After": "1"},
+            ) from None
+
+    def _delivered(self, revision: int) -> None:
+        """The watch has delivered up to `revision`: release the requests that waited for it."""
+        if revision <= self._revision:
+            return
+        self._revision = revision
+        if not self._behind:
+            return
+        waiting = []
+        for target, arrived in self._behind:
+            if target <= revision:
+                if not arrived.done():
+                    arrived.set_result(None)
+            elif not arrived.done():
+                waiting.append((target, arrived))
+        self._behind = waiting
 
     async def _follow_for_ever(self) -> None:
         """Follow the bucket; if the watch breaks, refuse decisions (`ready`) until a new
@@ -102,17 +158,24 @@ class ConsentView:
             if entry is None:  # every state present at start has been delivered
                 self._loaded.set()
                 continue
-            if entry.operation in ("DEL", "PURGE"):
-                self.remove(entry.key)
-                continue
-            if not entry.value:
-                continue
             try:
-                state = PatientAccessState.model_validate_json(entry.value)
-            except ValidationError:
-                log.error("ignoring an unreadable consent state under %s", entry.key)
-                continue
-            self.apply(state)
+                self._take(entry)
+            finally:
+                self._delivered(entry.revision or 0)
+
+    def _take(self, entry: Any) -> None:
+        """Apply one delivered entry of the bucket."""
+        if entry.operation in ("DEL", "PURGE"):
+            self.remove(entry.key)
+            return
+        if not entry.value:
+            return
+        try:
+            state = PatientAccessState.model_validate_json(entry.value)
+        except ValidationError:
+            log.error("ignoring an unreadable consent state under %s", entry.key)
+            return
+        self.apply(state)
 
     def relate(self, patient: str, orgnrs: list[str]) -> None:
         """Relations a service has just made (`shared.access.relations`): shown with the

@@ -64,7 +64,9 @@ class FhirRouter:
 
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         """One interaction or operation, once the permission table lets the caller through
-        (a transaction checks each of its entries)."""
+        (a transaction checks each of its entries). Whatever it decides is decided on the
+        consent state as it stood when the request arrived, or later (`Guard.current`)."""
+        await self.service.guard.current(request)
         if request.interaction == "transaction":
             return await run_transaction(self.service, request, body)
         handler = self._handlers.get(request.interaction)

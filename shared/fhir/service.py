@@ -10,7 +10,9 @@ serves the service's own jobs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from shared.access.relations import RelationAnnouncer, take_relations
@@ -26,6 +28,8 @@ from shared.store.resource_store import StoredResource
 from shared.transport.wire import FhirRequest, FhirResponse
 
 Operation = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
+log = logging.getLogger(__name__)
+PUBLISH_PATIENCE = 5.0
 
 
 class FhirService(ServiceData):
@@ -39,14 +43,18 @@ class FhirService(ServiceData):
         *,
         prefix: str,
         on_commit: Callable[[], None] = lambda: None,
+        published: Callable[[], Awaitable[None]] | None = None,
         guard: Guard = UNGUARDED,
     ) -> None:
         """`guard` is the consent step every outgoing resource passes: `UNGUARDED` only
-        for services that hold no patient data, and for benchmarks of the store."""
+        for services that hold no patient data, and for benchmarks of the store;
+        `published` waits until the outbox relay has published every message committed
+        before it was called (`OutboxRelay.drained`)."""
         super().__init__(name, definitions, db, prefix=prefix, guard=guard)
         self.operations: dict[str, Operation] = {}
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
         self._on_commit = on_commit
+        self._published = published
         self.announcer: RelationAnnouncer | None = None
         """Set by the runtime: tells the directory of new relations (`committed`)."""
         self.after_commit: list[Callable[[], Awaitable[None]]] = []
@@ -63,11 +71,16 @@ class FhirService(ServiceData):
         writes commit together or not at all; after the commit the outbox relay wakes
         (if the transaction gave it anything to publish) and the directory hears of new
         relations. The directory is asked each question once in it
-        (`one_answer_per_question`)."""
+        (`one_answer_per_question`). A client's request whose transaction queued a
+        message its answer promises (`add_message(before_answer=True)`: a child's new
+        access state) is answered once that message is published; the service's own
+        jobs, whose answers nobody waits for, do not wait."""
         with one_answer_per_question():
             async with self.db.transaction() as conn:
                 yield StoreUnitOfWork(self, conn, request)
         await self.committed(outbox_written=conn.outbox_written)
+        if conn.publish_before_answer and request.caller.credential != "service":
+            await self.outbox_published()
 
     @contextlib.asynccontextmanager
     async def reading(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
@@ -92,6 +105,18 @@ class FhirService(ServiceData):
             cursor = page.next_cursor
             if cursor is None:
                 return
+
+    async def outbox_published(self) -> None:
+        """Wait (PUBLISH_PATIENCE at most) until every message this service committed
+        before the call has been published. Past that the answer goes anyway: the write
+        is done, and the relay publishes it as soon as JetStream takes it."""
+        if self._published is None:
+            return
+        try:
+            async with asyncio.timeout(PUBLISH_PATIENCE):
+                await self._published()
+        except TimeoutError:
+            log.warning("answering before the outbox published a message the answer awaited")
 
     def notify_commit(self) -> None:
         """Wake the outbox relay after a committed write."""

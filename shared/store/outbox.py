@@ -7,6 +7,9 @@ marks a row sent only after the publish ack, and backs off while NATS is unavail
 reads again at once only after a full batch; otherwise it waits for the next commit in
 its process (which wakes it) or its poll (another instance's commits). On PostgreSQL one
 instance publishes at a time; one that finds another publishing tries again shortly.
+`drained` waits until every row committed before it was called has been published: a
+write whose answer promises its messages are out (a consent withdrawal's new access
+state) waits for it.
 """
 
 from __future__ import annotations
@@ -64,9 +67,16 @@ async def add_event(conn: Connection, event: DomainEvent, prefix: str) -> None:
 
 
 async def add_message(
-    conn: Connection, message_id: str, subject: str, payload: bytes, patient: str | None
+    conn: Connection,
+    message_id: str,
+    subject: str,
+    payload: bytes,
+    patient: str | None,
+    *,
+    before_answer: bool = False,
 ) -> None:
-    """Record any JetStream message (an event, a key-value put) in the current transaction.
+    """Record any JetStream message (an event, a key-value put) in the current transaction;
+    `before_answer`: the request's answer waits until it is published (`drained`).
 
     The relay publishes in `seq` order, but PostgreSQL hands out `seq` at insert time, not
     at commit. Writers that touch the same patient therefore take a transaction lock on
@@ -76,6 +86,7 @@ async def add_message(
     """
     values = (message_id, subject, payload, now_instant())
     conn.outbox_written = True
+    conn.publish_before_answer |= before_answer
     if patient is not None and conn.dialect == "postgresql":
         # One round trip: the lock is taken before the row (and its seq) is made.
         await conn.execute(
@@ -127,10 +138,31 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._wake = asyncio.Event()
         self.published = 0
+        self._passes_begun = 0
+        self._draining: list[tuple[int, asyncio.Future[None]]] = []
 
     def notify(self) -> None:
         """Tell the relay that new rows were committed."""
         self._wake.set()
+
+    async def drained(self) -> None:
+        """Wait until every row committed before this call has been published: a pass
+        begun after it has found nothing more than one batch and published all of it.
+        Waits for as long as publishing fails; the caller bounds it."""
+        needed = self._passes_begun + 1
+        waiting = asyncio.get_running_loop().create_future()
+        self._draining.append((needed, waiting))
+        self.notify()
+        try:
+            await waiting
+        finally:
+            self._draining = [(n, w) for n, w in self._draining if w is not waiting]
+
+    def _drained(self, number: int) -> None:
+        """Pass `number` published every row committed before it began."""
+        for needed, waiting in self._draining:
+            if needed <= number and not waiting.done():
+                waiting.set_result(None)
 
     async def run(self) -> None:
         failures = busy = 0
@@ -182,6 +214,8 @@ class OutboxRelay:
     async def publish_pending(self) -> int | None:
         """Publish one batch; return how many rows were sent, or None if another instance
         is publishing this outbox (PostgreSQL)."""
+        self._passes_begun += 1
+        number = self._passes_begun
         if self._db.dialect == "postgresql":
             # The transaction-scoped advisory lock makes one instance the publisher at a
             # time; the others find it taken and try again shortly. The rows are read in
@@ -209,6 +243,8 @@ class OutboxRelay:
         await self._measure_backlog(len(rows) - len(sent), full=len(rows) == self._batch_size)
         if failure is not None:
             raise failure
+        if len(rows) < self._batch_size:
+            self._drained(number)
         return len(sent)
 
     async def backlog(self) -> int:
