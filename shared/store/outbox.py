@@ -158,8 +158,13 @@ class OutboxRelay:
         finally:
             self._draining = [(n, w) for n, w in self._draining if w is not waiting]
 
-    def _drained(self, number: int) -> None:
-        """Pass `number` published every row committed before it began."""
+    def _published_all(self, number: int, rows: list[Row], failure: BaseException | None) -> None:
+        """After pass `number` published `rows`: if that was every row committed before it
+        began (no failure, less than a batch), those waiting for it are answered at once,
+        before the rows are marked sent (a row published and not yet marked is published
+        again, and JetStream drops the duplicate)."""
+        if failure is not None or len(rows) >= self._batch_size:
+            return
         for needed, waiting in self._draining:
             if needed <= number and not waiting.done():
                 waiting.set_result(None)
@@ -199,7 +204,8 @@ class OutboxRelay:
             except TimeoutError:
                 pass
             else:
-                await asyncio.sleep(self._linger)  # let concurrent commits join the batch
+                if not self._draining:  # an answer waits: no linger
+                    await asyncio.sleep(self._linger)  # let concurrent commits join the batch
             self._wake.clear()
 
     async def prune(self) -> int:
@@ -229,12 +235,14 @@ class OutboxRelay:
                     return None
                 rows = await self._unsent(conn)
                 sent, failure = await self._publish_rows(rows)
+                self._published_all(number, rows, failure)
                 await self._mark_sent(conn, sent)
         else:
             # SQLite has a single writer: never hold its lock while waiting on the network.
             async with self._db.reader() as conn:
                 rows = await self._unsent(conn)
             sent, failure = await self._publish_rows(rows)
+            self._published_all(number, rows, failure)
             if sent:
                 async with self._db.transaction() as conn:
                     await self._mark_sent(conn, sent)
@@ -243,8 +251,6 @@ class OutboxRelay:
         await self._measure_backlog(len(rows) - len(sent), full=len(rows) == self._batch_size)
         if failure is not None:
             raise failure
-        if len(rows) < self._batch_size:
-            self._drained(number)
         return len(sent)
 
     async def backlog(self) -> int:
