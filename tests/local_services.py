@@ -61,9 +61,14 @@ class FixedConsentView(ConsentView):
 
     def __init__(self) -> None:
         super().__init__(cast(NATS, None), "local")
+        self.caught_up_asked = 0
+        """How often a request brought the view up to date (`caught_up`) before deciding."""
 
     def ready(self) -> None:
         return None
+
+    async def caught_up(self) -> None:
+        self.caught_up_asked += 1
 
 
 async def public_resolver(host: str, port: int) -> list[str]:

@@ -54,6 +54,9 @@ READING = frozenset(
 )
 """The interactions an emergency basis serves: it opens a child's information to read."""
 Shaper = Callable[[bytes, tuple[str, ...]], bytes]
+PLAIN_READS = frozenset({"read", "vread", "search", "history-instance", "history-type"})
+REACHING = ("_include", "_revinclude", "_has")
+"""Search parameters by which a search of one type releases or selects by another."""
 
 
 class AuditSink(Protocol):
@@ -166,10 +169,22 @@ class AccessGuard:
 
     async def current(self, request: FhirRequest) -> None:
         """Bring the consent view up to the bucket as it stood when `request` arrived
-        (`ConsentView.caught_up`). A barnebro service's own request is decided by the
-        table alone: it waits for nothing."""
-        if request.caller.credential != "service":
-            await self.view.caught_up()
+        (`ConsentView.caught_up`). Nothing waits that no decision on the view can follow:
+        a barnebro service's own request (the table alone decides it), and a read, search
+        or history of a type that is not patient data, naming no other type
+        (`_include`, `_revinclude`, `_has`, a chain)."""
+        if request.caller.credential == "service" or self._about_no_patient(request):
+            return
+        await self.view.caught_up()
+
+    def _about_no_patient(self, request: FhirRequest) -> bool:
+        if request.interaction not in PLAIN_READS or request.resource_type is None:
+            return False
+        if request.resource_type not in self.categories:
+            return False  # a type this service does not hold: let the handler refuse it
+        if self.categories[request.resource_type] is not None:
+            return False
+        return not any(k.startswith(REACHING) or "." in k for k, _ in request.params)
 
     def decide(
         self, request: FhirRequest, stored: StoredResource, action: str | None = None

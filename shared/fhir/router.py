@@ -66,14 +66,16 @@ class FhirRouter:
         """One interaction or operation, once the permission table lets the caller through
         (a transaction checks each of its entries). Whatever it decides is decided on the
         consent state as it stood when the request arrived, or later (`Guard.current`)."""
-        await self.service.guard.current(request)
         if request.interaction == "transaction":
+            await self.service.guard.current(request)
             return await run_transaction(self.service, request, body)
         handler = self._handlers.get(request.interaction)
         if handler is None:
             raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
         authorize_request(request)
-        return await handler(request, body, request_rule(request))
+        rule = request_rule(request)
+        await self.service.guard.current(request)
+        return await handler(request, body, rule)
 
     async def read(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
         resource_type = self.service.definition(request.resource_type).resource_type
