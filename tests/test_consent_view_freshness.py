@@ -163,3 +163,23 @@ async def test_one_question_serves_the_requests_that_arrived_before_it(
     assert await asyncio.gather(*later) == [newer] * 20, "callers after a question went out"
     assert len(asked) == 3
     await revision.stop()
+
+
+async def test_a_last_revision_purged_from_the_stream_does_not_stop_decisions(
+    nc: NATS, bucket: KeyValue
+) -> None:
+    """A stream purge keeps the stream's last sequence but removes its message, which no
+    watch then delivers: the view counts what its watch's replay covered."""
+    await bucket.put("p2", WITHDRAWN.model_dump_json().encode())
+    await nc.jetstream().purge_stream(f"KV_{bucket._name}")
+    view = ConsentView(nc, bucket._name)
+    await view.start()
+    try:
+        await view.caught_up()
+        assert view.state("p1") is None, "purged: nothing is mirrored"
+        newer = PatientAccessState(patient="p1", related=["910000012"])
+        await bucket.put("p1", newer.model_dump_json().encode())
+        await view.caught_up()
+        assert view.state("p1") == newer
+    finally:
+        await view.stop()

@@ -64,8 +64,9 @@ class BucketRevision:
             waiting, self._next = self._next, None  # callers from now on wait for the next
             try:
                 waiting.set_result(await self._ask())
-            except asyncio.CancelledError:
-                waiting.cancel()
+            except asyncio.CancelledError:  # stopping: the waiting requests are refused
+                waiting.set_exception(BucketUnreadable("the consent view is stopping"))
+                waiting.exception()
                 raise
             except Exception as exc:
                 waiting.set_exception(BucketUnreadable(repr(exc)))

@@ -63,6 +63,8 @@ class ConsentView:
         self.listeners: list[Callable[[PatientAccessState], None]] = []
         self._revision = 0
         """The last revision of the bucket the watch has delivered (applied or not)."""
+        self._replayed_through = 0
+        """The bucket's last revision when the current watch began."""
         self._behind: list[tuple[int, asyncio.Future[None]]] = []
         """Requests waiting for the watch to deliver a revision."""
         self._bucket_revision = BucketRevision(nc, bucket)
@@ -74,7 +76,7 @@ class ConsentView:
             "the consent state bucket",
             lambda: ensure_bucket(self._nc.jetstream(), self._bucket, self._replicas),
         )
-        self._watcher = await patiently("the consent state bucket", self._kv.watchall)
+        self._watcher = await patiently("the consent state bucket", self._watch)
         self._task = asyncio.create_task(self._follow_for_ever())
         async with asyncio.timeout(LOAD_TIMEOUT):
             while not self._loaded.is_set():
@@ -151,11 +153,23 @@ class ConsentView:
             log.warning("following the consent view again")
             await asyncio.sleep(RETRY_SECONDS)
             with contextlib.suppress(Exception):
-                self._watcher = await self._kv.watchall()
+                self._watcher = await self._watch()
+
+    async def _watch(self) -> Any:
+        """A new watch of the bucket. The bucket's last revision is read first: once the
+        watch has replayed every key, the mirror holds at least that revision, even if its
+        message no longer exists (a stream purge) and so is never delivered. Revisions
+        count again from the replay (a bucket made anew starts again at 1)."""
+        self._replayed_through = 0
+        with contextlib.suppress(BucketUnreadable):
+            self._replayed_through = await self._bucket_revision.last()
+        self._revision = 0
+        return await self._kv.watchall()
 
     async def _follow(self) -> None:
         async for entry in self._watcher:
             if entry is None:  # every state present at start has been delivered
+                self._delivered(self._replayed_through)
                 self._loaded.set()
                 continue
             try:
