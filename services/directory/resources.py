@@ -45,7 +45,7 @@ from shared.directory_client import (
     check_organisation_type,
     orgnr_in,
 )
-from shared.family import indexed_care_orders, parental_responsibility
+from shared.family import care_orders, indexed_care_orders, parental_responsibility
 from shared.fhir.definitions import Change, EventSpec, Lookup, ResourceDefinition, WriteContext
 from shared.fhir.elements import her_id_of, orgnr_of
 from shared.fhir.errors import FhirError, Issue, error
@@ -252,6 +252,26 @@ class _Directory(ResourceDefinition):
             await self.owners(resource, lookup)
 
 
+def _child_authority(patient: dict[str, Any] | None) -> object:
+    """What the consent service reads of a Patient (`services.consent.directory`)."""
+    if patient is None:
+        return None
+    orders = [(o.organization, o.start, o.end) for o in care_orders(patient)]
+    return patient.get("birthDate"), orders
+
+
+def _parent_authority(person: dict[str, Any] | None) -> object:
+    """What the consent service reads of a RelatedPerson (`services.consent.directory`)."""
+    if person is None:
+        return None
+    return (
+        person.get("patient"),
+        person.get("active"),
+        person.get("period"),
+        sorted(parental_responsibility(person)),
+    )
+
+
 HIDDEN_FROM_PARTNERS = frozenset({"contact", "managingOrganization"})
 """What a child's record shows no school, kindergarten, PPT or NAV."""
 
@@ -437,7 +457,9 @@ class PatientDefinition(_Directory):
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
         # A care order ended or a birth date corrected takes effect before the answer.
-        if change.before is not None:
+        if change.before is not None and _child_authority(change.before) != _child_authority(
+            change.after
+        ):
             note_authority_change(change.resource_id)
 
     def events(self, change: Change) -> list[EventSpec]:
@@ -512,7 +534,9 @@ class RelatedPersonDefinition(_Directory):
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
         # Parental responsibility ended or moved takes effect before the answer.
-        if change.before is not None:
+        if change.before is not None and _parent_authority(change.before) != _parent_authority(
+            change.after
+        ):
             for version in (change.before, change.after):
                 patient = self.patient_of(version, change.resource_id) if version else None
                 if patient is not None:

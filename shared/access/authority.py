@@ -31,7 +31,12 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 
+from shared.fhir.resources import ID_PATTERN
+
 log = logging.getLogger(__name__)
+JUDGED_AT_ONCE = 4
+"""Changes judged at the same time: each holds database connections while it reads the
+directory, and the consent service's clients need them too."""
 
 _changed: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "authority_changed", default=frozenset()
@@ -54,12 +59,17 @@ async def announce_authority_changes(nc: NATS, prefix: str, patience: float) -> 
     if not changed:
         return
     _changed.set(frozenset())
+    subject, named = authority_subject(prefix), orjson.dumps(sorted(changed))
     try:
-        await nc.request(authority_subject(prefix), orjson.dumps(sorted(changed)), timeout=patience)
+        answer = await nc.request(subject, named, timeout=patience)
     except NoRespondersError:
-        log.info("no consent service heard of changed authority over %d children", len(changed))
+        log.warning("no consent service heard of changed authority over %d children", len(changed))
+        return
     except Exception as exc:
         log.warning("the consent service did not confirm changed authority in time: %r", exc)
+        return
+    if answer.data != b"ok":
+        log.warning("the consent service could not judge changed authority: %r", answer.data)
 
 
 Judge = Callable[[Iterable[str]], Awaitable[None]]
@@ -69,13 +79,16 @@ class AuthorityListener:
     """The consent service's side: judge each named child again (`judge`, which returns
     once the children's states are published), then answer."""
 
-    def __init__(self, nc: NATS, prefix: str, judge: Judge, queue: str) -> None:
+    def __init__(
+        self, nc: NATS, prefix: str, judge: Judge, queue: str, at_once: int = JUDGED_AT_ONCE
+    ) -> None:
         self._nc = nc
         self._subject = authority_subject(prefix)
         self._judge = judge
         self._queue = queue
         self._subscription: Any = None
         self._judging: set[asyncio.Task[None]] = set()
+        self._at_once = asyncio.Semaphore(at_once)
 
     async def start(self) -> None:
         async def on_message(message: Any) -> None:
@@ -90,21 +103,32 @@ class AuthorityListener:
         )
 
     async def _answer(self, message: Any) -> None:
+        """Answer `ok` once every named child is judged, or at once with what went wrong:
+        the directory waits for the answer, not for a timeout."""
         try:
             named = orjson.loads(message.data)
         except orjson.JSONDecodeError:
             named = None
-        if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+        if not isinstance(named, list) or not all(
+            isinstance(p, str) and ID_PATTERN.fullmatch(p) for p in named
+        ):
             log.warning("ignoring an unreadable authority change")
+            await self._respond(message, b"unreadable")
             return
         try:
-            await self._judge(named)
+            async with self._at_once:
+                await self._judge(named)
         except Exception:
             log.exception("judging changed authority failed; the events will carry it")
+            await self._respond(message, b"failed")
             return
+        await self._respond(message, b"ok")
+
+    @staticmethod
+    async def _respond(message: Any, answer: bytes) -> None:
         if message.reply:
             with contextlib.suppress(Exception):
-                await message.respond(b"ok")
+                await message.respond(answer)
 
     async def stop(self) -> None:
         if self._subscription is not None:
