@@ -14,7 +14,13 @@ from datetime import date, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.access.decision import AccessContext, ResourceFacts, decide, visibility
+from shared.access.decision import (
+    AccessContext,
+    ResourceFacts,
+    decide,
+    relation_basis,
+    visibility,
+)
 from shared.access.state import Disclosure, Grant, HiddenFromParents, PatientAccessState
 from shared.codes import DataCategory
 from shared.store.access_sql import AccessFilter, ResourceAccess, access_clause
@@ -39,6 +45,7 @@ def subsets(values: tuple[str, ...]) -> st.SearchStrategy[list[str]]:
 
 
 days = st.one_of(st.none(), st.integers(-3, 3).map(lambda n: DAY + timedelta(days=n)))
+ends = st.integers(-2, 2).map(lambda n: DAY + timedelta(days=n))
 
 grants = st.builds(
     Grant,
@@ -63,6 +70,8 @@ def states(draw: st.DrawFn, patient: str) -> PatientAccessState:
         grants=draw(st.lists(grants, max_size=3)),
         related=draw(subsets(ORGS)),
         care_order_holders=draw(subsets(ORGS[:2])),
+        parents_end=draw(st.dictionaries(st.sampled_from(PARENTS), ends, max_size=2)),
+        care_order_ends=draw(st.dictionaries(st.sampled_from(ORGS[:2]), ends, max_size=2)),
         hidden_from_parents=draw(
             st.lists(
                 st.builds(
@@ -326,3 +335,27 @@ def test_the_filter_of_a_search_by_patient_needs_only_their_states(
         assert kept_by_filter(mine, category, from_theirs) == kept_by_filter(
             mine, category, from_all
         )
+
+
+def test_parental_responsibility_and_a_care_order_end_on_their_last_day() -> None:
+    """An end the register set ahead of time takes effect by the day: the parent sees the
+    child's information, and the care-order holder holds it, through the last day and not
+    the day after, whether or not the consent service has published the child's state
+    again since. Read and search agree."""
+    note = ResourceFacts("DocumentReference/d0", "p1", "journal", author=ORGS[2])
+    state = PatientAccessState(
+        patient="p1",
+        parents=["RelatedPerson/r1"],
+        parents_until=DAY + timedelta(days=365),
+        parents_end={"RelatedPerson/r1": DAY},
+        care_order_holders=[ORGS[0]],
+        care_order_ends={ORGS[0]: DAY},
+    )
+    parent = Caller(fhir_user="RelatedPerson/r1", credential="person")
+    holder = Caller(orgnr=ORGS[0], org_kind="barnevernstjeneste")
+    for day, holds in ((DAY, True), (DAY + timedelta(days=1), False)):
+        context = AccessContext(parent, day=day)
+        assert decide(state, note, context).permit is holds, day
+        assert (note.reference in kept_by_sql([note], "journal", context, [state])) is holds
+        basis = relation_basis(state, AccessContext(holder, day=day))
+        assert basis == ("care-order-holder" if holds else None), day

@@ -12,8 +12,8 @@ the directory releases the child's record only to them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
 
 from services.consent.domain.authority import (
     HEALTH_MAJORITY_AGE,
@@ -39,9 +39,11 @@ def patient_state(
     *,
     related: Sequence[str] = (),
     care_order_holders: Sequence[str] = (),
+    care_order_ends: Mapping[str, date] | None = None,
 ) -> PatientAccessState:
     """`related`: organisations with a record about the child in any service;
-    `care_order_holders`: organisasjonsnummer of the holders of its open care orders."""
+    `care_order_holders`: organisasjonsnummer of the holders of its open care orders, and
+    `care_order_ends` the last day of those whose every order has an end."""
     grants = [
         Grant(
             consent=f"Consent/{record.id}",
@@ -78,6 +80,12 @@ def patient_state(
         grants=grants,
         related=sorted(set(related)),
         care_order_holders=sorted(set(care_order_holders)),
+        parents_end={
+            parent: end
+            for parent, end in child.responsibility_ends
+            if parent in child.parents_with_responsibility
+        },
+        care_order_ends=dict(care_order_ends or {}),
         hidden_from_parents=hidden,
         disclosures=disclosures,
     )

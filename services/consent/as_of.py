@@ -144,5 +144,6 @@ async def situation_at(
         disclosures,
         related=relations,
         care_order_holders=await directory.care_order_holders(child, day),
+        care_order_ends=await directory.care_order_ends(child, day),
     )
     return Situation(instant, day, child, consents, state)

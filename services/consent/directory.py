@@ -51,6 +51,7 @@ def child_facts(
     birth = patient.get("birthDate")
     with_responsibility: list[str] = []
     without: list[str] = []
+    ends: list[tuple[str, date]] = []
     on = (day or today()).isoformat()
     for person in related:
         ended = (person.get("period") or {}).get("end")
@@ -59,6 +60,9 @@ def child_facts(
         reference = f"RelatedPerson/{person['id']}"
         codes = set(parental_responsibility(person)) - NO_RESPONSIBILITY
         (with_responsibility if codes else without).append(reference)
+        last_day = _date(ended) if codes and isinstance(ended, str) else None
+        if last_day is not None:
+            ends.append((reference, last_day))
     orders = []
     for order in care_orders(patient):
         start = _date(order.start)
@@ -71,6 +75,7 @@ def child_facts(
         parents_with_responsibility=tuple(sorted(with_responsibility)),
         parents_without_responsibility=tuple(sorted(without)),
         care_orders=tuple(orders),
+        responsibility_ends=tuple(sorted(ends)),
     )
 
 
@@ -114,6 +119,20 @@ class DirectoryReader(DirectoryClient):
             if order.end is None or order.end >= day
         ]
         return [orgnr for orgnr in holders if orgnr]
+
+    async def care_order_ends(self, child: ChildFacts, day: date) -> dict[str, date]:
+        """The last day of each holder's care orders not ended by `day`, for holders whose
+        every such order has an end (the decisions stop counting them after it)."""
+        ends: dict[str, date | None] = {}
+        for order in child.care_orders:
+            if order.end is not None and order.end < day:
+                continue
+            orgnr = await self.orgnr_of(order.organization)
+            if not orgnr:
+                continue
+            known = ends.get(orgnr, order.end)
+            ends[orgnr] = None if known is None or order.end is None else max(known, order.end)
+        return {orgnr: end for orgnr, end in ends.items() if end is not None}
 
     async def registered(self, patient_id: str) -> bool:
         """Whether the directory holds the child's record (not deleted)."""

@@ -591,6 +591,7 @@ class ConsentHandlers:
             disclosures,
             related=await related(uow.conn, patient_id),
             care_order_holders=await self.directory.care_order_holders(child, self.clock()),
+            care_order_ends=await self.directory.care_order_ends(child, self.clock()),
         )
         await self._queue_state(uow, state)
 

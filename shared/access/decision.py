@@ -139,7 +139,7 @@ def relation_basis(state: PatientAccessState | None, context: AccessContext) -> 
     if state is None or caller.fhir_user or caller.credential != "organisation":
         return None
     orgnr = caller.orgnr
-    if orgnr and orgnr in state.care_order_holders:
+    if state.holds_care_order(orgnr, context.day):
         return "care-order-holder"
     named = any(_naming_grants(state, context))
     if orgnr and orgnr in state.related and (named or caller.org_kind not in PARTNER_KINDS):
@@ -151,11 +151,11 @@ def relation_basis(state: PatientAccessState | None, context: AccessContext) -> 
     return None
 
 
-def _takes_part(state: PatientAccessState, caller: Caller) -> bool:
+def _takes_part(state: PatientAccessState, caller: Caller, day: date) -> bool:
     """Whether the caller's organisation takes part in the child's care: it wrote or is
     named on a record about the child, or holds its care order."""
     orgnr = caller.orgnr
-    return bool(orgnr) and (orgnr in state.related or orgnr in state.care_order_holders)
+    return bool(orgnr) and (orgnr in state.related or state.holds_care_order(orgnr, day))
 
 
 def _naming_grants(state: PatientAccessState, context: AccessContext) -> Iterator[Grant]:
@@ -164,7 +164,7 @@ def _naming_grants(state: PatientAccessState, context: AccessContext) -> Iterato
     the caller's organisation takes part in the child's care, never for a stranger to the
     child (a role is held for a child, not in general)."""
     caller = context.caller
-    role_counts = bool(caller.roles) and _takes_part(state, caller)
+    role_counts = bool(caller.roles) and _takes_part(state, caller, context.day)
     for grant in state.grants:
         if not grant.covers_day(context.day):
             continue
@@ -266,12 +266,7 @@ def _hidden(state: PatientAccessState, category: str) -> tuple[tuple[str, ...], 
 
 
 def _is_parent(state: PatientAccessState, context: AccessContext) -> bool:
-    return (
-        context.caller.fhir_user is not None
-        and context.caller.fhir_user in state.parents
-        and state.parents_until is not None
-        and context.day <= state.parents_until
-    )
+    return state.is_parent(context.caller.fhir_user, context.day)
 
 
 def decide(

@@ -78,6 +78,30 @@ class PatientAccessState(BaseModel):
     child in any service: a relation to the child (they see its directory record)."""
     care_order_holders: list[str] = Field(default_factory=list)
     """Organisations holding a care order for the child that has not ended."""
+    parents_end: dict[str, date] = Field(default_factory=dict)
+    """The last day of a holder's parental responsibility, where the register has set an
+    end that has not come yet: decided by the day, not by the next publication."""
+    care_order_ends: dict[str, date] = Field(default_factory=dict)
+    """The last day of a holder's care orders, where every one it holds has an end."""
+
+    def is_parent(self, person: str | None, day: date) -> bool:
+        """Whether `person` (`RelatedPerson/<id>`) holds parental responsibility on `day`
+        and the child is young enough for it to reach its information."""
+        return (
+            person is not None
+            and person in self.parents
+            and self.parents_until is not None
+            and day <= self.parents_until
+            and day <= self.parents_end.get(person, day)
+        )
+
+    def holds_care_order(self, orgnr: str | None, day: date) -> bool:
+        return (
+            bool(orgnr)
+            and orgnr in self.care_order_holders
+            and (day <= self.care_order_ends.get(str(orgnr), day))
+        )
+
     hidden_from_parents: list[HiddenFromParents] = Field(default_factory=list)
     disclosures: list[Disclosure] = Field(default_factory=list)
 

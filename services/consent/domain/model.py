@@ -169,7 +169,8 @@ class ChildFacts:
     is False when the only source of the date is unreliable (a D-nummer or a number under
     the 2032 rule with no recorded date), in which case no age may be guessed.
     `parents_with_responsibility` and `parents_without_responsibility` are
-    `RelatedPerson/<id>` references.
+    `RelatedPerson/<id>` references; `responsibility_ends` the last day of a holder's
+    parental responsibility where the register has set one.
     """
 
     patient: str
@@ -178,6 +179,7 @@ class ChildFacts:
     parents_with_responsibility: tuple[str, ...] = ()
     parents_without_responsibility: tuple[str, ...] = ()
     care_orders: tuple[CareOrderFact, ...] = ()
+    responsibility_ends: tuple[tuple[str, date], ...] = ()
 
 
 @dataclass(frozen=True)
