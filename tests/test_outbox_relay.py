@@ -14,7 +14,7 @@ import pytest
 
 from shared.events import DomainEvent
 from shared.store.database import Database, SqliteDatabase
-from shared.store.outbox import OutboxRelay, add_event
+from shared.store.outbox import OutboxRelay, add_event, add_message
 from shared.store.schema import create_schema
 from tests.support import BACKENDS, store_database, wait_for
 
@@ -196,3 +196,29 @@ async def test_drained_does_not_take_a_round_begun_before_it_for_one_after(
         gate.set()
         await asyncio.wait_for(draining, 5)
         assert len(published.subjects) == 2, "returned before the late row was published"
+
+
+async def test_drained_rows_are_answered_however_another_patients_publishing_fares(
+    database: Database,
+) -> None:
+    """Waiting for its own rows, a write is answered once they are published, while
+    another patient's row keeps failing (and so no pass ever publishes everything)."""
+    published = Published()
+
+    async def failing_for_one(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        if subject.endswith(".stuck"):
+            raise ConnectionError("this one is refused")
+        await published(subject, payload, headers)
+
+    relay = OutboxRelay(database, failing_for_one, poll_interval=30, max_backoff=0.05, linger=0)
+    async with _running(relay):
+        async with database.transaction() as conn:
+            await add_message(conn, "m-stuck", "unit.events.stuck", b"{}", "stuck")
+        async with database.transaction() as conn:
+            await add_message(conn, "m-ours", "unit.events.ours", b"{}", "ours", before_answer=True)
+            ours = list(conn.awaited_messages)
+        assert len(ours) == 1
+        await asyncio.wait_for(relay.drained(ours), 5)
+        assert published.subjects == ["unit.events.ours"]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(relay.drained(), 0.5)  # everything: never, while one fails

@@ -56,8 +56,8 @@ async def _extend(runtime: ServiceRuntime) -> list[Component]:
     await publish_conformance(fhir, settings)
 
     async def judge(patients: Iterable[str]) -> None:
-        await handlers.reassess_all(patients)
-        await fhir.outbox_published()
+        async with fhir.answering_after_publication():
+            await handlers.reassess_all(patients)
 
     return [
         AuthorityListener(nc, settings.nats_prefix, judge, queue=NAME),

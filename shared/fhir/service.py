@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from shared.access.relations import RelationAnnouncer, take_relations
 from shared.access.step import UNGUARDED, Guard
@@ -30,6 +31,9 @@ from shared.transport.wire import FhirRequest, FhirResponse
 Operation = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
 log = logging.getLogger(__name__)
 PUBLISH_PATIENCE = 5.0
+_awaited: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "awaited_messages", default=None
+)
 
 
 class FhirService(ServiceData):
@@ -43,13 +47,13 @@ class FhirService(ServiceData):
         *,
         prefix: str,
         on_commit: Callable[[], None] = lambda: None,
-        published: Callable[[], Awaitable[None]] | None = None,
+        published: Callable[[Collection[int]], Awaitable[None]] | None = None,
         guard: Guard = UNGUARDED,
     ) -> None:
         """`guard` is the consent step every outgoing resource passes: `UNGUARDED` only
         for services that hold no patient data, and for benchmarks of the store;
-        `published` waits until the outbox relay has published every message committed
-        before it was called (`OutboxRelay.drained`)."""
+        `published` waits until the outbox relay has published the given outbox rows
+        (`OutboxRelay.drained`)."""
         super().__init__(name, definitions, db, prefix=prefix, guard=guard)
         self.operations: dict[str, Operation] = {}
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
@@ -79,8 +83,14 @@ class FhirService(ServiceData):
             async with self.db.transaction() as conn:
                 yield StoreUnitOfWork(self, conn, request)
         await self.committed(outbox_written=conn.outbox_written)
-        if conn.publish_before_answer and request.caller.credential != "service":
-            await self.outbox_published()
+        if not conn.awaited_messages:
+            return
+        if request.caller.credential != "service":
+            await self.outbox_published(conn.awaited_messages)
+        else:
+            awaited = _awaited.get()
+            if awaited is not None:
+                awaited.extend(conn.awaited_messages)
 
     @contextlib.asynccontextmanager
     async def reading(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
@@ -106,15 +116,28 @@ class FhirService(ServiceData):
             if cursor is None:
                 return
 
-    async def outbox_published(self) -> None:
-        """Wait (PUBLISH_PATIENCE at most) until every message this service committed
-        before the call has been published. Past that the answer goes anyway: the write
-        is done, and the relay publishes it as soon as JetStream takes it."""
-        if self._published is None:
+    @contextlib.asynccontextmanager
+    async def answering_after_publication(self) -> AsyncIterator[None]:
+        """For a service job whose caller waits (the directory's request to judge changed
+        authority): the messages its units of work queue to be published before an answer
+        are waited for when the block ends, as a client's own write waits for them."""
+        awaited: list[int] = []
+        token = _awaited.set(awaited)
+        try:
+            yield
+        finally:
+            _awaited.reset(token)
+        await self.outbox_published(awaited)
+
+    async def outbox_published(self, rows: Collection[int]) -> None:
+        """Wait (PUBLISH_PATIENCE at most) until these outbox rows are published. Past
+        that the answer goes anyway: the write is done, and the relay publishes it as soon
+        as JetStream takes it."""
+        if self._published is None or not rows:
             return
         try:
             async with asyncio.timeout(PUBLISH_PATIENCE):
-                await self._published()
+                await self._published(rows)
         except TimeoutError:
             log.warning("answering before the outbox published a message the answer awaited")
 

@@ -41,8 +41,8 @@ class Connection(Protocol):
     outbox_written: bool
     """Set by what puts a message in the outbox (`shared.store.outbox.add_message`, the
     version writes): the committer wakes the outbox relay only then."""
-    publish_before_answer: bool
-    """Set by `add_message(before_answer=True)`: the answer waits for its publication."""
+    awaited_messages: list[int]
+    """Outbox rows of `add_message(before_answer=True)`: the answer waits for them."""
 
     async def execute(self, sql: str, *args: Any) -> int: ...
 
@@ -111,7 +111,7 @@ class _PgConnection:
     def __init__(self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any]) -> None:
         self._conn = conn
         self.outbox_written = False
-        self.publish_before_answer = False
+        self.awaited_messages: list[int] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _traced(self.dialect, sql):
@@ -308,7 +308,7 @@ class _SqliteConnection:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
         self.outbox_written = False
-        self.publish_before_answer = False
+        self.awaited_messages: list[int] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
         with _traced(self.dialect, sql):

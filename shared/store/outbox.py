@@ -7,9 +7,9 @@ marks a row sent only after the publish ack, and backs off while NATS is unavail
 reads again at once only after a full batch; otherwise it waits for the next commit in
 its process (which wakes it) or its poll (another instance's commits). On PostgreSQL one
 instance publishes at a time; one that finds another publishing tries again shortly.
-`drained` waits until every row committed before it was called has been published: a
-write whose answer promises its messages are out (a consent withdrawal's new access
-state) waits for it.
+`drained` waits until given rows (or every row committed before it was called) have been
+published: a write whose answer promises its messages are out (a consent withdrawal's new
+access state) waits for its own, however another patient's publishing fares.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import orjson
@@ -43,6 +43,18 @@ Publish = Callable[[str, bytes, dict[str, str]], Awaitable[None]]
 PATIENT_LOCK = "pg_advisory_xact_lock(hashtext(current_schema()), hashtext(?))"
 """A patient's lock within this service's schema: services sharing a PostgreSQL database
 must not wait on each other's patient locks (one may be waiting for the other's answer)."""
+
+
+@dataclass
+class _Drain:
+    """A caller of `OutboxRelay.drained`: the first pass that may answer it, the rows it
+    still waits for (None: everything committed before it), and its answer."""
+
+    begun_after: int
+    rows: set[int] | None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
 
 @dataclass(frozen=True)
@@ -84,21 +96,22 @@ async def add_message(
     are published in that order. (SQLite has a single writer: nothing to do.) The relay
     keeps the order of messages whose subjects end in the same token (the patient's).
     """
-    values = (message_id, subject, payload, now_instant())
+    values: tuple[object, ...] = (message_id, subject, payload, now_instant())
     conn.outbox_written = True
-    conn.publish_before_answer |= before_answer
+    insert = "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)"
     if patient is not None and conn.dialect == "postgresql":
         # One round trip: the lock is taken before the row (and its seq) is made.
-        await conn.execute(
+        insert = (
             "INSERT INTO outbox (event_id, subject, payload, created) SELECT ?, ?, ?, ?"
-            f" FROM (SELECT {PATIENT_LOCK}) AS patient_lock",
-            *values,
-            patient,
+            f" FROM (SELECT {PATIENT_LOCK}) AS patient_lock"
         )
+        values = (*values, patient)
+    if not before_answer:
+        await conn.execute(insert, *values)
         return
-    await conn.execute(
-        "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)", *values
-    )
+    row = await conn.fetchrow(f"{insert} RETURNING seq", *values)
+    assert row is not None
+    conn.awaited_messages.append(int(row[0]))
 
 
 async def lock_patient(conn: Connection, patient: str) -> None:
@@ -139,35 +152,49 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self.published = 0
         self._passes_begun = 0
-        self._draining: list[tuple[int, asyncio.Future[None]]] = []
+        self._draining: list[_Drain] = []
 
     def notify(self) -> None:
         """Tell the relay that new rows were committed."""
         self._wake.set()
 
-    async def drained(self) -> None:
-        """Wait until every row committed before this call has been published: a pass
-        begun after it has found nothing more than one batch and published all of it.
-        Waits for as long as publishing fails; the caller bounds it."""
-        needed = self._passes_begun + 1
-        waiting = asyncio.get_running_loop().create_future()
-        self._draining.append((needed, waiting))
+    async def drained(self, rows: Collection[int] | None = None) -> None:
+        """Wait until the outbox rows `rows` (their `seq`), committed before this call, are
+        published; without `rows`, every row committed before it. Waits for as long as
+        publishing them fails; the caller bounds it."""
+        waiting = _Drain(self._passes_begun + 1, None if rows is None else set(rows))
+        self._draining.append(waiting)
         self.notify()
         try:
-            await waiting
+            await waiting.done
         finally:
-            self._draining = [(n, w) for n, w in self._draining if w is not waiting]
+            self._draining.remove(waiting)
 
-    def _published_all(self, number: int, rows: list[Row], failure: BaseException | None) -> None:
-        """After pass `number` published `rows`: if that was every row committed before it
-        began (no failure, less than a batch), those waiting for it are answered at once,
-        before the rows are marked sent (a row published and not yet marked is published
-        again, and JetStream drops the duplicate)."""
-        if failure is not None or len(rows) >= self._batch_size:
-            return
-        for needed, waiting in self._draining:
-            if needed <= number and not waiting.done():
-                waiting.set_result(None)
+    def _published(
+        self, number: int, rows: list[Row], sent: list[int], failure: BaseException | None
+    ) -> None:
+        """After pass `number` read `rows` and published `sent` of them: answer those who
+        waited for what is now published, before the rows are marked sent (a row published
+        and not yet marked is published again, and JetStream drops the duplicate). A row
+        committed before the pass began is among those it read unless it was published
+        before, or the batch was full and it comes after the last row read."""
+        full = len(rows) >= self._batch_size
+        read = {int(row[0]) for row in rows}
+        last_read = max(read, default=0)
+        for drain in self._draining:
+            if drain.done.done():
+                continue
+            if drain.rows is None:
+                if number >= drain.begun_after and failure is None and not full:
+                    drain.done.set_result(None)
+                continue
+            drain.rows.difference_update(sent)
+            if number >= drain.begun_after:
+                drain.rows = {
+                    seq for seq in drain.rows if seq in read or (full and seq > last_read)
+                }
+            if not drain.rows:
+                drain.done.set_result(None)
 
     async def run(self) -> None:
         failures = busy = 0
@@ -184,7 +211,8 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 continue
             if sent is None:
-                await asyncio.sleep(min(self._poll_interval, BUSY_RETRY_SECONDS * 2**busy))
+                backoff = 0 if self._draining else busy  # an answer waits: no backing off
+                await asyncio.sleep(min(self._poll_interval, BUSY_RETRY_SECONDS * 2**backoff))
                 busy = min(busy + 1, 16)
                 continue
             busy = 0
@@ -235,14 +263,14 @@ class OutboxRelay:
                     return None
                 rows = await self._unsent(conn)
                 sent, failure = await self._publish_rows(rows)
-                self._published_all(number, rows, failure)
+                self._published(number, rows, sent, failure)
                 await self._mark_sent(conn, sent)
         else:
             # SQLite has a single writer: never hold its lock while waiting on the network.
             async with self._db.reader() as conn:
                 rows = await self._unsent(conn)
             sent, failure = await self._publish_rows(rows)
-            self._published_all(number, rows, failure)
+            self._published(number, rows, sent, failure)
             if sent:
                 async with self._db.transaction() as conn:
                     await self._mark_sent(conn, sent)
