@@ -59,9 +59,10 @@ async def test_nats_restart_while_writing_loses_and_duplicates_no_event(
                 interaction="create",
                 resource_type="Practitioner",
                 base_url="http://test/fhir",
-                # as the gateway passes it on: the kind is the register's (the request
-                # goes to the service directly, so it states what the gateway would)
-                caller=Caller(orgnr="974760673", org_kind="bup", scopes=["system/*.cruds"]),
+                # a barnebro service's own write: a client's request would first ask the
+                # consent bucket, which cannot answer while NATS is down (503), and the
+                # writes must go on for their events to wait in the outbox
+                caller=Caller(credential="service", client_id="writer", scopes=["system/*.cruds"]),
             )
             body = b'{"resourceType": "Practitioner", "name": [{"family": "W%d"}]}' % i
             response = await service.handle(request, body)
