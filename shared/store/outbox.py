@@ -178,6 +178,8 @@ class OutboxRelay:
         and not yet marked is published again, and JetStream drops the duplicate). A row
         committed before the pass began is among those it read unless it was published
         before, or the batch was full and it comes after the last row read."""
+        if not self._draining:
+            return
         full = len(rows) >= self._batch_size
         read = {int(row[0]) for row in rows}
         last_read = max(read, default=0)
