@@ -32,7 +32,6 @@ its own latency).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -107,7 +106,6 @@ class TaskSource:
         self._db: Database | None = None
         self._nc: NATS | None = None
         self._fhir: FhirService | None = None
-        self._relay_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -123,13 +121,11 @@ class TaskSource:
             prefix=settings.nats_prefix,
             on_commit=self.relay.notify,
         )
-        self._relay_task = asyncio.create_task(self.relay.run())
+        self.relay.start()
 
     async def stop(self) -> None:
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        if self.relay is not None:
+            await self.relay.stop()
         if self._nc is not None:
             await close(self._nc)
         if self._db is not None:

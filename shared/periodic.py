@@ -4,6 +4,8 @@ Sweeps and deadline monitors are idempotent jobs over the service's own data; a 
 fails is logged and tried again within a minute rather than waiting a whole interval.
 When the test clock is moved (`shared.clock.moved`) the job runs at once, so what the new
 date brings (a deadline passed, a 16th birthday) shows without waiting an interval.
+A job waits on NATS, where a cancellation can be swallowed (`shared.transport.stopping`):
+the loop also ends on a flag of its own, so `stop` never waits for ever.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from shared import clock
+from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,10 @@ class Periodic:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._unlisten: Callable[[], None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
+        self._stopping = False
         self._unlisten = clock.on_moved(self._wake.set)
         self._task = asyncio.create_task(self._run(), name=self.name)
 
@@ -42,14 +47,13 @@ class Periodic:
         if self._unlisten is not None:
             self._unlisten()
             self._unlisten = None
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self._stopping = True
+        self._wake.set()
+        await stop_task(self._task)
+        self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             delay = self._interval
             try:
                 count = await self._job()
@@ -60,6 +64,9 @@ class Periodic:
             except Exception:
                 log.exception("%s failed; it runs again within a minute", self.name)
                 delay = min(delay, RETRY_SECONDS)
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
             self._wake.clear()

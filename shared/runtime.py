@@ -9,8 +9,6 @@ way before closing connections. The same code runs under `barnebro serve`,
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -95,7 +93,6 @@ class ServiceRuntime:
         """The consent step, for services that hold information about patients."""
         self.relay: OutboxRelay | None = None
         self._host: ServiceHost | None = None
-        self._relay_task: asyncio.Task[None] | None = None
         self.consent_view: ConsentView | None = None
         self.components: list[Component] = []
         self._clock: ClockFollower | None = None
@@ -147,7 +144,7 @@ class ServiceRuntime:
             status=self.status,
         )
         await self._host.start()
-        self._relay_task = asyncio.create_task(self.relay.run())
+        self.relay.start()
         await self._upkeep.start()
         for component in self.components:
             await component.start()
@@ -205,10 +202,8 @@ class ServiceRuntime:
         if self.consent_view is not None:
             await self.consent_view.stop()
         await self._upkeep.stop()
-        if self._relay_task is not None:
-            self._relay_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relay_task
+        if self.relay is not None:
+            await self.relay.stop()
         await self.organisations.stop()
         if self._clock is not None:
             await self._clock.stop()

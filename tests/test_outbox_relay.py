@@ -5,6 +5,7 @@ soon instead of at its next poll."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -41,6 +42,30 @@ async def test_relay_stops_on_cancel_even_as_a_wake_up_arrives(tmp_path: Path) -
             async with asyncio.timeout(5):
                 done, _ = await asyncio.wait({task})
             assert done == {task} and task.cancelled()
+    finally:
+        await db.close()
+
+
+async def test_relay_stops_when_a_publish_swallows_the_cancellation(tmp_path: Path) -> None:
+    """nats-py's publish can swallow a cancellation and return as if it had published: the
+    relay then runs on, so `stop` ends it by a flag of its own, in a round, not for ever."""
+    db = await SqliteDatabase.connect(tmp_path / "relay.sqlite3")
+    await create_schema(db)
+    publishing = asyncio.Event()
+
+    async def swallowing(subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        publishing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+
+    relay = OutboxRelay(db, swallowing, poll_interval=30, max_backoff=0.5, linger=0)
+    try:
+        relay.start()
+        await _committed(db, relay, 1, "s")
+        async with asyncio.timeout(5):
+            await publishing.wait()
+        async with asyncio.timeout(2):
+            await relay.stop()
     finally:
         await db.close()
 

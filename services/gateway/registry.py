@@ -18,6 +18,7 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NoKeysError
 
 from shared.transport.service_host import ensure_bucket
+from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 MIN_REFRESH_SECONDS = 0.2
@@ -55,9 +56,7 @@ class ServiceRegistry:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()
         for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task)
 
     async def _follow(self) -> None:
         async for entry in self._watcher:

@@ -17,10 +17,11 @@ do it again beside its successor even before it notices.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
+
+from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +47,7 @@ class KeptLease:
         value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
 
     async def _keep(self) -> None:
         while self.held:

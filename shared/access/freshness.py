@@ -17,10 +17,11 @@ question per round trip, not one per request.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import orjson
 from nats.aio.client import Client as NATS
+
+from shared.transport.stopping import stop_task
 
 ASK_TIMEOUT = 2.0
 
@@ -54,10 +55,7 @@ class BucketRevision:
         return await asyncio.shield(waiting)
 
     async def stop(self) -> None:
-        if self._asker is not None:
-            self._asker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._asker
+        await stop_task(self._asker)
 
     async def _ask_while_waited_for(self) -> None:
         while self._next is not None:

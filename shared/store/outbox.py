@@ -33,6 +33,7 @@ from shared.fhir.search_params import format_instant
 from shared.metrics import exporting, outbox_backlog, outbox_publish_lag, outbox_published
 from shared.store.database import Connection, Database, Row
 from shared.telemetry import span, trace_context, tracing
+from shared.transport.stopping import stop_task
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.outbox")
@@ -153,6 +154,21 @@ class OutboxRelay:
         self.published = 0
         self._passes_begun = 0
         self._draining: list[_Drain] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        """Run the relay in a task of its own until `stop`."""
+        self._stopping = False
+        self._task = asyncio.create_task(self.run(), name="outbox relay")
+
+    async def stop(self) -> None:
+        """End the relay's task. A cancellation that nats-py swallows inside a publish
+        (`shared.transport.stopping`) still ends it: the loop checks a flag of its own."""
+        self._stopping = True
+        self.notify()
+        await stop_task(self._task)
+        self._task = None
 
     def notify(self) -> None:
         """Tell the relay that new rows were committed."""
@@ -200,7 +216,7 @@ class OutboxRelay:
 
     async def run(self) -> None:
         failures = busy = 0
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.publish_pending()
                 failures = 0

@@ -15,13 +15,16 @@ STOP_WAIT_SECONDS = 5.0
 
 
 async def stop_task(task: asyncio.Task[None] | None) -> None:
-    """Cancel `task` and wait (a few seconds at most) for it to end."""
+    """Cancel `task` and wait (a few seconds at most) for it to end. A cancellation of the
+    caller itself is not swallowed: it goes on up, while the task's own does not."""
     if task is None:
         return
     task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+    with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(STOP_WAIT_SECONDS):
-            await task
+            await asyncio.wait({task})
+    if task.done() and not task.cancelled():
+        task.result()  # an error it ended with is the stopper's to see
 
 
 async def stop_watch(watcher: Any, task: asyncio.Task[None] | None) -> None:
