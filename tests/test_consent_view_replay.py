@@ -62,7 +62,8 @@ async def test_a_watch_that_never_ends_its_replay_is_begun_again(
         mirror = ConsentView(nc, bucket)
         await mirror.start()
         try:
-            assert watches == ["lost", "whole"]
+            # A busy machine may outlast the patience once more: then a third watch, whole too.
+            assert watches[:2] == ["lost", "whole"] and set(watches[1:]) == {"whole"}
             loaded = mirror.state("p1")
             assert loaded is not None and list(loaded.related) == ["910000012"]
         finally:
