@@ -1,7 +1,8 @@
 """Serving FHIR interactions from NATS: one queue group per service, many instances.
 
 A `ServiceHost` subscribes to the request subjects of the resource types its service owns
-and to the service's bundle subject, runs each request in its own task (bounded), and
+and to the service's bundle subject, runs each request in its own task (bounded: clients'
+requests and other barnebro services' requests each have slots of their own), and
 always answers: a `FhirError` becomes its OperationOutcome, anything unexpected a 500
 OperationOutcome with the trace id. It also registers the service's capabilities in the
 JetStream key-value registry, where the gateway finds them.
@@ -46,6 +47,14 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.transport")
 
 Handler = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
+SERVICE_SLOTS = 16
+"""Requests from other barnebro services served at once, beside the clients' slots. A
+client's request may wait for another service while it holds its slot (the directory's
+change of authority waits for the consent service, which reads the child from the
+directory): that service's requests must never queue behind it."""
+MAX_WAITING = 1024
+"""Requests waiting for a slot, at most: any more are answered 503 at once rather than
+queued for longer than anyone waits for them."""
 
 
 def internal_error_issue(span: Any) -> Issue:
@@ -86,6 +95,8 @@ class ServiceHost:
         self._ready = ready
         self._status = status
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._service_slots = asyncio.Semaphore(SERVICE_SLOTS)
+        self._waiting = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
 
@@ -135,12 +146,34 @@ class ServiceHost:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_message(self, msg: Msg) -> None:
-        await self._slots.acquire()
-        task = asyncio.create_task(self._serve(msg))
+        """Never waits: a subscription's messages are handed over one at a time, so a
+        request held here would hold up every request after it on the same subject."""
+        request = _request_of(msg)
+        from_service = isinstance(request, FhirRequest) and request.caller.credential == "service"
+        slots: asyncio.Semaphore | None = self._service_slots if from_service else self._slots
+        if slots is not None and slots.locked() and self._waiting >= MAX_WAITING:
+            request, slots = busy(), None
+        task = asyncio.create_task(self._serve(msg, request, slots))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, msg: Msg) -> None:
+    async def _serve(
+        self, msg: Msg, request: FhirRequest | FhirError, slots: asyncio.Semaphore | None
+    ) -> None:
+        if slots is None:
+            await self._answer(msg, request)
+            return
+        self._waiting += 1
+        try:
+            await slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            await self._answer(msg, request)
+        finally:
+            slots.release()
+
+    async def _answer(self, msg: Msg, request: FhirRequest | FhirError) -> None:
         try:
             headers = msg.headers or {}
             with span(
@@ -150,7 +183,7 @@ class ServiceHost:
                 parent=headers,
                 attributes={"messaging.destination.name": msg.subject},
             ) as current:
-                response = await self._respond(headers, msg.data, current)
+                response = await self._respond(request, msg.data, current)
             payload, reply_headers = encode_response(response)
             if len(payload) + 4096 > self._nc.max_payload:
                 log.error("reply of %d bytes exceeds the NATS max_payload", len(payload))
@@ -163,14 +196,12 @@ class ServiceHost:
                 await self._nc.publish(msg.reply, payload, headers=reply_headers)
         except Exception:
             log.exception("could not answer a request on %s", msg.subject)
-        finally:
-            self._slots.release()
 
-    async def _respond(self, headers: dict[str, str], body: bytes, span: Any) -> FhirResponse:
-        try:
-            request = FhirRequest.model_validate_json(headers[REQUEST_HEADER])
-        except (KeyError, ValueError):
-            return error_response(FhirError(400, [Issue("structure", "Malformed request")]))
+    async def _respond(
+        self, request: FhirRequest | FhirError, body: bytes, span: Any
+    ) -> FhirResponse:
+        if isinstance(request, FhirError):
+            return error_response(request)
         span.set_attribute("fhir.interaction", request.interaction)
         began = time.perf_counter()
         try:
@@ -187,6 +218,19 @@ class ServiceHost:
              "http.response.status_code": response.status},
         )  # fmt: skip
         return response
+
+
+def busy() -> FhirError:
+    return FhirError(
+        503, [Issue("transient", "The service is busy; try again")], headers={"Retry-After": "1"}
+    )
+
+
+def _request_of(msg: Msg) -> FhirRequest | FhirError:
+    try:
+        return FhirRequest.model_validate_json((msg.headers or {})[REQUEST_HEADER])
+    except (KeyError, ValueError):
+        return FhirError(400, [Issue("structure", "Malformed request")])
 
 
 async def register_capabilities(

@@ -1,0 +1,115 @@
+"""A service's own requests are never held up by clients' requests that wait for them.
+
+The directory answers a change of authority once the consent service has judged the
+child again, and the consent service reads the child from the directory to judge it: a
+burst of such writes filling every client slot must not leave the consent service's
+reads waiting behind them (each write would wait its whole patience, for nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+
+import nats
+import pytest
+
+from shared.transport import service_host
+from shared.transport.service_host import ServiceHost
+from shared.transport.wire import (
+    REQUEST_HEADER,
+    Caller,
+    FhirRequest,
+    FhirResponse,
+    decode_response,
+    request_subject,
+)
+
+pytestmark = pytest.mark.services
+CLIENT_SLOTS = 2
+
+
+def request_of(credential: str) -> bytes:
+    caller = Caller(credential=credential, client_id="test")
+    request = FhirRequest(
+        interaction="read", resource_type="Patient", id="p1", base_url="http://t", caller=caller
+    )
+    return request.model_dump_json().encode()
+
+
+async def test_a_service_request_is_served_while_clients_hold_every_slot_waiting_for_it() -> None:
+    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    prefix = f"slots{uuid.uuid4().hex[:8]}"
+    judged = asyncio.Event()
+
+    async def handler(request: FhirRequest, body: bytes) -> FhirResponse:
+        if request.caller.credential == "service":
+            judged.set()
+            return FhirResponse(status=200, body=b"service")
+        async with asyncio.timeout(5):  # the write waits for the service's judgement
+            await judged.wait()
+        return FhirResponse(status=200, body=b"client")
+
+    host = ServiceHost(nc, prefix=prefix, service="directory", resource_types=["Patient"],
+                       handler=handler, max_concurrency=CLIENT_SLOTS)  # fmt: skip
+    await host.start()
+    subject = request_subject(prefix, "Patient")
+
+    async def ask(credential: str) -> bytes:
+        headers = {REQUEST_HEADER: request_of(credential).decode()}
+        reply = await nc.request(subject, b"", timeout=10, headers=headers)
+        return reply.data
+
+    try:
+        clients = [asyncio.create_task(ask("organisation")) for _ in range(CLIENT_SLOTS + 3)]
+        await asyncio.sleep(0.2)  # every client slot taken, more clients waiting for one
+        assert not judged.is_set()
+        async with asyncio.timeout(2):
+            assert await ask("service") == b"service"
+        async with asyncio.timeout(2):
+            assert await asyncio.gather(*clients) == [b"client"] * (CLIENT_SLOTS + 3)
+    finally:
+        await host.stop()
+        await nc.close()
+
+
+async def test_requests_beyond_those_that_may_wait_are_refused_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Past `MAX_WAITING` requests waiting for a slot, the next is a 503 with Retry-After at
+    once, not a wait longer than its caller's; those waiting are still served."""
+    monkeypatch.setattr(service_host, "MAX_WAITING", 1)
+    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    prefix = f"slots{uuid.uuid4().hex[:8]}"
+    release = asyncio.Event()
+
+    async def handler(request: FhirRequest, body: bytes) -> FhirResponse:
+        await release.wait()
+        return FhirResponse(status=200, body=b"served")
+
+    host = ServiceHost(nc, prefix=prefix, service="directory", resource_types=["Patient"],
+                       handler=handler, max_concurrency=1)  # fmt: skip
+    await host.start()
+    subject = request_subject(prefix, "Patient")
+    headers = {REQUEST_HEADER: request_of("organisation").decode()}
+
+    async def ask() -> FhirResponse:
+        reply = await nc.request(subject, b"", timeout=10, headers=headers)
+        return decode_response(reply.data, reply.headers)
+
+    try:
+        running = asyncio.create_task(ask())
+        await asyncio.sleep(0.1)
+        waiting = asyncio.create_task(ask())
+        await asyncio.sleep(0.1)
+        async with asyncio.timeout(2):
+            refused = await ask()
+        assert refused.status == 503 and refused.headers.get("Retry-After") == "1"
+        assert not running.done() and not waiting.done()
+        release.set()
+        async with asyncio.timeout(2):
+            assert [r.status for r in await asyncio.gather(running, waiting)] == [200, 200]
+    finally:
+        release.set()
+        await host.stop()
+        await nc.close()
