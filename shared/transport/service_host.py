@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.transport")
 
 Handler = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
-SERVICE_SLOTS = 16
+SERVICE_SLOTS = 32
 """Requests from other barnebro services served at once, beside the clients' slots. A
 client's request may wait for another service while it holds its slot (the directory's
 change of authority waits for the consent service, which reads the child from the
