@@ -8,7 +8,6 @@ reads waiting behind them (each write would wait its whole patience, for nothing
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 
 import nats
@@ -24,6 +23,7 @@ from shared.transport.wire import (
     decode_response,
     request_subject,
 )
+from tests.support import nats_url
 
 pytestmark = pytest.mark.services
 CLIENT_SLOTS = 2
@@ -38,7 +38,7 @@ def request_of(credential: str) -> bytes:
 
 
 async def test_a_service_request_is_served_while_clients_hold_every_slot_waiting_for_it() -> None:
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    nc = await nats.connect(nats_url())
     prefix = f"slots{uuid.uuid4().hex[:8]}"
     judged = asyncio.Event()
 
@@ -79,7 +79,7 @@ async def test_requests_beyond_those_that_may_wait_are_refused_at_once(
     """Past `MAX_WAITING` requests waiting for a slot, the next is a 503 with Retry-After at
     once, not a wait longer than its caller's; those waiting are still served."""
     monkeypatch.setattr(service_host, "MAX_WAITING", 1)
-    nc = await nats.connect(os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
+    nc = await nats.connect(nats_url())
     prefix = f"slots{uuid.uuid4().hex[:8]}"
     release = asyncio.Event()
 
@@ -109,6 +109,47 @@ async def test_requests_beyond_those_that_may_wait_are_refused_at_once(
         release.set()
         async with asyncio.timeout(2):
             assert [r.status for r in await asyncio.gather(running, waiting)] == [200, 200]
+    finally:
+        release.set()
+        await host.stop()
+        await nc.close()
+
+
+async def test_stopping_refuses_the_requests_still_waiting_and_finishes_those_under_way() -> None:
+    nc = await nats.connect(nats_url())
+    prefix = f"slots{uuid.uuid4().hex[:8]}"
+    release, started = asyncio.Event(), asyncio.Event()
+
+    async def handler(request: FhirRequest, body: bytes) -> FhirResponse:
+        started.set()
+        await release.wait()
+        return FhirResponse(status=200, body=b"served")
+
+    host = ServiceHost(nc, prefix=prefix, service="directory", resource_types=["Patient"],
+                       handler=handler, max_concurrency=1)  # fmt: skip
+    await host.start()
+    subject = request_subject(prefix, "Patient")
+    headers = {REQUEST_HEADER: request_of("organisation").decode()}
+
+    async def ask() -> FhirResponse:
+        reply = await nc.request(subject, b"", timeout=10, headers=headers)
+        return decode_response(reply.data, reply.headers)
+
+    try:
+        running = asyncio.create_task(ask())
+        async with asyncio.timeout(5):
+            await started.wait()
+        waiting = [asyncio.create_task(ask()) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        stopping = asyncio.create_task(host.stop())
+        async with asyncio.timeout(2):
+            refused = await asyncio.gather(*waiting)
+        assert [r.status for r in refused] == [503] * 3
+        assert not running.done() and not stopping.done()
+        release.set()
+        async with asyncio.timeout(2):
+            assert (await running).status == 200
+            await stopping
     finally:
         release.set()
         await host.stop()

@@ -31,6 +31,7 @@ from shared.fhir.errors import FhirError, Issue, operation_outcome_bytes
 from shared.fhir.resources import FHIR_JSON
 from shared.metrics import fhir_request_duration
 from shared.telemetry import span
+from shared.transport.places import Places, Refused
 from shared.transport.wire import (
     REQUEST_HEADER,
     FhirRequest,
@@ -47,14 +48,14 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("barnebro.transport")
 
 Handler = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
-SERVICE_SLOTS = 32
-"""Requests from other barnebro services served at once, beside the clients' slots. A
-client's request may wait for another service while it holds its slot (the directory's
+SERVICE_PLACES = 32
+"""Requests from other barnebro services served at once, beside the clients' places. A
+client's request may wait for another service while it holds its place (the directory's
 change of authority waits for the consent service, which reads the child from the
 directory): that service's requests must never queue behind it."""
 MAX_WAITING = 1024
-"""Requests waiting for a slot, at most: any more are answered 503 at once rather than
-queued for longer than anyone waits for them."""
+"""Requests waiting for a place, at most, in each of the two queues: any more are answered
+503 at once rather than queued for longer than anyone waits for them."""
 
 
 def internal_error_issue(span: Any) -> Issue:
@@ -94,9 +95,8 @@ class ServiceHost:
         self._handler = handler
         self._ready = ready
         self._status = status
-        self._slots = asyncio.Semaphore(max_concurrency)
-        self._service_slots = asyncio.Semaphore(SERVICE_SLOTS)
-        self._waiting = 0
+        self._places = Places(max_concurrency, MAX_WAITING)
+        self._service_places = Places(SERVICE_PLACES, MAX_WAITING)
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscriptions: list[Subscription] = []
 
@@ -138,40 +138,54 @@ class ServiceHost:
                 await self._nc.publish(msg.reply, orjson.dumps(answer))
 
     async def stop(self) -> None:
-        """Stop taking requests and finish those under way."""
+        """Stop taking requests, refuse those still waiting for a place (503), and finish
+        those under way."""
         for subscription in self._subscriptions:
             await subscription.unsubscribe()
         self._subscriptions.clear()
+        self._places.refuse_waiting()
+        self._service_places.refuse_waiting()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def _on_message(self, msg: Msg) -> None:
-        """Never waits: a subscription's messages are handed over one at a time, so a
-        request held here would hold up every request after it on the same subject."""
+        """Never waits (`shared.transport.places`)."""
         request = _request_of(msg)
-        from_service = isinstance(request, FhirRequest) and request.caller.credential == "service"
-        slots: asyncio.Semaphore | None = self._service_slots if from_service else self._slots
-        if slots is not None and slots.locked() and self._waiting >= MAX_WAITING:
-            request, slots = busy(), None
-        task = asyncio.create_task(self._serve(msg, request, slots))
+        places: Places | None = None
+        place: asyncio.Future[None] | None = None
+        if isinstance(request, FhirRequest):
+            from_service = request.caller.credential == "service"
+            places = self._service_places if from_service else self._places
+            place = places.take()
+            if place is None:
+                request, places = busy(), None
+        task = asyncio.create_task(self._serve(msg, request, places, place))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(
-        self, msg: Msg, request: FhirRequest | FhirError, slots: asyncio.Semaphore | None
+        self,
+        msg: Msg,
+        request: FhirRequest | FhirError,
+        places: Places | None,
+        place: asyncio.Future[None] | None,
     ) -> None:
-        if slots is None:
+        if places is None or place is None:
             await self._answer(msg, request)
             return
-        self._waiting += 1
         try:
-            await slots.acquire()
-        finally:
-            self._waiting -= 1
+            await place
+        except Refused:
+            await self._answer(msg, busy())
+            return
+        except asyncio.CancelledError:
+            if place.done() and not place.cancelled():
+                places.give_back()  # handed over as this request was cancelled
+            raise
         try:
             await self._answer(msg, request)
         finally:
-            slots.release()
+            places.give_back()
 
     async def _answer(self, msg: Msg, request: FhirRequest | FhirError) -> None:
         try:
