@@ -48,6 +48,13 @@ def service_caller(service: str, *resource_types: str) -> Caller:
     )
 
 
+def refuse_unanswered(status: int, what: str) -> None:
+    """A directory that could not answer (5xx: busy, its database or NATS unavailable) is
+    no answer: 503 to the caller, never read as "not there" or "no relation"."""
+    if status >= 500:
+        raise error(503, "transient", f"The directory could not {what}")
+
+
 def token(system: str, value: str) -> str:
     """A token search value for exactly this identifier (a comma in it is escaped, so it
     cannot turn one value into several)."""
@@ -93,6 +100,7 @@ class DirectoryClient:
         status, resource = await self.ask(
             self.request(interaction="read", resource_type=resource_type, id=res_id)
         )
+        refuse_unanswered(status, f"read {resource_type}")
         return resource if status == 200 and isinstance(resource, dict) else None
 
     async def search(self, resource_type: str, params: list[tuple[str, str]]) -> list[Any]:
@@ -122,6 +130,7 @@ class DirectoryClient:
         status, _ = await self.ask(
             self.request(reader, interaction="read", resource_type="Patient", id=patient_id)
         )
+        refuse_unanswered(status, "read Patient")
         return status == 200
 
     async def require_relation(self, caller: Caller, patient_id: str) -> None:
@@ -248,6 +257,7 @@ class DirectoryClient:
             status, bundle = await self.ask(
                 self.request(reader, interaction="search", resource_type="Patient", params=params)
             )
+            refuse_unanswered(status, "search Patient")
             if status != 200:
                 return None
             matches = [

@@ -13,6 +13,7 @@ import pytest
 
 from shared.directory_answers import one_answer_per_question
 from shared.directory_client import DirectoryClient, service_caller
+from shared.fhir.errors import FhirError
 from shared.fhir.service import FhirService
 from shared.identifiers import FNR_SYSTEM
 from shared.store.database import SqliteDatabase
@@ -76,7 +77,9 @@ async def test_a_failed_answer_is_not_used_again() -> None:
     reads = client(directory)
     with one_answer_per_question():
         for _ in range(2):
-            assert await reads.patient_by_identifier(FNR_SYSTEM, FNR, GP) is None
+            with pytest.raises(FhirError) as refused:  # no answer is not "not registered"
+                await reads.patient_by_identifier(FNR_SYSTEM, FNR, GP)
+            assert refused.value.status == 503
     assert len(directory.sent) == 2
 
 
@@ -126,3 +129,13 @@ async def test_a_task_started_in_a_unit_of_work_asks_afresh_once_it_has_ended() 
     go_on.set()
     await task
     assert len(directory.sent) == 3, "after the block, each question is sent"
+
+
+async def test_no_answer_is_never_read_as_not_there_or_as_no_relation() -> None:
+    """A directory that could not answer (busy, its database down) makes the asker answer
+    503, never 404 for a child that is there or "no relation" for one that has one."""
+    reads = client(CountingDirectory(status=503))
+    for asking in (reads.read("Patient", "p1"), reads.relation(GP, "p1")):
+        with pytest.raises(FhirError) as refused:
+            await asking
+        assert refused.value.status == 503
