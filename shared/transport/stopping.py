@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
+log = logging.getLogger(__name__)
 STOP_WAIT_SECONDS = 5.0
 
 
@@ -23,7 +25,10 @@ async def stop_task(task: asyncio.Task[None] | None) -> None:
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(STOP_WAIT_SECONDS):
             await asyncio.wait({task})
-    if task.done() and not task.cancelled():
+    if not task.done():
+        log.warning("%s did not end within %ss of being stopped", task.get_name(),
+                    STOP_WAIT_SECONDS)  # fmt: skip
+    elif not task.cancelled():
         task.result()  # an error it ended with is the stopper's to see
 
 
