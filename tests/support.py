@@ -465,3 +465,19 @@ def comparable(reply: Reply, secret: str) -> tuple[int, bytes, list[tuple[str, s
         (k.lower(), v) for k, v in reply.headers.items() if k.lower() not in PER_REQUEST_HEADERS
     )
     return reply.status, reply.body.replace(secret.encode(), b"<id>"), headers
+
+
+class SwallowsItsCancellation:
+    """A job (`await job()` returns 0) that loses a cancellation arriving while it waits and
+    returns as if it had ended, as nats-py's waits can; counts its `runs`."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.running = asyncio.Event()
+
+    async def __call__(self) -> int:
+        self.runs += 1
+        self.running.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return 0

@@ -5,7 +5,6 @@ soon instead of at its next poll."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +16,7 @@ from shared.events import DomainEvent
 from shared.store.database import Database, SqliteDatabase
 from shared.store.outbox import OutboxRelay, add_event, add_message
 from shared.store.schema import create_schema
-from tests.support import BACKENDS, store_database, wait_for
+from tests.support import BACKENDS, SwallowsItsCancellation, store_database, wait_for
 
 
 async def test_relay_stops_on_cancel_even_as_a_wake_up_arrives(tmp_path: Path) -> None:
@@ -52,25 +51,15 @@ async def test_relay_stops_when_a_publish_swallows_the_cancellation(tmp_path: Pa
     db = await SqliteDatabase.connect(tmp_path / "relay.sqlite3")
     await create_schema(db)
     relay = OutboxRelay(db, Published(), poll_interval=30, max_backoff=0.5, linger=0)
-    rounds = 0
-    publishing = asyncio.Event()
-
-    async def swallowing() -> int:
-        nonlocal rounds
-        rounds += 1
-        publishing.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(30)
-        return 0
-
+    swallowing = SwallowsItsCancellation()
     relay.publish_pending = swallowing  # type: ignore[method-assign]
     try:
         relay.start()
         async with asyncio.timeout(5):
-            await publishing.wait()
+            await swallowing.running.wait()
         async with asyncio.timeout(2):
             await relay.stop()
-        assert rounds == 1, "the relay went on after it was told to stop"
+        assert swallowing.runs == 1, "the relay went on after it was told to stop"
     finally:
         await db.close()
 

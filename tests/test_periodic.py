@@ -5,33 +5,23 @@ ever would hang the service's shutdown."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from shared.periodic import Periodic
+from tests.support import SwallowsItsCancellation
 
 
 async def test_stop_ends_a_job_that_swallowed_the_cancellation() -> None:
-    running = asyncio.Event()
-    runs = 0
-
-    async def swallowing() -> int:
-        nonlocal runs
-        runs += 1
-        running.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(30)
-        return 0
-
+    swallowing = SwallowsItsCancellation()
     job = Periodic("swallowing", swallowing, interval=3600, done="did %d")
     await job.start()
     task = job._task
     assert task is not None
     async with asyncio.timeout(5):
-        await running.wait()
+        await swallowing.running.wait()
     async with asyncio.timeout(2):
         await job.stop()
     assert task.done()
-    assert runs == 1, "the job ran again after it was told to stop"
+    assert swallowing.runs == 1, "the job ran again after it was told to stop"
 
 
 async def test_a_job_runs_at_start_and_again_when_woken_by_a_moved_clock() -> None:
