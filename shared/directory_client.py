@@ -48,13 +48,6 @@ def service_caller(service: str, *resource_types: str) -> Caller:
     )
 
 
-def refuse_unanswered(status: int, what: str) -> None:
-    """A directory that could not answer (5xx: busy, its database or NATS unavailable) is
-    no answer: 503 to the caller, never read as "not there" or "no relation"."""
-    if status >= 500:
-        raise error(503, "transient", f"The directory could not {what}")
-
-
 def token(system: str, value: str) -> str:
     """A token search value for exactly this identifier (a comma in it is escaped, so it
     cannot turn one value into several)."""
@@ -82,9 +75,11 @@ class DirectoryClient:
 
     async def ask(self, request: FhirRequest) -> tuple[int, Any]:
         """The directory's status and answer (parsed anew for each caller, who may change
-        it); within `one_answer_per_question`, a read or search answered before is not
-        sent again."""
+        it); within `one_answer_per_question`, a read or search answered before is not sent
+        again. No answer (5xx) is a 503, never taken for "not there" or "no relation"."""
         status, body = await answered_once(request, self._send)
+        if status >= 500:
+            raise error(503, "transient", f"The directory could not answer ({status})")
         return status, orjson.loads(body) if body else None
 
     async def _send(self, request: FhirRequest) -> tuple[int, bytes]:
@@ -100,7 +95,6 @@ class DirectoryClient:
         status, resource = await self.ask(
             self.request(interaction="read", resource_type=resource_type, id=res_id)
         )
-        refuse_unanswered(status, f"read {resource_type}")
         return resource if status == 200 and isinstance(resource, dict) else None
 
     async def search(self, resource_type: str, params: list[tuple[str, str]]) -> list[Any]:
@@ -130,7 +124,6 @@ class DirectoryClient:
         status, _ = await self.ask(
             self.request(reader, interaction="read", resource_type="Patient", id=patient_id)
         )
-        refuse_unanswered(status, "read Patient")
         return status == 200
 
     async def require_relation(self, caller: Caller, patient_id: str) -> None:
@@ -257,7 +250,6 @@ class DirectoryClient:
             status, bundle = await self.ask(
                 self.request(reader, interaction="search", resource_type="Patient", params=params)
             )
-            refuse_unanswered(status, "search Patient")
             if status != 200:
                 return None
             matches = [
