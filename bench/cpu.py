@@ -61,6 +61,31 @@ def pids_named(comm: str) -> list[int]:
     return sorted(found)
 
 
+def pid_listening(comm: str, port: int) -> int | None:
+    """The process named ``comm`` that listens on TCP ``port``: the one server a run talks
+    to, when others of the same name come and go beside it (tests running in parallel).
+    None when none is found or its sockets cannot be read."""
+    sockets = set()
+    for table in ("tcp", "tcp6"):
+        try:
+            rows = (PROC / "net" / table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            listening = fields[3] == "0A"
+            if listening and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                sockets.add(f"socket:[{fields[9]}]")
+    for pid in pids_named(comm):
+        try:
+            links = {os.readlink(fd) for fd in (PROC / str(pid) / "fd").iterdir()}
+        except OSError:
+            continue
+        if links & sockets:
+            return pid
+    return None
+
+
 def program_ticks(comm: str) -> tuple[int, int]:
     """(ticks, process count) summed over every process named ``comm``, children included."""
     total, count = 0, 0

@@ -22,7 +22,7 @@ from bench.consent.world import (
     ConsentOptions,
     Interrupt,
 )
-from bench.cpu import CLOCK_TICKS, program_ticks
+from bench.cpu import CLOCK_TICKS, pid_listening, process_ticks, program_ticks
 from bench.report import (
     per_cpu_second,
     percentile,
@@ -58,14 +58,18 @@ def _is_local(url: str) -> bool:
     return urlparse(url).hostname in LOCAL_HOSTS
 
 
-def server_programs(options: ConsentOptions) -> list[str]:
+def server_programs(options: ConsentOptions) -> dict[str, int | None]:
     """The local server programs whose CPU can be read: nats-server when `--nats-url` is
-    on this machine, postgres when `--database postgresql` and its URL is."""
-    programs = []
+    on this machine (the one process that listens on its port, when it can be found; else
+    every nats-server), postgres (all of its processes) when `--database postgresql` and
+    its URL is."""
+    programs: dict[str, int | None] = {}
     if _is_local(options.nats_url):
-        programs.append(NATS_PROGRAM)
+        programs[NATS_PROGRAM] = pid_listening(
+            NATS_PROGRAM, urlparse(options.nats_url).port or 4222
+        )
     if options.database == "postgresql" and _is_local(options.database_url):
-        programs.append("postgres")
+        programs["postgres"] = None
     return programs
 
 
@@ -91,8 +95,17 @@ class WindowStats:
         }
 
 
-def _server_ticks(programs: Sequence[str]) -> dict[str, tuple[int, int]]:
-    return {name: program_ticks(name) for name in programs}
+def _server_ticks(programs: Mapping[str, int | None]) -> dict[str, tuple[int, int]]:
+    """(ticks, processes counted) of each program: of its one process when named, else of
+    every process of that name."""
+    ticks = {}
+    for name, pid in programs.items():
+        if pid is None:
+            ticks[name] = program_ticks(name)
+        else:
+            own = process_ticks(pid, include_children=True)
+            ticks[name] = (own, 1) if own is not None else (0, 0)
+    return ticks
 
 
 async def run_window(
@@ -102,7 +115,7 @@ async def run_window(
     variant: str,
     concurrency: int,
     seconds: float,
-    programs: Sequence[str],
+    programs: Mapping[str, int | None],
     error_samples: list[str],
     interrupt: Interrupt | None = None,
 ) -> WindowStats:
@@ -210,7 +223,7 @@ async def compare(
             variant=variant,
             concurrency=options.concurrency,
             seconds=options.warmup / 2,
-            programs=(),
+            programs={},
             error_samples=error_samples,
             interrupt=bench.interrupt,
         )
@@ -278,7 +291,7 @@ async def compare(
         ),
         "ratio_with_servers": with_servers,
         "ratio_with_nats": with_nats,
-        "server_programs": programs,
+        "server_programs": list(programs),
         "pair_ratios": pair_ratios,
         "pair_ratio_min": known[0] if known else None,
         "pair_ratio_median": known[len(known) // 2] if known else None,
