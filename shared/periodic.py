@@ -64,8 +64,6 @@ class Periodic:
             except Exception:
                 log.exception("%s failed; it runs again within a minute", self.name)
                 delay = min(delay, RETRY_SECONDS)
-            if self._stopping:
-                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()

@@ -2,7 +2,7 @@
 
 A `ServiceHost` subscribes to the request subjects of the resource types its service owns
 and to the service's bundle subject, runs each request in its own task (bounded: clients'
-requests and other barnebro services' requests each have slots of their own), and
+requests and other barnebro services' requests each have places of their own), and
 always answers: a `FhirError` becomes its OperationOutcome, anything unexpected a 500
 OperationOutcome with the trace id. It also registers the service's capabilities in the
 JetStream key-value registry, where the gateway finds them.

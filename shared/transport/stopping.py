@@ -26,8 +26,9 @@ async def stop_task(task: asyncio.Task[None] | None) -> None:
         async with asyncio.timeout(STOP_WAIT_SECONDS):
             await asyncio.wait({task})
     if not task.done():
-        log.warning("%s did not end within %ss of being stopped", task.get_name(),
-                    STOP_WAIT_SECONDS)  # fmt: skip
+        log.warning(
+            "%s did not end within %ss of being stopped", task.get_name(), STOP_WAIT_SECONDS
+        )
     elif not task.cancelled():
         task.result()  # an error it ended with is the stopper's to see
 
