@@ -77,8 +77,7 @@ class DueMarker:
 
     async def _mark_one(self, res_id: str, patient: str, day: date) -> int:
         async with self.fhir.unit_of_work(self._request) as uow:
-            await uow.lock_patient(patient)
-            stored = await uow.read_for_update(self._resource_type, res_id)
+            stored = await uow.read_for_update(self._resource_type, res_id, patient=patient)
             if stored is None or stored.deleted:
                 return 0
             resource = stored.json()

@@ -19,7 +19,7 @@ import nats.js.errors
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential
 
 from shared.fhir.errors import FhirError
-from shared.store.database import REFUSED
+from shared.store.failures import REFUSED
 
 log = logging.getLogger(__name__)
 

@@ -65,10 +65,7 @@ class CoordinatorAssignment:
         definition = self.fhir.definitions["CareTeam"]
         repository = self.fhir.repository(request)
         async with self.fhir.unit_of_work(request) as uow:
-            current = await uow.read("CareTeam", request.id)
-            if current is not None and current.access.patient:
-                await uow.lock_patient(current.access.patient)  # the patient, then the row
-            stored = await uow.read_for_update("CareTeam", request.id)
+            stored = await uow.read_for_update("CareTeam", request.id, stored_patient=True)
             if stored is None or stored.deleted:
                 await repository.disclose(None, ("CareTeam", request.id))
                 raise not_found("CareTeam", request.id)

@@ -10,8 +10,7 @@ from shared.store.resource_store import StoredResource
 
 async def locked_child(uow: StoreUnitOfWork, patient_id: str) -> StoredResource:
     """The current Patient, locked for the rest of the unit of work."""
-    await uow.lock_patient(patient_id)
-    stored = await uow.read_for_update("Patient", patient_id)
+    stored = await uow.read_for_update("Patient", patient_id, patient=patient_id)
     if stored is None or stored.deleted:
         await uow.data.guard.missing(uow.request, "Patient", patient_id)
         raise not_found("Patient", patient_id)

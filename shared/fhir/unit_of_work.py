@@ -78,8 +78,20 @@ class StoreUnitOfWork:
             return written
         return await self.data.store.read(self.conn, resource_type, res_id)
 
-    async def read_for_update(self, resource_type: str, res_id: str) -> StoredResource | None:
-        return await self.data.store.read_for_update(self.conn, resource_type, res_id)
+    async def read_for_update(
+        self,
+        resource_type: str,
+        res_id: str,
+        *,
+        patient: str | None = None,
+        stored_patient: bool = False,
+    ) -> StoredResource | None:
+        """The current version, its row locked until the commit; first the lock of
+        `patient`, or with `stored_patient` of the patient the stored version names: the
+        patient before the row, as every writer of patient data takes them."""
+        return await self.data.store.read_for_update(
+            self.conn, resource_type, res_id, patient=patient, stored_patient=stored_patient
+        )
 
     async def read_version(
         self, resource_type: str, res_id: str, version: int | None

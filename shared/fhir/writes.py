@@ -196,17 +196,12 @@ async def _locked(
     uow: StoreUnitOfWork, definition: ResourceDefinition, res_id: str
 ) -> StoredResource | None:
     """The current version of a resource about to be changed, its row locked until the
-    write commits."""
-    resource_type = definition.resource_type
-    if definition.data_category is not None:
-        # The patient before the row, as every writer of patient data does: a write
-        # that goes on to change a related record must not wait for it crosswise. The
-        # stored version names the patient (the body may leave it out).
-        stored_now = await uow.read(resource_type, res_id)
-        patient = stored_now.access.patient if stored_now is not None else None
-        if patient is not None:
-            await uow.lock_patient(patient)
-    return await uow.read_for_update(resource_type, res_id)
+    write commits. Patient data: the patient the stored version names (the body may
+    leave it out) is locked first, as every writer of patient data does, so a write that
+    goes on to change a related record never waits for it crosswise."""
+    return await uow.read_for_update(
+        definition.resource_type, res_id, stored_patient=definition.data_category is not None
+    )
 
 
 async def delete(
@@ -221,7 +216,7 @@ async def delete(
             f"{definition.resource_type} is a record that is kept: it is closed through"
             " its status, never deleted",
         )
-    previous = await uow.read_for_update(definition.resource_type, res_id)
+    previous = await _locked(uow, definition, res_id)
     missing = (definition.resource_type, res_id)
     if await _hidden(uow, previous, True, missing) or previous is None:
         raise not_found(definition.resource_type, res_id)

@@ -3,8 +3,9 @@
 Services write SQL once, with `?` placeholders; this module adapts it to each dialect,
 owns transactions and wraps every statement in a tracing span. A set of strings of any
 size is one parameter (`IN_TEXT_LIST`, `text_list`), so a statement's text and its number
-of parameters do not grow with the set. PostgreSQL is the
-production database; SQLite is the embedded default that needs no server.
+of parameters do not grow with the set. PostgreSQL is the production database; SQLite is
+the embedded default that needs no server. Its failures are answered as
+`shared.store.failures` maps them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from opentelemetry import trace
 
-from shared.fhir.errors import FhirError, error
+from shared.store.failures import OUTAGE, REFUSED, contention, outcome_unknown, unavailable
 
 tracer = trace.get_tracer("barnebro.store")
 
@@ -134,13 +135,6 @@ class _PgConnection:
         return row
 
 
-def _contention(exc: Exception) -> FhirError:
-    """A write that lost to a concurrent one: nothing was stored, the client may retry."""
-    failure = error(503, "transient", f"The write collided with a concurrent one; retry ({exc})")
-    failure.headers["Retry-After"] = "1"
-    return failure
-
-
 async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
     """Pool reset without a round trip: no session state (SET, LISTEN, session locks) is
     ever used, so only a transaction left open by a cancelled task needs undoing."""
@@ -150,44 +144,6 @@ async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
 
 ACQUIRE_TIMEOUT = 10.0
 """Seconds a request waits for a pooled connection before it is answered 503."""
-OUTAGE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-    asyncpg.TooManyConnectionsError,
-)
-"""What a database that cannot be reached, or that dropped the connection, raises."""
-REFUSED: tuple[type[BaseException], ...] = (
-    *OUTAGE,
-    asyncpg.ObjectNotInPrerequisiteStateError,
-    asyncpg.InvalidCatalogNameError,
-    asyncpg.InternalClientError,
-)
-"""What opening a connection (or beginning on a pooled one) raises besides: the database
-does not take connections (`ALLOW_CONNECTIONS false`) or is not there, or a pooled
-connection is still taking in the database's message that it was terminated."""
-
-
-def _unavailable(exc: BaseException) -> FhirError:
-    """The database could not be reached or dropped the connection before anything was
-    committed: nothing was written, so the client may simply retry."""
-    failure = error(503, "transient", f"The database is unavailable; retry shortly ({exc!r})"[:300])
-    failure.headers["Retry-After"] = "2"
-    return failure
-
-
-def _outcome_unknown(exc: BaseException) -> FhirError:
-    """The connection was lost while committing: the write may or may not be stored."""
-    return error(
-        504,
-        "timeout",
-        "The database connection was lost while committing: the write may or may not have"
-        " been stored; read it back, or retry a conditional create",
-    )
 
 
 async def _release_broken(pool: asyncpg.Pool[Any], conn: Any) -> None:
@@ -234,7 +190,7 @@ class PostgresDatabase:
                 conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
             except REFUSED as exc:
                 if attempt == 2:
-                    raise _unavailable(exc) from exc
+                    raise unavailable(exc) from exc
                 continue
             try:
                 transaction = conn.transaction() if write else None
@@ -252,7 +208,7 @@ class PostgresDatabase:
                 with contextlib.suppress(Exception):
                     await self._pool.expire_connections()
                 if attempt == 2:
-                    raise _unavailable(exc) from exc
+                    raise unavailable(exc) from exc
         raise AssertionError("unreachable")
 
     @contextlib.asynccontextmanager
@@ -268,11 +224,11 @@ class PostgresDatabase:
             try:
                 await transaction.commit()
             except OUTAGE as exc:
-                raise _outcome_unknown(exc) from exc
+                raise outcome_unknown(exc) from exc
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
-            raise _contention(exc) from exc
+            raise contention(exc) from exc
         except OUTAGE as exc:
-            raise _unavailable(exc) from exc  # lost before the commit: nothing was written
+            raise unavailable(exc) from exc  # lost before the commit: nothing was written
         finally:
             await _release_broken(self._pool, conn)
 
@@ -282,7 +238,7 @@ class PostgresDatabase:
         try:
             yield _PgConnection(conn)
         except OUTAGE as exc:
-            raise _unavailable(exc) from exc
+            raise unavailable(exc) from exc
         finally:
             await _release_broken(self._pool, conn)
 
@@ -292,9 +248,9 @@ class PostgresDatabase:
         try:
             yield _PgConnection(conn)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
-            raise _contention(exc) from exc
+            raise contention(exc) from exc
         except OUTAGE as exc:
-            raise _outcome_unknown(exc) from exc  # lost while the statement committed
+            raise outcome_unknown(exc) from exc  # lost while the statement committed
         finally:
             await _release_broken(self._pool, conn)
 
@@ -365,7 +321,7 @@ class SqliteDatabase:
                 try:
                     await self._writer.execute("BEGIN IMMEDIATE")
                 except sqlite3.OperationalError as exc:  # another process holds the lock
-                    raise _contention(exc) from exc
+                    raise contention(exc) from exc
                 yield _SqliteConnection(self._writer)
                 await self._writer.execute("COMMIT")
             except BaseException:

@@ -40,6 +40,7 @@ from shared.store.search_sql import (
 )
 from shared.store.stored import StoredResource as StoredResource
 from shared.store.version_write import NewVersion, UniqueKey, store_new_versions, store_version
+from shared.store.write_locks import locked_row
 
 
 @dataclass(frozen=True)
@@ -126,13 +127,18 @@ class ResourceStore:
         return _row(row) if row else None
 
     async def read_for_update(
-        self, conn: Connection, res_type: str, res_id: str
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        *,
+        patient: str | None = None,
+        stored_patient: bool = False,
     ) -> StoredResource | None:
-        lock = " FOR UPDATE" if conn.dialect == "postgresql" else ""
-        row = await conn.fetchrow(
-            f"SELECT {COLUMNS} FROM resources r WHERE r.res_type = ? AND r.res_id = ?{lock}",
-            res_type,
-            res_id,
+        """The current version, its row locked until the transaction ends, after the
+        lock of `patient` or of the patient it names (`shared.store.write_locks`)."""
+        row = await locked_row(
+            conn, res_type, res_id, patient=patient, stored_patient=stored_patient
         )
         return _row(row) if row else None
 

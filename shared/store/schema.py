@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from shared.store.database import Connection, Database
 from shared.store.version_write import STORE_VERSION_FUNCTION
+from shared.store.write_locks import LOCKED_VERSION_FUNCTION
 
 _COMMON = [
     """CREATE TABLE IF NOT EXISTS resources (
@@ -74,6 +75,7 @@ _DIALECT_STATEMENTS = {
             RETURN NULL;
         END $$ LANGUAGE plpgsql""",
         STORE_VERSION_FUNCTION,
+        LOCKED_VERSION_FUNCTION,
         "DROP TRIGGER IF EXISTS resources_keep_history ON resources",
         """CREATE TRIGGER resources_keep_history AFTER INSERT OR UPDATE OF version ON resources
         FOR EACH ROW EXECUTE FUNCTION keep_resource_history()""",

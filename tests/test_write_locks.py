@@ -1,0 +1,90 @@
+"""A write of patient data takes the patient's lock before the row's (`shared.store.write_locks`).
+
+Against the real stack on PostgreSQL (SQLite has one writer and no row locks): another
+writer of the same patient holds the patient's lock and then wants the row. A delete or
+an update of the row, arriving in between, must wait for the patient without holding the
+row; had it locked the row first, the two would wait for each other until PostgreSQL
+broke the deadlock and one of them failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shared.store.database import Connection
+from shared.store.outbox import lock_patient
+from tests.support import Reply, Stack
+from tests.test_directory_api import create, patient, related_person, writer
+
+WAITED = 10.0
+
+
+async def _waiting_for(conn: Connection, seconds: float = WAITED) -> None:
+    """Return once another backend waits for a lock this connection's transaction holds."""
+    own = await conn.fetchrow("SELECT pg_backend_pid()")
+    assert own is not None
+    async with asyncio.timeout(seconds):
+        while True:
+            row = await conn.fetchrow(
+                "SELECT count(*) FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))",
+                own[0],
+            )
+            if row is not None and row[0] > 0:
+                return
+            await asyncio.sleep(0.02)
+
+
+async def _row_while_holding_the_patient(
+    stack: Stack, child: str, parent: str, write: asyncio.Task[Reply]
+) -> dict[str, Any]:
+    """As another writer of the child: take the child's lock, let `write` come to wait
+    for it, then lock the parent's row (which must be free) and commit."""
+    assert stack.directory.db is not None
+    async with stack.directory.db.transaction() as conn:
+        await lock_patient(conn, child)
+        await _waiting_for(conn)
+        await conn.execute("SET LOCAL lock_timeout = '3s'")
+        row = await conn.fetchrow(
+            "SELECT version, deleted FROM resources"
+            " WHERE res_type = 'RelatedPerson' AND res_id = ? FOR UPDATE",
+            parent,
+        )
+        assert row is not None
+        assert not write.done()
+        return {"version": row[0], "deleted": row[1]}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_delete_waits_for_the_patient_before_it_locks_the_row(stack: Stack) -> None:
+    child = await create(stack, patient())
+    parent = await create(stack, related_person(child["id"]))
+    token = writer(stack, "RelatedPerson")
+    deleting = asyncio.create_task(
+        stack.call("DELETE", f"RelatedPerson/{parent['id']}", token=token)
+    )
+    seen = await _row_while_holding_the_patient(stack, child["id"], parent["id"], deleting)
+    assert seen == {"version": 1, "deleted": 0}
+    reply = await deleting
+    assert reply.status == 204, reply.body
+    gone = await stack.call("GET", f"RelatedPerson/{parent['id']}", token=token)
+    assert gone.status == 410, gone.body
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_an_update_waits_for_the_patient_before_it_locks_the_row(stack: Stack) -> None:
+    child = await create(stack, patient())
+    parent = await create(stack, related_person(child["id"]))
+    token = writer(stack, "RelatedPerson")
+    changed = {**parent, "name": [{"family": "Hansen", "given": ["Ola"]}]}
+    updating = asyncio.create_task(
+        stack.call("PUT", f"RelatedPerson/{parent['id']}", changed, token=token)
+    )
+    seen = await _row_while_holding_the_patient(stack, child["id"], parent["id"], updating)
+    assert seen == {"version": 1, "deleted": 0}
+    reply = await updating
+    assert reply.status == 200, reply.body
+    assert reply.json()["meta"]["versionId"] == "2"
+    assert reply.json()["name"][0]["family"] == "Hansen"
