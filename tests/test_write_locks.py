@@ -22,16 +22,19 @@ from tests.test_directory_api import create, patient, related_person, writer
 WAITED = 10.0
 
 
-async def _waiting_for(conn: Connection, seconds: float = WAITED) -> None:
-    """Return once another backend waits for a lock this connection's transaction holds."""
+async def _waiting_for(stack: Stack, conn: Connection, seconds: float = WAITED) -> None:
+    """Return once another backend waits for a lock this connection's transaction holds.
+    Asked on a connection of its own: a transaction sees one snapshot of the activity."""
     own = await conn.fetchrow("SELECT pg_backend_pid()")
-    assert own is not None
+    assert own is not None and stack.directory.db is not None
     async with asyncio.timeout(seconds):
         while True:
-            row = await conn.fetchrow(
-                "SELECT count(*) FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))",
-                own[0],
-            )
+            async with stack.directory.db.reader() as watcher:
+                row = await watcher.fetchrow(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE ? = ANY(pg_blocking_pids(pid))",
+                    own[0],
+                )
             if row is not None and row[0] > 0:
                 return
             await asyncio.sleep(0.02)
@@ -45,7 +48,7 @@ async def _row_while_holding_the_patient(
     assert stack.directory.db is not None
     async with stack.directory.db.transaction() as conn:
         await lock_patient(conn, child)
-        await _waiting_for(conn)
+        await _waiting_for(stack, conn)
         await conn.execute("SET LOCAL lock_timeout = '3s'")
         row = await conn.fetchrow(
             "SELECT version, deleted FROM resources"

@@ -53,6 +53,12 @@ class Connection(Protocol):
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
 
+    async def execute_later(self, sql: str, *args: Any) -> None:
+        """A statement whose outcome nobody reads (it raises or succeeds): in a PostgreSQL
+        transaction it is sent with the next statement or the commit, whichever comes
+        first, so a run of them is one round trip (`_PgConnection`); elsewhere at once."""
+        ...
+
 
 class Database(Protocol):
     dialect: Dialect
@@ -107,29 +113,59 @@ def _traced(dialect: Dialect, sql: str) -> contextlib.AbstractContextManager[Any
 
 
 class _PgConnection:
+    """A pooled connection. In a transaction (`deferring`), statements given to
+    `execute_later` wait in order until the next statement or the commit, and are sent
+    before it, consecutive ones of the same text as one pipelined batch: nothing runs on
+    the connection before them, so every later statement, lock and read sees them, and a
+    failure among them aborts the transaction as it would have at once."""
+
     dialect: Dialect = "postgresql"
 
-    def __init__(self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any]) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any], *, deferring: bool = False
+    ) -> None:
         self._conn = conn
         self.outbox_written = False
         self.awaited_messages: list[int] = []
+        self._deferring = deferring
+        self._deferred: list[tuple[str, tuple[Any, ...]]] = []
+
+    async def execute_later(self, sql: str, *args: Any) -> None:
+        if not self._deferring:
+            await self.execute(sql, *args)
+            return
+        self._deferred.append((sql, args))
+
+    async def send_deferred(self) -> None:
+        pending, self._deferred = self._deferred, []
+        for sql, batch in itertools.groupby(pending, key=lambda statement: statement[0]):
+            with _traced(self.dialect, sql):
+                await self._conn.executemany(_to_numbered(sql), [args for _, args in batch])
 
     async def execute(self, sql: str, *args: Any) -> int:
+        if self._deferred:
+            await self.send_deferred()
         with _traced(self.dialect, sql):
             status = await self._conn.execute(_to_numbered(sql), *args)
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._deferred:
+            await self.send_deferred()
         if rows:
             with _traced(self.dialect, sql):
                 await self._conn.executemany(_to_numbered(sql), rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        if self._deferred:
+            await self.send_deferred()
         with _traced(self.dialect, sql):
             return list(await self._conn.fetch(_to_numbered(sql), *args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        if self._deferred:
+            await self.send_deferred()
         with _traced(self.dialect, sql):
             row = await self._conn.fetchrow(_to_numbered(sql), *args)
         return row
@@ -216,7 +252,9 @@ class PostgresDatabase:
         conn, transaction = await self._begun(write=True)
         try:
             try:
-                yield _PgConnection(conn)
+                connection = _PgConnection(conn, deferring=True)
+                yield connection
+                await connection.send_deferred()
             except BaseException:
                 with contextlib.suppress(*OUTAGE):
                     await transaction.rollback()
@@ -285,6 +323,9 @@ class _SqliteConnection:
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         rows = await self.fetch(sql, *args)
         return rows[0] if rows else None
+
+    async def execute_later(self, sql: str, *args: Any) -> None:
+        await self.execute(sql, *args)  # in the process: no round trip to save
 
 
 async def _rollback_if_open_sqlite(conn: aiosqlite.Connection) -> None:

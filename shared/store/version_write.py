@@ -11,8 +11,13 @@ messages. So the outcome is the same: the version and everything with it, or a c
 the whole transaction back. SQLite runs in the process, with no round trips to save, and
 takes the same steps as separate statements.
 
-Many first versions without unique keys (the audit trail's AuditEvents) are stored by
-`store_new_versions` as one pipelined batch of such calls: one round trip for the batch.
+A first version that claims no unique key can conflict with nothing but a resource of
+the same id, and that is the primary key's violation, raised; no outcome is lost by not
+reading its result. Its call therefore goes with the transaction's next statement or its
+commit (`Connection.execute_later`): the resources a transaction bundle creates (a
+referral's ServiceRequest, attachments and Task) are one round trip, not one each. Many
+such versions (the audit trail's AuditEvents) are stored by `store_new_versions` as one
+pipelined batch at once.
 
 Unique keys are released and claimed again only when they change: a version with the
 keys of the one before holds them already.
@@ -117,9 +122,14 @@ async def store_version(
     claim = keys if release or not previous_keys else ()
     write = _Write(row, previous_version, index, claim, release, messages)
     conn.outbox_written |= bool(messages)
-    if conn.dialect == "postgresql":
-        return await _in_one_call(conn, write)
-    return await _in_statements(conn, write)
+    if conn.dialect != "postgresql":
+        return await _in_statements(conn, write)
+    if previous_version == 0 and not claim:
+        # Nothing to conflict with but a resource of the same id, which raises: the call
+        # goes with the transaction's next statement (`Connection.execute_later`).
+        await conn.execute_later(f"SELECT {_STORE_VERSION_CALL}", *_call_arguments(write))
+        return None
+    return await _in_one_call(conn, write)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,141 @@
+"""First versions in a PostgreSQL transaction go to the database together.
+
+A first version that claims no unique key has nothing to conflict with, so its
+`store_version` call waits for the transaction's next statement or its commit
+(`Connection.execute_later`) and a run of them is one pipelined batch. What must hold:
+the next statement of the transaction sees them, the commit stores them, a failure
+among them fails the transaction and stores none of it, and a version that could
+conflict is still stored, and answered, at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from services.directory.resources import RelatedPersonDefinition
+from shared.codes import PERSON_CATEGORY
+from shared.store.access_sql import ResourceAccess
+from shared.store.database import Database
+from shared.store.resource_store import DuplicateKey, ResourceStore, StoredResource
+from shared.store.schema import create_schema
+from tests.support import schema_database
+
+pytestmark = pytest.mark.services
+
+STORE = ResourceStore(
+    {"RelatedPerson": RelatedPersonDefinition(enforce_orgnr_check_digit=False).params_by_name()}
+)
+
+
+@pytest.fixture
+async def db() -> AsyncIterator[Database]:
+    async with schema_database("t_deferred") as pg:
+        await create_schema(pg)
+        yield pg
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every statement sent on any connection: (the method, rows in it)."""
+    sent: list[tuple[str, int]] = []
+    for method in ("execute", "fetch", "fetchrow"):
+        original = getattr(asyncpg.Connection, method)
+
+        async def one(self: Any, sql: str, *args: Any, _o: Any = original, _m: str = method) -> Any:
+            sent.append((f"{_m} {sql.split('(')[0]}", 1))
+            return await _o(self, sql, *args)
+
+        monkeypatch.setattr(asyncpg.Connection, method, one)
+    original_many = asyncpg.Connection.executemany
+
+    async def many(self: Any, sql: str, rows: Any, **kwargs: Any) -> Any:
+        rows = list(rows)
+        sent.append((f"executemany {sql.split('(')[0]}", len(rows)))
+        return await original_many(self, sql, rows, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "executemany", many)
+    return sent
+
+
+def parent(res_id: str, fnr: str | None = None) -> tuple[StoredResource, dict[str, Any]]:
+    resource: dict[str, Any] = {
+        "resourceType": "RelatedPerson",
+        "patient": {"reference": "Patient/child"},
+        "name": [{"family": "Nordmann", "given": [res_id]}],
+    }
+    access = ResourceAccess(patient="child", category=PERSON_CATEGORY, author="974760673")
+    stored = STORE.next_version(
+        resource, res_type="RelatedPerson", res_id=res_id, previous=None, access=access
+    )
+    return stored, resource
+
+
+async def stored_ids(db: Database) -> list[str]:
+    async with db.reader() as conn:
+        rows = await conn.fetch("SELECT res_id FROM resources ORDER BY res_id")
+    return [str(row[0]) for row in rows]
+
+
+async def test_a_run_of_first_versions_is_one_batch_that_the_next_statement_sees(
+    db: Database, calls: list[tuple[str, int]]
+) -> None:
+    async with db.transaction() as conn:
+        calls.clear()
+        for n in range(3):
+            stored, resource = parent(f"p{n}")
+            await STORE.write(conn, stored, resource, previous=None)
+        assert calls == []  # nothing sent yet
+        seen = await conn.fetch("SELECT res_id FROM resources ORDER BY res_id")
+        assert [str(row[0]) for row in seen] == ["p0", "p1", "p2"]
+        assert calls == [
+            ("executemany SELECT store_version", 3),
+            ("fetch SELECT res_id FROM resources ORDER BY res_id", 1),
+        ]
+    assert await stored_ids(db) == ["p0", "p1", "p2"]
+
+
+async def test_the_commit_sends_what_is_left(db: Database, calls: list[tuple[str, int]]) -> None:
+    async with db.transaction() as conn:
+        calls.clear()
+        for n in range(2):
+            stored, resource = parent(f"p{n}")
+            await STORE.write(conn, stored, resource, previous=None)
+    assert calls[0] == ("executemany SELECT store_version", 2)
+    assert await stored_ids(db) == ["p0", "p1"]
+
+
+async def test_a_failure_among_them_stores_nothing_of_the_transaction(db: Database) -> None:
+    async with db.transaction() as conn:
+        stored, resource = parent("taken")
+        await STORE.write(conn, stored, resource, previous=None)
+    with pytest.raises(asyncpg.UniqueViolationError):
+        async with db.transaction() as conn:
+            for res_id in ("first", "taken", "last"):
+                stored, resource = parent(res_id)
+                await STORE.write(conn, stored, resource, previous=None)
+    assert await stored_ids(db) == ["taken"]
+
+
+async def test_a_version_that_claims_a_key_is_stored_and_answered_at_once(
+    db: Database, calls: list[tuple[str, int]]
+) -> None:
+    key = [("fnr", "15076500565")]
+    async with db.transaction() as conn:
+        stored, resource = parent("holder")
+        await STORE.write(conn, stored, resource, previous=None, unique_keys=key)
+    with pytest.raises(DuplicateKey):
+        async with db.transaction() as conn:
+            calls.clear()
+            stored, resource = parent("second")
+            await STORE.write(conn, stored, resource, previous=None)
+            stored, resource = parent("claimant")
+            await STORE.write(conn, stored, resource, previous=None, unique_keys=key)
+    assert calls[:2] == [
+        ("executemany SELECT store_version", 1),
+        ("fetchrow SELECT store_version", 1),
+    ]
+    assert await stored_ids(db) == ["holder"]
