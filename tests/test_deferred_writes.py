@@ -10,6 +10,7 @@ conflict is still stored, and answered, at once.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -139,3 +140,17 @@ async def test_a_version_that_claims_a_key_is_stored_and_answered_at_once(
         ("fetchrow SELECT store_version", 1),
     ]
     assert await stored_ids(db) == ["holder"]
+
+
+async def test_a_transaction_whose_statement_failed_is_never_reported_committed(
+    db: Database,
+) -> None:
+    """PostgreSQL aborts a transaction at its first failed statement, and COMMIT then only
+    rolls it back: a caller that swallowed the failure must not hear it committed."""
+    with pytest.raises(RuntimeError, match="rolled back"):
+        async with db.transaction() as conn:
+            stored, resource = parent("kept-in-vain")
+            await STORE.write(conn, stored, resource, previous=None)
+            with contextlib.suppress(asyncpg.PostgresError):
+                await conn.execute("SELECT 1 / 0")
+    assert await stored_ids(db) == []

@@ -1,7 +1,8 @@
 """One database interface over PostgreSQL (asyncpg) and SQLite (aiosqlite).
 
-Services write SQL once, with `?` placeholders; this module adapts it to each dialect,
-owns transactions and wraps every statement in a tracing span. A set of strings of any
+Services write SQL once, with `?` placeholders; this module owns connections and
+transactions, and sends each statement as `shared.store.statements` adapts and traces it
+(on PostgreSQL through `shared.store.pg_connection`). A set of strings of any
 size is one parameter (`IN_TEXT_LIST`, `text_list`), so a statement's text and its number
 of parameters do not grow with the set. PostgreSQL is the production database; SQLite is
 the embedded default that needs no server. Its failures are answered as
@@ -12,27 +13,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import json
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import aiosqlite
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-from opentelemetry import trace
 
 from shared.store.failures import OUTAGE, REFUSED, contention, outcome_unknown, unavailable
-
-tracer = trace.get_tracer("barnebro.store")
-
-Dialect = Literal["postgresql", "sqlite"]
-Row = Sequence[Any]
+from shared.store.pg_connection import PgConnection
+from shared.store.statements import Dialect, traced
+from shared.store.statements import Row as Row
 
 
 class Connection(Protocol):
@@ -79,96 +74,12 @@ class Database(Protocol):
 IN_TEXT_LIST = "IN (SELECT value FROM json_each(?))"
 """`column IN_TEXT_LIST`: the column is one of the strings of a `text_list` parameter.
 Written in SQLite's spelling; PostgreSQL's (`json_array_elements_text`) is put in by
-`_to_numbered`."""
+`shared.store.statements.numbered`."""
 
 
 def text_list(values: Sequence[str]) -> str:
     """The parameter of an `IN_TEXT_LIST` condition (a JSON array of strings)."""
     return json.dumps(list(values))
-
-
-@lru_cache(maxsize=1024)
-def _to_numbered(sql: str) -> str:
-    counter = itertools.count(1)
-    sql = sql.replace("json_each(?)", "json_array_elements_text(?)")
-    return re.sub(r"\?", lambda _: f"${next(counter)}", sql)
-
-
-_CALL = re.compile(r"(\w+)\(")
-"""`SELECT store_version(…)`: a statement that calls a function is named after it."""
-
-
-def _traced(dialect: Dialect, sql: str) -> contextlib.AbstractContextManager[Any]:
-    """A span around one statement, when the request is being traced at all."""
-    if not trace.get_current_span().is_recording():
-        return contextlib.nullcontext()
-    words = sql.split(None, 2)
-    call = _CALL.match(words[1]) if len(words) > 1 and words[0].upper() == "SELECT" else None
-    span = tracer.start_span(
-        "db " + (call.group(1) if call else words[0].lower()),
-        kind=trace.SpanKind.CLIENT,
-        attributes={"db.system": dialect, "db.statement": sql[:300]},
-    )
-    return trace.use_span(span, end_on_exit=True)
-
-
-class _PgConnection:
-    """A pooled connection. In a transaction (`deferring`), statements given to
-    `execute_later` wait in order until the next statement or the commit, and are sent
-    before it, consecutive ones of the same text as one pipelined batch: nothing runs on
-    the connection before them, so every later statement, lock and read sees them, and a
-    failure among them aborts the transaction as it would have at once."""
-
-    dialect: Dialect = "postgresql"
-
-    def __init__(
-        self, conn: asyncpg.Connection[Any] | PoolConnectionProxy[Any], *, deferring: bool = False
-    ) -> None:
-        self._conn = conn
-        self.outbox_written = False
-        self.awaited_messages: list[int] = []
-        self._deferring = deferring
-        self._deferred: list[tuple[str, tuple[Any, ...]]] = []
-
-    async def execute_later(self, sql: str, *args: Any) -> None:
-        if not self._deferring:
-            await self.execute(sql, *args)
-            return
-        self._deferred.append((sql, args))
-
-    async def send_deferred(self) -> None:
-        pending, self._deferred = self._deferred, []
-        for sql, batch in itertools.groupby(pending, key=lambda statement: statement[0]):
-            with _traced(self.dialect, sql):
-                await self._conn.executemany(_to_numbered(sql), [args for _, args in batch])
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        if self._deferred:
-            await self.send_deferred()
-        with _traced(self.dialect, sql):
-            status = await self._conn.execute(_to_numbered(sql), *args)
-        tail = status.rsplit(" ", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if self._deferred:
-            await self.send_deferred()
-        if rows:
-            with _traced(self.dialect, sql):
-                await self._conn.executemany(_to_numbered(sql), rows)
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        if self._deferred:
-            await self.send_deferred()
-        with _traced(self.dialect, sql):
-            return list(await self._conn.fetch(_to_numbered(sql), *args))
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        if self._deferred:
-            await self.send_deferred()
-        with _traced(self.dialect, sql):
-            row = await self._conn.fetchrow(_to_numbered(sql), *args)
-        return row
 
 
 async def _rollback_if_open(conn: asyncpg.Connection[Any]) -> None:
@@ -252,9 +163,11 @@ class PostgresDatabase:
         conn, transaction = await self._begun(write=True)
         try:
             try:
-                connection = _PgConnection(conn, deferring=True)
+                connection = PgConnection(conn, deferring=True)
                 yield connection
                 await connection.send_deferred()
+                if connection.failed:  # and the caller went on as if it had not
+                    raise RuntimeError("a statement of the transaction failed; rolled back")
             except BaseException:
                 with contextlib.suppress(*OUTAGE):
                     await transaction.rollback()
@@ -274,7 +187,7 @@ class PostgresDatabase:
     async def reader(self) -> AsyncIterator[Connection]:
         conn, _ = await self._begun(write=False)
         try:
-            yield _PgConnection(conn)
+            yield PgConnection(conn)
         except OUTAGE as exc:
             raise unavailable(exc) from exc
         finally:
@@ -284,7 +197,7 @@ class PostgresDatabase:
     async def single(self) -> AsyncIterator[Connection]:
         conn, _ = await self._begun(write=False)
         try:
-            yield _PgConnection(conn)
+            yield PgConnection(conn)
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
             raise contention(exc) from exc
         except OUTAGE as exc:
@@ -305,7 +218,7 @@ class _SqliteConnection:
         self.awaited_messages: list[int] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
-        with _traced(self.dialect, sql):
+        with traced(self.dialect, sql):
             cursor = await self._conn.execute(sql, args)
             count = cursor.rowcount
             await cursor.close()
@@ -313,11 +226,11 @@ class _SqliteConnection:
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if rows:
-            with _traced(self.dialect, sql):
+            with traced(self.dialect, sql):
                 await self._conn.executemany(sql, rows)
 
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        with _traced(self.dialect, sql):
+        with traced(self.dialect, sql):
             return list(await self._conn.execute_fetchall(sql, args))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
