@@ -22,20 +22,22 @@ from tests.test_directory_api import create, patient, related_person, writer
 WAITED = 10.0
 
 
-async def _waiting_for(stack: Stack, conn: Connection, seconds: float = WAITED) -> None:
-    """Return once another backend waits for a lock this connection's transaction holds.
-    Asked on a connection of its own: a transaction sees one snapshot of the activity."""
+async def _waiting_for(
+    stack: Stack, conn: Connection, seconds: float = WAITED, *, waiters: int = 1
+) -> None:
+    """Return once `waiters` other backends wait for a lock this connection's transaction
+    holds. Asked on a connection of its own: a transaction sees one snapshot of the
+    activity."""
     own = await conn.fetchrow("SELECT pg_backend_pid()")
     assert own is not None and stack.directory.db is not None
     async with asyncio.timeout(seconds):
         while True:
             async with stack.directory.db.reader() as watcher:
                 row = await watcher.fetchrow(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE ? = ANY(pg_blocking_pids(pid))",
+                    "SELECT count(*) FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))",
                     own[0],
                 )
-            if row is not None and row[0] > 0:
+            if row is not None and row[0] >= waiters:
                 return
             await asyncio.sleep(0.02)
 
@@ -91,3 +93,36 @@ async def test_an_update_waits_for_the_patient_before_it_locks_the_row(stack: St
     assert reply.status == 200, reply.body
     assert reply.json()["meta"]["versionId"] == "2"
     assert reply.json()["name"][0]["family"] == "Hansen"
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_a_parent_registered_while_the_child_is_deleted_is_refused(stack: Stack) -> None:
+    """The deletion of a Patient refuses while parents are registered, and a parent needs a
+    registered Patient. Both check under the child's lock: the deletion queued first wins,
+    and the parent queued behind it finds the child gone (it must not be stored for a
+    deleted child, whose access would then rest on a parent of no one)."""
+    child = await create(stack, patient())
+    assert stack.directory.db is not None
+    async with stack.directory.db.transaction() as conn:
+        await lock_patient(conn, child["id"])
+        deleting = asyncio.create_task(
+            stack.call("DELETE", f"Patient/{child['id']}", token=writer(stack, "Patient"))
+        )
+        await _waiting_for(stack, conn)
+        registering = asyncio.create_task(
+            stack.call(
+                "POST",
+                "RelatedPerson",
+                related_person(child["id"]),
+                token=writer(stack, "RelatedPerson"),
+            )
+        )
+        await _waiting_for(stack, conn, waiters=2)
+    deleted, registered = await deleting, await registering
+    assert deleted.status == 204, deleted.body
+    assert registered.status == 422, registered.body
+    assert "registered Patient" in registered.json()["issue"][0]["diagnostics"]
+    parents = await stack.call(
+        "GET", f"RelatedPerson?patient=Patient/{child['id']}", token=writer(stack, "RelatedPerson")
+    )
+    assert parents.status == 200 and parents.json().get("total", 0) == 0, parents.body

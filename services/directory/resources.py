@@ -520,17 +520,22 @@ class RelatedPersonDefinition(_Directory):
         reference = (resource.get("patient") or {}).get("reference")
         target = local_reference(reference, "Patient")
         if target is None or await lookup(*target) is None:
-            raise error(
-                422,
-                "business-rule",
-                f"RelatedPerson.patient must reference a registered Patient as Patient/<id>;"
-                f" {reference!r} is not one",
-                "RelatedPerson.patient",
-            )
+            raise _unregistered_child(reference)
 
     def patient_of(self, resource: dict[str, Any], resource_id: str) -> str | None:
         target = reference_target(resource.get("patient"))
         return target[1] if target and target[0] == "Patient" else None
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        """The child is still registered, under its lock: a concurrent deletion of the
+        Patient (which takes the same lock and refuses while parents are registered)
+        either came first, and this write is refused, or waits for it and is refused."""
+        patient = self.patient_of(resource, str(resource.get("id") or ""))
+        uow = write.uow
+        child = await uow.read_for_update("Patient", patient, patient=patient) if patient else None
+        if child is None or child.deleted:
+            raise _unregistered_child((resource.get("patient") or {}).get("reference"))
+        return []
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
         # Parental responsibility ended or moved takes effect before the answer.
@@ -551,6 +556,16 @@ class RelatedPersonDefinition(_Directory):
                 EventSpec("parental-responsibility-changed", {"before": before, "after": after})
             )
         return events
+
+
+def _unregistered_child(reference: object) -> FhirError:
+    return error(
+        422,
+        "business-rule",
+        f"RelatedPerson.patient must reference a registered Patient as Patient/<id>;"
+        f" {reference!r} is not one",
+        "RelatedPerson.patient",
+    )
 
 
 class OrganizationDefinition(_Directory):

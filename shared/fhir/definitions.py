@@ -61,8 +61,17 @@ class UnitOfWork(Protocol):
         """The current version (or deletion marker) of a resource, None if never stored."""
         ...
 
-    async def read_for_update(self, resource_type: str, res_id: str) -> StoredResource | None:
-        """`read`, locking the row until the transaction ends (to save a new version)."""
+    async def read_for_update(
+        self,
+        resource_type: str,
+        res_id: str,
+        *,
+        patient: str | None = None,
+        stored_patient: bool = False,
+    ) -> StoredResource | None:
+        """`read`, locking the row until the transaction ends (to save a new version);
+        first the lock of `patient`, or with `stored_patient` of the patient the stored
+        version names (`shared.store.write_locks`)."""
         ...
 
     async def find(
