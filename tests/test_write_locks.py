@@ -17,7 +17,7 @@ import pytest
 from shared.store.database import Connection
 from shared.store.outbox import lock_patient
 from tests.support import Reply, Stack
-from tests.test_directory_api import create, patient, related_person, writer
+from tests.test_directory_api import FNR_2, create, patient, related_person, writer
 
 WAITED = 10.0
 
@@ -126,3 +126,42 @@ async def test_a_parent_registered_while_the_child_is_deleted_is_refused(stack: 
         "GET", f"RelatedPerson?patient=Patient/{child['id']}", token=writer(stack, "RelatedPerson")
     )
     assert parents.status == 200 and parents.json().get("total", 0) == 0, parents.body
+
+
+def _renamed(child: dict[str, Any], family: str) -> dict[str, Any]:
+    return {
+        "resource": {**child, "name": [{"family": family, "given": ["Kari"]}]},
+        "request": {"method": "PUT", "url": f"Patient/{child['id']}"},
+    }
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_bundles_about_two_children_in_opposite_orders_do_not_deadlock(
+    stack: Stack,
+) -> None:
+    """Each Bundle takes its children's locks up front in one order. Had each locked its
+    first entry's child and then wanted the other's, the two would wait for each other
+    once both children were free, until PostgreSQL failed one of them (503)."""
+    first = await create(stack, patient())
+    second = await create(stack, patient(FNR_2))
+    token = writer(stack, "Patient")
+    assert stack.directory.db is not None
+    async with stack.directory.db.transaction() as conn:
+        await lock_patient(conn, first["id"])
+        await lock_patient(conn, second["id"])
+        bundles = [
+            {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+            for entries in (
+                [_renamed(first, "A1"), _renamed(second, "B1")],
+                [_renamed(second, "B2"), _renamed(first, "A2")],
+            )
+        ]
+        sent = [asyncio.create_task(stack.call("POST", "", bundles[0], token=token))]
+        await _waiting_for(stack, conn)
+        sent.append(asyncio.create_task(stack.call("POST", "", bundles[1], token=token)))
+        await _waiting_for(stack, conn, waiters=2)
+    replies = await asyncio.gather(*sent)
+    assert [reply.status for reply in replies] == [200, 200], [r.body for r in replies]
+    for child in (first, second):
+        current = await stack.call("GET", f"Patient/{child['id']}", token=token)
+        assert current.json()["meta"]["versionId"] == "3", current.body

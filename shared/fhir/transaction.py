@@ -163,6 +163,7 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
     written = _refuse_named_twice(entries)
     async with service.unit_of_work(request) as uow:
         uow.plan_shares(_planned_shares(uow, entries, assigned))
+        await uow.lock_patients(*_patients_written(uow, entries, assigned))
         for index in order:
             entry, entry_request = entries[index]
             try:
@@ -179,6 +180,31 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
                 raise at_entry(index, exc) from exc
     answer = bundles.transaction_response([results[i] for i in range(len(entries))])
     return FhirResponse(status=200, headers={"Content-Type": FHIR_JSON}, body=answer)
+
+
+def _patients_written(
+    uow: StoreUnitOfWork,
+    entries: list[tuple[dict[str, Any], EntryRequest]],
+    assigned: dict[str, str],
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """What the Bundle's writes of patient data foresee: the resources they replace (whose
+    stored patients are locked) and the patients the resources they send name. Locked
+    up front in one order, so two Bundles about the same children never wait crosswise;
+    a patient found only later (a subject named by identifier) is locked when written."""
+    replaced: list[tuple[str, str]] = []
+    patients: list[str] = []
+    for entry, request in entries:
+        definition = uow.data.definitions.get(request.resource_type)
+        if definition is None or definition.data_category is None or request.method == "GET":
+            continue
+        if request.id is not None:
+            replaced.append((definition.resource_type, request.id))
+        resource = _rewrite(entry.get("resource"), assigned)
+        if isinstance(resource, dict):
+            named = definition.patient_of(resource, request.id or "")
+            if named:
+                patients.append(named)
+    return replaced, patients
 
 
 def _named_by(location: str) -> str:

@@ -22,6 +22,7 @@ from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
 from shared.store.outbox import Message, add_event, event_message, lock_patient
 from shared.store.resource_store import StoredResource, new_id
+from shared.store.write_locks import lock_patients
 from shared.telemetry import trace_context
 from shared.transport.wire import FhirRequest
 
@@ -148,6 +149,11 @@ class StoreUnitOfWork:
     async def add_event(self, event: DomainEvent) -> None:
         """An event that is not a resource change (e.g. care started), in the outbox."""
         await add_event(self.conn, event, self.data.prefix)
+
+    async def lock_patients(self, replaced: list[tuple[str, str]], patients: list[str]) -> None:
+        """The locks of the patients of several writes, taken up front in one order
+        (`shared.store.write_locks.lock_patients`)."""
+        await lock_patients(self.conn, replaced, patients)
 
     async def lock_patient(self, patient: str) -> None:
         """Serialise the writes about one patient (see `shared.store.outbox`)."""

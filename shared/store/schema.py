@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from shared.store.database import Connection, Database
 from shared.store.version_write import STORE_VERSION_FUNCTION
-from shared.store.write_locks import LOCKED_VERSION_FUNCTION
+from shared.store.write_locks import LOCK_PATIENTS_FUNCTION, LOCKED_VERSION_FUNCTION
 
 _COMMON = [
     """CREATE TABLE IF NOT EXISTS resources (
@@ -76,6 +76,7 @@ _DIALECT_STATEMENTS = {
         END $$ LANGUAGE plpgsql""",
         STORE_VERSION_FUNCTION,
         LOCKED_VERSION_FUNCTION,
+        LOCK_PATIENTS_FUNCTION,
         "DROP TRIGGER IF EXISTS resources_keep_history ON resources",
         """CREATE TRIGGER resources_keep_history AFTER INSERT OR UPDATE OF version ON resources
         FOR EACH ROW EXECUTE FUNCTION keep_resource_history()""",

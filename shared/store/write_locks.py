@@ -9,6 +9,11 @@ PostgreSQL that is one call of the function `locked_version`, one round trip ins
 three (read, patient lock, locked read). SQLite has a single writer and no row locks:
 there it is a plain read.
 
+A transaction that writes the records of several patients (a Bundle) takes their locks
+up front, in one order (`lock_patients`: the patients of the rows it replaces and those
+its new records name, sorted), so two Bundles naming the same two children in opposite
+orders do not each hold one and wait for the other.
+
 The patient is read before its lock is held: a concurrent write that moved the row to
 another patient commits before the row lock is granted, and the version returned is
 then that write's. The write that follows takes the new patient's lock too, when it
@@ -16,6 +21,8 @@ stores its version (`shared.store.version_write`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from shared.store.database import Connection, Row
 from shared.store.outbox import PATIENT_LOCK
@@ -37,6 +44,45 @@ BEGIN
     RETURN QUERY SELECT * FROM resources r
         WHERE r.res_type = p_type AND r.res_id = p_id FOR UPDATE;
 END $$ LANGUAGE plpgsql""".replace("patient_lock", PATIENT_LOCK.replace("?", "holder"))
+
+
+LOCK_PATIENTS_FUNCTION = """CREATE OR REPLACE FUNCTION lock_patients(
+    p_types TEXT[], p_ids TEXT[], p_patients TEXT[]
+) RETURNS INTEGER AS $$
+DECLARE
+    holder TEXT;
+    taken INTEGER := 0;
+BEGIN
+    FOR holder IN
+        SELECT DISTINCT p FROM (
+            SELECT r.patient AS p
+            FROM unnest(p_types, p_ids) AS t(res_type, res_id)
+            JOIN resources r ON r.res_type = t.res_type AND r.res_id = t.res_id
+            UNION SELECT unnest(p_patients)
+        ) named
+        WHERE p IS NOT NULL
+        ORDER BY p
+    LOOP
+        PERFORM patient_lock;
+        taken := taken + 1;
+    END LOOP;
+    RETURN taken;
+END $$ LANGUAGE plpgsql""".replace("patient_lock", PATIENT_LOCK.replace("?", "holder"))
+
+
+async def lock_patients(
+    conn: Connection, replaced: Sequence[tuple[str, str]], patients: Sequence[str]
+) -> None:
+    """Take, in one order, the locks of the patients the stored `replaced` resources
+    (type, id) name and of `patients` (SQLite: one writer, nothing to take)."""
+    if conn.dialect != "postgresql" or not (replaced or patients):
+        return
+    await conn.fetchrow(
+        "SELECT lock_patients(?, ?, ?)",
+        [res_type for res_type, _ in replaced],
+        [res_id for _, res_id in replaced],
+        list(patients),
+    )
 
 
 async def locked_row(
