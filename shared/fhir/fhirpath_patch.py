@@ -6,8 +6,10 @@ Supported: the operation types add, insert, delete, replace and move, on paths t
 plain element paths from the resource (`Patient.name[0].given`: element names and
 zero-based indexes; no functions, filters or choice elements), with a `value[x]` value (a
 primitive or a data type). Anything else, such as `where()` in a path or a value given as
-parts, is a 400 that says so. A path is checked against the R4B model before anything is
-read; whether it is there is the resource's matter (a 422 when it does not apply).
+parts, is a 400 that says so, as is an operation whose parts repeat or do not belong to
+its type (a `value` on a delete): what it asks would otherwise be a guess. A path is
+checked against the R4B model before anything is read; whether it is there is the
+resource's matter (a 422 when it does not apply).
 """
 
 from __future__ import annotations
@@ -81,16 +83,17 @@ def _operation(resource_type: str, index: int, parameter: Any) -> Operation:
     where = f"Parameters.parameter[{index}]"
     if not isinstance(parameter, dict) or parameter.get("name") != "operation":
         raise error(400, "invalid", f"{where} is not an operation", where)
-    parts = parameter.get("part")
-    named = (
-        {p.get("name"): p for p in parts if isinstance(p, dict)} if isinstance(parts, list) else {}
-    )
+    named = _parts(parameter.get("part"), where)
     kind = named.get("type", {}).get("valueCode")
+    if not isinstance(kind, str):
+        raise error(400, "invalid", f"{where} names no type (a part type with a valueCode)", where)
     if kind not in TYPES:
         raise error(400, "not-supported", f"{where}: type {kind!r}: {UNSUPPORTED}", where)
     for needed in NEEDS[kind]:
         if needed not in named:
             raise error(400, "invalid", f"{where}: {kind} needs the part {needed!r}", where)
+    for extra in sorted(set(named) - {"type", *NEEDS[kind]}):
+        raise error(400, "invalid", f"{where}: {kind} has no part {extra!r}", where)
     path = named["path"].get("valueString")
     segments = _segments(resource_type, path, where)
     model, is_list = _walk(resource_type, segments, where)
@@ -154,6 +157,21 @@ def _walk_field(
         raise error(400, "invalid", f"{where}: {path} is not an element", where)
     repeats = any(typing.get_origin(arg) is list for arg in typing.get_args(field.annotation))
     return model_of(field.annotation), repeats or typing.get_origin(field.annotation) is list
+
+
+def _parts(parts: Any, where: str) -> dict[str, dict[str, Any]]:
+    """An operation's parts by name: each once, since a part given twice would leave the
+    operation to whichever is read (a `type` of replace and one of delete)."""
+    if not isinstance(parts, list) or not all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) for p in parts
+    ):
+        raise error(400, "invalid", f"{where}: an operation is a list of named parts", where)
+    named: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        if part["name"] in named:
+            raise error(400, "invalid", f"{where}: the part {part['name']!r} is given twice", where)
+        named[part["name"]] = part
+    return named
 
 
 def _value(part: Any, where: str) -> Any:
