@@ -660,6 +660,33 @@ async def test_only_the_author_changes_an_attachment_and_not_after_assessment(
     )
 
 
+async def test_an_amendment_may_name_the_child_as_the_referral_did(
+    referrals: ReferralWorld,
+) -> None:
+    """The child a referral and its attachments were submitted about, named again by
+    identifier as in the submission, is the same child: the amendment is accepted (and
+    the stored reference kept); another child is still refused."""
+    child = await referrals.child()
+    referral = await referrals.submit(child)
+    reference = referral.response["resource"]["supportingInfo"][1]["reference"]
+    document = (await referrals.fhir("GET", reference, by=GP)).json()
+    as_submitted = {**document, "subject": {"identifier": child.identifier}}
+    as_submitted["description"] = "Barnet sier noe annet nå"
+    for _ in range(2):  # the same amendment again changes nothing but the version
+        reply = await referrals.fhir("PUT", reference, as_submitted, by=GP)
+        assert reply.status == 200, reply.body
+        assert reply.json()["subject"] == document["subject"]
+    service_request = (await referrals.fhir("GET", referral.ref, by=GP)).json()
+    service_request["subject"] = {"identifier": child.identifier}
+    service_request["note"] = [{"text": "Tillegg"}]
+    reply = await referrals.fhir("PUT", referral.ref, service_request, by=GP)
+    assert reply.status == 200, reply.body
+    other = await referrals.child()
+    service_request["subject"] = {"identifier": other.identifier}
+    reply = await referrals.fhir("PUT", referral.ref, service_request, by=GP)
+    assert reply.status == 422, reply.body
+
+
 async def test_server_kept_workflow_facts_cannot_be_set_by_a_party(
     referrals: ReferralWorld,
 ) -> None:

@@ -280,7 +280,7 @@ class ServiceRequestDefinition(ResourceDefinition):
         ]
         for where, named in parties:  # named by HER-id, as when it was submitted
             await directory.addressed_orgnr(named, where)
-        keep_unchanged(resource, before, SUBMITTED)
+        keep_unchanged(resource, before, SUBMITTED, same_reference=True)
         resource["status"] = before.get("status", "active")
         check_form(resource)
         keep_server_extensions(resource, before)
@@ -547,7 +547,7 @@ class AttachmentDefinition(ResourceDefinition):
             raise error(
                 403, "forbidden", "Only the organisation that wrote an attachment changes it"
             )
-        keep_unchanged(resource, before, ("subject",))
+        keep_unchanged(resource, before, ("subject",), same_reference=True)
         keep_server_extensions(resource, before)
         referrals = await write.uow.find(
             "ServiceRequest", [("supporting-info", f"DocumentReference/{before['id']}")]
