@@ -44,9 +44,14 @@ def test_a_plain_replace_is_read() -> None:
         ((TYPE_REPLACE, PATH, VALUE, VALUE), "'value' is given twice"),
         ((TYPE_REPLACE, PATH, VALUE, {"name": "bogus", "valueString": "x"}), "no part 'bogus'"),
         ((DELETE, PATH, VALUE), "delete has no part 'value'"),
-        (({"name": "type"}, PATH), "names no type"),
+        (({"name": "type"}, PATH), "'type' carries one value[x]"),
+        (({"name": "type", "valueString": "replace"}, PATH, VALUE), "names no type"),
         ((PATH, VALUE), "names no type"),
         ((TYPE_REPLACE, PATH, {"value": "no name"}), "a list of named parts"),
+        (({**TYPE_REPLACE, "valueString": "delete"}, PATH, VALUE), "'type' carries one value[x]"),
+        (({**TYPE_REPLACE, "part": [DELETE]}, PATH, VALUE), "'type' carries one value[x]"),
+        ((TYPE_REPLACE, {**PATH, "valueCode": "Patient.id"}, VALUE), "'path' carries one"),
+        ((TYPE_REPLACE, PATH, {**VALUE, "valueString": "male"}), "'value' carries one"),
     ],
 )  # fmt: skip
 def test_an_operation_that_says_more_than_one_thing_is_refused(
@@ -55,3 +60,9 @@ def test_an_operation_that_says_more_than_one_thing_is_refused(
     text = refused(patch(*parts))
     assert said in text
     assert "None" not in text
+
+
+def test_an_operation_that_also_carries_a_value_is_refused() -> None:
+    operation = {"name": "operation", "valueString": "x", "part": [TYPE_REPLACE, PATH, VALUE]}
+    body = orjson.dumps({"resourceType": "Parameters", "parameter": [operation]})
+    assert "carries its parts and nothing else" in refused(body)

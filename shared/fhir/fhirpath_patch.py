@@ -83,6 +83,10 @@ def _operation(resource_type: str, index: int, parameter: Any) -> Operation:
     where = f"Parameters.parameter[{index}]"
     if not isinstance(parameter, dict) or parameter.get("name") != "operation":
         raise error(400, "invalid", f"{where} is not an operation", where)
+    if len(_carried(parameter)) != 1:
+        raise error(
+            400, "invalid", f"{where}: an operation carries its parts and nothing else", where
+        )
     named = _parts(parameter.get("part"), where)
     kind = named.get("type", {}).get("valueCode")
     if not isinstance(kind, str):
@@ -170,8 +174,17 @@ def _parts(parts: Any, where: str) -> dict[str, dict[str, Any]]:
     for part in parts:
         if part["name"] in named:
             raise error(400, "invalid", f"{where}: the part {part['name']!r} is given twice", where)
+        if len(_carried(part)) != 1:
+            raise error(
+                400, "invalid", f"{where}: the part {part['name']!r} carries one value[x]", where
+            )
         named[part["name"]] = part
     return named
+
+
+def _carried(parameter: dict[str, Any]) -> list[str]:
+    """What a Parameters parameter carries: one value[x], resource or part (FHIR R4 inv-1)."""
+    return [k for k in parameter if k.startswith("value") or k in ("resource", "part")]
 
 
 def _value(part: Any, where: str) -> Any:
