@@ -23,6 +23,7 @@ from services.careplan import careplan_spec
 from services.referral import referral_spec
 from services.subscriptions import subscriptions_spec
 from shared.runtime import ServiceRuntime
+from tests import stream_keeper
 from tests.careplan_world import CarePlanWorld
 from tests.consent_world import KINDS, World, organisation
 from tests.journal_service import journal_spec
@@ -62,9 +63,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any(item.get_closest_marker("services") is not None for item in session.items):
         start_missing()
+        stream_keeper.keep(nats_url())
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    stream_keeper.release()
     stop_all()
 
 
