@@ -331,12 +331,22 @@ class Stack:
 
 
 async def start_stack(settings: Settings) -> Stack:
+    """The stack, or, when a part fails to start, nothing left behind: the parts started
+    are stopped and what they created (streams, buckets, schemas) removed."""
     directory = ServiceRuntime(directory_spec(settings), settings)
-    await directory.start()
     consent = ServiceRuntime(consent_spec(settings), settings)
-    await consent.start()
     gateway = GatewayServer(settings)
-    await gateway.start()
+    started: list[ServiceRuntime | GatewayServer] = []
+    try:
+        for part in (directory, consent, gateway):
+            started.append(part)
+            await part.start()
+    except BaseException:
+        for part in reversed(started):
+            with contextlib.suppress(Exception):
+                await part.stop()
+        await drop_test_resources(settings)
+        raise
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     return Stack(settings, directory, consent, gateway, session)
 
