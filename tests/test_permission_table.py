@@ -75,7 +75,7 @@ from tests.permission_world import (
     permission_world,
 )
 from tests.referral_world import Child, org_reference
-from tests.support import Reply, organisation, parent
+from tests.support import Reply, organisation, parent, wait_for
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 NOT_PERMITTED = "Not permitted"
@@ -1067,14 +1067,24 @@ async def own_event(ctx: Ctx) -> str:
         return f"AuditEvent/{world.outsider_event}"
     await world.audited(ctx.caller)
     # A record of its own read, made by the organisation itself: it is also named (not
-    # as the requestor) on what a person with its number in their token did.
-    operator = world.stack.operator_token()
-    for event in await world.events_of(ctx.caller.orgnr, "&subtype=read"):
-        record = (await world.call("GET", f"AuditEvent/{event}", token=operator)).json()
-        requestors = [a["who"] for a in record["agent"] if a.get("requestor")]
-        if any(w.get("identifier", {}).get("value") == ctx.caller.orgnr for w in requestors):
-            return f"AuditEvent/{event}"
-    raise AssertionError(f"no record of {ctx.caller.orgnr}'s own read")
+    # as the requestor) on what a person with its number in their token did, and that
+    # record may be stored before this one.
+    operator, orgnr, own = world.stack.operator_token(), ctx.caller.orgnr, []
+
+    async def own_read() -> bool:
+        for event in await world.events_of(orgnr, "&subtype=read"):
+            record = (await world.call("GET", f"AuditEvent/{event}", token=operator)).json()
+            requestors = [a["who"] for a in record["agent"] if a.get("requestor")]
+            if any(w.get("identifier", {}).get("value") == orgnr for w in requestors):
+                own.append(f"AuditEvent/{event}")
+                return True
+        return False
+
+    try:
+        await wait_for(own_read, 15)
+    except AssertionError:
+        raise AssertionError(f"no record of {orgnr}'s own read") from None
+    return str(own[0])
 
 
 def audit_search() -> Scenario:
