@@ -163,7 +163,7 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
     written = _refuse_named_twice(entries)
     async with service.unit_of_work(request) as uow:
         uow.plan_shares(_planned_shares(uow, entries, assigned))
-        await uow.lock_patients(*_patients_written(uow, entries, assigned))
+        await uow.lock_patients(*_patients_written(uow, entries))
         for index in order:
             entry, entry_request = entries[index]
             try:
@@ -183,14 +183,14 @@ async def run_transaction(service: FhirService, request: FhirRequest, body: byte
 
 
 def _patients_written(
-    uow: StoreUnitOfWork,
-    entries: list[tuple[dict[str, Any], EntryRequest]],
-    assigned: dict[str, str],
+    uow: StoreUnitOfWork, entries: list[tuple[dict[str, Any], EntryRequest]]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """What the Bundle's writes of patient data foresee: the resources they replace (whose
-    stored patients are locked) and the patients the resources they send name. Locked
-    up front in one order, so two Bundles about the same children never wait crosswise;
-    a patient found only later (a subject named by identifier) is locked when written."""
+    stored patients are locked) and the registered patients the resources they send name
+    as `Patient/<id>` (a Patient the Bundle itself creates, named by `urn:uuid:`, is new
+    to everyone else). Locked up front in one order, so two Bundles about the same
+    children never wait crosswise; a patient found only later (a subject named by
+    identifier) is locked when written."""
     replaced: list[tuple[str, str]] = []
     patients: list[str] = []
     for entry, request in entries:
@@ -199,7 +199,7 @@ def _patients_written(
             continue
         if request.id is not None:
             replaced.append((definition.resource_type, request.id))
-        resource = _rewrite(entry.get("resource"), assigned)
+        resource = entry.get("resource")
         if isinstance(resource, dict):
             named = definition.patient_of(resource, request.id or "")
             if named:

@@ -51,7 +51,7 @@ class Connection(Protocol):
     async def execute_later(self, sql: str, *args: Any) -> None:
         """A statement whose outcome nobody reads (it raises or succeeds): in a PostgreSQL
         transaction it is sent with the next statement or the commit, whichever comes
-        first, so a run of them is one round trip (`_PgConnection`); elsewhere at once."""
+        first, so a run of them is one round trip (`PgConnection`); elsewhere at once."""
         ...
 
 
