@@ -8,6 +8,7 @@ only.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 
@@ -96,6 +97,10 @@ MALFORMED = {
     "a header over 8190 bytes": (
         b"GET /fhir/metadata HTTP/1.1\r\nHost: a\r\nX-Long: " + b"x" * 9000 + b"\r\n\r\n"
     ),
+    "a method that is no HTTP token": b"G\x01T /fhir/metadata HTTP/1.1\r\nHost: a\r\n\r\n",
+    "a Content-Length that is no number": (
+        b"POST /fhir/Patient HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\n{}"
+    ),
 }
 
 
@@ -109,10 +114,21 @@ async def test_malformed_http_is_a_400_and_one_warning_line(
     try:
         writer.write(MALFORMED[case])
         await writer.drain()
-        status_line = await reader.readline()
+        answer = await reader.read()  # the gateway closes the connection after it
     finally:
         writer.close()
-    assert status_line.split()[1:2] == [b"400"], status_line
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    assert status_line.split()[1:2] == ["400"], status_line
+    # answered as every other error, in the gateway's words: not aiohttp's plain text
+    # quoting the request's bytes, nor the versions of the software behind it
+    assert headers["content-type"].startswith(FHIR_JSON), headers
+    assert headers["server"] == "barnebro", headers
+    outcome = json.loads(body)
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "structure"
+    assert b"Host: b" not in body and b"xxxx" not in body, body
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
     records = [r for r in caplog.records if r.name == "services.gateway.http"]
     assert records, "the malformed request is logged"
@@ -121,6 +137,13 @@ async def test_malformed_http_is_a_400_and_one_warning_line(
         assert record.exc_info is None and record.exc_text is None
         assert "\n" not in record.getMessage()
         assert "answered 400" in record.getMessage()
+
+
+@SQLITE_ONLY
+async def test_every_answer_names_barnebro_and_no_versions(stack: Stack) -> None:
+    for path in ("fhir/metadata", "healthz", "fhir/Patient", "fhir/NoSuchType/1"):
+        async with stack.session.get(f"http://127.0.0.1:{stack.settings.http_port}/{path}") as r:
+            assert r.headers.getall("Server") == ["barnebro"], (path, r.headers)
 
 
 def test_other_http_server_errors_keep_their_level_and_traceback() -> None:
