@@ -5,7 +5,9 @@ A first version that claims no unique key has nothing to conflict with, so its
 (`Connection.execute_later`) and a run of them is one pipelined batch. What must hold:
 the next statement of the transaction sees them, the commit stores them, a failure
 among them fails the transaction and stores none of it, and a version that could
-conflict is still stored, and answered, at once.
+conflict is still stored, and answered, at once. The transaction begins with its first
+statement sent; one that sent none and has one batch waiting sends it alone (PostgreSQL runs
+it as one implicit transaction), and one that has nothing waiting sends nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from services.directory.resources import RelatedPersonDefinition
 from shared.codes import PERSON_CATEGORY
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Database
+from shared.store.outbox import add_message
 from shared.store.resource_store import DuplicateKey, ResourceStore, StoredResource
 from shared.store.schema import create_schema
 from tests.support import schema_database
@@ -93,6 +96,7 @@ async def test_a_run_of_first_versions_is_one_batch_that_the_next_statement_sees
         seen = await conn.fetch("SELECT res_id FROM resources ORDER BY res_id")
         assert [str(row[0]) for row in seen] == ["p0", "p1", "p2"]
         assert calls == [
+            ("execute BEGIN;", 1),  # the transaction begins with its first statement sent
             ("executemany SELECT store_version", 3),
             ("fetch SELECT res_id FROM resources ORDER BY res_id", 1),
         ]
@@ -105,8 +109,37 @@ async def test_the_commit_sends_what_is_left(db: Database, calls: list[tuple[str
         for n in range(2):
             stored, resource = parent(f"p{n}")
             await STORE.write(conn, stored, resource, previous=None)
-    assert calls[0] == ("executemany SELECT store_version", 2)
+    # one batch and nothing before it: the batch is the transaction, no BEGIN or COMMIT
+    assert calls == [("executemany SELECT store_version", 2)]
     assert await stored_ids(db) == ["p0", "p1"]
+
+
+async def test_batches_of_several_statements_go_in_a_transaction_begun_for_them(
+    db: Database, calls: list[tuple[str, int]]
+) -> None:
+    async with db.transaction() as conn:
+        calls.clear()
+        stored, resource = parent("p0")
+        await STORE.write(conn, stored, resource, previous=None)
+        await add_message(conn, "m1", "t.event.x", b"{}", None)
+    assert calls == [
+        ("execute BEGIN;", 1),
+        ("executemany SELECT store_version", 1),
+        ("executemany INSERT INTO outbox ", 1),
+        ("execute COMMIT;", 1),
+    ]
+    assert await stored_ids(db) == ["p0"]
+    async with db.reader() as reader:
+        assert await reader.fetch("SELECT event_id FROM outbox WHERE event_id = 'm1'")
+
+
+async def test_a_transaction_that_sends_nothing_takes_no_connection(
+    db: Database, calls: list[tuple[str, int]]
+) -> None:
+    async with db.transaction() as conn:
+        calls.clear()
+    assert calls == []
+    assert not conn.opened  # type: ignore[attr-defined]
 
 
 async def test_a_failure_among_them_stores_nothing_of_the_transaction(db: Database) -> None:
@@ -135,7 +168,8 @@ async def test_a_version_that_claims_a_key_is_stored_and_answered_at_once(
             await STORE.write(conn, stored, resource, previous=None)
             stored, resource = parent("claimant")
             await STORE.write(conn, stored, resource, previous=None, unique_keys=key)
-    assert calls[:2] == [
+    assert calls[:3] == [
+        ("execute BEGIN;", 1),
         ("executemany SELECT store_version", 1),
         ("fetchrow SELECT store_version", 1),
     ]

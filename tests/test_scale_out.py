@@ -103,6 +103,7 @@ async def test_one_patients_events_are_published_in_commit_order(stack: Stack) -
     async def slow_commit() -> None:
         async with db.transaction() as conn:
             await add_event(conn, first, prefix)
+            await conn.execute("SELECT 1")  # the insert waits for a next statement: send it
             first_inserted.set()
             await asyncio.sleep(1.0)  # the relay polls several times meanwhile
 

@@ -26,7 +26,7 @@ import asyncpg
 
 from shared.store.failures import OUTAGE, REFUSED, contention, outcome_unknown, unavailable
 from shared.store.pg_connection import PgConnection
-from shared.store.statements import Dialect, traced
+from shared.store.statements import Dialect, numbered, traced
 from shared.store.statements import Row as Row
 
 
@@ -160,26 +160,49 @@ class PostgresDatabase:
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        conn, transaction = await self._begun(write=True)
+        """A transaction, begun with its first statement sent (`PgConnection`). One that
+        sent none commits what waited to be sent: nothing at all, one batch as a
+        statement of its own (atomic: PostgreSQL runs a batch as one implicit
+        transaction), or several in a transaction begun for them."""
+        connection = PgConnection(deferring=True, opener=lambda: self._begun(write=True))
         try:
             try:
-                connection = PgConnection(conn, deferring=True)
                 yield connection
-                await connection.send_deferred()
                 if connection.failed:  # and the caller went on as if it had not
                     raise RuntimeError("a statement of the transaction failed; rolled back")
+                batch = connection.one_batch()
+                if batch is not None:
+                    await self._commit_alone(*batch)
+                    return
+                if connection.waiting:
+                    await connection.send_deferred()
             except BaseException:
-                with contextlib.suppress(*OUTAGE):
-                    await transaction.rollback()
+                if connection.transaction is not None:
+                    with contextlib.suppress(*OUTAGE):
+                        await connection.transaction.rollback()
                 raise
-            try:
-                await transaction.commit()
-            except OUTAGE as exc:
-                raise outcome_unknown(exc) from exc
+            if connection.transaction is not None:
+                try:
+                    await connection.transaction.commit()
+                except OUTAGE as exc:
+                    raise outcome_unknown(exc) from exc
         except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
             raise contention(exc) from exc
         except OUTAGE as exc:
             raise unavailable(exc) from exc  # lost before the commit: nothing was written
+        finally:
+            if connection.pooled is not None:
+                await _release_broken(self._pool, connection.pooled)
+
+    async def _commit_alone(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One batch as a transaction of its own: it is the commit, so a connection lost
+        while it runs leaves the outcome unknown."""
+        conn, _ = await self._begun(write=False)
+        try:
+            with traced(self.dialect, sql):
+                await conn.executemany(numbered(sql), rows)
+        except OUTAGE as exc:
+            raise outcome_unknown(exc) from exc
         finally:
             await _release_broken(self._pool, conn)
 

@@ -108,7 +108,7 @@ async def add_message(
         )
         values = (*values, patient)
     if not before_answer:
-        await conn.execute(insert, *values)
+        await conn.execute_later(insert, *values)
         return
     row = await conn.fetchrow(f"{insert} RETURNING seq", *values)
     assert row is not None
