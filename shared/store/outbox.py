@@ -122,6 +122,22 @@ async def lock_patient(conn: Connection, patient: str) -> None:
         await conn.execute(f"SELECT {PATIENT_LOCK}", patient)
 
 
+UNSENT_FUNCTION = """CREATE OR REPLACE FUNCTION outbox_unsent(p_limit INTEGER)
+RETURNS TABLE(seq BIGINT, event_id TEXT, subject TEXT, payload BYTEA, created TEXT) AS $$
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox')) THEN
+        RETURN QUERY SELECT NULL::BIGINT, NULL::TEXT, NULL::TEXT, NULL::BYTEA, NULL::TEXT;
+        RETURN;
+    END IF;
+    RETURN QUERY SELECT o.seq::BIGINT, o.event_id, o.subject, o.payload, o.created
+        FROM outbox o WHERE o.sent_at IS NULL ORDER BY o.seq LIMIT p_limit;
+END $$ LANGUAGE plpgsql VOLATILE"""
+"""The relay's pass begins (PostgreSQL): the transaction-scoped lock that makes one
+instance the publisher at a time, then the oldest unsent rows, in one round trip; a row
+of nulls when another instance holds the lock. The rows are read by a query after the lock
+is taken: a function's queries each see what was committed when they begin (it is
+VOLATILE), so they see what the previous holder marked sent before it let go."""
+
 BUSY_RETRY_SECONDS = 0.01
 """How soon a relay that found another instance publishing tries again (the other may
 have read its rows before this instance's commit), doubling while it stays busy, up to
@@ -269,17 +285,12 @@ class OutboxRelay:
         self._passes_begun += 1
         number = self._passes_begun
         if self._db.dialect == "postgresql":
-            # The transaction-scoped advisory lock makes one instance the publisher at a
-            # time; the others find it taken and try again shortly. The rows are read in
-            # a statement of their own, after the lock: one that began before it was
-            # taken would not see what the previous holder marked sent.
+            # One instance publishes at a time (`UNSENT_FUNCTION`); the others find it
+            # publishing and try again shortly.
             async with self._db.transaction() as conn:
-                row = await conn.fetchrow(
-                    "SELECT pg_try_advisory_xact_lock(hashtext(current_schema() || '.outbox'))"
-                )
-                if row is None or not row[0]:
+                rows = await conn.fetch("SELECT * FROM outbox_unsent(?)", self._batch_size)
+                if rows and rows[0][0] is None:
                     return None
-                rows = await self._unsent(conn)
                 sent, failure = await self._publish_rows(rows)
                 self._published(number, rows, sent, failure)
                 await self._mark_sent(conn, sent)

@@ -19,6 +19,7 @@ statement fewer on the hot path, and no code path can store a version without it
 from __future__ import annotations
 
 from shared.store.database import Connection, Database
+from shared.store.outbox import UNSENT_FUNCTION
 from shared.store.version_write import STORE_VERSION_FUNCTION
 from shared.store.write_locks import LOCK_PATIENTS_FUNCTION, LOCKED_VERSION_FUNCTION
 
@@ -77,6 +78,7 @@ _DIALECT_STATEMENTS = {
         STORE_VERSION_FUNCTION,
         LOCKED_VERSION_FUNCTION,
         LOCK_PATIENTS_FUNCTION,
+        UNSENT_FUNCTION,
         "DROP TRIGGER IF EXISTS resources_keep_history ON resources",
         """CREATE TRIGGER resources_keep_history AFTER INSERT OR UPDATE OF version ON resources
         FOR EACH ROW EXECUTE FUNCTION keep_resource_history()""",
