@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel
 
 from shared.fhir.errors import error
+from shared.fhir.parameters import carried
 from shared.fhir.resources import check_body, model_class
 from shared.fhir.subsets import model_of
 
@@ -83,7 +84,7 @@ def _operation(resource_type: str, index: int, parameter: Any) -> Operation:
     where = f"Parameters.parameter[{index}]"
     if not isinstance(parameter, dict) or parameter.get("name") != "operation":
         raise error(400, "invalid", f"{where} is not an operation", where)
-    if len(_carried(parameter)) != 1:
+    if len(carried(parameter)) != 1:
         raise error(
             400, "invalid", f"{where}: an operation carries its parts and nothing else", where
         )
@@ -174,17 +175,12 @@ def _parts(parts: Any, where: str) -> dict[str, dict[str, Any]]:
     for part in parts:
         if part["name"] in named:
             raise error(400, "invalid", f"{where}: the part {part['name']!r} is given twice", where)
-        if len(_carried(part)) != 1:
+        if len(carried(part)) != 1:
             raise error(
                 400, "invalid", f"{where}: the part {part['name']!r} carries one value[x]", where
             )
         named[part["name"]] = part
     return named
-
-
-def _carried(parameter: dict[str, Any]) -> list[str]:
-    """What a Parameters parameter carries: one value[x], resource or part (FHIR R4 inv-1)."""
-    return [k for k in parameter if k.startswith("value") or k in ("resource", "part")]
 
 
 def _value(part: Any, where: str) -> Any:

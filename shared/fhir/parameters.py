@@ -1,11 +1,14 @@
 """The input of a FHIR operation: a `Parameters` resource, read once for every operation.
 
 Each parameter is a name with exactly one `value[x]`; anything else in the body, a
-parameter without a name or value, or (when the operation says what it takes) one it
-does not take, is the client's error (400), so an operation's own code sees only names
-and values. What an operation takes and answers is declared once (`OperationParameter`):
-its handler reads the names it accepts from the declaration, and its OperationDefinition
-(`shared.fhir.conformance`) lists it.
+parameter without a name or value, one that carries a resource or parts beside its
+value, or (when the operation says what it takes) one it does not take, is the client's
+error (400), so an operation's own code sees only names and values. FHIR R4's inv-1 says
+a parameter carries exactly one of a value[x], a resource or parts (`carried`): one that
+carried two would leave the operation to whichever of them it read. What an operation
+takes and answers is declared once (`OperationParameter`): its handler reads the names
+it accepts from the declaration, and its OperationDefinition (`shared.fhir.conformance`)
+lists it.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def operation_parameters(
     for parameter in given:
         name = parameter.get("name") if isinstance(parameter, dict) else None
         values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
-        if not isinstance(name, str) or len(values) != 1:
+        if not isinstance(name, str) or len(values) != 1 or len(carried(parameter)) != 1:
             raise error(400, "invalid", f"Each parameter of {operation} needs a name and one value")
         if name in found:
             raise error(400, "invalid", f"{operation} takes {name} once")
@@ -60,4 +63,22 @@ def operation_parameters(
         unknown = ", ".join(sorted(set(found) - set(known)))
         takes = ", ".join(sorted(known)) or "no parameters"
         raise error(400, "invalid", f"{operation} takes {takes}; not {unknown}")
+    return found
+
+
+def carried(parameter: dict[str, Any]) -> list[str]:
+    """What a parameter carries: its value[x], resource and part elements (inv-1: one)."""
+    return [k for k in parameter if k.startswith("value") or k in ("resource", "part")]
+
+
+def inv1_breaches(parameters: Any, where: str = "Parameters.parameter") -> list[str]:
+    """Where (FHIRPath) a parameter, or a part of one, does not carry exactly one thing."""
+    found: list[str] = []
+    for index, parameter in enumerate(parameters if isinstance(parameters, list) else []):
+        if not isinstance(parameter, dict):
+            continue
+        here = f"{where}[{index}]"
+        if len(carried(parameter)) != 1:
+            found.append(here)
+        found += inv1_breaches(parameter.get("part"), f"{here}.part")
     return found

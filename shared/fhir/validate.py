@@ -12,6 +12,7 @@ from typing import Any
 from shared.fhir.answers import json_response
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import FhirError, error, information, operation_outcome
+from shared.fhir.parameters import inv1_breaches
 from shared.fhir.resources import parse_json, validate_resource
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -38,11 +39,21 @@ async def validate(
 
 
 def _resource_from_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The resource a Parameters body gives to validate: its one `resource` parameter, in
+    a body whose every parameter carries one thing (inv-1), or the body is refused."""
     given = parameters.get("parameter")
-    for parameter in given if isinstance(given, list) else []:
-        if not isinstance(parameter, dict):
-            continue
-        if parameter.get("name") == "resource" and isinstance(parameter.get("resource"), dict):
-            resource: dict[str, Any] = parameter["resource"]
-            return resource
-    raise error(400, "invalid", "Parameters for $validate need a 'resource' parameter")
+    if not isinstance(given, list) or not all(isinstance(p, dict) for p in given):
+        raise error(400, "invalid", "Parameters.parameter is a list of parameters")
+    breaches = inv1_breaches(given)
+    if breaches:
+        raise error(
+            400,
+            "invalid",
+            "A parameter carries exactly one of a value[x], a resource or parts",
+            *breaches,
+        )
+    named = [p for p in given if p.get("name") == "resource"]
+    if len(named) != 1 or not isinstance(named[0].get("resource"), dict):
+        raise error(400, "invalid", "Parameters for $validate need one 'resource' parameter")
+    resource: dict[str, Any] = named[0]["resource"]
+    return resource
