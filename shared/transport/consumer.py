@@ -6,8 +6,9 @@ to the handler, and acknowledges the messages only after the handler returns. A 
 batch is not acknowledged: JetStream redelivers it after `ack_wait`, so handlers must be
 idempotent (the consumers of barnebro key their writes by message id).
 
-A batch is handed on as soon as one message has arrived, with whatever else is waiting
-then: a consumer never sits on an event to fill a batch.
+A batch is handed on as soon as one message has arrived, with whatever else JetStream said
+was waiting then: a consumer never sits on an event to fill a batch, nor asks again when
+nothing more is waiting.
 
 A batch that fails is handled again message by message, so one message that cannot be
 handled holds up no other. Such a message is retried later (`retry_delays`, growing, so
@@ -97,12 +98,16 @@ class DurableConsumer:
             await self._subscription.unsubscribe()
 
     async def _next_batch(self) -> list[Msg]:
-        """Wait (up to a second) for one message, then take what else is waiting. A single
-        fetch of a whole batch would hold the first message until the batch is full."""
+        """Wait (up to a second) for one message, then take what else is waiting: as many
+        as JetStream said were pending when it delivered the first (`num_pending`), and
+        no second request when none were. A single fetch of a whole batch would hold the
+        first message until the batch is full, and one that asked for more than were
+        waiting would leave a request open on the server until it expired."""
         messages: list[Msg] = await self._subscription.fetch(1, timeout=1)
-        if self._batch > 1:
+        waiting = min(self._batch - 1, messages[-1].metadata.num_pending or 0)
+        if waiting > 0:
             with contextlib.suppress(nats.errors.TimeoutError, TimeoutError):
-                messages += await self._subscription.fetch(self._batch - 1, timeout=0.005)
+                messages += await self._subscription.fetch(waiting, timeout=0.005)
         return messages
 
     async def _run(self) -> None:
