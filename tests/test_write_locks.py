@@ -165,3 +165,36 @@ async def test_bundles_about_two_children_in_opposite_orders_do_not_deadlock(
     for child in (first, second):
         current = await stack.call("GET", f"Patient/{child['id']}", token=token)
         assert current.json()["meta"]["versionId"] == "3", current.body
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+async def test_two_parents_moved_across_two_children_in_opposite_directions_both_succeed(
+    stack: Stack,
+) -> None:
+    """A parent moved from one child to another locks both children, in one order, before
+    anything else: two moves across the same two children in opposite directions queue one
+    behind the other. Had each locked the child it left and then the one it joined, they
+    would wait for each other until PostgreSQL broke the deadlock and one answered 503."""
+    children = [await create(stack, patient()), await create(stack, patient(FNR_2))]
+    first, second = sorted(child["id"] for child in children)
+    leaving_first = await create(stack, related_person(first))
+    leaving_second = await create(stack, related_person(second))
+    token = writer(stack, "RelatedPerson")
+
+    def moved(parent: dict[str, Any], child: str) -> asyncio.Task[Reply]:
+        body = {**parent, "patient": {"reference": f"Patient/{child}"}}
+        return asyncio.create_task(
+            stack.call("PUT", f"RelatedPerson/{parent['id']}", body, token=token)
+        )
+
+    assert stack.directory.db is not None
+    async with stack.directory.db.transaction() as conn:
+        await lock_patient(conn, first)  # both moves queue here, in either order
+        to_second = moved(leaving_first, second)
+        await _waiting_for(stack, conn)
+        to_first = moved(leaving_second, first)
+        await _waiting_for(stack, conn, waiters=2)
+    replies = await asyncio.gather(to_second, to_first)
+    assert [reply.status for reply in replies] == [200, 200], [r.body for r in replies]
+    assert replies[0].json()["patient"]["reference"] == f"Patient/{second}"
+    assert replies[1].json()["patient"]["reference"] == f"Patient/{first}"

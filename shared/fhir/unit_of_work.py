@@ -86,12 +86,19 @@ class StoreUnitOfWork:
         *,
         patient: str | None = None,
         stored_patient: bool = False,
+        also: str | None = None,
     ) -> StoredResource | None:
         """The current version, its row locked until the commit; first the lock of
-        `patient`, or with `stored_patient` of the patient the stored version names: the
-        patient before the row, as every writer of patient data takes them."""
+        `patient`, or with `stored_patient` of the patient the stored version names, and
+        of `also` (the patient a new version will name), in one order: the patients
+        before the row, as every writer of patient data takes them."""
         return await self.data.store.read_for_update(
-            self.conn, resource_type, res_id, patient=patient, stored_patient=stored_patient
+            self.conn,
+            resource_type,
+            res_id,
+            patient=patient,
+            stored_patient=stored_patient,
+            also=also,
         )
 
     async def read_version(

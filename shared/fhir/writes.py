@@ -114,7 +114,7 @@ async def update(
     refuse_unresolved_entry_references(resource, resource_type)
     warnings = definition.prepare(resource, request.caller)
     await definition.verify_references(resource, uow.lookup())
-    previous = await _locked(uow, definition, res_id)
+    previous = await _locked(uow, definition, res_id, resource)
     if await _hidden(uow, previous, check_access, (resource_type, res_id)):
         if definition.update_create:
             raise not_found(resource_type, res_id)
@@ -193,14 +193,20 @@ def _check_if_match(request: FhirRequest, previous: StoredResource | None) -> No
 
 
 async def _locked(
-    uow: StoreUnitOfWork, definition: ResourceDefinition, res_id: str
+    uow: StoreUnitOfWork,
+    definition: ResourceDefinition,
+    res_id: str,
+    resource: dict[str, Any] | None = None,
 ) -> StoredResource | None:
     """The current version of a resource about to be changed, its row locked until the
     write commits. Patient data: the patient the stored version names (the body may
     leave it out) is locked first, as every writer of patient data does, so a write that
-    goes on to change a related record never waits for it crosswise."""
+    goes on to change a related record never waits for it crosswise; with it, in one
+    order, the patient the new version `resource` names, should it move the record."""
+    patient_data = definition.data_category is not None
+    also = definition.patient_of(resource, res_id) if patient_data and resource else None
     return await uow.read_for_update(
-        definition.resource_type, res_id, stored_patient=definition.data_category is not None
+        definition.resource_type, res_id, stored_patient=patient_data, also=also
     )
 
 

@@ -134,11 +134,13 @@ class ResourceStore:
         *,
         patient: str | None = None,
         stored_patient: bool = False,
+        also: str | None = None,
     ) -> StoredResource | None:
         """The current version, its row locked until the transaction ends, after the
-        lock of `patient` or of the patient it names (`shared.store.write_locks`)."""
+        lock of `patient` or of the patient it names, and of `also`
+        (`shared.store.write_locks`)."""
         row = await locked_row(
-            conn, res_type, res_id, patient=patient, stored_patient=stored_patient
+            conn, res_type, res_id, patient=patient, stored_patient=stored_patient, also=also
         )
         return _row(row) if row else None
 
