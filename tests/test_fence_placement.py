@@ -4,11 +4,13 @@ every client request that a decision on the view may follow, and no other."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from shared.fhir.errors import FhirError, Issue
 from shared.transport.wire import Caller
 from tests.local_services import OPERATOR, LocalServices, caller, local_services
 from tests.referral_world import BVT
@@ -58,3 +60,44 @@ async def test_services_and_refused_callers_do_not_wait(local: LocalServices) ->
     refused = await local.call(OPERATOR, "read", "Patient", id=child["id"])
     assert refused.status == 403, "the table refuses the operator a child's record"
     assert local.view.caught_up_asked == before
+
+
+async def test_a_read_is_decided_only_once_the_view_is_up_to_date(
+    local: LocalServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of one resource asks for the view's update while the store is read: the
+    answer waits for the update, whatever the store gave."""
+    child = await local.child()
+    answered = asyncio.Event()
+    asked_at: list[str] = []
+
+    async def held() -> None:
+        asked_at.append("asked")
+        await answered.wait()
+
+    monkeypatch.setattr(local.view, "caught_up", held)
+    reading = asyncio.create_task(local.call(caller(BVT), "read", "Patient", id=child["id"]))
+    await asyncio.sleep(0.2)
+    assert asked_at == ["asked"] and not reading.done(), "decided before the view was current"
+    assert not local.audit.records or all(
+        r.entities[0].reference != f"Patient/{child['id']}" for r in local.audit.records
+    ), "nothing is audited as released before the view is current"
+    answered.set()
+    assert (await reading).status == 200
+
+
+async def test_a_view_that_cannot_be_brought_up_refuses_found_and_missing_alike(
+    local: LocalServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    child = await local.child()
+
+    async def unreadable() -> None:
+        await asyncio.sleep(0.05)  # the store read has answered by now
+        raise FhirError(503, [Issue("transient", "Consent state is being brought up to date")])
+
+    monkeypatch.setattr(local.view, "caught_up", unreadable)
+    found = await local.call(caller(BVT), "read", "Patient", id=child["id"])
+    missing = await local.call(caller(BVT), "read", "Patient", id="no-such-child")
+    versioned = await local.call(caller(BVT), "vread", "Patient", id=child["id"], version="1")
+    assert found.status == missing.status == versioned.status == 503
+    assert found.body == missing.body == versioned.body

@@ -9,6 +9,7 @@ may be seen) and what remains is audited before it is returned.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from urllib.parse import urlencode
 
 from shared.auth.scopes import authorize
@@ -25,9 +26,14 @@ from shared.transport.wire import FhirRequest
 class Repository:
     """Reads for one request, through the service's consent step."""
 
-    def __init__(self, data: ServiceData, request: FhirRequest) -> None:
+    def __init__(
+        self, data: ServiceData, request: FhirRequest, fence: Awaitable[None] | None = None
+    ) -> None:
+        """`fence`: the consent view being brought up to date for `request`
+        (`Guard.current`), begun while the store is read; every decision waits for it."""
         self.data = data
         self.request = request
+        self._fence = fence
 
     async def disclose(
         self, stored: StoredResource | None, missing: tuple[str, str] | None = None
@@ -35,6 +41,8 @@ class Repository:
         """The consent step for one resource: a denied one answers as a missing one. A
         missing one (`missing`: its type and id) is audited like a denied one. Returns the
         resource as released (shaped by the decision)."""
+        if self._fence is not None:
+            await self._fence  # found or not: a view it could not bring up refuses both
         if stored is not None:
             return await self.data.guard.require(self.request, stored)
         if missing is not None:

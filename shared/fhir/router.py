@@ -12,6 +12,7 @@ then decides per resource.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from shared.access.permissions import READING_OPERATIONS, Rule, request_rule
@@ -36,6 +37,9 @@ from shared.fhir.validate import validate
 from shared.transport.wire import FhirRequest, FhirResponse
 
 Handler = Callable[[FhirRequest, bytes, Rule], Awaitable[FhirResponse]]
+Fence = Awaitable[None] | None
+"""The consent view being brought up to date for a request, when it was begun early."""
+FencedHandler = Callable[[FhirRequest, bytes, Rule, Fence], Awaitable[FhirResponse]]
 HISTORY_PARAMS = frozenset({"_since", "_count", "_cursor", "_format", "_summary", "_elements"})
 
 
@@ -74,25 +78,51 @@ class FhirRouter:
             raise error(400, "not-supported", f"Unsupported interaction {request.interaction}")
         authorize_request(request)
         rule = request_rule(request)
+        if request.interaction == "read":
+            return await self._fenced(self.read, request, body, rule)
+        if request.interaction == "vread":
+            return await self._fenced(self.vread, request, body, rule)
         await self.service.guard.current(request)
         return await handler(request, body, rule)
 
-    async def read(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+    async def _fenced(
+        self, handler: FencedHandler, request: FhirRequest, body: bytes, rule: Rule
+    ) -> FhirResponse:
+        """A read of one resource, whose store read needs no consent state: the question
+        that brings the consent view up to date (`Guard.current`) is asked while the store
+        is read, and the repository waits for its answer before it decides anything
+        (`Repository.disclose`), so the two round trips overlap."""
+        fence = asyncio.ensure_future(self.service.guard.current(request))
+        try:
+            return await handler(request, body, rule, fence)
+        finally:
+            if not fence.done():
+                fence.cancel()  # the handler failed before it needed the answer
+            elif not fence.cancelled():
+                fence.exception()  # retrieved: a failure raised already, or not needed
+
+    async def read(
+        self, request: FhirRequest, body: bytes, rule: Rule, fence: Fence = None
+    ) -> FhirResponse:
         resource_type = self.service.definition(request.resource_type).resource_type
         res_id = checked_id(request.id)
         subset = read_subset(resource_type, request)
-        stored = await self.service.repository(request).read(resource_type, res_id)
+        repository = self.service.repository(request, fence)
+        stored = await repository.read(resource_type, res_id)
         stored = cut(stored, subset) if stored is not None else None
         return resource_response(stored, resource_type, res_id, request.base_url)
 
-    async def vread(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:
+    async def vread(
+        self, request: FhirRequest, body: bytes, rule: Rule, fence: Fence = None
+    ) -> FhirResponse:
         resource_type = self.service.definition(request.resource_type).resource_type
         res_id = checked_id(request.id)
         version = version_number(request.version)
         if version is None:
             raise error(404, "not-found", f"Version {request.version!r} does not exist")
         subset = read_subset(resource_type, request)
-        stored = await self.service.repository(request).vread(resource_type, res_id, version)
+        repository = self.service.repository(request, fence)
+        stored = await repository.vread(resource_type, res_id, version)
         stored = cut(stored, subset) if stored is not None else None
         return resource_response(stored, resource_type, res_id, request.base_url)
 

@@ -65,9 +65,10 @@ class FhirService(ServiceData):
         """Further announcements after a commit, before the answer (they must not raise:
         the write is done)."""
 
-    def repository(self, request: FhirRequest) -> Repository:
-        """The service's data as `request`'s caller may read it."""
-        return Repository(self, request)
+    def repository(self, request: FhirRequest, fence: Awaitable[None] | None = None) -> Repository:
+        """The service's data as `request`'s caller may read it (`fence`: see
+        `Repository`)."""
+        return Repository(self, request, fence)
 
     @contextlib.asynccontextmanager
     async def unit_of_work(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
