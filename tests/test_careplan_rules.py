@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from services.careplan.consent_watch import ended_consents
 from services.careplan.domain.completeness import WHAT_IS_MISSING, missing_points
 from services.careplan.domain.coordination import (
     ADULT_AGE,
@@ -33,7 +34,9 @@ from services.careplan.domain.lifecycle import (
 )
 from services.careplan.domain.model import Activity, Participant, PlanFacts
 from services.careplan.domain.vocabulary import COORDINATOR_ROLES, PlanCategory, Point
+from shared.access.state import Grant
 from shared.codes import OrganisationKind as K
+from shared.events import DomainEvent
 from shared.rules import Problem
 
 DAY = date(2025, 6, 2)
@@ -744,3 +747,21 @@ def test_what_a_lost_consent_does(
 
 def test_the_plans_that_rest_on_a_consent() -> None:
     assert CONSENT_PURPOSES == {IP: "individuell-plan", FORLOP: "nasjonalt-forlop"}
+
+
+def test_the_consents_an_event_ended_are_named_as_grants_name_them() -> None:
+    """The watch compares what ended with the grants its view still holds (a view behind
+    the event is waited for): the two must name a consent alike, or a view behind would
+    pass for one that has caught up, and the plan would stay active."""
+    withdrawn = DomainEvent(
+        type="consent.Consent.withdrawn",
+        source="consent",
+        resource_type="Consent",
+        resource_id="c1",
+        version_id="2",
+        patient="p1",
+        data={"purpose": "individuell-plan"},
+    )
+    ended = ended_consents([withdrawn])
+    grant = Grant(consent="Consent/c1", categories=["individuell-plan"], orgs=["910000012"])
+    assert ended == {"p1": {grant.consent}}

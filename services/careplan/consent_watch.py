@@ -52,7 +52,8 @@ class ViewBehind(Exception):
 
 
 def ended_consents(events: list[DomainEvent]) -> dict[str, set[str]]:
-    """patient → the consents that ended, among events about a plan's consent purpose."""
+    """patient → the consents that ended (`Consent/<id>`, as a grant names its consent),
+    among events about a plan's consent purpose."""
     found: dict[str, set[str]] = {}
     for event in events:
         name = event.type.rsplit(".", 1)[-1]
@@ -62,7 +63,7 @@ def ended_consents(events: list[DomainEvent]) -> dict[str, set[str]]:
             and name in ENDINGS
             and event.data.get("purpose") in PURPOSES
         ):
-            found.setdefault(event.patient, set()).add(event.resource_id)
+            found.setdefault(event.patient, set()).add(f"Consent/{event.resource_id}")
     return found
 
 
