@@ -364,7 +364,8 @@ async def test_what_the_server_records_cannot_be_forged(careplans: CarePlanWorld
         {"name": "role", "valueCoding": {"code": "koordinator"}},
         {"name": "reason", "valueString": "test"}]}  # fmt: skip
     reply = await world.fhir("POST", f"{team_ref}/$assign-coordinator", wrong_type, by=KOMMUNE)
-    assert reply.status == 422, reply.body
+    assert reply.status == 400, reply.body  # not the type the operation declares
+    assert "role as valueCode" in diagnostics(reply)
     # An individual plan's change gives its own reason: an old one is not reused.
     draft = (await careplans.create(plan(child, complete=False), by=KOMMUNE)).json()
     first = with_reason(draft, "første")

@@ -27,7 +27,7 @@ from shared.codes import ROLE_SYSTEM
 from shared.fhir import writes
 from shared.fhir.answers import not_found
 from shared.fhir.errors import error
-from shared.fhir.parameters import accepted, operation_parameters
+from shared.fhir.parameters import operation_parameters
 from shared.fhir.service import FhirService
 from shared.identifiers import ORGNR_SYSTEM
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -52,7 +52,7 @@ class CoordinatorAssignment:
     async def assign(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "CareTeam" or not request.id:
             raise error(404, "not-supported", f"{OPERATION} is an operation on a CareTeam")
-        found = operation_parameters(body, OPERATION, accepted(ASSIGN_PARAMETERS))
+        found = operation_parameters(body, OPERATION, declared=ASSIGN_PARAMETERS)
         member = _required(found, "coordinator", dict)
         reason = _required(found, "reason", str)
         role = found.get("role", "koordinator")

@@ -28,7 +28,7 @@ from shared.clock import now_instant
 from shared.fhir import writes
 from shared.fhir.answers import not_found
 from shared.fhir.errors import error
-from shared.fhir.parameters import accepted, operation_parameters
+from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.search_params import walk
 from shared.fhir.service import FhirService
@@ -36,7 +36,7 @@ from shared.transport.wire import FhirRequest, FhirResponse
 
 
 def _parameters(body: bytes) -> dict[str, Any]:
-    found = operation_parameters(body, REVIEW_OPERATION, accepted(REVIEW_PARAMETERS))
+    found = operation_parameters(body, REVIEW_OPERATION, declared=REVIEW_PARAMETERS)
     if found.get("conclusion") not in REVIEW_CONCLUSIONS:
         raise error(
             400, "invalid", f"conclusion must be one of {', '.join(REVIEW_CONCLUSIONS)}",

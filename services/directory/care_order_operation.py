@@ -37,7 +37,7 @@ from shared.clock import today
 from shared.codes import OrganisationKind, organisation_kinds
 from shared.fhir.answers import json_response, not_found
 from shared.fhir.errors import error, information, operation_outcome
-from shared.fhir.parameters import accepted, operation_parameters
+from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.service import FhirService
 from shared.fhir.unit_of_work import StoreUnitOfWork
@@ -86,7 +86,7 @@ class CareOrderOperation:
     async def handle(self, request: FhirRequest, body: bytes) -> FhirResponse:
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(request.id or ""):
             raise error(400, "invalid", f"{CARE_ORDER_OPERATION} is an operation on Patient/<id>")
-        found = operation_parameters(body, CARE_ORDER_OPERATION, accepted(CARE_ORDER_PARAMETERS))
+        found = operation_parameters(body, CARE_ORDER_OPERATION, declared=CARE_ORDER_PARAMETERS)
         action = found.get("action")
         if action not in CARE_ORDER_ACTIONS:
             raise error(

@@ -22,7 +22,7 @@ from shared.access.relations import note_relations
 from shared.events import DomainEvent, EventAccess
 from shared.fhir.answers import json_response
 from shared.fhir.errors import error, information, operation_outcome
-from shared.fhir.parameters import accepted, operation_parameters
+from shared.fhir.parameters import operation_parameters
 from shared.fhir.resources import ID_PATTERN
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -39,7 +39,7 @@ class StartCare:
         patient_id = request.id or ""
         if request.resource_type != "Patient" or not ID_PATTERN.fullmatch(patient_id):
             raise error(400, "invalid", f"{START_CARE_OPERATION} is an operation on Patient/<id>")
-        found = operation_parameters(body, START_CARE_OPERATION, accepted(START_CARE_PARAMETERS))
+        found = operation_parameters(body, START_CARE_OPERATION, declared=START_CARE_PARAMETERS)
         reason = found.get("reason")
         if not isinstance(reason, str) or not 3 <= len(reason.strip()) <= 1000:
             raise error(

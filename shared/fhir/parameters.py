@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.fhir.errors import error
-from shared.fhir.resources import parse_json
+from shared.fhir.resources import parse_json, validate_resource
 
 
 @dataclass(frozen=True)
@@ -41,28 +41,41 @@ def accepted(declared: Sequence[OperationParameter]) -> tuple[str, ...]:
 
 
 def operation_parameters(
-    body: bytes, operation: str, known: Collection[str] | None = None
+    body: bytes,
+    operation: str,
+    known: Collection[str] | None = None,
+    *,
+    declared: Sequence[OperationParameter] | None = None,
 ) -> dict[str, Any]:
-    """Name → value of the Parameters an operation was given."""
+    """Name → value of the Parameters an operation was given: a Parameters resource that
+    is valid R4 (no element R4 does not have, no value of the wrong JSON type), each of
+    whose parameters is a name with one value[x]; with `declared`, only the parameters it
+    declares, each as the type it declares (`valueString` for a `string`)."""
     data = parse_json(body)
     if data.get("resourceType") != "Parameters":
         raise error(400, "invalid", f"{operation} takes a Parameters resource")
-    found: dict[str, Any] = {}
     given = data.get("parameter") or []
     if not isinstance(given, list):
         raise error(400, "invalid", f"{operation}: Parameters.parameter is a list")
+    types = {p.name: f"value{p.type[:1].upper()}{p.type[1:]}" for p in declared or ()}
+    if declared is not None:
+        known = accepted(declared)
+    found: dict[str, Any] = {}
     for parameter in given:
         name = parameter.get("name") if isinstance(parameter, dict) else None
-        values = [v for k, v in parameter.items() if k.startswith("value")] if name else []
+        values = [(k, v) for k, v in parameter.items() if k.startswith("value")] if name else []
         if not isinstance(name, str) or len(values) != 1 or len(carried(parameter)) != 1:
             raise error(400, "invalid", f"Each parameter of {operation} needs a name and one value")
         if name in found:
             raise error(400, "invalid", f"{operation} takes {name} once")
-        found[name] = values[0]
+        if name in types and values[0][0] != types[name]:
+            raise error(400, "invalid", f"{operation} takes {name} as {types[name]}")
+        found[name] = values[0][1]
     if known is not None and set(found) - set(known):
         unknown = ", ".join(sorted(set(found) - set(known)))
         takes = ", ".join(sorted(known)) or "no parameters"
         raise error(400, "invalid", f"{operation} takes {takes}; not {unknown}")
+    validate_resource(data, "Parameters")  # R4's elements only, each of its JSON type
     return found
 
 
@@ -71,14 +84,19 @@ def carried(parameter: dict[str, Any]) -> list[str]:
     return [k for k in parameter if k.startswith("value") or k in ("resource", "part")]
 
 
-def inv1_breaches(parameters: Any, where: str = "Parameters.parameter") -> list[str]:
-    """Where (FHIRPath) a parameter, or a part of one, does not carry exactly one thing."""
+def malformed(parameters: Any, where: str = "Parameters.parameter") -> list[str]:
+    """Where (FHIRPath) a parameter, or a part of one, is not a named parameter that carries
+    exactly one thing: not an object, without a name, with parts that are not a list."""
+    if not isinstance(parameters, list):
+        return [where]
     found: list[str] = []
-    for index, parameter in enumerate(parameters if isinstance(parameters, list) else []):
-        if not isinstance(parameter, dict):
-            continue
+    for index, parameter in enumerate(parameters):
         here = f"{where}[{index}]"
+        if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):
+            found.append(here)
+            continue
         if len(carried(parameter)) != 1:
             found.append(here)
-        found += inv1_breaches(parameter.get("part"), f"{here}.part")
+        if "part" in parameter:
+            found += malformed(parameter["part"], f"{here}.part")
     return found

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from shared.codes import NO_BASIS_PROFILE, STRUCTURE_DEFINITION_BASE
+from shared.fhir.errors import error
 
 CORE_PROFILE = "http://hl7.org/fhir/StructureDefinition/{}"
 NO_BASIS_TYPES = frozenset(
@@ -62,3 +63,17 @@ def with_profile(meta: dict[str, object], resource_type: str) -> dict[str, objec
     given = meta.get("profile")
     others = [p for p in given if p != own] if isinstance(given, list) else []
     return {**meta, "profile": [own, *others]}
+
+
+def refuse_other_profile(resource_type: str, profile: str) -> None:
+    """`$validate` checks a resource against barnebro's profile of its type, which its
+    `profile` parameter may name; any other profile would be a validation it does not do."""
+    own = profile_url(resource_type)
+    if profile != own:
+        raise error(
+            400,
+            "not-supported",
+            f"$validate checks {resource_type} against its profile {own} only"
+            f" (got profile {profile})",
+            "profile",
+        )

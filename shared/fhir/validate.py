@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from shared.fhir.answers import json_response
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import FhirError, error, information, operation_outcome
-from shared.fhir.parameters import inv1_breaches
+from shared.fhir.parameters import OperationParameter, malformed, operation_parameters
+from shared.fhir.profiles import refuse_other_profile
 from shared.fhir.resources import parse_json, validate_resource
 from shared.fhir.service import FhirService
 from shared.transport.wire import FhirRequest, FhirResponse
@@ -23,7 +26,7 @@ async def validate(
 ) -> FhirResponse:
     data = parse_json(body)
     if data.get("resourceType") == "Parameters":
-        data = _resource_from_parameters(data)
+        data = _resource_from_parameters(data, definition.resource_type)
     try:
         validate_resource(data, definition.resource_type)
         issues = definition.prepare(data, request.caller)
@@ -38,22 +41,36 @@ async def validate(
     return json_response(200, operation_outcome(issues))
 
 
-def _resource_from_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+VALIDATE_PARAMETERS = (
+    OperationParameter("mode", "code", "create: checked as its create would be (the only mode)"),
+    OperationParameter("profile", "uri", "The type's own profile (the only one checked)"),
+)
+"""What `$validate`'s Parameters may carry besides its one `resource`."""
+
+
+def _resource_from_parameters(parameters: dict[str, Any], resource_type: str) -> dict[str, Any]:
     """The resource a Parameters body gives to validate: its one `resource` parameter, in
-    a body whose every parameter carries one thing (inv-1), or the body is refused."""
+    a body that is otherwise as strict as an operation's (`operation_parameters`): valid
+    R4, every parameter a name carrying one thing (inv-1), only `mode` (create) and
+    `profile` (the type's own) besides. Anything else is refused, not ignored."""
     given = parameters.get("parameter")
-    if not isinstance(given, list) or not all(isinstance(p, dict) for p in given):
-        raise error(400, "invalid", "Parameters.parameter is a list of parameters")
-    breaches = inv1_breaches(given)
+    breaches = malformed(given)
     if breaches:
         raise error(
             400,
             "invalid",
-            "A parameter carries exactly one of a value[x], a resource or parts",
+            "Each parameter is a name carrying exactly one of a value[x], a resource or parts",
             *breaches,
         )
-    named = [p for p in given if p.get("name") == "resource"]
+    assert isinstance(given, list)
+    named = [p for p in given if p["name"] == "resource"]
     if len(named) != 1 or not isinstance(named[0].get("resource"), dict):
         raise error(400, "invalid", "Parameters for $validate need one 'resource' parameter")
+    rest = {**parameters, "parameter": [p for p in given if p is not named[0]]}
+    values = operation_parameters(orjson.dumps(rest), "$validate", declared=VALIDATE_PARAMETERS)
+    if values.get("mode", "create") != "create":
+        raise error(400, "not-supported", "$validate checks a resource as its create would")
+    if "profile" in values:
+        refuse_other_profile(resource_type, str(values["profile"]))
     resource: dict[str, Any] = named[0]["resource"]
     return resource
