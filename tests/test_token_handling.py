@@ -165,3 +165,16 @@ def test_other_http_server_errors_keep_their_level_and_traceback() -> None:
     assert malformed.getMessage() == (
         "Unhandled exception answered 400: Duplicate 'Host' header found."
     )
+
+
+@SQLITE_ONLY
+async def test_a_type_in_the_url_is_quoted_back_only_when_short(stack: Stack) -> None:
+    token = stack.token()
+    long = await get(stack, "A" * 3000, [f"Bearer {token}"])
+    assert long.status == 404 and b"AAAA" not in long.body, long.body
+    short = await get(stack, "Patientt", [f"Bearer {token}"])
+    assert short.status == 404 and b"'Patientt' is not a FHIR resource type" in short.body
+    auth = {"Authorization": f"Bearer {token}"}
+    async with stack.session.post(f"{stack.base}/metadata", json={}, headers=auth) as posted:
+        assert posted.status == 405 and posted.headers["Allow"] == "GET, HEAD"
+        assert (await posted.json(content_type=None))["resourceType"] == "OperationOutcome"

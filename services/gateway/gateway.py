@@ -60,8 +60,13 @@ class Gateway:
         return self.settings.base_url
 
     async def owner_subject(self, resource_type: str) -> str:
+        if resource_type == "metadata":  # a type-level URL that is the CapabilityStatement's
+            failure = error(405, "not-supported", "metadata is read with GET")
+            failure.headers["Allow"] = "GET, HEAD"
+            raise failure
         if not is_resource_type(resource_type):
-            raise error(404, "not-supported", f"{resource_type!r} is not a FHIR resource type")
+            named = repr(resource_type) if len(resource_type) <= MAX_QUOTED else "The type"
+            raise error(404, "not-supported", f"{named} is not a FHIR resource type")
         if await self.registry.owner(resource_type) is None:
             raise error(404, "not-supported", f"{resource_type} is not supported by this server")
         return request_subject(self.settings.nats_prefix, resource_type)
@@ -102,6 +107,8 @@ class Gateway:
         return await self.forwarder.send(subject, request, body)
 
 
+MAX_QUOTED = 64
+"""The longest name from a URL an answer quotes back (a resource type is at most 32)."""
 READY_TIMEOUT = 2.0
 """Seconds a service has to say whether it is ready."""
 CALLER_KEY = web.RequestKey("caller", Caller)
