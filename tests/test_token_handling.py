@@ -178,3 +178,23 @@ async def test_a_type_in_the_url_is_quoted_back_only_when_short(stack: Stack) ->
     async with stack.session.post(f"{stack.base}/metadata", json={}, headers=auth) as posted:
         assert posted.status == 405 and posted.headers["Allow"] == "GET, HEAD"
         assert (await posted.json(content_type=None))["resourceType"] == "OperationOutcome"
+
+
+@SQLITE_ONLY
+async def test_an_expectation_other_than_100_continue_is_an_outcome(stack: Stack) -> None:
+    for path in ("fhir/Patient", "no/such/path"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", stack.settings.http_port)
+        try:
+            writer.write(
+                f"POST /{path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/fhir+json\r\n"
+                "Content-Length: 2\r\nExpect: SECRETXYZ\r\nConnection: close\r\n\r\n{}".encode()
+            )
+            await writer.drain()
+            answer = await reader.read()
+        finally:
+            writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.split()[1] == b"417", head
+        assert b"application/fhir+json" in head and b"Server: barnebro" in head, head
+        assert json.loads(body)["resourceType"] == "OperationOutcome", body
+        assert b"SECRETXYZ" not in answer, answer

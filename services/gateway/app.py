@@ -21,7 +21,7 @@ from opentelemetry import trace
 
 from services.gateway import consent_admin, negotiation
 from services.gateway.authentication import authenticate
-from services.gateway.bad_requests import name_the_server
+from services.gateway.bad_requests import as_the_gateway
 from services.gateway.bodies import BODY_LIMIT, FORM, JSON_TYPES, read_body
 from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
@@ -389,7 +389,7 @@ def create_app(gateway: Gateway) -> web.Application:
         middlewares=[error_middleware, auth_middleware],
         client_max_size=gateway.settings.max_body_bytes,
     )
-    app.on_response_prepare.append(name_the_server)
+    app.on_response_prepare.append(as_the_gateway)
     app[GATEWAY_KEY] = gateway
     app[BODY_LIMIT] = gateway.settings.max_body_bytes
     routes = app.router

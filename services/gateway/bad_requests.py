@@ -2,14 +2,16 @@
 
 aiohttp answers a request it cannot parse (a repeated `Host` header, a header line over
 8190 bytes, a broken request line, an unknown method) itself, before any handler or
-middleware runs. Left to itself it answers `text/plain` quoting the client's own bytes as
-a Python repr, names its version in `Server`, and logs the request as ERROR with a full
-traceback, as if the gateway had failed. The gateway listens with `OutcomeRequestHandler`
-instead, which answers these as every other error is answered (an OperationOutcome,
-`application/fhir+json`, in the gateway's words, never the request's), and gives aiohttp
-its own logger, whose filter turns these records into one WARNING line without traceback.
-On a public port such requests are ordinary noise that must not drown real errors or fill
-the log. Every other record passes as it is.
+middleware runs. Left to itself it answers `text/plain` quoting the client's own bytes
+as a Python repr, names its version in `Server`, and logs the request as ERROR with a
+full traceback, as if the gateway had failed. The gateway listens with
+`OutcomeRequestHandler` instead, which answers these as every other error is answered
+(an OperationOutcome, `application/fhir+json`, in the gateway's words, never the
+request's), as does the application for the few errors aiohttp answers before its
+middlewares (`as_the_gateway`), and gives aiohttp its own logger, whose filter turns
+these records into one WARNING line without traceback. On a public port such requests
+are ordinary noise that must not drown real errors or fill the log. Every other record
+passes as it is.
 """
 
 from __future__ import annotations
@@ -85,6 +87,16 @@ class OutcomeRequestHandler(web.RequestHandler):
         return response
 
 
-async def name_the_server(request: web.Request, response: web.StreamResponse) -> None:
-    """`on_response_prepare`: every answer the application gives names only barnebro."""
+async def as_the_gateway(request: web.Request, response: web.StreamResponse) -> None:
+    """`on_response_prepare`: every answer the application gives names only barnebro, and
+    an error aiohttp made before the middlewares ran (a 417 for an `Expect` other than
+    `100-continue`, in plain text quoting the header) is an OperationOutcome instead."""
     response.headers["Server"] = SERVER_NAME
+    if isinstance(response, web.HTTPException) and response.status >= 400:
+        if response.status == HTTPStatus.EXPECTATION_FAILED:
+            issue = Issue("not-supported", "The only expectation supported is 100-continue")
+        else:
+            issue = protocol_issue(response.status)
+        response.headers.pop("Content-Length", None)
+        response.headers["Content-Type"] = FHIR_JSON
+        response.body = operation_outcome_bytes([issue])
