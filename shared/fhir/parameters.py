@@ -47,11 +47,21 @@ def operation_parameters(
     *,
     declared: Sequence[OperationParameter] | None = None,
 ) -> dict[str, Any]:
-    """Name → value of the Parameters an operation was given: a Parameters resource that
-    is valid R4 (no element R4 does not have, no value of the wrong JSON type), each of
-    whose parameters is a name with one value[x]; with `declared`, only the parameters it
-    declares, each as the type it declares (`valueString` for a `string`)."""
-    data = parse_json(body)
+    """Name → value of the Parameters an operation was given (`parameter_values`)."""
+    return parameter_values(parse_json(body), operation, known, declared=declared)
+
+
+def parameter_values(
+    data: dict[str, Any],
+    operation: str,
+    known: Collection[str] | None = None,
+    *,
+    declared: Sequence[OperationParameter] | None = None,
+) -> dict[str, Any]:
+    """Name → value of a parsed Parameters resource that is valid R4 (no element R4 does
+    not have, no value of the wrong JSON type), each of whose parameters is a name with
+    one value[x]; with `declared`, only the parameters it declares, each as the type it
+    declares (`valueString` for a `string`)."""
     if data.get("resourceType") != "Parameters":
         raise error(400, "invalid", f"{operation} takes a Parameters resource")
     given = data.get("parameter") or []

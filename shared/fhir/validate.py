@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from shared.fhir.answers import json_response
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import FhirError, error, information, operation_outcome
-from shared.fhir.parameters import OperationParameter, malformed, operation_parameters
+from shared.fhir.parameters import OperationParameter, malformed, parameter_values
 from shared.fhir.profiles import refuse_other_profile
 from shared.fhir.resources import parse_json, validate_resource
 from shared.fhir.service import FhirService
@@ -50,7 +48,7 @@ VALIDATE_PARAMETERS = (
 
 def _resource_from_parameters(parameters: dict[str, Any], resource_type: str) -> dict[str, Any]:
     """The resource a Parameters body gives to validate: its one `resource` parameter, in
-    a body that is otherwise as strict as an operation's (`operation_parameters`): valid
+    a body that is otherwise as strict as an operation's (`parameter_values`): valid
     R4, every parameter a name carrying one thing (inv-1), only `mode` (create) and
     `profile` (the type's own) besides. Anything else is refused, not ignored."""
     given = parameters.get("parameter")
@@ -67,7 +65,7 @@ def _resource_from_parameters(parameters: dict[str, Any], resource_type: str) ->
     if len(named) != 1 or not isinstance(named[0].get("resource"), dict):
         raise error(400, "invalid", "Parameters for $validate need one 'resource' parameter")
     rest = {**parameters, "parameter": [p for p in given if p is not named[0]]}
-    values = operation_parameters(orjson.dumps(rest), "$validate", declared=VALIDATE_PARAMETERS)
+    values = parameter_values(rest, "$validate", declared=VALIDATE_PARAMETERS)
     if values.get("mode", "create") != "create":
         raise error(400, "not-supported", "$validate checks a resource as its create would")
     if "profile" in values:
