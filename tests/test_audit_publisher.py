@@ -82,15 +82,9 @@ async def test_a_trail_that_cannot_be_written_releases_nothing(settings: Setting
 
 
 def test_batches_keep_order_and_stay_under_the_message_size() -> None:
-    loop = asyncio.new_event_loop()
-    try:
-        sizes = [100, MAX_BATCH_BYTES // 2, MAX_BATCH_BYTES // 2, MAX_BATCH_BYTES + 5, 10, 10]
-        pending = [
-            (audit_record(n), b"x" * size, loop.create_future()) for n, size in enumerate(sizes)
-        ]
-        cut = batches(pending)
-    finally:
-        loop.close()
+    sizes = [100, MAX_BATCH_BYTES // 2, MAX_BATCH_BYTES // 2, MAX_BATCH_BYTES + 5, 10, 10]
+    pending = [(audit_record(n), b"x" * size) for n, size in enumerate(sizes)]
+    cut = batches(pending)
     assert [entry for batch in cut for entry in batch] == pending, "all, in order"
     assert [[len(entry[1]) for entry in batch] for batch in cut] == [
         [100, MAX_BATCH_BYTES // 2],
@@ -110,7 +104,7 @@ async def test_a_batch_stopped_while_gathering_answers_its_requests(settings: Se
         publisher = AuditPublisher(nc, settings.nats_prefix, linger=0.5)
         waiting = asyncio.create_task(publisher.record(audit_record(1)))
         await asyncio.sleep(0.05)
-        for flushing in list(publisher._flushing):
+        for flushing in list(publisher.gathered.flushing):
             flushing.cancel()
         with pytest.raises(FhirError) as refused:
             await waiting

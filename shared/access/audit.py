@@ -13,7 +13,6 @@ of theirs to be acknowledged first. The consent service turns each record into a
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import itertools
 import logging
@@ -25,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from shared import clock
 from shared.fhir.errors import FhirError, Issue
+from shared.gathered import Gathered
 from shared.metrics import audit_publish_duration
 
 log = logging.getLogger(__name__)
@@ -97,16 +97,16 @@ IN_FLIGHT = 4
 are in flight gather for the next."""
 
 
-Pending = tuple[AuditRecord, bytes, asyncio.Future[None]]
-"""A record, as JSON, and the future its request waits on."""
+Encoded = tuple[AuditRecord, bytes]
+"""A record and its JSON."""
 
 
-def _batches(pending: list[Pending]) -> list[list[Pending]]:
-    """`pending` in order, cut into messages of at most `MAX_BATCH_BYTES` (a record larger
+def _batches(records: list[Encoded]) -> list[list[Encoded]]:
+    """`records` in order, cut into messages of at most `MAX_BATCH_BYTES` (a record larger
     than that goes alone)."""
-    batches: list[list[Pending]] = []
+    batches: list[list[Encoded]] = []
     size = 0
-    for entry in pending:
+    for entry in records:
         if not batches or size + len(entry[1]) >= MAX_BATCH_BYTES:
             batches.append([])
             size = 0
@@ -123,17 +123,6 @@ def _unavailable(reason: str) -> FhirError:
     return FhirError(503, [Issue("transient", message)], headers={"Retry-After": "2"})
 
 
-def _answer(pending: list[Pending], failure: FhirError | None) -> None:
-    """Answer each request still waiting: stored (None) or `failure`."""
-    for _, _, future in pending:
-        if future.done():  # answered, or the request was cancelled meanwhile
-            continue
-        if failure is None:
-            future.set_result(None)
-        else:
-            future.set_exception(failure)
-
-
 class AuditPublisher:
     """Writes audit records to the audit stream; `record` returns once they are stored."""
 
@@ -145,55 +134,35 @@ class AuditPublisher:
         linger: float = LINGER_SECONDS,
         in_flight: int = IN_FLIGHT,
     ) -> None:
-        self._linger = linger
-        self._slots = asyncio.Semaphore(in_flight)
         self._js = nc.jetstream()
         self._prefix = prefix
         self._timeout = timeout
-        self._pending: list[Pending] = []
-        self._gathering = False
-        """A batch is gathering: the records that come now go in it."""
-        self._flushing: set[asyncio.Task[None]] = set()
+        self.gathered: Gathered[Encoded, None] = Gathered(
+            self._publish,
+            in_flight=in_flight,
+            linger=linger,
+            cut=_batches,
+            stopping=lambda: _unavailable("the service is stopping"),
+        )
         self.published = 0
         """Messages (batches) acknowledged."""
         self.records = 0
         """Records acknowledged."""
 
     async def record(self, record: AuditRecord) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, record.model_dump_json().encode(), future))
-        if not self._gathering:
-            self._gathering = True
-            task = asyncio.create_task(self._flush())
-            self._flushing.add(task)
-            task.add_done_callback(self._flushing.discard)
-        await future
+        await self.gathered((record, record.model_dump_json().encode()))
 
-    async def _flush(self) -> None:
-        taken: list[Pending] = []
-        try:
-            async with self._slots:
-                if self._linger:
-                    await asyncio.sleep(self._linger)
-                self._gathering = False
-                taken, self._pending = self._pending, []
-                for batch in _batches(taken):
-                    records, encoded, _ = zip(*batch, strict=True)
-                    _answer(batch, await self._publish(list(records), list(encoded)))
-        except BaseException:
-            # Stopped (cancelled) midway: no request may wait for ever, nor be answered
-            # as stored. A batch still gathering is this task's to answer.
-            if not taken:
-                self._gathering = False
-                taken, self._pending = self._pending, []
-            _answer(taken, _unavailable("the service is stopping"))
-            raise
-
-    async def _publish(self, records: list[AuditRecord], encoded: list[bytes]) -> FhirError | None:
+    async def _publish(self, batch: list[Encoded]) -> list[None]:
+        """Stores one message of records; raises the 503 that refuses them all when it
+        cannot."""
+        records = [record for record, _ in batch]
         kind = "emergency" if any(r.kind == "emergency" for r in records) else "access"
         batch_id = audit_id()
         # The records are already JSON: the batch is assembled, not serialised again.
-        payload = b'{"id":"%s","records":[%s]}' % (batch_id.encode(), b",".join(encoded))
+        payload = b'{"id":"%s","records":[%s]}' % (
+            batch_id.encode(),
+            b",".join(encoded for _, encoded in batch),
+        )
         began = time.perf_counter()
         try:
             await self._js.publish(
@@ -204,8 +173,8 @@ class AuditPublisher:
             )
         except Exception as exc:
             audit_publish_duration.record(time.perf_counter() - began, {"outcome": "failed"})
-            return _unavailable(str(exc))
+            raise _unavailable(str(exc)) from exc
         audit_publish_duration.record(time.perf_counter() - began, {"outcome": "stored"})
         self.published += 1
-        self.records += len(encoded)
-        return None
+        self.records += len(batch)
+        return [None] * len(batch)
