@@ -50,9 +50,9 @@ class Repository:
         return None
 
     async def read(self, resource_type: str, res_id: str) -> StoredResource | None:
-        """The current version as released to the caller; None when missing."""
-        async with self.data.db.reader() as conn:
-            stored = await self.data.store.read(conn, resource_type, res_id)
+        """The current version as released to the caller; None when missing. Read in one
+        statement with the reads asked for at the same time (`ServiceData.current`)."""
+        stored = await self.data.current((resource_type, res_id))
         return await self.disclose(stored, (resource_type, res_id))
 
     async def vread(self, resource_type: str, res_id: str, version: int) -> StoredResource | None:

@@ -7,8 +7,14 @@ from shared.access.step import Guard
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
 from shared.fhir.search_params import SearchParam
+from shared.gathered import Gathered
 from shared.store.database import Database
-from shared.store.resource_store import ResourceStore
+from shared.store.resource_store import ResourceStore, StoredResource
+
+READS_IN_FLIGHT = 2
+"""Statements reading current versions by id at once, at most: the reads asked for while
+both are out gather for the next, so under load many share one round trip."""
+READS_PER_STATEMENT = 100
 
 
 class ServiceData:
@@ -33,6 +39,21 @@ class ServiceData:
         }
         self.db = db
         self.store = ResourceStore(self.search_params)
+        self.current: Gathered[tuple[str, str], StoredResource | None] = Gathered(
+            self._read_current,
+            in_flight=READS_IN_FLIGHT,
+            cut=lambda keys: [
+                keys[n : n + READS_PER_STATEMENT] for n in range(0, len(keys), READS_PER_STATEMENT)
+            ],
+            stopping=lambda: error(503, "transient", "The service is stopping; retry"),
+        )
+        """`await data.current((type, id))`: the current version, None when there is
+        none, read outside any transaction. Each read's statement is sent after it was
+        asked for, so it sees every write committed before."""
+
+    async def _read_current(self, keys: list[tuple[str, str]]) -> list[StoredResource | None]:
+        async with self.db.reader() as conn:
+            return await self.store.read_current(conn, keys)
 
     def definition(self, resource_type: str | None) -> ResourceDefinition:
         definition = self.definitions.get(resource_type or "")

@@ -27,7 +27,7 @@ from shared.store.access_sql import (
     ResourceAccess,
     parties_of,
 )
-from shared.store.database import Connection
+from shared.store.database import IN_TEXT_LIST, Connection, text_list
 from shared.store.history_sql import history_where
 from shared.store.outbox import Message
 from shared.store.search_sql import (
@@ -125,6 +125,23 @@ class ResourceStore:
             res_id,
         )
         return _row(row) if row else None
+
+    async def read_current(
+        self, conn: Connection, keys: Sequence[tuple[str, str]]
+    ) -> list[StoredResource | None]:
+        """The current version of each `(type, id)` of `keys`, None where there is none:
+        one statement per type (`shared.fhir.current_reads` gathers them)."""
+        found: dict[tuple[str, str], StoredResource] = {}
+        for res_type in dict.fromkeys(t for t, _ in keys):
+            ids = [i for t, i in keys if t == res_type]
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM resources r"
+                f" WHERE r.res_type = ? AND r.res_id {IN_TEXT_LIST}",
+                res_type,
+                text_list(ids),
+            )
+            found.update({(res_type, row[1]): _row(row) for row in rows})
+        return [found.get(key) for key in keys]
 
     async def read_for_update(
         self,
