@@ -127,6 +127,7 @@ class ServiceRuntime:
             on_commit=self.relay.notify,
             published=self.relay.drained,
             guard=await self._access_guard() or UNGUARDED,
+            body_limit=settings.max_body_bytes,
         )
         self.fhir.announcer = RelationAnnouncer(self.nc, settings.nats_prefix, self.consent_view)
         self.fhir.after_commit.append(lambda: announce_register_change(nc, settings.nats_prefix))

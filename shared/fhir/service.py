@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from shared.access.relations import RelationAnnouncer, take_relations
 from shared.access.step import UNGUARDED, Guard
+from shared.config import DEFAULT_MAX_BODY_BYTES
 from shared.directory_answers import one_answer_per_question
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.repository import Repository
@@ -49,12 +50,13 @@ class FhirService(ServiceData):
         on_commit: Callable[[], None] = lambda: None,
         published: Callable[[Collection[int]], Awaitable[None]] | None = None,
         guard: Guard = UNGUARDED,
+        body_limit: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         """`guard` is the consent step every outgoing resource passes: `UNGUARDED` only
         for services that hold no patient data, and for benchmarks of the store;
         `published` waits until the outbox relay has published the given outbox rows
         (`OutboxRelay.drained`)."""
-        super().__init__(name, definitions, db, prefix=prefix, guard=guard)
+        super().__init__(name, definitions, db, prefix=prefix, guard=guard, body_limit=body_limit)
         self.operations: dict[str, Operation] = {}
         """Service operations beyond FHIR REST, by name (`FhirRequest.operation`)."""
         self._on_commit = on_commit

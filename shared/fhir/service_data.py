@@ -4,6 +4,7 @@ consent step. (`shared.fhir.service.FhirService` is one, with operations and the
 from __future__ import annotations
 
 from shared.access.step import Guard
+from shared.config import DEFAULT_MAX_BODY_BYTES
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import error
 from shared.fhir.search_params import SearchParam
@@ -28,8 +29,12 @@ class ServiceData:
         *,
         prefix: str,
         guard: Guard,
+        body_limit: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
+        """`body_limit`: the most bytes a version may have as stored and served
+        (`BARNEBRO_MAX_BODY_BYTES`), so that every reply that carries it can be sent."""
         self.name = name
+        self.body_limit = body_limit
         self.prefix = prefix
         """The NATS subject prefix the service's events are published under."""
         self.guard = guard

@@ -18,6 +18,7 @@ from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteCon
 from shared.fhir.resources import ID_PATTERN, validate_resource
 from shared.fhir.search_query import DEFAULT_COUNT, parse_search
 from shared.fhir.service_data import ServiceData
+from shared.rules import Problem, refuse
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
 from shared.store.outbox import Message, add_event, event_message, lock_patient
@@ -245,6 +246,7 @@ class StoreUnitOfWork:
             definition.share_created(resource, planned)
             self.created_shared[f"{definition.resource_type}/{res_id}"] = frozenset(planned)
         stored, change = self._next_version(definition, resource, res_id, previous, before)
+        refuse(too_large(stored, self.data.body_limit))
         await self.data.store.write(
             self.conn,
             stored,
@@ -344,6 +346,23 @@ class StoreUnitOfWork:
             )
             for spec in definition.events(change)
         ]
+
+
+def too_large(stored: StoredResource, limit: int) -> list[Problem]:
+    """A version larger as stored than `limit` could be stored but never answered (its
+    reply would not fit in a message), so it is refused before anything is written."""
+    size = len(stored.body or b"")
+    if size <= limit:
+        return []
+    return [
+        Problem(
+            413,
+            "too-costly",
+            f"{stored.res_type}/{stored.res_id} would be {size} bytes as stored (with what"
+            f" the server adds), more than the {limit} a resource may have"
+            " (BARNEBRO_MAX_BODY_BYTES)",
+        )
+    ]
 
 
 def access_of(
