@@ -228,6 +228,9 @@ class AccessGuard:
             await self._record(request, [_entity(stored, decision)])
         return self.shaped(stored, decision) if decision.permit else None
 
+    def may_release(self, request: FhirRequest, stored: StoredResource) -> bool:
+        return self.decide(request, stored).permit
+
     async def permits(
         self, request: FhirRequest, stored: StoredResource, bases: frozenset[str] | None = None
     ) -> bool:

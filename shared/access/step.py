@@ -30,6 +30,11 @@ class Guard(Protocol):
         """`release`, answering a withheld resource as a missing one (404)."""
         ...
 
+    def may_release(self, request: FhirRequest, stored: StoredResource) -> bool:
+        """The decision `release` would make now, from the access columns alone; nothing
+        is recorded (the release that follows records it)."""
+        ...
+
     async def check(self, request: FhirRequest, stored: StoredResource) -> bool:
         """Whether the caller may see the resource (audited as `release` is)."""
         ...
@@ -76,6 +81,9 @@ class Unguarded:
 
     async def require(self, request: FhirRequest, stored: StoredResource) -> StoredResource:
         return stored
+
+    def may_release(self, request: FhirRequest, stored: StoredResource) -> bool:
+        return True
 
     async def check(self, request: FhirRequest, stored: StoredResource) -> bool:
         return True

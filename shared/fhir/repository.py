@@ -53,7 +53,22 @@ class Repository:
         """The current version as released to the caller; None when missing. Read in one
         statement with the reads asked for at the same time (`ServiceData.current`)."""
         stored = await self.data.current((resource_type, res_id))
+        if stored is not None and stored.body_withheld:
+            stored = await self._whole_when_released(stored)
         return await self.disclose(stored, (resource_type, res_id))
+
+    async def _whole_when_released(self, stored: StoredResource) -> StoredResource | None:
+        """A version read without its (large) body: decided as it is, so that a withheld
+        one costs what a missing one does; read whole only when the caller may see it.
+        Denied, it goes to `disclose` as it is, which decides the same (no await comes
+        between the two decisions) and so never releases it without its body. Read
+        whole, it is the current version again, which `disclose` decides on."""
+        if self._fence is not None:
+            await self._fence
+        if not self.data.guard.may_release(self.request, stored):
+            return stored
+        async with self.data.db.reader() as conn:
+            return await self.data.store.read(conn, stored.res_type, stored.res_id)
 
     async def vread(self, resource_type: str, res_id: str, version: int) -> StoredResource | None:
         """One version as released to the caller; None when missing."""

@@ -16,6 +16,10 @@ READS_IN_FLIGHT = 2
 """Statements reading current versions by id at once, at most: the reads asked for while
 both are out gather for the next, so under load many share one round trip."""
 READS_PER_STATEMENT = 100
+INLINE_BODY_BYTES = 16_384
+"""Bodies up to this length are read with the version; a longer one only once the
+caller may see it, so that the time a read takes does not tell a withheld large resource
+from a missing one (what is left is reading at most this many bytes more)."""
 
 
 class ServiceData:
@@ -58,7 +62,7 @@ class ServiceData:
 
     async def _read_current(self, keys: list[tuple[str, str]]) -> list[StoredResource | None]:
         async with self.db.reader() as conn:
-            return await self.store.read_current(conn, keys)
+            return await self.store.read_current(conn, keys, inline_bytes=INLINE_BODY_BYTES)
 
     def definition(self, resource_type: str | None) -> ResourceDefinition:
         definition = self.definitions.get(resource_type or "")

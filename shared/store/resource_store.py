@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import orjson
@@ -107,6 +107,21 @@ def _row(row: Any) -> StoredResource:
     )
 
 
+_INLINE_COLUMNS = (
+    "r.res_type, r.res_id, r.version, r.last_updated, r.deleted,"
+    " CASE WHEN length(r.body) <= ? THEN r.body END,"
+    " r.patient, r.category, r.author, r.parties, r.body IS NOT NULL"
+)
+"""`COLUMNS`, the body only up to a length, and whether there is one."""
+
+
+def _inline_row(row: Any) -> StoredResource:
+    stored = _row(row)
+    if stored.body is None and row[10]:
+        return replace(stored, body_withheld=True)
+    return stored
+
+
 def no_filter(res_type: str, patients: Collection[str] | None = None) -> AccessFilter | None:
     """No access filter for any type (an unguarded service)."""
     return None
@@ -127,20 +142,22 @@ class ResourceStore:
         return _row(row) if row else None
 
     async def read_current(
-        self, conn: Connection, keys: Sequence[tuple[str, str]]
+        self, conn: Connection, keys: Sequence[tuple[str, str]], *, inline_bytes: int
     ) -> list[StoredResource | None]:
         """The current version of each `(type, id)` of `keys`, None where there is none:
-        one statement per type (`shared.fhir.current_reads` gathers them)."""
+        one statement per type (`ServiceData.current` gathers them). A body longer than
+        `inline_bytes` is not read (`body_withheld`)."""
         found: dict[tuple[str, str], StoredResource] = {}
         for res_type in dict.fromkeys(t for t, _ in keys):
             ids = [i for t, i in keys if t == res_type]
             rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM resources r"
+                f"SELECT {_INLINE_COLUMNS} FROM resources r"
                 f" WHERE r.res_type = ? AND r.res_id {IN_TEXT_LIST}",
+                inline_bytes,
                 res_type,
                 text_list(ids),
             )
-            found.update({(res_type, row[1]): _row(row) for row in rows})
+            found.update({(res_type, row[1]): _inline_row(row) for row in rows})
         return [found.get(key) for key in keys]
 
     async def read_for_update(

@@ -20,6 +20,10 @@ class StoredResource:
     deleted: bool
     body: bytes | None
     access: ResourceAccess = NO_ACCESS_COLUMNS
+    body_withheld: bool = False
+    """The body was not read (it is large): it is read once the version is released, so
+    that reading a withheld resource takes the time a missing one does
+    (`shared.fhir.repository`)."""
 
     @property
     def reference(self) -> str:
