@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,18 +24,30 @@ async def local(tmp_path: Path) -> AsyncIterator[LocalServices]:
 
 
 class WholeReads:
-    """Counts the reads of a whole current version the directory makes."""
+    """Counts the reads of a whole version with a large body the directory makes."""
 
     def __init__(self, local: LocalServices, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         store = local.services["directory"].store
-        read = store.read
+        read, vread, current = store.read, store.vread, store.read_current
 
-        async def counted(conn: object, res_type: str, res_id: str) -> StoredResource | None:
+        async def counted_read(conn: Any, res_type: str, res_id: str) -> StoredResource | None:
+            return self.counted(await read(conn, res_type, res_id))
+
+        async def counted_vread(conn: Any, *args: Any, **options: Any) -> StoredResource | None:
+            return self.counted(await vread(conn, *args, **options))
+
+        async def counted_current(conn: Any, *args: Any, **options: Any) -> list[Any]:
+            return [self.counted(found) for found in await current(conn, *args, **options)]
+
+        monkeypatch.setattr(store, "read", counted_read)
+        monkeypatch.setattr(store, "read_current", counted_current)
+        monkeypatch.setattr(store, "vread", counted_vread)
+
+    def counted(self, stored: StoredResource | None) -> StoredResource | None:
+        if stored is not None and len(stored.body or b"") > INLINE_BODY_BYTES:
             self.count += 1
-            return await read(conn, res_type, res_id)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(store, "read", counted)
+        return stored
 
 
 async def test_a_large_record_is_read_whole_only_for_a_caller_who_may_see_it(
@@ -63,3 +76,28 @@ async def test_a_large_record_is_read_whole_only_for_a_caller_who_may_see_it(
         if entity.reference == f"Patient/{large['id']}" and not entity.permit
     ]
     assert len(denials) == 1, "the withheld read is audited as any other"
+
+
+async def test_a_large_versions_body_is_not_read_for_a_caller_who_may_not_see_it(
+    local: LocalServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    large = await local.child(address=[{"text": "Storgata " + "2" * (2 * INLINE_BODY_BYTES)}])
+    whole = WholeReads(local, monkeypatch)
+    skole, bvt = caller(SKOLE), caller(BVT)
+
+    for interaction, fields in [
+        ("vread", {"id": large["id"], "version": "1"}),
+        ("history-instance", {"id": large["id"]}),
+    ]:
+        withheld = await local.call(skole, interaction, "Patient", **fields)
+        missing = await local.call(skole, interaction, "Patient", **{**fields, "id": "not-there"})
+        assert (withheld.status, missing.status) == (404, 404), interaction
+        told = withheld.diagnostics.replace(large["id"], "ID")
+        assert told == missing.diagnostics.replace("not-there", "ID"), interaction
+    assert whole.count == 0, "a withheld large version's body is never read"
+
+    released = await local.call(bvt, "vread", "Patient", id=large["id"], version="1")
+    assert released.status == 200 and released.body["address"] == large["address"]
+    assert whole.count == 1
+    history = await local.call(bvt, "history-instance", "Patient", id=large["id"])
+    assert history.status == 200 and len(history.body["entry"]) == 1

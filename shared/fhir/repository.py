@@ -16,7 +16,7 @@ from shared.auth.scopes import authorize
 from shared.fhir.answers import not_found
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.search_query import SearchQuery, parse_search
-from shared.fhir.service_data import ServiceData
+from shared.fhir.service_data import INLINE_BODY_BYTES, ServiceData
 from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.store.database import Connection
 from shared.store.resource_store import SearchPage, StoredResource
@@ -53,28 +53,31 @@ class Repository:
         """The current version as released to the caller; None when missing. Read in one
         statement with the reads asked for at the same time (`ServiceData.current`)."""
         stored = await self.data.current((resource_type, res_id))
-        if stored is not None and stored.body_withheld:
-            stored = await self._whole_when_released(stored)
-        return await self.disclose(stored, (resource_type, res_id))
+        return await self.disclose(await self._whole_when_released(stored), (resource_type, res_id))
 
-    async def _whole_when_released(self, stored: StoredResource) -> StoredResource | None:
-        """A version read without its (large) body: decided as it is, so that a withheld
-        one costs what a missing one does; read whole only when the caller may see it.
-        Denied, it goes to `disclose` as it is, which decides the same (no await comes
-        between the two decisions) and so never releases it without its body. Read
-        whole, it is the current version again, which `disclose` decides on."""
+    async def vread(self, resource_type: str, res_id: str, version: int) -> StoredResource | None:
+        """One version as released to the caller; None when missing."""
+        async with self.data.db.reader() as conn:
+            stored = await self.data.store.vread(
+                conn, resource_type, res_id, version, inline_bytes=INLINE_BODY_BYTES
+            )
+        return await self.disclose(await self._whole_when_released(stored), (resource_type, res_id))
+
+    async def _whole_when_released(self, stored: StoredResource | None) -> StoredResource | None:
+        """A version read without its large body (`body_withheld`) is decided as it is, so
+        that a withheld one costs what a missing one does, and read whole only when the
+        caller may see it. Denied, it goes to `disclose` as it is, which decides the same
+        (no await comes between the two decisions) and so never releases it without its
+        body. Read whole, it is the version decided (the history keeps each version as
+        written), so a read by id answers as of its first statement."""
+        if stored is None or not stored.body_withheld:
+            return stored
         if self._fence is not None:
             await self._fence
         if not self.data.guard.may_release(self.request, stored):
             return stored
         async with self.data.db.reader() as conn:
-            return await self.data.store.read(conn, stored.res_type, stored.res_id)
-
-    async def vread(self, resource_type: str, res_id: str, version: int) -> StoredResource | None:
-        """One version as released to the caller; None when missing."""
-        async with self.data.db.reader() as conn:
-            stored = await self.data.store.vread(conn, resource_type, res_id, version)
-        return await self.disclose(stored, (resource_type, res_id))
+            return await self.data.store.vread(conn, stored.res_type, stored.res_id, stored.version)
 
     async def search(self, definition: ResourceDefinition) -> tuple[SearchQuery, SearchPage]:
         """One page of the request's search, with what it includes, as released."""
@@ -157,8 +160,11 @@ class Repository:
     async def _visible_history(
         self, conn: Connection, resource_type: str, res_id: str | None
     ) -> None:
-        """The history of a resource the caller may not see answers as a missing one's."""
+        """The history of a resource the caller may not see answers as a missing one's.
+        Only the decision is wanted, so a large body is not read (`body_withheld`)."""
         if res_id is not None:
-            current = await self.data.store.read(conn, resource_type, res_id)
+            (current,) = await self.data.store.read_current(
+                conn, [(resource_type, res_id)], inline_bytes=INLINE_BODY_BYTES
+            )
             if await self.disclose(current, (resource_type, res_id)) is None:
                 raise not_found(resource_type, res_id)

@@ -107,12 +107,15 @@ def _row(row: Any) -> StoredResource:
     )
 
 
-_INLINE_COLUMNS = (
-    "r.res_type, r.res_id, r.version, r.last_updated, r.deleted,"
-    " CASE WHEN length(r.body) <= ? THEN r.body END,"
-    " r.patient, r.category, r.author, r.parties, r.body IS NOT NULL"
-)
-"""`COLUMNS`, the body only up to a length, and whether there is one."""
+def _inline_columns(alias: str) -> str:
+    """The columns of a version, its body only up to a length (the statement's first
+    parameter), and whether it has one."""
+    a = alias
+    return (
+        f"{a}.res_type, {a}.res_id, {a}.version, {a}.last_updated, {a}.deleted,"
+        f" CASE WHEN length({a}.body) <= ? THEN {a}.body END,"
+        f" {a}.patient, {a}.category, {a}.author, {a}.parties, {a}.body IS NOT NULL"
+    )
 
 
 def _inline_row(row: Any) -> StoredResource:
@@ -151,7 +154,7 @@ class ResourceStore:
         for res_type in dict.fromkeys(t for t, _ in keys):
             ids = [i for t, i in keys if t == res_type]
             rows = await conn.fetch(
-                f"SELECT {_INLINE_COLUMNS} FROM resources r"
+                f"SELECT {_inline_columns('r')} FROM resources r"
                 f" WHERE r.res_type = ? AND r.res_id {IN_TEXT_LIST}",
                 inline_bytes,
                 res_type,
@@ -224,16 +227,26 @@ class ResourceStore:
         return [_row(row) for row in rows]
 
     async def vread(
-        self, conn: Connection, res_type: str, res_id: str, version: int
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        version: int,
+        *,
+        inline_bytes: int | None = None,
     ) -> StoredResource | None:
+        """One version; with `inline_bytes`, a longer body is not read (`body_withheld`)."""
+        columns, args = _HISTORY_COLUMNS, [res_type, res_id, version]
+        if inline_bytes is not None:
+            columns, args = _inline_columns("h"), [inline_bytes, *args]
         row = await conn.fetchrow(
-            f"SELECT {_HISTORY_COLUMNS} FROM {_HISTORY_FROM}"
+            f"SELECT {columns} FROM {_HISTORY_FROM}"
             " WHERE h.res_type = ? AND h.res_id = ? AND h.version = ?",
-            res_type,
-            res_id,
-            version,
+            *args,
         )
-        return _row(row) if row else None
+        if not row:
+            return None
+        return _row(row) if inline_bytes is None else _inline_row(row)
 
     def next_version(
         self,
