@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import os
 import time
@@ -335,12 +336,12 @@ async def start_stack(settings: Settings) -> Stack:
     are stopped and what they created (streams, buckets, schemas) removed."""
     directory = ServiceRuntime(directory_spec(settings), settings)
     consent = ServiceRuntime(consent_spec(settings), settings)
-    gateway = GatewayServer(settings)
     started: list[ServiceRuntime | GatewayServer] = []
     try:
-        for part in (directory, consent, gateway):
-            started.append(part)
-            await part.start()
+        for service in (directory, consent):
+            started.append(service)
+            await service.start()
+        gateway = await _gateway_listening(settings, started)
     except BaseException:
         for part in reversed(started):
             with contextlib.suppress(Exception):
@@ -349,6 +350,27 @@ async def start_stack(settings: Settings) -> Stack:
         raise
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     return Stack(settings, directory, consent, gateway, session)
+
+
+async def _gateway_listening(
+    settings: Settings, started: list[ServiceRuntime | GatewayServer]
+) -> GatewayServer:
+    """The gateway, started on `settings.http_port` or, when something took that port
+    between `free_port` choosing it and the gateway binding it (an outgoing connection's
+    local port, another worker's server), on another free one."""
+    for attempt in range(5):
+        gateway = GatewayServer(settings)
+        started.append(gateway)
+        try:
+            await gateway.start()
+            return gateway
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or attempt == 4:
+                raise
+            started.remove(gateway)
+            await gateway.stop()
+            settings.http_port = free_port()
+    raise AssertionError("unreachable")
 
 
 async def stop_stack(stack: Stack) -> None:
