@@ -100,6 +100,29 @@ async def schema_database(prefix: str) -> AsyncIterator[PostgresDatabase]:
             await admin.close()
 
 
+def sent_statements(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every statement sent on any PostgreSQL connection from here on: (the method and the
+    statement's start, rows in it)."""
+    sent: list[tuple[str, int]] = []
+    for method in ("execute", "fetch", "fetchrow"):
+        original = getattr(asyncpg.Connection, method)
+
+        async def one(self: Any, sql: str, *args: Any, _o: Any = original, _m: str = method) -> Any:
+            sent.append((f"{_m} {sql.split('(')[0]}", 1))
+            return await _o(self, sql, *args)
+
+        monkeypatch.setattr(asyncpg.Connection, method, one)
+    original_many = asyncpg.Connection.executemany
+
+    async def many(self: Any, sql: str, rows: Any, **kwargs: Any) -> Any:
+        rows = list(rows)
+        sent.append((f"executemany {sql.split('(')[0]}", len(rows)))
+        return await original_many(self, sql, rows, **kwargs)
+
+    monkeypatch.setattr(asyncpg.Connection, "executemany", many)
+    return sent
+
+
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.services)]
 """`params` of a fixture that gives each test a database of each backend."""
 

@@ -132,7 +132,7 @@ async def _check_one_trace(stack: Stack, exporter: InMemorySpanExporter) -> None
     spans = exporter.get_finished_spans()
     in_trace = names_in_trace()
     # PostgreSQL stores a version with one call (`shared.store.version_write`).
-    stored = "db store_version" if stack.settings.database_url else "db insert"
+    stored = "db store_version_raising" if stack.settings.database_url else "db insert"
     assert {
         "POST /fhir/Practitioner",
         "send create",

@@ -168,7 +168,7 @@ class FhirRouter:
         definition = self.service.definition(request.resource_type)
         definition.refuse_client_writes()
         refuse_create_criteria(request)
-        async with self.service.unit_of_work(request) as uow:
+        async with self.service.unit_of_work(request, checks_at_commit=True) as uow:
             return await writes.create(uow, definition, parse_json(body), rule=rule)
 
     async def update(self, request: FhirRequest, body: bytes, rule: Rule) -> FhirResponse:

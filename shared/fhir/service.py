@@ -26,7 +26,8 @@ from shared.fhir.search_query import parse_search
 from shared.fhir.service_data import ServiceData
 from shared.fhir.unit_of_work import StoreUnitOfWork
 from shared.store.database import Database
-from shared.store.resource_store import StoredResource
+from shared.store.failures import VersionConflict
+from shared.store.resource_store import StoredResource, refusal
 from shared.transport.wire import FhirRequest, FhirResponse
 
 Operation = Callable[[FhirRequest, bytes], Awaitable[FhirResponse]]
@@ -73,7 +74,9 @@ class FhirService(ServiceData):
         return Repository(self, request, fence)
 
     @contextlib.asynccontextmanager
-    async def unit_of_work(self, request: FhirRequest) -> AsyncIterator[StoreUnitOfWork]:
+    async def unit_of_work(
+        self, request: FhirRequest, *, checks_at_commit: bool = False
+    ) -> AsyncIterator[StoreUnitOfWork]:
         """One transaction for `request`: every write in it, its events and its follow-on
         writes commit together or not at all; after the commit the outbox relay wakes
         (if the transaction gave it anything to publish) and the directory hears of new
@@ -81,10 +84,24 @@ class FhirService(ServiceData):
         (`one_answer_per_question`). A client's request whose transaction queued a
         message its answer promises (`add_message(before_answer=True)`: a child's new
         access state) is answered once that message is published; the service's own
-        jobs, whose answers nobody waits for, do not wait."""
-        with one_answer_per_question():
-            async with self.db.transaction() as conn:
-                yield StoreUnitOfWork(self, conn, request)
+        jobs, whose answers nobody waits for, do not wait.
+
+        `checks_at_commit`: the versions it stores wait for its next statement or its
+        commit even when they could conflict (`StoreUnitOfWork.checks_at_commit`), so a
+        create that reads nothing in its transaction is one round trip; a conflict is
+        then answered here, as the write would have been."""
+        try:
+            with one_answer_per_question():
+                async with self.db.transaction() as conn:
+                    yield StoreUnitOfWork(self, conn, request, checks_at_commit=checks_at_commit)
+        except VersionConflict as conflict:
+            definition = self.definitions.get(conflict.res_type)
+            refused = refusal(
+                conflict, name_holder=definition is not None and definition.data_category is None
+            )
+            if conflict.created and conflict.holder[0]:
+                await self.guard.conflicted(request, *conflict.holder)
+            raise refused from conflict
         await self.committed(outbox_written=conn.outbox_written)
         if not conn.awaited_messages:
             return

@@ -40,6 +40,8 @@ class StoreUnitOfWork:
         planned: dict[str, tuple[str, ...]] | None = None,
         created_shared: dict[str, frozenset[str]] | None = None,
         written: dict[tuple[str, str], StoredResource] | None = None,
+        *,
+        checks_at_commit: bool = False,
     ) -> None:
         self.data = data
         self.conn = conn
@@ -54,10 +56,11 @@ class StoreUnitOfWork:
         self.written: dict[tuple[str, str], StoredResource] = {} if written is None else written
         """The current version of each resource this transaction wrote, as stored: read
         back from here, not from the database (a referral's check reads the attachments
-        its transaction has just created). Resource rows change only through
-        `commit_version` and `save_new`, and a write that fails fails its transaction, so
-        this is what the database answers within it. (A caller that catches the failure
-        and goes on reads the version before it here.)"""
+        its transaction has just created, perhaps not sent yet). A write that fails
+        fails its transaction, so this is what the database answers within it."""
+        self.checks_at_commit = checks_at_commit
+        """Its versions wait for the next statement or the commit even if they conflict,
+        raised there (`VersionConflict`, answered by `FhirService.unit_of_work`)."""
 
     def bound(self, request: FhirRequest) -> StoreUnitOfWork:
         """The same transaction, made for another request (an entry of a transaction)."""
@@ -75,9 +78,16 @@ class StoreUnitOfWork:
     # -- reads for the service's own rules ------------------------------------------------
 
     async def read(self, resource_type: str, res_id: str) -> StoredResource | None:
+        """As the transaction sees it. Until it has sent a statement it sees what any
+        connection sees but what it wrote (`written`): the read then shares a statement
+        with the reads by id of the moment (`ServiceData.current`) and begins nothing."""
         written = self.written.get((resource_type, res_id))
         if written is not None:
             return written
+        if not self.conn.opened:
+            current = await self.data.current((resource_type, res_id))
+            if current is None or not current.body_withheld:
+                return current
         return await self.data.store.read(self.conn, resource_type, res_id)
 
     async def read_for_update(
@@ -256,6 +266,7 @@ class StoreUnitOfWork:
             previous_keys=definition.unique_keys(before) if before else (),
             name_holder=definition.data_category is None,
             messages=self.events(definition, stored, change),
+            at_commit=self.checks_at_commit,
         )
         self.written[(stored.res_type, stored.res_id)] = stored
         await self._followed(definition, stored, change, context)

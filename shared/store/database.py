@@ -24,7 +24,14 @@ from urllib.parse import urlparse
 import aiosqlite
 import asyncpg
 
-from shared.store.failures import OUTAGE, REFUSED, contention, outcome_unknown, unavailable
+from shared.store.failures import (
+    OUTAGE,
+    REFUSED,
+    conflicts_raised,
+    contention,
+    outcome_unknown,
+    unavailable,
+)
 from shared.store.pg_connection import PgConnection
 from shared.store.statements import Dialect, numbered, traced
 from shared.store.statements import Row as Row
@@ -39,6 +46,12 @@ class Connection(Protocol):
     version writes): the committer wakes the outbox relay only then."""
     awaited_messages: list[int]
     """Outbox rows of `add_message(before_answer=True)`: the answer waits for them."""
+
+    @property
+    def opened(self) -> bool:
+        """It has sent a statement, or is in a transaction begun already (SQLite's
+        `BEGIN IMMEDIATE`, a snapshot): a read elsewhere may not see what it sees."""
+        ...
 
     async def execute(self, sql: str, *args: Any) -> int: ...
 
@@ -199,7 +212,7 @@ class PostgresDatabase:
         while it runs leaves the outcome unknown."""
         conn, _ = await self._begun(write=False)
         try:
-            with traced(self.dialect, sql):
+            with traced(self.dialect, sql), conflicts_raised():
                 await conn.executemany(numbered(sql), rows)
         except OUTAGE as exc:
             raise outcome_unknown(exc) from exc
@@ -234,6 +247,7 @@ class PostgresDatabase:
 
 class _SqliteConnection:
     dialect: Dialect = "sqlite"
+    opened = True
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn

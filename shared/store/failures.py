@@ -9,7 +9,11 @@ addresses) is logged for the operator, never put in an answer.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -66,3 +70,54 @@ def outcome_unknown(exc: BaseException) -> FhirError:
         "The database connection was lost while committing: the write may or may not have"
         " been stored; read it back, or retry a conditional create",
     )
+
+
+VERSION_CONFLICT = "BB409"
+"""The SQLSTATE with which `store_version_raising` refuses a version
+(`shared.store.version_write`)."""
+
+
+@dataclass(eq=False)
+class VersionConflict(Exception):
+    """Why a version of `res_type/res_id` was not stored: `changed` (another version came
+    first) or `duplicate` (a unique key another resource holds, with the holder if
+    known). `created`: it was to be the resource's first version. Raised by the statement
+    that carried the call, which may be the transaction's commit; the transaction is then
+    rolled back."""
+
+    reason: str
+    res_type: str
+    res_id: str
+    created: bool
+    key: tuple[str, str] = ("", "")
+    holder: tuple[str, str] = ("", "")
+
+
+def version_conflict(exc: asyncpg.PostgresError) -> VersionConflict | None:
+    """The conflict a refused `store_version_raising` call reports, None for any other
+    failure."""
+    if exc.sqlstate != VERSION_CONFLICT:
+        return None
+    res_type, res_id, previous, key_name, key_value, holder_type, holder_id = json.loads(
+        str(exc.detail)
+    )
+    return VersionConflict(
+        str(exc.message),
+        res_type,
+        res_id,
+        previous == 0,
+        (key_name or "", key_value or ""),
+        (holder_type or "", holder_id or ""),
+    )
+
+
+@contextlib.contextmanager
+def conflicts_raised() -> Iterator[None]:
+    """A refused version raised as its `VersionConflict`; any other failure as it is."""
+    try:
+        yield
+    except asyncpg.PostgresError as exc:
+        conflict = version_conflict(exc)
+        if conflict is None:
+            raise
+        raise conflict from exc

@@ -21,6 +21,7 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 from asyncpg.transaction import Transaction
 
+from shared.store.failures import VersionConflict, conflicts_raised
 from shared.store.statements import Dialect, Row, numbered, traced
 
 Pooled: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
@@ -85,11 +86,12 @@ class PgConnection:
 
     @contextlib.contextmanager
     def _sent(self, sql: str) -> Iterator[None]:
-        """A statement's span; a failure marks the transaction failed (`failed`)."""
+        """A statement's span; a failure marks the transaction failed (`failed`), and a
+        version the database refused is raised as its conflict (`VersionConflict`)."""
         try:
-            with traced(self.dialect, sql):
+            with traced(self.dialect, sql), conflicts_raised():
                 yield
-        except asyncpg.PostgresError:
+        except (asyncpg.PostgresError, VersionConflict):
             self.failed = True
             raise
 

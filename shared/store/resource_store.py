@@ -28,6 +28,7 @@ from shared.store.access_sql import (
     parties_of,
 )
 from shared.store.database import IN_TEXT_LIST, Connection, text_list
+from shared.store.failures import VersionConflict
 from shared.store.history_sql import history_where
 from shared.store.outbox import Message
 from shared.store.search_sql import (
@@ -284,10 +285,13 @@ class ResourceStore:
         previous_keys: Sequence[UniqueKey] = (),
         name_holder: bool = True,
         messages: Sequence[Message] = (),
+        at_commit: bool = False,
     ) -> None:
         """Store `stored` (from `next_version`) after `previous`, with its index rows, its
         unique keys (`previous_keys` are those of `previous`) and `messages` for the
-        outbox, all in the caller's transaction (`shared.store.version_write`)."""
+        outbox, all in the caller's transaction (`shared.store.version_write`). With
+        `at_commit`, a conflict may be raised only by the transaction's next statement
+        or its commit, as a `VersionConflict` (`refusal` answers it)."""
         index = [] if resource is None else self._index_values(stored.res_type, resource)
         conflict = await store_version(
             conn,
@@ -297,15 +301,10 @@ class ResourceStore:
             keys=unique_keys if resource is not None else (),
             previous_keys=previous_keys,
             messages=messages,
+            at_commit=at_commit,
         )
-        if conflict is None:
-            return
-        if conflict.reason == "changed":
-            raise error(
-                409, "conflict", f"{stored.res_type}/{stored.res_id} was changed concurrently"
-            )
-        named = name_holder and conflict.holder != ("", "")
-        raise _duplicate(*conflict.key, conflict.holder, named)
+        if conflict is not None:
+            raise refusal(conflict, name_holder=name_holder)
 
     async def write_new(
         self,
@@ -467,8 +466,17 @@ class DuplicateKey(FhirError):
     holder: tuple[str, str] = ("", "")
 
 
-def _duplicate(key_name: str, key_value: str, holder: tuple[str, str], named: bool) -> FhirError:
-    where = "/".join(holder) if named else "another resource"
+def refusal(conflict: VersionConflict, *, name_holder: bool) -> FhirError:
+    """The answer to a version the store refused: 409, and for a business key another
+    resource holds (`DuplicateKey`) that resource, named only with `name_holder` (the
+    type holds no information about a patient)."""
+    if conflict.reason == "changed":
+        return error(
+            409, "conflict", f"{conflict.res_type}/{conflict.res_id} was changed concurrently"
+        )
+    key_name, key_value = conflict.key
+    named = name_holder and conflict.holder != ("", "")
+    where = "/".join(conflict.holder) if named else "another resource"
     return DuplicateKey(
         409,
         [
@@ -478,5 +486,5 @@ def _duplicate(key_name: str, key_value: str, holder: tuple[str, str], named: bo
                 " update that resource instead of creating another",
             )
         ],
-        holder=holder,
+        holder=conflict.holder,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from shared.store.database import Connection, Database
 from shared.store.outbox import UNSENT_FUNCTION
-from shared.store.version_write import STORE_VERSION_FUNCTION
+from shared.store.version_write import STORE_VERSION_FUNCTION, STORE_VERSION_RAISING_FUNCTION
 from shared.store.write_locks import LOCK_PATIENTS_FUNCTION, LOCKED_VERSION_FUNCTION
 
 _COMMON = [
@@ -76,6 +76,7 @@ _DIALECT_STATEMENTS = {
             RETURN NULL;
         END $$ LANGUAGE plpgsql""",
         STORE_VERSION_FUNCTION,
+        STORE_VERSION_RAISING_FUNCTION,
         LOCKED_VERSION_FUNCTION,
         LOCK_PATIENTS_FUNCTION,
         UNSENT_FUNCTION,

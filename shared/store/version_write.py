@@ -3,21 +3,28 @@
 A version is its row in `resources` (the trigger in `shared.store.schema` keeps the
 history and clears the old index rows), its search index rows, its unique keys and the
 outbox messages that announce it. On PostgreSQL all of that is one call of the function
-`store_version`, one round trip instead of four to seven. Its statements run one after
-another inside the caller's transaction, in the order the separate statements ran before:
-the row, the keys released, the index, the keys claimed, the patient's lock, the
+`store_version_raising`, one round trip instead of four to seven. Its statements run one
+after another inside the caller's transaction, in the order the separate statements ran
+before: the row, the keys released, the index, the keys claimed, the patient's lock, the
 messages. So the outcome is the same: the version and everything with it, or a conflict
-(an `If-Match` race, a key another resource holds) that the caller raises and so rolls
-the whole transaction back. SQLite runs in the process, with no round trips to save, and
-takes the same steps as separate statements.
+(an `If-Match` race, a key another resource holds), which the function raises
+(`shared.store.failures.VersionConflict`), so the whole transaction rolls back. SQLite
+runs in the process, with no round trips to save, and takes the same steps as separate
+statements, returning the conflict.
 
-A first version that claims no unique key can conflict with nothing but a resource of
-the same id, and that is the primary key's violation, raised; no outcome is lost by not
-reading its result. Its call therefore goes with the transaction's next statement or its
-commit (`Connection.execute_later`): the resources a transaction bundle creates (a
-referral's ServiceRequest, attachments and Task) are one round trip, not one each. Many
-such versions (the audit trail's AuditEvents) are stored by `store_new_versions` as one
-pipelined batch at once.
+Since a conflict raises, nothing is lost by not reading the call's result: the statement
+that carries it, or the commit, fails. A first version that claims no unique key can
+conflict with nothing but a resource of the same id (the primary key's violation), so
+its call goes with the transaction's next statement or its commit
+(`Connection.execute_later`): the resources a transaction bundle creates (a referral's
+ServiceRequest, attachments and Task) are one round trip, not one each. Many such
+versions (the audit trail's AuditEvents) are stored by `store_new_versions` as one
+pipelined batch at once. A caller that answers nothing before the commit (a client's
+create, `StoreUnitOfWork.checks_at_commit`) lets any call wait so (`at_commit`): a create
+whose transaction reads nothing is then that call alone, one implicit transaction, instead
+of BEGIN, the call and COMMIT. Elsewhere a call that could conflict is sent at once and
+its conflict returned, so that it is answered where it arose (a transaction bundle names
+the entry that failed).
 
 Unique keys are released and claimed again only when they change: a version with the
 keys of the one before holds them already.
@@ -31,12 +38,13 @@ from dataclasses import dataclass
 from shared.clock import now_instant
 from shared.fhir.search_params import IndexValue
 from shared.store.database import Connection
+from shared.store.failures import VERSION_CONFLICT, VersionConflict
 from shared.store.outbox import PATIENT_LOCK, Message
 from shared.store.stored import StoredResource
 
 UniqueKey = tuple[str, str]
 
-STORE_VERSION_FUNCTION = """CREATE OR REPLACE FUNCTION store_version(
+_STORE_VERSION_TEMPLATE = """CREATE OR REPLACE FUNCTION {name}(
     p_type TEXT, p_id TEXT, p_version INTEGER, p_previous INTEGER, p_last_updated TEXT,
     p_deleted INTEGER, p_body BYTEA, p_patient TEXT, p_category TEXT, p_author TEXT,
     p_parties TEXT, p_release_keys BOOLEAN,
@@ -58,7 +66,7 @@ BEGIN
             author = p_author, parties = p_parties
         WHERE res_type = p_type AND res_id = p_id AND version = p_previous;
         IF NOT FOUND THEN
-            RETURN ARRAY['changed'];
+            {changed};
         END IF;
     END IF;
     IF p_release_keys THEN
@@ -76,11 +84,10 @@ BEGIN
             SELECT u.res_type, u.res_id INTO holder FROM unique_keys u
             WHERE u.key_name = p_key_names[k] AND u.key_value = p_key_values[k];
             IF NOT FOUND THEN
-                RETURN ARRAY['duplicate', p_key_names[k], p_key_values[k], '', ''];
+                {unknown_holder};
             END IF;
             IF holder.res_type <> p_type OR holder.res_id <> p_id THEN
-                RETURN ARRAY['duplicate', p_key_names[k], p_key_values[k],
-                             holder.res_type, holder.res_id];
+                {duplicate};
             END IF;
         END IF;
     END LOOP;
@@ -95,15 +102,35 @@ BEGIN
     RETURN NULL;
 END $$ LANGUAGE plpgsql""".replace("patient_lock", PATIENT_LOCK.replace("?", "p_lock_patient"))
 
+STORE_VERSION_FUNCTION = _STORE_VERSION_TEMPLATE.format(
+    name="store_version",
+    changed="RETURN ARRAY['changed']",
+    unknown_holder="RETURN ARRAY['duplicate', p_key_names[k], p_key_values[k], '', '']",
+    duplicate="""RETURN ARRAY['duplicate', p_key_names[k], p_key_values[k],
+                             holder.res_type, holder.res_id]""",
+)
+"""The function before `store_version_raising`, which returns its conflicts: instances of
+that version call it still while a new one starts, so it is kept as it is."""
 
-@dataclass(frozen=True)
-class Conflict:
-    """Why a version was not stored: `changed` (another version came first) or
-    `duplicate` (a unique key another resource holds, with the holder if known)."""
 
-    reason: str
-    key: UniqueKey = ("", "")
-    holder: tuple[str, str] = ("", "")
+def _raise(reason: str, key: str = "NULL, NULL", holder: str = "NULL, NULL") -> str:
+    return (
+        f"RAISE EXCEPTION USING ERRCODE = '{VERSION_CONFLICT}', MESSAGE = '{reason}',"
+        f" DETAIL = json_build_array(p_type, p_id, p_previous, {key}, {holder})::text"
+    )
+
+
+STORE_VERSION_RAISING_FUNCTION = _STORE_VERSION_TEMPLATE.format(
+    name="store_version_raising",
+    changed=_raise("changed"),
+    unknown_holder=_raise("duplicate", "p_key_names[k], p_key_values[k]"),
+    duplicate=_raise(
+        "duplicate", "p_key_names[k], p_key_values[k]", "holder.res_type, holder.res_id"
+    ),
+)
+"""`store_version` that raises its conflict (SQLSTATE `VERSION_CONFLICT`, the details in
+JSON: `shared.store.failures.version_conflict`) instead of returning it, so that a call
+whose outcome is read from whether it raised can wait for the commit."""
 
 
 async def store_version(
@@ -115,21 +142,30 @@ async def store_version(
     keys: Sequence[UniqueKey],
     previous_keys: Sequence[UniqueKey],
     messages: Sequence[Message],
-) -> Conflict | None:
+    at_commit: bool = False,
+) -> VersionConflict | None:
     """Store the version, its index rows (param, value), its unique keys (released and
-    claimed again if they differ from `previous_keys`) and its messages."""
+    claimed again if they differ from `previous_keys`) and its messages; the conflict
+    that kept it from being stored, if one did. With `at_commit` a PostgreSQL call waits
+    for the transaction's next statement or its commit, and a conflict is raised there
+    (`VersionConflict`): for a caller that answers nothing before the commit."""
     release = bool(previous_keys) and set(previous_keys) != set(keys)
     claim = keys if release or not previous_keys else ()
     write = _Write(row, previous_version, index, claim, release, messages)
     conn.outbox_written |= bool(messages)
     if conn.dialect != "postgresql":
         return await _in_statements(conn, write)
-    if previous_version == 0 and not claim:
-        # Nothing to conflict with but a resource of the same id, which raises: the call
-        # goes with the transaction's next statement (`Connection.execute_later`).
-        await conn.execute_later(f"SELECT {_STORE_VERSION_CALL}", *_call_arguments(write))
+    call = f"SELECT {_STORE_VERSION_CALL}"
+    if at_commit or (previous_version == 0 and not claim):
+        # A first version without keys has nothing to conflict with but a resource of
+        # the same id, which raises too (the primary key's violation).
+        await conn.execute_later(call, *_call_arguments(write))
         return None
-    return await _in_one_call(conn, write)
+    try:
+        await conn.execute(call, *_call_arguments(write))
+    except VersionConflict as conflict:
+        return conflict
+    return None
 
 
 @dataclass(frozen=True)
@@ -182,7 +218,7 @@ def _columns(row: StoredResource) -> tuple[str | None, ...]:
 
 
 _STORE_VERSION_CALL = (
-    "store_version(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "store_version_raising(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -202,17 +238,7 @@ def _call_arguments(write: _Write) -> tuple[object, ...]:
     )  # fmt: skip
 
 
-async def _in_one_call(conn: Connection, write: _Write) -> Conflict | None:
-    outcome = await conn.fetchrow(f"SELECT {_STORE_VERSION_CALL}", *_call_arguments(write))
-    result = outcome[0] if outcome is not None else None
-    if not result:
-        return None
-    if result[0] == "changed":
-        return Conflict("changed")
-    return Conflict("duplicate", (result[1], result[2]), (result[3], result[4]))
-
-
-async def _in_statements(conn: Connection, write: _Write) -> Conflict | None:
+async def _in_statements(conn: Connection, write: _Write) -> VersionConflict | None:
     row, previous_version, index = write.row, write.previous_version, write.index
     keys, release, messages = write.keys, write.release, write.messages
     values = (row.version, row.last_updated, int(row.deleted), row.body, *_columns(row))
@@ -230,7 +256,7 @@ async def _in_statements(conn: Connection, write: _Write) -> Conflict | None:
             *values, row.res_type, row.res_id, previous_version,
         )  # fmt: skip
         if changed != 1:
-            return Conflict("changed")
+            return VersionConflict("changed", row.res_type, row.res_id, created=False)
     if release:
         await conn.execute(
             "DELETE FROM unique_keys WHERE res_type = ? AND res_id = ?", row.res_type, row.res_id
@@ -257,12 +283,19 @@ async def _in_statements(conn: Connection, write: _Write) -> Conflict | None:
             key_value,
         )
         if holder is None:
-            return Conflict("duplicate", (key_name, key_value))
+            return _duplicate(write, (key_name, key_value), ("", ""))
         if (holder[0], holder[1]) != (row.res_type, row.res_id):
-            return Conflict("duplicate", (key_name, key_value), (holder[0], holder[1]))
+            return _duplicate(write, (key_name, key_value), (holder[0], holder[1]))
     created = now_instant()
     await conn.executemany(
         "INSERT INTO outbox (event_id, subject, payload, created) VALUES (?, ?, ?, ?)",
         [(m.message_id, m.subject, m.payload, created) for m in messages],
     )
     return None
+
+
+def _duplicate(write: _Write, key: UniqueKey, holder: tuple[str, str]) -> VersionConflict:
+    row = write.row
+    return VersionConflict(
+        "duplicate", row.res_type, row.res_id, write.previous_version == 0, key, holder
+    )
