@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 import pytest
 
-from shared.fhir.definitions import Lookup
-from shared.fhir.errors import error
+from shared.fhir.definitions import Lookup, WriteContext
+from shared.fhir.errors import Issue, error
 from shared.fhir.router import FhirRouter
 from shared.fhir.service import FhirService
 from shared.store.schema import create_schema
@@ -30,7 +30,16 @@ pytestmark = pytest.mark.services
 
 
 class ReferringBasic(BasicDefinition):
-    """`Basic` whose `author` must name a stored Basic."""
+    """`Basic` whose `author` must name a stored Basic; one with the text `unique-text`
+    may not share its code with another, as a search by code finds it."""
+
+    async def check_write(self, resource: dict[str, Any], write: WriteContext) -> list[Issue]:
+        code = resource["code"]["coding"][0]["code"]
+        if resource["code"]["text"] == "unique-text" and await write.uow.find(
+            "Basic", [("code", code)]
+        ):
+            raise error(409, "duplicate", f"{code} is taken")
+        return await super().check_write(resource, write)
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
         reference = (resource.get("author") or {}).get("reference")
@@ -154,3 +163,29 @@ async def test_what_it_stored_before_sending_anything_is_read_back_from_it(
             seen = await uow.read("Basic", written.res_id)
             assert seen is not None and seen.version == 1
     assert len(await stored(service)) == 2
+
+
+async def test_a_search_before_the_transaction_has_sent_anything_does_not_begin_it(
+    service: FhirService, calls: list[tuple[str, int]]
+) -> None:
+    first = await create(service, basic("u", text="unique-text"))
+    assert first.status == 201, first.body
+    calls.clear()
+    again = await create(service, basic("u", text="unique-text"))
+    assert again.status == 409, again.body
+    assert [sql.split()[0] for sql, _ in calls] == ["fetch"]  # the search alone
+    calls.clear()
+    other = await create(service, basic("other"))
+    assert other.status == 201 and calls == [("executemany SELECT store_version_raising", 1)]
+
+
+async def test_a_search_after_a_write_waits_is_made_in_the_transaction_and_sees_it(
+    service: FhirService,
+) -> None:
+    request = FhirRequest(interaction="create", resource_type="Basic", base_url=BASE, caller=CALLER)
+    async with service.unit_of_work(request) as uow:
+        await uow.save(basic("pending"))
+        assert not uow.conn.opened
+        found = await uow.find("Basic", [("code", "pending")])
+        assert [f.json()["code"]["text"] for f in found] == ["pending"]
+        assert await uow.existing("Basic", [found[0].res_id]) == {found[0].res_id}

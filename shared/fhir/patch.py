@@ -13,9 +13,9 @@ A patch is applied operation by operation within a budget, so that a small one c
 make a large document (`copy` doubles what it copies each time): what copy and move take
 may together be a quarter of a request body (`BARNEBRO_MAX_BODY_BYTES`), no operation may
 nest the resource deeper than a body may be nested, and the patched resource may be no
-larger than a body (as no stored resource may be, `unit_of_work.too_large`). Each limit
-is checked before the operation that would pass it (413 or 400 `too-costly`). The errors
-are this module's own words: jsonpatch's texts are Python reprs.
+larger than a body (as no stored resource may be, `shared.store.stored.too_large`). Each
+limit is checked before the operation that would pass it (413 or 400 `too-costly`). The
+errors are this module's own words: jsonpatch's texts are Python reprs.
 """
 
 from __future__ import annotations

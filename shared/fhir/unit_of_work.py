@@ -10,6 +10,8 @@ from it commit together or not at all. Hooks see it through the narrow
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from shared.access.relations import note_relations, related_orgs
@@ -18,11 +20,12 @@ from shared.fhir.definitions import Change, Lookup, ResourceDefinition, WriteCon
 from shared.fhir.resources import ID_PATTERN, validate_resource
 from shared.fhir.search_query import DEFAULT_COUNT, parse_search
 from shared.fhir.service_data import ServiceData
-from shared.rules import Problem, refuse
+from shared.rules import refuse
 from shared.store.access_sql import ResourceAccess
 from shared.store.database import Connection
 from shared.store.outbox import Message, add_event, event_message, lock_patient
 from shared.store.resource_store import StoredResource, new_id
+from shared.store.stored import too_large
 from shared.store.write_locks import lock_patients
 from shared.telemetry import trace_context
 from shared.transport.wire import FhirRequest
@@ -78,9 +81,8 @@ class StoreUnitOfWork:
     # -- reads for the service's own rules ------------------------------------------------
 
     async def read(self, resource_type: str, res_id: str) -> StoredResource | None:
-        """As the transaction sees it. Until it has sent a statement it sees what any
-        connection sees but what it wrote (`written`): the read then shares a statement
-        with the reads by id of the moment (`ServiceData.current`) and begins nothing."""
+        """As the transaction sees it (`_reading`); before it has sent a statement, in one
+        statement with the reads by id of the moment (`ServiceData.current`)."""
         written = self.written.get((resource_type, res_id))
         if written is not None:
             return written
@@ -120,27 +122,42 @@ class StoreUnitOfWork:
             return None
         return await self.data.store.vread(self.conn, resource_type, res_id, version)
 
+    @contextlib.asynccontextmanager
+    async def _reading(self) -> AsyncIterator[Connection]:
+        """Where the transaction reads: in it once it has sent a statement or has one
+        waiting; until then on another connection, which sees the same, so that the
+        transaction is not begun for a look-up (BEGIN, look-up, write, COMMIT)."""
+        if self.conn.opened or self.conn.waiting:
+            yield self.conn
+            return
+        async with self.data.db.reader() as conn:
+            yield conn
+
     async def of_patient(self, resource_type: str, patient: str) -> list[StoredResource]:
         """Every current resource of a type about one patient."""
-        return await self.data.store.of_patient(self.conn, resource_type, patient)
+        async with self._reading() as conn:
+            return await self.data.store.of_patient(conn, resource_type, patient)
 
     async def find(
         self, resource_type: str, criteria: list[tuple[str, str]], count: int = DEFAULT_COUNT
     ) -> list[StoredResource]:
         query = parse_search(resource_type, criteria, self.data.search_params)
         query.count = count
-        return (await self.data.store.search(self.conn, query)).resources
+        async with self._reading() as conn:
+            return (await self.data.store.search(conn, query)).resources
 
     async def existing(self, resource_type: str, ids: list[str]) -> set[str]:
         """Which of `ids` are stored (deleted or not), in one statement."""
-        return await self.data.store.existing(self.conn, resource_type, ids)
+        async with self._reading() as conn:
+            return await self.data.store.existing(conn, resource_type, ids)
 
     async def carrying_all(
         self, resource_type: str, values: list[tuple[str, str]], count: int
     ) -> list[StoredResource]:
         """Resources whose index holds every (parameter, exact value): for a rare value
         beside a common one (`ResourceStore.carrying_all`)."""
-        return await self.data.store.carrying_all(self.conn, resource_type, values, count)
+        async with self._reading() as conn:
+            return await self.data.store.carrying_all(conn, resource_type, values, count)
 
     def lookup(self) -> Lookup:
         async def lookup(resource_type: str, res_id: str) -> dict[str, Any] | None:
@@ -357,23 +374,6 @@ class StoreUnitOfWork:
             )
             for spec in definition.events(change)
         ]
-
-
-def too_large(stored: StoredResource, limit: int) -> list[Problem]:
-    """A version larger as stored than `limit` could be stored but never answered (its
-    reply would not fit in a message), so it is refused before anything is written."""
-    size = len(stored.body or b"")
-    if size <= limit:
-        return []
-    return [
-        Problem(
-            413,
-            "too-costly",
-            f"{stored.res_type}/{stored.res_id} would be {size} bytes as stored (with what"
-            f" the server adds), more than the {limit} a resource may have"
-            " (BARNEBRO_MAX_BODY_BYTES)",
-        )
-    ]
 
 
 def access_of(

@@ -53,6 +53,11 @@ class Connection(Protocol):
         `BEGIN IMMEDIATE`, a snapshot): a read elsewhere may not see what it sees."""
         ...
 
+    @property
+    def waiting(self) -> bool:
+        """Statements wait to be sent (`execute_later`)."""
+        ...
+
     async def execute(self, sql: str, *args: Any) -> int: ...
 
     async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
@@ -248,6 +253,7 @@ class PostgresDatabase:
 class _SqliteConnection:
     dialect: Dialect = "sqlite"
     opened = True
+    waiting = False
 
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn

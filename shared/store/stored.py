@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from shared.rules import Problem
 from shared.store.access_sql import NO_ACCESS_COLUMNS, ResourceAccess
 
 
@@ -38,3 +39,20 @@ class StoredResource:
             raise ValueError("A deleted version has no body")
         data: dict[str, Any] = orjson.loads(self.body)
         return data
+
+
+def too_large(stored: StoredResource, limit: int) -> list[Problem]:
+    """A version larger as stored than `limit` could be stored but never answered (its
+    reply would not fit in a message), so it is refused before anything is written."""
+    size = len(stored.body or b"")
+    if size <= limit:
+        return []
+    return [
+        Problem(
+            413,
+            "too-costly",
+            f"{stored.res_type}/{stored.res_id} would be {size} bytes as stored (with what"
+            f" the server adds), more than the {limit} a resource may have"
+            " (BARNEBRO_MAX_BODY_BYTES)",
+        )
+    ]
