@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared import clock
+from shared.access.permissions import INTERACTION_ACTIONS, Rule, row_of
 from shared.auth.dpop import ALGORITHMS as DPOP_ALGORITHMS
 from shared.fhir.conformance import search_parameter_url
 from shared.fhir.definitions import ResourceDefinition
@@ -18,6 +19,8 @@ from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
 INTERACTIONS = [*READ_INTERACTIONS, "update", "patch", "delete", "create"]
+CAPABILITY_CODES = {"search-type": "search"}
+"""A CapabilityStatement's interaction codes that the permission table names otherwise."""
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
 COMMON_DEFINITIONS = {
     ID_PARAM.name: "http://hl7.org/fhir/SearchParameter/Resource-id",
@@ -40,26 +43,37 @@ RESULT_PARAMS = [
 """Result parameters every type takes (`shared.fhir.subsets`)."""
 
 
+def offered_interactions(definition: ResourceDefinition) -> list[str]:
+    """The interactions some caller may ask of the type: none that writes for a type
+    another service derives (`written_by`), and none the permission table refuses to
+    everyone (405)."""
+    codes = READ_INTERACTIONS if definition.written_by else INTERACTIONS
+    return [code for code in codes if _offered(definition.resource_type, code)]
+
+
+def _offered(resource_type: str, code: str) -> bool:
+    row = row_of(resource_type, INTERACTION_ACTIONS[CAPABILITY_CODES.get(code, code)])
+    return row is None or any(rule is not Rule.NEVER for rule in row.values())
+
+
 def service_capability(service: str, definitions: list[ResourceDefinition]) -> dict[str, Any]:
     resources = []
     for definition in definitions:
         own = definition.search_params
         reference_params = [p for p in own if p.type == "reference"]
+        interactions = offered_interactions(definition)
         resources.append(
             {
                 "type": definition.resource_type,
                 "profile": profile_url(definition.resource_type),
                 "supportedProfile": [profile_url(definition.resource_type)],
                 "documentation": definition.documentation or None,
-                "interaction": [
-                    {"code": code}
-                    for code in (READ_INTERACTIONS if definition.written_by else INTERACTIONS)
-                ],
+                "interaction": [{"code": code} for code in interactions],
                 "versioning": "versioned-update",
                 "readHistory": True,
-                "updateCreate": definition.update_create and not definition.written_by,
-                "conditionalCreate": not definition.written_by,
-                "conditionalUpdate": not definition.written_by,
+                "updateCreate": definition.update_create and "update" in interactions,
+                "conditionalCreate": "create" in interactions,
+                "conditionalUpdate": "update" in interactions,
                 "conditionalDelete": "not-supported",
                 "searchInclude": [f"{definition.resource_type}:{p.name}" for p in reference_params],
                 "searchParam": [
