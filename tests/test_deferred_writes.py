@@ -275,3 +275,16 @@ async def test_a_version_that_came_second_is_raised_as_changed(db: Database) -> 
     async with db.reader() as reader:
         row = await reader.fetchrow("SELECT version FROM resources WHERE res_id = 'p'")
     assert row is not None and row[0] == 2
+
+
+async def test_a_batch_of_new_versions_alone_is_the_transaction(
+    db: Database, calls: list[tuple[str, int]]
+) -> None:
+    """The audit trail's batch: many first versions, nothing else sent."""
+    async with db.transaction() as conn:
+        calls.clear()
+        batch = [parent(f"a{n}") for n in range(3)]
+        await STORE.write_new(conn, [(stored, resource, []) for stored, resource in batch])
+        assert calls == []
+    assert calls == [("executemany SELECT store_version_raising", 3)]
+    assert await stored_ids(db) == ["a0", "a1", "a2"]

@@ -17,14 +17,13 @@ that carries it, or the commit, fails. A first version that claims no unique key
 conflict with nothing but a resource of the same id (the primary key's violation), so
 its call goes with the transaction's next statement or its commit
 (`Connection.execute_later`): the resources a transaction bundle creates (a referral's
-ServiceRequest, attachments and Task) are one round trip, not one each. Many such
-versions (the audit trail's AuditEvents) are stored by `store_new_versions` as one
-pipelined batch at once. A caller that answers nothing before the commit (a client's
-create, `StoreUnitOfWork.checks_at_commit`) lets any call wait so (`at_commit`): a create
-whose transaction reads nothing is then that call alone, one implicit transaction, instead
-of BEGIN, the call and COMMIT. Elsewhere a call that could conflict is sent at once and
-its conflict returned, so that it is answered where it arose (a transaction bundle names
-the entry that failed).
+ServiceRequest, attachments and Task) are one round trip, not one each; so are the many
+versions the audit trail stores at once (`store_new_versions`). A caller that answers
+nothing before the commit (a client's create, `StoreUnitOfWork.checks_at_commit`) lets any
+call wait so (`at_commit`): a create whose transaction reads nothing is then that call
+alone, one implicit transaction, instead of BEGIN, the call and COMMIT. Elsewhere a call
+that could conflict is sent at once and its conflict returned, so that it is answered
+where it arose (a transaction bundle names the entry that failed).
 
 Unique keys are released and claimed again only when they change: a version with the
 keys of the one before holds them already.
@@ -193,10 +192,12 @@ class NewVersion:
 
 
 async def store_new_versions(conn: Connection, versions: Sequence[NewVersion]) -> None:
-    """Store many first versions at once: on PostgreSQL one pipelined round trip for the
-    whole batch instead of one per version. Such a version has nothing to conflict with
-    but a resource of the same id, and that is the primary key's violation, raised; so no
-    outcome of `store_version` is lost by not reading it."""
+    """Store many first versions at once: on PostgreSQL their calls wait for the
+    transaction's next statement or its commit (`Connection.execute_later`) and go as one
+    pipelined batch, which is the whole transaction when nothing else is sent (the audit
+    trail's batch). Such a version has nothing to conflict with but a resource of the same
+    id, and that is the primary key's violation, raised; so no outcome is lost by not
+    reading it."""
     writes = [_Write(v.row, 0, v.index, (), False, v.messages) for v in versions]
     if not writes:
         return
@@ -206,9 +207,8 @@ async def store_new_versions(conn: Connection, versions: Sequence[NewVersion]) -
             conflict = await _in_statements(conn, write)
             assert conflict is None, "a first version without keys has nothing to conflict with"
         return
-    await conn.executemany(
-        f"SELECT {_STORE_VERSION_CALL}", [_call_arguments(write) for write in writes]
-    )
+    for write in writes:
+        await conn.execute_later(f"SELECT {_STORE_VERSION_CALL}", *_call_arguments(write))
 
 
 def _columns(row: StoredResource) -> tuple[str | None, ...]:
