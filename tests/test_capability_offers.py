@@ -18,6 +18,7 @@ from shared.fhir.capability import (
     INTERACTIONS,
     READ_INTERACTIONS,
     offered_interactions,
+    service_capability,
 )
 from shared.fhir.definitions import ResourceDefinition
 from shared.fhir.errors import FhirError
@@ -73,3 +74,11 @@ def test_kept_records_are_not_offered_for_deletion() -> None:
     assert not {"create", "delete"} & set(by_type["Task"])
     assert {"update", "patch"} <= set(by_type["Task"])
     assert "delete" in by_type["Patient"]
+
+
+@pytest.mark.parametrize("definition", DEFINITIONS, ids=lambda d: d.resource_type)
+def test_validate_is_offered_where_someone_may_ask_for_it(definition: ResourceDefinition) -> None:
+    """`$validate` checks what a create would, and is refused as a create is."""
+    [resource] = service_capability("unit", [definition])["resources"]
+    offered = "validate" in {operation["name"] for operation in resource.get("operation", [])}
+    assert offered == (not refused_to_everyone(definition.resource_type, "validate"))

@@ -19,6 +19,10 @@ from shared.fhir.search_query import ID_PARAM, LAST_UPDATED_PARAM
 
 READ_INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
 INTERACTIONS = [*READ_INTERACTIONS, "update", "patch", "delete", "create"]
+VALIDATE = [
+    {"name": "validate", "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate"}
+]
+"""`$validate` checks what a create would: offered where a create is."""
 CAPABILITY_CODES = {"search-type": "search"}
 """A CapabilityStatement's interaction codes that the permission table names otherwise."""
 COMMON_SEARCH = [ID_PARAM, LAST_UPDATED_PARAM]
@@ -97,10 +101,7 @@ def service_capability(service: str, definitions: list[ResourceDefinition]) -> d
                     ),
                 ],
                 "operation": [
-                    {
-                        "name": "validate",
-                        "definition": "http://hl7.org/fhir/OperationDefinition/Resource-validate",
-                    },
+                    *(VALIDATE if "create" in interactions else []),
                     *({"name": name, "definition": url} for name, url in definition.operations),
                 ],
             }
