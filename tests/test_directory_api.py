@@ -454,6 +454,28 @@ async def test_related_person_with_parental_responsibility(stack: Stack) -> None
 # --- care orders ---------------------------------------------------------------------------
 
 
+async def test_the_holder_of_an_open_care_order_stays_in_the_register(stack: Stack) -> None:
+    """Only the holder ends a care order: were it removed, no one could (registered anew,
+    it is another Organization)."""
+    operator = stack.operator_token()
+    bvt = await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt Oslo"))
+    holder = barnevernstjeneste(stack, ORGNR_BVT)
+    child = await create(
+        stack, patient(FNR, contact=[care_order(bvt["id"], "2024-01-15")]), token=holder
+    )
+    reply = await stack.call("DELETE", f"Organization/{bvt['id']}", token=operator)
+    issue = assert_outcome(reply, 409, "business-rule", None)
+    assert "holds an open care order" in issue["diagnostics"]
+    assert child["id"] not in issue["diagnostics"]
+    assert (await read(stack, "Organization", bvt["id"], token=operator))["id"] == bvt["id"]
+
+    end = {"resourceType": "Parameters", "parameter": [{"name": "action", "valueCode": "end"}]}
+    ended = await stack.call("POST", f"Patient/{child['id']}/$care-order", end, token=holder)
+    assert ended.status == 200, ended.body
+    reply = await stack.call("DELETE", f"Organization/{bvt['id']}", token=operator)
+    assert reply.status == 204, reply.body
+
+
 async def test_care_order_on_patient(stack: Stack) -> None:
     bvt = await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Bvt Oslo"))
     other_bvt = await create(stack, organization(ORGNR_BUP, "barnevernstjeneste", "Bvt Bærum"))

@@ -23,6 +23,7 @@ import orjson
 from services.directory.domain import organisations, people
 from services.directory.domain.care_orders import (
     care_order_contacts,
+    holder_kept,
     merge_on_write,
     with_care_orders,
 )
@@ -59,7 +60,7 @@ from shared.fhir.search_params import (
     extension_values,
     walk,
 )
-from shared.fhir.search_query import SearchQuery
+from shared.fhir.search_query import MAX_COUNT, SearchQuery
 from shared.identifiers import HERID_SYSTEM, HPR_SYSTEM, ORGNR_SYSTEM, PERSON_SYSTEMS
 from shared.organisation_register import note_register_change
 from shared.rules import refuse
@@ -602,6 +603,14 @@ class OrganizationDefinition(_Directory):
 
     def unique_keys(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
         return organisations.organisation_keys(resource)
+
+    async def check_delete(self, resource: dict[str, Any], write: WriteContext) -> None:
+        holder = f"Organization/{resource['id']}"
+        named = await write.uow.find(
+            "Patient", [("care-order-organization", holder)], count=MAX_COUNT
+        )
+        patients = [stored.json() for stored in named]
+        refuse(holder_kept(holder, patients, all_read=len(named) < MAX_COUNT))
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
         # Services forget what they kept of this Organization once this commits.

@@ -123,6 +123,29 @@ def care_order(holder: str, start: date, end: date | None = None) -> dict[str, A
     }
 
 
+def holder_kept(holder: str, patients: list[dict[str, Any]], *, all_read: bool) -> list[Problem]:
+    """An organisation holding a care order not yet ended (no end date) stays in the
+    register: only its holder ends the order, and once the holder is removed no one could
+    (a holder registered anew is another Organization). `patients`: those whose care
+    orders name `holder`; `all_read`: none was left out (else it is refused, as it may
+    hold one)."""
+    holds = any(
+        holder_of(contact) == holder and not (contact.get("period") or {}).get("end")
+        for patient in patients
+        for contact in care_order_contacts(patient)
+    )
+    if not holds and all_read:
+        return []
+    return [
+        Problem(
+            409,
+            "business-rule",
+            f"{holder} holds an open care order: it ends or transfers the care order"
+            " (POST Patient/{id}/$care-order) before it is removed from the register",
+        )
+    ]
+
+
 def _open(contact: dict[str, Any], day: date) -> bool:
     end = (contact.get("period") or {}).get("end")
     return end is None or str(end)[:10] >= day.isoformat()
