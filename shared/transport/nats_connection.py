@@ -69,11 +69,16 @@ async def connect(settings: Settings, name: str, *, one_shot: bool = False) -> N
 
 
 async def close(nc: NATS) -> None:
-    """Drain (finish what is in flight), or just close when NATS cannot be reached."""
+    """Drain (finish what is in flight), or just close when NATS cannot be reached. A
+    connection lost while it closes (what waited to be sent while it reconnected cannot
+    be) is closed all the same: a service stopping while NATS restarts still stops."""
     try:
         await nc.drain()
     except Exception:
-        await nc.close()
+        try:
+            await nc.close()
+        except ConnectionError as exc:
+            log.warning("the connection to NATS was lost while closing: %r", exc)
 
 
 async def _ensure_stream(nc: NATS, name: str, subject_filter: str, replicas: int) -> None:
