@@ -100,9 +100,7 @@ def merge_on_write(
     own = [c for c in submitted if holder is not None and holder_of(c) == holder]
     foreign = [c for c in submitted if holder is None or holder_of(c) != holder]
     own_starts = {_start(c) for c in own}
-    open_own = [
-        c for c in stored if holder_of(c) == holder and not (c.get("period") or {}).get("end")
-    ]
+    open_own = [c for c in stored if holder_of(c) == holder and not _ended(c)]
     if any(_start(c) not in own_starts for c in open_own):
         return CareOrderWrite(stored, [NEVER_REMOVED])
     if foreign and not may_know:
@@ -130,7 +128,7 @@ def holder_kept(holder: str, patients: list[dict[str, Any]], *, all_read: bool) 
     orders name `holder`; `all_read`: none was left out (else it is refused, as it may
     hold one)."""
     holds = any(
-        holder_of(contact) == holder and not (contact.get("period") or {}).get("end")
+        holder_of(contact) == holder and not _ended(contact)
         for patient in patients
         for contact in care_order_contacts(patient)
     )
@@ -144,6 +142,12 @@ def holder_kept(holder: str, patients: list[dict[str, Any]], *, all_read: bool) 
             " (POST Patient/{id}/$care-order) before it is removed from the register",
         )
     ]
+
+
+def _ended(contact: dict[str, Any]) -> bool:
+    """The care order has an end date: its holder has ended it (it may be in force until
+    then)."""
+    return bool((contact.get("period") or {}).get("end"))
 
 
 def _open(contact: dict[str, Any], day: date) -> bool:
