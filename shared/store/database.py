@@ -33,6 +33,7 @@ from shared.store.failures import (
     unavailable,
 )
 from shared.store.pg_connection import PgConnection
+from shared.store.statements import IN_TEXT_LIST as IN_TEXT_LIST
 from shared.store.statements import Dialect, numbered, traced
 from shared.store.statements import Row as Row
 
@@ -87,12 +88,6 @@ class Database(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-IN_TEXT_LIST = "IN (SELECT value FROM json_each(?))"
-"""`column IN_TEXT_LIST`: the column is one of the strings of a `text_list` parameter.
-Written in SQLite's spelling; PostgreSQL's (`json_array_elements_text`) is put in by
-`shared.store.statements.numbered`."""
 
 
 def text_list(values: Sequence[str]) -> str:
