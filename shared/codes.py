@@ -222,6 +222,12 @@ CONSENT_PURPOSE_SYSTEM = f"{CODE_SYSTEM_BASE}/consent-purpose"
 ACT_REASON_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 DEFAULT_PURPOSE_OF_USE = "TREAT"
 EMERGENCY_PURPOSE_OF_USE = "ETREAT"
+PURPOSES_OF_USE = frozenset(
+    {"COVERAGE", "ETREAT", "HMARKT", "HOPERAT", "HPAYMT", "HRESCH", "PATRQT", "PUBHLTH", "TREAT"}
+)
+"""The v3-ActReason codes of HL7's GeneralPurposeOfUse value set: what a request may state
+as its purpose and a consent may be limited to. Any other code is refused, so the audit
+trail records only purposes a reviewer can read."""
 STRUCTURE_DEFINITION_BASE = "https://fhir.barnebro.no/StructureDefinition"
 
 

@@ -254,3 +254,22 @@ async def test_consents_and_signatures_with_absurd_dates_are_refused(world: Worl
         assert late.status == 422, late.body
     signed_today = await world.api("POST", added, signature(child.father))
     assert signed_today.status == 200 and signed_today.json()["status"] == "active"
+
+
+async def test_a_consent_is_limited_only_to_purposes_a_reviewer_can_read(world: World) -> None:
+    """A consent's purposes of use are codes of HL7's GeneralPurposeOfUse value set, the
+    codes a request may state (`Barnebro-Purpose-Of-Use`); any other would match no request
+    and read as nothing in the record."""
+    child = await world.child(17)
+    for wrong in (["BOGUS"], ["TREAT", "treat"], ["TREATMENT"]):
+        refused = await world.api(
+            "POST", "consents", sharing(child, signature(child.ref), purposes_of_use=wrong)
+        )
+        assert refused.status == 400, (wrong, refused.body)
+        assert "GeneralPurposeOfUse" in refused.body.decode(), refused.body
+    listed = (await world.api("GET", f"patients/{child.id}/consents")).json()["consents"]
+    assert listed == [], "nothing was written"
+    limited = await world.api(
+        "POST", "consents", sharing(child, signature(child.ref), purposes_of_use=["HOPERAT"])
+    )
+    assert limited.status == 201, limited.body

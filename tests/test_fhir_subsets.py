@@ -252,3 +252,28 @@ async def test_an_emergency_reason_in_norwegian_travels_encoded(world: World) ->
         "Emergency access: Bevisstlos, akutt",
         f"Emergency access: {longest}",
     }
+
+
+async def test_a_purpose_of_use_is_a_code_a_reviewer_can_read(world: World) -> None:
+    """The stated purpose is recorded with every access: only codes of HL7's
+    GeneralPurposeOfUse value set are taken, and emergency treatment only as emergency
+    access, with its reason."""
+    child = await world.child(9)
+    journal = await world.note(child, "Allergi", by=BVT)
+    for purpose in ("TREAT", "HOPERAT", " PUBHLTH "):
+        stated = {"Barnebro-Purpose-Of-Use": purpose}
+        read = await world.fhir("GET", journal, by=BVT, headers=stated)
+        assert read.status == 200, (purpose, read.body)
+    for purpose in ("BOGUS", "treat", "TREATX", "ACT", "", "ETREAT"):
+        stated = {"Barnebro-Purpose-Of-Use": purpose}
+        refused = await world.fhir("GET", journal, by=BVT, headers=stated)
+        assert refused.status == 400, (purpose, refused.body)
+        assert "Barnebro-Purpose-Of-Use" in diagnostics(refused), purpose
+    doctor = world.token(LEGEVAKT, hpr="9144889")
+    glass = {
+        "Barnebro-Emergency-Patient": child.ref,
+        "Barnebro-Emergency-Reason": "Bevisstlos, akutt",
+        "Barnebro-Purpose-Of-Use": "ETREAT",
+    }
+    read = await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=glass)
+    assert read.status == 200, read.body

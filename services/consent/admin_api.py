@@ -88,6 +88,7 @@ from shared.auth.scopes import authorize
 from shared.codes import (
     DEFAULT_PURPOSE_OF_USE,
     HEALTH_KINDS,
+    PURPOSES_OF_USE,
     ROLES,
     DataCategory,
     OrganisationKind,
@@ -103,7 +104,7 @@ GRANTOR = rf"^(Patient|RelatedPerson|Organization)/{ID}$"
 RELATED_PERSON = rf"^RelatedPerson/{ID}$"
 RESOURCE = rf"^[A-Z][A-Za-z]{{1,63}}/{ID}$"
 ORGNR = r"^\d{9}$"
-ACT_REASON = r"^[A-Z]{2,12}$"
+ACT_REASON = "^(" + "|".join(sorted(PURPOSES_OF_USE)) + ")$"
 JSON = "application/json"
 
 
@@ -199,7 +200,7 @@ class ConsentInput(Strict):
     purposes_of_use: list[str] = Field(
         default_factory=list,
         max_length=10,
-        description="v3-ActReason codes; empty: any",
+        description="codes of HL7's GeneralPurposeOfUse value set (v3-ActReason); empty: any",
         json_schema_extra=_items({"pattern": ACT_REASON}),
     )
     start: dt.date | None = None
@@ -218,7 +219,10 @@ class ConsentInput(Strict):
         if self.start and self.end and self.end < self.start:
             raise ValueError("end is before start")
         if any(not _matches(ACT_REASON, code) for code in self.purposes_of_use):
-            raise ValueError("purposes_of_use are v3-ActReason codes such as TREAT")
+            raise ValueError(
+                "purposes_of_use are codes of HL7's GeneralPurposeOfUse value set: "
+                + ", ".join(sorted(PURPOSES_OF_USE))
+            )
         if any(not _matches(RELATED_PERSON, p) for p in self.other_parent_heard):
             raise ValueError("other_parent_heard lists RelatedPerson/<id> references")
         grantors = [signature.grantor for signature in self.signatures]

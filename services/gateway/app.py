@@ -27,6 +27,7 @@ from services.gateway.bundles import run_batch, run_transaction
 from services.gateway.gateway import CALLER_KEY, GATEWAY_KEY, Gateway
 from services.gateway.header_values import decoded
 from services.gateway.provenance import CAPABILITY as PROVENANCE_CAPABILITY
+from shared.codes import EMERGENCY_PURPOSE_OF_USE, PURPOSES_OF_USE
 from shared.fhir.capability import capability_statement
 from shared.fhir.errors import FhirError, error, operation_outcome_bytes
 from shared.fhir.patch import FHIRPATH_PATCH, JSON_PATCH
@@ -182,13 +183,26 @@ def emergency(request: web.Request) -> Emergency | None:
 
 
 def purpose_of_use(request: web.Request) -> str | None:
+    """The purpose the request states (`PURPOSES_OF_USE`), recorded with every access it
+    makes. Emergency treatment is stated only with emergency access, so that no record
+    reads as one without its reason."""
     value = header(request, PURPOSE_OF_USE_HEADER)
     if value is None:
         return None
     value = value.strip()
-    if not (2 <= len(value) <= 12 and value.isalpha() and value.isupper()):
+    if value == EMERGENCY_PURPOSE_OF_USE and header(request, EMERGENCY_PATIENT_HEADER) is None:
         raise error(
-            400, "invalid", f"{PURPOSE_OF_USE_HEADER} takes a v3-ActReason code such as TREAT"
+            400,
+            "invalid",
+            f"Emergency access is asked for with {EMERGENCY_PATIENT_HEADER} and"
+            f" {EMERGENCY_REASON_HEADER}, not with {PURPOSE_OF_USE_HEADER}",
+        )
+    if value not in PURPOSES_OF_USE:
+        raise error(
+            400,
+            "invalid",
+            f"{PURPOSE_OF_USE_HEADER} takes a code of HL7's GeneralPurposeOfUse value set:"
+            f" {', '.join(sorted(PURPOSES_OF_USE - {EMERGENCY_PURPOSE_OF_USE}))}",
         )
     return value
 
