@@ -927,3 +927,66 @@ async def test_a_person_is_related_to_a_child_by_one_record(stack: Stack) -> Non
     without_responsibility = {k: v for k, v in without_number.items() if k != "relationship"}
     await create(stack, without_responsibility)
     assert len(await matches(stack, f"RelatedPerson?patient={child['id']}")) == 2
+
+
+async def test_the_records_a_record_names_are_registered_here(stack: Stack) -> None:
+    """A literal reference to an organisation, a practitioner, a role or a service names a
+    record registered here and not deleted, by its relative reference; an organisation
+    named by organisasjonsnummer alone is a registered one. Nothing is stored otherwise."""
+    own = await search(stack, f"Organization?identifier={q(ORGNR_SYSTEM + '|' + DEFAULT_ORGNR)}")
+    office = own["entry"][0]["resource"]["id"]
+    gone = await create(stack, organization(ORGNR_GP, "fastlege", "Legekontoret som ble lagt ned"))
+    deleted = await stack.call("DELETE", f"Organization/{gone['id']}", token=stack.operator_token())
+    assert deleted.status == 204, deleted.body
+    doctor = await create(stack, {"resourceType": "Practitioner", "name": [{"family": "Lege"}]})
+
+    def child(**elements: Any) -> Json:
+        return {**patient(FNR), **elements}
+
+    refused = [
+        (child(managingOrganization={"reference": "Organization/no-such"}),
+         "Patient.managingOrganization"),
+        (child(managingOrganization={"reference": f"Organization/{gone['id']}"}),
+         "Patient.managingOrganization"),
+        (child(managingOrganization={"reference": f"{stack.base}/Organization/{office}"}),
+         "Patient.managingOrganization"),
+        (child(managingOrganization={"reference": f"Practitioner/{doctor['id']}"}),
+         "Patient.managingOrganization"),
+        (child(managingOrganization={"identifier": {"system": ORGNR_SYSTEM, "value": ORGNR_BAD}}),
+         "Patient.managingOrganization.identifier"),
+        (child(generalPractitioner=[{"reference": "Practitioner/no-such"}]),
+         "Patient.generalPractitioner[0]"),
+        (child(generalPractitioner=[{"reference": "PractitionerRole/no-such"}]),
+         "Patient.generalPractitioner[0]"),
+        (child(contact=[{"name": {"family": "Skole"},
+                         "organization": {"reference": "Organization/no-such"}}]),
+         "Patient.contact[0].organization"),
+        ({"resourceType": "PractitionerRole", "practitioner": {"reference": "Practitioner/no"},
+          "organization": {"reference": f"Organization/{office}"}},
+         "PractitionerRole.practitioner"),
+        ({"resourceType": "PractitionerRole",
+          "practitioner": {"reference": f"Practitioner/{doctor['id']}"},
+          "organization": {"reference": f"Organization/{office}"},
+          "healthcareService": [{"reference": "HealthcareService/no-such"}]},
+         "PractitionerRole.healthcareService[0]"),
+        ({**organization(ORGNR_INSTITUTION, "bup", "BUP Avdeling", kommunenummer="0301"),
+          "partOf": {"reference": "Organization/no-such"}},
+         "Organization.partOf"),
+    ]  # fmt: skip
+    for body, where in refused:
+        token = writer(stack, body["resourceType"])
+        reply = await stack.call("POST", body["resourceType"], body, token=token)
+        assert_outcome(reply, 422, "business-rule", [where])
+    assert await matches(stack, f"Patient?identifier={q(FNR_SYSTEM + '|' + FNR)}") == []
+
+    role = await create(
+        stack,
+        {"resourceType": "PractitionerRole",
+         "practitioner": {"reference": f"Practitioner/{doctor['id']}"},
+         "organization": {"reference": f"Organization/{office}"}},
+    )  # fmt: skip
+    await create(
+        stack,
+        child(managingOrganization={"reference": f"Organization/{office}"},
+              generalPractitioner=[{"reference": f"PractitionerRole/{role['id']}"}]),
+    )  # fmt: skip

@@ -105,6 +105,7 @@ RELATED_PERSON = rf"^RelatedPerson/{ID}$"
 RESOURCE = rf"^[A-Z][A-Za-z]{{1,63}}/{ID}$"
 ORGNR = r"^\d{9}$"
 ACT_REASON = "^(" + "|".join(sorted(PURPOSES_OF_USE)) + ")$"
+PURPOSE_OF_USE_SCHEMA: dict[str, Any] = {"type": "string", "enum": sorted(PURPOSES_OF_USE)}
 JSON = "application/json"
 
 
@@ -201,7 +202,7 @@ class ConsentInput(Strict):
         default_factory=list,
         max_length=10,
         description="codes of HL7's GeneralPurposeOfUse value set (v3-ActReason); empty: any",
-        json_schema_extra=_items({"pattern": ACT_REASON}),
+        json_schema_extra=_items(PURPOSE_OF_USE_SCHEMA),
     )
     start: dt.date | None = None
     end: dt.date | None = None
@@ -336,7 +337,9 @@ class DecisionInput(Strict):
     patient: str = Field(pattern=PATIENT)
     category: DataCategory
     action: Literal["read", "search"] = "read"
-    purpose_of_use: str = Field(DEFAULT_PURPOSE_OF_USE, pattern=ACT_REASON)
+    purpose_of_use: str = Field(
+        DEFAULT_PURPOSE_OF_USE, pattern=ACT_REASON, json_schema_extra=PURPOSE_OF_USE_SCHEMA
+    )
     emergency_reason: str | None = Field(None, max_length=1000)
     author: str | None = Field(
         None, pattern=ORGNR, description="orgnr of the organisation that wrote the information"

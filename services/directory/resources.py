@@ -27,6 +27,7 @@ from services.directory.domain.care_orders import (
     merge_on_write,
     with_care_orders,
 )
+from services.directory.domain.named_records import named_references
 from shared.access.authority import note_authority_change
 from shared.access.decision import HIDE_CARE_ORDERS, SUBSET
 from shared.access.permissions import may_know_care_orders
@@ -134,7 +135,8 @@ async def own_organization(write: WriteContext) -> str | None:
 async def _organisations_by_orgnr(resource: dict[str, Any], write: WriteContext) -> None:
     """An organisation a Patient names by HER-id (`managingOrganization`, a contact's
     `organization`) is stored by the organisasjonsnummer of the one registered with it, as
-    every organisation reference is; an unknown HER-id is a 422."""
+    every organisation reference is; an unknown HER-id is a 422, as is an unknown
+    organisasjonsnummer named without a reference."""
     named = [("Patient.managingOrganization", resource.get("managingOrganization"))]
     named += [
         (f"Patient.contact[{index}].organization", contact.get("organization"))
@@ -142,9 +144,20 @@ async def _organisations_by_orgnr(resource: dict[str, Any], write: WriteContext)
         if isinstance(contact, dict)
     ]
     for where, reference in named:
-        her_id = her_id_of(reference)
-        if orgnr_of(reference) is not None or her_id is not None:
+        her_id, orgnr = her_id_of(reference), orgnr_of(reference)
+        if orgnr is not None or her_id is not None:
             check_organisation_type(reference, where)
+        by_number_alone = isinstance(reference, dict) and not reference.get("reference")
+        if her_id is None and orgnr is not None and by_number_alone:
+            criterion = ("identifier", f"{ORGNR_SYSTEM}|{orgnr}")
+            if not await write.uow.find("Organization", [criterion]):
+                raise error(
+                    422,
+                    "business-rule",
+                    f"No organisation is registered in the directory with organisasjonsnummer"
+                    f" {orgnr}",
+                    f"{where}.identifier",
+                )
         if her_id is None or not isinstance(reference, dict):
             continue
         check_her_id_at(her_id, where)
@@ -248,9 +261,32 @@ class _Directory(ResourceDefinition):
         check_her_id_searches(query)
 
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
-        """The organisation a resource belongs to is named consistently, whoever writes it."""
+        """The organisation a resource belongs to is named consistently, whoever writes it,
+        and every record it names is registered here (`named_records`)."""
         if self.owner_element:
             await self.owners(resource, lookup)
+        problems = [
+            Issue("business-rule", message, expression=(where,))
+            for where, text, types in named_references(self.resource_type, resource)
+            if (message := await _unregistered(text, types, lookup)) is not None
+        ]
+        if problems:
+            raise FhirError(422, problems)
+
+
+async def _unregistered(text: str, types: tuple[str, ...], lookup: Lookup) -> str | None:
+    """What is wrong with a reference to a record of one of `types`, if anything."""
+    target = reference_target(text)
+    if target is not None and target[0] not in types:
+        return f"{text!r} refers to a {target[0]}; this element names a {' or '.join(types)}"
+    if target is None or local_reference(text, target[0]) is None:
+        return (
+            f"{text!r} is not a reference to a record of this server: name a registered"
+            f" {' or '.join(types)} by its relative reference (Type/id)"
+        )
+    if await lookup(*target) is None:
+        return f"{text!r} names no {target[0]} registered here"
+    return None
 
 
 def _child_authority(patient: dict[str, Any] | None) -> object:
@@ -338,6 +374,7 @@ class PatientDefinition(_Directory):
     async def verify_references(self, resource: dict[str, Any], lookup: Lookup) -> None:
         """A care order must name a registered barnevernstjeneste: it decides who may
         consent for the child."""
+        await super().verify_references(resource, lookup)
         problems = []
         for index, order in indexed_care_orders(resource):
             target = local_reference(order.organization, "Organization")
@@ -369,7 +406,6 @@ class PatientDefinition(_Directory):
             else:
                 numbers = people.person_numbers(resource)
                 refuse(people.unconfirmed_birth_date(resource, numbers))
-        refuse(people.wrong_reference_targets(resource))
         await _organisations_by_orgnr(resource, write)
         await _general_practitioners_are_gps(resource, write)
         kind = caller.org_kind == OrganisationKind.BARNEVERNSTJENESTE.value

@@ -8,14 +8,12 @@ person, a birth date that contradicts the number makes every age rule unreliable
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
 from shared.codes import CARE_ORDER_CODE, CONTACT_RELATIONSHIP_SYSTEM, PARENTAL_RESPONSIBILITY_CODES
 from shared.family import CareOrder, care_orders, is_care_order, parental_responsibility
-from shared.fhir.references import reference_target
 from shared.fhir.search_params import date_bounds
 from shared.identifiers import (
     PERSON_SYSTEMS,
@@ -140,39 +138,6 @@ def unconfirmed_birth_date(patient: dict[str, Any], numbers: list[PersonNumber])
             "Patient.birthDate",
         )
     ]
-
-
-ORGANISATION = ("Organization",)
-PRACTITIONERS = ("Organization", "Practitioner", "PractitionerRole")
-
-
-def _references(patient: dict[str, Any]) -> Iterator[tuple[str, Any, tuple[str, ...]]]:
-    """(where, reference, what it may point to under FHIR R4)."""
-    if patient.get("managingOrganization"):
-        yield "managingOrganization", patient["managingOrganization"], ORGANISATION
-    for index, contact in enumerate(patient.get("contact") or []):
-        if isinstance(contact, dict) and contact.get("organization"):
-            yield f"contact[{index}].organization", contact["organization"], ORGANISATION
-    for index, reference in enumerate(patient.get("generalPractitioner") or []):
-        yield f"generalPractitioner[{index}]", reference, PRACTITIONERS
-
-
-def wrong_reference_targets(patient: dict[str, Any]) -> list[Problem]:
-    """References to the wrong kind of resource: an organisation element that names a
-    person would put a person where the rules read an organisation."""
-    problems = []
-    for where, reference, types in _references(patient):
-        target = reference_target(reference)
-        if target is not None and target[0] not in types:
-            problems.append(
-                Problem(
-                    422,
-                    "business-rule",
-                    f"Patient.{where} refers to a {target[0]}; it names a {' or '.join(types)}",
-                    f"Patient.{where}",
-                )
-            )
-    return problems
 
 
 def person_keys(numbers: list[PersonNumber], system_of: dict[str, str]) -> list[tuple[str, str]]:
