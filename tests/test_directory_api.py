@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
 from shared.events import DomainEvent
+from tests.permission_world import orgnr
 from tests.support import Reply, Stack, holder_number
 
 Json = dict[str, Any]
@@ -474,6 +475,41 @@ async def test_the_holder_of_an_open_care_order_stays_in_the_register(stack: Sta
     assert ended.status == 200, ended.body
     reply = await stack.call("DELETE", f"Organization/{bvt['id']}", token=operator)
     assert reply.status == 204, reply.body
+
+    # The ended order is history: the child's record is still written, the order kept.
+    register = stack.register_token()
+    record = await read(stack, "Patient", child["id"], token=register)
+    renamed = {**record, "name": [{"family": "Nordmann", "given": ["Kari", "Marie"]}]}
+    written = await stack.call("PUT", f"Patient/{child['id']}", renamed, token=register)
+    assert written.status == 200, written.body
+    assert written.json()["contact"] == record["contact"]
+
+
+async def test_a_holder_deleted_while_care_orders_are_written_holds_none(stack: Stack) -> None:
+    """A barnevernstjeneste deleted while it writes care orders: either the deletion
+    waits and is refused (409), or the writes wait and are refused (422); never both
+    succeed, which would leave an open care order no one could end."""
+    operator = stack.operator_token()
+    for round_ in range(8):
+        number = orgnr(300 + round_)
+        holder = await create(
+            stack, organization(number, "barnevernstjeneste", f"Bvt {round_}", kommunenummer="0301")
+        )
+        token = barnevernstjeneste(stack, number)
+        assert (await stack.call("GET", f"Organization/{holder['id']}", token=token)).status == 200
+        ordered = patient(None, family=f"Barn{round_}",
+                          contact=[care_order(holder["id"], "2026-01-01")])  # fmt: skip
+        deleted, *written = await asyncio.gather(
+            stack.call("DELETE", f"Organization/{holder['id']}", token=operator),
+            *(stack.call("POST", "Patient", ordered, token=token) for _ in range(3)),
+        )
+        statuses = sorted(reply.status for reply in written)
+        assert deleted.status in (204, 409), deleted.body
+        assert set(statuses) <= {201, 403, 422}, [reply.body for reply in written]
+        if deleted.status == 204:
+            assert 201 not in statuses, (round_, statuses)
+        else:
+            assert 201 in statuses, (round_, statuses)
 
 
 async def test_care_order_on_patient(stack: Stack) -> None:
@@ -935,6 +971,7 @@ async def test_the_records_a_record_names_are_registered_here(stack: Stack) -> N
     named by organisasjonsnummer alone is a registered one. Nothing is stored otherwise."""
     own = await search(stack, f"Organization?identifier={q(ORGNR_SYSTEM + '|' + DEFAULT_ORGNR)}")
     office = own["entry"][0]["resource"]["id"]
+    await create(stack, organization(ORGNR_BVT, "barnevernstjeneste", "Barnevernet"))
     gone = await create(stack, organization(ORGNR_GP, "fastlege", "Legekontoret som ble lagt ned"))
     deleted = await stack.call("DELETE", f"Organization/{gone['id']}", token=stack.operator_token())
     assert deleted.status == 204, deleted.body
@@ -954,6 +991,17 @@ async def test_the_records_a_record_names_are_registered_here(stack: Stack) -> N
          "Patient.managingOrganization"),
         (child(managingOrganization={"identifier": {"system": ORGNR_SYSTEM, "value": ORGNR_BAD}}),
          "Patient.managingOrganization.identifier"),
+        (child(managingOrganization={"reference": f"Organization/{office}",
+                                     "identifier": {"system": ORGNR_SYSTEM, "value": ORGNR_BVT}}),
+         "Patient.managingOrganization.identifier"),
+        (child(managingOrganization={"identifier": {"value": DEFAULT_ORGNR}}),
+         "Patient.managingOrganization.identifier"),
+        (child(managingOrganization={"identifier": {"system": ORGNR_SYSTEM,
+                                                    "value": "0" + DEFAULT_ORGNR}}),
+         "Patient.managingOrganization.identifier"),
+        (child(contact=[{"name": {"family": "Skole"},
+                         "organization": {"identifier": {"system": "urn:example", "value": "1"}}}]),
+         "Patient.contact[0].organization.identifier"),
         (child(generalPractitioner=[{"reference": "Practitioner/no-such"}]),
          "Patient.generalPractitioner[0]"),
         (child(generalPractitioner=[{"reference": "PractitionerRole/no-such"}]),

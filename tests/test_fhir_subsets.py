@@ -277,3 +277,12 @@ async def test_a_purpose_of_use_is_a_code_a_reviewer_can_read(world: World) -> N
     }
     read = await world.fhir("GET", journal, by=LEGEVAKT, token=doctor, headers=glass)
     assert read.status == 200, read.body
+    for name, values in (("Barnebro-Purpose-Of-Use", ("TREAT", "ETREAT")),
+                         ("Barnebro-Emergency-Reason", ("Akutt", "Noe annet"))):  # fmt: skip
+        repeated = [("Authorization", f"Bearer {doctor}"), ("Accept", "application/fhir+json")]
+        repeated += [(k, v) for k, v in glass.items() if k != name]
+        repeated += [(name, value) for value in values]
+        url = f"{world.stack.base}/{journal}"
+        async with world.stack.session.get(url, headers=repeated) as answer:
+            assert answer.status == 400, (name, await answer.text())
+            assert f"The {name} header is sent once" in await answer.text()

@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from services.directory.child_record import locked_child
+from services.directory.child_record import holders_held, locked_child
 from services.directory.domain.care_orders import (
     CARE_ORDER_ACTIONS,
     apply_action,
@@ -147,6 +147,7 @@ class CareOrderOperation:
                 successor=successor_ref,
             )
             refuse(result.problems)
+            await holders_held(uow, result.orders)
             with_care_orders(patient, result.orders)
             saved = await uow.save(patient, previous=stored)
         done = {"start": "started", "end": "ended", "transfer": "transferred"}[action]

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from services.directory.child_record import holders_held
 from services.directory.domain import organisations, people
 from services.directory.domain.care_orders import (
     care_order_contacts,
@@ -147,6 +148,25 @@ async def _organisations_by_orgnr(resource: dict[str, Any], write: WriteContext)
         her_id, orgnr = her_id_of(reference), orgnr_of(reference)
         if orgnr is not None or her_id is not None:
             check_organisation_type(reference, where)
+        elif isinstance(reference, dict) and reference.get("identifier") is not None:
+            raise error(
+                422,
+                "business-rule",
+                f"{where} names an organisation by organisasjonsnummer (nine digits,"
+                f" {ORGNR_SYSTEM}) or HER-id ({HERID_SYSTEM}), or by reference alone",
+                f"{where}.identifier",
+            )
+        literal = reference.get("reference") if isinstance(reference, dict) and orgnr else None
+        target = local_reference(literal, "Organization")
+        if target is not None:
+            referenced = await write.uow.read("Organization", target[1])
+            if referenced is None or orgnr_in(referenced.json()) != orgnr:
+                raise error(
+                    422,
+                    "business-rule",
+                    f"{where}.identifier names organisation {orgnr}; its reference does not",
+                    f"{where}.identifier",
+                )
         by_number_alone = isinstance(reference, dict) and not reference.get("reference")
         if her_id is None and orgnr is not None and by_number_alone:
             criterion = ("identifier", f"{ORGNR_SYSTEM}|{orgnr}")
@@ -377,6 +397,8 @@ class PatientDefinition(_Directory):
         await super().verify_references(resource, lookup)
         problems = []
         for index, order in indexed_care_orders(resource):
+            if order.end:  # history: its holder may have left the register since
+                continue
             target = local_reference(order.organization, "Organization")
             holder = await lookup(*target) if target else None
             if holder is None or organisation_kinds(holder) != [
@@ -416,6 +438,7 @@ class PatientDefinition(_Directory):
             may_know=may_know_care_orders(caller),
         )
         refuse(merged.problems)
+        await holders_held(write.uow, merged.orders)
         with_care_orders(resource, merged.orders)
         return []
 

@@ -124,6 +124,15 @@ def header(request: web.Request, name: str) -> str | None:
     return values[0] if values else None
 
 
+def single_header(request: web.Request, name: str) -> str | None:
+    """A header that decides access or what the audit trail records: sent once (400 when
+    repeated, as a proxy joining the values would read them otherwise than the server)."""
+    values = header_values(request, name)
+    if len(values) > 1:
+        raise error(400, "invalid", f"The {name} header is sent once")
+    return values[0] if values else None
+
+
 def header_values(request: web.Request, name: str) -> list[str]:
     """Every value of a request header, each of which must be UTF-8."""
     values = request.headers.getall(name, [])
@@ -156,8 +165,9 @@ def emergency(request: web.Request) -> Emergency | None:
     """Emergency access ("break the glass") asked for by the two headers: the patient, and
     the reason, which is mandatory (beyond ASCII as an RFC 8187 ext-value,
     `UTF-8''%C3%A6rlig%20grunn`)."""
-    patient = header(request, EMERGENCY_PATIENT_HEADER)
-    reason = decoded(EMERGENCY_REASON_HEADER, header(request, EMERGENCY_REASON_HEADER) or "")
+    patient = single_header(request, EMERGENCY_PATIENT_HEADER)
+    reason = single_header(request, EMERGENCY_REASON_HEADER) or ""
+    reason = decoded(EMERGENCY_REASON_HEADER, reason)
     reason = reason.strip()
     if patient is None and not reason:
         return None
@@ -186,7 +196,7 @@ def purpose_of_use(request: web.Request) -> str | None:
     """The purpose the request states (`PURPOSES_OF_USE`), recorded with every access it
     makes. Emergency treatment is stated only with emergency access, so that no record
     reads as one without its reason."""
-    value = header(request, PURPOSE_OF_USE_HEADER)
+    value = single_header(request, PURPOSE_OF_USE_HEADER)
     if value is None:
         return None
     value = value.strip()

@@ -124,3 +124,19 @@ async def locked_row(
         stored_patient,
         also,
     )
+
+
+async def held(conn: Connection, res_type: str, res_id: str) -> bool:
+    """Whether a resource is current (stored, not deleted); if it is, it stays so until the
+    transaction ends. A write that rests on another record (a care order on its holder)
+    takes the row's share lock: a deletion, which locks the row for update, waits for the
+    write's commit, or the write waits for the deletion's and finds the record gone.
+    Writes resting on the same record share the lock and do not wait for each other.
+    SQLite has a single writer: a plain read."""
+    lock = " FOR SHARE" if conn.dialect == "postgresql" else ""
+    row = await conn.fetchrow(
+        "SELECT 1 FROM resources WHERE res_type = ? AND res_id = ? AND deleted = 0" + lock,
+        res_type,
+        res_id,
+    )
+    return row is not None

@@ -144,6 +144,12 @@ def holder_kept(holder: str, patients: list[dict[str, Any]], *, all_read: bool) 
     ]
 
 
+def open_holders(orders: list[dict[str, Any]]) -> list[str]:
+    """The holders (`Organization/<id>`) of the care orders not yet ended, each once, in one
+    order."""
+    return sorted({holder for c in orders if not _ended(c) and (holder := holder_of(c))})
+
+
 def _ended(contact: dict[str, Any]) -> bool:
     """The care order has an end date: its holder has ended it (it may be in force until
     then)."""

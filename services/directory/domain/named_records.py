@@ -12,9 +12,11 @@ identifier is resolved (an organisasjonsnummer, a HER-id).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
+
+from shared.family import is_care_order
 
 ORGANISATION = ("Organization",)
 PRACTITIONERS = ("Organization", "Practitioner", "PractitionerRole")
@@ -38,6 +40,11 @@ NAMED_RECORDS: Mapping[str, tuple[tuple[str, tuple[str, ...]], ...]] = MappingPr
 """Type → (element path, the types it may name) for each element that names a record.
 `RelatedPerson.patient` is checked with its own rule, under the child's lock."""
 
+OWN_RULE: Mapping[str, Callable[[Any], bool]] = MappingProxyType({"contact": is_care_order})
+"""Items of an element that a rule of their own checks: a care order names a registered
+barnevernstjeneste while it is open, and is history once ended (its holder may since have
+left the register, and no one but the holder could change the order)."""
+
 
 def named_references(
     resource_type: str, resource: dict[str, Any]
@@ -57,7 +64,9 @@ def _elements(node: Any, names: list[str], where: str) -> Iterator[tuple[str, An
         return
     value = node.get(names[0]) if isinstance(node, dict) else None
     if isinstance(value, list):
+        own_rule = OWN_RULE.get(names[0])
         for index, item in enumerate(value):
-            yield from _elements(item, names[1:], f"{where}.{names[0]}[{index}]")
+            if own_rule is None or not own_rule(item):
+                yield from _elements(item, names[1:], f"{where}.{names[0]}[{index}]")
     elif value is not None:
         yield from _elements(value, names[1:], f"{where}.{names[0]}")
