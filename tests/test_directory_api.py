@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from datetime import date, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +20,7 @@ import pytest
 from nats.aio.msg import Msg
 from nats.js.client import JetStreamContext
 
+from shared.clock import today
 from shared.events import DomainEvent
 from tests.permission_world import orgnr
 from tests.support import Reply, Stack, holder_number
@@ -466,15 +468,22 @@ async def test_the_holder_of_an_open_care_order_stays_in_the_register(stack: Sta
     )
     reply = await stack.call("DELETE", f"Organization/{bvt['id']}", token=operator)
     issue = assert_outcome(reply, 409, "business-rule", None)
-    assert "holds an open care order" in issue["diagnostics"]
+    assert "holds a care order in force" in issue["diagnostics"]
     assert child["id"] not in issue["diagnostics"]
     assert (await read(stack, "Organization", bvt["id"], token=operator))["id"] == bvt["id"]
 
-    end = {"resourceType": "Parameters", "parameter": [{"name": "action", "valueCode": "end"}]}
-    ended = await stack.call("POST", f"Patient/{child['id']}/$care-order", end, token=holder)
-    assert ended.status == 200, ended.body
-    reply = await stack.call("DELETE", f"Organization/{bvt['id']}", token=operator)
-    assert reply.status == 204, reply.body
+    def end(day: date) -> Json:
+        return {"resourceType": "Parameters",
+                "parameter": [{"name": "action", "valueCode": "end"},
+                              {"name": "date", "valueDate": day.isoformat()}]}  # fmt: skip
+
+    # An order ending ahead is in force until its last day, and so is its holder.
+    for last_day in (today() + timedelta(days=30), today() - timedelta(days=1)):
+        care = f"Patient/{child['id']}/$care-order"
+        ended = await stack.call("POST", care, end(last_day), token=holder)
+        assert ended.status == 200, ended.body
+        reply = await stack.call("DELETE", f"Organization/{bvt['id']}", token=operator)
+        assert reply.status == (409 if last_day >= today() else 204), reply.body
 
     # The ended order is history: the child's record is still written, the order kept.
     register = stack.register_token()
@@ -1002,6 +1011,9 @@ async def test_the_records_a_record_names_are_registered_here(stack: Stack) -> N
         (child(contact=[{"name": {"family": "Skole"},
                          "organization": {"identifier": {"system": "urn:example", "value": "1"}}}]),
          "Patient.contact[0].organization.identifier"),
+        (child(generalPractitioner=[{"identifier": {"system": ORGNR_SYSTEM,
+                                                    "value": DEFAULT_ORGNR + " "}}]),
+         "Patient.generalPractitioner[0].identifier"),
         (child(generalPractitioner=[{"reference": "Practitioner/no-such"}]),
          "Patient.generalPractitioner[0]"),
         (child(generalPractitioner=[{"reference": "PractitionerRole/no-such"}]),

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.directory.domain.care_orders import open_holders
+from shared.clock import today
 from shared.fhir.answers import not_found
 from shared.fhir.definitions import UnitOfWork
 from shared.fhir.errors import error
@@ -26,11 +27,12 @@ async def locked_child(uow: StoreUnitOfWork, patient_id: str) -> StoredResource:
 
 
 async def holders_held(uow: UnitOfWork, orders: list[dict[str, Any]]) -> None:
-    """The holder of every open care order in the child's new version is registered, and
-    stays so until the write commits (`held`): a holder is not deleted while it holds an
-    open care order (`OrganizationDefinition.check_delete`), and a deletion that checked
-    before this write's commit would not see the order. 422 for a holder that is gone."""
-    for holder in open_holders(orders):
+    """The holder of every care order in force (today or later) in the child's new version
+    is registered, and stays so until the write commits (`held`): a holder is not deleted
+    while it holds such an order (`OrganizationDefinition.check_delete`), and a deletion
+    that checked before this write's commit would not see the order. 422 for a holder that
+    is gone."""
+    for holder in open_holders(orders, today()):
         target = reference_target(holder)
         if target is None or target[0] != "Organization" or not await held(uow.conn, *target):
             raise error(

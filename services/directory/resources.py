@@ -25,6 +25,7 @@ from services.directory.domain import organisations, people
 from services.directory.domain.care_orders import (
     care_order_contacts,
     holder_kept,
+    in_force,
     merge_on_write,
     with_care_orders,
 )
@@ -32,6 +33,7 @@ from services.directory.domain.named_records import named_references
 from shared.access.authority import note_authority_change
 from shared.access.decision import HIDE_CARE_ORDERS, SUBSET
 from shared.access.permissions import may_know_care_orders
+from shared.clock import today
 from shared.codes import (
     CARE_ORDER_CODE,
     CONTACT_RELATIONSHIP_SYSTEM,
@@ -205,6 +207,14 @@ async def _general_practitioners_are_gps(resource: dict[str, Any], write: WriteC
         where = f"Patient.generalPractitioner[{index}]"
         orgnr, her_id = orgnr_of(reference), her_id_of(reference)
         target = local_reference(reference.get("reference"), "Organization")
+        stated = reference.get("identifier") if isinstance(reference, dict) else None
+        if orgnr is None and isinstance(stated, dict) and stated.get("system") == ORGNR_SYSTEM:
+            raise error(
+                422,
+                "business-rule",
+                f"{where} names an organisasjonsnummer of nine digits",
+                f"{where}.identifier",
+            )
         if orgnr is not None or her_id is not None:
             check_organisation_type(reference, where)
         if her_id is not None:
@@ -397,8 +407,8 @@ class PatientDefinition(_Directory):
         await super().verify_references(resource, lookup)
         problems = []
         for index, order in indexed_care_orders(resource):
-            if order.end:  # history: its holder may have left the register since
-                continue
+            if not in_force(resource["contact"][index], today()):
+                continue  # history: its holder may have left the register since
             target = local_reference(order.organization, "Organization")
             holder = await lookup(*target) if target else None
             if holder is None or organisation_kinds(holder) != [
@@ -669,7 +679,7 @@ class OrganizationDefinition(_Directory):
             "Patient", [("care-order-organization", holder)], count=MAX_COUNT
         )
         patients = [stored.json() for stored in named]
-        refuse(holder_kept(holder, patients, all_read=len(named) < MAX_COUNT))
+        refuse(holder_kept(holder, patients, all_read=len(named) < MAX_COUNT, day=today()))
 
     async def after_write(self, change: Change, context: WriteContext) -> None:
         # Services forget what they kept of this Organization once this commits.

@@ -121,14 +121,16 @@ def care_order(holder: str, start: date, end: date | None = None) -> dict[str, A
     }
 
 
-def holder_kept(holder: str, patients: list[dict[str, Any]], *, all_read: bool) -> list[Problem]:
-    """An organisation holding a care order not yet ended (no end date) stays in the
-    register: only its holder ends the order, and once the holder is removed no one could
-    (a holder registered anew is another Organization). `patients`: those whose care
-    orders name `holder`; `all_read`: none was left out (else it is refused, as it may
-    hold one)."""
+def holder_kept(
+    holder: str, patients: list[dict[str, Any]], *, all_read: bool, day: date
+) -> list[Problem]:
+    """An organisation holding a care order in force on `day` or later (no end date, or
+    one not passed) stays in the register: only its holder ends or transfers the order,
+    and once the holder is removed no one could (a holder registered anew is another
+    Organization). `patients`: those whose care orders name `holder`; `all_read`: none
+    was left out (else it is refused, as it may hold one)."""
     holds = any(
-        holder_of(contact) == holder and not _ended(contact)
+        holder_of(contact) == holder and in_force(contact, day)
         for patient in patients
         for contact in care_order_contacts(patient)
     )
@@ -138,16 +140,17 @@ def holder_kept(holder: str, patients: list[dict[str, Any]], *, all_read: bool) 
         Problem(
             409,
             "business-rule",
-            f"{holder} holds an open care order: it ends or transfers the care order"
-            " (POST Patient/{id}/$care-order) before it is removed from the register",
+            f"{holder} holds a care order in force: it ends or transfers the care order"
+            " (POST Patient/{id}/$care-order) and is removed from the register after its"
+            " last day",
         )
     ]
 
 
-def open_holders(orders: list[dict[str, Any]]) -> list[str]:
-    """The holders (`Organization/<id>`) of the care orders not yet ended, each once, in one
-    order."""
-    return sorted({holder for c in orders if not _ended(c) and (holder := holder_of(c))})
+def open_holders(orders: list[dict[str, Any]], day: date) -> list[str]:
+    """The holders (`Organization/<id>`) of the care orders in force on `day` or later,
+    each once, in one order."""
+    return sorted({holder for c in orders if in_force(c, day) and (holder := holder_of(c))})
 
 
 def _ended(contact: dict[str, Any]) -> bool:
@@ -156,7 +159,9 @@ def _ended(contact: dict[str, Any]) -> bool:
     return bool((contact.get("period") or {}).get("end"))
 
 
-def _open(contact: dict[str, Any], day: date) -> bool:
+def in_force(contact: dict[str, Any], day: date) -> bool:
+    """The care order is in force on `day` or later: it has no end date, or one not
+    passed."""
     end = (contact.get("period") or {}).get("end")
     return end is None or str(end)[:10] >= day.isoformat()
 
@@ -172,7 +177,7 @@ def apply_action(
     """The care orders after `$care-order`: `start` one held by `holder` from `day`; `end`
     the holder's open ones on `day`; `transfer` them to `successor` (the holder's end the
     day before `day`, the successor's starts on `day`)."""
-    own_open = [c for c in stored if holder_of(c) == holder and _open(c, day)]
+    own_open = [c for c in stored if holder_of(c) == holder and in_force(c, day)]
     if action == "start":
         if own_open:
             problem = Problem(
