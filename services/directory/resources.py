@@ -161,14 +161,7 @@ async def _organisations_by_orgnr(resource: dict[str, Any], write: WriteContext)
         literal = reference.get("reference") if isinstance(reference, dict) and orgnr else None
         target = local_reference(literal, "Organization")
         if target is not None:
-            referenced = await write.uow.read("Organization", target[1])
-            if referenced is None or orgnr_in(referenced.json()) != orgnr:
-                raise error(
-                    422,
-                    "business-rule",
-                    f"{where}.identifier names organisation {orgnr}; its reference does not",
-                    f"{where}.identifier",
-                )
+            _same_organisation(orgnr, orgnr_in(await write.uow.lookup()(*target)), where)
         by_number_alone = isinstance(reference, dict) and not reference.get("reference")
         if her_id is None and orgnr is not None and by_number_alone:
             criterion = ("identifier", f"{ORGNR_SYSTEM}|{orgnr}")
@@ -260,15 +253,21 @@ async def _orgnr_at(reference: Any, lookup: Lookup, where: str) -> str | None:
             f"{where} names its organisation by reference (and organisasjonsnummer), not by HER-id",
             f"{where}.identifier",
         )
-    stated = orgnr_of(reference)
-    if stated is not None and stated != orgnr:
+    _same_organisation(orgnr_of(reference), orgnr, where)
+    return orgnr
+
+
+def _same_organisation(stated: str | None, referenced: str | None, where: str) -> None:
+    """An organisasjonsnummer beside a literal reference names the organisation the
+    reference points to (`referenced`, None for none registered): 422 otherwise, or a
+    record would be found as another organisation's."""
+    if stated is not None and stated != referenced:
         raise error(
             422,
             "business-rule",
             f"{where}.identifier names organisation {stated}; its reference does not",
             f"{where}.identifier",
         )
-    return orgnr
 
 
 class _Directory(ResourceDefinition):
